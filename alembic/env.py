@@ -1,0 +1,36 @@
+"""Alembic environment: one migration set for SQLite and PostgreSQL.
+
+Run from Python by ``fhir_server.storage.migrate`` (which hands over an open
+connection) or by ``fhir-server migrate``; no alembic.ini is needed.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from fhir_server.storage import tables  # noqa: F401  (registers the core tables)
+from fhir_server.storage.tables import metadata
+
+try:  # the search index tables, once that module exists
+    from fhir_server.storage import index_tables  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+config = context.config
+
+
+def run_migrations() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through fhir_server.storage.migrate (fhir-server migrate)")
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations()

@@ -1,0 +1,131 @@
+"""Wire formats: FHIR JSON (stored as is) and FHIR XML (converted through fhir.resources).
+
+XML exists for clients that need it; JSON is the native, fast path. XML bodies
+with a DOCTYPE are refused outright: FHIR forbids DTDs, and entity expansion is
+the classic XML attack.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError
+
+JSON = "json"
+XML = "xml"
+FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+
+_JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
+_XML_TYPES = {"application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml"}
+_FORMAT_PARAM = {
+    "json": JSON, "application/json": JSON, "application/fhir+json": JSON, "application/json+fhir": JSON,
+    "xml": XML, "text/xml": XML, "application/xml": XML, "application/fhir+xml": XML, "application/xml+fhir": XML,
+}
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_ROOT_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z]+)[\s/>]")
+
+
+def _media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def format_from_param(value: str) -> str:
+    fmt = _FORMAT_PARAM.get(value.strip().lower().replace(" ", "+"))
+    if fmt is None:
+        raise FhirError.of(406, "not-supported", f"_format '{value}' is not supported (use json or xml)")
+    return fmt
+
+
+def format_from_accept(accept: str | None) -> str:
+    """Pick JSON or XML from an Accept header (406 when neither is acceptable)."""
+    if not accept:
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for index, part in enumerate(accept.split(",")):
+        pieces = part.split(";")
+        media = pieces[0].strip().lower()
+        q = 1.0
+        for p in pieces[1:]:
+            name, _, val = p.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        if media in _JSON_TYPES or media in ("*/*", "application/*", "text/*"):
+            fmt = JSON
+        elif media in _XML_TYPES:
+            fmt = XML
+        else:
+            continue
+        if q > 0 and (best is None or (q, -index) > (best[0], best[1])):
+            best = (q, -index, fmt)
+    if best is None:
+        raise FhirError.of(406, "not-supported", f"None of the accepted media types ({accept}) can be produced; use application/fhir+json or application/fhir+xml")
+    return best[2]
+
+
+def format_from_content_type(content_type: str | None) -> str:
+    if not content_type:
+        return JSON
+    media = _media_type(content_type)
+    if media in _JSON_TYPES:
+        return JSON
+    if media in _XML_TYPES:
+        return XML
+    raise FhirError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json or application/fhir+xml")
+
+
+def parse_body(raw: bytes, fmt: str) -> Any:
+    """Bytes of a request body to a JSON value (FhirError 400 when unparseable)."""
+    if not raw.strip():
+        raise FhirError.of(400, "structure", "The request body is empty")
+    if fmt == JSON:
+        try:
+            return jsonio.loads(raw)
+        except jsonio.JsonError as exc:
+            raise FhirError.of(400, "structure", str(exc)) from None
+    return xml_to_json(raw)
+
+
+def xml_to_json(raw: bytes) -> dict[str, Any]:
+    if _DTD.search(raw):
+        raise FhirError.of(400, "security", "XML with a DOCTYPE or ENTITY declaration is not accepted")
+    head = re.sub(rb"<\?.*?\?>|<!--.*?-->", b"", raw[:4096], flags=re.DOTALL)
+    match = _ROOT_TAG.search(head)
+    if not match:
+        raise FhirError.of(400, "structure", "The XML body has no root element")
+    model = _model(match.group(1).decode())
+    try:
+        instance = model.model_validate_xml(raw)
+    except Exception as exc:  # lxml and pydantic raise many kinds; all mean bad input
+        raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
+    return orjson.loads(instance.model_dump_json())
+
+
+def json_to_xml(body: bytes) -> bytes:
+    """Stored JSON bytes to FHIR XML (406 for the few R4-only types XML cannot carry)."""
+    data = orjson.loads(body)
+    model = _model(data.get("resourceType", ""), status=406)
+    try:
+        return model.model_validate(data).model_dump_xml()
+    except Exception as exc:
+        raise FhirError.of(406, "not-supported", f"This content cannot be rendered as XML: {str(exc)[:300]}") from None
+
+
+def _model(res_type: str, status: int = 400) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        return get_fhir_model_class(res_type)
+    except Exception:
+        raise FhirError.of(status, "not-supported", f"'{res_type}' cannot be read or written as XML") from None
+
+
+def pretty_json(body: bytes) -> bytes:
+    return jsonio.dumps(jsonio.loads(body), pretty=True)

@@ -1,0 +1,104 @@
+"""HTTP helpers shared by the routes: body reading, Prefer, base URL, responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from fhir_server import jsonio
+from fhir_server.api import formats
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.service.results import Stored
+from fhir_server.timeutil import to_http_date
+
+JSON_CONTENT_TYPE = "application/fhir+json; charset=utf-8"
+XML_CONTENT_TYPE = "application/fhir+xml; charset=utf-8"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise FhirError.of(413, "too-costly", f"The body ({declared} bytes) is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FhirError.of(413, "too-costly", f"The body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_resource(request: Request, limit: int) -> dict[str, Any]:
+    raw = await read_body(request, limit)
+    fmt = formats.format_from_content_type(request.headers.get("content-type"))
+    value = formats.parse_body(raw, fmt)
+    if not isinstance(value, dict):
+        raise FhirError.of(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    return value
+
+
+def prefer(request: Request) -> dict[str, str]:
+    """The Prefer header as {name: value}, e.g. {"return": "minimal", "handling": "strict"}."""
+    out: dict[str, str] = {}
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(","):
+            for token in part.split(";"):
+                name, _, value = token.strip().partition("=")
+                if name:
+                    out[name.strip().lower()] = value.strip().strip('"')
+    return out
+
+
+def base_url(request: Request, configured: str) -> str:
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def output_format(request: Request) -> str:
+    fmt = request.query_params.get("_format")
+    if fmt:
+        return formats.format_from_param(fmt)
+    return formats.format_from_accept(request.headers.get("accept"))
+
+
+def is_pretty(request: Request) -> bool:
+    return request.query_params.get("_pretty", "").lower() == "true"
+
+
+def body_response(
+    request: Request, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
+    *, fmt: str | None = None,
+) -> Response:
+    """A resource or Bundle from stored JSON bytes, in the format the client asked for
+    (406 when it asked for one we cannot produce)."""
+    fmt = fmt or output_format(request)
+    if fmt == formats.XML:
+        return Response(formats.json_to_xml(body), status, headers, media_type=XML_CONTENT_TYPE)
+    if is_pretty(request):
+        body = formats.pretty_json(body)
+    return Response(body, status, headers, media_type=JSON_CONTENT_TYPE)
+
+
+def outcome_response(
+    request: Request, issues: list[Issue], status: int, headers: dict[str, str] | None = None
+) -> Response:
+    try:
+        fmt = output_format(request)
+    except FhirError:
+        fmt = formats.JSON  # an error about the format must itself be readable
+    try:
+        return body_response(request, jsonio.dumps(operation_outcome(issues)), status, headers, fmt=fmt)
+    except FhirError:
+        return body_response(request, jsonio.dumps(operation_outcome(issues)), status, headers, fmt=formats.JSON)
+
+
+def version_headers(stored: Stored, base: str, *, location: bool = False) -> dict[str, str]:
+    headers = {"ETag": stored.etag, "Last-Modified": to_http_date(stored.updated_us)}
+    if location:
+        headers["Location"] = f"{base}/{stored.location}"
+    return headers

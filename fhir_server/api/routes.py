@@ -1,0 +1,142 @@
+"""The FHIR REST routes: parse the request, call a service, write the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from fhir_server import jsonio
+from fhir_server.api import http
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.registry import is_resource_type
+from fhir_server.service.results import WriteResult
+from fhir_server.timeutil import parse_http_date
+
+_FHIR_CONTENT = {"application/fhir+json": {"schema": {"type": "object"}}, "application/fhir+xml": {"schema": {"type": "string"}}}
+_RESOURCE_BODY = {"requestBody": {"required": True, "content": _FHIR_CONTENT}}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {c: {"description": "FHIR resource", "content": _FHIR_CONTENT} for c in codes}
+    out["4XX"] = {"description": "OperationOutcome", "content": _FHIR_CONTENT}
+    return out
+
+
+router = APIRouter(prefix="/fhir")
+
+
+def _state(request: Request) -> Any:
+    return request.app.state.fhir
+
+
+def _check_type(res_type: str) -> None:
+    if not is_resource_type(res_type):
+        raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
+
+
+@router.get("/metadata", responses=_responses(200), summary="CapabilityStatement")
+async def metadata(request: Request) -> Response:
+    return http.body_response(request, _state(request).capability_bytes(http.base_url(request, _state(request).settings.base_url)))
+
+
+@router.get("/_history", responses=_responses(200), summary="System history")
+async def history_system(request: Request) -> Response:
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    return http.body_response(request, st.history.history(base, None, None, list(request.query_params.multi_items())))
+
+
+@router.get("/{res_type}/_history", responses=_responses(200), summary="Type history")
+async def history_type(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    return http.body_response(request, st.history.history(base, res_type, None, list(request.query_params.multi_items())))
+
+
+@router.get("/{res_type}/{res_id}/_history", responses=_responses(200), summary="Instance history")
+async def history_instance(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    return http.body_response(request, st.history.history(base, res_type, res_id, list(request.query_params.multi_items())))
+
+
+@router.get("/{res_type}/{res_id}/_history/{version}", responses=_responses(200), summary="vread")
+async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    stored = st.resources.vread(res_type, res_id, version)
+    assert stored.body is not None
+    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
+    return http.body_response(request, stored.body, 200, headers)
+
+
+@router.get("/{res_type}/{res_id}", responses=_responses(200), summary="read")
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    stored = st.resources.read(res_type, res_id)
+    assert stored.body is not None
+    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
+    if _not_modified(request, stored.etag, stored.updated_us):
+        return Response(status_code=304, headers=headers)
+    return http.body_response(request, stored.body, 200, headers)
+
+
+def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
+    none_match = request.headers.get("if-none-match")
+    if none_match is not None:
+        tags = {t.strip() for t in none_match.split(",")}
+        return "*" in tags or etag in tags or etag[2:] in tags
+    since = request.headers.get("if-modified-since")
+    if since is not None:
+        since_us = parse_http_date(since)
+        return since_us is not None and updated_us // 1_000_000 * 1_000_000 <= since_us
+    return False
+
+
+@router.post("/{res_type}", responses=_responses(201), summary="create", openapi_extra=_RESOURCE_BODY)
+async def create(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    result = st.resources.create(res_type, resource)
+    return _write_response(request, result)
+
+
+@router.put("/{res_type}/{res_id}", responses=_responses(200, 201), summary="update", openapi_extra=_RESOURCE_BODY)
+async def update(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    result = st.resources.update(res_type, res_id, resource, request.headers.get("if-match"))
+    return _write_response(request, result)
+
+
+@router.delete("/{res_type}/{res_id}", responses=_responses(200, 204), summary="delete")
+async def delete(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    result = st.resources.delete(res_type, res_id, request.headers.get("if-match"))
+    headers = {"ETag": result.stored.etag} if result.stored.version else {}
+    return Response(status_code=204, headers=headers)
+
+
+def _write_response(request: Request, result: WriteResult) -> Response:
+    """Status, ETag, Last-Modified, Location and the body the Prefer header asks for."""
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    headers = http.version_headers(result.stored, base, location=True)
+    wanted = http.prefer(request).get("return", "representation")
+    if wanted == "minimal":
+        return Response(status_code=result.status, headers=headers)
+    if wanted.lower() == "operationoutcome":
+        issues = result.issues or [
+            Issue("information", "informational", f"{result.stored.location} stored ({result.status})")
+        ]
+        return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
+    assert result.stored.body is not None
+    return http.body_response(request, result.stored.body, result.status, headers)

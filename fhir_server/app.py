@@ -1,0 +1,104 @@
+"""create_app(settings): the FastAPI application, its error handlers and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_server import __version__
+from fhir_server.api import http
+from fhir_server.api.routes import router
+from fhir_server.config import Settings
+from fhir_server.errors import FhirError, Issue
+from fhir_server.service.capability import capability_bytes
+from fhir_server.service.history import HistoryService
+from fhir_server.service.resources import ResourceService
+from fhir_server.storage import migrate
+from fhir_server.storage.db import Database
+
+log = logging.getLogger("fhir_server")
+
+
+@dataclass
+class ServerState:
+    """What the routes reach through ``request.app.state.fhir``."""
+
+    settings: Settings
+    db: Database
+    resources: ResourceService
+    history: HistoryService
+
+    def capability_bytes(self, base: str) -> bytes:
+        return capability_bytes(base)
+
+
+def build_state(settings: Settings) -> ServerState:
+    db = Database.from_url(
+        settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout
+    )
+    return ServerState(
+        settings=settings,
+        db=db,
+        resources=ResourceService(db),
+        history=HistoryService(db, settings.default_count, settings.max_count),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            migrate.upgrade(state.db.engine)
+        yield
+        state.db.dispose()
+
+    app = FastAPI(
+        title="fhir-server-id",
+        version=__version__,
+        description="FHIR R4 (4.0.1) server for Indonesian health interoperability. FHIR base: /fhir",
+        lifespan=lifespan,
+    )
+    app.state.fhir = state
+    app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings come from FHIR_* variables."""
+    return create_app(Settings.from_env())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return http.outcome_response(request, exc.issues, exc.status, exc.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = [Issue("error", "invalid", f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}") for e in exc.errors()]
+        return http.outcome_response(request, issues, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        text = {
+            404: f"No FHIR endpoint at {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        return http.outcome_response(request, [Issue("error", code, text)], exc.status_code, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return http.outcome_response(request, [Issue("fatal", "exception", "Internal server error")], 500)

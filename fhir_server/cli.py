@@ -1,0 +1,85 @@
+"""The ``fhir-server`` command line."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from fhir_server.config import Settings
+
+app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcare.", no_args_is_help=True)
+
+DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
+
+
+def _settings(database_url: Optional[str], **overrides: object) -> Settings:
+    return Settings.from_env(database_url=database_url, **overrides)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind"),
+    port: int = typer.Option(8080, help="Port to bind"),
+    workers: int = typer.Option(1, min=1, help="Number of worker processes"),
+    database_url: Optional[str] = DatabaseOption,
+    migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Run database migrations before serving"),
+    log_level: str = typer.Option("warning", help="uvicorn log level"),
+) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir."""
+    import uvicorn
+
+    from fhir_server.storage import migrate as migrations
+    from fhir_server.storage.db import create_engine
+
+    settings = _settings(database_url)
+    if migrate:
+        # once, here, before any worker starts: workers migrating at once would race
+        engine = create_engine(settings.effective_database_url)
+        migrations.upgrade(engine)
+        engine.dispose()
+    os.environ["FHIR_DATABASE_URL"] = settings.effective_database_url
+    os.environ["FHIR_MIGRATE_ON_START"] = "false"
+    typer.echo(f"FHIR R4 server on http://{host}:{port}/fhir ({_describe(settings.effective_database_url)}, {workers} worker(s))")
+    uvicorn.run(
+        "fhir_server.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def migrate(
+    database_url: Optional[str] = DatabaseOption,
+    downgrade_to: Optional[str] = typer.Option(None, "--downgrade", help="Downgrade to this revision (base = empty)"),
+) -> None:
+    """Bring the database schema up to date (or down to a revision)."""
+    from fhir_server.storage import migrate as migrations
+    from fhir_server.storage.db import create_engine
+
+    settings = _settings(database_url)
+    engine = create_engine(settings.effective_database_url)
+    if downgrade_to:
+        migrations.downgrade(engine, downgrade_to)
+    else:
+        migrations.upgrade(engine)
+    typer.echo(f"database at revision {migrations.current_revision(engine)} ({_describe(settings.effective_database_url)})")
+    engine.dispose()
+
+
+def _describe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return f"SQLite {u.database}" if u.get_backend_name() == "sqlite" else f"{u.get_backend_name()} {u.host}/{u.database}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

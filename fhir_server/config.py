@@ -1,0 +1,63 @@
+"""Settings: one object, filled from ``FHIR_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SQLITE_FILE = "fhir.sqlite3"
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Every field maps to ``FHIR_<FIELD NAME IN UPPER CASE>``."""
+
+    database_url: str = ""
+    #: run Alembic migrations when the server starts
+    migrate_on_start: bool = True
+    #: ``none`` (open access) or ``token`` (see docs/security.md)
+    auth: str = "none"
+    #: public base URL used in fullUrl/Location/links; empty = derived from the request
+    base_url: str = ""
+    #: largest accepted request body, in bytes (413 above it)
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: default and maximum page size of history (and search) Bundles
+    default_count: int = 50
+    max_count: int = 1000
+    #: SQLAlchemy pool size per worker process (PostgreSQL)
+    pool_size: int = 10
+    #: seconds a SQLite writer waits for the lock held by another process
+    sqlite_busy_timeout: float = 30.0
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read ``FHIR_*`` variables; explicit ``overrides`` (CLI flags) win when not None."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"FHIR_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            if f.type == "bool":
+                values[f.name] = _bool(raw)
+            elif f.type == "int":
+                values[f.name] = int(raw)
+            elif f.type == "float":
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

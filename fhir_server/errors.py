@@ -1,0 +1,64 @@
+"""The one error type of the server and its OperationOutcome form.
+
+Every layer raises :class:`FhirError`; the HTTP layer turns it into an
+OperationOutcome with the status it carries. Validation and parsing code that
+collects several problems returns lists of :class:`Issue` instead of raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One OperationOutcome.issue.
+
+    ``code`` is an IssueType code (http://hl7.org/fhir/R4/valueset-issue-type.html):
+    invalid, structure, required, value, invariant, code-invalid, not-supported,
+    not-found, deleted, conflict, too-costly, processing, exception, security, ...
+    ``expression`` is a FHIRPath-style location such as ``Patient.name[0].given[0]``.
+    """
+
+    severity: str
+    code: str
+    diagnostics: str
+    expression: str | None = None
+
+    def to_fhir(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        if self.expression:
+            out["expression"] = [self.expression]
+        return out
+
+
+def error(code: str, diagnostics: str, expression: str | None = None) -> Issue:
+    return Issue("error", code, diagnostics, expression)
+
+
+def warning(code: str, diagnostics: str, expression: str | None = None) -> Issue:
+    return Issue("warning", code, diagnostics, expression)
+
+
+@dataclass
+class FhirError(Exception):
+    """A failure that becomes an OperationOutcome with HTTP ``status``."""
+
+    status: int
+    issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:  # pragma: no cover - debugging aid
+        return f"{self.status}: " + "; ".join(i.diagnostics for i in self.issues)
+
+    @classmethod
+    def of(cls, status: int, code: str, diagnostics: str, expression: str | None = None) -> "FhirError":
+        return cls(status, [error(code, diagnostics, expression)])
+
+
+def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
+    issue_list = [i.to_fhir() for i in issues]
+    if not issue_list:
+        issue_list = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
+    return {"resourceType": "OperationOutcome", "issue": issue_list}

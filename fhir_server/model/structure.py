@@ -1,0 +1,590 @@
+"""Table-driven structural checker for FHIR R4 (4.0.1) JSON resources.
+
+fhir.resources only ships R4B models, which accept R4B-only types and elements
+and are lax about JSON types, regexes and codes. This module checks a parsed
+JSON resource against tables generated from the official R4
+StructureDefinitions (``data/r4_structures.json.gz``) and the R4 required
+value sets (``terminology/r4_valuesets.py``):
+
+* ``resourceType`` present and an R4 type; ``contained``, ``Bundle.entry.resource``
+  and every other Resource-typed element checked recursively;
+* unknown elements at any depth (including ``_element`` siblings, which only
+  primitives may have);
+* arrays versus single values, min cardinality, at most one choice variant;
+* JSON types, ranges and R4 regexes of primitives; no empty strings, objects,
+  arrays or nulls (nulls only inside ``_element`` arrays aligned with values);
+* Extension: ``url`` plus exactly one of ``value[x]`` or nested extensions;
+* ``Narrative.div``: XHTML ``<div>`` in the XHTML namespace with only basic
+  formatting elements and no scripts, event handlers or ``javascript:`` URLs;
+* codes of required bindings (``code``, ``Coding``, ``CodeableConcept``).
+
+Every :class:`Issue` carries a FHIRPath-like ``expression`` with indexes, e.g.
+``Bundle.entry[2].resource.name[0].given[0]``. Tables are built once, on first
+use; a call does dictionary look-ups and precompiled regex matches only.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+import re
+from datetime import date
+from functools import lru_cache
+from typing import Any, Callable
+
+from fhir_server.errors import Issue
+from fhir_server.model.definitions import load_definitions
+from terminology import r4_valuesets
+
+MAX_ISSUES = 100
+
+_PRIM, _COMPLEX, _RESOURCE = 0, 1, 2
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_MAX_STRING = 1024 * 1024  # string.maxLength in the R4 definitions
+
+PrimitiveCheck = Callable[[Any], "str | None"]
+
+
+class _Stop(Exception):
+    """Raised when the issue cap is reached."""
+
+
+class _Issues:
+    __slots__ = ("items", "cap")
+
+    def __init__(self, cap: int) -> None:
+        self.items: list[Issue] = []
+        self.cap = cap
+
+    def add(self, code: str, diagnostics: str, expression: str | None) -> None:
+        self.items.append(Issue("error", code, diagnostics, expression))
+        if len(self.items) >= self.cap:
+            raise _Stop
+
+
+def _jtype(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def _boolean(value: Any) -> str | None:
+    if value is True or value is False:
+        return None
+    return f"Expected a JSON boolean, got {_jtype(value)}"
+
+
+def _integer_check(type_name: str, low: int) -> PrimitiveCheck:
+    def check(value: Any) -> str | None:
+        if type(value) is not int:
+            return f"Expected a JSON integer ({type_name}), got {_jtype(value)}"
+        if value < low or value > _INT_MAX:
+            return f"Value {value} is out of range for {type_name}"
+        return None
+
+    return check
+
+
+def _decimal(value: Any) -> str | None:
+    if type(value) is int:
+        return None
+    if type(value) is float:
+        return None if math.isfinite(value) else f"Value {value} is not a valid decimal"
+    if type(value) is Decimal:  # parsers run with exact decimals (simplejson use_decimal)
+        return None if value.is_finite() else f"Value {value} is not a valid decimal"
+    # exact decimals (fhir_server.jsonio keeps "1.50" as a Decimal subclass)
+    if isinstance(value, Decimal):
+        return None if value.is_finite() else f"Value {value} is not a valid decimal"
+    return f"Expected a JSON number (decimal), got {_jtype(value)}"
+
+
+def _valid_calendar_date(value: str) -> bool:
+    """Regexes allow 2020-02-30; this rejects days that do not exist."""
+    if len(value) < 10:
+        return True
+    try:
+        date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def _string_check(type_name: str, regex: str | None) -> PrimitiveCheck:
+    # re.ASCII gives \s and \S the meaning of the Java regexes the definitions
+    # were written for (non-breaking spaces are ordinary characters).
+    fullmatch = re.compile(regex, re.ASCII).fullmatch if regex else None
+    calendar = type_name in ("date", "dateTime", "instant")
+    max_len = _MAX_STRING if type_name in ("string", "markdown") else None
+
+    def check(value: Any) -> str | None:
+        if type(value) is not str:
+            return f"Expected a JSON string ({type_name}), got {_jtype(value)}"
+        if not value:
+            return f"Empty string is not allowed ({type_name})"
+        if max_len is not None and len(value) > max_len:
+            return f"String is longer than {max_len} characters"
+        if fullmatch is not None and fullmatch(value) is None:
+            return f"Invalid {type_name} value {_show(value)}"
+        if calendar and not _valid_calendar_date(value):
+            return f"Invalid {type_name} value {_show(value)}: no such calendar date"
+        return None
+
+    return check
+
+
+_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII).fullmatch
+_WS = re.compile(r"\s+", re.ASCII)
+
+
+def _base64(value: Any) -> str | None:
+    # Not the definition's regex: its nested, whitespace-ambiguous repeat
+    # backtracks badly on large attachments. Same language, checked linearly.
+    if type(value) is not str:
+        return f"Expected a JSON string (base64Binary), got {_jtype(value)}"
+    if not value:
+        return "Empty string is not allowed (base64Binary)"
+    compact = _WS.sub("", value) if _WS.search(value) else value
+    if len(compact) % 4 or _B64(compact) is None:
+        return "Invalid base64Binary value"
+    return None
+
+
+# Elements allowed in narrative (txt-1: basic HTML formatting, as enforced by
+# the HL7 validator). Anything else, including script, style, iframe, object,
+# embed, form and input, is rejected.
+_XHTML_ELEMENTS = frozenset(
+    "p br div h1 h2 h3 h4 h5 h6 a span b em i strong small big tt dfn q var abbr acronym cite "
+    "blockquote hr address bdo kbd samp sub sup ul ol li dl dt dd pre table caption colgroup col "
+    "thead tr tfoot tbody th td code img map area s u strike del ins center font".split()
+)
+_XHTML_TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9:_.-]*)")
+_XHTML_OPEN_DIV = re.compile(r"\s*<div(\s[^<>]*)?/?>", re.ASCII)
+_XHTML_NAMESPACE = re.compile(r"""\sxmlns\s*=\s*(["'])http://www\.w3\.org/1999/xhtml\1""")
+_XHTML_ACTIVE = re.compile(
+    r"""<[^<>]*?[\s/"']on[a-z]+\s*=|(?:java|vb)script\s*:|data\s*:\s*text/html|<!DOCTYPE|<!ENTITY|<\?|<!\[CDATA\[""",
+    re.IGNORECASE,
+)
+_XHTML_TEXT = re.compile(r"<[^>]*>|&[A-Za-z0-9#]+;|\s+")
+
+
+def _xhtml(value: Any) -> str | None:
+    if type(value) is not str:
+        return f"Expected a JSON string (xhtml), got {_jtype(value)}"
+    opening = _XHTML_OPEN_DIV.match(value)
+    if opening is None:
+        return "Narrative must be an XHTML <div> element"
+    if _XHTML_NAMESPACE.search(opening.group(0)) is None:
+        return 'Narrative <div> must declare xmlns="http://www.w3.org/1999/xhtml"'
+    if not opening.group(0).endswith("/>") and not value.rstrip().endswith("</div>"):
+        return "Narrative must be a single XHTML <div> element ending with </div>"
+    return None
+
+
+def _xhtml_rules(value: str) -> str | None:
+    """txt-1 / txt-2: only basic formatting, no active content, some content."""
+    active = _XHTML_ACTIVE.search(value)
+    if active is None and "&" in value:  # entity-encoded tricks such as &#106;avascript:
+        active = _XHTML_ACTIVE.search(html.unescape(value))
+    if active is not None:
+        return f"Narrative contains active or unsafe content: {_show(active.group(0).strip())}"
+    for match in _XHTML_TAG.finditer(value):
+        if match.group(1).lower() not in _XHTML_ELEMENTS:
+            return f"Narrative contains the element <{match.group(1)}>, which is not allowed in FHIR narrative"
+    if not _XHTML_TEXT.sub("", value) and "<img" not in value:
+        return "Narrative must have some non-whitespace content"
+    return None
+
+
+def _primitive_checks(regexes: dict[str, str | None]) -> dict[str, PrimitiveCheck]:
+    checks: dict[str, PrimitiveCheck] = {
+        "boolean": _boolean,
+        "integer": _integer_check("integer", _INT_MIN),
+        "unsignedInt": _integer_check("unsignedInt", 0),
+        "positiveInt": _integer_check("positiveInt", 1),
+        "decimal": _decimal,
+        "base64Binary": _base64,
+        "xhtml": _xhtml,
+    }
+    for name, regex in regexes.items():
+        if name not in checks:
+            checks[name] = _string_check(name, regex)
+    return checks
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class _Binding:
+    """A required binding, prepared for membership tests."""
+
+    __slots__ = ("label", "codes", "pairs", "systems", "syntax")
+
+    def __init__(self, url: str) -> None:
+        vs = r4_valuesets.get(url)
+        self.label = url
+        self.codes = vs.codes if vs is not None and vs.enumerable else None
+        self.pairs = vs.pairs if vs is not None and vs.enumerable else None
+        self.systems = frozenset(vs.systems) if vs is not None else frozenset()
+        self.syntax = vs.syntax.fullmatch if vs is not None and vs.syntax is not None else None
+
+
+class _Element:
+    __slots__ = ("name", "stem", "type", "kind", "array", "max", "table", "check", "binding", "ext_ok", "choice")
+
+    def __init__(self, name: str, stem: str, type_code: str, record: dict[str, Any]) -> None:
+        self.name = name
+        self.stem = stem
+        self.type = type_code
+        self.kind = _COMPLEX
+        self.array = record["max"] != "1"
+        self.max = None if record["max"] == "*" else int(record["max"])
+        self.table: _Table | None = None
+        self.check: PrimitiveCheck | None = None
+        self.binding: _Binding | None = None
+        # Element.id, Extension.url and xhtml are XML attributes/markup in R4:
+        # they cannot carry a JSON ``_name`` sibling.
+        self.ext_ok = not record.get("xmlAttr") and type_code != "xhtml"
+        self.choice = bool(record.get("choice"))
+
+
+class _Table:
+    __slots__ = ("name", "elements", "required", "is_resource", "is_extension")
+
+    def __init__(self, name: str, is_resource: bool) -> None:
+        self.name = name
+        self.elements: dict[str, _Element] = {}
+        self.required: list[tuple[str, tuple[str, ...]]] = []
+        self.is_resource = is_resource
+        self.is_extension = name == "Extension"
+
+
+class _Model:
+    def __init__(self) -> None:
+        defs = load_definitions()
+        self.resource_types = frozenset(defs["resourceTypes"])
+        prim_checks = _primitive_checks(defs["primitives"])
+        tables: dict[str, _Table] = {}
+        pending: list[tuple[_Element, str, dict[str, Any]]] = []
+        for type_name, spec in defs["types"].items():
+            is_resource = spec["kind"] == "resource"
+            tables[type_name] = _Table(type_name, is_resource)
+            for record in spec["elements"]:
+                parent, _, last = record["path"].rpartition(".")
+                table = tables.get(parent)
+                if table is None:
+                    table = tables[parent] = _Table(parent, False)
+                stem = last[:-3] if last.endswith("[x]") else last
+                keys: list[str] = []
+                for name, type_code in record["names"].items():
+                    el = _Element(name, stem, type_code, record)
+                    table.elements[name] = el
+                    keys.append(name)
+                    if type_code in prim_checks:
+                        el.kind = _PRIM
+                        el.check = prim_checks[type_code]
+                        if el.ext_ok:
+                            keys.append("_" + name)
+                    elif type_code == "Resource":
+                        el.kind = _RESOURCE
+                    else:
+                        pending.append((el, record["path"], record))
+                    if "binding" in record and type_code in ("code", "Coding", "CodeableConcept"):
+                        el.binding = _binding(record["binding"])
+                if record["min"] > 0:
+                    table.required.append((stem if not record.get("choice") else last, tuple(keys)))
+        for el, path, record in pending:
+            ref = record.get("contentReference")
+            if ref:
+                el.table = tables[ref.lstrip("#")]
+            elif el.type in ("BackboneElement", "Element") and path in tables:
+                el.table = tables[path]
+            else:
+                el.table = tables[el.type]
+        self.tables = tables
+        self.element_table = tables["Element"]
+
+
+@lru_cache(maxsize=None)
+def _binding(url: str) -> _Binding:
+    return _Binding(url)
+
+
+@lru_cache(maxsize=1)
+def _model() -> _Model:
+    return _Model()
+
+
+# --------------------------------------------------------------------------- walking
+
+
+def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
+    """Check a parsed JSON resource against the R4 definitions.
+
+    Returns every problem found (up to ``max_issues``) as error Issues; an
+    empty list means the resource is structurally valid R4.
+    """
+    issues = _Issues(max_issues)
+    try:
+        _Walker(_model(), issues).resource(resource, None)
+    except _Stop:
+        pass
+    return issues.items
+
+
+class _Walker:
+    __slots__ = ("model", "out")
+
+    def __init__(self, model: _Model, out: _Issues) -> None:
+        self.model = model
+        self.out = out
+
+    def resource(self, obj: Any, path: str | None, contained: bool = False) -> None:
+        """Check a resource; ``path`` is where it sits (None at the top level)."""
+        out = self.out
+        if type(obj) is not dict:
+            out.add("structure", f"Expected a JSON object for a resource, got {_jtype(obj)}", path)
+            return
+        rtype = obj.get("resourceType")
+        where = f"{path}.resourceType" if path else "resourceType"
+        if rtype is None:
+            out.add("required", "Missing resourceType", where)
+            return
+        if type(rtype) is not str or rtype not in self.model.resource_types:
+            shown = _show(rtype) if type(rtype) is str else _jtype(rtype)
+            out.add("structure", f"Unknown resource type {shown}: not a FHIR R4 (4.0.1) resource type", where)
+            return
+        here = path or rtype
+        if contained and "contained" in obj:
+            out.add("invariant", "A contained resource must not contain other resources (dom-2)", f"{here}.contained")
+        self.object(obj, self.model.tables[rtype], here)
+
+    def object(self, obj: dict[str, Any], table: _Table, path: str) -> None:
+        out = self.out
+        elements = table.elements
+        choices: dict[str, str] | None = None
+        for key, value in obj.items():
+            el = elements.get(key)
+            if el is None:
+                if key[:1] == "_":
+                    el = elements.get(key[1:])
+                    if el is not None and el.kind == _PRIM and el.ext_ok:
+                        if el.choice:
+                            choices = self._choice(choices, el, path)
+                        self.primitive_extension(obj, el, value, path)
+                        continue
+                    if el is not None:
+                        out.add(
+                            "structure",
+                            f"Element '{key}' is not allowed: only primitive elements have a '_' sibling",
+                            f"{path}.{key}",
+                        )
+                        continue
+                elif key == "resourceType" and table.is_resource:
+                    continue
+                out.add("structure", f"Unknown element '{key}'", f"{path}.{key}")
+                continue
+            if el.choice:
+                choices = self._choice(choices, el, path)
+            if el.array:
+                if type(value) is not list:
+                    out.add("structure", f"Element '{key}' must be a JSON array, got {_jtype(value)}", f"{path}.{key}")
+                    continue
+                if not value:
+                    out.add("structure", f"Empty array is not allowed for '{key}'", f"{path}.{key}")
+                    continue
+                if el.max is not None and len(value) > el.max:
+                    out.add("structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}")
+                if el.kind == _PRIM:
+                    siblings = obj.get("_" + key)
+                    for i, item in enumerate(value):
+                        if item is None:
+                            if type(siblings) is list and i < len(siblings) and siblings[i] is not None:
+                                continue
+                            out.add("structure", "null is only allowed where the _element array has an extension", f"{path}.{key}[{i}]")
+                        else:
+                            self.primitive(item, el, path, key, i)
+                else:
+                    for i, item in enumerate(value):
+                        self.complex(item, el, f"{path}.{key}[{i}]")
+            else:
+                if type(value) is list:
+                    out.add("structure", f"Element '{key}' must be a single value, not an array", f"{path}.{key}")
+                elif el.kind == _PRIM:
+                    if value is None:
+                        out.add("structure", "null is not allowed", f"{path}.{key}")
+                    else:
+                        self.primitive(value, el, path, key, None)
+                else:
+                    self.complex(value, el, f"{path}.{key}")
+        for name, keys in table.required:
+            for k in keys:
+                if k in obj:
+                    break
+            else:
+                out.add("required", f"Missing required element '{name}'", f"{path}.{name}")
+        if table.is_extension:
+            self.extension_rule(obj, path)
+
+    def _choice(self, choices: dict[str, str] | None, el: _Element, path: str) -> dict[str, str]:
+        if choices is None:
+            choices = {}
+        seen = choices.get(el.stem)
+        if seen is None:
+            choices[el.stem] = el.name
+        elif seen != el.name:
+            self.out.add(
+                "structure",
+                f"Only one {el.stem}[x] is allowed, found '{seen}' and '{el.name}'",
+                f"{path}.{el.name}",
+            )
+        return choices
+
+    def primitive(self, value: Any, el: _Element, path: str, key: str, index: int | None) -> None:
+        problem = el.check(value)  # type: ignore[misc]
+        if problem is None:
+            if el.binding is not None:
+                self.code_binding(value, el.binding, path, key, index)
+            elif el.type == "xhtml":
+                problem = _xhtml_rules(value)
+                if problem is not None:
+                    self.out.add("invariant", problem, f"{path}.{key}")
+            return
+        where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
+        self.out.add("value", problem, where)
+
+    def code_binding(self, code: str, binding: _Binding, path: str, key: str, index: int | None) -> None:
+        if binding.codes is not None:
+            if code in binding.codes:
+                return
+            problem = f"Code {_show(code)} is not in the required value set {binding.label}"
+        elif binding.syntax is not None:
+            if binding.syntax(code) is not None:
+                return
+            problem = f"Code {_show(code)} is not a valid code for the value set {binding.label}"
+        else:
+            return
+        where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
+        self.out.add("code-invalid", problem, where)
+
+    def primitive_extension(self, obj: dict[str, Any], el: _Element, value: Any, path: str) -> None:
+        """``_name``: id/extension of a primitive (an array aligned with the values)."""
+        out = self.out
+        where = f"{path}.{el.name}"
+        element_table = self.model.element_table
+        if el.array:
+            if type(value) is not list:
+                out.add("structure", f"Element '_{el.name}' must be a JSON array, got {_jtype(value)}", where)
+                return
+            values = obj.get(el.name)
+            if values is not None and type(values) is list and len(values) != len(value):
+                out.add("structure", f"Array '_{el.name}' must have the same length as '{el.name}'", where)
+            if not value:
+                out.add("structure", f"Empty array is not allowed for '_{el.name}'", where)
+            for i, item in enumerate(value):
+                if item is None:
+                    has_value = type(values) is list and i < len(values) and values[i] is not None
+                    if not has_value:
+                        out.add("structure", "null is only allowed where the value array has a value", f"{where}[{i}]")
+                    continue
+                self.element(item, element_table, f"{where}[{i}]")
+        else:
+            if type(value) is list:
+                out.add("structure", f"Element '_{el.name}' must be a single value, not an array", where)
+                return
+            self.element(value, element_table, where)
+
+    def element(self, value: Any, table: _Table, where: str) -> None:
+        if type(value) is not dict:
+            self.out.add("structure", f"Expected a JSON object, got {_jtype(value)}", where)
+        elif not value:
+            self.out.add("structure", "Empty object is not allowed", where)
+        elif len(value) == 1 and "id" in value and not table.is_resource:
+            self.out.add("structure", "An element must have a value or children besides 'id' (ele-1)", where)
+            self.object(value, table, where)
+        else:
+            self.object(value, table, where)
+
+    def complex(self, value: Any, el: _Element, where: str) -> None:
+        if el.kind == _RESOURCE:
+            self.resource(value, where, contained=el.name == "contained")
+            return
+        self.element(value, el.table, where)  # type: ignore[arg-type]
+        if el.binding is not None and type(value) is dict:
+            if el.type == "Coding":
+                self.coding_binding(value, el.binding, where)
+            else:
+                self.concept_binding(value, el.binding, where)
+
+    def coding_binding(self, coding: dict[str, Any], binding: _Binding, where: str) -> None:
+        ok = _coding_in(coding, binding)
+        if ok is False:
+            self.out.add(
+                "code-invalid",
+                f"Code {_show(coding['code'])} (system {coding.get('system')}) is not in the required value set {binding.label}",
+                where,
+            )
+
+    def concept_binding(self, concept: dict[str, Any], binding: _Binding, where: str) -> None:
+        """Required binding on a CodeableConcept: some coding must be in the value set.
+
+        Codings from the value set's own systems must be valid; codings from
+        other systems are accepted as translations as long as one coding is in
+        the set. A concept with text only is accepted.
+        """
+        codings = concept.get("coding")
+        if type(codings) is not list:
+            return
+        results = [(i, c, _coding_in(c, binding)) for i, c in enumerate(codings) if type(c) is dict]
+        if any(ok for _, _, ok in results) or all(ok is None for _, _, ok in results):
+            return
+        reported = False
+        for i, coding, ok in results:
+            if ok is False and coding.get("system") in binding.systems:
+                self.out.add(
+                    "code-invalid",
+                    f"Code {_show(coding['code'])} is not in the required value set {binding.label}",
+                    f"{where}.coding[{i}]",
+                )
+                reported = True
+        if not reported:
+            self.out.add("code-invalid", f"No coding is from the required value set {binding.label}", where)
+
+    def extension_rule(self, ext: dict[str, Any], path: str) -> None:
+        has_value = any(k.startswith(("value", "_value")) for k in ext)
+        has_nested = "extension" in ext
+        if has_value and has_nested:
+            self.out.add("invariant", "An extension must have either a value[x] or nested extensions, not both (ext-1)", path)
+        elif not has_value and not has_nested:
+            self.out.add("invariant", "An extension must have a value[x] or nested extensions (ext-1)", path)
+
+
+def _coding_in(coding: dict[str, Any], binding: _Binding) -> bool | None:
+    """Membership of one Coding; None when it has no code or the set is not enumerable."""
+    code = coding.get("code")
+    if type(code) is not str:
+        return None
+    if binding.pairs is None:
+        if binding.syntax is None:
+            return None
+        return binding.syntax(code) is not None
+    system = coding.get("system")
+    if type(system) is str:
+        return (system, code) in binding.pairs
+    return code in binding.codes  # type: ignore[operator]

@@ -1,0 +1,56 @@
+"""The CapabilityStatement, generated from the registry that also drives the routes."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fhir_server import __version__, jsonio, registry
+from fhir_server.timeutil import now_us, to_instant
+
+SOFTWARE_NAME = "fhir-server-id"
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    resources = []
+    for res_type in registry.RESOURCE_TYPES:
+        resources.append(
+            {
+                "type": res_type,
+                "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+                "interaction": [{"code": code} for code in registry.TYPE_INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": False,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+            }
+        )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": to_instant(now_us())[:10],
+        "publisher": "fhir-server-id contributors",
+        "kind": "instance",
+        "software": {"name": SOFTWARE_NAME, "version": __version__},
+        "implementation": {
+            "description": "FHIR R4 interoperability server for Indonesian healthcare (SIMRS, Puskesmas, SATUSEHAT)",
+            "url": base,
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": code} for code in registry.SYSTEM_INTERACTIONS],
+            }
+        ],
+    }
+
+
+@lru_cache(maxsize=16)
+def capability_bytes(base: str) -> bytes:
+    return jsonio.dumps(capability_statement(base))

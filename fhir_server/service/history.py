@@ -1,0 +1,100 @@
+"""History at instance, type and system level (http.html#history)."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import urlencode
+
+from fhir_server.errors import FhirError
+from fhir_server.model.ids import check_id
+from fhir_server.service import bundles
+from fhir_server.storage import repository as repo
+from fhir_server.storage.db import Database
+from fhir_server.timeutil import datetime_range, to_instant
+
+_SUPPORTED = {"_count", "_since", "_at", "_page_token", "_format", "_pretty"}
+_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+
+
+def _int_param(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise FhirError.of(400, "invalid", f"{name} must be a non-negative integer, got '{value}'")
+    return int(value)
+
+
+def _encode_cursor(updated_us: int, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{updated_us}.{pk}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        a, b = raw.split(".")
+        return int(a), int(b)
+    except (ValueError, UnicodeDecodeError):
+        raise FhirError.of(400, "invalid", "_page_token is not a token this server issued") from None
+
+
+class HistoryService:
+    def __init__(self, db: Database, default_count: int, max_count: int) -> None:
+        self.db = db
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def history(
+        self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]
+    ) -> bytes:
+        if res_id is not None:
+            check_id(res_id)
+        args: dict[str, str] = {}
+        for name, value in params:
+            if name not in _SUPPORTED:
+                raise FhirError.of(400, "not-supported", f"History does not support the parameter '{name}'")
+            args[name] = value
+        count = min(_int_param("_count", args["_count"]), self.max_count) if "_count" in args else self.default_count
+        since = None
+        if "_since" in args:
+            try:
+                since = datetime_range(args["_since"])[0]
+            except ValueError as exc:
+                raise FhirError.of(400, "invalid", f"_since: {exc}") from None
+        at = None
+        if "_at" in args:
+            try:
+                at = datetime_range(args["_at"])
+            except ValueError as exc:
+                raise FhirError.of(400, "invalid", f"_at: {exc}") from None
+        before = _decode_cursor(args["_page_token"]) if "_page_token" in args else None
+        query = repo.HistoryQuery(res_type, res_id, since, at, before, count)
+        with self.db.read() as conn:
+            rows = list(repo.history(conn, query))
+            if res_id is not None and before is None and not rows:
+                if repo.get_current(conn, res_type or "", res_id) is None:
+                    raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
+        has_next = len(rows) > count
+        rows = rows[:count]
+
+        path = "/".join(p for p in (res_type, res_id) if p)
+        url = f"{base}/{path}/_history" if path else f"{base}/_history"
+        keep = [(k, v) for k, v in params if k in ("_count", "_since", "_at")]
+        links = [("self", url + ("?" + urlencode(params) if params else ""))]
+        if has_next:
+            last = rows[-1]
+            links.append(("next", url + "?" + urlencode(keep + [("_page_token", _encode_cursor(last.updated_us, last.pk))])))
+        entries = []
+        for r in rows:
+            full_url = f"{base}/{r.res_type}/{r.res_id}"
+            request_url = f"{r.res_type}/{r.res_id}" if r.method != "POST" else r.res_type
+            entries.append(
+                bundles.entry(
+                    full_url,
+                    r.body,
+                    request={"method": r.method, "url": request_url},
+                    response={
+                        "status": _STATUS.get(r.method, "200 OK"),
+                        "etag": f'W/"{r.version}"',
+                        "lastModified": to_instant(r.updated_us),
+                    },
+                )
+            )
+        return bundles.bundle("history", entries, links=links)

@@ -1,0 +1,207 @@
+"""FHIR instance and type interactions: create, read, vread, update, delete.
+
+Each public method runs in one transaction. The ``*_in`` variants take an
+open connection so that a transaction Bundle can run many of them in one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue
+from fhir_server.model.ids import check_id
+from fhir_server.model.validate import ensure_valid
+from fhir_server.service.results import Stored, WriteResult
+from fhir_server.storage import repository as repo
+from fhir_server.storage.db import Database
+from fhir_server.timeutil import now_us, to_instant
+
+#: (connection, resource pk, resource dict or None when deleted) -> None
+Indexer = Callable[[Connection, int, "dict[str, Any] | None"], None]
+
+_MAX_RETRIES = 5
+
+
+def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None) -> None:
+    return None
+
+
+def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) -> dict[str, Any]:
+    """The resource with server-owned id and meta.versionId/lastUpdated, other meta kept."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = to_instant(updated_us)
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def _content_equal(stored: bytes | None, new: dict[str, Any]) -> bool:
+    """Same resource apart from server-owned meta (an update that changes nothing)."""
+    if stored is None:
+        return False
+    old = jsonio.loads(stored)
+    old_meta = {k: v for k, v in (old.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+    new_meta = {k: v for k, v in (new.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    rest = {k: v for k, v in new.items() if k != "meta"}
+    return old == rest and old_meta == new_meta
+
+
+def parse_version(value: str) -> int:
+    """A version id or an ETag (``W/"3"`` or ``"3"``) as an int; FhirError 400 otherwise."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise FhirError.of(400, "invalid", f"'{value}' is not a version id or ETag like W/\"3\"")
+    return int(text)
+
+
+class ResourceService:
+    def __init__(self, db: Database, indexer: Indexer = _no_index) -> None:
+        self.db = db
+        self.indexer = indexer
+
+    # -- reads ---------------------------------------------------------------
+    def read(self, res_type: str, res_id: str) -> Stored:
+        check_id(res_id)
+        with self.db.read() as conn:
+            row = repo.get_current(conn, res_type, res_id)
+        if row is None:
+            raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise FhirError(
+                410,
+                [Issue("error", "deleted", f"{res_type}/{res_id} was deleted (version {row.version})")],
+                headers={"ETag": f'W/"{row.version}"'},
+            )
+        return Stored(res_type, res_id, row.version, row.updated_us, row.body)
+
+    def vread(self, res_type: str, res_id: str, version: str) -> Stored:
+        check_id(res_id)
+        if not version.isdigit():
+            raise FhirError.of(404, "not-found", f"{res_type}/{res_id} has no version '{version}'")
+        with self.db.read() as conn:
+            row = repo.get_version(conn, res_type, res_id, int(version))
+        if row is None:
+            raise FhirError.of(404, "not-found", f"{res_type}/{res_id} has no version {version}")
+        if row.deleted:
+            raise FhirError.of(410, "deleted", f"Version {version} of {res_type}/{res_id} is a deletion")
+        return Stored(res_type, res_id, row.version, row.updated_us, row.body)
+
+    # -- writes --------------------------------------------------------------
+    def create(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
+        with self.db.write() as conn:
+            return self.create_in(conn, res_type, resource)
+
+    def create_in(self, conn: Connection, res_type: str, resource: dict[str, Any]) -> WriteResult:
+        _check_type(resource, res_type)
+        # the server assigns the id of a created resource; a client id is ignored (http.html#create)
+        res_id = str(uuid.uuid4())
+        candidate = stamp(resource, res_id, 1, 0)
+        warnings = ensure_valid(candidate)
+        updated = now_us()
+        stamped = stamp(resource, res_id, 1, updated)
+        body = jsonio.dumps(stamped)
+        pk = repo.insert_current(conn, res_type, res_id, body, updated)
+        if pk is None:  # pragma: no cover - a uuid4 collision
+            raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
+        repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
+        self.indexer(conn, pk, stamped)
+        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings)
+
+    def update(
+        self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None
+    ) -> WriteResult:
+        with self.db.write() as conn:
+            return self.update_in(conn, res_type, res_id, resource, if_match)
+
+    def update_in(
+        self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any],
+        if_match: str | None = None, *, method: str = "PUT",
+    ) -> WriteResult:
+        check_id(res_id)
+        _check_type(resource, res_type)
+        if resource.get("id") != res_id:
+            raise FhirError.of(
+                400, "invalid",
+                f"The resource id ({resource.get('id')!r}) must equal the id in the URL ({res_id!r})",
+                f"{res_type}.id",
+            )
+        expected = parse_version(if_match) if if_match is not None else None
+        warnings = ensure_valid(stamp(resource, res_id, 1, 0))
+        for _ in range(_MAX_RETRIES):
+            current = repo.get_current(conn, res_type, res_id, for_update=True)
+            if expected is not None and (current is None or current.version != expected):
+                have = "does not exist" if current is None else f"is at version {current.version}"
+                raise FhirError.of(412, "conflict", f"If-Match expects version {expected} but {res_type}/{res_id} {have}")
+            updated = now_us()
+            if current is None:
+                stamped = stamp(resource, res_id, 1, updated)
+                body = jsonio.dumps(stamped)
+                pk = repo.insert_current(conn, res_type, res_id, body, updated)
+                if pk is None:
+                    continue  # created concurrently: go round again as an update
+                repo.add_version(conn, res_type, res_id, 1, updated, method, body)
+                self.indexer(conn, pk, stamped)
+                return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings)
+            if not current.deleted and _content_equal(current.body, resource):
+                return WriteResult(Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, warnings)
+            version = current.version + 1
+            updated = max(updated, current.updated_us + 1)
+            stamped = stamp(resource, res_id, version, updated)
+            body = jsonio.dumps(stamped)
+            if not repo.replace_current(conn, current.pk, current.version, body, updated, deleted=False):
+                if expected is not None:
+                    raise FhirError.of(412, "conflict", f"{res_type}/{res_id} was changed concurrently")
+                continue
+            repo.add_version(conn, res_type, res_id, version, updated, method, body)
+            self.indexer(conn, current.pk, stamped)
+            status = 201 if current.deleted else 200
+            return WriteResult(Stored(res_type, res_id, version, updated, body), status, warnings)
+        raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
+
+    def delete(self, res_type: str, res_id: str, if_match: str | None = None) -> WriteResult:
+        with self.db.write() as conn:
+            return self.delete_in(conn, res_type, res_id, if_match)
+
+    def delete_in(self, conn: Connection, res_type: str, res_id: str, if_match: str | None = None) -> WriteResult:
+        check_id(res_id)
+        expected = parse_version(if_match) if if_match is not None else None
+        for _ in range(_MAX_RETRIES):
+            current = repo.get_current(conn, res_type, res_id, for_update=True)
+            if expected is not None and (current is None or current.version != expected):
+                raise FhirError.of(412, "conflict", f"If-Match expects version {expected} of {res_type}/{res_id}")
+            if current is None or current.deleted:
+                # deleting what is not there succeeds without a new version (http.html#delete)
+                version = current.version if current else 0
+                ts = current.updated_us if current else 0
+                return WriteResult(Stored(res_type, res_id, version, ts, None, deleted=True), 204)
+            version = current.version + 1
+            updated = max(now_us(), current.updated_us + 1)
+            if not repo.replace_current(conn, current.pk, current.version, None, updated, deleted=True):
+                if expected is not None:
+                    raise FhirError.of(412, "conflict", f"{res_type}/{res_id} was changed concurrently")
+                continue
+            repo.add_version(conn, res_type, res_id, version, updated, "DELETE", None, deleted=True)
+            self.indexer(conn, current.pk, None)
+            return WriteResult(Stored(res_type, res_id, version, updated, None, deleted=True), 204)
+        raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
+
+
+def _check_type(resource: dict[str, Any], res_type: str) -> None:
+    if not isinstance(resource, dict):
+        raise FhirError.of(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    found = resource.get("resourceType")
+    if found != res_type:
+        raise FhirError.of(
+            400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType"
+        )

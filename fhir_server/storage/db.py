@@ -1,0 +1,94 @@
+"""Engine creation and the one-transaction-per-request discipline.
+
+SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, and writers serialised:
+inside a process by a lock, across processes (``--workers N``) by
+``BEGIN IMMEDIATE`` plus the busy timeout, so clients never see "database is
+locked". PostgreSQL: a connection pool; the JSONB mirror lives in the schema.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
+    """Create an engine tuned for the server (see module docstring)."""
+    if is_sqlite(url):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            **kwargs,
+        )
+        _configure_sqlite(engine, busy_timeout)
+        return engine
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+    )
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself: pysqlite's
+        # own deferred BEGIN breaks savepoints and transactional DDL.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.info.pop("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """Owns the engine; hands out read and write transactions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Database":
+        return cls(create_engine(url, **kwargs))
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A short read transaction (a consistent snapshot on both engines)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any error."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock:
+            with self.engine.connect() as conn:
+                conn.info["sqlite_begin"] = "IMMEDIATE"
+                with conn.begin():
+                    yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,155 @@
+"""Row-level storage operations on an open transaction (a SQLAlchemy Connection).
+
+Nothing here knows HTTP or FHIR semantics beyond versions: the service layer
+decides what to write; these functions write it with the database enforcing
+the invariants (unique (type, id), version checks in the UPDATE's WHERE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage.tables import resource_versions, resources
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRow:
+    pk: int
+    version: int
+    updated_us: int
+    deleted: bool
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    res_type: str
+    res_id: str
+    version: int
+    updated_us: int
+    method: str
+    deleted: bool
+    body: bytes | None
+    pk: int = 0
+
+
+_CURRENT_COLS = (resources.c.pk, resources.c.version, resources.c.updated_us, resources.c.deleted, resources.c.body)
+_SELECT_CURRENT = (
+    sa.select(*_CURRENT_COLS)
+    .where(resources.c.res_type == sa.bindparam("t"), resources.c.res_id == sa.bindparam("i"))
+)
+
+
+def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> CurrentRow | None:
+    stmt = _SELECT_CURRENT.with_for_update() if for_update and conn.dialect.name == "postgresql" else _SELECT_CURRENT
+    row = conn.execute(stmt, {"t": res_type, "i": res_id}).first()
+    return CurrentRow(*row) if row else None
+
+
+def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> VersionRow | None:
+    c = resource_versions.c
+    row = conn.execute(
+        sa.select(c.res_type, c.res_id, c.version, c.updated_us, c.method, c.deleted, c.body, c.pk).where(
+            c.res_type == res_type, c.res_id == res_id, c.version == version
+        )
+    ).first()
+    return VersionRow(*row) if row else None
+
+
+def _insert_ignoring_conflict(conn: Connection) -> sa.Insert:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(resources).on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+
+
+def insert_current(
+    conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int
+) -> int | None:
+    """Insert version 1 of a new resource; None when (type, id) already exists."""
+    stmt = _insert_ignoring_conflict(conn).returning(resources.c.pk)
+    row = conn.execute(
+        stmt,
+        {"res_type": res_type, "res_id": res_id, "version": 1, "updated_us": updated_us, "deleted": False, "body": body},
+    ).first()
+    return row[0] if row else None
+
+
+def replace_current(
+    conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool
+) -> bool:
+    """Move a resource to ``expected_version + 1``; False if someone else got there first."""
+    result = conn.execute(
+        sa.update(resources)
+        .where(resources.c.pk == pk, resources.c.version == expected_version)
+        .values(version=expected_version + 1, body=body, updated_us=updated_us, deleted=deleted)
+    )
+    return result.rowcount == 1
+
+
+def add_version(
+    conn: Connection, res_type: str, res_id: str, version: int, updated_us: int, method: str,
+    body: bytes | None, *, deleted: bool = False,
+) -> None:
+    conn.execute(
+        sa.insert(resource_versions).values(
+            res_type=res_type, res_id=res_id, version=version, updated_us=updated_us,
+            method=method, deleted=deleted, body=body,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    res_type: str | None = None
+    res_id: str | None = None
+    since_us: int | None = None
+    #: ``_at``: keep versions current at some point in [lo, hi]
+    at_range: tuple[int, int] | None = None
+    #: keyset cursor: strictly older than (updated_us, pk)
+    before: tuple[int, int] | None = None
+    count: int = 50
+
+
+def history(conn: Connection, q: HistoryQuery) -> Sequence[VersionRow]:
+    """Versions newest first, at most ``q.count + 1`` (the extra row tells there is a next page)."""
+    c = resource_versions.c
+    conds = []
+    if q.res_type is not None:
+        conds.append(c.res_type == q.res_type)
+    if q.res_id is not None:
+        conds.append(c.res_id == q.res_id)
+    if q.since_us is not None:
+        conds.append(c.updated_us >= q.since_us)
+    if q.before is not None:
+        conds.append(sa.tuple_(c.updated_us, c.pk) < sa.tuple_(*q.before))
+    if q.at_range is not None:
+        lo, hi = q.at_range
+        nxt = resource_versions.alias("nxt")
+        next_updated = (
+            sa.select(nxt.c.updated_us)
+            .where(nxt.c.res_type == c.res_type, nxt.c.res_id == c.res_id, nxt.c.version == c.version + 1)
+            .scalar_subquery()
+        )
+        conds.append(c.updated_us <= hi)
+        conds.append(sa.or_(next_updated.is_(None), next_updated > lo))
+    stmt = (
+        sa.select(c.res_type, c.res_id, c.version, c.updated_us, c.method, c.deleted, c.body, c.pk)
+        .where(*conds)
+        .order_by(c.updated_us.desc(), c.pk.desc())
+        .limit(q.count + 1)
+    )
+    return [VersionRow(*r) for r in conn.execute(stmt)]
+
+
+def count_history(conn: Connection, res_type: str | None, res_id: str | None) -> int:
+    c = resource_versions.c
+    conds = []
+    if res_type is not None:
+        conds.append(c.res_type == res_type)
+    if res_id is not None:
+        conds.append(c.res_id == res_id)
+    return conn.execute(sa.select(sa.func.count()).select_from(resource_versions).where(*conds)).scalar_one()

@@ -1,0 +1,58 @@
+"""SQLAlchemy Core tables shared by SQLite and PostgreSQL.
+
+``resources`` holds the current version of every resource (its ``pk`` is what
+search-index rows point at); ``resource_versions`` holds every version ever
+written, deleted ones as tombstones. Bodies are the exact JSON bytes that were
+validated and stored: reads, vreads, searches and history are served from
+them without re-serialising. On PostgreSQL a generated JSONB column mirrors
+the body for ad-hoc SQL and analytics (see the initial migration).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+BigPk = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("res_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # microseconds since the Unix epoch, UTC: sortable and comparable on both engines
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("body", sa.LargeBinary, nullable=True),
+    sa.UniqueConstraint("res_type", "res_id"),
+    sa.Index(None, "res_type", "updated_us"),
+)
+
+resource_versions = sa.Table(
+    "resource_versions",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("res_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    # POST, PUT, PATCH or DELETE: the history Bundle's entry.request.method
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("body", sa.LargeBinary, nullable=True),
+    sa.UniqueConstraint("res_type", "res_id", "version"),
+    sa.Index(None, "updated_us"),
+    sa.Index(None, "res_type", "updated_us"),
+)

@@ -1,0 +1,94 @@
+"""Fixtures: every storage-touching test runs on SQLite and, when
+FHIR_TEST_POSTGRES_URL is set (CI sets it), on PostgreSQL in a schema of its own."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.storage.tables import metadata
+
+POSTGRES_URL = os.environ.get("FHIR_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+class PgSchema:
+    """A throw-away PostgreSQL schema; ``url`` points every connection at it."""
+
+    def __init__(self) -> None:
+        self.name = f"t_{uuid.uuid4().hex[:12]}"
+        self.admin = sa.create_engine(POSTGRES_URL)
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{self.name}"')
+        self.url = _with_search_path(POSTGRES_URL, self.name)
+
+    def drop(self) -> None:
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+        self.admin.dispose()
+
+
+@pytest.fixture
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database of the parametrized backend (no tables yet)."""
+    backend = request.param if hasattr(request, "param") else "sqlite"
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    schema = PgSchema()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    """One migrated database per backend for the whole session."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'fhir.sqlite3'}"
+        return
+    schema = PgSchema()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture(scope="session")
+def app_client(backend_url: str) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=backend_url, base_url="http://testserver/fhir"))
+    with TestClient(app) as client:
+        yield client
+
+
+def _empty_tables(client: TestClient) -> None:
+    engine = client.app.state.fhir.db.engine
+    existing = set(sa.inspect(engine).get_table_names())
+    names = [t.name for t in reversed(metadata.sorted_tables) if t.name in existing]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("TRUNCATE " + ", ".join(names) + " RESTART IDENTITY CASCADE")
+        else:
+            for name in names:
+                conn.exec_driver_sql(f"DELETE FROM {name}")
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> TestClient:
+    """The app on an empty database (SQLite and PostgreSQL)."""
+    _empty_tables(app_client)
+    return app_client
