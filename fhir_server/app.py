@@ -46,7 +46,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         db=db,
-        resources=ResourceService(db),
+        resources=ResourceService(db, r4b_model_check=settings.r4b_model_check),
         history=HistoryService(db, settings.default_count, settings.max_count),
     )
 

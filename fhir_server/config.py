@@ -31,6 +31,8 @@ class Settings:
     #: default and maximum page size of history (and search) Bundles
     default_count: int = 50
     max_count: int = 1000
+    #: also validate with the fhir.resources R4B model (a second opinion after the R4 checker)
+    r4b_model_check: bool = True
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: seconds a SQLite writer waits for the lock held by another process

@@ -6,7 +6,7 @@ import calendar
 import re
 import time
 from datetime import datetime, timedelta, timezone
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DATETIME = re.compile(
@@ -24,8 +24,14 @@ def to_instant(us: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def to_http_date(us: int) -> str:
-    return formatdate(us / 1_000_000, usegmt=True)
+    """RFC 9110 IMF-fixdate, e.g. ``Sun, 29 Nov 2026 12:13:43 GMT`` (locale-independent)."""
+    t = time.gmtime(us // 1_000_000)
+    return f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
 
 
 def parse_http_date(value: str) -> int | None:

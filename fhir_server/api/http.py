@@ -54,9 +54,15 @@ def prefer(request: Request) -> dict[str, str]:
 
 
 def base_url(request: Request, configured: str) -> str:
+    """The FHIR base: the configured public URL, else scheme://host[root_path]/fhir of the request."""
     if configured:
         return configured.rstrip("/")
-    return str(request.base_url).rstrip("/") + "/fhir"
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}/fhir"
 
 
 def output_format(request: Request) -> str:

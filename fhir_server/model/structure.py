@@ -25,10 +25,11 @@ use; a call does dictionary look-ups and precompiled regex matches only.
 
 from __future__ import annotations
 
+import html
 import math
-from decimal import Decimal
 import re
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -107,8 +108,6 @@ def _decimal(value: Any) -> str | None:
         return None
     if type(value) is float:
         return None if math.isfinite(value) else f"Value {value} is not a valid decimal"
-    if type(value) is Decimal:  # parsers run with exact decimals (simplejson use_decimal)
-        return None if value.is_finite() else f"Value {value} is not a valid decimal"
     # exact decimals (fhir_server.jsonio keeps "1.50" as a Decimal subclass)
     if isinstance(value, Decimal):
         return None if value.is_finite() else f"Value {value} is not a valid decimal"
@@ -231,6 +230,9 @@ def _primitive_checks(regexes: dict[str, str | None]) -> dict[str, PrimitiveChec
 # --------------------------------------------------------------------------- tables
 
 
+_SIMPLE_QUANTITY = "http://hl7.org/fhir/StructureDefinition/SimpleQuantity"
+
+
 class _Binding:
     """A required binding, prepared for membership tests."""
 
@@ -246,7 +248,10 @@ class _Binding:
 
 
 class _Element:
-    __slots__ = ("name", "stem", "type", "kind", "array", "max", "table", "check", "binding", "ext_ok", "choice")
+    __slots__ = (
+        "name", "stem", "type", "kind", "array", "max", "table", "check", "binding", "ext_ok", "choice",
+        "simple_quantity", "plain",
+    )
 
     def __init__(self, name: str, stem: str, type_code: str, record: dict[str, Any]) -> None:
         self.name = name
@@ -262,6 +267,8 @@ class _Element:
         # they cannot carry a JSON ``_name`` sibling.
         self.ext_ok = not record.get("xmlAttr") and type_code != "xhtml"
         self.choice = bool(record.get("choice"))
+        self.plain = False
+        self.simple_quantity = type_code == "Quantity" and _SIMPLE_QUANTITY in record.get("profiles", ())
 
 
 class _Table:
@@ -307,6 +314,8 @@ class _Model:
                         pending.append((el, record["path"], record))
                     if "binding" in record and type_code in ("code", "Coding", "CodeableConcept"):
                         el.binding = _binding(record["binding"])
+                    # a primitive whose only check is its type/regex: the hot path
+                    el.plain = el.kind == _PRIM and el.binding is None and type_code != "xhtml"
                 if record["min"] > 0:
                     table.required.append((stem if not record.get("choice") else last, tuple(keys)))
         for el, path, record in pending:
@@ -331,6 +340,11 @@ def _model() -> _Model:
     return _Model()
 
 
+def warm_up() -> None:
+    """Build the tables now (about 60 ms) instead of on the first check."""
+    _model()
+
+
 # --------------------------------------------------------------------------- walking
 
 
@@ -345,6 +359,8 @@ def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
         _Walker(_model(), issues).resource(resource, None)
     except _Stop:
         pass
+    except RecursionError:
+        issues.items.append(Issue("error", "structure", "Resource is nested too deeply to be checked", None))
     return issues.items
 
 
@@ -410,14 +426,23 @@ class _Walker:
                     out.add("structure", f"Empty array is not allowed for '{key}'", f"{path}.{key}")
                     continue
                 if el.max is not None and len(value) > el.max:
-                    out.add("structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}")
+                    out.add(
+                        "structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}"
+                    )
                 if el.kind == _PRIM:
                     siblings = obj.get("_" + key)
                     for i, item in enumerate(value):
                         if item is None:
                             if type(siblings) is list and i < len(siblings) and siblings[i] is not None:
                                 continue
-                            out.add("structure", "null is only allowed where the _element array has an extension", f"{path}.{key}[{i}]")
+                            out.add(
+                                "structure",
+                                f"null is only allowed where '_{key}' has an extension at the same index",
+                                f"{path}.{key}[{i}]",
+                            )
+                        elif el.plain:
+                            if el.check(item) is not None:  # type: ignore[misc]
+                                self.primitive(item, el, path, key, i)
                         else:
                             self.primitive(item, el, path, key, i)
                 else:
@@ -429,6 +454,9 @@ class _Walker:
                 elif el.kind == _PRIM:
                     if value is None:
                         out.add("structure", "null is not allowed", f"{path}.{key}")
+                    elif el.plain:
+                        if el.check(value) is not None:  # type: ignore[misc]
+                            self.primitive(value, el, path, key, None)
                     else:
                         self.primitive(value, el, path, key, None)
                 else:
@@ -526,6 +554,8 @@ class _Walker:
             self.resource(value, where, contained=el.name == "contained")
             return
         self.element(value, el.table, where)  # type: ignore[arg-type]
+        if el.simple_quantity and type(value) is dict and "comparator" in value:
+            self.out.add("invariant", "A SimpleQuantity must not have a comparator (sqty-1)", f"{where}.comparator")
         if el.binding is not None and type(value) is dict:
             if el.type == "Coding":
                 self.coding_binding(value, el.binding, where)
@@ -537,7 +567,8 @@ class _Walker:
         if ok is False:
             self.out.add(
                 "code-invalid",
-                f"Code {_show(coding['code'])} (system {coding.get('system')}) is not in the required value set {binding.label}",
+                f"Code {_show(coding['code'])} (system {coding.get('system')}) "
+                f"is not in the required value set {binding.label}",
                 where,
             )
 
@@ -567,10 +598,16 @@ class _Walker:
             self.out.add("code-invalid", f"No coding is from the required value set {binding.label}", where)
 
     def extension_rule(self, ext: dict[str, Any], path: str) -> None:
-        has_value = any(k.startswith(("value", "_value")) for k in ext)
+        has_value = False
+        for k in ext:
+            if k[:5] == "value" or k[:6] == "_value":
+                has_value = True
+                break
         has_nested = "extension" in ext
         if has_value and has_nested:
-            self.out.add("invariant", "An extension must have either a value[x] or nested extensions, not both (ext-1)", path)
+            self.out.add(
+                "invariant", "An extension must have either a value[x] or nested extensions, not both (ext-1)", path
+            )
         elif not has_value and not has_nested:
             self.out.add("invariant", "An extension must have a value[x] or nested extensions (ext-1)", path)
 

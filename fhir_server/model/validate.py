@@ -5,9 +5,11 @@ Three layers, cheapest first:
    official R4 StructureDefinitions): R4 types only, unknown elements, JSON
    types of primitives and their regexes, cardinality, required bindings,
    safe narrative.
-2. the fhir.resources R4B pydantic model of the type (when R4B has one; R4 and
-   R4B are identical for all but a few types), which catches what regexes
-   cannot, such as impossible calendar dates.
+2. the fhir.resources R4B pydantic model of the type (a second opinion, on by
+   default, ``FHIR_R4B_MODEL_CHECK``). It is skipped for the types whose R4
+   and R4B definitions differ, and its known divergences from R4 are dropped:
+   R4 allows ``Extension.valueMeta`` and primitive extensions such as
+   ``_valueString`` inside an Extension, which the R4B models reject.
 
 Problems in the shape of the resource answer 400; valid shapes that break a
 rule (a code outside its required value set, unsafe narrative) answer 422.
@@ -15,6 +17,7 @@ rule (a code outside its required value set, unsafe narrative) answer 422.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +28,11 @@ from fhir_server.model.structure import check_structure
 
 #: IssueType codes that mean "well-formed, but breaks a rule" (HTTP 422)
 _RULE_CODES = frozenset({"code-invalid", "business-rule", "invariant", "security"})
+
+#: resource types defined differently in R4 and R4B (python-stack.md §1.5)
+_R4B_DIFFERENT = frozenset({"ActivityDefinition", "PlanDefinition", "Evidence", "EvidenceVariable"})
+#: R4B model complaints about what R4 allows
+_R4_ONLY_ELEMENT = re.compile(r"\.extension\[\d+\]\.(valueMeta|_value[A-Z]\w*)$")
 
 
 @lru_cache(maxsize=None)
@@ -50,25 +58,26 @@ def _expression(res_type: str, loc: tuple[Any, ...]) -> str:
 def model_issues(resource: dict[str, Any]) -> list[Issue]:
     """Run the R4B pydantic model; its errors as Issues with FHIRPath-like locations."""
     res_type = resource.get("resourceType", "")
-    model = _r4b_model(res_type)
+    model = None if res_type in _R4B_DIFFERENT else _r4b_model(res_type)
     if model is None:
         return []
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        return [
+        issues = [
             error("value", e["msg"], _expression(res_type, tuple(e.get("loc", ()))))
             for e in exc.errors(include_url=False)
         ]
+        return [i for i in issues if not _R4_ONLY_ELEMENT.search(i.expression or "")]
     except (KeyError, TypeError, ValueError) as exc:  # fhir.resources raises these on odd nested types
         return [error("structure", f"Invalid resource: {exc}", res_type)]
     return []
 
 
-def validate_resource(resource: dict[str, Any]) -> list[Issue]:
+def validate_resource(resource: dict[str, Any], *, r4b_model: bool = True) -> list[Issue]:
     """All issues of a resource (errors and warnings); empty when it is valid."""
     issues = check_structure(resource)
-    if any(i.severity in ("error", "fatal") for i in issues):
+    if not r4b_model or any(i.severity in ("error", "fatal") for i in issues):
         return issues
     return issues + model_issues(resource)
 
@@ -80,9 +89,9 @@ def status_for(issues: list[Issue]) -> int:
     return 400
 
 
-def ensure_valid(resource: dict[str, Any]) -> list[Issue]:
+def ensure_valid(resource: dict[str, Any], *, r4b_model: bool = True) -> list[Issue]:
     """Raise FhirError(400/422) when invalid; otherwise return the warnings."""
-    issues = validate_resource(resource)
+    issues = validate_resource(resource, r4b_model=r4b_model)
     if any(i.severity in ("error", "fatal") for i in issues):
         raise FhirError(status_for(issues), issues)
     return issues

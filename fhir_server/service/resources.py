@@ -66,15 +66,18 @@ def parse_version(value: str) -> int:
 
 
 class ResourceService:
-    def __init__(self, db: Database, indexer: Indexer = _no_index) -> None:
+    def __init__(self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True) -> None:
         self.db = db
         self.indexer = indexer
+        self.r4b_model_check = r4b_model_check
+
+    def _validate(self, resource: dict[str, Any]) -> list[Issue]:
+        return ensure_valid(resource, r4b_model=self.r4b_model_check)
 
     # -- reads ---------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Stored:
         check_id(res_id)
-        with self.db.read() as conn:
-            row = repo.get_current(conn, res_type, res_id)
+        row = repo.read_current(self.db, res_type, res_id)
         if row is None:
             raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
         if row.deleted:
@@ -89,8 +92,7 @@ class ResourceService:
         check_id(res_id)
         if not version.isdigit():
             raise FhirError.of(404, "not-found", f"{res_type}/{res_id} has no version '{version}'")
-        with self.db.read() as conn:
-            row = repo.get_version(conn, res_type, res_id, int(version))
+        row = repo.read_version(self.db, res_type, res_id, int(version))
         if row is None:
             raise FhirError.of(404, "not-found", f"{res_type}/{res_id} has no version {version}")
         if row.deleted:
@@ -106,10 +108,9 @@ class ResourceService:
         _check_type(resource, res_type)
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
         res_id = str(uuid.uuid4())
-        candidate = stamp(resource, res_id, 1, 0)
-        warnings = ensure_valid(candidate)
         updated = now_us()
         stamped = stamp(resource, res_id, 1, updated)
+        warnings = self._validate(stamped)
         body = jsonio.dumps(stamped)
         pk = repo.insert_current(conn, res_type, res_id, body, updated)
         if pk is None:  # pragma: no cover - a uuid4 collision
@@ -137,7 +138,7 @@ class ResourceService:
                 f"{res_type}.id",
             )
         expected = parse_version(if_match) if if_match is not None else None
-        warnings = ensure_valid(stamp(resource, res_id, 1, 0))
+        warnings = self._validate(stamp(resource, res_id, 1, 0))
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
             if expected is not None and (current is None or current.version != expected):

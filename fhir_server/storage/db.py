@@ -90,5 +90,24 @@ class Database:
                 with conn.begin():
                     yield conn
 
+    def fetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of a single read-only statement, on a raw pooled DBAPI connection.
+
+        The hot read path (read by id, vread) skips SQLAlchemy's statement
+        machinery and explicit BEGIN/COMMIT: one SELECT is atomic on its own.
+        ``sql`` uses ``?`` placeholders; they become ``%s`` for psycopg.
+        """
+        if self.dialect != "sqlite":
+            sql = sql.replace("?", "%s")
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            cur.close()
+        finally:
+            conn.close()
+        return row
+
     def dispose(self) -> None:
         self.engine.dispose()

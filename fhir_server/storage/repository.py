@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage.db import Database
 from fhir_server.storage.tables import resource_versions, resources
 
 
@@ -49,6 +51,28 @@ def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: boo
     stmt = _SELECT_CURRENT.with_for_update() if for_update and conn.dialect.name == "postgresql" else _SELECT_CURRENT
     row = conn.execute(stmt, {"t": res_type, "i": res_id}).first()
     return CurrentRow(*row) if row else None
+
+
+_READ_CURRENT_SQL = "SELECT pk, version, updated_us, deleted, body FROM resources WHERE res_type = ? AND res_id = ?"
+_READ_VERSION_SQL = (
+    "SELECT res_type, res_id, version, updated_us, method, deleted, body, pk FROM resource_versions "
+    "WHERE res_type = ? AND res_id = ? AND version = ?"
+)
+
+
+def read_current(db: Database, res_type: str, res_id: str) -> CurrentRow | None:
+    """The current row outside any transaction (the fast path of read by id)."""
+    row = db.fetch_one(_READ_CURRENT_SQL, (res_type, res_id))
+    return CurrentRow(row[0], row[1], row[2], bool(row[3]), _as_bytes(row[4])) if row else None
+
+
+def read_version(db: Database, res_type: str, res_id: str, version: int) -> VersionRow | None:
+    row = db.fetch_one(_READ_VERSION_SQL, (res_type, res_id, version))
+    return VersionRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), _as_bytes(row[6]), row[7]) if row else None
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    return bytes(value) if value is not None and not isinstance(value, bytes) else value
 
 
 def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> VersionRow | None:

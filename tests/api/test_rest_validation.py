@@ -98,3 +98,19 @@ def test_body_over_the_limit_is_413(tmp_path):
         raw = orjson.dumps({"resourceType": "Patient", "name": [{"text": "x" * 2000}]})
         assert_outcome(post_raw(small, raw), 413)
         assert small.get("/fhir/_history").json()["entry"] == []
+
+
+def test_r4_only_extension_value_meta_is_accepted(client):
+    raw = orjson.dumps({
+        "resourceType": "Patient",
+        "extension": [{"url": "http://example.org/fhir/StructureDefinition/source-meta", "valueMeta": {"versionId": "7"}}],
+    })
+    assert post_raw(client, raw).status_code == 201
+
+
+def test_r4b_only_extension_value_type_is_rejected(client):
+    raw = orjson.dumps({
+        "resourceType": "Patient",
+        "extension": [{"url": "http://example.org/x", "valueCodeableReference": {"concept": {"text": "x"}}}],
+    })
+    assert_outcome(post_raw(client, raw), 400)

@@ -1,0 +1,440 @@
+"""Index-value extraction: resource dict -> typed index rows.
+
+Two ways to get a parameter's values, both yielding ``(fhir_type, data)``
+pairs that one set of converters turns into rows:
+
+* a plain-Python walker for simple dotted paths (``Patient.name.family``),
+  optionally followed by ``.where(resolve() is T)`` or ``.where(system='x')``.
+  Element types come from fhirpathpy's R4 model. This covers the hot
+  parameters (identifier, name, birthdate, subject/patient, period, ...) and
+  most others, at a few µs each;
+* fhirpathpy for everything else (choice casts, unions, functions), compiled
+  once per (type, param) with the R4 model and a ``resolve()`` that returns a
+  typed stub from the reference string.
+
+``tests/search/test_extract.py`` checks both give identical rows.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from fhirpathpy import compile as fp_compile
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+from ..storage.search_index import IndexRows
+from .registry import SearchParam, params_for
+from .values import (
+    MAX_US,
+    MIN_US,
+    cut,
+    date_range,
+    normalize_string,
+    parse_decimal,
+    parse_reference,
+    precision_range,
+    reference_type,
+)
+
+R4 = models["r4"]
+_PATH2TYPE: dict[str, str] = R4["path2Type"]
+_ELSEWHERE: dict[str, str] = R4["pathsDefinedElsewhere"]
+_CHOICE: dict[str, list[str]] = R4["choiceTypePaths"]
+# backbone elements have no path2Type entry, only children
+_BACKBONE = frozenset(k.rsplit(".", 1)[0] for k in _PATH2TYPE)
+
+Values = list[tuple[str, Any]]
+
+ADMIN_CODE_URL = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode"
+
+
+# --------------------------------------------------------------------------- FHIRPath (general path)
+
+def _resolve(inputs: list) -> list:
+    out = []
+    for node in inputs:
+        data = node.data if isinstance(node, ResourceNode) else node
+        if isinstance(data, dict):
+            t = reference_type(data.get("reference"))
+            if t:
+                out.append(ResourceNode.create_node({"resourceType": t, "id": "x"}, t))
+    return out
+
+
+_OPTIONS = {
+    "returnRawData": True,
+    "userInvocationTable": {"resolve": {"fn": _resolve, "arity": {0: []}}},
+}
+
+
+@lru_cache(maxsize=None)
+def _compiled(expression: str) -> Callable:
+    return fp_compile(expression, R4, _OPTIONS)
+
+
+def fhirpath_values(resource: dict, expression: str) -> Values:
+    """Evaluate ``expression`` and return ``(fhir_type, data)`` pairs."""
+    out: Values = []
+    for node in _compiled(expression)(resource, {}):
+        if isinstance(node, ResourceNode):
+            if node.data is None:
+                continue
+            t = node.path or ""
+            out.append((t[7:].lower() if t.startswith("System.") else t, node.data))
+        elif isinstance(node, bool):
+            out.append(("boolean", node))
+        elif node is not None:
+            out.append(("string" if isinstance(node, str) else type(node).__name__, node))
+    return out
+
+
+# --------------------------------------------------------------------------- plain-Python walker
+
+_SIMPLE = re.compile(r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)"
+                     r"(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$")
+
+
+def _type_steps(res_type: str, elems: list[str]) -> list[str] | None:
+    """FHIR type of each step of a dotted path, or None if the walker cannot follow it."""
+    key, types = res_type, []
+    for e in elems:
+        path = f"{key}.{e}"
+        path = _ELSEWHERE.get(path, path)
+        if path in _CHOICE:
+            return None
+        t = _PATH2TYPE.get(path) or ("BackboneElement" if path in _BACKBONE else None)
+        if t is None:
+            return None
+        types.append(t)
+        key = path if t in ("BackboneElement", "Element") else t
+    return types
+
+
+_CAST = re.compile(r"^\(([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+) as ([A-Za-z]+)\)$")
+_EXT = re.compile(r"^([A-Z][A-Za-z]+)\.extension\('([^']+)'\)$")
+
+
+def _walker(expression: str) -> Callable[[dict], Values] | None:
+    m = _SIMPLE.match(expression)
+    cast = _CAST.match(expression) if not m else None
+    ext = _EXT.match(expression) if not (m or cast) else None
+    if ext:
+        return _extension_walker(*ext.groups())
+    if cast:
+        res_type, dotted, as_type = cast.groups()
+        elems = dotted[1:].split(".")
+        *head, last = elems
+        choice_path = ".".join([res_type, *head, last])
+        if choice_path not in _CHOICE or _type_steps(res_type, head) is None:
+            return None
+        elems = [*head, last + as_type[0].upper() + as_type[1:]]
+        leaf_name = as_type
+        resolve_is = system_is = None
+    elif m:
+        res_type, dotted, resolve_is, system_is = m.groups()
+        elems = dotted[1:].split(".")
+        types = _type_steps(res_type, elems)
+        if types is None or types[-1] in ("Resource", "Extension"):
+            return None
+        leaf = types[-1]
+        leaf_name = leaf[7:].lower() if leaf.startswith("System.") else leaf
+    else:
+        return None
+
+    def walk(resource: dict) -> Values:
+        if resource.get("resourceType") != res_type:
+            return []
+        cur: list = [resource]
+        for e in elems:
+            nxt: list = []
+            for c in cur:
+                v = c.get(e) if isinstance(c, dict) else None
+                if v is None:
+                    continue
+                if isinstance(v, list):
+                    nxt.extend(x for x in v if x is not None)
+                else:
+                    nxt.append(v)
+            cur = nxt
+            if not cur:
+                return []
+        if resolve_is:
+            cur = [c for c in cur if isinstance(c, dict) and reference_type(c.get("reference")) == resolve_is]
+        elif system_is:
+            cur = [c for c in cur if isinstance(c, dict) and c.get("system") == system_is]
+        return [(leaf_name, c) for c in cur]
+
+    return walk
+
+
+def _extension_walker(res_type: str, url: str) -> Callable[[dict], Values]:
+    def walk(resource: dict) -> Values:
+        if resource.get("resourceType") != res_type:
+            return []
+        return [("Extension", e) for e in resource.get("extension") or []
+                if isinstance(e, dict) and e.get("url") == url]
+
+    return walk
+
+
+@lru_cache(maxsize=None)
+def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | None:
+    """``("fast" | "fhirpath", fn)`` for a parameter, or None if it has no expression."""
+    p = params_for(res_type).get(code)
+    if p is None or not p.expression:
+        return None
+    if code.startswith("_"):
+        meta = {"_tag": ("tag", "Coding"), "_security": ("security", "Coding"),
+                "_profile": ("profile", "canonical"), "_source": ("source", "uri")}.get(code)
+        if meta:
+            key, ftype = meta
+
+            def meta_values(resource: dict, key=key, ftype=ftype) -> Values:
+                v = (resource.get("meta") or {}).get(key)
+                if v is None:
+                    return []
+                return [(ftype, x) for x in (v if isinstance(v, list) else [v]) if x is not None]
+
+            return "fast", meta_values
+    if code == "address-administrative-code":
+        return "fast", _admin_codes
+    if res_type == "Patient" and code == "deceased":
+        return "fast", _patient_deceased
+    fast = _walker(p.expression)
+    if fast is not None:
+        return "fast", fast
+    expr = p.expression
+    return "fhirpath", lambda resource: fhirpath_values(resource, expr)
+
+
+def _patient_deceased(resource: dict) -> Values:
+    """``Patient.deceased.exists() and Patient.deceased != false``."""
+    if "deceasedDateTime" in resource:
+        return [("boolean", True)]
+    return [("boolean", resource.get("deceasedBoolean") is True)]
+
+
+def _admin_codes(resource: dict) -> Values:
+    """SATUSEHAT Address.extension(administrativeCode).extension(province|city|district|village)."""
+    out: Values = []
+    addresses = resource.get("address") or []
+    for addr in addresses if isinstance(addresses, list) else [addresses]:
+        if not isinstance(addr, dict):
+            continue
+        for ext in addr.get("extension") or []:
+            if ext.get("url") != ADMIN_CODE_URL:
+                continue
+            for sub in ext.get("extension") or []:
+                code = sub.get("valueCode") or sub.get("valueString")
+                if code:
+                    out.append(("Coding", {"system": sub.get("url"), "code": code}))
+    return out
+
+
+# --------------------------------------------------------------------------- converters
+
+def _text(*parts: Any) -> str | None:
+    joined = " ".join(p for p in parts if isinstance(p, str) and p)
+    return normalize_string(joined) if joined else None
+
+
+def _token_rows(code: str, values: Values, p: SearchParam) -> list[dict]:
+    rows: list[dict] = []
+    for t, v in values:
+        if isinstance(v, dict):
+            if t == "CodeableConcept" or "coding" in v:
+                codings = [c for c in v.get("coding") or [] if isinstance(c, dict)]
+                for c in codings:
+                    rows.append({"param": code, "system": cut(c.get("system")), "code": cut(c.get("code")),
+                                 "text": _text(v.get("text"), c.get("display"))})
+                if not codings and v.get("text"):
+                    rows.append({"param": code, "system": None, "code": None, "text": _text(v.get("text"))})
+            elif t == "Identifier":
+                typ = v.get("type") or {}
+                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("value")),
+                             "text": _text(typ.get("text"), *[c.get("display") for c in typ.get("coding") or []])})
+                if p.of_type and v.get("value"):
+                    for c in typ.get("coding") or []:
+                        rows.append({"param": code + ":of-type", "system": cut(f"{c.get('system') or ''}|{c.get('code') or ''}"),
+                                     "code": cut(v.get("value")), "text": None})
+            elif t == "ContactPoint":
+                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("value")), "text": None})
+            elif t in ("Coding",) or "code" in v:
+                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("code")),
+                             "text": _text(v.get("display"))})
+        elif isinstance(v, bool):
+            rows.append({"param": code, "system": None, "code": "true" if v else "false", "text": None})
+        elif isinstance(v, str):
+            rows.append({"param": code, "system": None, "code": cut(v), "text": None})
+    return rows
+
+
+_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+
+def _string_rows(code: str, values: Values) -> list[dict]:
+    strings: list[str] = []
+    for t, v in values:
+        if isinstance(v, str):
+            strings.append(v)
+        elif isinstance(v, dict):
+            parts = _NAME_PARTS if t == "HumanName" else _ADDRESS_PARTS if t == "Address" else ()
+            for k in parts:
+                x = v.get(k)
+                if isinstance(x, list):
+                    strings.extend(s for s in x if isinstance(s, str))
+                elif isinstance(x, str):
+                    strings.append(x)
+            if t == "Extension" or "url" in v:
+                for k, x in v.items():
+                    if k.startswith("value") and isinstance(x, str):
+                        strings.append(x)
+    return [{"param": code, "value": normalize_string(s), "exact": s} for s in strings if s]
+
+
+def _date_rows(code: str, values: Values) -> list[dict]:
+    rows: list[dict] = []
+    for t, v in values:
+        if isinstance(v, str):
+            r = date_range(v)
+            if r:
+                rows.append({"param": code, "lo": r[0], "hi": r[1]})
+        elif isinstance(v, dict):
+            if t == "Period" or "start" in v or "end" in v:
+                s = date_range(v["start"]) if isinstance(v.get("start"), str) else None
+                e = date_range(v["end"]) if isinstance(v.get("end"), str) else None
+                if s or e:
+                    rows.append({"param": code, "lo": s[0] if s else MIN_US, "hi": e[1] if e else MAX_US})
+            elif t == "Timing" or "event" in v or "repeat" in v:
+                rs = [date_range(x) for x in v.get("event") or [] if isinstance(x, str)]
+                rs = [r for r in rs if r]
+                bounds = (v.get("repeat") or {}).get("boundsPeriod")
+                if bounds:
+                    rows.extend(_date_rows(code, [("Period", bounds)]))
+                if rs:
+                    rows.append({"param": code, "lo": min(r[0] for r in rs), "hi": max(r[1] for r in rs)})
+    return rows
+
+
+def _reference_rows(code: str, values: Values) -> list[dict]:
+    rows: list[dict] = []
+    for t, v in values:
+        if isinstance(v, dict):
+            ref = v.get("reference")
+            rtype, rid, ver, url = parse_reference(ref) if isinstance(ref, str) else (None, None, None, None)
+            ident = v.get("identifier") if isinstance(v.get("identifier"), dict) else {}
+            if rid or url or ident.get("value"):
+                rows.append({"param": code, "target_type": rtype, "target_id": cut(rid), "target_version": ver,
+                             "url": cut(url), "id_system": cut(ident.get("system")),
+                             "id_value": cut(ident.get("value"))})
+        elif isinstance(v, str):
+            rtype, rid, ver, url = parse_reference(v)
+            if rid or url:
+                rows.append({"param": code, "target_type": rtype, "target_id": cut(rid), "target_version": ver,
+                             "url": cut(url), "id_system": None, "id_value": None})
+    return rows
+
+
+def _to_decimal(v: Any) -> Decimal | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, Decimal):
+        return v
+    if isinstance(v, (int, float)):
+        return parse_decimal(repr(v))
+    return None
+
+
+def _number_rows(code: str, values: Values) -> list[dict]:
+    rows = []
+    for _, v in values:
+        d = _to_decimal(v)
+        if d is not None:
+            lo, hi = precision_range(d)
+            rows.append({"param": code, "value": float(d), "lo": lo, "hi": hi})
+    return rows
+
+
+def _quantity_rows(code: str, values: Values) -> list[dict]:
+    rows = []
+    for t, v in values:
+        if not isinstance(v, dict):
+            continue
+        d = _to_decimal(v.get("value"))
+        if d is None:
+            continue
+        lo, hi = precision_range(d)
+        if t == "Money" or "currency" in v:
+            system, qcode, unit = "urn:iso:std:iso:4217", v.get("currency"), v.get("currency")
+        else:
+            system, qcode, unit = v.get("system"), v.get("code"), v.get("unit")
+        rows.append({"param": code, "value": float(d), "lo": lo, "hi": hi,
+                     "system": cut(system), "code": cut(qcode), "unit": cut(unit)})
+    return rows
+
+
+def _uri_rows(code: str, values: Values) -> list[dict]:
+    return [{"param": code, "value": cut(v)} for _, v in values if isinstance(v, str) and v]
+
+
+def rows_for(p: SearchParam, values: Values) -> tuple[str, list[dict]]:
+    """Convert values of parameter ``p`` into ``(table kind, rows)``."""
+    t = p.type
+    if t == "token":
+        return "token", _token_rows(p.code, values, p)
+    if t == "string":
+        return "string", _string_rows(p.code, values)
+    if t == "date":
+        return "date", _date_rows(p.code, values)
+    if t == "reference":
+        return "reference", _reference_rows(p.code, values)
+    if t == "number":
+        return "number", _number_rows(p.code, values)
+    if t == "quantity":
+        return "quantity", _quantity_rows(p.code, values)
+    if t == "uri":
+        return "uri", _uri_rows(p.code, values)
+    return t, []
+
+
+def _dedupe(rows: Iterable[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in rows:
+        key = tuple(r.items())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+# _id and _lastUpdated are answered from the resources table, never from index rows
+_FROM_COLUMNS = frozenset({"_id", "_lastUpdated"})
+
+
+def extract_index(resource: dict) -> IndexRows:
+    """All index rows for ``resource`` (a parsed FHIR JSON dict)."""
+    res_type = resource.get("resourceType")
+    rows = IndexRows()
+    if not isinstance(res_type, str):
+        return rows
+    for code, p in params_for(res_type).items():
+        if code in _FROM_COLUMNS or p.type == "composite":
+            continue
+        g = getter(res_type, code)
+        if g is None:
+            continue
+        try:
+            values = g[1](resource)
+        except Exception:  # noqa: BLE001 - a FHIRPath quirk must not block the write
+            continue
+        if not values:
+            continue
+        kind, new = rows_for(p, values)
+        if new:
+            getattr(rows, kind).extend(_dedupe(new))
+    return rows

@@ -1,0 +1,462 @@
+"""Query-string parsing: ``[(name, value), ...]`` -> a typed :class:`SearchQuery`.
+
+Grammar handled (http://hl7.org/fhir/R4/search.html): ``name[:modifier]=value``,
+OR by comma, AND by repeating the parameter, backslash escapes (``\\,`` ``\\|``
+``\\$`` ``\\\\``), prefixes on ordered types, chains of any depth
+(``subject:Patient.identifier=s|v``), reverse chains (``_has:T:ref:param=v``,
+nested), and the result parameters. Malformed values raise ``FhirError(400)``;
+unknown or unsupported parameters are ignored with a warning Issue, or raise
+``FhirError(400)`` when ``strict``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import orjson
+
+from ..errors import FhirError, Issue, error, warning
+from .registry import SearchParam, params_for, resource_types
+from .values import date_range, normalize_string, parse_decimal, precision_range
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+ORDERED = ("date", "number", "quantity")
+SUMMARY_MODES = ("true", "text", "data", "count", "false")
+TOTAL_MODES = ("none", "estimate", "accurate")
+IGNORED_RESULT_PARAMS = frozenset({"_format", "_pretty"})
+CURSOR = "_cursor"
+
+
+# ----------------------------------------------------------------------------- typed values
+
+@dataclass(frozen=True)
+class DateValue:
+    prefix: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class NumberValue:
+    prefix: str
+    value: Decimal
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class QuantityValue:
+    prefix: str
+    value: Decimal
+    lo: float
+    hi: float
+    system: str | None
+    code: str | None
+
+
+@dataclass(frozen=True)
+class TokenValue:
+    system: str | None  # None: any system; "": no system
+    code: str | None  # None: any code (``system|``)
+
+
+@dataclass(frozen=True)
+class OfTypeValue:
+    type_system: str
+    type_code: str
+    value: str
+
+
+@dataclass
+class Criterion:
+    """One AND term: a parameter with ORed values (or a chain / reverse chain)."""
+
+    res_types: tuple[str, ...]
+    code: str
+    param: SearchParam | None  # None for _id / _lastUpdated handled on columns
+    ptype: str
+    modifier: str | None = None
+    values: list = field(default_factory=list)
+    missing: bool | None = None
+    #: chain: reference param ``code`` on res_types -> criterion on target types
+    chain: Criterion | None = None
+    chain_types: tuple[str, ...] = ()
+    #: reverse chain: resources of ``has_type`` whose ``has_param`` points here and match ``has``
+    has: Criterion | None = None
+    has_type: str | None = None
+    has_param: str | None = None
+
+
+@dataclass(frozen=True)
+class SortKey:
+    code: str
+    descending: bool
+    param: SearchParam | None  # None for _id / _lastUpdated
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    source_type: str
+    param: str  # "*" for all reference params
+    target_type: str | None
+    iterate: bool
+    reverse: bool
+
+
+@dataclass
+class SearchQuery:
+    res_types: tuple[str, ...]
+    criteria: list[Criterion] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    count: int | None = None
+    includes: list[IncludeSpec] = field(default_factory=list)
+    total: str = "none"
+    summary: str | None = None
+    elements: list[str] | None = None
+    cursor: dict | None = None
+    issues: list[Issue] = field(default_factory=list)
+    #: the parameters that were understood, for the self link (cursor excluded)
+    used: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- escaping
+
+def split_unescaped(value: str, sep: str) -> list[str]:
+    """Split on ``sep`` not preceded by a backslash; escapes are kept for the next split."""
+    parts, cur, i = [], [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            cur.append(value[i:i + 2])
+            i += 2
+            continue
+        if ch == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def unescape(value: str) -> str:
+    return re.sub(r"\\([,$|\\])", r"\1", value)
+
+
+# ----------------------------------------------------------------------------- errors
+
+class _Unsupported(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _bad(name: str, why: str) -> FhirError:
+    return FhirError(400, [error("invalid", f"Invalid search parameter '{name}': {why}", name)])
+
+
+# ----------------------------------------------------------------------------- value parsing
+
+def _split_prefix(raw: str) -> tuple[str, str]:
+    if len(raw) > 2 and raw[:2] in PREFIXES and (raw[2].isdigit() or raw[2] in "-+."):
+        return raw[:2], raw[2:]
+    if len(raw) > 2 and raw[:2].isalpha() and raw[:2].islower() and not raw[2].isalpha():
+        raise ValueError(f"unknown prefix '{raw[:2]}'")
+    return "eq", raw
+
+
+def parse_date_value(raw: str) -> DateValue:
+    prefix, rest = _split_prefix(unescape(raw))
+    r = date_range(rest)
+    if r is None:
+        raise ValueError(f"'{raw}' is not a valid date/dateTime (use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][zone])")
+    return DateValue(prefix, r[0], r[1])
+
+
+def parse_number_value(raw: str) -> NumberValue:
+    prefix, rest = _split_prefix(unescape(raw))
+    d = parse_decimal(rest)
+    if d is None:
+        raise ValueError(f"'{raw}' is not a number")
+    lo, hi = precision_range(d)
+    return NumberValue(prefix, d, lo, hi)
+
+
+def parse_quantity_value(raw: str) -> QuantityValue:
+    parts = split_unescaped(raw, "|")
+    if len(parts) not in (1, 3):
+        raise ValueError(f"'{raw}' is not number|system|code")
+    prefix, rest = _split_prefix(unescape(parts[0]))
+    d = parse_decimal(rest)
+    if d is None:
+        raise ValueError(f"'{raw}' does not start with a number")
+    lo, hi = precision_range(d)
+    system = unescape(parts[1]) or None if len(parts) == 3 else None
+    code = unescape(parts[2]) or None if len(parts) == 3 else None
+    return QuantityValue(prefix, d, lo, hi, system, code)
+
+
+def parse_token_value(raw: str) -> TokenValue:
+    parts = split_unescaped(raw, "|")
+    if len(parts) == 1:
+        return TokenValue(None, unescape(parts[0]))
+    if len(parts) == 2:
+        system, code = unescape(parts[0]), unescape(parts[1])
+        if not system and not code:
+            raise ValueError("'|' alone is not a token")
+        return TokenValue(system, code or None)
+    raise ValueError(f"'{raw}' has more than one unescaped '|'")
+
+
+def parse_of_type_value(raw: str) -> OfTypeValue:
+    parts = [unescape(p) for p in split_unescaped(raw, "|")]
+    if len(parts) != 3 or not all(parts[1:]):
+        raise ValueError(f"'{raw}' is not type-system|type-code|value")
+    return OfTypeValue(*parts)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+_COLUMN_PARAMS = {"_id": "token", "_lastUpdated": "date"}
+
+
+def _param(res_types: tuple[str, ...], code: str) -> SearchParam | None:
+    """The parameter if every type in ``res_types`` supports it (same code)."""
+    found = None
+    for t in res_types:
+        p = params_for(t).get(code)
+        if p is None:
+            return None
+        found = found or p
+    return found
+
+
+def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | None, raw: str) -> list:
+    out = []
+    for item in split_unescaped(raw, ","):
+        if item == "":
+            continue
+        try:
+            if ptype == "date":
+                out.append(parse_date_value(item))
+            elif ptype == "number":
+                out.append(parse_number_value(item))
+            elif ptype == "quantity":
+                out.append(parse_quantity_value(item))
+            elif ptype == "token" and modifier == "of-type":
+                out.append(parse_of_type_value(item))
+            elif ptype == "token" and modifier == "text":
+                out.append(normalize_string(unescape(item)))
+            elif ptype == "token" or (ptype == "reference" and modifier == "identifier"):
+                out.append(parse_token_value(item))
+            else:
+                out.append(unescape(item))
+        except ValueError as e:
+            raise _bad(name, str(e)) from None
+    if not out:
+        raise _bad(name, "empty value")
+    return out
+
+
+def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) -> Criterion:
+    """Parse ``name`` (without the leading type) = ``raw`` on ``res_types``."""
+    if name.startswith("_has:"):
+        return _has_criterion(res_types, name, raw, full_name)
+    head, dot, rest = name.partition(".")
+    code, _, modifier = head.partition(":")
+    modifier = modifier or None
+    if code in _COLUMN_PARAMS and not dot:
+        ptype = _COLUMN_PARAMS[code]
+        if modifier and not (code == "_id" and modifier == "not"):
+            raise _Unsupported(f"modifier ':{modifier}' is not supported on {code}")
+        return Criterion(res_types, code, None, ptype, modifier,
+                         _parse_values(full_name, ptype, modifier, None, raw))
+    p = _param(res_types, code)
+    if p is None:
+        raise _Unsupported(f"unknown or unsupported search parameter '{code}' for {'/'.join(res_types) or 'all types'}")
+    if dot:
+        if p.type != "reference":
+            raise _bad(full_name, f"'{code}' is not a reference parameter, it cannot be chained")
+        if modifier:
+            if modifier not in resource_types():
+                raise _bad(full_name, f"chain type modifier '{modifier}' is not a resource type")
+            targets = (modifier,)
+        else:
+            targets = tuple(t for t in p.targets if _chain_ok(t, rest))
+            if not targets:
+                raise _Unsupported(f"chained parameter '{rest}' is not supported on the targets of '{code}'")
+        inner = _criterion(targets, rest, raw, full_name)
+        return Criterion(res_types, code, p, "reference", None, [], chain=inner, chain_types=targets)
+    if modifier == "missing":
+        if raw not in ("true", "false"):
+            raise _bad(full_name, ":missing takes true or false")
+        return Criterion(res_types, code, p, p.type, "missing", [], missing=raw == "true")
+    if modifier and modifier not in p.modifiers:
+        if p.type == "reference" and modifier in resource_types():
+            return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, None, p, raw))
+        raise _Unsupported(f"modifier ':{modifier}' is not supported on '{code}' ({p.type})")
+    return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, modifier, p, raw))
+
+
+def _chain_ok(target: str, rest: str) -> bool:
+    code = rest.partition(".")[0].partition(":")[0]
+    if code.startswith("_has"):
+        return True
+    return code in _COLUMN_PARAMS or code in params_for(target)
+
+
+def _has_criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) -> Criterion:
+    parts = name.split(":", 3)
+    if len(parts) < 4 or not all(parts[1:]):
+        raise _bad(full_name, "_has needs the form _has:Type:reference-param:search-param")
+    _, src, ref, rest = parts
+    if src not in resource_types():
+        raise _bad(full_name, f"'{src}' is not a resource type")
+    rp = params_for(src).get(ref)
+    if rp is None or rp.type != "reference":
+        raise _bad(full_name, f"'{ref}' is not a reference parameter of {src}")
+    inner = _criterion((src,), rest, raw, full_name)
+    return Criterion(res_types, "_has", None, "has", None, [], has=inner, has_type=src, has_param=ref)
+
+
+# ----------------------------------------------------------------------------- result params
+
+def _parse_sort(res_types: tuple[str, ...], raw: str, q: SearchQuery, strict: bool) -> list[SortKey]:
+    keys = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        desc = item.startswith("-")
+        code = item[1:] if desc else item
+        if code in _COLUMN_PARAMS:
+            keys.append(SortKey(code, desc, None))
+            continue
+        p = _param(res_types, code) if res_types else None
+        if p is None or p.type not in ("string", "token", "date", "number", "quantity", "reference", "uri"):
+            _report(q, strict, f"cannot sort by '{code}': unknown or not sortable")
+            continue
+        keys.append(SortKey(code, desc, p))
+    return keys
+
+
+def _parse_include(q: SearchQuery, modifier: str | None, raw: str, reverse: bool, strict: bool) -> None:
+    name = "_revinclude" if reverse else "_include"
+    if modifier not in (None, "iterate", "recurse"):
+        raise _bad(name, f"unknown modifier ':{modifier}'")
+    iterate = modifier is not None
+    for item in split_unescaped(raw, ","):
+        if item == "*":
+            q.includes.append(IncludeSpec("*", "*", None, iterate, reverse))
+            continue
+        parts = item.split(":")
+        if len(parts) not in (2, 3):
+            raise _bad(name, f"'{item}' is not Type:param[:targetType]")
+        src, code = parts[0], parts[1]
+        target = parts[2] if len(parts) == 3 else None
+        if src not in resource_types():
+            raise _bad(name, f"'{src}' is not a resource type")
+        if code != "*":
+            p = params_for(src).get(code)
+            if p is None or p.type != "reference":
+                _report(q, strict, f"{name} '{item}': '{code}' is not a reference parameter of {src}")
+                continue
+        if target and target not in resource_types():
+            raise _bad(name, f"'{target}' is not a resource type")
+        q.includes.append(IncludeSpec(src, code, target, iterate, reverse))
+
+
+def _report(q: SearchQuery, strict: bool, message: str) -> None:
+    if strict:
+        raise FhirError(400, [error("not-supported", message)])
+    q.issues.append(warning("not-supported", message + " (ignored)"))
+
+
+def decode_cursor(raw: str) -> dict:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)))
+        if not isinstance(data, dict) or "pk" not in data or "k" not in data or data.get("d") not in ("n", "p"):
+            raise ValueError
+        return data
+    except Exception:  # noqa: BLE001 - any garbage is a client error
+        raise _bad(CURSOR, "not a page token issued by this server") from None
+
+
+def encode_cursor(keys: list, pk: int, direction: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"k": keys, "pk": pk, "d": direction})).decode().rstrip("=")
+
+
+def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: bool = False) -> SearchQuery:
+    """Parse a search request for ``res_type`` (None: system-level search)."""
+    types_raw = [v for n, v in params if n == "_type"]
+    if res_type is not None:
+        if res_type not in resource_types():
+            raise FhirError.of(404, "not-supported", f"Unknown resource type '{res_type}'")
+        res_types: tuple[str, ...] = (res_type,)
+    elif types_raw:
+        names = [t.strip() for raw in types_raw for t in raw.split(",") if t.strip()]
+        bad = [t for t in names if t not in resource_types()]
+        if bad:
+            raise _bad("_type", f"unknown resource type(s) {', '.join(bad)}")
+        res_types = tuple(dict.fromkeys(names))
+    else:
+        res_types = ()
+    q = SearchQuery(res_types)
+    if res_type is None and types_raw:
+        q.used.extend(("_type", v) for v in types_raw)
+    # system-level search without _type: only the common Resource parameters apply
+    scope = res_types or ("Resource",)
+    for name, raw in params:
+        base, _, modifier = name.partition(":")
+        if name == "_type":
+            continue
+        if base in IGNORED_RESULT_PARAMS:
+            continue
+        if name == CURSOR:
+            q.cursor = decode_cursor(raw)
+            continue
+        if base == "_count":
+            if not raw.isdigit():
+                raise _bad("_count", f"'{raw}' is not a non-negative integer")
+            q.count = int(raw)
+        elif base == "_sort":
+            q.sort = _parse_sort(res_types, raw, q, strict)
+        elif base in ("_include", "_revinclude"):
+            _parse_include(q, modifier or None, raw, base == "_revinclude", strict)
+        elif base == "_total":
+            if raw not in TOTAL_MODES:
+                raise _bad("_total", f"'{raw}' is not one of {', '.join(TOTAL_MODES)}")
+            q.total = raw
+        elif base == "_summary":
+            if raw not in SUMMARY_MODES:
+                raise _bad("_summary", f"'{raw}' is not one of {', '.join(SUMMARY_MODES)}")
+            q.summary = raw
+        elif base == "_elements":
+            q.elements = [e.strip() for e in raw.split(",") if e.strip()]
+        else:
+            try:
+                if scope == ("Resource",):
+                    crit = _common_criterion(name, raw)
+                else:
+                    crit = _criterion(res_types, name, raw, name)
+            except _Unsupported as e:
+                _report(q, strict, e.message)
+                continue
+            q.criteria.append(crit)
+        q.used.append((name, raw))
+    return q
+
+
+def _common_criterion(name: str, raw: str) -> Criterion:
+    """System-level search without _type: only Resource-level parameters."""
+    code = name.partition(":")[0]
+    if code not in ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"):
+        raise _Unsupported(f"'{code}' cannot be used in a search across all types without _type")
+    # Patient carries every Resource-level parameter with the same definition
+    crit = _criterion(("Patient",), name, raw, name)
+    crit.res_types = ()
+    return crit

@@ -1,0 +1,129 @@
+"""Value normalisation shared by index extraction and query parsing.
+
+Dates become inclusive ``[lo, hi]`` ranges in microseconds since the epoch
+(UTC). A date or date-time without a timezone is read as UTC (the server has
+no better knowledge of the writer's zone; SATUSEHAT always sends one).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+
+MIN_US = -62135596800 * 1_000_000  # 0001-01-01T00:00:00Z
+MAX_US = 253402300799 * 1_000_000 + 999_999  # 9999-12-31T23:59:59.999999Z
+MAX_INDEXED = 512  # longer strings are cut: B-tree entries must stay small on PostgreSQL
+
+_DATE_RE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _us(dt: datetime) -> int:
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def date_range(value: str) -> tuple[int, int] | None:
+    """``'2020-03'`` -> (first µs of March 2020, last µs of March 2020), or None if malformed."""
+    m = _DATE_RE.match(value.strip()) if isinstance(value, str) else None
+    if not m:
+        return None
+    try:
+        y = int(m["y"])
+        if m["m"] is None:
+            lo = datetime(y, 1, 1, tzinfo=timezone.utc)
+            return _us(lo), _us(datetime(y, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc))
+        mo = int(m["m"])
+        if m["d"] is None:
+            last = calendar.monthrange(y, mo)[1]
+            return (_us(datetime(y, mo, 1, tzinfo=timezone.utc)),
+                    _us(datetime(y, mo, last, 23, 59, 59, 999999, tzinfo=timezone.utc)))
+        d = int(m["d"])
+        if m["H"] is None:
+            lo_dt = datetime(y, mo, d, tzinfo=timezone.utc)
+            return _us(lo_dt), _us(lo_dt) + 86_400_000_000 - 1
+        tz = timezone.utc
+        if m["tz"] and m["tz"] != "Z":
+            sign = 1 if m["tz"][0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(m["tz"][1:3]), minutes=int(m["tz"][4:6])))
+        hh, mm = int(m["H"]), int(m["M"])
+        if hh == 24:
+            return None
+        if m["S"] is None:
+            lo_dt = datetime(y, mo, d, hh, mm, tzinfo=tz)
+            width = 60_000_000
+        elif m["f"] is None:
+            lo_dt = datetime(y, mo, d, hh, mm, int(m["S"]), tzinfo=tz)
+            width = 1_000_000
+        else:
+            frac = m["f"][:6]
+            lo_dt = datetime(y, mo, d, hh, mm, int(m["S"]), int(frac.ljust(6, "0")), tzinfo=tz)
+            width = 10 ** (6 - len(frac))
+        lo = _us(lo_dt)
+        return lo, lo + width - 1
+    except ValueError:
+        return None
+
+
+def normalize_string(value: str) -> str:
+    """Lower-case, accents stripped (NFKD), whitespace collapsed; cut to the indexed length."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.casefold().split())[:MAX_INDEXED]
+
+
+def cut(value: str | None) -> str | None:
+    return value[:MAX_INDEXED] if value is not None else None
+
+
+def parse_decimal(value: str) -> Decimal | None:
+    try:
+        d = Decimal(value.strip())
+    except (InvalidOperation, AttributeError):
+        return None
+    return d if d.is_finite() else None
+
+
+def precision_range(d: Decimal) -> tuple[float, float]:
+    """Implicit range of a decimal: ``100`` -> [99.5, 100.5], ``1.50`` -> [1.495, 1.505]."""
+    exp = d.as_tuple().exponent
+    half = Decimal(5).scaleb(exp - 1) if isinstance(exp, int) else Decimal(0)
+    return float(d - half), float(d + half)
+
+
+def parse_reference(ref: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """Split a Reference.reference into (type, id, version, absolute url).
+
+    Relative ``Type/id[/_history/v]`` gives type/id/version; absolute URLs and
+    URNs give only ``url`` (they point outside this server as far as the index
+    knows); contained references (``#x``) give nothing.
+    """
+    if not ref or ref.startswith("#"):
+        return None, None, None, None
+    if "://" in ref or ref.startswith("urn:"):
+        return None, None, None, ref
+    parts = ref.split("/")
+    if len(parts) == 2 and parts[0] and parts[1]:
+        return parts[0], parts[1], None, None
+    if len(parts) == 4 and parts[2] == "_history":
+        return parts[0], parts[1], parts[3], None
+    return None, None, None, ref
+
+
+def reference_type(ref: str | None) -> str | None:
+    """The resource type a reference string points at (relative or absolute), for resolve()."""
+    if not ref or ref.startswith("#") or ref.startswith("urn:"):
+        return None
+    parts = ref.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2]
+    return None
