@@ -19,7 +19,9 @@ from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.capability import capability_bytes
 from fhir_server.service.history import HistoryService
+from fhir_server.service.indexing import index_resource
 from fhir_server.service.resources import ResourceService
+from fhir_server.service.search import SearchService
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
 
@@ -34,6 +36,7 @@ class ServerState:
     db: Database
     resources: ResourceService
     history: HistoryService
+    search: SearchService
 
     def capability_bytes(self, base: str) -> bytes:
         return capability_bytes(base)
@@ -46,8 +49,9 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         db=db,
-        resources=ResourceService(db, r4b_model_check=settings.r4b_model_check),
+        resources=ResourceService(db, index_resource, r4b_model_check=settings.r4b_model_check),
         history=HistoryService(db, settings.default_count, settings.max_count),
+        search=SearchService(db, settings.default_count, settings.max_count),
     )
 
 

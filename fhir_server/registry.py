@@ -17,8 +17,9 @@ TYPE_INTERACTIONS: tuple[str, ...] = (
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 )
-SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system",)
+SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system", "search-system")
 
 RESOURCE_TYPES: tuple[str, ...] = tuple(sorted(R4_RESOURCE_TYPES))
 _TYPE_SET = frozenset(RESOURCE_TYPES)

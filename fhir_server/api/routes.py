@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -46,6 +47,47 @@ async def history_system(request: Request) -> Response:
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     return http.body_response(request, st.history.history(base, None, None, list(request.query_params.multi_items())))
+
+
+def _strict(request: Request) -> bool:
+    return http.prefer(request).get("handling", "lenient").lower() == "strict"
+
+
+_SEARCH_FORM = {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}
+
+
+@router.get("", responses=_responses(200), summary="System search (_type)")
+async def search_system(request: Request) -> Response:
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    params = list(request.query_params.multi_items())
+    return http.body_response(request, st.search.search(base, None, params, strict=_strict(request)))
+
+
+@router.get("/{res_type}", responses=_responses(200), summary="search-type")
+async def search_type(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    params = list(request.query_params.multi_items())
+    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
+
+
+@router.post("/{res_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
+async def search_type_post(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    base = http.base_url(request, st.settings.base_url)
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media not in ("application/x-www-form-urlencoded", ""):
+        raise FhirError.of(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
+    body = await http.read_body(request, st.settings.max_body_bytes)
+    try:
+        form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
+    params = list(request.query_params.multi_items()) + form
+    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
 
 
 @router.get("/{res_type}/_history", responses=_responses(200), summary="Type history")

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server import __version__, jsonio, registry
+from fhir_server.search import registry as search_registry
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
@@ -26,6 +27,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "conditionalRead": "full-support",
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
+                "searchInclude": search_registry.search_includes(res_type),
+                "searchRevInclude": search_registry.search_revincludes(res_type),
+                "searchParam": search_registry.capability_search_params(res_type),
             }
         )
     return {
@@ -46,6 +50,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": code} for code in registry.SYSTEM_INTERACTIONS],
+                "searchParam": [
+                    {"name": p["name"], "definition": p["definition"], "type": p["type"]}
+                    for p in search_registry.capability_search_params("Resource")
+                ],
             }
         ],
     }

@@ -85,18 +85,26 @@ def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> V
     return VersionRow(*row) if row else None
 
 
-def _insert_ignoring_conflict(conn: Connection) -> sa.Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(resources).on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+# Statements are built once: constructing them per call costs more than executing them.
+_INSERT_CURRENT = {
+    name: dialect.insert(resources)
+    .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+    .returning(resources.c.pk)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_VERSION = sa.insert(resource_versions)
+_REPLACE_CURRENT = (
+    sa.update(resources)
+    .where(resources.c.pk == sa.bindparam("b_pk"), resources.c.version == sa.bindparam("b_expected"))
+)
 
 
 def insert_current(
     conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int
 ) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists."""
-    stmt = _insert_ignoring_conflict(conn).returning(resources.c.pk)
     row = conn.execute(
-        stmt,
+        _INSERT_CURRENT[conn.dialect.name],
         {"res_type": res_type, "res_id": res_id, "version": 1, "updated_us": updated_us, "deleted": False, "body": body},
     ).first()
     return row[0] if row else None
@@ -107,9 +115,11 @@ def replace_current(
 ) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
     result = conn.execute(
-        sa.update(resources)
-        .where(resources.c.pk == pk, resources.c.version == expected_version)
-        .values(version=expected_version + 1, body=body, updated_us=updated_us, deleted=deleted)
+        _REPLACE_CURRENT,
+        {
+            "b_pk": pk, "b_expected": expected_version, "version": expected_version + 1,
+            "body": body, "updated_us": updated_us, "deleted": deleted,
+        },
     )
     return result.rowcount == 1
 
@@ -119,10 +129,11 @@ def add_version(
     body: bytes | None, *, deleted: bool = False,
 ) -> None:
     conn.execute(
-        sa.insert(resource_versions).values(
-            res_type=res_type, res_id=res_id, version=version, updated_us=updated_us,
-            method=method, deleted=deleted, body=body,
-        )
+        _INSERT_VERSION,
+        {
+            "res_type": res_type, "res_id": res_id, "version": version, "updated_us": updated_us,
+            "method": method, "deleted": deleted, "body": body,
+        },
     )
 
 

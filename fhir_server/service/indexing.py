@@ -1,0 +1,18 @@
+"""Keeping the search index in step with writes, inside the write's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from fhir_server.search.extract import extract_index
+from fhir_server.storage.search_index import delete_index, replace_index
+
+
+def index_resource(conn: Connection, pk: int, resource: dict[str, Any] | None) -> None:
+    """Replace the index rows of resource ``pk`` (none when it was deleted)."""
+    if resource is None:
+        delete_index(conn, pk)
+    else:
+        replace_index(conn, pk, extract_index(resource))

@@ -1,0 +1,50 @@
+"""Search at type and system level: run the engine, build the searchset Bundle."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fhir_server import jsonio
+from fhir_server.errors import operation_outcome
+from fhir_server.search.engine import SearchResult, run_search
+from fhir_server.service import bundles
+from fhir_server.storage.db import Database
+
+
+class SearchService:
+    def __init__(self, db: Database, default_count: int, max_count: int) -> None:
+        self.db = db
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def run(self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool) -> SearchResult:
+        with self.db.read() as conn:
+            return run_search(
+                conn, res_type, params, strict=strict, default_count=self.default_count,
+                max_count=self.max_count, base_url=base,
+            )
+
+    def search(self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool) -> bytes:
+        return searchset(base, res_type, self.run(base, res_type, params, strict=strict))
+
+
+def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:
+    url = f"{base}/{res_type}" if res_type else base
+
+    def link(params: list[tuple[str, str]]) -> str:
+        return url + ("?" + urlencode(params) if params else "")
+
+    links = [("self", link(result.self_params))]
+    for relation, params in (("first", result.first_params), ("previous", result.prev_params), ("next", result.next_params)):
+        if params is not None:
+            links.append((relation, link(params)))
+    entries = [
+        bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "match"}) for t, i, body in result.matches
+    ]
+    entries += [
+        bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "include"}) for t, i, body in result.includes
+    ]
+    if result.issues:
+        outcome = jsonio.dumps(operation_outcome(result.issues))
+        entries.append(bundles.entry(None, outcome, search={"mode": "outcome"}))
+    return bundles.bundle("searchset", entries, total=result.total, links=links)

@@ -1,0 +1,87 @@
+"""Search over HTTP: searchset Bundles, links, GET and POST _search, system _type, strictness."""
+
+from __future__ import annotations
+
+from tests.api.test_rest_crud import PATIENT, post, put
+
+NIK = "https://fhir.kemkes.go.id/id/nik"
+
+
+def _seed(client):
+    a = post(client, PATIENT).json()["id"]
+    b = post(client, {**PATIENT, "identifier": [{"system": NIK, "value": "3171010101800001"}],
+                      "name": [{"family": "Santoso", "given": ["Budi"]}], "gender": "male", "birthDate": "1980-01-01"}).json()["id"]
+    e = post(client, {"resourceType": "Encounter", "status": "finished",
+                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                      "subject": {"reference": f"Patient/{a}"}}, "Encounter").json()["id"]
+    return a, b, e
+
+
+def test_search_by_nik_returns_a_searchset(client):
+    a, b, _ = _seed(client)
+    r = client.get("/fhir/Patient", params={"identifier": f"{NIK}|3204154506900003"})
+    assert r.status_code == 200
+    bundle = r.json()
+    assert bundle["type"] == "searchset"
+    assert [e["resource"]["id"] for e in bundle["entry"]] == [a]
+    assert bundle["entry"][0]["fullUrl"] == f"http://testserver/fhir/Patient/{a}"
+    assert bundle["entry"][0]["search"]["mode"] == "match"
+    assert bundle["link"][0]["relation"] == "self"
+
+
+def test_search_reflects_updates_and_deletes(client):
+    a, b, _ = _seed(client)
+    put(client, "Patient", a, {**PATIENT, "id": a, "name": [{"family": "Rahayu"}]})
+    assert [e["resource"]["id"] for e in client.get("/fhir/Patient?family=rahayu").json()["entry"]] == [a]
+    assert client.get("/fhir/Patient?family=aminah").json()["entry"] == []
+    client.delete(f"/fhir/Patient/{b}")
+    assert client.get("/fhir/Patient?gender=male").json()["entry"] == []
+
+
+def test_post_search_with_form_body(client):
+    a, _, _ = _seed(client)
+    r = client.post("/fhir/Patient/_search", content=b"family=Aminah", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200
+    assert [e["resource"]["id"] for e in r.json()["entry"]] == [a]
+
+
+def test_encounter_by_patient_with_include(client):
+    a, _, e = _seed(client)
+    r = client.get("/fhir/Encounter", params={"patient": a, "_include": "Encounter:subject"})
+    entries = r.json()["entry"]
+    assert [(x["resource"]["id"], x["search"]["mode"]) for x in entries] == [(e, "match"), (a, "include")]
+
+
+def test_system_search_with_type(client):
+    _seed(client)
+    r = client.get("/fhir", params={"_type": "Encounter"})
+    assert r.status_code == 200
+    assert {x["resource"]["resourceType"] for x in r.json()["entry"]} == {"Encounter"}
+
+
+def test_unknown_parameter_is_reported_or_rejected_when_strict(client):
+    _seed(client)
+    lenient = client.get("/fhir/Patient", params={"foo": "bar"})
+    assert lenient.status_code == 200
+    outcome = [x for x in lenient.json()["entry"] if x["search"]["mode"] == "outcome"]
+    assert outcome and outcome[0]["resource"]["resourceType"] == "OperationOutcome"
+    assert "foo" not in lenient.json()["link"][0]["url"]
+    strict = client.get("/fhir/Patient", params={"foo": "bar"}, headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400
+    assert strict.json()["resourceType"] == "OperationOutcome"
+
+
+def test_malformed_value_is_400(client):
+    r = client.get("/fhir/Patient", params={"birthdate": "xx2020"})
+    assert r.status_code == 400
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_capability_lists_search_params_with_definitions(client):
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert {"code": "search-type"} in patient["interaction"]
+    by_name = {p["name"]: p for p in patient["searchParam"]}
+    assert by_name["identifier"]["definition"] == "http://hl7.org/fhir/SearchParameter/Patient-identifier"
+    assert by_name["birthdate"]["type"] == "date"
+    assert "Encounter:subject" in next(r for r in rest["resource"] if r["type"] == "Encounter")["searchInclude"]
