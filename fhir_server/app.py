@@ -18,10 +18,12 @@ from fhir_server.api.routes import router
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.capability import capability_bytes
+from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
+from fhir_server.service.transaction import BundleService
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
 
@@ -37,21 +39,30 @@ class ServerState:
     resources: ResourceService
     history: HistoryService
     search: SearchService
+    conditional: ConditionalService
+    bundles: BundleService
 
     def capability_bytes(self, base: str) -> bytes:
-        return capability_bytes(base)
+        return capability_bytes(base, self.settings.conditional_delete_multiple)
 
 
 def build_state(settings: Settings) -> ServerState:
     db = Database.from_url(
         settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout
     )
+    resources = ResourceService(db, index_resource, r4b_model_check=settings.r4b_model_check)
+    conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     return ServerState(
         settings=settings,
         db=db,
-        resources=ResourceService(db, index_resource, r4b_model_check=settings.r4b_model_check),
+        resources=resources,
         history=HistoryService(db, settings.default_count, settings.max_count),
         search=SearchService(db, settings.default_count, settings.max_count),
+        conditional=conditional,
+        bundles=BundleService(
+            resources, conditional, max_entries=settings.max_bundle_entries,
+            default_count=settings.default_count, max_count=settings.max_count,
+        ),
     )
 
 

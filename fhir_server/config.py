@@ -33,6 +33,10 @@ class Settings:
     max_count: int = 1000
     #: also validate with the fhir.resources R4B model (a second opinion after the R4 checker)
     r4b_model_check: bool = True
+    #: most entries accepted in one transaction or batch Bundle (413 above it)
+    max_bundle_entries: int = 1000
+    #: conditional delete may delete several matches (otherwise more than one match is 412)
+    conditional_delete_multiple: bool = False
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: seconds a SQLite writer waits for the lock held by another process

@@ -13,13 +13,14 @@ TYPE_INTERACTIONS: tuple[str, ...] = (
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
     "create",
     "search-type",
 )
-SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system", "search-system")
+SYSTEM_INTERACTIONS: tuple[str, ...] = ("transaction", "batch", "history-system", "search-system")
 
 RESOURCE_TYPES: tuple[str, ...] = tuple(sorted(R4_RESOURCE_TYPES))
 _TYPE_SET = frozenset(RESOURCE_TYPES)

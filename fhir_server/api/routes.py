@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server import jsonio
-from fhir_server.api import http
+from fhir_server.api import formats, http
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
 from fhir_server.service.results import WriteResult
@@ -145,7 +145,11 @@ async def create(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
     resource = await http.read_resource(request, st.settings.max_body_bytes)
-    result = st.resources.create(res_type, resource)
+    condition = request.headers.get("if-none-exist")
+    if condition:
+        result = st.conditional.create(res_type, resource, condition, http.base_url(request, st.settings.base_url))
+    else:
+        result = st.resources.create(res_type, resource)
     return _write_response(request, result)
 
 
@@ -156,6 +160,77 @@ async def update(request: Request, res_type: str, res_id: str) -> Response:
     resource = await http.read_resource(request, st.settings.max_body_bytes)
     result = st.resources.update(res_type, res_id, resource, request.headers.get("if-match"))
     return _write_response(request, result)
+
+
+@router.put("/{res_type}", responses=_responses(200, 201), summary="conditional update", openapi_extra=_RESOURCE_BODY)
+async def conditional_update(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    condition = _condition(request)
+    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    base = http.base_url(request, st.settings.base_url)
+    result = st.conditional.update(res_type, resource, condition, base, request.headers.get("if-match"))
+    return _write_response(request, result)
+
+
+@router.delete("/{res_type}", responses=_responses(200, 204), summary="conditional delete")
+async def conditional_delete(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    results = st.conditional.delete(res_type, _condition(request), http.base_url(request, st.settings.base_url))
+    headers = {"ETag": results[0].stored.etag} if len(results) == 1 else {}
+    return Response(status_code=204, headers=headers)
+
+
+_PATCH_TYPES = ("application/json-patch+json", "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
+_PATCH_BODY = {"requestBody": {"required": True, "content": {
+    "application/json-patch+json": {"schema": {"type": "array"}}, "application/fhir+json": {"schema": {"type": "object"}}}}}
+
+
+async def _patch_request(request: Request) -> tuple[str, Any]:
+    st = _state(request)
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media not in _PATCH_TYPES:
+        raise FhirError.of(415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)")
+    raw = await http.read_body(request, st.settings.max_body_bytes)
+    if media == "application/json-patch+json":
+        return media, formats.parse_body(raw, formats.JSON)
+    return "application/fhir+json", formats.parse_body(raw, formats.format_from_content_type(media))
+
+
+@router.patch("/{res_type}/{res_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
+async def patch(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    media, body = await _patch_request(request)
+    result = st.resources.patch(res_type, res_id, media, body, request.headers.get("if-match"))
+    return _write_response(request, result)
+
+
+@router.patch("/{res_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
+async def conditional_patch(request: Request, res_type: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    media, body = await _patch_request(request)
+    base = http.base_url(request, st.settings.base_url)
+    result = st.conditional.patch(res_type, _condition(request), base, media, body, request.headers.get("if-match"))
+    return _write_response(request, result)
+
+
+def _condition(request: Request) -> str:
+    query = request.url.query
+    if not query:
+        raise FhirError.of(400, "invalid", "This interaction needs an id in the URL or search parameters as a condition")
+    return query
+
+
+@router.post("", responses=_responses(200), summary="transaction / batch", openapi_extra=_RESOURCE_BODY)
+async def transaction(request: Request) -> Response:
+    st = _state(request)
+    bundle = await http.read_resource(request, st.settings.max_body_bytes)
+    representation = http.prefer(request).get("return", "representation") != "minimal"
+    body = st.bundles.process(http.base_url(request, st.settings.base_url), bundle, representation=representation)
+    return http.body_response(request, body)
 
 
 @router.delete("/{res_type}/{res_id}", responses=_responses(200, 204), summary="delete")

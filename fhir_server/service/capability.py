@@ -12,7 +12,7 @@ from fhir_server.timeutil import now_us, to_instant
 SOFTWARE_NAME = "fhir-server-id"
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, *, conditional_delete_multiple: bool = False) -> dict[str, Any]:
     resources = []
     for res_type in registry.RESOURCE_TYPES:
         resources.append(
@@ -23,10 +23,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,
-                "conditionalCreate": False,
+                "conditionalCreate": True,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": False,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": True,
+                "conditionalDelete": "multiple" if conditional_delete_multiple else "single",
                 "searchInclude": search_registry.search_includes(res_type),
                 "searchRevInclude": search_registry.search_revincludes(res_type),
                 "searchParam": search_registry.capability_search_params(res_type),
@@ -45,6 +45,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
         "rest": [
             {
                 "mode": "server",
@@ -60,5 +61,5 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def capability_bytes(base: str) -> bytes:
-    return jsonio.dumps(capability_statement(base))
+def capability_bytes(base: str, conditional_delete_multiple: bool = False) -> bytes:
+    return jsonio.dumps(capability_statement(base, conditional_delete_multiple=conditional_delete_multiple))

@@ -104,10 +104,13 @@ class ResourceService:
         with self.db.write() as conn:
             return self.create_in(conn, res_type, resource)
 
-    def create_in(self, conn: Connection, res_type: str, resource: dict[str, Any]) -> WriteResult:
+    def create_in(
+        self, conn: Connection, res_type: str, resource: dict[str, Any], res_id: str | None = None
+    ) -> WriteResult:
+        """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one)."""
         _check_type(resource, res_type)
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
-        res_id = str(uuid.uuid4())
+        res_id = res_id or str(uuid.uuid4())
         updated = now_us()
         stamped = stamp(resource, res_id, 1, updated)
         warnings = self._validate(stamped)
@@ -117,7 +120,7 @@ class ResourceService:
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
         self.indexer(conn, pk, stamped)
-        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings)
+        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
 
     def update(
         self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None
@@ -153,9 +156,11 @@ class ResourceService:
                     continue  # created concurrently: go round again as an update
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
                 self.indexer(conn, pk, stamped)
-                return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings)
+                return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
             if not current.deleted and _content_equal(current.body, resource):
-                return WriteResult(Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, warnings)
+                return WriteResult(
+                    Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, warnings, current.pk
+                )
             version = current.version + 1
             updated = max(updated, current.updated_us + 1)
             stamped = stamp(resource, res_id, version, updated)
@@ -167,8 +172,35 @@ class ResourceService:
             repo.add_version(conn, res_type, res_id, version, updated, method, body)
             self.indexer(conn, current.pk, stamped)
             status = 201 if current.deleted else 200
-            return WriteResult(Stored(res_type, res_id, version, updated, body), status, warnings)
+            return WriteResult(Stored(res_type, res_id, version, updated, body), status, warnings, current.pk)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
+
+    def patch(self, res_type: str, res_id: str, content_type: str, body: Any, if_match: str | None = None) -> WriteResult:
+        with self.db.write() as conn:
+            return self.patch_in(conn, res_type, res_id, content_type, body, if_match)
+
+    def patch_in(
+        self, conn: Connection, res_type: str, res_id: str, content_type: str, body: Any, if_match: str | None = None
+    ) -> WriteResult:
+        """Apply a JSON Patch or FHIRPath Patch to the current version and store the result as an update."""
+        current = self.read_in(conn, res_type, res_id, for_update=True)
+        if if_match is not None and parse_version(if_match) != current.version:
+            raise FhirError.of(412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}")
+        assert current.body is not None
+        patched = apply_patch(current.body, content_type, body)
+        if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+            raise FhirError.of(400, "invalid", "A patch may not change resourceType or id")
+        return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH")
+
+    def read_in(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored:
+        """Read inside an open transaction (sees that transaction's own writes)."""
+        check_id(res_id)
+        row = repo.get_current(conn, res_type, res_id, for_update=for_update)
+        if row is None:
+            raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise FhirError.of(410, "deleted", f"{res_type}/{res_id} was deleted (version {row.version})")
+        return Stored(res_type, res_id, row.version, row.updated_us, row.body)
 
     def delete(self, res_type: str, res_id: str, if_match: str | None = None) -> WriteResult:
         with self.db.write() as conn:
@@ -206,3 +238,13 @@ def _check_type(resource: dict[str, Any], res_type: str) -> None:
         raise FhirError.of(
             400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType"
         )
+
+
+def apply_patch(current: bytes, content_type: str, body: Any) -> dict[str, Any]:
+    """The patched resource: JSON Patch for application/json-patch+json, else FHIRPath Patch."""
+    from fhir_server.service.patch import apply_fhirpath_patch, apply_json_patch
+
+    resource = jsonio.loads(current)
+    if content_type == "application/json-patch+json":
+        return apply_json_patch(resource, body)
+    return apply_fhirpath_patch(resource, body)

@@ -33,3 +33,5 @@ class WriteResult:
     #: 201 created, 200 updated (or unchanged), 204 deleted / nothing to delete
     status: int
     issues: list[Issue] = field(default_factory=list)
+    #: the row's primary key (internal: search index, conditional-create guard)
+    pk: int | None = None

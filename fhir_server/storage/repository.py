@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage.db import Database
-from fhir_server.storage.tables import resource_versions, resources
+from fhir_server.storage.tables import conditional_keys, resource_versions, resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +188,29 @@ def count_history(conn: Connection, res_type: str | None, res_id: str | None) ->
     if res_id is not None:
         conds.append(c.res_id == res_id)
     return conn.execute(sa.select(sa.func.count()).select_from(resource_versions).where(*conds)).scalar_one()
+
+
+_CLAIM_KEY = {
+    name: dialect.insert(conditional_keys).on_conflict_do_nothing(index_elements=["key"]).returning(conditional_keys.c.key)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def claim_conditional_key(conn: Connection, key: str, res_type: str) -> bool:
+    """Take the create-guard for ``key``; False when another transaction holds it.
+
+    On PostgreSQL a concurrent holder makes this wait until that transaction
+    ends, so a False answer means the other resource is committed and visible
+    to the next statement.
+    """
+    row = conn.execute(_CLAIM_KEY[conn.dialect.name], {"key": key, "res_type": res_type, "resource_pk": None}).first()
+    return row is not None
+
+
+def bind_conditional_key(conn: Connection, key: str, resource_pk: int) -> None:
+    conn.execute(sa.update(conditional_keys).where(conditional_keys.c.key == key).values(resource_pk=resource_pk))
+
+
+def release_conditional_key(conn: Connection, key: str) -> None:
+    """Drop a guard whose resource no longer matches its condition."""
+    conn.execute(sa.delete(conditional_keys).where(conditional_keys.c.key == key))

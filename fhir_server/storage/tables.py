@@ -56,3 +56,15 @@ resource_versions = sa.Table(
     sa.Index(None, "updated_us"),
     sa.Index(None, "res_type", "updated_us"),
 )
+
+# The race guard of conditional create (HAPI's HFJ_RES_SEARCH_URL): one row per
+# normalised "Type?query" that created a resource. Two clients creating with the
+# same condition at the same time collide on the primary key in the database,
+# so the loser re-runs its search and finds the winner's resource.
+conditional_keys = sa.Table(
+    "conditional_keys",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("resource_pk", sa.BigInteger, sa.ForeignKey("resources.pk", ondelete="CASCADE"), nullable=True),
+)

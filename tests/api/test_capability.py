@@ -23,7 +23,10 @@ def test_every_r4_type_is_listed_with_the_interactions_that_work(client):
     assert "Patient" in types and "MedicinalProduct" in types and "SubscriptionTopic" not in types
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     codes = {i["code"] for i in patient["interaction"]}
-    assert {"read", "vread", "update", "delete", "create", "history-instance", "history-type"} <= codes
+    assert {"read", "vread", "update", "patch", "delete", "create", "history-instance", "history-type", "search-type"} <= codes
+    assert patient["conditionalCreate"] is True and patient["conditionalUpdate"] is True
+    assert patient["conditionalDelete"] == "single"
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system", "search-system"}
     assert patient["versioning"] == "versioned-update"
     assert patient["readHistory"] is True and patient["updateCreate"] is True
 

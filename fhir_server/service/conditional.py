@@ -1,0 +1,153 @@
+"""Conditional create, update, delete and the matching they share (http.html#cond-update).
+
+Race safety lives in the database: a conditional create takes a guard row keyed
+by the normalised condition (``conditional_keys``) before it inserts. Two
+clients racing with the same condition collide on that key; the loser (on
+PostgreSQL it waits for the winner's commit) searches again and finds the
+winner's resource instead of creating a duplicate. On SQLite writers are
+serialised, and the same code path handles stale guards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from sqlalchemy.engine import Connection
+
+from fhir_server.errors import FhirError
+from fhir_server.search.engine import run_search
+from fhir_server.service.resources import ResourceService
+from fhir_server.service.results import Stored, WriteResult
+from fhir_server.storage import repository as repo
+
+_RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"})
+_MAX_ATTEMPTS = 5
+
+
+def parse_condition(query: str) -> list[tuple[str, str]]:
+    """``identifier=a|b&active=true`` (or ``Patient?identifier=...``) as search parameters."""
+    text = query.split("?", 1)[1] if "?" in query else query
+    params = [(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k not in _RESULT_PARAMS]
+    if not params:
+        raise FhirError.of(400, "invalid", f"The condition '{query}' has no search parameters")
+    return params
+
+
+def condition_key(res_type: str, params: list[tuple[str, str]]) -> str:
+    canonical = res_type + "?" + urlencode(sorted(params))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def find_matches(conn: Connection, res_type: str, params: list[tuple[str, str]], base: str | None) -> list[str]:
+    """Ids of (at most two) current resources matching the condition; unknown params are an error."""
+    result = run_search(
+        conn, res_type, params + [("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base
+    )
+    return [res_id for _, res_id, _ in result.matches]
+
+
+class ConditionalService:
+    def __init__(self, resources: ResourceService, *, allow_multiple_delete: bool = False) -> None:
+        self.resources = resources
+        self.db = resources.db
+        self.allow_multiple_delete = allow_multiple_delete
+
+    # -- create (If-None-Exist) ----------------------------------------------
+    def create(self, res_type: str, resource: dict[str, Any], condition: str, base: str | None) -> WriteResult:
+        with self.db.write() as conn:
+            return self.create_in(conn, res_type, resource, condition, base)
+
+    def create_in(
+        self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
+        res_id: str | None = None,
+    ) -> WriteResult:
+        params = parse_condition(condition)
+        return self._create_guarded(
+            conn, res_type, params, base, lambda: self.resources.create_in(conn, res_type, resource, res_id)
+        )
+
+    def _create_guarded(
+        self, conn: Connection, res_type: str, params: list[tuple[str, str]], base: str | None,
+        create: Callable[[], WriteResult], on_match: Callable[[str], WriteResult] | None = None,
+    ) -> WriteResult:
+        key = condition_key(res_type, params)
+        for _ in range(_MAX_ATTEMPTS):
+            matches = find_matches(conn, res_type, params, base)
+            if len(matches) > 1:
+                raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches more than one resource")
+            if matches:
+                return on_match(matches[0]) if on_match else self._existing(conn, res_type, matches[0])
+            if repo.claim_conditional_key(conn, key, res_type):
+                result = create()
+                if result.pk is not None:
+                    repo.bind_conditional_key(conn, key, result.pk)
+                return result
+            # another transaction created with this condition: its resource is committed now
+            if not find_matches(conn, res_type, params, base):
+                repo.release_conditional_key(conn, key)  # a guard whose resource no longer matches
+        raise FhirError.of(409, "conflict", "Conditional create kept colliding with other clients; retry")
+
+    def _existing(self, conn: Connection, res_type: str, res_id: str) -> WriteResult:
+        stored = self.resources.read_in(conn, res_type, res_id)
+        return WriteResult(stored, 200)
+
+    # -- update (PUT [type]?params) ------------------------------------------
+    def update(
+        self, res_type: str, resource: dict[str, Any], condition: str, base: str | None, if_match: str | None = None
+    ) -> WriteResult:
+        with self.db.write() as conn:
+            return self.update_in(conn, res_type, resource, condition, base, if_match)
+
+    def update_in(
+        self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        params = parse_condition(condition)
+        body_id = resource.get("id") if isinstance(resource, dict) else None
+
+        def update_match(match_id: str) -> WriteResult:
+            if body_id is not None and body_id != match_id:
+                raise FhirError.of(400, "invalid", f"The resource id {body_id!r} is not the id of the match ({match_id})", f"{res_type}.id")
+            return self.resources.update_in(conn, res_type, match_id, {**resource, "id": match_id}, if_match)
+
+        def create() -> WriteResult:
+            if body_id is not None:
+                return self.resources.update_in(conn, res_type, body_id, resource, if_match)
+            return self.resources.create_in(conn, res_type, resource)
+
+        return self._create_guarded(conn, res_type, params, base, create, on_match=update_match)
+
+    # -- delete (DELETE [type]?params) ---------------------------------------
+    def delete(self, res_type: str, condition: str, base: str | None) -> list[WriteResult]:
+        with self.db.write() as conn:
+            return self.delete_in(conn, res_type, condition, base)
+
+    def delete_in(self, conn: Connection, res_type: str, condition: str, base: str | None) -> list[WriteResult]:
+        params = parse_condition(condition)
+        if self.allow_multiple_delete:
+            ids = [i for _, i, _ in run_search(conn, res_type, params, strict=True, default_count=1000, max_count=1000, base_url=base).matches]
+        else:
+            ids = find_matches(conn, res_type, params, base)
+            if len(ids) > 1:
+                raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches more than one resource")
+        return [self.resources.delete_in(conn, res_type, i) for i in ids]
+
+    # -- patch (PATCH [type]?params) ------------------------------------------
+    def patch(
+        self, res_type: str, condition: str, base: str | None, content_type: str, body: Any, if_match: str | None = None
+    ) -> WriteResult:
+        with self.db.write() as conn:
+            target = self.resolve_one(conn, res_type, condition, base)
+            return self.resources.patch_in(conn, res_type, target.res_id, content_type, body, if_match)
+
+    # -- the single match of a condition (conditional patch, conditional references)
+    def resolve_one(self, conn: Connection, res_type: str, condition: str, base: str | None) -> Stored:
+        params = parse_condition(condition)
+        matches = find_matches(conn, res_type, params, base)
+        if len(matches) != 1:
+            what = "no resource" if not matches else "more than one resource"
+            raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches {what}")
+        return self.resources.read_in(conn, res_type, matches[0])

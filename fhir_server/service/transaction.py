@@ -1,0 +1,323 @@
+"""Batch and transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction).
+
+A transaction runs in one database transaction: entries are processed in the
+spec's order (DELETE, POST, PUT/PATCH, GET/HEAD), ``urn:uuid:``/``urn:oid:``
+fullUrls and conditional references are resolved in every reference of every
+entry (extensions and contained resources included), and any failure rolls
+everything back with an OperationOutcome naming the entry. Batch entries run
+in entry order, each in its own transaction, and fail independently.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy.engine import Connection
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.registry import is_resource_type
+from fhir_server.search.engine import run_search
+from fhir_server.service import bundles
+from fhir_server.service.conditional import ConditionalService, find_matches, parse_condition
+from fhir_server.service.resources import ResourceService
+from fhir_server.service.results import Stored, WriteResult
+from fhir_server.service.search import searchset
+from fhir_server.storage import repository as repo
+from fhir_server.timeutil import to_instant
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_REASON = {200: "OK", 201: "Created", 204: "No Content"}
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    res_type: str
+    res_id: str | None
+    version: str | None
+    query: str
+    resource: Any
+    full_url: str | None
+    if_match: str | None
+    if_none_exist: str | None
+    #: the id this entry writes, fixed before execution so references can point at it
+    target_id: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+@dataclass
+class Outcome:
+    status: int
+    stored: Stored | None = None
+    body: bytes | None = None
+    location: bool = False
+    issues: list[Issue] | None = None
+
+
+class BundleService:
+    def __init__(
+        self, resources: ResourceService, conditional: ConditionalService, *, max_entries: int,
+        default_count: int, max_count: int,
+    ) -> None:
+        self.resources = resources
+        self.conditional = conditional
+        self.db = resources.db
+        self.max_entries = max_entries
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def process(self, base: str, bundle: Any, *, representation: bool = True) -> bytes:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise FhirError.of(400, "invalid", "POST to the base takes a Bundle of type transaction or batch")
+        kind = bundle.get("type")
+        if kind not in ("transaction", "batch"):
+            raise FhirError.of(400, "invalid", f"Bundle.type must be transaction or batch, not {kind!r}", "Bundle.type")
+        raw_entries = bundle.get("entry") or []
+        if not isinstance(raw_entries, list):
+            raise FhirError.of(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
+        if len(raw_entries) > self.max_entries:
+            raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
+        if kind == "transaction":
+            outcomes = self._transaction(base, raw_entries)
+        else:
+            outcomes = self._batch(base, raw_entries)
+        entries = [self._response_entry(base, o, representation) for o in outcomes]
+        return bundles.bundle(f"{kind}-response", entries)
+
+    # -- transaction ---------------------------------------------------------
+    def _transaction(self, base: str, raw_entries: list[Any]) -> list[Outcome]:
+        entries = [_parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
+        _check_unique_targets(entries)
+        outcomes: list[Outcome | None] = [None] * len(entries)
+        with self.db.write() as conn:
+            references = self._plan(conn, base, entries)
+            for entry in entries:
+                if entry.resource is not None and entry.method in ("POST", "PUT"):
+                    _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
+            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, in_transaction=True))
+        return [o for o in outcomes if o is not None]
+
+    def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:
+        """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now."""
+        references: dict[str, str] = {}
+        for e in entries:
+            if e.method == "POST" and e.if_none_exist:
+                e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.if_none_exist or ""))
+            elif e.method == "POST":
+                e.target_id = str(uuid.uuid4())
+            elif e.method == "PUT" and e.res_id is None:
+                e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.query))
+            elif e.method in ("PUT", "PATCH", "DELETE"):
+                e.target_id = e.res_id
+            if e.full_url and e.target_id:
+                references[e.full_url] = f"{e.res_type}/{e.target_id}"
+        return references
+
+    def _conditional_target(self, conn: Connection, base: str, e: Entry, condition: str) -> str:
+        """The id a conditional create/update will end on: its match, or a new one."""
+        matches = find_matches(conn, e.res_type, parse_condition(condition), base)
+        if len(matches) > 1:
+            raise FhirError.of(412, "conflict", f"The condition {e.res_type}?{condition} matches more than one resource")
+        if matches:
+            return matches[0]
+        resource = _require_resource(e)
+        if e.method == "POST":
+            return str(uuid.uuid4())
+        if "id" not in resource:
+            resource["id"] = str(uuid.uuid4())  # no match and no id: create with an id fixed now
+        return resource["id"]
+
+    def _resolve_reference(self, conn: Connection, base: str, reference: str) -> str | None:
+        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match."""
+        res_type, _, query = reference.partition("?")
+        if not query or not is_resource_type(res_type):
+            return None
+        stored = self.conditional.resolve_one(conn, res_type, query, base)
+        return f"{res_type}/{stored.res_id}"
+
+    # -- batch ---------------------------------------------------------------
+    def _batch(self, base: str, raw_entries: list[Any]) -> list[Outcome]:
+        outcomes = []
+        for i, raw in enumerate(raw_entries):
+            try:
+                entry = _parse_entry(base, i, raw)
+                with self.db.write() as conn:
+                    if entry.resource is not None and entry.method in ("POST", "PUT"):
+                        _rewrite(entry.resource, {}, lambda ref, c=conn: self._resolve_reference(c, base, ref))
+                    outcomes.append(self._execute(conn, base, entry, in_transaction=False))
+            except FhirError as exc:
+                outcomes.append(Outcome(exc.status, issues=exc.issues))
+        return outcomes
+
+    # -- one entry -------------------------------------------------------------
+    def _execute(self, conn: Connection, base: str, e: Entry, *, in_transaction: bool) -> Outcome:
+        if e.method == "GET" or e.method == "HEAD":
+            return self._read(conn, base, e)
+        if e.method == "DELETE":
+            if e.res_id is None:
+                results = self.conditional.delete_in(conn, e.res_type, e.query, base)
+                return Outcome(204, results[0].stored if len(results) == 1 else None)
+            return Outcome(204, self.resources.delete_in(conn, e.res_type, e.res_id, e.if_match).stored)
+        if e.method == "POST":
+            resource = _require_resource(e)
+            if e.if_none_exist:
+                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id)
+            else:
+                result = self.resources.create_in(conn, e.res_type, resource, e.target_id)
+            return self._written(e, result, in_transaction)
+        if e.method == "PUT":
+            resource = _require_resource(e)
+            if e.res_id is None:
+                result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match)
+            else:
+                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match)
+            return self._written(e, result, in_transaction)
+        # PATCH
+        content_type, body = _patch_body(e)
+        res_id = e.res_id or self.conditional.resolve_one(conn, e.res_type, e.query, base).res_id
+        return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match), in_transaction)
+
+    def _written(self, e: Entry, result: WriteResult, in_transaction: bool) -> Outcome:
+        if in_transaction and e.target_id and result.stored.res_id != e.target_id:
+            # a concurrent client created the conditional match after we planned: references are stale
+            raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
+        return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
+
+    def _read(self, conn: Connection, base: str, e: Entry) -> Outcome:
+        if e.res_id is None:
+            params = parse_qsl(e.query, keep_blank_values=True)
+            result = run_search(conn, e.res_type, params, strict=False, default_count=self.default_count,
+                                max_count=self.max_count, base_url=base)
+            body = searchset(base, e.res_type, result)
+            return Outcome(200, body=None if e.method == "HEAD" else body)
+        if e.version is not None:
+            row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if e.version.isdigit() else None
+            if row is None or row.deleted:
+                status = 410 if row is not None else 404
+                raise FhirError.of(status, "not-found", f"{e.res_type}/{e.res_id}/_history/{e.version} is not available")
+            stored = Stored(e.res_type, e.res_id, row.version, row.updated_us, row.body)
+        else:
+            stored = self.resources.read_in(conn, e.res_type, e.res_id)
+        return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
+
+    def _response_entry(self, base: str, o: Outcome, representation: bool) -> bytes:
+        response: dict[str, Any] = {"status": f"{o.status} {_REASON.get(o.status, '')}".strip()}
+        if o.stored is not None and o.stored.version:
+            if o.location:
+                response["location"] = f"{o.stored.res_type}/{o.stored.res_id}/_history/{o.stored.version}"
+            response["etag"] = o.stored.etag
+            response["lastModified"] = to_instant(o.stored.updated_us)
+        if o.issues and o.status >= 400:
+            response["outcome"] = operation_outcome(o.issues)
+        full_url = f"{base}/{o.stored.res_type}/{o.stored.res_id}" if o.stored is not None and o.body else None
+        body = o.body if (representation or not o.location) else None
+        return bundles.entry(full_url if body else None, body, response=response)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _at(entry: Entry, fn: Any) -> Any:
+    """Run ``fn``; a failure names the entry (the transaction then rolls back)."""
+    try:
+        return fn()
+    except FhirError as exc:
+        exc.issues = [
+            Issue(i.severity, i.code, f"{entry.where} ({entry.method} {entry.res_type}): {i.diagnostics}",
+                  f"{entry.where}.resource{(i.expression or '')[len(entry.res_type):]}" if i.expression and i.expression.startswith(entry.res_type) else entry.where)
+            for i in exc.issues
+        ]
+        raise
+
+
+def _parse_entry(base: str, index: int, raw: Any) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+        raise FhirError.of(400, "required", f"{where}.request is required in a transaction or batch", f"{where}.request")
+    request = raw["request"]
+    method = str(request.get("method", "")).upper()
+    url = request.get("url")
+    if method not in _ORDER or not isinstance(url, str) or not url:
+        raise FhirError.of(400, "invalid", f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url", f"{where}.request")
+    if url.startswith(base + "/"):
+        url = url[len(base) + 1:]
+    elif "://" in url:
+        raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
+    path, _, query = url.lstrip("/").partition("?")
+    parts = path.split("/")
+    res_type = parts[0]
+    if not is_resource_type(res_type):
+        raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
+    res_id = parts[1] if len(parts) > 1 and parts[1] else None
+    version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
+    if len(parts) > 2 and version is None or len(parts) > 4 or any(p.startswith("$") for p in parts):
+        raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
+    if method == "POST" and res_id is not None:
+        raise FhirError.of(400, "invalid", f"{where}: POST goes to the type ({res_type}), not an instance", f"{where}.request.url")
+    if method in ("PUT", "PATCH", "DELETE") and res_id is None and not query:
+        raise FhirError.of(400, "invalid", f"{where}: {method} needs an id or a condition", f"{where}.request.url")
+    return Entry(
+        index=index, method=method, res_type=res_type, res_id=res_id, version=version, query=query,
+        resource=raw.get("resource"), full_url=raw.get("fullUrl"),
+        if_match=request.get("ifMatch"), if_none_exist=request.get("ifNoneExist"),
+    )
+
+
+def _check_unique_targets(entries: list[Entry]) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for e in entries:
+        if e.method in ("PUT", "PATCH", "DELETE") and e.res_id:
+            key = (e.res_type, e.res_id)
+            if key in seen:
+                raise FhirError.of(400, "invalid", f"{e.where} and Bundle.entry[{seen[key]}] both change {e.res_type}/{e.res_id}", e.where)
+            seen[key] = e.index
+    full_urls = [e.full_url for e in entries if e.full_url]
+    if len(full_urls) != len(set(full_urls)):
+        raise FhirError.of(400, "invalid", "Two entries of the transaction share a fullUrl")
+
+
+def _require_resource(e: Entry) -> dict[str, Any]:
+    if not isinstance(e.resource, dict):
+        raise FhirError.of(400, "required", f"{e.where}.resource is required for {e.method}", f"{e.where}.resource")
+    return e.resource
+
+
+def _patch_body(e: Entry) -> tuple[str, Any]:
+    resource = _require_resource(e)
+    if resource.get("resourceType") == "Parameters":
+        return "application/fhir+json", resource
+    if resource.get("resourceType") == "Binary" and resource.get("contentType", "").startswith("application/json-patch+json"):
+        try:
+            return "application/json-patch+json", jsonio.loads(base64.b64decode(resource.get("data", "")))
+        except (ValueError, jsonio.JsonError):
+            raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON Patch") from None
+    raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch")
+
+
+def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
+    """Replace bundle-local and conditional references everywhere in ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                if value in references:
+                    node[key] = references[value]
+                elif value.startswith(("urn:uuid:", "urn:oid:")):
+                    raise FhirError.of(400, "not-found", f"Reference {value} matches no fullUrl in the Bundle")
+                elif "?" in value:
+                    resolved = resolve(value)
+                    if resolved:
+                        node[key] = resolved
+            else:
+                _rewrite(value, references, resolve)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite(item, references, resolve)
