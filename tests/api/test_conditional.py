@@ -1,0 +1,136 @@
+"""Conditional create, update, delete and patch (http.html#ccreate, #cond-update, #cdelete, #patch)."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.api.test_rest_crud import PATIENT, post
+
+NIK = "https://fhir.kemkes.go.id/id/nik"
+COND = f"identifier={NIK}|3204154506900003"
+
+
+def test_conditional_create_creates_once_then_returns_the_match(client):
+    first = post(client, PATIENT, headers={"If-None-Exist": COND})
+    assert first.status_code == 201
+    second = post(client, PATIENT, headers={"If-None-Exist": COND})
+    assert second.status_code == 200
+    assert second.json()["id"] == first.json()["id"]
+    assert len(client.get("/fhir/Patient").json()["entry"]) == 1
+
+
+def test_conditional_create_with_several_matches_is_412(client):
+    post(client, PATIENT)
+    post(client, PATIENT)
+    r = post(client, PATIENT, headers={"If-None-Exist": COND})
+    assert r.status_code == 412
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_conditional_create_with_unknown_parameter_is_400(client):
+    r = post(client, PATIENT, headers={"If-None-Exist": "nonsense=1"})
+    assert r.status_code == 400
+
+
+def test_conditional_update_creates_updates_and_refuses_ambiguity(client):
+    url = f"/fhir/Patient?{COND}"
+    created = client.put(url, content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 201
+    pid = created.json()["id"]
+    updated = client.put(url, content=orjson.dumps({**PATIENT, "active": True}), headers={"Content-Type": "application/fhir+json"})
+    assert updated.status_code == 200
+    assert updated.json()["id"] == pid and updated.json()["meta"]["versionId"] == "2"
+    post(client, PATIENT)
+    ambiguous = client.put(url, content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"})
+    assert ambiguous.status_code == 412
+
+
+def test_conditional_update_with_other_id_in_body_is_400(client):
+    post(client, PATIENT)
+    r = client.put(f"/fhir/Patient?{COND}", content=orjson.dumps({**PATIENT, "id": "other"}), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400
+
+
+def test_conditional_delete_single(client):
+    pid = post(client, PATIENT).json()["id"]
+    assert client.delete(f"/fhir/Patient?{COND}").status_code == 204
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 410
+    assert client.delete(f"/fhir/Patient?{COND}").status_code == 204  # nothing left to delete
+    post(client, PATIENT)
+    post(client, PATIENT)
+    assert client.delete(f"/fhir/Patient?{COND}").status_code == 412
+
+
+def test_conditional_delete_without_condition_is_400(client):
+    assert client.delete("/fhir/Patient").status_code == 400
+
+
+def test_json_patch(client):
+    pid = post(client, PATIENT).json()["id"]
+    ops = [{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/active", "value": True}]
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["gender"] == "male" and r.json()["active"] is True
+    assert r.json()["meta"]["versionId"] == "2"
+    history = client.get(f"/fhir/Patient/{pid}/_history").json()["entry"]
+    assert history[0]["request"]["method"] == "PATCH"
+
+
+def test_json_patch_result_is_validated(client):
+    pid = post(client, PATIENT).json()["id"]
+    ops = [{"op": "replace", "path": "/gender", "value": "boy"}]
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 422
+    assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"
+
+
+def test_json_patch_failed_test_op_and_bad_path(client):
+    pid = post(client, PATIENT).json()["id"]
+    test_op = [{"op": "test", "path": "/gender", "value": "male"}]
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(test_op), headers={"Content-Type": "application/json-patch+json"}).status_code == 422
+    bad = [{"op": "remove", "path": "/nothing/here"}]
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(bad), headers={"Content-Type": "application/json-patch+json"}).status_code == 400
+
+
+def test_patch_honours_if_match(client):
+    pid = post(client, PATIENT).json()["id"]
+    ops = [{"op": "replace", "path": "/gender", "value": "male"}]
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"5"'})
+    assert r.status_code == 412
+
+
+def _fhirpath_patch(*operations):
+    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": list(op)} for op in operations]}
+
+
+def test_fhirpath_patch_operations(client):
+    pid = post(client, {**PATIENT, "identifier": [{"system": NIK, "value": "3204154506900003"}, {"system": "http://rs.example/mrn", "value": "RM-1"}]}).json()["id"]
+    body = _fhirpath_patch(
+        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"}, {"name": "value", "valueDate": "1991-07-08"}],
+        [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.identifier.where(system='http://rs.example/mrn')"}],
+        [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"}, {"name": "name", "valueString": "telecom"},
+         {"name": "value", "part": [{"name": "system", "valueCode": "phone"}, {"name": "value", "valueString": "081234567890"}]}],
+        [{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"}, {"name": "index", "valueInteger": 0},
+         {"name": "value", "valueString": "Nur"}],
+    )
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["birthDate"] == "1991-07-08"
+    assert [i["system"] for i in p["identifier"]] == [NIK]
+    assert p["telecom"] == [{"system": "phone", "value": "081234567890"}]
+    assert p["name"][0]["given"] == ["Nur", "Siti"]
+
+
+def test_fhirpath_patch_with_bad_path_is_400(client):
+    pid = post(client, PATIENT).json()["id"]
+    body = _fhirpath_patch([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("}, {"name": "value", "valueString": "x"}])
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"}).status_code == 400
+
+
+def test_conditional_patch(client):
+    pid = post(client, PATIENT).json()["id"]
+    ops = [{"op": "add", "path": "/active", "value": False}]
+    r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200
+    assert r.json()["id"] == pid and r.json()["active"] is False

@@ -1,0 +1,91 @@
+"""Date prefix semantics against a plain reference implementation (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhir_server.search.parse import parse_date_value
+from fhir_server.search.sql import date_predicate
+from fhir_server.search.values import date_range
+
+import sqlalchemy as sa
+
+
+def reference(prefix: str, t: tuple[int, int], s: tuple[int, int]) -> bool:
+    """http://hl7.org/fhir/R4/search.html#prefix, written out literally."""
+    (lo, hi), (slo, shi) = t, s
+    contains = slo <= lo and hi <= shi
+    if prefix == "eq":
+        return contains
+    if prefix == "ne":
+        return not contains
+    if prefix == "gt":
+        return hi > shi  # the range above the search value intersects the target
+    if prefix == "lt":
+        return lo < slo
+    if prefix == "ge":
+        return hi > shi or contains
+    if prefix == "le":
+        return lo < slo or contains
+    if prefix == "sa":
+        return lo > shi
+    if prefix == "eb":
+        return hi < slo
+    raise AssertionError(prefix)
+
+
+years = st.integers(1990, 2030)
+months = st.integers(1, 12)
+days = st.integers(1, 28)
+
+
+@st.composite
+def fhir_dates(draw) -> str:
+    y = draw(years)
+    kind = draw(st.sampled_from(["y", "m", "d", "min", "s", "f"]))
+    if kind == "y":
+        return f"{y}"
+    m = draw(months)
+    if kind == "m":
+        return f"{y}-{m:02d}"
+    d = draw(days)
+    if kind == "d":
+        return f"{y}-{m:02d}-{d:02d}"
+    hh, mm = draw(st.integers(0, 23)), draw(st.integers(0, 59))
+    tz = draw(st.sampled_from(["Z", "+07:00", "-03:30", ""]))
+    if kind == "min":
+        return f"{y}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}{tz}"
+    ss = draw(st.integers(0, 59))
+    if kind == "s":
+        return f"{y}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}{tz}"
+    return f"{y}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{draw(st.integers(0, 999)):03d}{tz}"
+
+
+_engine = sa.create_engine("sqlite://")
+_lo, _hi = sa.column("lo", sa.BigInteger), sa.column("hi", sa.BigInteger)
+
+
+def sql_matches(prefix: str, target: tuple[int, int], search_value: str) -> bool:
+    v = parse_date_value(prefix + search_value)
+    stmt = sa.select(sa.case((date_predicate(_lo, _hi, v), 1), else_=0)).select_from(
+        sa.select(sa.literal(target[0]).label("lo"), sa.literal(target[1]).label("hi")).subquery())
+    with _engine.connect() as conn:
+        return bool(conn.execute(stmt).scalar_one())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(target=fhir_dates(), search_value=fhir_dates(),
+       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]))
+def test_sql_date_prefixes_match_reference(target, search_value, prefix):
+    t = date_range(target)
+    s = date_range(search_value)
+    assert sql_matches(prefix, t, search_value) == reference(prefix, t, s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=fhir_dates())
+def test_ranges_are_ordered_and_contain_their_start(value):
+    lo, hi = date_range(value)
+    assert lo <= hi
+    assert date_range(value.split("T")[0])[0] <= lo + 14 * 3600 * 1_000_000 + 1

@@ -1,0 +1,57 @@
+"""The 0002 migration creates exactly the tables and indexes of index_tables.py."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from fhir_server.storage.index_tables import INDEX_TABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(conn) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def test_revision_chain():
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    rev = ScriptDirectory.from_config(cfg).get_revision("0002_search_index")
+    assert rev.down_revision == "0001_core"
+
+
+@pytest.mark.skipif(not (ROOT / "alembic" / "env.py").exists(), reason="alembic/env.py not written yet")
+def test_upgrade_matches_metadata_and_downgrades(engine):
+    url = engine.url
+    schema = None
+    if engine.dialect.name == "sqlite":
+        mig_engine = sa.create_engine(f"sqlite:///{Path(url.database).with_name('migrate.db')}")
+    else:
+        schema = "m_" + secrets.token_hex(6)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        mig_engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    with mig_engine.begin() as conn:
+        command.upgrade(_config(conn), "0002_search_index")
+    insp = sa.inspect(mig_engine)
+    for table in INDEX_TABLES.values():
+        cols = {c["name"] for c in insp.get_columns(table.name)}
+        assert cols == {c.name for c in table.columns}
+        assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}
+    with mig_engine.begin() as conn:
+        command.downgrade(_config(conn), "0001_core")
+    assert not set(sa.inspect(mig_engine).get_table_names()) & {t.name for t in INDEX_TABLES.values()}
+    mig_engine.dispose()
+    if schema:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

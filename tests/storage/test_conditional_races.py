@@ -1,0 +1,53 @@
+"""Race safety lives in the database: parallel conditional creates make exactly one resource."""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+from fhir_server.errors import FhirError
+from tests.api.test_transaction import visit_bundle
+
+NIK = "https://fhir.kemkes.go.id/id/nik"
+PATIENT = {"resourceType": "Patient", "identifier": [{"system": NIK, "value": "3204154506900003"}], "gender": "female"}
+
+
+def _patients(state) -> list[str]:
+    result = state.search.run("http://testserver/fhir", "Patient", [("identifier", f"{NIK}|3204154506900003")], strict=True)
+    return [i for _, i, _ in result.matches]
+
+
+def test_twenty_parallel_conditional_creates_make_one_patient(client):
+    state = client.app.state.fhir
+
+    def attempt(_: int) -> tuple[int, str]:
+        result = state.conditional.create("Patient", copy.deepcopy(PATIENT), f"identifier={NIK}|3204154506900003", None)
+        return result.status, result.stored.res_id
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    ids = {res_id for _, res_id in outcomes}
+    assert len(ids) == 1
+    assert sorted(status for status, _ in outcomes) == [200] * 19 + [201]
+    assert _patients(state) == list(ids)
+
+
+def test_parallel_transactions_with_the_same_patient_make_one_patient(client):
+    state = client.app.state.fhir
+
+    def attempt(_: int) -> str:
+        for _ in range(5):  # a transaction that lost the race answers 409: clients retry
+            try:
+                state.bundles.process("http://testserver/fhir", visit_bundle())
+                return "ok"
+            except FhirError as exc:
+                if exc.status != 409:
+                    raise
+        return "gave up"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(attempt, range(10)))
+    assert outcomes == ["ok"] * 10
+    assert len(_patients(state)) == 1
+    encounters = state.search.run("http://testserver/fhir", "Encounter", [("_count", "100")], strict=True).matches
+    assert len(encounters) == 10

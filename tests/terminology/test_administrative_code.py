@@ -1,0 +1,97 @@
+"""The SATUSEHAT administrativeCode address extension."""
+
+from __future__ import annotations
+
+from terminology.administrative_code import check_administrative_code, check_resource_administrative_codes
+from terminology.urls import SATUSEHAT_ADMINISTRATIVE_CODE
+
+PATH = "Patient.address[0].extension[0]"
+
+
+def ext(**parts: str) -> dict:
+    return {"url": SATUSEHAT_ADMINISTRATIVE_CODE,
+            "extension": [{"url": k, "valueCode": v} for k, v in parts.items()]}
+
+
+GOOD = dict(province="32", city="3204", district="320415", village="3204152003", rt="002", rw="005")
+
+
+def test_valid_codes_have_no_issues():
+    assert check_administrative_code(ext(**GOOD), path=PATH) == []
+
+
+def test_partial_codes_that_nest_are_fine():
+    assert check_administrative_code(ext(province="32", city="3204"), path=PATH) == []
+
+
+def test_dotted_code_is_an_error_with_a_hint():
+    [issue] = check_administrative_code(ext(province="32", city="32.04"), path=PATH)
+    assert (issue.severity, issue.code) == ("error", "value")
+    assert "'3204'" in issue.diagnostics
+    assert issue.expression == f"{PATH}.extension[1].valueCode"
+
+
+def test_wrong_length_is_an_error():
+    [issue] = check_administrative_code(ext(village="320415200"), path=PATH)
+    assert issue.severity == "error" and "10 digits" in issue.diagnostics
+
+
+def test_village_outside_its_district_is_an_error():
+    issues = check_administrative_code(ext(**{**GOOD, "village": "3273011001"}), path=PATH)
+    assert [(i.severity, i.code, i.expression) for i in issues] == [
+        ("error", "business-rule", f"{PATH}.extension[3].valueCode")]
+
+
+def test_city_outside_its_province_is_an_error():
+    issues = check_administrative_code(ext(province="31", city="3204"), path=PATH)
+    assert [i.code for i in issues] == ["business-rule"]
+
+
+def test_nesting_skips_missing_levels():
+    issues = check_administrative_code(ext(province="33", village="3204152003"), path=PATH)
+    assert [i.code for i in issues] == ["business-rule"]
+
+
+def test_unknown_wellformed_code_warns_by_default():
+    [issue] = check_administrative_code(ext(province="32", city="3299"), path=PATH)
+    assert (issue.severity, issue.code) == ("warning", "code-invalid")
+    assert issue.expression == f"{PATH}.extension[1].valueCode"
+
+
+def test_unknown_wellformed_code_is_an_error_when_strict():
+    [issue] = check_administrative_code(ext(province="32", city="3299"), strict=True, path=PATH)
+    assert (issue.severity, issue.code) == ("error", "code-invalid")
+
+
+def test_value_that_is_not_a_valuecode_is_an_error():
+    bad = {"url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [{"url": "province", "valueString": "32"}]}
+    [issue] = check_administrative_code(bad, path=PATH)
+    assert issue.code == "structure" and "valueString" in issue.diagnostics
+
+
+def test_unknown_and_repeated_parts_are_errors():
+    bad = {"url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [
+        {"url": "province", "valueCode": "32"}, {"url": "province", "valueCode": "32"}, {"url": "kota", "valueCode": "3204"}]}
+    assert [i.diagnostics.split("'")[1] for i in check_administrative_code(bad, path=PATH)] == ["province", "kota"]
+
+
+def test_missing_subextensions_is_an_error():
+    [issue] = check_administrative_code({"url": SATUSEHAT_ADMINISTRATIVE_CODE}, path=PATH)
+    assert issue.code == "structure" and issue.expression == PATH
+
+
+def test_non_numeric_rt_warns():
+    [issue] = check_administrative_code(ext(province="32", rt="A1"), path=PATH)
+    assert issue.severity == "warning"
+
+
+def test_resource_walk_finds_every_extension_with_paths():
+    patient = {"resourceType": "Patient",
+               "extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/birthPlace",
+                              "valueAddress": {"extension": [ext(province="31", city="3204")]}}],
+               "address": [{"city": "X"}, {"extension": [{"url": "other"}, ext(province="3x")]}]}
+    issues = check_resource_administrative_codes(patient)
+    assert [i.expression for i in issues] == [
+        "Patient.extension[0].valueAddress.extension[0].extension[1].valueCode",
+        "Patient.address[1].extension[1].extension[0].valueCode",
+    ]
