@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_server import __version__
 from fhir_server.api import http
+from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
@@ -23,6 +24,7 @@ from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
+from fhir_server.service.seed import seed_conformance
 from fhir_server.service.transaction import BundleService
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             migrate.upgrade(state.db.engine)
+            seed_conformance(state.resources)
         yield
         state.db.dispose()
 
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    app.include_router(operations_router)  # before the generic routes: /{type}/$op is not /{type}/{id}
     app.include_router(router)
     _install_error_handlers(app)
     return app

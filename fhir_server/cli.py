@@ -30,15 +30,10 @@ def serve(
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     import uvicorn
 
-    from fhir_server.storage import migrate as migrations
-    from fhir_server.storage.db import create_engine
-
     settings = _settings(database_url)
     if migrate:
         # once, here, before any worker starts: workers migrating at once would race
-        engine = create_engine(settings.effective_database_url)
-        migrations.upgrade(engine)
-        engine.dispose()
+        _migrate_and_seed(settings)
     os.environ["FHIR_DATABASE_URL"] = settings.effective_database_url
     os.environ["FHIR_MIGRATE_ON_START"] = "false"
     typer.echo(f"FHIR R4 server on http://{host}:{port}/fhir ({_describe(settings.effective_database_url)}, {workers} worker(s))")
@@ -65,13 +60,29 @@ def migrate(
     from fhir_server.storage.db import create_engine
 
     settings = _settings(database_url)
-    engine = create_engine(settings.effective_database_url)
     if downgrade_to:
+        engine = create_engine(settings.effective_database_url)
         migrations.downgrade(engine, downgrade_to)
+        engine.dispose()
     else:
-        migrations.upgrade(engine)
+        _migrate_and_seed(settings)
+    engine = create_engine(settings.effective_database_url)
     typer.echo(f"database at revision {migrations.current_revision(engine)} ({_describe(settings.effective_database_url)})")
     engine.dispose()
+
+
+def _migrate_and_seed(settings: Settings) -> None:
+    """Schema up to date, then the server's own conformance resources stored."""
+    from fhir_server.app import build_state
+    from fhir_server.service.seed import seed_conformance
+    from fhir_server.storage import migrate as migrations
+
+    state = build_state(settings)
+    try:
+        migrations.upgrade(state.db.engine)
+        seed_conformance(state.resources)
+    finally:
+        state.db.dispose()
 
 
 def _describe(url: str) -> str:

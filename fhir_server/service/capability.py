@@ -6,6 +6,8 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server import __version__, jsonio, registry
+from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
+from fhir_server.operations.registry import operations_for
 from fhir_server.search import registry as search_registry
 from fhir_server.timeutil import now_us, to_instant
 
@@ -30,6 +32,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "searchInclude": search_registry.search_includes(res_type),
                 "searchRevInclude": search_registry.search_revincludes(res_type),
                 "searchParam": search_registry.capability_search_params(res_type),
+                "operation": _operations(res_type),
             }
         )
     return {
@@ -51,6 +54,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": code} for code in registry.SYSTEM_INTERACTIONS],
+                "operation": _operations(None),
                 "searchParam": [
                     {"name": p["name"], "definition": p["definition"], "type": p["type"]}
                     for p in search_registry.capability_search_params("Resource")
@@ -58,6 +62,10 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
             }
         ],
     }
+
+
+def _operations(res_type: str | None) -> list[dict[str, str]]:
+    return [{"name": op.name, "definition": op.canonical} for op in operations_for(res_type)]
 
 
 @lru_cache(maxsize=16)

@@ -71,7 +71,8 @@ class ResourceService:
         self.indexer = indexer
         self.r4b_model_check = r4b_model_check
 
-    def _validate(self, resource: dict[str, Any]) -> list[Issue]:
+    def validate(self, resource: dict[str, Any]) -> list[Issue]:
+        """Raise FhirError 400/422 when invalid (with this service's settings); return warnings."""
         return ensure_valid(resource, r4b_model=self.r4b_model_check)
 
     # -- reads ---------------------------------------------------------------
@@ -113,7 +114,7 @@ class ResourceService:
         res_id = res_id or str(uuid.uuid4())
         updated = now_us()
         stamped = stamp(resource, res_id, 1, updated)
-        warnings = self._validate(stamped)
+        warnings = self.validate(stamped)
         body = jsonio.dumps(stamped)
         pk = repo.insert_current(conn, res_type, res_id, body, updated)
         if pk is None:  # pragma: no cover - a uuid4 collision
@@ -141,7 +142,7 @@ class ResourceService:
                 f"{res_type}.id",
             )
         expected = parse_version(if_match) if if_match is not None else None
-        warnings = self._validate(stamp(resource, res_id, 1, 0))
+        warnings = self.validate(stamp(resource, res_id, 1, 0))
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
             if expected is not None and (current is None or current.version != expected):

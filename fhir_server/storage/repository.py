@@ -214,3 +214,12 @@ def bind_conditional_key(conn: Connection, key: str, resource_pk: int) -> None:
 def release_conditional_key(conn: Connection, key: str) -> None:
     """Drop a guard whose resource no longer matches its condition."""
     conn.execute(sa.delete(conditional_keys).where(conditional_keys.c.key == key))
+
+
+def overwrite_body(conn: Connection, pk: int, res_type: str, res_id: str, version: int, body: bytes) -> None:
+    """Rewrite the body of the current version in place (``$meta-add``/``$meta-delete`` keep the version)."""
+    conn.execute(sa.update(resources).where(resources.c.pk == pk, resources.c.version == version).values(body=body))
+    c = resource_versions.c
+    conn.execute(
+        sa.update(resource_versions).where(c.res_type == res_type, c.res_id == res_id, c.version == version).values(body=body)
+    )

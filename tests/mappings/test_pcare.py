@@ -67,7 +67,7 @@ def test_kunjungan_gives_ranked_conditions_and_temperature():
 def test_registration_and_unnumbered_visit_share_a_key():
     pendaftaran = mapped(pendaftaran_to_fhir, fixture("pcare_pendaftaran")).entries[0]
     kunjungan = mapped(kunjungan_to_fhir, fixture("pcare_kunjungan") | {"noKunjungan": None}).entries[0]
-    assert pendaftaran.match == kunjungan.match == (S.PCARE_PENDAFTARAN, "0001234500001|2024-03-04|001")
+    assert pendaftaran.match == kunjungan.match == (S.PCARE_PENDAFTARAN, "0001234500001:2024-03-04:001")
 
 
 @pytest.mark.parametrize("changes, field", [

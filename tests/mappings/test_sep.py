@@ -43,14 +43,14 @@ def test_inpatient_is_imp():
 
 def test_request_is_keyed_without_a_sep_number():
     entry = mapped(fixture("sep_insert_request")).entries[0]
-    assert entry.match == (S.BPJS_SEP_REQUEST, "0001234500001|2024-03-04|0000R001|2|INT")
+    assert entry.match == (S.BPJS_SEP_REQUEST, "0001234500001:2024-03-04:0000R001:2:INT")
 
 
 def test_response_is_keyed_on_the_sep_number_and_carries_the_request_key():
     result = mapped(fixture("sep_response"))
     encounter = result.first("Encounter")
     assert result.entries[0].search == f"Encounter?identifier={S.BPJS_SEP}|0000R0010324V000001"
-    assert identifier_value(encounter, S.BPJS_SEP_REQUEST) == "0001234500001|2024-03-04|0000R001|2|INT"
+    assert identifier_value(encounter, S.BPJS_SEP_REQUEST) == "0001234500001:2024-03-04:0000R001:2:INT"
     assert result.first("Condition")["code"]["coding"][0] == {
         "system": S.ICD10, "code": "I10", "display": "Essential (primary) hypertension"}
     assert encounter["serviceType"]["coding"][0]["display"] == "PENYAKIT DALAM"

@@ -1,0 +1,1 @@
+"""FHIR operations ($name): one registry feeds the routes and the CapabilityStatement."""

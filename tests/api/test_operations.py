@@ -1,0 +1,140 @@
+"""$validate, $everything, $meta, $meta-add, $meta-delete and their CapabilityStatement entries."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.api.test_rest_crud import PATIENT, post
+
+AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+
+
+def op(client, url, body=None):
+    return client.post(url, content=orjson.dumps(body) if body is not None else b"", headers={"Content-Type": "application/fhir+json"})
+
+
+def test_validate_a_valid_resource(client):
+    r = op(client, "/fhir/Patient/$validate", PATIENT)
+    assert r.status_code == 200
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert all(i["severity"] not in ("error", "fatal") for i in r.json()["issue"])
+
+
+def test_validate_reports_errors_without_storing(client):
+    r = op(client, "/fhir/Patient/$validate", {**PATIENT, "gender": "boy"})
+    assert r.status_code == 200
+    issues = r.json()["issue"]
+    assert any(i["severity"] == "error" and i["expression"] == ["Patient.gender"] for i in issues)
+    assert client.get("/fhir/Patient").json()["entry"] == []
+
+
+def test_validate_with_parameters_mode_and_profile(client):
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": PATIENT}, {"name": "mode", "valueCode": "create"},
+        {"name": "profile", "valueUri": "https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"}]}
+    r = op(client, "/fhir/Patient/$validate", body)
+    assert r.status_code == 200
+    assert any(i["severity"] == "warning" and "Profile" in i["diagnostics"] for i in r.json()["issue"])
+
+
+def test_validate_mode_delete_and_update_on_an_instance(client):
+    pid = post(client, PATIENT).json()["id"]
+    params = {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "delete"}]}
+    assert op(client, f"/fhir/Patient/{pid}/$validate", params).status_code == 200
+    assert op(client, "/fhir/Patient/missing/$validate", params).status_code == 404
+    upd = {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "update"}, {"name": "resource", "resource": {**PATIENT, "id": "other"}}]}
+    assert any(i["severity"] == "error" for i in op(client, f"/fhir/Patient/{pid}/$validate", upd).json()["issue"])
+
+
+def test_validate_rejects_bad_mode_and_missing_resource(client):
+    assert op(client, "/fhir/Patient/$validate", {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "x"}]}).status_code == 400
+    assert op(client, "/fhir/Patient/$validate").status_code == 400
+
+
+def test_patient_everything_returns_the_compartment_in_pages(client):
+    pid = post(client, PATIENT).json()["id"]
+    other = post(client, PATIENT).json()["id"]
+    encounters = [post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"},
+                                "period": {"start": f"2026-0{m}-01T08:00:00+07:00"}}, "Encounter").json()["id"] for m in (1, 2, 3)]
+    post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{other}"}}, "Encounter")
+    cond = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "ISPA"}}, "Condition").json()["id"]
+    seen, url = [], f"/fhir/Patient/{pid}/$everything?_count=2"
+    while url:
+        bundle = client.get(url).json()
+        assert bundle["type"] == "searchset"
+        seen += [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        url = nxt[0].replace("http://testserver", "") if nxt else None
+    assert seen[0] == ("Patient", pid)
+    assert sorted(seen[1:]) == sorted([("Encounter", e) for e in encounters] + [("Condition", cond)])
+
+
+def test_patient_everything_filters(client):
+    pid = post(client, PATIENT).json()["id"]
+    for m in (1, 6):
+        post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"},
+                      "period": {"start": f"2026-0{m}-01T08:00:00+07:00", "end": f"2026-0{m}-01T09:00:00+07:00"}}, "Encounter")
+    post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "ISPA"}}, "Condition")
+    only_enc = client.get(f"/fhir/Patient/{pid}/$everything?_type=Encounter").json()["entry"]
+    assert {e["resource"]["resourceType"] for e in only_enc} == {"Encounter"}
+    ranged = client.get(f"/fhir/Patient/{pid}/$everything?start=2026-05-01&end=2026-12-31").json()["entry"]
+    kinds = sorted(e["resource"]["resourceType"] for e in ranged)
+    assert kinds == ["Condition", "Encounter", "Patient"]
+    assert client.get("/fhir/Patient/nobody/$everything").status_code == 404
+    assert client.get(f"/fhir/Patient/{pid}/$everything?_type=Nope").status_code == 400
+
+
+def test_encounter_everything(client):
+    pid = post(client, PATIENT).json()["id"]
+    eid = post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"}}, "Encounter").json()["id"]
+    obs = post(client, {"resourceType": "Observation", "status": "final", "code": {"text": "Suhu"}, "encounter": {"reference": f"Encounter/{eid}"}}, "Observation").json()["id"]
+    entries = client.get(f"/fhir/Encounter/{eid}/$everything").json()["entry"]
+    assert [(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries] == [("Encounter", eid), ("Observation", obs)]
+
+
+TAG = {"system": "https://fhir-server.id/tags", "code": "bpjs"}
+
+
+def test_meta_add_meta_delete_and_meta(client):
+    pid = post(client, PATIENT).json()["id"]
+    add = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG], "profile": ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"]}}]}
+    r = op(client, f"/fhir/Patient/{pid}/$meta-add", add)
+    assert r.status_code == 200, r.text
+    assert r.json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
+    stored = client.get(f"/fhir/Patient/{pid}").json()
+    assert stored["meta"]["versionId"] == "1" and stored["meta"]["tag"] == [TAG]
+    assert [e["resource"]["id"] for e in client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"]] == [pid]
+    assert client.get(f"/fhir/Patient/{pid}/$meta").json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
+    assert client.get("/fhir/Patient/$meta").json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
+    assert client.get("/fhir/$meta").json()["parameter"][0]["valueMeta"]["profile"] == ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"]
+    remove = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG]}}]}
+    assert "tag" not in op(client, f"/fhir/Patient/{pid}/$meta-delete", remove).json()["parameter"][0]["valueMeta"]
+    assert client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"] == []
+
+
+def test_meta_add_needs_post_and_a_meta_parameter(client):
+    pid = post(client, PATIENT).json()["id"]
+    assert client.get(f"/fhir/Patient/{pid}/$meta-add").status_code == 405
+    assert op(client, f"/fhir/Patient/{pid}/$meta-add", {"resourceType": "Parameters"}).status_code == 400
+
+
+def test_unknown_operation_is_404(client):
+    assert client.get("/fhir/Patient/$nope").status_code == 404
+    assert client.post("/fhir/$everything").status_code == 404
+
+
+def test_operations_are_advertised_with_definitions_that_can_be_read(app_client):
+    rest = app_client.get("/fhir/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    ops = {o["name"]: o["definition"] for o in patient["operation"]}
+    assert ops["everything"] == "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+    assert ops["validate"] == "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+    assert {"meta", "meta-add", "meta-delete"} <= set(ops)
+    coverage = next(r for r in rest["resource"] if r["type"] == "Coverage")
+    assert "everything" not in {o["name"] for o in coverage["operation"]}
+    assert {o["name"] for o in rest["operation"]} == {"meta"}
+    from fhir_server.service.seed import seed_conformance
+
+    seed_conformance(app_client.app.state.fhir.resources)
+    od = app_client.get("/fhir/OperationDefinition/Patient-everything")
+    assert od.status_code == 200 and od.json()["code"] == "everything"
