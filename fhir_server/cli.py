@@ -85,6 +85,32 @@ def _migrate_and_seed(settings: Settings) -> None:
         state.db.dispose()
 
 
+@app.command()
+def reindex(
+    res_type: Optional[str] = typer.Option(None, "--type", help="Only this resource type"),
+    database_url: Optional[str] = DatabaseOption,
+) -> None:
+    """Rebuild the search index of the stored resources (after an upgrade that changes extraction)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from fhir_server.registry import is_resource_type
+    from fhir_server.search.reindex import reindex as run_reindex
+    from fhir_server.storage.db import create_engine
+
+    if res_type is not None and not is_resource_type(res_type):
+        typer.echo(f"'{res_type}' is not an R4 resource type", err=True)
+        raise typer.Exit(2)
+    settings = _settings(database_url)
+    engine = create_engine(settings.effective_database_url)
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+            task = bar.add_task(f"reindex {res_type or 'all types'}", total=None)
+            done = run_reindex(engine, res_type, lambda n, total: bar.update(task, completed=n, total=total))
+    finally:
+        engine.dispose()
+    typer.echo(f"reindexed {done} resources")
+
+
 def _describe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
