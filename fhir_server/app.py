@@ -87,8 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fhir = state
-    app.include_router(operations_router)  # before the generic routes: /{type}/$op is not /{type}/{id}
-    app.include_router(router)
+    app.include_router(router)  # the hot interactions first: routes match in order
+    app.include_router(operations_router)
     _install_error_handlers(app)
     return app
 

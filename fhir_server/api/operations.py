@@ -6,11 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server.api import formats, http
+from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import OperationCall, find
 from fhir_server.registry import is_resource_type
 
 router = APIRouter(prefix="/fhir")
+register_fhir_convertors()
 _DOC = {"description": "FHIR operation", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
 _RESPONSES = {200: _DOC, "4XX": _DOC}
 _BODY = {"requestBody": {"required": False, "content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
@@ -48,11 +50,11 @@ async def system_operation(request: Request, name: str) -> Response:
     return await _dispatch(request, None, None, name)
 
 
-@router.api_route("/{res_type}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="type operation", openapi_extra=_BODY)
+@router.api_route("/{res_type:fhir_type}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="type operation", openapi_extra=_BODY)
 async def type_operation(request: Request, res_type: str, name: str) -> Response:
     return await _dispatch(request, res_type, None, name)
 
 
-@router.api_route("/{res_type}/{res_id}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="instance operation", openapi_extra=_BODY)
+@router.api_route("/{res_type:fhir_type}/{res_id:fhir_id}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="instance operation", openapi_extra=_BODY)
 async def instance_operation(request: Request, res_type: str, res_id: str, name: str) -> Response:
     return await _dispatch(request, res_type, res_id, name)

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from fhir_server import jsonio
 from fhir_server.api import formats, http
+from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
 from fhir_server.service.results import WriteResult
@@ -26,6 +27,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter(prefix="/fhir")
+register_fhir_convertors()
 
 
 def _state(request: Request) -> Any:
@@ -35,6 +37,18 @@ def _state(request: Request) -> Any:
 def _check_type(res_type: str) -> None:
     if not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
+
+
+@router.get("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="read")
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    _check_type(res_type)
+    st = _state(request)
+    stored = st.resources.read(res_type, res_id)
+    assert stored.body is not None
+    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
+    if _not_modified(request, stored.etag, stored.updated_us):
+        return Response(status_code=304, headers=headers)
+    return http.body_response(request, stored.body, 200, headers)
 
 
 @router.get("/metadata", responses=_responses(200), summary="CapabilityStatement")
@@ -64,7 +78,7 @@ async def search_system(request: Request) -> Response:
     return http.body_response(request, st.search.search(base, None, params, strict=_strict(request)))
 
 
-@router.get("/{res_type}", responses=_responses(200), summary="search-type")
+@router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
 async def search_type(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -73,7 +87,7 @@ async def search_type(request: Request, res_type: str) -> Response:
     return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
 
 
-@router.post("/{res_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
+@router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
 async def search_type_post(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -90,7 +104,7 @@ async def search_type_post(request: Request, res_type: str) -> Response:
     return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
 
 
-@router.get("/{res_type}/_history", responses=_responses(200), summary="Type history")
+@router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")
 async def history_type(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -98,7 +112,7 @@ async def history_type(request: Request, res_type: str) -> Response:
     return http.body_response(request, st.history.history(base, res_type, None, list(request.query_params.multi_items())))
 
 
-@router.get("/{res_type}/{res_id}/_history", responses=_responses(200), summary="Instance history")
+@router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history", responses=_responses(200), summary="Instance history")
 async def history_instance(request: Request, res_type: str, res_id: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -106,25 +120,13 @@ async def history_instance(request: Request, res_type: str, res_id: str) -> Resp
     return http.body_response(request, st.history.history(base, res_type, res_id, list(request.query_params.multi_items())))
 
 
-@router.get("/{res_type}/{res_id}/_history/{version}", responses=_responses(200), summary="vread")
+@router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history/{version:fhir_id}", responses=_responses(200), summary="vread")
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
     _check_type(res_type)
     st = _state(request)
     stored = st.resources.vread(res_type, res_id, version)
     assert stored.body is not None
     headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
-    return http.body_response(request, stored.body, 200, headers)
-
-
-@router.get("/{res_type}/{res_id}", responses=_responses(200), summary="read")
-async def read(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
-    st = _state(request)
-    stored = st.resources.read(res_type, res_id)
-    assert stored.body is not None
-    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
-    if _not_modified(request, stored.etag, stored.updated_us):
-        return Response(status_code=304, headers=headers)
     return http.body_response(request, stored.body, 200, headers)
 
 
@@ -140,7 +142,7 @@ def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
     return False
 
 
-@router.post("/{res_type}", responses=_responses(201), summary="create", openapi_extra=_RESOURCE_BODY)
+@router.post("/{res_type:fhir_type}", responses=_responses(201), summary="create", openapi_extra=_RESOURCE_BODY)
 async def create(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -153,7 +155,7 @@ async def create(request: Request, res_type: str) -> Response:
     return _write_response(request, result)
 
 
-@router.put("/{res_type}/{res_id}", responses=_responses(200, 201), summary="update", openapi_extra=_RESOURCE_BODY)
+@router.put("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 201), summary="update", openapi_extra=_RESOURCE_BODY)
 async def update(request: Request, res_type: str, res_id: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -162,7 +164,7 @@ async def update(request: Request, res_type: str, res_id: str) -> Response:
     return _write_response(request, result)
 
 
-@router.put("/{res_type}", responses=_responses(200, 201), summary="conditional update", openapi_extra=_RESOURCE_BODY)
+@router.put("/{res_type:fhir_type}", responses=_responses(200, 201), summary="conditional update", openapi_extra=_RESOURCE_BODY)
 async def conditional_update(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -173,7 +175,7 @@ async def conditional_update(request: Request, res_type: str) -> Response:
     return _write_response(request, result)
 
 
-@router.delete("/{res_type}", responses=_responses(200, 204), summary="conditional delete")
+@router.delete("/{res_type:fhir_type}", responses=_responses(200, 204), summary="conditional delete")
 async def conditional_delete(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -198,7 +200,7 @@ async def _patch_request(request: Request) -> tuple[str, Any]:
     return "application/fhir+json", formats.parse_body(raw, formats.format_from_content_type(media))
 
 
-@router.patch("/{res_type}/{res_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
+@router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
 async def patch(request: Request, res_type: str, res_id: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -207,7 +209,7 @@ async def patch(request: Request, res_type: str, res_id: str) -> Response:
     return _write_response(request, result)
 
 
-@router.patch("/{res_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
+@router.patch("/{res_type:fhir_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
 async def conditional_patch(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
@@ -233,7 +235,7 @@ async def transaction(request: Request) -> Response:
     return http.body_response(request, body)
 
 
-@router.delete("/{res_type}/{res_id}", responses=_responses(200, 204), summary="delete")
+@router.delete("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 204), summary="delete")
 async def delete(request: Request, res_type: str, res_id: str) -> Response:
     _check_type(res_type)
     st = _state(request)

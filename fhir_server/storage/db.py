@@ -65,6 +65,9 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._local = threading.local()
+        self._readers: list[Any] = []
+        self._readers_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "Database":
@@ -90,24 +93,52 @@ class Database:
                 with conn.begin():
                     yield conn
 
+    def _reader(self) -> Any:
+        """This thread's autocommit DBAPI connection for single-statement reads."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            fairy = self.engine.raw_connection()
+            fairy.detach()  # owned by this thread from now on, outside the pool
+            conn = fairy.dbapi_connection
+            if self.dialect == "postgresql":
+                conn.autocommit = True
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
     def fetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """One row of a single read-only statement, on a raw pooled DBAPI connection.
+        """One row of a single read-only statement.
 
         The hot read path (read by id, vread) skips SQLAlchemy's statement
-        machinery and explicit BEGIN/COMMIT: one SELECT is atomic on its own.
-        ``sql`` uses ``?`` placeholders; they become ``%s`` for psycopg.
+        machinery, the pool and BEGIN/COMMIT: one SELECT is atomic on its own,
+        and each thread keeps one autocommit connection for it. ``sql`` uses
+        ``?`` placeholders; they become ``%s`` for psycopg.
         """
         if self.dialect != "sqlite":
             sql = sql.replace("?", "%s")
-        conn = self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
-            cur.execute(sql, params)
-            row = cur.fetchone()
-            cur.close()
-        finally:
-            conn.close()
-        return row
+        for attempt in (1, 2):
+            conn = self._reader()
+            try:
+                cur = conn.cursor()
+                cur.execute(sql, params)
+                row = cur.fetchone()
+                cur.close()
+                return row
+            except self.engine.dialect.loaded_dbapi.OperationalError:
+                # a broken connection (database restarted): drop it and retry once
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+        return None  # pragma: no cover
 
     def dispose(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except Exception:  # pragma: no cover - closing a dead connection
+                    pass
+            self._readers.clear()
+        self._local = threading.local()
         self.engine.dispose()
