@@ -111,6 +111,52 @@ def reindex(
     typer.echo(f"reindexed {done} resources")
 
 
+MAP_KINDS = ("dukcapil", "bpjs-peserta", "sep", "pcare-pendaftaran", "pcare-kunjungan")
+
+
+@app.command("map")
+def map_command(
+    kind: str = typer.Argument(..., help="dukcapil | bpjs-peserta | sep | pcare-pendaftaran | pcare-kunjungan"),
+    file: str = typer.Argument(..., help="JSON file, or - for standard input"),
+    reverse: bool = typer.Option(False, "--reverse", help="FHIR in (resource, list or Bundle), native JSON out"),
+    sep_view: str = typer.Option("request", "--sep-view", help="with --reverse sep: request (SEP 2.0 insert) or response"),
+) -> None:
+    """Translate a Dukcapil/BPJS payload to FHIR (or back with --reverse), offline."""
+    import sys
+
+    from fhir_server import jsonio
+    from fhir_server.errors import FhirError, operation_outcome
+    from mappings.api import from_fhir, to_fhir
+
+    if kind not in MAP_KINDS:
+        typer.echo(f"unknown format '{kind}'; use one of {', '.join(MAP_KINDS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()
+    except OSError as exc:
+        typer.echo(f"cannot read {file}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        payload = jsonio.loads(raw)
+        if reverse:
+            output = from_fhir("sep-response" if kind == "sep" and sep_view == "response" else kind, payload)
+        else:
+            result = to_fhir(kind, payload)
+            if len(result.entries) == 1 and not result.warnings:
+                output = result.entries[0].resource
+            else:
+                output = {"resourceType": "Bundle", "type": "transaction", "entry": result.transaction_entries()}
+            if result.warnings:
+                typer.echo(jsonio.dumps(operation_outcome(result.warnings), pretty=True).decode(), err=True)
+    except jsonio.JsonError as exc:
+        typer.echo(jsonio.dumps(operation_outcome([FhirError.of(400, "structure", str(exc)).issues[0]]), pretty=True).decode(), err=True)
+        raise typer.Exit(1) from None
+    except FhirError as exc:
+        typer.echo(jsonio.dumps(operation_outcome(exc.issues), pretty=True).decode(), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(jsonio.dumps(output, pretty=True).decode())
+
+
 def _describe(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -66,7 +66,7 @@ def run_search(
     where = [r.c.deleted == sa.false()]
     if q.res_types:
         where.append(r.c.res_type.in_(q.res_types) if len(q.res_types) > 1 else r.c.res_type == q.res_types[0])
-    where.extend(builder.clause(r, c) for c in q.criteria)
+    where.extend(builder.clauses(r, q.criteria))
 
     if q.sort and len(q.res_types) != 1 and any(k.param is not None for k in q.sort):
         raise FhirError.of(400, "not-supported", "_sort by a search parameter needs exactly one resource type")
@@ -96,7 +96,9 @@ def run_search(
     has_next = more if direction == "n" else True
     has_prev = q.cursor is not None if direction == "n" else more
 
-    base_params = [(n, v) for n, v in out.self_params]
+    base_params = list(q.used)
+    if q.cursor_raw is not None:
+        out.self_params = _with_count(base_params, count) + [(CURSOR, q.cursor_raw)]
     out.first_params = _with_count(base_params, count)
     if rows and has_next:
         last = rows[-1]

@@ -181,6 +181,18 @@ def _extension_walker(res_type: str, url: str) -> Callable[[dict], Values]:
     return walk
 
 
+def leaf_type(res_type: str, expression: str | None) -> str | None:
+    """FHIR type of the values of a plain path / cast expression, else None."""
+    m = _SIMPLE.match(expression or "")
+    if m and m.group(1) == res_type and not (m.group(3) or m.group(4)):
+        types = _type_steps(res_type, m.group(2)[1:].split("."))
+        return types[-1] if types else None
+    c = _CAST.match(expression or "")
+    if c and c.group(1) == res_type:
+        return c.group(3)[0].lower() + c.group(3)[1:]
+    return None
+
+
 @lru_cache(maxsize=None)
 def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | None:
     """``("fast" | "fhirpath", fn)`` for a parameter, or None if it has no expression."""
@@ -412,6 +424,78 @@ def _dedupe(rows: Iterable[dict]) -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------------------- composites
+
+def _walk_path(resource: dict, res_type: str, branch: str) -> list:
+    """Elements at a plain path (``Observation.component``) or the resource itself (``Observation``)."""
+    if branch == res_type:
+        return [resource]
+    elems = branch.split(".")[1:]
+    cur: list = [resource]
+    for e in elems:
+        nxt: list = []
+        for c in cur:
+            v = c.get(e) if isinstance(c, dict) else None
+            if isinstance(v, list):
+                nxt.extend(x for x in v if isinstance(x, dict))
+            elif isinstance(v, dict):
+                nxt.append(v)
+        cur = nxt
+    return cur
+
+
+def _relative_values(elem: dict, expression: str) -> Values:
+    """Component expressions: ``code``, ``value``, ``value.as(Quantity) | value.as(Range)``."""
+    out: Values = []
+    for branch in (b.strip() for b in expression.split("|")):
+        name, _, cast = branch.partition(".as(")
+        if cast:
+            t = cast.rstrip(")")
+            key = name + t[0].upper() + t[1:]
+            if key in elem:
+                out.append((t, elem[key]))
+        elif name in elem:
+            v = elem[name]
+            out.extend((name, x) for x in (v if isinstance(v, list) else [v]))
+        else:  # a choice element without cast: valueQuantity, valueCodeableConcept, ...
+            for k, v in elem.items():
+                if k.startswith(name) and k[len(name):][:1].isupper():
+                    out.append((k[len(name):], v))
+    return out
+
+
+def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]:
+    from .registry import component_param
+
+    (d1, e1), (d2, e2) = p.components
+    p1, p2 = component_param(d1, res_type), component_param(d2, res_type)
+    if p1 is None or p2 is None:
+        return []
+    rows: list[dict] = []
+    for branch in (b.strip() for b in (p.expression or "").split("|")):
+        for elem in _walk_path(resource, res_type, branch):
+            firsts = _token_rows(p.code, _relative_values(elem, e1), p1)
+            seconds = rows_for(p2, _relative_values(elem, e2))[1]
+            for a in firsts:
+                if a["code"] is None:
+                    continue
+                for b in seconds:
+                    row = {"param": p.code, "c1_system": a["system"], "c1_code": a["code"], "c2_system": None,
+                           "c2_code": None, "c2_value": None, "c2_lo": None, "c2_hi": None, "c2_text": None}
+                    if p2.type == "token":
+                        row.update(c2_system=b["system"], c2_code=b["code"])
+                    elif p2.type == "quantity":
+                        row.update(c2_system=b["system"], c2_code=b["code"], c2_value=b["value"])
+                    elif p2.type == "number":
+                        row.update(c2_value=b["value"])
+                    elif p2.type == "date":
+                        row.update(c2_lo=b["lo"], c2_hi=b["hi"])
+                    elif p2.type == "string":
+                        row.update(c2_text=b["value"])
+                    rows.append(row)
+    return rows
+
+
 # _id and _lastUpdated are answered from the resources table, never from index rows
 _FROM_COLUMNS = frozenset({"_id", "_lastUpdated"})
 
@@ -423,7 +507,10 @@ def extract_index(resource: dict) -> IndexRows:
     if not isinstance(res_type, str):
         return rows
     for code, p in params_for(res_type).items():
-        if code in _FROM_COLUMNS or p.type == "composite":
+        if code in _FROM_COLUMNS:
+            continue
+        if p.type == "composite":
+            rows.composite.extend(_dedupe(_composite_rows(res_type, p, resource)))
             continue
         g = getter(res_type, code)
         if g is None:

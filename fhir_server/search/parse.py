@@ -19,7 +19,7 @@ from decimal import Decimal
 import orjson
 
 from ..errors import FhirError, Issue, error, warning
-from .registry import SearchParam, params_for, resource_types
+from .registry import COMMON_PARAMS, SearchParam, composite_types, params_for, resource_types
 from .values import date_range, normalize_string, parse_decimal, precision_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -70,6 +70,13 @@ class OfTypeValue:
     value: str
 
 
+@dataclass(frozen=True)
+class CompositeValue:
+    first: TokenValue
+    second_type: str
+    second: object
+
+
 @dataclass
 class Criterion:
     """One AND term: a parameter with ORed values (or a chain / reverse chain)."""
@@ -117,6 +124,7 @@ class SearchQuery:
     summary: str | None = None
     elements: list[str] | None = None
     cursor: dict | None = None
+    cursor_raw: str | None = None
     issues: list[Issue] = field(default_factory=list)
     #: the parameters that were understood, for the self link (cursor excluded)
     used: list[tuple[str, str]] = field(default_factory=list)
@@ -212,6 +220,24 @@ def parse_token_value(raw: str) -> TokenValue:
     raise ValueError(f"'{raw}' has more than one unescaped '|'")
 
 
+def parse_composite_value(raw: str, second_type: str) -> CompositeValue:
+    parts = split_unescaped(raw, "$")
+    if len(parts) != 2:
+        raise ValueError(f"'{raw}' is not token$value (one unescaped '$')")
+    first = parse_token_value(parts[0])
+    if second_type == "date":
+        second: object = parse_date_value(parts[1])
+    elif second_type == "number":
+        second = parse_number_value(parts[1])
+    elif second_type == "quantity":
+        second = parse_quantity_value(parts[1])
+    elif second_type == "token":
+        second = parse_token_value(parts[1])
+    else:
+        second = unescape(parts[1])
+    return CompositeValue(first, second_type, second)
+
+
 def parse_of_type_value(raw: str) -> OfTypeValue:
     parts = [unescape(p) for p in split_unescaped(raw, "|")]
     if len(parts) != 3 or not all(parts[1:]):
@@ -247,6 +273,8 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
                 out.append(parse_number_value(item))
             elif ptype == "quantity":
                 out.append(parse_quantity_value(item))
+            elif ptype == "composite":
+                out.append(parse_composite_value(item, composite_types(p)[1]))
             elif ptype == "token" and modifier == "of-type":
                 out.append(parse_of_type_value(item))
             elif ptype == "token" and modifier == "text":
@@ -418,6 +446,7 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
             continue
         if name == CURSOR:
             q.cursor = decode_cursor(raw)
+            q.cursor_raw = raw
             continue
         if base == "_count":
             if not raw.isdigit():
@@ -454,7 +483,7 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
 def _common_criterion(name: str, raw: str) -> Criterion:
     """System-level search without _type: only Resource-level parameters."""
     code = name.partition(":")[0]
-    if code not in ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"):
+    if code not in COMMON_PARAMS:
         raise _Unsupported(f"'{code}' cannot be used in a search across all types without _type")
     # Patient carries every Resource-level parameter with the same definition
     crit = _criterion(("Patient",), name, raw, name)

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources as ilr
-
-PARAM_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
 
 # modifiers implemented per parameter type (``missing`` is valid on all of them)
 MODIFIERS: dict[str, frozenset[str]] = {
@@ -31,12 +30,13 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "number": frozenset({"missing"}),
     "quantity": frozenset({"missing"}),
     "uri": frozenset({"below", "above", "missing"}),
-    "composite": frozenset(),
+    "composite": frozenset({"missing"}),
 }
 
 # Parameters that exist in the package but that we do not implement honestly.
 _UNSUPPORTED_CODES = frozenset({"_query", "_filter", "_content", "_text", "_list", "_has"})
-_COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+#: Resource-level parameters: the only ones a search across all types (no _type) accepts
+COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,24 @@ def summary_info(res_type: str) -> dict[str, list[str]]:
     return _summary_data().get(res_type, {"summary": [], "mandatory": [], "choice": []})
 
 
+_PATH_RE = re.compile(r"^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)(?: as [A-Za-z]+\))?$")
+
+
+@lru_cache(maxsize=None)
+def _single_paths(res_type: str) -> frozenset[str]:
+    return frozenset(p.removesuffix("[x]") for p in summary_info(res_type).get("single", ()))
+
+
+def is_single_valued(res_type: str, expression: str | None) -> bool:
+    """True if ``expression`` is a plain path whose every step has max cardinality 1."""
+    m = _PATH_RE.match(expression or "")
+    if not m or m.group(1) != res_type or (expression.startswith("(") != expression.endswith(")")):
+        return False
+    single = _single_paths(res_type)
+    elems = m.group(2)[1:].split(".")
+    return all(".".join(elems[: i + 1]) in single for i in range(len(elems)))
+
+
 def _split_union(expr: str) -> list[str]:
     """Split a FHIRPath expression on top-level ``|`` (outside parentheses and quotes)."""
     parts, depth, quote, start = [], 0, False, 0
@@ -152,6 +170,25 @@ def prune_expression(expr: str | None, res_type: str) -> str | None:
     return " | ".join(keep)
 
 
+COMPOSITE_SECOND = ("token", "quantity", "date", "string", "number")
+
+
+def composite_types(raw_or_param) -> tuple[str, ...]:
+    comps = raw_or_param.get("component", []) if isinstance(raw_or_param, dict) else [
+        {"definition": d} for d, _ in raw_or_param.components]
+    return tuple(_by_url().get(c["definition"], {}).get("type", "?") for c in comps)
+
+
+def _composite_ok(raw: dict, expr: str | None) -> bool:
+    """Two components, a token first; both relative paths (not %resource); walkable base."""
+    types = composite_types(raw)
+    if len(types) != 2 or types[0] != "token" or types[1] not in COMPOSITE_SECOND:
+        return False
+    if any(c["expression"].startswith("%") for c in raw["component"]):
+        return False
+    return bool(expr) and all((_PATH_RE.match(b) or b.isalpha()) and "(" not in b for b in _split_union(expr))
+
+
 def _is_identifier_param(code: str, expr: str | None) -> bool:
     return bool(expr) and (code == "identifier" or expr.rstrip(")").endswith(".identifier"))
 
@@ -167,7 +204,7 @@ def _make(raw: dict, res_type: str) -> SearchParam:
     elif code not in ("_id", "_lastUpdated") and not expr:
         supported = False
     elif ptype == "composite":
-        supported = False  # not implemented yet: see docs/search.md
+        supported = _composite_ok(raw, expr)
     of_type = ptype == "token" and _is_identifier_param(code, expr)
     mods = MODIFIERS.get(ptype, frozenset())
     if of_type:
@@ -249,7 +286,3 @@ def _revinclude_index() -> dict[str, list[str]]:
 def search_revincludes(res_type: str) -> list[str]:
     """CapabilityStatement searchRevInclude values: ``Other:param`` whose targets include ``res_type``."""
     return _revinclude_index().get(res_type, [])
-
-
-def common_param_codes() -> tuple[str, ...]:
-    return _COMMON

@@ -15,6 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ..storage.index_tables import (
+    idx_composite,
     idx_date,
     idx_number,
     idx_quantity,
@@ -24,8 +25,9 @@ from ..storage.index_tables import (
     idx_uri,
 )
 from ..storage.tables import resources
-from .parse import Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
-from .registry import params_for
+from .parse import CompositeValue, Criterion, DateValue, OfTypeValue, QuantityValue, TokenValue
+from .extract import leaf_type
+from .registry import is_single_valued, params_for
 from .values import MAX_US, normalize_string, parse_reference
 
 TABLES = {
@@ -36,8 +38,12 @@ TABLES = {
     "number": idx_number,
     "quantity": idx_quantity,
     "uri": idx_uri,
+    "composite": idx_composite,
 }
 TOP = "\U0010ffff"  # sorts after every other character (bytewise, UTF-8)
+#: widest range of a date/dateTime/instant value: a partial year (leap)
+YEAR_SPAN = 366 * 86_400_000_000
+RANGE_TYPES = ("date", "number", "quantity")
 
 
 def _escape_like(s: str) -> str:
@@ -46,26 +52,35 @@ def _escape_like(s: str) -> str:
 
 # ----------------------------------------------------------------------------- value predicates
 
-def date_predicate(lo: sa.ColumnElement, hi: sa.ColumnElement, v: DateValue) -> sa.ColumnElement:
-    """Spec range semantics: target [lo, hi] vs search [v.lo, v.hi] (both inclusive)."""
+def date_predicate(lo: sa.ColumnElement, hi: sa.ColumnElement, v: DateValue,
+                   span: int | None = None) -> sa.ColumnElement:
+    """Spec range semantics: target [lo, hi] vs search [v.lo, v.hi] (both inclusive).
+
+    ``span`` is an upper bound of ``hi - lo`` for the parameter (a year for
+    date/dateTime/instant elements, None for Periods). It adds redundant
+    bounds on ``lo`` so a single index range scan on ``(param, lo)`` serves
+    ``ge``/``gt`` too, and ``ge X & lt Y`` becomes one narrow range.
+    """
     contained = sa.and_(lo >= v.lo, hi <= v.hi)
     p = v.prefix
     if p == "eq":
-        return contained
+        return sa.and_(contained, lo <= v.hi)
     if p == "ne":
         return sa.or_(lo < v.lo, hi > v.hi)
     if p == "gt":
-        return hi > v.hi
+        return sa.and_(hi > v.hi, lo > v.hi - span) if span else hi > v.hi
     if p == "lt":
         return lo < v.lo
     if p == "ge":
-        return sa.or_(hi > v.hi, contained)
+        # hi > v.hi or contained  <=>  hi > v.hi or lo >= v.lo (as lo <= hi); either way hi >= v.lo
+        cond = sa.or_(hi > v.hi, contained)
+        return sa.and_(cond, lo >= v.lo - span) if span else sa.and_(cond, hi >= v.lo)
     if p == "le":
-        return sa.or_(lo < v.lo, contained)
+        return sa.and_(sa.or_(lo < v.lo, contained), lo <= v.hi)
     if p == "sa":
         return lo > v.hi
     if p == "eb":
-        return hi < v.lo
+        return sa.and_(hi < v.lo, lo < v.lo)
     # ap: overlap with the search range widened by 10% of its distance from now (min. 1 day)
     now = int(time.time() * 1_000_000)
     slack = max(abs(now - v.lo) // 10, 86_400_000_000)
@@ -116,6 +131,35 @@ class SqlBuilder:
         self._n += 1
         return t.alias(f"{t.name}_{self._n}")
 
+    def clauses(self, r: sa.FromClause, criteria: list[Criterion]) -> list[sa.ColumnElement]:
+        """Clauses for AND-ed criteria.
+
+        Range criteria (date/number/quantity, no modifier) on the same
+        single-valued parameter share one subquery, so ``birthdate=ge1980&
+        birthdate=lt1990`` is one index range scan instead of two large sets
+        intersected. For multi-valued parameters each criterion stays
+        separate, as the spec requires (different values may satisfy each).
+        """
+        out, groups = [], {}
+        for c in criteria:
+            if self._mergeable(c):
+                groups.setdefault(c.code, []).append(c)
+            else:
+                out.append(self.clause(r, c))
+        for code, group in groups.items():
+            if len(group) == 1:
+                out.append(self.clause(r, group[0]))
+                continue
+            t = self._alias(TABLES[group[0].ptype])
+            conds = [sa.or_(*[self._value(t, c, v) for v in c.values]) for c in group]
+            out.append(r.c.pk.in_(sa.select(t.c.resource_pk).where(t.c.param == code, *conds)))
+        return out
+
+    @staticmethod
+    def _mergeable(c: Criterion) -> bool:
+        return (c.ptype in RANGE_TYPES and c.param is not None and c.modifier is None and c.chain is None
+                and len(c.res_types) == 1 and is_single_valued(c.res_types[0], c.param.expression))
+
     def clause(self, r: sa.FromClause, c: Criterion) -> sa.ColumnElement:
         """Boolean clause on the resources row ``r`` for criterion ``c``."""
         if c.has is not None:
@@ -158,7 +202,7 @@ class SqlBuilder:
                 return t.c.value.like("%" + _escape_like(norm) + "%", escape="\\")
             return sa.and_(t.c.value >= norm, t.c.value < norm + TOP)
         if pt == "date":
-            return date_predicate(t.c.lo, t.c.hi, v)
+            return date_predicate(t.c.lo, t.c.hi, v, _span(c))
         if pt == "number":
             return number_predicate(t.c.value, v.prefix, v.value, v.lo, v.hi)
         if pt == "quantity":
@@ -171,7 +215,29 @@ class SqlBuilder:
             return t.c.value == v
         if pt == "reference":
             return self._reference(t, c, v)
+        if pt == "composite":
+            return self._composite(t, v)
         raise AssertionError(pt)
+
+    def _composite(self, t: sa.Alias, v: CompositeValue) -> sa.ColumnElement:
+        conds = [_token_value(t, v.first, "c1_code", "c1_system")]
+        s2 = v.second
+        if v.second_type == "token":
+            conds.append(_token_value(t, s2, "c2_code", "c2_system"))
+        elif v.second_type == "quantity":
+            conds.append(number_predicate(t.c.c2_value, s2.prefix, s2.value, s2.lo, s2.hi))
+            if s2.system:
+                conds.append(t.c.c2_system == s2.system)
+            if s2.code:
+                conds.append(t.c.c2_code == s2.code)
+        elif v.second_type == "number":
+            conds.append(number_predicate(t.c.c2_value, s2.prefix, s2.value, s2.lo, s2.hi))
+        elif v.second_type == "date":
+            conds.append(date_predicate(t.c.c2_lo, t.c.c2_hi, s2))
+        else:
+            norm = normalize_string(s2)
+            conds.append(sa.and_(t.c.c2_text >= norm, t.c.c2_text < norm + TOP))
+        return sa.and_(*conds)
 
     def _quantity(self, t: sa.Alias, v: QuantityValue) -> sa.ColumnElement:
         conds = [number_predicate(t.c.value, v.prefix, v.value, v.lo, v.hi)]
@@ -252,6 +318,13 @@ class SqlBuilder:
         }[p.type]
         agg = sa.func.max(col) if descending else sa.func.min(col)
         return (sa.select(agg).where(t.c.resource_pk == r.c.pk, t.c.param == code).scalar_subquery())
+
+
+def _span(c: Criterion) -> int | None:
+    if c.param is None or len(c.res_types) != 1:
+        return None
+    leaf = leaf_type(c.res_types[0], c.param.expression)
+    return YEAR_SPAN if leaf in ("date", "dateTime", "instant") else None
 
 
 def _uri_prefixes(v: str) -> list[str]:

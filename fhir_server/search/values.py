@@ -74,9 +74,10 @@ def date_range(value: str) -> tuple[int, int] | None:
 
 def normalize_string(value: str) -> str:
     """Lower-case, accents stripped (NFKD), whitespace collapsed; cut to the indexed length."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(stripped.casefold().split())[:MAX_INDEXED]
+    if not value.isascii():
+        decomposed = unicodedata.normalize("NFKD", value)
+        value = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(value.casefold().split())[:MAX_INDEXED]
 
 
 def cut(value: str | None) -> str | None:

@@ -17,11 +17,15 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.engine import Connection
 
+from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import repository as repo
+
+#: (stored resource, incoming resource) -> the resource to store
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 _RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"})
 _MAX_ATTEMPTS = 5
@@ -103,15 +107,20 @@ class ConditionalService:
 
     def update_in(
         self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
-        if_match: str | None = None,
+        if_match: str | None = None, merge: Merge | None = None,
     ) -> WriteResult:
+        """``merge(stored, incoming)``, when given, decides what an update of the match stores."""
         params = parse_condition(condition)
         body_id = resource.get("id") if isinstance(resource, dict) else None
 
         def update_match(match_id: str) -> WriteResult:
             if body_id is not None and body_id != match_id:
                 raise FhirError.of(400, "invalid", f"The resource id {body_id!r} is not the id of the match ({match_id})", f"{res_type}.id")
-            return self.resources.update_in(conn, res_type, match_id, {**resource, "id": match_id}, if_match)
+            new = {**resource, "id": match_id}
+            if merge is not None:
+                stored = self.resources.read_in(conn, res_type, match_id, for_update=True)
+                new = {**merge(jsonio.loads(stored.body or b"{}"), new), "id": match_id}
+            return self.resources.update_in(conn, res_type, match_id, new, if_match)
 
         def create() -> WriteResult:
             if body_id is not None:

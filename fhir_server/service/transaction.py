@@ -23,7 +23,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
 from fhir_server.search.engine import run_search
 from fhir_server.service import bundles
-from fhir_server.service.conditional import ConditionalService, find_matches, parse_condition
+from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import searchset
@@ -75,7 +75,12 @@ class BundleService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def process(self, base: str, bundle: Any, *, representation: bool = True) -> bytes:
+    def process(self, base: str, bundle: Any, *, representation: bool = True, merge: Merge | None = None) -> bytes:
+        """Run a transaction or batch Bundle; the response Bundle's bytes.
+
+        ``merge`` (used by the Dukcapil/BPJS imports) combines a conditional PUT's
+        match with the incoming resource instead of replacing it.
+        """
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.of(400, "invalid", "POST to the base takes a Bundle of type transaction or batch")
         kind = bundle.get("type")
@@ -87,14 +92,14 @@ class BundleService:
         if len(raw_entries) > self.max_entries:
             raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
         if kind == "transaction":
-            outcomes = self._transaction(base, raw_entries)
+            outcomes = self._transaction(base, raw_entries, merge)
         else:
-            outcomes = self._batch(base, raw_entries)
+            outcomes = self._batch(base, raw_entries, merge)
         entries = [self._response_entry(base, o, representation) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
     # -- transaction ---------------------------------------------------------
-    def _transaction(self, base: str, raw_entries: list[Any]) -> list[Outcome]:
+    def _transaction(self, base: str, raw_entries: list[Any], merge: Merge | None) -> list[Outcome]:
         entries = [_parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         _check_unique_targets(entries)
         outcomes: list[Outcome | None] = [None] * len(entries)
@@ -104,7 +109,7 @@ class BundleService:
                 if entry.resource is not None and entry.method in ("POST", "PUT"):
                     _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, in_transaction=True))
+                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, in_transaction=True))
         return [o for o in outcomes if o is not None]
 
     def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:
@@ -146,7 +151,7 @@ class BundleService:
         return f"{res_type}/{stored.res_id}"
 
     # -- batch ---------------------------------------------------------------
-    def _batch(self, base: str, raw_entries: list[Any]) -> list[Outcome]:
+    def _batch(self, base: str, raw_entries: list[Any], merge: Merge | None) -> list[Outcome]:
         outcomes = []
         for i, raw in enumerate(raw_entries):
             try:
@@ -154,13 +159,13 @@ class BundleService:
                 with self.db.write() as conn:
                     if entry.resource is not None and entry.method in ("POST", "PUT"):
                         _rewrite(entry.resource, {}, lambda ref, c=conn: self._resolve_reference(c, base, ref))
-                    outcomes.append(self._execute(conn, base, entry, in_transaction=False))
+                    outcomes.append(self._execute(conn, base, entry, merge, in_transaction=False))
             except FhirError as exc:
                 outcomes.append(Outcome(exc.status, issues=exc.issues))
         return outcomes
 
     # -- one entry -------------------------------------------------------------
-    def _execute(self, conn: Connection, base: str, e: Entry, *, in_transaction: bool) -> Outcome:
+    def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, *, in_transaction: bool) -> Outcome:
         if e.method == "GET" or e.method == "HEAD":
             return self._read(conn, base, e)
         if e.method == "DELETE":
@@ -178,7 +183,7 @@ class BundleService:
         if e.method == "PUT":
             resource = _require_resource(e)
             if e.res_id is None:
-                result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match)
+                result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
                 result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match)
             return self._written(e, result, in_transaction)

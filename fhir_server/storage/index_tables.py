@@ -134,6 +134,26 @@ idx_uri = sa.Table(
     sa.Index("ix_idx_uri_resource_pk", "resource_pk"),
 )
 
+# Composite parameters (two components, the first a token): one row per element
+# instance (e.g. per Observation.component), so both components come from the same
+# element. The second component lands in the columns of its type.
+idx_composite = sa.Table(
+    "idx_composite",
+    metadata,
+    _fk(),
+    _param(),
+    sa.Column("c1_system", CText, nullable=True),
+    sa.Column("c1_code", CText, nullable=True),
+    sa.Column("c2_system", CText, nullable=True),  # token system / quantity system
+    sa.Column("c2_code", CText, nullable=True),  # token code / quantity code
+    sa.Column("c2_value", sa.Float, nullable=True),  # quantity / number
+    sa.Column("c2_lo", sa.BigInteger, nullable=True),  # date range
+    sa.Column("c2_hi", sa.BigInteger, nullable=True),
+    sa.Column("c2_text", CText, nullable=True),  # normalised string
+    sa.Index("ix_idx_composite_param_c1", "param", "c1_code", "c1_system"),
+    sa.Index("ix_idx_composite_resource_pk", "resource_pk"),
+)
+
 INDEX_TABLES: dict[str, sa.Table] = {
     "token": idx_token,
     "string": idx_string,
@@ -142,4 +162,5 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "number": idx_number,
     "quantity": idx_quantity,
     "uri": idx_uri,
+    "composite": idx_composite,
 }

@@ -23,6 +23,7 @@ class IndexRows:
     number: list[Row] = field(default_factory=list)
     quantity: list[Row] = field(default_factory=list)
     uri: list[Row] = field(default_factory=list)
+    composite: list[Row] = field(default_factory=list)
 
     def by_kind(self) -> dict[str, list[Row]]:
         return {k: getattr(self, k) for k in INDEX_TABLES}

@@ -37,3 +37,31 @@ def test_migrate_then_reindex_rebuilds_lost_index_rows(fresh_database_url):
 def test_reindex_refuses_an_unknown_type(tmp_path):
     result = runner.invoke(app, ["reindex", "--type", "Nope", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "mappings" / "fixtures"
+
+
+def test_map_dukcapil_prints_fhir_and_reverse_prints_native(tmp_path):
+    import json
+
+    out = runner.invoke(app, ["map", "dukcapil", str(FIXTURES / "dukcapil_call_nik.json")])
+    assert out.exit_code == 0, out.output
+    fhir = json.loads(out.stdout)
+    patients = [fhir] if fhir["resourceType"] == "Patient" else [e["resource"] for e in fhir["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert patients[0]["identifier"][0]["value"] == "3204154506900003"
+    path = tmp_path / "patient.json"
+    path.write_text(out.stdout)
+    back = runner.invoke(app, ["map", "dukcapil", str(path), "--reverse"])
+    assert back.exit_code == 0, back.output
+    assert str(json.loads(back.stdout)["content"][0]["NIK"]) == "3204154506900003"
+
+
+def test_map_reads_stdin_and_reports_bad_input_on_stderr():
+    ok = runner.invoke(app, ["map", "sep", "-"], input=(FIXTURES / "sep_response.json").read_text())
+    assert ok.exit_code == 0, ok.output
+    assert '"resourceType": "Bundle"' in ok.stdout or '"resourceType": "Encounter"' in ok.stdout
+    bad = runner.invoke(app, ["map", "dukcapil", "-"], input='{"content": [{"NIK": "1"}]}')
+    assert bad.exit_code == 1
+    assert "OperationOutcome" in bad.stderr and "NIK" in bad.stderr
+    assert runner.invoke(app, ["map", "nonsense", "-"], input="{}").exit_code == 2

@@ -50,9 +50,9 @@ def test_pcare_detects_the_body_kind():
 def test_transaction_entries_use_conditional_requests():
     entries = to_fhir("bpjs-peserta", fixture("bpjs_peserta")).transaction_entries()
     assert entries[0]["request"] == {"method": "POST", "url": "Organization",
-                                     "ifNoneExist": "identifier=https://fhir-server.id/id/payor|bpjs-kesehatan"}
+                                     "ifNoneExist": "identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fpayor%7Cbpjs-kesehatan"}
     assert entries[3]["request"] == {
-        "method": "PUT", "url": "Coverage?identifier=https://fhir-server.id/id/bpjs-kartu|0001234500001"}
+        "method": "PUT", "url": "Coverage?identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fbpjs-kartu%7C0001234500001"}
 
 
 @pytest.mark.parametrize("call", [lambda: to_fhir("hl7v2", {}), lambda: from_fhir("hl7v2", {"resourceType": "Patient"}),

@@ -27,9 +27,7 @@ def test_peserta_gives_patient_coverage_payor_and_provider():
     result = mapped(fixture("bpjs_peserta"))
     assert [(e.resource_type, e.mode) for e in result.entries] == [
         ("Organization", "create"), ("Organization", "create"), ("Patient", "update"), ("Coverage", "update")]
-    assert [e.search for e in result.entries[2:]] == [
-        "Patient?identifier=https://fhir.kemkes.go.id/id/nik|3204154506900003",
-        f"Coverage?identifier={S.BPJS_CARD}|0001234500001"]
+    assert [e.match for e in result.entries[2:]] == [(S.NIK, "3204154506900003"), (S.BPJS_CARD, "0001234500001")]
 
 
 def test_patient_carries_nik_card_and_demographics():
@@ -68,8 +66,7 @@ def test_unknown_participant_type_and_status_flow_through():
 
 def test_without_nik_the_patient_is_keyed_on_the_card():
     result = mapped(peserta(nik=None))
-    assert [e.search for e in result.entries if e.resource_type == "Patient"] == [
-        f"Patient?identifier={S.BPJS_CARD}|0001234500001"]
+    assert [e.match for e in result.entries if e.resource_type == "Patient"] == [(S.BPJS_CARD, "0001234500001")]
 
 
 def test_nik_mismatch_warns():

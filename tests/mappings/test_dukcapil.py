@@ -36,7 +36,9 @@ def test_call_nik_envelope_becomes_a_satusehat_patient():
     assert patient["name"] == [{"use": "official", "text": "SITI RAHAYU"}]
     assert (patient["gender"], patient["birthDate"]) == ("female", "1990-06-05")
     assert result.warnings == []
-    assert result.entries[0].search == "Patient?identifier=https://fhir.kemkes.go.id/id/nik|3204154506900003"
+    assert result.entries[0].match == ("https://fhir.kemkes.go.id/id/nik", "3204154506900003")
+    assert result.entries[0].search == (
+        "Patient?identifier=https%3A%2F%2Ffhir.kemkes.go.id%2Fid%2Fnik%7C3204154506900003")
 
 
 def test_address_has_padded_administrative_codes():
@@ -194,3 +196,18 @@ def test_round_trip_fhir_native_fhir(rec):
     patient, _ = patient_of(rec)
     again, _ = patient_of(patient_to_dukcapil(patient))
     assert again == patient
+
+
+def test_errors_in_later_records_name_their_position():
+    with pytest.raises(FhirError) as err:
+        dukcapil_to_fhir({"content": [record(), record(NIK="3204154506900000")]})
+    assert err.value.issues[0].expression == "content[1].NIK"
+    with pytest.raises(FhirError) as err:
+        dukcapil_to_fhir([record(), record(AGAMA="JEDI")])
+    assert err.value.issues[0].expression == "[1].AGAMA"
+
+
+def test_unknown_address_region_is_only_a_warning():
+    patient, result = patient_of(record(NO_KEL=9999))
+    assert [w.expression for w in result.warnings] == ["NO_KEL"]
+    assert result.warnings[0].severity == "warning"

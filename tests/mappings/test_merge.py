@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mappings import systems as S
 from mappings.bpjs_peserta import bpjs_peserta_to_fhir
@@ -6,6 +8,7 @@ from mappings.dukcapil import dukcapil_to_fhir
 from mappings.fhir import identifier_value
 from mappings.merge import merge
 from tests.mappings.helpers import assert_valid, fixture
+from tests.mappings.strategies import bpjs_peserta, dukcapil_records
 
 
 def dukcapil_patient():
@@ -46,3 +49,13 @@ def test_nothing_stored_means_the_incoming_resource():
 def test_types_must_agree():
     with pytest.raises(ValueError):
         merge({"resourceType": "Patient"}, {"resourceType": "Coverage"}, incoming_wins=True)
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(dukcapil_records(), bpjs_peserta(), st.booleans())
+def test_merge_of_any_two_imports_is_idempotent_and_valid(rec, peserta, wins):
+    stored = dukcapil_to_fhir(rec).first("Patient")
+    incoming = bpjs_peserta_to_fhir({"peserta": peserta}).first("Patient")
+    once = merge(stored, incoming, incoming_wins=wins)
+    assert merge(once, incoming, incoming_wins=wins) == once
+    assert_valid([once])

@@ -57,7 +57,7 @@ def test_kunjungan_gives_ranked_conditions_and_temperature():
     result = mapped(kunjungan_to_fhir, fixture("pcare_kunjungan"))
     encounter = result.first("Encounter")
     assert encounter["status"] == "finished" and encounter["period"] == {"start": "2024-03-04", "end": "2024-03-04"}
-    assert result.entries[0].search == f"Encounter?identifier={S.PCARE_KUNJUNGAN}|0000U0010324Y000001"
+    assert result.entries[0].match == (S.PCARE_KUNJUNGAN, "0000U0010324Y000001")
     assert [(d["rank"], d["use"]["coding"][0]["code"]) for d in encounter["diagnosis"]] == [(1, "DD"), (2, "DD")]
     assert [c["code"]["coding"][0]["code"] for c in result.of_type("Condition")] == ["I10", "R51"]
     temperature = next(o for o in result.of_type("Observation") if loinc(o) == "8310-5")

@@ -49,7 +49,7 @@ def test_request_is_keyed_without_a_sep_number():
 def test_response_is_keyed_on_the_sep_number_and_carries_the_request_key():
     result = mapped(fixture("sep_response"))
     encounter = result.first("Encounter")
-    assert result.entries[0].search == f"Encounter?identifier={S.BPJS_SEP}|0000R0010324V000001"
+    assert result.entries[0].match == (S.BPJS_SEP, "0000R0010324V000001")
     assert identifier_value(encounter, S.BPJS_SEP_REQUEST) == "0001234500001:2024-03-04:0000R001:2:INT"
     assert result.first("Condition")["code"]["coding"][0] == {
         "system": S.ICD10, "code": "I10", "display": "Essential (primary) hypertension"}
@@ -139,3 +139,9 @@ def test_messy_request_numbers_and_alias_keys_are_accepted():
     del body["request"]["t_sep"]["tglSep"]
     back = encounter_to_sep_request(*mapped(body).resources)
     assert back == fixture("sep_insert_request")
+
+
+def test_bpjs_error_envelope_is_reported():
+    with pytest.raises(FhirError) as err:
+        sep_to_fhir({"metaData": {"code": "201", "message": "Rujukan tidak valid"}, "response": None})
+    assert err.value.status == 422 and "Rujukan tidak valid" in err.value.issues[0].diagnostics
