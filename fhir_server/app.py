@@ -13,7 +13,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_server import __version__
+from fastapi.middleware.cors import CORSMiddleware
+
 from fhir_server.api import http
+from fhir_server.api.guard import RequestGuard
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
 from fhir_server.config import Settings
@@ -87,6 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    if settings.cors_origins:
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
+            expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
+        )
+    app.add_middleware(RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes)
     app.include_router(router)  # the hot interactions first: routes match in order
     app.include_router(operations_router)
     _install_error_handlers(app)

@@ -28,6 +28,14 @@ class Settings:
     base_url: str = ""
     #: largest accepted request body, in bytes (413 above it)
     max_body_bytes: int = 16 * 1024 * 1024
+    #: deepest JSON nesting and most JSON values accepted in a request body
+    max_json_depth: int = 100
+    max_json_elements: int = 250_000
+    #: most query parameters and longest query string accepted (400 / 414 above them)
+    max_query_params: int = 100
+    max_query_bytes: int = 16_384
+    #: comma-separated origins allowed by CORS (browser SMART apps); empty = no CORS headers
+    cors_origins: str = ""
     #: default and maximum page size of history (and search) Bundles
     default_count: int = 50
     max_count: int = 1000

@@ -55,6 +55,8 @@ def loads(raw: bytes) -> Any:
         raise JsonError(f"Malformed JSON: {exc}") from None
     except RecursionError:
         raise JsonError("JSON nesting is too deep") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise JsonError(f"Unacceptable JSON value: {str(exc)[:200]}") from None
 
 
 def dumps(value: Any, *, pretty: bool = False) -> bytes:

@@ -9,7 +9,9 @@ from fastapi.responses import Response
 
 from fhir_server import jsonio
 from fhir_server.api import formats
+from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.model.limits import check_json
 from fhir_server.service.results import Stored
 from fhir_server.timeutil import to_http_date
 
@@ -32,10 +34,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_resource(request: Request, limit: int) -> dict[str, Any]:
-    raw = await read_body(request, limit)
-    fmt = formats.format_from_content_type(request.headers.get("content-type"))
-    value = formats.parse_body(raw, fmt)
+async def read_json(request: Request, settings: Settings, content_type: str | None = None) -> Any:
+    """The body parsed (JSON or XML by Content-Type) and checked against the size, depth,
+    element-count and control-character limits."""
+    raw = await read_body(request, settings.max_body_bytes)
+    return parse_json(raw, content_type or request.headers.get("content-type"), settings)
+
+
+def parse_json(raw: bytes, content_type: str | None, settings: Settings) -> Any:
+    value = formats.parse_body(raw, formats.format_from_content_type(content_type))
+    check_json(value, max_depth=settings.max_json_depth, max_elements=settings.max_json_elements)
+    return value
+
+
+async def read_resource(request: Request, settings: Settings) -> dict[str, Any]:
+    value = await read_json(request, settings)
     if not isinstance(value, dict):
         raise FhirError.of(400, "structure", "The body must be a JSON object (a FHIR resource)")
     return value

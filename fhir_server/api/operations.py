@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fhir_server.api import formats, http
+from fhir_server.api import http
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import OperationCall, find
@@ -29,7 +29,7 @@ async def _dispatch(request: Request, res_type: str | None, res_id: str | None, 
     if request.method == "POST":
         raw = await http.read_body(request, st.settings.max_body_bytes)
         if raw.strip():
-            body = formats.parse_body(raw, formats.format_from_content_type(request.headers.get("content-type")))
+            body = http.parse_json(raw, request.headers.get("content-type"), st.settings)
     call = OperationCall(
         base=http.base_url(request, st.settings.base_url),
         method=request.method,

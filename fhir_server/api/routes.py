@@ -146,7 +146,7 @@ def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
 async def create(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
-    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    resource = await http.read_resource(request, st.settings)
     condition = request.headers.get("if-none-exist")
     if condition:
         result = st.conditional.create(res_type, resource, condition, http.base_url(request, st.settings.base_url))
@@ -159,7 +159,7 @@ async def create(request: Request, res_type: str) -> Response:
 async def update(request: Request, res_type: str, res_id: str) -> Response:
     _check_type(res_type)
     st = _state(request)
-    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    resource = await http.read_resource(request, st.settings)
     result = st.resources.update(res_type, res_id, resource, request.headers.get("if-match"))
     return _write_response(request, result)
 
@@ -169,7 +169,7 @@ async def conditional_update(request: Request, res_type: str) -> Response:
     _check_type(res_type)
     st = _state(request)
     condition = _condition(request)
-    resource = await http.read_resource(request, st.settings.max_body_bytes)
+    resource = await http.read_resource(request, st.settings)
     base = http.base_url(request, st.settings.base_url)
     result = st.conditional.update(res_type, resource, condition, base, request.headers.get("if-match"))
     return _write_response(request, result)
@@ -194,10 +194,9 @@ async def _patch_request(request: Request) -> tuple[str, Any]:
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in _PATCH_TYPES:
         raise FhirError.of(415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)")
-    raw = await http.read_body(request, st.settings.max_body_bytes)
     if media == "application/json-patch+json":
-        return media, formats.parse_body(raw, formats.JSON)
-    return "application/fhir+json", formats.parse_body(raw, formats.format_from_content_type(media))
+        return media, await http.read_json(request, st.settings, "application/json")
+    return "application/fhir+json", await http.read_json(request, st.settings)
 
 
 @router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
@@ -229,7 +228,7 @@ def _condition(request: Request) -> str:
 @router.post("", responses=_responses(200), summary="transaction / batch", openapi_extra=_RESOURCE_BODY)
 async def transaction(request: Request) -> Response:
     st = _state(request)
-    bundle = await http.read_resource(request, st.settings.max_body_bytes)
+    bundle = await http.read_resource(request, st.settings)
     representation = http.prefer(request).get("return", "representation") != "minimal"
     body = st.bundles.process(http.base_url(request, st.settings.base_url), bundle, representation=representation)
     return http.body_response(request, body)

@@ -105,6 +105,15 @@ def parse_form(body: bytes, query: str = "") -> dict[str, str]:
     return form
 
 
+def requires_write(form: dict[str, str]) -> bool:
+    """Whether :func:`issue_token` will write (a private_key_jwt request records its ``jti``).
+
+    Secret-authenticated requests only read: run them in a read transaction so
+    the ~0.1 s scrypt check does not hold SQLite's single writer lock.
+    """
+    return "client_assertion" in form or "client_assertion_type" in form
+
+
 def issue_token(
     conn: Connection,
     form: dict[str, str],
@@ -119,8 +128,9 @@ def issue_token(
     ``form`` holds the ``application/x-www-form-urlencoded`` fields (merge in
     the query string too: SATUSEHAT clients send ``grant_type`` there).
     ``token_url`` is the absolute URL the client posted to (the ``aud`` of
-    client assertions). ``conn`` must be a write transaction: a
-    private_key_jwt request records its assertion ``jti``.
+    client assertions). ``conn`` must be a write transaction when
+    :func:`requires_write` says so (a private_key_jwt request records its
+    assertion ``jti``); a read transaction is enough otherwise.
     The response must carry :data:`RESPONSE_HEADERS`.
     """
     current = time.time() if now is None else now

@@ -33,7 +33,10 @@ CURSOR = "_cursor"
 
 def _cursor(token: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
+        pk = int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
+        if not 0 <= pk < 2**62:
+            raise ValueError("out of range")
+        return pk
     except (ValueError, UnicodeDecodeError):
         raise FhirError.of(400, "invalid", f"{CURSOR} is not a page token this server issued") from None
 
@@ -60,8 +63,8 @@ def everything(state: "ServerState", call: OperationCall) -> OperationResult:
     if types:
         members = {t: p for t, p in members.items() if t in types}
     count_raw = next(iter(parameter_values(call, "_count")), None)
-    if count_raw is not None and not str(count_raw).isdigit():
-        raise FhirError.of(400, "invalid", "_count must be a non-negative integer")
+    if count_raw is not None and (not str(count_raw).isdigit() or len(str(count_raw)) > 9):
+        raise FhirError.of(400, "invalid", "_count must be a non-negative integer below 10^9")
     count = min(int(count_raw), state.settings.max_count) if count_raw is not None else state.settings.default_count
     since = _range(call, "_since")
     start, end = _range(call, "start"), _range(call, "end")

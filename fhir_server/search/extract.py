@@ -17,8 +17,10 @@ pairs that one set of converters turns into rows:
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
+from importlib import resources as ilr
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
@@ -98,8 +100,11 @@ _SIMPLE = re.compile(r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)"
                      r"(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$")
 
 
-def _type_steps(res_type: str, elems: list[str]) -> list[str] | None:
-    """FHIR type of each step of a dotted path, or None if the walker cannot follow it."""
+def _type_steps(res_type: str, elems: list[str], paths: list[str] | None = None) -> list[str] | None:
+    """FHIR type of each step of a dotted path, or None if the walker cannot follow it.
+
+    ``paths`` (if given) receives each step's defining element path (``Address.use``).
+    """
     key, types = res_type, []
     for e in elems:
         path = f"{key}.{e}"
@@ -110,8 +115,31 @@ def _type_steps(res_type: str, elems: list[str]) -> list[str] | None:
         if t is None:
             return None
         types.append(t)
+        if paths is not None:
+            paths.append(path)
         key = path if t in ("BackboneElement", "Element") else t
     return types
+
+
+@lru_cache(maxsize=1)
+def _code_systems() -> dict[str, str]:
+    return json.loads(ilr.files("fhir_server.search").joinpath("data/code_systems.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def implicit_system(res_type: str, code: str) -> str | None:
+    """The code system of a token parameter on a bound ``code`` element (``gender``), if any."""
+    p = params_for(res_type).get(code)
+    if p is None or p.type != "token" or not p.expression:
+        return None
+    m = _SIMPLE.match(p.expression)
+    if not m or m.group(3) or m.group(4):
+        return None
+    paths: list[str] = []
+    types = _type_steps(res_type, m.group(2)[1:].split("."), paths)
+    if not types or types[-1] != "code":
+        return None
+    return _code_systems().get(paths[-1])
 
 
 _CAST = re.compile(r"^\(([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+) as ([A-Za-z]+)\)$")
@@ -254,8 +282,9 @@ def _text(*parts: Any) -> str | None:
     return normalize_string(joined) if joined else None
 
 
-def _token_rows(code: str, values: Values, p: SearchParam) -> list[dict]:
+def _token_rows(code: str, values: Values, p: SearchParam, res_type: str | None = None) -> list[dict]:
     rows: list[dict] = []
+    implicit = implicit_system(res_type, p.code) if res_type else None
     for t, v in values:
         if isinstance(v, dict):
             if t == "CodeableConcept" or "coding" in v:
@@ -281,7 +310,7 @@ def _token_rows(code: str, values: Values, p: SearchParam) -> list[dict]:
         elif isinstance(v, bool):
             rows.append({"param": code, "system": None, "code": "true" if v else "false", "text": None})
         elif isinstance(v, str):
-            rows.append({"param": code, "system": None, "code": cut(v), "text": None})
+            rows.append({"param": code, "system": implicit if t == "code" else None, "code": cut(v), "text": None})
     return rows
 
 
@@ -394,11 +423,11 @@ def _uri_rows(code: str, values: Values) -> list[dict]:
     return [{"param": code, "value": cut(v)} for _, v in values if isinstance(v, str) and v]
 
 
-def rows_for(p: SearchParam, values: Values) -> tuple[str, list[dict]]:
-    """Convert values of parameter ``p`` into ``(table kind, rows)``."""
+def rows_for(p: SearchParam, values: Values, res_type: str | None = None) -> tuple[str, list[dict]]:
+    """Convert values of parameter ``p`` of ``res_type`` into ``(table kind, rows)``."""
     t = p.type
     if t == "token":
-        return "token", _token_rows(p.code, values, p)
+        return "token", _token_rows(p.code, values, p, res_type)
     if t == "string":
         return "string", _string_rows(p.code, values)
     if t == "date":
@@ -521,7 +550,7 @@ def extract_index(resource: dict) -> IndexRows:
             continue
         if not values:
             continue
-        kind, new = rows_for(p, values)
+        kind, new = rows_for(p, values, res_type)
         if new:
             getattr(rows, kind).extend(_dedupe(new))
     return rows

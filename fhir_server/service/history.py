@@ -17,8 +17,8 @@ _STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": 
 
 
 def _int_param(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise FhirError.of(400, "invalid", f"{name} must be a non-negative integer, got '{value}'")
+    if not value.isdigit() or len(value) > 9:
+        raise FhirError.of(400, "invalid", f"{name} must be a non-negative integer below 10^9, got '{value[:40]}'")
     return int(value)
 
 
@@ -30,7 +30,10 @@ def _decode_cursor(token: str) -> tuple[int, int]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         a, b = raw.split(".")
-        return int(a), int(b)
+        cursor = int(a), int(b)
+        if not all(-(2**62) < v < 2**62 for v in cursor):
+            raise ValueError("out of range")
+        return cursor
     except (ValueError, UnicodeDecodeError):
         raise FhirError.of(400, "invalid", "_page_token is not a token this server issued") from None
 

@@ -54,14 +54,19 @@ def _content_equal(stored: bytes | None, new: dict[str, Any]) -> bool:
     return old == rest and old_meta == new_meta
 
 
+def is_version(text: str) -> bool:
+    """A version id this server could have issued: 1 to 9 digits."""
+    return text.isdigit() and len(text) <= 9
+
+
 def parse_version(value: str) -> int:
     """A version id or an ETag (``W/"3"`` or ``"3"``) as an int; FhirError 400 otherwise."""
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
-        raise FhirError.of(400, "invalid", f"'{value}' is not a version id or ETag like W/\"3\"")
+    if not is_version(text):
+        raise FhirError.of(400, "invalid", f"'{value[:40]}' is not a version id or ETag like W/\"3\"")
     return int(text)
 
 
@@ -91,7 +96,7 @@ class ResourceService:
 
     def vread(self, res_type: str, res_id: str, version: str) -> Stored:
         check_id(res_id)
-        if not version.isdigit():
+        if not is_version(version):
             raise FhirError.of(404, "not-found", f"{res_type}/{res_id} has no version '{version}'")
         row = repo.read_version(self.db, res_type, res_id, int(version))
         if row is None:

@@ -24,7 +24,7 @@ from fhir_server.registry import is_resource_type
 from fhir_server.search.engine import run_search
 from fhir_server.service import bundles
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
-from fhir_server.service.resources import ResourceService
+from fhir_server.service.resources import ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import searchset
 from fhir_server.storage import repository as repo
@@ -206,7 +206,7 @@ class BundleService:
             body = searchset(base, e.res_type, result)
             return Outcome(200, body=None if e.method == "HEAD" else body)
         if e.version is not None:
-            row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if e.version.isdigit() else None
+            row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if is_version(e.version) else None
             if row is None or row.deleted:
                 status = 410 if row is not None else 404
                 raise FhirError.of(status, "not-found", f"{e.res_type}/{e.res_id}/_history/{e.version} is not available")

@@ -46,7 +46,7 @@ idx_token = sa.Table(
     # normalised display / text (CodeableConcept.text, Coding.display, Identifier.type.text) for :text
     sa.Column("text", sa.Text, nullable=True),
     sa.Index("ix_idx_token_param_code_system", "param", "code", "system", "resource_pk"),
-    sa.Index("ix_idx_token_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_token_resource_pk", "resource_pk", "param"),
 )
 
 idx_string = sa.Table(
@@ -59,7 +59,7 @@ idx_string = sa.Table(
     # as written in the resource: :exact
     sa.Column("exact", sa.Text, nullable=False),
     sa.Index("ix_idx_string_param_value", "param", "value", "resource_pk"),
-    sa.Index("ix_idx_string_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_string_resource_pk", "resource_pk", "param"),
 )
 
 idx_date = sa.Table(
@@ -72,7 +72,7 @@ idx_date = sa.Table(
     sa.Column("hi", sa.BigInteger, nullable=False),
     sa.Index("ix_idx_date_param_lo", "param", "lo", "hi", "resource_pk"),
     sa.Index("ix_idx_date_param_hi", "param", "hi", "lo", "resource_pk"),
-    sa.Index("ix_idx_date_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_date_resource_pk", "resource_pk", "param"),
 )
 
 idx_reference = sa.Table(
@@ -93,7 +93,7 @@ idx_reference = sa.Table(
     sa.Index("ix_idx_reference_target", "target_type", "target_id"),
     sa.Index("ix_idx_reference_param_url", "param", "url"),
     sa.Index("ix_idx_reference_param_identifier", "param", "id_value", "id_system"),
-    sa.Index("ix_idx_reference_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_reference_resource_pk", "resource_pk", "param"),
 )
 
 idx_number = sa.Table(
@@ -106,7 +106,7 @@ idx_number = sa.Table(
     sa.Column("lo", sa.Float, nullable=False),
     sa.Column("hi", sa.Float, nullable=False),
     sa.Index("ix_idx_number_param_value", "param", "value"),
-    sa.Index("ix_idx_number_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_number_resource_pk", "resource_pk", "param"),
 )
 
 idx_quantity = sa.Table(
@@ -121,7 +121,7 @@ idx_quantity = sa.Table(
     sa.Column("code", CText, nullable=True),
     sa.Column("unit", sa.Text, nullable=True),
     sa.Index("ix_idx_quantity_param_value", "param", "value"),
-    sa.Index("ix_idx_quantity_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_quantity_resource_pk", "resource_pk", "param"),
 )
 
 idx_uri = sa.Table(
@@ -131,7 +131,7 @@ idx_uri = sa.Table(
     _param(),
     sa.Column("value", CText, nullable=False),
     sa.Index("ix_idx_uri_param_value", "param", "value"),
-    sa.Index("ix_idx_uri_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_uri_resource_pk", "resource_pk", "param"),
 )
 
 # Composite parameters (two components, the first a token): one row per element
@@ -151,7 +151,7 @@ idx_composite = sa.Table(
     sa.Column("c2_hi", sa.BigInteger, nullable=True),
     sa.Column("c2_text", CText, nullable=True),  # normalised string
     sa.Index("ix_idx_composite_param_c1", "param", "c1_code", "c1_system"),
-    sa.Index("ix_idx_composite_resource_pk", "resource_pk"),
+    sa.Index("ix_idx_composite_resource_pk", "resource_pk", "param"),
 )
 
 INDEX_TABLES: dict[str, sa.Table] = {

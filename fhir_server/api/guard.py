@@ -1,0 +1,69 @@
+"""A pure-ASGI guard in front of the app: query-string limits and security headers.
+
+It runs before routing so that no handler, search parser or database driver
+ever sees a query with control characters (PostgreSQL refuses NUL bytes with
+an error, which must not become a 500), thousands of parameters or a
+megabyte-long query string. Every response also gets the security headers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhir_server import jsonio
+from fhir_server.errors import error, operation_outcome
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    # health data: never cached by shared caches
+    (b"cache-control", b"no-store"),
+]
+_FHIR_ONLY = [(b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, *, max_query_params: int, max_query_bytes: int) -> None:
+        self.app = app
+        self.max_query_params = max_query_params
+        self.max_query_bytes = max_query_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = self._check(scope.get("query_string", b""))
+        fhir = scope.get("path", "").startswith("/fhir")
+        extra = SECURITY_HEADERS + (_FHIR_ONLY if fhir else [])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [(k, v) for k, v in extra if k not in names]
+            await send(message)
+
+        if problem is not None:
+            status, issue = problem
+            body = jsonio.dumps(operation_outcome([issue]))
+            await send_with_headers({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/fhir+json; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+            await send_with_headers({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send_with_headers)
+
+    def _check(self, query: bytes) -> tuple[int, Any] | None:
+        if not query:
+            return None
+        if len(query) > self.max_query_bytes:
+            return 414, error("too-costly", f"The query string is longer than {self.max_query_bytes} bytes (FHIR_MAX_QUERY_BYTES)")
+        if query.count(b"&") + 1 > self.max_query_params:
+            return 400, error("too-costly", f"More than {self.max_query_params} query parameters (FHIR_MAX_QUERY_PARAMS)")
+        if _CONTROL.search(unquote_to_bytes(query.replace(b"+", b" "))):
+            return 400, error("invalid", "The query contains control characters (such as NUL)")
+        return None

@@ -1,0 +1,52 @@
+"""Request limits answer clear 4xx OperationOutcomes; every response carries the security headers."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+
+
+def test_security_headers_on_fhir_responses(client):
+    r = client.get("/fhir/metadata")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert client.get("/fhir/Patient/nope").headers["x-content-type-options"] == "nosniff"
+
+
+def test_control_characters_in_the_query_are_400(client):
+    r = client.get("/fhir/Patient?name=%00abc")
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["code"] == "invalid"
+
+
+def test_too_many_parameters_and_too_long_query(client):
+    assert client.get("/fhir/Patient", params=[("name", str(i)) for i in range(101)]).status_code == 400
+    r = client.get("/fhir/Patient", params={"name": "x" * 20_000})
+    assert r.status_code == 414
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_json_depth_and_element_limits(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'lim.sqlite3'}", max_json_depth=6, max_json_elements=50))
+    with TestClient(app) as small:
+        nested = {"resourceType": "Patient", "contact": [{"name": {"given": ["a"], "extension": [{"url": "http://x", "valueString": "y"}]}}]}
+        deep = small.post("/fhir/Patient", content=orjson.dumps(nested), headers={"Content-Type": "application/fhir+json"})
+        assert deep.status_code == 400 and "nested deeper" in deep.json()["issue"][0]["diagnostics"]
+        many = small.post("/fhir/Patient", content=orjson.dumps({"resourceType": "Patient", "name": [{"given": ["a"] * 60}]}),
+                          headers={"Content-Type": "application/fhir+json"})
+        assert many.status_code == 413
+        assert small.get("/fhir/Patient/_history").json()["entry"] == []
+
+
+def test_cors_when_configured(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'cors.sqlite3'}", cors_origins="https://app.example.id"))
+    with TestClient(app) as c:
+        pre = c.options("/fhir/Patient", headers={"Origin": "https://app.example.id", "Access-Control-Request-Method": "GET"})
+        assert pre.headers["access-control-allow-origin"] == "https://app.example.id"
+        other = c.get("/fhir/metadata", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
