@@ -22,6 +22,7 @@ from fhir_server.api.routes import router
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.capability import capability_bytes
+from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource
@@ -55,7 +56,11 @@ def build_state(settings: Settings) -> ServerState:
     db = Database.from_url(
         settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout
     )
-    resources = ResourceService(db, index_resource, r4b_model_check=settings.r4b_model_check)
+    resources = ResourceService(
+        db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
+    )
+    for res_type in TERMINOLOGY_TYPES:
+        resources.listeners.setdefault(res_type, []).append(sync_engine)
     conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     return ServerState(
         settings=settings,

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from fhir_server.config import Settings
+from fhir_server.terminology_cli import terminology_app
 
 app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcare.", no_args_is_help=True)
+app.add_typer(terminology_app, name="terminology")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 

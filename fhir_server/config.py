@@ -45,6 +45,8 @@ class Settings:
     max_bundle_entries: int = 1000
     #: conditional delete may delete several matches (otherwise more than one match is 412)
     conditional_delete_multiple: bool = False
+    #: SATUSEHAT address administrativeCode checks: warn (unknown region codes warn), strict, off
+    region_codes: str = "warn"
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: seconds a SQLite writer waits for the lock held by another process

@@ -1,3 +1,3 @@
 """Importing this module registers every operation the server implements."""
 
-from fhir_server.operations import everything, meta, national, validate  # noqa: F401
+from fhir_server.operations import everything, meta, national, terminology_ops, validate  # noqa: F401

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import check_id
-from fhir_server.model.validate import ensure_valid
+from fhir_server.model.validate import ensure_valid, status_for
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
@@ -23,6 +23,8 @@ from fhir_server.timeutil import now_us, to_instant
 
 #: (connection, resource pk, resource dict or None when deleted) -> None
 Indexer = Callable[[Connection, int, "dict[str, Any] | None"], None]
+#: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
+Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
 
 _MAX_RETRIES = 5
 
@@ -71,14 +73,32 @@ def parse_version(value: str) -> int:
 
 
 class ResourceService:
-    def __init__(self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True) -> None:
+    def __init__(
+        self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True, region_codes: str = "warn"
+    ) -> None:
         self.db = db
         self.indexer = indexer
         self.r4b_model_check = r4b_model_check
+        #: SATUSEHAT administrativeCode checks: "warn" (unknown codes warn), "strict" (they fail) or "off"
+        self.region_codes = region_codes
+        #: called after a write commits, per resource type (e.g. the terminology engine's sync)
+        self.listeners: dict[str, list[Listener]] = {}
+
+    def _changed(self, conn: Connection, res_type: str, resource: dict[str, Any] | None, previous: bytes | None) -> None:
+        for listener in self.listeners.get(res_type, ()):
+            conn.info.setdefault("after_commit", []).append(lambda fn=listener: fn(res_type, resource, previous))
 
     def validate(self, resource: dict[str, Any]) -> list[Issue]:
         """Raise FhirError 400/422 when invalid (with this service's settings); return warnings."""
-        return ensure_valid(resource, r4b_model=self.r4b_model_check)
+        warnings = ensure_valid(resource, r4b_model=self.r4b_model_check)
+        if self.region_codes != "off":
+            from terminology.administrative_code import check_resource_administrative_codes
+
+            issues = check_resource_administrative_codes(resource, strict=self.region_codes == "strict")
+            if any(i.severity in ("error", "fatal") for i in issues):
+                raise FhirError(status_for(issues), issues)
+            warnings = warnings + issues
+        return warnings
 
     # -- reads ---------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Stored:
@@ -126,6 +146,7 @@ class ResourceService:
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
         self.indexer(conn, pk, stamped)
+        self._changed(conn, res_type, stamped, None)
         return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
 
     def update(
@@ -162,6 +183,7 @@ class ResourceService:
                     continue  # created concurrently: go round again as an update
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
                 self.indexer(conn, pk, stamped)
+                self._changed(conn, res_type, stamped, None)
                 return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
             if not current.deleted and _content_equal(current.body, resource):
                 return WriteResult(
@@ -177,6 +199,7 @@ class ResourceService:
                 continue
             repo.add_version(conn, res_type, res_id, version, updated, method, body)
             self.indexer(conn, current.pk, stamped)
+            self._changed(conn, res_type, stamped, current.body)
             status = 201 if current.deleted else 200
             return WriteResult(Stored(res_type, res_id, version, updated, body), status, warnings, current.pk)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
@@ -232,6 +255,7 @@ class ResourceService:
                 continue
             repo.add_version(conn, res_type, res_id, version, updated, "DELETE", None, deleted=True)
             self.indexer(conn, current.pk, None)
+            self._changed(conn, res_type, None, current.body)
             return WriteResult(Stored(res_type, res_id, version, updated, None, deleted=True), 204)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
 

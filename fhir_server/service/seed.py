@@ -1,4 +1,4 @@
-"""Conformance resources the server itself provides, stored idempotently at start-up/migrate.
+"""Conformance and terminology resources the server provides, stored idempotently at start-up/migrate.
 
 Storing them makes them readable and searchable like any resource; an unchanged
 definition is a no-op update, so restarts do not add versions.
@@ -11,13 +11,20 @@ import copy
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import OPERATIONS, definition
 from fhir_server.service.resources import ResourceService
+from terminology.engine import default_engine
 
 
 def seed_conformance(resources: ResourceService) -> list[str]:
-    """Upsert the OperationDefinitions of the registered operations; returns their ids."""
-    ids = []
+    """Upsert the OperationDefinitions of the registered operations and the packaged
+    CodeSystems, ValueSets and ConceptMaps (Indonesian lists, Kemendagri regions);
+    returns the ``Type/id`` of each."""
+    stored = []
     for stem in sorted({op.definition for op in OPERATIONS}):
         resource = copy.deepcopy(definition(stem))
         resources.update("OperationDefinition", resource["id"], resource)
-        ids.append(resource["id"])
-    return ids
+        stored.append(f"OperationDefinition/{resource['id']}")
+    for resource in default_engine().registry.all_resources():
+        resource = copy.deepcopy(resource)
+        resources.update(resource["resourceType"], resource["id"], resource)
+        stored.append(f"{resource['resourceType']}/{resource['id']}")
+    return stored

@@ -82,16 +82,23 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction: committed on success, rolled back on any error."""
+        """One write transaction: committed on success, rolled back on any error.
+
+        Callables appended to ``conn.info["after_commit"]`` run once the commit succeeded.
+        """
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
-            return
-        with self._write_lock:
-            with self.engine.connect() as conn:
-                conn.info["sqlite_begin"] = "IMMEDIATE"
-                with conn.begin():
-                    yield conn
+                callbacks = conn.info.pop("after_commit", [])
+        else:
+            with self._write_lock:
+                with self.engine.connect() as conn:
+                    conn.info["sqlite_begin"] = "IMMEDIATE"
+                    with conn.begin():
+                        yield conn
+                        callbacks = conn.info.pop("after_commit", [])
+        for callback in callbacks:  # reached only when the commit succeeded
+            callback()
 
     def _reader(self) -> Any:
         """This thread's autocommit DBAPI connection for single-statement reads."""

