@@ -11,10 +11,7 @@ from alembic import context
 from fhir_server.storage import tables  # noqa: F401  (registers the core tables)
 from fhir_server.storage.tables import metadata
 
-try:  # the search index tables, once that module exists
-    from fhir_server.storage import index_tables  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from fhir_server.storage import auth_tables, index_tables  # noqa: F401  (register their tables)
 
 config = context.config
 

@@ -17,8 +17,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from fhir_server.api import http
 from fhir_server.api.guard import RequestGuard
+from fhir_server.api.auth_routes import router as auth_router
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
+from fhir_server.auth.tokens import TokenVerifier, load_signing_key
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.capability import capability_bytes
@@ -48,8 +50,18 @@ class ServerState:
     conditional: ConditionalService
     bundles: BundleService
 
+    _verifier: TokenVerifier | None = None
+
     def capability_bytes(self, base: str) -> bytes:
-        return capability_bytes(base, self.settings.conditional_delete_multiple)
+        return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
+
+    def token_verifier(self) -> TokenVerifier:
+        """The access-token verifier (token mode); the signing key is read once per process."""
+        if self._verifier is None:
+            with self.db.write() as conn:
+                key = load_signing_key(conn, self.settings.auth_secret or None)
+            self._verifier = TokenVerifier(key, issuer=self.settings.base_url or None)
+        return self._verifier
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -85,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             migrate.upgrade(state.db.engine)
             seed_conformance(state.resources)
+        if settings.auth == "token":
+            state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
         yield
         state.db.dispose()
 
@@ -103,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes)
     app.include_router(router)  # the hot interactions first: routes match in order
+    app.include_router(auth_router)
     app.include_router(operations_router)
     _install_error_handlers(app)
     return app

@@ -7,11 +7,13 @@ from typing import Optional
 
 import typer
 
+from fhir_server.auth.cli import clients_app
 from fhir_server.config import Settings
 from fhir_server.terminology_cli import terminology_app
 
 app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcare.", no_args_is_help=True)
 app.add_typer(terminology_app, name="terminology")
+app.add_typer(clients_app, name="clients")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 
@@ -33,6 +35,13 @@ def serve(
     import uvicorn
 
     settings = _settings(database_url)
+    from fhir_server.auth.modes import check_auth_mode
+
+    try:
+        check_auth_mode(settings.auth, host, allow_open=settings.auth_allow_open)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     if migrate:
         # once, here, before any worker starts: workers migrating at once would race
         _migrate_and_seed(settings)

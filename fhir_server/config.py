@@ -22,8 +22,14 @@ class Settings:
     database_url: str = ""
     #: run Alembic migrations when the server starts
     migrate_on_start: bool = True
-    #: ``none`` (open access) or ``token`` (see docs/security.md)
+    #: ``none`` (open access) or ``token`` (OAuth2 client credentials / SMART backend services, docs/security.md)
     auth: str = "none"
+    #: allow ``auth=none`` on an address other than loopback (otherwise the server refuses to start)
+    auth_allow_open: bool = False
+    #: HS256 access-token key (>= 32 characters); empty: a key generated once and kept in the database
+    auth_secret: str = ""
+    #: access-token lifetime in seconds
+    auth_token_lifetime: int = 300
     #: public base URL used in fullUrl/Location/links; empty = derived from the request
     base_url: str = ""
     #: largest accepted request body, in bytes (413 above it)

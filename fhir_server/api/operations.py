@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server.api import http
+from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import OperationCall, find
@@ -22,6 +23,8 @@ async def _dispatch(request: Request, res_type: str | None, res_id: str | None, 
     if res_type is not None and not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
     operation = find(name, res_type, instance=res_id is not None)
+    who = principal(request)
+    who.require_operation(res_type, name, affects_state=operation.affects_state)
     if request.method == "GET" and operation.affects_state:
         raise FhirError(405, FhirError.of(405, "not-supported", f"${name} changes data: use POST").issues, {"Allow": "POST"})
     st = request.app.state.fhir
@@ -38,6 +41,7 @@ async def _dispatch(request: Request, res_type: str | None, res_id: str | None, 
         query=[(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")],
         body=body,
         headers=dict(request.headers),
+        readable=who.readable,
     )
     result = operation.handler(st, call)
     if result.body is None:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from fhir_server import jsonio
 from fhir_server.api import formats, http
+from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
@@ -39,9 +40,15 @@ def _check_type(res_type: str) -> None:
         raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
 
 
+def _begin(request: Request, res_type: str, interaction: str, *, conditional: bool = False) -> None:
+    """A known type, and a caller allowed to do ``interaction`` on it (401/403 otherwise)."""
+    _check_type(res_type)
+    principal(request).require(res_type, interaction, conditional=conditional)
+
+
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="read")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "read")
     st = _state(request)
     stored = st.resources.read(res_type, res_id)
     assert stored.body is not None
@@ -58,6 +65,7 @@ async def metadata(request: Request) -> Response:
 
 @router.get("/_history", responses=_responses(200), summary="System history")
 async def history_system(request: Request) -> Response:
+    principal(request).require(None, "history-system")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     return http.body_response(request, st.history.history(base, None, None, list(request.query_params.multi_items())))
@@ -75,21 +83,25 @@ async def search_system(request: Request) -> Response:
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     params = list(request.query_params.multi_items())
-    return http.body_response(request, st.search.search(base, None, params, strict=_strict(request)))
+    types = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    who = principal(request)
+    for res_type in types or [None]:
+        who.require(res_type, "search-type" if res_type else "search-system")
+    return http.body_response(request, st.search.search(base, None, params, strict=_strict(request), readable=who.readable))
 
 
 @router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
 async def search_type(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "search-type")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     params = list(request.query_params.multi_items())
-    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
+    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable))
 
 
 @router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
 async def search_type_post(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "search-type")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -101,12 +113,12 @@ async def search_type_post(request: Request, res_type: str) -> Response:
     except UnicodeDecodeError:
         raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
     params = list(request.query_params.multi_items()) + form
-    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request)))
+    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable))
 
 
 @router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")
 async def history_type(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "history-type")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     return http.body_response(request, st.history.history(base, res_type, None, list(request.query_params.multi_items())))
@@ -114,7 +126,7 @@ async def history_type(request: Request, res_type: str) -> Response:
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history", responses=_responses(200), summary="Instance history")
 async def history_instance(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "history-instance")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     return http.body_response(request, st.history.history(base, res_type, res_id, list(request.query_params.multi_items())))
@@ -122,7 +134,7 @@ async def history_instance(request: Request, res_type: str, res_id: str) -> Resp
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history/{version:fhir_id}", responses=_responses(200), summary="vread")
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "vread")
     st = _state(request)
     stored = st.resources.vread(res_type, res_id, version)
     assert stored.body is not None
@@ -144,7 +156,7 @@ def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
 
 @router.post("/{res_type:fhir_type}", responses=_responses(201), summary="create", openapi_extra=_RESOURCE_BODY)
 async def create(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "create", conditional=bool(request.headers.get("if-none-exist")))
     st = _state(request)
     resource = await http.read_resource(request, st.settings)
     condition = request.headers.get("if-none-exist")
@@ -157,7 +169,7 @@ async def create(request: Request, res_type: str) -> Response:
 
 @router.put("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 201), summary="update", openapi_extra=_RESOURCE_BODY)
 async def update(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "update")
     st = _state(request)
     resource = await http.read_resource(request, st.settings)
     result = st.resources.update(res_type, res_id, resource, request.headers.get("if-match"))
@@ -166,7 +178,7 @@ async def update(request: Request, res_type: str, res_id: str) -> Response:
 
 @router.put("/{res_type:fhir_type}", responses=_responses(200, 201), summary="conditional update", openapi_extra=_RESOURCE_BODY)
 async def conditional_update(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "update", conditional=True)
     st = _state(request)
     condition = _condition(request)
     resource = await http.read_resource(request, st.settings)
@@ -177,7 +189,7 @@ async def conditional_update(request: Request, res_type: str) -> Response:
 
 @router.delete("/{res_type:fhir_type}", responses=_responses(200, 204), summary="conditional delete")
 async def conditional_delete(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "delete", conditional=True)
     st = _state(request)
     results = st.conditional.delete(res_type, _condition(request), http.base_url(request, st.settings.base_url))
     headers = {"ETag": results[0].stored.etag} if len(results) == 1 else {}
@@ -201,7 +213,7 @@ async def _patch_request(request: Request) -> tuple[str, Any]:
 
 @router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
 async def patch(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "patch")
     st = _state(request)
     media, body = await _patch_request(request)
     result = st.resources.patch(res_type, res_id, media, body, request.headers.get("if-match"))
@@ -210,7 +222,7 @@ async def patch(request: Request, res_type: str, res_id: str) -> Response:
 
 @router.patch("/{res_type:fhir_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
 async def conditional_patch(request: Request, res_type: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "patch", conditional=True)
     st = _state(request)
     media, body = await _patch_request(request)
     base = http.base_url(request, st.settings.base_url)
@@ -230,13 +242,15 @@ async def transaction(request: Request) -> Response:
     st = _state(request)
     bundle = await http.read_resource(request, st.settings)
     representation = http.prefer(request).get("return", "representation") != "minimal"
-    body = st.bundles.process(http.base_url(request, st.settings.base_url), bundle, representation=representation)
+    body = st.bundles.process(
+        http.base_url(request, st.settings.base_url), bundle, representation=representation, authorize=principal(request).require
+    )
     return http.body_response(request, body)
 
 
 @router.delete("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 204), summary="delete")
 async def delete(request: Request, res_type: str, res_id: str) -> Response:
-    _check_type(res_type)
+    _begin(request, res_type, "delete")
     st = _state(request)
     result = st.resources.delete(res_type, res_id, request.headers.get("if-match"))
     headers = {"ETag": result.stored.etag} if result.stored.version else {}

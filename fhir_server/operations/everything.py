@@ -104,6 +104,8 @@ def everything(state: "ServerState", call: OperationCall) -> OperationResult:
     if include_focal and focal.body is not None:
         entries.append(bundles.entry(f"{call.base}/{compartment}/{focal_id}", focal.body, search={"mode": "match"}))
     for row in member_rows:
+        if not call.readable(row.res_type):
+            continue  # types outside the caller's scopes are left out
         entries.append(bundles.entry(f"{call.base}/{row.res_type}/{row.res_id}", row.body, search={"mode": "match"}))
     url = f"{call.base}/{compartment}/{focal_id}/$everything"
     kept = [(k, v) for k, v in call.query if k != CURSOR]

@@ -33,6 +33,8 @@ class OperationCall:
     #: the parsed JSON body of a POST (a Parameters resource or, for $validate, any resource)
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: whether the caller may read resources of a type (to leave others out of Bundles)
+    readable: Callable[[str], bool] = lambda res_type: True
 
 
 @dataclass(frozen=True)

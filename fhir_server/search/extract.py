@@ -335,7 +335,7 @@ def _string_rows(code: str, values: Values) -> list[dict]:
                 for k, x in v.items():
                     if k.startswith("value") and isinstance(x, str):
                         strings.append(x)
-    return [{"param": code, "value": normalize_string(s), "exact": s} for s in strings if s]
+    return [{"param": code, "value": normalize_string(s), "exact": s.replace("\x00", "")} for s in strings if s]
 
 
 def _date_rows(code: str, values: Values) -> list[dict]:
@@ -370,14 +370,14 @@ def _reference_rows(code: str, values: Values) -> list[dict]:
             rtype, rid, ver, url = parse_reference(ref) if isinstance(ref, str) else (None, None, None, None)
             ident = v.get("identifier") if isinstance(v.get("identifier"), dict) else {}
             if rid or url or ident.get("value"):
-                rows.append({"param": code, "target_type": rtype, "target_id": cut(rid), "target_version": ver,
-                             "url": cut(url), "id_system": cut(ident.get("system")),
+                rows.append({"param": code, "target_type": cut(rtype), "target_id": cut(rid),
+                             "target_version": cut(ver), "url": cut(url), "id_system": cut(ident.get("system")),
                              "id_value": cut(ident.get("value"))})
         elif isinstance(v, str):
             rtype, rid, ver, url = parse_reference(v)
             if rid or url:
-                rows.append({"param": code, "target_type": rtype, "target_id": cut(rid), "target_version": ver,
-                             "url": cut(url), "id_system": None, "id_value": None})
+                rows.append({"param": code, "target_type": cut(rtype), "target_id": cut(rid),
+                             "target_version": cut(ver), "url": cut(url), "id_system": None, "id_value": None})
     return rows
 
 

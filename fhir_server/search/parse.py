@@ -28,6 +28,13 @@ SUMMARY_MODES = ("true", "text", "data", "count", "false")
 TOTAL_MODES = ("none", "estimate", "accurate")
 IGNORED_RESULT_PARAMS = frozenset({"_format", "_pretty"})
 CURSOR = "_cursor"
+# Guards against queries that cost the database more than any real client needs:
+# 500 AND-ed criteria once drove PostgreSQL's planner out of memory.
+MAX_CRITERIA = 30  # AND-ed criteria, counting every chain / _has level
+MAX_VALUES = 100  # OR-ed values in one parameter
+MAX_CHAIN_DEPTH = 4
+MAX_SORT_KEYS = 5
+MAX_INCLUDES = 20
 
 
 # ----------------------------------------------------------------------------- typed values
@@ -163,6 +170,10 @@ class _Unsupported(Exception):
         self.message = message
 
 
+def _too_costly(why: str) -> FhirError:
+    return FhirError(400, [error("too-costly", why)])
+
+
 def _bad(name: str, why: str) -> FhirError:
     return FhirError(400, [error("invalid", f"Invalid search parameter '{name}': {why}", name)])
 
@@ -287,6 +298,8 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
             raise _bad(name, str(e)) from None
     if not out:
         raise _bad(name, "empty value")
+    if len(out) > MAX_VALUES:
+        raise _too_costly(f"'{name}' has {len(out)} values; at most {MAX_VALUES} are allowed")
     return out
 
 
@@ -440,6 +453,8 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
     scope = res_types or ("Resource",)
     for name, raw in params:
         base, _, modifier = name.partition(":")
+        if "\x00" in name or "\x00" in raw:
+            raise _bad(name.replace("\x00", "\\0"), "contains a NUL character")
         if name == "_type":
             continue
         if base in IGNORED_RESULT_PARAMS:
@@ -476,8 +491,21 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
                 _report(q, strict, e.message)
                 continue
             q.criteria.append(crit)
+            if sum(_depth(c) for c in q.criteria) > MAX_CRITERIA:
+                raise _too_costly(f"more than {MAX_CRITERIA} search criteria (chains and _has count per level)")
+            if _depth(crit) > MAX_CHAIN_DEPTH:
+                raise _too_costly(f"'{name}': chains and _has may nest at most {MAX_CHAIN_DEPTH} levels")
         q.used.append((name, raw))
+    if len(q.sort) > MAX_SORT_KEYS:
+        raise _too_costly(f"at most {MAX_SORT_KEYS} _sort keys are allowed")
+    if len(q.includes) > MAX_INCLUDES:
+        raise _too_costly(f"at most {MAX_INCLUDES} _include/_revinclude values are allowed")
     return q
+
+
+def _depth(c: Criterion) -> int:
+    inner = c.chain or c.has
+    return 1 + (_depth(inner) if inner is not None else 0)
 
 
 def _common_criterion(name: str, raw: str) -> Criterion:

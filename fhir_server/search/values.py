@@ -23,6 +23,8 @@ _DATE_RE = re.compile(
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def _us(dt: datetime) -> int:
@@ -74,6 +76,8 @@ def date_range(value: str) -> tuple[int, int] | None:
 
 def normalize_string(value: str) -> str:
     """Lower-case, accents stripped (NFKD), whitespace collapsed; cut to the indexed length."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
     if not value.isascii():
         decomposed = unicodedata.normalize("NFKD", value)
         value = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -81,7 +85,12 @@ def normalize_string(value: str) -> str:
 
 
 def cut(value: str | None) -> str | None:
-    return value[:MAX_INDEXED] if value is not None else None
+    """Cut to the indexed length; NUL characters are dropped (PostgreSQL text cannot hold them)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:MAX_INDEXED]
 
 
 def parse_decimal(value: str) -> Decimal | None:
@@ -111,9 +120,10 @@ def parse_reference(ref: str) -> tuple[str | None, str | None, str | None, str |
     if "://" in ref or ref.startswith("urn:"):
         return None, None, None, ref
     parts = ref.split("/")
-    if len(parts) == 2 and parts[0] and parts[1]:
+    if len(parts) == 2 and _TYPE_RE.match(parts[0]) and _ID_RE.match(parts[1]):
         return parts[0], parts[1], None, None
-    if len(parts) == 4 and parts[2] == "_history":
+    if len(parts) == 4 and parts[2] == "_history" and _TYPE_RE.match(parts[0]) and _ID_RE.match(parts[1]) \
+            and _ID_RE.match(parts[3]):
         return parts[0], parts[1], parts[3], None
     return None, None, None, ref
 

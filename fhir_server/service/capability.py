@@ -8,13 +8,14 @@ from typing import Any
 from fhir_server import __version__, jsonio, registry
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
+from fhir_server.auth.smart import capability_security
 from fhir_server.search import registry as search_registry
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
 
 
-def capability_statement(base: str, *, conditional_delete_multiple: bool = False) -> dict[str, Any]:
+def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
     resources = []
     for res_type in registry.RESOURCE_TYPES:
         resources.append(
@@ -52,6 +53,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         "rest": [
             {
                 "mode": "server",
+                **({"security": capability_security(f"{base}/auth/token")} if token_auth else {}),
                 "resource": resources,
                 "interaction": [{"code": code} for code in registry.SYSTEM_INTERACTIONS],
                 "operation": _operations(None),
@@ -69,5 +71,7 @@ def _operations(res_type: str | None) -> list[dict[str, str]]:
 
 
 @lru_cache(maxsize=16)
-def capability_bytes(base: str, conditional_delete_multiple: bool = False) -> bytes:
-    return jsonio.dumps(capability_statement(base, conditional_delete_multiple=conditional_delete_multiple))
+def capability_bytes(base: str, conditional_delete_multiple: bool = False, token_auth: bool = False) -> bytes:
+    return jsonio.dumps(
+        capability_statement(base, conditional_delete_multiple=conditional_delete_multiple, token_auth=token_auth)
+    )

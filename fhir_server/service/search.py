@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fhir_server import jsonio
@@ -24,8 +25,17 @@ class SearchService:
                 max_count=self.max_count, base_url=base,
             )
 
-    def search(self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool) -> bytes:
-        return searchset(base, res_type, self.run(base, res_type, params, strict=strict))
+    def search(
+        self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
+        readable: Callable[[str], bool] | None = None,
+    ) -> bytes:
+        """A searchset Bundle; included resources of types ``readable`` refuses are left out."""
+        result = self.run(base, res_type, params, strict=strict)
+        if readable is not None:
+            result.includes = [inc for inc in result.includes if readable(inc[0])]
+            if res_type is None:  # system search: matches of types the caller may not read are left out too
+                result.matches = [m for m in result.matches if readable(m[0])]
+        return searchset(base, res_type, result)
 
 
 def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,6 +30,9 @@ from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import searchset
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
+
+#: (resource type, interaction, conditional=...) -> None, raising 403 when not allowed
+Authorize = Callable[..., None]
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _REASON = {200: "OK", 201: "Created", 204: "No Content"}
@@ -53,6 +57,16 @@ class Entry:
     def where(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
+    @property
+    def interaction(self) -> str:
+        if self.method in ("GET", "HEAD"):
+            return "search-type" if self.res_id is None else ("vread" if self.version else "read")
+        return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.method]
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.if_none_exist) or (self.res_id is None and self.method in ("PUT", "PATCH", "DELETE"))
+
 
 @dataclass
 class Outcome:
@@ -75,11 +89,15 @@ class BundleService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def process(self, base: str, bundle: Any, *, representation: bool = True, merge: Merge | None = None) -> bytes:
+    def process(
+        self, base: str, bundle: Any, *, representation: bool = True, merge: Merge | None = None,
+        authorize: Authorize | None = None,
+    ) -> bytes:
         """Run a transaction or batch Bundle; the response Bundle's bytes.
 
         ``merge`` (used by the Dukcapil/BPJS imports) combines a conditional PUT's
-        match with the incoming resource instead of replacing it.
+        match with the incoming resource instead of replacing it. ``authorize(type,
+        interaction, conditional=...)`` is called for every entry before anything runs.
         """
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.of(400, "invalid", "POST to the base takes a Bundle of type transaction or batch")
@@ -91,10 +109,14 @@ class BundleService:
             raise FhirError.of(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
         if len(raw_entries) > self.max_entries:
             raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
+        if authorize is not None and kind == "transaction":
+            for i, raw in enumerate(raw_entries):
+                entry = _parse_entry(base, i, raw)
+                _at(entry, lambda e=entry: authorize(e.res_type, e.interaction, conditional=e.conditional))
         if kind == "transaction":
             outcomes = self._transaction(base, raw_entries, merge)
         else:
-            outcomes = self._batch(base, raw_entries, merge)
+            outcomes = self._batch(base, raw_entries, merge, authorize)
         entries = [self._response_entry(base, o, representation) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
@@ -151,11 +173,13 @@ class BundleService:
         return f"{res_type}/{stored.res_id}"
 
     # -- batch ---------------------------------------------------------------
-    def _batch(self, base: str, raw_entries: list[Any], merge: Merge | None) -> list[Outcome]:
+    def _batch(self, base: str, raw_entries: list[Any], merge: Merge | None, authorize: Authorize | None) -> list[Outcome]:
         outcomes = []
         for i, raw in enumerate(raw_entries):
             try:
                 entry = _parse_entry(base, i, raw)
+                if authorize is not None:
+                    authorize(entry.res_type, entry.interaction, conditional=entry.conditional)
                 with self.db.write() as conn:
                     if entry.resource is not None and entry.method in ("POST", "PUT"):
                         _rewrite(entry.resource, {}, lambda ref, c=conn: self._resolve_reference(c, base, ref))

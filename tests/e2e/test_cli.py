@@ -79,3 +79,11 @@ def test_terminology_lookup_expand_translate():
                              "--url", "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status"])
     assert tr.exit_code == 0 and '"M"' in tr.stdout
     assert runner.invoke(app, ["terminology", "lookup", "0000000000"]).exit_code == 1
+
+
+def test_serve_refuses_an_open_server_on_a_network_address(tmp_path, monkeypatch):
+    monkeypatch.delenv("FHIR_AUTH_ALLOW_OPEN", raising=False)
+    monkeypatch.setenv("FHIR_AUTH", "none")
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2
+    assert "refusing" in result.stderr

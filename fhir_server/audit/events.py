@@ -1,0 +1,234 @@
+"""What one audit event holds (:class:`AuditRecord`) and its FHIR R4 AuditEvent form.
+
+An event is recorded on the request path, so :class:`AuditRecord` is a plain
+slotted dataclass the caller fills with what it already has; ids, truncation
+and the action code are worked out later, off the request path
+(:func:`to_row`, called by the recorder's flusher thread). :func:`to_fhir`
+builds the AuditEvent from a stored row when it is read or searched.
+
+AuditEvent shape (R4, following IHE BALP where R4 leaves a choice):
+
+- ``type`` = audit-event-type#rest; ``subtype`` = restful-interaction#<interaction>
+  (plus the operation name, e.g. ``$validate``, in our operation code system)
+- ``action`` C/R/U/D/E; ``recorded``; ``outcome`` 0/4/8/12 from the HTTP status,
+  ``outcomeDesc`` "HTTP <status>"
+- ``agent[0]`` the client: ``who.identifier`` (system ``https://fhir-server.id/id/client``),
+  ``requestor`` true, ``network`` (address, type 2 = IP address);
+  ``agent[1]`` (only when the client acts for one) ``who`` = ``Organization/<id>``
+- ``source.observer.display`` = this server, ``source.type`` = 4 (application server)
+- ``entity[0]`` the resource (``what`` = Type/id) and/or the query (``query`` =
+  base64 of the query string), ``type`` = resource-types#<Type> or
+  audit-entity-type#2 (system object) when no type applies;
+  ``entity[1]`` the HTTP request (BALP XrequestId: ``what.identifier`` =
+  X-Request-Id, ``detail`` User-Agent)
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_MAX, USER_AGENT_MAX
+from fhir_server.timeutil import now_us, to_instant
+
+CLIENT_SYSTEM = "https://fhir-server.id/id/client"
+OPERATION_SYSTEM = "https://fhir-server.id/CodeSystem/operation"
+EVENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
+ACTION_SYSTEM = "http://hl7.org/fhir/audit-event-action"
+OUTCOME_SYSTEM = "http://hl7.org/fhir/audit-event-outcome"
+RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
+ENTITY_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
+SOURCE_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/security-source-type"
+DICOM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
+BALP_ENTITY_TYPE_SYSTEM = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
+
+#: the server, as AuditEvent.source.observer.display
+OBSERVER = "fhir-server.id FHIR server"
+
+#: restful-interaction code -> AuditEvent.action. A search is "E" (the action
+#: code system: "perform a query/search operation"); history reads versions.
+ACTIONS: dict[str, str] = {
+    "read": "R",
+    "vread": "R",
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "search-type": "E",
+    "search-system": "E",
+    "create": "C",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+    "transaction": "E",
+    "batch": "E",
+    "operation": "E",
+}
+INTERACTIONS = tuple(ACTIONS)
+OUTCOMES = ("0", "4", "8", "12")
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One audited interaction, as the HTTP layer knows it.
+
+    ``interaction`` is a restful-interaction code (see :data:`INTERACTIONS`);
+    ``status`` the HTTP status of the response. ``query`` is the query string
+    of a search or operation (without ``_format``/``_pretty``). ``client_id``
+    is the OAuth2 client (``"anonymous"`` when auth is off). ``recorded_us``
+    defaults to now; ``event_id`` to a fresh uuid, filled in when the row is
+    built (off the request path). ``action`` defaults to the interaction's.
+    """
+
+    interaction: str
+    status: int
+    res_type: str | None = None
+    res_id: str | None = None
+    query: str | None = None
+    operation: str | None = None
+    client_id: str | None = None
+    organization_id: str | None = None
+    address: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    recorded_us: int = field(default_factory=now_us)
+    event_id: str | None = None
+    action: str | None = None
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None and len(value) > limit else value
+
+
+def to_row(event: AuditRecord) -> dict[str, Any]:
+    """The ``audit_events`` row of an event (fills the id and action, cuts long values)."""
+    if event.interaction not in ACTIONS:
+        raise ValueError(f"unknown interaction {event.interaction!r}")
+    return {
+        "event_id": event.event_id or str(uuid.uuid4()),
+        "recorded_us": event.recorded_us,
+        "interaction": event.interaction,
+        "action": event.action or ACTIONS[event.interaction],
+        "res_type": _cut(event.res_type, 64),
+        "res_id": _cut(event.res_id, 64),
+        "query": _cut(event.query, QUERY_MAX) or None,
+        "operation": _cut(event.operation, 64),
+        "status": int(event.status),
+        "client_id": _cut(event.client_id, 128),
+        "organization_id": _cut(event.organization_id, 64),
+        "address": _cut(event.address, ADDRESS_MAX),
+        "user_agent": _cut(event.user_agent, USER_AGENT_MAX),
+        "request_id": _cut(event.request_id, REQUEST_ID_MAX),
+    }
+
+
+#: the column order of :func:`to_tuple` (the recorder's executemany)
+COLUMNS = (
+    "event_id", "recorded_us", "interaction", "action", "res_type", "res_id", "query", "operation",
+    "status", "client_id", "organization_id", "address", "user_agent", "request_id",
+)
+
+
+def to_tuple(event: AuditRecord) -> tuple[Any, ...]:
+    row = to_row(event)
+    return tuple(row[c] for c in COLUMNS)
+
+
+def outcome_code(status: int) -> str:
+    """AuditEvent.outcome of an HTTP status: 0 success (1xx-3xx), 4 minor failure
+    (4xx: the client's request was refused), 8 serious failure (5xx), 12 major
+    failure (no valid status: the request did not complete)."""
+    if 100 <= status < 400:
+        return "0"
+    if 400 <= status < 500:
+        return "4"
+    if 500 <= status < 600:
+        return "8"
+    return "12"
+
+
+def status_range(outcome: str) -> list[tuple[int, int]]:
+    """The inclusive HTTP status ranges of an AuditEvent.outcome code (for search)."""
+    return {
+        "0": [(100, 399)],
+        "4": [(400, 499)],
+        "8": [(500, 599)],
+        "12": [(-(2**31), 99), (600, 2**31 - 1)],
+    }[outcome]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def to_fhir(row: Mapping[str, Any] | Any, *, observer: str = OBSERVER) -> dict[str, Any]:
+    """The FHIR R4 AuditEvent of an ``audit_events`` row.
+
+    ``row`` is a mapping with the table's columns (``Row._mapping``, the dict of
+    :func:`to_row`) or a Row itself.
+    """
+    r = row._mapping if hasattr(row, "_mapping") else row
+    interaction = r["interaction"]
+    status = int(r["status"])
+    subtype = [{"system": INTERACTION_SYSTEM, "code": interaction}]
+    if r["operation"]:
+        subtype.append({"system": OPERATION_SYSTEM, "code": r["operation"]})
+    client: dict[str, Any] = {
+        "type": {"coding": [{"system": DICOM_SYSTEM, "code": "110153", "display": "Source Role ID"}]},
+        "requestor": True,
+    }
+    if r["client_id"]:
+        client["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": r["client_id"]}}
+    if r["address"]:
+        client["network"] = {"address": r["address"], "type": "2"}
+    agents = [client]
+    if r["organization_id"]:
+        agents.append({"who": {"reference": f"Organization/{r['organization_id']}"}, "requestor": False})
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": r["event_id"],
+        "meta": {"lastUpdated": to_instant(r["recorded_us"])},
+        "type": {"system": EVENT_TYPE_SYSTEM, "code": "rest", "display": "RESTful Operation"},
+        "subtype": subtype,
+        "action": r["action"],
+        "recorded": to_instant(r["recorded_us"]),
+        "outcome": outcome_code(status),
+        "outcomeDesc": f"HTTP {status}",
+        "agent": agents,
+        "source": {
+            "observer": {"display": observer},
+            "type": [{"system": SOURCE_TYPE_SYSTEM, "code": "4", "display": "Application Server"}],
+        },
+    }
+    entities: list[dict[str, Any]] = []
+    res_type, res_id, query = r["res_type"], r["res_id"], r["query"]
+    if res_type or res_id or query:
+        entity: dict[str, Any] = {}
+        if res_type and res_id:
+            entity["what"] = {"reference": f"{res_type}/{res_id}"}
+        if res_type:
+            entity["type"] = {"system": RESOURCE_TYPE_SYSTEM, "code": res_type}
+        else:
+            entity["type"] = {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"}
+        if query:
+            entity["role"] = {"system": OBJECT_ROLE_SYSTEM, "code": "24", "display": "Query"}
+            entity["query"] = _b64(query)
+        elif res_type and res_id:
+            entity["role"] = {"system": OBJECT_ROLE_SYSTEM, "code": "4", "display": "Domain Resource"}
+        entities.append(entity)
+    if r["request_id"] or r["user_agent"]:
+        request: dict[str, Any] = {
+            "type": {"system": BALP_ENTITY_TYPE_SYSTEM, "code": "XrequestId"},
+        }
+        if r["request_id"]:
+            request["what"] = {"identifier": {"value": r["request_id"]}}
+        if r["user_agent"]:
+            request["detail"] = [{"type": "User-Agent", "valueString": r["user_agent"]}]
+        entities.append(request)
+    if entities:
+        event["entity"] = entities
+    return event

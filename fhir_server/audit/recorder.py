@@ -1,0 +1,289 @@
+"""Recording audit events without slowing requests down.
+
+Two ways to write an event, pick by interaction:
+
+``AuditRecorder.record(event)`` - **reads, searches, history, operations that
+do not write, and every failed request** (including failed writes, whose
+transaction was rolled back). It only appends to an in-memory queue (a
+``collections.deque``: thread-safe and O(1) under the GIL, no I/O, no lock,
+about a microsecond). A daemon thread flushes the queue every
+``flush_interval`` seconds (sooner when ``max_batch`` events are waiting) with
+one executemany INSERT per batch, each batch in a transaction of its own;
+on SQLite through ``Database.write()`` so it queues behind the request writers
+like any other writer. The price: events of the last ``flush_interval``
+seconds are lost if the process is killed hard (SIGKILL, power loss); a clean
+shutdown (``close()``) writes them.
+
+``record_in(conn, event)`` - **successful writes** (create, update, patch,
+delete, transaction, batch, writing operations): the event is INSERTed in the
+request's own transaction, so it commits or rolls back together with the write
+(an audited write can never be missing from the trail, and a rolled-back write
+leaves no "success" event). If the transaction then fails, record the failure
+with ``record()``.
+
+When the database is unreachable the recorder keeps at most ``max_queue``
+queued events plus the one batch it is retrying (with back-off up to
+``MAX_BACKOFF`` seconds); further events are dropped and counted in
+``dropped``. ``record()`` never blocks and never raises for a database
+problem; nothing here crashes the server.
+
+Create one recorder per process, after the server forks its workers (in the
+application's start-up); a fork of a process with a running recorder gets a
+fresh, empty recorder of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from fhir_server.storage.audit_tables import audit_events
+from fhir_server.storage.db import Database
+
+from .events import COLUMNS, AuditRecord, to_row, to_tuple
+
+log = logging.getLogger("fhir_server.audit")
+
+#: the longest pause between two attempts while the database is down
+MAX_BACKOFF = 5.0
+
+
+def record_in(conn: Connection, event: AuditRecord) -> None:
+    """Write ``event`` inside the caller's open transaction (commits and rolls back with it)."""
+    conn.execute(audit_events.insert(), to_row(event))
+
+
+class AuditRecorder:
+    """Buffers audit events in memory and writes them in batches from a daemon thread."""
+
+    record_in = staticmethod(record_in)
+
+    def __init__(
+        self,
+        engine_or_database: Engine | Database,
+        *,
+        flush_interval: float = 0.2,
+        max_batch: int = 1000,
+        max_queue: int = 100_000,
+        start: bool = True,
+    ) -> None:
+        if isinstance(engine_or_database, Engine):
+            # a Database of its own: on SQLite pass the application's Database
+            # instead, so audit flushes share its writer lock
+            self.db = Database(engine_or_database)
+        else:
+            self.db = engine_or_database  # a Database (or anything with its write())
+        self.flush_interval = flush_interval
+        self.max_batch = max(1, max_batch)
+        self.max_queue = max(1, max_queue)
+        self._limit = self.max_queue  # 0 once closed: record() then drops
+        self._queue: deque[AuditRecord] = deque()
+        self._retry: list[tuple[Any, ...]] = []
+        self._dropped = 0
+        self.written = 0
+        self.last_error: BaseException | None = None
+        self._failing = False
+        self._sql: str | None = None
+        self._init_sync()
+        self._thread: threading.Thread | None = None
+        if start:
+            self.start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
+
+    def _init_sync(self) -> None:
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ request path
+
+    def record(self, event: AuditRecord) -> None:
+        """Queue ``event`` for the next flush: no I/O, never blocks, never raises."""
+        queue = self._queue
+        if len(queue) >= self._limit:
+            with self._count_lock:
+                self._dropped += 1
+            return
+        queue.append(event)
+        if len(queue) == self.max_batch:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def dropped(self) -> int:
+        """Events lost: the queue was full (database down for long) or a row could not be stored."""
+        return self._dropped
+
+    @property
+    def pending(self) -> int:
+        """Events recorded but not written yet."""
+        return len(self._queue) + len(self._retry)
+
+    # ------------------------------------------------------------------ flushing
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="audit-flusher", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        delay = self.flush_interval
+        while not self._stop.is_set():
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                ok = self._flush()
+            except BaseException as exc:  # noqa: BLE001 - the flusher must survive anything
+                log.exception("audit flusher: unexpected error")
+                self.last_error = exc
+                ok = False
+            delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
+
+    def flush(self) -> int:
+        """Write everything queued now, in the caller's thread; the number of events written.
+
+        Never raises for a database problem: the events stay queued (see
+        ``last_error`` and ``pending``) and the flusher retries them.
+        """
+        before = self.written
+        self._flush()
+        return self.written - before
+
+    def _flush(self) -> bool:
+        with self._flush_lock:
+            while True:
+                if not self._retry:
+                    batch = self._take()
+                    if not batch:
+                        return True
+                    self._retry = batch
+                if not self._write(self._retry):
+                    return False
+                self.written += len(self._retry)
+                self._retry = []
+
+    def _take(self) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        queue = self._queue
+        for _ in range(self.max_batch):
+            try:
+                event = queue.popleft()
+            except IndexError:
+                break
+            try:
+                rows.append(to_tuple(event))
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.error("audit: dropping an event that cannot be stored: %s", exc)
+                with self._count_lock:
+                    self._dropped += 1
+        return rows
+
+    def _insert_sql(self, conn: Connection) -> str:
+        if self._sql is None:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            self._sql = (
+                f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join([mark] * len(COLUMNS))})"
+            )
+        return self._sql
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
+        """One executemany INSERT in a transaction of its own; False when the database failed."""
+        try:
+            with self.db.write() as conn:
+                conn.exec_driver_sql(self._insert_sql(conn), rows)
+        except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
+            # a bad row (not an outage): store the others one by one, drop the bad ones
+            log.error("audit: a batch was refused (%s); writing its rows one by one", exc.orig)
+            self._write_one_by_one(rows)
+            return True
+        except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
+            self.last_error = exc
+            if not self._failing:
+                log.error("audit: cannot write to the database, keeping events in memory: %s", exc)
+                self._failing = True
+            return False
+        if self._failing:
+            log.warning("audit: database reachable again; %d events dropped so far", self._dropped)
+            self._failing = False
+        return True
+
+    def _write_one_by_one(self, rows: list[tuple[Any, ...]]) -> None:
+        kept: list[tuple[Any, ...]] = []
+        for row in rows:
+            try:
+                with self.db.write() as conn:
+                    conn.exec_driver_sql(self._insert_sql(conn), row)
+                kept.append(row)
+            except (sa.exc.IntegrityError, sa.exc.DataError):
+                with self._count_lock:
+                    self._dropped += 1
+        # the caller counts len(rows) as written; correct it for the dropped ones
+        self.written -= len(rows) - len(kept)
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the flusher and write what is queued (at shutdown). Idempotent.
+
+        Events recorded after ``close()`` are dropped (counted). Events that
+        cannot be written within ``timeout`` are counted as dropped.
+        """
+        self._limit = 0
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        if self._flush_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._flush_lock.release()
+            self.flush()
+        lost = self.pending
+        if lost:
+            with self._count_lock:
+                self._dropped += lost
+            self._queue.clear()
+            self._retry = []
+            log.error("audit: %d events could not be written at shutdown", lost)
+
+    def _after_fork(self) -> None:
+        # the child does not inherit the parent's thread; the parent writes its own events
+        self._init_sync()
+        self._queue = deque()
+        self._retry = []
+        running, self._thread = self._thread is not None, None
+        if running and self._limit:
+            self.start()
+
+
+class NullRecorder:
+    """The recorder when auditing is switched off: records nothing."""
+
+    dropped = 0
+    pending = 0
+    written = 0
+    record_in = staticmethod(lambda conn, event: None)
+
+    def record(self, event: AuditRecord) -> None:
+        pass
+
+    def flush(self) -> int:
+        return 0
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass

@@ -1,0 +1,55 @@
+"""The audit trail table: one row per audited interaction.
+
+Audit events are not stored as FHIR resources: indexing a resource for search
+costs hundreds of microseconds, and an event is recorded on every read. The
+typed columns below are what the AuditEvent search filters on; the FHIR
+AuditEvent is built from a row when it is read (``fhir_server.audit.events``).
+Registered on the shared ``metadata``; created by migration ``0005_audit``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .tables import BigPk, metadata
+
+#: column lengths; longer values are cut when the row is built (never rejected)
+QUERY_MAX = 2048
+USER_AGENT_MAX = 256
+ADDRESS_MAX = 64
+REQUEST_ID_MAX = 64
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    # the AuditEvent.id (a uuid)
+    sa.Column("event_id", sa.String(64), nullable=False),
+    # AuditEvent.recorded: microseconds since the epoch, UTC
+    sa.Column("recorded_us", sa.BigInteger, nullable=False),
+    # http://hl7.org/fhir/restful-interaction code: read, vread, search-type, ...
+    sa.Column("interaction", sa.String(32), nullable=False),
+    # http://hl7.org/fhir/audit-event-action: C R U D E
+    sa.Column("action", sa.String(1), nullable=False),
+    sa.Column("res_type", sa.String(64), nullable=True),
+    sa.Column("res_id", sa.String(64), nullable=True),
+    # the search or operation query string (without _format/_pretty), cut to QUERY_MAX
+    sa.Column("query", sa.Text, nullable=True),
+    # the operation name with its $, e.g. "$validate"
+    sa.Column("operation", sa.String(64), nullable=True),
+    # the HTTP status of the response; AuditEvent.outcome is derived from it
+    sa.Column("status", sa.Integer, nullable=False),
+    # the OAuth2 client ("anonymous" when auth is off) and the Organization it acts for
+    sa.Column("client_id", sa.String(128), nullable=True),
+    sa.Column("organization_id", sa.String(64), nullable=True),
+    sa.Column("address", sa.String(ADDRESS_MAX), nullable=True),
+    sa.Column("user_agent", sa.String(USER_AGENT_MAX), nullable=True),
+    sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
+    sa.UniqueConstraint("event_id"),
+    # newest-first listing, date ranges and keyset paging
+    sa.Index(None, "recorded_us", "pk"),
+    # entity=Type/id, entity-type=Type
+    sa.Index(None, "res_type", "res_id", "recorded_us"),
+    # agent:identifier=client
+    sa.Index(None, "client_id", "recorded_us"),
+)
