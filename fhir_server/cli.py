@@ -122,6 +122,80 @@ def reindex(
     typer.echo(f"reindexed {done} resources")
 
 
+@app.command("import")
+def import_command(
+    paths: list[str] = typer.Argument(..., help="NDJSON files, Bundles (JSON), directories, .gz files"),
+    database_url: Optional[str] = DatabaseOption,
+    batch_size: int = typer.Option(500, help="resources per transaction"),
+) -> None:
+    """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from fhir_server.app import build_state
+    from fhir_server.service.importer import Importer
+    from fhir_server.storage import migrate as migrations
+
+    settings = _settings(database_url, max_bundle_entries=max(batch_size, 1))
+    state = build_state(settings)
+    try:
+        migrations.upgrade(state.db.engine)
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+            task = bar.add_task("import", total=None)
+            summary = Importer(state.bundles, batch_size=batch_size).run(
+                [Path(p) for p in paths], progress=lambda n: bar.advance(task, n)
+            )
+    finally:
+        state.db.dispose()
+    table = Table(title=f"import: {summary.files} file(s)")
+    for col in ("type", "created", "existing (updated or unchanged)"):
+        table.add_column(col)
+    for res_type in sorted(set(summary.created) | set(summary.existing)):
+        table.add_row(res_type, str(summary.created[res_type]), str(summary.existing[res_type]))
+    console = Console()
+    console.print(table)
+    for line in summary.errors:
+        typer.echo(f"error: {line}", err=True)
+    typer.echo(f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors")
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_command(
+    out_dir: str = typer.Argument(..., help="directory for the <Type>.ndjson files"),
+    res_type: Optional[list[str]] = typer.Option(None, "--type", help="only these types (repeatable)"),
+    since: Optional[str] = typer.Option(None, "--since", help="only resources updated at or after this date/dateTime"),
+    database_url: Optional[str] = DatabaseOption,
+) -> None:
+    """Write the current resources as NDJSON (the stored bytes, one per line)."""
+    from pathlib import Path
+
+    from fhir_server.service.importer import export_ndjson
+    from fhir_server.storage.db import Database
+    from fhir_server.timeutil import datetime_range
+
+    since_us = None
+    if since:
+        try:
+            since_us = datetime_range(since)[0]
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    settings = _settings(database_url)
+    db = Database.from_url(settings.effective_database_url)
+    try:
+        counts = export_ndjson(db, Path(out_dir), list(res_type) if res_type else None, since_us)
+    finally:
+        db.dispose()
+    for name, n in sorted(counts.items()):
+        typer.echo(f"{name}.ndjson\t{n}")
+    typer.echo(f"{sum(counts.values())} resources exported to {out_dir}")
+
+
 MAP_KINDS = ("dukcapil", "bpjs-peserta", "sep", "pcare-pendaftaran", "pcare-kunjungan")
 
 
