@@ -29,19 +29,26 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Number of worker processes"),
     database_url: Optional[str] = DatabaseOption,
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Run database migrations before serving"),
+    auth: Optional[str] = typer.Option(None, "--auth", help="none or token (env FHIR_AUTH; default none, loopback only)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     import uvicorn
 
-    settings = _settings(database_url)
-    from fhir_server.auth.modes import check_auth_mode
+    settings = _settings(database_url, auth=auth)
+    from fhir_server.auth.modes import check_auth_mode, is_loopback
 
+    # FHIR_AUTH=none set on purpose is an explicit choice of open access; only the
+    # unset default refuses to expose an open server beyond this machine
+    explicit_none = settings.auth == "none" and (auth == "none" or os.environ.get("FHIR_AUTH", "") == "none")
     try:
-        check_auth_mode(settings.auth, host, allow_open=settings.auth_allow_open)
+        check_auth_mode(settings.auth, host, allow_open=settings.auth_allow_open or explicit_none)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if settings.auth == "none" and not is_loopback(host):
+        typer.echo(f"warning: serving {host} WITHOUT authentication (FHIR_AUTH=none)", err=True)
+    os.environ["FHIR_AUTH"] = settings.auth
     if migrate:
         # once, here, before any worker starts: workers migrating at once would race
         _migrate_and_seed(settings)

@@ -81,9 +81,9 @@ def test_terminology_lookup_expand_translate():
     assert runner.invoke(app, ["terminology", "lookup", "0000000000"]).exit_code == 1
 
 
-def test_serve_refuses_an_open_server_on_a_network_address(tmp_path, monkeypatch):
+def test_serve_refuses_an_open_server_on_a_network_address_by_default(tmp_path, monkeypatch):
     monkeypatch.delenv("FHIR_AUTH_ALLOW_OPEN", raising=False)
-    monkeypatch.setenv("FHIR_AUTH", "none")
+    monkeypatch.delenv("FHIR_AUTH", raising=False)
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2
     assert "refusing" in result.stderr
