@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -41,31 +42,31 @@ class PgSchema:
         self.admin.dispose()
 
 
-@pytest.fixture
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """An empty database of the parametrized backend (no tables yet)."""
-    backend = request.param if hasattr(request, "param") else "sqlite"
+@contextmanager
+def database(backend: str, folder) -> Iterator[str]:  # noqa: ANN001 - a pathlib.Path
+    """The URL of an empty database: a SQLite file in ``folder`` or a PostgreSQL schema (dropped after)."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        yield f"sqlite:///{folder / 'fhir.sqlite3'}"
         return
     schema = PgSchema()
     try:
         yield schema.url
     finally:
         schema.drop()
+
+
+@pytest.fixture
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database of the parametrized backend (no tables yet)."""
+    with database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
-    """One migrated database per backend for the whole session."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'fhir.sqlite3'}"
-        return
-    schema = PgSchema()
-    try:
-        yield schema.url
-    finally:
-        schema.drop()
+    """One database per backend for the whole session (the app migrates it)."""
+    with database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

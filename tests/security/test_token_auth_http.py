@@ -11,27 +11,17 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.auth.clients import add_client
 from fhir_server.config import Settings
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, database
 
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 
 
 @pytest.fixture(params=BACKENDS)
 def secured(request, tmp_path) -> Iterator[TestClient]:
-    from tests.conftest import PgSchema
-
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path / 'auth.sqlite3'}", None
-    else:
-        schema = PgSchema()
-        url = schema.url
-    app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
-    try:
+    with database(request.param, tmp_path) as url:
+        app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
         with TestClient(app) as c:
             yield c
-    finally:
-        if schema:
-            schema.drop()
 
 
 def token_for(client: TestClient, scopes: str) -> str:
