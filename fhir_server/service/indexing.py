@@ -10,9 +10,12 @@ from fhir_server.search.extract import extract_index
 from fhir_server.storage.search_index import delete_index, replace_index
 
 
-def index_resource(conn: Connection, pk: int, resource: dict[str, Any] | None) -> None:
-    """Replace the index rows of resource ``pk`` (none when it was deleted)."""
+def index_resource(conn: Connection, pk: int, resource: dict[str, Any] | None, *, fresh: bool = False) -> None:
+    """Replace the index rows of resource ``pk`` (none when it was deleted).
+
+    ``fresh``: the resource was just inserted, so there are no old rows to delete.
+    """
     if resource is None:
         delete_index(conn, pk)
     else:
-        replace_index(conn, pk, extract_index(resource))
+        replace_index(conn, pk, extract_index(resource), fresh=fresh)

@@ -21,15 +21,15 @@ from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
 from fhir_server.timeutil import now_us, to_instant
 
-#: (connection, resource pk, resource dict or None when deleted) -> None
-Indexer = Callable[[Connection, int, "dict[str, Any] | None"], None]
+#: (connection, resource pk, resource dict or None when deleted, fresh=just inserted) -> None
+Indexer = Callable[..., None]
 #: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
 Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
 
 _MAX_RETRIES = 5
 
 
-def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None) -> None:
+def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None, *, fresh: bool = False) -> None:
     return None
 
 
@@ -145,7 +145,7 @@ class ResourceService:
         if pk is None:  # pragma: no cover - a uuid4 collision
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
-        self.indexer(conn, pk, stamped)
+        self.indexer(conn, pk, stamped, fresh=True)
         self._changed(conn, res_type, stamped, None)
         return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
 
@@ -182,7 +182,7 @@ class ResourceService:
                 if pk is None:
                     continue  # created concurrently: go round again as an update
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
-                self.indexer(conn, pk, stamped)
+                self.indexer(conn, pk, stamped, fresh=True)
                 self._changed(conn, res_type, stamped, None)
                 return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
             if not current.deleted and _content_equal(current.body, resource):
