@@ -1,4 +1,4 @@
-"""Search index: typed index rows (token, string, date, reference, number, quantity, uri).
+"""Search index: typed index rows (token, string, date, reference, number, quantity, uri, composite).
 
 Revision ID: 0002_search_index
 Revises: 0001_core
@@ -61,6 +61,13 @@ TABLES = {
         lambda: [sa.Column("value", CText, nullable=False)],
         {"ix_idx_uri_param_value": ["param", "value"]},
     ),
+    "idx_composite": (
+        lambda: [sa.Column("c1_system", CText, nullable=True), sa.Column("c1_code", CText, nullable=True),
+                 sa.Column("c2_system", CText, nullable=True), sa.Column("c2_code", CText, nullable=True),
+                 sa.Column("c2_value", sa.Float, nullable=True), sa.Column("c2_lo", sa.BigInteger, nullable=True),
+                 sa.Column("c2_hi", sa.BigInteger, nullable=True), sa.Column("c2_text", CText, nullable=True)],
+        {"ix_idx_composite_param_c1": ["param", "c1_code", "c1_system"]},
+    ),
 }
 
 
@@ -76,7 +83,8 @@ def upgrade() -> None:
         )
         for ix, cols in indexes.items():
             op.create_index(ix, name, cols)
-        op.create_index(f"ix_{name}_resource_pk", name, ["resource_pk"])
+        # (resource_pk, param): row replacement, cascades and per-resource sort keys
+        op.create_index(f"ix_{name}_resource_pk", name, ["resource_pk", "param"])
 
 
 def downgrade() -> None:

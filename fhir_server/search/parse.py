@@ -312,6 +312,10 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
     modifier = modifier or None
     if code in _COLUMN_PARAMS and not dot:
         ptype = _COLUMN_PARAMS[code]
+        if modifier == "missing":
+            if raw not in ("true", "false"):
+                raise _bad(full_name, ":missing takes true or false")
+            return Criterion(res_types, code, None, ptype, "missing", [], missing=raw == "true")
         if modifier and not (code == "_id" and modifier == "not"):
             raise _Unsupported(f"modifier ':{modifier}' is not supported on {code}")
         return Criterion(res_types, code, None, ptype, modifier,

@@ -28,7 +28,7 @@ from ..storage.tables import resources
 from .parse import CompositeValue, Criterion, DateValue, OfTypeValue, QuantityValue, TokenValue
 from .extract import leaf_type
 from .registry import is_single_valued, params_for
-from .values import MAX_US, normalize_string, parse_reference
+from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {
     "token": idx_token,
@@ -110,11 +110,11 @@ def _token_value(t: sa.Table, v: TokenValue, code_col: str = "code", system_col:
     code, system = t.c[code_col], t.c[system_col]
     conds = []
     if v.code is not None:
-        conds.append(code == v.code[:512])
+        conds.append(code == cut(v.code))
     if v.system == "":
         conds.append(system.is_(None))
     elif v.system is not None:
-        conds.append(system == v.system[:512])
+        conds.append(system == cut(v.system))
     return sa.and_(*conds)
 
 
@@ -166,6 +166,8 @@ class SqlBuilder:
             return self._has(r, c)
         if c.chain is not None:
             return self._chain(r, c)
+        if c.param is None and c.modifier == "missing":
+            return sa.false() if c.missing else sa.true()  # every resource has an id and lastUpdated
         if c.code == "_id":
             ids = [v.code if isinstance(v, TokenValue) else v for v in c.values]
             ids = [i for i in ids if i is not None]
@@ -192,7 +194,7 @@ class SqlBuilder:
                 return sa.or_(t.c.text.like(_escape_like(v) + "%", escape="\\"),
                               t.c.text.like("% " + _escape_like(v) + "%", escape="\\"))
             if isinstance(v, OfTypeValue):
-                return sa.and_(t.c.system == f"{v.type_system}|{v.type_code}"[:512], t.c.code == v.value[:512])
+                return sa.and_(t.c.system == cut(f"{v.type_system}|{v.type_code}"), t.c.code == cut(v.value))
             return _token_value(t, v)
         if pt == "string":
             norm = normalize_string(v)
@@ -209,10 +211,10 @@ class SqlBuilder:
             return self._quantity(t, v)
         if pt == "uri":
             if mod == "below":
-                return sa.and_(t.c.value >= v, t.c.value < v + TOP)
+                return sa.and_(t.c.value >= cut(v), t.c.value < cut(v) + TOP)
             if mod == "above":
-                return t.c.value.in_(_uri_prefixes(v))
-            return t.c.value == v
+                return t.c.value.in_([cut(u) for u in _uri_prefixes(v)])
+            return t.c.value == cut(v)
         if pt == "reference":
             return self._reference(t, c, v)
         if pt == "composite":
@@ -258,10 +260,10 @@ class SqlBuilder:
         else:
             rtype, rid, version, url = parse_reference(ref)
         if url is not None:
-            return t.c.url == url[:512]
+            return t.c.url == cut(url)
         if rid is None:
             return sa.false()
-        conds = [t.c.target_id == rid[:512]]
+        conds = [t.c.target_id == rid]
         type_mod = c.modifier if c.modifier and c.modifier[:1].isupper() else None
         if rtype and type_mod and rtype != type_mod:
             return sa.false()

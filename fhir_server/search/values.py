@@ -15,7 +15,9 @@ from decimal import Decimal, InvalidOperation
 
 MIN_US = -62135596800 * 1_000_000  # 0001-01-01T00:00:00Z
 MAX_US = 253402300799 * 1_000_000 + 999_999  # 9999-12-31T23:59:59.999999Z
-MAX_INDEXED = 512  # longer strings are cut: B-tree entries must stay small on PostgreSQL
+# Longer strings are cut (UTF-8 bytes): a PostgreSQL B-tree entry must stay under ~2700
+# bytes, and the widest index holds two such columns.
+MAX_INDEXED_BYTES = 1000
 
 _DATE_RE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -81,7 +83,7 @@ def normalize_string(value: str) -> str:
     if not value.isascii():
         decomposed = unicodedata.normalize("NFKD", value)
         value = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(value.casefold().split())[:MAX_INDEXED]
+    return cut(" ".join(value.casefold().split()))
 
 
 def cut(value: str | None) -> str | None:
@@ -90,7 +92,11 @@ def cut(value: str | None) -> str | None:
         return None
     if "\x00" in value:
         value = value.replace("\x00", "")
-    return value[:MAX_INDEXED]
+    if len(value) > MAX_INDEXED_BYTES // 4:
+        raw = value.encode()
+        if len(raw) > MAX_INDEXED_BYTES:
+            value = raw[:MAX_INDEXED_BYTES].decode("utf-8", "ignore")
+    return value
 
 
 def parse_decimal(value: str) -> Decimal | None:

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_server.search.parse import parse_date_value
-from fhir_server.search.sql import date_predicate
+from fhir_server.search.sql import YEAR_SPAN, date_predicate
 from fhir_server.search.values import date_range
 
 import sqlalchemy as sa
@@ -66,9 +66,9 @@ _engine = sa.create_engine("sqlite://")
 _lo, _hi = sa.column("lo", sa.BigInteger), sa.column("hi", sa.BigInteger)
 
 
-def sql_matches(prefix: str, target: tuple[int, int], search_value: str) -> bool:
+def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: int | None) -> bool:
     v = parse_date_value(prefix + search_value)
-    stmt = sa.select(sa.case((date_predicate(_lo, _hi, v), 1), else_=0)).select_from(
+    stmt = sa.select(sa.case((date_predicate(_lo, _hi, v, span), 1), else_=0)).select_from(
         sa.select(sa.literal(target[0]).label("lo"), sa.literal(target[1]).label("hi")).subquery())
     with _engine.connect() as conn:
         return bool(conn.execute(stmt).scalar_one())
@@ -76,11 +76,22 @@ def sql_matches(prefix: str, target: tuple[int, int], search_value: str) -> bool
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target=fhir_dates(), search_value=fhir_dates(),
-       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]))
-def test_sql_date_prefixes_match_reference(target, search_value, prefix):
+       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]),
+       span=st.sampled_from([None, YEAR_SPAN]))
+def test_sql_date_prefixes_match_reference(target, search_value, prefix, span):
+    """With and without the index hints (``span``: every generated value is at most a year wide)."""
     t = date_range(target)
     s = date_range(search_value)
-    assert sql_matches(prefix, t, search_value) == reference(prefix, t, s)
+    assert sql_matches(prefix, t, search_value, span) == reference(prefix, t, s)
+
+
+@settings(max_examples=150, deadline=None)
+@given(target=st.tuples(fhir_dates(), fhir_dates()), search_value=fhir_dates(),
+       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]))
+def test_sql_date_prefixes_on_periods(target, search_value, prefix):
+    a, b = date_range(target[0]), date_range(target[1])
+    t = (min(a[0], b[0]), max(a[1], b[1]))
+    assert sql_matches(prefix, t, search_value, None) == reference(prefix, t, date_range(search_value))
 
 
 @settings(max_examples=200, deadline=None)

@@ -37,8 +37,8 @@ def test_fast_paths_equal_fhirpath(resource):
         if g is None or g[0] != "fast" or code in ("_id", "_lastUpdated", "address-administrative-code") \
                 or code.startswith("_"):
             continue
-        fast = rows_for(p, g[1](resource))[1]
-        slow = rows_for(p, fhirpath_values(resource, p.expression))[1]
+        fast = rows_for(p, g[1](resource), res_type)[1]
+        slow = rows_for(p, fhirpath_values(resource, p.expression), res_type)[1]
         assert _canon(fast) == _canon(slow), code
         checked += 1
     assert checked >= 8
@@ -59,6 +59,12 @@ def test_hot_parameters_use_fast_paths():
 def test_satusehat_identifier_is_a_plain_token():
     rows = extract_index(PATIENT).token
     assert {"param": "identifier", "system": "https://fhir.kemkes.go.id/id/nik", "code": "3171234567890123",
+            "text": None} in rows
+
+
+def test_bound_codes_get_their_implicit_system():
+    rows = extract_index(PATIENT).token
+    assert {"param": "gender", "system": "http://hl7.org/fhir/administrative-gender", "code": "female",
             "text": None} in rows
 
 

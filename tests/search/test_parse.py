@@ -101,8 +101,14 @@ def test_unsupported_modifier_is_reported(store):
 def test_unsupported_parameter_types_are_not_faked(store):
     res = search(store, "Patient", "phonetic=smith")
     assert res.issues and res.issues[0].code == "not-supported"
-    res = search(store, "Observation", "code-value-quantity=x$5")
+    res = search(store, "MolecularSequence", "chromosome-variant-coordinate=1$gt5$lt9")
     assert res.issues and res.issues[0].code == "not-supported"
+
+
+def test_composite_needs_one_dollar():
+    with pytest.raises(FhirError) as e:
+        parse_query("Observation", [("code-value-quantity", "8480-6")])
+    assert e.value.status == 400
 
 
 def test_format_and_pretty_are_ignored_silently(store):
@@ -120,3 +126,35 @@ def test_bad_page_token_is_400(store):
     with pytest.raises(FhirError) as e:
         search(store, "Patient", "_cursor=garbage")
     assert e.value.status == 400
+
+
+def test_nul_characters_are_400():
+    with pytest.raises(FhirError) as e:
+        parse_query("Patient", [("family", "a\x00b")])
+    assert e.value.status == 400 and "NUL" in e.value.issues[0].diagnostics
+
+
+def test_too_many_criteria_are_refused_before_reaching_the_database():
+    with pytest.raises(FhirError) as e:
+        parse_query("Patient", [("name", f"n{i}") for i in range(500)])
+    assert e.value.status == 400 and e.value.issues[0].code == "too-costly"
+
+
+def test_too_many_or_values_are_refused():
+    with pytest.raises(FhirError) as e:
+        parse_query("Patient", [("_id", ",".join(f"i{i}" for i in range(101)))])
+    assert e.value.issues[0].code == "too-costly"
+
+
+def test_chain_depth_is_limited():
+    deep = "_has:Encounter:patient:_has:Observation:encounter:_has:Observation:has-member:_has:Observation:has-member:code"
+    with pytest.raises(FhirError) as e:
+        parse_query("Patient", [(deep, "x")])
+    assert e.value.issues[0].code == "too-costly"
+
+
+def test_overlong_reference_parts_are_indexed_as_urls(store):
+    from fhir_server.search.extract import extract_index
+    rows = extract_index({"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "A"},
+                          "subject": {"reference": "X" * 70 + "/1"}}).reference
+    assert rows[0]["target_type"] is None and rows[0]["url"].endswith("/1")

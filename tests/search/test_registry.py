@@ -30,7 +30,9 @@ def test_capability_lists_only_supported_parameters_with_definitions():
     # phonetic needs soundex, _text/_content full-text search: not claimed
     assert "phonetic" not in entries and "_text" not in entries and "_content" not in entries
     obs = {e["name"] for e in capability_search_params("Observation")}
-    assert "code-value-quantity" not in obs  # composite: not implemented
+    assert "code-value-quantity" in obs
+    seq = {e["name"] for e in capability_search_params("MolecularSequence")}
+    assert "chromosome-variant-coordinate" not in seq  # 3 components, %resource: not implemented
 
 
 def test_custom_administrative_code_parameter_is_listed():

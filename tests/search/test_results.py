@@ -66,9 +66,10 @@ def test_paging_under_concurrent_inserts(many):
     original = {f"p{n}" for n in range(8)}
 
     def insert(page):
-        for k in range(3):
-            many.put({"resourceType": "Patient", "id": f"new{page}-{k}", "name": [{"family": "Anwar"}],
-                      "birthDate": "1960-01-01"})
+        if page > 3:
+            return
+        for k, fam in enumerate(("Anwar", "Basri", "Zulkifli")):  # before, inside and after the cursor
+            many.put({"resourceType": "Patient", "id": f"new{page}-{k}", "name": [{"family": fam}]})
 
     seen = walk(many, "Patient", [("_sort", "family")], count=2, between=insert)
     assert len(seen) == len(set(seen))
@@ -82,6 +83,15 @@ def test_previous_link_goes_back(many):
         p2 = run_search(conn, "Patient", p1.next_params, strict=True, default_count=3, max_count=10)
         back = run_search(conn, "Patient", p2.prev_params, strict=True, default_count=3, max_count=10)
     assert [i for _, i, _ in back.matches] == [i for _, i, _ in p1.matches]
+
+
+def test_self_link_of_a_later_page_carries_its_cursor(many):
+    with many.engine.connect() as conn:
+        p1 = run_search(conn, "Patient", [("_sort", "family")], strict=True, default_count=3, max_count=10)
+        p2 = run_search(conn, "Patient", p1.next_params, strict=True, default_count=3, max_count=10)
+    assert p1.self_params == [("_sort", "family")]
+    assert p2.self_params == p1.next_params
+    assert ("_cursor", p1.next_params[-1][1]) not in p2.next_params
 
 
 def test_count_maximum_is_enforced(many):

@@ -105,6 +105,20 @@ def test_token_of_type(people):
     assert e.value.status == 400
 
 
+def test_token_on_bound_code_has_implicit_system(people):
+    assert idset(people, "Patient", "gender=http://hl7.org/fhir/administrative-gender|female") == {"b"}
+    assert idset(people, "Patient", "gender=female") == {"b"}
+    assert idset(people, "Patient", "gender=http://other|female") == set()
+
+
+def test_administrative_code_search(store):
+    from searchsamples import PATIENT
+    store.put(PATIENT)
+    assert idset(store, "Patient", "address-administrative-code=city|3171") == {"p1"}
+    assert idset(store, "Patient", "address-administrative-code=3171011001") == {"p1"}
+    assert idset(store, "Patient", "address-administrative-code=province|3171") == set()
+
+
 def test_token_boolean(people):
     assert idset(people, "Patient", "active=true") == {"d"}
 
@@ -290,3 +304,12 @@ def test_system_search_without_type_allows_only_common_parameters(encounters):
     assert [(t, i) for t, i, _ in found] == [("Patient", "p2")]
     res = search(encounters, None, "family=x")
     assert res.issues and res.issues[0].code == "not-supported"
+
+
+def test_huge_and_odd_values_are_indexed_and_found(store):
+    big = "😀" * 2000
+    store.put(patient("big", identifier=[{"system": "s" * 3000, "value": big}], name=[{"family": big + "\x00x"}],
+                      meta={"profile": ["http://x/" + "p" * 5000]}))
+    assert idset(store, "Patient", f"identifier={'s' * 3000}|{big}") == {"big"}
+    assert idset(store, "Patient", "family=" + "😀" * 10) == {"big"}
+    assert idset(store, "Patient", "_profile:below=http://x/ppp") == {"big"}
