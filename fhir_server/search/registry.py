@@ -61,7 +61,7 @@ class SearchParam:
 #: Server-defined parameters (not in the R4 package). The administrative-code one finds
 #: SATUSEHAT addresses by province/city/district/village code, ``system`` being the
 #: sub-extension name: ``address-administrative-code=province|31``.
-CUSTOM_BASE_URL = "https://fhir-server-id.github.io/fhir/SearchParameter/"
+CUSTOM_BASE_URL = "https://fhir-server.id/SearchParameter/"
 CUSTOM_PARAMS: list[dict] = [
     {
         "url": CUSTOM_BASE_URL + "address-administrative-code",
@@ -74,6 +74,19 @@ CUSTOM_PARAMS: list[dict] = [
         "description": "SATUSEHAT administrative code of an address (province|31, city|3171, district|..., village|...)",
     },
 ]
+
+
+def custom_search_parameters() -> list[dict]:
+    """The server-defined parameters as FHIR SearchParameter resources (stored at start-up)."""
+    return [
+        {
+            "resourceType": "SearchParameter", "id": p["code"], "url": p["url"], "version": "0.1.0",
+            "name": p["code"].replace("-", "_"), "status": "active", "experimental": False,
+            "publisher": "fhir-server-id contributors", "description": p["description"], "code": p["code"],
+            "base": p["base"], "type": p["type"], "expression": p["expression"], "xpathUsage": "normal",
+        }
+        for p in CUSTOM_PARAMS
+    ]
 
 
 @lru_cache(maxsize=1)

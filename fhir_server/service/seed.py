@@ -10,6 +10,7 @@ import copy
 
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import OPERATIONS, definition
+from fhir_server.search.registry import custom_search_parameters
 from fhir_server.service.resources import ResourceService
 from terminology.engine import default_engine
 
@@ -23,6 +24,9 @@ def seed_conformance(resources: ResourceService) -> list[str]:
         resource = copy.deepcopy(definition(stem))
         resources.update("OperationDefinition", resource["id"], resource)
         stored.append(f"OperationDefinition/{resource['id']}")
+    for resource in custom_search_parameters():
+        resources.update("SearchParameter", resource["id"], resource)
+        stored.append(f"SearchParameter/{resource['id']}")
     for resource in default_engine().registry.all_resources():
         resource = copy.deepcopy(resource)
         resources.update(resource["resourceType"], resource["id"], resource)

@@ -85,3 +85,16 @@ def test_capability_lists_search_params_with_definitions(client):
     assert by_name["identifier"]["definition"] == "http://hl7.org/fhir/SearchParameter/Patient-identifier"
     assert by_name["birthdate"]["type"] == "date"
     assert "Encounter:subject" in next(r for r in rest["resource"] if r["type"] == "Encounter")["searchInclude"]
+
+
+def test_satusehat_address_administrative_code_search_and_its_definition(app_client):
+    from fhir_server.service.seed import seed_conformance
+
+    seed_conformance(app_client.app.state.fhir.resources)
+    sp = app_client.get("/fhir/SearchParameter/address-administrative-code")
+    assert sp.status_code == 200 and sp.json()["url"] == "https://fhir-server.id/SearchParameter/address-administrative-code"
+    patient = {"resourceType": "Patient", "address": [{"extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+               "extension": [{"url": "province", "valueCode": "32"}, {"url": "city", "valueCode": "3204"}]}]}]}
+    pid = app_client.post("/fhir/Patient", json=patient).json()["id"]
+    found = app_client.get("/fhir/Patient", params={"address-administrative-code": "city|3204", "_id": pid}).json()["entry"]
+    assert [e["resource"]["id"] for e in found] == [pid]
