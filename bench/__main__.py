@@ -1,7 +1,19 @@
-"""``python -m bench run``: throughput and latency of the server, side by side with a
-trivial FastAPI endpoint, under a bounded loopback load (wrk). Not a test.
+"""``python -m bench``: throughput and latency of the server under a bounded loopback load (wrk).
 
-Example: ``python -m bench run --db sqlite --db postgresql --workers 2 --duration 10``
+Not a test. Two commands:
+
+``python -m bench run [--db sqlite --db postgresql] [--workers 2] [--duration 10] [--patients 10000]
+[--scenarios read,create,...] [--peer sekmet] [--json FILE]``
+    starts the trivial FastAPI yardstick, our server on each database and (with ``--peer sekmet``) the
+    Python peer sekmet-fhir; preloads the same generated data into each through its transaction
+    endpoint; runs every scenario for ``--duration`` seconds; prints the results and the targets.
+
+``python -m bench scale --sizes 10000,100000,1000000 [--db postgresql]``
+    preloads growing numbers of Patients (with Encounters) into one database and measures the four
+    searches at each size.
+
+Every load goes to 127.0.0.1 only and is bounded by ``--duration`` and ``--connections``.
+See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -9,108 +21,470 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
+import threading
 import time
-import urllib.request
+import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
 
-from bench import data, load, servers
+from bench import client, data, load, servers
+from bench import targets as T
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SCENARIOS = {
+    # searches before the writes, so that they see the preloaded size
+    "read": T.READ, "identifier": T.IDENT, "family": T.FAMILY, "birthdate": T.BIRTH, "encounter": T.ENC,
+    "create": T.CREATE, "ingest": T.INGEST, "mixed": T.MIXED,
+}
+PAGE = 20  # _count on every search: our default page is 50, the peer's 20; the same page for both
 
 
-def _post(base: str, res_type: str, body: dict) -> str:
-    req = urllib.request.Request(
-        f"{base}/{res_type}", data=orjson.dumps(body), method="POST",
-        headers={"Content-Type": "application/fhir+json", "Prefer": "return=minimal"},
-    )
-    with urllib.request.urlopen(req) as r:
-        return r.headers["Location"].split("/_history")[0].rsplit("/", 1)[1]
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def _database(kind: str, tmp: Path, pg_url: str) -> tuple[str, callable]:
+# -- databases --------------------------------------------------------------------------------------
+
+@contextmanager
+def database(kind: str, tmp: Path, pg_url: str) -> Iterator[str]:
+    """A fresh SQLite file, or a fresh PostgreSQL schema (dropped afterwards)."""
     if kind == "sqlite":
-        return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
+        yield f"sqlite:///{tmp / 'bench.sqlite3'}"
+        return
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(pg_url)
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
+    try:
+        sep = "&" if "?" in pg_url else "?"
+        yield f"{pg_url}{sep}options={quote('-csearch_path=' + schema)}"
+    finally:
         with admin.begin() as c:
             c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 
-    sep = "&" if "?" in pg_url else "?"
-    return f"{pg_url}{sep}options={quote('-csearch_path=' + schema)}", drop
+
+# -- data -------------------------------------------------------------------------------------------
+
+@dataclass
+class Loaded:
+    """What a preload leaves behind: how many Patients, and a sample of their server ids."""
+
+    patients: int = 0
+    ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    resources: int = 0
+    sample_max: int = 5000
+    _seen: int = 0
+    _rng: random.Random = field(default_factory=lambda: random.Random(7))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, pid: str) -> None:
+        """Reservoir sample of Patient ids."""
+        with self._lock:
+            self._seen += 1
+            if len(self.ids) < self.sample_max:
+                self.ids.append(pid)
+            else:
+                j = self._rng.randrange(self._seen)
+                if j < self.sample_max:
+                    self.ids[j] = pid
 
 
-def run(args: argparse.Namespace) -> list[load.Result]:
-    results: list[load.Result] = []
-    rng = random.Random(42)
-    bodies = [orjson.dumps(data.patient(rng, n)).decode() for n in range(200)]
+def preload(fhir: str, loaded: Loaded, upto: int, *, per_bundle: int, threads: int, encounters: int, extras: bool,
+            label: str) -> None:
+    """Patients ``loaded.patients .. upto`` (with Encounters etc.) in transaction Bundles of ``per_bundle`` Patients,
+    ``threads`` Bundles in flight, ``Prefer: return=minimal``."""
+    start = loaded.patients
+    if upto <= start:
+        return
+    per_patient = 1 + encounters + ((1 if encounters else 0) + 1 if extras else 0)
+    total = (upto - start) * per_patient
+    log(f"preloading {label}: Patients {start:,}..{upto:,} ({total:,} resources, {per_bundle} Patients per transaction, "
+        f"{threads} in flight)")
+    progress = client.Progress(f"preload {label}", total)
+
+    def bundles() -> Iterator[dict]:
+        for chunk in client.chunks(range(start, upto), per_bundle):
+            yield data.bundle([e for n in chunk for e in data.preload_entries(n, encounters, extras)])
+
+    def on_result(_: dict, ids: list[tuple[str, str]]) -> None:
+        for t, i in ids:
+            if t == "Patient":
+                loaded.keep(i)
+
+    t0 = time.monotonic()
+    client.load_bundles(fhir, bundles(), threads, progress, on_result)
+    loaded.seconds += time.monotonic() - t0
+    loaded.resources += total
+    loaded.patients = upto
+    log(f"  preloaded {total:,} resources in {time.monotonic() - t0:.1f}s ({progress.rate:,.0f} resources/s)")
+
+
+def search_paths(scenario: str, loaded: Loaded, count: int = 500, seed: int = 11) -> list[str]:
+    rng = random.Random(seed)
+    ns = [rng.randrange(loaded.patients) for _ in range(count)]
+    if scenario == T.IDENT:
+        return [f"/fhir/Patient?identifier={data.NIK_SYSTEM}%7C{data.nik_of(data.patient(n))}&_count={PAGE}" for n in ns]
+    if scenario == T.FAMILY:
+        return [f"/fhir/Patient?family={quote(data.patient(n)['name'][0]['family'])}&_count={PAGE}" for n in ns]
+    if scenario == T.BIRTH:
+        out = []
+        for _ in range(count):
+            y, m = rng.randint(1940, 2023), rng.randint(1, 12)
+            out.append(f"/fhir/Patient?birthdate=ge{y:04d}-{m:02d}-01&birthdate=le{y:04d}-{m:02d}-28&_count={PAGE}")
+        return out
+    if scenario == T.ENC:
+        return [f"/fhir/Encounter?patient=Patient/{rng.choice(loaded.ids)}&_count={PAGE}" for _ in range(count)]
+    raise ValueError(scenario)
+
+
+def create_bodies(offset: int, count: int = 200) -> list[str]:
+    return [orjson.dumps(data.patient(offset + k)).decode() for k in range(count)]
+
+
+# -- scenarios --------------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    label: str
+    base: str
+    loaded: Loaded
+
+
+def record(results: list[load.Result], r: load.Result) -> None:
+    results.append(r)
+    extra = f" = {r.resources_per_s:,.0f} resources/s" if r.per_request > 1 else ""
+    err = f"  errors={r.errors} statuses={r.statuses}" if r.errors else ""
+    log(f"  {r.scenario:<28} {r.target:<22} {r.rps:9,.0f} req/s{extra}  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
+        f"p99 {r.p99_ms:.1f} ms{err}")
+    if r.sample_error:
+        log(f"    first error response: {r.sample_error[:300]}")
+
+
+def run_one(sc: str, t: Target, args: argparse.Namespace) -> load.Result:
     kw = {"duration": args.duration, "connections": args.connections}
+    reads = [f"/fhir/Patient/{i}" for i in t.loaded.ids[:1000]]
+    try:
+        if sc == T.READ:
+            return load.run(sc, t.label, t.base, load.get_paths_script(reads), **kw)
+        if sc in T.SEARCHES:
+            return load.run(sc, t.label, t.base, load.get_paths_script(search_paths(sc, t.loaded)), **kw)
+        if sc == T.CREATE:
+            return load.run(sc, t.label, t.base, load.post_script("/fhir/Patient", create_bodies(10_000_000)), **kw)
+        if sc == T.INGEST:
+            bundles = [data.visit_bundle(20_000_000 + k, visits=args.visits) for k in range(args.ingest_bundles)]
+            script = load.post_with_headers_script("/fhir", [orjson.dumps(b).decode() for b in bundles],
+                                                   {"Prefer": "return=minimal"})
+            return load.run(sc, t.label, t.base, script, duration=args.duration, connections=args.ingest_connections,
+                            per_request=len(bundles[0]["entry"]))
+        if sc == T.MIXED:
+            searches = [p for trio in zip(*(search_paths(s, t.loaded, 100, seed=13) for s in T.SEARCHES)) for p in trio]
+            script = load.mixed_script(reads, searches, "/fhir/Patient", create_bodies(30_000_000))
+            return load.run(sc, t.label, t.base, script, **kw)
+        raise ValueError(sc)
+    except Exception as e:  # one broken scenario must not lose the others
+        log(f"  {sc} on {t.label} FAILED: {e}")
+        return load.Result(sc, t.label, 0, 0.0, -1, 0.0, 0.0, 0.0, note=f"failed: {e}"[:300])
 
-    port = servers.free_port()
-    with servers.running(servers.trivial_server(port, args.workers), f"http://127.0.0.1:{port}/fhir/metadata"):
+
+@contextmanager
+def served(cmd: list[str], base: str, logfile: Path, name: str, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> Iterator[None]:
+    """The server runs inside; afterwards, error lines of its log are shown."""
+    try:
+        with servers.running(cmd, f"{base}/fhir/metadata", env=env, log=logfile, cwd=cwd):
+            yield
+    finally:
+        text = logfile.read_text(errors="replace") if logfile.exists() else ""
+        problems = [ln for ln in text.splitlines() if "Traceback" in ln or "ERROR" in ln]
+        if problems:
+            log(f"  {name}: {len(problems)} error lines in the server log ({logfile}); last lines:")
+            for ln in text.splitlines()[-25:]:
+                log(f"    | {ln}")
+
+
+def start_ours(stack: ExitStack, kind: str, args: argparse.Namespace, bundle_kw: dict, notes: list[str]) -> Target | None:
+    label = f"ours ({kind}, {args.workers}w)"
+    sub = stack.enter_context(ExitStack())
+    try:
+        tmp = Path(sub.enter_context(tempfile.TemporaryDirectory(prefix="fhir-bench-")))
+        url = sub.enter_context(database(kind, tmp, args.postgres_url))
+        port = servers.free_port()
         base = f"http://127.0.0.1:{port}"
-        results.append(load.run("read by id", "trivial FastAPI", base, load.get_paths_script(["/fhir/Patient/x"]), **kw))
-
-    for kind in args.db:
-        with tempfile.TemporaryDirectory() as tmp:
-            url, cleanup = _database(kind, Path(tmp), args.postgres_url)
-            try:
-                port = servers.free_port()
-                cmd = servers.our_server(port, url, args.workers)
-                with servers.running(cmd, f"http://127.0.0.1:{port}/fhir/metadata", log=Path(tmp) / "server.log"):
-                    base = f"http://127.0.0.1:{port}"
-                    ids = [_post(base + "/fhir", "Patient", orjson.loads(b)) for b in bodies[: args.preload]]
-                    target = f"ours ({kind}, {args.workers}w)"
-                    results.append(load.run("read by id", target, base, load.get_paths_script([f"/fhir/Patient/{i}" for i in ids]), **kw))
-                    results.append(load.run("create Patient", target, base, load.post_script("/fhir/Patient", bodies), **kw))
-            finally:
-                cleanup()
-    return results
+        log(f"{label}: starting on port {port}")
+        sub.enter_context(served(servers.our_server(port, url, args.workers), base, tmp / "server.log", label))
+        loaded = Loaded()
+        preload(f"{base}/fhir", loaded, args.patients, label=label, **bundle_kw)
+        notes.append(f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
+                     f"({loaded.resources / loaded.seconds:,.0f} resources/s, {args.load_threads} transactions in flight)")
+        return Target(label, base, loaded)
+    except Exception as e:
+        traceback.print_exc()
+        notes.append(f"{label}: FAILED: {e}")
+        sub.close()
+        return None
 
 
-def print_table(results: list[load.Result]) -> None:
+def start_peer(stack: ExitStack, args: argparse.Namespace, bundle_kw: dict, notes: list[str]) -> Target | None:
+    try:
+        python = servers.ensure_sekmet(args.peer_venv)
+    except Exception as e:
+        msg = f"peer sekmet: could not be installed into {args.peer_venv}: {e}"
+        log(msg)
+        notes.append(msg)
+        return None
+    label = f"sekmet {servers.sekmet_version(python)} ({args.workers}w)"
+    sub = stack.enter_context(ExitStack())
+    try:
+        tmp = Path(sub.enter_context(tempfile.TemporaryDirectory(prefix="fhir-bench-sekmet-")))
+        port = servers.free_port()
+        base = f"http://127.0.0.1:{port}"
+        cmd, env = servers.sekmet_server(python, port, args.workers, tmp)
+        log(f"{label}: starting on port {port}")
+        sub.enter_context(served(cmd, base, tmp / "server.log", label, env=env, cwd=tmp))
+        loaded = Loaded()
+        preload(f"{base}/fhir", loaded, args.patients, label=label, **bundle_kw)
+        notes.append(f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
+                     f"({loaded.resources / loaded.seconds:,.0f} resources/s) through its own transaction endpoint; "
+                     f"started as `{Path(cmd[0]).name} {' '.join(cmd[1:])}` with SEKMET_CONFIG (SQLite file, "
+                     "log_inbound off, simulator off, no auth)")
+        return Target(label, base, loaded)
+    except Exception as e:
+        traceback.print_exc()
+        msg = f"peer sekmet: could not be started or loaded: {e}"
+        log(msg)
+        notes.append(msg)
+        sub.close()
+        return None
+
+
+def run(args: argparse.Namespace) -> tuple[list[load.Result], list[str]]:
+    """All servers run side by side (idle unless measured); each scenario runs on each server in turn, so the
+    figures compared in one row of the targets table were measured minutes apart, not a whole run apart."""
+    results: list[load.Result] = []
+    notes: list[str] = []
+    chosen = [SCENARIOS[s] for s in args.scenarios]
+    bundle_kw = {"per_bundle": args.bundle_patients, "threads": args.load_threads, "encounters": args.encounters, "extras": True}
+    with ExitStack() as stack:
+        targets = [t for kind in args.db if (t := start_ours(stack, kind, args, bundle_kw, notes))]
+        if args.peer == "sekmet" and (peer := start_peer(stack, args, bundle_kw, notes)):
+            targets.append(peer)
+        trivial = None
+        if T.READ in chosen:
+            port = servers.free_port()
+            stack.enter_context(servers.running(servers.trivial_server(port, args.workers), f"http://127.0.0.1:{port}/fhir/metadata"))
+            trivial = Target("trivial FastAPI", f"http://127.0.0.1:{port}", Loaded(ids=["x"]))
+        for t in targets + ([trivial] if trivial else []):  # warm-up, not recorded: imports, caches, pools
+            load.run("warm-up", t.label, t.base, load.get_paths_script([f"/fhir/Patient/{i}" for i in t.loaded.ids[:200]]),
+                     duration=1, connections=args.connections)
+        for sc in chosen:
+            log(f"{sc}:")
+            if sc == T.READ and trivial:
+                before = run_one(sc, trivial, args)
+            for t in targets:
+                record(results, run_one(sc, t, args))
+            if sc == T.READ and trivial:
+                after = run_one(sc, trivial, args)
+                # the yardstick before and after our reads; the ratio uses their mean
+                mean = load.Result(sc, "trivial FastAPI", before.requests + after.requests, before.seconds + after.seconds,
+                                   max(before.errors, 0) + max(after.errors, 0), (before.p50_ms + after.p50_ms) / 2,
+                                   (before.p95_ms + after.p95_ms) / 2, (before.p99_ms + after.p99_ms) / 2,
+                                   connections=args.connections)
+                notes.append(f"trivial FastAPI read: {before.rps:,.0f} req/s before our reads, {after.rps:,.0f} after "
+                             "(a big difference means a noisy machine)")
+                record(results, mean)
+    return results, notes
+
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+def _console():
     from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def print_results(results: list[load.Result], checks: list[T.Check], notes: list[str], title: str,
+                  results_table: bool = True) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="fhir-server-id benchmark (wrk, loopback)")
-    for col in ("scenario", "target", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "vs trivial"):
-        table.add_column(col, justify="right" if col not in ("scenario", "target") else "left")
-    trivial = next((r.rps for r in results if r.target == "trivial FastAPI"), None)
-    for r in results:
-        ratio = f"{r.rps / trivial:.0%}" if trivial and r.scenario == "read by id" else ""
-        table.add_row(r.scenario, r.target, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors), ratio)
-    Console().print(table)
+    console = _console()
+    table = Table(title=title)
+    for col in ("scenario", "server", "req/s", "resources/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ours/peer", "ours/trivial"):
+        table.add_column(col, justify="left" if col in ("scenario", "server") else "right")
+    trivial = next((r for r in results if r.target == "trivial FastAPI"), None)
+    peer = {r.scenario: r for r in results if r.target.startswith("sekmet")}
+    order = {s: i for i, s in enumerate(SCENARIOS.values())}
+    for r in sorted(results, key=lambda r: (order.get(r.scenario, 99), 0 if r.target.startswith("ours") else 1)):
+        vs_peer = vs_trivial = ""
+        if T.is_ours(r) and r.scenario in peer and T.throughput(peer[r.scenario]):
+            vs_peer = f"{T.throughput(r) / T.throughput(peer[r.scenario]):.2f}x"
+        if T.is_ours(r) and r.scenario == T.READ and trivial and trivial.rps:
+            vs_trivial = f"{r.rps / trivial.rps:.0%}"
+        errors = "failed" if r.errors < 0 else (f"[red]{r.errors}[/]" if r.errors else "0")
+        table.add_row(escape(r.scenario), escape(r.target), f"{r.rps:,.0f}", f"{r.resources_per_s:,.0f}" if r.per_request > 1 else "",
+                      f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}", errors, vs_peer, vs_trivial)
+    if results_table:
+        console.print(table)
+    notes = notes + [f"{r.scenario} on {r.target}: {r.note}" for r in results if r.note]
+    if checks:
+        t2 = Table(title="targets (issue 8 item 4, issue 2 item 10, issue 3 item 7)")
+        for col in ("figure", "measured", "target", "status"):
+            t2.add_column(col)
+        for c in checks:
+            t2.add_row(escape(c.what), escape(c.figure), escape(c.target), c.mark)
+        console.print(t2)
+    for n in notes:
+        console.print(f"[dim]note:[/] {escape(n)}", highlight=False)
+
+
+def write_json(path: Path, args: argparse.Namespace, results: list[load.Result], checks: list[T.Check], notes: list[str],
+               extra: dict | None = None) -> None:
+    doc = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+        "results": [r.__dict__ | {"rps": r.rps, "resources_per_s": r.resources_per_s} for r in results],
+        "targets": [c.__dict__ for c in checks],
+        "notes": notes,
+        **(extra or {}),
+    }
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    load.require_wrk()
+    args.db = args.db or ["sqlite"]
+    started = time.time()
+    results, notes = run(args)
+    checks = T.run_checks(results, args.patients, args.workers)
+    notes.append(f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} "
+                 f"(ingest {args.ingest_connections}) duration={args.duration}s patients={args.patients:,}")
+    print_results(results, checks, notes, f"fhir-server-id benchmark (wrk, loopback, {args.patients:,} Patients)")
+    if args.json:
+        write_json(args.json, args, results, checks, notes)
+
+
+# -- scale ------------------------------------------------------------------------------------------
+
+def cmd_scale(args: argparse.Namespace) -> None:
+    load.require_wrk()
+    args.db = args.db or ["postgresql"]
+    sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
+    chosen = [SCENARIOS[s] for s in args.scenarios]
+    rows: list[tuple[int, load.Result]] = []
+    notes: list[str] = []
+    started = time.time()
+    per_patient = 1 + args.encounters
+    for kind in args.db:
+        label = f"ours ({kind}, {args.workers}w)"
+        with tempfile.TemporaryDirectory(prefix="fhir-bench-scale-") as tmpname, database(kind, Path(tmpname), args.postgres_url) as url:
+            tmp = Path(tmpname)
+            port = servers.free_port()
+            base = f"http://127.0.0.1:{port}"
+            log(f"{label}: sizes {', '.join(f'{s:,}' for s in sizes)}; {per_patient} resources per Patient "
+                f"(Patient + {args.encounters} Encounters); {sizes[-1] * per_patient:,} resources in all")
+            try:
+                with served(servers.our_server(port, url, args.workers), base, tmp / "server.log", label):
+                    measure_sizes(label, base, sizes, chosen, args, rows, notes)
+            except Exception as e:
+                traceback.print_exc()
+                notes.append(f"{label}: FAILED: {e}")
+    notes.append(f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} duration={args.duration}s")
+    print_scale(rows, notes, args)
+
+
+def measure_sizes(label: str, base: str, sizes: list[int], chosen: list[str], args: argparse.Namespace,
+                  rows: list[tuple[int, load.Result]], notes: list[str]) -> None:
+    loaded = Loaded()
+    for size in sizes:
+        preload(f"{base}/fhir", loaded, size, per_bundle=args.bundle_patients, threads=args.load_threads,
+                encounters=args.encounters, extras=False, label=f"{label} -> {size:,}")
+        notes.append(f"{label}: {size:,} Patients loaded after {loaded.seconds:.0f}s of loading "
+                     f"({loaded.resources / loaded.seconds:,.0f} resources/s on average)")
+        for sc in chosen:
+            r = load.run(sc, f"{label}", base, load.get_paths_script(search_paths(sc, loaded)),
+                         duration=args.duration, connections=args.connections)
+            rows.append((size, r))
+            log(f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
+                f"p99 {r.p99_ms:.1f} ms  errors {r.errors}")
+
+
+def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: argparse.Namespace) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="search latency by size (wrk, loopback)")
+    for col in ("Patients", "scenario", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", f"p95 < {T.P95_MS:g} ms"):
+        table.add_column(col, justify="left" if col in ("scenario", "server") else "right")
+    for size, r in rows:
+        ok = "[green]yes[/]" if r.p95_ms < T.P95_MS else "[red]no[/]"
+        table.add_row(f"{size:,}", escape(r.scenario), escape(r.target), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}",
+                      str(r.errors), ok)
+    _console().print(table)
+    checks = T.scale_checks(rows)
+    print_results([], checks, notes, "", results_table=False)
+    if args.json:
+        write_json(args.json, args, [r for _, r in rows], checks, notes, {"sizes": [s for s, _ in rows]})
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+
+def _scenarios(value: str) -> list[str]:
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    bad = [s for s in names if s not in SCENARIOS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {bad}; known: {', '.join(SCENARIOS)}")
+    return names
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the benchmark and print the table")
-    r.add_argument("--db", action="append", choices=["sqlite", "postgresql"], help="database(s) to measure (default: sqlite)")
-    r.add_argument("--workers", type=int, default=2)
-    r.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    r.add_argument("--connections", type=int, default=32)
-    r.add_argument("--preload", type=int, default=200, help="Patients created before the read scenario")
-    r.add_argument("--postgres-url", default=DEFAULT_PG)
-    r.add_argument("--json", type=Path, help="also write the results to this file")
+
+    def common(p: argparse.ArgumentParser, duration: int, connections: int) -> None:
+        p.add_argument("--db", action="append", choices=["sqlite", "postgresql"], help="database(s) (repeatable)")
+        p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes per server (peer too)")
+        p.add_argument("--duration", type=int, default=duration, help="seconds per scenario (wrk -d)")
+        p.add_argument("--connections", type=int, default=connections, help="concurrent connections (wrk -c)")
+        p.add_argument("--postgres-url", default=DEFAULT_PG)
+        p.add_argument("--bundle-patients", type=int, default=100, help="Patients per preload transaction")
+        p.add_argument("--load-threads", type=int, default=2, help="preload transactions in flight")
+        p.add_argument("--encounters", type=int, default=3, help="Encounters per preloaded Patient")
+        p.add_argument("--json", type=Path, help="also write the results to this file")
+
+    r = sub.add_parser("run", help="run the scenarios and print the table")
+    common(r, 10, 32)
+    r.add_argument("--patients", type=int, default=10_000, help="Patients preloaded (each with Encounters, a Condition, a Coverage)")
+    r.add_argument("--scenarios", type=_scenarios, nargs="+", default=[list(SCENARIOS)],
+                   help=f"subset of: {' '.join(SCENARIOS)} (space- or comma-separated)")
+    r.add_argument("--peer", choices=["sekmet"], help="also measure the Python peer sekmet-fhir (PyPI) in the same run")
+    r.add_argument("--peer-venv", type=Path, default=servers.default_peer_venv(), help="venv for the peer (created if missing)")
+    r.add_argument("--ingest-connections", type=int, default=8, help="connections for transaction ingest")
+    r.add_argument("--ingest-bundles", type=int, default=100, help="distinct visit Bundles cycled by the ingest scenario")
+    r.add_argument("--visits", type=int, default=8, help="visits per ingest Bundle (2 + 6 x visits entries)")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("scale", help="search latency at growing numbers of Patients")
+    common(s, 10, 1)  # one connection: the latency of a search, not of a queue
+    s.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated Patient counts, loaded cumulatively")
+    s.add_argument("--scenarios", type=_scenarios, nargs="+", default=[["identifier", "family", "birthdate", "encounter"]],
+                   help="subset of: identifier family birthdate encounter")
+    s.set_defaults(func=cmd_scale, bundle_patients=200)
     args = parser.parse_args()
-    args.db = args.db or ["sqlite"]
-    started = time.time()
-    results = run(args)
-    print_table(results)
-    print(f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} duration={args.duration}s")
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ | {"rps": r.rps} for r in results], indent=2))
+    args.scenarios = [name for group in args.scenarios for name in group]
+    args.func(args)
 
 
 if __name__ == "__main__":

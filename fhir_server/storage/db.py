@@ -1,16 +1,22 @@
 """Engine creation and the one-transaction-per-request discipline.
 
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, and writers serialised:
-inside a process by a lock, across processes (``--workers N``) by
-``BEGIN IMMEDIATE`` plus the busy timeout, so clients never see "database is
-locked". PostgreSQL: a connection pool; the JSONB mirror lives in the schema.
+inside a process by a lock, across processes (``--workers N``) by an ``flock``
+on ``<database>.lock`` plus ``BEGIN IMMEDIATE`` and the busy timeout, so
+clients never see "database is locked". PostgreSQL: a connection pool; the JSONB mirror lives in the schema.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+
+try:  # POSIX; elsewhere SQLite's busy timeout alone serialises processes
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +64,29 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+class _FileLock:
+    """An exclusive lock on ``<database>.lock`` shared by every process on the file.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so with several
+    worker processes a waiting writer often sleeps long after the lock is free;
+    ``flock`` wakes the next writer as soon as the current one commits.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
 class Database:
     """Owns the engine; hands out read and write transactions."""
 
@@ -65,6 +94,8 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        path = _sqlite_file(engine) if self.dialect == "sqlite" and fcntl is not None else None
+        self._file_lock = _FileLock(path + ".lock") if path else None
         self._local = threading.local()
         self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
@@ -91,7 +122,7 @@ class Database:
                 yield conn
                 callbacks = conn.info.pop("after_commit", [])
         else:
-            with self._write_lock:
+            with self._write_lock, (self._file_lock or nullcontext()):
                 with self.engine.connect() as conn:
                     conn.info["sqlite_begin"] = "IMMEDIATE"
                     with conn.begin():

@@ -62,20 +62,20 @@ def _big_transaction(n: int) -> dict:
 
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_sigkill_in_the_middle_of_a_transaction_leaves_nothing(fresh_database_url, tmp_path):
-    big = {"FHIR_MAX_BUNDLE_ENTRIES": "5000"}
+    big = {"FHIR_MAX_BUNDLE_ENTRIES": "20000"}
     server = ServerProcess(fresh_database_url, log=tmp_path / "server.log", env=big)
     server.wait_ready()
     outcome: dict[str, object] = {}
 
     def send() -> None:
         try:
-            outcome["status"] = httpx.post(f"{server.base}", json=_big_transaction(3000), timeout=120).status_code
+            outcome["status"] = httpx.post(f"{server.base}", json=_big_transaction(12000), timeout=300).status_code
         except httpx.HTTPError as exc:
             outcome["error"] = exc
 
     sender = threading.Thread(target=send)
     sender.start()
-    time.sleep(2.0)  # the server is parsing, validating and inserting by now
+    time.sleep(1.5)  # the server is validating and inserting by now; 12,000 entries take several seconds
     server.kill()
     sender.join(30)
     assert "error" in outcome, f"the transaction finished before the kill ({outcome}); make it larger"
