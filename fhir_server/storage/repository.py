@@ -85,28 +85,35 @@ def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> V
     return VersionRow(*row) if row else None
 
 
-# Statements are built once: constructing them per call costs more than executing them.
-_INSERT_CURRENT = {
-    name: dialect.insert(resources)
-    .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
-    .returning(resources.c.pk)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_INSERT_VERSION = sa.insert(resource_versions)
-_REPLACE_CURRENT = (
-    sa.update(resources)
-    .where(resources.c.pk == sa.bindparam("b_pk"), resources.c.version == sa.bindparam("b_expected"))
+# The write path runs a handful of statements per resource: they go to the DBAPI
+# cursor as plain SQL (inside the SQLAlchemy transaction), which costs a fraction
+# of building and compiling Core statements each time. Same SQL on both engines.
+_INSERT_CURRENT_SQL = (
+    "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) VALUES (?, ?, 1, ?, ?, ?) "
+    "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
 )
+_INSERT_VERSION_SQL = (
+    "INSERT INTO resource_versions (res_type, res_id, version, updated_us, method, deleted, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_REPLACE_CURRENT_SQL = (
+    "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
+)
+
+
+def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cur.execute(sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql, params)
+    return cur
 
 
 def insert_current(
     conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int
 ) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists."""
-    row = conn.execute(
-        _INSERT_CURRENT[conn.dialect.name],
-        {"res_type": res_type, "res_id": res_id, "version": 1, "updated_us": updated_us, "deleted": False, "body": body},
-    ).first()
+    cur = _execute(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
+    row = cur.fetchone()
+    cur.close()
     return row[0] if row else None
 
 
@@ -114,27 +121,17 @@ def replace_current(
     conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool
 ) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
-    result = conn.execute(
-        _REPLACE_CURRENT,
-        {
-            "b_pk": pk, "b_expected": expected_version, "version": expected_version + 1,
-            "body": body, "updated_us": updated_us, "deleted": deleted,
-        },
-    )
-    return result.rowcount == 1
+    cur = _execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version))
+    changed = cur.rowcount == 1
+    cur.close()
+    return changed
 
 
 def add_version(
     conn: Connection, res_type: str, res_id: str, version: int, updated_us: int, method: str,
     body: bytes | None, *, deleted: bool = False,
 ) -> None:
-    conn.execute(
-        _INSERT_VERSION,
-        {
-            "res_type": res_type, "res_id": res_id, "version": version, "updated_us": updated_us,
-            "method": method, "deleted": deleted, "body": body,
-        },
-    )
+    _execute(conn, _INSERT_VERSION_SQL, (res_type, res_id, version, updated_us, method, deleted, body)).close()
 
 
 @dataclass(frozen=True, slots=True)

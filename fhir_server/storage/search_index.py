@@ -32,16 +32,36 @@ class IndexRows:
         return sum(len(v) for v in self.by_kind().values())
 
 
-# Statements are built once; executemany binds the row dicts (same keys per table).
-_DELETE = {k: t.delete().where(t.c.resource_pk == sa.bindparam("pk")) for k, t in INDEX_TABLES.items()}
-_INSERT = {k: t.insert() for k, t in INDEX_TABLES.items()}
+# Index rows are the bulk of every write: they go straight to the DBAPI cursor
+# (plain SQL built once, executemany with tuples) inside the same transaction,
+# skipping SQLAlchemy's per-statement machinery, which cost several times more.
 _COLUMNS = {k: [c.name for c in t.columns if c.name != "resource_pk"] for k, t in INDEX_TABLES.items()}
+
+
+def _sql(template: str, dialect: str) -> str:
+    return template.replace("?", "%s") if dialect == "postgresql" else template
+
+
+_INSERT_SQL = {
+    k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})"
+    for k, t in INDEX_TABLES.items()
+}
+_DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
+
+
+def _cursor(conn: sa.Connection) -> Any:
+    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
 
 def delete_index(conn: sa.Connection, resource_pk: int) -> None:
     """Remove every index row of ``resource_pk`` (on delete; ON DELETE CASCADE covers row removal)."""
-    for stmt in _DELETE.values():
-        conn.execute(stmt, {"pk": resource_pk})
+    dialect = conn.dialect.name
+    cur = _cursor(conn)
+    try:
+        for template in _DELETE_SQL.values():
+            cur.execute(_sql(template, dialect), (resource_pk,))
+    finally:
+        cur.close()
 
 
 def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fresh: bool = False) -> None:
@@ -51,9 +71,12 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
     """
     if not fresh:
         delete_index(conn, resource_pk)
-    for kind, items in rows.by_kind().items():
-        if not items:
-            continue
-        cols = _COLUMNS[kind]
-        params = [{c: r.get(c) for c in cols} | {"resource_pk": resource_pk} for r in items]
-        conn.execute(_INSERT[kind], params)
+    dialect = conn.dialect.name
+    cur = _cursor(conn)
+    try:
+        for kind, items in rows.by_kind().items():
+            if items:
+                cols = _COLUMNS[kind]
+                cur.executemany(_sql(_INSERT_SQL[kind], dialect), [(resource_pk, *[r.get(c) for c in cols]) for r in items])
+    finally:
+        cur.close()
