@@ -11,7 +11,7 @@ from alembic import context
 from fhir_server.storage import tables  # noqa: F401  (registers the core tables)
 from fhir_server.storage.tables import metadata
 
-from fhir_server.storage import auth_tables, index_tables  # noqa: F401  (register their tables)
+from fhir_server.storage import audit_tables, auth_tables, bulk_tables, index_tables  # noqa: F401  (register their tables)
 
 config = context.config
 

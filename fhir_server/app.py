@@ -16,8 +16,12 @@ from fhir_server import __version__
 from fastapi.middleware.cors import CORSMiddleware
 
 from fhir_server.api import http
+from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.api.guard import RequestGuard
+from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.api.auth_routes import router as auth_router
+from fhir_server.bulk.routes import router as bulk_router
+from fhir_server.bulk.worker import start_worker
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
 from fhir_server.auth.tokens import TokenVerifier, load_signing_key
@@ -25,6 +29,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.capability import capability_bytes
 from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
+from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource
@@ -49,8 +54,10 @@ class ServerState:
     search: SearchService
     conditional: ConditionalService
     bundles: BundleService
+    audit_trail: AuditTrail
 
     _verifier: TokenVerifier | None = None
+    recorder: AuditRecorder | NullRecorder | None = None
 
     def capability_bytes(self, base: str) -> bytes:
         return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
@@ -85,6 +92,7 @@ def build_state(settings: Settings) -> ServerState:
             resources, conditional, max_entries=settings.max_bundle_entries,
             default_count=settings.default_count, max_count=settings.max_count,
         ),
+        audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
     )
 
 
@@ -99,7 +107,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seed_conformance(state.resources)
         if settings.auth == "token":
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
-        yield
+        export_worker = start_worker(state) if settings.export_worker else None
+        state.recorder = (
+            AuditRecorder(state.db, flush_interval=settings.audit_flush_interval) if settings.audit else NullRecorder()
+        )
+        try:
+            yield
+        finally:
+            if export_worker is not None:
+                export_worker.stop()
+            state.recorder.close()
         state.db.dispose()
 
     app = FastAPI(
@@ -116,8 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
         )
     app.add_middleware(RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes)
+    # outermost: even requests the guard or auth refuse leave an AuditEvent
+    app.add_middleware(AuditMiddleware, recorder_for=lambda scope: state.recorder)
     app.include_router(router)  # the hot interactions first: routes match in order
     app.include_router(auth_router)
+    app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
     _install_error_handlers(app)
     return app

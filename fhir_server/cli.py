@@ -203,6 +203,34 @@ def export_command(
     typer.echo(f"{sum(counts.values())} resources exported to {out_dir}")
 
 
+audit_app = typer.Typer(help="The audit trail (AuditEvents of every request).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("purge")
+def audit_purge(
+    before: str = typer.Option(..., "--before", help="delete events recorded before this date/dateTime"),
+    database_url: Optional[str] = DatabaseOption,
+) -> None:
+    """Delete audit events older than a date (retention)."""
+    from fhir_server.audit.search import purge
+    from fhir_server.storage.db import Database
+    from fhir_server.timeutil import datetime_range
+
+    try:
+        before_us = datetime_range(before)[0]
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    db = Database.from_url(_settings(database_url).effective_database_url)
+    try:
+        with db.write() as conn:
+            removed = purge(conn, before_us)
+    finally:
+        db.dispose()
+    typer.echo(f"{removed} audit events recorded before {before} deleted")
+
+
 MAP_KINDS = ("dukcapil", "bpjs-peserta", "sep", "pcare-pendaftaran", "pcare-kunjungan")
 
 

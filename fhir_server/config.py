@@ -53,6 +53,16 @@ class Settings:
     conditional_delete_multiple: bool = False
     #: SATUSEHAT address administrativeCode checks: warn (unknown region codes warn), strict, off
     region_codes: str = "warn"
+    #: record an AuditEvent for every FHIR request (docs/audit.md); seconds between buffered flushes
+    audit: bool = True
+    audit_flush_interval: float = 0.2
+    #: Bulk Data $export: folder of the NDJSON files (relative to the working directory),
+    #: seconds between job polls of each worker, lease a worker holds on a running job (renewed while it runs)
+    export_dir: str = "fhir-export"
+    export_poll_interval: float = 1.0
+    export_lease_seconds: float = 60.0
+    #: run an export worker in this server process (off: another process runs the jobs)
+    export_worker: bool = True
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: seconds a SQLite writer waits for the lock held by another process

@@ -25,6 +25,13 @@ SYSTEM_INTERACTIONS: tuple[str, ...] = ("transaction", "batch", "history-system"
 RESOURCE_TYPES: tuple[str, ...] = tuple(sorted(R4_RESOURCE_TYPES))
 _TYPE_SET = frozenset(RESOURCE_TYPES)
 
+#: types the server writes itself: clients may only read and search them (docs/audit.md)
+SERVER_OWNED: dict[str, tuple[str, ...]] = {"AuditEvent": ("read", "search-type")}
+
+
+def interactions_for(res_type: str) -> tuple[str, ...]:
+    return SERVER_OWNED.get(res_type, TYPE_INTERACTIONS)
+
 
 def is_resource_type(name: str) -> bool:
     return name in _TYPE_SET

@@ -13,7 +13,7 @@ from fhir_server.api import formats, http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.registry import is_resource_type
+from fhir_server.registry import interactions_for, is_resource_type
 from fhir_server.service.results import WriteResult
 from fhir_server.timeutil import parse_http_date
 
@@ -41,8 +41,10 @@ def _check_type(res_type: str) -> None:
 
 
 def _begin(request: Request, res_type: str, interaction: str, *, conditional: bool = False) -> None:
-    """A known type, and a caller allowed to do ``interaction`` on it (401/403 otherwise)."""
+    """A known type, an interaction it supports (405), a caller allowed to do it (401/403)."""
     _check_type(res_type)
+    if interaction not in interactions_for(res_type):
+        raise FhirError(405, [Issue("error", "not-supported", f"{interaction} is not supported on {res_type}")], {"Allow": "GET"})
     principal(request).require(res_type, interaction, conditional=conditional)
 
 
@@ -50,6 +52,8 @@ def _begin(request: Request, res_type: str, interaction: str, *, conditional: bo
 async def read(request: Request, res_type: str, res_id: str) -> Response:
     _begin(request, res_type, "read")
     st = _state(request)
+    if res_type == "AuditEvent":
+        return http.body_response(request, st.audit_trail.read(res_id))
     stored = st.resources.read(res_type, res_id)
     assert stored.body is not None
     headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
@@ -96,6 +100,8 @@ async def search_type(request: Request, res_type: str) -> Response:
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
     params = list(request.query_params.multi_items())
+    if res_type == "AuditEvent":
+        return http.body_response(request, st.audit_trail.search(base, params))
     return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable))
 
 

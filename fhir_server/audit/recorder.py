@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from typing import Any
@@ -45,20 +44,33 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from fhir_server.storage.audit_tables import audit_events
 from fhir_server.storage.db import Database
 
-from .events import COLUMNS, AuditRecord, to_row, to_tuple
+from .events import COLUMNS, AuditRecord, to_tuple
 
 log = logging.getLogger("fhir_server.audit")
+
+_COPY_SQL = f"COPY audit_events ({', '.join(COLUMNS)}) FROM STDIN"
 
 #: the longest pause between two attempts while the database is down
 MAX_BACKOFF = 5.0
 
 
+def _insert_sql(paramstyle: str) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+
+
+_INSERT_SQL = {style: _insert_sql(style) for style in ("qmark", "format", "pyformat")}
+
+
 def record_in(conn: Connection, event: AuditRecord) -> None:
-    """Write ``event`` inside the caller's open transaction (commits and rolls back with it)."""
-    conn.execute(audit_events.insert(), to_row(event))
+    """Write ``event`` inside the caller's open transaction (commits and rolls back with it).
+
+    Raises ValueError for an unknown interaction, and whatever the database
+    raises (which fails the caller's transaction, as it should).
+    """
+    conn.exec_driver_sql(_INSERT_SQL[conn.dialect.paramstyle], to_tuple(event))
 
 
 class AuditRecorder:
@@ -91,7 +103,6 @@ class AuditRecorder:
         self.written = 0
         self.last_error: BaseException | None = None
         self._failing = False
-        self._sql: str | None = None
         self._init_sync()
         self._thread: threading.Thread | None = None
         if start:
@@ -152,6 +163,11 @@ class AuditRecorder:
                 self.last_error = exc
                 ok = False
             delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
+        try:  # stopping (close()): one last flush on the way out
+            self._flush()
+        except BaseException as exc:  # noqa: BLE001
+            log.exception("audit flusher: unexpected error in the final flush")
+            self.last_error = exc
 
     def flush(self) -> int:
         """Write everything queued now, in the caller's thread; the number of events written.
@@ -167,14 +183,12 @@ class AuditRecorder:
         with self._flush_lock:
             while True:
                 if not self._retry:
-                    batch = self._take()
-                    if not batch:
+                    self._retry = self._take()
+                    if not self._retry:
                         return True
-                    self._retry = batch
+                # _write writes what it can and leaves the rest in self._retry
                 if not self._write(self._retry):
                     return False
-                self.written += len(self._retry)
-                self._retry = []
 
     def _take(self) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
@@ -193,65 +207,96 @@ class AuditRecorder:
         return rows
 
     def _insert_sql(self, conn: Connection) -> str:
-        if self._sql is None:
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            self._sql = (
-                f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join([mark] * len(COLUMNS))})"
-            )
-        return self._sql
+        return _INSERT_SQL[conn.dialect.paramstyle]
+
+    def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """One bulk INSERT: COPY on PostgreSQL with psycopg 3 (~1 µs of client CPU
+        per row against ~8 for executemany), executemany elsewhere."""
+        if conn.dialect.name == "postgresql" and len(rows) > 1:
+            cursor = conn.connection.driver_connection.cursor()
+            if hasattr(cursor, "copy"):
+                try:
+                    with cursor.copy(_COPY_SQL) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                finally:
+                    cursor.close()
+                return
+            cursor.close()
+        conn.exec_driver_sql(self._insert_sql(conn), rows if len(rows) > 1 else rows[0])
+
+    def _bad_row(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a refused row (constraint, data) rather than an outage."""
+        if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError, ValueError, TypeError)):
+            return True  # ValueError includes UnicodeError
+        dbapi = getattr(getattr(getattr(self.db, "engine", None), "dialect", None), "loaded_dbapi", None)
+        return dbapi is not None and isinstance(exc, (dbapi.IntegrityError, dbapi.DataError))
 
     def _write(self, rows: list[tuple[Any, ...]]) -> bool:
-        """One executemany INSERT in a transaction of its own; False when the database failed."""
+        """Write ``rows`` (one bulk INSERT in a transaction of its own).
+
+        True when they are all written or dropped as unstorable; False when
+        the database failed, with the unwritten rows left in ``self._retry``.
+        """
         try:
             with self.db.write() as conn:
-                conn.exec_driver_sql(self._insert_sql(conn), rows)
-        except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
-            # a bad row (not an outage): store the others one by one, drop the bad ones
-            log.error("audit: a batch was refused (%s); writing its rows one by one", exc.orig)
-            self._write_one_by_one(rows)
-            return True
+                self._insert(conn, rows)
         except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
-            self.last_error = exc
-            if not self._failing:
-                log.error("audit: cannot write to the database, keeping events in memory: %s", exc)
-                self._failing = True
+            if self._bad_row(exc):
+                # a refused row (not an outage): write the rows one by one, drop the bad ones
+                log.error("audit: a batch was refused (%s); writing its rows one by one", exc)
+                return self._write_one_by_one(rows)
+            self._outage(exc)
             return False
+        self.written += len(rows)
+        self._retry = []
         if self._failing:
             log.warning("audit: database reachable again; %d events dropped so far", self._dropped)
             self._failing = False
         return True
 
-    def _write_one_by_one(self, rows: list[tuple[Any, ...]]) -> None:
-        kept: list[tuple[Any, ...]] = []
-        for row in rows:
+    def _outage(self, exc: BaseException) -> None:
+        self.last_error = exc
+        if not self._failing:
+            log.error("audit: cannot write to the database, keeping events in memory: %s", exc)
+            self._failing = True
+
+    def _write_one_by_one(self, rows: list[tuple[Any, ...]]) -> bool:
+        for i, row in enumerate(rows):
             try:
                 with self.db.write() as conn:
                     conn.exec_driver_sql(self._insert_sql(conn), row)
-                kept.append(row)
-            except (sa.exc.IntegrityError, sa.exc.DataError):
+                self.written += 1
+            except Exception as exc:  # noqa: BLE001
+                if not self._bad_row(exc):
+                    self._retry = rows[i:]
+                    self._outage(exc)
+                    return False
                 with self._count_lock:
                     self._dropped += 1
-        # the caller counts len(rows) as written; correct it for the dropped ones
-        self.written -= len(rows) - len(kept)
+        self._retry = []
+        return True
 
     # ------------------------------------------------------------------ shutdown
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the flusher and write what is queued (at shutdown). Idempotent.
 
-        Events recorded after ``close()`` are dropped (counted). Events that
-        cannot be written within ``timeout`` are counted as dropped.
+        Waits up to ``timeout`` seconds for the final flush. Events recorded
+        after ``close()`` are dropped (counted), and so are the events the
+        final flush could not write (database down).
         """
         self._limit = 0
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread.is_alive():
-            thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        if self._flush_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            self._flush_lock.release()
+            thread.join(timeout)  # the thread flushes once more on its way out
+            if thread.is_alive():
+                log.error("audit: the final flush did not finish within %.1f s; %d events pending",
+                          timeout, self.pending)
+                return
+        else:
             self.flush()
         lost = self.pending
         if lost:

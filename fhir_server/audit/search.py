@@ -216,10 +216,11 @@ def _criterion(name: str, modifier: str | None, value: str) -> sa.ColumnElement[
         system, code = _token(name, value)
         if system == INTERACTION_SYSTEM:
             return c.interaction == code
+        operation = code if code.startswith("$") else "$" + code
         if system == OPERATION_SYSTEM:
-            return c.operation == code
+            return c.operation == operation
         if system is None:
-            return sa.or_(c.interaction == code, c.operation == code)
+            return sa.or_(c.interaction == code, c.operation == operation)
         return _NOTHING
     if name == "entity-type":
         system, code = _token(name, value)
@@ -235,11 +236,11 @@ def _criterion(name: str, modifier: str | None, value: str) -> sa.ColumnElement[
         res_type, res_id = _reference(name, value, modifier)
         return c.organization_id == res_id if res_type in (None, "Organization") else _NOTHING
     if name in ("entity", "patient"):
-        if name == "patient":
-            modifier = "Patient"
         res_type, res_id = _reference(name, value, modifier)
-        if name == "patient" and res_type != "Patient":
-            return _NOTHING
+        if name == "patient":
+            if res_type not in (None, "Patient"):
+                return _NOTHING
+            res_type = "Patient"
         cond = c.res_id == res_id
         return sa.and_(c.res_type == res_type, cond) if res_type else cond
     if name == "address":

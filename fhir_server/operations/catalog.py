@@ -1,3 +1,4 @@
 """Importing this module registers every operation the server implements."""
 
 from fhir_server.operations import everything, meta, national, terminology_ops, validate  # noqa: F401
+from fhir_server.bulk import operation as _bulk_export  # noqa: F401  (registers $export)

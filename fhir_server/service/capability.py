@@ -18,6 +18,9 @@ SOFTWARE_NAME = "fhir-server-id"
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
     resources = []
     for res_type in registry.RESOURCE_TYPES:
+        if res_type in registry.SERVER_OWNED:
+            resources.append(_server_owned(res_type))
+            continue
         resources.append(
             {
                 "type": res_type,
@@ -63,6 +66,21 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 ],
             }
         ],
+    }
+
+
+def _server_owned(res_type: str) -> dict[str, Any]:
+    """AuditEvent: written by the server, read and searched from the audit trail."""
+    from fhir_server.audit.search import capability_search_params as audit_params
+
+    return {
+        "type": res_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+        "documentation": "Written by the server for every request (docs/audit.md); clients can only read and search.",
+        "interaction": [{"code": code} for code in registry.interactions_for(res_type)],
+        "readHistory": False,
+        "updateCreate": False,
+        "searchParam": audit_params(),
     }
 
 

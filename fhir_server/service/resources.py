@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import check_id
+from fhir_server.registry import SERVER_OWNED
 from fhir_server.model.validate import ensure_valid, status_for
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import repository as repo
@@ -88,6 +89,13 @@ class ResourceService:
         for listener in self.listeners.get(res_type, ()):
             conn.info.setdefault("after_commit", []).append(lambda fn=listener: fn(res_type, resource, previous))
 
+    def _check_writable(self, res_type: str) -> None:
+        if res_type in SERVER_OWNED:
+            raise FhirError(
+                405, [Issue("error", "not-supported", f"{res_type} resources are written by the server only")],
+                headers={"Allow": "GET"},
+            )
+
     def validate(self, resource: dict[str, Any]) -> list[Issue]:
         """Raise FhirError 400/422 when invalid (with this service's settings); return warnings."""
         warnings = ensure_valid(resource, r4b_model=self.r4b_model_check)
@@ -134,6 +142,7 @@ class ResourceService:
         self, conn: Connection, res_type: str, resource: dict[str, Any], res_id: str | None = None
     ) -> WriteResult:
         """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one)."""
+        self._check_writable(res_type)
         _check_type(resource, res_type)
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
         res_id = res_id or str(uuid.uuid4())
@@ -160,6 +169,7 @@ class ResourceService:
         if_match: str | None = None, *, method: str = "PUT",
     ) -> WriteResult:
         check_id(res_id)
+        self._check_writable(res_type)
         _check_type(resource, res_type)
         if resource.get("id") != res_id:
             raise FhirError.of(
@@ -212,6 +222,7 @@ class ResourceService:
         self, conn: Connection, res_type: str, res_id: str, content_type: str, body: Any, if_match: str | None = None
     ) -> WriteResult:
         """Apply a JSON Patch or FHIRPath Patch to the current version and store the result as an update."""
+        self._check_writable(res_type)
         current = self.read_in(conn, res_type, res_id, for_update=True)
         if if_match is not None and parse_version(if_match) != current.version:
             raise FhirError.of(412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}")
@@ -237,6 +248,7 @@ class ResourceService:
 
     def delete_in(self, conn: Connection, res_type: str, res_id: str, if_match: str | None = None) -> WriteResult:
         check_id(res_id)
+        self._check_writable(res_type)
         expected = parse_version(if_match) if if_match is not None else None
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)

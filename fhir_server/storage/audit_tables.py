@@ -46,10 +46,13 @@ audit_events = sa.Table(
     sa.Column("user_agent", sa.String(USER_AGENT_MAX), nullable=True),
     sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
     sa.UniqueConstraint("event_id"),
-    # newest-first listing, date ranges and keyset paging
+    # newest-first listing, date ranges and keyset paging (appends at the right edge)
     sa.Index(None, "recorded_us", "pk"),
-    # entity=Type/id, entity-type=Type
-    sa.Index(None, "res_type", "res_id", "recorded_us"),
-    # agent:identifier=client
-    sa.Index(None, "client_id", "recorded_us"),
+    # agent:identifier=client (a handful of clients: a few hot insertion points)
+    sa.Index(None, "client_id", "recorded_us", "pk"),
+    # Deliberately no index on (res_type, res_id): reads hit patients at random,
+    # so such an index takes one random B-tree insertion per event - measured
+    # +14 µs of CPU per event on SQLite and +5 µs of server CPU on PostgreSQL,
+    # more than the whole budget of recording. entity/patient searches walk the
+    # recorded_us index instead (newest first); narrow them with date=.
 )

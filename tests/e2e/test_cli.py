@@ -87,3 +87,22 @@ def test_serve_refuses_an_open_server_on_a_network_address_by_default(tmp_path, 
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2
     assert "refusing" in result.stderr
+
+
+@pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
+def test_audit_purge(fresh_database_url):
+    from fhir_server.audit.events import AuditRecord
+    from fhir_server.audit.recorder import record_in
+    from fhir_server.storage.db import Database
+
+    assert runner.invoke(app, ["migrate", "--database-url", fresh_database_url]).exit_code == 0
+    db = Database.from_url(fresh_database_url)
+    try:
+        with db.write() as conn:
+            record_in(conn, AuditRecord(interaction="read", status=200, res_type="Patient", res_id="a", recorded_us=1_000_000))
+            record_in(conn, AuditRecord(interaction="read", status=200, res_type="Patient", res_id="b"))
+    finally:
+        db.dispose()
+    result = runner.invoke(app, ["audit", "purge", "--before", "2000-01-01", "--database-url", fresh_database_url])
+    assert result.exit_code == 0, result.output
+    assert "1 audit events" in result.stdout

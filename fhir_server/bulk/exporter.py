@@ -1,0 +1,317 @@
+"""Run one export job: NDJSON files of the stored resource bytes, one file per resource type.
+
+What is exported, as of the job's transaction time ``tx``:
+
+* system level: every resource type (or ``_type``);
+* Patient level: every Patient and every resource in the Patient compartment
+  of any Patient (the official CompartmentDefinition: a resource of a member
+  type whose reference search parameter of the compartment points at a Patient);
+* Group level: the Patients that are ``Group.member.entity`` (members marked
+  ``inactive`` are left out) and the resources in their compartments.
+
+System- and Patient-level exports stream each type in keyset batches on the
+``(res_type, res_id)`` unique index (an index both engines have, so every
+batch is an index range scan however large the table). A Group-level export
+takes its members ``ID_CHUNK`` Patients at a time and streams, in one query
+per chunk driven by the reference index, every compartment resource of every
+requested type (a resource in two chunks' compartments is written once). A resource changed after ``tx`` is
+exported as its version current at ``tx`` (from ``resource_versions``) and a
+resource created after ``tx`` is left out, so the files are the state at
+``tx`` whatever is written while the export runs. ``_since`` keeps resources
+whose (as-of ``tx``) version was written at or after it. Each line is the
+stored JSON bytes, never re-serialised. Between batches the exporter calls
+``keep(progress)``; when it answers False (cancelled, or the lease was lost)
+the export stops. Files are written into a staging folder and moved to
+``<export_dir>/<job id>/<Type>.ndjson`` only once every type is done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from fhir_server import jsonio
+from fhir_server.bulk.jobs import Job
+from fhir_server.search.registry import compartments, resource_types
+from fhir_server.storage.db import Database
+from fhir_server.storage.index_tables import idx_reference
+from fhir_server.storage.tables import resource_versions, resources
+
+#: patient ids per IN (...) list of a Group-level export
+ID_CHUNK = 500
+
+
+class Cancelled(Exception):
+    """The job was cancelled (or taken over by another worker) while it ran."""
+
+
+@lru_cache(maxsize=1)
+def _patient_compartment() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((t, tuple(p)) for t, p in compartments()["Patient"].items() if p != ["{def}"])
+
+
+def patient_compartment() -> dict[str, list[str]]:
+    """Member resource type -> the reference parameters that put it in a Patient's compartment."""
+    return {t: list(p) for t, p in _patient_compartment()}
+
+
+def patient_types() -> list[str]:
+    """Types a Patient- or Group-level export can contain: Patient and the compartment member types."""
+    return ["Patient"] + sorted(t for t, _ in _patient_compartment() if t != "Patient")
+
+
+def job_dir(export_dir: Path, job_id: str) -> Path:
+    return export_dir / job_id
+
+
+def file_path(export_dir: Path, job_id: str, res_type: str) -> Path:
+    return job_dir(export_dir, job_id) / f"{res_type}.ndjson"
+
+
+def _line(body: bytes) -> bytes:
+    # stored bodies are compact JSON (no raw line breaks); guard the NDJSON framing anyway
+    if b"\n" in body or b"\r" in body:
+        body = jsonio.dumps(jsonio.loads(body))
+    return body + b"\n"
+
+
+def _patient_id(reference: Any) -> str | None:
+    if not isinstance(reference, str):
+        return None
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+        return parts[-1]
+    return None
+
+
+def group_patient_ids(db: Database, group_id: str) -> list[str]:
+    """The Patient ids of a stored Group's active members (ValueError if the Group is not there)."""
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(resources.c.body, resources.c.deleted)
+            .where(resources.c.res_type == "Group", resources.c.res_id == group_id)
+        ).first()
+    if row is None or row.deleted or row.body is None:
+        raise ValueError(f"Group/{group_id} is not known (or was deleted)")
+    group = jsonio.loads(row.body)
+    ids: dict[str, None] = {}
+    for member in group.get("member") or []:
+        if not isinstance(member, dict) or member.get("inactive") is True:
+            continue
+        pid = _patient_id((member.get("entity") or {}).get("reference"))
+        if pid is not None:
+            ids[pid] = None
+    return list(ids)
+
+
+def _as_of(conn: Any, res_type: str, res_id: str, tx: int) -> tuple[bytes | None, int] | None:
+    """The version of a resource current at ``tx``: (body or None if deleted, updated_us); None if none."""
+    v = resource_versions
+    row = conn.execute(
+        sa.select(v.c.body, v.c.deleted, v.c.updated_us)
+        .where(v.c.res_type == res_type, v.c.res_id == res_id, v.c.updated_us <= tx)
+        .order_by(v.c.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return (None if row.deleted else row.body), row.updated_us
+
+
+def stream_type(
+    db: Database, res_type: str, conditions: list[Any], tx: int, since: int | None, batch_size: int
+) -> Iterator[list[tuple[str, bytes]]]:
+    """Batches of (res_id, body) of ``res_type`` matching ``conditions``, as of ``tx``; keyset
+    pages on the (res_type, res_id) unique index, each in a short read transaction."""
+    r = resources
+    time_filter = _time_filter(tx, since)
+    last: str | None = None
+    while True:
+        stmt = sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body).where(
+            r.c.res_type == res_type, time_filter, *conditions)
+        if last is not None:
+            stmt = stmt.where(r.c.res_id > last)
+        stmt = stmt.order_by(r.c.res_id).limit(batch_size)
+        with db.read() as conn:
+            rows = list(conn.execute(stmt))
+        out = [(res_id, body) for _, res_id, body in _rows_as_of(db, rows, tx, since)]
+        if out:
+            yield out
+        if len(rows) < batch_size:
+            return
+        last = rows[-1].res_id
+
+
+def _in_compartment(params: list[str], patient_ids: list[str] | None) -> Any:
+    ref = idx_reference
+    where = [ref.c.resource_pk == resources.c.pk, ref.c.target_type == "Patient", ref.c.param.in_(params)]
+    if patient_ids is not None:
+        where.append(ref.c.target_id.in_(patient_ids))
+    return sa.select(ref.c.resource_pk).where(*where).exists()
+
+
+def _time_filter(tx: int, since: int | None) -> Any:
+    r = resources
+    current = [r.c.deleted == sa.false(), r.c.updated_us <= tx]
+    if since is not None:
+        current.append(r.c.updated_us >= since)
+    # rows changed after tx are kept here and replaced by their version at tx in _rows_as_of
+    return sa.or_(sa.and_(*current), r.c.updated_us > tx)
+
+
+def _rows_as_of(db: Database, rows: list[Any], tx: int, since: int | None) -> list[tuple[str, str, bytes]]:
+    """(res_type, res_id, body) of rows, those changed after ``tx`` replaced by their version at tx."""
+    out: list[tuple[str, str, bytes]] = []
+    late = [row for row in rows if row.updated_us > tx]
+    older: dict[tuple[str, str], tuple[bytes | None, int] | None] = {}
+    if late:
+        with db.read() as conn:
+            for row in late:
+                older[(row.res_type, row.res_id)] = _as_of(conn, row.res_type, row.res_id, tx)
+    for row in rows:
+        body = row.body
+        if row.updated_us > tx:
+            version = older[(row.res_type, row.res_id)]
+            if version is None or version[0] is None or (since is not None and version[1] < since):
+                continue
+            body = version[0]
+        if body is not None:
+            out.append((row.res_type, row.res_id, body))
+    return out
+
+
+def stream_group_chunk(
+    db: Database, members: dict[str, list[str]], patient_ids: list[str], tx: int, since: int | None,
+    batch_size: int,
+) -> Iterator[list[tuple[str, str, bytes]]]:
+    """Batches of (res_type, res_id, body) in the compartments of ``patient_ids``, every type at once:
+    one query driven by the reference index (the Patients' references), streamed."""
+    r, ref = resources, idx_reference
+    inner = r.alias("member")
+    pairs = sa.or_(*(sa.and_(inner.c.res_type == t, ref.c.param.in_(p)) for t, p in members.items()))
+    pks = (
+        sa.select(ref.c.resource_pk)
+        .select_from(ref.join(inner, inner.c.pk == ref.c.resource_pk))
+        .where(ref.c.target_type == "Patient", ref.c.target_id.in_(patient_ids), pairs)
+    )
+    stmt = (
+        sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body)
+        .where(r.c.pk.in_(pks), _time_filter(tx, since))
+        .order_by(r.c.pk)
+    )
+    with db.read() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
+        for rows in result.partitions(batch_size):
+            batch = _rows_as_of(db, list(rows), tx, since)
+            if batch:
+                yield batch
+
+
+class _Files:
+    """The NDJSON files of one export, opened on their first resource, with counts (and
+    duplicate suppression when the same resource can come from two queries)."""
+
+    def __init__(self, folder: Path, dedupe: bool) -> None:
+        self.folder = folder
+        self.handles: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.seen: set[tuple[str, str]] | None = set() if dedupe else None
+
+    def write(self, batch: list[tuple[str, str, bytes]]) -> None:
+        lines: dict[str, list[bytes]] = {}
+        for res_type, res_id, body in batch:
+            if self.seen is not None:
+                if (res_type, res_id) in self.seen:
+                    continue
+                self.seen.add((res_type, res_id))
+            lines.setdefault(res_type, []).append(_line(body))
+        for res_type, chunk in lines.items():
+            handle = self.handles.get(res_type)
+            if handle is None:
+                handle = self.handles[res_type] = open(self.folder / f"{res_type}.ndjson", "wb")
+            handle.write(b"".join(chunk))
+            self.counts[res_type] = self.counts.get(res_type, 0) + len(chunk)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles.clear()
+
+    def progress(self, where: str) -> str:
+        return f"{sum(self.counts.values())} resources written; {where}"
+
+
+def run_export(
+    db: Database, job: Job, export_dir: Path, keep: Callable[[str], bool], batch_size: int = 1000
+) -> dict[str, Any]:
+    """Export ``job``; returns the stored manifest part ``{"output": [{"type", "count"}]}``.
+
+    Raises :class:`Cancelled` when ``keep`` answers False (the staging files are removed).
+    """
+    tx = job.transaction_time_us
+    if tx is None:
+        raise ValueError("the job has no transaction time (it was not claimed)")
+    since = job.since_us
+    target = job_dir(export_dir, job.id)
+    staging = target / f".part-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True, exist_ok=True)
+    files: _Files | None = None
+
+    def check(where: str) -> None:
+        if not keep(files.progress(where) if files else where):
+            raise Cancelled(job.id)
+
+    try:
+        members = patient_compartment()
+        if job.level == "system":
+            types = job.types if job.types is not None else resource_types()
+        else:
+            types = [t for t in (job.types if job.types is not None else patient_types())
+                     if t == "Patient" or t in members]
+        if job.level == "group":
+            ids = group_patient_ids(db, job.group_id or "")
+            chunks = [ids[i:i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+            files = _Files(staging, dedupe=len(chunks) > 1)
+            wanted = {t: members[t] for t in types if t != "Patient"}
+            for n, chunk in enumerate(chunks, 1):
+                where = f"patients {min(n * ID_CHUNK, len(ids))} of {len(ids)}"
+                if "Patient" in types:
+                    for batch in stream_type(db, "Patient", [resources.c.res_id.in_(chunk)], tx, since, batch_size):
+                        files.write([("Patient", res_id, body) for res_id, body in batch])
+                        check(where)
+                if wanted:
+                    for group_batch in stream_group_chunk(db, wanted, chunk, tx, since, batch_size):
+                        files.write(group_batch)
+                        check(where)
+        else:
+            files = _Files(staging, dedupe=False)
+            for n, res_type in enumerate(types, 1):
+                where = f"{res_type} (type {n} of {len(types)})"
+                conditions = [] if job.level == "system" or res_type == "Patient" else [
+                    _in_compartment(members[res_type], None)]
+                for batch in stream_type(db, res_type, conditions, tx, since, batch_size):
+                    files.write([(res_type, res_id, body) for res_id, body in batch])
+                    check(where)
+                check(where)
+        files.close()
+        outputs = [{"type": t, "count": files.counts[t]} for t in types if files.counts.get(t)]
+        for out in outputs:
+            os.replace(staging / f"{out['type']}.ndjson", target / f"{out['type']}.ndjson")
+    finally:
+        if files is not None:
+            files.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"output": outputs}
+
+
+def remove_files(export_dir: Path, job_id: str) -> None:
+    shutil.rmtree(job_dir(export_dir, job_id), ignore_errors=True)

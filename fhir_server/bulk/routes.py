@@ -1,0 +1,228 @@
+"""HTTP side of Bulk Data ``$export`` (FHIR Bulk Data Access 2.0, the async request pattern).
+
+* kick-off: ``GET|POST /fhir/$export``, ``/fhir/Patient/$export``, ``/fhir/Group/{id}/$export``
+  with ``Prefer: respond-async`` -> 202 + ``Content-Location: {base}/$export-status/{job}``;
+* status: ``GET /fhir/$export-status/{job}`` -> 202 + ``X-Progress`` while queued or running,
+  200 + the JSON manifest when complete, 500 + OperationOutcome when the export failed,
+  404 when unknown or cancelled;
+* cancel: ``DELETE /fhir/$export-status/{job}`` -> 202 (the job stops, its files are removed);
+* files: ``GET /fhir/$export-file/{job}/{Type}.ndjson`` -> ``application/fhir+ndjson``.
+
+Parameters: ``_outputFormat`` (``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``),
+``_since`` (an instant), ``_type`` (comma-separated, repeatable). Any other parameter
+(``_elements``, ``_typeFilter``, ``includeAssociatedData``, ``patient``, ...) is refused
+with 400, or ignored when the client sends ``Prefer: handling=lenient`` (as the spec allows);
+types that are not resource types, or (Patient / Group level) not in the Patient
+compartment, are treated the same way. POST takes the parameters from a Parameters body.
+
+Declare this router before the generic ``$operation`` routes: ``$export``,
+``$export-status`` and ``$export-file`` are served here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+
+from fhir_server import jsonio
+from fhir_server.api import http
+from fhir_server.api.access import principal
+from fhir_server.api.convertors import register_fhir_convertors
+from fhir_server.bulk import jobs
+from fhir_server.bulk.exporter import file_path, patient_compartment, patient_types, remove_files
+from fhir_server.bulk.worker import export_dir, poll_interval
+from fhir_server.errors import FhirError, Issue
+from fhir_server.registry import is_resource_type
+from fhir_server.timeutil import datetime_range, to_instant
+
+router = APIRouter(prefix="/fhir")
+register_fhir_convertors()
+
+NDJSON = "application/fhir+ndjson"
+OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+SUPPORTED = {"_outputFormat", "_since", "_type"}
+IGNORED = {"_format", "_pretty"}
+_FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")
+_JOB_ID = re.compile(r"^[0-9a-f-]{36}$")
+_DOC = {"description": "Bulk Data", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+
+
+def _parameters(request: Request, body: Any) -> list[tuple[str, str]]:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in IGNORED]
+    if body is None:
+        return params
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise FhirError.of(400, "invalid", "The body of a POST $export must be a Parameters resource")
+    for p in body.get("parameter") or []:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise FhirError.of(400, "invalid", "Each Parameters.parameter needs a name")
+        values = [v for k, v in p.items() if k.startswith("value")]
+        if p["name"] in SUPPORTED and (len(values) != 1 or not isinstance(values[0], str)):
+            raise FhirError.of(400, "invalid", f"Parameter '{p['name']}' needs one string value[x]")
+        params.append((p["name"], values[0] if values and isinstance(values[0], str) else ""))
+    return params
+
+
+def _request_url(request: Request, base: str) -> str:
+    path = request.url.path
+    at = path.find("/fhir/")
+    rest = path[at + len("/fhir"):] if at >= 0 else path
+    query = request.url.query
+    return f"{base}{rest}" + (f"?{query}" if query else "")
+
+
+async def _kickoff(request: Request, level: str, group_id: str | None) -> Response:
+    st = request.app.state.fhir
+    who = principal(request)
+    res_type = {"system": None, "patient": "Patient", "group": "Group"}[level]
+    if res_type is not None:
+        who.require_operation(res_type, "export", affects_state=False)
+    prefer = http.prefer(request)
+    if "respond-async" not in prefer:
+        raise FhirError.of(400, "invalid", "$export runs asynchronously: send the header 'Prefer: respond-async'")
+    lenient = prefer.get("handling", "").lower() == "lenient"
+    body = None
+    if request.method == "POST":
+        raw = await http.read_body(request, st.settings.max_body_bytes)
+        if raw.strip():
+            body = http.parse_json(raw, request.headers.get("content-type"), st.settings)
+    params = _parameters(request, body)
+
+    unsupported = sorted({k for k, _ in params if k not in SUPPORTED})
+    if unsupported and not lenient:
+        raise FhirError.of(
+            400, "not-supported",
+            f"$export parameter(s) not supported: {', '.join(unsupported)} (send 'Prefer: handling=lenient' to have them ignored)",
+        )
+    formats = [v for k, v in params if k == "_outputFormat"]
+    if len(formats) > 1:
+        raise FhirError.of(400, "invalid", "_outputFormat may appear only once")
+    output_format = formats[0] if formats else NDJSON
+    if output_format not in OUTPUT_FORMATS:
+        raise FhirError.of(
+            400, "not-supported", f"_outputFormat '{output_format}' is not supported: use application/fhir+ndjson"
+        )
+    sinces = [v for k, v in params if k == "_since"]
+    if len(sinces) > 1:
+        raise FhirError.of(400, "invalid", "_since may appear only once")
+    since_us = None
+    if sinces:
+        try:
+            since_us = datetime_range(sinces[0].strip())[0]
+        except ValueError as exc:
+            raise FhirError.of(400, "invalid", f"_since: {exc}") from None
+
+    requested = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    types: list[str] | None = None
+    if requested:
+        members = patient_compartment()
+        allowed = (lambda t: is_resource_type(t)) if level == "system" else (
+            lambda t: t == "Patient" or t in members)
+        bad = sorted({t for t in requested if not allowed(t)})
+        if bad and not lenient:
+            where = "resource types" if level == "system" else "types of the Patient compartment"
+            raise FhirError.of(400, "invalid", f"_type: {', '.join(bad)} are not {where}")
+        types = list(dict.fromkeys(t for t in requested if allowed(t)))
+        if not types:
+            raise FhirError.of(400, "invalid", "_type names no type this export can return")
+        for t in types:
+            who.require_operation(t, "export", affects_state=False)
+    elif level == "system":
+        who.require_operation(None, "export", affects_state=False)  # every type
+    elif who.scopes is not None:
+        types = [t for t in patient_types() if who.readable(t)]  # the compartment the token may read
+
+    if level == "group":
+        st.resources.read("Group", group_id or "")  # 400 bad id, 404 unknown, 410 deleted
+    base = http.base_url(request, st.settings.base_url)
+    job_id = jobs.create_job(
+        st.db, level=level, group_id=group_id, types=types, since_us=since_us, output_format=output_format,
+        request_url=_request_url(request, base), client_id=who.client_id,
+    )
+    headers = {"Content-Location": f"{base}/$export-status/{job_id}"}
+    info = [Issue("information", "informational", f"Export job {job_id} accepted; poll the Content-Location")]
+    return http.outcome_response(request, info, 202, headers)
+
+
+@router.api_route("/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC},
+                  summary="Bulk Data export: system level")
+async def export_system(request: Request) -> Response:
+    return await _kickoff(request, "system", None)
+
+
+@router.api_route("/Patient/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC},
+                  summary="Bulk Data export: all Patients")
+async def export_patients(request: Request) -> Response:
+    return await _kickoff(request, "patient", None)
+
+
+@router.api_route("/Group/{group_id:fhir_id}/$export", methods=["GET", "POST"], status_code=202,
+                  responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: the Patients of a Group")
+async def export_group(request: Request, group_id: str) -> Response:
+    return await _kickoff(request, "group", group_id)
+
+
+def _own_job(request: Request, job_id: str) -> jobs.Job:
+    """The caller's job, or 404 (unknown, cancelled, or another client's)."""
+    st = request.app.state.fhir
+    who = principal(request)
+    job = jobs.get_job(st.db, job_id) if _JOB_ID.match(job_id) else None
+    if job is None or job.status == "cancelled" or job.client_id != who.client_id:
+        raise FhirError.of(404, "not-found", f"No export job {job_id}")
+    return job
+
+
+@router.get("/$export-status/{job_id}", responses={200: _DOC, 202: _DOC, "4XX": _DOC, "5XX": _DOC},
+            summary="Bulk Data export status / manifest")
+async def export_status(request: Request, job_id: str) -> Response:
+    st = request.app.state.fhir
+    job = _own_job(request, job_id)
+    if job.status in ("queued", "running"):
+        retry = max(1, int(poll_interval(st.settings)))
+        return Response(status_code=202, headers={"X-Progress": job.progress or job.status, "Retry-After": str(retry)})
+    if job.status == "error":
+        issues = [Issue("error", "exception", f"The export failed: {job.error or 'unknown error'}")]
+        return http.outcome_response(request, issues, 500)
+    base = http.base_url(request, st.settings.base_url)
+    stored = job.manifest or {}
+    manifest = {
+        "transactionTime": to_instant(job.transaction_time_us or job.updated_us),
+        "request": job.request_url,
+        "requiresAccessToken": st.settings.auth == "token",
+        "output": [
+            {"type": o["type"], "url": f"{base}/$export-file/{job.id}/{o['type']}.ndjson", "count": o["count"]}
+            for o in stored.get("output", [])
+        ],
+        "error": [],
+    }
+    return Response(jsonio.dumps(manifest), 200, media_type="application/json")
+
+
+@router.delete("/$export-status/{job_id}", status_code=202, responses={202: _DOC, "4XX": _DOC},
+               summary="Cancel a Bulk Data export (and delete its files)")
+async def export_cancel(request: Request, job_id: str) -> Response:
+    st = request.app.state.fhir
+    job = _own_job(request, job_id)
+    if not jobs.cancel(st.db, job.id):
+        raise FhirError.of(404, "not-found", f"No export job {job_id}")
+    remove_files(export_dir(st.settings), job.id)
+    info = [Issue("information", "informational", f"Export job {job_id} cancelled; its files are deleted")]
+    return http.outcome_response(request, info, 202)
+
+
+@router.get("/$export-file/{job_id}/{file_name}", responses={200: {"description": "NDJSON"}, "4XX": _DOC},
+            summary="A Bulk Data export file")
+async def export_file(request: Request, job_id: str, file_name: str) -> Response:
+    st = request.app.state.fhir
+    job = _own_job(request, job_id)
+    m = _FILE.match(file_name)
+    listed = {o["type"] for o in (job.manifest or {}).get("output", [])}
+    if job.status != "complete" or m is None or m.group(1) not in listed:
+        raise FhirError.of(404, "not-found", f"No file {file_name} in export {job_id}")
+    path = file_path(export_dir(st.settings), job.id, m.group(1))
+    if not path.is_file():
+        raise FhirError.of(404, "not-found", f"The file {file_name} of export {job_id} is gone")
+    return FileResponse(path, media_type=NDJSON)

@@ -1,0 +1,37 @@
+"""AuditEvent read and search, served from the audit table (not the resource store)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fhir_server import jsonio
+from fhir_server.audit.search import read_audit, search_audit
+from fhir_server.errors import FhirError
+from fhir_server.service import bundles
+from fhir_server.storage.db import Database
+
+
+class AuditTrail:
+    def __init__(self, db: Database, default_count: int, max_count: int) -> None:
+        self.db = db
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def read(self, event_id: str) -> bytes:
+        with self.db.read() as conn:
+            event = read_audit(conn, event_id)
+        if event is None:
+            raise FhirError.of(404, "not-found", f"AuditEvent/{event_id} is not known")
+        return jsonio.dumps(event)
+
+    def search(self, base: str, params: list[tuple[str, str]]) -> bytes:
+        with self.db.read() as conn:
+            events, next_params = search_audit(conn, params, default_count=self.default_count, max_count=self.max_count)
+        url = f"{base}/AuditEvent"
+        links = [("self", url + ("?" + urlencode(params) if params else ""))]
+        if next_params is not None:
+            links.append(("next", url + "?" + urlencode(next_params)))
+        entries = [
+            bundles.entry(f"{url}/{e['id']}", jsonio.dumps(e), search={"mode": "match"}) for e in events
+        ]
+        return bundles.bundle("searchset", entries, links=links)

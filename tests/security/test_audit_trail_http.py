@@ -1,0 +1,48 @@
+"""Every request leaves an AuditEvent; clients can search them but never write them."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.api.test_rest_crud import PATIENT, post
+
+
+def _events(client, **params):
+    client.app.state.fhir.recorder.flush()
+    return [e["resource"] for e in client.get("/fhir/AuditEvent", params=params).json()["entry"]]
+
+
+def test_reads_searches_writes_and_failures_are_audited(client):
+    pid = post(client, PATIENT).json()["id"]
+    client.get(f"/fhir/Patient/{pid}")
+    client.get("/fhir/Patient", params={"gender": "female"})
+    client.get("/fhir/Patient/missing")
+    events = _events(client, _count="50")
+    subtypes = [e["subtype"][0]["code"] for e in events]
+    assert {"create", "read", "search-type"} <= set(subtypes)
+    read = next(e for e in events if e["subtype"][0]["code"] == "read" and e["outcome"] == "0")
+    assert read["entity"][0]["what"]["reference"] == f"Patient/{pid}"
+    assert read["agent"][0]["network"]["address"]
+    failed = next(e for e in events if e["subtype"][0]["code"] == "read" and e["outcome"] == "4")
+    assert failed["entity"][0]["what"]["reference"] == "Patient/missing"
+    search = next(e for e in events if e["subtype"][0]["code"] == "search-type")
+    assert search["entity"][0]["query"]  # base64 of the query string
+    one = client.get(f"/fhir/AuditEvent/{read['id']}")
+    assert one.status_code == 200 and one.json()["id"] == read["id"]
+
+
+def test_audit_events_cannot_be_written(client):
+    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00+00:00",
+             "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
+    assert client.post("/fhir/AuditEvent", content=orjson.dumps(event), headers={"Content-Type": "application/fhir+json"}).status_code == 405
+    assert client.put("/fhir/AuditEvent/x", content=orjson.dumps({**event, "id": "x"}), headers={"Content-Type": "application/fhir+json"}).status_code == 405
+    assert client.delete("/fhir/AuditEvent/x").status_code == 405
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": event, "request": {"method": "POST", "url": "AuditEvent"}}]}
+    assert client.post("/fhir", content=orjson.dumps(bundle), headers={"Content-Type": "application/fhir+json"}).status_code == 405
+
+
+def test_capability_statement_shows_audit_event_read_and_search_only(client):
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    audit = next(r for r in rest["resource"] if r["type"] == "AuditEvent")
+    assert {i["code"] for i in audit["interaction"]} == {"read", "search-type"}
+    assert {"date", "subtype", "entity"} <= {p["name"] for p in audit["searchParam"]}
