@@ -73,7 +73,8 @@ class ServerState:
 
 def build_state(settings: Settings) -> ServerState:
     db = Database.from_url(
-        settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout
+        settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout,
+        statement_timeout=settings.statement_timeout,
     )
     resources = ResourceService(
         db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
@@ -148,6 +149,12 @@ def create_app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
 
 
+def _is_statement_timeout(exc: BaseException) -> bool:
+    """psycopg's QueryCanceled, raw or wrapped by SQLAlchemy."""
+    original = getattr(exc, "orig", exc)
+    return type(original).__name__ == "QueryCanceled"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
@@ -169,5 +176,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if _is_statement_timeout(exc):
+            issue = Issue("error", "too-costly", "The request took longer than the database statement timeout (FHIR_STATEMENT_TIMEOUT); narrow it")
+            return http.outcome_response(request, [issue], 400)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return http.outcome_response(request, [Issue("fatal", "exception", "Internal server error")], 500)

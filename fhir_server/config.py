@@ -65,6 +65,8 @@ class Settings:
     export_worker: bool = True
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
+    #: PostgreSQL statement timeout in seconds (0 = none): a longer query is cancelled, the client gets 400
+    statement_timeout: float = 30.0
     #: seconds a SQLite writer waits for the lock held by another process
     sqlite_busy_timeout: float = 30.0
 

@@ -28,8 +28,13 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
-    """Create an engine tuned for the server (see module docstring)."""
+def create_engine(
+    url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, statement_timeout: float = 0, **kwargs: Any
+) -> Engine:
+    """Create an engine tuned for the server (see module docstring).
+
+    ``statement_timeout`` (seconds, PostgreSQL): longer statements are cancelled by the database.
+    """
     if is_sqlite(url):
         engine = sa.create_engine(
             url,
@@ -40,9 +45,16 @@ def create_engine(url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, 
         )
         _configure_sqlite(engine, busy_timeout)
         return engine
-    return sa.create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
-    )
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs)
+    if statement_timeout > 0:
+        @event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_conn: Any, _record: Any) -> None:
+            autocommit = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
+            dbapi_conn.autocommit = autocommit
+    return engine
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
@@ -50,3 +52,19 @@ def test_cors_when_configured(tmp_path):
         assert pre.headers["access-control-allow-origin"] == "https://app.example.id"
         other = c.get("/fhir/metadata", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_postgres_statement_timeout_is_a_400(backend_url):
+    if not backend_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL setting: SQLite has no statement timeout")
+    app = create_app(Settings(database_url=backend_url, statement_timeout=0.05))
+    app.router.add_api_route("/fhir/slow-test", _sleep_route, methods=["GET"])
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/fhir/slow-test")
+        assert r.status_code == 400
+        assert r.json()["issue"][0]["code"] == "too-costly"
+
+
+async def _sleep_route(request: Request) -> None:
+    with request.app.state.fhir.db.read() as conn:
+        conn.exec_driver_sql("SELECT pg_sleep(1)")
