@@ -26,6 +26,8 @@ _FORMAT_PARAM = {
     "json": JSON, "application/json": JSON, "application/fhir+json": JSON, "application/json+fhir": JSON,
     "xml": XML, "text/xml": XML, "application/xml": XML, "application/fhir+xml": XML, "application/xml+fhir": XML,
 }
+#: Accept headers seen on nearly every request, answered without parsing
+_COMMON_JSON_ACCEPTS = frozenset({"*/*", "application/fhir+json", "application/json", "application/json, */*"})
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ROOT_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z]+)[\s/>]")
 
@@ -43,7 +45,7 @@ def format_from_param(value: str) -> str:
 
 def format_from_accept(accept: str | None) -> str:
     """Pick JSON or XML from an Accept header (406 when neither is acceptable)."""
-    if not accept:
+    if not accept or accept in _COMMON_JSON_ACCEPTS:
         return JSON
     best: tuple[float, int, str] | None = None
     for index, part in enumerate(accept.split(",")):

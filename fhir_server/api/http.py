@@ -79,14 +79,15 @@ def base_url(request: Request, configured: str) -> str:
 
 
 def output_format(request: Request) -> str:
-    fmt = request.query_params.get("_format")
-    if fmt:
-        return formats.format_from_param(fmt)
+    if request.scope.get("query_string"):
+        fmt = request.query_params.get("_format")
+        if fmt:
+            return formats.format_from_param(fmt)
     return formats.format_from_accept(request.headers.get("accept"))
 
 
 def is_pretty(request: Request) -> bool:
-    return request.query_params.get("_pretty", "").lower() == "true"
+    return bool(request.scope.get("query_string")) and request.query_params.get("_pretty", "").lower() == "true"
 
 
 def body_response(
@@ -116,8 +117,9 @@ def outcome_response(
         return body_response(request, jsonio.dumps(operation_outcome(issues)), status, headers, fmt=formats.JSON)
 
 
-def version_headers(stored: Stored, base: str, *, location: bool = False) -> dict[str, str]:
+def version_headers(stored: Stored, base: str | None = None) -> dict[str, str]:
+    """ETag and Last-Modified; with ``base``, also the Location of the version."""
     headers = {"ETag": stored.etag, "Last-Modified": to_http_date(stored.updated_us)}
-    if location:
+    if base is not None:
         headers["Location"] = f"{base}/{stored.location}"
     return headers

@@ -56,7 +56,7 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
         return http.body_response(request, st.audit_trail.read(res_id))
     stored = st.resources.read(res_type, res_id)
     assert stored.body is not None
-    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
+    headers = http.version_headers(stored)
     if _not_modified(request, stored.etag, stored.updated_us):
         return Response(status_code=304, headers=headers)
     return http.body_response(request, stored.body, 200, headers)
@@ -144,8 +144,7 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
     st = _state(request)
     stored = st.resources.vread(res_type, res_id, version)
     assert stored.body is not None
-    headers = http.version_headers(stored, http.base_url(request, st.settings.base_url))
-    return http.body_response(request, stored.body, 200, headers)
+    return http.body_response(request, stored.body, 200, http.version_headers(stored))
 
 
 def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
@@ -267,7 +266,7 @@ def _write_response(request: Request, result: WriteResult) -> Response:
     """Status, ETag, Last-Modified, Location and the body the Prefer header asks for."""
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
-    headers = http.version_headers(result.stored, base, location=True)
+    headers = http.version_headers(result.stored, base)
     wanted = http.prefer(request).get("return", "representation")
     if wanted == "minimal":
         return Response(status_code=result.status, headers=headers)
