@@ -138,3 +138,15 @@ def test_operations_are_advertised_with_definitions_that_can_be_read(app_client)
     seed_conformance(app_client.app.state.fhir.resources)
     od = app_client.get("/fhir/OperationDefinition/Patient-everything")
     assert od.status_code == 200 and od.json()["code"] == "everything"
+
+
+def test_patient_everything_since(client):
+    import time
+
+    pid = post(client, PATIENT).json()["id"]
+    old = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "lama"}}, "Condition").json()
+    time.sleep(0.01)
+    new = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "baru"}}, "Condition").json()
+    since = new["meta"]["lastUpdated"]
+    ids = [e["resource"]["id"] for e in client.get(f"/fhir/Patient/{pid}/$everything", params={"_since": since}).json()["entry"]]
+    assert new["id"] in ids and old["id"] not in ids
