@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from fhir_server.api import http
 from fhir_server.api.audit_middleware import AuditMiddleware
+from fhir_server.api.fast_read import FastRead
 from fhir_server.api.guard import RequestGuard
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.api.auth_routes import router as auth_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    app.add_middleware(FastRead)  # innermost: CORS, guard and audit wrap it like any route
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         app.add_middleware(

@@ -68,3 +68,13 @@ def test_postgres_statement_timeout_is_a_400(backend_url):
 async def _sleep_route(request: Request) -> None:
     with request.app.state.fhir.db.read() as conn:
         conn.exec_driver_sql("SELECT pg_sleep(1)")
+
+
+def test_cors_and_security_headers_on_the_fast_read_path(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'fast.sqlite3'}", cors_origins="https://app.example.id"))
+    with TestClient(app) as c:
+        pid = c.post("/fhir/Patient", content=b'{"resourceType":"Patient"}', headers={"Content-Type": "application/fhir+json"}).json()["id"]
+        r = c.get(f"/fhir/Patient/{pid}", headers={"Origin": "https://app.example.id"})
+        assert r.status_code == 200 and r.headers["etag"] == 'W/"1"'
+        assert r.headers["access-control-allow-origin"] == "https://app.example.id"
+        assert r.headers["x-content-type-options"] == "nosniff"
