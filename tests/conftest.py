@@ -55,6 +55,21 @@ def database(backend: str, folder) -> Iterator[str]:  # noqa: ANN001 - a pathlib
         schema.drop()
 
 
+@contextmanager
+def migrated_database(backend: str, folder) -> Iterator["Database"]:  # noqa: ANN001 - a pathlib.Path
+    """A migrated database of ``backend`` as a :class:`Database` (disposed and dropped after)."""
+    from fhir_server.storage import migrate
+    from fhir_server.storage.db import Database
+
+    with database(backend, folder) as url:
+        db = Database.from_url(url, pool_size=2)
+        migrate.upgrade(db.engine)
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
 @pytest.fixture
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """An empty database of the parametrized backend (no tables yet)."""

@@ -6,29 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from fhir_server.storage import migrate
 from fhir_server.storage.audit_tables import audit_events
 from fhir_server.storage.db import Database
-from tests.conftest import BACKENDS, PgSchema
+from tests.conftest import BACKENDS, migrated_database
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def audit_database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Database]:
     """One migrated database per backend for the audit tests."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('auditdb') / 'audit.sqlite3'}"
-    else:
-        schema = PgSchema()
-        url = schema.url
-    db = Database.from_url(url, pool_size=2)
-    migrate.upgrade(db.engine)
-    try:
+    with migrated_database(request.param, tmp_path_factory.mktemp("auditdb")) as db:
         yield db
-    finally:
-        db.dispose()
-        if schema is not None:
-            schema.drop()
 
 
 @pytest.fixture

@@ -7,29 +7,16 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fhir_server.storage import migrate
 from fhir_server.storage.auth_tables import AUTH_TABLES
 from fhir_server.storage.db import Database
-from tests.conftest import BACKENDS, PgSchema
+from tests.conftest import BACKENDS, migrated_database
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def auth_database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Database]:
     """One migrated database per backend for the auth tests."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('authdb') / 'auth.sqlite3'}"
-    else:
-        schema = PgSchema()
-        url = schema.url
-    db = Database.from_url(url, pool_size=2)
-    migrate.upgrade(db.engine)
-    try:
+    with migrated_database(request.param, tmp_path_factory.mktemp("authdb")) as db:
         yield db
-    finally:
-        db.dispose()
-        if schema is not None:
-            schema.drop()
 
 
 @pytest.fixture
