@@ -178,12 +178,19 @@ class ResourceService:
                 f"{res_type}.id",
             )
         expected = parse_version(if_match) if if_match is not None else None
-        warnings = self.validate(stamp(resource, res_id, 1, 0))
+        warnings: list[Issue] | None = None
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
             if expected is not None and (current is None or current.version != expected):
                 have = "does not exist" if current is None else f"is at version {current.version}"
                 raise FhirError.of(412, "conflict", f"If-Match expects version {expected} but {res_type}/{res_id} {have}")
+            if current is not None and not current.deleted and _content_equal(current.body, resource):
+                # unchanged: the stored version was validated when it was written
+                return WriteResult(
+                    Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, [], current.pk
+                )
+            if warnings is None:
+                warnings = self.validate(stamp(resource, res_id, 1, 0))
             updated = now_us()
             if current is None:
                 stamped = stamp(resource, res_id, 1, updated)
@@ -195,10 +202,6 @@ class ResourceService:
                 self.indexer(conn, pk, stamped, fresh=True)
                 self._changed(conn, res_type, stamped, None)
                 return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
-            if not current.deleted and _content_equal(current.body, resource):
-                return WriteResult(
-                    Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, warnings, current.pk
-                )
             version = current.version + 1
             updated = max(updated, current.updated_us + 1)
             stamped = stamp(resource, res_id, version, updated)

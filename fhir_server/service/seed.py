@@ -7,12 +7,16 @@ definition is a no-op update, so restarts do not add versions.
 from __future__ import annotations
 
 import copy
+import logging
 
+from fhir_server.errors import FhirError
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import OPERATIONS, definition
 from fhir_server.search.registry import custom_search_parameters
 from fhir_server.service.resources import ResourceService
 from terminology.engine import default_engine
+
+log = logging.getLogger("fhir_server")
 
 
 def seed_conformance(resources: ResourceService) -> list[str]:
@@ -29,6 +33,10 @@ def seed_conformance(resources: ResourceService) -> list[str]:
         stored.append(f"SearchParameter/{resource['id']}")
     for resource in default_engine().registry.all_resources():
         resource = copy.deepcopy(resource)
-        resources.update(resource["resourceType"], resource["id"], resource)
+        try:
+            resources.update(resource["resourceType"], resource["id"], resource)
+        except FhirError as exc:  # packaged content must never stop the server from starting
+            log.error("not storing %s/%s: %s", resource["resourceType"], resource.get("id"), exc)
+            continue
         stored.append(f"{resource['resourceType']}/{resource['id']}")
     return stored

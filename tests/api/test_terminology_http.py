@@ -117,3 +117,17 @@ def test_strict_region_codes_refuse_unknown_codes(tmp_path):
     with TestClient(app) as strict:
         r = strict.post("/fhir/Patient", content=_patient_with_region("3204159999"), headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 422
+
+
+def test_r4_core_value_sets_and_code_systems_are_served(app_client):
+    from fhir_server.service.seed import seed_conformance
+
+    seed_conformance(app_client.app.state.fhir.resources)
+    vs = app_client.get("/fhir/ValueSet", params={"url": "http://hl7.org/fhir/ValueSet/administrative-gender"}).json()["entry"]
+    assert len(vs) == 1
+    cs = app_client.get("/fhir/CodeSystem", params={"url": "http://hl7.org/fhir/administrative-gender"}).json()["entry"]
+    assert len(cs) == 1
+    expanded = app_client.get("/fhir/ValueSet/$expand", params={"url": "http://hl7.org/fhir/ValueSet/administrative-gender"}).json()
+    assert {c["code"] for c in expanded["expansion"]["contains"]} == {"male", "female", "other", "unknown"}
+    look = app_client.get("/fhir/CodeSystem/$lookup", params={"system": "http://hl7.org/fhir/administrative-gender", "code": "female"})
+    assert params(look)["display"][0]["valueString"] == "Female"
