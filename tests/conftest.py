@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -56,7 +57,7 @@ def database(backend: str, folder) -> Iterator[str]:  # noqa: ANN001 - a pathlib
 
 
 @contextmanager
-def migrated_database(backend: str, folder) -> Iterator["Database"]:  # noqa: ANN001 - a pathlib.Path
+def migrated_database(backend: str, folder) -> Iterator[Any]:  # noqa: ANN001 - folder: a pathlib.Path; yields a Database
     """A migrated database of ``backend`` as a :class:`Database` (disposed and dropped after)."""
     from fhir_server.storage import migrate
     from fhir_server.storage.db import Database

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server import jsonio
-from fhir_server.api import formats, http
+from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome

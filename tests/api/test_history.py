@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlparse
-
-import orjson
-
 from tests.api.test_rest_crud import PATIENT, post, put
 
 
