@@ -54,6 +54,18 @@ def log(msg: str) -> None:
 
 # -- databases --------------------------------------------------------------------------------------
 
+def analyze(url: str) -> None:
+    """Fresh planner statistics after the preload, as after any bulk load (autovacuum would
+    get there later; measuring before it does measures stale statistics)."""
+    from fhir_server.storage.db import Database
+
+    db = Database.from_url(url, pool_size=1)
+    try:
+        db.analyze()
+    finally:
+        db.dispose()
+
+
 @contextmanager
 def database(kind: str, tmp: Path, pg_url: str) -> Iterator[str]:
     """A fresh SQLite file, or a fresh PostgreSQL schema (dropped afterwards)."""
@@ -225,6 +237,7 @@ def start_ours(stack: ExitStack, kind: str, args: argparse.Namespace, bundle_kw:
         sub.enter_context(served(servers.our_server(port, url, args.workers), base, tmp / "server.log", label))
         loaded = Loaded()
         preload(f"{base}/fhir", loaded, args.patients, label=label, **bundle_kw)
+        analyze(url)
         notes.append(f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
                      f"({loaded.resources / loaded.seconds:,.0f} resources/s, {args.load_threads} transactions in flight)")
         return Target(label, base, loaded)
@@ -397,7 +410,7 @@ def cmd_scale(args: argparse.Namespace) -> None:
                 f"(Patient + {args.encounters} Encounters); {sizes[-1] * per_patient:,} resources in all")
             try:
                 with served(servers.our_server(port, url, args.workers), base, tmp / "server.log", label):
-                    measure_sizes(label, base, sizes, chosen, args, rows, notes)
+                    measure_sizes(label, base, url, sizes, chosen, args, rows, notes)
             except Exception as e:
                 traceback.print_exc()
                 notes.append(f"{label}: FAILED: {e}")
@@ -405,12 +418,13 @@ def cmd_scale(args: argparse.Namespace) -> None:
     print_scale(rows, notes, args)
 
 
-def measure_sizes(label: str, base: str, sizes: list[int], chosen: list[str], args: argparse.Namespace,
+def measure_sizes(label: str, base: str, url: str, sizes: list[int], chosen: list[str], args: argparse.Namespace,
                   rows: list[tuple[int, load.Result]], notes: list[str]) -> None:
     loaded = Loaded()
     for size in sizes:
         preload(f"{base}/fhir", loaded, size, per_bundle=args.bundle_patients, threads=args.load_threads,
                 encounters=args.encounters, extras=False, label=f"{label} -> {size:,}")
+        analyze(url)
         notes.append(f"{label}: {size:,} Patients loaded after {loaded.seconds:.0f}s of loading "
                      f"({loaded.resources / loaded.seconds:,.0f} resources/s on average)")
         for sc in chosen:

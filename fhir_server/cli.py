@@ -113,7 +113,7 @@ def reindex(
 
     from fhir_server.registry import is_resource_type
     from fhir_server.search.reindex import reindex as run_reindex
-    from fhir_server.storage.db import create_engine
+    from fhir_server.storage.db import Database, create_engine
 
     if res_type is not None and not is_resource_type(res_type):
         typer.echo(f"'{res_type}' is not an R4 resource type", err=True)
@@ -124,6 +124,7 @@ def reindex(
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task(f"reindex {res_type or 'all types'}", total=None)
             done = run_reindex(engine, res_type, lambda n, total: bar.update(task, completed=n, total=total))
+        Database(engine).analyze()
     finally:
         engine.dispose()
     typer.echo(f"reindexed {done} resources")
@@ -155,6 +156,7 @@ def import_command(
             summary = Importer(state.bundles, batch_size=batch_size).run(
                 [Path(p) for p in paths], progress=lambda n: bar.advance(task, n)
             )
+        state.db.analyze()  # fresh planner statistics after a bulk load
     finally:
         state.db.dispose()
     table = Table(title=f"import: {summary.files} file(s)")

@@ -182,6 +182,20 @@ class Database:
                     raise
         return None  # pragma: no cover
 
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (after a bulk load: with stale statistics
+        PostgreSQL can misjudge a search with thousands of matches by orders of magnitude)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+                try:
+                    conn.exec_driver_sql("ANALYZE")
+                finally:
+                    conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            else:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+
     def dispose(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
