@@ -77,3 +77,9 @@ def test_history_rejects_bad_parameters(client):
 
 def test_history_of_unknown_resource_is_404(client):
     assert client.get("/fhir/Patient/nope/_history").status_code == 404
+
+
+def test_history_since_at_the_end_of_time_is_not_a_server_error(client):
+    r = client.get("/fhir/_history", params={"_since": "9999-12-31T23:59:59.999999Z"})
+    assert r.status_code == 200
+    assert r.json()["entry"] == []
