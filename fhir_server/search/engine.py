@@ -9,16 +9,19 @@ happen. The default order is ``pk`` ascending (insertion order).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
 import orjson
 import sqlalchemy as sa
 
 from ..errors import FhirError, Issue, warning
-from ..storage.index_tables import idx_reference
-from ..storage.tables import resources
+from ..storage.db import Database
 from .parse import CURSOR, IncludeSpec, SearchQuery, encode_cursor, parse_query
 from .registry import summary_info
-from .sql import SqlBuilder
+from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
 
 Entry = tuple[str, str, bytes]
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -41,7 +44,7 @@ class SearchResult:
 
 
 def run_search(
-    conn: sa.Connection,
+    source: Database | sa.Connection,
     res_type: str | None,
     params: list[tuple[str, str]],
     *,
@@ -52,8 +55,11 @@ def run_search(
 ) -> SearchResult:
     """Search ``res_type`` (None: all types / ``_type``) with ``params`` as given in the query string.
 
-    ``base_url`` (e.g. ``http://host/fhir``) lets absolute reference values
-    under this server match local references.
+    ``source`` is the :class:`Database` (a read of its own: one autocommit
+    statement, or a read-only snapshot when the page needs more than one) or an
+    open connection (inside a write transaction). ``base_url`` (e.g.
+    ``http://host/fhir``) lets absolute reference values under this server
+    match local references.
     """
     q = parse_query(res_type, params, strict=strict)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
@@ -61,107 +67,135 @@ def run_search(
     if count > max_count:
         out.issues.append(warning("informational", f"_count={count} reduced to the maximum {max_count}"))
         count = max_count
-    builder = SqlBuilder(base_url)
-    r = resources.alias("r")
-    where = [r.c.deleted == sa.false()]
+    b = SqlBuilder(base_url)
+    where = ["r.deleted = FALSE"]
     if q.res_types:
-        where.append(r.c.res_type.in_(q.res_types) if len(q.res_types) > 1 else r.c.res_type == q.res_types[0])
-    where.extend(builder.clauses(r, q.criteria))
+        where.append(b.in_list("r.res_type", list(q.res_types)))
+    where.extend(b.clauses("r", q.criteria))
+    where_sql = " AND ".join(where)
 
     if q.sort and len(q.res_types) != 1 and any(k.param is not None for k in q.sort):
         raise FhirError.of(400, "not-supported", "_sort by a search parameter needs exactly one resource type")
-    keys = [builder.sort_expr(r, k.code, k.descending, q.res_types).label(f"k{i}") for i, k in enumerate(q.sort)]
-    inner = sa.select(r.c.pk, r.c.res_type, r.c.res_id, r.c.body, *keys).where(*where).subquery("s")
-    kcols = [(inner.c[f"k{i}"], k.descending) for i, k in enumerate(q.sort)]
+    keys = "".join(f", {b.sort_expr('r', k.code, k.descending, q.res_types)} AS k{i}" for i, k in enumerate(q.sort))
+    count_sql = f"SELECT count(*) FROM resources r WHERE {where_sql}"
 
     if q.summary == "count" or count == 0:
-        out.total = _count(conn, where, r)
+        with _rows(source, snapshot=False) as rows:
+            out.total = rows(count_sql, b.params)[0][0]
         out.first_params = _with_count(out.self_params, count)
         return out
 
-    direction = "n"
-    stmt = sa.select(inner)
+    kcols = [(f"s.k{i}", k.descending) for i, k in enumerate(q.sort)]
+    direction, keyset = "n", ""
     if q.cursor is not None:
         cur = q.cursor
-        if len(cur["k"]) != len(kcols):
-            raise FhirError.of(400, "invalid", f"{CURSOR}: page token does not match the _sort of this search")
+        _check_cursor(cur, q)
         direction = cur["d"]
-        stmt = stmt.where(_keyset(kcols, cur["k"], inner.c.pk, cur["pk"], after=direction == "n"))
-    stmt = stmt.order_by(*_order(kcols, inner.c.pk, forward=direction == "n")).limit(count + 1)
-    rows = conn.execute(stmt).all()
-    more = len(rows) > count
-    rows = rows[:count]
-    if direction == "p":
-        rows.reverse()
-    has_next = more if direction == "n" else True
-    has_prev = q.cursor is not None if direction == "n" else more
+        keyset = " WHERE " + _keyset(b, kcols, cur["k"], cur["pk"], after=direction == "n")
+    order = ", ".join(_order(kcols, forward=direction == "n"))
+    page_sql = (f"SELECT * FROM (SELECT r.pk, r.res_type, r.res_id, r.body{keys} FROM resources r "
+                f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}")
+    wants_total = q.total == "accurate" or q.total == "estimate"
+    with _rows(source, snapshot=wants_total or bool(q.includes)) as rows:
+        found = rows(page_sql, b.params)
+        more = len(found) > count
+        found = found[:count]
+        if direction == "p":
+            found.reverse()
+        has_next = more if direction == "n" else True
+        has_prev = q.cursor is not None if direction == "n" else more
 
-    base_params = list(q.used)
-    if q.cursor_raw is not None:
-        out.self_params = _with_count(base_params, count) + [(CURSOR, q.cursor_raw)]
-    out.first_params = _with_count(base_params, count)
-    if rows and has_next:
-        last = rows[-1]
-        token = encode_cursor([last._mapping[f"k{i}"] for i in range(len(kcols))], last.pk, "n")
-        out.next_params = _with_count(base_params, count) + [(CURSOR, token)]
-    if rows and has_prev:
-        first = rows[0]
-        token = encode_cursor([first._mapping[f"k{i}"] for i in range(len(kcols))], first.pk, "p")
-        out.prev_params = _with_count(base_params, count) + [(CURSOR, token)]
+        base_params = list(q.used)
+        if q.cursor_raw is not None:
+            out.self_params = _with_count(base_params, count) + [(CURSOR, q.cursor_raw)]
+        out.first_params = _with_count(base_params, count)
+        if found and has_next:
+            last = found[-1]
+            out.next_params = _with_count(base_params, count) + [(CURSOR, encode_cursor(list(last[4:]), last[0], "n"))]
+        if found and has_prev:
+            first = found[0]
+            out.prev_params = _with_count(base_params, count) + [(CURSOR, encode_cursor(list(first[4:]), first[0], "p"))]
 
-    if q.total == "accurate" or (q.total == "estimate" and (q.cursor is not None or more)):
-        out.total = _count(conn, where, r)
-    elif q.cursor is None and not more:
-        out.total = len(rows)  # known for free
+        if q.total == "accurate" or (q.total == "estimate" and (q.cursor is not None or more)):
+            out.total = rows(count_sql, b.params)[0][0]
+        elif q.cursor is None and not more:
+            out.total = len(found)  # known for free
 
-    matches = [(row.pk, row.res_type, row.res_id, row.body) for row in rows]
-    included = _includes(conn, q, matches) if q.includes else []
-    out.matches = [(t, i, _subset(b, t, q)) for _, t, i, b in matches]
-    out.includes = [(t, i, _subset(b, t, q, include=True)) for _, t, i, b in included]
+        matches = [(row[0], row[1], row[2], _as_bytes(row[3])) for row in found]
+        included = _includes(rows, q, matches) if q.includes else []
+    out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
+    out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
     return out
+
+
+Rows = Callable[[str, dict[str, Any]], list[tuple]]
+
+
+@contextmanager
+def _rows(source: Database | sa.Connection, *, snapshot: bool) -> Iterator[Rows]:
+    """A function running one SELECT (``:vN`` placeholders) and returning its rows."""
+    if isinstance(source, sa.Connection):
+        dialect = source.dialect.name
+
+        def run(sql: str, params: dict[str, Any]) -> list[tuple]:
+            return [tuple(r) for r in source.exec_driver_sql(dbapi_sql(sql, dialect), params)]
+
+        yield run
+        return
+    with source.raw_reads(snapshot=snapshot) as fetch_all:
+        yield lambda sql, params: fetch_all(dbapi_sql(sql, source.dialect), params)
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else bytes(value)
 
 
 def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
     return [(n, v) for n, v in params if n != "_count"] + [("_count", str(count))]
 
 
-def _count(conn: sa.Connection, where: list, r: sa.FromClause) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(r).where(*where)).scalar_one()
-
-
 # ----------------------------------------------------------------------------- keyset paging
 
-def _order(kcols, pk, *, forward: bool) -> list:
+def _check_cursor(cur: dict, q: SearchQuery) -> None:
+    """A page token must fit this search's _sort: same number of keys, each of the key's type."""
+    bad = FhirError.of(400, "invalid", f"{CURSOR}: page token does not match the _sort of this search")
+    if len(cur["k"]) != len(q.sort) or not isinstance(cur["pk"], int) or isinstance(cur["pk"], bool):
+        raise bad
+    for key, value in zip(q.sort, cur["k"]):
+        numeric = key.code == "_lastUpdated" or (key.param is not None and key.param.type in ("date", "number", "quantity"))
+        wanted = (int, float) if numeric else (str,)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
+            raise bad
+
+
+def _order(kcols: list[tuple[str, bool]], *, forward: bool) -> list[str]:
     out = []
     for col, desc in kcols:
         if forward:
-            out.append((col.desc() if desc else col.asc()).nulls_last())
+            out.append(f"{col} {'DESC' if desc else 'ASC'} NULLS LAST")
         else:
-            out.append((col.asc() if desc else col.desc()).nulls_first())
-    out.append(pk.asc() if forward else pk.desc())
+            out.append(f"{col} {'ASC' if desc else 'DESC'} NULLS FIRST")
+    out.append("s.pk ASC" if forward else "s.pk DESC")
     return out
 
 
-def _keyset(kcols, values, pk, last_pk, *, after: bool) -> sa.ColumnElement:
+def _keyset(b: SqlBuilder, kcols: list[tuple[str, bool]], values: list, last_pk: int, *, after: bool) -> str:
     """Rows strictly after (or before) the cursor in the forward order (NULLs last)."""
     ors, eqs = [], []
     for (col, desc), v in zip(kcols, values):
         if after:
-            if v is None:
-                step = sa.false()
-            else:
-                step = sa.or_((col < v) if desc else (col > v), col.is_(None))
+            step = FALSE if v is None else f"({col} {'<' if desc else '>'} {b.p(v)} OR {col} IS NULL)"
         else:
-            step = col.is_not(None) if v is None else ((col > v) if desc else (col < v))
-        ors.append(sa.and_(*eqs, step))
-        eqs.append(col.is_(None) if v is None else col == v)
-    ors.append(sa.and_(*eqs, pk > last_pk if after else pk < last_pk))
-    return sa.or_(*ors)
+            step = f"{col} IS NOT NULL" if v is None else f"{col} {'>' if desc else '<'} {b.p(v)}"
+        ors.append(and_([*eqs, step]))
+        eqs.append(f"{col} IS NULL" if v is None else f"{col} = {b.p(v)}")
+    ors.append(and_([*eqs, f"s.pk {'>' if after else '<'} {b.p(last_pk)}"]))
+    return or_(ors)
 
 
 # ----------------------------------------------------------------------------- includes
 
-def _includes(conn: sa.Connection, q: SearchQuery, matches: list) -> list:
+def _includes(rows: Rows, q: SearchQuery, matches: list) -> list:
     seen = {(t, i) for _, t, i, _ in matches}
     result: list = []
     current = matches
@@ -172,7 +206,7 @@ def _includes(conn: sa.Connection, q: SearchQuery, matches: list) -> list:
             break
         new = []
         for spec in active:
-            found = _reverse(conn, spec, current) if spec.reverse else _forward(conn, spec, current)
+            found = _reverse(rows, spec, current) if spec.reverse else _forward(rows, spec, current)
             for row in found:
                 key = (row[1], row[2])
                 if key not in seen:
@@ -185,49 +219,42 @@ def _includes(conn: sa.Connection, q: SearchQuery, matches: list) -> list:
     return result[:MAX_INCLUDES]
 
 
-def _forward(conn: sa.Connection, spec: IncludeSpec, sources: list) -> list:
+def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
     pks = [pk for pk, t, _, _ in sources if spec.source_type in ("*", t)]
     if not pks:
         return []
-    ref = idx_reference.alias("ref")
-    t = resources.alias("t")
-    stmt = (
-        sa.select(t.c.pk, t.c.res_type, t.c.res_id, t.c.body)
-        .select_from(ref.join(t, sa.and_(t.c.res_type == ref.c.target_type, t.c.res_id == ref.c.target_id)))
-        .where(ref.c.resource_pk.in_(pks), t.c.deleted == sa.false())
-        .distinct()
-    )
+    b = SqlBuilder()
+    conds = [b.in_list("ref.resource_pk", pks), "t.deleted = FALSE"]
     if spec.param != "*":
-        stmt = stmt.where(ref.c.param == spec.param)
+        conds.append(f"ref.param = {b.p(spec.param)}")
     if spec.target_type:
-        stmt = stmt.where(t.c.res_type == spec.target_type)
-    return [tuple(row) for row in conn.execute(stmt)]
+        conds.append(f"t.res_type = {b.p(spec.target_type)}")
+    sql = ("SELECT DISTINCT t.pk, t.res_type, t.res_id, t.body FROM idx_reference ref "
+           "JOIN resources t ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
+           f"WHERE {' AND '.join(conds)}")
+    return [(r[0], r[1], r[2], _as_bytes(r[3])) for r in rows(sql, b.params)]
 
 
-def _reverse(conn: sa.Connection, spec: IncludeSpec, targets: list) -> list:
+def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
     wanted = {(t, i) for _, t, i, _ in targets}
     if spec.target_type:
         wanted = {w for w in wanted if w[0] == spec.target_type}
     if not wanted:
         return []
-    ref = idx_reference.alias("ref")
-    s = resources.alias("s")
-    stmt = (
-        sa.select(s.c.pk, s.c.res_type, s.c.res_id, s.c.body, ref.c.target_type, ref.c.target_id)
-        .select_from(ref.join(s, s.c.pk == ref.c.resource_pk))
-        .where(ref.c.target_id.in_(sorted({i for _, i in wanted})),
-               ref.c.target_type.in_(sorted({t for t, _ in wanted})),
-               s.c.deleted == sa.false())
-    )
+    b = SqlBuilder()
+    conds = [b.in_list("ref.target_id", sorted({i for _, i in wanted})),
+             b.in_list("ref.target_type", sorted({t for t, _ in wanted})), "s.deleted = FALSE"]
     if spec.source_type != "*":
-        stmt = stmt.where(s.c.res_type == spec.source_type)
+        conds.append(f"s.res_type = {b.p(spec.source_type)}")
     if spec.param != "*":
-        stmt = stmt.where(ref.c.param == spec.param)
+        conds.append(f"ref.param = {b.p(spec.param)}")
+    sql = ("SELECT s.pk, s.res_type, s.res_id, s.body, ref.target_type, ref.target_id FROM idx_reference ref "
+           f"JOIN resources s ON s.pk = ref.resource_pk WHERE {' AND '.join(conds)}")
     out, seen = [], set()
-    for row in conn.execute(stmt):
-        if (row.target_type, row.target_id) in wanted and row.pk not in seen:
-            seen.add(row.pk)
-            out.append((row.pk, row.res_type, row.res_id, row.body))
+    for pk, res_type, res_id, body, target_type, target_id in rows(sql, b.params):
+        if (target_type, target_id) in wanted and pk not in seen:
+            seen.add(pk)
+            out.append((pk, res_type, res_id, _as_bytes(body)))
     return out
 
 

@@ -1,138 +1,166 @@
-"""SQL for search criteria: the same SQLAlchemy Core on SQLite and PostgreSQL.
+"""SQL text for search criteria: one string for SQLite and PostgreSQL, named ``:vN`` parameters.
 
-Each criterion becomes ``r.pk IN (SELECT resource_pk FROM idx_x WHERE param = :p AND ...)``
+Each criterion becomes ``r.pk IN (SELECT resource_pk FROM idx_x WHERE param = :v1 AND ...)``
 (``NOT IN`` for ``:not``, ``:missing=true`` and ``ne``), which both planners
 drive from the ``(param, value, ..., resource_pk)`` B-tree indexes. Chains join
 ``idx_reference`` to the target ``resources`` row and recurse; ``_has`` selects
 ``target_id`` values from the referring resources' reference rows.
+
+The SQL is built as plain strings, not SQLAlchemy expressions: building and
+compiling a Core expression tree cost over a millisecond of Python per search,
+several times the query itself. Every value is a bound parameter (never
+spliced into the text); table aliases and column names come from this module
+only. :func:`dbapi_sql` turns the ``:vN`` placeholders into the driver's style.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from decimal import Decimal
+from typing import Any
 
-import sqlalchemy as sa
-
-from ..storage.index_tables import (
-    idx_composite,
-    idx_date,
-    idx_number,
-    idx_quantity,
-    idx_reference,
-    idx_string,
-    idx_token,
-    idx_uri,
-)
-from ..storage.tables import resources
-from .parse import CompositeValue, Criterion, DateValue, OfTypeValue, QuantityValue, TokenValue
 from .extract import leaf_type
+from .parse import CompositeValue, Criterion, DateValue, OfTypeValue, QuantityValue, TokenValue
 from .registry import is_single_valued, params_for
 from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {
-    "token": idx_token,
-    "string": idx_string,
-    "date": idx_date,
-    "reference": idx_reference,
-    "number": idx_number,
-    "quantity": idx_quantity,
-    "uri": idx_uri,
-    "composite": idx_composite,
+    "token": "idx_token",
+    "string": "idx_string",
+    "date": "idx_date",
+    "reference": "idx_reference",
+    "number": "idx_number",
+    "quantity": "idx_quantity",
+    "uri": "idx_uri",
+    "composite": "idx_composite",
 }
+#: the column a sort by a parameter of each type uses (dates: ``lo`` ascending, ``hi`` descending)
+SORT_COLUMNS = {"string": "value", "token": "code", "uri": "value", "number": "value", "quantity": "value",
+                "reference": "target_id"}
 TOP = "\U0010ffff"  # sorts after every other character (bytewise, UTF-8)
 #: widest range of a date/dateTime/instant value: a partial year (leap)
 YEAR_SPAN = 366 * 86_400_000_000
 RANGE_TYPES = ("date", "number", "quantity")
+TRUE, FALSE = "1=1", "1=0"
+_PLACEHOLDER = re.compile(r":(v\d+)\b")
+
+
+def dbapi_sql(sql: str, dialect: str) -> str:
+    """``:vN`` placeholders as the driver wants them (sqlite3 takes them as they are)."""
+    return sql if dialect == "sqlite" else _PLACEHOLDER.sub(r"%(\1)s", sql)
 
 
 def _escape_like(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# ----------------------------------------------------------------------------- value predicates
-
-def date_predicate(lo: sa.ColumnElement, hi: sa.ColumnElement, v: DateValue,
-                   span: int | None = None) -> sa.ColumnElement:
-    """Spec range semantics: target [lo, hi] vs search [v.lo, v.hi] (both inclusive).
-
-    ``span`` is an upper bound of ``hi - lo`` for the parameter (a year for
-    date/dateTime/instant elements, None for Periods). It adds redundant
-    bounds on ``lo`` so a single index range scan on ``(param, lo)`` serves
-    ``ge``/``gt`` too, and ``ge X & lt Y`` becomes one narrow range.
-    """
-    contained = sa.and_(lo >= v.lo, hi <= v.hi)
-    p = v.prefix
-    if p == "eq":
-        return sa.and_(contained, lo <= v.hi)
-    if p == "ne":
-        return sa.or_(lo < v.lo, hi > v.hi)
-    if p == "gt":
-        return sa.and_(hi > v.hi, lo > v.hi - span) if span else hi > v.hi
-    if p == "lt":
-        return lo < v.lo
-    if p == "ge":
-        # hi > v.hi or contained  <=>  hi > v.hi or lo >= v.lo (as lo <= hi); either way hi >= v.lo
-        cond = sa.or_(hi > v.hi, contained)
-        return sa.and_(cond, lo >= v.lo - span) if span else sa.and_(cond, hi >= v.lo)
-    if p == "le":
-        return sa.and_(sa.or_(lo < v.lo, contained), lo <= v.hi)
-    if p == "sa":
-        return lo > v.hi
-    if p == "eb":
-        return sa.and_(hi < v.lo, lo < v.lo)
-    # ap: overlap with the search range widened by 10% of its distance from now (min. 1 day)
-    now = int(time.time() * 1_000_000)
-    slack = max(abs(now - v.lo) // 10, 86_400_000_000)
-    return sa.and_(lo <= min(v.hi + slack, MAX_US), hi >= v.lo - slack)
+def and_(parts: list[str]) -> str:
+    return "(" + " AND ".join(parts) + ")" if parts else TRUE
 
 
-def number_predicate(col: sa.ColumnElement, prefix: str, value: Decimal, lo: float, hi: float) -> sa.ColumnElement:
-    """Number/quantity: ``eq`` matches the implicit precision range of the search value."""
-    v = float(value)
-    if prefix == "eq":
-        return sa.and_(col >= lo, col < hi)
-    if prefix == "ne":
-        return sa.or_(col < lo, col >= hi)
-    if prefix in ("gt", "sa"):
-        return col > v
-    if prefix in ("lt", "eb"):
-        return col < v
-    if prefix == "ge":
-        return col >= v
-    if prefix == "le":
-        return col <= v
-    delta = abs(v) * 0.1  # ap: within 10%
-    return sa.and_(col >= v - delta, col <= v + delta)
+def or_(parts: list[str]) -> str:
+    return "(" + " OR ".join(parts) + ")" if parts else FALSE
 
-
-def _token_value(t: sa.Table, v: TokenValue, code_col: str = "code", system_col: str = "system") -> sa.ColumnElement:
-    code, system = t.c[code_col], t.c[system_col]
-    conds = []
-    if v.code is not None:
-        conds.append(code == cut(v.code))
-    if v.system == "":
-        conds.append(system.is_(None))
-    elif v.system is not None:
-        conds.append(system == cut(v.system))
-    return sa.and_(*conds)
-
-
-# ----------------------------------------------------------------------------- criteria
 
 class SqlBuilder:
-    """Builds WHERE clauses for parsed criteria; ``base_url`` makes absolute references local."""
+    """Builds WHERE clauses for parsed criteria; collects their values in :attr:`params`.
+
+    ``base_url`` makes absolute references under this server local.
+    """
 
     def __init__(self, base_url: str | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        self.params: dict[str, Any] = {}
         self._n = 0
 
-    def _alias(self, t: sa.Table) -> sa.Alias:
-        self._n += 1
-        return t.alias(f"{t.name}_{self._n}")
+    def p(self, value: Any) -> str:
+        """A placeholder bound to ``value``."""
+        name = f"v{len(self.params)}"
+        self.params[name] = value
+        return ":" + name
 
-    def clauses(self, r: sa.FromClause, criteria: list[Criterion]) -> list[sa.ColumnElement]:
-        """Clauses for AND-ed criteria.
+    def in_list(self, column: str, values: list[Any], *, negate: bool = False) -> str:
+        if not values:
+            return TRUE if negate else FALSE
+        return f"{column} {'NOT IN' if negate else 'IN'} ({', '.join(self.p(v) for v in values)})"
+
+    def _alias(self, table: str) -> str:
+        self._n += 1
+        return f"{table}_{self._n}"
+
+    # ------------------------------------------------------------------------- value predicates
+
+    def date_predicate(self, lo: str, hi: str, v: DateValue, span: int | None = None) -> str:
+        """Spec range semantics: target [lo, hi] vs search [v.lo, v.hi] (both inclusive).
+
+        ``span`` is an upper bound of ``hi - lo`` for the parameter (a year for
+        date/dateTime/instant elements, None for Periods). It adds redundant
+        bounds on ``lo`` so a single index range scan on ``(param, lo)`` serves
+        ``ge``/``gt`` too, and ``ge X & lt Y`` becomes one narrow range.
+        """
+        p = self.p
+
+        def contained() -> str:
+            return f"{lo} >= {p(v.lo)} AND {hi} <= {p(v.hi)}"
+
+        prefix = v.prefix
+        if prefix == "eq":
+            return f"({contained()} AND {lo} <= {p(v.hi)})"
+        if prefix == "ne":
+            return f"({lo} < {p(v.lo)} OR {hi} > {p(v.hi)})"
+        if prefix == "gt":
+            return f"({hi} > {p(v.hi)} AND {lo} > {p(v.hi - span)})" if span else f"{hi} > {p(v.hi)}"
+        if prefix == "lt":
+            return f"{lo} < {p(v.lo)}"
+        if prefix == "ge":
+            # hi > v.hi or contained  <=>  hi > v.hi or lo >= v.lo (as lo <= hi); either way hi >= v.lo
+            cond = f"({hi} > {p(v.hi)} OR ({contained()}))"
+            return f"({cond} AND {lo} >= {p(v.lo - span)})" if span else f"({cond} AND {hi} >= {p(v.lo)})"
+        if prefix == "le":
+            return f"(({lo} < {p(v.lo)} OR ({contained()})) AND {lo} <= {p(v.hi)})"
+        if prefix == "sa":
+            return f"{lo} > {p(v.hi)}"
+        if prefix == "eb":
+            return f"({hi} < {p(v.lo)} AND {lo} < {p(v.lo)})"
+        # ap: overlap with the search range widened by 10% of its distance from now (min. 1 day)
+        now = int(time.time() * 1_000_000)
+        slack = max(abs(now - v.lo) // 10, 86_400_000_000)
+        return f"({lo} <= {p(min(v.hi + slack, MAX_US))} AND {hi} >= {p(v.lo - slack)})"
+
+    def number_predicate(self, col: str, prefix: str, value: Decimal, lo: float, hi: float) -> str:
+        """Number/quantity: ``eq`` matches the implicit precision range of the search value."""
+        p = self.p
+        v = float(value)
+        if prefix == "eq":
+            return f"({col} >= {p(lo)} AND {col} < {p(hi)})"
+        if prefix == "ne":
+            return f"({col} < {p(lo)} OR {col} >= {p(hi)})"
+        if prefix in ("gt", "sa"):
+            return f"{col} > {p(v)}"
+        if prefix in ("lt", "eb"):
+            return f"{col} < {p(v)}"
+        if prefix == "ge":
+            return f"{col} >= {p(v)}"
+        if prefix == "le":
+            return f"{col} <= {p(v)}"
+        delta = abs(v) * 0.1  # ap: within 10%
+        return f"({col} >= {p(v - delta)} AND {col} <= {p(v + delta)})"
+
+    def _token_value(self, t: str, v: TokenValue, code_col: str = "code", system_col: str = "system") -> str:
+        conds = []
+        if v.code is not None:
+            conds.append(f"{t}.{code_col} = {self.p(cut(v.code))}")
+        if v.system == "":
+            conds.append(f"{t}.{system_col} IS NULL")
+        elif v.system is not None:
+            conds.append(f"{t}.{system_col} = {self.p(cut(v.system))}")
+        return and_(conds)
+
+    # ------------------------------------------------------------------------- criteria
+
+    def clauses(self, r: str, criteria: list[Criterion]) -> list[str]:
+        """Clauses for AND-ed criteria on the ``resources`` alias ``r``.
 
         Range criteria (date/number/quantity, no modifier) on the same
         single-valued parameter share one subquery, so ``birthdate=ge1980&
@@ -140,7 +168,8 @@ class SqlBuilder:
         intersected. For multi-valued parameters each criterion stays
         separate, as the spec requires (different values may satisfy each).
         """
-        out, groups = [], {}
+        out: list[str] = []
+        groups: dict[str, list[Criterion]] = {}
         for c in criteria:
             if self._mergeable(c):
                 groups.setdefault(c.code, []).append(c)
@@ -150,9 +179,11 @@ class SqlBuilder:
             if len(group) == 1:
                 out.append(self.clause(r, group[0]))
                 continue
-            t = self._alias(TABLES[group[0].ptype])
-            conds = [sa.or_(*[self._value(t, c, v) for v in c.values]) for c in group]
-            out.append(r.c.pk.in_(sa.select(t.c.resource_pk).where(t.c.param == code, *conds)))
+            table = TABLES[group[0].ptype]
+            t = self._alias(table)
+            head = f"SELECT {t}.resource_pk FROM {table} {t} WHERE {t}.param = {self.p(code)}"
+            conds = [or_([self._value(t, c, v) for v in c.values]) for c in group]
+            out.append(f"{r}.pk IN ({head} AND {' AND '.join(conds)})")
         return out
 
     @staticmethod
@@ -160,98 +191,96 @@ class SqlBuilder:
         return (c.ptype in RANGE_TYPES and c.param is not None and c.modifier is None and c.chain is None
                 and len(c.res_types) == 1 and is_single_valued(c.res_types[0], c.param.expression))
 
-    def clause(self, r: sa.FromClause, c: Criterion) -> sa.ColumnElement:
-        """Boolean clause on the resources row ``r`` for criterion ``c``."""
+    def clause(self, r: str, c: Criterion) -> str:
+        """Boolean clause on the resources alias ``r`` for criterion ``c``."""
         if c.has is not None:
             return self._has(r, c)
         if c.chain is not None:
             return self._chain(r, c)
         if c.param is None and c.modifier == "missing":
-            return sa.false() if c.missing else sa.true()  # every resource has an id and lastUpdated
+            return FALSE if c.missing else TRUE  # every resource has an id and lastUpdated
         if c.code == "_id":
             ids = [v.code if isinstance(v, TokenValue) else v for v in c.values]
-            ids = [i for i in ids if i is not None]
-            return r.c.res_id.not_in(ids) if c.modifier == "not" else r.c.res_id.in_(ids)
+            return self.in_list(f"{r}.res_id", [i for i in ids if i is not None], negate=c.modifier == "not")
         if c.code == "_lastUpdated":
-            return sa.or_(*[date_predicate(r.c.updated_us, r.c.updated_us, v) for v in c.values])
-        t = self._alias(TABLES[c.ptype])
-        base = [t.c.param == c.code]
+            return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in c.values])
+        table = TABLES[c.ptype]
+        t = self._alias(table)
+        param = c.code + ":of-type" if c.ptype == "token" and c.modifier == "of-type" else c.code
+        head = f"SELECT {t}.resource_pk FROM {table} {t} WHERE {t}.param = {self.p(param)}"
         if c.modifier == "missing":
-            sub = sa.select(t.c.resource_pk).where(*base)
-            return r.c.pk.not_in(sub) if c.missing else r.c.pk.in_(sub)
-        if c.ptype == "token" and c.modifier == "of-type":
-            base = [t.c.param == c.code + ":of-type"]
-        ors = [self._value(t, c, v) for v in c.values]
-        sub = sa.select(t.c.resource_pk).where(*base, sa.or_(*ors))
-        if c.modifier == "not":
-            return r.c.pk.not_in(sub)
-        return r.c.pk.in_(sub)
+            return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
+        sub = f"{head} AND {or_([self._value(t, c, v) for v in c.values])}"
+        return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
 
-    def _value(self, t: sa.Alias, c: Criterion, v) -> sa.ColumnElement:
-        pt, mod = c.ptype, c.modifier
+    def _value(self, t: str, c: Criterion, v: Any) -> str:
+        pt, mod, p = c.ptype, c.modifier, self.p
         if pt == "token":
             if mod == "text":
-                return sa.or_(t.c.text.like(_escape_like(v) + "%", escape="\\"),
-                              t.c.text.like("% " + _escape_like(v) + "%", escape="\\"))
+                return (f"({t}.text LIKE {p(_escape_like(v) + '%')} ESCAPE '\\' "
+                        f"OR {t}.text LIKE {p('% ' + _escape_like(v) + '%')} ESCAPE '\\')")
             if isinstance(v, OfTypeValue):
-                return sa.and_(t.c.system == cut(f"{v.type_system}|{v.type_code}"), t.c.code == cut(v.value))
-            return _token_value(t, v)
+                return f"({t}.system = {p(cut(f'{v.type_system}|{v.type_code}'))} AND {t}.code = {p(cut(v.value))})"
+            return self._token_value(t, v)
         if pt == "string":
             norm = normalize_string(v)
             if mod == "exact":
-                return sa.and_(t.c.value == norm, t.c.exact == v)
+                return f"({t}.value = {p(norm)} AND {t}.exact = {p(v)})"
             if mod == "contains":
-                return t.c.value.like("%" + _escape_like(norm) + "%", escape="\\")
-            return sa.and_(t.c.value >= norm, t.c.value < norm + TOP)
+                return f"{t}.value LIKE {p('%' + _escape_like(norm) + '%')} ESCAPE '\\'"
+            return f"({t}.value >= {p(norm)} AND {t}.value < {p(norm + TOP)})"
         if pt == "date":
-            return date_predicate(t.c.lo, t.c.hi, v, _span(c))
+            return self.date_predicate(f"{t}.lo", f"{t}.hi", v, _span(c))
         if pt == "number":
-            return number_predicate(t.c.value, v.prefix, v.value, v.lo, v.hi)
+            return self.number_predicate(f"{t}.value", v.prefix, v.value, v.lo, v.hi)
         if pt == "quantity":
             return self._quantity(t, v)
         if pt == "uri":
             if mod == "below":
-                return sa.and_(t.c.value >= cut(v), t.c.value < cut(v) + TOP)
+                return f"({t}.value >= {p(cut(v))} AND {t}.value < {p(cut(v) + TOP)})"
             if mod == "above":
-                return t.c.value.in_([cut(u) for u in _uri_prefixes(v)])
-            return t.c.value == cut(v)
+                return self.in_list(f"{t}.value", [cut(u) for u in _uri_prefixes(v)])
+            return f"{t}.value = {p(cut(v))}"
         if pt == "reference":
             return self._reference(t, c, v)
         if pt == "composite":
             return self._composite(t, v)
         raise AssertionError(pt)
 
-    def _composite(self, t: sa.Alias, v: CompositeValue) -> sa.ColumnElement:
-        conds = [_token_value(t, v.first, "c1_code", "c1_system")]
+    def _composite(self, t: str, v: CompositeValue) -> str:
+        conds = [self._token_value(t, v.first, "c1_code", "c1_system")]
         s2 = v.second
         if v.second_type == "token":
-            conds.append(_token_value(t, s2, "c2_code", "c2_system"))
+            conds.append(self._token_value(t, s2, "c2_code", "c2_system"))
         elif v.second_type == "quantity":
-            conds.append(number_predicate(t.c.c2_value, s2.prefix, s2.value, s2.lo, s2.hi))
+            conds.append(self.number_predicate(f"{t}.c2_value", s2.prefix, s2.value, s2.lo, s2.hi))
             if s2.system:
-                conds.append(t.c.c2_system == s2.system)
+                conds.append(f"{t}.c2_system = {self.p(s2.system)}")
             if s2.code:
-                conds.append(t.c.c2_code == s2.code)
+                conds.append(f"{t}.c2_code = {self.p(s2.code)}")
         elif v.second_type == "number":
-            conds.append(number_predicate(t.c.c2_value, s2.prefix, s2.value, s2.lo, s2.hi))
+            conds.append(self.number_predicate(f"{t}.c2_value", s2.prefix, s2.value, s2.lo, s2.hi))
         elif v.second_type == "date":
-            conds.append(date_predicate(t.c.c2_lo, t.c.c2_hi, s2))
+            conds.append(self.date_predicate(f"{t}.c2_lo", f"{t}.c2_hi", s2))
         else:
             norm = normalize_string(s2)
-            conds.append(sa.and_(t.c.c2_text >= norm, t.c.c2_text < norm + TOP))
-        return sa.and_(*conds)
+            conds.append(f"{t}.c2_text >= {self.p(norm)} AND {t}.c2_text < {self.p(norm + TOP)}")
+        return and_(conds)
 
-    def _quantity(self, t: sa.Alias, v: QuantityValue) -> sa.ColumnElement:
-        conds = [number_predicate(t.c.value, v.prefix, v.value, v.lo, v.hi)]
+    def _quantity(self, t: str, v: QuantityValue) -> str:
+        conds = [self.number_predicate(f"{t}.value", v.prefix, v.value, v.lo, v.hi)]
         if v.system:
-            conds.append(t.c.system == v.system)
+            conds.append(f"{t}.system = {self.p(v.system)}")
         if v.code:
-            conds.append(sa.or_(t.c.code == v.code, t.c.unit == v.code) if not v.system else t.c.code == v.code)
-        return sa.and_(*conds)
+            if v.system:
+                conds.append(f"{t}.code = {self.p(v.code)}")
+            else:
+                conds.append(f"({t}.code = {self.p(v.code)} OR {t}.unit = {self.p(v.code)})")
+        return and_(conds)
 
-    def _reference(self, t: sa.Alias, c: Criterion, v) -> sa.ColumnElement:
+    def _reference(self, t: str, c: Criterion, v: Any) -> str:
         if c.modifier == "identifier":
-            return _token_value(t, v, "id_value", "id_system")
+            return self._token_value(t, v, "id_value", "id_system")
         ref = v
         if self.base_url and ref.startswith(self.base_url):
             ref = ref[len(self.base_url):]
@@ -260,66 +289,55 @@ class SqlBuilder:
         else:
             rtype, rid, version, url = parse_reference(ref)
         if url is not None:
-            return t.c.url == cut(url)
+            return f"{t}.url = {self.p(cut(url))}"
         if rid is None:
-            return sa.false()
-        conds = [t.c.target_id == rid]
+            return FALSE
         type_mod = c.modifier if c.modifier and c.modifier[:1].isupper() else None
         if rtype and type_mod and rtype != type_mod:
-            return sa.false()
+            return FALSE
+        conds = [f"{t}.target_id = {self.p(rid)}"]
         if rtype or type_mod:
-            conds.append(t.c.target_type == (rtype or type_mod))
+            conds.append(f"{t}.target_type = {self.p(rtype or type_mod)}")
         if version:
-            conds.append(t.c.target_version == version)
-        return sa.and_(*conds)
+            conds.append(f"{t}.target_version = {self.p(version)}")
+        return and_(conds)
 
-    def _chain(self, r: sa.FromClause, c: Criterion) -> sa.ColumnElement:
-        ref = self._alias(idx_reference)
-        target = resources.alias(f"chain_{self._n}")
-        inner = self.clause(target, c.chain)
-        sub = (
-            sa.select(ref.c.resource_pk)
-            .select_from(ref.join(target, sa.and_(target.c.res_type == ref.c.target_type,
-                                                  target.c.res_id == ref.c.target_id)))
-            .where(ref.c.param == c.code, target.c.res_type.in_(c.chain_types),
-                   target.c.deleted == sa.false(), inner)
-        )
-        return r.c.pk.in_(sub)
+    def _chain(self, r: str, c: Criterion) -> str:
+        ref = self._alias("idx_reference")
+        target = f"chain_{self._n}"
+        head = (f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {target} "
+                f"ON {target}.res_type = {ref}.target_type AND {target}.res_id = {ref}.target_id "
+                f"WHERE {ref}.param = {self.p(c.code)} AND {self.in_list(f'{target}.res_type', list(c.chain_types))} "
+                f"AND {target}.deleted = FALSE")
+        return f"{r}.pk IN ({head} AND {self.clause(target, c.chain)})"
 
-    def _has(self, r: sa.FromClause, c: Criterion) -> sa.ColumnElement:
-        ref = self._alias(idx_reference)
-        src = resources.alias(f"has_{self._n}")
+    def _has(self, r: str, c: Criterion) -> str:
+        ref = self._alias("idx_reference")
+        src = f"has_{self._n}"
+        head = (f"SELECT {ref}.target_id FROM idx_reference {ref} JOIN resources {src} ON {src}.pk = {ref}.resource_pk "
+                f"WHERE {ref}.param = {self.p(c.has_param)} AND {src}.res_type = {self.p(c.has_type)} "
+                f"AND {src}.deleted = FALSE")
         inner = self.clause(src, c.has)
-        sub = (
-            sa.select(ref.c.target_id)
-            .select_from(ref.join(src, src.c.pk == ref.c.resource_pk))
-            .where(ref.c.param == c.has_param, src.c.res_type == c.has_type,
-                   src.c.deleted == sa.false(), inner)
-        )
         if len(c.res_types) == 1:
-            sub = sub.where(ref.c.target_type == c.res_types[0])
+            target = f"{ref}.target_type = {self.p(c.res_types[0])}"
         else:
-            sub = sub.where(ref.c.target_type == r.c.res_type)
-        return r.c.res_id.in_(sub)
+            target = f"{ref}.target_type = {r}.res_type"
+        return f"{r}.res_id IN ({head} AND {inner} AND {target})"
 
     # ------------------------------------------------------------------------- sorting
 
-    def sort_expr(self, r: sa.FromClause, code: str, descending: bool, res_types: tuple[str, ...]) -> sa.ColumnElement:
+    def sort_expr(self, r: str, code: str, descending: bool, res_types: tuple[str, ...]) -> str:
         """A scalar sort key: min value for ascending, max for descending (multi-valued params)."""
         if code == "_id":
-            return r.c.res_id
+            return f"{r}.res_id"
         if code == "_lastUpdated":
-            return r.c.updated_us
-        p = params_for(res_types[0])[code]
-        t = self._alias(TABLES[p.type])
-        col = {
-            "string": t.c.get("value"), "token": t.c.get("code"), "uri": t.c.get("value"),
-            "number": t.c.get("value"), "quantity": t.c.get("value"),
-            "reference": t.c.get("target_id"),
-            "date": t.c.get("hi") if descending else t.c.get("lo"),
-        }[p.type]
-        agg = sa.func.max(col) if descending else sa.func.min(col)
-        return (sa.select(agg).where(t.c.resource_pk == r.c.pk, t.c.param == code).scalar_subquery())
+            return f"{r}.updated_us"
+        ptype = params_for(res_types[0])[code].type
+        table = TABLES[ptype]
+        t = self._alias(table)
+        col = ("hi" if descending else "lo") if ptype == "date" else SORT_COLUMNS[ptype]
+        agg = "max" if descending else "min"
+        return f"(SELECT {agg}({t}.{col}) FROM {table} {t} WHERE {t}.resource_pk = {r}.pk AND {t}.param = {self.p(code)})"
 
 
 def _span(c: Criterion) -> int | None:

@@ -19,11 +19,10 @@ class SearchService:
         self.max_count = max_count
 
     def run(self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool) -> SearchResult:
-        with self.db.read() as conn:
-            return run_search(
-                conn, res_type, params, strict=strict, default_count=self.default_count,
-                max_count=self.max_count, base_url=base,
-            )
+        return run_search(
+            self.db, res_type, params, strict=strict, default_count=self.default_count,
+            max_count=self.max_count, base_url=base,
+        )
 
     def search(
         self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 try:  # POSIX; elsewhere SQLite's busy timeout alone serialises processes
@@ -167,20 +167,71 @@ class Database:
         """
         if self.dialect != "sqlite":
             sql = sql.replace("?", "%s")
-        for attempt in (1, 2):
-            conn = self._reader()
+        with self.raw_reads(snapshot=False) as fetch_all:
+            rows = fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    @contextmanager
+    def raw_reads(self, *, snapshot: bool) -> Iterator[Callable[[str, Any], list[tuple[Any, ...]]]]:
+        """``fetch_all(sql, params)`` on this thread's autocommit DBAPI connection.
+
+        ``sql`` is in the driver's own placeholder style. With ``snapshot`` the
+        statements share one read-only transaction (one consistent view: a page
+        and its includes or total); without it each runs on its own, which is
+        atomic for a single SELECT and saves the BEGIN/COMMIT round trips. A
+        connection found broken (the database restarted) is dropped; a lone
+        statement is then retried once on a new one.
+        """
+        conn = self._reader()
+        ran = False
+
+        def fetch_all(sql: str, params: Any) -> list[tuple[Any, ...]]:
+            nonlocal conn, ran
             try:
                 cur = conn.cursor()
                 cur.execute(sql, params)
-                row = cur.fetchone()
+                rows = cur.fetchall()
                 cur.close()
-                return row
             except self.engine.dialect.loaded_dbapi.OperationalError:
-                # a broken connection (database restarted): drop it and retry once
-                self._local.conn = None
-                if attempt == 2:
+                if not self._broken(conn):
                     raise
-        return None  # pragma: no cover
+                self._drop_reader(conn)
+                if snapshot or ran:
+                    raise
+                conn = self._reader()  # retry once: nothing of this read has run yet
+                cur = conn.cursor()
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+                cur.close()
+            ran = True
+            return rows
+
+        if snapshot:
+            conn.execute("BEGIN" if self.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield fetch_all
+        except BaseException:
+            if snapshot and not self._broken(conn):
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            if snapshot:
+                conn.execute("COMMIT")
+
+    def _broken(self, conn: Any) -> bool:
+        if self.dialect == "sqlite":
+            return False
+        return bool(conn.closed or conn.broken)
+
+    def _drop_reader(self, conn: Any) -> None:
+        self._local.conn = None
+        with self._readers_lock:
+            if conn in self._readers:
+                self._readers.remove(conn)
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is broken already
+            pass
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics (after a bulk load: with stale statistics

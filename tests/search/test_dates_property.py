@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_server.search.parse import parse_date_value
-from fhir_server.search.sql import YEAR_SPAN, date_predicate
+from fhir_server.search.sql import YEAR_SPAN, SqlBuilder
 from fhir_server.search.values import date_range
 
 import sqlalchemy as sa
@@ -63,15 +63,14 @@ def fhir_dates(draw) -> str:
 
 
 _engine = sa.create_engine("sqlite://")
-_lo, _hi = sa.column("lo", sa.BigInteger), sa.column("hi", sa.BigInteger)
 
 
 def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: int | None) -> bool:
     v = parse_date_value(prefix + search_value)
-    stmt = sa.select(sa.case((date_predicate(_lo, _hi, v, span), 1), else_=0)).select_from(
-        sa.select(sa.literal(target[0]).label("lo"), sa.literal(target[1]).label("hi")).subquery())
+    b = SqlBuilder()
+    sql = f"SELECT CASE WHEN {b.date_predicate('lo', 'hi', v, span)} THEN 1 ELSE 0 END FROM (SELECT {b.p(target[0])} AS lo, {b.p(target[1])} AS hi) t"
     with _engine.connect() as conn:
-        return bool(conn.execute(stmt).scalar_one())
+        return bool(conn.exec_driver_sql(sql, b.params).scalar_one())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

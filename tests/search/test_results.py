@@ -148,3 +148,26 @@ def test_elements(store):
     (_, _, raw), = search(store, "Patient", "_elements=birthDate").matches
     doc = orjson.loads(raw)
     assert set(doc) == {"resourceType", "id", "meta", "birthDate", "_birthDate"}
+
+
+@pytest.mark.parametrize("token", [
+    {"k": ["Anwar"], "pk": "1 OR 1=1", "d": "n"},  # pk must be an integer
+    {"k": [5], "pk": 3, "d": "n"},  # a number where the family sort key is a string
+    {"k": ["a", "b"], "pk": 3, "d": "n"},  # more keys than the _sort
+    {"k": ["Anwar"], "pk": True, "d": "p"},
+])
+def test_forged_page_token_is_a_400(many, token):
+    from fhir_server.errors import FhirError
+    from fhir_server.search.parse import CURSOR, encode_cursor
+
+    raw = encode_cursor(token["k"], token["pk"], token["d"])
+    with many.engine.connect() as conn, pytest.raises(FhirError) as err:
+        run_search(conn, "Patient", [("_sort", "family"), (CURSOR, raw)], strict=True, default_count=3, max_count=10)
+    assert err.value.status == 400
+
+
+def test_page_token_with_a_date_sort_key_walks_on(many):
+    with many.engine.connect() as conn:
+        p1 = run_search(conn, "Patient", [("_sort", "-_lastUpdated")], strict=True, default_count=3, max_count=10)
+        p2 = run_search(conn, "Patient", p1.next_params, strict=True, default_count=3, max_count=10)
+    assert not {i for _, i, _ in p1.matches} & {i for _, i, _ in p2.matches} and len(p2.matches) == 3
