@@ -68,10 +68,16 @@ def run_search(
         out.issues.append(warning("informational", f"_count={count} reduced to the maximum {max_count}"))
         count = max_count
     b = SqlBuilder(base_url)
+    criteria = b.clauses("r", q.criteria)
     where = ["r.deleted = FALSE"]
     if q.res_types:
-        where.append(b.in_list("r.res_type", list(q.res_types)))
-    where.extend(b.clauses("r", q.criteria))
+        # SQLite without statistics (no ANALYZE yet: any database filled through the API) walks
+        # every row of the type through the (res_type, updated_us) index and probes the
+        # criterion's pk list: 210 us instead of 4 for one NIK among 3,000 Patients, linear in
+        # the type's size. A unary + keeps that index out when an index criterion can drive.
+        driven = _dialect(source) == "sqlite" and any(c.startswith("r.pk IN (") for c in criteria)
+        where.append(b.in_list("+r.res_type" if driven else "r.res_type", list(q.res_types)))
+    where.extend(criteria)
     where_sql = " AND ".join(where)
 
     if q.sort and len(q.res_types) != 1 and any(k.param is not None for k in q.sort):
@@ -144,6 +150,10 @@ def _rows(source: Database | sa.Connection, *, snapshot: bool) -> Iterator[Rows]
         return
     with source.raw_reads(snapshot=snapshot) as fetch_all:
         yield lambda sql, params: fetch_all(dbapi_sql(sql, source.dialect), params)
+
+
+def _dialect(source: Database | sa.Connection) -> str:
+    return source.dialect.name if isinstance(source, sa.Connection) else source.dialect
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -19,7 +19,7 @@ from decimal import Decimal
 import orjson
 
 from ..errors import FhirError, Issue, error, warning
-from .registry import COMMON_PARAMS, SearchParam, composite_types, params_for, resource_types
+from .registry import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
 from .values import date_range, normalize_string, parse_decimal, precision_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -141,6 +141,8 @@ class SearchQuery:
 
 def split_unescaped(value: str, sep: str) -> list[str]:
     """Split on ``sep`` not preceded by a backslash; escapes are kept for the next split."""
+    if "\\" not in value:
+        return value.split(sep)
     parts, cur, i = [], [], 0
     while i < len(value):
         ch = value[i]
@@ -159,6 +161,8 @@ def split_unescaped(value: str, sep: str) -> list[str]:
 
 
 def unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
     return re.sub(r"\\([,$|\\])", r"\1", value)
 
 
@@ -327,7 +331,7 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
         if p.type != "reference":
             raise _bad(full_name, f"'{code}' is not a reference parameter, it cannot be chained")
         if modifier:
-            if modifier not in resource_types():
+            if not is_search_type(modifier):
                 raise _bad(full_name, f"chain type modifier '{modifier}' is not a resource type")
             targets = (modifier,)
         else:
@@ -341,7 +345,7 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
             raise _bad(full_name, ":missing takes true or false")
         return Criterion(res_types, code, p, p.type, "missing", [], missing=raw == "true")
     if modifier and modifier not in p.modifiers:
-        if p.type == "reference" and modifier in resource_types():
+        if p.type == "reference" and is_search_type(modifier):
             return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, None, p, raw))
         raise _Unsupported(f"modifier ':{modifier}' is not supported on '{code}' ({p.type})")
     return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, modifier, p, raw))
@@ -359,7 +363,7 @@ def _has_criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: s
     if len(parts) < 4 or not all(parts[1:]):
         raise _bad(full_name, "_has needs the form _has:Type:reference-param:search-param")
     _, src, ref, rest = parts
-    if src not in resource_types():
+    if not is_search_type(src):
         raise _bad(full_name, f"'{src}' is not a resource type")
     rp = params_for(src).get(ref)
     if rp is None or rp.type != "reference":
@@ -403,14 +407,14 @@ def _parse_include(q: SearchQuery, modifier: str | None, raw: str, reverse: bool
             raise _bad(name, f"'{item}' is not Type:param[:targetType]")
         src, code = parts[0], parts[1]
         target = parts[2] if len(parts) == 3 else None
-        if src not in resource_types():
+        if not is_search_type(src):
             raise _bad(name, f"'{src}' is not a resource type")
         if code != "*":
             p = params_for(src).get(code)
             if p is None or p.type != "reference":
                 _report(q, strict, f"{name} '{item}': '{code}' is not a reference parameter of {src}")
                 continue
-        if target and target not in resource_types():
+        if target and not is_search_type(target):
             raise _bad(name, f"'{target}' is not a resource type")
         q.includes.append(IncludeSpec(src, code, target, iterate, reverse))
 
@@ -439,12 +443,12 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
     """Parse a search request for ``res_type`` (None: system-level search)."""
     types_raw = [v for n, v in params if n == "_type"]
     if res_type is not None:
-        if res_type not in resource_types():
+        if not is_search_type(res_type):
             raise FhirError.of(404, "not-supported", f"Unknown resource type '{res_type}'")
         res_types: tuple[str, ...] = (res_type,)
     elif types_raw:
         names = [t.strip() for raw in types_raw for t in raw.split(",") if t.strip()]
-        bad = [t for t in names if t not in resource_types()]
+        bad = [t for t in names if not is_search_type(t)]
         if bad:
             raise _bad("_type", f"unknown resource type(s) {', '.join(bad)}")
         res_types = tuple(dict.fromkeys(names))

@@ -111,9 +111,20 @@ def compartments() -> dict[str, dict[str, list[str]]]:
     return json.loads(ilr.files("fhir_server.search").joinpath("data/compartments.json").read_text())
 
 
-def resource_types() -> list[str]:
-    """All concrete R4 resource types (from the StructureDefinitions)."""
-    return sorted(t for t in _summary_data() if t not in ("Resource", "DomainResource"))
+@lru_cache(maxsize=1)
+def resource_types() -> tuple[str, ...]:
+    """All concrete R4 resource types (from the StructureDefinitions), sorted."""
+    return tuple(sorted(t for t in _summary_data() if t not in ("Resource", "DomainResource")))
+
+
+@lru_cache(maxsize=1)
+def _resource_type_set() -> frozenset[str]:
+    return frozenset(resource_types())
+
+
+def is_search_type(name: str) -> bool:
+    """A concrete R4 resource type (membership test for the hot parsing path)."""
+    return name in _resource_type_set()
 
 
 def summary_info(res_type: str) -> dict[str, list[str]]:
