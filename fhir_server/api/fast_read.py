@@ -1,17 +1,20 @@
-"""The hot path: ``GET /fhir/{type}/{id}`` answered before FastAPI's router.
+"""The hot paths: ``GET /fhir/{type}/{id}`` and ``GET /fhir/{type}?...`` answered before FastAPI's router.
 
-Reads by id are most of an interoperability server's traffic, and FastAPI's
-routing and parameter machinery cost more than the read itself. This layer
-serves only the plain success case — a known type, a current resource, no
-query string, no conditional-read headers, JSON wanted, the caller allowed —
-with the same service call and headers as the route; everything else
-(errors, XML, ``_pretty``, 304s, AuditEvent) falls through to the normal route
-unchanged. It sits inside the audit and guard layers, so those apply as usual.
+Reads by id and searches are most of an interoperability server's traffic,
+and FastAPI's routing and parameter machinery cost more than a read and a
+good part of an indexed search. This layer serves only the plain success case
+— a known type, JSON wanted, no ``_format``/``_pretty``, the caller allowed;
+for reads also a current resource and no conditional-read headers — with the
+same service calls and headers as the routes. Everything else (errors, XML,
+304s, AuditEvent) falls through to the normal route unchanged, which then
+answers it itself. It sits inside the audit and guard layers, so those apply
+as usual.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,11 +22,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhir_server.api import formats
 from fhir_server.api.access import principal
 from fhir_server.api.http import JSON_CONTENT_TYPE, version_headers
+from fhir_server.api.routes import type_search
 from fhir_server.errors import FhirError
 from fhir_server.registry import SERVER_OWNED, is_resource_type
 
-_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
+_READ_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
+_TYPE_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})$")
 _CONDITIONAL = (b"if-none-match", b"if-modified-since")
+_FORMAT_PARAMS = ("_format", "_pretty")
 
 
 class FastRead:
@@ -31,10 +37,15 @@ class FastRead:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string"):
+        if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
-            return
-        match = _PATH.match(scope["path"])
+        elif scope.get("query_string"):
+            await self._search(scope, receive, send)
+        else:
+            await self._read(scope, receive, send)
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _READ_PATH.match(scope["path"])
         if match is None or not is_resource_type(match.group(1)) or match.group(1) in SERVER_OWNED:
             await self.app(scope, receive, send)
             return
@@ -56,6 +67,29 @@ class FastRead:
             return
         body = stored.body or b""
         headers = [(k.lower().encode(), v.encode()) for k, v in version_headers(stored).items()]
-        headers += [(b"content-type", JSON_CONTENT_TYPE.encode()), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, body, headers)
+
+    async def _search(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _TYPE_PATH.match(scope["path"])
+        if match is None or match.group(1) in SERVER_OWNED:
+            await self.app(scope, receive, send)
+            return
+        # the same decoding as Starlette's request.query_params
+        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        request = Request(scope)
+        try:
+            if any(name in _FORMAT_PARAMS for name, _ in params):
+                raise FhirError(406)  # not an error: the route does formats
+            if formats.format_from_accept(request.headers.get("accept")) != formats.JSON:
+                raise FhirError(406)
+            body = type_search(request, match.group(1), params)
+        except Exception:  # noqa: BLE001 - errors (4xx, statement timeouts) are the route's to answer
+            await self.app(scope, receive, send)
+            return
+        await _send_json(send, body, [])
+
+
+async def _send_json(send: Send, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = headers + [(b"content-type", JSON_CONTENT_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

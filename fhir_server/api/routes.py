@@ -94,22 +94,25 @@ async def search_system(request: Request) -> Response:
     return http.body_response(request, st.search.search(base, None, params, strict=_strict(request), readable=who.readable))
 
 
-@router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
-async def search_type(request: Request, res_type: str) -> Response:
+def type_search(request: Request, res_type: str, params: list[tuple[str, str]]) -> bytes:
+    """The searchset Bundle of a type-level search (shared with the fast path in ``fast_read``)."""
     _begin(request, res_type, "search-type")
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
-    params = list(request.query_params.multi_items())
     if res_type == "AuditEvent":
-        return http.body_response(request, st.audit_trail.search(base, params))
-    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable))
+        return st.audit_trail.search(base, params)
+    return st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable)
+
+
+@router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
+async def search_type(request: Request, res_type: str) -> Response:
+    return http.body_response(request, type_search(request, res_type, list(request.query_params.multi_items())))
 
 
 @router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
 async def search_type_post(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "search-type")
+    _begin(request, res_type, "search-type")  # 401/403 before the body is looked at
     st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in ("application/x-www-form-urlencoded", ""):
         raise FhirError.of(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
@@ -118,8 +121,7 @@ async def search_type_post(request: Request, res_type: str) -> Response:
         form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
-    params = list(request.query_params.multi_items()) + form
-    return http.body_response(request, st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable))
+    return http.body_response(request, type_search(request, res_type, list(request.query_params.multi_items()) + form))
 
 
 @router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")

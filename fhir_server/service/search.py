@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from fhir_server import jsonio
 from fhir_server.errors import operation_outcome
@@ -39,9 +39,16 @@ class SearchService:
 
 def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:
     url = f"{base}/{res_type}" if res_type else base
+    encoded: dict[tuple[str, str], str] = {}  # the links share most of their parameters
 
     def link(params: list[tuple[str, str]]) -> str:
-        return url + ("?" + urlencode(params) if params else "")
+        parts = []
+        for pair in params:
+            part = encoded.get(pair)
+            if part is None:
+                part = encoded[pair] = quote_plus(pair[0]) + "=" + quote_plus(pair[1])
+            parts.append(part)
+        return url + ("?" + "&".join(parts) if parts else "")
 
     links = [("self", link(result.self_params))]
     for relation, params in (("first", result.first_params), ("previous", result.prev_params), ("next", result.next_params)):

@@ -98,3 +98,22 @@ def test_satusehat_address_administrative_code_search_and_its_definition(app_cli
     pid = app_client.post("/fhir/Patient", json=patient).json()["id"]
     found = app_client.get("/fhir/Patient", params={"address-administrative-code": "city|3204", "_id": pid}).json()["entry"]
     assert [e["resource"]["id"] for e in found] == [pid]
+
+
+def test_searches_the_fast_path_hands_to_the_route(client):
+    """XML, _pretty, _format, unknown types and bad values are answered by the route, as before."""
+    a, _, _ = _seed(client)
+    query = {"identifier": f"{NIK}|3204154506900003"}
+    xml = client.get("/fhir/Patient", params=query, headers={"Accept": "application/fhir+xml"})
+    assert xml.status_code == 200 and xml.headers["content-type"].startswith("application/fhir+xml")
+    assert f'<id value="{a}"/>' in xml.text
+    assert client.get("/fhir/Patient", params={**query, "_format": "xml"}).text.startswith("<")
+    pretty = client.get("/fhir/Patient", params={**query, "_pretty": "true"})
+    assert pretty.status_code == 200 and "\n  " in pretty.text
+    plain = client.get("/fhir/Patient", params=query)
+    assert "\n" not in plain.text and plain.headers["content-type"] == "application/fhir+json; charset=utf-8"
+    assert client.get("/fhir/Patient", params=query, headers={"Accept": "text/plain"}).status_code == 406
+    unknown = client.get("/fhir/Nonsense", params=query)
+    assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+    bad = client.get("/fhir/Patient", params={"birthdate": "gt1980-13"})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
