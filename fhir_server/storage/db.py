@@ -234,13 +234,24 @@ class Database:
             pass
 
     def analyze(self) -> None:
-        """Refresh the query planner's statistics (after a bulk load: with stale statistics
-        PostgreSQL can misjudge a search with thousands of matches by orders of magnitude)."""
+        """Refresh the query planner's statistics after a bulk load.
+
+        With stale statistics PostgreSQL can misjudge a search with thousands of
+        matches by orders of magnitude. There it is ``VACUUM (ANALYZE)`` of this
+        server's tables (not of every schema in the database): vacuuming also sets
+        the visibility map, without which the index-only scans that searches rely
+        on visit the heap for every index entry (a dense family search at 100k
+        Patients: 4.8 ms -> 1.3 ms).
+        """
+        from .tables import metadata  # every table module registers on it
+
+        present = set(sa.inspect(self.engine).get_table_names()) if self.dialect == "postgresql" else set()
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables if t.name in present)
                 conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
                 try:
-                    conn.exec_driver_sql("ANALYZE")
+                    conn.exec_driver_sql(f"VACUUM (ANALYZE) {names}" if names else "ANALYZE")
                 finally:
                     conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
             else:

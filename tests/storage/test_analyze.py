@@ -1,0 +1,30 @@
+"""Database.analyze after bulk loads: fresh statistics (and, on PostgreSQL, a vacuumed visibility map)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import BACKENDS, migrated_database
+
+INSERT = ("INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
+          "VALUES ('Patient', 'p{}', 1, 1, FALSE, NULL)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_analyze_leaves_statistics_behind(backend, tmp_path):
+    with migrated_database(backend, tmp_path) as db:
+        with db.write() as conn:
+            for i in range(50):
+                conn.exec_driver_sql(INSERT.format(i))
+        db.analyze()
+        with db.engine.connect() as conn:
+            if backend == "sqlite":
+                assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'resources'").scalar() > 0
+            else:
+                vacuumed, analyzed = conn.exec_driver_sql(
+                    "SELECT last_vacuum, last_analyze FROM pg_stat_user_tables "
+                    "WHERE relname = 'resources' AND schemaname = current_schema()").one()
+                assert vacuumed is not None and analyzed is not None
+                visible = conn.exec_driver_sql(
+                    "SELECT relallvisible FROM pg_class WHERE oid = 'resources'::regclass").scalar()
+                assert visible > 0  # index-only scans need not visit the heap
