@@ -29,6 +29,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from ..storage.search_index import IndexRows
+from .fastpath import Fallback, compile_walker
 from .registry import SearchParam, params_for
 from .values import (
     MAX_US,
@@ -248,7 +249,22 @@ def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | N
     if fast is not None:
         return "fast", fast
     expr = p.expression
+    walker = compile_walker(res_type, expr)
+    if walker is not None:
+        return "fast", _or_fhirpath(walker, expr)
     return "fhirpath", lambda resource: fhirpath_values(resource, expr)
+
+
+def _or_fhirpath(walker: Callable[[dict], Values], expression: str) -> Callable[[dict], Values]:
+    """``walker``, handing the resources it cannot match exactly to fhirpathpy."""
+
+    def values(resource: dict) -> Values:
+        try:
+            return walker(resource)
+        except Fallback:
+            return fhirpath_values(resource, expression)
+
+    return values
 
 
 def _patient_deceased(resource: dict) -> Values:
