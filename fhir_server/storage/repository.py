@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage import deferred
 from fhir_server.storage.db import Database
 from fhir_server.storage.tables import conditional_keys, resource_versions, resources
 
@@ -101,9 +102,13 @@ _REPLACE_CURRENT_SQL = (
 )
 
 
+def _sql(conn: Connection, sql: str) -> str:
+    return sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql
+
+
 def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cur.execute(sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql, params)
+    cur.execute(_sql(conn, sql), params)
     return cur
 
 
@@ -131,7 +136,12 @@ def add_version(
     conn: Connection, res_type: str, res_id: str, version: int, updated_us: int, method: str,
     body: bytes | None, *, deleted: bool = False,
 ) -> None:
-    _execute(conn, _INSERT_VERSION_SQL, (res_type, res_id, version, updated_us, method, deleted, body)).close()
+    params = (res_type, res_id, version, updated_us, method, deleted, body)
+    batch = deferred.pending(conn)
+    if batch is not None:  # written with the transaction's other version rows (storage/deferred.py)
+        batch.add(_sql(conn, _INSERT_VERSION_SQL), [params])
+    else:
+        _execute(conn, _INSERT_VERSION_SQL, params).close()
 
 
 @dataclass(frozen=True, slots=True)
