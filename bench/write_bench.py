@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from bench import data
 from fhir_server import jsonio
 from fhir_server.service.conditional import ConditionalService
-from fhir_server.service.indexing import index_resource
+from fhir_server.service.indexing import index_resource, index_rows
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.transaction import BundleService
 from fhir_server.storage import migrate
@@ -65,7 +65,7 @@ def _database(kind: str, pg_url: str) -> Iterator[Database]:
 
 
 def _services(db: Database, r4b: bool) -> tuple[ResourceService, BundleService]:
-    resources = ResourceService(db, index_resource, r4b_model_check=r4b)
+    resources = ResourceService(db, index_resource, r4b_model_check=r4b, prepare_index=index_rows)
     conditional = ConditionalService(resources)
     return resources, BundleService(resources, conditional, max_entries=1000, default_count=50, max_count=1000)
 
