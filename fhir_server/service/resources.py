@@ -203,7 +203,7 @@ class ResourceService:
         updated = now_us()
         stamped = stamp(resource, res_id, 1, updated)
         body = jsonio.dumps(stamped)
-        pk = repo.insert_current(conn, res_type, res_id, body, updated)
+        pk = repo.insert_new(conn, res_type, res_id, body, updated)
         if pk is None:  # pragma: no cover - a uuid4 collision
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)

@@ -133,6 +133,8 @@ class BundleService:
             if e.method == "POST" and isinstance(e.resource, dict):
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
         with self.db.write() as conn:
+            # PostgreSQL: keys for the creates now, so their rows need no round trip each
+            repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
             references = self._plan(conn, base, entries)
             for entry in entries:
                 if entry.resource is not None and entry.method in ("POST", "PUT"):

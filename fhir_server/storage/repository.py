@@ -122,10 +122,49 @@ def insert_current(
     return row[0] if row else None
 
 
+_VERSION_COLUMNS = ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body")
+_NEW_COLUMNS = ("pk", "res_type", "res_id", "version", "updated_us", "deleted", "body")
+_RESERVE_PKS_SQL = "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, %s)"
+
+
+def reserve_pks(conn: Connection, count: int) -> None:
+    """PostgreSQL: take ``count`` primary keys for the new resources of this write transaction.
+
+    ``insert_new`` then queues those rows with the transaction's deferred rows instead of
+    a round trip each (a key left unused is a harmless gap in the sequence). No-op on
+    SQLite (no round trips to save) and outside ``Database.write``.
+    """
+    batch = deferred.pending(conn)
+    if batch is None or conn.dialect.name != "postgresql" or count <= 0:
+        return
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(_RESERVE_PKS_SQL, (count,))
+        batch.reserved_pks.extend(row[0] for row in cur.fetchall())
+    finally:
+        cur.close()
+
+
+def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
+    """Insert version 1 of a resource with a fresh server-assigned id.
+
+    With a reserved key the row joins the deferred rows (written before anything reads
+    the table). A fresh uuid4 id cannot collide, so no ON CONFLICT is needed there;
+    otherwise this is ``insert_current``.
+    """
+    batch = deferred.pending(conn)
+    if batch is not None and batch.reserved_pks:
+        pk = batch.reserved_pks.pop()
+        batch.add("resources", _NEW_COLUMNS, [(pk, res_type, res_id, 1, updated_us, False, body)], parent=True)
+        return pk
+    return insert_current(conn, res_type, res_id, body, updated_us)
+
+
 def replace_current(
     conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool
 ) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
+    deferred.flush(conn)  # the row may have been created earlier in this transaction
     cur = _execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version))
     changed = cur.rowcount == 1
     cur.close()
@@ -139,7 +178,7 @@ def add_version(
     params = (res_type, res_id, version, updated_us, method, deleted, body)
     batch = deferred.pending(conn)
     if batch is not None:  # written with the transaction's other version rows (storage/deferred.py)
-        batch.add(_sql(conn, _INSERT_VERSION_SQL), [params])
+        batch.add("resource_versions", _VERSION_COLUMNS, [params])
     else:
         _execute(conn, _INSERT_VERSION_SQL, params).close()
 

@@ -47,6 +47,7 @@ _INSERT_SQL = {
     k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})"
     for k, t in INDEX_TABLES.items()
 }
+_DEFERRED_COLUMNS = {k: ("resource_pk", *cols) for k, cols in _COLUMNS.items()}
 _DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
 
 
@@ -78,7 +79,7 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
     if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
         for kind, items in rows.by_kind().items():
             if items:
-                batch.add(_sql(_INSERT_SQL[kind], dialect), _tuples(kind, resource_pk, items))
+                batch.add(INDEX_TABLES[kind].name, _DEFERRED_COLUMNS[kind], _tuples(kind, resource_pk, items))
         return
     cur = _cursor(conn)
     try:

@@ -122,3 +122,41 @@ def test_many_rows_of_many_resources_in_one_transaction(service: ResourceService
     with service.db.read() as conn:
         assert len(_ids(conn, [("family", "halim")])) == 30
     assert _version_count(service.db) == 30
+
+
+def test_reserved_keys_defer_new_resource_rows(service: ResourceService):
+    """PostgreSQL: new rows of a Bundle take reserved keys and go in with the deferred rows;
+    SQLite: reserving is a no-op. Either way reads, updates and conditional guards see them."""
+    db = service.db
+    with db.write() as conn:
+        repo.reserve_pks(conn, 3)
+        reserved = list(deferred.pending(conn).reserved_pks)
+        assert len(reserved) == (3 if db.dialect == "postgresql" else 0)
+        a = service.create_in(conn, "Patient", _patient("21", "Sinaga"))
+        if reserved:
+            assert a.pk in reserved
+        assert repo.get_current(conn, "Patient", a.stored.res_id).pk == a.pk  # flushed by the read
+        b = service.create_in(conn, "Patient", _patient("22", "Sinaga"))
+        # a raw UPDATE of a row that may still be pending
+        assert repo.replace_current(conn, b.pk, 1, b.stored.body, b.stored.updated_us + 1, deleted=False)
+        repo.add_version(conn, "Patient", b.stored.res_id, 2, b.stored.updated_us + 1, "PUT", b.stored.body)
+        assert sorted(_ids(conn, [("family", "sinaga")])) == sorted([a.stored.res_id, b.stored.res_id])
+    with db.read() as conn:
+        assert repo.get_current(conn, "Patient", b.stored.res_id).version == 2
+    assert _version_count(db) == 3
+
+
+def test_values_that_need_escaping_survive_the_bulk_write(service: ResourceService):
+    """COPY on PostgreSQL escapes tabs, newlines, backslashes and non-ASCII like INSERT did."""
+    tricky = "Tab\there\nnew line \\ back\\\\slash \u00e9\u4e2d \N{GRINNING FACE} 'q' \"dq\" |pipe"
+    resource = {**_patient("31", "Nasution"), "name": [{"family": "Nasution", "text": tricky}],
+                "address": [{"text": "\\N", "city": "\\."}]}
+    with service.db.write() as conn:
+        repo.reserve_pks(conn, 1)
+        created = service.create_in(conn, "Patient", resource)
+    stored = service.read("Patient", created.stored.res_id)
+    assert stored.body == created.stored.body
+    with service.db.read() as conn:
+        assert _ids(conn, [("name", "tab here")]) == [created.stored.res_id]
+        assert _ids(conn, [("address", "\\N")]) == [created.stored.res_id]
+        assert _ids(conn, [("address-city:exact", "\\.")]) == [created.stored.res_id]
