@@ -104,6 +104,9 @@ def _sqlite_file(engine: Engine) -> str | None:
 @contextmanager
 def _deferring(conn: Connection) -> Iterator[None]:
     """Defer version and index rows for the transaction's body; write them before the commit."""
+    # conn.info lives as long as the pooled DBAPI connection: drop the after-commit callbacks
+    # a rolled-back transaction may have left there, or the next commit would run them
+    conn.info.pop("after_commit", None)
     deferred.begin(conn)
     try:
         yield

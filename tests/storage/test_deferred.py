@@ -160,3 +160,16 @@ def test_values_that_need_escaping_survive_the_bulk_write(service: ResourceServi
         assert _ids(conn, [("name", "tab here")]) == [created.stored.res_id]
         assert _ids(conn, [("address", "\\N")]) == [created.stored.res_id]
         assert _ids(conn, [("address-city:exact", "\\.")]) == [created.stored.res_id]
+
+
+def test_after_commit_callbacks_of_a_rolled_back_transaction_never_run(service: ResourceService):
+    db = service.db
+    ran: list[str] = []
+    with pytest.raises(RuntimeError):
+        with db.write() as conn:
+            conn.info.setdefault("after_commit", []).append(lambda: ran.append("rolled back"))
+            raise RuntimeError("stop")
+    for _ in range(3):  # whichever pooled connection the next writes get
+        with db.write() as conn:
+            conn.info.setdefault("after_commit", []).append(lambda: ran.append("committed"))
+    assert ran == ["committed"] * 3
