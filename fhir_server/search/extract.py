@@ -519,8 +519,10 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
     rows: list[dict] = []
     for branch in (b.strip() for b in (p.expression or "").split("|")):
         for elem in _walk_path(resource, res_type, branch):
-            firsts = _token_rows(p.code, _relative_values(elem, e1), p1)
             seconds = rows_for(p2, _relative_values(elem, e2))[1]
+            if not seconds:  # most composites of an element have no value of their kind
+                continue
+            firsts = _token_rows(p.code, _relative_values(elem, e1), p1)
             for a in firsts:
                 if a["code"] is None:
                     continue
