@@ -36,7 +36,7 @@ from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engin
 from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
-from fhir_server.service.indexing import index_resource
+from fhir_server.service.indexing import index_resource, index_rows
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.seed import seed_conformance
@@ -81,7 +81,8 @@ def build_state(settings: Settings) -> ServerState:
         statement_timeout=settings.statement_timeout,
     )
     resources = ResourceService(
-        db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
+        db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes,
+        prepare_index=index_rows,
     )
     for res_type in TERMINOLOGY_TYPES:
         resources.listeners.setdefault(res_type, []).append(sync_engine)

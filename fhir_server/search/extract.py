@@ -29,6 +29,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from ..storage.search_index import IndexRows
+from .fastpath import Fallback, compile_walker
 from .registry import SearchParam, params_for
 from .values import (
     MAX_US,
@@ -248,7 +249,22 @@ def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | N
     if fast is not None:
         return "fast", fast
     expr = p.expression
+    walker = compile_walker(res_type, expr)
+    if walker is not None:
+        return "fast", _or_fhirpath(walker, expr)
     return "fhirpath", lambda resource: fhirpath_values(resource, expr)
+
+
+def _or_fhirpath(walker: Callable[[dict], Values], expression: str) -> Callable[[dict], Values]:
+    """``walker``, handing the resources it cannot match exactly to fhirpathpy."""
+
+    def values(resource: dict) -> Values:
+        try:
+            return walker(resource)
+        except Fallback:
+            return fhirpath_values(resource, expression)
+
+    return values
 
 
 def _patient_deceased(resource: dict) -> Values:
@@ -503,8 +519,10 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
     rows: list[dict] = []
     for branch in (b.strip() for b in (p.expression or "").split("|")):
         for elem in _walk_path(resource, res_type, branch):
-            firsts = _token_rows(p.code, _relative_values(elem, e1), p1)
             seconds = rows_for(p2, _relative_values(elem, e2))[1]
+            if not seconds:  # most composites of an element have no value of their kind
+                continue
+            firsts = _token_rows(p.code, _relative_values(elem, e1), p1)
             for a in firsts:
                 if a["code"] is None:
                     continue

@@ -273,7 +273,9 @@ def param_by_url(url: str) -> dict | None:
     return _by_url().get(url)
 
 
+@lru_cache(maxsize=None)
 def component_param(url: str, res_type: str) -> SearchParam | None:
+    """The parameter a composite's component refers to (cached: extraction asks on every write)."""
     raw = _by_url().get(url)
     return _make(raw, res_type) if raw else None
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
-from fhir_server.service.resources import ResourceService
+from fhir_server.service.resources import PreparedCreate, ResourceService
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import repository as repo
 
@@ -66,11 +66,13 @@ class ConditionalService:
 
     def create_in(
         self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
-        res_id: str | None = None,
+        res_id: str | None = None, *, prepared: PreparedCreate | None = None,
     ) -> WriteResult:
+        """``prepared``: ``ResourceService.prepare_create`` of ``resource``, done before the transaction."""
         params = parse_condition(condition)
         return self._create_guarded(
-            conn, res_type, params, base, lambda: self.resources.create_in(conn, res_type, resource, res_id)
+            conn, res_type, params, base,
+            lambda: self.resources.create_in(conn, res_type, resource, res_id, prepared=prepared),
         )
 
     def _create_guarded(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -22,16 +23,35 @@ from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
 from fhir_server.timeutil import now_us, to_instant
 
-#: (connection, resource pk, resource dict or None when deleted, fresh=just inserted) -> None
+#: (connection, resource pk, resource dict or None when deleted, fresh=just inserted, rows=pre-extracted) -> None
 Indexer = Callable[..., None]
+#: the search-index rows of a resource, extracted before the write transaction (see PreparedCreate)
+IndexPreparer = Callable[[dict[str, Any]], Any]
 #: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
 Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
 
 _MAX_RETRIES = 5
 
 
-def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None, *, fresh: bool = False) -> None:
+def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None, *, fresh: bool = False, rows: Any = None) -> None:
     return None
+
+
+@dataclass(slots=True)
+class PreparedCreate:
+    """The CPU-heavy part of a create, done before the write transaction.
+
+    Validation and index extraction do not depend on the version or the time
+    stamp, so they run outside the write lock (on SQLite only one writer holds
+    it at a time; on PostgreSQL the transaction stays shorter). ``error`` is
+    raised where validation would have raised, so errors come in the same order.
+    """
+
+    res_id: str
+    warnings: list[Issue] = field(default_factory=list)
+    error: FhirError | None = None
+    #: pre-extracted index rows; None when the resource may still change (Bundle references)
+    rows: Any = None
 
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) -> dict[str, Any]:
@@ -75,10 +95,13 @@ def parse_version(value: str) -> int:
 
 class ResourceService:
     def __init__(
-        self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True, region_codes: str = "warn"
+        self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True, region_codes: str = "warn",
+        prepare_index: IndexPreparer | None = None,
     ) -> None:
         self.db = db
         self.indexer = indexer
+        #: extracts index rows ahead of the transaction (``indexer(..., rows=...)`` writes them)
+        self.prepare_index = prepare_index
         self.r4b_model_check = r4b_model_check
         #: SATUSEHAT administrativeCode checks: "warn" (unknown codes warn), "strict" (they fail) or "off"
         self.region_codes = region_codes
@@ -135,28 +158,61 @@ class ResourceService:
 
     # -- writes --------------------------------------------------------------
     def create(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
+        prepared = self.prepare_create(res_type, resource, index=True)
+        if prepared.error is not None:
+            raise prepared.error
         with self.db.write() as conn:
-            return self.create_in(conn, res_type, resource)
+            return self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared)
+
+    def prepare_create(
+        self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False
+    ) -> PreparedCreate:
+        """Check and validate a resource to be created, outside any transaction.
+
+        ``index``: also extract its index rows (only when the resource is final:
+        a Bundle entry's references are rewritten later).
+        """
+        # the server assigns the id of a created resource; a client id is ignored (http.html#create)
+        prepared = PreparedCreate(res_id or str(uuid.uuid4()))
+        try:
+            self._check_writable(res_type)
+            _check_type(resource, res_type)
+            # the version and time stamp are not known yet; neither changes the verdict nor the index
+            provisional = stamp(resource, prepared.res_id, 1, 0)
+            prepared.warnings = self.validate(provisional)
+            if index and self.prepare_index is not None:
+                prepared.rows = self.prepare_index(provisional)
+        except FhirError as exc:
+            prepared.error = exc
+        return prepared
 
     def create_in(
-        self, conn: Connection, res_type: str, resource: dict[str, Any], res_id: str | None = None
+        self, conn: Connection, res_type: str, resource: dict[str, Any], res_id: str | None = None,
+        *, prepared: PreparedCreate | None = None,
     ) -> WriteResult:
-        """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one)."""
-        self._check_writable(res_type)
-        _check_type(resource, res_type)
-        # the server assigns the id of a created resource; a client id is ignored (http.html#create)
-        res_id = res_id or str(uuid.uuid4())
+        """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one).
+
+        ``prepared`` (from ``prepare_create`` on this same resource) skips the checks done there.
+        """
+        if prepared is None:
+            prepared = self.prepare_create(res_type, resource, res_id)
+        if prepared.error is not None:
+            raise prepared.error
+        rows = prepared.rows if res_id in (None, prepared.res_id) else None
+        res_id = res_id or prepared.res_id
         updated = now_us()
         stamped = stamp(resource, res_id, 1, updated)
-        warnings = self.validate(stamped)
         body = jsonio.dumps(stamped)
-        pk = repo.insert_current(conn, res_type, res_id, body, updated)
+        pk = repo.insert_new(conn, res_type, res_id, body, updated)
         if pk is None:  # pragma: no cover - a uuid4 collision
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
-        self.indexer(conn, pk, stamped, fresh=True)
+        if rows is not None:
+            self.indexer(conn, pk, stamped, fresh=True, rows=rows)
+        else:
+            self.indexer(conn, pk, stamped, fresh=True)
         self._changed(conn, res_type, stamped, None)
-        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
+        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, prepared.warnings, pk)
 
     def update(
         self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None

@@ -25,7 +25,7 @@ from fhir_server.registry import is_resource_type
 from fhir_server.search.engine import run_search
 from fhir_server.service import bundles
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
-from fhir_server.service.resources import ResourceService, is_version
+from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import searchset
 from fhir_server.storage import repository as repo
@@ -52,6 +52,8 @@ class Entry:
     if_none_exist: str | None
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
+    #: a create's validation, done before the database transaction (ResourceService.prepare_create)
+    prepared: PreparedCreate | None = None
 
     @property
     def where(self) -> str:
@@ -125,7 +127,14 @@ class BundleService:
         entries = [_parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         _check_unique_targets(entries)
         outcomes: list[Outcome | None] = [None] * len(entries)
+        for e in entries:
+            # validation does not depend on the references rewritten below (they stay strings),
+            # so it runs before the write lock; its errors are raised when the entry executes
+            if e.method == "POST" and isinstance(e.resource, dict):
+                e.prepared = self.resources.prepare_create(e.res_type, e.resource)
         with self.db.write() as conn:
+            # PostgreSQL: keys for the creates now, so their rows need no round trip each
+            repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
             references = self._plan(conn, base, entries)
             for entry in entries:
                 if entry.resource is not None and entry.method in ("POST", "PUT"):
@@ -200,9 +209,11 @@ class BundleService:
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
-                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id)
+                result = self.conditional.create_in(
+                    conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=e.prepared
+                )
             else:
-                result = self.resources.create_in(conn, e.res_type, resource, e.target_id)
+                result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=e.prepared)
             return self._written(e, result, in_transaction)
         if e.method == "PUT":
             resource = _require_resource(e)

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from fhir_server.storage import deferred
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -99,12 +101,27 @@ def _sqlite_file(engine: Engine) -> str | None:
     return database if database and database != ":memory:" and not database.startswith("file:") else None
 
 
+@contextmanager
+def _deferring(conn: Connection) -> Iterator[None]:
+    """Defer version and index rows for the transaction's body; write them before the commit."""
+    # conn.info lives as long as the pooled DBAPI connection: drop the after-commit callbacks
+    # a rolled-back transaction may have left there, or the next commit would run them
+    conn.info.pop("after_commit", None)
+    deferred.begin(conn)
+    try:
+        yield
+        deferred.flush(conn)
+    finally:
+        deferred.discard(conn)
+
+
 class Database:
     """Owns the engine; hands out read and write transactions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        deferred.install(engine)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         path = _sqlite_file(engine) if self.dialect == "sqlite" and fcntl is not None else None
         self._file_lock = _FileLock(path + ".lock") if path else None
@@ -131,14 +148,16 @@ class Database:
         """
         if self._write_lock is None:
             with self.engine.begin() as conn:
-                yield conn
+                with _deferring(conn):
+                    yield conn
                 callbacks = conn.info.pop("after_commit", [])
         else:
             with self._write_lock, (self._file_lock or nullcontext()):
                 with self.engine.connect() as conn:
                     conn.info["sqlite_begin"] = "IMMEDIATE"
                     with conn.begin():
-                        yield conn
+                        with _deferring(conn):
+                            yield conn
                         callbacks = conn.info.pop("after_commit", [])
         for callback in callbacks:  # reached only when the commit succeeded
             callback()

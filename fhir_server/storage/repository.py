@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage import deferred
 from fhir_server.storage.db import Database
 from fhir_server.storage.tables import conditional_keys, resource_versions, resources
 
@@ -101,9 +102,13 @@ _REPLACE_CURRENT_SQL = (
 )
 
 
+def _sql(conn: Connection, sql: str) -> str:
+    return sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql
+
+
 def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cur.execute(sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql, params)
+    cur.execute(_sql(conn, sql), params)
     return cur
 
 
@@ -117,10 +122,49 @@ def insert_current(
     return row[0] if row else None
 
 
+_VERSION_COLUMNS = ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body")
+_NEW_COLUMNS = ("pk", "res_type", "res_id", "version", "updated_us", "deleted", "body")
+_RESERVE_PKS_SQL = "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, %s)"
+
+
+def reserve_pks(conn: Connection, count: int) -> None:
+    """PostgreSQL: take ``count`` primary keys for the new resources of this write transaction.
+
+    ``insert_new`` then queues those rows with the transaction's deferred rows instead of
+    a round trip each (a key left unused is a harmless gap in the sequence). No-op on
+    SQLite (no round trips to save) and outside ``Database.write``.
+    """
+    batch = deferred.pending(conn)
+    if batch is None or conn.dialect.name != "postgresql" or count <= 0:
+        return
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(_RESERVE_PKS_SQL, (count,))
+        batch.reserved_pks.extend(row[0] for row in cur.fetchall())
+    finally:
+        cur.close()
+
+
+def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
+    """Insert version 1 of a resource with a fresh server-assigned id.
+
+    With a reserved key the row joins the deferred rows (written before anything reads
+    the table). A fresh uuid4 id cannot collide, so no ON CONFLICT is needed there;
+    otherwise this is ``insert_current``.
+    """
+    batch = deferred.pending(conn)
+    if batch is not None and batch.reserved_pks:
+        pk = batch.reserved_pks.pop()
+        batch.add("resources", _NEW_COLUMNS, [(pk, res_type, res_id, 1, updated_us, False, body)], parent=True)
+        return pk
+    return insert_current(conn, res_type, res_id, body, updated_us)
+
+
 def replace_current(
     conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool
 ) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
+    deferred.flush(conn)  # the row may have been created earlier in this transaction
     cur = _execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version))
     changed = cur.rowcount == 1
     cur.close()
@@ -131,7 +175,12 @@ def add_version(
     conn: Connection, res_type: str, res_id: str, version: int, updated_us: int, method: str,
     body: bytes | None, *, deleted: bool = False,
 ) -> None:
-    _execute(conn, _INSERT_VERSION_SQL, (res_type, res_id, version, updated_us, method, deleted, body)).close()
+    params = (res_type, res_id, version, updated_us, method, deleted, body)
+    batch = deferred.pending(conn)
+    if batch is not None:  # written with the transaction's other version rows (storage/deferred.py)
+        batch.add("resource_versions", _VERSION_COLUMNS, [params])
+    else:
+        _execute(conn, _INSERT_VERSION_SQL, params).close()
 
 
 @dataclass(frozen=True, slots=True)

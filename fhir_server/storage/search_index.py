@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import deferred
 from .index_tables import INDEX_TABLES
 
 Row = dict[str, Any]
@@ -46,6 +47,7 @@ _INSERT_SQL = {
     k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})"
     for k, t in INDEX_TABLES.items()
 }
+_DEFERRED_COLUMNS = {k: ("resource_pk", *cols) for k, cols in _COLUMNS.items()}
 _DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
 
 
@@ -55,6 +57,7 @@ def _cursor(conn: sa.Connection) -> Any:
 
 def delete_index(conn: sa.Connection, resource_pk: int) -> None:
     """Remove every index row of ``resource_pk`` (on delete; ON DELETE CASCADE covers row removal)."""
+    deferred.flush(conn)  # rows of this resource may still be pending
     dialect = conn.dialect.name
     cur = _cursor(conn)
     try:
@@ -72,11 +75,21 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
     if not fresh:
         delete_index(conn, resource_pk)
     dialect = conn.dialect.name
+    batch = deferred.pending(conn)
+    if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
+        for kind, items in rows.by_kind().items():
+            if items:
+                batch.add(INDEX_TABLES[kind].name, _DEFERRED_COLUMNS[kind], _tuples(kind, resource_pk, items))
+        return
     cur = _cursor(conn)
     try:
         for kind, items in rows.by_kind().items():
             if items:
-                cols = _COLUMNS[kind]
-                cur.executemany(_sql(_INSERT_SQL[kind], dialect), [(resource_pk, *[r.get(c) for c in cols]) for r in items])
+                cur.executemany(_sql(_INSERT_SQL[kind], dialect), _tuples(kind, resource_pk, items))
     finally:
         cur.close()
+
+
+def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[tuple[Any, ...]]:
+    cols = _COLUMNS[kind]
+    return [(resource_pk, *[r.get(c) for c in cols]) for r in items]
