@@ -58,3 +58,12 @@ def test_a_broken_postgres_reader_is_replaced(tmp_path):
         assert db.fetch_one(COUNT, ()) == (0,)
         db._reader().close()  # as if the server had closed it
         assert db.fetch_one(COUNT, ()) == (0,)
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
+def test_postgres_plans_every_search_for_its_values(tmp_path):
+    """Prepared statements must not fall back to PostgreSQL's value-blind generic plan."""
+    with migrated_database("postgresql", tmp_path) as db:
+        assert db.fetch_one("SHOW plan_cache_mode", ()) == ("force_custom_plan",)
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
