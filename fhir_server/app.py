@@ -136,8 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
         )
     app.add_middleware(RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes)
-    # outermost: even requests the guard or auth refuse leave an AuditEvent
-    app.add_middleware(AuditMiddleware, recorder_for=lambda scope: state.recorder)
+    if settings.audit:  # off: no layer at all (it would only feed the NullRecorder)
+        # outermost: even requests the guard or auth refuse leave an AuditEvent
+        app.add_middleware(AuditMiddleware, recorder_for=lambda scope: state.recorder)
     app.include_router(router)  # the hot interactions first: routes match in order
     app.include_router(auth_router)
     app.include_router(bulk_router)  # before the generic $operation routes

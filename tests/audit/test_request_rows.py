@@ -150,3 +150,14 @@ def test_mixed_rows_in_one_batch_are_all_written(db):
     assert len(reads) == 1 and reads[0]["agent"][0]["who"]["identifier"]["value"] == "simrs-1"
     assert reads[0]["agent"][0]["network"]["address"] == "10.0.0.7"
     assert len(failed) == 84 and all(e["entity"][0]["query"] for e in failed)
+
+
+def test_no_audit_layer_when_auditing_is_off(tmp_path):
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    def layers(audit: bool) -> list:
+        app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}", audit=audit, export_worker=False))
+        return [m.cls for m in app.user_middleware]
+
+    assert AuditMiddleware in layers(True) and AuditMiddleware not in layers(False)
