@@ -8,8 +8,10 @@ Patients into each, then alternates wrk read-by-id runs between them for
 - req/s, and the on/off ratio;
 - server CPU µs per request: user+system CPU of the server's whole process
   group (uvicorn and its workers, every thread, the audit flusher included)
-  divided by the requests served. On a shared machine this is much steadier
-  than req/s, which moves with whatever else runs.
+  divided by the requests served, split into the workers' main threads (the
+  event loop: the requests) and their other threads (the audit flusher). On a
+  shared machine this is much steadier than req/s, which moves with whatever
+  else runs.
 
     python -m bench.audit_http [--rounds 3] [--duration 6] [--patients 300] [--workers 2]
 """
@@ -29,20 +31,34 @@ from bench.__main__ import Loaded, analyze, preload
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_s(pgid: int) -> float:
-    """User+system CPU seconds of the live processes of a process group (from /proc)."""
-    total = 0
+def _stat(path: str) -> list[str] | None:
+    try:
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
+    except OSError:
+        return None
+
+
+def group_cpu_s(pgid: int) -> tuple[float, float]:
+    """(main threads, other threads) user+system CPU seconds of the live processes of a
+    process group, from /proc. The main thread of a worker runs the event loop (the
+    requests); the others are the audit flusher and thread pools."""
+    main = other = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = _stat(f"/proc/{entry}/stat")
+        if fields is None or int(fields[2]) != pgid:  # pgrp
             continue
-        if int(fields[2]) == pgid:  # fields[0] is the state: pgrp is field 5 of stat
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
+        for tid in os.listdir(f"/proc/{entry}/task"):
+            t = _stat(f"/proc/{entry}/task/{tid}/stat")
+            if t is not None:
+                ticks = int(t[11]) + int(t[12])  # utime, stime
+                if tid == entry:
+                    main += ticks
+                else:
+                    other += ticks
+    return main / _TICK, other / _TICK
 
 
 def main() -> None:
@@ -74,14 +90,16 @@ def main() -> None:
         for r in range(args.rounds):
             for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
                 pgid, base, script = targets[name]
-                cpu0 = group_cpu_s(pgid)
+                main0, other0 = group_cpu_s(pgid)
                 res = load.run("read", name, base, script, duration=args.duration, connections=args.connections)
-                cpu = group_cpu_s(pgid) - cpu0
+                main1, other1 = group_cpu_s(pgid)
                 if res.errors:
                     print(f"  audit {name}: {res.errors} errors {res.statuses}")
-                per_req = cpu / res.requests * 1e6 if res.requests else float("nan")
+                n = res.requests or 1
+                per_req = (main1 - main0 + other1 - other0) / n * 1e6
                 runs[name].append((res.rps, per_req))
-                print(f"round {r + 1} audit {name:3s}: {res.rps:9,.0f} req/s  {per_req:6.1f} µs server CPU/request")
+                print(f"round {r + 1} audit {name:3s}: {res.rps:9,.0f} req/s  {per_req:6.1f} µs server CPU/request"
+                      f" (main threads {(main1 - main0) / n * 1e6:5.1f}, other threads {(other1 - other0) / n * 1e6:4.1f})")
     med = {k: (statistics.median(x for x, _ in v), statistics.median(y for _, y in v)) for k, v in runs.items()}
     print(f"median audit on : {med['on'][0]:9,.0f} req/s  {med['on'][1]:6.1f} µs CPU/request")
     print(f"median audit off: {med['off'][0]:9,.0f} req/s  {med['off'][1]:6.1f} µs CPU/request")

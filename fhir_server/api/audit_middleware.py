@@ -3,7 +3,13 @@ response status, lets the app answer, and queues one plain tuple of the
 request's raw fields (``fhir_server.audit.request_rows.RawRequest``) with the
 buffered recorder. Classifying the request, decoding and cleaning its fields
 happen on the recorder's thread (see docs/audit.md): a read by id costs ~50 µs,
-the whole audit budget is ~5 µs, so the request path does the least it can."""
+the whole audit budget is ~5 µs, so the request path does the least it can.
+
+The tuple holds only str, bytes, int and None, never the scope's dicts and
+lists: a queued event lives ~0.2 s, and containers kept that long are promoted
+by the garbage collector into the old generations, whose full collections over
+the whole heap then cost more than the rest of the audit trail (measured
+~2.6 µs per request with the scope's header list and state dict queued)."""
 
 from __future__ import annotations
 
@@ -45,7 +51,19 @@ class AuditMiddleware:
         finally:
             recorder = self.recorder_for(scope)
             if recorder is not None:
+                user_agent = request_id = None
+                for name, value in scope.get("headers") or ():
+                    if name == b"user-agent":
+                        user_agent = value
+                    elif name == b"x-request-id":
+                        request_id = value
+                state = scope.get("state")
+                principal = state.get("principal") if state else None
+                client = scope.get("client")
+                # only atomic values (str, bytes, int, None): see request_rows.RawRequest
                 recorder.record((
-                    time_ns(), status, scope["method"], path, scope.get("query_string", b""),
-                    scope.get("headers"), scope.get("client"), scope.get("state"),
+                    time_ns(), status, scope["method"], path, scope.get("query_string", b""), user_agent, request_id,
+                    client[0] if client else None,
+                    principal.client_id if principal is not None else None,
+                    principal.organization_id if principal is not None else None,
                 ))

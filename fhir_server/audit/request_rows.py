@@ -1,9 +1,9 @@
 """The audit row of an HTTP request, built on the recorder's thread.
 
-On the request path the audit middleware only queues a plain tuple of what
-the ASGI scope already holds (:data:`RawRequest`); classifying the request,
-decoding the query and reading headers happen here, off the request path, in
-one function per event (no per-event objects, no properties).
+On the request path the audit middleware only queues a plain tuple of raw
+values it picks from the ASGI scope (:data:`RawRequest`); classifying the
+request, decoding and cleaning the values happen here, off the request path,
+in one function per event (no per-event objects, no properties).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_
 
 from .events import ACTIONS
 
-#: (time.time_ns(), HTTP status, method, path, query string bytes, header list,
-#: ASGI client (host, port) or None, the request's state dict or None)
-RawRequest = tuple[int, int, str, str, bytes, list[tuple[bytes, bytes]], Any, Any]
+#: (time.time_ns(), HTTP status, method, path, query string, User-Agent, X-Request-Id,
+#: client address, client id, organization id): atomic values only, so that the
+#: garbage collector stops tracking the tuple at its first pass (see api.audit_middleware)
+RawRequest = tuple[int, int, str, str, bytes, bytes | None, bytes | None, str | None, str | None, str | None]
 
 _KIND_OF_TYPE = {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 _KIND_OF_ID = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -65,20 +66,9 @@ def _clean(value: str, limit: int) -> str:
 
 def request_row(raw: RawRequest) -> tuple[Any, ...]:
     """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple``."""
-    time_ns, status, method, path, query_bytes, headers, client, state = raw
+    time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
     interaction, res_type, res_id, operation = classify(method, path)
-    principal = state.get("principal") if state else None
-    if principal is not None:
-        client_id, organization_id = principal.client_id, principal.organization_id
-    else:
-        client_id = organization_id = None
-    address = client[0] if client else None
-    user_agent = request_id = None
-    for name, value in headers or ():
-        if name == b"user-agent":
-            user_agent = value.decode("latin-1")
-        elif name == b"x-request-id":
-            request_id = value.decode("latin-1")
+    user_agent = ua_bytes.decode("latin-1") if ua_bytes is not None else None
     # the usual case (ASCII, no NUL) needs at most a cut; one check over all the values
     joined = f"{res_type}{res_id}{client_id}{organization_id}{address}{user_agent}"
     if joined.isascii() and "\x00" not in joined:
@@ -98,12 +88,12 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
         user_agent = user_agent and _clean(user_agent, USER_AGENT_MAX)
     row = (time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
            organization_id, address, user_agent)
-    if query_bytes or operation or request_id:
+    if query_bytes or operation or request_id_bytes:
         query = _clean(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None
         return row + (
             query,
             _clean("$" + operation, 64) if operation else None,
-            _clean(request_id, REQUEST_ID_MAX) if request_id else None,
+            _clean(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,
             None,  # event_id: derived from the row (see .ids)
         )
     return row

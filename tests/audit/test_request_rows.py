@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -41,11 +42,9 @@ def test_classify(method, path, expected):
     assert classify(method, path) == expected
 
 
-def _raw(path="/fhir/Patient/p1", *, method="GET", status=200, query=b"", headers=None, client=("10.0.0.7", 5000),
-         principal=Principal(None, "simrs-1", "org-9")):
-    headers = [(b"host", b"x"), (b"user-agent", b"SIMRS/2.0")] if headers is None else headers
-    state = {"principal": principal} if principal else {}
-    return (T_NS, status, method, path, query, headers, client, state)
+def _raw(path="/fhir/Patient/p1", *, method="GET", status=200, query=b"", ua=b"SIMRS/2.0", request_id=None,
+         address="10.0.0.7", client_id="simrs-1", organization_id="org-9"):
+    return (T_NS, status, method, path, query, ua, request_id, address, client_id, organization_id)
 
 
 def _as_dict(row):
@@ -61,8 +60,8 @@ def test_a_read_is_a_base_row_like_the_record_of_the_same_event():
 
 
 def test_query_operation_and_request_id_make_a_full_row():
-    row = _as_dict(request_row(_raw("/fhir/Patient/p1/$everything", query=b"start=2020&_count=5",
-                                    headers=[(b"x-request-id", b"req-7")], principal=None, client=None)))
+    row = _as_dict(request_row(_raw("/fhir/Patient/p1/$everything", query=b"start=2020&_count=5", ua=None,
+                                    request_id=b"req-7", address=None, client_id=None, organization_id=None)))
     assert row == {**dict.fromkeys(FULL_COLUMNS), "recorded_us": T_NS // 1000, "interaction": "operation",
                    "action": "E", "status": 200, "res_type": "Patient", "res_id": "p1",
                    "query": "start=2020&_count=5", "operation": "$everything", "request_id": "req-7"}
@@ -70,13 +69,13 @@ def test_query_operation_and_request_id_make_a_full_row():
 
 def test_long_and_hostile_values_are_cut_and_made_storable():
     long_id = "i" * 500
-    row = _as_dict(request_row(_raw(f"/fhir/Patient/{long_id}", headers=[(b"user-agent", b"u" * 5000)],
-                                    principal=Principal(None, "c" * 300, "o" * 100), query=b"q" * 100_000)))
+    row = _as_dict(request_row(_raw(f"/fhir/Patient/{long_id}", ua=b"u" * 5000, client_id="c" * 300,
+                                    organization_id="o" * 100, query=b"q" * 100_000)))
     assert len(row["res_id"]) == 64 and len(row["user_agent"]) == 256 and len(row["client_id"]) == 128
     assert len(row["organization_id"]) == 64 and len(row["query"]) == 2048
-    row = _as_dict(request_row(_raw("/fhir/Patient/a%00b\ud800", headers=[(b"user-agent", "é\x00".encode("latin-1"))])))
+    row = _as_dict(request_row(_raw("/fhir/Patient/a%00b\ud800", ua="é\x00".encode("latin-1"))))
     assert row["res_id"] == "a\ufffdb?" and row["user_agent"] == "é\ufffd"
-    row = _as_dict(request_row(_raw(f"/fhir/{'T' * 100}/x", client=("a" * 100, 1))))
+    row = _as_dict(request_row(_raw(f"/fhir/{'T' * 100}/x", address="a" * 100)))
     assert len(row["res_type"]) == 64 and len(row["address"]) == 64
 
 
@@ -103,18 +102,26 @@ class _Queue:
 
 def test_middleware_queues_the_raw_request_with_its_status():
     async def app(scope, receive, send):
-        scope.setdefault("state", {})["principal"] = Principal(None, "simrs-1")
+        scope.setdefault("state", {})["principal"] = Principal(None, "simrs-1", "org-2")
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
     queue = _Queue()
-    scope = {"type": "http", "method": "GET", "path": "/fhir/Patient/x", "query_string": b"", "headers": [],
+    scope = {"type": "http", "method": "GET", "path": "/fhir/Patient/x", "query_string": b"_summary=true",
+             "headers": [(b"host", b"h"), (b"user-agent", b"UA/1"), (b"x-request-id", b"r-1")],
              "client": ("127.0.0.1", 1)}
     sent = _run(AuditMiddleware(app, recorder_for=lambda s: queue), scope)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     (item,) = queue.items
+    # atomic values only: the garbage collector stops tracking the queued tuple
+    assert all(v is None or type(v) in (int, str, bytes) for v in item)
+    gc.collect()
+    assert not gc.is_tracked(item)
     row = _as_dict(request_row(item))
-    assert (row["interaction"], row["status"], row["res_id"], row["client_id"]) == ("read", 404, "x", "simrs-1")
+    assert {k: row[k] for k in ("interaction", "status", "res_id", "client_id", "organization_id", "address",
+                                "user_agent", "request_id", "query")} == {
+        "interaction": "read", "status": 404, "res_id": "x", "client_id": "simrs-1", "organization_id": "org-2",
+        "address": "127.0.0.1", "user_agent": "UA/1", "request_id": "r-1", "query": "_summary=true"}
     for path in ("/fhir/metadata", "/docs", "/fhir/auth/token"):
         _run(AuditMiddleware(app, recorder_for=lambda s: queue), {**scope, "path": path})
     assert len(queue.items) == 1  # not audited
