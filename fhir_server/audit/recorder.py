@@ -54,6 +54,8 @@ log = logging.getLogger("fhir_server.audit")
 
 #: the longest pause between two attempts while the database is down
 MAX_BACKOFF = 5.0
+#: what turning a malformed event into a row raises
+_UNSTORABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def record_in(conn: Connection, event: AuditRecord) -> None:
@@ -187,16 +189,17 @@ class AuditRecorder:
                     return False
 
     def _take(self) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
         queue = self._queue
-        for _ in range(self.max_batch):
-            try:
-                event = queue.popleft()
-            except IndexError:
-                break
+        events = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]  # only this thread pops
+        try:  # one comprehension for the batch: no per-event try or call of our own
+            return [request_row(e) if type(e) is tuple else to_tuple(e) for e in events]
+        except _UNSTORABLE:
+            pass
+        rows: list[tuple[Any, ...]] = []
+        for event in events:  # some event cannot be stored: convert one by one, drop the bad ones
             try:
                 rows.append(request_row(event) if type(event) is tuple else to_tuple(event))
-            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            except _UNSTORABLE as exc:
                 log.error("audit: dropping an event that cannot be stored: %s", exc)
                 with self._count_lock:
                     self._dropped += 1

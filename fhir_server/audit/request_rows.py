@@ -67,7 +67,12 @@ def _clean(value: str, limit: int) -> str:
 def request_row(raw: RawRequest) -> tuple[Any, ...]:
     """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple``."""
     time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
-    interaction, res_type, res_id, operation = classify(method, path)
+    parts = path.split("/")
+    if len(parts) == 4 and (p2 := parts[2]) and (p3 := parts[3]) and p2[0] != "_" and p3[0] != "_" \
+            and "%" not in path and "$" not in path:  # /fhir/Type/id, the most frequent (what classify says)
+        interaction, res_type, res_id, operation = _KIND_OF_ID.get(method, "read"), p2, p3, None
+    else:
+        interaction, res_type, res_id, operation = classify(method, path)
     user_agent = ua_bytes.decode("latin-1") if ua_bytes is not None else None
     # the usual case (ASCII, no NUL) needs at most a cut; one check over all the values
     joined = f"{res_type}{res_id}{client_id}{organization_id}{address}{user_agent}"

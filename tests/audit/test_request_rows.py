@@ -168,3 +168,15 @@ def test_no_audit_layer_when_auditing_is_off(tmp_path):
         return [m.cls for m in app.user_middleware]
 
     assert AuditMiddleware in layers(True) and AuditMiddleware not in layers(False)
+
+
+@pytest.mark.parametrize("path", [
+    "/fhir/Patient/p1", "/fhir/Patient/_history", "/fhir/_history/x", "/fhir/Patient/_search", "/fhir/Patient/_x",
+    "/fhir//p1", "/fhir/Patient/", "/fhir/Patient/p%201", "/fhir/Patient/$meta", "/fhir/Patient/p1/", "/fhir/P/p1/x",
+])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"])
+def test_the_fast_path_classifies_like_classify(method, path):
+    interaction, res_type, res_id, operation = classify(method, path)
+    row = _as_dict(request_row(_raw(path, method=method)))
+    assert (row["interaction"], row["res_type"], row["res_id"]) == (interaction, res_type, res_id)
+    assert row.get("operation") == (f"${operation}" if operation else None)
