@@ -24,17 +24,44 @@ from fhir_server.audit.request_rows import classify  # noqa: F401  (re-exported:
 _NOT_AUDITED = ("/fhir/metadata", "/fhir/.well-known/smart-configuration", "/fhir/auth/token")
 
 
+def is_audited(path: str) -> bool:
+    """Whether a request to ``path`` leaves an AuditEvent: the FHIR API, but not its discovery endpoints."""
+    return path.startswith("/fhir") and not path.startswith(_NOT_AUDITED)
+
+
+def queue_request(recorder: AuditRecorder | None, scope: Scope, status: int) -> None:
+    """Queue the AuditEvent of a finished request (``status``: its HTTP status, 500 if none was sent)."""
+    if recorder is None:
+        return
+    user_agent = request_id = None
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            user_agent = value
+        elif name == b"x-request-id":
+            request_id = value
+    state = scope.get("state")
+    principal = state.get("principal") if state else None
+    client = scope.get("client")
+    # only atomic values (str, bytes, int, None): see request_rows.RawRequest
+    recorder.record((
+        time_ns(), status, scope["method"], scope["path"], scope.get("query_string", b""), user_agent, request_id,
+        client[0] if client else None,
+        principal.client_id if principal is not None else None,
+        principal.organization_id if principal is not None else None,
+    ))
+
+
 class AuditMiddleware:
+    """The audit trail as a layer of its own. The app does not use it: ``RequestGuard``
+    records through :func:`queue_request` in its own layer (one ASGI layer less
+    per request, ~1.5 µs); this class is for other compositions and tests."""
+
     def __init__(self, app: ASGIApp, *, recorder_for: Callable[[Scope], AuditRecorder | None]) -> None:
         self.app = app
         self.recorder_for = recorder_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if not path.startswith("/fhir") or path.startswith(_NOT_AUDITED):
+        if scope["type"] != "http" or not is_audited(scope["path"]):
             await self.app(scope, receive, send)
             return
         status = 500  # stays so when the app fails before answering
@@ -49,21 +76,4 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            recorder = self.recorder_for(scope)
-            if recorder is not None:
-                user_agent = request_id = None
-                for name, value in scope.get("headers") or ():
-                    if name == b"user-agent":
-                        user_agent = value
-                    elif name == b"x-request-id":
-                        request_id = value
-                state = scope.get("state")
-                principal = state.get("principal") if state else None
-                client = scope.get("client")
-                # only atomic values (str, bytes, int, None): see request_rows.RawRequest
-                recorder.record((
-                    time_ns(), status, scope["method"], path, scope.get("query_string", b""), user_agent, request_id,
-                    client[0] if client else None,
-                    principal.client_id if principal is not None else None,
-                    principal.organization_id if principal is not None else None,
-                ))
+            queue_request(self.recorder_for(scope), scope, status)

@@ -159,15 +159,37 @@ def test_mixed_rows_in_one_batch_are_all_written(db):
     assert len(failed) == 84 and all(e["entity"][0]["query"] for e in failed)
 
 
-def test_no_audit_layer_when_auditing_is_off(tmp_path):
+def test_no_audit_call_when_auditing_is_off(tmp_path):
+    from fhir_server.api.guard import RequestGuard
     from fhir_server.app import create_app
     from fhir_server.config import Settings
 
-    def layers(audit: bool) -> list:
+    def audit_for(audit: bool):
         app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}", audit=audit, export_worker=False))
-        return [m.cls for m in app.user_middleware]
+        assert AuditMiddleware not in [m.cls for m in app.user_middleware]  # the guard records, in its layer
+        (guard,) = [m for m in app.user_middleware if m.cls is RequestGuard]
+        return guard.kwargs["audit_for"]
 
-    assert AuditMiddleware in layers(True) and AuditMiddleware not in layers(False)
+    assert callable(audit_for(True)) and audit_for(False) is None
+
+
+def test_the_guard_records_what_it_answers_and_what_it_passes_on():
+    from fhir_server.api.guard import RequestGuard
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    queue = _Queue()
+    guard = RequestGuard(app, max_query_params=10, max_query_bytes=100, audit_for=lambda s: queue)
+    base = {"type": "http", "method": "POST", "path": "/fhir/Patient", "query_string": b"", "headers": []}
+    _run(guard, base)
+    _run(guard, {**base, "method": "GET", "query_string": b"name=a%00b"})  # refused by the guard itself
+    _run(guard, {**base, "method": "GET", "path": "/fhir/metadata"})  # not audited
+    _run(guard, {**base, "method": "GET", "path": "/docs"})  # not FHIR
+    rows = [_as_dict(request_row(item)) for item in queue.items]
+    assert [(r["interaction"], r["status"], r.get("query")) for r in rows] == [
+        ("create", 201, None), ("search-type", 400, "name=a%00b")]
 
 
 @pytest.mark.parametrize("path", [
