@@ -1,9 +1,9 @@
 """What one audit event holds (:class:`AuditRecord`) and its FHIR R4 AuditEvent form.
 
-An event is recorded on the request path, so :class:`AuditRecord` is a plain
-slotted dataclass the caller fills with what it already has; ids, truncation
-and the action code are worked out later, off the request path
-(:func:`to_row`, called by the recorder's flusher thread). :func:`to_fhir`
+:class:`AuditRecord` is a plain slotted dataclass the caller fills with what it
+already has; truncation and the action code are worked out later, off the
+request path (:func:`to_tuple`, called by the recorder's flusher thread). HTTP
+requests are queued as raw tuples instead (``request_rows``). :func:`to_fhir`
 builds the AuditEvent from a stored row when it is read or searched.
 
 AuditEvent shape (R4, following IHE BALP where R4 leaves a choice):
@@ -82,8 +82,8 @@ class AuditRecord:
     name, with or without its ``$`` (stored with it). ``query`` is the query string
     of a search or operation (without ``_format``/``_pretty``). ``client_id``
     is the OAuth2 client (``"anonymous"`` when auth is off). ``recorded_us``
-    defaults to now; ``event_id`` to a fresh time-ordered uuid (v7), filled in when the row is
-    built (off the request path). ``action`` defaults to the interaction's.
+    defaults to now; without an ``event_id`` the event's id is derived from its
+    stored row (see :mod:`.ids`). ``action`` defaults to the interaction's.
     """
 
     interaction: str
