@@ -1,10 +1,21 @@
 """Micro-benchmark of the audit trail (not a test).
 
-Prints the request-path cost of recording one event (building the
-``AuditRecord`` + ``AuditRecorder.record()``), the cost of ``record_in()``
-inside a write transaction, the flush throughput (rows/s) on SQLite and
-PostgreSQL, and the CPU the flusher spends per row (it shares the GIL with
-the request threads, so it counts against throughput too).
+The figures that matter for read throughput come first ("read events"): what
+auditing one ``GET /fhir/Patient/<id>`` costs, all in,
+
+- on the request path: the ``AuditMiddleware`` around a trivial ASGI app,
+  minus the trivial app alone (µs per request);
+- on the recorder's thread: ``AuditRecorder.flush()`` of the events the
+  middleware queued, CPU µs per event (turning them into rows, the bulk
+  INSERT, the commit). That thread shares the GIL and the cores with the
+  request thread, so it counts against throughput too. On PostgreSQL the
+  server's CPU is not included.
+
+Both use only the middleware and ``flush()``, so the same file measures an
+older checkout (``PYTHONPATH=<checkout> python bench/audit_bench.py``). Then:
+``AuditRecord`` + ``record()``, ``record_in()`` in a write transaction, and
+the flush of ``AuditRecord`` events. Every figure is the best of several runs
+(the machine may be busy).
 
     python -m bench.audit_bench [--pg URL] [--events 100000]
 """
@@ -12,6 +23,7 @@ the request threads, so it counts against throughput too).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 import uuid
@@ -19,6 +31,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.audit import AuditRecord, AuditRecorder, record_in
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
@@ -32,6 +45,61 @@ def _event(i: int) -> AuditRecord:
         organization_id="100000001", address="10.20.30.40", user_agent="SIMRS/3.1 (Java 17)",
         request_id="5f0c6a3e-9d1b-4c59-8b1e-3f1e0a1b2c3d",
     )
+
+
+class _Principal:
+    client_id = "simrs-rsud-1"
+    organization_id = None
+
+
+def _scope(i: int) -> dict:
+    """A uvicorn-like scope of ``GET /fhir/Patient/<id>`` after the app set its principal."""
+    return {
+        "type": "http", "method": "GET", "path": f"/fhir/Patient/p{i % 1000}", "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"SIMRS/3.1 (Java 17)"), (b"accept", b"*/*")],
+        "client": ("10.20.30.40", 40000 + i % 1000), "state": {"principal": _Principal()},
+    }
+
+
+async def _trivial_app(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def _sent(message) -> None:
+    pass
+
+
+async def _receive() -> dict:
+    return {"type": "http.request"}
+
+
+def _queue_reads(rec: AuditRecorder, n: int) -> float:
+    """Send n reads through the audit middleware into ``rec``; µs per request above the bare app."""
+    mw = AuditMiddleware(_trivial_app, recorder_for=lambda scope: rec)
+    scopes = [_scope(i) for i in range(n)]
+
+    async def run(app) -> float:
+        t0 = time.perf_counter()
+        for sc in scopes:
+            await app(sc, _receive, _sent)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    bare = asyncio.run(run(_trivial_app))
+    return asyncio.run(run(mw)) - bare
+
+
+def bench_read_events(db: Database, n: int, runs: int = 5) -> tuple[float, float]:
+    """(request-path µs, recorder-thread CPU µs) per audited read, best of ``runs``."""
+    path = flush = float("inf")
+    for _ in range(runs):
+        rec = AuditRecorder(db, start=False, max_batch=1000, max_queue=n + 1)
+        path = min(path, _queue_reads(rec, n))
+        c0 = time.process_time()
+        written = rec.flush()
+        flush = min(flush, (time.process_time() - c0) / n * 1e6)
+        assert written == n, (written, rec.last_error)
+    return path, flush
 
 
 def bench_record(n: int) -> tuple[float, float]:
@@ -87,6 +155,9 @@ def bench_record_in(db: Database, n: int) -> tuple[float, float]:
 
 def run(name: str, db: Database, n: int) -> None:
     migrate.upgrade(db.engine)
+    path, flush = bench_read_events(db, min(n, 50_000))
+    print(f"{name:10s} read events: {path:5.2f} µs request path + {flush:5.2f} µs CPU recorder thread"
+          f" = {path + flush:5.2f} µs per read")
     for batch in (100, 1000):
         rows_s, cpu = bench_flush(db, n, batch)
         print(f"{name:10s} flush batch={batch:<5d} {rows_s:>10,.0f} rows/s   {cpu:6.1f} µs CPU/row")

@@ -36,7 +36,7 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = 
 
 @contextmanager
 def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None,
-            cwd: Path | None = None, timeout: float = 120.0) -> Iterator[None]:
+            cwd: Path | None = None, timeout: float = 120.0) -> Iterator[subprocess.Popen]:
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=cwd)
@@ -46,7 +46,7 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, l
         except RuntimeError as e:
             tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
             raise RuntimeError(f"{e}\n{tail}") from None
-        yield
+        yield proc  # the leader of its own process group (start_new_session)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -19,7 +19,6 @@ from fhir_server import __version__
 from fastapi.middleware.cors import CORSMiddleware
 
 from fhir_server.api import http
-from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.api.fast_read import FastRead
 from fhir_server.api.guard import RequestGuard
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
@@ -140,9 +139,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
         )
-    app.add_middleware(RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes)
-    # outermost: even requests the guard or auth refuse leave an AuditEvent
-    app.add_middleware(AuditMiddleware, recorder_for=lambda scope: state.recorder)
+    # outermost; it also queues the AuditEvents, so even requests it or auth refuse leave one
+    # (audit off: not even the call that would feed the NullRecorder)
+    app.add_middleware(
+        RequestGuard, max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes,
+        audit_for=(lambda scope: state.recorder) if settings.audit else None,
+    )
     app.include_router(router)  # the hot interactions first: routes match in order
     app.include_router(auth_router)
     app.include_router(bulk_router)  # before the generic $operation routes

@@ -1,9 +1,9 @@
 """What one audit event holds (:class:`AuditRecord`) and its FHIR R4 AuditEvent form.
 
-An event is recorded on the request path, so :class:`AuditRecord` is a plain
-slotted dataclass the caller fills with what it already has; ids, truncation
-and the action code are worked out later, off the request path
-(:func:`to_row`, called by the recorder's flusher thread). :func:`to_fhir`
+:class:`AuditRecord` is a plain slotted dataclass the caller fills with what it
+already has; truncation and the action code are worked out later, off the
+request path (:func:`to_tuple`, called by the recorder's flusher thread). HTTP
+requests are queued as raw tuples instead (``request_rows``). :func:`to_fhir`
 builds the AuditEvent from a stored row when it is read or searched.
 
 AuditEvent shape (R4, following IHE BALP where R4 leaves a choice):
@@ -26,13 +26,14 @@ AuditEvent shape (R4, following IHE BALP where R4 leaves a choice):
 from __future__ import annotations
 
 import base64
-from random import getrandbits as _getrandbits
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_MAX, USER_AGENT_MAX
 from fhir_server.timeutil import now_us, to_instant
+
+from .ids import derived_event_id, new_event_id
 
 CLIENT_SYSTEM = "https://fhir-server.id/id/client"
 OPERATION_SYSTEM = "https://fhir-server.id/CodeSystem/operation"
@@ -81,8 +82,8 @@ class AuditRecord:
     name, with or without its ``$`` (stored with it). ``query`` is the query string
     of a search or operation (without ``_format``/``_pretty``). ``client_id``
     is the OAuth2 client (``"anonymous"`` when auth is off). ``recorded_us``
-    defaults to now; ``event_id`` to a fresh time-ordered uuid (v7), filled in when the row is
-    built (off the request path). ``action`` defaults to the interaction's.
+    defaults to now; without an ``event_id`` the event's id is derived from its
+    stored row (see :mod:`.ids`). ``action`` defaults to the interaction's.
     """
 
     interaction: str
@@ -101,27 +102,18 @@ class AuditRecord:
     action: str | None = None
 
 
-def new_event_id(recorded_us: int) -> str:
-    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
-
-    Time-ordered ids keep the unique index on ``event_id`` append-mostly
-    (a random uuid4 costs ~10 µs more per row on SQLite). The random bits come
-    from ``random`` (reseeded in forked children): event ids are identifiers,
-    not secrets.
-    """
-    r = _getrandbits(74)
-    v = ((recorded_us // 1000) << 80) | (0x7 << 76) | ((r >> 62) << 64) | (0b10 << 62) | (r & _LOW62)
-    h = f"{v:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_LOW62 = (1 << 62) - 1
-
-#: the column order of :func:`to_tuple` (the recorder's bulk INSERT)
-COLUMNS = (
-    "event_id", "recorded_us", "interaction", "action", "res_type", "res_id", "query", "operation",
-    "status", "client_id", "organization_id", "address", "user_agent", "request_id",
+#: the columns every stored event writes, in the order of the rows built by
+#: :func:`to_tuple` and ``request_rows.request_row``
+BASE_COLUMNS = (
+    "recorded_us", "interaction", "action", "status", "res_type", "res_id", "client_id",
+    "organization_id", "address", "user_agent",
 )
+#: the rarer columns: a row has them (after the base ones) only when one is set,
+#: so a plain read writes 10 columns, not 14 (each bound column costs insert time)
+EXTRA_COLUMNS = ("query", "operation", "request_id", "event_id")
+FULL_COLUMNS = BASE_COLUMNS + EXTRA_COLUMNS
+#: all the columns, in the order of :func:`to_row` and the full rows
+COLUMNS = FULL_COLUMNS
 
 
 def _clean(value: str | None, limit: int) -> str | None:
@@ -147,33 +139,46 @@ def _operation(name: str | None) -> str | None:
 
 
 def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
-    """The ``audit_events`` row of an event in :data:`COLUMNS` order: fills the id
-    and the action, cuts long values. Raises ValueError for an unknown interaction."""
+    """The ``audit_events`` row of an event: :data:`BASE_COLUMNS`, followed by
+    :data:`EXTRA_COLUMNS` when one of them is set. Fills the action, cuts long
+    values; ``event_id`` stays None unless given (the id is then derived from
+    the row, see :mod:`.ids`). Raises ValueError for an unknown interaction."""
     try:
         action = e.action or ACTIONS[e.interaction]
     except KeyError:
         raise ValueError(f"unknown interaction {e.interaction!r}") from None
-    return (
-        _clean(e.event_id, 64) or new_event_id(e.recorded_us),
+    row = (
         e.recorded_us,
         e.interaction,
         action,
+        int(e.status),
         _clean(e.res_type, 64),
         _clean(e.res_id, 64),
-        _clean(e.query, QUERY_MAX) or None,
-        _operation(e.operation),
-        int(e.status),
         _clean(e.client_id, 128),
         _clean(e.organization_id, 64),
         _clean(e.address, ADDRESS_MAX),
         _clean(e.user_agent, USER_AGENT_MAX),
-        _clean(e.request_id, REQUEST_ID_MAX),
     )
+    extra = (_clean(e.query, QUERY_MAX) or None, _operation(e.operation), _clean(e.request_id, REQUEST_ID_MAX),
+             _clean(e.event_id, 64) or None)
+    return row + extra if extra != (None, None, None, None) else row
 
 
 def to_row(event: AuditRecord) -> dict[str, Any]:
-    """The ``audit_events`` row of an event as a dict (see :func:`to_tuple`)."""
-    return dict(zip(COLUMNS, to_tuple(event)))
+    """A standalone ``audit_events`` row of an event as a dict (see :func:`to_tuple`).
+
+    It has no primary key to derive an id from, so an event without an
+    ``event_id`` gets a random time-ordered one here."""
+    row = dict.fromkeys(FULL_COLUMNS)
+    row.update(zip(FULL_COLUMNS, to_tuple(event)))
+    if row["event_id"] is None:
+        row["event_id"] = new_event_id(row["recorded_us"])
+    return row
+
+
+def event_id_of(r: Mapping[str, Any]) -> str:
+    """The AuditEvent.id of a stored row: its ``event_id``, or the one derived from its pk."""
+    return r["event_id"] or derived_event_id(r["recorded_us"], r["pk"])
 
 
 def outcome_code(status: int) -> str:
@@ -228,7 +233,7 @@ def to_fhir(row: Mapping[str, Any] | Any, *, observer: str = OBSERVER) -> dict[s
         agents.append({"who": {"reference": f"Organization/{r['organization_id']}"}, "requestor": False})
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": r["event_id"],
+        "id": event_id_of(r),
         "meta": {"lastUpdated": to_instant(r["recorded_us"])},
         "type": {"system": EVENT_TYPE_SYSTEM, "code": "rest", "display": "RESTful Operation"},
         "subtype": subtype,

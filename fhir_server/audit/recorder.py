@@ -8,7 +8,7 @@ transaction was rolled back). It only appends to an in-memory queue (a
 ``collections.deque``: thread-safe and O(1) under the GIL, no I/O, no lock,
 about a microsecond). A daemon thread flushes the queue every
 ``flush_interval`` seconds (sooner when ``max_batch`` events are waiting) with
-one executemany INSERT per batch, each batch in a transaction of its own;
+one bulk INSERT per batch (see :mod:`.bulk_insert`), each batch in a transaction of its own;
 on SQLite through ``Database.write()`` so it queues behind the request writers
 like any other writer. The price: events of the last ``flush_interval``
 seconds are lost if the process is killed hard (SIGKILL, power loss); a clean
@@ -46,22 +46,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from fhir_server.storage.db import Database
 
-from .events import COLUMNS, AuditRecord, to_tuple
+from .bulk_insert import insert_one, insert_rows
+from .events import AuditRecord, to_tuple
+from .request_rows import RawRequest, request_row
 
 log = logging.getLogger("fhir_server.audit")
 
-_COPY_SQL = f"COPY audit_events ({', '.join(COLUMNS)}) FROM STDIN"
-
 #: the longest pause between two attempts while the database is down
 MAX_BACKOFF = 5.0
-
-
-def _insert_sql(paramstyle: str) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
-
-
-_INSERT_SQL = {style: _insert_sql(style) for style in ("qmark", "format", "pyformat")}
+#: what turning a malformed event into a row raises
+_UNSTORABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def record_in(conn: Connection, event: AuditRecord) -> None:
@@ -70,7 +64,7 @@ def record_in(conn: Connection, event: AuditRecord) -> None:
     Raises ValueError for an unknown interaction, and whatever the database
     raises (which fails the caller's transaction, as it should).
     """
-    conn.exec_driver_sql(_INSERT_SQL[conn.dialect.paramstyle], to_tuple(event))
+    insert_one(conn, to_tuple(event))
 
 
 class AuditRecorder:
@@ -97,7 +91,7 @@ class AuditRecorder:
         self.max_batch = max(1, max_batch)
         self.max_queue = max(1, max_queue)
         self._limit = self.max_queue  # 0 once closed: record() then drops
-        self._queue: deque[AuditRecord] = deque()
+        self._queue: deque[AuditRecord | RawRequest] = deque()
         self._retry: list[tuple[Any, ...]] = []
         self._dropped = 0
         self.written = 0
@@ -118,8 +112,12 @@ class AuditRecorder:
 
     # ------------------------------------------------------------------ request path
 
-    def record(self, event: AuditRecord) -> None:
-        """Queue ``event`` for the next flush: no I/O, never blocks, never raises."""
+    def record(self, event: AuditRecord | RawRequest) -> None:
+        """Queue ``event`` for the next flush: no I/O, never blocks, never raises.
+
+        ``event`` is an :class:`AuditRecord` or, from the HTTP middleware, the
+        raw tuple of a request (``request_rows.RawRequest``: turned into a row
+        by the flusher, off the request path)."""
         queue = self._queue
         if len(queue) >= self._limit:
             with self._count_lock:
@@ -191,39 +189,21 @@ class AuditRecorder:
                     return False
 
     def _take(self) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
         queue = self._queue
-        for _ in range(self.max_batch):
+        events = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]  # only this thread pops
+        try:  # one comprehension for the batch: no per-event try or call of our own
+            return [request_row(e) if type(e) is tuple else to_tuple(e) for e in events]
+        except _UNSTORABLE:
+            pass
+        rows: list[tuple[Any, ...]] = []
+        for event in events:  # some event cannot be stored: convert one by one, drop the bad ones
             try:
-                event = queue.popleft()
-            except IndexError:
-                break
-            try:
-                rows.append(to_tuple(event))
-            except (ValueError, TypeError, AttributeError) as exc:
+                rows.append(request_row(event) if type(event) is tuple else to_tuple(event))
+            except _UNSTORABLE as exc:
                 log.error("audit: dropping an event that cannot be stored: %s", exc)
                 with self._count_lock:
                     self._dropped += 1
         return rows
-
-    def _insert_sql(self, conn: Connection) -> str:
-        return _INSERT_SQL[conn.dialect.paramstyle]
-
-    def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """One bulk INSERT: COPY on PostgreSQL with psycopg 3 (~1 µs of client CPU
-        per row against ~8 for executemany), executemany elsewhere."""
-        if conn.dialect.name == "postgresql" and len(rows) > 1:
-            cursor = conn.connection.driver_connection.cursor()
-            if hasattr(cursor, "copy"):
-                try:
-                    with cursor.copy(_COPY_SQL) as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                finally:
-                    cursor.close()
-                return
-            cursor.close()
-        conn.exec_driver_sql(self._insert_sql(conn), rows if len(rows) > 1 else rows[0])
 
     def _bad_row(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a refused row (constraint, data) rather than an outage."""
@@ -240,7 +220,7 @@ class AuditRecorder:
         """
         try:
             with self.db.write() as conn:
-                self._insert(conn, rows)
+                insert_rows(conn, rows)
         except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
             if self._bad_row(exc):
                 # a refused row (not an outage): write the rows one by one, drop the bad ones
@@ -265,7 +245,7 @@ class AuditRecorder:
         for i, row in enumerate(rows):
             try:
                 with self.db.write() as conn:
-                    conn.exec_driver_sql(self._insert_sql(conn), row)
+                    insert_one(conn, row)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001
                 if not self._bad_row(exc):

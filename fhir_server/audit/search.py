@@ -59,6 +59,7 @@ from .events import (
     status_range,
     to_fhir,
 )
+from .ids import parse_derived
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 _PARAMS: dict[str, tuple[str, str]] = {
@@ -198,7 +199,7 @@ def _criterion(name: str, modifier: str | None, value: str) -> sa.ColumnElement[
         return _date(name, value)
     if name == "_id":
         system, code = _token(name, value)
-        return c.event_id == code if not system else _NOTHING
+        return _id_is(code) if not system else _NOTHING
     if name == "action":
         system, code = _token(name, value)
         if system not in (None, "", ACTION_SYSTEM) or code not in ("C", "R", "U", "D", "E"):
@@ -253,6 +254,17 @@ def _criterion(name: str, modifier: str | None, value: str) -> sa.ColumnElement[
             pattern = "%" + pattern
         return col.like(pattern, escape="\\")
     raise AssertionError(name)  # pragma: no cover
+
+
+def _id_is(event_id: str) -> sa.ColumnElement[bool]:
+    """The event with this id: stored explicitly, or derived from its pk and time (see .ids)."""
+    stored = t.c.event_id == event_id
+    derived = parse_derived(event_id)
+    if derived is None:
+        return stored
+    first_us, pk = derived
+    return sa.or_(stored, sa.and_(
+        t.c.pk == pk, t.c.event_id.is_(None), t.c.recorded_us.between(first_us, first_us + 999)))
 
 
 def _encode_cursor(recorded_us: int, pk: int, ascending: bool) -> str:
@@ -343,7 +355,7 @@ def read_audit(conn: Connection, event_id: str) -> dict[str, Any] | None:
     """The AuditEvent with id ``event_id``, or None."""
     if not event_id or len(event_id) > 64:
         return None
-    row = conn.execute(sa.select(t).where(t.c.event_id == event_id)).first()
+    row = conn.execute(sa.select(t).where(_id_is(event_id)).limit(1)).first()
     return to_fhir(row) if row else None
 
 

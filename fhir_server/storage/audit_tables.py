@@ -4,7 +4,8 @@ Audit events are not stored as FHIR resources: indexing a resource for search
 costs hundreds of microseconds, and an event is recorded on every read. The
 typed columns below are what the AuditEvent search filters on; the FHIR
 AuditEvent is built from a row when it is read (``fhir_server.audit.events``).
-Registered on the shared ``metadata``; created by migration ``0005_audit``.
+Registered on the shared ``metadata``; created by migration ``0005_audit``,
+``event_id`` made optional by ``0008_audit_derived_ids``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ audit_events = sa.Table(
     "audit_events",
     metadata,
     sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
-    # the AuditEvent.id (a uuid)
-    sa.Column("event_id", sa.String(64), nullable=False),
+    # the AuditEvent.id when it was given explicitly (or recorded before 0008);
+    # NULL for the server's own events, whose id is derived from pk and
+    # recorded_us when read (fhir_server.audit.ids): no id to generate, no index entry
+    sa.Column("event_id", sa.String(64), nullable=True),
     # AuditEvent.recorded: microseconds since the epoch, UTC
     sa.Column("recorded_us", sa.BigInteger, nullable=False),
     # http://hl7.org/fhir/restful-interaction code: read, vread, search-type, ...
@@ -45,7 +48,11 @@ audit_events = sa.Table(
     sa.Column("address", sa.String(ADDRESS_MAX), nullable=True),
     sa.Column("user_agent", sa.String(USER_AGENT_MAX), nullable=True),
     sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
-    sa.UniqueConstraint("event_id"),
+    # partial: the NULL ids of the server's own events take no index insertion
+    sa.Index(
+        "ux_audit_events_event_id", "event_id", unique=True,
+        sqlite_where=sa.text("event_id IS NOT NULL"), postgresql_where=sa.text("event_id IS NOT NULL"),
+    ),
     # newest-first listing, date ranges and keyset paging (appends at the right edge)
     sa.Index(None, "recorded_us", "pk"),
     # agent:identifier=client (a handful of clients: a few hot insertion points)

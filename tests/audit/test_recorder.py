@@ -8,7 +8,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from fhir_server.audit import AuditRecord, AuditRecorder, NullRecorder, record_in
+from fhir_server.audit import AuditRecord, AuditRecorder, NullRecorder, read_audit, record_in, search_audit
 from fhir_server.storage.audit_tables import audit_events
 from fhir_server.storage.db import Database
 
@@ -51,8 +51,10 @@ def test_flush_writes_everything_in_batches(db):
     assert rec.pending == 0 and rec.written == 50 and rec.dropped == 0
     assert _count(db) == 50
     with db.read() as conn:
-        ids = conn.execute(sa.select(audit_events.c.event_id)).scalars().all()
-    assert len(set(ids)) == 50
+        events, _ = search_audit(conn, [], default_count=100, max_count=100)
+        ids = [e["id"] for e in events]
+        assert len(set(ids)) == 50
+        assert all(read_audit(conn, i)["id"] == i for i in ids)  # each id finds its event
 
 
 def test_background_thread_flushes_within_the_interval(db):
