@@ -116,7 +116,7 @@ FULL_COLUMNS = BASE_COLUMNS + EXTRA_COLUMNS
 COLUMNS = FULL_COLUMNS
 
 
-def _clean(value: str | None, limit: int) -> str | None:
+def storable(value: str | None, limit: int) -> str | None:
     """Cut to ``limit``; make storable on both databases: no NUL (PostgreSQL text
     refuses it) and no lone surrogates (not UTF-8). A hostile value must not be
     able to keep its own audit event out of the database."""
@@ -135,7 +135,7 @@ def _operation(name: str | None) -> str | None:
     """The operation name with its ``$`` (``validate`` and ``$validate`` are both accepted)."""
     if not name:
         return None
-    return _clean(name if name[0] == "$" else "$" + name, 64)
+    return storable(name if name[0] == "$" else "$" + name, 64)
 
 
 def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
@@ -152,15 +152,15 @@ def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
         e.interaction,
         action,
         int(e.status),
-        _clean(e.res_type, 64),
-        _clean(e.res_id, 64),
-        _clean(e.client_id, 128),
-        _clean(e.organization_id, 64),
-        _clean(e.address, ADDRESS_MAX),
-        _clean(e.user_agent, USER_AGENT_MAX),
+        storable(e.res_type, 64),
+        storable(e.res_id, 64),
+        storable(e.client_id, 128),
+        storable(e.organization_id, 64),
+        storable(e.address, ADDRESS_MAX),
+        storable(e.user_agent, USER_AGENT_MAX),
     )
-    extra = (_clean(e.query, QUERY_MAX) or None, _operation(e.operation), _clean(e.request_id, REQUEST_ID_MAX),
-             _clean(e.event_id, 64) or None)
+    extra = (storable(e.query, QUERY_MAX) or None, _operation(e.operation), storable(e.request_id, REQUEST_ID_MAX),
+             storable(e.event_id, 64) or None)
     return row + extra if extra != (None, None, None, None) else row
 
 

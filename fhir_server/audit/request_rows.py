@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_MAX, USER_AGENT_MAX
 
-from .events import ACTIONS
+from .events import ACTIONS, storable
 
 #: (time.time_ns(), HTTP status, method, path, query string, User-Agent, X-Request-Id,
 #: client address, client id, organization id): atomic values only, so that the
@@ -53,17 +53,6 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
     return _KIND_OF_ID.get(method, "read"), res_type, res_id, None
 
 
-def _clean(value: str, limit: int) -> str:
-    """Cut to ``limit`` and make storable on both databases (see ``events._clean``)."""
-    if len(value) > limit:
-        value = value[:limit]
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    return value
-
-
 def request_row(raw: RawRequest) -> tuple[Any, ...]:
     """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple``."""
     time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
@@ -85,20 +74,20 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
         if ua_len > USER_AGENT_MAX:
             user_agent = user_agent[:USER_AGENT_MAX]  # type: ignore[index]
     else:
-        res_type = res_type and _clean(res_type, 64)
-        res_id = res_id and _clean(res_id, 64)
-        client_id = client_id and _clean(client_id, 128)
-        organization_id = organization_id and _clean(organization_id, 64)
-        address = address and _clean(address, ADDRESS_MAX)
-        user_agent = user_agent and _clean(user_agent, USER_AGENT_MAX)
+        res_type = res_type and storable(res_type, 64)
+        res_id = res_id and storable(res_id, 64)
+        client_id = client_id and storable(client_id, 128)
+        organization_id = organization_id and storable(organization_id, 64)
+        address = address and storable(address, ADDRESS_MAX)
+        user_agent = user_agent and storable(user_agent, USER_AGENT_MAX)
     row = (time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
            organization_id, address, user_agent)
     if query_bytes or operation or request_id_bytes:
-        query = _clean(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None
+        query = storable(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None
         return row + (
             query,
-            _clean("$" + operation, 64) if operation else None,
-            _clean(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,
+            storable("$" + operation, 64) if operation else None,
+            storable(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,
             None,  # event_id: derived from the row (see .ids)
         )
     return row

@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterable
 
 from fhirpathpy import compile as fp_compile
 from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.models import models
 
 from ..storage.search_index import IndexRows
-from .fastpath import Fallback, compile_walker
+# the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
+from .fastpath import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
 from .registry import SearchParam, params_for
 from .values import (
     MAX_US,
@@ -43,14 +43,6 @@ from .values import (
     reference_type,
 )
 
-R4 = models["r4"]
-_PATH2TYPE: dict[str, str] = R4["path2Type"]
-_ELSEWHERE: dict[str, str] = R4["pathsDefinedElsewhere"]
-_CHOICE: dict[str, list[str]] = R4["choiceTypePaths"]
-# backbone elements have no path2Type entry, only children
-_BACKBONE = frozenset(k.rsplit(".", 1)[0] for k in _PATH2TYPE)
-
-Values = list[tuple[str, Any]]
 
 ADMIN_CODE_URL = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode"
 
