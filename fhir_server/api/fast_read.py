@@ -78,10 +78,11 @@ class FastRead:
         params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         request = Request(scope)
         try:
-            if any(name in _FORMAT_PARAMS for name, _ in params):
-                raise FhirError(406)  # not an error: the route does formats
-            if formats.format_from_accept(request.headers.get("accept")) != formats.JSON:
-                raise FhirError(406)
+            plain_json = (not any(name in _FORMAT_PARAMS for name, _ in params)
+                          and formats.format_from_accept(request.headers.get("accept")) == formats.JSON)
+            if not plain_json:  # the route does formats
+                await self.app(scope, receive, send)
+                return
             body = type_search(request, match.group(1), params)
         except Exception:  # noqa: BLE001 - errors (4xx, statement timeouts) are the route's to answer
             await self.app(scope, receive, send)

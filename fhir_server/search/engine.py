@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
+from ..storage.repository import as_bytes
 from .parse import CURSOR, IncludeSpec, SearchQuery, encode_cursor, parse_query
 from .registry import summary_info
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
@@ -127,7 +128,7 @@ def run_search(
         elif q.cursor is None and not more:
             out.total = len(found)  # known for free
 
-        matches = [(row[0], row[1], row[2], _as_bytes(row[3])) for row in found]
+        matches = [(row[0], row[1], row[2], as_bytes(row[3])) for row in found]
         included = _includes(rows, q, matches) if q.includes else []
     out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
     out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
@@ -154,10 +155,6 @@ def _rows(source: Database | sa.Connection, *, snapshot: bool) -> Iterator[Rows]
 
 def _dialect(source: Database | sa.Connection) -> str:
     return source.dialect.name if isinstance(source, sa.Connection) else source.dialect
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else bytes(value)
 
 
 def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
@@ -242,7 +239,7 @@ def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
     sql = ("SELECT DISTINCT t.pk, t.res_type, t.res_id, t.body FROM idx_reference ref "
            "JOIN resources t ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
            f"WHERE {' AND '.join(conds)}")
-    return [(r[0], r[1], r[2], _as_bytes(r[3])) for r in rows(sql, b.params)]
+    return [(r[0], r[1], r[2], as_bytes(r[3])) for r in rows(sql, b.params)]
 
 
 def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
@@ -264,7 +261,7 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
     for pk, res_type, res_id, body, target_type, target_id in rows(sql, b.params):
         if (target_type, target_id) in wanted and pk not in seen:
             seen.add(pk)
-            out.append((pk, res_type, res_id, _as_bytes(body)))
+            out.append((pk, res_type, res_id, as_bytes(body)))
     return out
 
 

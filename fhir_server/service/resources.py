@@ -207,10 +207,7 @@ class ResourceService:
         if pk is None:  # pragma: no cover - a uuid4 collision
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
-        if rows is not None:
-            self.indexer(conn, pk, stamped, fresh=True, rows=rows)
-        else:
-            self.indexer(conn, pk, stamped, fresh=True)
+        self.indexer(conn, pk, stamped, fresh=True, rows=rows)
         self._changed(conn, res_type, stamped, None)
         return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, prepared.warnings, pk)
 

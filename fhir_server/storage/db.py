@@ -210,13 +210,17 @@ class Database:
         conn = self._reader()
         ran = False
 
+        def run(sql: str, params: Any) -> list[tuple[Any, ...]]:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            cur.close()
+            return rows
+
         def fetch_all(sql: str, params: Any) -> list[tuple[Any, ...]]:
             nonlocal conn, ran
             try:
-                cur = conn.cursor()
-                cur.execute(sql, params)
-                rows = cur.fetchall()
-                cur.close()
+                rows = run(sql, params)
             except self.engine.dialect.loaded_dbapi.OperationalError:
                 if not self._broken(conn):
                     raise
@@ -224,10 +228,7 @@ class Database:
                 if snapshot or ran:
                     raise
                 conn = self._reader()  # retry once: nothing of this read has run yet
-                cur = conn.cursor()
-                cur.execute(sql, params)
-                rows = cur.fetchall()
-                cur.close()
+                rows = run(sql, params)
             ran = True
             return rows
 

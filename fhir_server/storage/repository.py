@@ -64,15 +64,15 @@ _READ_VERSION_SQL = (
 def read_current(db: Database, res_type: str, res_id: str) -> CurrentRow | None:
     """The current row outside any transaction (the fast path of read by id)."""
     row = db.fetch_one(_READ_CURRENT_SQL, (res_type, res_id))
-    return CurrentRow(row[0], row[1], row[2], bool(row[3]), _as_bytes(row[4])) if row else None
+    return CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) if row else None
 
 
 def read_version(db: Database, res_type: str, res_id: str, version: int) -> VersionRow | None:
     row = db.fetch_one(_READ_VERSION_SQL, (res_type, res_id, version))
-    return VersionRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), _as_bytes(row[6]), row[7]) if row else None
+    return VersionRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), as_bytes(row[6]), row[7]) if row else None
 
 
-def _as_bytes(value: Any) -> bytes | None:
+def as_bytes(value: Any) -> bytes | None:
     return bytes(value) if value is not None and not isinstance(value, bytes) else value
 
 
