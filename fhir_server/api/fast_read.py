@@ -8,7 +8,8 @@ for reads also a current resource and no conditional-read headers — with the
 same service calls and headers as the routes. Everything else (errors, XML,
 304s, AuditEvent) falls through to the normal route unchanged, which then
 answers it itself. It sits inside the audit and guard layers, so those apply
-as usual.
+as usual, but outside FastAPI's own middleware (see ``app.FhirApp``): nothing
+may escape it, so every failure falls through to the routes and their handlers.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class FastRead:
                 raise FhirError(406)
             principal(Request(scope)).require(res_type, "read")
             stored = scope["app"].state.fhir.resources.read(res_type, res_id)
-        except FhirError:
-            await self.app(scope, receive, send)  # the route answers errors, XML and the rest
+        except Exception:  # noqa: BLE001 - the route answers errors (4xx, database trouble), XML and the rest
+            await self.app(scope, receive, send)
             return
         body = stored.body or b""
         headers = [(k.lower().encode(), v.encode()) for k, v in version_headers(stored).items()]

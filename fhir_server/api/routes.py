@@ -170,7 +170,7 @@ async def create(request: Request, res_type: str) -> Response:
     if condition:
         result = st.conditional.create(res_type, resource, condition, http.base_url(request, st.settings.base_url))
     else:
-        result = st.resources.create(res_type, resource)
+        result = await st.resources.create_grouped(res_type, resource)
     return _write_response(request, result)
 
 
@@ -249,7 +249,7 @@ async def transaction(request: Request) -> Response:
     st = _state(request)
     bundle = await http.read_resource(request, st.settings)
     representation = http.prefer(request).get("return", "representation") != "minimal"
-    body = st.bundles.process(
+    body = await st.bundles.process_grouped(
         http.base_url(request, st.settings.base_url), bundle, representation=representation, authorize=principal(request).require
     )
     return http.body_response(request, body)

@@ -34,6 +34,7 @@ fresh, empty recorder of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -45,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from fhir_server.storage.db import Database
+from fhir_server.storage.group_commit import GroupCommitter
 
 from .bulk_insert import insert_one, insert_rows
 from .events import AuditRecord, to_tuple
@@ -52,6 +54,8 @@ from .request_rows import RawRequest, request_row
 
 log = logging.getLogger("fhir_server.audit")
 
+#: how often the event-loop flusher looks whether a full batch is waiting
+_LOOP_POLL_SECONDS = 0.05
 #: the longest pause between two attempts while the database is down
 MAX_BACKOFF = 5.0
 #: what turning a malformed event into a row raises
@@ -222,18 +226,66 @@ class AuditRecorder:
             with self.db.write() as conn:
                 insert_rows(conn, rows)
         except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
-            if self._bad_row(exc):
-                # a refused row (not an outage): write the rows one by one, drop the bad ones
-                log.error("audit: a batch was refused (%s); writing its rows one by one", exc)
-                return self._write_one_by_one(rows)
-            self._outage(exc)
-            return False
+            return self._failed(rows, exc)
+        return self._written(rows)
+
+    def _written(self, rows: list[tuple[Any, ...]]) -> bool:
         self.written += len(rows)
         self._retry = []
         if self._failing:
             log.warning("audit: database reachable again; %d events dropped so far", self._dropped)
             self._failing = False
         return True
+
+    def _failed(self, rows: list[tuple[Any, ...]], exc: Exception) -> bool:
+        if self._bad_row(exc):
+            # a refused row (not an outage): write the rows one by one, drop the bad ones
+            log.error("audit: a batch was refused (%s); writing its rows one by one", exc)
+            return self._write_one_by_one(rows)
+        self._outage(exc)
+        return False
+
+    # ------------------------------------------------------------------ flushing from an event loop
+
+    async def run_on_loop(self, writes: GroupCommitter) -> None:
+        """The flusher as a task of the server's event loop (instead of the thread: ``start=False``).
+
+        A flusher thread fights the event loop for the GIL: SQLite and psycopg release it
+        around every statement, and each time the loop thread wants it back it can wait a
+        whole switch interval while the flusher turns events into rows. Here the rows are
+        made and written on the loop's thread, between requests, and the INSERT joins the
+        loop's group commit (storage/group_commit.py) instead of queueing for the write lock.
+        Cancel the task, then ``close()``, to stop.
+        """
+        delay = self.flush_interval
+        while True:
+            waited = 0.0
+            while waited < delay and len(self._queue) < self.max_batch:  # a full batch goes at once
+                step = min(_LOOP_POLL_SECONDS, delay - waited)
+                await asyncio.sleep(step)
+                waited += step
+            try:
+                ok = await self._flush_on_loop(writes)
+            except Exception as exc:  # noqa: BLE001 - the flusher must survive anything
+                log.exception("audit flusher: unexpected error")
+                self.last_error = exc
+                ok = False
+            delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
+
+    async def _flush_on_loop(self, writes: GroupCommitter) -> bool:
+        while True:
+            if not self._retry:
+                self._retry = self._take()
+                if not self._retry:
+                    return True
+            rows = self._retry
+            try:
+                await writes.run(lambda conn: insert_rows(conn, rows))
+            except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
+                if not self._failed(rows, exc):
+                    return False
+            else:
+                self._written(rows)
 
     def _outage(self, exc: BaseException) -> None:
         self.last_error = exc

@@ -101,6 +101,33 @@ class BundleService:
         match with the incoming resource instead of replacing it. ``authorize(type,
         interaction, conditional=...)`` is called for every entry before anything runs.
         """
+        kind, raw_entries = self._checked(base, bundle, authorize)
+        if kind == "transaction":
+            entries = self._prepared(base, raw_entries)
+            with self.db.write() as conn:
+                outcomes = self._transaction_in(conn, base, entries, merge)
+        else:
+            outcomes = self._batch(base, raw_entries, merge, authorize)
+        return self._response(base, kind, outcomes, representation)
+
+    async def process_grouped(
+        self, base: str, bundle: Any, *, representation: bool = True, authorize: Authorize | None = None,
+    ) -> bytes:
+        """``process`` for an event loop: a transaction Bundle is validated here, then waits for
+        the write lock through the loop's group committer (in a transaction of its own) instead
+        of blocking the loop while another worker writes."""
+        kind, raw_entries = self._checked(base, bundle, authorize)
+        if kind == "transaction":
+            entries = self._prepared(base, raw_entries)
+            outcomes = await self.resources.writes.run(
+                lambda conn: self._transaction_in(conn, base, entries, None), alone=True
+            )
+        else:
+            outcomes = self._batch(base, raw_entries, None, authorize)
+        return self._response(base, kind, outcomes, representation)
+
+    def _checked(self, base: str, bundle: Any, authorize: Authorize | None) -> tuple[str, list[Any]]:
+        """The Bundle's type and entries, checked (and every transaction entry authorized)."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.of(400, "invalid", "POST to the base takes a Bundle of type transaction or batch")
         kind = bundle.get("type")
@@ -115,32 +142,35 @@ class BundleService:
             for i, raw in enumerate(raw_entries):
                 entry = _parse_entry(base, i, raw)
                 _at(entry, lambda e=entry: authorize(e.res_type, e.interaction, conditional=e.conditional))
-        if kind == "transaction":
-            outcomes = self._transaction(base, raw_entries, merge)
-        else:
-            outcomes = self._batch(base, raw_entries, merge, authorize)
+        return kind, raw_entries
+
+    def _response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
         entries = [self._response_entry(base, o, representation) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
     # -- transaction ---------------------------------------------------------
-    def _transaction(self, base: str, raw_entries: list[Any], merge: Merge | None) -> list[Outcome]:
+    def _prepared(self, base: str, raw_entries: list[Any]) -> list[Entry]:
+        """The entries parsed and checked, POST entries validated: all before the write lock."""
         entries = [_parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         _check_unique_targets(entries)
-        outcomes: list[Outcome | None] = [None] * len(entries)
         for e in entries:
-            # validation does not depend on the references rewritten below (they stay strings),
+            # validation does not depend on the references rewritten later (they stay strings),
             # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
-        with self.db.write() as conn:
-            # PostgreSQL: keys for the creates now, so their rows need no round trip each
-            repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
-            references = self._plan(conn, base, entries)
-            for entry in entries:
-                if entry.resource is not None and entry.method in ("POST", "PUT"):
-                    _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
-            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, in_transaction=True))
+        return entries
+
+    def _transaction_in(self, conn: Connection, base: str, entries: list[Entry], merge: Merge | None) -> list[Outcome]:
+        """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
+        outcomes: list[Outcome | None] = [None] * len(entries)
+        # PostgreSQL: keys for the creates now, so their rows need no round trip each
+        repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
+        references = self._plan(conn, base, entries)
+        for entry in entries:
+            if entry.resource is not None and entry.method in ("POST", "PUT"):
+                _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
+        for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, in_transaction=True))
         return [o for o in outcomes if o is not None]
 
     def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:

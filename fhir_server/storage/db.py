@@ -101,6 +101,13 @@ class _FileLock:
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def try_acquire(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
 
 def _sqlite_file(engine: Engine) -> str | None:
     database = engine.url.database
@@ -146,10 +153,40 @@ class Database:
             with conn.begin():
                 yield conn
 
+    def try_write_lock(self) -> bool:
+        """Take SQLite's write locks (this process's and the file's) if free, without waiting.
+
+        For an event loop, which must not block on another worker's transaction: on True
+        the caller holds them until ``release_write_lock`` and writes with
+        ``write(locked=True)``. Always True on PostgreSQL (no lock to take).
+        """
+        if self._write_lock is None:
+            return True
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        if self._file_lock is not None and not self._file_lock.try_acquire():
+            self._write_lock.release()
+            return False
+        return True
+
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def _locks(self) -> Iterator[None]:
+        assert self._write_lock is not None
+        with self._write_lock, (self._file_lock or nullcontext()):
+            yield
+
+    def release_write_lock(self) -> None:
+        if self._write_lock is None:
+            return
+        if self._file_lock is not None:
+            self._file_lock.__exit__()
+        self._write_lock.release()
+
+    @contextmanager
+    def write(self, *, locked: bool = False) -> Iterator[Connection]:
         """One write transaction: committed on success, rolled back on any error.
 
+        ``locked``: the caller already holds the write locks (``try_write_lock``).
         Callables appended to ``conn.info["after_commit"]`` run once the commit succeeded.
         """
         if self._write_lock is None:
@@ -158,7 +195,7 @@ class Database:
                     yield conn
                 callbacks = conn.info.pop("after_commit", [])
         else:
-            with self._write_lock, (self._file_lock or nullcontext()):
+            with nullcontext() if locked else self._locks():
                 with self.engine.connect() as conn:
                     conn.info["sqlite_begin"] = "IMMEDIATE"
                     with conn.begin():

@@ -235,3 +235,55 @@ def test_hostile_strings_are_stored(db):
         row = conn.execute(sa.select(audit_events.c.query, audit_events.c.user_agent)
                            .where(audit_events.c.event_id == "h1")).one()
     assert row.query == expected and row.user_agent == expected
+
+
+def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(db):
+    """The server's way: the flusher is a task of the event loop and its INSERT joins the
+    loop's group commit (no flusher thread)."""
+    import asyncio
+
+    from fhir_server.storage.group_commit import GroupCommitter
+
+    writes = GroupCommitter(db)
+    rec = AuditRecorder(db, flush_interval=0.02, max_batch=7, start=False)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(writes))
+        for i in range(30):
+            rec.record(_event(i))
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if rec.written == 30:
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    threads_before = threading.active_count()
+    asyncio.run(main())
+    assert threading.active_count() == threads_before  # no flusher thread was started
+    assert rec.written == 30 and rec.pending == 0 and rec.dropped == 0
+    assert _count(db) == 30
+    rec.close()
+
+
+def test_event_loop_flusher_keeps_events_through_an_outage():
+    import asyncio
+
+    from fhir_server.storage.group_commit import GroupCommitter
+
+    db = _unreachable()
+    rec = AuditRecorder(db, flush_interval=0.01, start=False)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(GroupCommitter(db)))
+        for i in range(5):
+            rec.record(_event(i))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+        assert rec.written == 0 and rec.pending == 5 and rec.last_error is not None
+    finally:
+        db.dispose()

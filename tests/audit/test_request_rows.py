@@ -167,8 +167,8 @@ def test_no_audit_call_when_auditing_is_off(tmp_path):
     def audit_for(audit: bool):
         app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}", audit=audit, export_worker=False))
         assert AuditMiddleware not in [m.cls for m in app.user_middleware]  # the guard records, in its layer
-        (guard,) = [m for m in app.user_middleware if m.cls is RequestGuard]
-        return guard.kwargs["audit_for"]
+        assert isinstance(app.outer, RequestGuard)  # the outermost layer
+        return app.outer.audit_for
 
     assert callable(audit_for(True)) and audit_for(False) is None
 

@@ -1,0 +1,116 @@
+"""Group commit: small independent writes from concurrent requests share one transaction.
+
+On SQLite every write transaction takes the process lock, the cross-process
+``flock``, ``BEGIN IMMEDIATE`` and a commit; for a one-resource create those cost
+more than the inserts, and an event loop that waited on the ``flock`` while the
+other worker wrote served nobody meanwhile. Here the writes an event loop submits
+wait (asynchronously) until the write locks are free, and then everything submitted
+so far goes into one transaction: one lock, one BEGIN, one executemany per index
+table, one COMMIT. On PostgreSQL the same saves a commit (a WAL flush) per write,
+and the new resources' rows go in with one COPY.
+
+The transaction runs on the event loop's own thread, on purpose: a writer thread
+would fight the loop for the GIL, and SQLite and psycopg release the GIL around
+every statement, so each executemany row or round trip could wait a whole GIL
+switch interval (5 ms) while the loop validates the next request (measured: an
+executemany of 100 rows, 0.29 ms alone, took 92 ms beside one busy thread).
+
+Failures: when a work raises (or the commit fails), the whole batch is rolled back
+and every work of it runs again alone, in its own transaction, so each caller gets
+exactly its own outcome and one bad write never takes the others down. Works must
+therefore be repeatable: they write only through the connection they are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage.db import Database
+from fhir_server.storage.repository import reserve_pks
+
+T = TypeVar("T")
+#: one write: runs inside an open write transaction; what it returns is the caller's result
+Work = Callable[[Connection], T]
+
+#: seconds between tries while another worker process (or thread) holds SQLite's write lock
+_LOCK_RETRY_SECONDS = 0.0005
+
+
+class GroupCommitter:
+    """Runs the works submitted from one event loop in shared write transactions."""
+
+    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any], int, bool]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, work: Work[T], *, new_resources: int = 0, alone: bool = False) -> T:
+        """Run ``work`` in the next group transaction; return its result once committed.
+
+        ``new_resources``: how many new resources it inserts (PostgreSQL reserves the
+        batch's keys in one statement). ``alone``: in a transaction of its own, run once
+        (for a big write that need not be repeatable, such as a transaction Bundle; it
+        still waits for the write lock without blocking the loop).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((work, future, new_resources, alone))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                while not self._db.try_write_lock():
+                    await asyncio.sleep(_LOCK_RETRY_SECONDS)
+                try:
+                    # everything that arrived while the lock was busy goes in together
+                    taken = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
+                    del self._pending[: self._max_batch]  # a cancelled caller's work is not written
+                    shared = [(work, future, n) for work, future, n, alone in taken if not alone]
+                    if len(shared) == 1:
+                        self._alone(*shared[0])
+                    elif shared:
+                        self._together(shared)
+                    for work, future, n, alone in taken:
+                        if alone:
+                            self._alone(work, future, n)
+                finally:
+                    self._db.release_write_lock()
+                await asyncio.sleep(0)  # let the loop read the next requests before the next batch
+        finally:
+            self._drainer = None
+
+    def _together(self, batch: list[tuple[Work[Any], asyncio.Future[Any], int]]) -> None:
+        results: list[Any] = []
+        try:
+            with self._db.write(locked=True) as conn:
+                reserve_pks(conn, sum(n for _, _, n in batch))
+                for work, _, _ in batch:
+                    results.append(work(conn))
+        except Exception:  # rolled back: each work gets its own outcome alone
+            for item in batch:
+                self._alone(*item)
+            return
+        for (_, future, _), result in zip(batch, results):
+            if not future.done():  # the caller may have gone (client disconnected)
+                future.set_result(result)
+
+    def _alone(self, work: Work[Any], future: asyncio.Future[Any], new_resources: int) -> None:
+        try:
+            with self._db.write(locked=True) as conn:
+                if new_resources > 1:  # one key is no cheaper reserved than returned by its INSERT
+                    reserve_pks(conn, new_resources)
+                result = work(conn)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

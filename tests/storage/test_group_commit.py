@@ -1,0 +1,184 @@
+"""Group commit (storage/group_commit.py): the creates an event loop submits share one
+transaction; a failing write never takes the others down; waiting for SQLite's write lock
+never blocks the loop. SQLite and PostgreSQL (the ``client`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from fhir_server.errors import FhirError
+from fhir_server.service.resources import ResourceService
+from fhir_server.storage import repository as repo
+from fhir_server.storage.group_commit import GroupCommitter
+from fhir_server.storage.tables import resources as resources_table
+
+NIK = "https://fhir.kemkes.go.id/id/nik"
+
+
+@pytest.fixture
+def service(client) -> ResourceService:
+    return client.app.state.fhir.resources
+
+
+def _patient(nik: str) -> dict:
+    return {"resourceType": "Patient", "identifier": [{"system": NIK, "value": nik}], "name": [{"family": "Lubis"}]}
+
+
+def _stored_ids(db) -> set[str]:
+    with db.read() as conn:
+        return set(conn.execute(sa.select(resources_table.c.res_id)).scalars())
+
+
+def test_concurrent_creates_go_into_one_transaction(service: ResourceService):
+    committer = GroupCommitter(service.db)
+    transactions: list[object] = []
+
+    def create(nik: str):
+        def work(conn: sa.Connection):
+            transactions.append(conn.get_transaction())  # kept alive, so identities stay distinct
+            return service.create_in(conn, "Patient", _patient(nik))
+        return committer.run(work, new_resources=1)
+
+    async def main():
+        return await asyncio.gather(*(create(str(n)) for n in range(20)))
+
+    results = asyncio.run(main())
+    assert len({id(t) for t in transactions}) == 1
+    assert _stored_ids(service.db) == {r.stored.res_id for r in results}
+    assert len(results) == 20 and all(r.status == 201 for r in results)
+    for r in results:  # version and index rows were written too
+        assert service.read("Patient", r.stored.res_id).version == 1
+        assert repo.read_version(service.db, "Patient", r.stored.res_id, 1) is not None
+
+
+def test_create_grouped_answers_like_create(service: ResourceService):
+    async def main():
+        return await asyncio.gather(*(service.create_grouped("Patient", _patient(str(n))) for n in range(5)))
+
+    results = asyncio.run(main())
+    assert len({r.stored.res_id for r in results}) == 5
+    for r in results:
+        body = service.read("Patient", r.stored.res_id).body
+        assert body is not None and b'"versionId":"1"' in body
+
+
+def test_invalid_resource_is_refused_before_it_is_queued(service: ResourceService):
+    async def main():
+        await service.create_grouped("Patient", {"resourceType": "Patient", "gender": "boy"})
+
+    with pytest.raises(FhirError) as caught:
+        asyncio.run(main())
+    assert caught.value.status == 422
+    assert _stored_ids(service.db) == set()
+
+
+def test_a_failing_write_leaves_the_others_committed_and_itself_rolled_back(service: ResourceService):
+    committer = GroupCommitter(service.db)
+
+    def good(nik: str):
+        return committer.run(lambda conn: service.create_in(conn, "Patient", _patient(nik)), new_resources=1)
+
+    def bad(conn: sa.Connection):
+        written = service.create_in(conn, "Patient", _patient("bad"))
+        raise RuntimeError(f"failed after writing {written.stored.res_id}")
+
+    async def main():
+        return await asyncio.gather(good("1"), committer.run(bad, new_resources=1), good("2"), return_exceptions=True)
+
+    first, failure, second = asyncio.run(main())
+    assert isinstance(failure, RuntimeError)
+    written_by_bad = str(failure).rsplit(" ", 1)[1]
+    stored = _stored_ids(service.db)
+    assert stored == {first.stored.res_id, second.stored.res_id}
+    assert written_by_bad not in stored
+    # the retried good writes are whole: their version rows are there
+    for r in (first, second):
+        assert repo.read_version(service.db, "Patient", r.stored.res_id, 1) is not None
+
+
+def test_another_open_write_transaction_does_not_block_the_loop(service: ResourceService):
+    """SQLite: the create waits for the write lock while the loop goes on; PostgreSQL has no
+    database-wide write lock, so the create commits while the other transaction is still open."""
+    sqlite = service.db.dialect == "sqlite"
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:  # another thread (or worker process) in a long write transaction
+        with service.db.write() as conn:
+            service.create_in(conn, "Patient", _patient("other"))
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert held.wait(10)
+
+    async def main():
+        create = asyncio.ensure_future(service.create_grouped("Patient", _patient("mine")))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the create waits for the lock
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert create.done() is not sqlite
+        release.set()
+        result = await asyncio.wait_for(create, 10)
+        return ticks, result
+
+    try:
+        ticks, result = asyncio.run(main())
+    finally:
+        release.set()
+        thread.join()
+    assert ticks == 20
+    assert service.read("Patient", result.stored.res_id).version == 1
+    assert len(_stored_ids(service.db)) == 2
+
+
+def test_try_write_lock_is_exclusive_across_database_objects(service: ResourceService, tmp_path):
+    """Two Database objects on one SQLite file stand for two worker processes (the flock)."""
+    if service.db.dialect != "sqlite":
+        assert service.db.try_write_lock()  # nothing to take on PostgreSQL
+        service.db.release_write_lock()
+        return
+    from fhir_server.storage.db import Database
+
+    other = Database(sa.create_engine(service.db.engine.url))
+    try:
+        assert service.db.try_write_lock()
+        assert not other.try_write_lock()
+        service.db.release_write_lock()
+        assert other.try_write_lock()
+        other.release_write_lock()
+    finally:
+        other.dispose()
+
+
+def test_a_work_alone_gets_its_own_transaction_and_runs_once(service: ResourceService):
+    committer = GroupCommitter(service.db)
+    transactions: dict[str, object] = {}
+    runs: list[str] = []
+
+    def work(name: str, fail: bool = False):
+        def run(conn: sa.Connection):
+            runs.append(name)
+            transactions[name] = conn.get_transaction()
+            result = service.create_in(conn, "Patient", _patient(name))
+            if fail:
+                raise ValueError(name)
+            return result
+        return run
+
+    async def main():
+        return await asyncio.gather(
+            committer.run(work("a"), new_resources=1), committer.run(work("big", fail=True), alone=True),
+            committer.run(work("b"), new_resources=1), return_exceptions=True,
+        )
+
+    a, big, b = asyncio.run(main())
+    assert isinstance(big, ValueError)
+    assert transactions["a"] is transactions["b"] and transactions["big"] is not transactions["a"]
+    assert sorted(runs) == ["a", "b", "big"]  # the failure alone was not retried, nor were the others
+    assert _stored_ids(service.db) == {a.stored.res_id, b.stored.res_id}
