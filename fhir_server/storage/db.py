@@ -26,6 +26,10 @@ from sqlalchemy.engine import Connection, Engine
 from fhir_server.storage import deferred
 
 
+#: how much of a SQLite file is read through mmap (address space only; pages stay in the OS cache)
+SQLITE_MMAP_BYTES = 1 << 30
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -74,6 +78,9 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # memory-mapped reads: another worker's commit empties this connection's page cache, and
+        # refilling it by pread() per page made a create at 60k resources 2x slower (416 vs 733/s)
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from fhir_server.storage import migrate
-from fhir_server.storage.db import create_engine
+from fhir_server.storage.db import SQLITE_MMAP_BYTES, create_engine
 from tests.conftest import BACKENDS
 
 
@@ -37,6 +37,7 @@ def test_sqlite_pragmas_or_postgres_jsonb_mirror(fresh_database_url):
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+                assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
             else:
                 conn.exec_driver_sql(
                     "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
