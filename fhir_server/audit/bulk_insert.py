@@ -24,8 +24,6 @@ from .events import BASE_COLUMNS, FULL_COLUMNS
 
 _SHAPES = {len(BASE_COLUMNS): BASE_COLUMNS, len(FULL_COLUMNS): FULL_COLUMNS}
 _SQLITE_MAX_PARAMS = 999
-#: the columns that are never NULL; on SQLite every other one is bound as text, '' for NULL
-_NOT_NULL = frozenset({"recorded_us", "interaction", "action", "status"})
 
 
 def _values(n: int, mark: str) -> str:
@@ -42,24 +40,7 @@ def insert_sql(width: int, paramstyle: str, rows: int = 1) -> str:
 
 _ONE = {(w, style): insert_sql(w, style) for w in _SHAPES for style in ("qmark", "format", "pyformat")}
 _CHUNK = {w: _SQLITE_MAX_PARAMS // w for w in _SHAPES}
-
-
-def _sqlite_sql(width: int, rows: int) -> str:
-    """SQLite: the nullable (text) columns bound as '' for NULL and turned back by NULLIF.
-
-    Python's sqlite3 module binds str, int and float directly, but runs its adapter
-    protocol for None (and bytes): two failed attribute lookups whose AttributeErrors
-    format their messages, ~3,500 instructions per NULL value (callgrind), more than the
-    B-tree insert of the row. '' -> NULL is lossless here: an empty user agent, query or
-    id carries nothing.
-    """
-    columns = _SHAPES[width]
-    one = "(" + ", ".join("?" if c in _NOT_NULL else "NULLIF(?, '')" for c in columns) + ")"
-    return f"INSERT INTO audit_events ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
-
-
-_SQLITE_MULTI = {w: _sqlite_sql(w, _CHUNK[w]) for w in _SHAPES}
-_SQLITE_ONE = {w: _sqlite_sql(w, 1) for w in _SHAPES}
+_SQLITE_MULTI = {w: insert_sql(w, "qmark", _CHUNK[w]) for w in _SHAPES}
 _COPY = {w: f"COPY audit_events ({', '.join(cols)}) FROM STDIN" for w, cols in _SHAPES.items()}
 
 
@@ -98,9 +79,9 @@ def _sqlite_insert(conn: Connection, width: int, rows: list[tuple[Any, ...]]) ->
         whole = len(rows) - len(rows) % chunk
         sql = _SQLITE_MULTI[width]
         for start in range(0, whole, chunk):
-            cursor.execute(sql, ["" if v is None else v for v in chain.from_iterable(rows[start : start + chunk])])
+            cursor.execute(sql, list(chain.from_iterable(rows[start : start + chunk])))
         if whole < len(rows):
-            cursor.executemany(_SQLITE_ONE[width], [tuple("" if v is None else v for v in row) for row in rows[whole:]])
+            cursor.executemany(_ONE[width, "qmark"], rows[whole:])
     finally:
         cursor.close()
 
