@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -125,7 +126,11 @@ class FhirApp(FastAPI):
         await self.outer(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> FastAPI:
+    """The application. ``freeze_gc`` (the server's worker processes): once started, move every
+    object alive into the garbage collector's permanent generation (``gc.freeze``), so its full
+    collections scan only what requests create. Not for apps made in tests: whatever cyclic garbage
+    a frozen object later becomes is never collected."""
     settings = settings or Settings.from_env()
     state = build_state(settings)
 
@@ -137,6 +142,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth == "token":
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
         export_worker = start_worker(state) if settings.export_worker else None
+        if freeze_gc:
+            # ~170k objects of models, schemas and tables live for the whole process; a full
+            # collection walked them all (82 ms measured), and queued audit events make
+            # full collections more frequent
+            gc.collect()
+            gc.freeze()
         audit_flusher = None
         if settings.audit:
             recorder = AuditRecorder(state.db, flush_interval=settings.audit_flush_interval, start=False)
@@ -199,7 +210,7 @@ def _telemetry_option(settings: Settings) -> dict[str, Any]:
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings come from FHIR_* variables."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), freeze_gc=True)
 
 
 def _is_statement_timeout(exc: BaseException) -> bool:

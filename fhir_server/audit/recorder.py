@@ -40,6 +40,7 @@ import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,8 +55,6 @@ from .request_rows import RawRequest, request_row
 
 log = logging.getLogger("fhir_server.audit")
 
-#: how often the event-loop flusher looks whether a full batch is waiting
-_LOOP_POLL_SECONDS = 0.05
 #: the longest pause between two attempts while the database is down
 MAX_BACKOFF = 5.0
 #: what turning a malformed event into a row raises
@@ -110,6 +109,8 @@ class AuditRecorder:
 
     def _init_sync(self) -> None:
         self._wake = threading.Event()
+        #: tells the flusher (thread or event-loop task) that a full batch is waiting
+        self._wake_flusher: Callable[[], None] = self._wake.set
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -129,7 +130,7 @@ class AuditRecorder:
             return
         queue.append(event)
         if len(queue) == self.max_batch:
-            self._wake.set()
+            self._wake_flusher()
 
     # ------------------------------------------------------------------ state
 
@@ -257,13 +258,18 @@ class AuditRecorder:
         loop's group commit (storage/group_commit.py) instead of queueing for the write lock.
         Cancel the task, then ``close()``, to stop.
         """
+        loop = asyncio.get_running_loop()
+        full = asyncio.Event()
+        # record() may run on another thread (scripts, the export worker): wake the loop safely
+        self._wake_flusher = lambda: loop.call_soon_threadsafe(full.set)
         delay = self.flush_interval
         while True:
-            waited = 0.0
-            while waited < delay and len(self._queue) < self.max_batch:  # a full batch goes at once
-                step = min(_LOOP_POLL_SECONDS, delay - waited)
-                await asyncio.sleep(step)
-                waited += step
+            if len(self._queue) < self.max_batch:  # a full batch goes at once
+                try:
+                    await asyncio.wait_for(full.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+            full.clear()
             try:
                 ok = await self._flush_on_loop(writes)
             except Exception as exc:  # noqa: BLE001 - the flusher must survive anything

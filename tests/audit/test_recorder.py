@@ -287,3 +287,30 @@ def test_event_loop_flusher_keeps_events_through_an_outage():
         assert rec.written == 0 and rec.pending == 5 and rec.last_error is not None
     finally:
         db.dispose()
+
+
+def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
+    import asyncio
+
+    from fhir_server.storage.group_commit import GroupCommitter
+
+    rec = AuditRecorder(db, flush_interval=60, max_batch=20, start=False)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(GroupCommitter(db)))
+        await asyncio.sleep(0.05)  # the flusher is waiting (for 60 s, or a full batch)
+        for i in range(19):
+            rec.record(_event(i))
+        await asyncio.sleep(0.2)
+        assert rec.written == 0  # not full yet: nothing written before the interval
+        rec.record(_event(19))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if rec.written == 20:
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert rec.written == 20 and _count(db) == 20
+    rec.close()
