@@ -237,6 +237,18 @@ def test_hostile_strings_are_stored(db):
     assert row.query == expected and row.user_agent == expected
 
 
+async def _until_written_then_stop(rec: AuditRecorder, count: int, task) -> None:  # noqa: ANN001 - an asyncio.Task
+    """Wait (up to 5 s) until the loop flusher wrote ``count`` events, then stop it."""
+    import asyncio
+
+    for _ in range(250):
+        await asyncio.sleep(0.02)
+        if rec.written == count:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(db):
     """The server's way: the flusher is a task of the event loop and its INSERT joins the
     loop's group commit (no flusher thread)."""
@@ -251,12 +263,7 @@ def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(
         task = asyncio.create_task(rec.run_on_loop(writes))
         for i in range(30):
             rec.record(_event(i))
-        for _ in range(250):
-            await asyncio.sleep(0.02)
-            if rec.written == 30:
-                break
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _until_written_then_stop(rec, 30, task)
 
     threads_before = threading.active_count()
     asyncio.run(main())
@@ -304,12 +311,7 @@ def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
         await asyncio.sleep(0.2)
         assert rec.written == 0  # not full yet: nothing written before the interval
         rec.record(_event(19))
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if rec.written == 20:
-                break
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _until_written_then_stop(rec, 20, task)
 
     asyncio.run(main())
     assert rec.written == 20 and _count(db) == 20
