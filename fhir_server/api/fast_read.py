@@ -10,7 +10,8 @@ same service calls and headers as the routes. Everything else (errors, XML,
 304s, AuditEvent) falls through to the normal route unchanged, which then
 answers it itself. It sits inside the audit and guard layers, so those apply
 as usual, but outside FastAPI's own middleware (see ``app.FhirApp``): nothing
-may escape it, so every failure falls through to the routes and their handlers.
+may escape it, so every read or search failure falls through to the routes, and a
+create's failure (its body is consumed by then) goes to the app's exception handlers.
 """
 
 from __future__ import annotations

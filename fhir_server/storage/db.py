@@ -106,6 +106,9 @@ class _FileLock:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def try_acquire(self) -> bool:
@@ -186,7 +189,7 @@ class Database:
         if self._write_lock is None:
             return
         if self._file_lock is not None:
-            self._file_lock.__exit__()
+            self._file_lock.release()
         self._write_lock.release()
 
     @contextmanager
