@@ -103,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reads", type=int, default=3000)
     parser.add_argument("--start-timeout", type=float, default=900)
+    parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -120,6 +121,11 @@ def main() -> None:
                 _drive(port, proc.pid, args.reads)
                 time.sleep(5)  # the audit flusher's last full batch
                 counts[audit] = _instructions(folder, proc.pid) / args.reads
+                if args.keep:
+                    target = args.keep / folder.name
+                    target.mkdir(parents=True, exist_ok=True)
+                    for dump in folder.glob("callgrind.out*"):
+                        shutil.copy(dump, target)
         finally:
             for _, _, proc in runs.values():
                 proc.send_signal(signal.SIGINT)

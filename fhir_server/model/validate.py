@@ -24,7 +24,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhir_server.errors import FhirError, Issue, error
+from fhir_server.model.r4b_speedups import install as _install_r4b_speedups
 from fhir_server.model.structure import check_structure
+
+_install_r4b_speedups()  # same verdicts, ~2x faster model check (see the module)
 
 #: IssueType codes that mean "well-formed, but breaks a rule" (HTTP 422)
 _RULE_CODES = frozenset({"code-invalid", "business-rule", "invariant", "security"})

@@ -1,0 +1,151 @@
+"""fhir_server.model.r4b_speedups gives fhir_core's verdicts, errors included, faster.
+
+Each resource is validated by the R4B model twice, with the pre-checks installed and
+with fhir_core's own validators, and the outcomes (the dumped model, or the error list)
+must be equal: hand-picked cases for each of the three validators, then thousands of
+random one-change mutants of realistic resources.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from fhir_server.model import r4b_speedups
+from tests.search.searchsamples import COVERAGE, ENCOUNTER, PATIENT
+
+EXT = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode"
+
+
+def _outcome(resource: dict[str, Any]) -> tuple[str, Any]:
+    model = get_fhir_model_class(resource["resourceType"])
+    try:
+        return "ok", model.model_validate(copy.deepcopy(resource)).model_dump(mode="json")
+    except Exception as exc:  # noqa: BLE001 - the comparison covers every kind
+        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else None
+        return type(exc).__name__, repr(errors if errors is not None else exc)
+
+
+def _both(resource: dict[str, Any]) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    assert r4b_speedups.install()
+    fast = _outcome(resource)
+    r4b_speedups.uninstall()
+    try:
+        slow = _outcome(resource)
+    finally:
+        assert r4b_speedups.install()
+    return fast, slow
+
+
+def test_installed_by_the_validator_module() -> None:
+    import fhir_server.model.validate  # noqa: F401 - installs on import
+
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+    assert r4b_speedups._installed
+    assert FHIRAbstractModel._validate_one_of_many is r4b_speedups.validate_one_of_many
+
+
+def test_uninstall_restores_fhir_cores_functions() -> None:
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+    r4b_speedups.install()
+    r4b_speedups.uninstall()
+    try:
+        assert FHIRAbstractModel._validate_one_of_many is not r4b_speedups.validate_one_of_many
+        code = FHIRAbstractModel.__dict__["reject_null_complex_elements"].__func__.__code__
+        assert "_FHIR_SERVER_REJECT_NULLS" not in code.co_names
+    finally:
+        r4b_speedups.install()
+
+
+CASES = {
+    "valid Patient": PATIENT,
+    "valid Encounter": ENCOUNTER,
+    "valid Coverage": COVERAGE,
+    # reject_null_complex_elements
+    "null in a complex list": {**PATIENT, "name": [None, {"family": "A"}]},
+    "null in a nested complex list": {**PATIENT, "address": [{"city": "X", "extension": [None]}]},
+    "null in a primitive list (allowed there)": {**PATIENT, "name": [{"given": ["A", None], "_given": [None, {"id": "g"}]}]},
+    "null as a whole list": {**PATIENT, "identifier": None},
+    # _validate_one_of_many
+    "two value[x] in an Extension": {**PATIENT, "extension": [{"url": "http://x", "valueString": "a", "valueCode": "b"}]},
+    "two deceased[x]": {**PATIENT, "deceasedBoolean": True, "deceasedDateTime": "2020-01-01"},
+    "a required choice missing (Observation.effective is optional, Extension value is not required)":
+        {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+    "required choice given as null": {"resourceType": "Timing", "repeat": {"boundsDuration": None}},
+    "choice given as null": {**PATIENT, "deceasedBoolean": None},
+    "multipleBirth twice": {**PATIENT, "multipleBirthInteger": 1, "multipleBirthBoolean": True},
+    # _validate_required_primitive_elements
+    "Extension without url": {**PATIENT, "extension": [{"valueString": "a"}]},
+    "Extension url only as an extension": {**PATIENT, "extension": [{"_url": {"extension": [{"url": "http://x", "valueString": "y"}]}, "valueString": "a"}]},
+    "Patient.link without type": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}}]},
+    "Patient.link type null with extension": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}, "type": None,
+                                                                   "_type": {"extension": [{"url": "http://x", "valueString": "y"}]}}]},
+    "Narrative without status": {**PATIENT, "text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}},
+    "administrative code extension": {**PATIENT, "address": [{"extension": [{"url": EXT, "extension": [
+        {"url": "province", "valueCode": "31"}, {"url": "rt", "valueCode": "001", "valueString": "1"}]}]}]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_same_outcome_as_fhir_core(name: str) -> None:
+    fast, slow = _both(CASES[name])
+    assert fast == slow
+
+
+def test_cases_include_failures_of_each_validator() -> None:
+    """The table above must exercise each fallback, or the equality proves little."""
+    messages = " ".join(str(_outcome(r)[1]) for r in CASES.values())
+    assert "None is not allowed as an element of" in messages  # reject_null_complex_elements
+    assert "but got multiple" in messages  # _validate_one_of_many
+    assert "is required" in messages  # _validate_required_primitive_elements
+
+
+_VALUES: list[Any] = ["", "x", "2020-13-01", 0, -1, 1.5, True, None, [], {}, [None], ["a"], {"a": 1},
+                      {"extension": []}, {"url": "http://x"}, [{"url": "http://x", "valueString": "a", "valueCode": "b"}],
+                      {"coding": [None]}, [{"valueString": "a"}]]
+_KEYS = ["valueString", "valueCode", "valueInteger", "url", "extension", "_url", "deceasedBoolean",
+         "deceasedDateTime", "multipleBirthBoolean", "type", "status", "coding", "name", "given", "_given"]
+
+
+def _paths(node: Any, prefix: tuple = ()) -> Any:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        yield prefix + (k,)
+        yield from _paths(v, prefix + (k,))
+
+
+def _mutant(rng: random.Random, seed: dict[str, Any]) -> dict[str, Any]:
+    resource = copy.deepcopy(seed)
+    path = rng.choice([p for p in _paths(resource) if p != ("resourceType",)])
+    parent = resource
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    roll = rng.random()
+    if roll < 0.5:
+        parent[last] = rng.choice(_VALUES)
+    elif roll < 0.7 and isinstance(parent, dict):
+        del parent[last]
+    elif isinstance(parent, dict):
+        parent[rng.choice(_KEYS)] = rng.choice(_VALUES)
+    else:
+        parent.append(rng.choice(_VALUES))
+    return resource
+
+
+def test_same_outcome_on_random_mutants() -> None:
+    rng = random.Random(20261202)
+    seeds = [PATIENT, ENCOUNTER, COVERAGE] + list(CASES.values())
+    kinds: dict[str, int] = {}
+    for _ in range(1500):
+        mutant = _mutant(rng, rng.choice(seeds))
+        fast, slow = _both(mutant)
+        assert fast == slow, mutant
+        kinds[fast[0]] = kinds.get(fast[0], 0) + 1
+    assert kinds.get("ok", 0) > 100 and kinds.get("ValidationError", 0) > 100, kinds
