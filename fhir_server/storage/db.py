@@ -8,6 +8,7 @@ clients never see "database is locked". PostgreSQL: a connection pool; the JSONB
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from fhir_server.storage import deferred
 
 
+#: longest wait between two attempts at the write lock from an event loop (normally a release wakes it)
+_LOCK_WAIT_SECONDS = 0.002
 #: how much of a SQLite file is read through mmap (address space only; pages stay in the OS cache)
 SQLITE_MMAP_BYTES = 1 << 30
 
@@ -97,10 +100,19 @@ class _FileLock:
     SQLite's own busy handler polls with sleeps of up to 100 ms, so with several
     worker processes a waiting writer often sleeps long after the lock is free;
     ``flock`` wakes the next writer as soon as the current one commits.
+
+    An event loop must not block in ``flock``, and polling costs CPU (a 0.5 ms
+    ``asyncio.sleep`` is a 0 ms timer under uvloop: ~50,000 failed ``flock`` calls
+    a second) or leaves the lock idle. So every release also writes a byte to the
+    FIFO ``<database>.lock.fifo``, which waiting loops watch with ``add_reader``:
+    the kernel wakes them when the lock is released, and nobody spins. The FIFO
+    only wakes; ``flock`` still decides (and is dropped by the kernel when a holder
+    dies, so a lost wake-up costs at most ``wait_released``'s timeout).
     """
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.wake_fd = _open_fifo(path + ".fifo")
 
     def __enter__(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -110,6 +122,11 @@ class _FileLock:
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self.wake_fd is not None:
+            try:
+                os.write(self.wake_fd, b"\0")
+            except OSError:  # full (nobody has been waiting for a long time): a waiter drains it
+                pass
 
     def try_acquire(self) -> bool:
         try:
@@ -117,6 +134,43 @@ class _FileLock:
         except BlockingIOError:
             return False
         return True
+
+    async def wait_released(self, timeout: float) -> None:
+        """Until some process releases the lock (or ``timeout`` seconds: the caller retries)."""
+        loop = asyncio.get_running_loop()
+        if self.wake_fd is None:
+            await asyncio.sleep(timeout)
+            return
+        woken = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        loop.add_reader(self.wake_fd, wake)
+        timer = loop.call_later(timeout, wake)
+        try:
+            await woken
+        finally:
+            loop.remove_reader(self.wake_fd)
+            timer.cancel()
+        try:
+            os.read(self.wake_fd, 4096)  # drain: the next wait sleeps until the next release
+        except BlockingIOError:  # another process drained it first
+            pass
+
+
+def _open_fifo(path: str) -> int | None:
+    """The wake-up FIFO, opened read-write and non-blocking; None where FIFOs cannot be made."""
+    try:
+        try:
+            os.mkfifo(path, 0o600)
+        except FileExistsError:
+            pass
+        # O_RDWR: never blocks on open and never sees EOF (Linux and the BSDs)
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    except OSError:  # e.g. a file system without FIFOs: waiters fall back to short sleeps
+        return None
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -178,6 +232,16 @@ class Database:
             self._write_lock.release()
             return False
         return True
+
+    async def acquire_write_lock(self) -> None:
+        """``try_write_lock`` until it succeeds, for an event loop: between attempts the loop
+        serves other requests and is woken when another process releases the file lock."""
+        while not self.try_write_lock():
+            if self._file_lock is not None:
+                # a thread of this process holding the lock does not write to the FIFO
+                await self._file_lock.wait_released(_LOCK_WAIT_SECONDS)
+            else:
+                await asyncio.sleep(_LOCK_WAIT_SECONDS)
 
     @contextmanager
     def _locks(self) -> Iterator[None]:

@@ -36,9 +36,11 @@ T = TypeVar("T")
 #: one write: runs inside an open write transaction; what it returns is the caller's result
 Work = Callable[[Connection], T]
 
-#: seconds between tries while another worker process (or thread) holds SQLite's write lock
-_LOCK_RETRY_SECONDS = 0.0005
-
+#: loop iterations a batch waits before it takes the lock, so that the requests read meanwhile
+#: join it (one iteration runs the ready tasks, the next reads the sockets, the one after
+#: validates what was read): fewer, bigger transactions (measured: create 783-1,012 -> 953-1,117/s,
+#: 2 workers, SQLite, 60k resources, three alternating 20 s runs each)
+_LINGER_ITERATIONS = 3
 
 class GroupCommitter:
     """Runs the works submitted from one event loop in shared write transactions."""
@@ -67,8 +69,9 @@ class GroupCommitter:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                while not self._db.try_write_lock():
-                    await asyncio.sleep(_LOCK_RETRY_SECONDS)
+                for _ in range(_LINGER_ITERATIONS):
+                    await asyncio.sleep(0)
+                await self._db.acquire_write_lock()
                 try:
                     # everything that arrived while the lock was busy goes in together
                     taken = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
@@ -83,7 +86,17 @@ class GroupCommitter:
                             self._alone(work, future, n)
                 finally:
                     self._db.release_write_lock()
-                await asyncio.sleep(0)  # let the loop read the next requests before the next batch
+        except BaseException as exc:
+            # never leave a caller waiting for ever (a failing lock file, a cancelled loop)
+            pending, self._pending = self._pending, []
+            for _, future, _, _ in pending:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            raise
         finally:
             self._drainer = None
 

@@ -182,3 +182,79 @@ def test_a_work_alone_gets_its_own_transaction_and_runs_once(service: ResourceSe
     assert transactions["a"] is transactions["b"] and transactions["big"] is not transactions["a"]
     assert sorted(runs) == ["a", "b", "big"]  # the failure alone was not retried, nor were the others
     assert _stored_ids(service.db) == {a.stored.res_id, b.stored.res_id}
+
+
+def test_a_waiting_loop_is_woken_by_the_release_not_by_polling(service: ResourceService, monkeypatch):
+    """Another process's release wakes the waiting loop through ``<database>.lock.fifo``: with the
+    fallback timeout set to a minute, only the wake-up can end the wait within the test."""
+    if service.db.dialect != "sqlite":  # PostgreSQL: no database-wide write lock, nothing to wait for
+        assert service.db._file_lock is None
+        asyncio.run(service.db.acquire_write_lock())
+        return
+    from fhir_server.storage import db as db_module
+
+    monkeypatch.setattr(db_module, "_LOCK_WAIT_SECONDS", 60.0)
+    other = db_module.Database(sa.create_engine(service.db.engine.url))  # stands for another worker
+    try:
+        assert other._file_lock is not None and other._file_lock.wake_fd is not None
+        assert other.try_write_lock()
+
+        async def main() -> int:
+            waiter = asyncio.ensure_future(service.db.acquire_write_lock())
+            ticks = 0
+            for _ in range(10):  # the loop runs on while the lock is held elsewhere
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not waiter.done()
+            other.release_write_lock()
+            await asyncio.wait_for(waiter, 20)  # far below the 60 s fallback
+            return ticks
+
+        assert asyncio.run(main()) == 10
+        service.db.release_write_lock()
+    finally:
+        other.dispose()
+
+
+def test_waiting_for_the_lock_falls_back_to_retries_without_a_fifo(service: ResourceService, monkeypatch):
+    """A file system without FIFOs (or a lost wake-up): the loop retries after a short wait."""
+    if service.db.dialect != "sqlite":  # PostgreSQL: no database-wide write lock, nothing to wait for
+        assert service.db._file_lock is None
+        asyncio.run(service.db.acquire_write_lock())
+        return
+    from fhir_server.storage import db as db_module
+
+    other = db_module.Database(sa.create_engine(service.db.engine.url))
+    try:
+        monkeypatch.setattr(service.db._file_lock, "wake_fd", None)
+        assert other.try_write_lock()
+
+        async def main() -> None:
+            waiter = asyncio.ensure_future(service.db.acquire_write_lock())
+            await asyncio.sleep(0.02)
+            assert not waiter.done()
+            other._file_lock.release()  # writes to the FIFO, which this waiter does not watch
+            other._write_lock.release()
+            await asyncio.wait_for(waiter, 20)
+
+        asyncio.run(main())
+        service.db.release_write_lock()
+    finally:
+        other.dispose()
+
+
+def test_a_failure_outside_the_works_fails_the_callers_instead_of_hanging(service: ResourceService, monkeypatch):
+    committer = GroupCommitter(service.db)
+
+    async def broken_lock() -> None:
+        raise OSError("lock file gone")
+
+    monkeypatch.setattr(service.db, "acquire_write_lock", broken_lock)
+
+    async def main():
+        return await asyncio.wait_for(
+            asyncio.gather(*(committer.run(lambda conn: 1) for _ in range(3)), return_exceptions=True), 20)
+
+    results = asyncio.run(main())
+    assert [type(r) for r in results] == [OSError, OSError, OSError]
+    assert committer._pending == [] and committer._drainer is None
