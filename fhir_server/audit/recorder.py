@@ -271,27 +271,31 @@ class AuditRecorder:
                     pass
             full.clear()
             try:
-                ok = await self._flush_on_loop(writes)
+                ok = await self._flush_batch_on_loop(writes)
             except Exception as exc:  # noqa: BLE001 - the flusher must survive anything
                 log.exception("audit flusher: unexpected error")
                 self.last_error = exc
                 ok = False
             delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
 
-    async def _flush_on_loop(self, writes: GroupCommitter) -> bool:
-        while True:
+    async def _flush_batch_on_loop(self, writes: GroupCommitter) -> bool:
+        """Write one batch: the one being retried, or up to ``max_batch`` queued events.
+
+        One batch per wake-up, not "until the queue is empty": under load, events keep
+        arriving while a batch waits for the write lock, and draining them at once
+        turned every flush into a string of transactions of a few dozen events each,
+        whose BEGIN/COMMIT cost as much as the inserts (py-spy, reads by id).
+        """
+        if not self._retry:
+            self._retry = self._take()
             if not self._retry:
-                self._retry = self._take()
-                if not self._retry:
-                    return True
-            rows = self._retry
-            try:
-                await writes.run(lambda conn: insert_rows(conn, rows))
-            except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
-                if not self._failed(rows, exc):
-                    return False
-            else:
-                self._written(rows)
+                return True
+        rows = self._retry
+        try:
+            await writes.run(lambda conn: insert_rows(conn, rows))
+        except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
+            return self._failed(rows, exc)
+        return self._written(rows)
 
     def _outage(self, exc: BaseException) -> None:
         self.last_error = exc

@@ -316,3 +316,50 @@ def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
     asyncio.run(main())
     assert rec.written == 20 and _count(db) == 20
     rec.close()
+
+
+def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch):
+    """Under load events keep arriving while a batch waits for the write lock: they wait for
+    the next full batch (or the interval) instead of following at once in a small transaction."""
+    import asyncio
+
+    from fhir_server.audit import recorder as recorder_module
+    from fhir_server.storage.group_commit import GroupCommitter
+
+    batches: list[int] = []
+    real_insert = recorder_module.insert_rows
+
+    def counting_insert(conn, rows):  # noqa: ANN001
+        batches.append(len(rows))
+        real_insert(conn, rows)
+
+    monkeypatch.setattr(recorder_module, "insert_rows", counting_insert)
+    writes = GroupCommitter(db)
+    rec = AuditRecorder(db, flush_interval=60, max_batch=10, start=False)
+    real_run = writes.run
+
+    async def run_with_arrivals(work, **kw):  # noqa: ANN001, ANN003
+        for i in range(3):  # requests served while the batch waits for its transaction
+            rec.record(_event(100 + i))
+        return await real_run(work, **kw)
+
+    monkeypatch.setattr(writes, "run", run_with_arrivals)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(writes))
+        await asyncio.sleep(0.05)
+        for i in range(10):
+            rec.record(_event(i))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if rec.written == 10:
+                break
+        await asyncio.sleep(0.2)
+        assert batches == [10] and rec.pending == 3  # the 3 late events wait
+        for i in range(7):
+            rec.record(_event(20 + i))  # the next batch fills up
+        await _until_written_then_stop(rec, 20, task)
+
+    asyncio.run(main())
+    assert batches[:2] == [10, 10] and _count(db) >= 20
+    rec.close()
