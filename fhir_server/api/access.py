@@ -41,8 +41,10 @@ OPEN = Principal(None)
 
 
 def principal(request: Request) -> Principal:
-    """The request's principal (verified once, then cached on the request)."""
-    cached = getattr(request.state, "principal", None)
+    """The request's principal (verified once, then cached in the scope's state, which is
+    what ``request.state`` wraps: read here without building Starlette's State object)."""
+    state = request.scope.setdefault("state", {})
+    cached = state.get("principal")
     if cached is not None:
         return cached
     st = request.app.state.fhir
@@ -51,5 +53,5 @@ def principal(request: Request) -> Principal:
     else:
         claims = authenticate(request.headers.get("authorization"), st.token_verifier())
         found = Principal(claims.scopes, claims.client_id, claims.organization_id)
-    request.state.principal = found
+    state["principal"] = found
     return found

@@ -17,7 +17,6 @@ create's failure (its body is consumed by then) goes to the app's exception hand
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,6 +27,7 @@ from fhir_server.api.http import JSON_CONTENT_TYPE, version_headers
 from fhir_server.api.routes import create, type_search
 from fhir_server.errors import FhirError
 from fhir_server.registry import SERVER_OWNED, is_resource_type
+from fhir_server.urlcodec import parse_qsl
 
 _READ_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
 _TYPE_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})$")
@@ -100,7 +100,7 @@ class FastRead:
             await self.app(scope, receive, send)
             return
         # the same decoding as Starlette's request.query_params
-        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        params = parse_qsl(scope["query_string"].decode("latin-1"))
         request = Request(scope)
         try:
             plain_json = (not any(name in _FORMAT_PARAMS for name, _ in params)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import quote_plus
-
 from fhir_server import jsonio
 from fhir_server.errors import operation_outcome
 from fhir_server.search.engine import SearchResult, run_search
 from fhir_server.service import bundles
 from fhir_server.storage.db import Database
+from fhir_server.urlcodec import quote_plus
 
 
 class SearchService:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from fhir_server.storage import deferred
 
+
+# CPython's sqlite3 (3.11) binds None only after looking for ``__adapt__`` on its
+# PrepareProtocol type, which formats and throws away an AttributeError each time;
+# an adapter registered for None is found in the registry first and returns None,
+# which is bound as NULL as before. ~0.15 µs per None bound: an audit row binds two,
+# an index row one or more (measured: 99-row INSERT, 1.08 -> 0.73 µs per row).
+sqlite3.register_adapter(type(None), {}.get)
 
 #: longest wait between two attempts at the write lock from an event loop (normally a release wakes it)
 _LOCK_WAIT_SECONDS = 0.002
