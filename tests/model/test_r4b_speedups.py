@@ -149,3 +149,16 @@ def test_same_outcome_on_random_mutants() -> None:
         assert fast == slow, mutant
         kinds[fast[0]] = kinds.get(fast[0], 0) + 1
     assert kinds.get("ok", 0) > 100 and kinds.get("ValidationError", 0) > 100, kinds
+
+
+def test_switched_off_by_the_environment(monkeypatch) -> None:
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+    r4b_speedups.uninstall()
+    try:
+        monkeypatch.setenv("FHIR_R4B_SPEEDUPS", "false")
+        assert r4b_speedups.install() is False
+        assert FHIRAbstractModel._validate_one_of_many is not r4b_speedups.validate_one_of_many
+    finally:
+        monkeypatch.delenv("FHIR_R4B_SPEEDUPS")
+        assert r4b_speedups.install() is True
