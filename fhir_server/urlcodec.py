@@ -5,7 +5,8 @@ urllib's functions are general Python code (``quote_plus`` ~2.6 µs for a token 
 with a system, ``parse_qsl`` a few µs per query), a measurable part of a ~80 µs search.
 These give identical results (tests/api/test_urlcodec.py compares them with urllib on
 generated input) and take the short way for what is common: ASCII text, parts
-without escapes.
+without escapes. Every query string and form body the server parses goes through
+``parse_qsl`` here, except the token endpoint's, which needs urllib's strict parsing.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,6 +15,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import interactions_for, is_resource_type
 from fhir_server.service.results import WriteResult
 from fhir_server.timeutil import parse_http_date
+from fhir_server.urlcodec import parse_qsl
 
 _FHIR_CONTENT = {"application/fhir+json": {"schema": {"type": "object"}}, "application/fhir+xml": {"schema": {"type": "string"}}}
 _RESOURCE_BODY = {"requestBody": {"required": True, "content": _FHIR_CONTENT}}
@@ -118,7 +118,7 @@ async def search_type_post(request: Request, res_type: str) -> Response:
         raise FhirError.of(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
     body = await http.read_body(request, st.settings.max_body_bytes)
     try:
-        form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        form = parse_qsl(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
     return http.body_response(request, type_search(request, res_type, list(request.query_params.multi_items()) + form))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from sqlalchemy.engine import Connection
 
@@ -23,6 +23,7 @@ from fhir_server.search.engine import run_search
 from fhir_server.service.resources import PreparedCreate, ResourceService
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import repository as repo
+from fhir_server.urlcodec import parse_qsl
 
 #: (stored resource, incoming resource) -> the resource to store
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -34,7 +35,7 @@ _MAX_ATTEMPTS = 5
 def parse_condition(query: str) -> list[tuple[str, str]]:
     """``identifier=a|b&active=true`` (or ``Patient?identifier=...``) as search parameters."""
     text = query.split("?", 1)[1] if "?" in query else query
-    params = [(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k not in _RESULT_PARAMS]
+    params = [(k, v) for k, v in parse_qsl(text) if k not in _RESULT_PARAMS]
     if not params:
         raise FhirError.of(400, "invalid", f"The condition '{query}' has no search parameters")
     return params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from fhir_server import jsonio
 from fhir_server.errors import operation_outcome
 from fhir_server.search.engine import SearchResult, run_search

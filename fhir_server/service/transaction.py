@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Connection
 
@@ -30,6 +29,7 @@ from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import searchset
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
+from fhir_server.urlcodec import parse_qsl
 
 #: (resource type, interaction, conditional=...) -> None, raising 403 when not allowed
 Authorize = Callable[..., None]
@@ -265,7 +265,7 @@ class BundleService:
 
     def _read(self, conn: Connection, base: str, e: Entry) -> Outcome:
         if e.res_id is None:
-            params = parse_qsl(e.query, keep_blank_values=True)
+            params = parse_qsl(e.query)
             result = run_search(conn, e.res_type, params, strict=False, default_count=self.default_count,
                                 max_count=self.max_count, base_url=base)
             body = searchset(base, e.res_type, result)

@@ -42,6 +42,7 @@ Work = Callable[[Connection], T]
 #: 2 workers, SQLite, 60k resources, three alternating 20 s runs each)
 _LINGER_ITERATIONS = 3
 
+
 class GroupCommitter:
     """Runs the works submitted from one event loop in shared write transactions."""
 
