@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from fhir_server.audit.events import ANONYMOUS
 from fhir_server.auth.guard import authenticate, readable, require_interaction, require_operation
 from fhir_server.auth.scopes import ScopeSet
 
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)

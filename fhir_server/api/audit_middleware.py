@@ -33,20 +33,20 @@ def queue_request(recorder: AuditRecorder | None, scope: Scope, status: int) -> 
     """Queue the AuditEvent of a finished request (``status``: its HTTP status, 500 if none was sent)."""
     if recorder is None:
         return
+    # subscripts where the ASGI spec guarantees the key: cheaper than .get() on every request
     user_agent = request_id = None
-    for name, value in scope.get("headers") or ():
+    for name, value in scope["headers"]:
         if name == b"user-agent":
             user_agent = value
         elif name == b"x-request-id":
             request_id = value
-    state = scope.get("state")
-    principal = state.get("principal") if state else None
-    client = scope.get("client")
+    principal = scope["state"].get("principal") if "state" in scope else None
+    client = scope["client"] if "client" in scope else None
     # only atomic values (str, bytes, int, None): see request_rows.RawRequest
     recorder.record((
-        time_ns(), status, scope["method"], scope["path"], scope.get("query_string", b""), user_agent, request_id,
+        time_ns(), status, scope["method"], scope["path"], scope["query_string"], user_agent, request_id,
         client[0] if client else None,
-        principal.client_id if principal is not None else None,
+        principal.client_id if principal is not None else None,  # "anonymous" is stored as NULL (request_rows)
         principal.organization_id if principal is not None else None,
     ))
 

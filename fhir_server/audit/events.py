@@ -36,6 +36,10 @@ from fhir_server.timeutil import now_us, to_instant
 from .ids import derived_event_id, new_event_id
 
 CLIENT_SYSTEM = "https://fhir-server.id/id/client"
+#: the client of a request that no client made: auth off, or refused before its token
+#: was verified. Stored as NULL (no client index entry, two columns fewer to bind)
+#: and served as this identifier.
+ANONYMOUS = "anonymous"
 OPERATION_SYSTEM = "https://fhir-server.id/CodeSystem/operation"
 EVENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
@@ -81,7 +85,7 @@ class AuditRecord:
     ``status`` the HTTP status of the response. ``operation`` is the operation
     name, with or without its ``$`` (stored with it). ``query`` is the query string
     of a search or operation (without ``_format``/``_pretty``). ``client_id``
-    is the OAuth2 client (``"anonymous"`` when auth is off). ``recorded_us``
+    is the OAuth2 client (:data:`ANONYMOUS` when auth is off; stored as NULL). ``recorded_us``
     defaults to now; without an ``event_id`` the event's id is derived from its
     stored row (see :mod:`.ids`). ``action`` defaults to the interaction's.
     """
@@ -108,12 +112,22 @@ BASE_COLUMNS = (
     "recorded_us", "interaction", "action", "status", "res_type", "res_id", "client_id",
     "organization_id", "address", "user_agent",
 )
+#: an anonymous event (auth off: no client, no organization) leaves those two out:
+#: each bound column costs insert time, even a NULL
+ANONYMOUS_COLUMNS = tuple(c for c in BASE_COLUMNS if c not in ("client_id", "organization_id"))
 #: the rarer columns: a row has them (after the base ones) only when one is set,
-#: so a plain read writes 10 columns, not 14 (each bound column costs insert time)
+#: so a plain read writes 8 or 10 columns, not 14
 EXTRA_COLUMNS = ("query", "operation", "request_id", "event_id")
 FULL_COLUMNS = BASE_COLUMNS + EXTRA_COLUMNS
 #: all the columns, in the order of :func:`to_row` and the full rows
 COLUMNS = FULL_COLUMNS
+#: the columns of a row, by its length
+LAYOUTS: dict[int, tuple[str, ...]] = {len(c): c for c in (ANONYMOUS_COLUMNS, BASE_COLUMNS, FULL_COLUMNS)}
+
+
+def anonymous(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A :data:`BASE_COLUMNS` row without client and organization in the :data:`ANONYMOUS_COLUMNS` layout."""
+    return row[:6] + row[8:]
 
 
 def storable(value: str | None, limit: int) -> str | None:
@@ -154,14 +168,16 @@ def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
         int(e.status),
         storable(e.res_type, 64),
         storable(e.res_id, 64),
-        storable(e.client_id, 128),
+        storable(e.client_id, 128) if e.client_id != ANONYMOUS else None,
         storable(e.organization_id, 64),
         storable(e.address, ADDRESS_MAX),
         storable(e.user_agent, USER_AGENT_MAX),
     )
     extra = (storable(e.query, QUERY_MAX) or None, _operation(e.operation), storable(e.request_id, REQUEST_ID_MAX),
              storable(e.event_id, 64) or None)
-    return row + extra if extra != (None, None, None, None) else row
+    if extra != (None, None, None, None):
+        return row + extra
+    return anonymous(row) if row[6] is None and row[7] is None else row
 
 
 def to_row(event: AuditRecord) -> dict[str, Any]:
@@ -170,7 +186,8 @@ def to_row(event: AuditRecord) -> dict[str, Any]:
     It has no primary key to derive an id from, so an event without an
     ``event_id`` gets a random time-ordered one here."""
     row = dict.fromkeys(FULL_COLUMNS)
-    row.update(zip(FULL_COLUMNS, to_tuple(event)))
+    values = to_tuple(event)
+    row.update(zip(LAYOUTS[len(values)], values))
     if row["event_id"] is None:
         row["event_id"] = new_event_id(row["recorded_us"])
     return row
@@ -224,8 +241,7 @@ def to_fhir(row: Mapping[str, Any] | Any, *, observer: str = OBSERVER) -> dict[s
         "type": {"coding": [{"system": DICOM_SYSTEM, "code": "110153", "display": "Source Role ID"}]},
         "requestor": True,
     }
-    if r["client_id"]:
-        client["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": r["client_id"]}}
+    client["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": r["client_id"] or ANONYMOUS}}
     if r["address"]:
         client["network"] = {"address": r["address"], "type": "2"}
     agents = [client]

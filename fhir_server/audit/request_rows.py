@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_MAX, USER_AGENT_MAX
 
-from .events import ACTIONS, storable
+from .events import ACTIONS, ANONYMOUS, storable
 
 #: (time.time_ns(), HTTP status, method, path, query string, User-Agent, X-Request-Id,
 #: client address, client id, organization id): atomic values only, so that the
@@ -53,8 +53,27 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
     return _KIND_OF_ID.get(method, "read"), res_type, res_id, None
 
 
+#: the cleaned (user agent, address, client id, organization id) of their raw values: the same few
+#: for every request of a client, so cleaned once, not once per event (bounded: cleared when full)
+_CLEANED: dict[tuple[bytes | None, str | None, str | None, str | None], tuple[str | None, ...]] = {}
+_CLEANED_MAX = 4096
+
+
+def _cleaned(raw: tuple[bytes | None, str | None, str | None, str | None]) -> tuple[str | None, ...]:
+    ua_bytes, address, client_id, organization_id = raw
+    if len(_CLEANED) >= _CLEANED_MAX:
+        _CLEANED.clear()
+    _CLEANED[raw] = cleaned = (
+        storable(ua_bytes.decode("latin-1"), USER_AGENT_MAX) if ua_bytes is not None else None,
+        storable(address, ADDRESS_MAX),
+        storable(client_id, 128) if client_id != ANONYMOUS else None,  # stored as NULL (see events.ANONYMOUS)
+        storable(organization_id, 64),
+    )
+    return cleaned
+
+
 def request_row(raw: RawRequest) -> tuple[Any, ...]:
-    """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple``."""
+    """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple`` (``events.LAYOUTS``)."""
     time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
     parts = path.split("/")
     if len(parts) == 4 and (p2 := parts[2]) and (p3 := parts[3]) and p2[0] != "_" and p3[0] != "_" \
@@ -62,32 +81,23 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
         interaction, res_type, res_id, operation = _KIND_OF_ID.get(method, "read"), p2, p3, None
     else:
         interaction, res_type, res_id, operation = classify(method, path)
-    user_agent = ua_bytes.decode("latin-1") if ua_bytes is not None else None
-    # the usual case (ASCII, no NUL) needs at most a cut; one check over all the values
-    joined = f"{res_type}{res_id}{client_id}{organization_id}{address}{user_agent}"
-    if joined.isascii() and "\x00" not in joined:
-        ua_len = len(user_agent) if user_agent is not None else 0
-        if len(joined) - ua_len > 64:  # one of the others may be over its limit (64 or more)
-            res_type, res_id = res_type and res_type[:64], res_id and res_id[:64]
-            client_id, organization_id = client_id and client_id[:128], organization_id and organization_id[:64]
-            address = address and address[:ADDRESS_MAX]
-        if ua_len > USER_AGENT_MAX:
-            user_agent = user_agent[:USER_AGENT_MAX]  # type: ignore[index]
-    else:
+    # the usual ids (ASCII, no NUL, short) are stored as they are
+    ids = f"{res_type}{res_id}"
+    if not (len(ids) <= 64 and ids.isascii() and "\x00" not in ids):
         res_type = res_type and storable(res_type, 64)
         res_id = res_id and storable(res_id, 64)
-        client_id = client_id and storable(client_id, 128)
-        organization_id = organization_id and storable(organization_id, 64)
-        address = address and storable(address, ADDRESS_MAX)
-        user_agent = user_agent and storable(user_agent, USER_AGENT_MAX)
-    row = (time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
-           organization_id, address, user_agent)
-    if query_bytes or operation or request_id_bytes:
-        query = storable(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None
-        return row + (
-            query,
-            storable("$" + operation, 64) if operation else None,
-            storable(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,
-            None,  # event_id: derived from the row (see .ids)
-        )
-    return row
+    env = (ua_bytes, address, client_id, organization_id)
+    user_agent, address, client_id, organization_id = _CLEANED.get(env) or _cleaned(env)
+    if not (query_bytes or operation or request_id_bytes):
+        if client_id is None and organization_id is None:  # events.ANONYMOUS_COLUMNS
+            return time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, address, user_agent
+        return (time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
+                organization_id, address, user_agent)
+    return (
+        time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
+        organization_id, address, user_agent,
+        storable(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None,
+        storable("$" + operation, 64) if operation else None,
+        storable(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,
+        None,  # event_id: derived from the row (see .ids)
+    )

@@ -48,6 +48,7 @@ from fhir_server.storage.audit_tables import audit_events as t
 
 from .events import (
     ACTION_SYSTEM,
+    ANONYMOUS,
     CLIENT_SYSTEM,
     ENTITY_TYPE_SYSTEM,
     EVENT_TYPE_SYSTEM,
@@ -233,7 +234,9 @@ def _criterion(name: str, modifier: str | None, value: str) -> sa.ColumnElement[
     if name == "agent":
         if modifier == "identifier":
             system, code = _token(name, value)
-            return c.client_id == code if system in (None, CLIENT_SYSTEM) else _NOTHING
+            if system not in (None, CLIENT_SYSTEM):
+                return _NOTHING
+            return c.client_id.is_(None) if code == ANONYMOUS else c.client_id == code
         res_type, res_id = _reference(name, value, modifier)
         return c.organization_id == res_id if res_type in (None, "Organization") else _NOTHING
     if name in ("entity", "patient"):

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from fhir_server.audit.events import ANONYMOUS
 from fhir_server.storage.auth_tables import auth_clients, auth_used_jtis
 from fhir_server.timeutil import now_us as _now_us
 
@@ -269,6 +270,8 @@ def add_client(
         client_id = secrets.token_urlsafe(24)
     elif not _CLIENT_ID.fullmatch(client_id):
         raise ClientError("a client id is 1-128 characters of A-Z a-z 0-9 . _ ~ -")
+    elif client_id == ANONYMOUS:
+        raise ClientError(f"'{ANONYMOUS}' is reserved: the audit trail's name for requests without a client")
     secret = generate_secret() if with_secret else None
     try:
         with conn.begin_nested():

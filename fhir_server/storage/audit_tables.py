@@ -5,7 +5,8 @@ costs hundreds of microseconds, and an event is recorded on every read. The
 typed columns below are what the AuditEvent search filters on; the FHIR
 AuditEvent is built from a row when it is read (``fhir_server.audit.events``).
 Registered on the shared ``metadata``; created by migration ``0005_audit``,
-``event_id`` made optional by ``0008_audit_derived_ids``.
+``event_id`` made optional by ``0008_audit_derived_ids``, the client index made
+partial by ``0009_audit_client_index_partial``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ audit_events = sa.Table(
     ),
     # newest-first listing, date ranges and keyset paging (appends at the right edge)
     sa.Index(None, "recorded_us", "pk"),
-    # agent:identifier=client (a handful of clients: a few hot insertion points)
-    sa.Index(None, "client_id", "recorded_us", "pk"),
+    # agent:identifier=client (a handful of clients: a few hot insertion points);
+    # partial: anonymous events (auth off) take no insertion here, ~25 % of their INSERT
+    sa.Index(
+        None, "client_id", "recorded_us", "pk",
+        sqlite_where=sa.text("client_id IS NOT NULL"), postgresql_where=sa.text("client_id IS NOT NULL"),
+    ),
     # Deliberately no index on (res_type, res_id): reads hit patients at random,
     # so such an index takes one random B-tree insertion per event - measured
     # +14 µs of CPU per event on SQLite and +5 µs of server CPU on PostgreSQL,

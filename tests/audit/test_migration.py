@@ -1,4 +1,4 @@
-"""Migrations 0005 and 0008 give exactly the table of audit_tables.py; downgrades undo them."""
+"""Migrations 0005, 0008 and 0009 give exactly the table of audit_tables.py; downgrades undo them."""
 
 from __future__ import annotations
 
@@ -74,3 +74,38 @@ def test_downgrade_from_0008_keeps_the_ids_events_were_served_with(fresh_databas
             assert all(read_audit(conn, i)["id"] == i for i in served)
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
+def test_0009_makes_the_client_index_partial_and_its_downgrade_restores_it(fresh_database_url):
+    engine = create_engine(fresh_database_url)
+    name = "ix_audit_events_client_id_recorded_us_pk"
+
+    def client_index() -> dict:
+        (index,) = [i for i in sa.inspect(engine).get_indexes("audit_events") if i["name"] == name]
+        return index
+
+    try:
+        migrate.upgrade(engine, "0008_audit_derived_ids")
+        with engine.begin() as conn:
+            for client in ("anonymous", "simrs-1"):
+                conn.exec_driver_sql(
+                    "INSERT INTO audit_events (recorded_us, interaction, action, status, client_id) "
+                    f"VALUES (1, 'read', 'R', 200, '{client}')")
+        migrate.upgrade(engine, "0009_audit_client_index_partial")
+        with engine.connect() as conn:  # anonymous events are stored without a client now
+            assert sorted(conn.exec_driver_sql("SELECT client_id FROM audit_events").scalars(),
+                          key=str) == [None, "simrs-1"]
+        index = client_index()
+        assert index["column_names"] == ["client_id", "recorded_us", "pk"]
+        where = index.get("dialect_options", {}).get(f"{engine.dialect.name}_where")
+        assert where is not None and "client_id IS NOT NULL" in str(where)
+        with engine.connect() as conn:  # client_id = ? implies IS NOT NULL: the index still serves the search
+            if engine.dialect.name == "sqlite":
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT pk FROM audit_events WHERE client_id = 'c' ORDER BY recorded_us DESC"))
+                assert name in plan, plan
+        migrate.downgrade(engine, "0008_audit_derived_ids")
+        assert not client_index().get("dialect_options", {}).get(f"{engine.dialect.name}_where")
+    finally:
+        engine.dispose()

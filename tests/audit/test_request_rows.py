@@ -10,7 +10,7 @@ import pytest
 from fhir_server.api.access import Principal
 from fhir_server.api.audit_middleware import AuditMiddleware
 from fhir_server.audit import AuditRecorder, search_audit
-from fhir_server.audit.events import BASE_COLUMNS, FULL_COLUMNS, AuditRecord, to_tuple
+from fhir_server.audit.events import ANONYMOUS_COLUMNS, BASE_COLUMNS, FULL_COLUMNS, LAYOUTS, AuditRecord, to_tuple
 from fhir_server.audit.request_rows import classify, request_row
 
 T_NS = 1_795_000_000_123_456_789
@@ -48,7 +48,7 @@ def _raw(path="/fhir/Patient/p1", *, method="GET", status=200, query=b"", ua=b"S
 
 
 def _as_dict(row):
-    return dict(zip(FULL_COLUMNS, row))
+    return {**dict.fromkeys(FULL_COLUMNS), **dict(zip(LAYOUTS[len(row)], row))}
 
 
 def test_a_read_is_a_base_row_like_the_record_of_the_same_event():
@@ -57,6 +57,18 @@ def test_a_read_is_a_base_row_like_the_record_of_the_same_event():
     assert row == to_tuple(AuditRecord("read", 200, res_type="Patient", res_id="p1", client_id="simrs-1",
                                        organization_id="org-9", address="10.0.0.7", user_agent="SIMRS/2.0",
                                        recorded_us=T_NS // 1000))
+
+
+def test_an_anonymous_read_leaves_client_and_organization_out_like_the_record_of_the_same_event():
+    row = request_row(_raw(client_id=None, organization_id=None))
+    assert len(row) == len(ANONYMOUS_COLUMNS) < len(BASE_COLUMNS)
+    assert _as_dict(row) == {**dict.fromkeys(FULL_COLUMNS), "recorded_us": T_NS // 1000, "interaction": "read",
+                             "action": "R", "status": 200, "res_type": "Patient", "res_id": "p1",
+                             "address": "10.0.0.7", "user_agent": "SIMRS/2.0"}
+    assert row == to_tuple(AuditRecord("read", 200, res_type="Patient", res_id="p1", address="10.0.0.7",
+                                       user_agent="SIMRS/2.0", recorded_us=T_NS // 1000))
+    # an organization without a client (not made by the server, but storable) keeps the base layout
+    assert len(request_row(_raw(client_id=None))) == len(BASE_COLUMNS)
 
 
 def test_query_operation_and_request_id_make_a_full_row():
@@ -140,23 +152,34 @@ def test_middleware_records_500_when_the_app_fails():
 
 
 def test_mixed_rows_in_one_batch_are_all_written(db):
-    """Base and full rows, across the SQLite multi-row statement boundary, in one flush."""
+    """Anonymous, base and full rows, across the SQLite multi-row statement boundary, in one flush."""
     rec = AuditRecorder(db, start=False, max_batch=1000)
     for i in range(250):
         rec.record(_raw(f"/fhir/Patient/p{i}"))
         if i % 3 == 0:
             rec.record(_raw("/fhir/Observation", query=f"subject=Patient/p{i}".encode(), status=400))
-    assert rec.flush() == 250 + 84 and rec.dropped == 0
+        if i % 5 == 0:  # auth off (the open principal is "anonymous"), or refused before its token was read
+            rec.record(_raw(f"/fhir/Encounter/e{i}", client_id="anonymous" if i % 2 else None, organization_id=None))
+    assert rec.flush() == 250 + 84 + 50 and rec.dropped == 0
     with db.read() as conn:
         events, _ = search_audit(conn, [("_count", "1000")], default_count=1000, max_count=1000)
         reads, _ = search_audit(conn, [("subtype", "read"), ("entity", "Patient/p249"), ("agent", "org-9")],
                                 default_count=10, max_count=10)
         failed, _ = search_audit(conn, [("outcome", "4"), ("entity-type", "Observation")],
                                  default_count=1000, max_count=1000)
-    assert len(events) == 334 and len({e["id"] for e in events}) == 334
+        by_client, _ = search_audit(conn, [("agent:identifier", "simrs-1")], default_count=1000, max_count=1000)
+        anonymous, _ = search_audit(conn, [("entity-type", "Encounter")], default_count=1000, max_count=1000)
+        by_anonymous, _ = search_audit(conn, [("agent:identifier", "anonymous")], default_count=1000, max_count=1000)
+        stored = conn.exec_driver_sql("SELECT count(*) FROM audit_events WHERE client_id IS NULL").scalar()
+    assert len(events) == 384 and len({e["id"] for e in events}) == 384
     assert len(reads) == 1 and reads[0]["agent"][0]["who"]["identifier"]["value"] == "simrs-1"
     assert reads[0]["agent"][0]["network"]["address"] == "10.0.0.7"
     assert len(failed) == 84 and all(e["entity"][0]["query"] for e in failed)
+    assert len(by_client) == 334  # the anonymous events are not the client's
+    assert len(anonymous) == 50 and stored == 50
+    assert {e["agent"][0]["who"]["identifier"]["value"] for e in anonymous} == {"anonymous"}
+    assert {e["id"] for e in by_anonymous} == {e["id"] for e in anonymous}
+    assert {e["agent"][0]["network"]["address"] for e in anonymous} == {"10.0.0.7"}
 
 
 def test_no_audit_call_when_auditing_is_off(tmp_path):

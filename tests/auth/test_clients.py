@@ -159,3 +159,8 @@ def test_expired_jtis_are_purged(db):
         # once the assertion has expired it can no longer be replayed anyway
         assert record_assertion_jti(conn, a, "j2", expires_us=9_000, now_us=3_000)
         assert record_assertion_jti(conn, a, "j1", expires_us=9_000, now_us=3_000)
+
+
+def test_the_anonymous_client_id_is_reserved(db):
+    with db.write() as conn, pytest.raises(ClientError, match="reserved"):
+        add_client(conn, name="x", scopes="system/*.read", client_id="anonymous")
