@@ -119,17 +119,33 @@ class _FileLock:
     """
 
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.wake_fd = _open_fifo(path + ".fifo")
+        self._path = path
+        self._fd: int | None = None
+        self.wake_fd: int | None = None
+        self._open()
+
+    def _open(self) -> int:
+        """The lock file's descriptor, opened again after :meth:`close` (a disposed Database can be used again)."""
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self.wake_fd = _open_fifo(self._path + ".fifo")
+        return self._fd
+
+    def close(self) -> None:
+        """Close both descriptors (Database.dispose); not while the lock is held."""
+        fd, wake_fd, self._fd, self.wake_fd = self._fd, self.wake_fd, None, None
+        for descriptor in (fd, wake_fd):
+            if descriptor is not None:
+                os.close(descriptor)
 
     def __enter__(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fcntl.flock(self._open(), fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
     def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        fcntl.flock(self._open(), fcntl.LOCK_UN)
         if self.wake_fd is not None:
             try:
                 os.write(self.wake_fd, b"\0")
@@ -138,7 +154,7 @@ class _FileLock:
 
     def try_acquire(self) -> bool:
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._open(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
@@ -146,6 +162,7 @@ class _FileLock:
     async def wait_released(self, timeout: float) -> None:
         """Until some process releases the lock (or ``timeout`` seconds: the caller retries)."""
         loop = asyncio.get_running_loop()
+        self._open()
         if self.wake_fd is None:
             await asyncio.sleep(timeout)
             return
@@ -412,3 +429,5 @@ class Database:
             self._readers.clear()
         self._local = threading.local()
         self.engine.dispose()
+        if self._file_lock is not None:
+            self._file_lock.close()

@@ -258,3 +258,27 @@ def test_a_failure_outside_the_works_fails_the_callers_instead_of_hanging(servic
     results = asyncio.run(main())
     assert [type(r) for r in results] == [OSError, OSError, OSError]
     assert committer._pending == [] and committer._drainer is None
+
+
+def test_dispose_closes_the_lock_files_and_a_disposed_database_still_writes(tmp_path):
+    import os
+
+    from fhir_server.storage import migrate
+    from fhir_server.storage.db import Database
+
+    lock = str(tmp_path / "x.sqlite3.lock")
+
+    def open_on_lock() -> int:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}").startswith(lock) for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    db = Database.from_url(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    migrate.upgrade(db.engine)
+    assert open_on_lock() == 2  # the lock file and its wake-up FIFO
+    db.dispose()
+    assert open_on_lock() == 0
+    with db.write() as conn:  # used again after dispose (a second lifespan of the same app): reopened
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    assert open_on_lock() == 2
+    db.dispose()
+    assert open_on_lock() == 0
