@@ -56,14 +56,25 @@ def test_an_error_inside_a_snapshot_leaves_the_connection_usable(db):
 def test_a_broken_postgres_reader_is_replaced(tmp_path):
     with migrated_database("postgresql", tmp_path) as db:
         assert db.fetch_one(COUNT, ()) == (0,)
-        db._reader().close()  # as if the server had closed it
+        with db.raw_reads(snapshot=False) as fetch:
+            assert _count(fetch) == 0
+        db._reader().close()  # as if the server had closed them
+        db._reader(fixed_plan=True).close()
         assert db.fetch_one(COUNT, ()) == (0,)
+        with db.raw_reads(snapshot=False) as fetch:
+            assert _count(fetch) == 0
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
 def test_postgres_plans_every_search_for_its_values(tmp_path):
-    """Prepared statements must not fall back to PostgreSQL's value-blind generic plan."""
+    """Prepared statements must not fall back to PostgreSQL's value-blind generic plan;
+    only a read by id's may (``fetch_one``: one unique index lookup whatever the values)."""
     with migrated_database("postgresql", tmp_path) as db:
-        assert db.fetch_one("SHOW plan_cache_mode", ()) == ("force_custom_plan",)
+        with db.raw_reads(snapshot=False) as fetch:
+            assert fetch("SHOW plan_cache_mode", ()) == [("force_custom_plan",)]
+        assert db.fetch_one("SHOW plan_cache_mode", ()) == ("auto",)
+        assert db._reader(fixed_plan=True) is not db._reader()
+        with db.raw_reads(snapshot=False) as fetch:  # the search reader kept its own setting
+            assert fetch("SHOW plan_cache_mode", ()) == [("force_custom_plan",)]
         with db.engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
