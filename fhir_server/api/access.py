@@ -17,7 +17,6 @@ from fhir_server.auth.guard import authenticate, readable, require_interaction, 
 from fhir_server.auth.scopes import ScopeSet
 
 
-
 @dataclass(frozen=True)
 class Principal:
     #: None: open access (FHIR_AUTH=none)

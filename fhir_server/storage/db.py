@@ -343,7 +343,9 @@ class Database:
         return rows[0] if rows else None
 
     @contextmanager
-    def raw_reads(self, *, snapshot: bool, fixed_plan: bool = False) -> Iterator[Callable[[str, Any], list[tuple[Any, ...]]]]:
+    def raw_reads(
+        self, *, snapshot: bool, fixed_plan: bool = False,
+    ) -> Iterator[Callable[[str, Any], list[tuple[Any, ...]]]]:
         """``fetch_all(sql, params)`` on this thread's autocommit DBAPI connection.
 
         ``sql`` is in the driver's own placeholder style. With ``snapshot`` the
