@@ -54,21 +54,24 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
 
 
 #: the cleaned (user agent, address, client id, organization id) of their raw values: the same few
-#: for every request of a client, so cleaned once, not once per event (bounded: cleared when full)
+#: for every request of a client, so cleaned once, not once per event. Bounded: cleared when full,
+#: and a User-Agent longer than it is stored (a hostile one, all different) is never a key.
 _CLEANED: dict[tuple[bytes | None, str | None, str | None, str | None], tuple[str | None, ...]] = {}
 _CLEANED_MAX = 4096
 
 
 def _cleaned(raw: tuple[bytes | None, str | None, str | None, str | None]) -> tuple[str | None, ...]:
     ua_bytes, address, client_id, organization_id = raw
-    if len(_CLEANED) >= _CLEANED_MAX:
-        _CLEANED.clear()
-    _CLEANED[raw] = cleaned = (
+    cleaned = (
         storable(ua_bytes.decode("latin-1"), USER_AGENT_MAX) if ua_bytes is not None else None,
         storable(address, ADDRESS_MAX),
         storable(client_id, 128) if client_id != ANONYMOUS else None,  # stored as NULL (see events.ANONYMOUS)
         storable(organization_id, 64),
     )
+    if ua_bytes is None or len(ua_bytes) <= USER_AGENT_MAX:
+        if len(_CLEANED) >= _CLEANED_MAX:
+            _CLEANED.clear()
+        _CLEANED[raw] = cleaned
     return cleaned
 
 

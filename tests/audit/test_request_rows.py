@@ -225,3 +225,17 @@ def test_the_fast_path_classifies_like_classify(method, path):
     row = _as_dict(request_row(_raw(path, method=method)))
     assert (row["interaction"], row["res_type"], row["res_id"]) == (interaction, res_type, res_id)
     assert row.get("operation") == (f"${operation}" if operation else None)
+
+
+def test_the_cleaned_values_cache_stays_bounded_under_hostile_user_agents():
+    from fhir_server.audit import request_rows
+
+    request_rows._CLEANED.clear()
+    for i in range(request_rows._CLEANED_MAX + 10):
+        row = _as_dict(request_row(_raw(ua=f"UA {i} ".encode() + b"x" * 300)))
+        assert row["user_agent"] == f"UA {i} ".ljust(256, "x")[:256]
+    assert len(request_rows._CLEANED) == 0  # over-long agents are cleaned, never kept
+    for i in range(request_rows._CLEANED_MAX + 10):
+        request_row(_raw(ua=f"UA {i}".encode()))
+    assert 0 < len(request_rows._CLEANED) <= request_rows._CLEANED_MAX
+    assert _as_dict(request_row(_raw(ua=b"UA 7")))["user_agent"] == "UA 7"

@@ -27,7 +27,12 @@ def test_analyze_leaves_statistics_behind(backend, tmp_path):
                 assert vacuumed is not None and analyzed is not None
                 visible = conn.exec_driver_sql(
                     "SELECT relallvisible FROM pg_class WHERE oid = 'resources'::regclass").scalar()
-                assert visible > 0  # index-only scans need not visit the heap
+                # another session's open snapshot (a benchmark, a load on the same server) keeps
+                # VACUUM from marking pages all-visible; only then is the map allowed to stay empty
+                others = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin IS NOT NULL "
+                    "AND pid <> pg_backend_pid()").scalar()
+                assert visible > 0 or others > 0  # index-only scans need not visit the heap
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
