@@ -78,3 +78,14 @@ def test_cors_and_security_headers_on_the_fast_read_path(tmp_path):
         assert r.status_code == 200 and r.headers["etag"] == 'W/"1"'
         assert r.headers["access-control-allow-origin"] == "https://app.example.id"
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_response_own_security_header_wins_and_is_not_repeated():
+    from fhir_server.api.guard import SECURITY_HEADERS, with_security_headers
+
+    own = [(b"Cache-Control", b"max-age=60"), (b"content-type", b"application/json")]
+    headers = with_security_headers(own, SECURITY_HEADERS)
+    assert [v for k, v in headers if k.lower() == b"cache-control"] == [b"max-age=60"]
+    assert {k for k, _ in headers} >= {b"x-content-type-options", b"x-frame-options", b"referrer-policy"}
+    plain = with_security_headers([(b"content-type", b"application/json")], SECURITY_HEADERS)
+    assert plain == [(b"content-type", b"application/json"), *SECURITY_HEADERS]
