@@ -1,23 +1,26 @@
 """Property-based fuzzing of every operation in the app's own OpenAPI (schemathesis, in-process).
 
-Bounded: a fixed number of generated requests per operation. Required: no 5xx; every error is an
-OperationOutcome; the server still answers afterwards. (SQLite here; the hand-written corpus in
-test_hostile_input.py runs on both databases.)
+Bounded: a fixed number of generated requests per operation (``FHIR_FUZZ_EXAMPLES``, default 30,
+derandomized; set ``FHIR_FUZZ_SEED`` for a different, random-but-reproducible run). Required: no 5xx;
+every error is an OperationOutcome; the server still answers afterwards. (SQLite here; the
+hand-written corpus in test_hostile_input.py runs on both databases.)
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage import migrate
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = int(os.environ.get("FHIR_FUZZ_EXAMPLES", "30"))
+SEED = os.environ.get("FHIR_FUZZ_SEED")
 
 _DIR = Path(tempfile.mkdtemp(prefix="fhir-fuzz-"))
 app = create_app(Settings(database_url=f"sqlite:///{_DIR / 'fuzz.sqlite3'}", audit=False, export_worker=False,
@@ -28,7 +31,9 @@ CALLS: dict[str, int] = {"requests": 0, "client_errors": 0}
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=SEED is None)
+@seed(int(SEED or 0))
 def test_generated_requests_never_cause_a_server_error(case):
     response = case.call()
     CALLS["requests"] += 1
