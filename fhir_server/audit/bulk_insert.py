@@ -59,19 +59,11 @@ _GROUP_SIZES = [2**k for k in range(7, -1, -1)]
 
 def _grouped_sql(width: int, rows: int) -> str:
     """INSERT of ``rows`` rows sharing ``?1``..``?{width - 2}``; each row's own values follow, two by two."""
-    shared = width - len(_OWN)
-    marks, n = [], shared
-    for _ in range(rows):
-        own = {_OWN[0]: f"?{n + 1}", _OWN[1]: f"?{n + 2}"}
-        refs, s = [], 0
-        for i in range(width):
-            if i in own:
-                refs.append(own[i])
-            else:
-                s += 1
-                refs.append(f"?{s}")
-        marks.append("(" + ", ".join(refs) + ")")
-        n += 2
+    shared = {i: f"?{n}" for n, i in enumerate((i for i in range(width) if i not in _OWN), 1)}
+    marks = []
+    for row in range(rows):
+        own = {i: f"?{width - 1 + 2 * row + k}" for k, i in enumerate(_OWN)}
+        marks.append("(" + ", ".join(own.get(i) or shared[i] for i in range(width)) + ")")
     return f"INSERT INTO audit_events ({', '.join(LAYOUTS[width])}) VALUES {', '.join(marks)}"
 
 

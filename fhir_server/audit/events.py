@@ -130,6 +130,11 @@ def anonymous(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row[:6] + row[8:]
 
 
+def stored_client_id(client_id: str | None) -> str | None:
+    """The ``client_id`` column of a client: cut and cleaned; NULL for :data:`ANONYMOUS`."""
+    return storable(client_id, 128) if client_id != ANONYMOUS else None
+
+
 def storable(value: str | None, limit: int) -> str | None:
     """Cut to ``limit``; make storable on both databases: no NUL (PostgreSQL text
     refuses it) and no lone surrogates (not UTF-8). A hostile value must not be
@@ -168,7 +173,7 @@ def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
         int(e.status),
         storable(e.res_type, 64),
         storable(e.res_id, 64),
-        storable(e.client_id, 128) if e.client_id != ANONYMOUS else None,
+        stored_client_id(e.client_id),
         storable(e.organization_id, 64),
         storable(e.address, ADDRESS_MAX),
         storable(e.user_agent, USER_AGENT_MAX),

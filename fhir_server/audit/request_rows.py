@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from fhir_server.storage.audit_tables import ADDRESS_MAX, QUERY_MAX, REQUEST_ID_MAX, USER_AGENT_MAX
 
-from .events import ACTIONS, ANONYMOUS, storable
+from .events import ACTIONS, storable, stored_client_id
 
 #: (time.time_ns(), HTTP status, method, path, query string, User-Agent, X-Request-Id,
 #: client address, client id, organization id): atomic values only, so that the
@@ -65,7 +65,7 @@ def _cleaned(raw: tuple[bytes | None, str | None, str | None, str | None]) -> tu
     cleaned = (
         storable(ua_bytes.decode("latin-1"), USER_AGENT_MAX) if ua_bytes is not None else None,
         storable(address, ADDRESS_MAX),
-        storable(client_id, 128) if client_id != ANONYMOUS else None,  # stored as NULL (see events.ANONYMOUS)
+        stored_client_id(client_id),
         storable(organization_id, 64),
     )
     if ua_bytes is None or len(ua_bytes) <= USER_AGENT_MAX:
