@@ -12,6 +12,10 @@ token request that lists them is not an error, but they grant nothing and are
 never issued. Non-resource scopes (``openid``, ``launch``, ``offline_access``)
 are ignored the same way.
 
+A resource scope must name an R4 resource type (or ``*``): a token request
+naming an unknown type is refused as a whole (``invalid_scope``) and a client
+cannot be registered with one.
+
 AuditEvent is special: the audit trail is readable only with an explicit
 ``system/AuditEvent.read`` / ``system/AuditEvent.rs`` (``*`` wildcards never
 cover it), and no scope lets a client create, update or delete AuditEvents.
@@ -22,6 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from fhir_server.registry import is_resource_type
 
 ACTIONS = ("create", "read", "update", "delete", "search")
 _LETTERS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
@@ -42,6 +48,10 @@ _SCOPE = re.compile(
 )
 
 
+class InvalidScope(ValueError):
+    """A requested scope the server cannot grant as asked: RFC 6749 §5.2 ``invalid_scope``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """One parsed resource scope, e.g. ``system/Patient.rs``."""
@@ -59,6 +69,11 @@ class Scope:
     def grants(self) -> bool:
         """Whether this scope grants anything on this server."""
         return self.context == "system" and self.query is None and bool(self.effective_actions(self.res_type))
+
+    @property
+    def known_type(self) -> bool:
+        """Whether the scope names ``*`` or an R4 resource type this server has."""
+        return self.res_type == "*" or is_resource_type(self.res_type)
 
     def covers(self, res_type: str) -> bool:
         return self.res_type == res_type or (self.res_type == "*" and res_type != AUDIT_TYPE)
@@ -106,6 +121,8 @@ def validate_client_scopes(value: str | Iterable[str]) -> list[str]:
             raise ValueError(f"'{text}': only system/ scopes are supported (backend services, no user or patient context)")
         if scope.query is not None:
             raise ValueError(f"'{text}': scopes with a ?query restriction are not supported")
+        if not scope.known_type:
+            raise ValueError(f"'{text}': {scope.res_type} is not a FHIR R4 resource type")
         if not scope.grants:
             raise ValueError(f"'{text}' grants nothing: AuditEvent is never writable by clients")
     return scopes
@@ -171,22 +188,30 @@ class ScopeSet:
 def narrow(requested: str | None, allowed: ScopeSet) -> list[str]:
     """The scopes to grant for a token request: ``requested`` narrowed to ``allowed``.
 
-    With no ``requested`` scope, every granting scope the client has. A
-    requested scope fully within the client's scopes is granted as written;
+    With no ``requested`` scope, every granting scope the client has (the
+    caller decides whether a request may omit it). A requested resource scope
+    naming an unknown resource type raises :class:`InvalidScope`, whatever
+    else is requested: RFC 6749 §5.2 counts an "unknown" scope as
+    ``invalid_scope``, and granting the rest would hide the client's mistake.
+    A requested scope fully within the client's scopes is granted as written;
     one only partly within is replaced by its intersection in v2 form
     (``system/*.cruds`` for a client with ``system/Patient.rs`` gives
     ``system/Patient.rs``); one outside is dropped. An empty result means
     ``invalid_scope``.
     """
     if requested is None or not requested.strip():
-        return [s.text for s in allowed.scopes if s.grants]
+        # known_type: a client registered before unknown types were refused
+        return [s.text for s in allowed.scopes if s.grants and s.known_type]
+    parsed = [scope for scope in map(parse_scope, split_scopes(requested)) if scope is not None]
+    for scope in parsed:
+        if not scope.known_type:
+            raise InvalidScope(f"'{scope.text}': {scope.res_type} is not a FHIR R4 resource type")
     granted: list[str] = []
-    for text in split_scopes(requested):
-        scope = parse_scope(text)
-        if scope is None or not scope.grants:
+    for scope in parsed:
+        if not scope.grants:
             continue
         if _fully_allowed(scope, allowed):
-            granted.append(text)
+            granted.append(scope.text)
         else:
             granted.extend(_intersection(scope, allowed))
     return list(dict.fromkeys(granted))
@@ -206,7 +231,7 @@ def _intersection(scope: Scope, allowed: ScopeSet) -> list[str]:
             out.append(v2_scope(scope.res_type, actions))
         return out
     for held in allowed.scopes:
-        if not held.grants or held.res_type == AUDIT_TYPE:
+        if not held.grants or held.res_type == AUDIT_TYPE or not held.known_type:
             continue
         actions = scope.actions & held.actions
         if actions:

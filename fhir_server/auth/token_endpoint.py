@@ -10,7 +10,13 @@ Grant: ``client_credentials`` only. Client authentication (exactly one per reque
   ``urn:ietf:params:oauth:client-assertion-type:jwt-bearer`` and a
   ``client_assertion`` JWT signed RS384 / ES384 with a key registered for the
   client, ``iss`` = ``sub`` = client id, ``aud`` = the token URL, ``exp`` no
-  more than five minutes ahead, a ``jti`` never used before.
+  more than five minutes ahead, a ``jti`` never used before, no ``jku`` header.
+
+``scope``: required with ``private_key_jwt`` (SMART Backend Services lists it as
+a required token request parameter); optional with a secret, where a request
+without it gets all of the client's scopes (RFC 6749 §3.3 lets the server use a
+pre-defined default; SATUSEHAT-style clients send none). A scope naming an
+unknown resource type refuses the whole request with ``invalid_scope``.
 
 Failures raise :class:`OAuthError` carrying the RFC 6749 §5.2 status, JSON
 body and headers. Every authentication failure is the same ``invalid_client``
@@ -30,7 +36,7 @@ import jwt
 from sqlalchemy.engine import Connection
 
 from .clients import SIGNING_ALGS, Client, client_keys, get_client, record_assertion_jti, verify_secret
-from .scopes import narrow
+from .scopes import InvalidScope, narrow
 from .tokens import SigningKey, issue_access_token
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -111,6 +117,11 @@ def requires_write(form: dict[str, str]) -> bool:
     Secret-authenticated requests only read: run them in a read transaction so
     the ~0.1 s scrypt check does not hold SQLite's single writer lock.
     """
+    return _uses_assertion(form)
+
+
+def _uses_assertion(form: dict[str, str]) -> bool:
+    """Whether the request authenticates with private_key_jwt (the SMART Backend Services way)."""
     return "client_assertion" in form or "client_assertion_type" in form
 
 
@@ -140,10 +151,7 @@ def issue_token(
     if grant_type not in GRANT_TYPES:
         raise _bad("unsupported_grant_type", f"grant_type '{grant_type}' is not supported; use client_credentials")
     client = _authenticate(conn, form, authorization_header, token_url, current)
-    granted = narrow(form.get("scope"), client.scope_set)
-    if not granted:
-        raise _bad("invalid_scope", "none of the requested scopes is allowed for this client")
-    scope = " ".join(granted)
+    scope = " ".join(_granted_scopes(form, client))
     token, expires_in = issue_access_token(
         settings.key,
         client_id=client.client_id,
@@ -156,12 +164,30 @@ def issue_token(
     return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}
 
 
+def _granted_scopes(form: dict[str, str], client: Client) -> list[str]:
+    """The scopes to issue: the request's ``scope`` narrowed to the client's (checked after
+    authentication, so an unauthenticated caller learns nothing about the client)."""
+    requested = form.get("scope")
+    if _uses_assertion(form) and not (requested or "").strip():
+        # SMART Backend Services: "scope: required"; a missing required parameter is
+        # invalid_request (RFC 6749 §5.2), not invalid_scope
+        raise _bad("invalid_request", "scope is required (SMART Backend Services), e.g. scope=system/Patient.rs")
+    try:
+        granted = narrow(requested, client.scope_set)
+    except InvalidScope as exc:
+        # RFC 6749 §5.2 invalid_scope: "the requested scope is invalid, unknown, malformed, ..."
+        raise _bad("invalid_scope", str(exc)) from None
+    if not granted:
+        raise _bad("invalid_scope", "none of the requested scopes is allowed for this client")
+    return granted
+
+
 def _authenticate(
     conn: Connection, form: dict[str, str], authorization: str | None, token_url: str, now: float
 ) -> Client:
     basic = _basic_credentials(authorization)
     has_post_secret = "client_secret" in form
-    has_assertion = "client_assertion" in form or "client_assertion_type" in form
+    has_assertion = _uses_assertion(form)
     methods = sum([basic is not None, has_post_secret, has_assertion])
     if methods > 1:
         raise _bad("invalid_request", "use exactly one client authentication method")
@@ -220,6 +246,13 @@ def _by_assertion(conn: Connection, form: dict[str, str], token_url: str, now: f
     alg = header.get("alg")
     if alg not in SIGNING_ALGS:
         raise _invalid_client(f"client_assertion must be signed with {' or '.join(SIGNING_ALGS)}")
+    if "jku" in header:
+        # SMART: a jku "SHALL match the JWKS URL value that the client supplied ... at client
+        # registration time", else "the signature verification fails". Clients register their
+        # keys by value here (no JWKS URL), so no jku can match: refuse it before the client is
+        # looked up, which also says nothing about whether the client exists
+        raise _invalid_client("client_assertion jku is not accepted: this server holds the client's keys, "
+                              "registered by value (no JWKS URL)")
     client_id = unverified.get("iss")
     if not isinstance(client_id, str) or unverified.get("sub") != client_id:
         raise _invalid_client("client_assertion iss and sub must both be the client id")

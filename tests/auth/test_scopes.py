@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_server.auth.scopes import ACTIONS, ScopeSet, narrow, parse_scope, validate_client_scopes
+from fhir_server.auth.scopes import ACTIONS, InvalidScope, ScopeSet, narrow, parse_scope, validate_client_scopes
 
 ALL = set(ACTIONS)
 
@@ -109,7 +109,7 @@ def test_client_scopes_must_be_system_resource_scopes():
     assert validate_client_scopes("system/*.rs system/AuditEvent.rs") == ["system/*.rs", "system/AuditEvent.rs"]
     assert validate_client_scopes(["system/Patient.read", "system/Patient.read"]) == ["system/Patient.read"]
     for bad in ["patient/*.read", "user/Patient.rs", "openid", "system/Patient.sr", "", "system/AuditEvent.write",
-                "system/Observation.rs?code=x"]:
+                "system/Observation.rs?code=x", "system/UnknownResource.read", "system/*.rs system/Patientx.rs"]:
         with pytest.raises(ValueError):
             validate_client_scopes(bad)
 
@@ -140,3 +140,17 @@ class TestNarrowing:
 
     def test_unsupported_requested_scopes_are_ignored(self):
         assert narrow("openid patient/*.read system/Patient.rs", ScopeSet.parse("system/*.rs")) == ["system/Patient.rs"]
+
+    @pytest.mark.parametrize("requested", ["system/UnknownResource.read", "system/Patient.rs system/UnknownResource.read",
+                                           "system/*.rs user/Foo.cruds", "patient/Patientx.read openid"])
+    def test_unknown_resource_type_refuses_the_whole_request(self, requested):
+        with pytest.raises(InvalidScope) as info:
+            narrow(requested, ScopeSet.parse("system/*.cruds"))
+        assert "is not a FHIR R4 resource type" in str(info.value)
+
+    def test_wildcard_and_known_types_are_not_unknown(self):
+        assert narrow("system/*.rs system/Observation.read", ScopeSet.parse("system/*.rs")) == [
+            "system/*.rs", "system/Observation.read"]
+
+    def test_default_grant_leaves_out_unknown_types_registered_before_they_were_refused(self):
+        assert narrow(None, ScopeSet.parse("system/Patient.rs system/UnknownResource.rs")) == ["system/Patient.rs"]

@@ -50,9 +50,18 @@ def key_client(db, rsa_key, ec_key):
 
 
 def _jwt_form(token, **extra):
-    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "client_assertion": token}
+    """A private_key_jwt token request; ``scope`` (required by SMART) defaults to one the key client has."""
+    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "client_assertion": token,
+            "scope": "system/*.read"}
     form.update(extra)
-    return form
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def _with_headers(private_key, client_id, alg, headers):
+    """A client assertion like keyutil.assertion's, with extra JOSE header fields (``jku``)."""
+    token = assertion(private_key, client_id, alg=alg, kid=None)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return jwt.encode(claims, private_key, algorithm=alg, headers=headers)
 
 
 class TestClientSecret:
@@ -123,6 +132,21 @@ class TestScopeNarrowing:
         assert body["scope"] == "system/Patient.rs system/Encounter.rs"
         claims = verify_access_token(body["access_token"], KEY)
         assert not claims.scopes.allows("Patient", "create") and not claims.scopes.allows("Observation", "read")
+
+    def test_secret_client_without_scope_gets_its_registered_scopes(self, db, secret_client):
+        # SATUSEHAT-style clients send no scope: RFC 6749 §3.3 lets the server use a pre-defined default
+        client_id, secret = secret_client
+        for form in ({"grant_type": "client_credentials"}, {"grant_type": "client_credentials", "scope": " "}):
+            assert _issue(db, form, _basic(client_id, secret))["scope"] == "system/*.rs system/Encounter.cu"
+
+    @pytest.mark.parametrize("scope", ["system/UnknownResource.read", "system/Patient.rs system/UnknownResource.read",
+                                       "system/*.rs patient/Foo.rs", "system/Patientx.cruds"])
+    def test_unknown_resource_type_is_invalid_scope(self, db, secret_client, scope):
+        # refused as a whole, even next to a good scope: the client asked for something that does not exist
+        client_id, secret = secret_client
+        err = _error(db, {"grant_type": "client_credentials", "scope": scope}, _basic(client_id, secret))
+        assert (err.status, err.error) == (400, "invalid_scope")
+        assert scope.split()[-1] in err.description and err.headers["Cache-Control"] == "no-store"
 
     def test_nothing_grantable_is_invalid_scope(self, db, secret_client):
         client_id, secret = secret_client
@@ -201,6 +225,31 @@ class TestPrivateKeyJwt:
         with db.write() as conn:
             revoke_client(conn, key_client)
         assert _error(db, _jwt_form(assertion(rsa_key, key_client, alg="RS384", kid="rsa-1"))).status == 401
+
+    @pytest.mark.parametrize("scope", [None, "", "   "])
+    def test_scope_is_required(self, db, key_client, rsa_key, scope):
+        # SMART Backend Services: scope is a required token request parameter -> RFC 6749 §5.2 invalid_request
+        err = _error(db, _jwt_form(assertion(rsa_key, key_client, alg="RS384", kid="rsa-1"), scope=scope))
+        assert (err.status, err.error) == (400, "invalid_request") and "scope" in err.description
+        assert err.headers["Cache-Control"] == "no-store"
+
+    def test_unknown_resource_type_is_invalid_scope(self, db, key_client, ec_key):
+        token = assertion(ec_key, key_client, alg="ES384", kid="ec-1")
+        err = _error(db, _jwt_form(token, scope="system/Patient.read system/UnknownResource.read"))
+        assert (err.status, err.error) == (400, "invalid_scope") and "UnknownResource" in err.description
+
+    @pytest.mark.parametrize("jku", ["https://evil.example/jwks.json", "http://testserver/fhir/.well-known/jwks.json", ""])
+    def test_assertion_with_a_jku_is_refused(self, db, key_client, rsa_key, ec_key, jku):
+        # SMART: a jku SHALL match the JWKS URL registered for the client; keys are registered by
+        # value here (no JWKS URL), so no jku can match, even on an assertion the registered key signed
+        for private, alg, kid in ((rsa_key, "RS384", "rsa-1"), (ec_key, "ES384", None)):
+            headers = {"jku": jku, **({"kid": kid} if kid else {})}
+            err = _error(db, _jwt_form(_with_headers(private, key_client, alg, headers)))
+            assert (err.status, err.error) == (401, "invalid_client") and "jku" in err.description
+
+    def test_jku_of_an_unknown_client_says_nothing_about_the_client(self, db, rsa_key):
+        err = _error(db, _jwt_form(_with_headers(rsa_key, "nobody", "RS384", {"jku": "https://x/jwks"})))
+        assert (err.status, err.error) == (401, "invalid_client") and "nobody" not in err.description
 
     def test_garbage_assertion_is_invalid_client(self, db):
         assert _error(db, _jwt_form("not-a-jwt")).error == "invalid_client"
