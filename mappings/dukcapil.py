@@ -245,7 +245,7 @@ def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
     names = patient.get("name") or []
     official = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
     if official:
-        text = official.get("text") or " ".join(official.get("given", []) + [official.get("family", "")]).strip()
+        text = official.get("text") or " ".join([*official.get("given", []), official.get("family", "")]).strip()
         if text:
             out["NAMA_LGKP"] = text
     gender = patient.get("gender")

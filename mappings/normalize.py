@@ -46,7 +46,7 @@ class Record:
     ``prefix`` is prepended to field names in errors (``peserta.``, ``request.t_sep.``).
     """
 
-    __slots__ = ("data", "_folded", "prefix")
+    __slots__ = ("_folded", "data", "prefix")
 
     def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
         if not isinstance(data, Mapping):
@@ -144,7 +144,7 @@ def as_date(value: Any, field: str) -> str:
     for pattern, order in _DATE_FORMATS:
         m = pattern.match(text)
         if m:
-            parts = dict(zip(order, (int(g) for g in m.groups())))
+            parts = dict(zip(order, (int(g) for g in m.groups()), strict=True))
             try:
                 return dt.date(parts["y"], parts["m"], parts["d"]).isoformat()
             except ValueError:

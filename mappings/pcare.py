@@ -90,7 +90,7 @@ KUNJUNGAN_FIELDS = ("noKunjungan", "noKartu", "tglDaftar", "kdPoli", "keluhan", 
                     "tglPulang", "kdDokter", "kdDiag1", "kdDiag2", "kdDiag3", "kdPoliRujukInternal", "rujukLanjut",
                     "kdTacc", "alasanTacc", "anamnesa", "alergiMakan", "alergiUdara", "alergiObat", "kdPrognosa",
                     "terapiObat", "terapiNonObat", "bmhp", "suhu")
-_VITAL_FIELDS = ("sistole", "diastole") + tuple(v[0] for v in VITALS)
+_VITAL_FIELDS = ("sistole", "diastole", *(v[0] for v in VITALS))
 
 
 def _record(payload: Any, what: str) -> Record:
@@ -322,8 +322,8 @@ def encounter_to_pcare_kunjungan(encounter: dict[str, Any], conditions: Sequence
         if rank not in (1, 2, 3):
             continue
         ref = (diagnosis.get("condition") or {}).get("reference")
-        condition = by_url.get(ref) or by_url.get(f"{key}:kdDiag{rank}")
-        values[f"kdDiag{rank}"] = code_in(condition.get("code"), S.ICD10) if condition else None
+        diagnosed = by_url.get(ref) or by_url.get(f"{key}:kdDiag{rank}")
+        values[f"kdDiag{rank}"] = code_in(diagnosed.get("code"), S.ICD10) if diagnosed else None
     extras = unpack(encounter, S.EXT_PCARE)
     for name, kind, _ in KUNJUNGAN_EXTRA:
         v = extras.get(name)

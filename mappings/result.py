@@ -9,9 +9,9 @@ it resolves the references. ``match`` is the identifier the server should upsert
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fhir_server.errors import Issue
 

@@ -120,7 +120,7 @@ def sep_request_to_fhir(payload: Any) -> MappingResult:
     assert jns is not None
     poli = as_text(_get(t, "poli.tujuan"))
     key = ":".join((card, tgl_sep, ppk, jns["code"], poli or ""))
-    extras = {}
+    extras: dict[str, Any] = {}
     for name, kind, system in SEP_EXTRA:
         raw = _get(t, name)
         field = t.path(name)
@@ -229,10 +229,9 @@ def sep_response_to_fhir(payload: Any) -> MappingResult:
     if isinstance(rec.raw("response"), dict):
         rec = rec.sub("response")
     sep = rec.sub("sep") if rec.raw("sep") is not None else rec
-    no_sep = sep.raw("noSep")
-    if as_text(no_sep) is None:
+    no_sep = as_text(sep.raw("noSep"))
+    if no_sep is None:
         raise missing(sep.path("noSep"))
-    no_sep = as_text(no_sep)
     peserta = sep.sub("peserta")
     card = as_card_number(peserta.raw("noKartu"), peserta.path("noKartu"))
     jns_text = sep.text("jnsPelayanan")
@@ -247,7 +246,7 @@ def sep_response_to_fhir(payload: Any) -> MappingResult:
         code, label = sep.kode(alias)
         spec = next(s for s in SEP_EXTRA if s[0] == name)
         extras[name] = code_from(spec[2] or "", code, sep.path(alias), display=label)
-    native = {
+    native: dict[str, Any] = {
         "card": card, "nama": peserta.text("nama"),
         "tglSep": sep.date("tglSep"), "ppk": no_sep[:8], "jns": jns,
         "poli": sep.text("kdPoli"), "poliName": sep.text("poli"),

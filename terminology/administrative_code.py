@@ -14,6 +14,7 @@ codes carry no dots. Rules, from hard to soft:
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -34,7 +35,8 @@ def check_administrative_code(ext: dict, strict: bool = False, path: str = "exte
     issues: list[Issue] = []
     parts = ext.get("extension")
     if not isinstance(parts, list) or not parts:
-        return [error("structure", "The administrativeCode extension needs sub-extensions (province, city, district, village, rt, rw)", path)]
+        return [error("structure",
+                      "The administrativeCode extension needs sub-extensions (province, city, district, village, rt, rw)", path)]
     if any(k.startswith("value") for k in ext):
         issues.append(error("structure", "The administrativeCode extension has sub-extensions, not a value", path))
     codes: dict[str, tuple[str, str]] = {}  # part -> (code, expression)
@@ -43,12 +45,15 @@ def check_administrative_code(ext: dict, strict: bool = False, path: str = "exte
         where = f"{path}.extension[{i}]"
         name = sub.get("url") if isinstance(sub, dict) else None
         if name not in _LENGTH and name not in ("rt", "rw"):
-            issues.append(error("structure", f"Unknown administrativeCode part '{name}' (expected province, city, district, village, rt or rw)", where))
+            issues.append(error("structure",
+                                f"Unknown administrativeCode part '{name}' (expected province, city, district, village, rt or rw)",
+                                where))
             continue
         value = sub.get("valueCode")
         if not isinstance(value, str):
             other = next((k for k in sub if k.startswith("value")), None)
-            issues.append(error("structure", f"administrativeCode '{name}' must be a valueCode" + (f", not {other}" if other else ""), where))
+            issues.append(error("structure", f"administrativeCode '{name}' must be a valueCode" + (f", not {other}" if other else ""),
+                                where))
             continue
         where = f"{where}.valueCode"
         if name in seen:
@@ -83,7 +88,7 @@ def _malformed(name: str, value: str) -> str | None:
 def _nesting(codes: dict[str, tuple[str, str]]) -> list[Issue]:
     issues = []
     present = [(name, codes[name]) for name, _ in REGION_PARTS if name in codes]
-    for (outer, (outer_code, _)), (inner, (inner_code, where)) in zip(present, present[1:]):
+    for (outer, (outer_code, _)), (inner, (inner_code, where)) in itertools.pairwise(present):
         if not inner_code.startswith(outer_code):
             issues.append(error("business-rule",
                                 f"administrativeCode {inner} '{inner_code}' is not inside {outer} '{outer_code}' "

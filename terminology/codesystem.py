@@ -154,7 +154,7 @@ def filter_predicate(cs: CodeSystemProvider, f: dict) -> Callable[[str], bool]:
         return lambda c: cs.subsumes(c, value)
     if op in ("in", "not-in"):
         wanted = {v.strip() for v in value.split(",")}
-        inside = (lambda c: c in wanted) if is_code else (
+        inside: Callable[[str], bool] = (lambda c: c in wanted) if is_code else (
             lambda c: any(_as_text(v) in wanted for v in cs.property_values(c, prop)))
         return inside if op == "in" else (lambda c: not inside(c))
     if op == "regex":

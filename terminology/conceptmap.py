@@ -51,10 +51,8 @@ class ConceptMapIndex:
     def translate(self, system: str | None, code: str, reverse: bool = False) -> list[Match]:
         """Matches for ``code`` (any system when ``system`` is None), falling back to a group's ``unmapped``."""
         table = self._reverse if reverse else self._forward
-        if system is not None:
-            found = list(table.get((system, code), []))
-        else:
-            found = [m for (s, c), ms in table.items() if c == code for m in ms]
+        found = list(table.get((system, code), [])) if system is not None else [
+            m for (_, c), ms in table.items() if c == code for m in ms]
         if found or reverse:
             return found
         for src, tgt, unmapped in self._unmapped:

@@ -182,7 +182,7 @@ class TerminologyEngine:
         ``filter`` is a case-insensitive word-prefix match on displays (see ``text.py``); ``count``
         and ``offset`` page the result; ``expansion.total`` is always the full size.
         """
-        if count is not None and count < 0 or offset is not None and offset < 0:
+        if (count is not None and count < 0) or (offset is not None and offset < 0):
             raise FhirError.of(400, "invalid", "count and offset must not be negative")
         if value_set is None:
             if not url:
@@ -254,7 +254,8 @@ class TerminologyEngine:
                     part.append(param("source", cm["url"], "Uri"))
                     matches.append((m.equivalence, param("match", part=part)))
         result = any(eq not in NON_MATCHES for eq, _ in matches)
-        message = None if result else param("message", "No mapping found" if not matches else "Only unmatched or disjoint mappings found", "String")
+        message = None if result else param(
+            "message", "No mapping found" if not matches else "Only unmatched or disjoint mappings found", "String")
         return parameters(param("result", result), message, *(m for _, m in matches))
 
     # -- CodeSystem/$subsumes --------------------------------------------------------------

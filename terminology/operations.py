@@ -34,7 +34,7 @@ def _str(values: Values, name: str) -> str | None:
 
 def _int(values: Values, name: str) -> int | None:
     value = _one(values, name)
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     try:
         return int(str(value))
@@ -53,7 +53,7 @@ def _bool(values: Values, name: str) -> bool:
 
 def _dict(values: Values, name: str, resource_type: str | None = None) -> dict | None:
     value = _one(values, name)
-    if value is not None and (not isinstance(value, dict) or resource_type and value.get("resourceType") != resource_type):
+    if value is not None and (not isinstance(value, dict) or (resource_type and value.get("resourceType") != resource_type)):
         raise FhirError.of(400, "invalid", f"Parameter '{name}' must be a {resource_type or 'complex value'}")
     return value
 

@@ -44,7 +44,7 @@ _SYNTAX = {
 class ValueSet:
     """One required value set: its codes per system, or why it has none."""
 
-    __slots__ = ("url", "version", "enumerable", "systems", "codes", "pairs", "reason", "syntax")
+    __slots__ = ("codes", "enumerable", "pairs", "reason", "syntax", "systems", "url", "version")
 
     def __init__(self, url: str, record: dict[str, Any]) -> None:
         self.url = url

@@ -183,10 +183,10 @@ class RegionCodeSystem(CodeSystemProvider):
     name = "KemendagriWilayah"
     title = "Kode Wilayah Administrasi Pemerintahan (Kemendagri)"
     case_sensitive = True
-    property_types = {"parent": "Code", "child": "Code", "level": "Code", "type": "Code", "postalCode": "String"}
 
     def __init__(self, index: RegionIndex | None = None):
         self._given = index
+        self.property_types = {"parent": "Code", "child": "Code", "level": "Code", "type": "Code", "postalCode": "String"}
 
     @property
     def ix(self) -> RegionIndex:
@@ -345,7 +345,8 @@ class RegionCodeSystem(CodeSystemProvider):
                 {"code": "level", "type": "code", "description": "province | city | district | village"},
                 {"code": "type", "type": "code",
                  "description": "provinsi | kabupaten | kota | kecamatan | distrik | kelurahan | desa | desa-adat"},
-                {"code": "postalCode", "type": "string", "description": "Kode pos of a village (Pos Indonesia, via cahyadsn/wilayah_kodepos)"},
+                {"code": "postalCode", "type": "string",
+                 "description": "Kode pos of a village (Pos Indonesia, via cahyadsn/wilayah_kodepos)"},
             ],
         }
 
@@ -358,7 +359,7 @@ class RegionCodeSystem(CodeSystemProvider):
             "The concepts are not stored in this resource: use", "The hierarchy is the nesting; also see")
         roots: list[dict] = []
         stack: list[tuple[int, dict]] = []
-        for code, name, lv in zip(ix.codes, ix.names, ix.levels):
+        for code, name, lv in zip(ix.codes, ix.names, ix.levels, strict=True):
             node = {"code": code, "display": name, "property": [{"code": "level", "valueCode": LEVELS[lv]}]}
             while stack and stack[-1][0] >= lv:
                 stack.pop()

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .codesystem import CodeSystemProvider, DictCodeSystem
 from .conceptmap import ConceptMapIndex
@@ -39,10 +40,13 @@ def _version_key(version: str | None) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[^0-9A-Za-z]+", version) if p)
 
 
-class _Versions(dict):
+_T = TypeVar("_T")
+
+
+class _Versions(dict[str | None, _T]):
     """version -> item for one canonical URL, with "latest" by natural version order."""
 
-    def pick(self, version: str | None):
+    def pick(self, version: str | None) -> _T | None:
         if version is not None:
             return self.get(version)
         return self[max(self, key=_version_key)] if self else None
@@ -50,9 +54,9 @@ class _Versions(dict):
 
 class TerminologyRegistry:
     def __init__(self) -> None:
-        self._code_systems: dict[str, _Versions] = {}
-        self._value_sets: dict[str, _Versions] = {}
-        self._concept_maps: dict[str, _Versions] = {}
+        self._code_systems: dict[str, _Versions[CodeSystemProvider]] = {}
+        self._value_sets: dict[str, _Versions[dict]] = {}
+        self._concept_maps: dict[str, _Versions[dict]] = {}
         self._cm_index: dict[tuple[str, str | None], ConceptMapIndex] = {}
 
     @classmethod
@@ -109,7 +113,9 @@ class TerminologyRegistry:
 
     def remove(self, resource_type: str, url: str, version: str | None = None) -> None:
         """Forget one version (or every version when ``version`` is None) of a resource."""
-        table = {"CodeSystem": self._code_systems, "ValueSet": self._value_sets, "ConceptMap": self._concept_maps}[resource_type]
+        tables: dict[str, dict[str, _Versions[Any]]] = {
+            "CodeSystem": self._code_systems, "ValueSet": self._value_sets, "ConceptMap": self._concept_maps}
+        table = tables[resource_type]
         if version is None:
             table.pop(url, None)
         elif url in table:
@@ -142,8 +148,8 @@ class TerminologyRegistry:
         return versions.pick(version) if versions else None
 
     def concept_maps(self) -> list[dict]:
-        """The latest version of every concept map."""
-        return [v.pick(None) for v in self._concept_maps.values()]
+        """The latest version of every concept map (a URL whose versions were all removed has none)."""
+        return [cm for versions in self._concept_maps.values() if (cm := versions.pick(None)) is not None]
 
     def concept_map_index(self, cm: dict) -> ConceptMapIndex:
         """The (cached) index of a registered concept map; a map from elsewhere is indexed afresh."""
@@ -161,8 +167,8 @@ class TerminologyRegistry:
             for provider in versions.values():
                 yield provider.resource()
         for table in (self._value_sets, self._concept_maps):
-            for versions in table.values():
-                yield from versions.values()
+            for resources in table.values():
+                yield from resources.values()
 
 
 def _resources_in(data: object) -> Iterable[dict]:
