@@ -79,7 +79,7 @@ class Settings:
         return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``FHIR_*`` variables; explicit ``overrides`` (CLI flags) win when not None."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}

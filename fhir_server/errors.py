@@ -7,8 +7,9 @@ collects several problems returns lists of :class:`Issue` instead of raising.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class FhirError(Exception):
         return f"{self.status}: " + "; ".join(i.diagnostics for i in self.issues)
 
     @classmethod
-    def of(cls, status: int, code: str, diagnostics: str, expression: str | None = None) -> "FhirError":
+    def of(cls, status: int, code: str, diagnostics: str, expression: str | None = None) -> FhirError:
         return cls(status, [error(code, diagnostics, expression)])
 
 

@@ -30,7 +30,7 @@ class ExactDecimal(Decimal):
 
     _text: str
 
-    def __new__(cls, text: str) -> "ExactDecimal":
+    def __new__(cls, text: str) -> ExactDecimal:
         obj = super().__new__(cls, text)
         obj._text = text
         return obj

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from fhir_server import jsonio
@@ -36,7 +34,7 @@ def lookup(
 @terminology_app.command()
 def expand(
     url: str = typer.Argument(..., help="ValueSet URL, e.g. https://fhir-server.id/ValueSet/kemendagri-wilayah-village"),
-    filter: Optional[str] = typer.Option(None, "--filter", help="text filter on the display"),
+    filter: str | None = typer.Option(None, "--filter", help="text filter on the display"),
     count: int = typer.Option(20, "--count"),
     offset: int = typer.Option(0, "--offset"),
 ) -> None:
@@ -48,8 +46,8 @@ def expand(
 def translate(
     code: str = typer.Argument(...),
     system: str = typer.Option(..., "--system", help="the code's system"),
-    url: Optional[str] = typer.Option(None, "--url", help="ConceptMap URL"),
-    target: Optional[str] = typer.Option(None, "--target-system", help="the wanted target system"),
+    url: str | None = typer.Option(None, "--url", help="ConceptMap URL"),
+    target: str | None = typer.Option(None, "--target-system", help="the wanted target system"),
     reverse: bool = typer.Option(False, "--reverse"),
 ) -> None:
     """ConceptMap/$translate (forward, or --reverse)."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 import typer
 from sqlalchemy.engine import Connection
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _write(database_url: Optional[str]) -> Iterator[Connection]:
+def _write(database_url: str | None) -> Iterator[Connection]:
     import sqlalchemy as sa
 
     from fhir_server.storage.db import Database
@@ -42,7 +42,7 @@ def _write(database_url: Optional[str]) -> Iterator[Connection]:
         db.dispose()
 
 
-def _run(database_url: Optional[str], action: Callable[[Connection], T]) -> T:
+def _run(database_url: str | None, action: Callable[[Connection], T]) -> T:
     try:
         with _write(database_url) as conn:
             return action(conn)
@@ -57,19 +57,19 @@ def add(
     scope: list[str] = typer.Option(
         ..., "--scope", help="SMART system/ scope(s), space-separated or repeated, e.g. 'system/*.rs'"
     ),
-    jwks_file: Optional[Path] = typer.Option(
+    jwks_file: Path | None = typer.Option(
         None, "--jwks-file", exists=True, dir_okay=False, readable=True,
         help="Public keys for private_key_jwt: a JWKS, a JWK or PEM public key(s)",
     ),
-    organization: Optional[str] = typer.Option(
+    organization: str | None = typer.Option(
         None, "--organization", help="Organization id the client acts for (SATUSEHAT-style binding)"
     ),
-    secret: Optional[bool] = typer.Option(
+    secret: bool | None = typer.Option(
         None, "--secret/--no-secret", help="Issue a client secret (default: yes unless --jwks-file is given)"
     ),
-    client_id: Optional[str] = typer.Option(None, "--client-id", help="Use this client id instead of a random one"),
+    client_id: str | None = typer.Option(None, "--client-id", help="Use this client id instead of a random one"),
     as_json: bool = typer.Option(False, "--json", help="Print {client_id, client_secret} as JSON"),
-    database_url: Optional[str] = DatabaseOption,
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Register a client and print its id and secret (the secret is shown only this once)."""
     jwks = None
@@ -98,7 +98,7 @@ def add(
 
 
 @clients_app.command("list")
-def list_(database_url: Optional[str] = DatabaseOption) -> None:
+def list_(database_url: str | None = DatabaseOption) -> None:
     """List the registered clients (never their secrets)."""
     from rich.console import Console
     from rich.table import Table
@@ -121,7 +121,7 @@ def list_(database_url: Optional[str] = DatabaseOption) -> None:
 @clients_app.command("revoke")
 def revoke(
     client_id: str = typer.Argument(..., help="The client to deactivate"),
-    database_url: Optional[str] = DatabaseOption,
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Deactivate a client: it gets no new tokens (tokens already issued run out within their lifetime)."""
     if not _run(database_url, lambda conn: revoke_client(conn, client_id)):

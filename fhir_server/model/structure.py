@@ -28,10 +28,11 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache, lru_cache
+from typing import Any
 
 from fhir_server.errors import Issue
 from fhir_server.model.definitions import load_definitions
@@ -51,7 +52,7 @@ class _Stop(Exception):
 
 
 class _Issues:
-    __slots__ = ("items", "cap")
+    __slots__ = ("cap", "items")
 
     def __init__(self, cap: int) -> None:
         self.items: list[Issue] = []
@@ -168,11 +169,13 @@ def _base64(value: Any) -> str | None:
 # Elements allowed in narrative (txt-1: basic HTML formatting, as enforced by
 # the HL7 validator). Anything else, including script, style, iframe, object,
 # embed, form and input, is rejected.
-_XHTML_ELEMENTS = frozenset(
-    "p br div h1 h2 h3 h4 h5 h6 a span b em i strong small big tt dfn q var abbr acronym cite "
-    "blockquote hr address bdo kbd samp sub sup ul ol li dl dt dd pre table caption colgroup col "
-    "thead tr tfoot tbody th td code img map area s u strike del ins center font".split()
-)
+_XHTML_ELEMENTS = frozenset([
+    "p", "br", "div", "h1", "h2", "h3", "h4", "h5", "h6", "a", "span", "b", "em", "i", "strong", "small",
+    "big", "tt", "dfn", "q", "var", "abbr", "acronym", "cite", "blockquote", "hr", "address", "bdo", "kbd",
+    "samp", "sub", "sup", "ul", "ol", "li", "dl", "dt", "dd", "pre", "table", "caption", "colgroup", "col",
+    "thead", "tr", "tfoot", "tbody", "th", "td", "code", "img", "map", "area", "s", "u", "strike", "del",
+    "ins", "center", "font",
+])
 _XHTML_TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9:_.-]*)")
 _XHTML_OPEN_DIV = re.compile(r"\s*<div(\s[^<>]*)?/?>", re.ASCII)
 _XHTML_NAMESPACE = re.compile(r"""\sxmlns\s*=\s*(["'])http://www\.w3\.org/1999/xhtml\1""")
@@ -236,7 +239,7 @@ _SIMPLE_QUANTITY = "http://hl7.org/fhir/StructureDefinition/SimpleQuantity"
 class _Binding:
     """A required binding, prepared for membership tests."""
 
-    __slots__ = ("label", "codes", "pairs", "systems", "syntax")
+    __slots__ = ("codes", "label", "pairs", "syntax", "systems")
 
     def __init__(self, url: str) -> None:
         vs = r4_valuesets.get(url)
@@ -249,8 +252,8 @@ class _Binding:
 
 class _Element:
     __slots__ = (
-        "name", "stem", "type", "kind", "array", "max", "table", "check", "binding", "ext_ok", "choice",
-        "simple_quantity", "plain",
+        "array", "binding", "check", "choice", "ext_ok", "kind", "max", "name", "plain", "simple_quantity", "stem",
+        "table", "type",
     )
 
     def __init__(self, name: str, stem: str, type_code: str, record: dict[str, Any]) -> None:
@@ -272,7 +275,7 @@ class _Element:
 
 
 class _Table:
-    __slots__ = ("name", "elements", "required", "is_resource", "is_extension")
+    __slots__ = ("elements", "is_extension", "is_resource", "name", "required")
 
     def __init__(self, name: str, is_resource: bool) -> None:
         self.name = name
@@ -330,7 +333,7 @@ class _Model:
         self.element_table = tables["Element"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _binding(url: str) -> _Binding:
     return _Binding(url)
 

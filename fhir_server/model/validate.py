@@ -18,7 +18,7 @@ rule (a code outside its required value set, unsafe narrative) answer 422.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,7 +38,7 @@ _R4B_DIFFERENT = frozenset({"ActivityDefinition", "PlanDefinition", "Evidence", 
 _R4_ONLY_ELEMENT = re.compile(r"\.extension\[\d+\]\.(valueMeta|_value[A-Z]\w*)$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _r4b_model(res_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from decimal import Decimal
+from functools import cache, lru_cache
 from importlib import resources as ilr
-from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from fhirpathpy import compile as fp_compile
 from fhirpathpy.engine.nodes import ResourceNode
 
 from ..storage.search_index import IndexRows
+
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
 from .fastpath import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
 from .registry import SearchParam, params_for
@@ -42,7 +44,6 @@ from .values import (
     precision_range,
     reference_type,
 )
-
 
 ADMIN_CODE_URL = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode"
 
@@ -66,7 +67,7 @@ _OPTIONS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(expression: str) -> Callable:
     return fp_compile(expression, R4, _OPTIONS)
 
@@ -119,7 +120,7 @@ def _code_systems() -> dict[str, str]:
     return json.loads(ilr.files("fhir_server.search").joinpath("data/code_systems.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def implicit_system(res_type: str, code: str) -> str | None:
     """The code system of a token parameter on a bound ``code`` element (``gender``), if any."""
     p = params_for(res_type).get(code)
@@ -214,7 +215,7 @@ def leaf_type(res_type: str, expression: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | None:
     """``("fast" | "fhirpath", fn)`` for a parameter, or None if it has no expression."""
     p = params_for(res_type).get(code)
@@ -226,7 +227,7 @@ def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | N
         if meta:
             key, ftype = meta
 
-            def meta_values(resource: dict, key=key, ftype=ftype) -> Values:
+            def meta_values(resource: dict, key: str = key, ftype: str = ftype) -> Values:
                 v = (resource.get("meta") or {}).get(key)
                 if v is None:
                     return []
@@ -360,8 +361,8 @@ def _date_rows(code: str, values: Values) -> list[dict]:
                 if s or e:
                     rows.append({"param": code, "lo": s[0] if s else MIN_US, "hi": e[1] if e else MAX_US})
             elif t == "Timing" or "event" in v or "repeat" in v:
-                rs = [date_range(x) for x in v.get("event") or [] if isinstance(x, str)]
-                rs = [r for r in rs if r]
+                events = [date_range(x) for x in v.get("event") or [] if isinstance(x, str)]
+                rs = [r for r in events if r]
                 bounds = (v.get("repeat") or {}).get("boundsPeriod")
                 if bounds:
                     rows.extend(_date_rows(code, [("Period", bounds)]))
@@ -372,11 +373,13 @@ def _date_rows(code: str, values: Values) -> list[dict]:
 
 def _reference_rows(code: str, values: Values) -> list[dict]:
     rows: list[dict] = []
-    for t, v in values:
+    for _, v in values:
         if isinstance(v, dict):
             ref = v.get("reference")
             rtype, rid, ver, url = parse_reference(ref) if isinstance(ref, str) else (None, None, None, None)
-            ident = v.get("identifier") if isinstance(v.get("identifier"), dict) else {}
+            ident = v.get("identifier")
+            if not isinstance(ident, dict):
+                ident = {}
             if rid or url or ident.get("value"):
                 rows.append({"param": code, "target_type": cut(rtype), "target_id": cut(rid),
                              "target_version": cut(ver), "url": cut(url), "id_system": cut(ident.get("system")),
@@ -418,6 +421,7 @@ def _quantity_rows(code: str, values: Values) -> list[dict]:
         if d is None:
             continue
         lo, hi = precision_range(d)
+        system: str | None
         if t == "Money" or "currency" in v:
             system, qcode, unit = "urn:iso:std:iso:4217", v.get("currency"), v.get("currency")
         else:

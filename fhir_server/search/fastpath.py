@@ -140,7 +140,8 @@ def _branch(expression: str, res_type: str) -> Callable[[dict], list[tuple[str, 
         return None
     last = head[-1]
     possible = [t for _, t in last.choices] if last.choices else [last.type]
-    TypeInfo.model = R4  # is_type reads the type hierarchy from it, as fhirpathpy's own ``as`` does
+    # is_type reads the type hierarchy from it, as fhirpathpy's own ``as`` does
+    TypeInfo.model = R4  # type: ignore[assignment]  # fhirpathpy declares ``model = None`` without a type
     keep = frozenset(t for t in possible if t and TypeInfo.is_type(t, as_type))
     rest: list[_Step] = []
     if tail:

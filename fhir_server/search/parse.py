@@ -77,11 +77,19 @@ class OfTypeValue:
     value: str
 
 
+#: A composite's second component, by its ``second_type``: date, number, quantity, token, else a string.
+ComponentValue = DateValue | NumberValue | QuantityValue | TokenValue | str
+
+
 @dataclass(frozen=True)
 class CompositeValue:
     first: TokenValue
     second_type: str
-    second: object
+    second: ComponentValue
+
+
+#: One ORed value of a criterion; which one follows from the criterion's ``ptype`` and ``modifier``.
+SearchValue = DateValue | NumberValue | QuantityValue | TokenValue | OfTypeValue | CompositeValue | str
 
 
 @dataclass
@@ -93,7 +101,7 @@ class Criterion:
     param: SearchParam | None  # None for _id / _lastUpdated handled on columns
     ptype: str
     modifier: str | None = None
-    values: list = field(default_factory=list)
+    values: list[SearchValue] = field(default_factory=list)
     missing: bool | None = None
     #: chain: reference param ``code`` on res_types -> criterion on target types
     chain: Criterion | None = None
@@ -241,7 +249,7 @@ def parse_composite_value(raw: str, second_type: str) -> CompositeValue:
         raise ValueError(f"'{raw}' is not token$value (one unescaped '$')")
     first = parse_token_value(parts[0])
     if second_type == "date":
-        second: object = parse_date_value(parts[1])
+        second: ComponentValue = parse_date_value(parts[1])
     elif second_type == "number":
         second = parse_number_value(parts[1])
     elif second_type == "quantity":
@@ -276,8 +284,8 @@ def _param(res_types: tuple[str, ...], code: str) -> SearchParam | None:
     return found
 
 
-def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | None, raw: str) -> list:
-    out = []
+def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | None, raw: str) -> list[SearchValue]:
+    out: list[SearchValue] = []
     for item in split_unescaped(raw, ","):
         if item == "":
             continue
@@ -289,6 +297,7 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
             elif ptype == "quantity":
                 out.append(parse_quantity_value(item))
             elif ptype == "composite":
+                assert p is not None  # composite parameters come from the registry, never from the column ones
                 out.append(parse_composite_value(item, composite_types(p)[1]))
             elif ptype == "token" and modifier == "of-type":
                 out.append(parse_of_type_value(item))
@@ -312,8 +321,8 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
     if name.startswith("_has:"):
         return _has_criterion(res_types, name, raw, full_name)
     head, dot, rest = name.partition(".")
-    code, _, modifier = head.partition(":")
-    modifier = modifier or None
+    code, _, mod = head.partition(":")
+    modifier = mod or None
     if code in _COLUMN_PARAMS and not dot:
         ptype = _COLUMN_PARAMS[code]
         if modifier == "missing":
@@ -333,7 +342,7 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
         if modifier:
             if not is_search_type(modifier):
                 raise _bad(full_name, f"chain type modifier '{modifier}' is not a resource type")
-            targets = (modifier,)
+            targets: tuple[str, ...] = (modifier,)
         else:
             targets = tuple(t for t in p.targets if _chain_ok(t, rest))
             if not targets:
@@ -491,10 +500,7 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
             q.elements = [e.strip() for e in raw.split(",") if e.strip()]
         else:
             try:
-                if scope == ("Resource",):
-                    crit = _common_criterion(name, raw)
-                else:
-                    crit = _criterion(res_types, name, raw, name)
+                crit = _common_criterion(name, raw) if scope == ("Resource",) else _criterion(res_types, name, raw, name)
             except _Unsupported as e:
                 _report(q, strict, e.message)
                 continue

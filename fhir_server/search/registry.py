@@ -18,7 +18,7 @@ import gzip
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources as ilr
 
 # modifiers implemented per parameter type (``missing`` is valid on all of them)
@@ -135,14 +135,16 @@ def summary_info(res_type: str) -> dict[str, list[str]]:
 _PATH_RE = re.compile(r"^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)(?: as [A-Za-z]+\))?$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _single_paths(res_type: str) -> frozenset[str]:
     return frozenset(p.removesuffix("[x]") for p in summary_info(res_type).get("single", ()))
 
 
 def is_single_valued(res_type: str, expression: str | None) -> bool:
     """True if ``expression`` is a plain path whose every step has max cardinality 1."""
-    m = _PATH_RE.match(expression or "")
+    if expression is None:
+        return False
+    m = _PATH_RE.match(expression)
     if not m or m.group(1) != res_type or (expression.startswith("(") != expression.endswith(")")):
         return False
     single = _single_paths(res_type)
@@ -197,7 +199,8 @@ def prune_expression(expr: str | None, res_type: str) -> str | None:
 COMPOSITE_SECOND = ("token", "quantity", "date", "string", "number")
 
 
-def composite_types(raw_or_param) -> tuple[str, ...]:
+def composite_types(raw_or_param: dict | SearchParam) -> tuple[str, ...]:
+    """The types of a composite parameter's components, from its SearchParameter JSON or its SearchParam."""
     comps = raw_or_param.get("component", []) if isinstance(raw_or_param, dict) else [
         {"definition": d} for d, _ in raw_or_param.components]
     return tuple(_by_url().get(c["definition"], {}).get("type", "?") for c in comps)
@@ -210,11 +213,15 @@ def _composite_ok(raw: dict, expr: str | None) -> bool:
         return False
     if any(c["expression"].startswith("%") for c in raw["component"]):
         return False
-    return bool(expr) and all((_PATH_RE.match(b) or b.isalpha()) and "(" not in b for b in _split_union(expr))
+    if not expr:
+        return False
+    return all((_PATH_RE.match(b) or b.isalpha()) and "(" not in b for b in _split_union(expr))
 
 
 def _is_identifier_param(code: str, expr: str | None) -> bool:
-    return bool(expr) and (code == "identifier" or expr.rstrip(")").endswith(".identifier"))
+    if not expr:
+        return False
+    return code == "identifier" or expr.rstrip(")").endswith(".identifier")
 
 
 def _make(raw: dict, res_type: str) -> SearchParam:
@@ -249,7 +256,7 @@ def _make(raw: dict, res_type: str) -> SearchParam:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_params_for(res_type: str) -> dict[str, SearchParam]:
     """Every parameter defined for ``res_type`` (supported or not), by code."""
     out: dict[str, SearchParam] = {}
@@ -262,7 +269,7 @@ def all_params_for(res_type: str) -> dict[str, SearchParam]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def params_for(res_type: str) -> dict[str, SearchParam]:
     """The supported search parameters for ``res_type``, by code."""
     return {c: p for c, p in all_params_for(res_type).items() if p.supported}
@@ -273,7 +280,7 @@ def param_by_url(url: str) -> dict | None:
     return _by_url().get(url)
 
 
-@lru_cache(maxsize=None)
+@cache
 def component_param(url: str, res_type: str) -> SearchParam | None:
     """The parameter a composite's component refers to (cached: extraction asks on every write)."""
     raw = _by_url().get(url)

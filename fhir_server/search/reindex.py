@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -59,7 +60,7 @@ def reindex(
     return done
 
 
-def _batch(conn: sa.Connection, stmt) -> tuple[int, int | None]:
+def _batch(conn: sa.Connection, stmt: sa.Select[Any]) -> tuple[int, int | None]:
     rows = conn.execute(stmt).all()
     for row in rows:
         if row.body is not None:

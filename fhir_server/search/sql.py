@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from .extract import leaf_type
-from .parse import CompositeValue, Criterion, DateValue, OfTypeValue, QuantityValue, TokenValue
+from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
 from .registry import is_single_valued, params_for
 from .values import MAX_US, cut, normalize_string, parse_reference
 
@@ -194,16 +194,17 @@ class SqlBuilder:
     def clause(self, r: str, c: Criterion) -> str:
         """Boolean clause on the resources alias ``r`` for criterion ``c``."""
         if c.has is not None:
-            return self._has(r, c)
+            return self._has(r, c, c.has)
         if c.chain is not None:
-            return self._chain(r, c)
+            return self._chain(r, c, c.chain)
         if c.param is None and c.modifier == "missing":
             return FALSE if c.missing else TRUE  # every resource has an id and lastUpdated
         if c.code == "_id":
             ids = [v.code if isinstance(v, TokenValue) else v for v in c.values]
             return self.in_list(f"{r}.res_id", [i for i in ids if i is not None], negate=c.modifier == "not")
         if c.code == "_lastUpdated":
-            return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in c.values])
+            dates = cast(list[DateValue], c.values)  # _lastUpdated is a date column: parse_date_value made each value
+            return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in dates])
         table = TABLES[c.ptype]
         t = self._alias(table)
         param = c.code + ":of-type" if c.ptype == "token" and c.modifier == "of-type" else c.code
@@ -249,18 +250,18 @@ class SqlBuilder:
 
     def _composite(self, t: str, v: CompositeValue) -> str:
         conds = [self._token_value(t, v.first, "c1_code", "c1_system")]
-        s2 = v.second
-        if v.second_type == "token":
+        s2 = v.second  # its class follows v.second_type (parse_composite_value)
+        if isinstance(s2, TokenValue):
             conds.append(self._token_value(t, s2, "c2_code", "c2_system"))
-        elif v.second_type == "quantity":
+        elif isinstance(s2, QuantityValue):
             conds.append(self.number_predicate(f"{t}.c2_value", s2.prefix, s2.value, s2.lo, s2.hi))
             if s2.system:
                 conds.append(f"{t}.c2_system = {self.p(s2.system)}")
             if s2.code:
                 conds.append(f"{t}.c2_code = {self.p(s2.code)}")
-        elif v.second_type == "number":
+        elif isinstance(s2, NumberValue):
             conds.append(self.number_predicate(f"{t}.c2_value", s2.prefix, s2.value, s2.lo, s2.hi))
-        elif v.second_type == "date":
+        elif isinstance(s2, DateValue):
             conds.append(self.date_predicate(f"{t}.c2_lo", f"{t}.c2_hi", s2))
         else:
             norm = normalize_string(s2)
@@ -302,26 +303,24 @@ class SqlBuilder:
             conds.append(f"{t}.target_version = {self.p(version)}")
         return and_(conds)
 
-    def _chain(self, r: str, c: Criterion) -> str:
+    def _chain(self, r: str, c: Criterion, inner: Criterion) -> str:
         ref = self._alias("idx_reference")
         target = f"chain_{self._n}"
         head = (f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {target} "
                 f"ON {target}.res_type = {ref}.target_type AND {target}.res_id = {ref}.target_id "
                 f"WHERE {ref}.param = {self.p(c.code)} AND {self.in_list(f'{target}.res_type', list(c.chain_types))} "
                 f"AND {target}.deleted = FALSE")
-        return f"{r}.pk IN ({head} AND {self.clause(target, c.chain)})"
+        return f"{r}.pk IN ({head} AND {self.clause(target, inner)})"
 
-    def _has(self, r: str, c: Criterion) -> str:
+    def _has(self, r: str, c: Criterion, has: Criterion) -> str:
         ref = self._alias("idx_reference")
         src = f"has_{self._n}"
         head = (f"SELECT {ref}.target_id FROM idx_reference {ref} JOIN resources {src} ON {src}.pk = {ref}.resource_pk "
                 f"WHERE {ref}.param = {self.p(c.has_param)} AND {src}.res_type = {self.p(c.has_type)} "
                 f"AND {src}.deleted = FALSE")
-        inner = self.clause(src, c.has)
-        if len(c.res_types) == 1:
-            target = f"{ref}.target_type = {self.p(c.res_types[0])}"
-        else:
-            target = f"{ref}.target_type = {r}.res_type"
+        inner = self.clause(src, has)
+        target = (f"{ref}.target_type = {self.p(c.res_types[0])}" if len(c.res_types) == 1
+                  else f"{ref}.target_type = {r}.res_type")
         return f"{r}.res_id IN ({head} AND {inner} AND {target})"
 
     # ------------------------------------------------------------------------- sorting

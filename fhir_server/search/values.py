@@ -10,8 +10,9 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from typing import overload
 
 MIN_US = -62135596800 * 1_000_000  # 0001-01-01T00:00:00Z
 MAX_US = 253402300799 * 1_000_000 + 999_999  # 9999-12-31T23:59:59.999999Z
@@ -24,7 +25,7 @@ _DATE_RE = re.compile(
     r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -42,18 +43,17 @@ def date_range(value: str) -> tuple[int, int] | None:
     try:
         y = int(m["y"])
         if m["m"] is None:
-            lo = datetime(y, 1, 1, tzinfo=timezone.utc)
-            return _us(lo), _us(datetime(y, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc))
+            return _us(datetime(y, 1, 1, tzinfo=UTC)), _us(datetime(y, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
         mo = int(m["m"])
         if m["d"] is None:
             last = calendar.monthrange(y, mo)[1]
-            return (_us(datetime(y, mo, 1, tzinfo=timezone.utc)),
-                    _us(datetime(y, mo, last, 23, 59, 59, 999999, tzinfo=timezone.utc)))
+            return (_us(datetime(y, mo, 1, tzinfo=UTC)),
+                    _us(datetime(y, mo, last, 23, 59, 59, 999999, tzinfo=UTC)))
         d = int(m["d"])
         if m["H"] is None:
-            lo_dt = datetime(y, mo, d, tzinfo=timezone.utc)
+            lo_dt = datetime(y, mo, d, tzinfo=UTC)
             return _us(lo_dt), _us(lo_dt) + 86_400_000_000 - 1
-        tz = timezone.utc
+        tz = UTC
         if m["tz"] and m["tz"] != "Z":
             sign = 1 if m["tz"][0] == "+" else -1
             tz = timezone(sign * timedelta(hours=int(m["tz"][1:3]), minutes=int(m["tz"][4:6])))
@@ -84,6 +84,14 @@ def normalize_string(value: str) -> str:
         decomposed = unicodedata.normalize("NFKD", value)
         value = "".join(c for c in decomposed if not unicodedata.combining(c))
     return cut(" ".join(value.casefold().split()))
+
+
+@overload
+def cut(value: str) -> str: ...
+
+
+@overload
+def cut(value: str | None) -> str | None: ...
 
 
 def cut(value: str | None) -> str | None:

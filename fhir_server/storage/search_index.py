@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,6 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
         cur.close()
 
 
-def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[tuple[Any, ...]]:
+def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[Sequence[Any]]:
     cols = _COLUMNS[kind]
     return [(resource_pk, *[r.get(c) for c in cols]) for r in items]
