@@ -114,7 +114,7 @@ def main() -> None:
             folder.mkdir()
             runs[audit] = (folder, port, _start(folder, audit, port))
         try:
-            for folder, port, proc in runs.values():
+            for _, port, _ in runs.values():
                 _wait_ready(port, args.start_timeout)
             counts = {}
             for audit, (folder, port, proc) in runs.items():

@@ -24,7 +24,8 @@ class HttpError(RuntimeError):
         self.body = body
 
 
-def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
+def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+            timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
     data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
     req = urllib.request.Request(url, data=data, method=method, headers={**HEADERS, **(headers or {})})
     try:

@@ -41,14 +41,14 @@ def _seeds() -> list[dict[str, Any]]:
         for key in ("subject", "beneficiary", "encounter", "patient"):
             if isinstance(r.get(key), dict):
                 r[key] = {"reference": "Patient/abc"}
-    return out + [PATIENT, ENCOUNTER, COVERAGE]
+    return [*out, PATIENT, ENCOUNTER, COVERAGE]
 
 
 def _paths(node: Any, prefix: tuple = ()) -> Any:
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for k, v in items:
-        yield prefix + (k,)
-        yield from _paths(v, prefix + (k,))
+        yield (*prefix, k)
+        yield from _paths(v, (*prefix, k))
 
 
 def _variant(rng: random.Random, old: Any) -> Any:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -37,25 +37,24 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = 
 @contextmanager
 def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None,
             cwd: Path | None = None, timeout: float = 120.0) -> Iterator[subprocess.Popen]:
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=cwd)
-    try:
+    with ExitStack() as files:  # the log closes after the server has stopped (or if it cannot start)
+        out = files.enter_context(open(log, "wb")) if log else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=cwd)
         try:
-            wait_ready(ready_url, timeout, proc)
-        except RuntimeError as e:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"{e}\n{tail}") from None
-        yield proc  # the leader of its own process group (start_new_session)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if log:
-            out.close()
+            try:
+                wait_ready(ready_url, timeout, proc)
+            except RuntimeError as e:
+                tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+                raise RuntimeError(f"{e}\n{tail}") from None
+            yield proc  # the leader of its own process group (start_new_session)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def our_server(port: int, database_url: str, workers: int) -> list[str]:

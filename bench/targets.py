@@ -90,7 +90,8 @@ def scale_checks(rows: list[tuple[int, Result]]) -> list[Check]:
             at = [s for s in sizes if s >= P95_AT and (s, sc, target) in by]
             if at:
                 r = by[(at[0], sc, target)]
-                checks.append(Check(f"{sc} [{target}]", f"p95 {r.p95_ms:.1f} ms at {at[0]:,}", f"p95 < {P95_MS:g} ms at {P95_AT:,}", r.p95_ms < P95_MS))
+                checks.append(Check(f"{sc} [{target}]", f"p95 {r.p95_ms:.1f} ms at {at[0]:,}", f"p95 < {P95_MS:g} ms at {P95_AT:,}",
+                                    r.p95_ms < P95_MS))
             small = [s for s in sizes if (s, sc, target) in by]
             if len(small) >= 2:
                 lo, hi = small[0], small[-1]

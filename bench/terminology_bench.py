@@ -22,15 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from terminology import urls  # noqa: E402
-from terminology.engine import TerminologyEngine  # noqa: E402
-from terminology.regions import RegionCodeSystem, RegionIndex, lokal_version, region_index  # noqa: E402
-from terminology.registry import TerminologyRegistry  # noqa: E402
+from terminology import urls
+from terminology.engine import TerminologyEngine
+from terminology.regions import RegionCodeSystem, RegionIndex, lokal_version, region_index
+from terminology.registry import TerminologyRegistry
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return statistics.median(ordered), p95, ordered[-1]
 
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from r4_package import package_dir  # noqa: E402
+from r4_package import package_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 STRUCTURES_OUT = ROOT / "fhir_server" / "model" / "data" / "r4_structures.json.gz"
@@ -255,10 +256,7 @@ class Expander:
             result = part if result is None else _intersect(result, part)
         system = inc.get("system")
         if system:
-            if "concept" in inc:
-                codes = {c["code"] for c in inc["concept"]}
-            else:
-                codes = {c for c, _, _ in self._concepts(system)}
+            codes = {c["code"] for c in inc["concept"]} if "concept" in inc else {c for c, _, _ in self._concepts(system)}
             for flt in inc.get("filter", []):
                 codes &= self._filter(system, flt)
             part = {system: codes}
