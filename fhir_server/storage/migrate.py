@@ -1,13 +1,33 @@
-"""Run the Alembic migrations from Python (start-up and ``fhir-server migrate``)."""
+"""Run the Alembic migrations from Python (start-up and ``fhir-server migrate``).
+
+Nodes started at the same moment on one database would otherwise run the same
+migrations at once and all but one die (PostgreSQL: ``UniqueViolation`` on
+``alembic_version``; SQLite: "database is locked"). Upgrades and downgrades
+therefore run under :func:`migration_lock`: the other nodes wait, then find the
+schema at head and do nothing.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
+
+try:  # POSIX; elsewhere SQLite's busy timeout alone makes a second node wait
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+#: the PostgreSQL advisory lock key of the migrations: fixed, so every node of every version
+#: takes the same lock ("FHIRMIGR" in ASCII). Advisory locks are per database, not per schema.
+PG_LOCK_KEY = int.from_bytes(b"FHIRMIGR", "big")
 
 
 def script_location() -> Path:
@@ -25,7 +45,11 @@ def script_location() -> Path:
 def _run(engine: Engine, action: str, revision: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location()))
-    with engine.connect() as conn:
+    with migration_lock(engine), engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # take the write lock at BEGIN (db.py's "begin" hook), not at the first DDL, where a
+            # transaction that read an older snapshot fails at once instead of waiting
+            conn.info["sqlite_begin"] = "IMMEDIATE"
         cfg.attributes["connection"] = conn
         getattr(command, action)(cfg, revision)
         conn.commit()
@@ -37,6 +61,58 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     _run(engine, "downgrade", revision)
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held by one process at a time per database (nodes on other machines included).
+
+    Not re-entrant across connections: do not migrate while this process holds it, or
+    (SQLite) while it holds a write transaction.
+    """
+    if engine.dialect.name == "postgresql":
+        with _pg_advisory_lock(engine):
+            yield
+    elif engine.dialect.name == "sqlite":
+        with _sqlite_file_lock(engine):
+            yield
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        yield
+
+
+@contextmanager
+def _pg_advisory_lock(engine: Engine) -> Iterator[None]:
+    # a session-level lock on a connection of its own: it outlives the migrations' transactions,
+    # and the connection sits idle (not "idle in transaction") while they run
+    with engine.connect() as conn:
+        with conn.begin():
+            # wait as long as the other node's migrations take: the server's statement_timeout
+            # (30 s by default) would otherwise cancel the wait and fail this node's start
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+            conn.commit()
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    # the flock on <database>.lock that Database writers take (storage/db.py): a second node
+    # waits for the first one's migrations however long they take (SQLite's busy timeout would
+    # give up after 30 s), and running nodes' writers wait for the migrations too
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    fd = os.open(database + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def current_revision(engine: Engine) -> str | None:
