@@ -7,7 +7,8 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
@@ -17,6 +18,9 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.tables import metadata
+
+if TYPE_CHECKING:
+    from fhir_server.storage.db import Database
 
 POSTGRES_URL = os.environ.get("FHIR_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -44,7 +48,7 @@ class PgSchema:
 
 
 @contextmanager
-def database(backend: str, folder) -> Iterator[str]:  # noqa: ANN001 - a pathlib.Path
+def database(backend: str, folder: Path) -> Iterator[str]:
     """The URL of an empty database: a SQLite file in ``folder`` or a PostgreSQL schema (dropped after)."""
     if backend == "sqlite":
         yield f"sqlite:///{folder / 'fhir.sqlite3'}"
@@ -57,7 +61,7 @@ def database(backend: str, folder) -> Iterator[str]:  # noqa: ANN001 - a pathlib
 
 
 @contextmanager
-def migrated_database(backend: str, folder) -> Iterator[Any]:  # noqa: ANN001 - folder: a pathlib.Path; yields a Database
+def migrated_database(backend: str, folder: Path) -> Iterator[Database]:
     """A migrated database of ``backend`` as a :class:`Database` (disposed and dropped after)."""
     from fhir_server.storage import migrate
     from fhir_server.storage.db import Database

@@ -8,6 +8,8 @@ from tests.api.test_rest_crud import PATIENT, post
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
 COND = f"identifier={NIK}|3204154506900003"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
 def test_conditional_create_creates_once_then_returns_the_match(client):
@@ -34,20 +36,20 @@ def test_conditional_create_with_unknown_parameter_is_400(client):
 
 def test_conditional_update_creates_updates_and_refuses_ambiguity(client):
     url = f"/fhir/Patient?{COND}"
-    created = client.put(url, content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"})
+    created = client.put(url, content=orjson.dumps(PATIENT), headers=FHIR_JSON)
     assert created.status_code == 201
     pid = created.json()["id"]
-    updated = client.put(url, content=orjson.dumps({**PATIENT, "active": True}), headers={"Content-Type": "application/fhir+json"})
+    updated = client.put(url, content=orjson.dumps({**PATIENT, "active": True}), headers=FHIR_JSON)
     assert updated.status_code == 200
     assert updated.json()["id"] == pid and updated.json()["meta"]["versionId"] == "2"
     post(client, PATIENT)
-    ambiguous = client.put(url, content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"})
+    ambiguous = client.put(url, content=orjson.dumps(PATIENT), headers=FHIR_JSON)
     assert ambiguous.status_code == 412
 
 
 def test_conditional_update_with_other_id_in_body_is_400(client):
     post(client, PATIENT)
-    r = client.put(f"/fhir/Patient?{COND}", content=orjson.dumps({**PATIENT, "id": "other"}), headers={"Content-Type": "application/fhir+json"})
+    r = client.put(f"/fhir/Patient?{COND}", content=orjson.dumps({**PATIENT, "id": "other"}), headers=FHIR_JSON)
     assert r.status_code == 400
 
 
@@ -68,7 +70,7 @@ def test_conditional_delete_without_condition_is_400(client):
 def test_json_patch(client):
     pid = post(client, PATIENT).json()["id"]
     ops = [{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/active", "value": True}]
-    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers=JSON_PATCH)
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male" and r.json()["active"] is True
     assert r.json()["meta"]["versionId"] == "2"
@@ -79,7 +81,7 @@ def test_json_patch(client):
 def test_json_patch_result_is_validated(client):
     pid = post(client, PATIENT).json()["id"]
     ops = [{"op": "replace", "path": "/gender", "value": "boy"}]
-    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers=JSON_PATCH)
     assert r.status_code == 422
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"
 
@@ -87,15 +89,15 @@ def test_json_patch_result_is_validated(client):
 def test_json_patch_failed_test_op_and_bad_path(client):
     pid = post(client, PATIENT).json()["id"]
     test_op = [{"op": "test", "path": "/gender", "value": "male"}]
-    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(test_op), headers={"Content-Type": "application/json-patch+json"}).status_code == 422
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(test_op), headers=JSON_PATCH).status_code == 422
     bad = [{"op": "remove", "path": "/nothing/here"}]
-    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(bad), headers={"Content-Type": "application/json-patch+json"}).status_code == 400
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(bad), headers=JSON_PATCH).status_code == 400
 
 
 def test_patch_honours_if_match(client):
     pid = post(client, PATIENT).json()["id"]
     ops = [{"op": "replace", "path": "/gender", "value": "male"}]
-    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"5"'})
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops), headers={**JSON_PATCH, "If-Match": 'W/"5"'})
     assert r.status_code == 412
 
 
@@ -104,16 +106,18 @@ def _fhirpath_patch(*operations):
 
 
 def test_fhirpath_patch_operations(client):
-    pid = post(client, {**PATIENT, "identifier": [{"system": NIK, "value": "3204154506900003"}, {"system": "http://rs.example/mrn", "value": "RM-1"}]}).json()["id"]
+    identifiers = [{"system": NIK, "value": "3204154506900003"}, {"system": "http://rs.example/mrn", "value": "RM-1"}]
+    pid = post(client, {**PATIENT, "identifier": identifiers}).json()["id"]
     body = _fhirpath_patch(
-        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"}, {"name": "value", "valueDate": "1991-07-08"}],
+        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"},
+         {"name": "value", "valueDate": "1991-07-08"}],
         [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.identifier.where(system='http://rs.example/mrn')"}],
         [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"}, {"name": "name", "valueString": "telecom"},
          {"name": "value", "part": [{"name": "system", "valueCode": "phone"}, {"name": "value", "valueString": "081234567890"}]}],
-        [{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"}, {"name": "index", "valueInteger": 0},
-         {"name": "value", "valueString": "Nur"}],
+        [{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"},
+         {"name": "index", "valueInteger": 0}, {"name": "value", "valueString": "Nur"}],
     )
-    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"})
+    r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers=FHIR_JSON)
     assert r.status_code == 200, r.text
     p = r.json()
     assert p["birthDate"] == "1991-07-08"
@@ -124,13 +128,14 @@ def test_fhirpath_patch_operations(client):
 
 def test_fhirpath_patch_with_bad_path_is_400(client):
     pid = post(client, PATIENT).json()["id"]
-    body = _fhirpath_patch([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("}, {"name": "value", "valueString": "x"}])
-    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"}).status_code == 400
+    body = _fhirpath_patch([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("},
+                            {"name": "value", "valueString": "x"}])
+    assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers=FHIR_JSON).status_code == 400
 
 
 def test_conditional_patch(client):
     pid = post(client, PATIENT).json()["id"]
     ops = [{"op": "add", "path": "/active", "value": False}]
-    r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers=JSON_PATCH)
     assert r.status_code == 200
     assert r.json()["id"] == pid and r.json()["active"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 from tests.api.test_rest_crud import PATIENT, post, put
 
 

@@ -99,7 +99,8 @@ def test_reverse_views(client):
 
 
 @pytest.mark.parametrize("name,level", [("import-dukcapil", "Patient"), ("import-bpjs-peserta", None), ("import-sep", "Encounter"),
-                                        ("import-pcare", "Encounter"), ("dukcapil", "Patient"), ("bpjs-peserta", "Coverage"), ("sep", "Encounter")])
+                                        ("import-pcare", "Encounter"), ("dukcapil", "Patient"), ("bpjs-peserta", "Coverage"),
+                                        ("sep", "Encounter")])
 def test_national_operations_are_in_the_capability_statement(app_client, name, level):
     rest = app_client.get("/fhir/metadata").json()["rest"][0]
     ops = rest["operation"] if level is None else next(r for r in rest["resource"] if r["type"] == level)["operation"]

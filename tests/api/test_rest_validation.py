@@ -74,7 +74,8 @@ def test_narrative_with_script_is_rejected(client):
 
 
 def test_bad_id_in_url_is_400(client):
-    r = client.put("/fhir/Patient/" + "a" * 65, content=b'{"resourceType":"Patient","id":"' + b"a" * 65 + b'"}', headers={"Content-Type": FHIR_JSON})
+    r = client.put("/fhir/Patient/" + "a" * 65, content=b'{"resourceType":"Patient","id":"' + b"a" * 65 + b'"}',
+                   headers={"Content-Type": FHIR_JSON})
     assert_outcome(r, 400)
 
 

@@ -18,7 +18,7 @@ def _seed(client):
 
 
 def test_search_by_nik_returns_a_searchset(client):
-    a, b, _ = _seed(client)
+    a, _, _ = _seed(client)
     r = client.get("/fhir/Patient", params={"identifier": f"{NIK}|3204154506900003"})
     assert r.status_code == 200
     bundle = r.json()

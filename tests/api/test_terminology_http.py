@@ -40,8 +40,9 @@ def test_expand_villages_of_a_district_with_filter_and_paging(client):
 
 
 def test_validate_code_and_translate(client):
-    ok = client.get("/fhir/ValueSet/$validate-code", params={"url": "https://fhir-server.id/ValueSet/dukcapil-status-kawin",
-                                                            "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin", "code": "2"})
+    ok = client.get("/fhir/ValueSet/$validate-code",
+                    params={"url": "https://fhir-server.id/ValueSet/dukcapil-status-kawin",
+                            "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin", "code": "2"})
     assert params(ok)["result"][0]["valueBoolean"] is True
     bad = client.get("/fhir/CodeSystem/$validate-code", params={"url": WILAYAH, "code": "32"})
     assert params(bad)["result"][0]["valueBoolean"] is True
@@ -97,9 +98,11 @@ def _patient_with_region(village: str, district: str = "320415") -> bytes:
 def test_region_codes_must_nest_and_be_well_formed(client):
     ok = client.post("/fhir/Patient", content=_patient_with_region("3204152003"), headers={"Content-Type": "application/fhir+json"})
     assert ok.status_code == 201
-    nested_wrong = client.post("/fhir/Patient", content=_patient_with_region("3171011001"), headers={"Content-Type": "application/fhir+json"})
+    nested_wrong = client.post("/fhir/Patient", content=_patient_with_region("3171011001"),
+                               headers={"Content-Type": "application/fhir+json"})
     assert nested_wrong.status_code == 422
-    malformed = client.post("/fhir/Patient", content=_patient_with_region("32.04.15.2003"), headers={"Content-Type": "application/fhir+json"})
+    malformed = client.post("/fhir/Patient", content=_patient_with_region("32.04.15.2003"),
+                            headers={"Content-Type": "application/fhir+json"})
     assert malformed.status_code in (400, 422)
     unknown = client.post("/fhir/Patient", content=_patient_with_region("3204159999"),
                           headers={"Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"})

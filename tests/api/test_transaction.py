@@ -69,7 +69,8 @@ def test_resending_the_visit_does_not_duplicate_the_patient(client):
 
 def test_a_failing_entry_rolls_back_the_whole_transaction(client):
     bundle = visit_bundle()
-    bundle["entry"][2]["resource"]["clinicalStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "bogus"}]}
+    bundle["entry"][2]["resource"]["clinicalStatus"] = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "bogus"}]}
     r = post_bundle(client, bundle)
     assert r.status_code == 422
     issue = r.json()["issue"][0]

@@ -21,7 +21,7 @@ def _rows(rng: random.Random) -> list[tuple]:
         ("search-type", "E", 200, None, "10.0.0.9", "SIMRS ' ; DROP TABLE audit_events; --"),
     ]
     us = 1_700_000_000_000_000
-    for n, size in zip(range(len(shared)), (517, 1, 256, 3)):
+    for n, size in zip(range(len(shared)), (517, 1, 256, 3), strict=True):
         interaction, action, status, res_type, address, ua = shared[n]
         for _ in range(size):
             us += rng.randrange(1, 50)
@@ -37,7 +37,7 @@ def _rows(rng: random.Random) -> list[tuple]:
 
 
 def _as_full(row: tuple) -> tuple:
-    values = dict(zip(LAYOUTS[len(row)], row))
+    values = dict(zip(LAYOUTS[len(row)], row, strict=True))
     return tuple(values.get(c) for c in FULL_COLUMNS)
 
 

@@ -48,7 +48,7 @@ def _raw(path="/fhir/Patient/p1", *, method="GET", status=200, query=b"", ua=b"S
 
 
 def _as_dict(row):
-    return {**dict.fromkeys(FULL_COLUMNS), **dict(zip(LAYOUTS[len(row)], row))}
+    return {**dict.fromkeys(FULL_COLUMNS), **dict(zip(LAYOUTS[len(row)], row, strict=True))}
 
 
 def test_a_read_is_a_base_row_like_the_record_of_the_same_event():

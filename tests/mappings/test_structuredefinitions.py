@@ -18,9 +18,9 @@ def definitions():
 
 def extension_urls(node, found):
     if isinstance(node, dict):
-        if "url" in node and ("extension" in node or any(k.startswith("value") for k in node)):
-            if node["url"].startswith("http"):
-                found.add(node["url"])
+        if ("url" in node and ("extension" in node or any(k.startswith("value") for k in node))
+                and node["url"].startswith("http")):
+            found.add(node["url"])
         for value in node.values():
             extension_urls(value, found)
     elif isinstance(node, list):

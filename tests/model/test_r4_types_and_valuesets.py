@@ -115,7 +115,8 @@ def test_expander_handles_is_a_filters_imports_and_excludes():
         ],
     }
     valuesets = [
-        {"url": "http://example.org/vs/animals", "compose": {"include": [{"system": "http://example.org/cs", "filter": [{"property": "concept", "op": "is-a", "value": "animal"}]}]}},
+        {"url": "http://example.org/vs/animals", "compose": {"include": [
+            {"system": "http://example.org/cs", "filter": [{"property": "concept", "op": "is-a", "value": "animal"}]}]}},
         {
             "url": "http://example.org/vs/no-cats",
             "compose": {

@@ -42,9 +42,9 @@ def _both(resource: dict[str, Any]) -> tuple[tuple[str, Any], tuple[str, Any]]:
 
 
 def test_installed_by_the_validator_module() -> None:
-    import fhir_server.model.validate  # noqa: F401 - installs on import
-
     from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+    import fhir_server.model.validate  # noqa: F401 - installs on import
 
     assert r4b_speedups._installed
     assert FHIRAbstractModel._validate_one_of_many is r4b_speedups.validate_one_of_many
@@ -82,7 +82,8 @@ CASES = {
     "multipleBirth twice": {**PATIENT, "multipleBirthInteger": 1, "multipleBirthBoolean": True},
     # _validate_required_primitive_elements
     "Extension without url": {**PATIENT, "extension": [{"valueString": "a"}]},
-    "Extension url only as an extension": {**PATIENT, "extension": [{"_url": {"extension": [{"url": "http://x", "valueString": "y"}]}, "valueString": "a"}]},
+    "Extension url only as an extension": {
+        **PATIENT, "extension": [{"_url": {"extension": [{"url": "http://x", "valueString": "y"}]}, "valueString": "a"}]},
     "Patient.link without type": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}}]},
     "Patient.link type null with extension": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}, "type": None,
                                                                    "_type": {"extension": [{"url": "http://x", "valueString": "y"}]}}]},
@@ -116,8 +117,8 @@ _KEYS = ["valueString", "valueCode", "valueInteger", "url", "extension", "_url",
 def _paths(node: Any, prefix: tuple = ()) -> Any:
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for k, v in items:
-        yield prefix + (k,)
-        yield from _paths(v, prefix + (k,))
+        yield (*prefix, k)
+        yield from _paths(v, (*prefix, k))
 
 
 def _mutant(rng: random.Random, seed: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def _mutant(rng: random.Random, seed: dict[str, Any]) -> dict[str, Any]:
 
 def test_same_outcome_on_random_mutants() -> None:
     rng = random.Random(20261202)
-    seeds = [PATIENT, ENCOUNTER, COVERAGE] + list(CASES.values())
+    seeds = [PATIENT, ENCOUNTER, COVERAGE, *CASES.values()]
     kinds: dict[str, int] = {}
     for _ in range(1500):
         mutant = _mutant(rng, rng.choice(seeds))

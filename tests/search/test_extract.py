@@ -86,13 +86,13 @@ def test_open_period_end_is_max():
 
 def test_absolute_reference_is_indexed_as_url_and_identifier_reference_as_identifier():
     refs = extract_index(VARIANTS[5]).reference
-    ben = [r for r in refs if r["param"] == "beneficiary"][0]
+    ben = next(r for r in refs if r["param"] == "beneficiary")
     assert ben["url"] == "http://other/fhir/Patient/9" and ben["target_id"] is None
-    holder = [r for r in refs if r["param"] == "policy-holder"][0]
+    holder = next(r for r in refs if r["param"] == "policy-holder")
     assert (holder["id_system"], holder["id_value"]) == ("s", "v")
 
 
 def test_extraction_does_not_modify_the_resource():
     before = copy.deepcopy(PATIENT)
     extract_index(PATIENT)
-    assert PATIENT == before
+    assert before == PATIENT

@@ -8,6 +8,7 @@ are met as well as the plain cases.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from typing import Any
@@ -102,10 +103,8 @@ def _resource(rng: random.Random, res_type: str, expression: str) -> dict:
                     t = as_type.group(1)
                     names[-1] += t[0].upper() + t[1:]
             if m.group(1) == res_type:
-                try:
+                with contextlib.suppress(KeyError, IndexError):
                     _fill(rng, resource, res_type, names)
-                except (KeyError, IndexError):
-                    pass
     return resource
 
 
@@ -164,7 +163,7 @@ def test_observation_cases_by_hand():
             if ("Observation", code) not in NEW_FAST:
                 continue
             fast = _rows(p, g[1], variant, "Observation")
-            slow = _rows(p, lambda r: fhirpath_values(r, p.expression), variant, "Observation")
+            slow = _rows(p, lambda r, p=p: fhirpath_values(r, p.expression), variant, "Observation")
             assert fast == slow, code
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from fhir_server.storage.index_tables import INDEX_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]

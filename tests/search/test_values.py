@@ -1,9 +1,9 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fhir_server.search.values import date_range, normalize_string, parse_reference
 
 
-def us(*args, tz=timezone.utc) -> int:
+def us(*args, tz=UTC) -> int:
     return int(datetime(*args, tzinfo=tz).timestamp() * 1_000_000)
 
 

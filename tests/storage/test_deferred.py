@@ -9,11 +9,12 @@ import sqlalchemy as sa
 
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
+from fhir_server.search.extract import extract_index
 from fhir_server.service.resources import ResourceService
-from fhir_server.storage import deferred, repository as repo
+from fhir_server.storage import deferred
+from fhir_server.storage import repository as repo
 from fhir_server.storage.index_tables import INDEX_TABLES
 from fhir_server.storage.search_index import replace_index
-from fhir_server.search.extract import extract_index
 from fhir_server.storage.tables import resource_versions
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
@@ -90,10 +91,9 @@ def test_update_and_delete_of_a_resource_written_in_the_same_transaction(service
 
 def test_a_failed_transaction_leaves_nothing_behind_and_nothing_pending(service: ResourceService):
     db = service.db
-    with pytest.raises(FhirError):
-        with db.write() as conn:
-            pk = service.create_in(conn, "Patient", _patient("5")).pk
-            raise FhirError.of(400, "invalid", "stop")
+    with pytest.raises(FhirError), db.write() as conn:
+        pk = service.create_in(conn, "Patient", _patient("5")).pk
+        raise FhirError.of(400, "invalid", "stop")
     assert _index_rows(db, pk) == 0
     assert _version_count(db) == 0
     # the pooled connection carries nothing into the next transaction
@@ -117,7 +117,7 @@ def test_without_a_write_transaction_rows_are_written_at_once(service: ResourceS
 def test_many_rows_of_many_resources_in_one_transaction(service: ResourceService):
     with service.db.write() as conn:
         pks = [service.create_in(conn, "Patient", _patient(str(100 + i), f"Halim{i}")).pk for i in range(30)]
-    for i, pk in enumerate(pks):
+    for pk in pks:
         assert _index_rows(service.db, pk) > 0
     with service.db.read() as conn:
         assert len(_ids(conn, [("family", "halim")])) == 30
@@ -165,10 +165,9 @@ def test_values_that_need_escaping_survive_the_bulk_write(service: ResourceServi
 def test_after_commit_callbacks_of_a_rolled_back_transaction_never_run(service: ResourceService):
     db = service.db
     ran: list[str] = []
-    with pytest.raises(RuntimeError):
-        with db.write() as conn:
-            conn.info.setdefault("after_commit", []).append(lambda: ran.append("rolled back"))
-            raise RuntimeError("stop")
+    with pytest.raises(RuntimeError), db.write() as conn:
+        conn.info.setdefault("after_commit", []).append(lambda: ran.append("rolled back"))
+        raise RuntimeError("stop")
     for _ in range(3):  # whichever pooled connection the next writes get
         with db.write() as conn:
             conn.info.setdefault("after_commit", []).append(lambda: ran.append("committed"))

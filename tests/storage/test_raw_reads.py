@@ -45,7 +45,7 @@ def test_without_snapshot_each_statement_sees_the_latest_commit(db):
 
 
 def test_an_error_inside_a_snapshot_leaves_the_connection_usable(db):
-    with pytest.raises(Exception), db.raw_reads(snapshot=True) as fetch:
+    with pytest.raises(db.engine.dialect.loaded_dbapi.Error), db.raw_reads(snapshot=True) as fetch:
         fetch("SELECT no_such_column FROM resources", ())
     with db.raw_reads(snapshot=True) as fetch:
         assert _count(fetch) == 0
