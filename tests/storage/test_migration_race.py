@@ -186,7 +186,7 @@ def test_waiting_node_outlasts_the_statement_timeout(tmp_path):
         def start() -> None:
             try:
                 migrate.upgrade(waiter)
-            except BaseException as exc:  # reported by the assertion below
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread, reported by the assertion below
                 errors.append(exc)
 
         node = threading.Thread(target=start)
