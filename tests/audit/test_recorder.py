@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fhir_server.audit import AuditRecord, AuditRecorder, NullRecorder, read_audit, record_in, search_audit
 from fhir_server.storage.audit_tables import audit_events
 from fhir_server.storage.db import Database
+from tests.waiting import async_wait_until, let_tasks_start, wait_until
 
 
 def _count(db: Database) -> int:
@@ -62,12 +63,10 @@ def test_background_thread_flushes_within_the_interval(db):
     try:
         for i in range(10):
             rec.record(_event(i))
-        deadline = time.monotonic() + 5
-        while _count(db) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: _count(db) >= 10)
         assert _count(db) == 10
     finally:
-        rec.close()
+        rec.close(timeout=30)
 
 
 def test_a_full_batch_wakes_the_flusher_early(db):
@@ -75,19 +74,18 @@ def test_a_full_batch_wakes_the_flusher_early(db):
     try:
         for i in range(20):
             rec.record(_event(i))
-        deadline = time.monotonic() + 5
-        while _count(db) < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # 30 s, below the 60 s interval: only the wake-up can write them in time
+        wait_until(lambda: _count(db) >= 20, timeout=30)
         assert _count(db) == 20
     finally:
-        rec.close()
+        rec.close(timeout=30)
 
 
 def test_close_writes_what_is_queued_and_later_events_are_dropped(db):
     rec = AuditRecorder(db, flush_interval=60)
     for i in range(5):
         rec.record(_event(i))
-    rec.close()
+    rec.close(timeout=30)  # the final flush may wait for the disk on a loaded machine
     assert _count(db) == 5
     rec.record(_event(99))
     assert rec.dropped == 1
@@ -96,16 +94,19 @@ def test_close_writes_what_is_queued_and_later_events_are_dropped(db):
 
 def test_record_does_no_io():
     fake = _ExplodingDatabase()
-    rec = AuditRecorder(fake, start=False)  # type: ignore[arg-type]
-    start = time.perf_counter()
-    n = 20_000
-    for i in range(n):
-        rec.record(_event(i))
-    per_call = (time.perf_counter() - start) / n
+    n = 4_000
+    per_call = []
+    for _ in range(5):  # the best of five rounds: a round the scheduler took the CPU from says nothing
+        rec = AuditRecorder(fake, start=False)  # type: ignore[arg-type]
+        events = [_event(i) for i in range(n)]
+        start = time.perf_counter()
+        for event in events:
+            rec.record(event)
+        per_call.append((time.perf_counter() - start) / n)
+        assert rec.pending == n
     assert fake.calls == 0
-    assert rec.pending == n
     # generous bound (CI machines are slow); the benchmark measures ~1 µs
-    assert per_call < 50e-6
+    assert min(per_call) < 50e-6, per_call
 
 
 def test_record_does_not_block_while_the_database_is_down():
@@ -116,11 +117,10 @@ def test_record_does_not_block_while_the_database_is_down():
         for i in range(1000):
             rec.record(_event(i))
         assert time.perf_counter() - start < 0.5
-        time.sleep(0.2)  # the flusher fails a few times meanwhile
+        wait_until(lambda: rec.last_error is not None)  # the flusher tried, and failed
         assert rec.pending == 1000 and rec.written == 0
-        assert rec.last_error is not None
     finally:
-        rec.close(timeout=2)
+        rec.close(timeout=30)  # its last attempt fails at once (connection refused)
         db.dispose()
     assert rec.dropped == 1000  # could not be written at shutdown
 
@@ -183,7 +183,7 @@ def test_concurrent_record_loses_nothing(db):
         th.start()
     for th in threads:
         th.join()
-    rec.close()
+    rec.close(timeout=60)  # the final flush: up to 80 transactions on a busy disk
     assert rec.dropped == 0
     assert _count(db) == 4000
 
@@ -238,15 +238,14 @@ def test_hostile_strings_are_stored(db):
 
 
 async def _until_written_then_stop(rec: AuditRecorder, count: int, task) -> None:  # noqa: ANN001 - an asyncio.Task
-    """Wait (up to 5 s) until the loop flusher wrote ``count`` events, then stop it."""
+    """Wait (up to 30 s) until the loop flusher wrote ``count`` events, then stop it."""
     import asyncio
 
-    for _ in range(250):
-        await asyncio.sleep(0.02)
-        if rec.written == count:
-            break
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    try:
+        await async_wait_until(lambda: rec.written >= count, timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(db):
@@ -285,9 +284,11 @@ def test_event_loop_flusher_keeps_events_through_an_outage():
         task = asyncio.create_task(rec.run_on_loop(GroupCommitter(db)))
         for i in range(5):
             rec.record(_event(i))
-        await asyncio.sleep(0.3)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await async_wait_until(lambda: rec.last_error is not None)  # it tried, and failed
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     try:
         asyncio.run(main())
@@ -305,10 +306,10 @@ def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
 
     async def main():
         task = asyncio.create_task(rec.run_on_loop(GroupCommitter(db)))
-        await asyncio.sleep(0.05)  # the flusher is waiting (for 60 s, or a full batch)
+        await let_tasks_start()  # the flusher is waiting (for 60 s, or a full batch)
         for i in range(19):
             rec.record(_event(i))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a chance to flush too early
         assert rec.written == 0  # not full yet: nothing written before the interval
         rec.record(_event(19))
         await _until_written_then_stop(rec, 20, task)
@@ -347,14 +348,11 @@ def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch)
 
     async def main():
         task = asyncio.create_task(rec.run_on_loop(writes))
-        await asyncio.sleep(0.05)
+        await let_tasks_start()
         for i in range(10):
             rec.record(_event(i))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if rec.written == 10:
-                break
-        await asyncio.sleep(0.2)
+        await async_wait_until(lambda: rec.written >= 10, timeout=30)  # below the 60 s interval
+        await asyncio.sleep(0.2)  # a chance to write the late events too early
         assert batches == [10] and rec.pending == 3  # the 3 late events wait
         for i in range(7):
             rec.record(_event(20 + i))  # the next batch fills up

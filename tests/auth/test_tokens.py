@@ -144,7 +144,7 @@ def test_token_issued_here_verifies_in_another_process(db):
 
     with db.write() as conn:
         key = load_signing_key(conn)
-    token = issue_access_token(key, client_id="worker-test", scope="system/*.rs", issuer=ISSUER, lifetime=60)[0]
+    token = issue_access_token(key, client_id="worker-test", scope="system/*.rs", issuer=ISSUER, lifetime=3600)[0]  # outlives a slow start
     script = (
         "import sys\n"
         "from fhir_server.storage.db import Database\n"

@@ -3,7 +3,6 @@ declare them), a fast export worker, on SQLite and PostgreSQL, emptied between t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from fhir_server.bulk.worker import ExportWorker
 from fhir_server.config import Settings
 from fhir_server.storage.tables import metadata
 from tests.conftest import BACKENDS, PgSchema
+from tests.waiting import wait_until
 
 BASE = "http://testserver/fhir"
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
@@ -88,21 +88,50 @@ def export_dir(bulk: TestClient) -> Path:
 
 @pytest.fixture
 def worker(bulk: TestClient, export_dir: Path) -> Iterator[ExportWorker]:
-    """A running export worker polling every 50 ms."""
-    w = ExportWorker(bulk.app.state.fhir.db, export_dir, poll_interval=0.05, lease_seconds=5.0, owner="test-worker")
+    """A running export worker polling every 50 ms. Its lease (the server's default, 60 s) does
+    not run out while a loaded machine holds it up: no test here wants it taken over."""
+    w = ExportWorker(bulk.app.state.fhir.db, export_dir, poll_interval=0.05, lease_seconds=60.0, owner="test-worker")
     w.start()
     try:
         yield w
     finally:
-        w.stop()
+        w.stop(timeout=60)
 
 
-def wait_done(client: TestClient, status_url: str, timeout: float = 20.0):
-    """Poll the status URL until it is no longer 202; the final response."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_done(client: TestClient, status_url: str, timeout: float = 60.0):
+    """Poll the status URL until it is no longer 202; the final response (AssertionError after ``timeout`` s)."""
+
+    def finished():
         resp = client.get(status_url)
-        if resp.status_code != 202 or time.monotonic() > deadline:
-            return resp
-        assert resp.headers.get("X-Progress")
-        time.sleep(0.05)
+        if resp.status_code == 202:
+            assert resp.headers.get("X-Progress")
+            return None
+        return (resp,)  # true whatever the response
+
+    return wait_until(finished, timeout=timeout, interval=0.05, message=f"{status_url} no longer 202")[0]
+
+
+class FakeClock:
+    """The export jobs' clock (``jobs.now_us``): the real one plus what the test moved it on by,
+    so a lease runs out when the test says so instead of after a sleep."""
+
+    def __init__(self) -> None:
+        self.offset_us = 0
+
+    def __call__(self) -> int:
+        from fhir_server.timeutil import now_us
+
+        return now_us() + self.offset_us
+
+    def advance(self, seconds: float) -> None:
+        self.offset_us += int(seconds * 1_000_000)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Lease expiry without waiting: leases, heartbeats and claims read this clock."""
+    from fhir_server.bulk import jobs
+
+    fake = FakeClock()
+    monkeypatch.setattr(jobs, "now_us", fake)
+    return fake

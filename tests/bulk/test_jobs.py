@@ -7,7 +7,6 @@ import importlib
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,10 @@ from fhir_server.bulk.worker import ExportWorker
 from fhir_server.storage import migrate
 from fhir_server.storage.bulk_tables import export_jobs
 from fhir_server.storage.db import create_engine
+from fhir_server.timeutil import now_us
 from tests.bulk.conftest import ASYNC, wait_done
 from tests.conftest import BACKENDS
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,15 +41,17 @@ def _patients(client, n: int) -> list[str]:
     return ids
 
 
-def test_a_dead_workers_job_is_taken_over_after_its_lease_and_completed(bulk, export_dir):
+def test_a_dead_workers_job_is_taken_over_after_its_lease_and_completed(bulk, export_dir, clock):
     db = bulk.app.state.fhir.db
     _patients(bulk, 3)
     job_id = _job(db, types=["Patient"])
-    dead = jobs.claim_next(db, "dead-worker", lease_seconds=0.05)
+    dead = jobs.claim_next(db, "dead-worker", lease_seconds=30)
     assert dead is not None and dead.id == job_id and dead.attempts == 1
     # while the lease holds, nobody else gets it
     assert jobs.claim_next(db, "other", lease_seconds=5) is None
-    time.sleep(0.1)  # the dead worker never renews: its lease runs out
+    clock.advance(29)
+    assert jobs.claim_next(db, "other", lease_seconds=5) is None
+    clock.advance(2)  # the dead worker never renews: its lease runs out
     survivor = ExportWorker(db, export_dir, lease_seconds=5, owner="survivor")
     assert survivor.run_once() == job_id
     job = jobs.get_job(db, job_id)
@@ -62,12 +65,12 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease_and_completed(bulk, ex
     assert len(lines) == 3
 
 
-def test_a_job_is_given_up_after_too_many_dead_workers(bulk):
+def test_a_job_is_given_up_after_too_many_dead_workers(bulk, clock):
     db = bulk.app.state.fhir.db
     job_id = _job(db)
     for attempt in range(jobs.MAX_ATTEMPTS):
-        assert jobs.claim_next(db, f"w{attempt}", lease_seconds=0.001).attempts == attempt + 1
-        time.sleep(0.005)
+        assert jobs.claim_next(db, f"w{attempt}", lease_seconds=30).attempts == attempt + 1
+        clock.advance(31)  # its lease runs out
     assert jobs.claim_next(db, "last", lease_seconds=5) is None
     job = jobs.get_job(db, job_id)
     assert job.status == "error" and "abandoned" in job.error
@@ -78,7 +81,7 @@ def test_concurrent_claims_never_hand_a_job_to_two_workers(bulk):
     job_ids = {_job(db) for _ in range(12)}
     claims: list[tuple[str, str]] = []
     lock = threading.Lock()
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=60)
 
     def claimer(owner: str) -> None:
         start.wait()
@@ -93,7 +96,8 @@ def test_concurrent_claims_never_hand_a_job_to_two_workers(bulk):
     for th in threads:
         th.start()
     for th in threads:
-        th.join(30)
+        th.join(60)
+        assert not th.is_alive(), "a claimer did not finish"
     assert sorted(j for j, _ in claims) == sorted(job_ids)  # each job claimed exactly once
     with db.read() as conn:
         rows = list(conn.execute(sa.select(export_jobs.c.attempts, export_jobs.c.status, export_jobs.c.lease_owner)))
@@ -105,14 +109,15 @@ def test_two_running_workers_complete_every_job_once(bulk, export_dir):
     db = bulk.app.state.fhir.db
     _patients(bulk, 2)
     locations = [bulk.get("/fhir/$export", headers=ASYNC).headers["Content-Location"] for _ in range(6)]
-    workers = [ExportWorker(db, export_dir, poll_interval=0.02, lease_seconds=5, owner=f"w{i}").start()
+    # leases longer than any stall of a loaded machine: each job runs once (take-overs: above)
+    workers = [ExportWorker(db, export_dir, poll_interval=0.02, lease_seconds=60, owner=f"w{i}").start()
                for i in range(2)]
     try:
         for location in locations:
             assert wait_done(bulk, location).status_code == 200
     finally:
         for w in workers:
-            w.stop()
+            w.stop(timeout=60)
     with db.read() as conn:
         rows = list(conn.execute(sa.select(export_jobs.c.attempts, export_jobs.c.status)))
     assert [(r.attempts, r.status) for r in rows] == [(1, "complete")] * 6
@@ -146,7 +151,7 @@ def test_the_files_are_the_state_at_the_transaction_time(bulk, export_dir):
     before = bulk.get(f"/fhir/Patient/{first}").content
     job_id = _job(db, types=["Patient"])
     job = jobs.claim_next(db, "runner", lease_seconds=30)  # the transaction time is now
-    time.sleep(0.002)
+    wait_until(lambda: now_us() > job.transaction_time_us)  # the changes below come after it
     assert bulk.put(f"/fhir/Patient/{first}", json={"resourceType": "Patient", "id": first,
                                                       "name": [{"family": "Changed"}]}).status_code == 200
     assert bulk.delete(f"/fhir/Patient/{second}").status_code in (200, 204)
@@ -242,7 +247,7 @@ def test_start_worker_reads_the_settings_and_stops(bulk):
         location = bulk.get("/fhir/$export", headers=ASYNC).headers["Content-Location"]
         assert wait_done(bulk, location).status_code == 200
     finally:
-        handle.stop()
+        handle.stop(timeout=60)
     assert handle._thread is None
 
 

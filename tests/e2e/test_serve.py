@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 
 from tests.conftest import BACKENDS
 from tests.e2e.server import ServerProcess
+from tests.waiting import wait_until
 
 TAG = {"system": "https://fhir-server.id/test", "code": "crash"}
 PATIENT = {"resourceType": "Patient", "gender": "female", "name": [{"family": "Aminah"}]}
@@ -60,6 +63,46 @@ def _big_transaction(n: int) -> dict:
          "request": {"method": "POST", "url": "Patient"}} for i in range(n)]}
 
 
+_PG_WRITING = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+    "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND c.relnamespace = current_schema()::regnamespace AND c.relname = 'resources' "
+    "AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()")
+
+
+@contextmanager
+def _transaction_writing(url: str) -> Iterator[Callable[[], bool]]:
+    """A test of whether a write transaction of the server has started writing Patients.
+
+    PostgreSQL: another session holds the row-exclusive lock an INSERT takes on ``resources``
+    (the audit trail and the export worker write other tables). SQLite: the write lock is
+    held and the write-ahead log has grown by more than a MiB since now, which only the big
+    transaction does (the pages its cache cannot keep any more, seconds before its commit)."""
+    from fhir_server.storage.db import Database
+
+    db = Database(sa.create_engine(url))
+    try:
+        if db.dialect != "sqlite":
+            def writing() -> bool:
+                with db.engine.connect() as conn:
+                    return conn.exec_driver_sql(_PG_WRITING).scalar() > 0
+        else:
+            wal = Path(f"{db.engine.url.database}-wal")
+            before = wal.stat().st_size if wal.exists() else 0
+
+            def writing() -> bool:
+                if (wal.stat().st_size if wal.exists() else 0) <= before + (1 << 20):
+                    return False
+                if db.try_write_lock():  # free: nobody is in a write transaction
+                    db.release_write_lock()
+                    return False
+                return True
+
+        yield writing
+    finally:
+        db.dispose()
+
+
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_sigkill_in_the_middle_of_a_transaction_leaves_nothing(fresh_database_url, tmp_path):
     big = {"FHIR_MAX_BUNDLE_ENTRIES": "20000"}
@@ -73,11 +116,16 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_nothing(fresh_database_ur
         except httpx.HTTPError as exc:
             outcome["error"] = exc
 
-    sender = threading.Thread(target=send)
-    sender.start()
-    time.sleep(1.5)  # the server is validating and inserting by now; 12,000 entries take several seconds
-    server.kill()
-    sender.join(30)
+    with _transaction_writing(fresh_database_url) as writing:
+        sender = threading.Thread(target=send)
+        sender.start()
+        # kill once the server is inside the transaction's writes (12,000 entries take seconds
+        # more), however long validating them took: not after a guessed time
+        try:
+            wait_until(lambda: writing() or not sender.is_alive(), timeout=120, interval=0.02)
+        finally:
+            server.kill()
+    sender.join(60)
     assert "error" in outcome, f"the transaction finished before the kill ({outcome}); make it larger"
 
     with ServerProcess(fresh_database_url, log=tmp_path / "restart.log", env=big) as again:

@@ -115,14 +115,14 @@ def test_fixture_round_trip():
     assert back == {"peserta": canonical(fixture("bpjs_peserta")["response"]["peserta"])}
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bpjs_peserta())
 def test_round_trip_native_fhir_native(p):
     result = mapped({"peserta": p})
     assert fhir_to_bpjs_peserta(result.first("Coverage"), result.first("Patient")) == {"peserta": p}
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bpjs_peserta())
 def test_round_trip_fhir_native_fhir(p):
     result = mapped({"peserta": p})

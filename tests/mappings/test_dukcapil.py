@@ -182,7 +182,7 @@ def test_fixture_round_trip_native_fhir_native():
     assert patient_to_dukcapil(patient) == expected
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dukcapil_records())
 def test_round_trip_native_fhir_native(rec):
     patient, result = patient_of(rec)
@@ -190,7 +190,7 @@ def test_round_trip_native_fhir_native(rec):
     assert patient_to_dukcapil(patient) == canonical(rec)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dukcapil_records())
 def test_round_trip_fhir_native_fhir(rec):
     patient, _ = patient_of(rec)

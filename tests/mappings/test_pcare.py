@@ -112,14 +112,14 @@ def test_reverse_finds_stored_conditions_by_resource_id():
     assert (back["kdDiag1"], back["kdDiag2"], back["kdDiag3"]) == ("I10", "R51", None)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_pendaftaran())
 def test_pendaftaran_round_trip_native_fhir_native(body):
     result = mapped(pendaftaran_to_fhir, body)
     assert encounter_to_pcare_pendaftaran(result.first("Encounter"), result.of_type("Observation")) == body
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_native_fhir_native(body):
     result = mapped(kunjungan_to_fhir, body)
@@ -128,7 +128,7 @@ def test_kunjungan_round_trip_native_fhir_native(body):
     assert back == body
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_fhir_native_fhir(body):
     result = mapped(kunjungan_to_fhir, body)
@@ -137,7 +137,7 @@ def test_kunjungan_round_trip_fhir_native_fhir(body):
     assert mapped(kunjungan_to_fhir, back).resources == result.resources
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_pendaftaran())
 def test_pendaftaran_round_trip_fhir_native_fhir(body):
     result = mapped(pendaftaran_to_fhir, body)

@@ -84,7 +84,7 @@ def test_sql_date_prefixes_match_reference(target, search_value, prefix, span):
     assert sql_matches(prefix, t, search_value, span) == reference(prefix, t, s)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target=st.tuples(fhir_dates(), fhir_dates()), search_value=fhir_dates(),
        prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]))
 def test_sql_date_prefixes_on_periods(target, search_value, prefix):
@@ -93,7 +93,7 @@ def test_sql_date_prefixes_on_periods(target, search_value, prefix):
     assert sql_matches(prefix, t, search_value, None) == reference(prefix, t, date_range(search_value))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=fhir_dates())
 def test_ranges_are_ordered_and_contain_their_start(value):
     lo, hi = date_range(value)

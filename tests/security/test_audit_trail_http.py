@@ -5,10 +5,14 @@ from __future__ import annotations
 import orjson
 
 from tests.api.test_rest_crud import PATIENT, post
+from tests.waiting import wait_until
 
 
 def _events(client, **params):
-    client.app.state.fhir.recorder.flush()
+    recorder = client.app.state.fhir.recorder
+    # the flusher is a task of the app's event loop: ask there, between its steps, whether all
+    # that was recorded is written (flush() from this thread would race with that task)
+    wait_until(lambda: client.portal.call(lambda: recorder.pending == 0))
     return [e["resource"] for e in client.get("/fhir/AuditEvent", params=params).json()["entry"]]
 
 
