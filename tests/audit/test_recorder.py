@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -191,10 +194,9 @@ def test_concurrent_record_loses_nothing(db):
 def test_record_in_commits_and_rolls_back_with_the_transaction(db):
     with db.write() as conn:
         record_in(conn, _event(1, event_id="kept"))
-    with pytest.raises(RuntimeError):
-        with db.write() as conn:
-            record_in(conn, _event(2, event_id="rolled-back"))
-            raise RuntimeError("the write failed")
+    with pytest.raises(RuntimeError), db.write() as conn:
+        record_in(conn, _event(2, event_id="rolled-back"))
+        raise RuntimeError("the write failed")
     with db.read() as conn:
         ids = conn.execute(sa.select(audit_events.c.event_id)).scalars().all()
     assert ids == ["kept"]
@@ -237,9 +239,8 @@ def test_hostile_strings_are_stored(db):
     assert row.query == expected and row.user_agent == expected
 
 
-async def _until_written_then_stop(rec: AuditRecorder, count: int, task) -> None:  # noqa: ANN001 - an asyncio.Task
+async def _until_written_then_stop(rec: AuditRecorder, count: int, task: asyncio.Task[None]) -> None:
     """Wait (up to 30 s) until the loop flusher wrote ``count`` events, then stop it."""
-    import asyncio
 
     try:
         await async_wait_until(lambda: rec.written >= count, timeout=30)
@@ -251,7 +252,6 @@ async def _until_written_then_stop(rec: AuditRecorder, count: int, task) -> None
 def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(db):
     """The server's way: the flusher is a task of the event loop and its INSERT joins the
     loop's group commit (no flusher thread)."""
-    import asyncio
 
     from fhir_server.storage.group_commit import GroupCommitter
 
@@ -273,7 +273,6 @@ def test_event_loop_flusher_writes_within_the_interval_through_the_group_commit(
 
 
 def test_event_loop_flusher_keeps_events_through_an_outage():
-    import asyncio
 
     from fhir_server.storage.group_commit import GroupCommitter
 
@@ -298,7 +297,6 @@ def test_event_loop_flusher_keeps_events_through_an_outage():
 
 
 def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
-    import asyncio
 
     from fhir_server.storage.group_commit import GroupCommitter
 
@@ -322,7 +320,6 @@ def test_a_full_batch_wakes_the_event_loop_flusher_early(db):
 def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch):
     """Under load events keep arriving while a batch waits for the write lock: they wait for
     the next full batch (or the interval) instead of following at once in a small transaction."""
-    import asyncio
 
     from fhir_server.audit import recorder as recorder_module
     from fhir_server.storage.group_commit import GroupCommitter
@@ -330,7 +327,7 @@ def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch)
     batches: list[int] = []
     real_insert = recorder_module.insert_rows
 
-    def counting_insert(conn, rows):  # noqa: ANN001
+    def counting_insert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
         batches.append(len(rows))
         real_insert(conn, rows)
 
@@ -339,7 +336,7 @@ def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch)
     rec = AuditRecorder(db, flush_interval=60, max_batch=10, start=False)
     real_run = writes.run
 
-    async def run_with_arrivals(work, **kw):  # noqa: ANN001, ANN003
+    async def run_with_arrivals(work: Callable[[sa.Connection], Any], **kw: Any) -> Any:
         for i in range(3):  # requests served while the batch waits for its transaction
             rec.record(_event(100 + i))
         return await real_run(work, **kw)

@@ -32,28 +32,27 @@ def test_serve_answers_metadata_and_crud(fresh_database_url, tmp_path):
 
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_two_workers_share_the_data_without_conflicts(fresh_database_url, tmp_path):
-    with ServerProcess(fresh_database_url, workers=2, log=tmp_path / "server.log") as server:
-        with httpx.Client(timeout=30) as http:
-            pid = http.post(f"{server.base}/Patient", json=PATIENT).json()["id"]
+    with ServerProcess(fresh_database_url, workers=2, log=tmp_path / "server.log") as server, httpx.Client(timeout=30) as http:
+        pid = http.post(f"{server.base}/Patient", json=PATIENT).json()["id"]
 
-            def create(n: int) -> int:
-                with httpx.Client(timeout=30) as c:  # new connections spread over both workers
-                    return c.post(f"{server.base}/Patient", json={**PATIENT, "birthDate": f"2000-01-{n % 28 + 1:02d}"}).status_code
+        def create(n: int) -> int:
+            with httpx.Client(timeout=30) as c:  # new connections spread over both workers
+                return c.post(f"{server.base}/Patient", json={**PATIENT, "birthDate": f"2000-01-{n % 28 + 1:02d}"}).status_code
 
-            def update(n: int) -> int:
-                with httpx.Client(timeout=30) as c:
-                    body = {**PATIENT, "id": pid, "birthDate": f"1999-01-{n % 28 + 1:02d}"}
-                    return c.put(f"{server.base}/Patient/{pid}", json=body, headers={"If-Match": 'W/"1"'}).status_code
+        def update(n: int) -> int:
+            with httpx.Client(timeout=30) as c:
+                body = {**PATIENT, "id": pid, "birthDate": f"1999-01-{n % 28 + 1:02d}"}
+                return c.put(f"{server.base}/Patient/{pid}", json=body, headers={"If-Match": 'W/"1"'}).status_code
 
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                created = list(pool.map(create, range(40)))
-                updated = list(pool.map(update, range(20)))
-            assert created == [201] * 40
-            assert updated.count(200) == 1 and set(updated) <= {200, 412}
-            history = http.get(f"{server.base}/Patient/{pid}/_history").json()["entry"]
-            assert [e["response"]["etag"] for e in history] == ['W/"2"', 'W/"1"']
-            total = http.get(f"{server.base}/Patient?_summary=count").json()["total"]
-            assert total == 41
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            created = list(pool.map(create, range(40)))
+            updated = list(pool.map(update, range(20)))
+        assert created == [201] * 40
+        assert updated.count(200) == 1 and set(updated) <= {200, 412}
+        history = http.get(f"{server.base}/Patient/{pid}/_history").json()["entry"]
+        assert [e["response"]["etag"] for e in history] == ['W/"2"', 'W/"1"']
+        total = http.get(f"{server.base}/Patient?_summary=count").json()["total"]
+        assert total == 41
 
 
 def _big_transaction(n: int) -> dict:

@@ -208,6 +208,6 @@ def test_errors_in_later_records_name_their_position():
 
 
 def test_unknown_address_region_is_only_a_warning():
-    patient, result = patient_of(record(NO_KEL=9999))
+    _, result = patient_of(record(NO_KEL=9999))
     assert [w.expression for w in result.warnings] == ["NO_KEL"]
     assert result.warnings[0].severity == "warning"

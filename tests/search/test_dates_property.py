@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_server.search.parse import parse_date_value
 from fhir_server.search.sql import YEAR_SPAN, SqlBuilder
 from fhir_server.search.values import date_range
-
-import sqlalchemy as sa
 
 
 def reference(prefix: str, t: tuple[int, int], s: tuple[int, int]) -> bool:
@@ -68,7 +67,8 @@ _engine = sa.create_engine("sqlite://")
 def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: int | None) -> bool:
     v = parse_date_value(prefix + search_value)
     b = SqlBuilder()
-    sql = f"SELECT CASE WHEN {b.date_predicate('lo', 'hi', v, span)} THEN 1 ELSE 0 END FROM (SELECT {b.p(target[0])} AS lo, {b.p(target[1])} AS hi) t"
+    sql = (f"SELECT CASE WHEN {b.date_predicate('lo', 'hi', v, span)} THEN 1 ELSE 0 END "
+           f"FROM (SELECT {b.p(target[0])} AS lo, {b.p(target[1])} AS hi) t")
     with _engine.connect() as conn:
         return bool(conn.exec_driver_sql(sql, b.params).scalar_one())
 
