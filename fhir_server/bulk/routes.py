@@ -15,6 +15,12 @@ with 400, or ignored when the client sends ``Prefer: handling=lenient`` (as the 
 types that are not resource types, or (Patient / Group level) not in the Patient
 compartment, are treated the same way. POST takes the parameters from a Parameters body.
 
+With ``FHIR_AUTH=token`` the scopes of each request's token decide: a kick-off exports only
+types the token may export (read and search; ``_type`` naming another is 403; without ``_type``
+a system-level export needs a wildcard, and a Patient / Group level one leaves the others out),
+the manifest lists only the files the polling token may read, and a file download needs read
+on the file's type (403 otherwise), whichever token of the job's client asks.
+
 Declare this router before the generic ``$operation`` routes: ``$export``,
 ``$export-status`` and ``$export-file`` are served here.
 """
@@ -31,11 +37,16 @@ from fhir_server import jsonio
 from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
+from fhir_server.auth.actions import operation_actions
+from fhir_server.auth.guard import REALM
+from fhir_server.auth.scopes import ScopeSet
+from fhir_server.auth.tokens import www_authenticate
 from fhir_server.bulk import jobs
 from fhir_server.bulk.exporter import file_path, patient_compartment, patient_types, remove_files
 from fhir_server.bulk.worker import export_dir, poll_interval
-from fhir_server.errors import FhirError, Issue
+from fhir_server.errors import FhirError, Issue, error
 from fhir_server.registry import is_resource_type
+from fhir_server.search.registry import resource_types
 from fhir_server.timeutil import datetime_range, to_instant
 
 router = APIRouter(prefix="/fhir")
@@ -48,6 +59,8 @@ IGNORED = {"_format", "_pretty"}
 _FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")
 _JOB_ID = re.compile(r"^[0-9a-f-]{36}$")
 _DOC = {"description": "Bulk Data", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+#: what exporting a type needs on it (read and search)
+_EXPORT_ACTIONS = operation_actions("export", affects_state=False)
 
 
 def _parameters(request: Request, body: Any) -> list[tuple[str, str]]:
@@ -130,10 +143,11 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
             raise FhirError.of(400, "invalid", "_type names no type this export can return")
         for t in types:
             who.require_operation(t, "export", affects_state=False)
-    elif level == "system":
-        who.require_operation(None, "export", affects_state=False)  # every type
     elif who.scopes is not None:
-        types = [t for t in patient_types() if who.readable(t)]  # the compartment the token may read
+        if level == "system":
+            # "every type": only a wildcard token may ask; a narrower one lists its types in _type
+            who.require_operation(None, "export", affects_state=False)
+        types = _exportable_types(who.scopes, level)
 
     if level == "group":
         st.resources.read("Group", group_id or "")  # 400 bad id, 404 unknown, 410 deleted
@@ -165,6 +179,25 @@ async def export_group(request: Request, group_id: str) -> Response:
     return await _kickoff(request, "group", group_id)
 
 
+def _exportable_types(scopes: ScopeSet, level: str) -> list[str]:
+    """The types of ``level`` the token may export, for a kick-off without ``_type``; 403 if none.
+
+    Recorded in the job, so the worker exports nothing else: at system level that leaves out
+    AuditEvent, which a wildcard does not cover; at Patient / Group level the compartment
+    types the token may not export (Bulk Data limits an export to what the client may see).
+    """
+    candidates = resource_types() if level == "system" else patient_types()
+    types = [t for t in candidates if all(scopes.allows(t, action) for action in _EXPORT_ACTIONS)]
+    if not types:
+        actions = " and ".join(sorted(_EXPORT_ACTIONS))
+        raise FhirError(
+            403,
+            [error("forbidden", f"The access token's scopes allow {actions} on no resource type this export can return")],
+            {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")},
+        )
+    return types
+
+
 def _own_job(request: Request, job_id: str) -> jobs.Job:
     """The caller's job, or 404 (unknown, cancelled, or another client's)."""
     st = request.app.state.fhir
@@ -188,6 +221,7 @@ async def export_status(request: Request, job_id: str) -> Response:
         return http.outcome_response(request, issues, 500)
     base = http.base_url(request, st.settings.base_url)
     stored = job.manifest or {}
+    who = principal(request)
     manifest = {
         "transactionTime": to_instant(job.transaction_time_us or job.updated_us),
         "request": job.request_url,
@@ -195,6 +229,7 @@ async def export_status(request: Request, job_id: str) -> Response:
         "output": [
             {"type": o["type"], "url": f"{base}/$export-file/{job.id}/{o['type']}.ndjson", "count": o["count"]}
             for o in stored.get("output", [])
+            if who.readable(o["type"])  # a token that may not read a type does not learn its file exists
         ],
         "error": [],
     }
@@ -219,10 +254,16 @@ async def export_file(request: Request, job_id: str, file_name: str) -> Response
     st = request.app.state.fhir
     job = _own_job(request, job_id)
     m = _FILE.match(file_name)
-    listed = {o["type"] for o in (job.manifest or {}).get("output", [])}
-    if job.status != "complete" or m is None or m.group(1) not in listed:
+    if m is None or not is_resource_type(m.group(1)):
         raise FhirError.of(404, "not-found", f"No file {file_name} in export {job_id}")
-    path = file_path(export_dir(st.settings), job.id, m.group(1))
+    res_type = m.group(1)
+    # the job is the client's, but this token may have narrower scopes than the kick-off's:
+    # checked before looking for the file, so a 403 says nothing about what the job holds
+    principal(request).require(res_type, "read")
+    listed = {o["type"] for o in (job.manifest or {}).get("output", [])}
+    if job.status != "complete" or res_type not in listed:
+        raise FhirError.of(404, "not-found", f"No file {file_name} in export {job_id}")
+    path = file_path(export_dir(st.settings), job.id, res_type)
     if not path.is_file():
         raise FhirError.of(404, "not-found", f"The file {file_name} of export {job_id} is gone")
     return FileResponse(path, media_type=NDJSON)

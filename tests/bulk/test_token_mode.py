@@ -1,5 +1,6 @@
 """$export with FHIR_AUTH=token: scopes decide what may be exported; only the client that
-started a job can poll, cancel or download it; the manifest requires the access token."""
+started a job can poll, cancel or download it; the manifest requires the access token; the
+requesting token's scopes decide which files the manifest lists and which may be downloaded."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.auth.clients import add_client
+from fhir_server.bulk import jobs
 from fhir_server.bulk.worker import ExportWorker
 from tests.bulk.conftest import ASYNC, BulkSettings, install_bulk_routes, wait_done
 from tests.conftest import BACKENDS, database
@@ -68,6 +71,99 @@ def test_jobs_belong_to_their_client_and_scopes_limit_the_export(secured):
     assert resp.status_code == 202
     done = wait_done(_Auth(secured, patients_only), resp.headers["Content-Location"])
     assert [o["type"] for o in done.json()["output"]] == ["Patient"]
+
+
+def _tokens(client: TestClient, registered: str, *requested: str) -> list[str]:
+    """Tokens of one client (registered with ``registered``), one per requested scope string."""
+    with client.app.state.fhir.db.write() as conn:
+        cid, secret = add_client(conn, name="Bulk client", scopes=registered)
+    tokens = []
+    for scope in requested:
+        r = client.post("/fhir/auth/token", data={"grant_type": "client_credentials", "client_id": cid,
+                                                  "client_secret": secret, "scope": scope})
+        assert r.status_code == 200, r.text
+        tokens.append(r.json()["access_token"])
+    return tokens
+
+
+def _forbidden(resp) -> bool:
+    body = resp.json()
+    return (resp.status_code == 403 and body["resourceType"] == "OperationOutcome"
+            and body["issue"][0]["code"] == "forbidden")
+
+
+def _store_patient_data(client: TestClient, token: str) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=_h(token)).json()["id"]
+    subject = {"reference": f"Patient/{pid}"}
+    for resource in ({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": subject},
+                     {"resourceType": "Encounter", "status": "finished", "subject": subject, "class": {
+                         "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}):
+        assert client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=_h(token)).status_code == 201
+
+
+def test_the_requesting_tokens_scopes_decide_which_files_it_sees_and_downloads(secured):
+    full, observations, search_only = _tokens(
+        secured, "system/*.cruds", "system/*.cruds", "system/Observation.rs", "system/Patient.s system/Observation.s")
+    _store_patient_data(secured, full)
+    resp = secured.get("/fhir/Patient/$export", params={"_type": "Patient,Observation"}, headers=_h(full, **ASYNC))
+    assert resp.status_code == 202, resp.text
+    location = resp.headers["Content-Location"]
+    done = wait_done(_Auth(secured, full), location)
+    urls = {o["type"]: o["url"] for o in done.json()["output"]}
+    assert set(urls) == {"Patient", "Observation"}
+
+    # the same client with a token that reads Observations only: the manifest lists only their
+    # file, and the Patient file is forbidden although the job is the client's own
+    listed = secured.get(location, headers=_h(observations))
+    assert listed.status_code == 200 and [o["type"] for o in listed.json()["output"]] == ["Observation"]
+    assert _forbidden(secured.get(urls["Patient"], headers=_h(observations)))
+    obs = secured.get(urls["Observation"], headers=_h(observations))
+    assert obs.status_code == 200 and obs.text.count("\n") == 1
+    # search is not read
+    assert secured.get(location, headers=_h(search_only)).json()["output"] == []
+    assert _forbidden(secured.get(urls["Patient"], headers=_h(search_only)))
+    # the same 403 whether or not the job has such a file; a name that is no type stays 404
+    folder = urls["Patient"].rsplit("/", 1)[0]
+    assert _forbidden(secured.get(f"{folder}/Encounter.ndjson", headers=_h(observations)))
+    assert secured.get(f"{folder}/NoSuchType.ndjson", headers=_h(observations)).status_code == 404
+    assert secured.get(urls["Patient"], headers=_h(full)).status_code == 200
+
+
+def test_a_kickoff_exports_only_the_types_the_token_may_export(secured):
+    full, some, obs_read_only, read_only, audit = _tokens(
+        secured, "system/*.cruds system/AuditEvent.rs", "system/*.cruds", "system/Patient.rs system/Encounter.rs",
+        "system/Patient.rs system/Observation.r", "system/Patient.r", "system/*.rs system/AuditEvent.rs")
+    _store_patient_data(secured, full)
+
+    # system level: "every type" needs a wildcard; a narrower token names its types
+    assert _forbidden(secured.get("/fhir/$export", headers=_h(some, **ASYNC)))
+    resp = secured.get("/fhir/$export", params={"_type": "Patient,Encounter"}, headers=_h(some, **ASYNC))
+    done = wait_done(_Auth(secured, some), resp.headers["Content-Location"])
+    assert sorted(o["type"] for o in done.json()["output"]) == ["Encounter", "Patient"]
+
+    # Patient level without _type: the compartment types the token may export
+    resp = secured.get("/fhir/Patient/$export", headers=_h(some, **ASYNC))
+    done = wait_done(_Auth(secured, some), resp.headers["Content-Location"])
+    assert sorted(o["type"] for o in done.json()["output"]) == ["Encounter", "Patient"]
+    # export needs read and search, with _type as without: Observation.r alone does not export Observations
+    resp = secured.get("/fhir/Patient/$export", headers=_h(obs_read_only, **ASYNC))
+    done = wait_done(_Auth(secured, obs_read_only), resp.headers["Content-Location"])
+    assert [o["type"] for o in done.json()["output"]] == ["Patient"]
+    assert _forbidden(secured.get("/fhir/Patient/$export", params={"_type": "Observation"},
+                                  headers=_h(obs_read_only, **ASYNC)))
+
+    # nothing the token may export: 403 at every level
+    for url in ("/fhir/$export", "/fhir/Patient/$export"):
+        assert _forbidden(secured.get(url, headers=_h(read_only, **ASYNC)))
+
+    # a wildcard never covers AuditEvent: the job of a system/*.cruds token leaves it out
+    db = secured.app.state.fhir.db
+    for token, has_audit in ((full, False), (audit, True)):
+        resp = secured.get("/fhir/$export", headers=_h(token, **ASYNC))
+        assert resp.status_code == 202, resp.text
+        job = jobs.get_job(db, resp.headers["Content-Location"].rsplit("/", 1)[1])
+        assert job is not None and job.types is not None
+        assert ("AuditEvent" in job.types) is has_audit and {"Patient", "Observation"} <= set(job.types)
 
 
 class _Auth:
