@@ -8,7 +8,6 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,78 +28,13 @@ from fhir_server.bulk.routes import router as bulk_router
 from fhir_server.bulk.worker import start_worker
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
-from fhir_server.auth.tokens import TokenVerifier, load_signing_key
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
-from fhir_server.service.capability import capability_bytes
-from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
-from fhir_server.service.audit_trail import AuditTrail
-from fhir_server.service.conditional import ConditionalService
-from fhir_server.service.history import HistoryService
-from fhir_server.service.indexing import index_resource, index_rows
-from fhir_server.service.resources import ResourceService
-from fhir_server.service.search import SearchService
 from fhir_server.service.seed import seed_conformance
-from fhir_server.service.transaction import BundleService
 from fhir_server.storage import migrate
-from fhir_server.storage.db import Database
+from fhir_server.state import build_state
 
 log = logging.getLogger("fhir_server")
-
-
-@dataclass
-class ServerState:
-    """What the routes reach through ``request.app.state.fhir``."""
-
-    settings: Settings
-    db: Database
-    resources: ResourceService
-    history: HistoryService
-    search: SearchService
-    conditional: ConditionalService
-    bundles: BundleService
-    audit_trail: AuditTrail
-
-    _verifier: TokenVerifier | None = None
-    recorder: AuditRecorder | NullRecorder | None = None
-
-    def capability_bytes(self, base: str) -> bytes:
-        return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
-
-    def token_verifier(self) -> TokenVerifier:
-        """The access-token verifier (token mode); the signing key is read once per process."""
-        if self._verifier is None:
-            with self.db.write() as conn:
-                key = load_signing_key(conn, self.settings.auth_secret or None)
-            self._verifier = TokenVerifier(key, issuer=self.settings.base_url or None)
-        return self._verifier
-
-
-def build_state(settings: Settings) -> ServerState:
-    db = Database.from_url(
-        settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout,
-        statement_timeout=settings.statement_timeout,
-    )
-    resources = ResourceService(
-        db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes,
-        prepare_index=index_rows,
-    )
-    for res_type in TERMINOLOGY_TYPES:
-        resources.listeners.setdefault(res_type, []).append(sync_engine)
-    conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
-    return ServerState(
-        settings=settings,
-        db=db,
-        resources=resources,
-        history=HistoryService(db, settings.default_count, settings.max_count),
-        search=SearchService(db, settings.default_count, settings.max_count),
-        conditional=conditional,
-        bundles=BundleService(
-            resources, conditional, max_entries=settings.max_bundle_entries,
-            default_count=settings.default_count, max_count=settings.max_count,
-        ),
-        audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
-    )
 
 
 class FhirApp(FastAPI):

@@ -91,7 +91,7 @@ def migrate(
 
 def _migrate_and_seed(settings: Settings) -> None:
     """Schema up to date, then the server's own conformance resources stored."""
-    from fhir_server.app import build_state
+    from fhir_server.state import build_state
     from fhir_server.service.seed import seed_conformance
     from fhir_server.storage import migrate as migrations
 
@@ -143,17 +143,17 @@ def import_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from fhir_server.app import build_state
+    from fhir_server.state import build_state
     from fhir_server.service.importer import Importer
     from fhir_server.storage import migrate as migrations
 
     settings = _settings(database_url, max_bundle_entries=max(batch_size, 1))
-    state = build_state(settings)
+    state = build_state(settings, blocking_writes=True)
     try:
         migrations.upgrade(state.db.engine)
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
             task = bar.add_task("import", total=None)
-            summary = Importer(state.bundles, batch_size=batch_size).run(
+            summary = Importer(state.pipeline, batch_size=batch_size).run(
                 [Path(p) for p in paths], progress=lambda n: bar.advance(task, n)
             )
         state.db.analyze()  # fresh planner statistics after a bulk load
@@ -231,6 +231,34 @@ def audit_purge(
     finally:
         db.dispose()
     typer.echo(f"{removed} audit events recorded before {before} deleted")
+
+
+changes_app = typer.Typer(help="The change log (every committed create, update and delete).", no_args_is_help=True)
+app.add_typer(changes_app, name="changes")
+
+
+@changes_app.command("purge")
+def changes_purge(
+    days: Optional[int] = typer.Option(None, "--days", help="keep this many days (default FHIR_CHANGE_LOG_RETENTION_DAYS)"),
+    database_url: Optional[str] = DatabaseOption,
+) -> None:
+    """Delete change-log rows older than the retention period."""
+    from fhir_server.storage import changelog
+    from fhir_server.storage.db import Database
+    from fhir_server.timeutil import now_us
+
+    settings = _settings(database_url)
+    keep = settings.change_log_retention_days if days is None else days
+    if keep < 0:
+        typer.echo("--days must be 0 or more", err=True)
+        raise typer.Exit(2)
+    db = Database.from_url(settings.effective_database_url)
+    try:
+        with db.write() as conn:
+            removed = changelog.purge(conn, now_us() - keep * 86_400_000_000)
+    finally:
+        db.dispose()
+    typer.echo(f"{removed} change-log rows older than {keep} days deleted")
 
 
 MAP_KINDS = ("dukcapil", "bpjs-peserta", "sep", "pcare-pendaftaran", "pcare-kunjungan")

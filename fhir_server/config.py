@@ -56,6 +56,8 @@ class Settings:
     #: record an AuditEvent for every FHIR request (docs/audit.md); seconds between buffered flushes
     audit: bool = True
     audit_flush_interval: float = 0.2
+    #: days of change-log rows ``fhir-server changes purge`` keeps (docs/changelog.md)
+    change_log_retention_days: int = 90
     #: FastAPI's native OpenTelemetry instrumentation (off: its per-request provider check costs ~6 us)
     opentelemetry: bool = False
     #: Bulk Data $export: folder of the NDJSON files (relative to the working directory),

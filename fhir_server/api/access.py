@@ -1,42 +1,17 @@
-"""Who is calling and what they may do: the HTTP side of auth.
+"""The HTTP side of auth: the request's :class:`~fhir_server.service.access.Principal`.
 
-With ``FHIR_AUTH=none`` every request is the open principal (everything
-allowed). With ``token`` the bearer token is verified once per request
-(``fhir_server.auth``) and its scopes decide each interaction, operation,
-transaction entry and included resource.
+With ``FHIR_AUTH=none`` every request is the open principal. With ``token`` the
+bearer token is verified once per request and cached in the ASGI scope's state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi import Request
 
-from fhir_server.audit.events import ANONYMOUS
-from fhir_server.auth.guard import authenticate, readable, require_interaction, require_operation
-from fhir_server.auth.scopes import ScopeSet
+from fhir_server.auth.guard import authenticate
+from fhir_server.service.access import OPEN, Principal
 
-
-@dataclass(frozen=True)
-class Principal:
-    #: None: open access (FHIR_AUTH=none)
-    scopes: ScopeSet | None
-    client_id: str = ANONYMOUS
-    organization_id: str | None = None
-
-    def require(self, res_type: str | None, interaction: str, *, conditional: bool = False) -> None:
-        if self.scopes is not None:
-            require_interaction(self.scopes, res_type, interaction, conditional=conditional)
-
-    def require_operation(self, res_type: str | None, name: str, *, affects_state: bool) -> None:
-        if self.scopes is not None:
-            require_operation(self.scopes, res_type, name, affects_state=affects_state)
-
-    def readable(self, res_type: str) -> bool:
-        return self.scopes is None or readable(self.scopes, res_type)
-
-
-OPEN = Principal(None)
+__all__ = ["OPEN", "Principal", "principal"]
 
 
 def principal(request: Request) -> Principal:

@@ -85,8 +85,8 @@ class FastRead:
         try:
             if formats.format_from_accept(accept) != formats.JSON:
                 raise FhirError(406)
-            principal(Request(scope)).require(res_type, "read")
-            stored = scope["app"].state.fhir.resources.read(res_type, res_id)
+            # the pipeline's own read, with its checks, without the event-loop hop of ``handle``
+            stored = scope["app"].state.fhir.pipeline.read_by_id(principal(Request(scope)), res_type, res_id).stored
         except Exception:  # noqa: BLE001 - the route answers errors (4xx, database trouble), XML and the rest
             await self.app(scope, receive, send)
             return

@@ -6,11 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server.api import http
-from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
-from fhir_server.errors import FhirError
-from fhir_server.operations.registry import OperationCall, find
-from fhir_server.registry import is_resource_type
+from fhir_server.api.routes import answer, interaction
 
 router = APIRouter(prefix="/fhir")
 register_fhir_convertors()
@@ -20,30 +17,17 @@ _BODY = {"requestBody": {"required": False, "content": {"application/fhir+json":
 
 
 async def _dispatch(request: Request, res_type: str | None, res_id: str | None, name: str) -> Response:
-    if res_type is not None and not is_resource_type(res_type):
-        raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
-    operation = find(name, res_type, instance=res_id is not None)
-    who = principal(request)
-    who.require_operation(res_type, name, affects_state=operation.affects_state)
-    if request.method == "GET" and operation.affects_state:
-        raise FhirError(405, FhirError.of(405, "not-supported", f"${name} changes data: use POST").issues, {"Allow": "POST"})
     st = request.app.state.fhir
-    body = None
+    i = interaction(
+        request, "operation", res_type, res_id, operation=name, method=request.method, headers=dict(request.headers),
+        params=[(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")],
+    )
+    st.pipeline.authorize_operation(i)  # 404 / 401 / 403 / 405 before the body is looked at
     if request.method == "POST":
         raw = await http.read_body(request, st.settings.max_body_bytes)
         if raw.strip():
-            body = http.parse_json(raw, request.headers.get("content-type"), st.settings)
-    call = OperationCall(
-        base=http.base_url(request, st.settings.base_url),
-        method=request.method,
-        res_type=res_type,
-        res_id=res_id,
-        query=[(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")],
-        body=body,
-        headers=dict(request.headers),
-        readable=who.readable,
-    )
-    result = operation.handler(st, call)
+            i.body = http.parse_json(raw, request.headers.get("content-type"), st.settings)
+    result = await answer(request, i)
     if result.body is None:
         return Response(status_code=result.status, headers=result.headers)
     return http.body_response(request, result.body, result.status, result.headers)

@@ -12,8 +12,7 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.registry import interactions_for, is_resource_type
-from fhir_server.service.results import WriteResult
+from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
 
@@ -35,31 +34,53 @@ def _state(request: Request) -> Any:
     return request.app.state.fhir
 
 
-def _check_type(res_type: str) -> None:
-    if not is_resource_type(res_type):
-        raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
+def _strict(request: Request) -> bool:
+    return http.prefer(request).get("handling", "lenient").lower() == "strict"
 
 
-def _begin(request: Request, res_type: str, interaction: str, *, conditional: bool = False) -> None:
-    """A known type, an interaction it supports (405), a caller allowed to do it (401/403)."""
-    _check_type(res_type)
-    if interaction not in interactions_for(res_type):
-        raise FhirError(405, [Issue("error", "not-supported", f"{interaction} is not supported on {res_type}")], {"Allow": "GET"})
-    principal(request).require(res_type, interaction, conditional=conditional)
+def interaction(request: Request, kind: str, res_type: str | None = None, res_id: str | None = None, **fields: Any) -> Interaction:
+    """The request as an interaction of the pipeline (the caller's principal, the base URL,
+    Prefer: handling; writes also carry what their in-transaction AuditEvent needs)."""
+    st = _state(request)
+    audit = audit_context(request.scope) if kind in WRITES or kind == "transaction" or kind == "operation" else None
+    return Interaction(
+        kind, http.base_url(request, st.settings.base_url), principal(request), res_type, res_id,
+        strict=_strict(request), audit=audit, **fields,
+    )
+
+
+def audit_context(scope: Any) -> AuditContext:
+    """The raw request values an AuditEvent written with the write needs (as the guard queues them)."""
+    user_agent = request_id = None
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            user_agent = value
+        elif name == b"x-request-id":
+            request_id = value
+    client = scope.get("client")
+    return AuditContext(scope["method"], scope["path"], scope.get("query_string", b""), user_agent, request_id,
+                        client[0] if client else None)
+
+
+async def answer(request: Request, i: Interaction) -> Answer:
+    """Hand ``i`` to the pipeline; once its AuditEvent was committed with the write, the guard
+    does not queue a second one."""
+    result = await _state(request).pipeline.handle(i)
+    if i.audited:
+        request.scope.setdefault("state", {})["audited"] = True
+    return result
 
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="read")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
-    _begin(request, res_type, "read")
-    st = _state(request)
-    if res_type == "AuditEvent":
-        return http.body_response(request, st.audit_trail.read(res_id))
-    stored = st.resources.read(res_type, res_id)
-    assert stored.body is not None
-    headers = http.version_headers(stored)
-    if _not_modified(request, stored.etag, stored.updated_us):
+    result = await answer(request, interaction(request, "read", res_type, res_id))
+    assert result.body is not None
+    if result.stored is None:  # AuditEvent: served from the audit table
+        return http.body_response(request, result.body)
+    headers = http.version_headers(result.stored)
+    if _not_modified(request, result.stored.etag, result.stored.updated_us):
         return Response(status_code=304, headers=headers)
-    return http.body_response(request, stored.body, 200, headers)
+    return http.body_response(request, result.body, 200, headers)
 
 
 @router.get("/metadata", responses=_responses(200), summary="CapabilityStatement")
@@ -67,16 +88,19 @@ async def metadata(request: Request) -> Response:
     return http.body_response(request, _state(request).capability_bytes(http.base_url(request, _state(request).settings.base_url)))
 
 
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
 @router.get("/_history", responses=_responses(200), summary="System history")
 async def history_system(request: Request) -> Response:
-    principal(request).require(None, "history-system")
-    st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
-    return http.body_response(request, st.history.history(base, None, None, list(request.query_params.multi_items())))
+    return await _bundle(request, interaction(request, "history-system", params=_params(request)))
 
 
-def _strict(request: Request) -> bool:
-    return http.prefer(request).get("handling", "lenient").lower() == "strict"
+async def _bundle(request: Request, i: Interaction) -> Response:
+    result = await answer(request, i)
+    assert result.body is not None
+    return http.body_response(request, result.body, result.status, result.headers or None)
 
 
 _SEARCH_FORM = {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}
@@ -84,35 +108,23 @@ _SEARCH_FORM = {"requestBody": {"content": {"application/x-www-form-urlencoded":
 
 @router.get("", responses=_responses(200), summary="System search (_type)")
 async def search_system(request: Request) -> Response:
-    st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
-    params = list(request.query_params.multi_items())
-    types = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
-    who = principal(request)
-    for res_type in types or [None]:
-        who.require(res_type, "search-type" if res_type else "search-system")
-    return http.body_response(request, st.search.search(base, None, params, strict=_strict(request), readable=who.readable))
+    return await _bundle(request, interaction(request, "search-system", params=_params(request)))
 
 
 def type_search(request: Request, res_type: str, params: list[tuple[str, str]]) -> bytes:
     """The searchset Bundle of a type-level search (shared with the fast path in ``fast_read``)."""
-    _begin(request, res_type, "search-type")
-    st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
-    if res_type == "AuditEvent":
-        return st.audit_trail.search(base, params)
-    return st.search.search(base, res_type, params, strict=_strict(request), readable=principal(request).readable)
+    return _state(request).pipeline.search_now(interaction(request, "search-type", res_type, params=params))
 
 
 @router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
 async def search_type(request: Request, res_type: str) -> Response:
-    return http.body_response(request, type_search(request, res_type, list(request.query_params.multi_items())))
+    return http.body_response(request, type_search(request, res_type, _params(request)))
 
 
 @router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
 async def search_type_post(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "search-type")  # 401/403 before the body is looked at
     st = _state(request)
+    st.pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in ("application/x-www-form-urlencoded", ""):
         raise FhirError.of(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
@@ -121,32 +133,24 @@ async def search_type_post(request: Request, res_type: str) -> Response:
         form = parse_qsl(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
-    return http.body_response(request, type_search(request, res_type, list(request.query_params.multi_items()) + form))
+    return http.body_response(request, type_search(request, res_type, _params(request) + form))
 
 
 @router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")
 async def history_type(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "history-type")
-    st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
-    return http.body_response(request, st.history.history(base, res_type, None, list(request.query_params.multi_items())))
+    return await _bundle(request, interaction(request, "history-type", res_type, params=_params(request)))
 
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history", responses=_responses(200), summary="Instance history")
 async def history_instance(request: Request, res_type: str, res_id: str) -> Response:
-    _begin(request, res_type, "history-instance")
-    st = _state(request)
-    base = http.base_url(request, st.settings.base_url)
-    return http.body_response(request, st.history.history(base, res_type, res_id, list(request.query_params.multi_items())))
+    return await _bundle(request, interaction(request, "history-instance", res_type, res_id, params=_params(request)))
 
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history/{version:fhir_id}", responses=_responses(200), summary="vread")
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
-    _begin(request, res_type, "vread")
-    st = _state(request)
-    stored = st.resources.vread(res_type, res_id, version)
-    assert stored.body is not None
-    return http.body_response(request, stored.body, 200, http.version_headers(stored))
+    result = await answer(request, interaction(request, "vread", res_type, res_id, version=version))
+    assert result.body is not None and result.stored is not None
+    return http.body_response(request, result.body, 200, http.version_headers(result.stored))
 
 
 def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
@@ -161,46 +165,42 @@ def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
     return False
 
 
+async def _write(request: Request, kind: str, res_type: str, res_id: str | None = None, *, body: bool = True,
+                 conditional: bool = False) -> Response:
+    """A write: authorized before its body is read, then handed to the pipeline."""
+    st = _state(request)
+    condition = request.headers.get("if-none-exist") if kind == "create" else (_condition(request) if conditional else None)
+    i = interaction(request, kind, res_type, res_id, condition=condition or None, if_match=request.headers.get("if-match"))
+    st.pipeline.authorize(i)  # 404 / 405 / 401 / 403 before the body is looked at
+    if kind == "patch":
+        i.patch_type, i.body = await _patch_request(request)
+    elif body:
+        i.body = await http.read_resource(request, st.settings)
+    result = await answer(request, i)
+    if kind == "delete":
+        headers = {"ETag": result.stored.etag} if result.stored is not None else {}
+        return Response(status_code=204, headers=headers)
+    return _write_response(request, result)
+
+
 @router.post("/{res_type:fhir_type}", responses=_responses(201), summary="create", openapi_extra=_RESOURCE_BODY)
 async def create(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "create", conditional=bool(request.headers.get("if-none-exist")))
-    st = _state(request)
-    resource = await http.read_resource(request, st.settings)
-    condition = request.headers.get("if-none-exist")
-    if condition:
-        result = st.conditional.create(res_type, resource, condition, http.base_url(request, st.settings.base_url))
-    else:
-        result = await st.resources.create_grouped(res_type, resource)
-    return _write_response(request, result)
+    return await _write(request, "create", res_type)
 
 
 @router.put("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 201), summary="update", openapi_extra=_RESOURCE_BODY)
 async def update(request: Request, res_type: str, res_id: str) -> Response:
-    _begin(request, res_type, "update")
-    st = _state(request)
-    resource = await http.read_resource(request, st.settings)
-    result = st.resources.update(res_type, res_id, resource, request.headers.get("if-match"))
-    return _write_response(request, result)
+    return await _write(request, "update", res_type, res_id)
 
 
 @router.put("/{res_type:fhir_type}", responses=_responses(200, 201), summary="conditional update", openapi_extra=_RESOURCE_BODY)
 async def conditional_update(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "update", conditional=True)
-    st = _state(request)
-    condition = _condition(request)
-    resource = await http.read_resource(request, st.settings)
-    base = http.base_url(request, st.settings.base_url)
-    result = st.conditional.update(res_type, resource, condition, base, request.headers.get("if-match"))
-    return _write_response(request, result)
+    return await _write(request, "update", res_type, conditional=True)
 
 
 @router.delete("/{res_type:fhir_type}", responses=_responses(200, 204), summary="conditional delete")
 async def conditional_delete(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "delete", conditional=True)
-    st = _state(request)
-    results = st.conditional.delete(res_type, _condition(request), http.base_url(request, st.settings.base_url))
-    headers = {"ETag": results[0].stored.etag} if len(results) == 1 else {}
-    return Response(status_code=204, headers=headers)
+    return await _write(request, "delete", res_type, body=False, conditional=True)
 
 
 _PATCH_TYPES = ("application/json-patch+json", "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
@@ -220,21 +220,12 @@ async def _patch_request(request: Request) -> tuple[str, Any]:
 
 @router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
 async def patch(request: Request, res_type: str, res_id: str) -> Response:
-    _begin(request, res_type, "patch")
-    st = _state(request)
-    media, body = await _patch_request(request)
-    result = st.resources.patch(res_type, res_id, media, body, request.headers.get("if-match"))
-    return _write_response(request, result)
+    return await _write(request, "patch", res_type, res_id)
 
 
 @router.patch("/{res_type:fhir_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
 async def conditional_patch(request: Request, res_type: str) -> Response:
-    _begin(request, res_type, "patch", conditional=True)
-    st = _state(request)
-    media, body = await _patch_request(request)
-    base = http.base_url(request, st.settings.base_url)
-    result = st.conditional.patch(res_type, _condition(request), base, media, body, request.headers.get("if-match"))
-    return _write_response(request, result)
+    return await _write(request, "patch", res_type, conditional=True)
 
 
 def _condition(request: Request) -> str:
@@ -249,25 +240,19 @@ async def transaction(request: Request) -> Response:
     st = _state(request)
     bundle = await http.read_resource(request, st.settings)
     representation = http.prefer(request).get("return", "representation") != "minimal"
-    body = await st.bundles.process_grouped(
-        http.base_url(request, st.settings.base_url), bundle, representation=representation, authorize=principal(request).require
-    )
-    return http.body_response(request, body)
+    return await _bundle(request, interaction(request, "transaction", body=bundle, representation=representation))
 
 
 @router.delete("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 204), summary="delete")
 async def delete(request: Request, res_type: str, res_id: str) -> Response:
-    _begin(request, res_type, "delete")
-    st = _state(request)
-    result = st.resources.delete(res_type, res_id, request.headers.get("if-match"))
-    headers = {"ETag": result.stored.etag} if result.stored.version else {}
-    return Response(status_code=204, headers=headers)
+    return await _write(request, "delete", res_type, res_id, body=False)
 
 
-def _write_response(request: Request, result: WriteResult) -> Response:
+def _write_response(request: Request, result: Answer) -> Response:
     """Status, ETag, Last-Modified, Location and the body the Prefer header asks for."""
     st = _state(request)
     base = http.base_url(request, st.settings.base_url)
+    assert result.stored is not None
     headers = http.version_headers(result.stored, base)
     wanted = http.prefer(request).get("return", "representation")
     if wanted == "minimal":

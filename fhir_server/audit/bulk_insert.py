@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage.placeholders import positional
+
 from .events import LAYOUTS
 
 _SQLITE_MAX_PARAMS = 999
@@ -35,17 +37,16 @@ def _values(n: int, mark: str) -> str:
     return "(" + ", ".join([mark] * n) + ")"
 
 
-def insert_sql(width: int, paramstyle: str, rows: int = 1) -> str:
-    """``INSERT`` of ``rows`` rows of ``width`` values (a layout of :data:`LAYOUTS`)."""
+def insert_sql(width: int, dialect: str, rows: int = 1) -> str:
+    """``INSERT`` of ``rows`` rows of ``width`` values (a layout of :data:`LAYOUTS`) for ``dialect``."""
     columns = LAYOUTS[width]
-    mark = "?" if paramstyle == "qmark" else "%s"
-    values = ", ".join([_values(width, mark)] * rows)
-    return f"INSERT INTO audit_events ({', '.join(columns)}) VALUES {values}"
+    values = ", ".join([_values(width, "?")] * rows)
+    return positional(f"INSERT INTO audit_events ({', '.join(columns)}) VALUES {values}", dialect)
 
 
-_ONE = {(w, style): insert_sql(w, style) for w in LAYOUTS for style in ("qmark", "format", "pyformat")}
+_ONE = {(w, dialect): insert_sql(w, dialect) for w in LAYOUTS for dialect in ("sqlite", "postgresql")}
 _CHUNK = {w: _SQLITE_MAX_PARAMS // w for w in LAYOUTS}
-_SQLITE_MULTI = {w: insert_sql(w, "qmark", _CHUNK[w]) for w in LAYOUTS}
+_SQLITE_MULTI = {w: insert_sql(w, "sqlite", _CHUNK[w]) for w in LAYOUTS}
 _COPY = {w: f"COPY audit_events ({', '.join(cols)}) FROM STDIN" for w, cols in LAYOUTS.items()}
 #: where recorded_us and res_id are in every layout: the values of a row of its own
 _OWN = (0, 5)
@@ -72,7 +73,7 @@ _SQLITE_GROUPED = {(w, size): _grouped_sql(w, size) for w in _GROUPED for size i
 
 def insert_one(conn: Connection, row: tuple[Any, ...]) -> None:
     """INSERT one row in the caller's transaction (KeyError for a row of no known layout)."""
-    conn.exec_driver_sql(_ONE[len(row), conn.dialect.paramstyle], row)
+    conn.exec_driver_sql(_ONE[len(row), conn.dialect.name], row)
 
 
 def insert_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -95,7 +96,7 @@ def insert_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         return
     else:
         for width, group in by_width.items():
-            conn.exec_driver_sql(_ONE[width, conn.dialect.paramstyle], group)
+            conn.exec_driver_sql(_ONE[width, conn.dialect.name], group)
 
 
 def _sqlite_insert(conn: Connection, width: int, rows: list[tuple[Any, ...]]) -> None:
@@ -110,7 +111,7 @@ def _sqlite_insert(conn: Connection, width: int, rows: list[tuple[Any, ...]]) ->
         for start in range(0, whole, chunk):
             cursor.execute(sql, list(chain.from_iterable(rows[start : start + chunk])))
         if whole < len(rows):
-            cursor.executemany(_ONE[width, "qmark"], rows[whole:])
+            cursor.executemany(_ONE[width, "sqlite"], rows[whole:])
     finally:
         cursor.close()
 

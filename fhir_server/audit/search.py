@@ -35,13 +35,13 @@ comma). ``_format`` and ``_pretty`` are ignored (the HTTP layer handles them).
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from fhir_server import paging
 from fhir_server.errors import FhirError
 from fhir_server.search.values import date_range
 from fhir_server.storage.audit_tables import audit_events as t
@@ -89,7 +89,6 @@ _DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb")
 _TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _MAX_VALUES = 100  # OR-ed values in one parameter
-_BIG = 2**62
 
 
 def capability_search_params() -> list[dict[str, str]]:
@@ -270,23 +269,6 @@ def _id_is(event_id: str) -> sa.ColumnElement[bool]:
         t.c.pk == pk, t.c.event_id.is_(None), t.c.recorded_us.between(first_us, first_us + 999)))
 
 
-def _encode_cursor(recorded_us: int, pk: int, ascending: bool) -> str:
-    raw = f"{'a' if ascending else 'd'}.{recorded_us}.{pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str, ascending: bool) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        direction, us, pk = raw.split(".")
-        cursor = int(us), int(pk)
-        if direction != ("a" if ascending else "d") or not all(-_BIG < v < _BIG for v in cursor):
-            raise ValueError
-        return cursor
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("_cursor", "not a page token issued by this server for this sort order") from None
-
-
 def search_audit(
     conn: Connection,
     params: list[tuple[str, str]],
@@ -310,9 +292,7 @@ def search_audit(
         if name in _IGNORED and modifier is None:
             continue
         if full_name == "_count":
-            if not raw.isdigit() or len(raw) > 9:
-                raise _bad("_count", f"'{raw[:40]}' is not a non-negative integer")
-            count = min(int(raw), max_count)
+            count = paging.parse_count(raw, max_count)
             continue
         if full_name == "_sort":
             if raw not in ("date", "-date", "_lastUpdated", "-_lastUpdated"):
@@ -335,7 +315,8 @@ def search_audit(
         where.append(sa.or_(*(_criterion(name, modifier, v) for v in values)))
     key = (t.c.recorded_us, t.c.pk)
     if cursor_raw is not None:
-        us, pk = _decode_cursor(cursor_raw, ascending)
+        token = paging.decode_ints(cursor_raw, "_cursor", 1, ("a",) if ascending else ("d",))
+        us, pk = token.keys[0], token.pk
         if ascending:
             where.append(sa.or_(t.c.recorded_us > us, sa.and_(t.c.recorded_us == us, t.c.pk > pk)))
         else:
@@ -349,7 +330,7 @@ def search_audit(
     if len(rows) > count:
         rows = rows[:count]
         last = rows[-1]
-        token = _encode_cursor(last.recorded_us, last.pk, ascending)
+        token = paging.encode([last.recorded_us], last.pk, "a" if ascending else "d")
         next_params = [(n, v) for n, v in params if n != "_cursor"] + [("_cursor", token)]
     return [to_fhir(r) for r in rows], next_params
 

@@ -12,10 +12,10 @@ from fhir_server.errors import FhirError
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, register
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fhir_server.app import ServerState
+    from fhir_server.service.context import Services
 
 
-def _not_routed(state: "ServerState", call: OperationCall) -> OperationResult:
+def _not_routed(state: "Services", call: OperationCall) -> OperationResult:
     raise FhirError.of(404, "not-supported", "$export is served by the Bulk Data routes, which are not installed")
 
 

@@ -11,6 +11,7 @@ The reverse views render stored resources in the native shape.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
@@ -20,20 +21,22 @@ from mappings.api import from_fhir, to_fhir
 from mappings.merge import merge
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fhir_server.app import ServerState
+    from fhir_server.service.context import Services
 
 JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
-def _import(kind: str, *, registry_wins: bool):
-    def handler(state: "ServerState", call: OperationCall) -> OperationResult:
+def _import(kind: str, *, registry_wins: bool) -> Callable[["Services", OperationCall], Awaitable[OperationResult]]:
+    async def handler(state: "Services", call: OperationCall) -> OperationResult:
         if call.body is None:
             raise FhirError.of(400, "required", f"${'import-' + kind} takes the native JSON payload as the body")
         result = to_fhir(kind, call.body)
         entries = result.transaction_entries()
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        body = state.bundles.process(
-            call.base, bundle, merge=lambda stored, incoming: merge(stored, incoming, incoming_wins=registry_wins)
+        # every entry (Patient, Coverage, Condition, ...) is authorized as the caller's own
+        # conditional write, not only the operation's own type
+        body = await state.bundles.transaction(
+            call.base, entries, principal=call.principal, write=call.writer(),
+            merge=lambda stored, incoming: merge(stored, incoming, incoming_wins=registry_wins),
         )
         if result.warnings:  # NIK consistency warnings travel with the first entry's response
             response = jsonio.loads(body)
@@ -45,7 +48,7 @@ def _import(kind: str, *, registry_wins: bool):
     return handler
 
 
-def _collect(state: "ServerState", focus: dict[str, Any]) -> list[dict[str, Any]]:
+def _collect(state: "Services", focus: dict[str, Any]) -> list[dict[str, Any]]:
     """The focus resource plus the local resources it references (one hop)."""
     found = [focus]
     seen = {f"{focus['resourceType']}/{focus['id']}"}
@@ -71,8 +74,8 @@ def _collect(state: "ServerState", focus: dict[str, Any]) -> list[dict[str, Any]
     return found
 
 
-def _view(kind: str, views: dict[str, str] | None = None):
-    def handler(state: "ServerState", call: OperationCall) -> OperationResult:
+def _view(kind: str, views: dict[str, str] | None = None) -> Callable[["Services", OperationCall], OperationResult]:
+    def handler(state: "Services", call: OperationCall) -> OperationResult:
         stored = state.resources.read(call.res_type or "", call.res_id or "")
         focus = jsonio.loads(stored.body or b"{}")
         chosen = kind
@@ -81,7 +84,11 @@ def _view(kind: str, views: dict[str, str] | None = None):
             if view not in views:
                 raise FhirError.of(400, "invalid", f"view must be one of {', '.join(views)}")
             chosen = views[view]
-        native = from_fhir(chosen, _collect(state, focus))
+        linked = _collect(state, focus)
+        # the native document carries data of every linked resource: the caller must be able to
+        # read each of their types, or the view would leak them
+        call.principal.require_reads(r["resourceType"] for r in linked)
+        native = from_fhir(chosen, linked)
         return OperationResult(jsonio.dumps(native), headers=JSON)
 
     return handler

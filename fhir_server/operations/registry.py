@@ -8,7 +8,7 @@ CapabilityStatement lists :data:`OPERATIONS`, so neither can drift from the othe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from fhir_server.errors import FhirError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fhir_server.app import ServerState
+    from fhir_server.service.access import Principal
+    from fhir_server.service.context import Services, WriteRunner
 
 DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
@@ -33,8 +34,21 @@ class OperationCall:
     #: the parsed JSON body of a POST (a Parameters resource or, for $validate, any resource)
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    #: whether the caller may read resources of a type (to leave others out of Bundles)
-    readable: Callable[[str], bool] = lambda res_type: True
+    #: who calls: an operation checks every type it writes and every resource that leaves
+    principal: Principal = field(default_factory=lambda: _open())
+    #: the one write path (``Pipeline.writer``): every write of an operation goes through it
+    write: WriteRunner | None = None
+
+    def writer(self) -> WriteRunner:
+        if self.write is None:
+            raise RuntimeError("this operation call was built without the pipeline's write path")
+        return self.write
+
+
+def _open() -> Principal:
+    from fhir_server.service.access import OPEN
+
+    return OPEN
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,8 @@ class OperationResult:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[["ServerState", OperationCall], OperationResult]
+#: a handler may be a coroutine function (operations that write await ``call.writer()``)
+Handler = Callable[["Services", OperationCall], "OperationResult | Awaitable[OperationResult]"]
 
 
 @dataclass(frozen=True)

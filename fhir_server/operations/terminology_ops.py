@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, parameter_values, register
-from fhir_server.search.engine import run_search
 from terminology import operations as adapters
 from terminology.engine import default_engine
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fhir_server.app import ServerState
+    from fhir_server.service.context import Services
 
 Adapter = Callable[..., dict[str, Any]]
 
@@ -28,14 +27,13 @@ Adapter = Callable[..., dict[str, Any]]
 _URL_PARAMS = {"CodeSystem": ("system", "url"), "ValueSet": ("url",), "ConceptMap": ("url",)}
 
 
-def _stored_by_url(state: "ServerState", res_type: str, url: str) -> dict[str, Any] | None:
-    with state.db.read() as conn:
-        found = run_search(conn, res_type, [("url", url.split("|")[0])], strict=True, default_count=1, max_count=1)
+def _stored_by_url(state: "Services", res_type: str, url: str) -> dict[str, Any] | None:
+    found = state.search.run("", res_type, [("url", url.split("|")[0]), ("_count", "1")], strict=True)
     return jsonio.loads(found.matches[0][2]) if found.matches else None
 
 
-def _handler(adapter: Adapter) -> Callable[["ServerState", OperationCall], OperationResult]:
-    def handle(state: "ServerState", call: OperationCall) -> OperationResult:
+def _handler(adapter: Adapter) -> Callable[["Services", OperationCall], OperationResult]:
+    def handle(state: "Services", call: OperationCall) -> OperationResult:
         res_type = call.res_type or ""
         instance = None
         if call.res_id is not None:

@@ -20,8 +20,10 @@ import sqlalchemy as sa
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.repository import as_bytes
-from .parse import CURSOR, IncludeSpec, SearchQuery, encode_cursor, parse_query
+from .. import paging
+from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .registry import summary_info
+from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
 
 Entry = tuple[str, str, bytes]
@@ -53,6 +55,7 @@ def run_search(
     default_count: int,
     max_count: int,
     base_url: str | None = None,
+    searchable: Callable[[str], bool] | None = None,
 ) -> SearchResult:
     """Search ``res_type`` (None: all types / ``_type``) with ``params`` as given in the query string.
 
@@ -60,9 +63,12 @@ def run_search(
     statement, or a read-only snapshot when the page needs more than one) or an
     open connection (inside a write transaction). ``base_url`` (e.g.
     ``http://host/fhir``) lets absolute reference values under this server
-    match local references.
+    match local references. ``searchable`` (the caller's scopes): chains and ``_has`` may only
+    look into types it allows (search/scope_filter.py); None: no restriction.
     """
     q = parse_query(res_type, params, strict=strict)
+    if searchable is not None:
+        restrict_criteria(q.criteria, searchable)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
     count = default_count if q.count is None else q.count
     if count > max_count:
@@ -97,8 +103,8 @@ def run_search(
     if q.cursor is not None:
         cur = q.cursor
         _check_cursor(cur, q)
-        direction = cur["d"]
-        keyset = " WHERE " + _keyset(b, kcols, cur["k"], cur["pk"], after=direction == "n")
+        direction = cur.direction
+        keyset = " WHERE " + _keyset(b, kcols, cur.keys, cur.pk, after=direction == "n")
     order = ", ".join(_order(kcols, forward=direction == "n"))
     page_sql = (f"SELECT * FROM (SELECT r.pk, r.res_type, r.res_id, r.body{keys} FROM resources r "
                 f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}")
@@ -118,10 +124,10 @@ def run_search(
         out.first_params = _with_count(base_params, count)
         if found and has_next:
             last = found[-1]
-            out.next_params = _with_count(base_params, count) + [(CURSOR, encode_cursor(list(last[4:]), last[0], "n"))]
+            out.next_params = _with_count(base_params, count) + [(CURSOR, paging.encode(list(last[4:]), last[0], "n"))]
         if found and has_prev:
             first = found[0]
-            out.prev_params = _with_count(base_params, count) + [(CURSOR, encode_cursor(list(first[4:]), first[0], "p"))]
+            out.prev_params = _with_count(base_params, count) + [(CURSOR, paging.encode(list(first[4:]), first[0], "p"))]
 
         if q.total == "accurate" or (q.total == "estimate" and (q.cursor is not None or more)):
             out.total = rows(count_sql, b.params)[0][0]
@@ -163,12 +169,12 @@ def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, st
 
 # ----------------------------------------------------------------------------- keyset paging
 
-def _check_cursor(cur: dict, q: SearchQuery) -> None:
+def _check_cursor(cur: paging.PageToken, q: SearchQuery) -> None:
     """A page token must fit this search's _sort: same number of keys, each of the key's type."""
     bad = FhirError.of(400, "invalid", f"{CURSOR}: page token does not match the _sort of this search")
-    if len(cur["k"]) != len(q.sort) or not isinstance(cur["pk"], int) or isinstance(cur["pk"], bool):
+    if len(cur.keys) != len(q.sort):
         raise bad
-    for key, value in zip(q.sort, cur["k"]):
+    for key, value in zip(q.sort, cur.keys):
         numeric = key.code == "_lastUpdated" or (key.param is not None and key.param.type in ("date", "number", "quantity"))
         wanted = (int, float) if numeric else (str,)
         if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):

@@ -11,13 +11,11 @@ unknown or unsupported parameters are ignored with a warning Issue, or raise
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import orjson
-
+from .. import paging
 from ..errors import FhirError, Issue, error, warning
 from .registry import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
 from .values import date_range, normalize_string, parse_decimal, precision_range
@@ -138,7 +136,7 @@ class SearchQuery:
     total: str = "none"
     summary: str | None = None
     elements: list[str] | None = None
-    cursor: dict | None = None
+    cursor: paging.PageToken | None = None
     cursor_raw: str | None = None
     issues: list[Issue] = field(default_factory=list)
     #: the parameters that were understood, for the self link (cursor excluded)
@@ -434,20 +432,6 @@ def _report(q: SearchQuery, strict: bool, message: str) -> None:
     q.issues.append(warning("not-supported", message + " (ignored)"))
 
 
-def decode_cursor(raw: str) -> dict:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)))
-        if not isinstance(data, dict) or "pk" not in data or "k" not in data or data.get("d") not in ("n", "p"):
-            raise ValueError
-        return data
-    except Exception:  # noqa: BLE001 - any garbage is a client error
-        raise _bad(CURSOR, "not a page token issued by this server") from None
-
-
-def encode_cursor(keys: list, pk: int, direction: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"k": keys, "pk": pk, "d": direction})).decode().rstrip("=")
-
-
 def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: bool = False) -> SearchQuery:
     """Parse a search request for ``res_type`` (None: system-level search)."""
     types_raw = [v for n, v in params if n == "_type"]
@@ -477,13 +461,11 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
         if base in IGNORED_RESULT_PARAMS:
             continue
         if name == CURSOR:
-            q.cursor = decode_cursor(raw)
+            q.cursor = paging.decode(raw, CURSOR)
             q.cursor_raw = raw
             continue
         if base == "_count":
-            if not raw.isdigit():
-                raise _bad("_count", f"'{raw}' is not a non-negative integer")
-            q.count = int(raw)
+            q.count = paging.parse_count(raw)
         elif base == "_sort":
             q.sort = _parse_sort(res_types, raw, q, strict)
         elif base in ("_include", "_revinclude"):

@@ -20,6 +20,7 @@ import time
 from decimal import Decimal
 from typing import Any, cast
 
+from ..storage.placeholders import named
 from .extract import leaf_type
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
 from .registry import is_single_valued, params_for
@@ -43,12 +44,11 @@ TOP = "\U0010ffff"  # sorts after every other character (bytewise, UTF-8)
 YEAR_SPAN = 366 * 86_400_000_000
 RANGE_TYPES = ("date", "number", "quantity")
 TRUE, FALSE = "1=1", "1=0"
-_PLACEHOLDER = re.compile(r":(v\d+)\b")
 
 
 def dbapi_sql(sql: str, dialect: str) -> str:
-    """``:vN`` placeholders as the driver wants them (sqlite3 takes them as they are)."""
-    return sql if dialect == "sqlite" else _PLACEHOLDER.sub(r"%(\1)s", sql)
+    """``:vN`` placeholders as the driver wants them (storage/placeholders.py)."""
+    return named(sql, dialect)
 
 
 def _escape_like(s: str) -> str:

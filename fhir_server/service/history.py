@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from urllib.parse import urlencode
 
+from fhir_server import paging
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import check_id
 from fhir_server.service import bundles
@@ -14,28 +14,6 @@ from fhir_server.timeutil import datetime_range, to_instant
 
 _SUPPORTED = {"_count", "_since", "_at", "_page_token", "_format", "_pretty"}
 _STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
-
-
-def _int_param(name: str, value: str) -> int:
-    if not value.isdigit() or len(value) > 9:
-        raise FhirError.of(400, "invalid", f"{name} must be a non-negative integer below 10^9, got '{value[:40]}'")
-    return int(value)
-
-
-def _encode_cursor(updated_us: int, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{updated_us}.{pk}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        a, b = raw.split(".")
-        cursor = int(a), int(b)
-        if not all(-(2**62) < v < 2**62 for v in cursor):
-            raise ValueError("out of range")
-        return cursor
-    except (ValueError, UnicodeDecodeError):
-        raise FhirError.of(400, "invalid", "_page_token is not a token this server issued") from None
 
 
 class HistoryService:
@@ -54,7 +32,7 @@ class HistoryService:
             if name not in _SUPPORTED:
                 raise FhirError.of(400, "not-supported", f"History does not support the parameter '{name}'")
             args[name] = value
-        count = min(_int_param("_count", args["_count"]), self.max_count) if "_count" in args else self.default_count
+        count = paging.parse_count(args["_count"], self.max_count) if "_count" in args else self.default_count
         since = None
         if "_since" in args:
             try:
@@ -67,7 +45,8 @@ class HistoryService:
                 at = datetime_range(args["_at"])
             except ValueError as exc:
                 raise FhirError.of(400, "invalid", f"_at: {exc}") from None
-        before = _decode_cursor(args["_page_token"]) if "_page_token" in args else None
+        token = paging.decode_ints(args["_page_token"], "_page_token", 1) if "_page_token" in args else None
+        before = (token.keys[0], token.pk) if token is not None else None
         query = repo.HistoryQuery(res_type, res_id, since, at, before, count)
         with self.db.read() as conn:
             rows = list(repo.history(conn, query))
@@ -83,7 +62,7 @@ class HistoryService:
         links = [("self", url + ("?" + urlencode(params) if params else ""))]
         if has_next:
             last = rows[-1]
-            links.append(("next", url + "?" + urlencode(keep + [("_page_token", _encode_cursor(last.updated_us, last.pk))])))
+            links.append(("next", url + "?" + urlencode(keep + [("_page_token", paging.encode([last.updated_us], last.pk))])))
         entries = []
         for r in rows:
             full_url = f"{base}/{r.res_type}/{r.res_id}"

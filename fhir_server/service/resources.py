@@ -19,6 +19,7 @@ from fhir_server.model.ids import check_id
 from fhir_server.registry import SERVER_OWNED
 from fhir_server.model.validate import ensure_valid, status_for
 from fhir_server.service.results import Stored, WriteResult
+from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
 from fhir_server.storage.group_commit import GroupCommitter
@@ -111,7 +112,13 @@ class ResourceService:
         #: called after a write commits, per resource type (e.g. the terminology engine's sync)
         self.listeners: dict[str, list[Listener]] = {}
 
-    def _changed(self, conn: Connection, res_type: str, resource: dict[str, Any] | None, previous: bytes | None) -> None:
+    def _changed(
+        self, conn: Connection, stored: Stored, action: str, resource: dict[str, Any] | None, previous: bytes | None,
+    ) -> None:
+        """Every committed create, update and delete passes here: the change log row (in this
+        transaction) and the after-commit listeners."""
+        res_type = stored.res_type
+        changelog.record(conn, res_type, stored.res_id, stored.version, action, stored.updated_us)
         for listener in self.listeners.get(res_type, ()):
             conn.info.setdefault("after_commit", []).append(lambda fn=listener: fn(res_type, resource, previous))
 
@@ -133,6 +140,16 @@ class ResourceService:
                 raise FhirError(status_for(issues), issues)
             warnings = warnings + issues
         return warnings
+
+    def write_issues(self, res_type: str, resource: dict[str, Any], res_id: str | None = None) -> list[Issue]:
+        """What a create or update of ``resource`` would say, as issues instead of an error:
+        the same checks, in the same order, with this service's settings (``$validate``)."""
+        try:
+            self._check_writable(res_type)
+            _check_type(resource, res_type)
+            return self.validate(stamp(resource, res_id or "validate", 1, 0))
+        except FhirError as exc:
+            return exc.issues
 
     # -- reads ---------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Stored:
@@ -223,8 +240,9 @@ class ResourceService:
             raise FhirError.of(409, "conflict", f"{res_type}/{res_id} already exists")
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
         self.indexer(conn, pk, stamped, fresh=True, rows=rows)
-        self._changed(conn, res_type, stamped, None)
-        return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, prepared.warnings, pk)
+        stored = Stored(res_type, res_id, 1, updated, body)
+        self._changed(conn, stored, "create", stamped, None)
+        return WriteResult(stored, 201, prepared.warnings, pk)
 
     def update(
         self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None
@@ -268,8 +286,9 @@ class ResourceService:
                     continue  # created concurrently: go round again as an update
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
                 self.indexer(conn, pk, stamped, fresh=True)
-                self._changed(conn, res_type, stamped, None)
-                return WriteResult(Stored(res_type, res_id, 1, updated, body), 201, warnings, pk)
+                stored = Stored(res_type, res_id, 1, updated, body)
+                self._changed(conn, stored, "create", stamped, None)
+                return WriteResult(stored, 201, warnings, pk)
             version = current.version + 1
             updated = max(updated, current.updated_us + 1)
             stamped = stamp(resource, res_id, version, updated)
@@ -280,9 +299,10 @@ class ResourceService:
                 continue
             repo.add_version(conn, res_type, res_id, version, updated, method, body)
             self.indexer(conn, current.pk, stamped)
-            self._changed(conn, res_type, stamped, current.body)
-            status = 201 if current.deleted else 200
-            return WriteResult(Stored(res_type, res_id, version, updated, body), status, warnings, current.pk)
+            stored = Stored(res_type, res_id, version, updated, body)
+            # a PUT after a delete brings the resource back: a create for whoever follows the log
+            self._changed(conn, stored, "create" if current.deleted else "update", stamped, current.body)
+            return WriteResult(stored, 201 if current.deleted else 200, warnings, current.pk)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
 
     def patch(self, res_type: str, res_id: str, content_type: str, body: Any, if_match: str | None = None) -> WriteResult:
@@ -302,6 +322,26 @@ class ResourceService:
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise FhirError.of(400, "invalid", "A patch may not change resourceType or id")
         return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH")
+
+    def change_meta_in(
+        self, conn: Connection, res_type: str, res_id: str, edit: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """``$meta-add`` / ``$meta-delete``: ``edit(meta)`` applied to the current version in place
+        (tags, profiles and security labels are meta of a version: no new version, as in HAPI);
+        validated, re-indexed and logged as an update. The resulting meta."""
+        check_id(res_id)
+        self._check_writable(res_type)
+        current = repo.get_current(conn, res_type, res_id, for_update=True)
+        if current is None or current.deleted or current.body is None:
+            raise FhirError.of(404 if current is None else 410, "not-found", f"{res_type}/{res_id} is not available")
+        resource = jsonio.loads(current.body)
+        edit(resource.setdefault("meta", {}))
+        self.validate(resource)
+        body = jsonio.dumps(resource)
+        repo.overwrite_body(conn, current.pk, res_type, res_id, current.version, body)
+        self.indexer(conn, current.pk, resource)
+        self._changed(conn, Stored(res_type, res_id, current.version, current.updated_us, body), "update", resource, current.body)
+        return resource["meta"]
 
     def read_in(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored:
         """Read inside an open transaction (sees that transaction's own writes)."""
@@ -338,8 +378,9 @@ class ResourceService:
                 continue
             repo.add_version(conn, res_type, res_id, version, updated, "DELETE", None, deleted=True)
             self.indexer(conn, current.pk, None)
-            self._changed(conn, res_type, None, current.body)
-            return WriteResult(Stored(res_type, res_id, version, updated, None, deleted=True), 204)
+            stored = Stored(res_type, res_id, version, updated, None, deleted=True)
+            self._changed(conn, stored, "delete", None, current.body)
+            return WriteResult(stored, 204)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.errors import operation_outcome
 from fhir_server.search.engine import SearchResult, run_search
 from fhir_server.service import bundles
+from fhir_server.service.access import OPEN, Principal
 from fhir_server.storage.db import Database
+from fhir_server.storage.index_queries import CompartmentPage, compartment_rows, meta_summary
 from fhir_server.urlcodec import quote_plus
 
 
@@ -18,23 +22,40 @@ class SearchService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def run(self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool) -> SearchResult:
+    def run(
+        self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
+        principal: Principal = OPEN, source: Database | Connection | None = None,
+    ) -> SearchResult:
+        """The search's result (chains and ``_has`` limited to what ``principal`` may search)."""
         return run_search(
-            self.db, res_type, params, strict=strict, default_count=self.default_count,
-            max_count=self.max_count, base_url=base,
+            source or self.db, res_type, params, strict=strict, default_count=self.default_count,
+            max_count=self.max_count, base_url=base, searchable=principal.searchable if principal.restricted else None,
         )
 
     def search(
         self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
-        readable: Callable[[str], bool] | None = None,
+        principal: Principal = OPEN, source: Database | Connection | None = None,
     ) -> bytes:
-        """A searchset Bundle; included resources of types ``readable`` refuses are left out."""
-        result = self.run(base, res_type, params, strict=strict)
-        if readable is not None:
-            result.includes = [inc for inc in result.includes if readable(inc[0])]
+        """A searchset Bundle of what ``principal`` may see: chains and ``_has`` only into types it
+        may search (403 otherwise), included resources of types it may not read left out, and in a
+        system search its matches too. ``source``: an open connection (inside a transaction)."""
+        result = self.run(base, res_type, params, strict=strict, principal=principal, source=source)
+        if principal.restricted:
+            result.includes = [inc for inc in result.includes if principal.readable(inc[0])]
             if res_type is None:  # system search: matches of types the caller may not read are left out too
-                result.matches = [m for m in result.matches if readable(m[0])]
+                result.matches = [m for m in result.matches if principal.readable(m[0])]
         return searchset(base, res_type, result)
+
+
+    def compartment_rows(self, page: CompartmentPage) -> list[Any]:
+        """A keyset page of a compartment's members (``$everything``)."""
+        with self.db.read() as conn:
+            return compartment_rows(conn, page)
+
+    def meta_summary(self, res_type: str | None) -> dict[str, list[Any]]:
+        """The profiles, tags and security labels in use (``$meta`` at system and type level)."""
+        with self.db.read() as conn:
+            return meta_summary(conn, res_type)
 
 
 def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:

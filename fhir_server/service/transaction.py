@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,18 +20,15 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
-from fhir_server.search.engine import run_search
 from fhir_server.service import bundles
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
 from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
-from fhir_server.service.search import searchset
+from fhir_server.service.access import Principal
+from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
 from fhir_server.urlcodec import parse_qsl
-
-#: (resource type, interaction, conditional=...) -> None, raising 403 when not allowed
-Authorize = Callable[..., None]
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _REASON = {200: "OK", 201: "Created", 204: "No Content"}
@@ -50,6 +46,8 @@ class Entry:
     full_url: str | None
     if_match: str | None
     if_none_exist: str | None
+    #: request.url relative to the base (``Patient/1``, ``Patient?name=x``)
+    url: str = ""
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
     #: a create's validation, done before the database transaction (ResourceService.prepare_create)
@@ -81,53 +79,16 @@ class Outcome:
 
 class BundleService:
     def __init__(
-        self, resources: ResourceService, conditional: ConditionalService, *, max_entries: int,
-        default_count: int, max_count: int,
+        self, resources: ResourceService, conditional: ConditionalService, search: SearchService, *, max_entries: int,
     ) -> None:
         self.resources = resources
         self.conditional = conditional
+        self.search = search
         self.db = resources.db
         self.max_entries = max_entries
-        self.default_count = default_count
-        self.max_count = max_count
 
-    def process(
-        self, base: str, bundle: Any, *, representation: bool = True, merge: Merge | None = None,
-        authorize: Authorize | None = None,
-    ) -> bytes:
-        """Run a transaction or batch Bundle; the response Bundle's bytes.
-
-        ``merge`` (used by the Dukcapil/BPJS imports) combines a conditional PUT's
-        match with the incoming resource instead of replacing it. ``authorize(type,
-        interaction, conditional=...)`` is called for every entry before anything runs.
-        """
-        kind, raw_entries = self._checked(base, bundle, authorize)
-        if kind == "transaction":
-            entries = self._prepared(base, raw_entries)
-            with self.db.write() as conn:
-                outcomes = self._transaction_in(conn, base, entries, merge)
-        else:
-            outcomes = self._batch(base, raw_entries, merge, authorize)
-        return self._response(base, kind, outcomes, representation)
-
-    async def process_grouped(
-        self, base: str, bundle: Any, *, representation: bool = True, authorize: Authorize | None = None,
-    ) -> bytes:
-        """``process`` for an event loop: a transaction Bundle is validated here, then waits for
-        the write lock through the loop's group committer (in a transaction of its own) instead
-        of blocking the loop while another worker writes."""
-        kind, raw_entries = self._checked(base, bundle, authorize)
-        if kind == "transaction":
-            entries = self._prepared(base, raw_entries)
-            outcomes = await self.resources.writes.run(
-                lambda conn: self._transaction_in(conn, base, entries, None), alone=True
-            )
-        else:
-            outcomes = self._batch(base, raw_entries, None, authorize)
-        return self._response(base, kind, outcomes, representation)
-
-    def _checked(self, base: str, bundle: Any, authorize: Authorize | None) -> tuple[str, list[Any]]:
-        """The Bundle's type and entries, checked (and every transaction entry authorized)."""
+    def checked(self, bundle: Any) -> tuple[str, list[Any]]:
+        """The Bundle's type (transaction or batch) and its entries, checked."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.of(400, "invalid", "POST to the base takes a Bundle of type transaction or batch")
         kind = bundle.get("type")
@@ -138,29 +99,47 @@ class BundleService:
             raise FhirError.of(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
         if len(raw_entries) > self.max_entries:
             raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
-        if authorize is not None and kind == "transaction":
-            for i, raw in enumerate(raw_entries):
-                entry = _parse_entry(base, i, raw)
-                _at(entry, lambda e=entry: authorize(e.res_type, e.interaction, conditional=e.conditional))
         return kind, raw_entries
 
-    def _response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
-        entries = [self._response_entry(base, o, representation) for o in outcomes]
+    async def transaction(
+        self, base: str, raw_entries: list[Any], *, principal: Principal, write: Any,
+        representation: bool = True, merge: Merge | None = None,
+    ) -> bytes:
+        """Run a transaction's entries in one database transaction; the response Bundle's bytes.
+
+        Every entry is authorized before anything runs (``principal``); POST entries are
+        validated before the write lock; ``write`` is the pipeline's write runner (one
+        transaction of its own). ``merge`` (the Dukcapil/BPJS imports) combines a conditional
+        PUT's match with the incoming resource instead of replacing it.
+        """
+        entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
+        for entry in entries:
+            _at(entry, lambda e=entry: principal.require(e.res_type, e.interaction, conditional=e.conditional))
+        self._prepare(entries)
+        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal), alone=True)
+        return self.response(base, "transaction", outcomes, representation)
+
+    def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
+        entries = [entry_response(base, o, representation) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
+    def resolve_conditional_references(self, conn: Connection, base: str, resource: Any) -> None:
+        """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
+        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref))
+
     # -- transaction ---------------------------------------------------------
-    def _prepared(self, base: str, raw_entries: list[Any]) -> list[Entry]:
-        """The entries parsed and checked, POST entries validated: all before the write lock."""
-        entries = [_parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
+    def _prepare(self, entries: list[Entry]) -> None:
+        """Checks and validation of POST entries: all before the write lock."""
         _check_unique_targets(entries)
         for e in entries:
             # validation does not depend on the references rewritten later (they stay strings),
             # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
-        return entries
 
-    def _transaction_in(self, conn: Connection, base: str, entries: list[Entry], merge: Merge | None) -> list[Outcome]:
+    def _transaction_in(
+        self, conn: Connection, base: str, entries: list[Entry], merge: Merge | None, principal: Principal,
+    ) -> list[Outcome]:
         """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
         outcomes: list[Outcome | None] = [None] * len(entries)
         # PostgreSQL: keys for the creates now, so their rows need no round trip each
@@ -170,7 +149,7 @@ class BundleService:
             if entry.resource is not None and entry.method in ("POST", "PUT"):
                 _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, in_transaction=True))
+            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
         return [o for o in outcomes if o is not None]
 
     def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:
@@ -211,26 +190,10 @@ class BundleService:
         stored = self.conditional.resolve_one(conn, res_type, query, base)
         return f"{res_type}/{stored.res_id}"
 
-    # -- batch ---------------------------------------------------------------
-    def _batch(self, base: str, raw_entries: list[Any], merge: Merge | None, authorize: Authorize | None) -> list[Outcome]:
-        outcomes = []
-        for i, raw in enumerate(raw_entries):
-            try:
-                entry = _parse_entry(base, i, raw)
-                if authorize is not None:
-                    authorize(entry.res_type, entry.interaction, conditional=entry.conditional)
-                with self.db.write() as conn:
-                    if entry.resource is not None and entry.method in ("POST", "PUT"):
-                        _rewrite(entry.resource, {}, lambda ref, c=conn: self._resolve_reference(c, base, ref))
-                    outcomes.append(self._execute(conn, base, entry, merge, in_transaction=False))
-            except FhirError as exc:
-                outcomes.append(Outcome(exc.status, issues=exc.issues))
-        return outcomes
-
     # -- one entry -------------------------------------------------------------
-    def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, *, in_transaction: bool) -> Outcome:
+    def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
         if e.method == "GET" or e.method == "HEAD":
-            return self._read(conn, base, e)
+            return self._read(conn, base, e, principal)
         if e.method == "DELETE":
             if e.res_id is None:
                 results = self.conditional.delete_in(conn, e.res_type, e.query, base)
@@ -244,31 +207,28 @@ class BundleService:
                 )
             else:
                 result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=e.prepared)
-            return self._written(e, result, in_transaction)
+            return self._written(e, result)
         if e.method == "PUT":
             resource = _require_resource(e)
             if e.res_id is None:
                 result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
                 result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match)
-            return self._written(e, result, in_transaction)
+            return self._written(e, result)
         # PATCH
-        content_type, body = _patch_body(e)
+        content_type, body = patch_body(e)
         res_id = e.res_id or self.conditional.resolve_one(conn, e.res_type, e.query, base).res_id
-        return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match), in_transaction)
+        return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
-    def _written(self, e: Entry, result: WriteResult, in_transaction: bool) -> Outcome:
-        if in_transaction and e.target_id and result.stored.res_id != e.target_id:
+    def _written(self, e: Entry, result: WriteResult) -> Outcome:
+        if e.target_id and result.stored.res_id != e.target_id:
             # a concurrent client created the conditional match after we planned: references are stale
             raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
         return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
 
-    def _read(self, conn: Connection, base: str, e: Entry) -> Outcome:
+    def _read(self, conn: Connection, base: str, e: Entry, principal: Principal) -> Outcome:
         if e.res_id is None:
-            params = parse_qsl(e.query)
-            result = run_search(conn, e.res_type, params, strict=False, default_count=self.default_count,
-                                max_count=self.max_count, base_url=base)
-            body = searchset(base, e.res_type, result)
+            body = self.search.search(base, e.res_type, parse_qsl(e.query), strict=False, principal=principal, source=conn)
             return Outcome(200, body=None if e.method == "HEAD" else body)
         if e.version is not None:
             row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if is_version(e.version) else None
@@ -280,18 +240,20 @@ class BundleService:
             stored = self.resources.read_in(conn, e.res_type, e.res_id)
         return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
 
-    def _response_entry(self, base: str, o: Outcome, representation: bool) -> bytes:
-        response: dict[str, Any] = {"status": f"{o.status} {_REASON.get(o.status, '')}".strip()}
-        if o.stored is not None and o.stored.version:
-            if o.location:
-                response["location"] = f"{o.stored.res_type}/{o.stored.res_id}/_history/{o.stored.version}"
-            response["etag"] = o.stored.etag
-            response["lastModified"] = to_instant(o.stored.updated_us)
-        if o.issues and o.status >= 400:
-            response["outcome"] = operation_outcome(o.issues)
-        full_url = f"{base}/{o.stored.res_type}/{o.stored.res_id}" if o.stored is not None and o.body else None
-        body = o.body if (representation or not o.location) else None
-        return bundles.entry(full_url if body else None, body, response=response)
+
+def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
+    """A ``transaction-response`` / ``batch-response`` entry."""
+    response: dict[str, Any] = {"status": f"{o.status} {_REASON.get(o.status, '')}".strip()}
+    if o.stored is not None and o.stored.version:
+        if o.location:
+            response["location"] = f"{o.stored.res_type}/{o.stored.res_id}/_history/{o.stored.version}"
+        response["etag"] = o.stored.etag
+        response["lastModified"] = to_instant(o.stored.updated_us)
+    if o.issues and o.status >= 400:
+        response["outcome"] = operation_outcome(o.issues)
+    full_url = f"{base}/{o.stored.res_type}/{o.stored.res_id}" if o.stored is not None and o.body else None
+    body = o.body if (representation or not o.location) else None
+    return bundles.entry(full_url if body else None, body, response=response)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -309,7 +271,7 @@ def _at(entry: Entry, fn: Any) -> Any:
         raise
 
 
-def _parse_entry(base: str, index: int, raw: Any) -> Entry:
+def parse_entry(base: str, index: int, raw: Any) -> Entry:
     where = f"Bundle.entry[{index}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise FhirError.of(400, "required", f"{where}.request is required in a transaction or batch", f"{where}.request")
@@ -338,7 +300,7 @@ def _parse_entry(base: str, index: int, raw: Any) -> Entry:
     return Entry(
         index=index, method=method, res_type=res_type, res_id=res_id, version=version, query=query,
         resource=raw.get("resource"), full_url=raw.get("fullUrl"),
-        if_match=request.get("ifMatch"), if_none_exist=request.get("ifNoneExist"),
+        if_match=request.get("ifMatch"), if_none_exist=request.get("ifNoneExist"), url=url.lstrip("/"),
     )
 
 
@@ -361,7 +323,7 @@ def _require_resource(e: Entry) -> dict[str, Any]:
     return e.resource
 
 
-def _patch_body(e: Entry) -> tuple[str, Any]:
+def patch_body(e: Entry) -> tuple[str, Any]:
     resource = _require_resource(e)
     if resource.get("resourceType") == "Parameters":
         return "application/fhir+json", resource

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from fhir_server.storage import deferred
+from fhir_server.storage import changelog, deferred
+from fhir_server.storage.placeholders import positional
 
 
 # CPython's sqlite3 (3.11) binds None only after looking for ``__adapt__`` on its
@@ -213,6 +214,9 @@ def _deferring(conn: Connection) -> Iterator[None]:
     try:
         yield
         deferred.flush(conn)
+        pending = deferred.pending(conn)
+        if pending is not None:
+            changelog.write_pending(conn, pending.changes)  # the last statement: see changelog.py
     finally:
         deferred.discard(conn)
 
@@ -336,8 +340,7 @@ class Database:
         and each thread keeps one autocommit connection for it. ``sql`` uses
         ``?`` placeholders; they become ``%s`` for psycopg.
         """
-        if self.dialect != "sqlite":
-            sql = sql.replace("?", "%s")
+        sql = positional(sql, self.dialect)
         with self.raw_reads(snapshot=False, fixed_plan=True) as fetch_all:
             rows = fetch_all(sql, params)
         return rows[0] if rows else None

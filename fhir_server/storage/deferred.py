@@ -42,13 +42,15 @@ Target = tuple[str, tuple[str, ...]]
 class DeferredRows:
     """Pending rows per (table, columns); ``parents`` (new ``resources`` rows) are written first."""
 
-    __slots__ = ("batches", "parents", "reserved_pks")
+    __slots__ = ("batches", "changes", "parents", "reserved_pks")
 
     def __init__(self) -> None:
         self.batches: dict[Target, list[Sequence[Any]]] = {}
         self.parents: dict[Target, list[Sequence[Any]]] = {}
         #: primary keys taken from the ``resources`` sequence for new rows (PostgreSQL, see reserve_pks)
         self.reserved_pks: list[int] = []
+        #: change-log rows: written last, just before the commit (storage/changelog.py), never by ``flush``
+        self.changes: list[tuple[Any, ...]] = []
 
     def add(self, table: str, columns: tuple[str, ...], rows: list[Sequence[Any]], *, parent: bool = False) -> None:
         """Queue ``rows`` (tuples in ``columns`` order); ``parent``: rows others refer to (a foreign key)."""

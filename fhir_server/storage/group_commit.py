@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -41,6 +41,26 @@ Work = Callable[[Connection], T]
 #: validates what was read): fewer, bigger transactions (measured: create 783-1,012 -> 953-1,117/s,
 #: 2 workers, SQLite, 60k resources, three alternating 20 s runs each)
 _LINGER_ITERATIONS = 3
+
+
+class Writes(Protocol):
+    """The one write path: ``await writes.run(work)`` runs ``work(conn)`` in a write transaction."""
+
+    async def run(self, work: Work[T], *, new_resources: int = 0, alone: bool = False) -> T: ...
+
+
+class BlockingWrites:
+    """The write path without an event loop (the CLI, migrations, threads): each work runs at
+    once in a transaction of its own, blocking until the write lock is free."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def run(self, work: Work[T], *, new_resources: int = 0, alone: bool = False) -> T:
+        with self._db.write() as conn:
+            if new_resources > 1:
+                reserve_pks(conn, new_resources)
+            return work(conn)
 
 
 class GroupCommitter:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_server.storage import deferred
 from fhir_server.storage.db import Database
+from fhir_server.storage.placeholders import positional
 from fhir_server.storage.tables import conditional_keys, resource_versions, resources
 
 
@@ -103,7 +104,7 @@ _REPLACE_CURRENT_SQL = (
 
 
 def _sql(conn: Connection, sql: str) -> str:
-    return sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql
+    return positional(sql, conn.dialect.name)
 
 
 def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
@@ -124,7 +125,7 @@ def insert_current(
 
 _VERSION_COLUMNS = ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body")
 _NEW_COLUMNS = ("pk", "res_type", "res_id", "version", "updated_us", "deleted", "body")
-_RESERVE_PKS_SQL = "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, %s)"
+_RESERVE_PKS_SQL = "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, ?)"
 
 
 def reserve_pks(conn: Connection, count: int) -> None:
@@ -139,7 +140,7 @@ def reserve_pks(conn: Connection, count: int) -> None:
         return
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(_RESERVE_PKS_SQL, (count,))
+        cur.execute(positional(_RESERVE_PKS_SQL, "postgresql"), (count,))
         batch.reserved_pks.extend(row[0] for row in cur.fetchall())
     finally:
         cur.close()

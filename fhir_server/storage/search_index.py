@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from . import deferred
 from .index_tables import INDEX_TABLES
+from .placeholders import positional
 
 Row = dict[str, Any]
 
@@ -41,7 +42,7 @@ _COLUMNS = {k: [c.name for c in t.columns if c.name != "resource_pk"] for k, t i
 
 
 def _sql(template: str, dialect: str) -> str:
-    return template.replace("?", "%s") if dialect == "postgresql" else template
+    return positional(template, dialect)
 
 
 _INSERT_SQL = {

@@ -68,3 +68,26 @@ conditional_keys = sa.Table(
     sa.Column("res_type", sa.String(64), nullable=False),
     sa.Column("resource_pk", sa.BigInteger, sa.ForeignKey("resources.pk", ondelete="CASCADE"), nullable=True),
 )
+
+# The change log: one row per committed create, update and delete, written in the write's
+# own transaction (storage/changelog.py). ``seq`` is the commit order on both engines:
+# SQLite has one writer at a time; on PostgreSQL the rows are inserted at the very end of
+# the transaction under a transaction-scoped advisory lock, so no transaction can take a
+# later ``seq`` and commit before an earlier one. Consumers (subscriptions, SATUSEHAT sync)
+# keep their own position and read ``seq > position`` in order.
+change_log = sa.Table(
+    "change_log",
+    metadata,
+    sa.Column("seq", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("res_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # create | update | delete
+    sa.Column("action", sa.String(8), nullable=False),
+    # the OAuth client that wrote it; NULL: anonymous (auth off) or the server itself
+    sa.Column("client_id", sa.String(64), nullable=True),
+    sa.Column("recorded_us", sa.BigInteger, nullable=False),
+    sa.Index(None, "recorded_us"),
+    # AUTOINCREMENT: a purge that empties the table must not let SQLite reuse old numbers
+    sqlite_autoincrement=True,
+)

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_migrate_then_reindex_rebuilds_lost_index_rows(fresh_database_url):
-    from fhir_server.app import build_state
+    from fhir_server.state import build_state
     from fhir_server.config import Settings
 
     assert runner.invoke(app, ["migrate", "--database-url", fresh_database_url]).exit_code == 0
@@ -106,3 +106,25 @@ def test_audit_purge(fresh_database_url):
     result = runner.invoke(app, ["audit", "purge", "--before", "2000-01-01", "--database-url", fresh_database_url])
     assert result.exit_code == 0, result.output
     assert "1 audit events" in result.stdout
+
+
+@pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
+def test_changes_purge_keeps_the_retention_period(fresh_database_url):
+    from fhir_server.storage import changelog
+    from fhir_server.storage.db import Database
+    from fhir_server.timeutil import now_us
+
+    assert runner.invoke(app, ["migrate", "--database-url", fresh_database_url]).exit_code == 0
+    db = Database.from_url(fresh_database_url)
+    try:
+        with db.write() as conn:
+            changelog.record(conn, "Patient", "old", 1, "create", now_us() - 10 * 86_400_000_000)
+            changelog.record(conn, "Patient", "new", 1, "create", now_us())
+        result = runner.invoke(app, ["changes", "purge", "--days", "7", "--database-url", fresh_database_url])
+        assert result.exit_code == 0, result.output
+        assert "1 change-log rows" in result.stdout
+        with db.read() as conn:
+            assert [c.res_id for c in changelog.read_after(conn, 0, limit=10_000) if c.res_type == "Patient"] == ["new"]
+        assert runner.invoke(app, ["changes", "purge", "--days", "-1", "--database-url", fresh_database_url]).exit_code == 2
+    finally:
+        db.dispose()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from concurrent.futures import ThreadPoolExecutor
 
 from fhir_server.errors import FhirError
+from fhir_server.service.access import OPEN
+from fhir_server.service.pipeline import Interaction, Pipeline
+from fhir_server.storage.group_commit import BlockingWrites
 from tests.api.test_transaction import visit_bundle
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
@@ -34,11 +38,13 @@ def test_twenty_parallel_conditional_creates_make_one_patient(client):
 
 def test_parallel_transactions_with_the_same_patient_make_one_patient(client):
     state = client.app.state.fhir
+    # each thread stands for a worker: the pipeline with the blocking write path (no event loop)
+    pipeline = Pipeline(state.services, BlockingWrites(state.db), audit_writes=False)
 
     def attempt(_: int) -> str:
         for _ in range(5):  # a transaction that lost the race answers 409: clients retry
             try:
-                state.bundles.process("http://testserver/fhir", visit_bundle())
+                asyncio.run(pipeline.handle(Interaction("transaction", "http://testserver/fhir", OPEN, body=visit_bundle())))
                 return "ok"
             except FhirError as exc:
                 if exc.status != 409:

@@ -1,0 +1,108 @@
+"""The change log: every committed create, update and delete, in commit order.
+
+Internal API (docs/changelog.md). A write records its change with :func:`record`
+inside its own transaction; the row is written at the very end of that
+transaction (``Database.write`` calls :func:`write_pending` after the other
+deferred rows), so it commits or rolls back with the write.
+
+Commit order: SQLite has one writer at a time, so ``seq`` (AUTOINCREMENT) follows
+the commits. PostgreSQL sequence values are handed out when asked for, not when
+the transaction commits: a transaction that took 11 could commit before the one
+that took 10, and a reader at 11 would skip 10 for ever. So the rows are inserted
+under a transaction-scoped advisory lock taken just before the commit: the next
+writer gets its numbers only once the previous one is committed and visible
+(PostgreSQL releases the lock after making the transaction visible). Only the last
+statement of each write transaction is serialised, and group commit makes that
+one per batch of writes.
+
+Consumers (subscription delivery, SATUSEHAT sync) keep their own position and
+read ``seq > position`` with :func:`read_after`; any number of processes on any
+number of machines see the same sequence, gap-free apart from rolled-back numbers
+(which never become visible and need no handling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage import deferred
+from fhir_server.storage.placeholders import positional
+from fhir_server.storage.tables import change_log
+
+#: pg_advisory_xact_lock key of the change log (any constant unique to this use)
+_LOCK_KEY = 0x6368616E6765  # "change"
+_ACTOR = "fhir_change_actor"
+_COLUMNS = ("res_type", "res_id", "version", "action", "client_id", "recorded_us")
+_INSERT = f"INSERT INTO change_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+ACTIONS = ("create", "update", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    res_type: str
+    res_id: str
+    version: int
+    #: create | update | delete
+    action: str
+    #: the OAuth client that made the change; None: anonymous or the server itself
+    client_id: str | None
+    recorded_us: int
+
+
+@contextmanager
+def acting_as(conn: Connection, client_id: str | None) -> Iterator[None]:
+    """Changes recorded on ``conn`` inside this block are attributed to ``client_id``."""
+    previous = conn.info.get(_ACTOR)
+    conn.info[_ACTOR] = client_id
+    try:
+        yield
+    finally:
+        conn.info[_ACTOR] = previous
+
+
+def record(conn: Connection, res_type: str, res_id: str, version: int, action: str, recorded_us: int) -> None:
+    """Note a committed-to-be change; written at the end of the transaction (or now, outside one)."""
+    row = (res_type, res_id, version, action, conn.info.get(_ACTOR), recorded_us)
+    batch = deferred.pending(conn)
+    if batch is not None:
+        batch.changes.append(row)
+    else:  # a bare connection (reindex, tests): written in order now
+        write_pending(conn, [row])
+
+
+def write_pending(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+    """Insert ``rows`` as the transaction's last statement (see the module docstring)."""
+    if not rows:
+        return
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            cur.execute(positional("SELECT pg_advisory_xact_lock(?)", "postgresql"), (_LOCK_KEY,))
+            cur.executemany(positional(_INSERT, "postgresql"), rows)
+        else:
+            cur.executemany(_INSERT, rows)
+    finally:
+        cur.close()
+
+
+def read_after(conn: Connection, position: int, limit: int = 1000) -> list[Change]:
+    """Up to ``limit`` changes with ``seq > position``, in commit order."""
+    c = change_log.c
+    stmt = sa.select(*change_log.c).where(c.seq > position).order_by(c.seq).limit(limit)
+    return [Change(*row) for row in conn.execute(stmt)]
+
+
+def last_seq(conn: Connection) -> int:
+    """The newest ``seq`` (0 when the log is empty): a new consumer's starting position."""
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))).scalar_one()
+
+
+def purge(conn: Connection, before_us: int) -> int:
+    """Delete changes recorded before ``before_us`` (retention); the number deleted."""
+    return conn.execute(sa.delete(change_log).where(change_log.c.recorded_us < before_us)).rowcount

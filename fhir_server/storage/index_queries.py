@@ -1,0 +1,77 @@
+"""Index queries of operations: a compartment's members (``$everything``) and the meta in use (``$meta``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage.index_tables import idx_date, idx_reference, idx_token, idx_uri
+from fhir_server.storage.tables import resources
+
+
+@dataclass(frozen=True, slots=True)
+class CompartmentPage:
+    """One keyset page of members: ``members`` maps a type to the reference parameters that put
+    it in the compartment; ``since``/``start``/``end`` are (lo, hi) microsecond ranges."""
+
+    compartment: str
+    focal_id: str
+    members: dict[str, list[str]]
+    count: int
+    after_pk: int | None = None
+    since: tuple[int, int] | None = None
+    start: tuple[int, int] | None = None
+    end: tuple[int, int] | None = None
+
+
+def compartment_rows(conn: Connection, page: CompartmentPage) -> list[Any]:
+    """Up to ``count + 1`` rows (pk, res_type, res_id, body) of current members, by pk."""
+    if not page.members:
+        return []
+    r, ref = resources, idx_reference
+    where = [r.c.deleted == sa.false()]
+    if page.since:
+        where.append(r.c.updated_us >= page.since[0])
+    if page.start or page.end:
+        lo = page.start[0] if page.start else -(2**62)
+        hi = page.end[1] if page.end else 2**62
+        dated = sa.select(idx_date.c.resource_pk).where(idx_date.c.resource_pk == r.c.pk, idx_date.c.param == "date")
+        overlapping = dated.where(idx_date.c.hi >= lo, idx_date.c.lo <= hi)
+        where.append(sa.or_(~dated.exists(), overlapping.exists()))
+    if page.after_pk is not None:
+        where.append(r.c.pk > page.after_pk)
+    pairs = sa.or_(*(sa.and_(r.c.res_type == t, ref.c.param.in_(params)) for t, params in page.members.items()))
+    stmt = (
+        sa.select(r.c.pk, r.c.res_type, r.c.res_id, r.c.body)
+        .select_from(ref.join(r, r.c.pk == ref.c.resource_pk))
+        .where(ref.c.target_type == page.compartment, ref.c.target_id == page.focal_id, pairs, *where)
+        .distinct()
+        .order_by(r.c.pk)
+        .limit(page.count + 1)
+    )
+    return list(conn.execute(stmt))
+
+
+def meta_summary(conn: Connection, res_type: str | None) -> dict[str, list[Any]]:
+    """The distinct profiles, tags and security labels in use (``$meta``), of one type or all."""
+    r = resources
+    type_filter = [r.c.res_type == res_type] if res_type else []
+    out: dict[str, list[Any]] = {}
+    profiles = conn.execute(
+        sa.select(idx_uri.c.value).distinct().join(r, r.c.pk == idx_uri.c.resource_pk)
+        .where(idx_uri.c.param == "_profile", r.c.deleted == sa.false(), *type_filter).order_by(idx_uri.c.value)
+    ).scalars().all()
+    if profiles:
+        out["profile"] = list(profiles)
+    for key, param in (("tag", "_tag"), ("security", "_security")):
+        rows = conn.execute(
+            sa.select(idx_token.c.system, idx_token.c.code).distinct().join(r, r.c.pk == idx_token.c.resource_pk)
+            .where(idx_token.c.param == param, r.c.deleted == sa.false(), *type_filter)
+            .order_by(idx_token.c.system, idx_token.c.code)
+        ).all()
+        if rows:
+            out[key] = [{k: v for k, v in (("system", s), ("code", c)) if v is not None} for s, c in rows]
+    return out

@@ -1,0 +1,73 @@
+"""Every write goes through the pipeline's one asynchronous write path: PUT, PATCH, DELETE,
+conditional writes and batch entries wait for SQLite's write lock without blocking the event
+loop, which keeps answering reads meanwhile (the lock is held by another "process": a second
+Database on the same file, whose flock excludes this one's)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from fhir_server.storage.db import Database
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+PATCH = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+    {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.gender"},
+    {"name": "value", "valueCode": "other"}]}]}
+
+
+def _patient(family: str) -> dict:
+    return {"resourceType": "Patient", "gender": "female", "name": [{"family": family}]}
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_writes_wait_for_another_process_lock_while_the_loop_answers_reads(client):
+    ids = [client.post("/fhir/Patient", json=_patient(f"P{n}"), headers=FHIR_JSON).json()["id"] for n in range(4)]
+    other = Database(sa.create_engine(client.app.state.fhir.db.engine.url))
+    held, release = threading.Event(), threading.Event()
+
+    def other_process_writing() -> None:
+        with other.write():
+            held.set()
+            release.wait(120)  # until the test says so (the timeout only ends a broken test)
+
+    holder = threading.Thread(target=other_process_writing)
+    holder.start()
+    assert held.wait(30)
+
+    async def main() -> tuple[list[int], list[httpx.Response]]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            writes = [
+                asyncio.ensure_future(http.put(f"/fhir/Patient/{ids[0]}", json={**_patient("Baru"), "id": ids[0]}, headers=FHIR_JSON)),
+                asyncio.ensure_future(http.patch(f"/fhir/Patient/{ids[1]}", json=PATCH, headers=FHIR_JSON)),
+                asyncio.ensure_future(http.delete(f"/fhir/Patient/{ids[2]}")),
+                asyncio.ensure_future(http.put("/fhir/Patient?name=Kondisi", json=_patient("Kondisi"), headers=FHIR_JSON)),
+                asyncio.ensure_future(http.post("/fhir", headers=FHIR_JSON, json={"resourceType": "Bundle", "type": "batch", "entry": [
+                    {"request": {"method": "POST", "url": "Patient"}, "resource": _patient("Batch")},
+                    {"request": {"method": "DELETE", "url": f"Patient/{ids[3]}"}}]})),
+            ]
+            reads = []
+            for _ in range(10):  # the loop answers reads while every write waits for the lock
+                read = await asyncio.wait_for(http.get(f"/fhir/Patient/{ids[0]}"), 30)
+                reads.append(read.status_code)
+            assert not any(w.done() for w in writes), "a write finished while another process held the lock"
+            release.set()
+            return reads, [await asyncio.wait_for(w, 60) for w in writes]
+
+    try:
+        reads, answers = asyncio.run(main())
+    finally:
+        release.set()
+        holder.join()
+        other.dispose()
+    assert reads == [200] * 10
+    assert [a.status_code for a in answers] == [200, 200, 204, 201, 200]
+    assert [e["response"]["status"][:3] for e in answers[4].json()["entry"]] == ["201", "204"]
+    assert client.get(f"/fhir/Patient/{ids[0]}").json()["name"][0]["family"] == "Baru"
+    assert client.get(f"/fhir/Patient/{ids[1]}").json()["gender"] == "other"
+    assert client.get(f"/fhir/Patient/{ids[2]}").status_code == 410
