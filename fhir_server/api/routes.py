@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.api import http
@@ -26,6 +28,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+T = TypeVar("T")
 router = APIRouter(prefix="/fhir")
 register_fhir_convertors()
 
@@ -66,6 +69,16 @@ async def answer(request: Request, i: Interaction) -> Answer:
     """Hand ``i`` to the pipeline; once its AuditEvent was committed with the write, the guard
     does not queue a second one."""
     result = await _state(request).pipeline.handle(i)
+    if i.audited:
+        request.scope.setdefault("state", {})["audited"] = True
+    return result
+
+
+async def write(request: Request, i: Interaction, work: Callable[[Connection], T], *, status: Callable[[T], int] | None = None) -> T:
+    """Run ``work`` through the pipeline's write path on behalf of ``i`` (for HTTP endpoints that
+    are not FHIR interactions, such as the Bulk Data job records)."""
+    run = _state(request).pipeline.writer(i)
+    result = await (run(work) if status is None else run(work, status=status))
     if i.audited:
         request.scope.setdefault("state", {})["audited"] = True
     return result

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from fhir_server.storage.bulk_tables import export_jobs as t
 from fhir_server.storage.db import Database
@@ -67,15 +68,27 @@ def create_job(
     types: list[str] | None = None, since_us: int | None = None,
     output_format: str = "application/fhir+ndjson",
 ) -> str:
+    with db.write() as conn:
+        return create_job_in(
+            conn, level=level, request_url=request_url, client_id=client_id, group_id=group_id, types=types,
+            since_us=since_us, output_format=output_format,
+        )
+
+
+def create_job_in(
+    conn: Connection, *, level: str, request_url: str, client_id: str, group_id: str | None = None,
+    types: list[str] | None = None, since_us: int | None = None,
+    output_format: str = "application/fhir+ndjson",
+) -> str:
+    """Queue a job in the caller's write transaction (the request path: the pipeline's write runner)."""
     job_id = str(uuid.uuid4())
     now = now_us()
-    with db.write() as conn:
-        conn.execute(t.insert().values(
-            id=job_id, status="queued", level=level, group_id=group_id,
-            types=",".join(types) if types is not None else None, since_us=since_us,
-            output_format=output_format, request_url=request_url, client_id=client_id,
-            created_us=now, updated_us=now, progress="queued", attempts=0,
-        ))
+    conn.execute(t.insert().values(
+        id=job_id, status="queued", level=level, group_id=group_id,
+        types=",".join(types) if types is not None else None, since_us=since_us,
+        output_format=output_format, request_url=request_url, client_id=client_id,
+        created_us=now, updated_us=now, progress="queued", attempts=0,
+    ))
     return job_id
 
 
@@ -171,8 +184,12 @@ def release(db: Database, job_id: str, owner: str) -> bool:
 def cancel(db: Database, job_id: str) -> bool:
     """Mark a job cancelled (whatever its state); False when unknown or already cancelled.
     A worker running it notices on its next check and stops."""
-    now = now_us()
     with db.write() as conn:
-        return conn.execute(t.update().where(t.c.id == job_id, t.c.status != "cancelled").values(
-            status="cancelled", progress="cancelled", updated_us=now, lease_owner=None, lease_until_us=None,
-        )).rowcount == 1
+        return cancel_in(conn, job_id)
+
+
+def cancel_in(conn: Connection, job_id: str) -> bool:
+    """``cancel`` in the caller's write transaction."""
+    return conn.execute(t.update().where(t.c.id == job_id, t.c.status != "cancelled").values(
+        status="cancelled", progress="cancelled", updated_us=now_us(), lease_owner=None, lease_until_us=None,
+    )).rowcount == 1

@@ -36,6 +36,7 @@ from fastapi.responses import FileResponse, Response
 from fhir_server import jsonio
 from fhir_server.api import http
 from fhir_server.api.access import principal
+from fhir_server.api.routes import interaction, write
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.auth.actions import operation_actions
 from fhir_server.auth.guard import REALM
@@ -152,10 +153,12 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     if level == "group":
         st.resources.read("Group", group_id or "")  # 400 bad id, 404 unknown, 410 deleted
     base = http.base_url(request, st.settings.base_url)
-    job_id = jobs.create_job(
-        st.db, level=level, group_id=group_id, types=types, since_us=since_us, output_format=output_format,
-        request_url=_request_url(request, base), client_id=who.client_id,
-    )
+    request_url = _request_url(request, base)
+    kickoff = interaction(request, "operation", res_type, group_id, operation="export")
+    job_id = await write(request, kickoff, lambda conn: jobs.create_job_in(
+        conn, level=level, group_id=group_id, types=types, since_us=since_us, output_format=output_format,
+        request_url=request_url, client_id=who.client_id,
+    ), status=lambda _: 202)
     headers = {"Content-Location": f"{base}/$export-status/{job_id}"}
     info = [Issue("information", "informational", f"Export job {job_id} accepted; poll the Content-Location")]
     return http.outcome_response(request, info, 202, headers)
@@ -241,7 +244,8 @@ async def export_status(request: Request, job_id: str) -> Response:
 async def export_cancel(request: Request, job_id: str) -> Response:
     st = request.app.state.fhir
     job = _own_job(request, job_id)
-    if not jobs.cancel(st.db, job.id):
+    cancel = interaction(request, "operation", operation="export-status")
+    if not await write(request, cancel, lambda conn: jobs.cancel_in(conn, job.id), status=lambda _: 202):
         raise FhirError.of(404, "not-found", f"No export job {job_id}")
     remove_files(export_dir(st.settings), job.id)
     info = [Issue("information", "informational", f"Export job {job_id} cancelled; its files are deleted")]

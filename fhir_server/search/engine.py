@@ -56,6 +56,7 @@ def run_search(
     max_count: int,
     base_url: str | None = None,
     searchable: Callable[[str], bool] | None = None,
+    readable: Callable[[str], bool] | None = None,
 ) -> SearchResult:
     """Search ``res_type`` (None: all types / ``_type``) with ``params`` as given in the query string.
 
@@ -64,7 +65,8 @@ def run_search(
     open connection (inside a write transaction). ``base_url`` (e.g.
     ``http://host/fhir``) lets absolute reference values under this server
     match local references. ``searchable`` (the caller's scopes): chains and ``_has`` may only
-    look into types it allows (search/scope_filter.py); None: no restriction.
+    look into types it allows (search/scope_filter.py); ``readable``: included resources of other
+    types are left out, and ``:iterate`` never walks on from them. None: no restriction.
     """
     q = parse_query(res_type, params, strict=strict)
     if searchable is not None:
@@ -135,7 +137,7 @@ def run_search(
             out.total = len(found)  # known for free
 
         matches = [(row[0], row[1], row[2], as_bytes(row[3])) for row in found]
-        included = _includes(rows, q, matches) if q.includes else []
+        included = _includes(rows, q, matches, readable) if q.includes else []
     out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
     out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
     return out
@@ -208,7 +210,7 @@ def _keyset(b: SqlBuilder, kcols: list[tuple[str, bool]], values: list, last_pk:
 
 # ----------------------------------------------------------------------------- includes
 
-def _includes(rows: Rows, q: SearchQuery, matches: list) -> list:
+def _includes(rows: Rows, q: SearchQuery, matches: list, readable: Callable[[str], bool] | None) -> list:
     seen = {(t, i) for _, t, i, _ in matches}
     result: list = []
     current = matches
@@ -222,6 +224,8 @@ def _includes(rows: Rows, q: SearchQuery, matches: list) -> list:
             found = _reverse(rows, spec, current) if spec.reverse else _forward(rows, spec, current)
             for row in found:
                 key = (row[1], row[2])
+                if readable is not None and not readable(row[1]):
+                    continue  # neither returned nor a step of :iterate (it would lead past the scopes)
                 if key not in seen:
                     seen.add(key)
                     new.append(row)

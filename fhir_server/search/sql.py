@@ -15,7 +15,6 @@ only. :func:`dbapi_sql` turns the ``:vN`` placeholders into the driver's style.
 
 from __future__ import annotations
 
-import re
 import time
 from decimal import Decimal
 from typing import Any, cast

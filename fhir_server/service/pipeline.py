@@ -284,7 +284,7 @@ class Pipeline:
     def _resolved(self, conn: Connection, i: Interaction, resource: dict[str, Any]) -> dict[str, Any]:
         """A batch entry's resource with its conditional references resolved (in ``conn``)."""
         if i.resolve_references:
-            self.services.bundles.resolve_conditional_references(conn, i.base, resource)
+            self.services.bundles.resolve_conditional_references(conn, i.base, resource, i.principal)
         return resource
 
     # -- Bundles ----------------------------------------------------------------------------

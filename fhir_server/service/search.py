@@ -26,10 +26,13 @@ class SearchService:
         self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
         principal: Principal = OPEN, source: Database | Connection | None = None,
     ) -> SearchResult:
-        """The search's result (chains and ``_has`` limited to what ``principal`` may search)."""
+        """The search's result, limited to what ``principal`` may see: chains and ``_has`` only into
+        types it may search, includes (and ``:iterate`` steps) only of types it may read."""
+        restricted = principal.restricted
         return run_search(
             source or self.db, res_type, params, strict=strict, default_count=self.default_count,
-            max_count=self.max_count, base_url=base, searchable=principal.searchable if principal.restricted else None,
+            max_count=self.max_count, base_url=base, searchable=principal.searchable if restricted else None,
+            readable=principal.readable if restricted else None,
         )
 
     def search(
@@ -41,11 +44,9 @@ class SearchService:
         system search its matches too. ``source``: an open connection (inside a transaction)."""
         result = self.run(base, res_type, params, strict=strict, principal=principal, source=source)
         if principal.restricted:
-            result.includes = [inc for inc in result.includes if principal.readable(inc[0])]
             if res_type is None:  # system search: matches of types the caller may not read are left out too
                 result.matches = [m for m in result.matches if principal.readable(m[0])]
         return searchset(base, res_type, result)
-
 
     def compartment_rows(self, page: CompartmentPage) -> list[Any]:
         """A keyset page of a compartment's members (``$everything``)."""

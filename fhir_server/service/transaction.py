@@ -123,9 +123,9 @@ class BundleService:
         entries = [entry_response(base, o, representation) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
-    def resolve_conditional_references(self, conn: Connection, base: str, resource: Any) -> None:
+    def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
         """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
-        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref))
+        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref, principal))
 
     # -- transaction ---------------------------------------------------------
     def _prepare(self, entries: list[Entry]) -> None:
@@ -147,7 +147,8 @@ class BundleService:
         references = self._plan(conn, base, entries)
         for entry in entries:
             if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref)))
+                _at(entry, lambda e=entry: _rewrite(
+                    e.resource, references, lambda ref: self._resolve_reference(conn, base, ref, principal)))
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
         return [o for o in outcomes if o is not None]
@@ -182,11 +183,15 @@ class BundleService:
             resource["id"] = str(uuid.uuid4())  # no match and no id: create with an id fixed now
         return resource["id"]
 
-    def _resolve_reference(self, conn: Connection, base: str, reference: str) -> str | None:
-        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match."""
+    def _resolve_reference(self, conn: Connection, base: str, reference: str, principal: Principal) -> str | None:
+        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match.
+
+        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
+        what exists: it needs search on the referenced type."""
         res_type, _, query = reference.partition("?")
         if not query or not is_resource_type(res_type):
             return None
+        principal.require(res_type, "search-type")
         stored = self.conditional.resolve_one(conn, res_type, query, base)
         return f"{res_type}/{stored.res_id}"
 
