@@ -17,13 +17,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from time import time_ns
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from fhir_server.audit.bulk_insert import insert_one
-from fhir_server.audit.request_rows import request_row
+from fhir_server.audit.events import AuditRecord
+from fhir_server.audit.recorder import record_in
+from fhir_server.audit.request_rows import classify
 from fhir_server.errors import FhirError, Issue
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import Operation, OperationCall, find
@@ -55,6 +55,19 @@ class AuditContext:
     user_agent: bytes | None = None
     request_id: bytes | None = None
     address: str | None = None
+
+    def record(self, principal: Principal, status: int, written_id: str | None) -> AuditRecord:
+        """The request's AuditEvent; a create or conditional write names the resource it wrote
+        (its URL cannot)."""
+        interaction, res_type, res_id, operation = classify(self.method, self.path)
+        if res_id is None and interaction in ("create", "update", "patch"):
+            res_id = written_id
+        return AuditRecord(
+            interaction, status, res_type, res_id, query=self.query.decode("latin-1") or None, operation=operation,
+            client_id=principal.client_id, organization_id=principal.organization_id, address=self.address,
+            user_agent=self.user_agent.decode("latin-1") if self.user_agent is not None else None,
+            request_id=self.request_id.decode("latin-1") if self.request_id is not None else None,
+        )
 
     def for_entry(self, method: str, url: str) -> AuditContext:
         """The context of a batch entry: the entry's own method and URL, the request's client."""
@@ -165,10 +178,8 @@ class Pipeline:
                 with changelog.acting_as(conn, i.principal.stored_client_id):
                     result = work(conn)
                 if audit is not None:
-                    insert_one(conn, request_row((
-                        time_ns(), status(result), audit.method, audit.path, audit.query, audit.user_agent,
-                        audit.request_id, audit.address, i.principal.client_id, i.principal.organization_id,
-                    )))
+                    created = result.stored.res_id if isinstance(result, WriteResult) else None
+                    record_in(conn, audit.record(i.principal, status(result), created))
                 return result
 
             result = await self.writes.run(recorded, new_resources=new_resources, alone=alone)
@@ -308,7 +319,7 @@ class Pipeline:
             return Outcome(exc.status, issues=exc.issues)
         if sub.kind in WRITES:
             return Outcome(answer.status, answer.stored, answer.stored.body if answer.stored else None,
-                           location=True, issues=answer.issues)
+                           location=sub.kind != "delete", issues=answer.issues)
         return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
 
     # -- operations -------------------------------------------------------------------------

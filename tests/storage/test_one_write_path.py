@@ -71,3 +71,30 @@ def test_writes_wait_for_another_process_lock_while_the_loop_answers_reads(clien
     assert client.get(f"/fhir/Patient/{ids[0]}").json()["name"][0]["family"] == "Baru"
     assert client.get(f"/fhir/Patient/{ids[1]}").json()["gender"] == "other"
     assert client.get(f"/fhir/Patient/{ids[2]}").status_code == 410
+
+
+def test_a_writes_audit_event_commits_with_it_and_names_what_it_wrote(tmp_path):
+    """No buffered flush happens here (hourly): every write's event is there as soon as it answered."""
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'fhir.sqlite3'}"
+    headers = {**FHIR_JSON, "User-Agent": "SIMRS/1.0", "X-Request-Id": "req-7"}
+    with TestClient(create_app(Settings(database_url=url, audit_flush_interval=3600))) as c:
+        pid = c.post("/fhir/Patient", json=_patient("Audit"), headers=headers).json()["id"]
+        assert c.put(f"/fhir/Patient?_id={pid}", json=_patient("Kondisi"), headers=headers).status_code == 200
+        c.post("/fhir", headers=headers, json={"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]})
+        assert c.get(f"/fhir/Patient/{pid}").status_code == 410  # a read: only queued, not written yet
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT interaction, status, res_type, res_id, user_agent, request_id FROM audit_events ORDER BY pk")).all()
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("create", 201, "Patient", pid, "SIMRS/1.0", "req-7"),
+        ("update", 200, "Patient", pid, "SIMRS/1.0", "req-7"),
+        ("delete", 204, "Patient", pid, "SIMRS/1.0", "req-7"),
+    ]
