@@ -7,11 +7,14 @@ connection) or by ``fhir-server migrate``; no alembic.ini is needed.
 from __future__ import annotations
 
 from alembic import context
-
-from fhir_server.storage import tables  # noqa: F401  (registers the core tables)
+from fhir_server.storage import (  # noqa: F401  (register their tables)
+    audit_tables,
+    auth_tables,
+    bulk_tables,
+    index_tables,
+    tables,
+)
 from fhir_server.storage.tables import metadata
-
-from fhir_server.storage import audit_tables, auth_tables, bulk_tables, index_tables  # noqa: F401  (register their tables)
 
 config = context.config
 

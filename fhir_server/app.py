@@ -12,27 +12,26 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server import __version__
-from fastapi.middleware.cors import CORSMiddleware
-
 from fhir_server.api import http
+from fhir_server.api.auth_routes import router as auth_router
 from fhir_server.api.fast_read import FastRead
 from fhir_server.api.guard import RequestGuard
-from fhir_server.audit.recorder import AuditRecorder, NullRecorder
-from fhir_server.api.auth_routes import router as auth_router
-from fhir_server.bulk.routes import router as bulk_router
-from fhir_server.bulk.worker import start_worker
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
+from fhir_server.audit.recorder import AuditRecorder, NullRecorder
+from fhir_server.bulk.routes import router as bulk_router
+from fhir_server.bulk.worker import start_worker
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.seed import seed_conformance
-from fhir_server.storage import migrate
 from fhir_server.state import build_state
+from fhir_server.storage import migrate
 
 log = logging.getLogger("fhir_server")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ app.add_typer(clients_app, name="clients")
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 
 
-def _settings(database_url: Optional[str], **overrides: object) -> Settings:
+def _settings(database_url: str | None, **overrides: object) -> Settings:
     return Settings.from_env(database_url=database_url, **overrides)
 
 
@@ -27,9 +26,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind"),
     port: int = typer.Option(8080, help="Port to bind"),
     workers: int = typer.Option(1, min=1, help="Number of worker processes"),
-    database_url: Optional[str] = DatabaseOption,
+    database_url: str | None = DatabaseOption,
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Run database migrations before serving"),
-    auth: Optional[str] = typer.Option(None, "--auth", help="none or token (env FHIR_AUTH; default none, loopback only)"),
+    auth: str | None = typer.Option(None, "--auth", help="none or token (env FHIR_AUTH; default none, loopback only)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
@@ -70,8 +69,8 @@ def serve(
 
 @app.command()
 def migrate(
-    database_url: Optional[str] = DatabaseOption,
-    downgrade_to: Optional[str] = typer.Option(None, "--downgrade", help="Downgrade to this revision (base = empty)"),
+    database_url: str | None = DatabaseOption,
+    downgrade_to: str | None = typer.Option(None, "--downgrade", help="Downgrade to this revision (base = empty)"),
 ) -> None:
     """Bring the database schema up to date (or down to a revision)."""
     from fhir_server.storage import migrate as migrations
@@ -91,8 +90,8 @@ def migrate(
 
 def _migrate_and_seed(settings: Settings) -> None:
     """Schema up to date, then the server's own conformance resources stored."""
-    from fhir_server.state import build_state
     from fhir_server.service.seed import seed_conformance
+    from fhir_server.state import build_state
     from fhir_server.storage import migrate as migrations
 
     state = build_state(settings)
@@ -105,8 +104,8 @@ def _migrate_and_seed(settings: Settings) -> None:
 
 @app.command()
 def reindex(
-    res_type: Optional[str] = typer.Option(None, "--type", help="Only this resource type"),
-    database_url: Optional[str] = DatabaseOption,
+    res_type: str | None = typer.Option(None, "--type", help="Only this resource type"),
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Rebuild the search index of the stored resources (after an upgrade that changes extraction)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -133,7 +132,7 @@ def reindex(
 @app.command("import")
 def import_command(
     paths: list[str] = typer.Argument(..., help="NDJSON files, Bundles (JSON), directories, .gz files"),
-    database_url: Optional[str] = DatabaseOption,
+    database_url: str | None = DatabaseOption,
     batch_size: int = typer.Option(500, help="resources per transaction"),
 ) -> None:
     """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
@@ -143,8 +142,8 @@ def import_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from fhir_server.state import build_state
     from fhir_server.service.importer import Importer
+    from fhir_server.state import build_state
     from fhir_server.storage import migrate as migrations
 
     settings = _settings(database_url, max_bundle_entries=max(batch_size, 1))
@@ -176,9 +175,9 @@ def import_command(
 @app.command("export")
 def export_command(
     out_dir: str = typer.Argument(..., help="directory for the <Type>.ndjson files"),
-    res_type: Optional[list[str]] = typer.Option(None, "--type", help="only these types (repeatable)"),
-    since: Optional[str] = typer.Option(None, "--since", help="only resources updated at or after this date/dateTime"),
-    database_url: Optional[str] = DatabaseOption,
+    res_type: list[str] | None = typer.Option(None, "--type", help="only these types (repeatable)"),
+    since: str | None = typer.Option(None, "--since", help="only resources updated at or after this date/dateTime"),
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Write the current resources as NDJSON (the stored bytes, one per line)."""
     from pathlib import Path
@@ -212,7 +211,7 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("purge")
 def audit_purge(
     before: str = typer.Option(..., "--before", help="delete events recorded before this date/dateTime"),
-    database_url: Optional[str] = DatabaseOption,
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Delete audit events older than a date (retention)."""
     from fhir_server.audit.search import purge
@@ -239,8 +238,8 @@ app.add_typer(changes_app, name="changes")
 
 @changes_app.command("purge")
 def changes_purge(
-    days: Optional[int] = typer.Option(None, "--days", help="keep this many days (default FHIR_CHANGE_LOG_RETENTION_DAYS)"),
-    database_url: Optional[str] = DatabaseOption,
+    days: int | None = typer.Option(None, "--days", help="keep this many days (default FHIR_CHANGE_LOG_RETENTION_DAYS)"),
+    database_url: str | None = DatabaseOption,
 ) -> None:
     """Delete change-log rows older than the retention period."""
     from fhir_server.storage import changelog
@@ -273,6 +272,7 @@ def map_command(
 ) -> None:
     """Translate a Dukcapil/BPJS payload to FHIR (or back with --reverse), offline."""
     import sys
+    from pathlib import Path
 
     from fhir_server import jsonio
     from fhir_server.errors import FhirError, operation_outcome
@@ -282,7 +282,7 @@ def map_command(
         typer.echo(f"unknown format '{kind}'; use one of {', '.join(MAP_KINDS)}", err=True)
         raise typer.Exit(2)
     try:
-        raw = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         typer.echo(f"cannot read {file}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None

@@ -6,9 +6,10 @@ Revises: 0001_core
 Mirrors ``fhir_server/storage/index_tables.py`` (same names, columns and indexes).
 """
 
-from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision = "0002_search_index"
 down_revision = "0001_core"

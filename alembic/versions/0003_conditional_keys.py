@@ -4,8 +4,9 @@ Revision ID: 0003_conditional_keys
 Revises: 0002_search_index
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0003_conditional_keys"
 down_revision = "0002_search_index"

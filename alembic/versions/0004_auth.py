@@ -6,8 +6,9 @@ Revises: 0003_conditional_keys
 Mirrors ``fhir_server/storage/auth_tables.py`` (same names, columns and constraints).
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0004_auth"
 down_revision = "0003_conditional_keys"

@@ -6,8 +6,9 @@ Revises: 0004_auth
 Mirrors ``fhir_server/storage/audit_tables.py`` (same names, columns and constraints).
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0005_audit"
 down_revision = "0004_auth"

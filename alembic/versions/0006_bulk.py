@@ -6,8 +6,9 @@ Revises: 0005_audit
 Mirrors ``fhir_server/storage/bulk_tables.py`` (same names, columns and constraints).
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0006_bulk"
 down_revision = "0005_audit"

@@ -10,8 +10,9 @@ Revision ID: 0008_audit_derived_ids
 Revises: 0007_string_statistics
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0008_audit_derived_ids"
 down_revision = "0007_string_statistics"

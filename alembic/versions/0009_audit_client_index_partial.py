@@ -12,8 +12,9 @@ Revision ID: 0009_audit_client_index_partial
 Revises: 0008_audit_derived_ids
 """
 
-from alembic import op
 import sqlalchemy as sa
+
+from alembic import op
 
 revision = "0009_audit_client_index_partial"
 down_revision = "0008_audit_derived_ids"

@@ -5,6 +5,7 @@ Revises: 0009_audit_client_index_partial
 """
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision = "0010_change_log"

@@ -41,7 +41,7 @@ def queue_request(recorder: AuditRecorder | None, scope: Scope, status: int) -> 
         elif name == b"x-request-id":
             request_id = value
     principal = scope["state"].get("principal") if "state" in scope else None
-    client = scope["client"] if "client" in scope else None
+    client = scope.get("client")
     # only atomic values (str, bytes, int, None): see request_rows.RawRequest
     recorder.record((
         time_ns(), status, scope["method"], scope["path"], scope["query_string"], user_agent, request_id,

@@ -117,6 +117,6 @@ class FastRead:
 
 async def _send_json(send: Send, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     # the order Starlette's Response sends them in (the routes'): the same bytes on the wire
-    headers = headers + [(b"content-length", str(len(body)).encode()), (b"content-type", JSON_CONTENT_TYPE.encode())]
+    headers = [*headers, (b"content-length", str(len(body)).encode()), (b"content-type", JSON_CONTENT_TYPE.encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

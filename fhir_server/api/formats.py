@@ -105,7 +105,7 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
     model = _model(match.group(1).decode())
     try:
         instance = model.model_validate_xml(raw)
-    except Exception as exc:  # lxml and pydantic raise many kinds; all mean bad input
+    except Exception as exc:  # noqa: BLE001 - lxml and pydantic raise many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
     return orjson.loads(instance.model_dump_json())
 
@@ -116,7 +116,7 @@ def json_to_xml(body: bytes) -> bytes:
     model = _model(data.get("resourceType", ""), status=406)
     try:
         return model.model_validate(data).model_dump_xml()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever fhir.resources raises, this content has no XML form
         raise FhirError.of(406, "not-supported", f"This content cannot be rendered as XML: {str(exc)[:300]}") from None
 
 
@@ -125,7 +125,7 @@ def _model(res_type: str, status: int = 400) -> Any:
 
     try:
         return get_fhir_model_class(res_type)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the type name comes from the request: any failure is a client error
         raise FhirError.of(status, "not-supported", f"'{res_type}' cannot be read or written as XML") from None
 
 

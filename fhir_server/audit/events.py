@@ -192,7 +192,7 @@ def to_row(event: AuditRecord) -> dict[str, Any]:
     ``event_id`` gets a random time-ordered one here."""
     row = dict.fromkeys(FULL_COLUMNS)
     values = to_tuple(event)
-    row.update(zip(LAYOUTS[len(values)], values))
+    row.update(zip(LAYOUTS[len(values)], values, strict=True))
     if row["event_id"] is None:
         row["event_id"] = new_event_id(row["recorded_us"])
     return row

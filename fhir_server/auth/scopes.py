@@ -152,7 +152,7 @@ class ScopeSet:
         object.__setattr__(self, "_grants", grants)
 
     @classmethod
-    def parse(cls, value: str | Iterable[str] | None) -> "ScopeSet":
+    def parse(cls, value: str | Iterable[str] | None) -> ScopeSet:
         """Parse a space-separated scope string; anything that is not a resource scope is ignored."""
         parsed = (parse_scope(text) for text in split_scopes(value))
         return cls(tuple(s for s in parsed if s is not None))

@@ -64,7 +64,7 @@ def patient_compartment() -> dict[str, list[str]]:
 
 def patient_types() -> list[str]:
     """Types a Patient- or Group-level export can contain: Patient and the compartment member types."""
-    return ["Patient"] + sorted(t for t, _ in _patient_compartment() if t != "Patient")
+    return ["Patient", *sorted(t for t, _ in _patient_compartment() if t != "Patient")]
 
 
 def job_dir(export_dir: Path, job_id: str) -> Path:
@@ -237,7 +237,7 @@ class _Files:
         for res_type, chunk in lines.items():
             handle = self.handles.get(res_type)
             if handle is None:
-                handle = self.handles[res_type] = open(self.folder / f"{res_type}.ndjson", "wb")
+                handle = self.handles[res_type] = open(self.folder / f"{res_type}.ndjson", "wb")  # noqa: SIM115 - open across batches, closed by close()
             handle.write(b"".join(chunk))
             self.counts[res_type] = self.counts.get(res_type, 0) + len(chunk)
 

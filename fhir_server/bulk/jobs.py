@@ -50,7 +50,7 @@ class Job:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "Job":
+    def from_row(cls, row: Any) -> Job:
         m = row._mapping
         return cls(
             id=m["id"], status=m["status"], level=m["level"], group_id=m["group_id"],

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fhir_server.service.context import Services
 
 
-def _not_routed(state: "Services", call: OperationCall) -> OperationResult:
+def _not_routed(state: Services, call: OperationCall) -> OperationResult:
     raise FhirError.of(404, "not-supported", "$export is served by the Bulk Data routes, which are not installed")
 
 

@@ -36,8 +36,8 @@ from fastapi.responses import FileResponse, Response
 from fhir_server import jsonio
 from fhir_server.api import http
 from fhir_server.api.access import principal
-from fhir_server.api.routes import interaction, write
 from fhir_server.api.convertors import register_fhir_convertors
+from fhir_server.api.routes import interaction, write
 from fhir_server.auth.actions import operation_actions
 from fhir_server.auth.guard import REALM
 from fhir_server.auth.scopes import ScopeSet

@@ -98,7 +98,7 @@ class ExportWorker:
             if current is None or current.status == "cancelled":
                 remove_files(self.directory, job.id)
             return job.id
-        except Exception as exc:  # noqa: BLE001 - any failure becomes the job's error
+        except Exception as exc:  # any failure becomes the job's error (logged)
             log.exception("export %s failed", job.id)
             jobs.fail(self.db, job.id, self.owner, f"{type(exc).__name__}: {exc}")
             return job.id
@@ -116,7 +116,7 @@ class ExportWorker:
             try:
                 ran = self.run_once()
                 failing = False
-            except Exception:  # noqa: BLE001 - e.g. the database is unreachable or not migrated yet
+            except Exception:  # e.g. the database is unreachable or not migrated yet (logged)
                 if not failing:  # log a run of identical failures once
                     log.exception("export worker: claiming a job failed (retrying every 5 s)")
                 failing = True
@@ -125,7 +125,7 @@ class ExportWorker:
             if ran is None:
                 self._stop.wait(self.poll_interval)
 
-    def start(self) -> "ExportWorker":
+    def start(self) -> ExportWorker:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"export-worker-{self.owner}", daemon=True)
         self._thread.start()

@@ -1,4 +1,7 @@
 """Importing this module registers every operation the server implements."""
 
 from fhir_server.operations import everything, meta, national, terminology_ops, validate  # noqa: F401
+
+# isort: split
+# registered last: the registration order is the order the CapabilityStatement lists them in
 from fhir_server.bulk import operation as _bulk_export  # noqa: F401  (registers $export)

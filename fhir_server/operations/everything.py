@@ -38,7 +38,7 @@ def _range(call: OperationCall, name: str) -> tuple[int, int] | None:
         raise FhirError.of(400, "invalid", f"{name}: {exc}") from None
 
 
-def everything(state: "Services", call: OperationCall) -> OperationResult:
+def everything(state: Services, call: OperationCall) -> OperationResult:
     compartment, focal_id = call.res_type or "", call.res_id or ""
     focal = state.resources.read(compartment, focal_id)  # 404 / 410 first
     # types the caller may not read are left out of the query itself (full pages, nothing leaves)
@@ -76,7 +76,7 @@ def everything(state: "Services", call: OperationCall) -> OperationResult:
     links = [("self", url + ("?" + urlencode(call.query) if call.query else ""))]
     if more:
         token = paging.encode([], member_rows[-1].pk)
-        links.append(("next", url + "?" + urlencode(kept + [(CURSOR, token)])))
+        links.append(("next", url + "?" + urlencode([*kept, (CURSOR, token)])))
     return OperationResult(bundles.bundle("searchset", entries, links=links))
 
 

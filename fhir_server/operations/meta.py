@@ -27,7 +27,7 @@ def _result(meta: dict[str, Any]) -> OperationResult:
     return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]}))
 
 
-def meta(state: "Services", call: OperationCall) -> OperationResult:
+def meta(state: Services, call: OperationCall) -> OperationResult:
     if call.res_id is not None:
         stored = state.resources.read(call.res_type or "", call.res_id)
         return _result(_subset(jsonio.loads(stored.body or b"{}").get("meta")))
@@ -39,7 +39,7 @@ def _coding_key(c: Any) -> tuple[Any, Any]:
     return (c.get("system"), c.get("code")) if isinstance(c, dict) else (None, None)
 
 
-async def _change(state: "Services", call: OperationCall, add: bool) -> OperationResult:
+async def _change(state: Services, call: OperationCall, add: bool) -> OperationResult:
     change = one_parameter(call, "meta")
     if not isinstance(change, dict):
         raise FhirError.of(400, "required", "The 'meta' parameter (valueMeta) is required")
@@ -63,11 +63,11 @@ async def _change(state: "Services", call: OperationCall, add: bool) -> Operatio
     return _result(_subset(meta_now))
 
 
-async def meta_add(state: "Services", call: OperationCall) -> OperationResult:
+async def meta_add(state: Services, call: OperationCall) -> OperationResult:
     return await _change(state, call, add=True)
 
 
-async def meta_delete(state: "Services", call: OperationCall) -> OperationResult:
+async def meta_delete(state: Services, call: OperationCall) -> OperationResult:
     return await _change(state, call, add=False)
 
 

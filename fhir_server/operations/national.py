@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
-def _import(kind: str, *, registry_wins: bool) -> Callable[["Services", OperationCall], Awaitable[OperationResult]]:
-    async def handler(state: "Services", call: OperationCall) -> OperationResult:
+def _import(kind: str, *, registry_wins: bool) -> Callable[[Services, OperationCall], Awaitable[OperationResult]]:
+    async def handler(state: Services, call: OperationCall) -> OperationResult:
         if call.body is None:
             raise FhirError.of(400, "required", f"${'import-' + kind} takes the native JSON payload as the body")
         result = to_fhir(kind, call.body)
@@ -48,7 +48,7 @@ def _import(kind: str, *, registry_wins: bool) -> Callable[["Services", Operatio
     return handler
 
 
-def _collect(state: "Services", focus: dict[str, Any]) -> list[dict[str, Any]]:
+def _collect(state: Services, focus: dict[str, Any]) -> list[dict[str, Any]]:
     """The focus resource plus the local resources it references (one hop)."""
     found = [focus]
     seen = {f"{focus['resourceType']}/{focus['id']}"}
@@ -74,8 +74,8 @@ def _collect(state: "Services", focus: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _view(kind: str, views: dict[str, str] | None = None) -> Callable[["Services", OperationCall], OperationResult]:
-    def handler(state: "Services", call: OperationCall) -> OperationResult:
+def _view(kind: str, views: dict[str, str] | None = None) -> Callable[[Services, OperationCall], OperationResult]:
+    def handler(state: Services, call: OperationCall) -> OperationResult:
         stored = state.resources.read(call.res_type or "", call.res_id or "")
         focus = jsonio.loads(stored.body or b"{}")
         chosen = kind

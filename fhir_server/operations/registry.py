@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class Operation:
         return definition(self.definition)["url"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def definition(stem: str) -> dict[str, Any]:
     return json.loads((DEFINITIONS / f"{stem}.json").read_text(encoding="utf-8"))
 
@@ -99,9 +99,8 @@ def find(name: str, res_type: str | None, instance: bool) -> Operation:
             continue
         if res_type is None and op.system:
             return op
-        if res_type is not None and (op.types is None or res_type in op.types):
-            if (instance and op.instance) or (not instance and op.type_level):
-                return op
+        if res_type is not None and (op.types is None or res_type in op.types) and (op.instance if instance else op.type_level):
+            return op
     where = "the system" if res_type is None else (f"a {res_type} instance" if instance else f"the {res_type} type")
     raise FhirError.of(404, "not-supported", f"Operation ${name} is not supported on {where}")
 

@@ -27,13 +27,13 @@ Adapter = Callable[..., dict[str, Any]]
 _URL_PARAMS = {"CodeSystem": ("system", "url"), "ValueSet": ("url",), "ConceptMap": ("url",)}
 
 
-def _stored_by_url(state: "Services", res_type: str, url: str) -> dict[str, Any] | None:
+def _stored_by_url(state: Services, res_type: str, url: str) -> dict[str, Any] | None:
     found = state.search.run("", res_type, [("url", url.split("|")[0]), ("_count", "1")], strict=True)
     return jsonio.loads(found.matches[0][2]) if found.matches else None
 
 
-def _handler(adapter: Adapter) -> Callable[["Services", OperationCall], OperationResult]:
-    def handle(state: "Services", call: OperationCall) -> OperationResult:
+def _handler(adapter: Adapter) -> Callable[[Services, OperationCall], OperationResult]:
+    def handle(state: Services, call: OperationCall) -> OperationResult:
         res_type = call.res_type or ""
         instance = None
         if call.res_id is not None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.registry import is_resource_type
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
+from fhir_server.registry import is_resource_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from fhir_server.service.context import Services
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MODES = ("create", "update", "delete")
 
 
-def validate(state: "Services", call: OperationCall) -> OperationResult:
+def validate(state: Services, call: OperationCall) -> OperationResult:
     mode = one_parameter(call, "mode")
     if mode is not None and mode not in MODES:
         raise FhirError.of(400, "invalid", f"mode must be one of {', '.join(MODES)}, not {mode!r}")

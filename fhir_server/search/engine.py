@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.repository import as_bytes
-from .. import paging
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .registry import summary_info
 from .scope_filter import restrict_criteria
@@ -122,14 +122,14 @@ def run_search(
 
         base_params = list(q.used)
         if q.cursor_raw is not None:
-            out.self_params = _with_count(base_params, count) + [(CURSOR, q.cursor_raw)]
+            out.self_params = [*_with_count(base_params, count), (CURSOR, q.cursor_raw)]
         out.first_params = _with_count(base_params, count)
         if found and has_next:
             last = found[-1]
-            out.next_params = _with_count(base_params, count) + [(CURSOR, paging.encode(list(last[4:]), last[0], "n"))]
+            out.next_params = [*_with_count(base_params, count), (CURSOR, paging.encode(list(last[4:]), last[0], "n"))]
         if found and has_prev:
             first = found[0]
-            out.prev_params = _with_count(base_params, count) + [(CURSOR, paging.encode(list(first[4:]), first[0], "p"))]
+            out.prev_params = [*_with_count(base_params, count), (CURSOR, paging.encode(list(first[4:]), first[0], "p"))]
 
         if q.total == "accurate" or (q.total == "estimate" and (q.cursor is not None or more)):
             out.total = rows(count_sql, b.params)[0][0]
@@ -176,7 +176,7 @@ def _check_cursor(cur: paging.PageToken, q: SearchQuery) -> None:
     bad = FhirError.of(400, "invalid", f"{CURSOR}: page token does not match the _sort of this search")
     if len(cur.keys) != len(q.sort):
         raise bad
-    for key, value in zip(q.sort, cur.keys):
+    for key, value in zip(q.sort, cur.keys, strict=True):
         numeric = key.code == "_lastUpdated" or (key.param is not None and key.param.type in ("date", "number", "quantity"))
         wanted = (int, float) if numeric else (str,)
         if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
@@ -197,7 +197,7 @@ def _order(kcols: list[tuple[str, bool]], *, forward: bool) -> list[str]:
 def _keyset(b: SqlBuilder, kcols: list[tuple[str, bool]], values: list, last_pk: int, *, after: bool) -> str:
     """Rows strictly after (or before) the cursor in the forward order (NULLs last)."""
     ors, eqs = [], []
-    for (col, desc), v in zip(kcols, values):
+    for (col, desc), v in zip(kcols, values, strict=True):  # same length: _check_cursor
         if after:
             step = FALSE if v is None else f"({col} {'<' if desc else '>'} {b.p(v)} OR {col} IS NULL)"
         else:

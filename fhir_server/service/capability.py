@@ -6,9 +6,9 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server import __version__, jsonio, registry
+from fhir_server.auth.smart import capability_security
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
-from fhir_server.auth.smart import capability_security
 from fhir_server.search import registry as search_registry
 from fhir_server.timeutil import now_us, to_instant
 

@@ -49,7 +49,7 @@ def condition_key(res_type: str, params: list[tuple[str, str]]) -> str:
 def find_matches(conn: Connection, res_type: str, params: list[tuple[str, str]], base: str | None) -> list[str]:
     """Ids of (at most two) current resources matching the condition; unknown params are an error."""
     result = run_search(
-        conn, res_type, params + [("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base
+        conn, res_type, [*params, ("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base
     )
     return [res_id for _, res_id, _ in result.matches]
 

@@ -50,9 +50,8 @@ class HistoryService:
         query = repo.HistoryQuery(res_type, res_id, since, at, before, count)
         with self.db.read() as conn:
             rows = list(repo.history(conn, query))
-            if res_id is not None and before is None and not rows:
-                if repo.get_current(conn, res_type or "", res_id) is None:
-                    raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
+            if res_id is not None and before is None and not rows and repo.get_current(conn, res_type or "", res_id) is None:
+                raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
         has_next = len(rows) > count
         rows = rows[:count]
 
@@ -62,7 +61,7 @@ class HistoryService:
         links = [("self", url + ("?" + urlencode(params) if params else ""))]
         if has_next:
             last = rows[-1]
-            links.append(("next", url + "?" + urlencode(keep + [("_page_token", paging.encode([last.updated_us], last.pk))])))
+            links.append(("next", url + "?" + urlencode([*keep, ("_page_token", paging.encode([last.updated_us], last.pk))])))
         entries = []
         for r in rows:
             full_url = f"{base}/{r.res_type}/{r.res_id}"

@@ -11,11 +11,11 @@ and is reported with its file and line.
 from __future__ import annotations
 
 import asyncio
-
 import gzip
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,7 @@ class Importer:
         except FhirError:
             # one bad resource: redo the batch entry by entry to keep the good ones and name the bad ones
             response = self._bundle("batch", entries)
-        for item, entry in zip(batch, response["entry"]):
+        for item, entry in zip(batch, response["entry"], strict=True):  # one response entry per request entry
             res_type = str(item.resource.get("resourceType"))
             status = entry["response"]["status"]
             if status.startswith("201"):
@@ -194,16 +194,12 @@ def export_ndjson(db: Any, out_dir: Path, types: list[str] | None, since_us: int
         where.append(r.res_type.in_(types))
     if since_us is not None:
         where.append(r.updated_us >= since_us)
-    try:
-        with db.read() as conn:
-            result = conn.execution_options(yield_per=1000).execute(sa.select(r.res_type, r.body).where(*where).order_by(r.pk))
-            for res_type, body in result:
-                handle = files.get(res_type)
-                if handle is None:
-                    handle = files[res_type] = open(out_dir / f"{res_type}.ndjson", "wb")
-                handle.write(bytes(body) + b"\n")
-                counts[res_type] += 1
-    finally:
-        for handle in files.values():
-            handle.close()
+    with ExitStack() as opened, db.read() as conn:  # the files are closed after the read ends
+        result = conn.execution_options(yield_per=1000).execute(sa.select(r.res_type, r.body).where(*where).order_by(r.pk))
+        for res_type, body in result:
+            handle = files.get(res_type)
+            if handle is None:
+                handle = files[res_type] = opened.enter_context(open(out_dir / f"{res_type}.ndjson", "wb"))
+            handle.write(bytes(body) + b"\n")
+            counts[res_type] += 1
     return counts

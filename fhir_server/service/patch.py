@@ -7,7 +7,7 @@ validates and stores it like any update.
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import jsonpatch
@@ -36,7 +36,7 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
 
 # --------------------------------------------------------------------------- FHIRPath Patch
 
-@lru_cache(maxsize=None)
+@cache
 def _elements(type_path: str) -> dict[str, tuple[str, str, str]]:
     """JSON name -> (element path, max, type) for the elements directly under ``type_path``."""
     defs = load_definitions()["types"]
@@ -83,7 +83,7 @@ def _annotate(node: Any, type_path: str | None, where: dict[int, tuple[Any, Any,
 def _eval(doc: dict[str, Any], expression: str) -> list[Any]:
     try:
         return evaluate(doc, expression, {}, models["r4"])
-    except Exception as exc:  # fhirpathpy raises many kinds for bad expressions
+    except Exception as exc:  # noqa: BLE001 - fhirpathpy raises many kinds for bad expressions
         raise FhirError.of(400, "invalid", f"FHIRPath Patch: cannot evaluate '{expression}': {exc}") from None
 
 

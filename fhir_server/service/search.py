@@ -43,9 +43,8 @@ class SearchService:
         may search (403 otherwise), included resources of types it may not read left out, and in a
         system search its matches too. ``source``: an open connection (inside a transaction)."""
         result = self.run(base, res_type, params, strict=strict, principal=principal, source=source)
-        if principal.restricted:
-            if res_type is None:  # system search: matches of types the caller may not read are left out too
-                result.matches = [m for m in result.matches if principal.readable(m[0])]
+        if principal.restricted and res_type is None:  # system search: matches of types the caller may not read are left out too
+            result.matches = [m for m in result.matches if principal.readable(m[0])]
         return searchset(base, res_type, result)
 
     def compartment_rows(self, page: CompartmentPage) -> list[Any]:

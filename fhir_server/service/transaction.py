@@ -21,10 +21,10 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.registry import is_resource_type
 from fhir_server.service import bundles
+from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
 from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
-from fhir_server.service.access import Principal
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
@@ -296,7 +296,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
     res_id = parts[1] if len(parts) > 1 and parts[1] else None
     version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
-    if len(parts) > 2 and version is None or len(parts) > 4 or any(p.startswith("$") for p in parts):
+    if (len(parts) > 2 and version is None) or len(parts) > 4 or any(p.startswith("$") for p in parts):
         raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
     if method == "POST" and res_id is not None:
         raise FhirError.of(400, "invalid", f"{where}: POST goes to the type ({res_type}), not an instance", f"{where}.request.url")

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 
 try:  # POSIX; elsewhere SQLite's busy timeout alone serialises processes
     import fcntl
@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from fhir_server.storage import changelog, deferred
 from fhir_server.storage.placeholders import positional
-
 
 # CPython's sqlite3 (3.11) binds None only after looking for ``__adapt__`` on its
 # PrepareProtocol type, which formats and throws away an AttributeError each time;
@@ -148,10 +147,8 @@ class _FileLock:
     def release(self) -> None:
         fcntl.flock(self._open(), fcntl.LOCK_UN)
         if self.wake_fd is not None:
-            try:
+            with suppress(OSError):  # full (nobody has been waiting for a long time): a waiter drains it
                 os.write(self.wake_fd, b"\0")
-            except OSError:  # full (nobody has been waiting for a long time): a waiter drains it
-                pass
 
     def try_acquire(self) -> bool:
         try:
@@ -180,19 +177,15 @@ class _FileLock:
         finally:
             loop.remove_reader(self.wake_fd)
             timer.cancel()
-        try:
+        with suppress(BlockingIOError):  # another process drained it first
             os.read(self.wake_fd, 4096)  # drain: the next wait sleeps until the next release
-        except BlockingIOError:  # another process drained it first
-            pass
 
 
 def _open_fifo(path: str) -> int | None:
     """The wake-up FIFO, opened read-write and non-blocking; None where FIFOs cannot be made."""
     try:
-        try:
+        with suppress(FileExistsError):
             os.mkfifo(path, 0o600)
-        except FileExistsError:
-            pass
         # O_RDWR: never blocks on open and never sees EOF (Linux and the BSDs)
         return os.open(path, os.O_RDWR | os.O_NONBLOCK)
     except OSError:  # e.g. a file system without FIFOs: waiters fall back to short sleeps
@@ -236,15 +229,14 @@ class Database:
         self._readers_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> "Database":
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
         return cls(create_engine(url, **kwargs))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A short read transaction (a consistent snapshot on both engines)."""
-        with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def try_write_lock(self) -> bool:
         """Take SQLite's write locks (this process's and the file's) if free, without waiting.
@@ -298,13 +290,12 @@ class Database:
                     yield conn
                 callbacks = conn.info.pop("after_commit", [])
         else:
-            with nullcontext() if locked else self._locks():
-                with self.engine.connect() as conn:
-                    conn.info["sqlite_begin"] = "IMMEDIATE"
-                    with conn.begin():
-                        with _deferring(conn):
-                            yield conn
-                        callbacks = conn.info.pop("after_commit", [])
+            with nullcontext() if locked else self._locks(), self.engine.connect() as conn:
+                conn.info["sqlite_begin"] = "IMMEDIATE"
+                with conn.begin():
+                    with _deferring(conn):
+                        yield conn
+                    callbacks = conn.info.pop("after_commit", [])
         for callback in callbacks:  # reached only when the commit succeeded
             callback()
 
@@ -408,10 +399,8 @@ class Database:
         with self._readers_lock:
             if conn in self._readers:
                 self._readers.remove(conn)
-        try:
+        with suppress(Exception):  # it is broken already
             conn.close()
-        except Exception:  # noqa: BLE001 - it is broken already
-            pass
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics after a bulk load.
@@ -440,10 +429,8 @@ class Database:
     def dispose(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
-                try:
+                with suppress(Exception):  # closing a dead connection
                     conn.close()
-                except Exception:  # pragma: no cover - closing a dead connection
-                    pass
             self._readers.clear()
         self._local = threading.local()
         self.engine.dispose()

@@ -128,11 +128,11 @@ class GroupCommitter:
                 reserve_pks(conn, sum(n for _, _, n in batch))
                 for work, _, _ in batch:
                     results.append(work(conn))
-        except Exception:  # rolled back: each work gets its own outcome alone
+        except Exception:  # noqa: BLE001 - rolled back: each work gets its own outcome alone (its error included)
             for item in batch:
                 self._alone(*item)
             return
-        for (_, future, _), result in zip(batch, results):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():  # the caller may have gone (client disconnected)
                 future.set_result(result)
 
@@ -142,7 +142,7 @@ class GroupCommitter:
                 if new_resources > 1:  # one key is no cheaper reserved than returned by its INSERT
                     reserve_pks(conn, new_resources)
                 result = work(conn)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - not swallowed: the caller gets it from its future
             if not future.done():
                 future.set_exception(exc)
         else:

@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
+
+from alembic import command
 
 try:  # POSIX; elsewhere SQLite's busy timeout alone makes a second node wait
     import fcntl
