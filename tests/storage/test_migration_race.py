@@ -167,12 +167,16 @@ def test_lock_is_released_when_the_migrations_fail(backend, tmp_path):
             engine.dispose()
 
 
-def _lock_waiters(engine: sa.Engine) -> int:
+def _lock_waiters(engine: sa.Engine, pids: set[int]) -> int:
+    """Sessions of ``pids`` waiting for the migration lock. The lock is per database, so other
+    test runs on the same server (each in a schema of its own) migrating meanwhile wait for it
+    too: they are not counted."""
     key = migrate.PG_LOCK_KEY
     with engine.connect() as conn:
         return conn.execute(sa.text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = :hi "
-            "AND objid::bigint = :lo AND objsubid = 1"), {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+            "AND objid::bigint = :lo AND objsubid = 1 AND pid = ANY(:pids)"),
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF, "pids": sorted(pids)}).scalar()
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL only (FHIR_TEST_POSTGRES_URL)")
@@ -181,6 +185,8 @@ def test_waiting_node_outlasts_the_statement_timeout(tmp_path):
     # server's engine cancels statements after statement_timeout (30 s by default; 0.2 s here)
     with database("postgresql", tmp_path) as url:
         holder, waiter = create_engine(url), create_engine(url, statement_timeout=0.2)
+        waiter_pids: set[int] = set()
+        sa.event.listen(waiter, "connect", lambda dbapi_conn, _record: waiter_pids.add(dbapi_conn.info.backend_pid))
         errors: list[BaseException] = []
 
         def start() -> None:
@@ -194,9 +200,9 @@ def test_waiting_node_outlasts_the_statement_timeout(tmp_path):
             with migrate.migration_lock(holder):
                 node.start()
                 deadline = time.monotonic() + 30
-                while not _lock_waiters(holder) and node.is_alive() and time.monotonic() < deadline:
+                while not _lock_waiters(holder, waiter_pids) and node.is_alive() and time.monotonic() < deadline:
                     time.sleep(0.01)  # polls for the waiting session; the wait itself is what is tested
-                assert _lock_waiters(holder) == 1, errors
+                assert _lock_waiters(holder, waiter_pids) == 1, errors
                 time.sleep(0.5)  # more than the waiter's statement_timeout
                 assert node.is_alive() and not errors
             node.join(60)
