@@ -42,8 +42,14 @@ from bench import targets as T
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCENARIOS = {
     # searches before the writes, so that they see the preloaded size
-    "read": T.READ, "identifier": T.IDENT, "family": T.FAMILY, "birthdate": T.BIRTH, "encounter": T.ENC,
-    "create": T.CREATE, "ingest": T.INGEST, "mixed": T.MIXED,
+    "read": T.READ,
+    "identifier": T.IDENT,
+    "family": T.FAMILY,
+    "birthdate": T.BIRTH,
+    "encounter": T.ENC,
+    "create": T.CREATE,
+    "ingest": T.INGEST,
+    "mixed": T.MIXED,
 }
 PAGE = 20  # _count on every search: our default page is 50, the peer's 20; the same page for both
 
@@ -53,6 +59,7 @@ def log(msg: str) -> None:
 
 
 # -- databases --------------------------------------------------------------------------------------
+
 
 def analyze(url: str) -> None:
     """Fresh planner statistics after the preload, as after any bulk load (autovacuum would
@@ -87,6 +94,7 @@ def database(kind: str, tmp: Path, pg_url: str) -> Iterator[str]:
 
 # -- data -------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Loaded:
     """What a preload leaves behind: how many Patients, and a sample of their server ids."""
@@ -112,8 +120,7 @@ class Loaded:
                     self.ids[j] = pid
 
 
-def preload(fhir: str, loaded: Loaded, upto: int, *, per_bundle: int, threads: int, encounters: int, extras: bool,
-            label: str) -> None:
+def preload(fhir: str, loaded: Loaded, upto: int, *, per_bundle: int, threads: int, encounters: int, extras: bool, label: str) -> None:
     """Patients ``loaded.patients .. upto`` (with Encounters etc.) in transaction Bundles of ``per_bundle`` Patients,
     ``threads`` Bundles in flight, ``Prefer: return=minimal``."""
     start = loaded.patients
@@ -121,8 +128,10 @@ def preload(fhir: str, loaded: Loaded, upto: int, *, per_bundle: int, threads: i
         return
     per_patient = 1 + encounters + ((1 if encounters else 0) + 1 if extras else 0)
     total = (upto - start) * per_patient
-    log(f"preloading {label}: Patients {start:,}..{upto:,} ({total:,} resources, {per_bundle} Patients per transaction, "
-        f"{threads} in flight)")
+    log(
+        f"preloading {label}: Patients {start:,}..{upto:,} ({total:,} resources, {per_bundle} Patients per transaction, "
+        f"{threads} in flight)"
+    )
     progress = client.Progress(f"preload {label}", total)
 
     def bundles() -> Iterator[dict]:
@@ -166,6 +175,7 @@ def create_bodies(offset: int, count: int = 200) -> list[str]:
 
 # -- scenarios --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Target:
     label: str
@@ -177,8 +187,7 @@ def record(results: list[load.Result], r: load.Result) -> None:
     results.append(r)
     extra = f" = {r.resources_per_s:,.0f} resources/s" if r.per_request > 1 else ""
     err = f"  errors={r.errors} statuses={r.statuses}" if r.errors else ""
-    log(f"  {r.scenario:<28} {r.target:<22} {r.rps:9,.0f} req/s{extra}  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
-        f"p99 {r.p99_ms:.1f} ms{err}")
+    log(f"  {r.scenario:<28} {r.target:<22} {r.rps:9,.0f} req/s{extra}  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  p99 {r.p99_ms:.1f} ms{err}")
     if r.sample_error:
         log(f"    first error response: {r.sample_error[:300]}")
 
@@ -195,10 +204,16 @@ def run_one(sc: str, t: Target, args: argparse.Namespace) -> load.Result:
             return load.run(sc, t.label, t.base, load.post_script("/fhir/Patient", create_bodies(10_000_000)), **kw)
         if sc == T.INGEST:
             bundles = [data.visit_bundle(20_000_000 + k, visits=args.visits) for k in range(args.ingest_bundles)]
-            script = load.post_with_headers_script("/fhir", [orjson.dumps(b).decode() for b in bundles],
-                                                   {"Prefer": "return=minimal"})
-            return load.run(sc, t.label, t.base, script, duration=args.duration, connections=args.ingest_connections,
-                            per_request=len(bundles[0]["entry"]))
+            script = load.post_with_headers_script("/fhir", [orjson.dumps(b).decode() for b in bundles], {"Prefer": "return=minimal"})
+            return load.run(
+                sc,
+                t.label,
+                t.base,
+                script,
+                duration=args.duration,
+                connections=args.ingest_connections,
+                per_request=len(bundles[0]["entry"]),
+            )
         if sc == T.MIXED:
             searches = [p for trio in zip(*(search_paths(s, t.loaded, 100, seed=13) for s in T.SEARCHES), strict=False) for p in trio]
             script = load.mixed_script(reads, searches, "/fhir/Patient", create_bodies(30_000_000))
@@ -210,8 +225,9 @@ def run_one(sc: str, t: Target, args: argparse.Namespace) -> load.Result:
 
 
 @contextmanager
-def served(cmd: list[str], base: str, logfile: Path, name: str, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> Iterator[None]:
+def served(
+    cmd: list[str], base: str, logfile: Path, name: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[None]:
     """The server runs inside; afterwards, error lines of its log are shown."""
     try:
         with servers.running(cmd, f"{base}/fhir/metadata", env=env, log=logfile, cwd=cwd):
@@ -238,8 +254,10 @@ def start_ours(stack: ExitStack, kind: str, args: argparse.Namespace, bundle_kw:
         loaded = Loaded()
         preload(f"{base}/fhir", loaded, args.patients, label=label, **bundle_kw)
         analyze(url)
-        notes.append(f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
-                     f"({loaded.resources / loaded.seconds:,.0f} resources/s, {args.load_threads} transactions in flight)")
+        notes.append(
+            f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
+            f"({loaded.resources / loaded.seconds:,.0f} resources/s, {args.load_threads} transactions in flight)"
+        )
         return Target(label, base, loaded)
     except Exception as e:  # noqa: BLE001 - reported in the notes; the other targets still run
         traceback.print_exc()
@@ -267,10 +285,12 @@ def start_peer(stack: ExitStack, args: argparse.Namespace, bundle_kw: dict, note
         sub.enter_context(served(cmd, base, tmp / "server.log", label, env=env, cwd=tmp))
         loaded = Loaded()
         preload(f"{base}/fhir", loaded, args.patients, label=label, **bundle_kw)
-        notes.append(f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
-                     f"({loaded.resources / loaded.seconds:,.0f} resources/s) through its own transaction endpoint; "
-                     f"started as `{Path(cmd[0]).name} {' '.join(cmd[1:])}` with SEKMET_CONFIG (SQLite file, "
-                     "log_inbound off, simulator off, no auth)")
+        notes.append(
+            f"{label}: preload {loaded.resources:,} resources in {loaded.seconds:.1f}s "
+            f"({loaded.resources / loaded.seconds:,.0f} resources/s) through its own transaction endpoint; "
+            f"started as `{Path(cmd[0]).name} {' '.join(cmd[1:])}` with SEKMET_CONFIG (SQLite file, "
+            "log_inbound off, simulator off, no auth)"
+        )
         return Target(label, base, loaded)
     except Exception as e:  # noqa: BLE001 - the peer is optional: without it, ours are still measured
         traceback.print_exc()
@@ -298,8 +318,14 @@ def run(args: argparse.Namespace) -> tuple[list[load.Result], list[str]]:
             stack.enter_context(servers.running(servers.trivial_server(port, args.workers), f"http://127.0.0.1:{port}/fhir/metadata"))
             trivial = Target("trivial FastAPI", f"http://127.0.0.1:{port}", Loaded(ids=["x"]))
         for t in targets + ([trivial] if trivial else []):  # warm-up, not recorded: imports, caches, pools
-            load.run("warm-up", t.label, t.base, load.get_paths_script([f"/fhir/Patient/{i}" for i in t.loaded.ids[:200]]),
-                     duration=1, connections=args.connections)
+            load.run(
+                "warm-up",
+                t.label,
+                t.base,
+                load.get_paths_script([f"/fhir/Patient/{i}" for i in t.loaded.ids[:200]]),
+                duration=1,
+                connections=args.connections,
+            )
         for sc in chosen:
             log(f"{sc}:")
             if sc == T.READ and trivial:
@@ -309,18 +335,27 @@ def run(args: argparse.Namespace) -> tuple[list[load.Result], list[str]]:
             if sc == T.READ and trivial:
                 after = run_one(sc, trivial, args)
                 # the yardstick before and after our reads; the ratio uses their mean
-                mean = load.Result(sc, "trivial FastAPI", before.requests + after.requests, before.seconds + after.seconds,
-                                   max(before.errors, 0) + max(after.errors, 0), (before.p50_ms + after.p50_ms) / 2,
-                                   (before.p95_ms + after.p95_ms) / 2, (before.p99_ms + after.p99_ms) / 2,
-                                   connections=args.connections)
-                notes.append(f"trivial FastAPI read: {before.rps:,.0f} req/s before our reads, {after.rps:,.0f} after "
-                             "(a big difference means a noisy machine)")
+                mean = load.Result(
+                    sc,
+                    "trivial FastAPI",
+                    before.requests + after.requests,
+                    before.seconds + after.seconds,
+                    max(before.errors, 0) + max(after.errors, 0),
+                    (before.p50_ms + after.p50_ms) / 2,
+                    (before.p95_ms + after.p95_ms) / 2,
+                    (before.p99_ms + after.p99_ms) / 2,
+                    connections=args.connections,
+                )
+                notes.append(
+                    f"trivial FastAPI read: {before.rps:,.0f} req/s before our reads, {after.rps:,.0f} after "
+                    "(a big difference means a noisy machine)"
+                )
                 record(results, mean)
     return results, notes
 
 
-
 # -- output -----------------------------------------------------------------------------------------
+
 
 def _console():
     from rich.console import Console
@@ -329,8 +364,7 @@ def _console():
     return console if console.is_terminal else Console(width=200)
 
 
-def print_results(results: list[load.Result], checks: list[T.Check], notes: list[str], title: str,
-                  results_table: bool = True) -> None:
+def print_results(results: list[load.Result], checks: list[T.Check], notes: list[str], title: str, results_table: bool = True) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -348,8 +382,18 @@ def print_results(results: list[load.Result], checks: list[T.Check], notes: list
         if T.is_ours(r) and r.scenario == T.READ and trivial and trivial.rps:
             vs_trivial = f"{r.rps / trivial.rps:.0%}"
         errors = "failed" if r.errors < 0 else (f"[red]{r.errors}[/]" if r.errors else "0")
-        table.add_row(escape(r.scenario), escape(r.target), f"{r.rps:,.0f}", f"{r.resources_per_s:,.0f}" if r.per_request > 1 else "",
-                      f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}", errors, vs_peer, vs_trivial)
+        table.add_row(
+            escape(r.scenario),
+            escape(r.target),
+            f"{r.rps:,.0f}",
+            f"{r.resources_per_s:,.0f}" if r.per_request > 1 else "",
+            f"{r.p50_ms:.2f}",
+            f"{r.p95_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            errors,
+            vs_peer,
+            vs_trivial,
+        )
     if results_table:
         console.print(table)
     notes = notes + [f"{r.scenario} on {r.target}: {r.note}" for r in results if r.note]
@@ -364,8 +408,9 @@ def print_results(results: list[load.Result], checks: list[T.Check], notes: list
         console.print(f"[dim]note:[/] {escape(n)}", highlight=False)
 
 
-def write_json(path: Path, args: argparse.Namespace, results: list[load.Result], checks: list[T.Check], notes: list[str],
-               extra: dict | None = None) -> None:
+def write_json(
+    path: Path, args: argparse.Namespace, results: list[load.Result], checks: list[T.Check], notes: list[str], extra: dict | None = None
+) -> None:
     doc = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
         "results": [r.__dict__ | {"rps": r.rps, "resources_per_s": r.resources_per_s} for r in results],
@@ -382,14 +427,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     started = time.time()
     results, notes = run(args)
     checks = T.run_checks(results, args.patients, args.workers)
-    notes.append(f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} "
-                 f"(ingest {args.ingest_connections}) duration={args.duration}s patients={args.patients:,}")
+    notes.append(
+        f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} "
+        f"(ingest {args.ingest_connections}) duration={args.duration}s patients={args.patients:,}"
+    )
     print_results(results, checks, notes, f"fhir-server-id benchmark (wrk, loopback, {args.patients:,} Patients)")
     if args.json:
         write_json(args.json, args, results, checks, notes)
 
 
 # -- scale ------------------------------------------------------------------------------------------
+
 
 def cmd_scale(args: argparse.Namespace) -> None:
     load.require_wrk()
@@ -406,8 +454,10 @@ def cmd_scale(args: argparse.Namespace) -> None:
             tmp = Path(tmpname)
             port = servers.free_port()
             base = f"http://127.0.0.1:{port}"
-            log(f"{label}: sizes {', '.join(f'{s:,}' for s in sizes)}; {per_patient} resources per Patient "
-                f"(Patient + {args.encounters} Encounters); {sizes[-1] * per_patient:,} resources in all")
+            log(
+                f"{label}: sizes {', '.join(f'{s:,}' for s in sizes)}; {per_patient} resources per Patient "
+                f"(Patient + {args.encounters} Encounters); {sizes[-1] * per_patient:,} resources in all"
+            )
             try:
                 with served(servers.our_server(port, url, args.workers), base, tmp / "server.log", label):
                     measure_sizes(label, base, url, sizes, chosen, args, rows, notes)
@@ -418,21 +468,42 @@ def cmd_scale(args: argparse.Namespace) -> None:
     print_scale(rows, notes, args)
 
 
-def measure_sizes(label: str, base: str, url: str, sizes: list[int], chosen: list[str], args: argparse.Namespace,
-                  rows: list[tuple[int, load.Result]], notes: list[str]) -> None:
+def measure_sizes(
+    label: str,
+    base: str,
+    url: str,
+    sizes: list[int],
+    chosen: list[str],
+    args: argparse.Namespace,
+    rows: list[tuple[int, load.Result]],
+    notes: list[str],
+) -> None:
     loaded = Loaded()
     for size in sizes:
-        preload(f"{base}/fhir", loaded, size, per_bundle=args.bundle_patients, threads=args.load_threads,
-                encounters=args.encounters, extras=False, label=f"{label} -> {size:,}")
+        preload(
+            f"{base}/fhir",
+            loaded,
+            size,
+            per_bundle=args.bundle_patients,
+            threads=args.load_threads,
+            encounters=args.encounters,
+            extras=False,
+            label=f"{label} -> {size:,}",
+        )
         analyze(url)
-        notes.append(f"{label}: {size:,} Patients loaded after {loaded.seconds:.0f}s of loading "
-                     f"({loaded.resources / loaded.seconds:,.0f} resources/s on average)")
+        notes.append(
+            f"{label}: {size:,} Patients loaded after {loaded.seconds:.0f}s of loading "
+            f"({loaded.resources / loaded.seconds:,.0f} resources/s on average)"
+        )
         for sc in chosen:
-            r = load.run(sc, f"{label}", base, load.get_paths_script(search_paths(sc, loaded)),
-                         duration=args.duration, connections=args.connections)
+            r = load.run(
+                sc, f"{label}", base, load.get_paths_script(search_paths(sc, loaded)), duration=args.duration, connections=args.connections
+            )
             rows.append((size, r))
-            log(f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
-                f"p99 {r.p99_ms:.1f} ms  errors {r.errors}")
+            log(
+                f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
+                f"p99 {r.p99_ms:.1f} ms  errors {r.errors}"
+            )
 
 
 def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: argparse.Namespace) -> None:
@@ -445,8 +516,17 @@ def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: arg
         table.add_column(col, justify="left" if col in ("scenario", "server") else "right")
     for size, r in rows:
         ok = "[green]yes[/]" if r.p95_ms < T.P95_MS else "[red]no[/]"
-        table.add_row(f"{size:,}", escape(r.scenario), escape(r.target), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}",
-                      f"{r.p99_ms:.2f}", str(r.errors), ok)
+        table.add_row(
+            f"{size:,}",
+            escape(r.scenario),
+            escape(r.target),
+            f"{r.rps:,.0f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p95_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            str(r.errors),
+            ok,
+        )
     _console().print(table)
     checks = T.scale_checks(rows)
     print_results([], checks, notes, "", results_table=False)
@@ -455,6 +535,7 @@ def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: arg
 
 
 # -- CLI --------------------------------------------------------------------------------------------
+
 
 def _scenarios(value: str) -> list[str]:
     names = [s.strip() for s in value.split(",") if s.strip()]
@@ -482,8 +563,13 @@ def main() -> None:
     r = sub.add_parser("run", help="run the scenarios and print the table")
     common(r, 10, 32)
     r.add_argument("--patients", type=int, default=10_000, help="Patients preloaded (each with Encounters, a Condition, a Coverage)")
-    r.add_argument("--scenarios", type=_scenarios, nargs="+", default=[list(SCENARIOS)],
-                   help=f"subset of: {' '.join(SCENARIOS)} (space- or comma-separated)")
+    r.add_argument(
+        "--scenarios",
+        type=_scenarios,
+        nargs="+",
+        default=[list(SCENARIOS)],
+        help=f"subset of: {' '.join(SCENARIOS)} (space- or comma-separated)",
+    )
     r.add_argument("--peer", choices=["sekmet"], help="also measure the Python peer sekmet-fhir (PyPI) in the same run")
     r.add_argument("--peer-venv", type=Path, default=servers.default_peer_venv(), help="venv for the peer (created if missing)")
     r.add_argument("--ingest-connections", type=int, default=8, help="connections for transaction ingest")
@@ -494,8 +580,13 @@ def main() -> None:
     s = sub.add_parser("scale", help="search latency at growing numbers of Patients")
     common(s, 10, 1)  # one connection: the latency of a search, not of a queue
     s.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated Patient counts, loaded cumulatively")
-    s.add_argument("--scenarios", type=_scenarios, nargs="+", default=[["identifier", "family", "birthdate", "encounter"]],
-                   help="subset of: identifier family birthdate encounter")
+    s.add_argument(
+        "--scenarios",
+        type=_scenarios,
+        nargs="+",
+        default=[["identifier", "family", "birthdate", "encounter"]],
+        help="subset of: identifier family birthdate encounter",
+    )
     s.set_defaults(func=cmd_scale, bundle_patients=200)
     args = parser.parse_args()
     args.scenarios = [name for group in args.scenarios for name in group]

@@ -32,17 +32,28 @@ def measure(audit: bool, n: int, reps: int = 5) -> tuple[float, float]:
     app = create_app(Settings(database_url=f"sqlite:///{tmp}/bench.sqlite3", audit=audit, export_worker=False))
     with TestClient(app) as tc:  # runs the lifespan: migrations, the recorder
         ids = [
-            tc.post("/fhir/Patient", content=json.dumps({"resourceType": "Patient", "gender": "female"}),
-                    headers={"Content-Type": "application/fhir+json"}).json()["id"]
+            tc.post(
+                "/fhir/Patient",
+                content=json.dumps({"resourceType": "Patient", "gender": "female"}),
+                headers={"Content-Type": "application/fhir+json"},
+            ).json()["id"]
             for _ in range(300)
         ]
 
         def scope(i: int) -> dict:
             return {
-                "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000 + i % 100), "scheme": "http",
-                "method": "GET", "root_path": "", "path": f"/fhir/Patient/{ids[i % len(ids)]}", "raw_path": b"",
-                "query_string": b"", "state": {},
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.3"},
+                "http_version": "1.1",
+                "server": ("127.0.0.1", 8080),
+                "client": ("127.0.0.1", 50000 + i % 100),
+                "scheme": "http",
+                "method": "GET",
+                "root_path": "",
+                "path": f"/fhir/Patient/{ids[i % len(ids)]}",
+                "raw_path": b"",
+                "query_string": b"",
+                "state": {},
                 "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"wrk/4.2.0"), (b"accept", b"*/*")],
             }
 
@@ -83,15 +94,21 @@ def main() -> None:
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.rounds):
         for mode in ("on", "off"):
-            out = subprocess.run([sys.executable, "-m", "bench.audit_app", "--child", mode, "--requests", str(args.requests)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.audit_app", "--child", mode, "--requests", str(args.requests)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             proc, main_thread = json.loads(out.strip().splitlines()[-1])
             print(f"audit {mode:3s}: {proc:6.2f} µs CPU per read (main thread {main_thread:6.2f})", flush=True)
             if mode not in best or proc < best[mode][0]:
                 best[mode] = (proc, main_thread)
     on, off = best["on"], best["off"]
-    print(f"best: audit on {on[0]:.2f} µs (main thread {on[1]:.2f}), off {off[0]:.2f} µs -> the audit trail "
-          f"adds {on[0] - off[0]:.2f} µs per read ({on[1] - off[1]:.2f} on the main thread)")
+    print(
+        f"best: audit on {on[0]:.2f} µs (main thread {on[1]:.2f}), off {off[0]:.2f} µs -> the audit trail "
+        f"adds {on[0] - off[0]:.2f} µs per read ({on[1] - off[1]:.2f} on the main thread)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def _event(i: int) -> AuditRecord:
     return AuditRecord(
-        "read", 200, res_type="Patient", res_id=f"p{i % 1000}", client_id="simrs-rsud-1",
-        organization_id="100000001", address="10.20.30.40", user_agent="SIMRS/3.1 (Java 17)",
+        "read",
+        200,
+        res_type="Patient",
+        res_id=f"p{i % 1000}",
+        client_id="simrs-rsud-1",
+        organization_id="100000001",
+        address="10.20.30.40",
+        user_agent="SIMRS/3.1 (Java 17)",
         request_id="5f0c6a3e-9d1b-4c59-8b1e-3f1e0a1b2c3d",
     )
 
@@ -55,9 +61,13 @@ class _Principal:
 def _scope(i: int) -> dict:
     """A uvicorn-like scope of ``GET /fhir/Patient/<id>`` after the app set its principal."""
     return {
-        "type": "http", "method": "GET", "path": f"/fhir/Patient/p{i % 1000}", "query_string": b"",
+        "type": "http",
+        "method": "GET",
+        "path": f"/fhir/Patient/p{i % 1000}",
+        "query_string": b"",
         "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"SIMRS/3.1 (Java 17)"), (b"accept", b"*/*")],
-        "client": ("10.20.30.40", 40000 + i % 1000), "state": {"principal": _Principal()},
+        "client": ("10.20.30.40", 40000 + i % 1000),
+        "state": {"principal": _Principal()},
     }
 
 
@@ -121,11 +131,19 @@ def bench_record(n: int) -> tuple[float, float]:
         rec = AuditRecorder(NoDb(), start=False, max_queue=n + 1)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         for _i in range(n):
-            rec.record(AuditRecord(
-                "read", 200, res_type="Patient", res_id="p1", client_id="simrs-rsud-1",
-                organization_id="100000001", address="10.20.30.40", user_agent="SIMRS/3.1 (Java 17)",
-                request_id="5f0c6a3e-9d1b-4c59-8b1e-3f1e0a1b2c3d",
-            ))
+            rec.record(
+                AuditRecord(
+                    "read",
+                    200,
+                    res_type="Patient",
+                    res_id="p1",
+                    client_id="simrs-rsud-1",
+                    organization_id="100000001",
+                    address="10.20.30.40",
+                    user_agent="SIMRS/3.1 (Java 17)",
+                    request_id="5f0c6a3e-9d1b-4c59-8b1e-3f1e0a1b2c3d",
+                )
+            )
         with_build = min(with_build, (time.perf_counter() - t0) / n * 1e6)
     return record_only, with_build
 
@@ -156,8 +174,7 @@ def bench_record_in(db: Database, n: int) -> tuple[float, float]:
 def run(name: str, db: Database, n: int) -> None:
     migrate.upgrade(db.engine)
     path, flush = bench_read_events(db, min(n, 50_000))
-    print(f"{name:10s} read events: {path:5.2f} µs request path + {flush:5.2f} µs CPU recorder thread"
-          f" = {path + flush:5.2f} µs per read")
+    print(f"{name:10s} read events: {path:5.2f} µs request path + {flush:5.2f} µs CPU recorder thread = {path + flush:5.2f} µs per read")
     for batch in (100, 1000):
         rows_s, cpu = bench_flush(db, n, batch)
         print(f"{name:10s} flush batch={batch:<5d} {rows_s:>10,.0f} rows/s   {cpu:6.1f} µs CPU/row")

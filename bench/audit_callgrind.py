@@ -54,13 +54,29 @@ def _wait_ready(port: int, timeout: float) -> None:
 
 
 def _start(folder: Path, audit: bool, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, FHIR_AUDIT=str(audit).lower(), FHIR_AUDIT_FLUSH_INTERVAL="1000",
-               FHIR_EXPORT_WORKER="false", FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}")
+    env = dict(
+        os.environ,
+        FHIR_AUDIT=str(audit).lower(),
+        FHIR_AUDIT_FLUSH_INTERVAL="1000",
+        FHIR_EXPORT_WORKER="false",
+        FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}",
+    )
     server = shutil.which("fhir-server") or str(Path(sys.executable).with_name("fhir-server"))
     return subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}",
-         server, "serve", "--port", str(port), "--workers", "1"],
-        env=env, stdout=open(folder / "server.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={folder / 'callgrind.out'}",
+            server,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=open(folder / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -77,18 +77,19 @@ def main() -> None:
             url = f"sqlite:///{tmp / 'bench.sqlite3'}"
             port = servers.free_port()
             base = f"http://127.0.0.1:{port}"
-            proc = stack.enter_context(servers.running(
-                servers.our_server(port, url, args.workers), f"{base}/fhir/metadata",
-                env={"FHIR_AUDIT": audit}, log=tmp / "server.log"))
+            proc = stack.enter_context(
+                servers.running(
+                    servers.our_server(port, url, args.workers), f"{base}/fhir/metadata", env={"FHIR_AUDIT": audit}, log=tmp / "server.log"
+                )
+            )
             loaded = Loaded()
-            preload(f"{base}/fhir", loaded, args.patients, per_bundle=50, threads=2, encounters=1, extras=True,
-                    label=f"audit {name}")
+            preload(f"{base}/fhir", loaded, args.patients, per_bundle=50, threads=2, encounters=1, extras=True, label=f"audit {name}")
             analyze(url)
             script = load.get_paths_script([f"/fhir/Patient/{i}" for i in loaded.ids[:1000]])
             load.run("warm-up", name, base, script, duration=1, connections=args.connections)
             targets[name] = (proc.pid, base, script)
         for r in range(args.rounds):
-            for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
                 pgid, base, script = targets[name]
                 main0, other0 = group_cpu_s(pgid)
                 res = load.run("read", name, base, script, duration=args.duration, connections=args.connections)
@@ -98,13 +99,17 @@ def main() -> None:
                 n = res.requests or 1
                 per_req = (main1 - main0 + other1 - other0) / n * 1e6
                 runs[name].append((res.rps, per_req))
-                print(f"round {r + 1} audit {name:3s}: {res.rps:9,.0f} req/s  {per_req:6.1f} µs server CPU/request"
-                      f" (main threads {(main1 - main0) / n * 1e6:5.1f}, other threads {(other1 - other0) / n * 1e6:4.1f})")
+                print(
+                    f"round {r + 1} audit {name:3s}: {res.rps:9,.0f} req/s  {per_req:6.1f} µs server CPU/request"
+                    f" (main threads {(main1 - main0) / n * 1e6:5.1f}, other threads {(other1 - other0) / n * 1e6:4.1f})"
+                )
     med = {k: (statistics.median(x for x, _ in v), statistics.median(y for _, y in v)) for k, v in runs.items()}
     print(f"median audit on : {med['on'][0]:9,.0f} req/s  {med['on'][1]:6.1f} µs CPU/request")
     print(f"median audit off: {med['off'][0]:9,.0f} req/s  {med['off'][1]:6.1f} µs CPU/request")
-    print(f"audit on/off: throughput {med['on'][0] / med['off'][0]:.1%}, "
-          f"CPU per request +{med['on'][1] - med['off'][1]:.1f} µs ({med['on'][1] / med['off'][1] - 1:+.1%})")
+    print(
+        f"audit on/off: throughput {med['on'][0] / med['off'][0]:.1%}, "
+        f"CPU per request +{med['on'][1] - med['off'][1]:.1f} µs ({med['on'][1] / med['off'][1] - 1:+.1%})"
+    )
 
 
 if __name__ == "__main__":

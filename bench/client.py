@@ -24,8 +24,9 @@ class HttpError(RuntimeError):
         self.body = body
 
 
-def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-            timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
+def request(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[int, dict[str, str], bytes]:
     data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
     req = urllib.request.Request(url, data=data, method=method, headers={**HEADERS, **(headers or {})})
     try:
@@ -91,8 +92,11 @@ class Progress:
         el = (now or time.monotonic()) - self.started
         rate = self.done / el if el else 0.0
         eta = (self.total - self.done) / rate if rate else 0.0
-        print(f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s, {el:.0f}s elapsed, ~{eta:.0f}s left)",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s, {el:.0f}s elapsed, ~{eta:.0f}s left)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @property
     def rate(self) -> float:
@@ -100,8 +104,13 @@ class Progress:
         return self.done / el if el else 0.0
 
 
-def load_bundles(fhir_base: str, bundles: Iterable[dict[str, Any]], threads: int, progress: Progress | None = None,
-                 on_result: Callable[[dict[str, Any], list[tuple[str, str]]], None] | None = None) -> None:
+def load_bundles(
+    fhir_base: str,
+    bundles: Iterable[dict[str, Any]],
+    threads: int,
+    progress: Progress | None = None,
+    on_result: Callable[[dict[str, Any], list[tuple[str, str]]], None] | None = None,
+) -> None:
     """POST bundles with ``threads`` in flight; ``on_result(bundle, ids)`` runs for each, in completion order."""
 
     def one(b: dict[str, Any]) -> None:

@@ -14,17 +14,48 @@ from typing import Any
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 BPJS_SYSTEM = "https://fhir.kemkes.go.id/id/bpjs"
 GIVEN = ["Siti", "Budi", "Agus", "Dewi", "Rina", "Joko", "Putri", "Wahyu", "Sri", "Andi", "Nur", "Ayu", "Eko", "Fitri", "Hadi"]
-FAMILY = ["Aminah", "Santoso", "Wijaya", "Lestari", "Saputra", "Hidayat", "Kusuma", "Pratama", "Rahayu", "Siregar",
-          "Nasution", "Harahap", "Simanjuntak", "Sihombing", "Gunawan", "Halim", "Tanjung", "Purba", "Sinaga", "Lubis"]
+FAMILY = [
+    "Aminah",
+    "Santoso",
+    "Wijaya",
+    "Lestari",
+    "Saputra",
+    "Hidayat",
+    "Kusuma",
+    "Pratama",
+    "Rahayu",
+    "Siregar",
+    "Nasution",
+    "Harahap",
+    "Simanjuntak",
+    "Sihombing",
+    "Gunawan",
+    "Halim",
+    "Tanjung",
+    "Purba",
+    "Sinaga",
+    "Lubis",
+]
 REGIONS = [("32", "3204", "320415", "3204152001"), ("31", "3171", "317101", "3171011001"), ("35", "3578", "357801", "3578011001")]
 # (ICD-10 code, display)
-CONDITIONS = [("J06.9", "Acute upper respiratory infection, unspecified"), ("I10", "Essential (primary) hypertension"),
-              ("E11.9", "Type 2 diabetes mellitus without complications"), ("A09", "Diarrhoea and gastroenteritis"),
-              ("K30", "Dyspepsia"), ("A01.0", "Typhoid fever"), ("A91", "Dengue haemorrhagic fever"), ("M54.5", "Low back pain")]
+CONDITIONS = [
+    ("J06.9", "Acute upper respiratory infection, unspecified"),
+    ("I10", "Essential (primary) hypertension"),
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("A09", "Diarrhoea and gastroenteritis"),
+    ("K30", "Dyspepsia"),
+    ("A01.0", "Typhoid fever"),
+    ("A91", "Dengue haemorrhagic fever"),
+    ("M54.5", "Low back pain"),
+]
 # (LOINC code, display, unit, low, high)
-VITALS = [("8867-4", "Heart rate", "/min", 55, 110), ("9279-1", "Respiratory rate", "/min", 12, 24),
-          ("8310-5", "Body temperature", "Cel", 36, 39), ("29463-7", "Body weight", "kg", 8, 95),
-          ("8480-6", "Systolic blood pressure", "mm[Hg]", 95, 170)]
+VITALS = [
+    ("8867-4", "Heart rate", "/min", 55, 110),
+    ("9279-1", "Respiratory rate", "/min", 12, 24),
+    ("8310-5", "Body temperature", "Cel", 36, 39),
+    ("29463-7", "Body weight", "kg", 8, 95),
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", 95, 170),
+]
 SEED = 42
 
 
@@ -54,17 +85,27 @@ def patient(n: int, seed: int = SEED) -> dict[str, Any]:
         "telecom": [{"system": "phone", "value": f"08{rng.randint(10**9, 10**10 - 1)}", "use": "mobile"}],
         "gender": "female" if female else "male",
         "birthDate": f"{birth[0]:04d}-{birth[1]:02d}-{birth[2]:02d}",
-        "address": [{
-            "use": "home", "line": [f"Jl. Merdeka No. {rng.randint(1, 200)}"], "city": "Bandung", "country": "ID",
-            "extension": [{
-                "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+        "address": [
+            {
+                "use": "home",
+                "line": [f"Jl. Merdeka No. {rng.randint(1, 200)}"],
+                "city": "Bandung",
+                "country": "ID",
                 "extension": [
-                    {"url": "province", "valueCode": prov}, {"url": "city", "valueCode": city},
-                    {"url": "district", "valueCode": district}, {"url": "village", "valueCode": village},
-                    {"url": "rt", "valueCode": f"{rng.randint(1, 20):03d}"}, {"url": "rw", "valueCode": f"{rng.randint(1, 20):03d}"},
+                    {
+                        "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+                        "extension": [
+                            {"url": "province", "valueCode": prov},
+                            {"url": "city", "valueCode": city},
+                            {"url": "district", "valueCode": district},
+                            {"url": "village", "valueCode": village},
+                            {"url": "rt", "valueCode": f"{rng.randint(1, 20):03d}"},
+                            {"url": "rw", "valueCode": f"{rng.randint(1, 20):03d}"},
+                        ],
+                    }
                 ],
-            }],
-        }],
+            }
+        ],
         "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": rng.choice("SMWU")}]},
     }
 
@@ -86,8 +127,10 @@ def encounter(rng: random.Random, subject: str, index: int = 0) -> dict[str, Any
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": cls[0], "display": cls[1]},
         "subject": _ref(subject),
-        "period": {"start": f"2025-{month:02d}-{day:02d}T{hour:02d}:00:00+07:00",
-                   "end": f"2025-{month:02d}-{day:02d}T{hour + 1:02d}:30:00+07:00"},
+        "period": {
+            "start": f"2025-{month:02d}-{day:02d}T{hour:02d}:00:00+07:00",
+            "end": f"2025-{month:02d}-{day:02d}T{hour + 1:02d}:30:00+07:00",
+        },
     }
 
 
@@ -96,8 +139,17 @@ def condition(rng: random.Random, subject: str, encounter_ref: str) -> dict[str,
     return {
         "resourceType": "Condition",
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
-                                  "code": "encounter-diagnosis", "display": "Encounter Diagnosis"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "encounter-diagnosis",
+                        "display": "Encounter Diagnosis",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": code, "display": display}], "text": display},
         "subject": _ref(subject),
         "encounter": _ref(encounter_ref),
@@ -127,8 +179,13 @@ def coverage(rng: random.Random, subject: str, n: int) -> dict[str, Any]:
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PUBLICPOL"}], "text": "JKN"},
         "beneficiary": _ref(subject),
         "payor": [{"display": "BPJS Kesehatan"}],
-        "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
-                   "value": rng.choice(["PBI", "PBPU", "PPU"]), "name": "Kelas " + rng.choice("123")}],
+        "class": [
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+                "value": rng.choice(["PBI", "PBPU", "PPU"]),
+                "name": "Kelas " + rng.choice("123"),
+            }
+        ],
     }
 
 

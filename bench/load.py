@@ -91,8 +91,7 @@ def get_paths_script(paths: list[str]) -> str:
     return (
         f"local paths = {_lua_list(paths)}\n"
         "local i = 0\n"
-        "request = function()\n  i = i + 1\n  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n"
-        + DONE_HOOK
+        "request = function()\n  i = i + 1\n  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n" + DONE_HOOK
     )
 
 
@@ -102,8 +101,7 @@ def post_script(path: str, bodies: list[str], content_type: str = "application/f
         "local i = 0\n"
         f"wrk.headers['Content-Type'] = '{content_type}'\n"
         "request = function()\n  i = i + 1\n"
-        f"  return wrk.format('POST', '{path}', nil, bodies[(i % #bodies) + 1])\nend\n"
-        + DONE_HOOK
+        f"  return wrk.format('POST', '{path}', nil, bodies[(i % #bodies) + 1])\nend\n" + DONE_HOOK
     )
 
 
@@ -113,15 +111,14 @@ def post_with_headers_script(path: str, bodies: list[str], headers: dict[str, st
     return (
         f"local bodies = {_lua_list(bodies)}\n"
         "local i = 0\n"
-        "wrk.headers['Content-Type'] = 'application/fhir+json'\n" + sets +
-        "request = function()\n  i = i + 1\n"
-        f"  return wrk.format('POST', {json.dumps(path)}, nil, bodies[(i % #bodies) + 1])\nend\n"
-        + DONE_HOOK
+        "wrk.headers['Content-Type'] = 'application/fhir+json'\n" + sets + "request = function()\n  i = i + 1\n"
+        f"  return wrk.format('POST', {json.dumps(path)}, nil, bodies[(i % #bodies) + 1])\nend\n" + DONE_HOOK
     )
 
 
-def mixed_script(reads: list[str], searches: list[str], create_path: str, bodies: list[str],
-                 read_pct: int = 70, search_pct: int = 20) -> str:
+def mixed_script(
+    reads: list[str], searches: list[str], create_path: str, bodies: list[str], read_pct: int = 70, search_pct: int = 20
+) -> str:
     """One connection pool, interleaved: read_pct % GET reads, search_pct % GET searches, the rest POST creates."""
     return (
         f"local reads = {_lua_list(reads)}\n"
@@ -135,13 +132,13 @@ def mixed_script(reads: list[str], searches: list[str], create_path: str, bodies
         f"  if k < {read_pct} then return wrk.format('GET', reads[(i % #reads) + 1])\n"
         f"  elseif k < {read_pct + search_pct} then return wrk.format('GET', searches[(i % #searches) + 1])\n"
         f"  else return wrk.format('POST', {json.dumps(create_path)}, post_headers, bodies[(i % #bodies) + 1]) end\n"
-        "end\n"
-        + DONE_HOOK
+        "end\n" + DONE_HOOK
     )
 
 
-def run(scenario: str, target: str, base: str, script: str, *, duration: int, connections: int, threads: int = 1,
-        per_request: int = 1) -> Result:
+def run(
+    scenario: str, target: str, base: str, script: str, *, duration: int, connections: int, threads: int = 1, per_request: int = 1
+) -> Result:
     wrk = require_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
@@ -149,7 +146,9 @@ def run(scenario: str, target: str, base: str, script: str, *, duration: int, co
     try:
         proc = subprocess.run(
             [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", lua, base],
-            capture_output=True, text=True, timeout=duration + 60,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
         )
     finally:
         Path(lua).unlink(missing_ok=True)
@@ -158,5 +157,17 @@ def run(scenario: str, target: str, base: str, script: str, *, duration: int, co
         raise RuntimeError(f"wrk gave no result for {scenario}: {proc.stdout}\n{proc.stderr}")
     data = json.loads(line[6:])
     sample = next((ln[12:] for ln in proc.stdout.splitlines() if ln.startswith("BENCHSAMPLE ")), "")
-    return Result(scenario, target, data["requests"], data["seconds"], data["errors"], data["p50_ms"], data["p95_ms"],
-                  data["p99_ms"], {str(k): v for k, v in data.get("statuses", {}).items()}, sample, per_request, connections)
+    return Result(
+        scenario,
+        target,
+        data["requests"],
+        data["seconds"],
+        data["errors"],
+        data["p50_ms"],
+        data["p95_ms"],
+        data["p99_ms"],
+        {str(k): v for k, v in data.get("statuses", {}).items()},
+        sample,
+        per_request,
+        connections,
+    )

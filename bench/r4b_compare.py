@@ -26,9 +26,32 @@ from fhir_server.model.validate import model_issues
 from fhir_server.service.resources import stamp
 
 _VALUES: list[Any] = [
-    "", " ", "x", " x", "2020-13-01", "2020-02-30", "2020-01-01T25:00:00Z", "2020-01-01T10:00:00", 0, -1, 1.5,
-    True, None, [], {}, [None], ["a"], {"a": 1}, "abc\x00", 10**20, "1e5", "http://x y", {"extension": []},
-    {"value": "1"}, {"coding": []}, {"reference": ""},
+    "",
+    " ",
+    "x",
+    " x",
+    "2020-13-01",
+    "2020-02-30",
+    "2020-01-01T25:00:00Z",
+    "2020-01-01T10:00:00",
+    0,
+    -1,
+    1.5,
+    True,
+    None,
+    [],
+    {},
+    [None],
+    ["a"],
+    {"a": 1},
+    "abc\x00",
+    10**20,
+    "1e5",
+    "http://x y",
+    {"extension": []},
+    {"value": "1"},
+    {"coding": []},
+    {"reference": ""},
 ]
 
 
@@ -53,9 +76,28 @@ def _paths(node: Any, prefix: tuple = ()) -> Any:
 
 def _variant(rng: random.Random, old: Any) -> Any:
     if isinstance(old, str):
-        return rng.choice([old + " ", " " + old, old + "\n", old * 50, old[:-1], old.upper(), old + "Z",
-                           old.replace("-", ""), "0" + old, old + ".5", "\t", old[:4], old[:7], old + ":00",
-                           old + "+07:00", old + "T10:00:00", "9999-12-31", "0000"])
+        return rng.choice(
+            [
+                old + " ",
+                " " + old,
+                old + "\n",
+                old * 50,
+                old[:-1],
+                old.upper(),
+                old + "Z",
+                old.replace("-", ""),
+                "0" + old,
+                old + ".5",
+                "\t",
+                old[:4],
+                old[:7],
+                old + ":00",
+                old + "+07:00",
+                old + "T10:00:00",
+                "9999-12-31",
+                "0000",
+            ]
+        )
     if isinstance(old, bool):
         return rng.choice(["true", 1, 0])
     if isinstance(old, (int, float)):
@@ -103,8 +145,9 @@ def main() -> None:
         issues = model_issues(r)
         if issues:
             reasons[(r["resourceType"], issues[0].expression, (issues[0].diagnostics or "")[:80])] += 1
-    print(f"{args.mutants} mutants, {accepted} accepted by the structure checker, "
-          f"{sum(reasons.values())} of those rejected by the R4B model")
+    print(
+        f"{args.mutants} mutants, {accepted} accepted by the structure checker, {sum(reasons.values())} of those rejected by the R4B model"
+    )
     for reason, n in reasons.most_common(20):
         print(f"  {n:5}  {reason}")
 

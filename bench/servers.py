@@ -35,12 +35,19 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = 
 
 
 @contextmanager
-def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None,
-            cwd: Path | None = None, timeout: float = 120.0) -> Iterator[subprocess.Popen]:
+def running(
+    cmd: list[str],
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120.0,
+) -> Iterator[subprocess.Popen]:
     with ExitStack() as files:  # the log closes after the server has stopped (or if it cannot start)
         out = files.enter_context(open(log, "wb")) if log else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=cwd)
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+        )
         try:
             try:
                 wait_ready(ready_url, timeout, proc)
@@ -59,15 +66,40 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, l
 
 def our_server(port: int, database_url: str, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "fhir_server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--database-url", database_url,
+        sys.executable,
+        "-m",
+        "fhir_server.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--database-url",
+        database_url,
     ]
 
 
 def trivial_server(port: int, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "bench.trivial_app:app", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.trivial_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
     ]
 
 
@@ -101,8 +133,9 @@ def ensure_sekmet(venv: Path) -> Path:
 
 
 def sekmet_version(python: Path) -> str:
-    p = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('sekmet-fhir'))"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('sekmet-fhir'))"], capture_output=True, text=True
+    )
     return p.stdout.strip() or "?"
 
 
@@ -122,7 +155,19 @@ def sekmet_server(python: Path, port: int, workers: int, workdir: Path) -> tuple
     )
     (workdir / "data").mkdir(exist_ok=True)
     cmd = [
-        str(python), "-m", "uvicorn", "sekmet.main:app_factory", "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+        str(python),
+        "-m",
+        "uvicorn",
+        "sekmet.main:app_factory",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
     ]
     return cmd, {"SEKMET_CONFIG": str(config)}

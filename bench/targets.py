@@ -16,9 +16,9 @@ PEER_RATIO = {READ: 4.0, CREATE: 3.0, IDENT: 4.0, FAMILY: 20.0, INGEST: 2.5}
 #: scenario -> (absolute minimum throughput, unit, condition text)
 ABSOLUTE = {CREATE: (1000.0, "req/s", "SQLite, 2 workers"), INGEST: (1500.0, "resources/s", "")}
 TRIVIAL_RATIO = {READ: 0.60}
-P95_MS = 20.0          # search p95 at 100k Patients (issue 3 item 7, issue 8 item 4)
+P95_MS = 20.0  # search p95 at 100k Patients (issue 3 item 7, issue 8 item 4)
 P95_AT = 100_000
-P50_GROWTH = 1.5       # search p50 at 1M <= 1.5x p50 at 10k
+P50_GROWTH = 1.5  # search p50 at 1M <= 1.5x p50 at 10k
 
 
 @dataclass
@@ -56,24 +56,43 @@ def run_checks(results: list[Result], patients: int, workers: int) -> list[Check
             p = peer.get(r.scenario)
             if p and throughput(p) > 0:
                 ratio = throughput(r) / throughput(p)
-                checks.append(Check(label, f"{ratio:.2f}x peer ({throughput(r):,.0f} vs {throughput(p):,.0f} {_unit(r.scenario)})",
-                                    f">= {want:g}x peer", ratio >= want))
+                checks.append(
+                    Check(
+                        label,
+                        f"{ratio:.2f}x peer ({throughput(r):,.0f} vs {throughput(p):,.0f} {_unit(r.scenario)})",
+                        f">= {want:g}x peer",
+                        ratio >= want,
+                    )
+                )
             else:
                 checks.append(Check(label, "peer not measured", f">= {want:g}x peer", None))
         if r.scenario in TRIVIAL_RATIO and trivial:
             want = TRIVIAL_RATIO[r.scenario]
             ratio = r.rps / trivial.rps if trivial.rps else 0.0
-            checks.append(Check(label, f"{ratio:.0%} of trivial ({r.rps:,.0f} vs {trivial.rps:,.0f} req/s)",
-                                f">= {want:.0%} of trivial FastAPI", ratio >= want))
+            checks.append(
+                Check(
+                    label,
+                    f"{ratio:.0%} of trivial ({r.rps:,.0f} vs {trivial.rps:,.0f} req/s)",
+                    f">= {want:.0%} of trivial FastAPI",
+                    ratio >= want,
+                )
+            )
         if r.scenario in ABSOLUTE:
             floor, unit, cond = ABSOLUTE[r.scenario]
             applies = not cond or ("sqlite" in r.target and workers == 2)
-            checks.append(Check(label, f"{throughput(r):,.0f} {unit}", f">= {floor:,.0f} {unit}" + (f" ({cond})" if cond else ""),
-                                (throughput(r) >= floor) if applies else None))
+            checks.append(
+                Check(
+                    label,
+                    f"{throughput(r):,.0f} {unit}",
+                    f">= {floor:,.0f} {unit}" + (f" ({cond})" if cond else ""),
+                    (throughput(r) >= floor) if applies else None,
+                )
+            )
         if r.scenario in SEARCHES:
             ok = r.p95_ms < P95_MS if patients >= P95_AT else None
-            checks.append(Check(label, f"p95 {r.p95_ms:.1f} ms at {patients:,} Patients",
-                                f"p95 < {P95_MS:g} ms at {P95_AT:,} Patients", ok))
+            checks.append(
+                Check(label, f"p95 {r.p95_ms:.1f} ms at {patients:,} Patients", f"p95 < {P95_MS:g} ms at {P95_AT:,} Patients", ok)
+            )
         if r.errors:
             checks.append(Check(label, f"{r.errors} errors {r.statuses}", "no errors", False))
     return checks
@@ -90,14 +109,23 @@ def scale_checks(rows: list[tuple[int, Result]]) -> list[Check]:
             at = [s for s in sizes if s >= P95_AT and (s, sc, target) in by]
             if at:
                 r = by[(at[0], sc, target)]
-                checks.append(Check(f"{sc} [{target}]", f"p95 {r.p95_ms:.1f} ms at {at[0]:,}", f"p95 < {P95_MS:g} ms at {P95_AT:,}",
-                                    r.p95_ms < P95_MS))
+                checks.append(
+                    Check(
+                        f"{sc} [{target}]", f"p95 {r.p95_ms:.1f} ms at {at[0]:,}", f"p95 < {P95_MS:g} ms at {P95_AT:,}", r.p95_ms < P95_MS
+                    )
+                )
             small = [s for s in sizes if (s, sc, target) in by]
             if len(small) >= 2:
                 lo, hi = small[0], small[-1]
                 a, b = by[(lo, sc, target)], by[(hi, sc, target)]
                 growth = b.p50_ms / a.p50_ms if a.p50_ms else 0.0
                 applies = lo <= 10_000 and hi >= 1_000_000
-                checks.append(Check(f"{sc} [{target}]", f"p50 {a.p50_ms:.1f} ms at {lo:,} -> {b.p50_ms:.1f} ms at {hi:,} ({growth:.2f}x)",
-                                    f"p50 at 1M <= {P50_GROWTH:g}x p50 at 10k", (growth <= P50_GROWTH) if applies else None))
+                checks.append(
+                    Check(
+                        f"{sc} [{target}]",
+                        f"p50 {a.p50_ms:.1f} ms at {lo:,} -> {b.p50_ms:.1f} ms at {hi:,} ({growth:.2f}x)",
+                        f"p50 at 1M <= {P50_GROWTH:g}x p50 at 10k",
+                        (growth <= P50_GROWTH) if applies else None,
+                    )
+                )
     return checks

@@ -82,20 +82,39 @@ def main() -> None:
     row("$lookup (random region)", timed(lambda c: engine.lookup(system, c), [(c,) for c in codes]))
     row("$lookup with child", timed(lambda c: engine.lookup(system, c, properties=["child"]), [(c,) for c in codes]))
     row("CodeSystem/$validate-code", timed(lambda c: engine.validate_code_cs(system, c), [(c,) for c in codes]))
-    row("ValueSet/$validate-code (village VS)",
-        timed(lambda c: engine.validate_code_vs(urls.KEMENDAGRI_VILLAGE_VS, code=c, system=system),
-              [(rnd.choice(villages),) for _ in range(args.rounds)]))
-    row("$expand villages, filter, count=20",
-        timed(lambda n: engine.expand(urls.KEMENDAGRI_VILLAGE_VS, filter=n, count=20), [(n,) for n in needles]))
-    row("$expand all regions ?vs, filter, count=20",
-        timed(lambda n: engine.expand(system + "?vs", filter=n, count=20), [(n,) for n in needles]))
-    district_vs = [({"resourceType": "ValueSet", "status": "active", "compose": {"include": [
-        {"system": system, "filter": [{"property": "parent", "op": "=", "value": d}]}]}},)
-        for d in rnd.sample(districts, min(args.rounds, len(districts)))]
+    row(
+        "ValueSet/$validate-code (village VS)",
+        timed(
+            lambda c: engine.validate_code_vs(urls.KEMENDAGRI_VILLAGE_VS, code=c, system=system),
+            [(rnd.choice(villages),) for _ in range(args.rounds)],
+        ),
+    )
+    row(
+        "$expand villages, filter, count=20",
+        timed(lambda n: engine.expand(urls.KEMENDAGRI_VILLAGE_VS, filter=n, count=20), [(n,) for n in needles]),
+    )
+    row(
+        "$expand all regions ?vs, filter, count=20",
+        timed(lambda n: engine.expand(system + "?vs", filter=n, count=20), [(n,) for n in needles]),
+    )
+    district_vs = [
+        (
+            {
+                "resourceType": "ValueSet",
+                "status": "active",
+                "compose": {"include": [{"system": system, "filter": [{"property": "parent", "op": "=", "value": d}]}]},
+            },
+        )
+        for d in rnd.sample(districts, min(args.rounds, len(districts)))
+    ]
     row("$expand villages of a district (unpaged)", timed(lambda vs: engine.expand(value_set=vs), district_vs))
-    row("$expand villages, no filter, count=100, random offset",
-        timed(lambda o: engine.expand(urls.KEMENDAGRI_VILLAGE_VS, count=100, offset=o),
-              [(rnd.randrange(83_000),) for _ in range(args.rounds // 4)]))
+    row(
+        "$expand villages, no filter, count=100, random offset",
+        timed(
+            lambda o: engine.expand(urls.KEMENDAGRI_VILLAGE_VS, count=100, offset=o),
+            [(rnd.randrange(83_000),) for _ in range(args.rounds // 4)],
+        ),
+    )
 
     full = json.dumps(RegionCodeSystem().full_resource(), separators=(",", ":")).encode()
     stored = json.dumps(RegionCodeSystem().resource(), separators=(",", ":")).encode()

@@ -97,13 +97,18 @@ def bench_db(kind: str, pg_url: str, args: argparse.Namespace) -> None:
         for i in range(20):
             resources.create("Patient", data.patient(10_000_000 + i))
         bundles.process(BASE, data.visit_bundle(10_000_000), representation=False)
-        create = _best(args.runs, args.creates, lambda r, i: data.patient(r * 100_000 + i),
-                       lambda p: resources.create("Patient", p))
+        create = _best(args.runs, args.creates, lambda r, i: data.patient(r * 100_000 + i), lambda p: resources.create("Patient", p))
         create_cpu = last_cpu
-        bundle = _best(args.runs, args.bundles, lambda r, i: data.visit_bundle(5_000_000 + r * 10_000 + i),
-                       lambda b: bundles.process(BASE, b, representation=False))
-        print(f"{kind:10} create Patient {create:8.0f} µs (CPU {create_cpu:.0f})   50-entry transaction {bundle:8.0f} µs "
-              f"(CPU {last_cpu:.0f}; {bundle / 50:.0f} µs/resource, {50e6 / bundle:.0f} resources/s on one thread)")
+        bundle = _best(
+            args.runs,
+            args.bundles,
+            lambda r, i: data.visit_bundle(5_000_000 + r * 10_000 + i),
+            lambda b: bundles.process(BASE, b, representation=False),
+        )
+        print(
+            f"{kind:10} create Patient {create:8.0f} µs (CPU {create_cpu:.0f})   50-entry transaction {bundle:8.0f} µs "
+            f"(CPU {last_cpu:.0f}; {bundle / 50:.0f} µs/resource, {50e6 / bundle:.0f} resources/s on one thread)"
+        )
         if args.profile in ("create", "bundle"):
             _profile(args, resources, bundles)
 
@@ -168,10 +173,20 @@ def bench_http(args: argparse.Namespace) -> None:
     from fhir_server.config import Settings
 
     async def call(app: Any, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-                 "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"bench"), (b"content-type", b"application/fhir+json"), *headers],
-                 "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"bench"), (b"content-type", b"application/fhir+json"), *headers],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8080),
+        }
         sent = False
         status = 0
 
@@ -193,8 +208,7 @@ def bench_http(args: argparse.Namespace) -> None:
 
     async def run(folder: str) -> None:
         os.environ.setdefault("FHIR_AUTH", "none")
-        settings = Settings(database_url=f"sqlite:///{folder}/http.sqlite3", r4b_model_check=not args.no_r4b,
-                            export_worker=False)
+        settings = Settings(database_url=f"sqlite:///{folder}/http.sqlite3", r4b_model_check=not args.no_r4b, export_worker=False)
         app = create_app(settings)
         startup: asyncio.Queue = asyncio.Queue()
         done = asyncio.Event()
@@ -231,9 +245,11 @@ def bench_http(args: argparse.Namespace) -> None:
                 for b in bodies:
                     await call(app, "POST", "/fhir/Patient", b, [])
             print(profiler.output_text(unicode=True, color=False, show_all=False))
-        print(f"{'http sqlite':10} create Patient {best_create[0]:8.0f} µs (CPU {best_create[1]:.0f})   "
-              f"50-entry transaction {best_bundle[0]:8.0f} µs (CPU {best_bundle[1]:.0f}; through the ASGI app, "
-              f"audit {'on' if settings.audit else 'off'})")
+        print(
+            f"{'http sqlite':10} create Patient {best_create[0]:8.0f} µs (CPU {best_create[1]:.0f})   "
+            f"50-entry transaction {best_bundle[0]:8.0f} µs (CPU {best_bundle[1]:.0f}; through the ASGI app, "
+            f"audit {'on' if settings.audit else 'off'})"
+        )
         await startup.put({"type": "lifespan.shutdown"})
         await task
 

@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         state.db.dispose()
 
     guard_options = dict(
-        max_query_params=settings.max_query_params, max_query_bytes=settings.max_query_bytes,
+        max_query_params=settings.max_query_params,
+        max_query_bytes=settings.max_query_bytes,
         # it also queues the AuditEvents, so even requests it or auth refuse leave one
         # (audit off: not even the call that would feed the NullRecorder)
         audit_for=(lambda scope: state.recorder) if settings.audit else None,
@@ -111,7 +112,10 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         layers: ASGIApp = FastRead(inner)
         if cors_origins:
             layers = CORSMiddleware(
-                layers, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["*"],
+                layers,
+                allow_origins=cors_origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
                 expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
             )
         return RequestGuard(layers, **guard_options)
@@ -174,7 +178,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         if _is_statement_timeout(exc):
-            issue = Issue("error", "too-costly", "The request took longer than the database statement timeout (FHIR_STATEMENT_TIMEOUT); narrow it")
+            issue = Issue(
+                "error", "too-costly", "The request took longer than the database statement timeout (FHIR_STATEMENT_TIMEOUT); narrow it"
+            )
             return http.outcome_response(request, [issue], 400)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return http.outcome_response(request, [Issue("fatal", "exception", "Internal server error")], 500)

@@ -152,9 +152,7 @@ def import_command(
         migrations.upgrade(state.db.engine)
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
             task = bar.add_task("import", total=None)
-            summary = Importer(state.pipeline, batch_size=batch_size).run(
-                [Path(p) for p in paths], progress=lambda n: bar.advance(task, n)
-            )
+            summary = Importer(state.pipeline, batch_size=batch_size).run([Path(p) for p in paths], progress=lambda n: bar.advance(task, n))
         state.db.analyze()  # fresh planner statistics after a bulk load
     finally:
         state.db.dispose()

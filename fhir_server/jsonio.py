@@ -66,7 +66,10 @@ def dumps(value: Any, *, pretty: bool = False) -> bytes:
     except TypeError:
         pass  # Decimals or integers beyond 64 bits: take the exact path
     text = simplejson.dumps(
-        value, use_decimal=True, ensure_ascii=False, indent=2 if pretty else None,
+        value,
+        use_decimal=True,
+        ensure_ascii=False,
+        indent=2 if pretty else None,
         separators=None if pretty else (",", ":"),
     )
     return text.encode("utf-8")

@@ -74,11 +74,16 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
     """The services and the pipeline. ``blocking_writes``: for the CLI (no event loop), writes
     run at once in their own transactions instead of the loop's group commit."""
     db = Database.from_url(
-        settings.effective_database_url, pool_size=settings.pool_size, busy_timeout=settings.sqlite_busy_timeout,
+        settings.effective_database_url,
+        pool_size=settings.pool_size,
+        busy_timeout=settings.sqlite_busy_timeout,
         statement_timeout=settings.statement_timeout,
     )
     resources = ResourceService(
-        db, index_resource, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes,
+        db,
+        index_resource,
+        r4b_model_check=settings.r4b_model_check,
+        region_codes=settings.region_codes,
         prepare_index=index_rows,
     )
     for res_type in TERMINOLOGY_TYPES:

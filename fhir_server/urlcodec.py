@@ -16,8 +16,7 @@ from urllib.parse import unquote
 
 _ALWAYS_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 #: ASCII -> what quote_plus(c, safe="") gives: itself, "+" for a space, %XX otherwise
-_QUOTE_PLUS = str.maketrans({chr(i): (chr(i) if chr(i) in _ALWAYS_SAFE else "+" if i == 32 else f"%{i:02X}")
-                             for i in range(128)})
+_QUOTE_PLUS = str.maketrans({chr(i): (chr(i) if chr(i) in _ALWAYS_SAFE else "+" if i == 32 else f"%{i:02X}") for i in range(128)})
 
 
 def quote_plus(text: str) -> str:

@@ -115,6 +115,5 @@ def from_fhir(kind: str, payload: Any) -> dict[str, Any]:
         return encounter_to_pcare_pendaftaran(encounter, res.linked_to(encounter, "Observation"))
     if kind == "pcare-kunjungan":
         encounter = res.one("Encounter")
-        return encounter_to_pcare_kunjungan(encounter, res.linked_to(encounter, "Condition"),
-                                            res.linked_to(encounter, "Observation"))
+        return encounter_to_pcare_kunjungan(encounter, res.linked_to(encounter, "Condition"), res.linked_to(encounter, "Observation"))
     raise FhirError.of(400, "not-supported", f"unknown native format '{kind}'")

@@ -21,8 +21,15 @@ PCARE_DEV = "https://apijkn-dev.bpjs-kesehatan.go.id/pcare-rest-dev/"
 class BpjsClient:
     """Signed, decrypting calls to one BPJS service (VClaim, or P-Care with ``pcare=True``)."""
 
-    def __init__(self, base_url: str, credentials: Credentials, *, pcare: bool = False,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        pcare: bool = False,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.credentials = credentials
         self.pcare = pcare
         self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)

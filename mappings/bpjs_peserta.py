@@ -73,12 +73,13 @@ def bpjs_peserta_to_fhir(payload: Any) -> MappingResult:
 
 
 def _payor() -> dict[str, Any]:
-    return {"resourceType": "Organization",
-            "identifier": [identifier(S.BPJS_PAYOR, S.BPJS_PAYOR_VALUE)],
-            "active": True,
-            "type": [{"coding": [coding("http://terminology.hl7.org/CodeSystem/organization-type", "pay",
-                                        "Payer")]}],
-            "name": S.BPJS_PAYOR_NAME}
+    return {
+        "resourceType": "Organization",
+        "identifier": [identifier(S.BPJS_PAYOR, S.BPJS_PAYOR_VALUE)],
+        "active": True,
+        "type": [{"coding": [coding("http://terminology.hl7.org/CodeSystem/organization-type", "pay", "Payer")]}],
+        "name": S.BPJS_PAYOR_NAME,
+    }
 
 
 def _patient(p: Record, card: str) -> tuple[dict[str, Any], list[Issue]]:
@@ -94,9 +95,13 @@ def _patient(p: Record, card: str) -> tuple[dict[str, Any], list[Issue]]:
     no_mr = mr.text("noMR")
     if no_mr:
         identifiers.append(identifier(S.BPJS_MR, no_mr, use="usual", type_code="MR"))
-    patient: dict[str, Any] = {"resourceType": "Patient", "meta": {"profile": [S.SATUSEHAT_PATIENT_PROFILE]},
-                               "identifier": identifiers, "active": True,
-                               "name": [{"use": "official", "text": p.required_text("nama")}]}
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "meta": {"profile": [S.SATUSEHAT_PATIENT_PROFILE]},
+        "identifier": identifiers,
+        "active": True,
+        "name": [{"use": "official", "text": p.required_text("nama")}],
+    }
     phone = mr.text("noTelepon") or p.text("noHP")
     if phone:
         patient["telecom"] = [{"system": "phone", "value": phone, "use": "mobile"}]
@@ -131,8 +136,7 @@ def _coverage(p: Record, card: str, patient_url: str, payor_url: str, result: Ma
         coverage["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
     coverage["payor"] = [{"reference": payor_url, "display": S.BPJS_PAYOR_NAME}]
     classes = []
-    for field, class_type, system in (("jenisPeserta", "plan", S.CS_BPJS_PARTICIPANT_TYPE),
-                                      ("hakKelas", "class", S.CS_BPJS_CLASS)):
+    for field, class_type, system in (("jenisPeserta", "plan", S.CS_BPJS_PARTICIPANT_TYPE), ("hakKelas", "class", S.CS_BPJS_CLASS)):
         code, label = p.kode(field)
         if code is None:
             continue
@@ -152,14 +156,17 @@ def _coverage(p: Record, card: str, patient_url: str, payor_url: str, result: Ma
     provider = p.sub("provUmum")
     kd_provider = provider.text("kdProvider")
     if kd_provider:
-        org = {"resourceType": "Organization", "identifier": [identifier(S.BPJS_FASKES, kd_provider)],
-               "active": True}
+        org = {"resourceType": "Organization", "identifier": [identifier(S.BPJS_FASKES, kd_provider)], "active": True}
         name = provider.text("nmProvider")
         if name:
             org["name"] = name
         org_url = result.add(org, (S.BPJS_FASKES, kd_provider), mode="create")
-        extensions.append(extension(S.EXT_PRIMARY_CARE_PROVIDER, valueReference=logical_reference(
-            "Organization", S.BPJS_FASKES, kd_provider, name, reference=org_url)))
+        extensions.append(
+            extension(
+                S.EXT_PRIMARY_CARE_PROVIDER,
+                valueReference=logical_reference("Organization", S.BPJS_FASKES, kd_provider, name, reference=org_url),
+            )
+        )
     details = _peserta_details(p)
     if details:
         extensions.append(details)
@@ -190,14 +197,14 @@ def _peserta_details(p: Record) -> dict[str, Any] | None:
 
 # --- Reverse ---------------------------------------------------------------------------------------
 
+
 def fhir_to_bpjs_peserta(coverage: dict[str, Any], patient: dict[str, Any] | None = None) -> dict[str, Any]:
     """The decrypted VClaim Peserta response ``{"peserta": {...}}`` for a Coverage and its beneficiary."""
     if coverage.get("resourceType") != "Coverage":
         raise malformed("expected a Coverage resource", "resourceType")
     card = coverage.get("subscriberId") or identifier_value(coverage, S.BPJS_CARD)
     if not card:
-        raise FhirError.of(422, "required", "Coverage has no subscriberId (BPJS card number)",
-                           "Coverage.subscriberId")
+        raise FhirError.of(422, "required", "Coverage has no subscriberId (BPJS card number)", "Coverage.subscriberId")
     patient = patient or {}
     peserta: dict[str, Any] = {"noKartu": card, "nik": identifier_value(patient, S.NIK)}
     names = patient.get("name") or []
@@ -207,8 +214,10 @@ def fhir_to_bpjs_peserta(coverage: dict[str, Any], patient: dict[str, Any] | Non
     sex = translated(S.CM_BPJS_SEX, gender, reverse=True) if gender else None
     peserta["sex"] = sex["code"] if sex else None
     peserta["tglLahir"] = patient.get("birthDate")
-    details = {sub["url"]: next(v for k, v in sub.items() if k.startswith("value"))
-               for sub in (get_extension(coverage, S.EXT_BPJS_PESERTA) or {}).get("extension", [])}
+    details = {
+        sub["url"]: next(v for k, v in sub.items() if k.startswith("value"))
+        for sub in (get_extension(coverage, S.EXT_BPJS_PESERTA) or {}).get("extension", [])
+    }
     peserta["tglCetakKartu"] = details.get("tglCetakKartu")
     period = coverage.get("period") or {}
     peserta["tglTMT"] = period.get("start")
@@ -221,8 +230,7 @@ def fhir_to_bpjs_peserta(coverage: dict[str, Any], patient: dict[str, Any] | Non
     telecom = next((t.get("value") for t in patient.get("telecom", []) if t.get("system") == "phone"), None)
     peserta["mr"] = {"noMR": identifier_value(patient, S.BPJS_MR), "noTelepon": telecom}
     provider = extension_value(coverage, S.EXT_PRIMARY_CARE_PROVIDER) or {}
-    peserta["provUmum"] = {"kdProvider": identifier_value(provider, S.BPJS_FASKES),
-                           "nmProvider": provider.get("display")}
+    peserta["provUmum"] = {"kdProvider": identifier_value(provider, S.BPJS_FASKES), "nmProvider": provider.get("display")}
     status = extension_value(coverage, S.EXT_COVERAGE_STATUS)
     if status:
         peserta["statusPeserta"] = {"kode": status.get("code"), "keterangan": status.get("display")}
@@ -237,5 +245,3 @@ def _kode(entry: dict[str, Any] | None) -> dict[str, Any]:
     if not entry:
         return {"kode": None, "keterangan": None}
     return {"kode": entry.get("value"), "keterangan": entry.get("name")}
-
-

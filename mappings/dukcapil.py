@@ -33,8 +33,7 @@ from mappings.result import MappingResult
 from terminology import indonesia
 
 _ERROR_KEYS = ("RESPON", "RESPONSE_CODE", "RESPONSE")
-_ENVELOPE_DEFAULTS = {"lastPage": True, "numberOfElements": 1, "sort": None, "totalElements": 1,
-                      "firstPage": True, "number": 0, "size": 1}
+_ENVELOPE_DEFAULTS = {"lastPage": True, "numberOfElements": 1, "sort": None, "totalElements": 1, "firstPage": True, "number": 0, "size": 1}
 
 #: The label-coded Patient extensions: (native field(s), extension URL, CodeSystem).
 _LABEL_EXTENSIONS = (
@@ -126,23 +125,20 @@ def patient_from_record(rec: Record) -> tuple[dict[str, Any], list[Issue]]:
     }
     extensions: list[dict[str, Any]] = []
 
-    sex = code_from(S.CS_DUKCAPIL_SEX, rec.raw("JENIS_KLMIN", "JENIS_KELAMIN"), rec.path("JENIS_KLMIN"),
-                    by_label=True)
+    sex = code_from(S.CS_DUKCAPIL_SEX, rec.raw("JENIS_KLMIN", "JENIS_KELAMIN"), rec.path("JENIS_KLMIN"), by_label=True)
     if sex:
         gender = translated(S.CM_DUKCAPIL_SEX, sex["code"])
         patient["gender"] = gender["code"] if gender else "unknown"
     birth_date = rec.date("TGL_LHR", "TANGGAL_LAHIR")
     if birth_date:
         patient["birthDate"] = birth_date
-    warnings += consistency_warnings(facts, gender=patient.get("gender"), birth_date=birth_date,
-                                     field=rec.path("NIK"))
+    warnings += consistency_warnings(facts, gender=patient.get("gender"), birth_date=birth_date, field=rec.path("NIK"))
 
     address = _address(rec, warnings)
     if address:
         patient["address"] = [address]
 
-    marital = code_from(S.CS_DUKCAPIL_MARITAL, rec.raw("STATUS_KAWIN", "STAT_KWN"), rec.path("STATUS_KAWIN"),
-                        by_label=True)
+    marital = code_from(S.CS_DUKCAPIL_MARITAL, rec.raw("STATUS_KAWIN", "STAT_KWN"), rec.path("STATUS_KAWIN"), by_label=True)
     if marital:
         v3 = translated(S.CM_DUKCAPIL_MARITAL, marital["code"])
         patient["maritalStatus"] = {"coding": [c for c in (v3, marital) if c], "text": marital["display"]}
@@ -151,8 +147,7 @@ def patient_from_record(rec: Record) -> tuple[dict[str, Any], list[Issue]]:
     for field, role, display in (("NAMA_LGKP_IBU", "MTH", "mother"), ("NAMA_LGKP_AYAH", "FTH", "father")):
         parent = rec.text(field)
         if parent:
-            contacts.append({"relationship": [{"coding": [coding(S.V3_ROLE_CODE, role, display)]}],
-                             "name": {"text": parent}})
+            contacts.append({"relationship": [{"coding": [coding(S.V3_ROLE_CODE, role, display)]}], "name": {"text": parent}})
     if contacts:
         patient["contact"] = contacts
 
@@ -167,8 +162,9 @@ def patient_from_record(rec: Record) -> tuple[dict[str, Any], list[Issue]]:
     religion = code_from(S.CS_DUKCAPIL_RELIGION, rec.raw("AGAMA"), rec.path("AGAMA"), by_label=True)
     if religion:
         v3 = translated(S.CM_DUKCAPIL_RELIGION, religion["code"])
-        extensions.append(extension(S.EXT_RELIGION, valueCodeableConcept={
-            "coding": [c for c in (v3, religion) if c], "text": religion["display"]}))
+        extensions.append(
+            extension(S.EXT_RELIGION, valueCodeableConcept={"coding": [c for c in (v3, religion) if c], "text": religion["display"]})
+        )
     for fields, url, system in _LABEL_EXTENSIONS:
         c = code_from(system, rec.raw(*fields), rec.path(fields[0]), by_label=True)
         if c:
@@ -180,8 +176,7 @@ def patient_from_record(rec: Record) -> tuple[dict[str, Any], list[Issue]]:
 def _address(rec: Record, warnings: list[Issue]) -> dict[str, Any] | None:
     admin: list[dict[str, Any]] = []
     code = ""
-    for field, width, sub in (("NO_PROP", 2, "province"), ("NO_KAB", 2, "city"),
-                              ("NO_KEC", 2, "district"), ("NO_KEL", 4, "village")):
+    for field, width, sub in (("NO_PROP", 2, "province"), ("NO_KAB", 2, "city"), ("NO_KEC", 2, "district"), ("NO_KEL", 4, "village")):
         value = rec.raw(field)
         if as_text(value) is None:
             break
@@ -191,8 +186,13 @@ def _address(rec: Record, warnings: list[Issue]) -> dict[str, Any] | None:
         code += segment
         admin.append({"url": sub, "valueCode": code})
     if code and wilayah_name(code) is None:
-        warnings.append(warning("code-invalid", f"{rec.path('NO_PROP')}..: region {code} is not in the "
-                                "current Kemendagri list (old code?)", rec.path("NO_KEL")))
+        warnings.append(
+            warning(
+                "code-invalid",
+                f"{rec.path('NO_PROP')}..: region {code} is not in the current Kemendagri list (old code?)",
+                rec.path("NO_KEL"),
+            )
+        )
     for field, sub in (("NO_RT", "rt"), ("NO_RW", "rw")):
         value = rec.raw(field)
         if as_text(value) is not None:
@@ -226,6 +226,7 @@ def _address(rec: Record, warnings: list[Issue]) -> dict[str, Any] | None:
 
 # --- Reverse ---------------------------------------------------------------------------------------
 
+
 def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
     """A CALL_NIK ``content`` record for a Patient (absent fields are left out).
 
@@ -236,8 +237,7 @@ def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
         raise malformed("expected a Patient resource", "resourceType")
     nik = identifier_value(patient, S.NIK)
     if not nik:
-        raise FhirError.of(422, "required", f"Patient has no identifier with system {S.NIK}",
-                           "Patient.identifier")
+        raise FhirError.of(422, "required", f"Patient has no identifier with system {S.NIK}", "Patient.identifier")
     out: dict[str, Any] = {"NIK": nik}
     kk = identifier_value(patient, S.KK)
     if kk:
@@ -259,12 +259,10 @@ def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
     if patient.get("birthDate"):
         out["TGL_LHR"] = patient["birthDate"][:10]
 
-    religion = _dukcapil_label(extension_value(patient, S.EXT_RELIGION), S.CS_DUKCAPIL_RELIGION,
-                               S.V3_RELIGION, S.CM_DUKCAPIL_RELIGION)
+    religion = _dukcapil_label(extension_value(patient, S.EXT_RELIGION), S.CS_DUKCAPIL_RELIGION, S.V3_RELIGION, S.CM_DUKCAPIL_RELIGION)
     if religion:
         out["AGAMA"] = religion
-    marital = _dukcapil_label(patient.get("maritalStatus"), S.CS_DUKCAPIL_MARITAL, S.V3_MARITAL,
-                              S.CM_DUKCAPIL_MARITAL)
+    marital = _dukcapil_label(patient.get("maritalStatus"), S.CS_DUKCAPIL_MARITAL, S.V3_MARITAL, S.CM_DUKCAPIL_MARITAL)
     if marital:
         out["STATUS_KAWIN"] = marital
     for fields, url, system in _LABEL_EXTENSIONS:
@@ -278,8 +276,7 @@ def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
         out.update(_address_fields(address))
 
     for contact in patient.get("contact", []):
-        role = next((code_in(r, S.V3_ROLE_CODE) for r in contact.get("relationship", [])
-                     if code_in(r, S.V3_ROLE_CODE)), None)
+        role = next((code_in(r, S.V3_ROLE_CODE) for r in contact.get("relationship", []) if code_in(r, S.V3_ROLE_CODE)), None)
         parent = (contact.get("name") or {}).get("text")
         if parent and role == "MTH":
             out["NAMA_LGKP_IBU"] = parent
@@ -295,8 +292,7 @@ def patient_to_dukcapil(patient: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dukcapil_label(concept: dict[str, Any] | None, system: str, v3_system: str | None = None,
-                    conceptmap: str | None = None) -> str | None:
+def _dukcapil_label(concept: dict[str, Any] | None, system: str, v3_system: str | None = None, conceptmap: str | None = None) -> str | None:
     ours = find_coding(concept, system)
     if ours and ours.get("code"):
         found = indonesia.lookup(system, ours["code"])
@@ -318,8 +314,12 @@ def _address_fields(address: dict[str, Any]) -> dict[str, Any]:
     for key, field in (("rt", "NO_RT"), ("rw", "NO_RW")):
         if parts.get(key, "").isdigit():
             out[field] = int(parts[key])
-    for key, field, lo, hi in (("province", "NO_PROP", 0, 2), ("city", "NO_KAB", 2, 4),
-                               ("district", "NO_KEC", 4, 6), ("village", "NO_KEL", 6, 10)):
+    for key, field, lo, hi in (
+        ("province", "NO_PROP", 0, 2),
+        ("city", "NO_KAB", 2, 4),
+        ("district", "NO_KEC", 4, 6),
+        ("village", "NO_KEL", 6, 10),
+    ):
         code = (parts.get(key) or "").replace(".", "")
         if len(code) >= hi and code[lo:hi].isdigit():
             out[field] = int(code[lo:hi])

@@ -19,8 +19,7 @@ def coding(system: str, code: str, display: str | None = None) -> dict[str, Any]
     return out
 
 
-def code_from(codesystem: str, value: Any, field: str, *, display: str | None = None,
-              by_label: bool = False) -> dict[str, Any] | None:
+def code_from(codesystem: str, value: Any, field: str, *, display: str | None = None, by_label: bool = False) -> dict[str, Any] | None:
     """A Coding of ``codesystem`` for a native code (or label with ``by_label``).
 
     Unknown values are an error when the CodeSystem is complete; for fragments (BPJS lists we only
@@ -86,8 +85,9 @@ def identifier_value(resource_or_ref: dict[str, Any] | None, system: str) -> str
     return None
 
 
-def logical_reference(resource_type: str, system: str, value: str, display: str | None = None,
-                      reference: str | None = None) -> dict[str, Any]:
+def logical_reference(
+    resource_type: str, system: str, value: str, display: str | None = None, reference: str | None = None
+) -> dict[str, Any]:
     """A Reference by identifier (valid without the target on the server), optionally also by URL."""
     out: dict[str, Any] = {}
     if reference:
@@ -100,7 +100,7 @@ def logical_reference(resource_type: str, system: str, value: str, display: str 
 
 
 def extension(url: str, **value: Any) -> dict[str, Any]:
-    (key, v), = value.items()
+    ((key, v),) = value.items()
     return {"url": url, key: v}
 
 

@@ -17,7 +17,7 @@ _URI_VALUE = {ch: i for i, ch in enumerate(_URI_SAFE)}
 
 def _to_units(text: str) -> list[str]:
     raw = text.encode("utf-16-le", "surrogatepass")
-    return [chr(int.from_bytes(raw[i:i + 2], "little")) for i in range(0, len(raw), 2)]
+    return [chr(int.from_bytes(raw[i : i + 2], "little")) for i in range(0, len(raw), 2)]
 
 
 def _from_units(units: str) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 _KEEP = ("id", "meta", "text")
 
 
-def _union(old: list[dict[str, Any]], new: list[dict[str, Any]], key: Callable[[dict[str, Any]], Hashable],
-           incoming_wins: bool) -> list[dict[str, Any]]:
+def _union(
+    old: list[dict[str, Any]], new: list[dict[str, Any]], key: Callable[[dict[str, Any]], Hashable], incoming_wins: bool
+) -> list[dict[str, Any]]:
     out = [copy.deepcopy(x) for x in old]
     index = {key(x): i for i, x in enumerate(out)}
     for item in new:

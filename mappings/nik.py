@@ -41,10 +41,7 @@ def check_nik(value: object, field: str = "NIK") -> tuple[NikFacts, list[Issue]]
     info = parse_nik(digits, lookup_wilayah=wilayah_name)
     if not info.valid:
         raise invalid(field, "invalid NIK: " + "; ".join(f"{e.code}: {e.message}" for e in info.errors))
-    warnings = [
-        warning("business-rule", f"{field}: {w.message} ({info.district_code})", field)
-        for w in info.warnings
-    ]
+    warnings = [warning("business-rule", f"{field}: {w.message} ({info.district_code})", field) for w in info.warnings]
     assert info.birth_date and info.gender and info.serial
     facts = NikFacts(
         nik=digits,
@@ -59,21 +56,22 @@ def check_nik(value: object, field: str = "NIK") -> tuple[NikFacts, list[Issue]]
     return facts, warnings
 
 
-def consistency_warnings(facts: NikFacts, *, gender: str | None, birth_date: str | None,
-                         field: str = "NIK") -> list[Issue]:
+def consistency_warnings(facts: NikFacts, *, gender: str | None, birth_date: str | None, field: str = "NIK") -> list[Issue]:
     """Warnings where the record's sex or birth date disagrees with what the NIK encodes."""
     out: list[Issue] = []
     if gender in ("male", "female") and gender != facts.gender:
-        out.append(warning("business-rule",
-                           f"{field}: the NIK encodes sex {facts.gender} but the record says {gender}", field))
+        out.append(warning("business-rule", f"{field}: the NIK encodes sex {facts.gender} but the record says {gender}", field))
     if birth_date:
         try:
             born = dt.date.fromisoformat(birth_date[:10])
         except ValueError:
             return out
         if born.strftime("%m-%d") != facts.month_day or born.strftime("%y") != facts.year2:
-            out.append(warning(
-                "business-rule",
-                f"{field}: the NIK encodes birth date {facts.month_day} of year ..{facts.year2} "
-                f"but the record says {birth_date}", field))
+            out.append(
+                warning(
+                    "business-rule",
+                    f"{field}: the NIK encodes birth date {facts.month_day} of year ..{facts.year2} but the record says {birth_date}",
+                    field,
+                )
+            )
     return out

@@ -82,14 +82,57 @@ KUNJUNGAN_EXTRA: tuple[FieldSpec, ...] = (
     ("bmhp", "String", None),
 )
 
-PENDAFTARAN_FIELDS = ("kdProviderPeserta", "tglDaftar", "noKartu", "kdPoli", "keluhan", "kunjSakit", "sistole",
-                      "diastole", "beratBadan", "tinggiBadan", "respRate", "lingkarPerut", "heartRate",
-                      "rujukBalik", "kdTkp")
-KUNJUNGAN_FIELDS = ("noKunjungan", "noKartu", "tglDaftar", "kdPoli", "keluhan", "kdSadar", "sistole", "diastole",
-                    "beratBadan", "tinggiBadan", "respRate", "heartRate", "lingkarPerut", "kdStatusPulang",
-                    "tglPulang", "kdDokter", "kdDiag1", "kdDiag2", "kdDiag3", "kdPoliRujukInternal", "rujukLanjut",
-                    "kdTacc", "alasanTacc", "anamnesa", "alergiMakan", "alergiUdara", "alergiObat", "kdPrognosa",
-                    "terapiObat", "terapiNonObat", "bmhp", "suhu")
+PENDAFTARAN_FIELDS = (
+    "kdProviderPeserta",
+    "tglDaftar",
+    "noKartu",
+    "kdPoli",
+    "keluhan",
+    "kunjSakit",
+    "sistole",
+    "diastole",
+    "beratBadan",
+    "tinggiBadan",
+    "respRate",
+    "lingkarPerut",
+    "heartRate",
+    "rujukBalik",
+    "kdTkp",
+)
+KUNJUNGAN_FIELDS = (
+    "noKunjungan",
+    "noKartu",
+    "tglDaftar",
+    "kdPoli",
+    "keluhan",
+    "kdSadar",
+    "sistole",
+    "diastole",
+    "beratBadan",
+    "tinggiBadan",
+    "respRate",
+    "heartRate",
+    "lingkarPerut",
+    "kdStatusPulang",
+    "tglPulang",
+    "kdDokter",
+    "kdDiag1",
+    "kdDiag2",
+    "kdDiag3",
+    "kdPoliRujukInternal",
+    "rujukLanjut",
+    "kdTacc",
+    "alasanTacc",
+    "anamnesa",
+    "alergiMakan",
+    "alergiUdara",
+    "alergiObat",
+    "kdPrognosa",
+    "terapiObat",
+    "terapiNonObat",
+    "bmhp",
+    "suhu",
+)
 _VITAL_FIELDS = ("sistole", "diastole", *(v[0] for v in VITALS))
 
 
@@ -165,8 +208,12 @@ def _to_fhir(rec: Record, extras: dict[str, Any], specs: tuple[FieldSpec, ...], 
     encounter["subject"] = subject
     doctor = rec.text("kdDokter")
     if doctor:
-        encounter["participant"] = [{"type": [{"coding": [coding(S.V3_PARTICIPATION, "ATND", "attender")]}],
-                                     "individual": logical_reference("Practitioner", S.PCARE_DOKTER, doctor)}]
+        encounter["participant"] = [
+            {
+                "type": [{"coding": [coding(S.V3_PARTICIPATION, "ATND", "attender")]}],
+                "individual": logical_reference("Practitioner", S.PCARE_DOKTER, doctor),
+            }
+        ]
     period = {"start": tgl}
     pulang = rec.date("tglPulang") if kunjungan else None
     if pulang:
@@ -180,8 +227,7 @@ def _to_fhir(rec: Record, extras: dict[str, Any], specs: tuple[FieldSpec, ...], 
         encounter["reasonCode"] = [{"text": complaint}]
     status_pulang = rec.text("kdStatusPulang")
     if status_pulang:
-        encounter["hospitalization"] = {"dischargeDisposition": {"coding": [coding(S.CS_PCARE_STATUS_PULANG,
-                                                                                   status_pulang)]}}
+        encounter["hospitalization"] = {"dischargeDisposition": {"coding": [coding(S.CS_PCARE_STATUS_PULANG, status_pulang)]}}
     provider = rec.text("kdProviderPeserta")
     if provider:
         encounter["serviceProvider"] = logical_reference("Organization", S.BPJS_FASKES, provider)
@@ -196,19 +242,26 @@ def _to_fhir(rec: Record, extras: dict[str, Any], specs: tuple[FieldSpec, ...], 
                 continue
             code, display = icd10(rec.raw(field), rec.path(field))
             condition_key = (S.SOURCE_KEY, f"{key[1]}:{field}")
-            condition_url = result.add({
-                "resourceType": "Condition",
-                "identifier": [identifier(*condition_key)],
-                "clinicalStatus": {"coding": [coding(S.CONDITION_CLINICAL, "active", "Active")]},
-                "category": [{"coding": [coding(S.CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")]}],
-                "code": {"coding": [coding(S.ICD10, code, display)]},
-                "subject": subject,
-                "encounter": {"reference": encounter_url},
-                "recordedDate": tgl,
-            }, condition_key)
-            diagnoses.append({"condition": {"reference": condition_url},
-                              "use": {"coding": [coding(S.DIAGNOSIS_ROLE, "DD", "Discharge diagnosis")]},
-                              "rank": rank})
+            condition_url = result.add(
+                {
+                    "resourceType": "Condition",
+                    "identifier": [identifier(*condition_key)],
+                    "clinicalStatus": {"coding": [coding(S.CONDITION_CLINICAL, "active", "Active")]},
+                    "category": [{"coding": [coding(S.CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")]}],
+                    "code": {"coding": [coding(S.ICD10, code, display)]},
+                    "subject": subject,
+                    "encounter": {"reference": encounter_url},
+                    "recordedDate": tgl,
+                },
+                condition_key,
+            )
+            diagnoses.append(
+                {
+                    "condition": {"reference": condition_url},
+                    "use": {"coding": [coding(S.DIAGNOSIS_ROLE, "DD", "Discharge diagnosis")]},
+                    "rank": rank,
+                }
+            )
     if diagnoses:
         encounter["diagnosis"] = diagnoses
     packed = pack(S.EXT_PCARE, extras, specs)
@@ -223,23 +276,25 @@ def _quantity(value: int | float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": S.UCUM, "code": unit}
 
 
-def _observations(rec: Record, key: str, subject: dict[str, Any], encounter_url: str,
-                  date: str) -> list[dict[str, Any]]:
+def _observations(rec: Record, key: str, subject: dict[str, Any], encounter_url: str, date: str) -> list[dict[str, Any]]:
     def base(code: str, display: str) -> dict[str, Any]:
-        return {"resourceType": "Observation",
-                "identifier": [identifier(S.SOURCE_KEY, f"{key}:{code}")],
-                "status": "final",
-                "category": [{"coding": [coding(S.OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")]}],
-                "code": {"coding": [coding(S.LOINC, code, display)], "text": display},
-                "subject": subject, "encounter": {"reference": encounter_url}, "effectiveDateTime": date}
+        return {
+            "resourceType": "Observation",
+            "identifier": [identifier(S.SOURCE_KEY, f"{key}:{code}")],
+            "status": "final",
+            "category": [{"coding": [coding(S.OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")]}],
+            "code": {"coding": [coding(S.LOINC, code, display)], "text": display},
+            "subject": subject,
+            "encounter": {"reference": encounter_url},
+            "effectiveDateTime": date,
+        }
 
     out = []
     components = []
     for field, code, display in BP_COMPONENTS:
         value = as_number(rec.raw(field), rec.path(field))
         if value:
-            components.append({"code": {"coding": [coding(S.LOINC, code, display)]},
-                               "valueQuantity": _quantity(value, "mm[Hg]")})
+            components.append({"code": {"coding": [coding(S.LOINC, code, display)]}, "valueQuantity": _quantity(value, "mm[Hg]")})
     if components:
         bp = base(*BP_PANEL)
         bp["component"] = components
@@ -254,6 +309,7 @@ def _observations(rec: Record, key: str, subject: dict[str, Any], encounter_url:
 
 
 # --- Reverse ---------------------------------------------------------------------------------------
+
 
 def _vitals_from(observations: list[dict[str, Any]]) -> dict[str, int | float]:
     out: dict[str, int | float] = {f: 0 for f in _VITAL_FIELDS}
@@ -274,19 +330,20 @@ def _common(encounter: dict[str, Any]) -> dict[str, Any]:
         raise malformed("expected an Encounter resource", "resourceType")
     card = identifier_value(encounter.get("subject"), S.BPJS_CARD)
     if not card:
-        raise FhirError.of(422, "required", "Encounter.subject has no BPJS card identifier",
-                           "Encounter.subject.identifier")
+        raise FhirError.of(422, "required", "Encounter.subject has no BPJS card identifier", "Encounter.subject.identifier")
     start = (encounter.get("period") or {}).get("start")
     if not start:
         raise FhirError.of(422, "required", "Encounter.period.start is required", "Encounter.period.start")
     reasons = encounter.get("reasonCode") or []
-    return {"noKartu": card, "tglDaftar": iso_to_dmy(start), "kdPoli": code_in(encounter.get("serviceType"),
-                                                                              S.CS_PCARE_POLI),
-            "keluhan": reasons[0].get("text") if reasons else None}
+    return {
+        "noKartu": card,
+        "tglDaftar": iso_to_dmy(start),
+        "kdPoli": code_in(encounter.get("serviceType"), S.CS_PCARE_POLI),
+        "keluhan": reasons[0].get("text") if reasons else None,
+    }
 
 
-def encounter_to_pcare_pendaftaran(encounter: dict[str, Any],
-                                   observations: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def encounter_to_pcare_pendaftaran(encounter: dict[str, Any], observations: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The P-Care ``pendaftaran`` body for an Encounter and its vital-sign Observations."""
     values = _common(encounter) | _vitals_from(list(observations))
     values["kdProviderPeserta"] = identifier_value(encounter.get("serviceProvider"), S.BPJS_FASKES)
@@ -294,22 +351,29 @@ def encounter_to_pcare_pendaftaran(encounter: dict[str, Any],
     values["kunjSakit"] = extras.get("kunjSakit")
     values["rujukBalik"] = extras.get("rujukBalik", 0)
     values["kdTkp"] = code_in((encounter.get("type") or [{}])[0], S.CS_PCARE_TKP) or (
-        "20" if (encounter.get("class") or {}).get("code") == "IMP" else "10")
+        "20" if (encounter.get("class") or {}).get("code") == "IMP" else "10"
+    )
     return {f: values.get(f) for f in PENDAFTARAN_FIELDS}
 
 
-def encounter_to_pcare_kunjungan(encounter: dict[str, Any], conditions: Sequence[dict[str, Any]] = (),
-                                 observations: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def encounter_to_pcare_kunjungan(
+    encounter: dict[str, Any], conditions: Sequence[dict[str, Any]] = (), observations: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """The P-Care ``kunjungan`` body for an Encounter, its Conditions (by diagnosis rank) and Observations."""
     values = _common(encounter) | _vitals_from(list(observations))
     values["noKunjungan"] = identifier_value(encounter, S.PCARE_KUNJUNGAN)
     end = (encounter.get("period") or {}).get("end")
     values["tglPulang"] = iso_to_dmy(end) if end else None
-    values["kdStatusPulang"] = code_in((encounter.get("hospitalization") or {}).get("dischargeDisposition"),
-                                       S.CS_PCARE_STATUS_PULANG)
+    values["kdStatusPulang"] = code_in((encounter.get("hospitalization") or {}).get("dischargeDisposition"), S.CS_PCARE_STATUS_PULANG)
     participants = encounter.get("participant") or []
-    values["kdDokter"] = next((identifier_value(p.get("individual"), S.PCARE_DOKTER) for p in participants
-                               if identifier_value(p.get("individual"), S.PCARE_DOKTER)), None)
+    values["kdDokter"] = next(
+        (
+            identifier_value(p.get("individual"), S.PCARE_DOKTER)
+            for p in participants
+            if identifier_value(p.get("individual"), S.PCARE_DOKTER)
+        ),
+        None,
+    )
     by_url = {}
     for condition in conditions:
         for ident in condition.get("identifier", []):
@@ -333,11 +397,17 @@ def encounter_to_pcare_kunjungan(encounter: dict[str, Any], conditions: Sequence
     rujuk = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("rujukLanjut.")}
     if any(v is not None for v in rujuk.values()):
         sub = {"kdSubSpesialis1": rujuk["subSpesialis.kdSubSpesialis1"], "kdSarana": rujuk["subSpesialis.kdSarana"]}
-        khusus = {"kdKhusus": rujuk["khusus.kdKhusus"], "kdSubSpesialis": rujuk["khusus.kdSubSpesialis"],
-                  "catatan": rujuk["khusus.catatan"]}
-        values["rujukLanjut"] = {"kdppk": rujuk["kdppk"], "tglEstRujuk": rujuk["tglEstRujuk"],
-                                 "subSpesialis": sub if any(v is not None for v in sub.values()) else None,
-                                 "khusus": khusus if any(v is not None for v in khusus.values()) else None}
+        khusus = {
+            "kdKhusus": rujuk["khusus.kdKhusus"],
+            "kdSubSpesialis": rujuk["khusus.kdSubSpesialis"],
+            "catatan": rujuk["khusus.catatan"],
+        }
+        values["rujukLanjut"] = {
+            "kdppk": rujuk["kdppk"],
+            "tglEstRujuk": rujuk["tglEstRujuk"],
+            "subSpesialis": sub if any(v is not None for v in sub.values()) else None,
+            "khusus": khusus if any(v is not None for v in khusus.values()) else None,
+        }
     else:
         values["rujukLanjut"] = None
     return {f: values.get(f) for f in KUNJUNGAN_FIELDS}

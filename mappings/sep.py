@@ -75,14 +75,43 @@ SEP_EXTRA: tuple[FieldSpec, ...] = (
 
 #: The complete t_sep skeleton, in catalogue order; absent values are "" on the way back.
 T_SEP_FIELDS = (
-    "noKartu", "tglSep", "ppkPelayanan", "jnsPelayanan", "klsRawat.klsRawatHak", "klsRawat.klsRawatNaik",
-    "klsRawat.pembiayaan", "klsRawat.penanggungJawab", "noMR", "rujukan.asalRujukan", "rujukan.tglRujukan",
-    "rujukan.noRujukan", "rujukan.ppkRujukan", "catatan", "diagAwal", "poli.tujuan", "poli.eksekutif",
-    "cob.cob", "katarak.katarak", "jaminan.lakaLantas", "jaminan.noLP", "jaminan.penjamin.tglKejadian",
-    "jaminan.penjamin.keterangan", "jaminan.penjamin.suplesi.suplesi", "jaminan.penjamin.suplesi.noSepSuplesi",
-    "jaminan.penjamin.suplesi.lokasiLaka.kdPropinsi", "jaminan.penjamin.suplesi.lokasiLaka.kdKabupaten",
-    "jaminan.penjamin.suplesi.lokasiLaka.kdKecamatan", "tujuanKunj", "flagProcedure", "kdPenunjang",
-    "assesmentPel", "skdp.noSurat", "skdp.kodeDPJP", "dpjpLayan", "noTelp", "user",
+    "noKartu",
+    "tglSep",
+    "ppkPelayanan",
+    "jnsPelayanan",
+    "klsRawat.klsRawatHak",
+    "klsRawat.klsRawatNaik",
+    "klsRawat.pembiayaan",
+    "klsRawat.penanggungJawab",
+    "noMR",
+    "rujukan.asalRujukan",
+    "rujukan.tglRujukan",
+    "rujukan.noRujukan",
+    "rujukan.ppkRujukan",
+    "catatan",
+    "diagAwal",
+    "poli.tujuan",
+    "poli.eksekutif",
+    "cob.cob",
+    "katarak.katarak",
+    "jaminan.lakaLantas",
+    "jaminan.noLP",
+    "jaminan.penjamin.tglKejadian",
+    "jaminan.penjamin.keterangan",
+    "jaminan.penjamin.suplesi.suplesi",
+    "jaminan.penjamin.suplesi.noSepSuplesi",
+    "jaminan.penjamin.suplesi.lokasiLaka.kdPropinsi",
+    "jaminan.penjamin.suplesi.lokasiLaka.kdKabupaten",
+    "jaminan.penjamin.suplesi.lokasiLaka.kdKecamatan",
+    "tujuanKunj",
+    "flagProcedure",
+    "kdPenunjang",
+    "assesmentPel",
+    "skdp.noSurat",
+    "skdp.kodeDPJP",
+    "dpjpLayan",
+    "noTelp",
+    "user",
 )
 
 
@@ -91,8 +120,7 @@ def _get(t: Record, dotted: str) -> Any:
     rec = t
     for part in parts[:-1]:
         rec = rec.sub(part)
-    aliases = {"tglSep": ("tglSep", "tglSEP"), "noSurat": ("noSurat", "noSKDP"),
-               "noSepSuplesi": ("noSepSuplesi", "noSuplesi")}
+    aliases = {"tglSep": ("tglSep", "tglSEP"), "noSurat": ("noSurat", "noSKDP"), "noSepSuplesi": ("noSepSuplesi", "noSuplesi")}
     return rec.raw(*aliases.get(parts[-1], (parts[-1],)))
 
 
@@ -133,9 +161,12 @@ def sep_request_to_fhir(payload: Any) -> MappingResult:
         else:
             extras[name] = as_text(raw)
     native = {
-        "card": card, "tglSep": tgl_sep, "ppk": ppk, "jns": jns, "poli": poli,
-        "asalRujukan": code_from(S.CS_BPJS_REFERRAL_SOURCE, _get(t, "rujukan.asalRujukan"),
-                                 t.path("rujukan.asalRujukan")),
+        "card": card,
+        "tglSep": tgl_sep,
+        "ppk": ppk,
+        "jns": jns,
+        "poli": poli,
+        "asalRujukan": code_from(S.CS_BPJS_REFERRAL_SOURCE, _get(t, "rujukan.asalRujukan"), t.path("rujukan.asalRujukan")),
         "noRujukan": as_text(_get(t, "rujukan.noRujukan")),
         "ppkRujukan": as_text(_get(t, "rujukan.ppkRujukan")),
         "dpjpLayan": as_text(_get(t, "dpjpLayan")),
@@ -180,10 +211,12 @@ def _build(native: dict[str, Any], extras: dict[str, Any], key: tuple[str, str],
     if native.get("noRujukan"):
         encounter["basedOn"] = [logical_reference("ServiceRequest", S.BPJS_RUJUKAN, native["noRujukan"])]
     if native.get("dpjpLayan"):
-        encounter["participant"] = [{
-            "type": [{"coding": [coding(S.V3_PARTICIPATION, "ATND", "attender")]}],
-            "individual": logical_reference("Practitioner", S.BPJS_DPJP, native["dpjpLayan"]),
-        }]
+        encounter["participant"] = [
+            {
+                "type": [{"coding": [coding(S.V3_PARTICIPATION, "ATND", "attender")]}],
+                "individual": logical_reference("Practitioner", S.BPJS_DPJP, native["dpjpLayan"]),
+            }
+        ]
     hospitalization: dict[str, Any] = {}
     if native.get("ppkRujukan"):
         hospitalization["origin"] = logical_reference("Organization", S.BPJS_FASKES, native["ppkRujukan"])
@@ -195,11 +228,10 @@ def _build(native: dict[str, Any], extras: dict[str, Any], key: tuple[str, str],
     diag_code, diag_display = native["diag"]
     condition_key = (S.SOURCE_KEY, f"{key[1]}:diagAwal")
     condition_url = full_url("Condition", *condition_key)
-    encounter["diagnosis"] = [{"condition": {"reference": condition_url},
-                               "use": {"coding": [coding(S.DIAGNOSIS_ROLE, "AD", "Admission diagnosis")]},
-                               "rank": 1}]
-    ext = [extension(S.EXT_ENCOUNTER_COVERAGE,
-                     valueReference=logical_reference("Coverage", S.BPJS_CARD, card))]
+    encounter["diagnosis"] = [
+        {"condition": {"reference": condition_url}, "use": {"coding": [coding(S.DIAGNOSIS_ROLE, "AD", "Admission diagnosis")]}, "rank": 1}
+    ]
+    ext = [extension(S.EXT_ENCOUNTER_COVERAGE, valueReference=logical_reference("Coverage", S.BPJS_CARD, card))]
     packed = pack(S.EXT_BPJS_SEP, extras, SEP_EXTRA)
     if packed:
         ext.append(packed)
@@ -221,6 +253,7 @@ def _build(native: dict[str, Any], extras: dict[str, Any], key: tuple[str, str],
 
 # --- SEP response ------------------------------------------------------------------------------------
 
+
 def sep_response_to_fhir(payload: Any) -> MappingResult:
     """Encounter + Condition for a SEP insert/lookup response ``{"sep": {...}}`` (upsert on noSep)."""
     if not isinstance(payload, dict):
@@ -239,17 +272,28 @@ def sep_response_to_fhir(payload: Any) -> MappingResult:
         raise missing(sep.path("jnsPelayanan"))
     jns = code_from(S.CS_BPJS_SERVICE_TYPE, jns_text, sep.path("jnsPelayanan"), by_label=True)
     assert jns is not None
-    extras: dict[str, Any] = {"noMR": peserta.text("noMr", "noMR"), "catatan": sep.text("catatan"),
-                              "poli.eksekutif": as_flag(sep.raw("poliEksekutif"), sep.path("poliEksekutif"))}
-    for name, alias in (("tujuanKunj", "tujuanKunj"), ("flagProcedure", "flagProcedure"),
-                        ("kdPenunjang", "kdPenunjang"), ("assesmentPel", "assestmenPel")):
+    extras: dict[str, Any] = {
+        "noMR": peserta.text("noMr", "noMR"),
+        "catatan": sep.text("catatan"),
+        "poli.eksekutif": as_flag(sep.raw("poliEksekutif"), sep.path("poliEksekutif")),
+    }
+    for name, alias in (
+        ("tujuanKunj", "tujuanKunj"),
+        ("flagProcedure", "flagProcedure"),
+        ("kdPenunjang", "kdPenunjang"),
+        ("assesmentPel", "assestmenPel"),
+    ):
         code, label = sep.kode(alias)
         spec = next(s for s in SEP_EXTRA if s[0] == name)
         extras[name] = code_from(spec[2] or "", code, sep.path(alias), display=label)
     native: dict[str, Any] = {
-        "card": card, "nama": peserta.text("nama"),
-        "tglSep": sep.date("tglSep"), "ppk": no_sep[:8], "jns": jns,
-        "poli": sep.text("kdPoli"), "poliName": sep.text("poli"),
+        "card": card,
+        "nama": peserta.text("nama"),
+        "tglSep": sep.date("tglSep"),
+        "ppk": no_sep[:8],
+        "jns": jns,
+        "poli": sep.text("kdPoli"),
+        "poliName": sep.text("poli"),
         "noRujukan": sep.text("noRujukan"),
         "diag": icd10(sep.raw("diagnosa", "diagAwal"), sep.path("diagnosa")),
     }
@@ -274,8 +318,10 @@ def sep_to_fhir(payload: Any) -> MappingResult:
 
 # --- Reverse ---------------------------------------------------------------------------------------
 
-def encounter_to_sep_request(encounter: dict[str, Any], condition: dict[str, Any] | None = None,
-                             *, user: str | None = None) -> dict[str, Any]:
+
+def encounter_to_sep_request(
+    encounter: dict[str, Any], condition: dict[str, Any] | None = None, *, user: str | None = None
+) -> dict[str, Any]:
     """The SEP 2.0 insert request for an Encounter (and its diagAwal Condition).
 
     Absent values are "" as the catalogue expects; ``user`` overrides the stored ``user``.
@@ -284,11 +330,14 @@ def encounter_to_sep_request(encounter: dict[str, Any], condition: dict[str, Any
         raise malformed("expected an Encounter resource", "resourceType")
     values: dict[str, Any] = {}
     coverage_ref = extension_value(encounter, S.EXT_ENCOUNTER_COVERAGE)
-    values["noKartu"] = identifier_value(coverage_ref, S.BPJS_CARD) or identifier_value(
-        encounter.get("subject"), S.BPJS_CARD)
+    values["noKartu"] = identifier_value(coverage_ref, S.BPJS_CARD) or identifier_value(encounter.get("subject"), S.BPJS_CARD)
     if not values["noKartu"]:
-        raise FhirError.of(422, "required", "Encounter has no BPJS card number (subject or encounter-coverage "
-                           "extension identifier)", "Encounter.subject.identifier")
+        raise FhirError.of(
+            422,
+            "required",
+            "Encounter has no BPJS card number (subject or encounter-coverage extension identifier)",
+            "Encounter.subject.identifier",
+        )
     values["tglSep"] = ((encounter.get("period") or {}).get("start") or "")[:10]
     values["ppkPelayanan"] = identifier_value(encounter.get("serviceProvider"), S.BPJS_FASKES)
     jns = code_in((encounter.get("type") or [{}])[0], S.CS_BPJS_SERVICE_TYPE)
@@ -306,8 +355,10 @@ def encounter_to_sep_request(encounter: dict[str, Any], condition: dict[str, Any
     values["rujukan.noRujukan"] = identifier_value(based_on[0], S.BPJS_RUJUKAN) if based_on else None
     values["poli.tujuan"] = code_in(encounter.get("serviceType"), S.CS_BPJS_POLI)
     participants = encounter.get("participant") or []
-    values["dpjpLayan"] = next((identifier_value(p.get("individual"), S.BPJS_DPJP) for p in participants
-                                if identifier_value(p.get("individual"), S.BPJS_DPJP)), None)
+    values["dpjpLayan"] = next(
+        (identifier_value(p.get("individual"), S.BPJS_DPJP) for p in participants if identifier_value(p.get("individual"), S.BPJS_DPJP)),
+        None,
+    )
     if condition:
         values["diagAwal"] = code_in(condition.get("code"), S.ICD10)
     extras = unpack(encounter, S.EXT_BPJS_SEP)
@@ -334,8 +385,7 @@ def encounter_to_sep_response(encounter: dict[str, Any], condition: dict[str, An
     """The ``{"sep": {...}}`` response shape for an Encounter that has a SEP number (the ``$sep`` view)."""
     no_sep = identifier_value(encounter, S.BPJS_SEP)
     if not no_sep:
-        raise FhirError.of(422, "required", f"Encounter has no identifier with system {S.BPJS_SEP}",
-                           "Encounter.identifier")
+        raise FhirError.of(422, "required", f"Encounter has no identifier with system {S.BPJS_SEP}", "Encounter.identifier")
     request = encounter_to_sep_request(encounter, condition)["request"]["t_sep"]
     extras = unpack(encounter, S.EXT_BPJS_SEP)
     diagnosa = None
@@ -352,19 +402,21 @@ def encounter_to_sep_response(encounter: dict[str, Any], condition: dict[str, An
         return {"kode": code, "nama": concept.display if concept else None}
 
     subject = encounter.get("subject") or {}
-    return {"sep": {
-        "noSep": no_sep,
-        "tglSep": request["tglSep"],
-        "jnsPelayanan": _RESPONSE_SERVICE_LABEL.get(request["jnsPelayanan"], request["jnsPelayanan"]),
-        "kdPoli": request["poli"]["tujuan"] or None,
-        "poli": next((c.get("display") for c in service_type.get("coding", []) if c.get("display")), None),
-        "poliEksekutif": request["poli"]["eksekutif"] or None,
-        "noRujukan": request["rujukan"]["noRujukan"] or None,
-        "diagnosa": diagnosa,
-        "catatan": request["catatan"] or None,
-        "tujuanKunj": kode("tujuanKunj"),
-        "flagProcedure": kode("flagProcedure"),
-        "kdPenunjang": kode("kdPenunjang"),
-        "assestmenPel": kode("assesmentPel"),
-        "peserta": {"noKartu": request["noKartu"], "nama": subject.get("display"), "noMr": request["noMR"] or None},
-    }}
+    return {
+        "sep": {
+            "noSep": no_sep,
+            "tglSep": request["tglSep"],
+            "jnsPelayanan": _RESPONSE_SERVICE_LABEL.get(request["jnsPelayanan"], request["jnsPelayanan"]),
+            "kdPoli": request["poli"]["tujuan"] or None,
+            "poli": next((c.get("display") for c in service_type.get("coding", []) if c.get("display")), None),
+            "poliEksekutif": request["poli"]["eksekutif"] or None,
+            "noRujukan": request["rujukan"]["noRujukan"] or None,
+            "diagnosa": diagnosa,
+            "catatan": request["catatan"] or None,
+            "tujuanKunj": kode("tujuanKunj"),
+            "flagProcedure": kode("flagProcedure"),
+            "kdPenunjang": kode("kdPenunjang"),
+            "assestmenPel": kode("assesmentPel"),
+            "peserta": {"noKartu": request["noKartu"], "nama": subject.get("display"), "noMr": request["noMR"] or None},
+        }
+    }

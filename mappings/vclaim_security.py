@@ -92,8 +92,7 @@ def encrypt(plaintext: str, cons_id: str, secret: str, ts: str) -> str:
     return base64.b64encode(encryptor.update(data) + encryptor.finalize()).decode("ascii")
 
 
-def open_envelope(body: dict[str, Any], cons_id: str, secret: str, ts: str,
-                  ok_codes: tuple[str, ...] = ("200",)) -> Any:
+def open_envelope(body: dict[str, Any], cons_id: str, secret: str, ts: str, ok_codes: tuple[str, ...] = ("200",)) -> Any:
     """The decrypted ``response`` of a BPJS envelope ``{metaData:{code,message}, response}``.
 
     A ``metaData.code`` (a string in VClaim, an int in P-Care) outside ``ok_codes`` becomes a FhirError

@@ -168,12 +168,7 @@ def build_structures(pkg: Path) -> dict[str, Any]:
 
 
 def required_bindings(structures: dict[str, Any]) -> set[str]:
-    return {
-        el["binding"]
-        for t in structures["types"].values()
-        for el in t["elements"]
-        if "binding" in el
-    }
+    return {el["binding"] for t in structures["types"].values() for el in t["elements"] if "binding" in el}
 
 
 # --------------------------------------------------------------------------- value sets
@@ -281,6 +276,7 @@ class Expander:
                     if system in out:
                         out[system] -= codes
         elif "expansion" in vs:
+
             def walk(contains: list[dict[str, Any]]) -> None:
                 for c in contains:
                     if "code" in c and not c.get("abstract"):
@@ -339,10 +335,14 @@ def main() -> None:
     write_gzip_json(STRUCTURES_OUT, structures)
     write_gzip_json(VALUESETS_OUT, valuesets)
     not_enumerable = {u: v["reason"] for u, v in valuesets["valueSets"].items() if not v["enumerable"]}
-    print(f"{STRUCTURES_OUT.relative_to(ROOT)}: {len(structures['types'])} types, "
-          f"{len(structures['resourceTypes'])} resource types, {STRUCTURES_OUT.stat().st_size} bytes")
-    print(f"{VALUESETS_OUT.relative_to(ROOT)}: {len(valuesets['valueSets'])} value sets, "
-          f"{VALUESETS_OUT.stat().st_size} bytes; not enumerable:")
+    print(
+        f"{STRUCTURES_OUT.relative_to(ROOT)}: {len(structures['types'])} types, "
+        f"{len(structures['resourceTypes'])} resource types, {STRUCTURES_OUT.stat().st_size} bytes"
+    )
+    print(
+        f"{VALUESETS_OUT.relative_to(ROOT)}: {len(valuesets['valueSets'])} value sets, "
+        f"{VALUESETS_OUT.stat().st_size} bytes; not enumerable:"
+    )
     for url, reason in not_enumerable.items():
         print(f"  {url}: {reason}")
 

@@ -32,15 +32,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from r4_package import package_dir  # noqa: E402
 
 OUT = ROOT / "fhir_server" / "search" / "data"
-KEEP = ("url", "code", "base", "type", "expression", "target", "modifier", "comparator",
-        "multipleOr", "multipleAnd", "xpathUsage")
+KEEP = ("url", "code", "base", "type", "expression", "target", "modifier", "comparator", "multipleOr", "multipleAnd", "xpathUsage")
 
 
 def slim_param(sp: dict) -> dict:
     out = {k: sp[k] for k in KEEP if k in sp}
     if "component" in sp:
-        out["component"] = [{"definition": c["definition"], "expression": c["expression"]}
-                            for c in sp["component"]]
+        out["component"] = [{"definition": c["definition"], "expression": c["expression"]} for c in sp["component"]]
     return out
 
 
@@ -126,8 +124,7 @@ def main() -> None:
     # mtime=0 keeps the gzip bytes reproducible
     (OUT / "search_parameters.json.gz").write_bytes(gzip.compress(data, mtime=0))
     (OUT / "compartments.json").write_text(json.dumps(compartments(pkg), sort_keys=True, indent=1) + "\n")
-    (OUT / "summary_elements.json").write_text(
-        json.dumps(summary_elements(pkg), sort_keys=True, separators=(",", ":")) + "\n")
+    (OUT / "summary_elements.json").write_text(json.dumps(summary_elements(pkg), sort_keys=True, separators=(",", ":")) + "\n")
     (OUT / "code_systems.json").write_text(json.dumps(code_systems(pkg), sort_keys=True, indent=0) + "\n")
     print(f"wrote {OUT}")
 

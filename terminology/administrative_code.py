@@ -29,14 +29,14 @@ _LENGTH = dict(REGION_PARTS)
 _RT_RW = re.compile(r"[0-9]{1,3}")
 
 
-def check_administrative_code(ext: dict, strict: bool = False, path: str = "extension",
-                              index: RegionIndex | None = None) -> list[Issue]:
+def check_administrative_code(ext: dict, strict: bool = False, path: str = "extension", index: RegionIndex | None = None) -> list[Issue]:
     """Issues for one administrativeCode extension found at FHIRPath ``path`` (e.g. ``Patient.address[0].extension[0]``)."""
     issues: list[Issue] = []
     parts = ext.get("extension")
     if not isinstance(parts, list) or not parts:
-        return [error("structure",
-                      "The administrativeCode extension needs sub-extensions (province, city, district, village, rt, rw)", path)]
+        return [
+            error("structure", "The administrativeCode extension needs sub-extensions (province, city, district, village, rt, rw)", path)
+        ]
     if any(k.startswith("value") for k in ext):
         issues.append(error("structure", "The administrativeCode extension has sub-extensions, not a value", path))
     codes: dict[str, tuple[str, str]] = {}  # part -> (code, expression)
@@ -45,15 +45,18 @@ def check_administrative_code(ext: dict, strict: bool = False, path: str = "exte
         where = f"{path}.extension[{i}]"
         name = sub.get("url") if isinstance(sub, dict) else None
         if name not in _LENGTH and name not in ("rt", "rw"):
-            issues.append(error("structure",
-                                f"Unknown administrativeCode part '{name}' (expected province, city, district, village, rt or rw)",
-                                where))
+            issues.append(
+                error(
+                    "structure", f"Unknown administrativeCode part '{name}' (expected province, city, district, village, rt or rw)", where
+                )
+            )
             continue
         value = sub.get("valueCode")
         if not isinstance(value, str):
             other = next((k for k in sub if k.startswith("value")), None)
-            issues.append(error("structure", f"administrativeCode '{name}' must be a valueCode" + (f", not {other}" if other else ""),
-                                where))
+            issues.append(
+                error("structure", f"administrativeCode '{name}' must be a valueCode" + (f", not {other}" if other else ""), where)
+            )
             continue
         where = f"{where}.valueCode"
         if name in seen:
@@ -90,18 +93,24 @@ def _nesting(codes: dict[str, tuple[str, str]]) -> list[Issue]:
     present = [(name, codes[name]) for name, _ in REGION_PARTS if name in codes]
     for (outer, (outer_code, _)), (inner, (inner_code, where)) in itertools.pairwise(present):
         if not inner_code.startswith(outer_code):
-            issues.append(error("business-rule",
-                                f"administrativeCode {inner} '{inner_code}' is not inside {outer} '{outer_code}' "
-                                f"(it must start with '{outer_code}')", where))
+            issues.append(
+                error(
+                    "business-rule",
+                    f"administrativeCode {inner} '{inner_code}' is not inside {outer} '{outer_code}' (it must start with '{outer_code}')",
+                    where,
+                )
+            )
     return issues
 
 
 def _existence(codes: dict[str, tuple[str, str]], strict: bool, index: RegionIndex | None) -> list[Issue]:
     ix = index or region_index()
     make = error if strict else warning
-    return [make("code-invalid", f"administrativeCode {name} '{code}' is not a known Kemendagri region code "
-                                 f"({urls.KEMENDAGRI_WILAYAH})", where)
-            for name, (code, where) in codes.items() if code not in ix.position]
+    return [
+        make("code-invalid", f"administrativeCode {name} '{code}' is not a known Kemendagri region code ({urls.KEMENDAGRI_WILAYAH})", where)
+        for name, (code, where) in codes.items()
+        if code not in ix.position
+    ]
 
 
 def check_resource_administrative_codes(resource: dict, strict: bool = False) -> list[Issue]:

@@ -154,8 +154,9 @@ def filter_predicate(cs: CodeSystemProvider, f: dict) -> Callable[[str], bool]:
         return lambda c: cs.subsumes(c, value)
     if op in ("in", "not-in"):
         wanted = {v.strip() for v in value.split(",")}
-        inside: Callable[[str], bool] = (lambda c: c in wanted) if is_code else (
-            lambda c: any(_as_text(v) in wanted for v in cs.property_values(c, prop)))
+        inside: Callable[[str], bool] = (
+            (lambda c: c in wanted) if is_code else (lambda c: any(_as_text(v) in wanted for v in cs.property_values(c, prop)))
+        )
         return inside if op == "in" else (lambda c: not inside(c))
     if op == "regex":
         try:
@@ -187,9 +188,7 @@ class DictCodeSystem(CodeSystemProvider):
         self.name = resource.get("name")
         self.case_sensitive = resource.get("caseSensitive", True) is not False
         self.content = resource.get("content", "complete")
-        self.property_types = {
-            p["code"]: _PROPERTY_TYPES.get(p.get("type", "code"), "Code") for p in resource.get("property", [])
-        }
+        self.property_types = {p["code"]: _PROPERTY_TYPES.get(p.get("type", "code"), "Code") for p in resource.get("property", [])}
         self.property_types.setdefault("parent", "Code")
         self.property_types.setdefault("child", "Code")
         self._concepts: dict[str, Concept] = {}
@@ -212,8 +211,13 @@ class DictCodeSystem(CodeSystemProvider):
             for p in c.get("property", []):
                 kind, val = next(((k[5:], v) for k, v in p.items() if k.startswith("value")), ("Code", None))
                 props.append(PropertyValue(p["code"], kind, val))
-            self._concepts[code] = Concept(code, c.get("display"), c.get("definition"),
-                                           list(c.get("designation", [])), [p for p in props if p.code not in ("parent", "child")])
+            self._concepts[code] = Concept(
+                code,
+                c.get("display"),
+                c.get("definition"),
+                list(c.get("designation", [])),
+                [p for p in props if p.code not in ("parent", "child")],
+            )
             self._order.append(code)
             self._normalized[code] = text.normalize(c.get("display") or "")
             if not self.case_sensitive:
@@ -253,12 +257,22 @@ class DictCodeSystem(CodeSystemProvider):
 
     def select(self, filters: list[dict], needles: list[str]) -> Selection:
         preds = [filter_predicate(self, f) for f in filters]
-        return ListSelection([
-            (code, self._concepts[code].display) for code in self._order
-            if all(p(code) for p in preds) and (not needles or text.matches(needles, self._normalized[code]))
-        ])
+        return ListSelection(
+            [
+                (code, self._concepts[code].display)
+                for code in self._order
+                if all(p(code) for p in preds) and (not needles or text.matches(needles, self._normalized[code]))
+            ]
+        )
 
 
 #: CodeSystem.property.type -> value[x] suffix.
-_PROPERTY_TYPES = {"code": "Code", "Coding": "Coding", "string": "String", "integer": "Integer",
-                   "boolean": "Boolean", "dateTime": "DateTime", "decimal": "Decimal"}
+_PROPERTY_TYPES = {
+    "code": "Code",
+    "Coding": "Coding",
+    "string": "String",
+    "integer": "Integer",
+    "boolean": "Boolean",
+    "dateTime": "DateTime",
+    "decimal": "Decimal",
+}

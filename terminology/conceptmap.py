@@ -40,19 +40,18 @@ class ConceptMapIndex:
                 code = element.get("code")
                 for t in element.get("target", []):
                     eq = t.get("equivalence", "equivalent")
-                    self._forward.setdefault((src, code), []).append(
-                        Match(tgt, t.get("code"), t.get("display"), eq, t.get("comment")))
+                    self._forward.setdefault((src, code), []).append(Match(tgt, t.get("code"), t.get("display"), eq, t.get("comment")))
                     if t.get("code"):
                         self._reverse.setdefault((tgt, t["code"]), []).append(
-                            Match(src, code, element.get("display"), _REVERSED.get(eq, eq), t.get("comment")))
+                            Match(src, code, element.get("display"), _REVERSED.get(eq, eq), t.get("comment"))
+                        )
             if group.get("unmapped"):
                 self._unmapped.append((src, tgt, group["unmapped"]))
 
     def translate(self, system: str | None, code: str, reverse: bool = False) -> list[Match]:
         """Matches for ``code`` (any system when ``system`` is None), falling back to a group's ``unmapped``."""
         table = self._reverse if reverse else self._forward
-        found = list(table.get((system, code), [])) if system is not None else [
-            m for (_, c), ms in table.items() if c == code for m in ms]
+        found = list(table.get((system, code), [])) if system is not None else [m for (_, c), ms in table.items() if c == code for m in ms]
         if found or reverse:
             return found
         for src, tgt, unmapped in self._unmapped:

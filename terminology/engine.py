@@ -34,12 +34,14 @@ from .valueset import ValueSetEvaluator
 DEFAULT_MAX_EXPANSION = 10_000
 
 
-def _codings(code: str | None, system: str | None, version: str | None, coding: dict | None,
-             codeable_concept: dict | None) -> list[tuple[str | None, str, str | None, str | None]]:
+def _codings(
+    code: str | None, system: str | None, version: str | None, coding: dict | None, codeable_concept: dict | None
+) -> list[tuple[str | None, str, str | None, str | None]]:
     """(system, code, version, display) to check, from whichever input form was used."""
     if codeable_concept is not None:
-        out = [(c.get("system"), c["code"], c.get("version"), c.get("display"))
-               for c in codeable_concept.get("coding", []) if c.get("code")]
+        out = [
+            (c.get("system"), c["code"], c.get("version"), c.get("display")) for c in codeable_concept.get("coding", []) if c.get("code")
+        ]
     elif coding is not None:
         out = [(coding.get("system"), coding["code"], coding.get("version"), coding.get("display"))] if coding.get("code") else []
     elif code:
@@ -69,8 +71,9 @@ class TerminologyEngine:
 
     # -- CodeSystem/$lookup ----------------------------------------------------------------
 
-    def lookup(self, system: str, code: str, version: str | None = None,
-               properties: Iterable[str] | None = None, code_system: dict | None = None) -> dict:
+    def lookup(
+        self, system: str, code: str, version: str | None = None, properties: Iterable[str] | None = None, code_system: dict | None = None
+    ) -> dict:
         """``CodeSystem/$lookup``: name, version, display, designations and properties of a code.
 
         With no ``properties`` every property of the concept is returned (including ``parent``)
@@ -114,14 +117,25 @@ class TerminologyEngine:
 
     # -- CodeSystem/$validate-code ---------------------------------------------------------
 
-    def validate_code_cs(self, url: str, code: str | None = None, version: str | None = None,
-                         display: str | None = None, coding: dict | None = None,
-                         codeable_concept: dict | None = None, code_system: dict | None = None) -> dict:
+    def validate_code_cs(
+        self,
+        url: str,
+        code: str | None = None,
+        version: str | None = None,
+        display: str | None = None,
+        coding: dict | None = None,
+        codeable_concept: dict | None = None,
+        code_system: dict | None = None,
+    ) -> dict:
         """``CodeSystem/$validate-code``: is the code (or any coding of the concept) in the code system?"""
         cs = self.code_system(url, version, code_system)
         if not cs.has_content():
-            return parameters(param("result", False), param(
-                "message", f"The CodeSystem '{url}' has no content here (content = not-present): codes cannot be validated", "String"))
+            return parameters(
+                param("result", False),
+                param(
+                    "message", f"The CodeSystem '{url}' has no content here (content = not-present): codes cannot be validated", "String"
+                ),
+            )
         fragment = " (the code system is a fragment: the code may still exist)" if getattr(cs, "content", None) == "fragment" else ""
         failures: list[str] = []
         for system, c, _, given_display in _codings(code, url, version, coding, codeable_concept):
@@ -137,10 +151,18 @@ class TerminologyEngine:
 
     # -- ValueSet/$validate-code -----------------------------------------------------------
 
-    def validate_code_vs(self, url: str | None = None, code: str | None = None, system: str | None = None,
-                         display: str | None = None, coding: dict | None = None,
-                         codeable_concept: dict | None = None, value_set: dict | None = None,
-                         value_set_version: str | None = None, system_version: str | None = None) -> dict:
+    def validate_code_vs(
+        self,
+        url: str | None = None,
+        code: str | None = None,
+        system: str | None = None,
+        display: str | None = None,
+        coding: dict | None = None,
+        codeable_concept: dict | None = None,
+        value_set: dict | None = None,
+        value_set_version: str | None = None,
+        system_version: str | None = None,
+    ) -> dict:
         """``ValueSet/$validate-code``: is the code (or any coding of the concept) in the value set?
 
         A ``code`` without ``system`` is accepted when the value set draws from a single code system.
@@ -175,8 +197,15 @@ class TerminologyEngine:
 
     # -- ValueSet/$expand ------------------------------------------------------------------
 
-    def expand(self, url: str | None = None, value_set: dict | None = None, version: str | None = None,
-               filter: str | None = None, count: int | None = None, offset: int | None = None) -> dict:
+    def expand(
+        self,
+        url: str | None = None,
+        value_set: dict | None = None,
+        version: str | None = None,
+        filter: str | None = None,
+        count: int | None = None,
+        offset: int | None = None,
+    ) -> dict:
         """``ValueSet/$expand`` of a stored (``url``) or given (``value_set``) value set.
 
         ``filter`` is a case-insensitive word-prefix match on displays (see ``text.py``); ``count``
@@ -191,15 +220,18 @@ class TerminologyEngine:
         entries = self.valuesets.entries(value_set, filter)
         total, offset = len(entries), offset or 0
         if count is None and total - offset > self.max_expansion_size:
-            raise FhirError.of(422, "too-costly",
-                               f"The expansion has {total} codes, more than {self.max_expansion_size}: page it with count and offset")
+            raise FhirError.of(
+                422, "too-costly", f"The expansion has {total} codes, more than {self.max_expansion_size}: page it with count and offset"
+            )
         used = []
         for system in sorted(self.valuesets.systems(value_set)):
             cs = self.registry.code_system(system)
             used.append(param("used-codesystem", f"{system}|{cs.version}" if cs and cs.version else system, "Uri"))
-        echoed = [param("filter", filter, "String") if filter else None,
-                  param("offset", offset, "Integer"),
-                  param("count", count, "Integer") if count is not None else None]
+        echoed = [
+            param("filter", filter, "String") if filter else None,
+            param("offset", offset, "Integer"),
+            param("count", count, "Integer") if count is not None else None,
+        ]
         expansion: dict[str, Any] = {
             "identifier": f"urn:uuid:{uuid.uuid4()}",
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -220,10 +252,21 @@ class TerminologyEngine:
 
     # -- ConceptMap/$translate -------------------------------------------------------------
 
-    def translate(self, url: str | None = None, code: str | None = None, system: str | None = None,
-                  version: str | None = None, coding: dict | None = None, codeable_concept: dict | None = None,
-                  source: str | None = None, target: str | None = None, target_system: str | None = None,
-                  reverse: bool = False, conceptmap_version: str | None = None, concept_map: dict | None = None) -> dict:
+    def translate(
+        self,
+        url: str | None = None,
+        code: str | None = None,
+        system: str | None = None,
+        version: str | None = None,
+        coding: dict | None = None,
+        codeable_concept: dict | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        target_system: str | None = None,
+        reverse: bool = False,
+        conceptmap_version: str | None = None,
+        concept_map: dict | None = None,
+    ) -> dict:
         """``ConceptMap/$translate`` with one concept map (``url``) or every map matching ``source``/``target``.
 
         ``reverse`` reads the maps backwards (target code -> source codes); ``source`` and
@@ -239,8 +282,11 @@ class TerminologyEngine:
             maps = [cm]
         else:
             from_side, to_side = (target_of, source_of) if reverse else (source_of, target_of)
-            maps = [cm for cm in self.registry.concept_maps()
-                    if (source is None or from_side(cm) == source) and (target is None or to_side(cm) == target)]
+            maps = [
+                cm
+                for cm in self.registry.concept_maps()
+                if (source is None or from_side(cm) == source) and (target is None or to_side(cm) == target)
+            ]
         matches = []
         for sys_, c, _, _ in _codings(code, system, version, coding, codeable_concept):
             for cm in maps:
@@ -254,14 +300,16 @@ class TerminologyEngine:
                     part.append(param("source", cm["url"], "Uri"))
                     matches.append((m.equivalence, param("match", part=part)))
         result = any(eq not in NON_MATCHES for eq, _ in matches)
-        message = None if result else param(
-            "message", "No mapping found" if not matches else "Only unmatched or disjoint mappings found", "String")
+        message = (
+            None
+            if result
+            else param("message", "No mapping found" if not matches else "Only unmatched or disjoint mappings found", "String")
+        )
         return parameters(param("result", result), message, *(m for _, m in matches))
 
     # -- CodeSystem/$subsumes --------------------------------------------------------------
 
-    def subsumes(self, system: str, code_a: str, code_b: str, version: str | None = None,
-                 code_system: dict | None = None) -> dict:
+    def subsumes(self, system: str, code_a: str, code_b: str, version: str | None = None, code_system: dict | None = None) -> dict:
         """``CodeSystem/$subsumes``: equivalent | subsumes | subsumed-by | not-subsumed (A relative to B)."""
         if not system or not code_a or not code_b:
             raise FhirError.of(400, "required", "$subsumes needs a system, codeA and codeB")

@@ -98,10 +98,8 @@ def _build_conceptmap(res: dict[str, Any]) -> _ConceptMap:
         for t in element.get("target", []):
             if "code" not in t:
                 continue
-            forward.setdefault(element["code"], []).append(
-                Target(target, t["code"], t.get("display"), t["equivalence"]))
-            reverse.setdefault(t["code"], []).append(
-                Target(source, element["code"], element.get("display"), t["equivalence"]))
+            forward.setdefault(element["code"], []).append(Target(target, t["code"], t.get("display"), t["equivalence"]))
+            reverse.setdefault(t["code"], []).append(Target(source, element["code"], element.get("display"), t["equivalence"]))
     return _ConceptMap(res, source, target, forward, reverse)
 
 

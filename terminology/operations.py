@@ -74,8 +74,13 @@ def lookup(engine: TerminologyEngine, values: Values, instance: dict | None = No
     if not system or not code:
         raise FhirError.of(400, "required", "$lookup needs system and code, or a coding")
     props = [str(p) for p in values("property")] or None
-    return engine.lookup(system, code, _str(values, "version") or coding.get("version") or (instance or {}).get("version"),
-                         properties=props, code_system=instance)
+    return engine.lookup(
+        system,
+        code,
+        _str(values, "version") or coding.get("version") or (instance or {}).get("version"),
+        properties=props,
+        code_system=instance,
+    )
 
 
 def validate_code_cs(engine: TerminologyEngine, values: Values, instance: dict | None = None) -> dict:
@@ -85,9 +90,15 @@ def validate_code_cs(engine: TerminologyEngine, values: Values, instance: dict |
     url = _instance_url(resource, _str(values, "url"))
     if not url:
         raise FhirError.of(400, "required", "CodeSystem/$validate-code needs url or a CodeSystem")
-    return engine.validate_code_cs(url, code=_str(values, "code"), version=_str(values, "version"),
-                                   display=_str(values, "display"), coding=_dict(values, "coding"),
-                                   codeable_concept=_dict(values, "codeableConcept"), code_system=resource)
+    return engine.validate_code_cs(
+        url,
+        code=_str(values, "code"),
+        version=_str(values, "version"),
+        display=_str(values, "display"),
+        coding=_dict(values, "coding"),
+        codeable_concept=_dict(values, "codeableConcept"),
+        code_system=resource,
+    )
 
 
 def validate_code_vs(engine: TerminologyEngine, values: Values, instance: dict | None = None) -> dict:
@@ -96,11 +107,17 @@ def validate_code_vs(engine: TerminologyEngine, values: Values, instance: dict |
     url = _str(values, "url")
     if value_set is None and not url:
         raise FhirError.of(400, "required", "ValueSet/$validate-code needs url or a ValueSet")
-    return engine.validate_code_vs(url, code=_str(values, "code"), system=_str(values, "system"),
-                                   display=_str(values, "display"), coding=_dict(values, "coding"),
-                                   codeable_concept=_dict(values, "codeableConcept"), value_set=value_set,
-                                   value_set_version=_str(values, "valueSetVersion"),
-                                   system_version=_str(values, "systemVersion"))
+    return engine.validate_code_vs(
+        url,
+        code=_str(values, "code"),
+        system=_str(values, "system"),
+        display=_str(values, "display"),
+        coding=_dict(values, "coding"),
+        codeable_concept=_dict(values, "codeableConcept"),
+        value_set=value_set,
+        value_set_version=_str(values, "valueSetVersion"),
+        system_version=_str(values, "systemVersion"),
+    )
 
 
 def expand(engine: TerminologyEngine, values: Values, instance: dict | None = None) -> dict:
@@ -109,19 +126,33 @@ def expand(engine: TerminologyEngine, values: Values, instance: dict | None = No
     url = _str(values, "url")
     if value_set is None and not url:
         raise FhirError.of(400, "required", "$expand needs url or a ValueSet")
-    return engine.expand(url, value_set=value_set, version=_str(values, "valueSetVersion"),
-                         filter=_str(values, "filter"), count=_int(values, "count"), offset=_int(values, "offset"))
+    return engine.expand(
+        url,
+        value_set=value_set,
+        version=_str(values, "valueSetVersion"),
+        filter=_str(values, "filter"),
+        count=_int(values, "count"),
+        offset=_int(values, "offset"),
+    )
 
 
 def translate(engine: TerminologyEngine, values: Values, instance: dict | None = None) -> dict:
     """ConceptMap/$translate: code+system, coding or codeableConcept; url/conceptMap or source/target; reverse."""
     concept_map = instance or _dict(values, "conceptMap", "ConceptMap")
-    return engine.translate(url=_str(values, "url"), code=_str(values, "code"), system=_str(values, "system"),
-                            version=_str(values, "version"), coding=_dict(values, "coding"),
-                            codeable_concept=_dict(values, "codeableConcept"), source=_str(values, "source"),
-                            target=_str(values, "target"), target_system=_str(values, "targetsystem"),
-                            reverse=_bool(values, "reverse"), conceptmap_version=_str(values, "conceptMapVersion"),
-                            concept_map=concept_map)
+    return engine.translate(
+        url=_str(values, "url"),
+        code=_str(values, "code"),
+        system=_str(values, "system"),
+        version=_str(values, "version"),
+        coding=_dict(values, "coding"),
+        codeable_concept=_dict(values, "codeableConcept"),
+        source=_str(values, "source"),
+        target=_str(values, "target"),
+        target_system=_str(values, "targetsystem"),
+        reverse=_bool(values, "reverse"),
+        conceptmap_version=_str(values, "conceptMapVersion"),
+        concept_map=concept_map,
+    )
 
 
 def subsumes(engine: TerminologyEngine, values: Values, instance: dict | None = None) -> dict:

@@ -50,13 +50,9 @@ class ValueSet:
         self.url = url
         self.version: str | None = record.get("version")
         self.enumerable: bool = record["enumerable"]
-        self.systems: dict[str, frozenset[str]] = {
-            s: frozenset(c) for s, c in record.get("include", {}).items()
-        }
+        self.systems: dict[str, frozenset[str]] = {s: frozenset(c) for s, c in record.get("include", {}).items()}
         self.codes: frozenset[str] = frozenset().union(*self.systems.values()) if self.systems else frozenset()
-        self.pairs: frozenset[tuple[str, str]] = frozenset(
-            (s, c) for s, codes in self.systems.items() for c in codes
-        )
+        self.pairs: frozenset[tuple[str, str]] = frozenset((s, c) for s, codes in self.systems.items() for c in codes)
         self.reason: str | None = record.get("reason")
         self.syntax: re.Pattern[str] | None = _SYNTAX.get(record.get("syntax", ""))
 

@@ -33,8 +33,7 @@ VERSION = "300.2.2-2138-2025"
 LEVELS = ("province", "city", "district", "village")
 _LEVEL_OF_LENGTH = {2: 0, 4: 1, 6: 2, 10: 3}
 _LENGTH_OF_LEVEL = (2, 4, 6, 10)
-_LEVEL_OF_TYPE = {"provinsi": 0, "kabupaten": 1, "kota": 1, "kecamatan": 2, "distrik": 2,
-                  "kelurahan": 3, "desa": 3, "desa-adat": 3}
+_LEVEL_OF_TYPE = {"provinsi": 0, "kabupaten": 1, "kota": 1, "kecamatan": 2, "distrik": 2, "kelurahan": 3, "desa": 3, "desa-adat": 3}
 #: Sorts after every digit, closing a prefix range in bisect.
 _PREFIX_END = ":"
 
@@ -330,23 +329,43 @@ class RegionCodeSystem(CodeSystemProvider):
             "content": "not-present",
             "count": len(ix),
             "filter": [
-                {"code": "concept", "operator": ["is-a", "descendent-of", "is-not-a", "generalizes", "=", "in", "regex"],
-                 "value": "A region code"},
+                {
+                    "code": "concept",
+                    "operator": ["is-a", "descendent-of", "is-not-a", "generalizes", "=", "in", "regex"],
+                    "value": "A region code",
+                },
                 {"code": "parent", "operator": ["="], "value": "A region code: its direct subdivisions"},
                 {"code": "level", "operator": ["=", "in"], "value": "province | city | district | village"},
-                {"code": "type", "operator": ["=", "in"],
-                 "value": "provinsi | kabupaten | kota | kecamatan | distrik | kelurahan | desa | desa-adat"},
+                {
+                    "code": "type",
+                    "operator": ["=", "in"],
+                    "value": "provinsi | kabupaten | kota | kecamatan | distrik | kelurahan | desa | desa-adat",
+                },
             ],
             "property": [
-                {"code": "parent", "uri": "http://hl7.org/fhir/concept-properties#parent", "type": "code",
-                 "description": "The region this one is part of"},
-                {"code": "child", "uri": "http://hl7.org/fhir/concept-properties#child", "type": "code",
-                 "description": "A direct subdivision (returned by $lookup only when asked for)"},
+                {
+                    "code": "parent",
+                    "uri": "http://hl7.org/fhir/concept-properties#parent",
+                    "type": "code",
+                    "description": "The region this one is part of",
+                },
+                {
+                    "code": "child",
+                    "uri": "http://hl7.org/fhir/concept-properties#child",
+                    "type": "code",
+                    "description": "A direct subdivision (returned by $lookup only when asked for)",
+                },
                 {"code": "level", "type": "code", "description": "province | city | district | village"},
-                {"code": "type", "type": "code",
-                 "description": "provinsi | kabupaten | kota | kecamatan | distrik | kelurahan | desa | desa-adat"},
-                {"code": "postalCode", "type": "string",
-                 "description": "Kode pos of a village (Pos Indonesia, via cahyadsn/wilayah_kodepos)"},
+                {
+                    "code": "type",
+                    "type": "code",
+                    "description": "provinsi | kabupaten | kota | kecamatan | distrik | kelurahan | desa | desa-adat",
+                },
+                {
+                    "code": "postalCode",
+                    "type": "string",
+                    "description": "Kode pos of a village (Pos Indonesia, via cahyadsn/wilayah_kodepos)",
+                },
             ],
         }
 
@@ -356,7 +375,8 @@ class RegionCodeSystem(CodeSystemProvider):
         out = self.resource()
         out["content"] = "complete"
         out["description"] = out["description"].replace(
-            "The concepts are not stored in this resource: use", "The hierarchy is the nesting; also see")
+            "The concepts are not stored in this resource: use", "The hierarchy is the nesting; also see"
+        )
         roots: list[dict] = []
         stack: list[tuple[int, dict]] = []
         for code, name, lv in zip(ix.codes, ix.names, ix.levels, strict=True):
@@ -371,18 +391,34 @@ class RegionCodeSystem(CodeSystemProvider):
 
 def region_valuesets() -> list[dict]:
     """The whole region code system and one value set per level, as stored ValueSet resources."""
+
     def vs(url: str, vid: str, name: str, title: str, description: str, filters: list[dict]) -> dict:
         include: dict[str, Any] = {"system": urls.KEMENDAGRI_WILAYAH}
         if filters:
             include["filter"] = filters
         return {
-            "resourceType": "ValueSet", "id": vid, "url": url, "version": VERSION, "name": name, "title": title,
-            "status": "active", "experimental": False, "description": description,
+            "resourceType": "ValueSet",
+            "id": vid,
+            "url": url,
+            "version": VERSION,
+            "name": name,
+            "title": title,
+            "status": "active",
+            "experimental": False,
+            "description": description,
             "compose": {"include": [include]},
         }
 
-    out = [vs(urls.KEMENDAGRI_WILAYAH_VS, "kemendagri-wilayah", "KemendagriWilayah",
-              "Kemendagri administrative regions (all levels)", f"Every region code of {DECREE}.", [])]
+    out = [
+        vs(
+            urls.KEMENDAGRI_WILAYAH_VS,
+            "kemendagri-wilayah",
+            "KemendagriWilayah",
+            "Kemendagri administrative regions (all levels)",
+            f"Every region code of {DECREE}.",
+            [],
+        )
+    ]
     per_level = [
         (urls.KEMENDAGRI_PROVINCE_VS, "province", "Provinsi", "provinces (provinsi)"),
         (urls.KEMENDAGRI_CITY_VS, "city", "KabupatenKota", "regencies and cities (kabupaten/kota)"),
@@ -390,13 +426,19 @@ def region_valuesets() -> list[dict]:
         (urls.KEMENDAGRI_VILLAGE_VS, "village", "DesaKelurahan", "villages (desa/kelurahan)"),
     ]
     for url, level, name, what in per_level:
-        out.append(vs(url, f"kemendagri-wilayah-{level}", f"KemendagriWilayah{name}",
-                      f"Kemendagri {what}", f"The {what} of {DECREE}.",
-                      [{"property": "level", "op": "=", "value": level}]))
+        out.append(
+            vs(
+                url,
+                f"kemendagri-wilayah-{level}",
+                f"KemendagriWilayah{name}",
+                f"Kemendagri {what}",
+                f"The {what} of {DECREE}.",
+                [{"property": "level", "op": "=", "value": level}],
+            )
+        )
     return out
 
 
 def check_counts(index: RegionIndex) -> dict[str, int]:
     """Codes per level, for reports and tests."""
     return {lv: index.count(lv) for lv in LEVELS}
-

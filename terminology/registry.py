@@ -114,7 +114,10 @@ class TerminologyRegistry:
     def remove(self, resource_type: str, url: str, version: str | None = None) -> None:
         """Forget one version (or every version when ``version`` is None) of a resource."""
         tables: dict[str, dict[str, _Versions[Any]]] = {
-            "CodeSystem": self._code_systems, "ValueSet": self._value_sets, "ConceptMap": self._concept_maps}
+            "CodeSystem": self._code_systems,
+            "ValueSet": self._value_sets,
+            "ConceptMap": self._concept_maps,
+        }
         table = tables[resource_type]
         if version is None:
             table.pop(url, None)
@@ -138,8 +141,13 @@ class TerminologyRegistry:
             cs = self.code_system(system)
             if cs is not None:
                 include = {"system": system}
-                return {"resourceType": "ValueSet", "url": url, "status": "active",
-                        "name": f"{cs.name or 'CodeSystem'}AllCodes", "compose": {"include": [include]}}
+                return {
+                    "resourceType": "ValueSet",
+                    "url": url,
+                    "status": "active",
+                    "name": f"{cs.name or 'CodeSystem'}AllCodes",
+                    "compose": {"include": [include]},
+                }
         return None
 
     def concept_map(self, canonical: str, version: str | None = None) -> dict | None:

@@ -62,7 +62,7 @@ class ItemList:
         return len(self._items)
 
     def page(self, offset: int, count: int | None) -> list[Item]:
-        return self._items[offset: None if count is None else offset + count]
+        return self._items[offset : None if count is None else offset + count]
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._items)
@@ -94,8 +94,13 @@ class ValueSetEvaluator:
         compose = vs.get("compose")
         if not compose:
             if "expansion" in vs:
-                return ItemList([i for i in _flatten(vs["expansion"].get("contains", []))
-                                 if not needles or text.matches(needles, text.normalize(i.display or ""))])
+                return ItemList(
+                    [
+                        i
+                        for i in _flatten(vs["expansion"].get("contains", []))
+                        if not needles or text.matches(needles, text.normalize(i.display or ""))
+                    ]
+                )
             raise FhirError.of(422, "processing", f"ValueSet '{vs.get('url')}' has neither compose nor expansion")
         includes, excludes = compose.get("include", []), compose.get("exclude", [])
         parts = [self._include(inc, needles, filter_text, depth) for inc in includes]
@@ -149,8 +154,9 @@ class ValueSetEvaluator:
             raise FhirError.of(422, "processing", "ValueSet includes nest too deeply (a cycle?)")
         compose = vs.get("compose")
         if not compose:
-            return any(i.code == code and (system is None or i.system == system)
-                       for i in _flatten(vs.get("expansion", {}).get("contains", [])))
+            return any(
+                i.code == code and (system is None or i.system == system) for i in _flatten(vs.get("expansion", {}).get("contains", []))
+            )
         if not any(self._in_include(inc, system, code, depth) for inc in compose.get("include", [])):
             return False
         return not any(self._in_include(ex, system, code, depth) for ex in compose.get("exclude", []))

@@ -50,20 +50,13 @@ def upgrade() -> None:
         sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("body", sa.LargeBinary, nullable=True),
         sa.PrimaryKeyConstraint("pk", name="pk_resource_versions"),
-        sa.UniqueConstraint(
-            "res_type", "res_id", "version", name="uq_resource_versions_res_type_res_id_version"
-        ),
+        sa.UniqueConstraint("res_type", "res_id", "version", name="uq_resource_versions_res_type_res_id_version"),
     )
     op.create_index("ix_resource_versions_updated_us", "resource_versions", ["updated_us"])
-    op.create_index(
-        "ix_resource_versions_res_type_updated_us", "resource_versions", ["res_type", "updated_us"]
-    )
+    op.create_index("ix_resource_versions_res_type_updated_us", "resource_versions", ["res_type", "updated_us"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_BODY_FUNCTION)
-        op.execute(
-            "ALTER TABLE resources ADD COLUMN content jsonb "
-            "GENERATED ALWAYS AS (fhir_body_jsonb(body)) STORED"
-        )
+        op.execute("ALTER TABLE resources ADD COLUMN content jsonb GENERATED ALWAYS AS (fhir_body_jsonb(body)) STORED")
 
 
 def downgrade() -> None:

@@ -22,8 +22,11 @@ PkRef = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # table -> (extra columns, {index name: columns})
 TABLES = {
     "idx_token": (
-        lambda: [sa.Column("system", CText, nullable=True), sa.Column("code", CText, nullable=True),
-                 sa.Column("text", sa.Text, nullable=True)],
+        lambda: [
+            sa.Column("system", CText, nullable=True),
+            sa.Column("code", CText, nullable=True),
+            sa.Column("text", sa.Text, nullable=True),
+        ],
         {"ix_idx_token_param_code_system": ["param", "code", "system", "resource_pk"]},
     ),
     "idx_string": (
@@ -32,30 +35,41 @@ TABLES = {
     ),
     "idx_date": (
         lambda: [sa.Column("lo", sa.BigInteger, nullable=False), sa.Column("hi", sa.BigInteger, nullable=False)],
-        {"ix_idx_date_param_lo": ["param", "lo", "hi", "resource_pk"],
-         "ix_idx_date_param_hi": ["param", "hi", "lo", "resource_pk"]},
+        {"ix_idx_date_param_lo": ["param", "lo", "hi", "resource_pk"], "ix_idx_date_param_hi": ["param", "hi", "lo", "resource_pk"]},
     ),
     "idx_reference": (
-        lambda: [sa.Column("target_type", sa.String(64), nullable=True),
-                 sa.Column("target_id", CText, nullable=True),
-                 sa.Column("target_version", sa.String(64), nullable=True),
-                 sa.Column("url", CText, nullable=True),
-                 sa.Column("id_system", CText, nullable=True),
-                 sa.Column("id_value", CText, nullable=True)],
-        {"ix_idx_reference_param_target": ["param", "target_id", "target_type", "resource_pk"],
-         "ix_idx_reference_target": ["target_type", "target_id"],
-         "ix_idx_reference_param_url": ["param", "url"],
-         "ix_idx_reference_param_identifier": ["param", "id_value", "id_system"]},
+        lambda: [
+            sa.Column("target_type", sa.String(64), nullable=True),
+            sa.Column("target_id", CText, nullable=True),
+            sa.Column("target_version", sa.String(64), nullable=True),
+            sa.Column("url", CText, nullable=True),
+            sa.Column("id_system", CText, nullable=True),
+            sa.Column("id_value", CText, nullable=True),
+        ],
+        {
+            "ix_idx_reference_param_target": ["param", "target_id", "target_type", "resource_pk"],
+            "ix_idx_reference_target": ["target_type", "target_id"],
+            "ix_idx_reference_param_url": ["param", "url"],
+            "ix_idx_reference_param_identifier": ["param", "id_value", "id_system"],
+        },
     ),
     "idx_number": (
-        lambda: [sa.Column("value", sa.Float, nullable=False), sa.Column("lo", sa.Float, nullable=False),
-                 sa.Column("hi", sa.Float, nullable=False)],
+        lambda: [
+            sa.Column("value", sa.Float, nullable=False),
+            sa.Column("lo", sa.Float, nullable=False),
+            sa.Column("hi", sa.Float, nullable=False),
+        ],
         {"ix_idx_number_param_value": ["param", "value"]},
     ),
     "idx_quantity": (
-        lambda: [sa.Column("value", sa.Float, nullable=False), sa.Column("lo", sa.Float, nullable=False),
-                 sa.Column("hi", sa.Float, nullable=False), sa.Column("system", CText, nullable=True),
-                 sa.Column("code", CText, nullable=True), sa.Column("unit", sa.Text, nullable=True)],
+        lambda: [
+            sa.Column("value", sa.Float, nullable=False),
+            sa.Column("lo", sa.Float, nullable=False),
+            sa.Column("hi", sa.Float, nullable=False),
+            sa.Column("system", CText, nullable=True),
+            sa.Column("code", CText, nullable=True),
+            sa.Column("unit", sa.Text, nullable=True),
+        ],
         {"ix_idx_quantity_param_value": ["param", "value"]},
     ),
     "idx_uri": (
@@ -63,10 +77,16 @@ TABLES = {
         {"ix_idx_uri_param_value": ["param", "value"]},
     ),
     "idx_composite": (
-        lambda: [sa.Column("c1_system", CText, nullable=True), sa.Column("c1_code", CText, nullable=True),
-                 sa.Column("c2_system", CText, nullable=True), sa.Column("c2_code", CText, nullable=True),
-                 sa.Column("c2_value", sa.Float, nullable=True), sa.Column("c2_lo", sa.BigInteger, nullable=True),
-                 sa.Column("c2_hi", sa.BigInteger, nullable=True), sa.Column("c2_text", CText, nullable=True)],
+        lambda: [
+            sa.Column("c1_system", CText, nullable=True),
+            sa.Column("c1_code", CText, nullable=True),
+            sa.Column("c2_system", CText, nullable=True),
+            sa.Column("c2_code", CText, nullable=True),
+            sa.Column("c2_value", sa.Float, nullable=True),
+            sa.Column("c2_lo", sa.BigInteger, nullable=True),
+            sa.Column("c2_hi", sa.BigInteger, nullable=True),
+            sa.Column("c2_text", CText, nullable=True),
+        ],
         {"ix_idx_composite_param_c1": ["param", "c1_code", "c1_system"]},
     ),
 }
@@ -79,8 +99,7 @@ def upgrade() -> None:
             sa.Column("resource_pk", PkRef, nullable=False),
             sa.Column("param", sa.String(64), nullable=False),
             *columns(),
-            sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE",
-                                    name=f"fk_{name}_resource_pk_resources"),
+            sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE", name=f"fk_{name}_resource_pk_resources"),
         )
         for ix, cols in indexes.items():
             op.create_index(ix, name, cols)

@@ -21,9 +21,7 @@ def upgrade() -> None:
         sa.Column("res_type", sa.String(64), nullable=False),
         sa.Column("resource_pk", sa.BigInteger, nullable=True),
         sa.PrimaryKeyConstraint("key", name="pk_conditional_keys"),
-        sa.ForeignKeyConstraint(
-            ["resource_pk"], ["resources.pk"], name="fk_conditional_keys_resource_pk_resources", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], name="fk_conditional_keys_resource_pk_resources", ondelete="CASCADE"),
     )
 
 

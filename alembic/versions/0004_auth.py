@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.Column("expires_us", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("client_id", "jti", name="pk_auth_used_jtis"),
         sa.ForeignKeyConstraint(
-            ["client_id"], ["auth_clients.client_id"], name="fk_auth_used_jtis_client_id_auth_clients",
+            ["client_id"],
+            ["auth_clients.client_id"],
+            name="fk_auth_used_jtis_client_id_auth_clients",
             ondelete="CASCADE",
         ),
     )

@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("manifest", sa.Text, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_export_jobs"),
-        sa.CheckConstraint(
-            "status IN ('queued', 'running', 'complete', 'error', 'cancelled')", name=op.f("ck_export_jobs_status")
-        ),
+        sa.CheckConstraint("status IN ('queued', 'running', 'complete', 'error', 'cancelled')", name=op.f("ck_export_jobs_status")),
         sa.CheckConstraint("level IN ('system', 'patient', 'group')", name=op.f("ck_export_jobs_level")),
     )
     op.create_index("ix_export_jobs_status_lease_until_us", "export_jobs", ["status", "lease_until_us"])

@@ -27,8 +27,9 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_events") as batch:  # SQLite: rebuilds the table
         batch.drop_constraint("uq_audit_events_event_id", type_="unique")
         batch.alter_column("event_id", existing_type=sa.String(64), nullable=True)
-    op.create_index("ux_audit_events_event_id", "audit_events", ["event_id"], unique=True,
-                    sqlite_where=_NOT_NULL, postgresql_where=_NOT_NULL)
+    op.create_index(
+        "ux_audit_events_event_id", "audit_events", ["event_id"], unique=True, sqlite_where=_NOT_NULL, postgresql_where=_NOT_NULL
+    )
 
 
 def _derived_id(recorded_us: int, pk: int) -> str:

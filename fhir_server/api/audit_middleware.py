@@ -43,12 +43,20 @@ def queue_request(recorder: AuditRecorder | None, scope: Scope, status: int) -> 
     principal = scope["state"].get("principal") if "state" in scope else None
     client = scope.get("client")
     # only atomic values (str, bytes, int, None): see request_rows.RawRequest
-    recorder.record((
-        time_ns(), status, scope["method"], scope["path"], scope["query_string"], user_agent, request_id,
-        client[0] if client else None,
-        principal.client_id if principal is not None else None,  # "anonymous" is stored as NULL (request_rows)
-        principal.organization_id if principal is not None else None,
-    ))
+    recorder.record(
+        (
+            time_ns(),
+            status,
+            scope["method"],
+            scope["path"],
+            scope["query_string"],
+            user_agent,
+            request_id,
+            client[0] if client else None,
+            principal.client_id if principal is not None else None,  # "anonymous" is stored as NULL (request_rows)
+            principal.organization_id if principal is not None else None,
+        )
+    )
 
 
 class AuditMiddleware:

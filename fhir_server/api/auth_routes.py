@@ -27,8 +27,11 @@ async def smart_config(request: Request) -> Response:
     return JSONResponse(smart_configuration(_token_url(request), issuer=base))
 
 
-@router.post("/auth/token", summary="OAuth2 token (client credentials, private_key_jwt)",
-             openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}})
+@router.post(
+    "/auth/token",
+    summary="OAuth2 token (client credentials, private_key_jwt)",
+    openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}},
+)
 async def token_endpoint(request: Request) -> Response:
     st = request.app.state.fhir
     if st.settings.auth != "token":
@@ -40,7 +43,7 @@ async def token_endpoint(request: Request) -> Response:
 
     def issue() -> dict:
         form = parse_form(raw, request.url.query)
-        with (st.db.write() if requires_write(form) else st.db.read()) as conn:
+        with st.db.write() if requires_write(form) else st.db.read() as conn:
             return issue_token(conn, form, request.headers.get("authorization"), token_url, settings=settings)
 
     try:

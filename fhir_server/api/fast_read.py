@@ -57,8 +57,7 @@ class FastRead:
         routing and middleware (~17 % of a create's event-loop time, py-spy). The body is read
         here, so errors cannot fall through: they get the app's own exception handlers."""
         match = _TYPE_PATH.match(scope["path"])
-        if match is None or not is_resource_type(match.group(1)) or any(
-                name == b"if-none-exist" for name, _ in scope["headers"]):
+        if match is None or not is_resource_type(match.group(1)) or any(name == b"if-none-exist" for name, _ in scope["headers"]):
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -103,8 +102,10 @@ class FastRead:
         params = parse_qsl(scope["query_string"].decode("latin-1"))
         request = Request(scope)
         try:
-            plain_json = (not any(name in _FORMAT_PARAMS for name, _ in params)
-                          and formats.format_from_accept(request.headers.get("accept")) == formats.JSON)
+            plain_json = (
+                not any(name in _FORMAT_PARAMS for name, _ in params)
+                and formats.format_from_accept(request.headers.get("accept")) == formats.JSON
+            )
             if not plain_json:  # the route does formats
                 await self.app(scope, receive, send)
                 return

@@ -23,8 +23,15 @@ FHIR_XML = "application/fhir+xml"
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
 _XML_TYPES = {"application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml"}
 _FORMAT_PARAM = {
-    "json": JSON, "application/json": JSON, "application/fhir+json": JSON, "application/json+fhir": JSON,
-    "xml": XML, "text/xml": XML, "application/xml": XML, "application/fhir+xml": XML, "application/xml+fhir": XML,
+    "json": JSON,
+    "application/json": JSON,
+    "application/fhir+json": JSON,
+    "application/json+fhir": JSON,
+    "xml": XML,
+    "text/xml": XML,
+    "application/xml": XML,
+    "application/fhir+xml": XML,
+    "application/xml+fhir": XML,
 }
 #: Accept headers seen on nearly every request, answered without parsing
 _COMMON_JSON_ACCEPTS = frozenset({"*/*", "application/fhir+json", "application/json", "application/json, */*"})
@@ -68,7 +75,11 @@ def format_from_accept(accept: str | None) -> str:
         if q > 0 and (best is None or (q, -index) > (best[0], best[1])):
             best = (q, -index, fmt)
     if best is None:
-        raise FhirError.of(406, "not-supported", f"None of the accepted media types ({accept}) can be produced; use application/fhir+json or application/fhir+xml")
+        raise FhirError.of(
+            406,
+            "not-supported",
+            f"None of the accepted media types ({accept}) can be produced; use application/fhir+json or application/fhir+xml",
+        )
     return best[2]
 
 

@@ -90,8 +90,16 @@ class RequestGuard:
             if problem is not None:
                 code, issue = problem
                 body = jsonio.dumps(operation_outcome([issue]))
-                await send_with_headers({"type": "http.response.start", "status": code, "headers": [
-                    (b"content-type", b"application/fhir+json; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": code,
+                        "headers": [
+                            (b"content-type", b"application/fhir+json; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send_with_headers({"type": "http.response.body", "body": body})
                 return
             await self.app(scope, receive, send_with_headers)

@@ -91,8 +91,12 @@ def is_pretty(request: Request) -> bool:
 
 
 def body_response(
-    request: Request, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
-    *, fmt: str | None = None,
+    request: Request,
+    body: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    fmt: str | None = None,
 ) -> Response:
     """A resource or Bundle from stored JSON bytes, in the format the client asked for
     (406 when it asked for one we cannot produce)."""
@@ -104,9 +108,7 @@ def body_response(
     return Response(body, status, headers, media_type=JSON_CONTENT_TYPE)
 
 
-def outcome_response(
-    request: Request, issues: list[Issue], status: int, headers: dict[str, str] | None = None
-) -> Response:
+def outcome_response(request: Request, issues: list[Issue], status: int, headers: dict[str, str] | None = None) -> Response:
     try:
         fmt = output_format(request)
     except FhirError:

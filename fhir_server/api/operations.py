@@ -19,7 +19,13 @@ _BODY = {"requestBody": {"required": False, "content": {"application/fhir+json":
 async def _dispatch(request: Request, res_type: str | None, res_id: str | None, name: str) -> Response:
     st = request.app.state.fhir
     i = interaction(
-        request, "operation", res_type, res_id, operation=name, method=request.method, headers=dict(request.headers),
+        request,
+        "operation",
+        res_type,
+        res_id,
+        operation=name,
+        method=request.method,
+        headers=dict(request.headers),
         params=[(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")],
     )
     st.pipeline.authorize_operation(i)  # 404 / 401 / 403 / 405 before the body is looked at
@@ -38,11 +44,19 @@ async def system_operation(request: Request, name: str) -> Response:
     return await _dispatch(request, None, None, name)
 
 
-@router.api_route("/{res_type:fhir_type}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="type operation", openapi_extra=_BODY)
+@router.api_route(
+    "/{res_type:fhir_type}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="type operation", openapi_extra=_BODY
+)
 async def type_operation(request: Request, res_type: str, name: str) -> Response:
     return await _dispatch(request, res_type, None, name)
 
 
-@router.api_route("/{res_type:fhir_type}/{res_id:fhir_id}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="instance operation", openapi_extra=_BODY)
+@router.api_route(
+    "/{res_type:fhir_type}/{res_id:fhir_id}/${name}",
+    methods=["GET", "POST"],
+    responses=_RESPONSES,
+    summary="instance operation",
+    openapi_extra=_BODY,
+)
 async def instance_operation(request: Request, res_type: str, res_id: str, name: str) -> Response:
     return await _dispatch(request, res_type, res_id, name)

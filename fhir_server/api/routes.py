@@ -47,8 +47,14 @@ def interaction(request: Request, kind: str, res_type: str | None = None, res_id
     st = _state(request)
     audit = audit_context(request.scope) if kind in WRITES or kind == "transaction" or kind == "operation" else None
     return Interaction(
-        kind, http.base_url(request, st.settings.base_url), principal(request), res_type, res_id,
-        strict=_strict(request), audit=audit, **fields,
+        kind,
+        http.base_url(request, st.settings.base_url),
+        principal(request),
+        res_type,
+        res_id,
+        strict=_strict(request),
+        audit=audit,
+        **fields,
     )
 
 
@@ -61,8 +67,9 @@ def audit_context(scope: Any) -> AuditContext:
         elif name == b"x-request-id":
             request_id = value
     client = scope.get("client")
-    return AuditContext(scope["method"], scope["path"], scope.get("query_string", b""), user_agent, request_id,
-                        client[0] if client else None)
+    return AuditContext(
+        scope["method"], scope["path"], scope.get("query_string", b""), user_agent, request_id, client[0] if client else None
+    )
 
 
 async def answer(request: Request, i: Interaction) -> Answer:
@@ -178,8 +185,9 @@ def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
     return False
 
 
-async def _write(request: Request, kind: str, res_type: str, res_id: str | None = None, *, body: bool = True,
-                 conditional: bool = False) -> Response:
+async def _write(
+    request: Request, kind: str, res_type: str, res_id: str | None = None, *, body: bool = True, conditional: bool = False
+) -> Response:
     """A write: authorized before its body is read, then handed to the pipeline."""
     st = _state(request)
     condition = request.headers.get("if-none-exist") if kind == "create" else (_condition(request) if conditional else None)
@@ -217,15 +225,21 @@ async def conditional_delete(request: Request, res_type: str) -> Response:
 
 
 _PATCH_TYPES = ("application/json-patch+json", "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
-_PATCH_BODY = {"requestBody": {"required": True, "content": {
-    "application/json-patch+json": {"schema": {"type": "array"}}, "application/fhir+json": {"schema": {"type": "object"}}}}}
+_PATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json-patch+json": {"schema": {"type": "array"}}, "application/fhir+json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 async def _patch_request(request: Request) -> tuple[str, Any]:
     st = _state(request)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in _PATCH_TYPES:
-        raise FhirError.of(415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)")
+        raise FhirError.of(
+            415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)"
+        )
     if media == "application/json-patch+json":
         return media, await http.read_json(request, st.settings, "application/json")
     return "application/fhir+json", await http.read_json(request, st.settings)
@@ -271,9 +285,7 @@ def _write_response(request: Request, result: Answer) -> Response:
     if wanted == "minimal":
         return Response(status_code=result.status, headers=headers)
     if wanted.lower() == "operationoutcome":
-        issues = result.issues or [
-            Issue("information", "informational", f"{result.stored.location} stored ({result.status})")
-        ]
+        issues = result.issues or [Issue("information", "informational", f"{result.stored.location} stored ({result.status})")]
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None
     return http.body_response(request, result.stored.body, result.status, headers)

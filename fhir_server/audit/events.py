@@ -109,8 +109,16 @@ class AuditRecord:
 #: the columns every stored event writes, in the order of the rows built by
 #: :func:`to_tuple` and ``request_rows.request_row``
 BASE_COLUMNS = (
-    "recorded_us", "interaction", "action", "status", "res_type", "res_id", "client_id",
-    "organization_id", "address", "user_agent",
+    "recorded_us",
+    "interaction",
+    "action",
+    "status",
+    "res_type",
+    "res_id",
+    "client_id",
+    "organization_id",
+    "address",
+    "user_agent",
 )
 #: an anonymous event (auth off: no client, no organization) leaves those two out:
 #: each bound column costs insert time, even a NULL
@@ -178,8 +186,12 @@ def to_tuple(e: AuditRecord) -> tuple[Any, ...]:
         storable(e.address, ADDRESS_MAX),
         storable(e.user_agent, USER_AGENT_MAX),
     )
-    extra = (storable(e.query, QUERY_MAX) or None, _operation(e.operation), storable(e.request_id, REQUEST_ID_MAX),
-             storable(e.event_id, 64) or None)
+    extra = (
+        storable(e.query, QUERY_MAX) or None,
+        _operation(e.operation),
+        storable(e.request_id, REQUEST_ID_MAX),
+        storable(e.event_id, 64) or None,
+    )
     if extra != (None, None, None, None):
         return row + extra
     return anonymous(row) if row[6] is None and row[7] is None else row

@@ -79,8 +79,9 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
     """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple`` (``events.LAYOUTS``)."""
     time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
     parts = path.split("/")
-    if len(parts) == 4 and (p2 := parts[2]) and (p3 := parts[3]) and p2[0] != "_" and p3[0] != "_" \
-            and "%" not in path and "$" not in path:  # /fhir/Type/id, the most frequent (what classify says)
+    if (
+        len(parts) == 4 and (p2 := parts[2]) and (p3 := parts[3]) and p2[0] != "_" and p3[0] != "_" and "%" not in path and "$" not in path
+    ):  # /fhir/Type/id, the most frequent (what classify says)
         interaction, res_type, res_id, operation = _KIND_OF_ID.get(method, "read"), p2, p3, None
     else:
         interaction, res_type, res_id, operation = classify(method, path)
@@ -94,11 +95,29 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
     if not (query_bytes or operation or request_id_bytes):
         if client_id is None and organization_id is None:  # events.ANONYMOUS_COLUMNS
             return time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, address, user_agent
-        return (time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
-                organization_id, address, user_agent)
+        return (
+            time_ns // 1000,
+            interaction,
+            ACTIONS[interaction],
+            status,
+            res_type,
+            res_id,
+            client_id,
+            organization_id,
+            address,
+            user_agent,
+        )
     return (
-        time_ns // 1000, interaction, ACTIONS[interaction], status, res_type, res_id, client_id,
-        organization_id, address, user_agent,
+        time_ns // 1000,
+        interaction,
+        ACTIONS[interaction],
+        status,
+        res_type,
+        res_id,
+        client_id,
+        organization_id,
+        address,
+        user_agent,
         storable(query_bytes.decode("latin-1"), QUERY_MAX) if query_bytes else None,
         storable("$" + operation, 64) if operation else None,
         storable(request_id_bytes.decode("latin-1"), REQUEST_ID_MAX) if request_id_bytes else None,

@@ -265,8 +265,7 @@ def _id_is(event_id: str) -> sa.ColumnElement[bool]:
     if derived is None:
         return stored
     first_us, pk = derived
-    return sa.or_(stored, sa.and_(
-        t.c.pk == pk, t.c.event_id.is_(None), t.c.recorded_us.between(first_us, first_us + 999)))
+    return sa.or_(stored, sa.and_(t.c.pk == pk, t.c.event_id.is_(None), t.c.recorded_us.between(first_us, first_us + 999)))
 
 
 def search_audit(
@@ -308,9 +307,7 @@ def search_audit(
             allowed = _MODIFIERS.get(name, frozenset())
             type_ok = "*type*" in allowed and _TYPE.fullmatch(modifier) is not None
             if modifier not in allowed and not type_ok:
-                raise FhirError.of(
-                    400, "not-supported", f"AuditEvent search does not support the modifier '{full_name[:80]}'"
-                )
+                raise FhirError.of(400, "not-supported", f"AuditEvent search does not support the modifier '{full_name[:80]}'")
         values = _split(full_name, raw)
         where.append(sa.or_(*(_criterion(name, modifier, v) for v in values)))
     key = (t.c.recorded_us, t.c.pk)

@@ -17,9 +17,7 @@ from .clients import ClientError, add_client, list_clients, load_jwks_text, revo
 
 clients_app = typer.Typer(help="Manage the OAuth clients allowed to get access tokens.", no_args_is_help=True)
 
-DatabaseOption = typer.Option(
-    None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3"
-)
+DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 
 T = TypeVar("T")
 
@@ -54,16 +52,16 @@ def _run(database_url: str | None, action: Callable[[Connection], T]) -> T:
 @clients_app.command("add")
 def add(
     name: str = typer.Option(..., "--name", help="Who the client is (shown in lists and audit records)"),
-    scope: list[str] = typer.Option(
-        ..., "--scope", help="SMART system/ scope(s), space-separated or repeated, e.g. 'system/*.rs'"
-    ),
+    scope: list[str] = typer.Option(..., "--scope", help="SMART system/ scope(s), space-separated or repeated, e.g. 'system/*.rs'"),
     jwks_file: Path | None = typer.Option(
-        None, "--jwks-file", exists=True, dir_okay=False, readable=True,
+        None,
+        "--jwks-file",
+        exists=True,
+        dir_okay=False,
+        readable=True,
         help="Public keys for private_key_jwt: a JWKS, a JWK or PEM public key(s)",
     ),
-    organization: str | None = typer.Option(
-        None, "--organization", help="Organization id the client acts for (SATUSEHAT-style binding)"
-    ),
+    organization: str | None = typer.Option(None, "--organization", help="Organization id the client acts for (SATUSEHAT-style binding)"),
     secret: bool | None = typer.Option(
         None, "--secret/--no-secret", help="Issue a client secret (default: yes unless --jwks-file is given)"
     ),
@@ -82,7 +80,12 @@ def add(
     new_id, new_secret = _run(
         database_url,
         lambda conn: add_client(
-            conn, name=name, scopes=scope, jwks=jwks, organization_id=organization, with_secret=secret,
+            conn,
+            name=name,
+            scopes=scope,
+            jwks=jwks,
+            organization_id=organization,
+            with_secret=secret,
             client_id=client_id,
         ),
     )
@@ -112,9 +115,7 @@ def list_(database_url: str | None = DatabaseOption) -> None:
     for c in clients:
         auth = ", ".join(filter(None, ["secret" if c.has_secret else "", "private_key_jwt" if c.jwks else ""]))
         status = "active" if c.active else f"revoked {to_instant(c.revoked_us)[:19]}" if c.revoked_us else "revoked"
-        table.add_row(
-            c.client_id, c.name, " ".join(c.scopes), auth, c.organization_id or "", status, to_instant(c.created_us)[:19]
-        )
+        table.add_row(c.client_id, c.name, " ".join(c.scopes), auth, c.organization_id or "", status, to_instant(c.created_us)[:19])
     Console(width=200).print(table)
 
 

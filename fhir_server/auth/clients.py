@@ -113,9 +113,7 @@ def verify_secret(secret: str, encoded: str | None) -> bool:
 
 
 def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_HASH_BYTES, maxmem=128 * n * r * p + 1024 * 1024
-    )
+    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_HASH_BYTES, maxmem=128 * n * r * p + 1024 * 1024)
 
 
 def _b64(data: bytes) -> str:

@@ -182,9 +182,7 @@ def _granted_scopes(form: dict[str, str], client: Client) -> list[str]:
     return granted
 
 
-def _authenticate(
-    conn: Connection, form: dict[str, str], authorization: str | None, token_url: str, now: float
-) -> Client:
+def _authenticate(conn: Connection, form: dict[str, str], authorization: str | None, token_url: str, now: float) -> Client:
     basic = _basic_credentials(authorization)
     has_post_secret = "client_secret" in form
     has_assertion = _uses_assertion(form)
@@ -251,8 +249,9 @@ def _by_assertion(conn: Connection, form: dict[str, str], token_url: str, now: f
         # registration time", else "the signature verification fails". Clients register their
         # keys by value here (no JWKS URL), so no jku can match: refuse it before the client is
         # looked up, which also says nothing about whether the client exists
-        raise _invalid_client("client_assertion jku is not accepted: this server holds the client's keys, "
-                              "registered by value (no JWKS URL)")
+        raise _invalid_client(
+            "client_assertion jku is not accepted: this server holds the client's keys, registered by value (no JWKS URL)"
+        )
     client_id = unverified.get("iss")
     if not isinstance(client_id, str) or unverified.get("sub") != client_id:
         raise _invalid_client("client_assertion iss and sub must both be the client id")
@@ -269,8 +268,7 @@ def _by_assertion(conn: Connection, form: dict[str, str], token_url: str, now: f
                 key,
                 algorithms=[alg],
                 audience=token_url,
-                options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": False, "verify_iat": False,
-                         "verify_nbf": False},
+                options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": False, "verify_iat": False, "verify_nbf": False},
             )
             break
         except jwt.InvalidAudienceError:

@@ -103,9 +103,7 @@ def load_signing_key(conn: Connection, secret: str | None = None) -> SigningKey:
 
 
 def _stored_key(conn: Connection) -> SigningKey | None:
-    row = conn.execute(
-        sa.select(auth_signing_keys.c.kid, auth_signing_keys.c.secret).where(auth_signing_keys.c.name == _KEY_NAME)
-    ).first()
+    row = conn.execute(sa.select(auth_signing_keys.c.kid, auth_signing_keys.c.secret).where(auth_signing_keys.c.name == _KEY_NAME)).first()
     return SigningKey(kid=row.kid, secret=bytes(row.secret)) if row is not None else None
 
 
@@ -141,9 +139,7 @@ def issue_access_token(
     return token, lifetime
 
 
-def verify_access_token(
-    token: str, key: SigningKey, *, issuer: str | None = None, now: float | None = None
-) -> Claims:
+def verify_access_token(token: str, key: SigningKey, *, issuer: str | None = None, now: float | None = None) -> Claims:
     """The claims of a valid token; raises :class:`InvalidToken` otherwise.
 
     ``issuer`` (when given) must equal the token's ``iss``; leave it None when

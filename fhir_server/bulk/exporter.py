@@ -97,8 +97,7 @@ def group_patient_ids(db: Database, group_id: str) -> list[str]:
     """The Patient ids of a stored Group's active members (ValueError if the Group is not there)."""
     with db.read() as conn:
         row = conn.execute(
-            sa.select(resources.c.body, resources.c.deleted)
-            .where(resources.c.res_type == "Group", resources.c.res_id == group_id)
+            sa.select(resources.c.body, resources.c.deleted).where(resources.c.res_type == "Group", resources.c.res_id == group_id)
         ).first()
     if row is None or row.deleted or row.body is None:
         raise ValueError(f"Group/{group_id} is not known (or was deleted)")
@@ -136,8 +135,7 @@ def stream_type(
     time_filter = _time_filter(tx, since)
     last: str | None = None
     while True:
-        stmt = sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body).where(
-            r.c.res_type == res_type, time_filter, *conditions)
+        stmt = sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body).where(r.c.res_type == res_type, time_filter, *conditions)
         if last is not None:
             stmt = stmt.where(r.c.res_id > last)
         stmt = stmt.order_by(r.c.res_id).limit(batch_size)
@@ -190,7 +188,11 @@ def _rows_as_of(db: Database, rows: list[Any], tx: int, since: int | None) -> li
 
 
 def stream_group_chunk(
-    db: Database, members: dict[str, list[str]], patient_ids: list[str], tx: int, since: int | None,
+    db: Database,
+    members: dict[str, list[str]],
+    patient_ids: list[str],
+    tx: int,
+    since: int | None,
     batch_size: int,
 ) -> Iterator[list[tuple[str, str, bytes]]]:
     """Batches of (res_type, res_id, body) in the compartments of ``patient_ids``, every type at once:
@@ -203,11 +205,7 @@ def stream_group_chunk(
         .select_from(ref.join(inner, inner.c.pk == ref.c.resource_pk))
         .where(ref.c.target_type == "Patient", ref.c.target_id.in_(patient_ids), pairs)
     )
-    stmt = (
-        sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body)
-        .where(r.c.pk.in_(pks), _time_filter(tx, since))
-        .order_by(r.c.pk)
-    )
+    stmt = sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body).where(r.c.pk.in_(pks), _time_filter(tx, since)).order_by(r.c.pk)
     with db.read() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
         for rows in result.partitions(batch_size):
@@ -250,9 +248,7 @@ class _Files:
         return f"{sum(self.counts.values())} resources written; {where}"
 
 
-def run_export(
-    db: Database, job: Job, export_dir: Path, keep: Callable[[str], bool], batch_size: int = 1000
-) -> dict[str, Any]:
+def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], bool], batch_size: int = 1000) -> dict[str, Any]:
     """Export ``job``; returns the stored manifest part ``{"output": [{"type", "count"}]}``.
 
     Raises :class:`Cancelled` when ``keep`` answers False (the staging files are removed).
@@ -275,11 +271,10 @@ def run_export(
         if job.level == "system":
             types = job.types if job.types is not None else resource_types()
         else:
-            types = [t for t in (job.types if job.types is not None else patient_types())
-                     if t == "Patient" or t in members]
+            types = [t for t in (job.types if job.types is not None else patient_types()) if t == "Patient" or t in members]
         if job.level == "group":
             ids = group_patient_ids(db, job.group_id or "")
-            chunks = [ids[i:i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+            chunks = [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
             files = _Files(staging, dedupe=len(chunks) > 1)
             wanted = {t: members[t] for t in types if t != "Patient"}
             for n, chunk in enumerate(chunks, 1):
@@ -296,8 +291,7 @@ def run_export(
             files = _Files(staging, dedupe=False)
             for n, res_type in enumerate(types, 1):
                 where = f"{res_type} (type {n} of {len(types)})"
-                conditions = [] if job.level == "system" or res_type == "Patient" else [
-                    _in_compartment(members[res_type], None)]
+                conditions = [] if job.level == "system" or res_type == "Patient" else [_in_compartment(members[res_type], None)]
                 for batch in stream_type(db, res_type, conditions, tx, since, batch_size):
                     files.write([(res_type, res_id, body) for res_id, body in batch])
                     check(where)

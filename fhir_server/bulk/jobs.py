@@ -53,42 +53,82 @@ class Job:
     def from_row(cls, row: Any) -> Job:
         m = row._mapping
         return cls(
-            id=m["id"], status=m["status"], level=m["level"], group_id=m["group_id"],
+            id=m["id"],
+            status=m["status"],
+            level=m["level"],
+            group_id=m["group_id"],
             types=[x for x in m["types"].split(",") if x] if m["types"] is not None else None,
-            since_us=m["since_us"], output_format=m["output_format"], request_url=m["request_url"],
-            client_id=m["client_id"], created_us=m["created_us"], updated_us=m["updated_us"],
-            transaction_time_us=m["transaction_time_us"], progress=m["progress"],
-            lease_owner=m["lease_owner"], lease_until_us=m["lease_until_us"], attempts=m["attempts"],
-            manifest=json.loads(m["manifest"]) if m["manifest"] else None, error=m["error"],
+            since_us=m["since_us"],
+            output_format=m["output_format"],
+            request_url=m["request_url"],
+            client_id=m["client_id"],
+            created_us=m["created_us"],
+            updated_us=m["updated_us"],
+            transaction_time_us=m["transaction_time_us"],
+            progress=m["progress"],
+            lease_owner=m["lease_owner"],
+            lease_until_us=m["lease_until_us"],
+            attempts=m["attempts"],
+            manifest=json.loads(m["manifest"]) if m["manifest"] else None,
+            error=m["error"],
         )
 
 
 def create_job(
-    db: Database, *, level: str, request_url: str, client_id: str, group_id: str | None = None,
-    types: list[str] | None = None, since_us: int | None = None,
+    db: Database,
+    *,
+    level: str,
+    request_url: str,
+    client_id: str,
+    group_id: str | None = None,
+    types: list[str] | None = None,
+    since_us: int | None = None,
     output_format: str = "application/fhir+ndjson",
 ) -> str:
     with db.write() as conn:
         return create_job_in(
-            conn, level=level, request_url=request_url, client_id=client_id, group_id=group_id, types=types,
-            since_us=since_us, output_format=output_format,
+            conn,
+            level=level,
+            request_url=request_url,
+            client_id=client_id,
+            group_id=group_id,
+            types=types,
+            since_us=since_us,
+            output_format=output_format,
         )
 
 
 def create_job_in(
-    conn: Connection, *, level: str, request_url: str, client_id: str, group_id: str | None = None,
-    types: list[str] | None = None, since_us: int | None = None,
+    conn: Connection,
+    *,
+    level: str,
+    request_url: str,
+    client_id: str,
+    group_id: str | None = None,
+    types: list[str] | None = None,
+    since_us: int | None = None,
     output_format: str = "application/fhir+ndjson",
 ) -> str:
     """Queue a job in the caller's write transaction (the request path: the pipeline's write runner)."""
     job_id = str(uuid.uuid4())
     now = now_us()
-    conn.execute(t.insert().values(
-        id=job_id, status="queued", level=level, group_id=group_id,
-        types=",".join(types) if types is not None else None, since_us=since_us,
-        output_format=output_format, request_url=request_url, client_id=client_id,
-        created_us=now, updated_us=now, progress="queued", attempts=0,
-    ))
+    conn.execute(
+        t.insert().values(
+            id=job_id,
+            status="queued",
+            level=level,
+            group_id=group_id,
+            types=",".join(types) if types is not None else None,
+            since_us=since_us,
+            output_format=output_format,
+            request_url=request_url,
+            client_id=client_id,
+            created_us=now,
+            updated_us=now,
+            progress="queued",
+            attempts=0,
+        )
+    )
     return job_id
 
 
@@ -109,23 +149,38 @@ def claim_next(db: Database, owner: str, lease_seconds: float) -> Job | None:
     """
     now = now_us()
     with db.read() as conn:
-        candidates = list(conn.execute(
-            sa.select(t.c.id, t.c.attempts).where(_claimable(now)).order_by(t.c.created_us, t.c.id).limit(10)
-        ))
+        candidates = list(conn.execute(sa.select(t.c.id, t.c.attempts).where(_claimable(now)).order_by(t.c.created_us, t.c.id).limit(10)))
     for job_id, attempts in candidates:
         with db.write() as conn:
             now = now_us()
             if attempts >= MAX_ATTEMPTS:
-                conn.execute(t.update().where(t.c.id == job_id, _claimable(now)).values(
-                    status="error", updated_us=now, lease_owner=None, lease_until_us=None,
-                    error=f"The export was abandoned after {attempts} attempts whose workers stopped",
-                ))
+                conn.execute(
+                    t.update()
+                    .where(t.c.id == job_id, _claimable(now))
+                    .values(
+                        status="error",
+                        updated_us=now,
+                        lease_owner=None,
+                        lease_until_us=None,
+                        error=f"The export was abandoned after {attempts} attempts whose workers stopped",
+                    )
+                )
                 continue
-            changed = conn.execute(t.update().where(t.c.id == job_id, _claimable(now)).values(
-                status="running", lease_owner=owner, lease_until_us=now + int(lease_seconds * 1_000_000),
-                attempts=t.c.attempts + 1, transaction_time_us=now, updated_us=now,
-                progress="started", manifest=None, error=None,
-            )).rowcount
+            changed = conn.execute(
+                t.update()
+                .where(t.c.id == job_id, _claimable(now))
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_until_us=now + int(lease_seconds * 1_000_000),
+                    attempts=t.c.attempts + 1,
+                    transaction_time_us=now,
+                    updated_us=now,
+                    progress="started",
+                    manifest=None,
+                    error=None,
+                )
+            ).rowcount
             if changed == 1:
                 row = conn.execute(sa.select(t).where(t.c.id == job_id)).first()
                 return Job.from_row(row)
@@ -157,28 +212,61 @@ def still_mine(db: Database, job_id: str, owner: str) -> bool:
 def finish(db: Database, job_id: str, owner: str, manifest: dict[str, Any]) -> bool:
     now = now_us()
     with db.write() as conn:
-        return conn.execute(t.update().where(_mine(job_id, owner)).values(
-            status="complete", manifest=json.dumps(manifest), progress="complete", updated_us=now,
-            lease_owner=None, lease_until_us=None,
-        )).rowcount == 1
+        return (
+            conn.execute(
+                t.update()
+                .where(_mine(job_id, owner))
+                .values(
+                    status="complete",
+                    manifest=json.dumps(manifest),
+                    progress="complete",
+                    updated_us=now,
+                    lease_owner=None,
+                    lease_until_us=None,
+                )
+            ).rowcount
+            == 1
+        )
 
 
 def fail(db: Database, job_id: str, owner: str, message: str) -> bool:
     now = now_us()
     with db.write() as conn:
-        return conn.execute(t.update().where(_mine(job_id, owner)).values(
-            status="error", error=message[:4000], progress="error", updated_us=now,
-            lease_owner=None, lease_until_us=None,
-        )).rowcount == 1
+        return (
+            conn.execute(
+                t.update()
+                .where(_mine(job_id, owner))
+                .values(
+                    status="error",
+                    error=message[:4000],
+                    progress="error",
+                    updated_us=now,
+                    lease_owner=None,
+                    lease_until_us=None,
+                )
+            ).rowcount
+            == 1
+        )
 
 
 def release(db: Database, job_id: str, owner: str) -> bool:
     """Give a running job back to the queue (its worker is stopping); it will be re-run from scratch."""
     now = now_us()
     with db.write() as conn:
-        return conn.execute(t.update().where(_mine(job_id, owner)).values(
-            status="queued", progress="queued", updated_us=now, lease_owner=None, lease_until_us=None,
-        )).rowcount == 1
+        return (
+            conn.execute(
+                t.update()
+                .where(_mine(job_id, owner))
+                .values(
+                    status="queued",
+                    progress="queued",
+                    updated_us=now,
+                    lease_owner=None,
+                    lease_until_us=None,
+                )
+            ).rowcount
+            == 1
+        )
 
 
 def cancel(db: Database, job_id: str) -> bool:
@@ -190,6 +278,17 @@ def cancel(db: Database, job_id: str) -> bool:
 
 def cancel_in(conn: Connection, job_id: str) -> bool:
     """``cancel`` in the caller's write transaction."""
-    return conn.execute(t.update().where(t.c.id == job_id, t.c.status != "cancelled").values(
-        status="cancelled", progress="cancelled", updated_us=now_us(), lease_owner=None, lease_until_us=None,
-    )).rowcount == 1
+    return (
+        conn.execute(
+            t.update()
+            .where(t.c.id == job_id, t.c.status != "cancelled")
+            .values(
+                status="cancelled",
+                progress="cancelled",
+                updated_us=now_us(),
+                lease_owner=None,
+                lease_until_us=None,
+            )
+        ).rowcount
+        == 1
+    )

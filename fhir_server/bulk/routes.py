@@ -83,7 +83,7 @@ def _parameters(request: Request, body: Any) -> list[tuple[str, str]]:
 def _request_url(request: Request, base: str) -> str:
     path = request.url.path
     at = path.find("/fhir/")
-    rest = path[at + len("/fhir"):] if at >= 0 else path
+    rest = path[at + len("/fhir") :] if at >= 0 else path
     query = request.url.query
     return f"{base}{rest}" + (f"?{query}" if query else "")
 
@@ -108,7 +108,8 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     unsupported = sorted({k for k, _ in params if k not in SUPPORTED})
     if unsupported and not lenient:
         raise FhirError.of(
-            400, "not-supported",
+            400,
+            "not-supported",
             f"$export parameter(s) not supported: {', '.join(unsupported)} (send 'Prefer: handling=lenient' to have them ignored)",
         )
     formats = [v for k, v in params if k == "_outputFormat"]
@@ -116,9 +117,7 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
         raise FhirError.of(400, "invalid", "_outputFormat may appear only once")
     output_format = formats[0] if formats else NDJSON
     if output_format not in OUTPUT_FORMATS:
-        raise FhirError.of(
-            400, "not-supported", f"_outputFormat '{output_format}' is not supported: use application/fhir+ndjson"
-        )
+        raise FhirError.of(400, "not-supported", f"_outputFormat '{output_format}' is not supported: use application/fhir+ndjson")
     sinces = [v for k, v in params if k == "_since"]
     if len(sinces) > 1:
         raise FhirError.of(400, "invalid", "_since may appear only once")
@@ -133,8 +132,7 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     types: list[str] | None = None
     if requested:
         members = patient_compartment()
-        allowed = (lambda t: is_resource_type(t)) if level == "system" else (
-            lambda t: t == "Patient" or t in members)
+        allowed = (lambda t: is_resource_type(t)) if level == "system" else (lambda t: t == "Patient" or t in members)
         bad = sorted({t for t in requested if not allowed(t)})
         if bad and not lenient:
             where = "resource types" if level == "system" else "types of the Patient compartment"
@@ -155,29 +153,51 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     base = http.base_url(request, st.settings.base_url)
     request_url = _request_url(request, base)
     kickoff = interaction(request, "operation", res_type, group_id, operation="export")
-    job_id = await write(request, kickoff, lambda conn: jobs.create_job_in(
-        conn, level=level, group_id=group_id, types=types, since_us=since_us, output_format=output_format,
-        request_url=request_url, client_id=who.client_id,
-    ), status=lambda _: 202)
+    job_id = await write(
+        request,
+        kickoff,
+        lambda conn: jobs.create_job_in(
+            conn,
+            level=level,
+            group_id=group_id,
+            types=types,
+            since_us=since_us,
+            output_format=output_format,
+            request_url=request_url,
+            client_id=who.client_id,
+        ),
+        status=lambda _: 202,
+    )
     headers = {"Content-Location": f"{base}/$export-status/{job_id}"}
     info = [Issue("information", "informational", f"Export job {job_id} accepted; poll the Content-Location")]
     return http.outcome_response(request, info, 202, headers)
 
 
-@router.api_route("/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC},
-                  summary="Bulk Data export: system level")
+@router.api_route(
+    "/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: system level"
+)
 async def export_system(request: Request) -> Response:
     return await _kickoff(request, "system", None)
 
 
-@router.api_route("/Patient/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC},
-                  summary="Bulk Data export: all Patients")
+@router.api_route(
+    "/Patient/$export",
+    methods=["GET", "POST"],
+    status_code=202,
+    responses={202: _DOC, "4XX": _DOC},
+    summary="Bulk Data export: all Patients",
+)
 async def export_patients(request: Request) -> Response:
     return await _kickoff(request, "patient", None)
 
 
-@router.api_route("/Group/{group_id:fhir_id}/$export", methods=["GET", "POST"], status_code=202,
-                  responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: the Patients of a Group")
+@router.api_route(
+    "/Group/{group_id:fhir_id}/$export",
+    methods=["GET", "POST"],
+    status_code=202,
+    responses={202: _DOC, "4XX": _DOC},
+    summary="Bulk Data export: the Patients of a Group",
+)
 async def export_group(request: Request, group_id: str) -> Response:
     return await _kickoff(request, "group", group_id)
 
@@ -211,8 +231,9 @@ def _own_job(request: Request, job_id: str) -> jobs.Job:
     return job
 
 
-@router.get("/$export-status/{job_id}", responses={200: _DOC, 202: _DOC, "4XX": _DOC, "5XX": _DOC},
-            summary="Bulk Data export status / manifest")
+@router.get(
+    "/$export-status/{job_id}", responses={200: _DOC, 202: _DOC, "4XX": _DOC, "5XX": _DOC}, summary="Bulk Data export status / manifest"
+)
 async def export_status(request: Request, job_id: str) -> Response:
     st = request.app.state.fhir
     job = _own_job(request, job_id)
@@ -239,8 +260,12 @@ async def export_status(request: Request, job_id: str) -> Response:
     return Response(jsonio.dumps(manifest), 200, media_type="application/json")
 
 
-@router.delete("/$export-status/{job_id}", status_code=202, responses={202: _DOC, "4XX": _DOC},
-               summary="Cancel a Bulk Data export (and delete its files)")
+@router.delete(
+    "/$export-status/{job_id}",
+    status_code=202,
+    responses={202: _DOC, "4XX": _DOC},
+    summary="Cancel a Bulk Data export (and delete its files)",
+)
 async def export_cancel(request: Request, job_id: str) -> Response:
     st = request.app.state.fhir
     job = _own_job(request, job_id)
@@ -252,8 +277,9 @@ async def export_cancel(request: Request, job_id: str) -> Response:
     return http.outcome_response(request, info, 202)
 
 
-@router.get("/$export-file/{job_id}/{file_name}", responses={200: {"description": "NDJSON"}, "4XX": _DOC},
-            summary="A Bulk Data export file")
+@router.get(
+    "/$export-file/{job_id}/{file_name}", responses={200: {"description": "NDJSON"}, "4XX": _DOC}, summary="A Bulk Data export file"
+)
 async def export_file(request: Request, job_id: str, file_name: str) -> Response:
     st = request.app.state.fhir
     job = _own_job(request, job_id)

@@ -52,8 +52,14 @@ class ExportWorker:
     """Claims and runs export jobs; ``start()`` runs it in a daemon thread, ``stop()`` ends it."""
 
     def __init__(
-        self, db: Database, directory: Path, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS, owner: str | None = None, batch_size: int = 1000,
+        self,
+        db: Database,
+        directory: Path,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        owner: str | None = None,
+        batch_size: int = 1000,
     ) -> None:
         self.db = db
         self.directory = directory
@@ -142,5 +148,8 @@ def start_worker(state: Any) -> ExportWorker:
     """Start the export worker of a server process (``state`` is the app's ServerState)."""
     settings = state.settings
     return ExportWorker(
-        state.db, export_dir(settings), poll_interval=poll_interval(settings), lease_seconds=lease_seconds(settings),
+        state.db,
+        export_dir(settings),
+        poll_interval=poll_interval(settings),
+        lease_seconds=lease_seconds(settings),
     ).start()

@@ -26,8 +26,9 @@ def check_json(value: Any, *, max_depth: int, max_elements: int, root: str = "")
         if count > max_elements:
             raise FhirError.of(413, "too-costly", f"The JSON has more than {max_elements} values (limit FHIR_MAX_JSON_ELEMENTS)")
         if depth > max_depth:
-            raise FhirError.of(400, "too-costly", f"The JSON is nested deeper than {max_depth} levels (limit FHIR_MAX_JSON_DEPTH)",
-                               path or None)
+            raise FhirError.of(
+                400, "too-costly", f"The JSON is nested deeper than {max_depth} levels (limit FHIR_MAX_JSON_DEPTH)", path or None
+            )
         if isinstance(node, dict):
             for key, child in node.items():
                 if _CONTROL.search(key):

@@ -49,6 +49,7 @@ _required: dict[type, tuple[str, ...]] = {}
 
 # ------------------------------------------------------------------ reject_null_complex_elements
 
+
 def _null_keys_of(cls: type) -> frozenset[str]:
     from fhir_core import fhirabstractmodel as fam
 
@@ -78,6 +79,7 @@ def reject_null_complex_elements(cls: type, data: Any) -> Any:
 
 
 # ------------------------------------------------------------------ _validate_one_of_many
+
 
 def _choices_of(model: Any) -> tuple[frozenset[str], tuple[tuple[frozenset[str], bool], ...]] | None:
     cls = type(model)
@@ -128,6 +130,7 @@ def validate_one_of_many(self: Any) -> None:
 
 # ------------------------------------------------------------------ _validate_required_primitive_elements
 
+
 def validate_required_primitive_elements(self: Any) -> None:
     cls = type(self)
     keys = _required.get(cls)
@@ -141,6 +144,7 @@ def validate_required_primitive_elements(self: Any) -> None:
 
 
 # ------------------------------------------------------------------ installing
+
 
 def _trampoline(cls, data):  # type: ignore[no-untyped-def]
     return _FHIR_SERVER_REJECT_NULLS(cls, data)  # type: ignore[name-defined]  # noqa: F821 (in fhir_core's globals)
@@ -175,7 +179,8 @@ def install() -> bool:
         return False
     assert func is not None
     _original["reject_null_complex_elements"] = types.FunctionType(
-        func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+        func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
+    )
     _original["_validate_one_of_many"] = base._validate_one_of_many
     _original["_validate_required_primitive_elements"] = base._validate_required_primitive_elements
     fam._FHIR_SERVER_REJECT_NULLS = reject_null_complex_elements  # type: ignore[attr-defined]

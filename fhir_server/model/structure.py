@@ -169,13 +169,70 @@ def _base64(value: Any) -> str | None:
 # Elements allowed in narrative (txt-1: basic HTML formatting, as enforced by
 # the HL7 validator). Anything else, including script, style, iframe, object,
 # embed, form and input, is rejected.
-_XHTML_ELEMENTS = frozenset([
-    "p", "br", "div", "h1", "h2", "h3", "h4", "h5", "h6", "a", "span", "b", "em", "i", "strong", "small",
-    "big", "tt", "dfn", "q", "var", "abbr", "acronym", "cite", "blockquote", "hr", "address", "bdo", "kbd",
-    "samp", "sub", "sup", "ul", "ol", "li", "dl", "dt", "dd", "pre", "table", "caption", "colgroup", "col",
-    "thead", "tr", "tfoot", "tbody", "th", "td", "code", "img", "map", "area", "s", "u", "strike", "del",
-    "ins", "center", "font",
-])
+_XHTML_ELEMENTS = frozenset(
+    [
+        "p",
+        "br",
+        "div",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "a",
+        "span",
+        "b",
+        "em",
+        "i",
+        "strong",
+        "small",
+        "big",
+        "tt",
+        "dfn",
+        "q",
+        "var",
+        "abbr",
+        "acronym",
+        "cite",
+        "blockquote",
+        "hr",
+        "address",
+        "bdo",
+        "kbd",
+        "samp",
+        "sub",
+        "sup",
+        "ul",
+        "ol",
+        "li",
+        "dl",
+        "dt",
+        "dd",
+        "pre",
+        "table",
+        "caption",
+        "colgroup",
+        "col",
+        "thead",
+        "tr",
+        "tfoot",
+        "tbody",
+        "th",
+        "td",
+        "code",
+        "img",
+        "map",
+        "area",
+        "s",
+        "u",
+        "strike",
+        "del",
+        "ins",
+        "center",
+        "font",
+    ]
+)
 _XHTML_TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9:_.-]*)")
 _XHTML_OPEN_DIV = re.compile(r"\s*<div(\s[^<>]*)?/?>", re.ASCII)
 _XHTML_NAMESPACE = re.compile(r"""\sxmlns\s*=\s*(["'])http://www\.w3\.org/1999/xhtml\1""")
@@ -252,8 +309,19 @@ class _Binding:
 
 class _Element:
     __slots__ = (
-        "array", "binding", "check", "choice", "ext_ok", "kind", "max", "name", "plain", "simple_quantity", "stem",
-        "table", "type",
+        "array",
+        "binding",
+        "check",
+        "choice",
+        "ext_ok",
+        "kind",
+        "max",
+        "name",
+        "plain",
+        "simple_quantity",
+        "stem",
+        "table",
+        "type",
     )
 
     def __init__(self, name: str, stem: str, type_code: str, record: dict[str, Any]) -> None:
@@ -429,9 +497,7 @@ class _Walker:
                     out.add("structure", f"Empty array is not allowed for '{key}'", f"{path}.{key}")
                     continue
                 if el.max is not None and len(value) > el.max:
-                    out.add(
-                        "structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}"
-                    )
+                    out.add("structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}")
                 if el.kind == _PRIM:
                     siblings = obj.get("_" + key)
                     for i, item in enumerate(value):
@@ -570,8 +636,7 @@ class _Walker:
         if ok is False:
             self.out.add(
                 "code-invalid",
-                f"Code {_show(coding['code'])} (system {coding.get('system')}) "
-                f"is not in the required value set {binding.label}",
+                f"Code {_show(coding['code'])} (system {coding.get('system')}) is not in the required value set {binding.label}",
                 where,
             )
 
@@ -608,9 +673,7 @@ class _Walker:
                 break
         has_nested = "extension" in ext
         if has_value and has_nested:
-            self.out.add(
-                "invariant", "An extension must have either a value[x] or nested extensions, not both (ext-1)", path
-            )
+            self.out.add("invariant", "An extension must have either a value[x] or nested extensions, not both (ext-1)", path)
         elif not has_value and not has_nested:
             self.out.add("invariant", "An extension must have a value[x] or nested extensions (ext-1)", path)
 

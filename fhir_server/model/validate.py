@@ -67,10 +67,7 @@ def model_issues(resource: dict[str, Any]) -> list[Issue]:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        issues = [
-            error("value", e["msg"], _expression(res_type, tuple(e.get("loc", ()))))
-            for e in exc.errors(include_url=False)
-        ]
+        issues = [error("value", e["msg"], _expression(res_type, tuple(e.get("loc", ())))) for e in exc.errors(include_url=False)]
         return [i for i in issues if not _R4_ONLY_ELEMENT.search(i.expression or "")]
     except (KeyError, TypeError, ValueError) as exc:  # fhir.resources raises these on odd nested types
         return [error("structure", f"Invalid resource: {exc}", res_type)]

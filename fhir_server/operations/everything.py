@@ -42,9 +42,7 @@ def everything(state: Services, call: OperationCall) -> OperationResult:
     compartment, focal_id = call.res_type or "", call.res_id or ""
     focal = state.resources.read(compartment, focal_id)  # 404 / 410 first
     # types the caller may not read are left out of the query itself (full pages, nothing leaves)
-    members = {
-        t: p for t, p in compartments()[compartment].items() if p != ["{def}"] and call.principal.readable(t)
-    }
+    members = {t: p for t, p in compartments()[compartment].items() if p != ["{def}"] and call.principal.readable(t)}
 
     types = {t.strip() for v in parameter_values(call, "_type") for t in str(v).split(",") if t.strip()}
     unknown = [t for t in types if not is_resource_type(t)]
@@ -59,9 +57,18 @@ def everything(state: Services, call: OperationCall) -> OperationResult:
     cursor = next((v for k, v in call.query if k == CURSOR), None)
     after = paging.decode_ints(cursor, CURSOR, 0).pk if cursor else None
 
-    member_rows = state.search.compartment_rows(CompartmentPage(
-        compartment, focal_id, members, count, after_pk=after, since=since, start=start, end=end,
-    ))
+    member_rows = state.search.compartment_rows(
+        CompartmentPage(
+            compartment,
+            focal_id,
+            members,
+            count,
+            after_pk=after,
+            since=since,
+            start=start,
+            end=end,
+        )
+    )
     more = len(member_rows) > count
     member_rows = member_rows[:count]
 

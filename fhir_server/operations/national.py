@@ -35,7 +35,10 @@ def _import(kind: str, *, registry_wins: bool) -> Callable[[Services, OperationC
         # every entry (Patient, Coverage, Condition, ...) is authorized as the caller's own
         # conditional write, not only the operation's own type
         body = await state.bundles.transaction(
-            call.base, entries, principal=call.principal, write=call.writer(),
+            call.base,
+            entries,
+            principal=call.principal,
+            write=call.writer(),
             merge=lambda stored, incoming: merge(stored, incoming, incoming_wins=registry_wins),
         )
         if result.warnings:  # NIK consistency warnings travel with the first entry's response
@@ -94,14 +97,29 @@ def _view(kind: str, views: dict[str, str] | None = None) -> Callable[[Services,
     return handler
 
 
-register(Operation("import-dukcapil", "Patient-import-dukcapil", _import("dukcapil", registry_wins=True), ("Patient",),
-                   type_level=True, affects_state=True))
-register(Operation("import-bpjs-peserta", "import-bpjs-peserta", _import("bpjs-peserta", registry_wins=False), None,
-                   system=True, affects_state=True))
-register(Operation("import-sep", "Encounter-import-sep", _import("sep", registry_wins=True), ("Encounter",),
-                   type_level=True, affects_state=True))
-register(Operation("import-pcare", "Encounter-import-pcare", _import("pcare", registry_wins=True), ("Encounter",),
-                   type_level=True, affects_state=True))
+register(
+    Operation(
+        "import-dukcapil",
+        "Patient-import-dukcapil",
+        _import("dukcapil", registry_wins=True),
+        ("Patient",),
+        type_level=True,
+        affects_state=True,
+    )
+)
+register(
+    Operation(
+        "import-bpjs-peserta", "import-bpjs-peserta", _import("bpjs-peserta", registry_wins=False), None, system=True, affects_state=True
+    )
+)
+register(
+    Operation("import-sep", "Encounter-import-sep", _import("sep", registry_wins=True), ("Encounter",), type_level=True, affects_state=True)
+)
+register(
+    Operation(
+        "import-pcare", "Encounter-import-pcare", _import("pcare", registry_wins=True), ("Encounter",), type_level=True, affects_state=True
+    )
+)
 register(Operation("dukcapil", "Patient-dukcapil", _view("dukcapil"), ("Patient",), instance=True))
 register(Operation("bpjs-peserta", "Coverage-bpjs-peserta", _view("bpjs-peserta"), ("Coverage",), instance=True))
 register(Operation("sep", "Encounter-sep", _view("sep", {"request": "sep", "response": "sep-response"}), ("Encounter",), instance=True))

@@ -77,8 +77,14 @@ def sync_engine(res_type: str, resource: dict[str, Any] | None, previous: bytes 
 
 
 register(Operation("lookup", "CodeSystem-lookup", _handler(adapters.lookup), ("CodeSystem",), type_level=True, instance=True))
-register(Operation("validate-code", "CodeSystem-validate-code", _handler(adapters.validate_code_cs), ("CodeSystem",), type_level=True, instance=True))
+register(
+    Operation(
+        "validate-code", "CodeSystem-validate-code", _handler(adapters.validate_code_cs), ("CodeSystem",), type_level=True, instance=True
+    )
+)
 register(Operation("subsumes", "CodeSystem-subsumes", _handler(adapters.subsumes), ("CodeSystem",), type_level=True, instance=True))
 register(Operation("expand", "ValueSet-expand", _handler(adapters.expand), ("ValueSet",), type_level=True, instance=True))
-register(Operation("validate-code", "ValueSet-validate-code", _handler(adapters.validate_code_vs), ("ValueSet",), type_level=True, instance=True))
+register(
+    Operation("validate-code", "ValueSet-validate-code", _handler(adapters.validate_code_vs), ("ValueSet",), type_level=True, instance=True)
+)
 register(Operation("translate", "ConceptMap-translate", _handler(adapters.translate), ("ConceptMap",), type_level=True, instance=True))

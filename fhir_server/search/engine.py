@@ -108,8 +108,10 @@ def run_search(
         direction = cur.direction
         keyset = " WHERE " + _keyset(b, kcols, cur.keys, cur.pk, after=direction == "n")
     order = ", ".join(_order(kcols, forward=direction == "n"))
-    page_sql = (f"SELECT * FROM (SELECT r.pk, r.res_type, r.res_id, r.body{keys} FROM resources r "
-                f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}")
+    page_sql = (
+        f"SELECT * FROM (SELECT r.pk, r.res_type, r.res_id, r.body{keys} FROM resources r "
+        f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}"
+    )
     wants_total = q.total == "accurate" or q.total == "estimate"
     with _rows(source, snapshot=wants_total or bool(q.includes)) as rows:
         found = rows(page_sql, b.params)
@@ -171,6 +173,7 @@ def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, st
 
 # ----------------------------------------------------------------------------- keyset paging
 
+
 def _check_cursor(cur: paging.PageToken, q: SearchQuery) -> None:
     """A page token must fit this search's _sort: same number of keys, each of the key's type."""
     bad = FhirError.of(400, "invalid", f"{CURSOR}: page token does not match the _sort of this search")
@@ -210,6 +213,7 @@ def _keyset(b: SqlBuilder, kcols: list[tuple[str, bool]], values: list, last_pk:
 
 # ----------------------------------------------------------------------------- includes
 
+
 def _includes(rows: Rows, q: SearchQuery, matches: list, readable: Callable[[str], bool] | None) -> list:
     seen = {(t, i) for _, t, i, _ in matches}
     result: list = []
@@ -246,9 +250,11 @@ def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
         conds.append(f"ref.param = {b.p(spec.param)}")
     if spec.target_type:
         conds.append(f"t.res_type = {b.p(spec.target_type)}")
-    sql = ("SELECT DISTINCT t.pk, t.res_type, t.res_id, t.body FROM idx_reference ref "
-           "JOIN resources t ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
-           f"WHERE {' AND '.join(conds)}")
+    sql = (
+        "SELECT DISTINCT t.pk, t.res_type, t.res_id, t.body FROM idx_reference ref "
+        "JOIN resources t ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
+        f"WHERE {' AND '.join(conds)}"
+    )
     return [(r[0], r[1], r[2], as_bytes(r[3])) for r in rows(sql, b.params)]
 
 
@@ -259,14 +265,19 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
     if not wanted:
         return []
     b = SqlBuilder()
-    conds = [b.in_list("ref.target_id", sorted({i for _, i in wanted})),
-             b.in_list("ref.target_type", sorted({t for t, _ in wanted})), "s.deleted = FALSE"]
+    conds = [
+        b.in_list("ref.target_id", sorted({i for _, i in wanted})),
+        b.in_list("ref.target_type", sorted({t for t, _ in wanted})),
+        "s.deleted = FALSE",
+    ]
     if spec.source_type != "*":
         conds.append(f"s.res_type = {b.p(spec.source_type)}")
     if spec.param != "*":
         conds.append(f"ref.param = {b.p(spec.param)}")
-    sql = ("SELECT s.pk, s.res_type, s.res_id, s.body, ref.target_type, ref.target_id FROM idx_reference ref "
-           f"JOIN resources s ON s.pk = ref.resource_pk WHERE {' AND '.join(conds)}")
+    sql = (
+        "SELECT s.pk, s.res_type, s.res_id, s.body, ref.target_type, ref.target_id FROM idx_reference ref "
+        f"JOIN resources s ON s.pk = ref.resource_pk WHERE {' AND '.join(conds)}"
+    )
     out, seen = [], set()
     for pk, res_type, res_id, body, target_type, target_id in rows(sql, b.params):
         if (target_type, target_id) in wanted and pk not in seen:
@@ -276,6 +287,7 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
 
 
 # ----------------------------------------------------------------------------- _summary / _elements
+
 
 def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -> bytes:
     """Apply ``_summary`` / ``_elements`` to stored bytes; untouched bytes otherwise."""
@@ -309,4 +321,4 @@ def _keep(key: str, keep: set[str], choice: set[str]) -> bool:
     name = key[1:] if key.startswith("_") else key
     if name in keep:
         return True
-    return any(name.startswith(c) and name[len(c):][:1].isupper() for c in choice)
+    return any(name.startswith(c) and name[len(c) :][:1].isupper() for c in choice)

@@ -50,6 +50,7 @@ ADMIN_CODE_URL = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativ
 
 # --------------------------------------------------------------------------- FHIRPath (general path)
 
+
 def _resolve(inputs: list) -> list:
     out = []
     for node in inputs:
@@ -90,8 +91,10 @@ def fhirpath_values(resource: dict, expression: str) -> Values:
 
 # --------------------------------------------------------------------------- plain-Python walker
 
-_SIMPLE = re.compile(r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)"
-                     r"(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$")
+_SIMPLE = re.compile(
+    r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)"
+    r"(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$"
+)
 
 
 def _type_steps(res_type: str, elems: list[str], paths: list[str] | None = None) -> list[str] | None:
@@ -197,8 +200,7 @@ def _extension_walker(res_type: str, url: str) -> Callable[[dict], Values]:
     def walk(resource: dict) -> Values:
         if resource.get("resourceType") != res_type:
             return []
-        return [("Extension", e) for e in resource.get("extension") or []
-                if isinstance(e, dict) and e.get("url") == url]
+        return [("Extension", e) for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url]
 
     return walk
 
@@ -222,8 +224,12 @@ def getter(res_type: str, code: str) -> tuple[str, Callable[[dict], Values]] | N
     if p is None or not p.expression:
         return None
     if code.startswith("_"):
-        meta = {"_tag": ("tag", "Coding"), "_security": ("security", "Coding"),
-                "_profile": ("profile", "canonical"), "_source": ("source", "uri")}.get(code)
+        meta = {
+            "_tag": ("tag", "Coding"),
+            "_security": ("security", "Coding"),
+            "_profile": ("profile", "canonical"),
+            "_source": ("source", "uri"),
+        }.get(code)
         if meta:
             key, ftype = meta
 
@@ -286,6 +292,7 @@ def _admin_codes(resource: dict) -> Values:
 
 # --------------------------------------------------------------------------- converters
 
+
 def _text(*parts: Any) -> str | None:
     joined = " ".join(p for p in parts if isinstance(p, str) and p)
     return normalize_string(joined) if joined else None
@@ -299,23 +306,40 @@ def _token_rows(code: str, values: Values, p: SearchParam, res_type: str | None 
             if t == "CodeableConcept" or "coding" in v:
                 codings = [c for c in v.get("coding") or [] if isinstance(c, dict)]
                 for c in codings:
-                    rows.append({"param": code, "system": cut(c.get("system")), "code": cut(c.get("code")),
-                                 "text": _text(v.get("text"), c.get("display"))})
+                    rows.append(
+                        {
+                            "param": code,
+                            "system": cut(c.get("system")),
+                            "code": cut(c.get("code")),
+                            "text": _text(v.get("text"), c.get("display")),
+                        }
+                    )
                 if not codings and v.get("text"):
                     rows.append({"param": code, "system": None, "code": None, "text": _text(v.get("text"))})
             elif t == "Identifier":
                 typ = v.get("type") or {}
-                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("value")),
-                             "text": _text(typ.get("text"), *[c.get("display") for c in typ.get("coding") or []])})
+                rows.append(
+                    {
+                        "param": code,
+                        "system": cut(v.get("system")),
+                        "code": cut(v.get("value")),
+                        "text": _text(typ.get("text"), *[c.get("display") for c in typ.get("coding") or []]),
+                    }
+                )
                 if p.of_type and v.get("value"):
                     for c in typ.get("coding") or []:
-                        rows.append({"param": code + ":of-type", "system": cut(f"{c.get('system') or ''}|{c.get('code') or ''}"),
-                                     "code": cut(v.get("value")), "text": None})
+                        rows.append(
+                            {
+                                "param": code + ":of-type",
+                                "system": cut(f"{c.get('system') or ''}|{c.get('code') or ''}"),
+                                "code": cut(v.get("value")),
+                                "text": None,
+                            }
+                        )
             elif t == "ContactPoint":
                 rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("value")), "text": None})
             elif t in ("Coding",) or "code" in v:
-                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("code")),
-                             "text": _text(v.get("display"))})
+                rows.append({"param": code, "system": cut(v.get("system")), "code": cut(v.get("code")), "text": _text(v.get("display"))})
         elif isinstance(v, bool):
             rows.append({"param": code, "system": None, "code": "true" if v else "false", "text": None})
         elif isinstance(v, str):
@@ -381,14 +405,31 @@ def _reference_rows(code: str, values: Values) -> list[dict]:
             if not isinstance(ident, dict):
                 ident = {}
             if rid or url or ident.get("value"):
-                rows.append({"param": code, "target_type": cut(rtype), "target_id": cut(rid),
-                             "target_version": cut(ver), "url": cut(url), "id_system": cut(ident.get("system")),
-                             "id_value": cut(ident.get("value"))})
+                rows.append(
+                    {
+                        "param": code,
+                        "target_type": cut(rtype),
+                        "target_id": cut(rid),
+                        "target_version": cut(ver),
+                        "url": cut(url),
+                        "id_system": cut(ident.get("system")),
+                        "id_value": cut(ident.get("value")),
+                    }
+                )
         elif isinstance(v, str):
             rtype, rid, ver, url = parse_reference(v)
             if rid or url:
-                rows.append({"param": code, "target_type": cut(rtype), "target_id": cut(rid),
-                             "target_version": cut(ver), "url": cut(url), "id_system": None, "id_value": None})
+                rows.append(
+                    {
+                        "param": code,
+                        "target_type": cut(rtype),
+                        "target_id": cut(rid),
+                        "target_version": cut(ver),
+                        "url": cut(url),
+                        "id_system": None,
+                        "id_value": None,
+                    }
+                )
     return rows
 
 
@@ -426,8 +467,7 @@ def _quantity_rows(code: str, values: Values) -> list[dict]:
             system, qcode, unit = "urn:iso:std:iso:4217", v.get("currency"), v.get("currency")
         else:
             system, qcode, unit = v.get("system"), v.get("code"), v.get("unit")
-        rows.append({"param": code, "value": float(d), "lo": lo, "hi": hi,
-                     "system": cut(system), "code": cut(qcode), "unit": cut(unit)})
+        rows.append({"param": code, "value": float(d), "lo": lo, "hi": hi, "system": cut(system), "code": cut(qcode), "unit": cut(unit)})
     return rows
 
 
@@ -467,6 +507,7 @@ def _dedupe(rows: Iterable[dict]) -> list[dict]:
 
 # ----------------------------------------------------------------------------- composites
 
+
 def _walk_path(resource: dict, res_type: str, branch: str) -> list:
     """Elements at a plain path (``Observation.component``) or the resource itself (``Observation``)."""
     if branch == res_type:
@@ -500,8 +541,8 @@ def _relative_values(elem: dict, expression: str) -> Values:
             out.extend((name, x) for x in (v if isinstance(v, list) else [v]))
         else:  # a choice element without cast: valueQuantity, valueCodeableConcept, ...
             for k, v in elem.items():
-                if k.startswith(name) and k[len(name):][:1].isupper():
-                    out.append((k[len(name):], v))
+                if k.startswith(name) and k[len(name) :][:1].isupper():
+                    out.append((k[len(name) :], v))
     return out
 
 
@@ -523,8 +564,17 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
                 if a["code"] is None:
                     continue
                 for b in seconds:
-                    row = {"param": p.code, "c1_system": a["system"], "c1_code": a["code"], "c2_system": None,
-                           "c2_code": None, "c2_value": None, "c2_lo": None, "c2_hi": None, "c2_text": None}
+                    row = {
+                        "param": p.code,
+                        "c1_system": a["system"],
+                        "c1_code": a["code"],
+                        "c2_system": None,
+                        "c2_code": None,
+                        "c2_value": None,
+                        "c2_lo": None,
+                        "c2_hi": None,
+                        "c2_text": None,
+                    }
                     if p2.type == "token":
                         row.update(c2_system=b["system"], c2_code=b["code"])
                     elif p2.type == "quantity":

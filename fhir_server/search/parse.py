@@ -37,6 +37,7 @@ MAX_INCLUDES = 20
 
 # ----------------------------------------------------------------------------- typed values
 
+
 @dataclass(frozen=True)
 class DateValue:
     prefix: str
@@ -145,6 +146,7 @@ class SearchQuery:
 
 # ----------------------------------------------------------------------------- escaping
 
+
 def split_unescaped(value: str, sep: str) -> list[str]:
     """Split on ``sep`` not preceded by a backslash; escapes are kept for the next split."""
     if "\\" not in value:
@@ -153,7 +155,7 @@ def split_unescaped(value: str, sep: str) -> list[str]:
     while i < len(value):
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
-            cur.append(value[i:i + 2])
+            cur.append(value[i : i + 2])
             i += 2
             continue
         if ch == sep:
@@ -174,6 +176,7 @@ def unescape(value: str) -> str:
 
 # ----------------------------------------------------------------------------- errors
 
+
 class _Unsupported(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -189,6 +192,7 @@ def _bad(name: str, why: str) -> FhirError:
 
 
 # ----------------------------------------------------------------------------- value parsing
+
 
 def _split_prefix(raw: str) -> tuple[str, str]:
     if len(raw) > 2 and raw[:2] in PREFIXES and (raw[2].isdigit() or raw[2] in "-+."):
@@ -329,8 +333,7 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
             return Criterion(res_types, code, None, ptype, "missing", [], missing=raw == "true")
         if modifier and not (code == "_id" and modifier == "not"):
             raise _Unsupported(f"modifier ':{modifier}' is not supported on {code}")
-        return Criterion(res_types, code, None, ptype, modifier,
-                         _parse_values(full_name, ptype, modifier, None, raw))
+        return Criterion(res_types, code, None, ptype, modifier, _parse_values(full_name, ptype, modifier, None, raw))
     p = _param(res_types, code)
     if p is None:
         raise _Unsupported(f"unknown or unsupported search parameter '{code}' for {'/'.join(res_types) or 'all types'}")
@@ -380,6 +383,7 @@ def _has_criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: s
 
 
 # ----------------------------------------------------------------------------- result params
+
 
 def _parse_sort(res_types: tuple[str, ...], raw: str, q: SearchQuery, strict: bool) -> list[SortKey]:
     keys = []

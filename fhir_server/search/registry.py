@@ -69,8 +69,9 @@ CUSTOM_PARAMS: list[dict] = [
         "base": ["Patient", "Practitioner", "RelatedPerson", "Organization", "Location"],
         "type": "token",
         "expression": " | ".join(
-            f"{t}.address.extension('https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode')"
-            ".extension.value" for t in ("Patient", "Practitioner", "RelatedPerson", "Organization", "Location")),
+            f"{t}.address.extension('https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode').extension.value"
+            for t in ("Patient", "Practitioner", "RelatedPerson", "Organization", "Location")
+        ),
         "description": "SATUSEHAT administrative code of an address (province|31, city|3171, district|..., village|...)",
     },
 ]
@@ -80,10 +81,20 @@ def custom_search_parameters() -> list[dict]:
     """The server-defined parameters as FHIR SearchParameter resources (stored at start-up)."""
     return [
         {
-            "resourceType": "SearchParameter", "id": p["code"], "url": p["url"], "version": "0.1.0",
-            "name": p["code"].replace("-", "_"), "status": "active", "experimental": False,
-            "publisher": "fhir-server-id contributors", "description": p["description"], "code": p["code"],
-            "base": p["base"], "type": p["type"], "expression": p["expression"], "xpathUsage": "normal",
+            "resourceType": "SearchParameter",
+            "id": p["code"],
+            "url": p["url"],
+            "version": "0.1.0",
+            "name": p["code"].replace("-", "_"),
+            "status": "active",
+            "experimental": False,
+            "publisher": "fhir-server-id contributors",
+            "description": p["description"],
+            "code": p["code"],
+            "base": p["base"],
+            "type": p["type"],
+            "expression": p["expression"],
+            "xpathUsage": "normal",
         }
         for p in CUSTOM_PARAMS
     ]
@@ -201,8 +212,7 @@ COMPOSITE_SECOND = ("token", "quantity", "date", "string", "number")
 
 def composite_types(raw_or_param: dict | SearchParam) -> tuple[str, ...]:
     """The types of a composite parameter's components, from its SearchParameter JSON or its SearchParam."""
-    comps = raw_or_param.get("component", []) if isinstance(raw_or_param, dict) else [
-        {"definition": d} for d, _ in raw_or_param.components]
+    comps = raw_or_param.get("component", []) if isinstance(raw_or_param, dict) else [{"definition": d} for d, _ in raw_or_param.components]
     return tuple(_by_url().get(c["definition"], {}).get("type", "?") for c in comps)
 
 

@@ -31,8 +31,6 @@ def restrict_criteria(criteria: list[Criterion], searchable: Callable[[str], boo
         if c.chain is not None:
             allowed = tuple(t for t in c.chain_types if searchable(t))
             if not allowed:
-                raise _forbidden(
-                    f"The chain on '{c.code}' searches {', '.join(c.chain_types)}, which the access token may not search"
-                )
+                raise _forbidden(f"The chain on '{c.code}' searches {', '.join(c.chain_types)}, which the access token may not search")
             c.chain_types = allowed
             restrict_criteria([c.chain], searchable)

@@ -36,8 +36,7 @@ TABLES = {
     "composite": "idx_composite",
 }
 #: the column a sort by a parameter of each type uses (dates: ``lo`` ascending, ``hi`` descending)
-SORT_COLUMNS = {"string": "value", "token": "code", "uri": "value", "number": "value", "quantity": "value",
-                "reference": "target_id"}
+SORT_COLUMNS = {"string": "value", "token": "code", "uri": "value", "number": "value", "quantity": "value", "reference": "target_id"}
 TOP = "\U0010ffff"  # sorts after every other character (bytewise, UTF-8)
 #: widest range of a date/dateTime/instant value: a partial year (leap)
 YEAR_SPAN = 366 * 86_400_000_000
@@ -187,8 +186,14 @@ class SqlBuilder:
 
     @staticmethod
     def _mergeable(c: Criterion) -> bool:
-        return (c.ptype in RANGE_TYPES and c.param is not None and c.modifier is None and c.chain is None
-                and len(c.res_types) == 1 and is_single_valued(c.res_types[0], c.param.expression))
+        return (
+            c.ptype in RANGE_TYPES
+            and c.param is not None
+            and c.modifier is None
+            and c.chain is None
+            and len(c.res_types) == 1
+            and is_single_valued(c.res_types[0], c.param.expression)
+        )
 
     def clause(self, r: str, c: Criterion) -> str:
         """Boolean clause on the resources alias ``r`` for criterion ``c``."""
@@ -217,8 +222,9 @@ class SqlBuilder:
         pt, mod, p = c.ptype, c.modifier, self.p
         if pt == "token":
             if mod == "text":
-                return (f"({t}.text LIKE {p(_escape_like(v) + '%')} ESCAPE '\\' "
-                        f"OR {t}.text LIKE {p('% ' + _escape_like(v) + '%')} ESCAPE '\\')")
+                return (
+                    f"({t}.text LIKE {p(_escape_like(v) + '%')} ESCAPE '\\' OR {t}.text LIKE {p('% ' + _escape_like(v) + '%')} ESCAPE '\\')"
+                )
             if isinstance(v, OfTypeValue):
                 return f"({t}.system = {p(cut(f'{v.type_system}|{v.type_code}'))} AND {t}.code = {p(cut(v.value))})"
             return self._token_value(t, v)
@@ -283,7 +289,7 @@ class SqlBuilder:
             return self._token_value(t, v, "id_value", "id_system")
         ref = v
         if self.base_url and ref.startswith(self.base_url):
-            ref = ref[len(self.base_url):]
+            ref = ref[len(self.base_url) :]
         if "/" not in ref and ":" not in ref:
             rtype, rid, version, url = None, ref, None, None  # a bare id
         else:
@@ -305,21 +311,24 @@ class SqlBuilder:
     def _chain(self, r: str, c: Criterion, inner: Criterion) -> str:
         ref = self._alias("idx_reference")
         target = f"chain_{self._n}"
-        head = (f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {target} "
-                f"ON {target}.res_type = {ref}.target_type AND {target}.res_id = {ref}.target_id "
-                f"WHERE {ref}.param = {self.p(c.code)} AND {self.in_list(f'{target}.res_type', list(c.chain_types))} "
-                f"AND {target}.deleted = FALSE")
+        head = (
+            f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {target} "
+            f"ON {target}.res_type = {ref}.target_type AND {target}.res_id = {ref}.target_id "
+            f"WHERE {ref}.param = {self.p(c.code)} AND {self.in_list(f'{target}.res_type', list(c.chain_types))} "
+            f"AND {target}.deleted = FALSE"
+        )
         return f"{r}.pk IN ({head} AND {self.clause(target, inner)})"
 
     def _has(self, r: str, c: Criterion, has: Criterion) -> str:
         ref = self._alias("idx_reference")
         src = f"has_{self._n}"
-        head = (f"SELECT {ref}.target_id FROM idx_reference {ref} JOIN resources {src} ON {src}.pk = {ref}.resource_pk "
-                f"WHERE {ref}.param = {self.p(c.has_param)} AND {src}.res_type = {self.p(c.has_type)} "
-                f"AND {src}.deleted = FALSE")
+        head = (
+            f"SELECT {ref}.target_id FROM idx_reference {ref} JOIN resources {src} ON {src}.pk = {ref}.resource_pk "
+            f"WHERE {ref}.param = {self.p(c.has_param)} AND {src}.res_type = {self.p(c.has_type)} "
+            f"AND {src}.deleted = FALSE"
+        )
         inner = self.clause(src, has)
-        target = (f"{ref}.target_type = {self.p(c.res_types[0])}" if len(c.res_types) == 1
-                  else f"{ref}.target_type = {r}.res_type")
+        target = f"{ref}.target_type = {self.p(c.res_types[0])}" if len(c.res_types) == 1 else f"{ref}.target_type = {r}.res_type"
         return f"{r}.res_id IN ({head} AND {inner} AND {target})"
 
     # ------------------------------------------------------------------------- sorting

@@ -47,8 +47,7 @@ def date_range(value: str) -> tuple[int, int] | None:
         mo = int(m["m"])
         if m["d"] is None:
             last = calendar.monthrange(y, mo)[1]
-            return (_us(datetime(y, mo, 1, tzinfo=UTC)),
-                    _us(datetime(y, mo, last, 23, 59, 59, 999999, tzinfo=UTC)))
+            return (_us(datetime(y, mo, 1, tzinfo=UTC)), _us(datetime(y, mo, last, 23, 59, 59, 999999, tzinfo=UTC)))
         d = int(m["d"])
         if m["H"] is None:
             lo_dt = datetime(y, mo, d, tzinfo=UTC)
@@ -136,8 +135,7 @@ def parse_reference(ref: str) -> tuple[str | None, str | None, str | None, str |
     parts = ref.split("/")
     if len(parts) == 2 and _TYPE_RE.match(parts[0]) and _ID_RE.match(parts[1]):
         return parts[0], parts[1], None, None
-    if len(parts) == 4 and parts[2] == "_history" and _TYPE_RE.match(parts[0]) and _ID_RE.match(parts[1]) \
-            and _ID_RE.match(parts[3]):
+    if len(parts) == 4 and parts[2] == "_history" and _TYPE_RE.match(parts[0]) and _ID_RE.match(parts[1]) and _ID_RE.match(parts[3]):
         return parts[0], parts[1], parts[3], None
     return None, None, None, ref
 

@@ -31,7 +31,5 @@ class AuditTrail:
         links = [("self", url + ("?" + urlencode(params) if params else ""))]
         if next_params is not None:
             links.append(("next", url + "?" + urlencode(next_params)))
-        entries = [
-            bundles.entry(f"{url}/{e['id']}", jsonio.dumps(e), search={"mode": "match"}) for e in events
-        ]
+        entries = [bundles.entry(f"{url}/{e['id']}", jsonio.dumps(e), search={"mode": "match"}) for e in events]
         return bundles.bundle("searchset", entries, links=links)

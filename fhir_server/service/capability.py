@@ -90,6 +90,4 @@ def _operations(res_type: str | None) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=16)
 def capability_bytes(base: str, conditional_delete_multiple: bool = False, token_auth: bool = False) -> bytes:
-    return jsonio.dumps(
-        capability_statement(base, conditional_delete_multiple=conditional_delete_multiple, token_auth=token_auth)
-    )
+    return jsonio.dumps(capability_statement(base, conditional_delete_multiple=conditional_delete_multiple, token_auth=token_auth))

@@ -28,7 +28,9 @@ from fhir_server.urlcodec import parse_qsl
 #: (stored resource, incoming resource) -> the resource to store
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
-_RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"})
+_RESULT_PARAMS = frozenset(
+    {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"}
+)
 _MAX_ATTEMPTS = 5
 
 
@@ -48,9 +50,7 @@ def condition_key(res_type: str, params: list[tuple[str, str]]) -> str:
 
 def find_matches(conn: Connection, res_type: str, params: list[tuple[str, str]], base: str | None) -> list[str]:
     """Ids of (at most two) current resources matching the condition; unknown params are an error."""
-    result = run_search(
-        conn, res_type, [*params, ("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base
-    )
+    result = run_search(conn, res_type, [*params, ("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base)
     return [res_id for _, res_id, _ in result.matches]
 
 
@@ -66,19 +66,34 @@ class ConditionalService:
             return self.create_in(conn, res_type, resource, condition, base)
 
     def create_in(
-        self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
-        res_id: str | None = None, *, prepared: PreparedCreate | None = None,
+        self,
+        conn: Connection,
+        res_type: str,
+        resource: dict[str, Any],
+        condition: str,
+        base: str | None,
+        res_id: str | None = None,
+        *,
+        prepared: PreparedCreate | None = None,
     ) -> WriteResult:
         """``prepared``: ``ResourceService.prepare_create`` of ``resource``, done before the transaction."""
         params = parse_condition(condition)
         return self._create_guarded(
-            conn, res_type, params, base,
+            conn,
+            res_type,
+            params,
+            base,
             lambda: self.resources.create_in(conn, res_type, resource, res_id, prepared=prepared),
         )
 
     def _create_guarded(
-        self, conn: Connection, res_type: str, params: list[tuple[str, str]], base: str | None,
-        create: Callable[[], WriteResult], on_match: Callable[[str], WriteResult] | None = None,
+        self,
+        conn: Connection,
+        res_type: str,
+        params: list[tuple[str, str]],
+        base: str | None,
+        create: Callable[[], WriteResult],
+        on_match: Callable[[str], WriteResult] | None = None,
     ) -> WriteResult:
         key = condition_key(res_type, params)
         for _ in range(_MAX_ATTEMPTS):
@@ -102,15 +117,19 @@ class ConditionalService:
         return WriteResult(stored, 200)
 
     # -- update (PUT [type]?params) ------------------------------------------
-    def update(
-        self, res_type: str, resource: dict[str, Any], condition: str, base: str | None, if_match: str | None = None
-    ) -> WriteResult:
+    def update(self, res_type: str, resource: dict[str, Any], condition: str, base: str | None, if_match: str | None = None) -> WriteResult:
         with self.db.write() as conn:
             return self.update_in(conn, res_type, resource, condition, base, if_match)
 
     def update_in(
-        self, conn: Connection, res_type: str, resource: dict[str, Any], condition: str, base: str | None,
-        if_match: str | None = None, merge: Merge | None = None,
+        self,
+        conn: Connection,
+        res_type: str,
+        resource: dict[str, Any],
+        condition: str,
+        base: str | None,
+        if_match: str | None = None,
+        merge: Merge | None = None,
     ) -> WriteResult:
         """``merge(stored, incoming)``, when given, decides what an update of the match stores."""
         params = parse_condition(condition)
@@ -140,7 +159,9 @@ class ConditionalService:
     def delete_in(self, conn: Connection, res_type: str, condition: str, base: str | None) -> list[WriteResult]:
         params = parse_condition(condition)
         if self.allow_multiple_delete:
-            ids = [i for _, i, _ in run_search(conn, res_type, params, strict=True, default_count=1000, max_count=1000, base_url=base).matches]
+            ids = [
+                i for _, i, _ in run_search(conn, res_type, params, strict=True, default_count=1000, max_count=1000, base_url=base).matches
+            ]
         else:
             ids = find_matches(conn, res_type, params, base)
             if len(ids) > 1:

@@ -25,7 +25,11 @@ class WriteRunner(Protocol):
     """
 
     async def __call__(
-        self, work: Callable[[Connection], T], *, new_resources: int = 0, alone: bool = False,
+        self,
+        work: Callable[[Connection], T],
+        *,
+        new_resources: int = 0,
+        alone: bool = False,
         status: Callable[[T], int] = ...,
     ) -> T: ...
 

@@ -22,9 +22,7 @@ class HistoryService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def history(
-        self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]
-    ) -> bytes:
+    def history(self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]) -> bytes:
         if res_id is not None:
             check_id(res_id)
         args: dict[str, str] = {}

@@ -36,6 +36,7 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
 
 # --------------------------------------------------------------------------- FHIRPath Patch
 
+
 @cache
 def _elements(type_path: str) -> dict[str, tuple[str, str, str]]:
     """JSON name -> (element path, max, type) for the elements directly under ``type_path``."""
@@ -101,7 +102,7 @@ def _split_last(path: str) -> tuple[str, str]:
         elif ch == "(":
             depth -= 1
         elif ch == "." and depth == 0:
-            return path[:i], path[i + 1:]
+            return path[:i], path[i + 1 :]
     raise FhirError.of(400, "invalid", f"FHIRPath Patch: '{path}' does not name an element")
 
 

@@ -63,8 +63,15 @@ class AuditContext:
         if res_id is None and interaction in ("create", "update", "patch"):
             res_id = written_id
         return AuditRecord(
-            interaction, status, res_type, res_id, query=self.query.decode("latin-1") or None, operation=operation,
-            client_id=principal.client_id, organization_id=principal.organization_id, address=self.address,
+            interaction,
+            status,
+            res_type,
+            res_id,
+            query=self.query.decode("latin-1") or None,
+            operation=operation,
+            client_id=principal.client_id,
+            organization_id=principal.organization_id,
+            address=self.address,
             user_agent=self.user_agent.decode("latin-1") if self.user_agent is not None else None,
             request_id=self.request_id.decode("latin-1") if self.request_id is not None else None,
         )
@@ -135,11 +142,19 @@ class Pipeline:
         #: whether writes record the request's AuditEvent in their own transaction
         self.audit_writes = audit_writes
         self._handlers: dict[str, Callable[[Interaction], Awaitable[Answer]]] = {
-            "read": self._read, "vread": self._vread,
-            "history-instance": self._history, "history-type": self._history, "history-system": self._history,
-            "search-type": self._search, "search-system": self._search_system,
-            "create": self._create, "update": self._update, "patch": self._patch, "delete": self._delete,
-            "transaction": self._bundle, "operation": self._operation,
+            "read": self._read,
+            "vread": self._vread,
+            "history-instance": self._history,
+            "history-type": self._history,
+            "history-system": self._history,
+            "search-type": self._search,
+            "search-system": self._search_system,
+            "create": self._create,
+            "update": self._update,
+            "patch": self._patch,
+            "delete": self._delete,
+            "transaction": self._bundle,
+            "operation": self._operation,
         }
 
     async def handle(self, i: Interaction) -> Answer:
@@ -169,7 +184,10 @@ class Pipeline:
         request) the request's AuditEvent inserted in that same transaction."""
 
         async def run(
-            work: Callable[[Connection], T], *, new_resources: int = 0, alone: bool = False,
+            work: Callable[[Connection], T],
+            *,
+            new_resources: int = 0,
+            alone: bool = False,
             status: Callable[[T], int] = _status_of,
         ) -> T:
             audit = i.audit if self.audit_writes else None
@@ -240,8 +258,9 @@ class Pipeline:
         res_type, resource = i.res_type or "", _resource(i)
         run = self.writer(i)
         if i.condition:
-            result = await run(lambda conn: s.conditional.create_in(
-                conn, res_type, self._resolved(conn, i, resource), i.condition or "", i.base))
+            result = await run(
+                lambda conn: s.conditional.create_in(conn, res_type, self._resolved(conn, i, resource), i.condition or "", i.base)
+            )
         elif i.resolve_references:
             result = await run(lambda conn: s.resources.create_in(conn, res_type, self._resolved(conn, i, resource)))
         else:
@@ -261,12 +280,12 @@ class Pipeline:
         run = self.writer(i)
         if i.res_id is None:
             condition = _condition(i)
-            result = await run(lambda conn: s.conditional.update_in(
-                conn, res_type, self._resolved(conn, i, resource), condition, i.base, i.if_match))
+            result = await run(
+                lambda conn: s.conditional.update_in(conn, res_type, self._resolved(conn, i, resource), condition, i.base, i.if_match)
+            )
         else:
             res_id = i.res_id
-            result = await run(lambda conn: s.resources.update_in(
-                conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match))
+            result = await run(lambda conn: s.resources.update_in(conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match))
         return _written(result)
 
     async def _patch(self, i: Interaction) -> Answer:
@@ -304,7 +323,11 @@ class Pipeline:
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
             body = await bundles.transaction(
-                i.base, raw_entries, principal=i.principal, write=self.writer(i), representation=i.representation,
+                i.base,
+                raw_entries,
+                principal=i.principal,
+                write=self.writer(i),
+                representation=i.representation,
             )
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
@@ -318,8 +341,13 @@ class Pipeline:
         except FhirError as exc:
             return Outcome(exc.status, issues=exc.issues)
         if sub.kind in WRITES:
-            return Outcome(answer.status, answer.stored, answer.stored.body if answer.stored else None,
-                           location=sub.kind != "delete", issues=answer.issues)
+            return Outcome(
+                answer.status,
+                answer.stored,
+                answer.stored.body if answer.stored else None,
+                location=sub.kind != "delete",
+                issues=answer.issues,
+            )
         return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
 
     # -- operations -------------------------------------------------------------------------
@@ -339,8 +367,15 @@ class Pipeline:
         operation = self.authorize_operation(i)
         res_type = i.res_type
         call = OperationCall(
-            base=i.base, method=i.method, res_type=res_type, res_id=i.res_id, query=i.params, body=i.body,
-            headers=i.headers, principal=i.principal, write=self.writer(i),
+            base=i.base,
+            method=i.method,
+            res_type=res_type,
+            res_id=i.res_id,
+            query=i.params,
+            body=i.body,
+            headers=i.headers,
+            principal=i.principal,
+            write=self.writer(i),
         )
         result = operation.handler(self.services, call)
         if inspect.isawaitable(result):
@@ -360,9 +395,20 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         kind = _KIND_OF_METHOD[e.method]
     condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None else None)
     sub = Interaction(
-        kind, parent.base, parent.principal, e.res_type, e.res_id, e.version, params=parse_qsl(e.query),
-        condition=condition or None, body=e.resource, if_match=e.if_match, strict=parent.strict,
-        representation=parent.representation, method=e.method, resolve_references=True,
+        kind,
+        parent.base,
+        parent.principal,
+        e.res_type,
+        e.res_id,
+        e.version,
+        params=parse_qsl(e.query),
+        condition=condition or None,
+        body=e.resource,
+        if_match=e.if_match,
+        strict=parent.strict,
+        representation=parent.representation,
+        method=e.method,
+        resolve_references=True,
         audit=parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None,
     )
     if e.method == "PATCH":

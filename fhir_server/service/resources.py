@@ -97,7 +97,12 @@ def parse_version(value: str) -> int:
 
 class ResourceService:
     def __init__(
-        self, db: Database, indexer: Indexer = _no_index, *, r4b_model_check: bool = True, region_codes: str = "warn",
+        self,
+        db: Database,
+        indexer: Indexer = _no_index,
+        *,
+        r4b_model_check: bool = True,
+        region_codes: str = "warn",
         prepare_index: IndexPreparer | None = None,
     ) -> None:
         self.db = db
@@ -113,7 +118,12 @@ class ResourceService:
         self.listeners: dict[str, list[Listener]] = {}
 
     def _changed(
-        self, conn: Connection, stored: Stored, action: str, resource: dict[str, Any] | None, previous: bytes | None,
+        self,
+        conn: Connection,
+        stored: Stored,
+        action: str,
+        resource: dict[str, Any] | None,
+        previous: bytes | None,
     ) -> None:
         """Every committed create, update and delete passes here: the change log row (in this
         transaction) and the after-commit listeners."""
@@ -125,7 +135,8 @@ class ResourceService:
     def _check_writable(self, res_type: str) -> None:
         if res_type in SERVER_OWNED:
             raise FhirError(
-                405, [Issue("error", "not-supported", f"{res_type} resources are written by the server only")],
+                405,
+                [Issue("error", "not-supported", f"{res_type} resources are written by the server only")],
                 headers={"Allow": "GET"},
             )
 
@@ -196,9 +207,7 @@ class ResourceService:
             raise prepared.error
         return prepared
 
-    def prepare_create(
-        self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False
-    ) -> PreparedCreate:
+    def prepare_create(self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False) -> PreparedCreate:
         """Check and validate a resource to be created, outside any transaction.
 
         ``index``: also extract its index rows (only when the resource is final:
@@ -219,8 +228,13 @@ class ResourceService:
         return prepared
 
     def create_in(
-        self, conn: Connection, res_type: str, resource: dict[str, Any], res_id: str | None = None,
-        *, prepared: PreparedCreate | None = None,
+        self,
+        conn: Connection,
+        res_type: str,
+        resource: dict[str, Any],
+        res_id: str | None = None,
+        *,
+        prepared: PreparedCreate | None = None,
     ) -> WriteResult:
         """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one).
 
@@ -244,22 +258,27 @@ class ResourceService:
         self._changed(conn, stored, "create", stamped, None)
         return WriteResult(stored, 201, prepared.warnings, pk)
 
-    def update(
-        self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None
-    ) -> WriteResult:
+    def update(self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None) -> WriteResult:
         with self.db.write() as conn:
             return self.update_in(conn, res_type, res_id, resource, if_match)
 
     def update_in(
-        self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any],
-        if_match: str | None = None, *, method: str = "PUT",
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        if_match: str | None = None,
+        *,
+        method: str = "PUT",
     ) -> WriteResult:
         check_id(res_id)
         self._check_writable(res_type)
         _check_type(resource, res_type)
         if resource.get("id") != res_id:
             raise FhirError.of(
-                400, "invalid",
+                400,
+                "invalid",
                 f"The resource id ({resource.get('id')!r}) must equal the id in the URL ({res_id!r})",
                 f"{res_type}.id",
             )
@@ -272,9 +291,7 @@ class ResourceService:
                 raise FhirError.of(412, "conflict", f"If-Match expects version {expected} but {res_type}/{res_id} {have}")
             if current is not None and not current.deleted and _content_equal(current.body, resource):
                 # unchanged: the stored version was validated when it was written
-                return WriteResult(
-                    Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, [], current.pk
-                )
+                return WriteResult(Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, [], current.pk)
             if warnings is None:
                 warnings = self.validate(stamp(resource, res_id, 1, 0))
             updated = now_us()
@@ -316,7 +333,9 @@ class ResourceService:
         self._check_writable(res_type)
         current = self.read_in(conn, res_type, res_id, for_update=True)
         if if_match is not None and parse_version(if_match) != current.version:
-            raise FhirError.of(412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}")
+            raise FhirError.of(
+                412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}"
+            )
         assert current.body is not None
         patched = apply_patch(current.body, content_type, body)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
@@ -324,7 +343,11 @@ class ResourceService:
         return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH")
 
     def change_meta_in(
-        self, conn: Connection, res_type: str, res_id: str, edit: Callable[[dict[str, Any]], None],
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        edit: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
         """``$meta-add`` / ``$meta-delete``: ``edit(meta)`` applied to the current version in place
         (tags, profiles and security labels are meta of a version: no new version, as in HAPI);
@@ -389,9 +412,7 @@ def _check_type(resource: dict[str, Any], res_type: str) -> None:
         raise FhirError.of(400, "structure", "The body must be a JSON object (a FHIR resource)")
     found = resource.get("resourceType")
     if found != res_type:
-        raise FhirError.of(
-            400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType"
-        )
+        raise FhirError.of(400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType")
 
 
 def apply_patch(current: bytes, content_type: str, body: Any) -> dict[str, Any]:

@@ -23,21 +23,39 @@ class SearchService:
         self.max_count = max_count
 
     def run(
-        self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
-        principal: Principal = OPEN, source: Database | Connection | None = None,
+        self,
+        base: str,
+        res_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        principal: Principal = OPEN,
+        source: Database | Connection | None = None,
     ) -> SearchResult:
         """The search's result, limited to what ``principal`` may see: chains and ``_has`` only into
         types it may search, includes (and ``:iterate`` steps) only of types it may read."""
         restricted = principal.restricted
         return run_search(
-            source or self.db, res_type, params, strict=strict, default_count=self.default_count,
-            max_count=self.max_count, base_url=base, searchable=principal.searchable if restricted else None,
+            source or self.db,
+            res_type,
+            params,
+            strict=strict,
+            default_count=self.default_count,
+            max_count=self.max_count,
+            base_url=base,
+            searchable=principal.searchable if restricted else None,
             readable=principal.readable if restricted else None,
         )
 
     def search(
-        self, base: str, res_type: str | None, params: list[tuple[str, str]], *, strict: bool,
-        principal: Principal = OPEN, source: Database | Connection | None = None,
+        self,
+        base: str,
+        res_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        principal: Principal = OPEN,
+        source: Database | Connection | None = None,
     ) -> bytes:
         """A searchset Bundle of what ``principal`` may see: chains and ``_has`` only into types it
         may search (403 otherwise), included resources of types it may not read left out, and in a
@@ -75,12 +93,8 @@ def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:
     for relation, params in (("first", result.first_params), ("previous", result.prev_params), ("next", result.next_params)):
         if params is not None:
             links.append((relation, link(params)))
-    entries = [
-        bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "match"}) for t, i, body in result.matches
-    ]
-    entries += [
-        bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "include"}) for t, i, body in result.includes
-    ]
+    entries = [bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "match"}) for t, i, body in result.matches]
+    entries += [bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "include"}) for t, i, body in result.includes]
     if result.issues:
         outcome = jsonio.dumps(operation_outcome(result.issues))
         entries.append(bundles.entry(None, outcome, search={"mode": "outcome"}))

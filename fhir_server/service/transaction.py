@@ -79,7 +79,12 @@ class Outcome:
 
 class BundleService:
     def __init__(
-        self, resources: ResourceService, conditional: ConditionalService, search: SearchService, *, max_entries: int,
+        self,
+        resources: ResourceService,
+        conditional: ConditionalService,
+        search: SearchService,
+        *,
+        max_entries: int,
     ) -> None:
         self.resources = resources
         self.conditional = conditional
@@ -102,8 +107,14 @@ class BundleService:
         return kind, raw_entries
 
     async def transaction(
-        self, base: str, raw_entries: list[Any], *, principal: Principal, write: Any,
-        representation: bool = True, merge: Merge | None = None,
+        self,
+        base: str,
+        raw_entries: list[Any],
+        *,
+        principal: Principal,
+        write: Any,
+        representation: bool = True,
+        merge: Merge | None = None,
     ) -> bytes:
         """Run a transaction's entries in one database transaction; the response Bundle's bytes.
 
@@ -138,7 +149,12 @@ class BundleService:
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
 
     def _transaction_in(
-        self, conn: Connection, base: str, entries: list[Entry], merge: Merge | None, principal: Principal,
+        self,
+        conn: Connection,
+        base: str,
+        entries: list[Entry],
+        merge: Merge | None,
+        principal: Principal,
     ) -> list[Outcome]:
         """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
         outcomes: list[Outcome | None] = [None] * len(entries)
@@ -147,8 +163,9 @@ class BundleService:
         references = self._plan(conn, base, entries)
         for entry in entries:
             if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(entry, lambda e=entry: _rewrite(
-                    e.resource, references, lambda ref: self._resolve_reference(conn, base, ref, principal)))
+                _at(
+                    entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref, principal))
+                )
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
         return [o for o in outcomes if o is not None]
@@ -207,9 +224,7 @@ class BundleService:
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
-                result = self.conditional.create_in(
-                    conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=e.prepared
-                )
+                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=e.prepared)
             else:
                 result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=e.prepared)
             return self._written(e, result)
@@ -263,14 +278,21 @@ def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _at(entry: Entry, fn: Any) -> Any:
     """Run ``fn``; a failure names the entry (the transaction then rolls back)."""
     try:
         return fn()
     except FhirError as exc:
         exc.issues = [
-            Issue(i.severity, i.code, f"{entry.where} ({entry.method} {entry.res_type}): {i.diagnostics}",
-                  f"{entry.where}.resource{(i.expression or '')[len(entry.res_type):]}" if i.expression and i.expression.startswith(entry.res_type) else entry.where)
+            Issue(
+                i.severity,
+                i.code,
+                f"{entry.where} ({entry.method} {entry.res_type}): {i.diagnostics}",
+                f"{entry.where}.resource{(i.expression or '')[len(entry.res_type) :]}"
+                if i.expression and i.expression.startswith(entry.res_type)
+                else entry.where,
+            )
             for i in exc.issues
         ]
         raise
@@ -284,9 +306,11 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     method = str(request.get("method", "")).upper()
     url = request.get("url")
     if method not in _ORDER or not isinstance(url, str) or not url:
-        raise FhirError.of(400, "invalid", f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url", f"{where}.request")
+        raise FhirError.of(
+            400, "invalid", f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url", f"{where}.request"
+        )
     if url.startswith(base + "/"):
-        url = url[len(base) + 1:]
+        url = url[len(base) + 1 :]
     elif "://" in url:
         raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
     path, _, query = url.lstrip("/").partition("?")
@@ -303,9 +327,17 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     if method in ("PUT", "PATCH", "DELETE") and res_id is None and not query:
         raise FhirError.of(400, "invalid", f"{where}: {method} needs an id or a condition", f"{where}.request.url")
     return Entry(
-        index=index, method=method, res_type=res_type, res_id=res_id, version=version, query=query,
-        resource=raw.get("resource"), full_url=raw.get("fullUrl"),
-        if_match=request.get("ifMatch"), if_none_exist=request.get("ifNoneExist"), url=url.lstrip("/"),
+        index=index,
+        method=method,
+        res_type=res_type,
+        res_id=res_id,
+        version=version,
+        query=query,
+        resource=raw.get("resource"),
+        full_url=raw.get("fullUrl"),
+        if_match=request.get("ifMatch"),
+        if_none_exist=request.get("ifNoneExist"),
+        url=url.lstrip("/"),
     )
 
 

@@ -51,16 +51,23 @@ audit_events = sa.Table(
     sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
     # partial: the NULL ids of the server's own events take no index insertion
     sa.Index(
-        "ux_audit_events_event_id", "event_id", unique=True,
-        sqlite_where=sa.text("event_id IS NOT NULL"), postgresql_where=sa.text("event_id IS NOT NULL"),
+        "ux_audit_events_event_id",
+        "event_id",
+        unique=True,
+        sqlite_where=sa.text("event_id IS NOT NULL"),
+        postgresql_where=sa.text("event_id IS NOT NULL"),
     ),
     # newest-first listing, date ranges and keyset paging (appends at the right edge)
     sa.Index(None, "recorded_us", "pk"),
     # agent:identifier=client (a handful of clients: a few hot insertion points);
     # partial: anonymous events (auth off) take no insertion here, ~25 % of their INSERT
     sa.Index(
-        None, "client_id", "recorded_us", "pk",
-        sqlite_where=sa.text("client_id IS NOT NULL"), postgresql_where=sa.text("client_id IS NOT NULL"),
+        None,
+        "client_id",
+        "recorded_us",
+        "pk",
+        sqlite_where=sa.text("client_id IS NOT NULL"),
+        postgresql_where=sa.text("client_id IS NOT NULL"),
     ),
     # Deliberately no index on (res_type, res_id): reads hit patients at random,
     # so such an index takes one random B-tree insertion per event - measured

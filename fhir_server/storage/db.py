@@ -45,9 +45,7 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(
-    url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, statement_timeout: float = 0, **kwargs: Any
-) -> Engine:
+def create_engine(url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, statement_timeout: float = 0, **kwargs: Any) -> Engine:
     """Create an engine tuned for the server (see module docstring).
 
     ``statement_timeout`` (seconds, PostgreSQL): longer statements are cancelled by the database.
@@ -267,7 +265,7 @@ class Database:
     @contextmanager
     def _locks(self) -> Iterator[None]:
         assert self._write_lock is not None
-        with self._write_lock, (self._file_lock or nullcontext()):
+        with self._write_lock, self._file_lock or nullcontext():
             yield
 
     def release_write_lock(self) -> None:
@@ -338,7 +336,10 @@ class Database:
 
     @contextmanager
     def raw_reads(
-        self, *, snapshot: bool, fixed_plan: bool = False,
+        self,
+        *,
+        snapshot: bool,
+        fixed_plan: bool = False,
     ) -> Iterator[Callable[[str, Any], list[tuple[Any, ...]]]]:
         """``fetch_all(sql, params)`` on this thread's autocommit DBAPI connection.
 

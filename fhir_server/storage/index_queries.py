@@ -60,15 +60,24 @@ def meta_summary(conn: Connection, res_type: str | None) -> dict[str, list[Any]]
     r = resources
     type_filter = [r.c.res_type == res_type] if res_type else []
     out: dict[str, list[Any]] = {}
-    profiles = conn.execute(
-        sa.select(idx_uri.c.value).distinct().join(r, r.c.pk == idx_uri.c.resource_pk)
-        .where(idx_uri.c.param == "_profile", r.c.deleted == sa.false(), *type_filter).order_by(idx_uri.c.value)
-    ).scalars().all()
+    profiles = (
+        conn.execute(
+            sa.select(idx_uri.c.value)
+            .distinct()
+            .join(r, r.c.pk == idx_uri.c.resource_pk)
+            .where(idx_uri.c.param == "_profile", r.c.deleted == sa.false(), *type_filter)
+            .order_by(idx_uri.c.value)
+        )
+        .scalars()
+        .all()
+    )
     if profiles:
         out["profile"] = list(profiles)
     for key, param in (("tag", "_tag"), ("security", "_security")):
         rows = conn.execute(
-            sa.select(idx_token.c.system, idx_token.c.code).distinct().join(r, r.c.pk == idx_token.c.resource_pk)
+            sa.select(idx_token.c.system, idx_token.c.code)
+            .distinct()
+            .join(r, r.c.pk == idx_token.c.resource_pk)
             .where(idx_token.c.param == param, r.c.deleted == sa.false(), *type_filter)
             .order_by(idx_token.c.system, idx_token.c.code)
         ).all()

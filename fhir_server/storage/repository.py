@@ -43,10 +43,7 @@ class VersionRow:
 
 
 _CURRENT_COLS = (resources.c.pk, resources.c.version, resources.c.updated_us, resources.c.deleted, resources.c.body)
-_SELECT_CURRENT = (
-    sa.select(*_CURRENT_COLS)
-    .where(resources.c.res_type == sa.bindparam("t"), resources.c.res_id == sa.bindparam("i"))
-)
+_SELECT_CURRENT = sa.select(*_CURRENT_COLS).where(resources.c.res_type == sa.bindparam("t"), resources.c.res_id == sa.bindparam("i"))
 
 
 def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> CurrentRow | None:
@@ -95,12 +92,9 @@ _INSERT_CURRENT_SQL = (
     "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
 )
 _INSERT_VERSION_SQL = (
-    "INSERT INTO resource_versions (res_type, res_id, version, updated_us, method, deleted, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO resource_versions (res_type, res_id, version, updated_us, method, deleted, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_REPLACE_CURRENT_SQL = (
-    "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
-)
+_REPLACE_CURRENT_SQL = "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
 
 
 def _sql(conn: Connection, sql: str) -> str:
@@ -113,9 +107,7 @@ def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     return cur
 
 
-def insert_current(
-    conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int
-) -> int | None:
+def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists."""
     cur = _execute(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
     row = cur.fetchone()
@@ -161,9 +153,7 @@ def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, update
     return insert_current(conn, res_type, res_id, body, updated_us)
 
 
-def replace_current(
-    conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool
-) -> bool:
+def replace_current(conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
     deferred.flush(conn)  # the row may have been created earlier in this transaction
     cur = _execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version))
@@ -173,8 +163,15 @@ def replace_current(
 
 
 def add_version(
-    conn: Connection, res_type: str, res_id: str, version: int, updated_us: int, method: str,
-    body: bytes | None, *, deleted: bool = False,
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    version: int,
+    updated_us: int,
+    method: str,
+    body: bytes | None,
+    *,
+    deleted: bool = False,
 ) -> None:
     params = (res_type, res_id, version, updated_us, method, deleted, body)
     batch = deferred.pending(conn)
@@ -267,6 +264,4 @@ def overwrite_body(conn: Connection, pk: int, res_type: str, res_id: str, versio
     """Rewrite the body of the current version in place (``$meta-add``/``$meta-delete`` keep the version)."""
     conn.execute(sa.update(resources).where(resources.c.pk == pk, resources.c.version == version).values(body=body))
     c = resource_versions.c
-    conn.execute(
-        sa.update(resource_versions).where(c.res_type == res_type, c.res_id == res_id, c.version == version).values(body=body)
-    )
+    conn.execute(sa.update(resource_versions).where(c.res_type == res_type, c.res_id == res_id, c.version == version).values(body=body))

@@ -46,8 +46,7 @@ def _sql(template: str, dialect: str) -> str:
 
 
 _INSERT_SQL = {
-    k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})"
-    for k, t in INDEX_TABLES.items()
+    k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})" for k, t in INDEX_TABLES.items()
 }
 _DEFERRED_COLUMNS = {k: ("resource_pk", *cols) for k, cols in _COLUMNS.items()}
 _DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
