@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 WILAYAH = "https://fhir-server.id/CodeSystem/kemendagri-wilayah"
 
@@ -60,6 +61,7 @@ def test_subsumes_in_the_region_hierarchy(client):
     assert params(r)["outcome"][0]["valueCode"] == "subsumes"
 
 
+@pytest.mark.slow
 def test_packaged_terminology_is_stored_searchable_and_instance_operations_work(app_client):
     from fhir_server.service.seed import seed_conformance
 
@@ -122,6 +124,7 @@ def test_strict_region_codes_refuse_unknown_codes(tmp_path):
         assert r.status_code == 422
 
 
+@pytest.mark.slow
 def test_r4_core_value_sets_and_code_systems_are_served(app_client):
     from fhir_server.service.seed import seed_conformance
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,12 +13,14 @@ from fhir_server import urlcodec
 _QUERY_ALPHABET = st.sampled_from([*"aZ09_-.~ +&=%;/:|?#,$@!'()*\t\x00é€", "%7C", "%2", "%zz", "%C3%A9", "%00", "%E2%82"])
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text())
 def test_quote_plus_is_urllibs(text: str) -> None:
     assert urlcodec.quote_plus(text) == urllib.parse.quote_plus(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_QUERY_ALPHABET, max_size=30).map("".join))
 def test_parse_qsl_is_urllibs(query: str) -> None:
@@ -35,6 +38,7 @@ def test_typical_queries() -> None:
 _OLD_CONTROL = __import__("re").compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from([b"a", b"=", b"&", b"+", b"%", b"0", b"1", b"7", b"9", b"b", b"B", b"e", b"F", b"f", b"A",
                                   b"\x00", b"\x09", b"\x0a", b"\x1f", b"\x7f", b"%2", b"%0", b"%1", b"%7"]), max_size=12).map(b"".join))

@@ -105,6 +105,7 @@ def test_concurrent_claims_never_hand_a_job_to_two_workers(bulk):
     assert {r.lease_owner for r in rows} == {o for _, o in claims}
 
 
+@pytest.mark.slow
 def test_two_running_workers_complete_every_job_once(bulk, export_dir):
     db = bulk.app.state.fhir.db
     _patients(bulk, 2)
@@ -186,6 +187,7 @@ def test_revision_chain():
     assert "0006_bulk" in {r.revision for r in script.iterate_revisions(script.get_current_head(), "base")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_migration_matches_the_table_and_downgrades(fresh_database_url):
     engine = create_engine(fresh_database_url)
@@ -274,6 +276,7 @@ db.dispose()
 """
 
 
+@pytest.mark.slow  # two Python processes
 def test_two_processes_never_claim_the_same_job(bulk):
     import subprocess
 

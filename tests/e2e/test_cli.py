@@ -13,6 +13,7 @@ from tests.conftest import BACKENDS
 runner = CliRunner()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_migrate_then_reindex_rebuilds_lost_index_rows(fresh_database_url):
     from fhir_server.state import build_state
@@ -89,6 +90,7 @@ def test_serve_refuses_an_open_server_on_a_network_address_by_default(tmp_path, 
     assert "refusing" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_audit_purge(fresh_database_url):
     from fhir_server.audit.events import AuditRecord
@@ -108,6 +110,7 @@ def test_audit_purge(fresh_database_url):
     assert "1 audit events" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_changes_purge_keeps_the_retention_period(fresh_database_url):
     from fhir_server.storage import changelog

@@ -18,16 +18,22 @@ from tests.waiting import wait_until
 
 TAG = {"system": "https://fhir-server.id/test", "code": "crash"}
 PATIENT = {"resourceType": "Patient", "gender": "female", "name": [{"family": "Aminah"}]}
+#: seconds a request may take (httpx's default is 5): a loaded machine may hold a server up that long
+HTTP_TIMEOUT = 60
+
+pytestmark = pytest.mark.slow  # real server processes: seconds each
 
 
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_serve_answers_metadata_and_crud(fresh_database_url, tmp_path):
     with ServerProcess(fresh_database_url, log=tmp_path / "server.log") as server:
-        meta = httpx.get(f"{server.base}/metadata")
+        meta = httpx.get(f"{server.base}/metadata", timeout=HTTP_TIMEOUT)
         assert meta.status_code == 200 and meta.json()["fhirVersion"] == "4.0.1"
-        created = httpx.post(f"{server.base}/Patient", json=PATIENT, headers={"Content-Type": "application/fhir+json"})
+        created = httpx.post(
+            f"{server.base}/Patient", json=PATIENT, headers={"Content-Type": "application/fhir+json"}, timeout=HTTP_TIMEOUT
+        )
         assert created.status_code == 201
-        assert httpx.get(f"{server.base}/Patient/{created.json()['id']}").json()["name"][0]["family"] == "Aminah"
+        assert httpx.get(f"{server.base}/Patient/{created.json()['id']}", timeout=HTTP_TIMEOUT).json()["name"][0]["family"] == "Aminah"
 
 
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
@@ -128,10 +134,11 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_nothing(fresh_database_ur
     assert "error" in outcome, f"the transaction finished before the kill ({outcome}); make it larger"
 
     with ServerProcess(fresh_database_url, log=tmp_path / "restart.log", env=big) as again:
-        tagged = httpx.get(f"{again.base}/Patient", params={"_tag": f"{TAG['system']}|{TAG['code']}", "_summary": "count"})
+        tagged = httpx.get(f"{again.base}/Patient", params={"_tag": f"{TAG['system']}|{TAG['code']}", "_summary": "count"},
+                           timeout=HTTP_TIMEOUT)
         assert tagged.status_code == 200 and tagged.json()["total"] == 0
-        assert httpx.get(f"{again.base}/Patient/_history").json()["entry"] == []
-        assert httpx.post(f"{again.base}/Patient", json=PATIENT).status_code == 201
+        assert httpx.get(f"{again.base}/Patient/_history", timeout=HTTP_TIMEOUT).json()["entry"] == []
+        assert httpx.post(f"{again.base}/Patient", json=PATIENT, timeout=HTTP_TIMEOUT).status_code == 201
     if fresh_database_url.startswith("sqlite"):
         engine = sa.create_engine(fresh_database_url)
         with engine.connect() as conn:

@@ -18,17 +18,19 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_a_server_killed_right_after_a_write_still_has_its_audit_event(fresh_database_url, tmp_path):
     # the buffered audit queue is flushed hourly here: only what the write committed can survive
+    # (requests get 60 s, not httpx's default 5: a loaded machine may hold the server up that long)
     server = ServerProcess(fresh_database_url, log=tmp_path / "server.log", env={"FHIR_AUDIT_FLUSH_INTERVAL": "3600"})
     try:
         server.wait_ready()
-        created = httpx.post(f"{server.base}/Patient", json=PATIENT, headers=FHIR_JSON)
+        created = httpx.post(f"{server.base}/Patient", json=PATIENT, headers=FHIR_JSON, timeout=60)
         assert created.status_code == 201
         pid = created.json()["id"]
-        updated = httpx.put(f"{server.base}/Patient/{pid}", json={**PATIENT, "id": pid, "gender": "male"}, headers=FHIR_JSON)
+        updated = httpx.put(f"{server.base}/Patient/{pid}", json={**PATIENT, "id": pid, "gender": "male"}, headers=FHIR_JSON, timeout=60)
         assert updated.status_code == 200
         bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]}
-        assert httpx.post(server.base, json=bundle, headers=FHIR_JSON).json()["entry"][0]["response"]["status"].startswith("204")
+        deleted = httpx.post(server.base, json=bundle, headers=FHIR_JSON, timeout=60)
+        assert deleted.json()["entry"][0]["response"]["status"].startswith("204")
     finally:
         server.kill()
 

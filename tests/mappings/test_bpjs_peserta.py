@@ -115,6 +115,7 @@ def test_fixture_round_trip():
     assert back == {"peserta": canonical(fixture("bpjs_peserta")["response"]["peserta"])}
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bpjs_peserta())
 def test_round_trip_native_fhir_native(p):
@@ -122,6 +123,7 @@ def test_round_trip_native_fhir_native(p):
     assert fhir_to_bpjs_peserta(result.first("Coverage"), result.first("Patient")) == {"peserta": p}
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bpjs_peserta())
 def test_round_trip_fhir_native_fhir(p):

@@ -182,6 +182,7 @@ def test_fixture_round_trip_native_fhir_native():
     assert patient_to_dukcapil(patient) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dukcapil_records())
 def test_round_trip_native_fhir_native(rec):
@@ -190,6 +191,7 @@ def test_round_trip_native_fhir_native(rec):
     assert patient_to_dukcapil(patient) == canonical(rec)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dukcapil_records())
 def test_round_trip_fhir_native_fhir(rec):

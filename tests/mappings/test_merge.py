@@ -51,6 +51,7 @@ def test_types_must_agree():
         merge({"resourceType": "Patient"}, {"resourceType": "Coverage"}, incoming_wins=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dukcapil_records(), bpjs_peserta(), st.booleans())
 def test_merge_of_any_two_imports_is_idempotent_and_valid(rec, peserta, wins):

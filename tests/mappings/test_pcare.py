@@ -112,6 +112,7 @@ def test_reverse_finds_stored_conditions_by_resource_id():
     assert (back["kdDiag1"], back["kdDiag2"], back["kdDiag3"]) == ("I10", "R51", None)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_pendaftaran())
 def test_pendaftaran_round_trip_native_fhir_native(body):
@@ -119,6 +120,7 @@ def test_pendaftaran_round_trip_native_fhir_native(body):
     assert encounter_to_pcare_pendaftaran(result.first("Encounter"), result.of_type("Observation")) == body
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_native_fhir_native(body):
@@ -128,6 +130,7 @@ def test_kunjungan_round_trip_native_fhir_native(body):
     assert back == body
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_fhir_native_fhir(body):
@@ -137,6 +140,7 @@ def test_kunjungan_round_trip_fhir_native_fhir(body):
     assert mapped(kunjungan_to_fhir, back).resources == result.resources
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pcare_pendaftaran())
 def test_pendaftaran_round_trip_fhir_native_fhir(body):

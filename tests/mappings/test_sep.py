@@ -118,6 +118,7 @@ def test_reverse_user_override():
     assert encounter_to_sep_request(result.first("Encounter"), user="simrs")["request"]["t_sep"]["user"] == "simrs"
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sep_requests())
 def test_round_trip_native_fhir_native(body):
@@ -125,6 +126,7 @@ def test_round_trip_native_fhir_native(body):
     assert encounter_to_sep_request(result.first("Encounter"), result.first("Condition")) == body
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sep_requests())
 def test_round_trip_fhir_native_fhir(body):

@@ -33,6 +33,7 @@ def test_too_many_parameters_and_too_long_query(client):
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.slow
 def test_json_depth_and_element_limits(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'lim.sqlite3'}", max_json_depth=6, max_json_elements=50))
     with TestClient(app) as small:
@@ -45,6 +46,7 @@ def test_json_depth_and_element_limits(tmp_path):
         assert small.get("/fhir/Patient/_history").json()["entry"] == []
 
 
+@pytest.mark.slow
 def test_cors_when_configured(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'cors.sqlite3'}", cors_origins="https://app.example.id"))
     with TestClient(app) as c:
@@ -74,6 +76,7 @@ async def _sleep_route(request: Request) -> None:
         conn.exec_driver_sql("SELECT pg_sleep(1)")
 
 
+@pytest.mark.slow
 def test_cors_and_security_headers_on_the_fast_read_path(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'fast.sqlite3'}", cors_origins="https://app.example.id"))
     with TestClient(app) as c:

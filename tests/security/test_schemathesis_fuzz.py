@@ -25,6 +25,8 @@ from fhir_server.config import Settings
 from fhir_server.storage import migrate
 from tests.conftest import POSTGRES_URL, PgSchema
 
+pytestmark = pytest.mark.slow  # about a thousand generated requests per database
+
 EXAMPLES_PER_OPERATION = int(os.environ.get("FHIR_FUZZ_EXAMPLES", "30"))
 SEED = os.environ.get("FHIR_FUZZ_SEED")
 

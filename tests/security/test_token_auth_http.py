@@ -13,6 +13,8 @@ from fhir_server.auth.clients import add_client
 from fhir_server.config import Settings
 from tests.conftest import BACKENDS, database
 
+pytestmark = pytest.mark.slow  # every test starts an app on a fresh database (migrations and seeding)
+
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 
 

@@ -115,6 +115,7 @@ def _assert_seeded_once(url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.slow  # server processes starting together
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nodes_starting_together_migrate_once_and_both_start(backend, tmp_path):
     # round 0: the whole start-up, seeding included; round 1: the migrations alone, once more.

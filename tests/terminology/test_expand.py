@@ -154,6 +154,7 @@ def test_type_filter_selects_cities_not_regencies(engine):
     assert all(c["display"].startswith("Kota ") for c in out["expansion"]["contains"])
 
 
+@pytest.mark.slow
 def test_kelurahan_and_desa_add_up_to_all_villages(engine):
     def total(kind):
         return engine.expand(value_set=region_vs({"property": "type", "op": "=", "value": kind}), count=0)["expansion"]["total"]
