@@ -99,13 +99,10 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             state.recorder.close()
         state.db.dispose()
 
-    guard_options = dict(
-        max_query_params=settings.max_query_params,
-        max_query_bytes=settings.max_query_bytes,
-        # it also queues the AuditEvents, so even requests it or auth refuse leave one
-        # (audit off: not even the call that would feed the NullRecorder)
-        audit_for=(lambda scope: state.recorder) if settings.audit else None,
-    )
+    def audit_recorder(scope: Scope) -> AuditRecorder | None:
+        recorder = state.recorder  # with audit on: None until started, then the AuditRecorder
+        return None if isinstance(recorder, NullRecorder) else recorder
+
     cors_origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
     def outer_layers(inner: ASGIApp) -> ASGIApp:
@@ -118,7 +115,14 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
                 allow_headers=["*"],
                 expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
             )
-        return RequestGuard(layers, **guard_options)
+        return RequestGuard(
+            layers,
+            max_query_params=settings.max_query_params,
+            max_query_bytes=settings.max_query_bytes,
+            # it also queues the AuditEvents, so even requests it or auth refuse leave one
+            # (audit off: not even the call that would feed the NullRecorder)
+            audit_for=audit_recorder if settings.audit else None,
+        )
 
     app = FhirApp(
         outer_layers,

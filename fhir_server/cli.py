@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 
@@ -17,7 +18,7 @@ app.add_typer(clients_app, name="clients")
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 
 
-def _settings(database_url: str | None, **overrides: object) -> Settings:
+def _settings(database_url: str | None, **overrides: Any) -> Settings:
     return Settings.from_env(database_url=database_url, **overrides)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -11,8 +13,8 @@ from fhir_server.api.routes import answer, interaction
 
 router = APIRouter(prefix="/fhir")
 register_fhir_convertors()
-_DOC = {"description": "FHIR operation", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
-_RESPONSES = {200: _DOC, "4XX": _DOC}
+_DOC: dict[str, Any] = {"description": "FHIR operation", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+_RESPONSES: dict[int | str, dict[str, Any]] = {200: _DOC, "4XX": _DOC}
 _BODY = {"requestBody": {"required": False, "content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
 
 

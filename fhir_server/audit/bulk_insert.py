@@ -100,7 +100,9 @@ def insert_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _sqlite_insert(conn: Connection, width: int, rows: list[tuple[Any, ...]]) -> None:
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # None only once the connection is invalidated, never while in use
+    cursor = driver.cursor()
     try:
         if width in _GROUPED:
             _sqlite_grouped(cursor, width, rows)
@@ -136,7 +138,9 @@ def _sqlite_grouped(cursor: Any, width: int, rows: list[tuple[Any, ...]]) -> Non
 
 def _copy(conn: Connection, by_width: dict[int, list[tuple[Any, ...]]]) -> bool:
     """COPY each layout (psycopg 3, ~1 µs of client CPU per row); False without psycopg 3."""
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # None only once the connection is invalidated, never while in use
+    cursor = driver.cursor()
     try:
         if not hasattr(cursor, "copy"):
             return False

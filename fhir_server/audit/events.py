@@ -202,7 +202,7 @@ def to_row(event: AuditRecord) -> dict[str, Any]:
 
     It has no primary key to derive an id from, so an event without an
     ``event_id`` gets a random time-ordered one here."""
-    row = dict.fromkeys(FULL_COLUMNS)
+    row: dict[str, Any] = dict.fromkeys(FULL_COLUMNS)
     values = to_tuple(event)
     row.update(zip(LAYOUTS[len(values)], values, strict=True))
     if row["event_id"] is None:

@@ -78,6 +78,8 @@ def _cleaned(raw: tuple[bytes | None, str | None, str | None, str | None]) -> tu
 def request_row(raw: RawRequest) -> tuple[Any, ...]:
     """The ``audit_events`` row of a queued request, laid out like ``events.to_tuple`` (``events.LAYOUTS``)."""
     time_ns, status, method, path, query_bytes, ua_bytes, request_id_bytes, address, client_id, organization_id = raw
+    res_type: str | None
+    res_id: str | None
     parts = path.split("/")
     if (
         len(parts) == 4 and (p2 := parts[2]) and (p3 := parts[3]) and p2[0] != "_" and p3[0] != "_" and "%" not in path and "$" not in path

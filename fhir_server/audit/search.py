@@ -312,8 +312,8 @@ def search_audit(
         where.append(sa.or_(*(_criterion(name, modifier, v) for v in values)))
     key = (t.c.recorded_us, t.c.pk)
     if cursor_raw is not None:
-        token = paging.decode_ints(cursor_raw, "_cursor", 1, ("a",) if ascending else ("d",))
-        us, pk = token.keys[0], token.pk
+        cursor = paging.decode_ints(cursor_raw, "_cursor", 1, ("a",) if ascending else ("d",))
+        us, pk = cursor.keys[0], cursor.pk
         if ascending:
             where.append(sa.or_(t.c.recorded_us > us, sa.and_(t.c.recorded_us == us, t.c.pk > pk)))
         else:
@@ -327,8 +327,8 @@ def search_audit(
     if len(rows) > count:
         rows = rows[:count]
         last = rows[-1]
-        token = paging.encode([last.recorded_us], last.pk, "a" if ascending else "d")
-        next_params = [(n, v) for n, v in params if n != "_cursor"] + [("_cursor", token)]
+        next_cursor = paging.encode([last.recorded_us], last.pk, "a" if ascending else "d")
+        next_params = [(n, v) for n, v in params if n != "_cursor"] + [("_cursor", next_cursor)]
     return [to_fhir(r) for r in rows], next_params
 
 

@@ -233,9 +233,9 @@ def _intersection(scope: Scope, allowed: ScopeSet) -> list[str]:
     for held in allowed.scopes:
         if not held.grants or held.res_type == AUDIT_TYPE or not held.known_type:
             continue
-        actions = scope.actions & held.actions
-        if actions:
-            out.append(v2_scope(held.res_type, actions))
+        shared = scope.actions & held.actions
+        if shared:
+            out.append(v2_scope(held.res_type, shared))
     return out
 
 

@@ -195,10 +195,10 @@ def _authenticate(conn: Connection, form: dict[str, str], authorization: str | N
             raise _bad("invalid_request", "client_id does not match the Authorization header")
         return _by_secret(conn, client_id, secret, basic=True)
     if has_post_secret:
-        client_id = form.get("client_id")
-        if not client_id:
+        posted_id = form.get("client_id")
+        if not posted_id:
             raise _bad("invalid_request", "client_id is required with client_secret")
-        return _by_secret(conn, client_id, form["client_secret"], basic=False)
+        return _by_secret(conn, posted_id, form["client_secret"], basic=False)
     if has_assertion:
         return _by_assertion(conn, form, token_url, now)
     raise _invalid_client("client authentication is required (client_secret_basic, client_secret_post or private_key_jwt)")

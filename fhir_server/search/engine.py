@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
-from ..storage.repository import as_bytes
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .registry import summary_info
 from .scope_filter import restrict_criteria
@@ -138,7 +137,7 @@ def run_search(
         elif q.cursor is None and not more:
             out.total = len(found)  # known for free
 
-        matches = [(row[0], row[1], row[2], as_bytes(row[3])) for row in found]
+        matches = [(row[0], row[1], row[2], _body(row[3])) for row in found]
         included = _includes(rows, q, matches, readable) if q.includes else []
     out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
     out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
@@ -146,6 +145,11 @@ def run_search(
 
 
 Rows = Callable[[str, dict[str, Any]], list[tuple]]
+
+
+def _body(value: Any) -> bytes:
+    """The stored bytes of a found resource (never NULL: searches and includes leave deleted ones out)."""
+    return value if isinstance(value, bytes) else bytes(value)
 
 
 @contextmanager
@@ -199,7 +203,8 @@ def _order(kcols: list[tuple[str, bool]], *, forward: bool) -> list[str]:
 
 def _keyset(b: SqlBuilder, kcols: list[tuple[str, bool]], values: list, last_pk: int, *, after: bool) -> str:
     """Rows strictly after (or before) the cursor in the forward order (NULLs last)."""
-    ors, eqs = [], []
+    ors: list[str] = []
+    eqs: list[str] = []
     for (col, desc), v in zip(kcols, values, strict=True):  # same length: _check_cursor
         if after:
             step = FALSE if v is None else f"({col} {'<' if desc else '>'} {b.p(v)} OR {col} IS NULL)"
@@ -255,7 +260,7 @@ def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
         "JOIN resources t ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
         f"WHERE {' AND '.join(conds)}"
     )
-    return [(r[0], r[1], r[2], as_bytes(r[3])) for r in rows(sql, b.params)]
+    return [(r[0], r[1], r[2], _body(r[3])) for r in rows(sql, b.params)]
 
 
 def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
@@ -282,7 +287,7 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
     for pk, res_type, res_id, body, target_type, target_id in rows(sql, b.params):
         if (target_type, target_id) in wanted and pk not in seen:
             seen.add(pk)
-            out.append((pk, res_type, res_id, as_bytes(body)))
+            out.append((pk, res_type, res_id, _body(body)))
     return out
 
 

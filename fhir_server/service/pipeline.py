@@ -248,8 +248,10 @@ class Pipeline:
 
     async def _search_system(self, i: Interaction) -> Answer:
         types = [t.strip() for k, v in i.params if k == "_type" for t in v.split(",") if t.strip()]
-        for res_type in types or [None]:
-            i.principal.require(res_type, "search-type" if res_type else "search-system")
+        for res_type in types:
+            i.principal.require(res_type, "search-type")
+        if not types:
+            i.principal.require(None, "search-system")
         return Answer(200, self.services.search.search(i.base, None, i.params, strict=i.strict, principal=i.principal))
 
     # -- writes -----------------------------------------------------------------------------
