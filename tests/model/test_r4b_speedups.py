@@ -140,6 +140,7 @@ def _mutant(rng: random.Random, seed: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
+@pytest.mark.slow
 def test_same_outcome_on_random_mutants() -> None:
     rng = random.Random(20261202)
     seeds = [PATIENT, ENCOUNTER, COVERAGE, *CASES.values()]
