@@ -103,7 +103,7 @@ def bench_read_events(db: Database, n: int, runs: int = 5) -> tuple[float, float
     """(request-path µs, recorder-thread CPU µs) per audited read, best of ``runs``."""
     path = flush = float("inf")
     for _ in range(runs):
-        rec = AuditRecorder(db, start=False, max_batch=1000, max_queue=n + 1)
+        rec = AuditRecorder(db, max_batch=1000, max_queue=n + 1)
         path = min(path, _queue_reads(rec, n))
         c0 = time.process_time()
         written = rec.flush()
@@ -122,13 +122,13 @@ def bench_record(n: int) -> tuple[float, float]:
 
     record_only = with_build = float("inf")
     for _ in range(5):
-        rec = AuditRecorder(NoDb(), start=False, max_queue=n + 1)  # type: ignore[arg-type]
+        rec = AuditRecorder(NoDb(), max_queue=n + 1)  # type: ignore[arg-type]
         events = [_event(i) for i in range(n)]
         t0 = time.perf_counter()
         for ev in events:
             rec.record(ev)
         record_only = min(record_only, (time.perf_counter() - t0) / n * 1e6)
-        rec = AuditRecorder(NoDb(), start=False, max_queue=n + 1)  # type: ignore[arg-type]
+        rec = AuditRecorder(NoDb(), max_queue=n + 1)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         for _i in range(n):
             rec.record(
@@ -150,7 +150,7 @@ def bench_record(n: int) -> tuple[float, float]:
 
 def bench_flush(db: Database, n: int, batch: int) -> tuple[float, float]:
     """(rows/s wall clock, CPU µs per row in this process) of flushing n queued events."""
-    rec = AuditRecorder(db, start=False, max_batch=batch, max_queue=n + 1)
+    rec = AuditRecorder(db, max_batch=batch, max_queue=n + 1)
     for i in range(n):
         rec.record(_event(i))
     t0, c0 = time.perf_counter(), time.process_time()

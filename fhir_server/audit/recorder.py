@@ -6,11 +6,12 @@ Two ways to write an event, pick by interaction:
 do not write, and every failed request** (including failed writes, whose
 transaction was rolled back). It only appends to an in-memory queue (a
 ``collections.deque``: thread-safe and O(1) under the GIL, no I/O, no lock,
-about a microsecond). A daemon thread flushes the queue every
-``flush_interval`` seconds (sooner when ``max_batch`` events are waiting) with
-one bulk INSERT per batch (see :mod:`.bulk_insert`), each batch in a transaction of its own;
-on SQLite through ``Database.write()`` so it queues behind the request writers
-like any other writer. The price: events of the last ``flush_interval``
+about a microsecond). One flusher, a task on the server's event loop
+(:meth:`AuditRecorder.run_on_loop`), writes the queue every ``flush_interval``
+seconds (sooner when ``max_batch`` events are waiting) with one bulk INSERT per
+batch (see :mod:`.bulk_insert`), through the loop's group commit like every other
+write. Outside a server (scripts, tests) :meth:`AuditRecorder.flush` writes the
+queue in the caller's thread. The price: events of the last ``flush_interval``
 seconds are lost if the process is killed hard (SIGKILL, power loss); a clean
 shutdown (``close()``) writes them.
 
@@ -28,13 +29,14 @@ queued events plus the one batch it is retrying (with back-off up to
 problem; nothing here crashes the server.
 
 Create one recorder per process, after the server forks its workers (in the
-application's start-up); a fork of a process with a running recorder gets a
-fresh, empty recorder of its own.
+application's start-up); a fork of a process with a recorder gets a fresh, empty
+queue of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -47,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from fhir_server.storage.db import Database
-from fhir_server.storage.group_commit import GroupCommitter
+from fhir_server.storage.group_commit import Writes
 
 from .bulk_insert import insert_one, insert_rows
 from .events import AuditRecord, to_tuple
@@ -71,7 +73,7 @@ def record_in(conn: Connection, event: AuditRecord) -> None:
 
 
 class AuditRecorder:
-    """Buffers audit events in memory and writes them in batches from a daemon thread."""
+    """Buffers audit events in memory; the event-loop flusher (or ``flush``) writes them in batches."""
 
     record_in = staticmethod(record_in)
 
@@ -82,7 +84,6 @@ class AuditRecorder:
         flush_interval: float = 0.2,
         max_batch: int = 1000,
         max_queue: int = 100_000,
-        start: bool = True,
     ) -> None:
         if isinstance(engine_or_database, Engine):
             # a Database of its own: on SQLite pass the application's Database
@@ -101,17 +102,12 @@ class AuditRecorder:
         self.last_error: BaseException | None = None
         self._failing = False
         self._init_sync()
-        self._thread: threading.Thread | None = None
-        if start:
-            self.start()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
+        os.register_at_fork(after_in_child=lambda: _after_fork_of(ref))
 
     def _init_sync(self) -> None:
-        self._wake = threading.Event()
-        #: tells the flusher (thread or event-loop task) that a full batch is waiting
-        self._wake_flusher: Callable[[], None] = self._wake.set
-        self._stop = threading.Event()
+        #: tells the event-loop flusher that a full batch is waiting (set by ``run_on_loop``)
+        self._wake_flusher: Callable[[], object] = _nothing
         self._flush_lock = threading.Lock()
         self._count_lock = threading.Lock()
 
@@ -146,37 +142,11 @@ class AuditRecorder:
 
     # ------------------------------------------------------------------ flushing
 
-    def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="audit-flusher", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        delay = self.flush_interval
-        while not self._stop.is_set():
-            self._wake.wait(delay)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                ok = self._flush()
-            except BaseException as exc:  # noqa: BLE001 - the flusher must survive anything
-                log.exception("audit flusher: unexpected error")
-                self.last_error = exc
-                ok = False
-            delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
-        try:  # stopping (close()): one last flush on the way out
-            self._flush()
-        except BaseException as exc:  # noqa: BLE001
-            log.exception("audit flusher: unexpected error in the final flush")
-            self.last_error = exc
-
     def flush(self) -> int:
         """Write everything queued now, in the caller's thread; the number of events written.
 
         Never raises for a database problem: the events stay queued (see
-        ``last_error`` and ``pending``) and the flusher retries them.
+        ``last_error`` and ``pending``) for the next flush.
         """
         before = self.written
         self._flush()
@@ -197,13 +167,13 @@ class AuditRecorder:
         queue = self._queue
         events = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]  # only this thread pops
         try:  # one comprehension for the batch: no per-event try or call of our own
-            return [request_row(e) if type(e) is tuple else to_tuple(e) for e in events]
+            return [request_row(e) if isinstance(e, tuple) else to_tuple(e) for e in events]
         except _UNSTORABLE:
             pass
         rows: list[tuple[Any, ...]] = []
         for event in events:  # some event cannot be stored: convert one by one, drop the bad ones
             try:
-                rows.append(request_row(event) if type(event) is tuple else to_tuple(event))
+                rows.append(request_row(event) if isinstance(event, tuple) else to_tuple(event))
             except _UNSTORABLE as exc:
                 log.error("audit: dropping an event that cannot be stored: %s", exc)
                 with self._count_lock:
@@ -248,15 +218,15 @@ class AuditRecorder:
 
     # ------------------------------------------------------------------ flushing from an event loop
 
-    async def run_on_loop(self, writes: GroupCommitter) -> None:
-        """The flusher as a task of the server's event loop (instead of the thread: ``start=False``).
+    async def run_on_loop(self, writes: Writes) -> None:
+        """The flusher: a task of the server's event loop.
 
-        A flusher thread fights the event loop for the GIL: SQLite and psycopg release it
-        around every statement, and each time the loop thread wants it back it can wait a
-        whole switch interval while the flusher turns events into rows. Here the rows are
-        made and written on the loop's thread, between requests, and the INSERT joins the
-        loop's group commit (storage/group_commit.py) instead of queueing for the write lock.
-        Cancel the task, then ``close()``, to stop.
+        Not a thread on purpose: a flusher thread fights the event loop for the GIL (SQLite
+        and psycopg release it around every statement, and each time the loop thread wants
+        it back it can wait a whole switch interval while the flusher turns events into
+        rows). Here the rows are made and written on the loop's thread, between requests,
+        and the INSERT joins the loop's group commit (storage/group_commit.py) instead of
+        queueing for the write lock. Cancel the task, then ``close()``, to stop.
         """
         loop = asyncio.get_running_loop()
         full = asyncio.Event()
@@ -265,20 +235,18 @@ class AuditRecorder:
         delay = self.flush_interval
         while True:
             if len(self._queue) < self.max_batch:  # a full batch goes at once
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(full.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
             full.clear()
             try:
                 ok = await self._flush_batch_on_loop(writes)
-            except Exception as exc:  # noqa: BLE001 - the flusher must survive anything
+            except Exception as exc:  # the flusher must survive anything (logged)
                 log.exception("audit flusher: unexpected error")
                 self.last_error = exc
                 ok = False
             delay = self.flush_interval if ok else min(max(delay, 0.05) * 2, MAX_BACKOFF)
 
-    async def _flush_batch_on_loop(self, writes: GroupCommitter) -> bool:
+    async def _flush_batch_on_loop(self, writes: Writes) -> bool:
         """Write one batch: the one being retried, or up to ``max_batch`` queued events.
 
         One batch per wake-up, not "until the queue is empty": under load, events keep
@@ -321,25 +289,14 @@ class AuditRecorder:
 
     # ------------------------------------------------------------------ shutdown
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the flusher and write what is queued (at shutdown). Idempotent.
+    def close(self) -> None:
+        """Write what is queued (at shutdown, after cancelling the flusher task). Idempotent.
 
-        Waits up to ``timeout`` seconds for the final flush. Events recorded
-        after ``close()`` are dropped (counted), and so are the events the
+        Events recorded after ``close()`` are dropped (counted), and so are the events the
         final flush could not write (database down).
         """
         self._limit = 0
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread.is_alive():
-            thread.join(timeout)  # the thread flushes once more on its way out
-            if thread.is_alive():
-                log.error("audit: the final flush did not finish within %.1f s; %d events pending",
-                          timeout, self.pending)
-                return
-        else:
-            self.flush()
+        self.flush()
         lost = self.pending
         if lost:
             with self._count_lock:
@@ -349,13 +306,20 @@ class AuditRecorder:
             log.error("audit: %d events could not be written at shutdown", lost)
 
     def _after_fork(self) -> None:
-        # the child does not inherit the parent's thread; the parent writes its own events
+        # the child writes its own events; the parent's queue is the parent's
         self._init_sync()
         self._queue = deque()
         self._retry = []
-        running, self._thread = self._thread is not None, None
-        if running and self._limit:
-            self.start()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _after_fork_of(ref: weakref.ref[AuditRecorder]) -> None:
+    recorder = ref()
+    if recorder is not None:
+        recorder._after_fork()
 
 
 class NullRecorder:
@@ -372,5 +336,5 @@ class NullRecorder:
     def flush(self) -> int:
         return 0
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self) -> None:
         pass

@@ -41,7 +41,7 @@ def _stored(db):
 
 
 def test_events_without_an_id_store_none_and_are_found_by_their_derived_id(db):
-    rec = AuditRecorder(db, start=False)
+    rec = AuditRecorder(db)
     for i in range(3):
         rec.record(AuditRecord("read", 200, res_type="Patient", res_id=f"p{i}", recorded_us=US + i))
     rec.record(AuditRecord("read", 200, res_type="Patient", res_id="explicit", event_id="my-id", recorded_us=US))
@@ -71,7 +71,7 @@ def test_events_without_an_id_store_none_and_are_found_by_their_derived_id(db):
 def test_explicit_ids_stay_unique(db):
     with db.write() as conn:
         record_in(conn, AuditRecord("read", 200, event_id="same"))
-    rec = AuditRecorder(db, start=False)
+    rec = AuditRecorder(db)
     rec.record(AuditRecord("read", 200, event_id="same"))
     rec.record(AuditRecord("read", 200))
     rec.record(AuditRecord("read", 200))

@@ -58,7 +58,7 @@ def test_downgrade_from_0008_keeps_the_ids_events_were_served_with(fresh_databas
     db = Database.from_url(fresh_database_url, pool_size=2)
     try:
         migrate.upgrade(db.engine)
-        rec = AuditRecorder(db, start=False)
+        rec = AuditRecorder(db)
         for i in range(5):
             rec.record(AuditRecord("read", 200, res_type="Patient", res_id=f"p{i}"))
         rec.record(AuditRecord("read", 200, res_type="Patient", res_id="x", event_id="explicit"))

@@ -153,7 +153,7 @@ def test_middleware_records_500_when_the_app_fails():
 
 def test_mixed_rows_in_one_batch_are_all_written(db):
     """Anonymous, base and full rows, across the SQLite multi-row statement boundary, in one flush."""
-    rec = AuditRecorder(db, start=False, max_batch=1000)
+    rec = AuditRecorder(db, max_batch=1000)
     for i in range(250):
         rec.record(_raw(f"/fhir/Patient/p{i}"))
         if i % 3 == 0:
