@@ -2,7 +2,7 @@
 
 Runs ``create_app`` in-process on a fresh SQLite file, preloads Patients, then
 calls the ASGI app directly with ``GET /fhir/Patient/<id>`` scopes (every layer:
-audit, guard, FastRead, the SQLite read) and reports CPU µs per request: the
+audit, guard, HotPath, the SQLite read) and reports CPU µs per request: the
 whole process (the audit flusher included) and the main thread. Audit on and
 off run alternately in fresh subprocesses; the best run of each is kept. Far
 steadier than HTTP figures on a shared machine (no uvicorn, sockets or wrk).

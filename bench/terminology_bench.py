@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from terminology import urls
 from terminology.engine import TerminologyEngine
 from terminology.regions import RegionCodeSystem, RegionIndex, lokal_version, region_index
-from terminology.registry import TerminologyRegistry
+from terminology.store import TerminologyRegistry
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:

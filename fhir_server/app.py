@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhir_server import __version__
 from fhir_server.api import http
 from fhir_server.api.auth_routes import router as auth_router
-from fhir_server.api.fast_read import FastRead
 from fhir_server.api.guard import RequestGuard
+from fhir_server.api.hot_path import HotPath
 from fhir_server.api.operations import router as operations_router
 from fhir_server.api.routes import router
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
@@ -40,10 +40,10 @@ class FhirApp(FastAPI):
     """FastAPI with the FHIR layers around its whole stack instead of inside it.
 
     Outermost the guard (query limits, security headers, the audit trail), then CORS
-    when configured, then ``FastRead`` (reads by id, plain searches and plain creates),
+    when configured, then ``HotPath`` (reads by id, plain searches and plain creates),
     then FastAPI itself. Those requests are answered without entering FastAPI's own
     middleware (error, telemetry and body-limit layers: ~1-2 µs each of a ~60 µs
-    request); ``FastRead`` hands read and search errors to the routes and answers create
+    request); ``HotPath`` hands read and search errors to the routes and answers create
     errors with the app's exception handlers, so every error is still answered by them.
     """
 
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     cors_origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
     def outer_layers(inner: ASGIApp) -> ASGIApp:
-        layers: ASGIApp = FastRead(inner)
+        layers: ASGIApp = HotPath(inner)
         if cors_origins:
             layers = CORSMiddleware(
                 layers,

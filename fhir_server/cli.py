@@ -111,7 +111,7 @@ def reindex(
     """Rebuild the search index of the stored resources (after an upgrade that changes extraction)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from fhir_server.registry import is_resource_type
+    from fhir_server.resource_types import is_resource_type
     from fhir_server.search.reindex import reindex as run_reindex
     from fhir_server.storage.db import Database, create_engine
 

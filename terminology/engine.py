@@ -27,7 +27,7 @@ from fhir_server.errors import FhirError
 from .codesystem import CodeSystemProvider, DictCodeSystem
 from .conceptmap import NON_MATCHES, source_of, target_of
 from .parameters import param, parameters, property_value
-from .registry import TerminologyRegistry
+from .store import TerminologyRegistry
 from .valueset import ValueSetEvaluator
 
 #: Largest expansion returned without ``count``; larger ones must be paged.

@@ -14,7 +14,7 @@ from fhir_server.errors import FhirError
 
 from . import text
 from .codesystem import CodeSystemProvider, ListSelection, Selection
-from .registry import TerminologyRegistry, split_canonical
+from .store import TerminologyRegistry, split_canonical
 
 #: Nested ``include.valueSet`` references deeper than this are treated as a cycle.
 MAX_DEPTH = 8

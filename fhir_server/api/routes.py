@@ -132,7 +132,7 @@ async def search_system(request: Request) -> Response:
 
 
 def type_search(request: Request, res_type: str, params: list[tuple[str, str]]) -> bytes:
-    """The searchset Bundle of a type-level search (shared with the fast path in ``fast_read``)."""
+    """The searchset Bundle of a type-level search (shared with the fast path in ``hot_path``)."""
     return _state(request).pipeline.search_now(interaction(request, "search-type", res_type, params=params))
 
 

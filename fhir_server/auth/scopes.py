@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fhir_server.registry import is_resource_type
+from fhir_server.resource_types import is_resource_type
 
 ACTIONS = ("create", "read", "update", "delete", "search")
 _LETTERS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from fhir_server import jsonio
 from fhir_server.bulk.jobs import Job
-from fhir_server.search.registry import compartments, resource_types
+from fhir_server.search.parameters import compartments, resource_types
 from fhir_server.storage.db import Database
 from fhir_server.storage.index_tables import idx_reference
 from fhir_server.storage.tables import resource_versions, resources

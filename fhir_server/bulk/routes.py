@@ -46,8 +46,8 @@ from fhir_server.bulk import jobs
 from fhir_server.bulk.exporter import file_path, patient_compartment, patient_types, remove_files
 from fhir_server.bulk.worker import export_dir, poll_interval
 from fhir_server.errors import FhirError, Issue, error
-from fhir_server.registry import is_resource_type
-from fhir_server.search.registry import resource_types
+from fhir_server.resource_types import is_resource_type
+from fhir_server.search.parameters import resource_types
 from fhir_server.timeutil import datetime_range, to_instant
 
 router = APIRouter(prefix="/fhir")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
-from fhir_server.registry import is_resource_type
+from fhir_server.resource_types import is_resource_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from fhir_server.service.context import Services

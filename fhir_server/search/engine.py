@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
+from .parameters import summary_info
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
-from .registry import summary_info
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
 

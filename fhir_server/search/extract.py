@@ -31,8 +31,8 @@ from fhirpathpy.engine.nodes import ResourceNode
 from ..storage.search_index import IndexRows
 
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
-from .fastpath import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
-from .registry import SearchParam, params_for
+from .fhirpath_walker import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
+from .parameters import SearchParam, params_for
 from .values import (
     MAX_US,
     MIN_US,
@@ -547,7 +547,7 @@ def _relative_values(elem: dict, expression: str) -> Values:
 
 
 def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]:
-    from .registry import component_param
+    from .parameters import component_param
 
     (d1, e1), (d2, e2) = p.components
     p1, p2 = component_param(d1, res_type), component_param(d2, res_type)

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
-from .registry import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
+from .parameters import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
 from .values import date_range, normalize_string, parse_decimal, precision_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")

@@ -21,8 +21,8 @@ from typing import Any, cast
 
 from ..storage.placeholders import named
 from .extract import leaf_type
+from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
-from .registry import is_single_valued, params_for
 from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {

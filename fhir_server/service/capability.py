@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fhir_server import __version__, jsonio, registry
+from fhir_server import __version__, jsonio, resource_types
 from fhir_server.auth.smart import capability_security
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
-from fhir_server.search import registry as search_registry
+from fhir_server.search import parameters as search_parameters
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
@@ -17,15 +17,15 @@ SOFTWARE_NAME = "fhir-server-id"
 
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
     resources = []
-    for res_type in registry.RESOURCE_TYPES:
-        if res_type in registry.SERVER_OWNED:
+    for res_type in resource_types.RESOURCE_TYPES:
+        if res_type in resource_types.SERVER_OWNED:
             resources.append(_server_owned(res_type))
             continue
         resources.append(
             {
                 "type": res_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
-                "interaction": [{"code": code} for code in registry.TYPE_INTERACTIONS],
+                "interaction": [{"code": code} for code in resource_types.TYPE_INTERACTIONS],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,
@@ -33,9 +33,9 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "conditionalRead": "full-support",
                 "conditionalUpdate": True,
                 "conditionalDelete": "multiple" if conditional_delete_multiple else "single",
-                "searchInclude": search_registry.search_includes(res_type),
-                "searchRevInclude": search_registry.search_revincludes(res_type),
-                "searchParam": search_registry.capability_search_params(res_type),
+                "searchInclude": search_parameters.search_includes(res_type),
+                "searchRevInclude": search_parameters.search_revincludes(res_type),
+                "searchParam": search_parameters.capability_search_params(res_type),
                 "operation": _operations(res_type),
             }
         )
@@ -58,11 +58,11 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "mode": "server",
                 **({"security": capability_security(f"{base}/auth/token")} if token_auth else {}),
                 "resource": resources,
-                "interaction": [{"code": code} for code in registry.SYSTEM_INTERACTIONS],
+                "interaction": [{"code": code} for code in resource_types.SYSTEM_INTERACTIONS],
                 "operation": _operations(None),
                 "searchParam": [
                     {"name": p["name"], "definition": p["definition"], "type": p["type"]}
-                    for p in search_registry.capability_search_params("Resource")
+                    for p in search_parameters.capability_search_params("Resource")
                 ],
             }
         ],
@@ -77,7 +77,7 @@ def _server_owned(res_type: str) -> dict[str, Any]:
         "type": res_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
         "documentation": "Written by the server for every request (docs/audit.md); clients can only read and search.",
-        "interaction": [{"code": code} for code in registry.interactions_for(res_type)],
+        "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
         "readHistory": False,
         "updateCreate": False,
         "searchParam": audit_params(),

@@ -17,7 +17,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import check_id
 from fhir_server.model.validate import ensure_valid, status_for
-from fhir_server.registry import SERVER_OWNED
+from fhir_server.resource_types import SERVER_OWNED
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo

@@ -12,7 +12,7 @@ import logging
 from fhir_server.errors import FhirError
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import OPERATIONS, definition
-from fhir_server.search.registry import custom_search_parameters
+from fhir_server.search.parameters import custom_search_parameters
 from fhir_server.service.resources import ResourceService
 from terminology.engine import default_engine
 

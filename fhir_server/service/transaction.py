@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.registry import is_resource_type
+from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition

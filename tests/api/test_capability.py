@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_server import registry
+from fhir_server import resource_types
 
 
 def test_metadata_is_an_r4_capability_statement(client):
@@ -19,7 +19,7 @@ def test_metadata_is_an_r4_capability_statement(client):
 def test_every_r4_type_is_listed_with_the_interactions_that_work(client):
     rest = client.get("/fhir/metadata").json()["rest"][0]
     types = {r["type"] for r in rest["resource"]}
-    assert types == set(registry.RESOURCE_TYPES)
+    assert types == set(resource_types.RESOURCE_TYPES)
     assert "Patient" in types and "MedicinalProduct" in types and "SubscriptionTopic" not in types
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     codes = {i["code"] for i in patient["interaction"]}

@@ -30,9 +30,8 @@ DOTTED = _patient("32.04")  # malformed: always an error
 
 @pytest.fixture(params=["strict", "warn", "off"])
 def regional(request, tmp_path) -> Iterator[TestClient]:
-    with database("sqlite", tmp_path) as url:
-        with TestClient(create_app(Settings(database_url=url, region_codes=request.param))) as c:
-            yield c
+    with database("sqlite", tmp_path) as url, TestClient(create_app(Settings(database_url=url, region_codes=request.param))) as c:
+        yield c
 
 
 def _severities(outcome: dict) -> list[str]:

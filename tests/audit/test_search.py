@@ -284,7 +284,7 @@ def test_capability_search_params():
     assert params["_id"]["definition"] == "http://hl7.org/fhir/SearchParameter/Resource-id"
     assert {"agent", "address", "entity", "entity-type", "type", "subtype", "action", "outcome", "patient"} <= set(
         params)
-    from fhir_server.search.registry import params_for
+    from fhir_server.search.parameters import params_for
 
     official = params_for("AuditEvent")
     for name, p in params.items():

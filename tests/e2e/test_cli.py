@@ -16,8 +16,8 @@ runner = CliRunner()
 @pytest.mark.slow
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
 def test_migrate_then_reindex_rebuilds_lost_index_rows(fresh_database_url):
-    from fhir_server.state import build_state
     from fhir_server.config import Settings
+    from fhir_server.state import build_state
 
     assert runner.invoke(app, ["migrate", "--database-url", fresh_database_url]).exit_code == 0
     state = build_state(Settings(database_url=fresh_database_url))

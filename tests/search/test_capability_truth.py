@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.search.engine import run_search
-from fhir_server.search.registry import (
+from fhir_server.search.parameters import (
     capability_search_params,
     composite_types,
     params_for,

@@ -8,7 +8,7 @@ import pytest
 from searchsamples import COVERAGE, ENCOUNTER, PATIENT
 
 from fhir_server.search.extract import extract_index, fhirpath_values, getter, rows_for
-from fhir_server.search.registry import params_for
+from fhir_server.search.parameters import params_for
 
 VARIANTS = [
     PATIENT,

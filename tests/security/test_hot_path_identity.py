@@ -1,6 +1,6 @@
-"""The hot path (``api.fast_read.FastRead``) and the FastAPI routes answer byte-identically.
+"""The hot path (``api.hot_path.HotPath``) and the FastAPI routes answer byte-identically.
 
-``FastRead`` answers plain reads by id, plain JSON searches and plain creates before FastAPI's router
+``HotPath`` answers plain reads by id, plain JSON searches and plain creates before FastAPI's router
 and lets everything else fall through (docs/architecture.md, "The ASGI layers in front of FastAPI").
 Whatever it answers must be exactly what the routes would have answered: status, body bytes and
 headers (no Date header is produced in-process; a Bundle's ``id`` and ``meta.lastUpdated`` are
@@ -8,12 +8,12 @@ per-response values and are the only bytes normalised; for creates also the serv
 timestamps and Location).
 
 How the route path is forced: the app's outer ASGI chain (``FhirApp.outer``: guard, optional CORS,
-``FastRead``) is copied with the ``FastRead`` layer spliced out, so the same request on the same app
+``HotPath``) is copied with the ``HotPath`` layer spliced out, so the same request on the same app
 and database goes guard -> FastAPI. A ``Switch`` installed as ``FhirApp.outer`` sends each request
-through either chain; the fast chain's copy counts the requests ``FastRead`` let fall through, so the
+through either chain; the fast chain's copy counts the requests ``HotPath`` let fall through, so the
 tests can check that the cases meant for the hot path did take it (otherwise a comparison would
 compare the routes with themselves). An explicit ``Accept: application/fhir+json`` does *not* force the
-route path: ``FastRead`` serves it too.
+route path: ``HotPath`` serves it too.
 
 Both auth modes: open (FHIR_AUTH=none) and token mode with an allowed, a narrower (includes filtered,
 other types refused), a write-only, a missing and an invalid token. One database per backend is
@@ -34,7 +34,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fhir_server.api.fast_read import FastRead
+from fhir_server.api.hot_path import HotPath
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from tests.conftest import BACKENDS, database
@@ -56,7 +56,7 @@ _BUNDLE_HEAD = [
 
 
 class FellThrough:
-    """Wraps what ``FastRead`` falls through to, counting the requests it did not answer itself."""
+    """Wraps what ``HotPath`` falls through to, counting the requests it did not answer itself."""
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
@@ -68,23 +68,23 @@ class FellThrough:
 
 
 def _splice(layer: ASGIApp, replace) -> ASGIApp:
-    """A copy of the layer chain down to ``FastRead``, with ``FastRead`` replaced by ``replace(it)``."""
-    if isinstance(layer, FastRead):
+    """A copy of the layer chain down to ``HotPath``, with ``HotPath`` replaced by ``replace(it)``."""
+    if isinstance(layer, HotPath):
         return replace(layer)
     inner = getattr(layer, "app", None)
-    assert inner is not None, f"no FastRead layer found under {layer!r}: FhirApp.outer changed shape"
+    assert inner is not None, f"no HotPath layer found under {layer!r}: FhirApp.outer changed shape"
     clone = copy.copy(layer)
     clone.app = _splice(inner, replace)
     return clone
 
 
 class Switch:
-    """``FhirApp.outer`` replacement: ``mode`` picks the chain with FastRead or the one without."""
+    """``FhirApp.outer`` replacement: ``mode`` picks the chain with HotPath or the one without."""
 
     def __init__(self, outer: ASGIApp) -> None:
         self.probe: FellThrough | None = None
 
-        def probed(fast: FastRead) -> ASGIApp:
+        def probed(fast: HotPath) -> ASGIApp:
             clone = copy.copy(fast)
             self.probe = clone.app = FellThrough(fast.app)
             return clone
@@ -115,7 +115,7 @@ class Harness:
     def both(
         self, method: str, url: str, who: str | None = "writer", *, headers: dict[str, str] | None = None, content: bytes | None = None
     ):
-        """The same request through FastRead and through the routes: (fast, routes, fast path answered)."""
+        """The same request through HotPath and through the routes: (fast, routes, fast path answered)."""
         h = self.headers(who, headers)
         assert self.switch.probe is not None
         self.switch.mode, before = "fast", self.switch.probe.count
@@ -315,7 +315,7 @@ def _search_cases(ids: dict[str, str]) -> list[tuple[str, dict[str, str], bool]]
         (f"/fhir/Observation?code={quote(LOINC + '|7917-8')}&_include=Observation:subject", {}, True),
         ("/fhir/Observation?subject:Patient.family=Zeta", {}, True),
         (f"/fhir/Patient?_has:Observation:subject:code={quote(LOINC + '|7917-8')}", {}, True),
-        # query-string decoding: FastRead parses the query itself, the routes use Starlette's query_params
+        # query-string decoding: HotPath parses the query itself, the routes use Starlette's query_params
         ("/fhir/Patient?family=Z%C3%A9ta", {}, True),
         ("/fhir/Patient?family=%FF", {}, True),
         ("/fhir/Patient?family=%zz", {}, True),
@@ -457,12 +457,12 @@ def test_header_order_is_identical_too(servers, mode, who):
 
 
 def test_the_route_path_is_really_forced(servers):
-    """Sanity of the harness: through ``routes`` the FastRead layer is absent, through ``fast`` it answers."""
+    """Sanity of the harness: through ``routes`` the HotPath layer is absent, through ``fast`` it answers."""
     h = servers.open
     fast, routes, answered = h.both("GET", f"/fhir/Patient/{servers.ids['patient']}", None)
     assert answered and fast.status_code == routes.status_code == 200
-    assert not any(isinstance(layer, FastRead) for layer in _chain(h.switch.routes))
-    assert any(isinstance(layer, FastRead) for layer in _chain(h.switch.fast))
+    assert not any(isinstance(layer, HotPath) for layer in _chain(h.switch.routes))
+    assert any(isinstance(layer, HotPath) for layer in _chain(h.switch.fast))
 
 
 def _chain(layer: ASGIApp) -> list[ASGIApp]:

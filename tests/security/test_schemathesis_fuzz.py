@@ -62,7 +62,7 @@ def _dispose_the_postgres_app() -> Iterator[None]:
         postgres_app.state.fhir.db.dispose()
 
 
-def _check(backend: str, case) -> None:  # noqa: ANN001 - a schemathesis Case
+def _check(backend: str, case) -> None:
     response = case.call()
     CALLS[backend]["requests"] += 1
     CALLS[backend]["client_errors"] += response.status_code >= 400

@@ -49,10 +49,9 @@ def test_create_update_delete_each_leave_one_row_in_order(service: ResourceServi
 def test_a_rolled_back_write_leaves_no_row(service: ResourceService):
     with service.db.read() as conn:
         start = changelog.last_seq(conn)
-    with pytest.raises(FhirError):
-        with service.db.write() as conn:
-            service.create_in(conn, "Patient", _patient("Gagal"))
-            raise FhirError.of(409, "conflict", "rolled back on purpose")
+    with pytest.raises(FhirError), service.db.write() as conn:
+        service.create_in(conn, "Patient", _patient("Gagal"))
+        raise FhirError.of(409, "conflict", "rolled back on purpose")
     assert _log(service, start) == []
 
 

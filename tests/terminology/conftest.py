@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from terminology.engine import TerminologyEngine
-from terminology.registry import TerminologyRegistry
+from terminology.store import TerminologyRegistry
 
 COLORS = "http://example.org/CodeSystem/colors"
 SHADES = "http://example.org/CodeSystem/shades"

@@ -1,4 +1,4 @@
-from fhir_server.search.registry import (
+from fhir_server.search.parameters import (
     capability_search_params,
     params_for,
     prune_expression,

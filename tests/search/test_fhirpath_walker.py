@@ -1,4 +1,4 @@
-"""The plain-Python FHIRPath shapes (search/fastpath.py) give exactly fhirpathpy's index rows.
+"""The plain-Python FHIRPath shapes (search/fhirpath_walker.py) give exactly fhirpathpy's index rows.
 
 Resources are generated per parameter from its expression: every union branch,
 choice types, one or several items, primitive extensions (``_x``), so the
@@ -17,8 +17,8 @@ import pytest
 from searchsamples import COVERAGE, ENCOUNTER, PATIENT
 
 from fhir_server.search.extract import _dedupe, _walker, extract_index, fhirpath_values, getter, rows_for
-from fhir_server.search.fastpath import _CHOICE, _ELSEWHERE, _PATH2TYPE, Fallback, compile_walker
-from fhir_server.search.registry import params_for, resource_types
+from fhir_server.search.fhirpath_walker import _CHOICE, _ELSEWHERE, _PATH2TYPE, Fallback, compile_walker
+from fhir_server.search.parameters import params_for, resource_types
 
 _SAMPLE: dict[str, Any] = {
     "Quantity": {"value": 1.5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},

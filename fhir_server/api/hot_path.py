@@ -26,7 +26,7 @@ from fhir_server.api.access import principal
 from fhir_server.api.http import JSON_CONTENT_TYPE, version_headers
 from fhir_server.api.routes import create, type_search
 from fhir_server.errors import FhirError
-from fhir_server.registry import SERVER_OWNED, is_resource_type
+from fhir_server.resource_types import SERVER_OWNED, is_resource_type
 from fhir_server.urlcodec import parse_qsl
 
 _READ_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
@@ -35,7 +35,7 @@ _CONDITIONAL = (b"if-none-match", b"if-modified-since")
 _FORMAT_PARAMS = ("_format", "_pretty")
 
 
-class FastRead:
+class HotPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

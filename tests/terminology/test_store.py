@@ -7,7 +7,7 @@ import json
 import pytest
 
 from terminology import urls
-from terminology.registry import TerminologyRegistry
+from terminology.store import TerminologyRegistry
 
 
 def test_default_registry_has_regions_and_their_valuesets(registry):

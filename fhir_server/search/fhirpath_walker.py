@@ -15,7 +15,7 @@ ran), including its quirks:
   ``_x`` of a choice can hide the value: the walker raises :class:`Fallback`
   and fhirpathpy evaluates the expression instead.
 
-``tests/search/test_fastpath.py`` compares both on many shapes.
+``tests/search/test_fhirpath_walker.py`` compares both on many shapes.
 """
 
 from __future__ import annotations
