@@ -109,13 +109,27 @@ def test_fhirpath_patch_operations(client):
     identifiers = [{"system": NIK, "value": "3204154506900003"}, {"system": "http://rs.example/mrn", "value": "RM-1"}]
     pid = post(client, {**PATIENT, "identifier": identifiers}).json()["id"]
     body = _fhirpath_patch(
-        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"},
-         {"name": "value", "valueDate": "1991-07-08"}],
-        [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.identifier.where(system='http://rs.example/mrn')"}],
-        [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"}, {"name": "name", "valueString": "telecom"},
-         {"name": "value", "part": [{"name": "system", "valueCode": "phone"}, {"name": "value", "valueString": "081234567890"}]}],
-        [{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"},
-         {"name": "index", "valueInteger": 0}, {"name": "value", "valueString": "Nur"}],
+        [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.birthDate"},
+            {"name": "value", "valueDate": "1991-07-08"},
+        ],
+        [
+            {"name": "type", "valueCode": "delete"},
+            {"name": "path", "valueString": "Patient.identifier.where(system='http://rs.example/mrn')"},
+        ],
+        [
+            {"name": "type", "valueCode": "add"},
+            {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "telecom"},
+            {"name": "value", "part": [{"name": "system", "valueCode": "phone"}, {"name": "value", "valueString": "081234567890"}]},
+        ],
+        [
+            {"name": "type", "valueCode": "insert"},
+            {"name": "path", "valueString": "Patient.name[0].given"},
+            {"name": "index", "valueInteger": 0},
+            {"name": "value", "valueString": "Nur"},
+        ],
     )
     r = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers=FHIR_JSON)
     assert r.status_code == 200, r.text
@@ -128,8 +142,9 @@ def test_fhirpath_patch_operations(client):
 
 def test_fhirpath_patch_with_bad_path_is_400(client):
     pid = post(client, PATIENT).json()["id"]
-    body = _fhirpath_patch([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("},
-                            {"name": "value", "valueString": "x"}])
+    body = _fhirpath_patch(
+        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("}, {"name": "value", "valueString": "x"}]
+    )
     assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers=FHIR_JSON).status_code == 400
 
 

@@ -98,9 +98,18 @@ def test_reverse_views(client):
     assert client.get(f"/fhir/Encounter/{encounter['id']}/$sep?view=nope").status_code == 400
 
 
-@pytest.mark.parametrize("name,level", [("import-dukcapil", "Patient"), ("import-bpjs-peserta", None), ("import-sep", "Encounter"),
-                                        ("import-pcare", "Encounter"), ("dukcapil", "Patient"), ("bpjs-peserta", "Coverage"),
-                                        ("sep", "Encounter")])
+@pytest.mark.parametrize(
+    "name,level",
+    [
+        ("import-dukcapil", "Patient"),
+        ("import-bpjs-peserta", None),
+        ("import-sep", "Encounter"),
+        ("import-pcare", "Encounter"),
+        ("dukcapil", "Patient"),
+        ("bpjs-peserta", "Coverage"),
+        ("sep", "Encounter"),
+    ],
+)
 def test_national_operations_are_in_the_capability_statement(app_client, name, level):
     rest = app_client.get("/fhir/metadata").json()["rest"][0]
     ops = rest["operation"] if level is None else next(r for r in rest["resource"] if r["type"] == level)["operation"]

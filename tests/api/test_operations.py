@@ -29,9 +29,14 @@ def test_validate_reports_errors_without_storing(client):
 
 
 def test_validate_with_parameters_mode_and_profile(client):
-    body = {"resourceType": "Parameters", "parameter": [
-        {"name": "resource", "resource": PATIENT}, {"name": "mode", "valueCode": "create"},
-        {"name": "profile", "valueUri": "https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"}]}
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": PATIENT},
+            {"name": "mode", "valueCode": "create"},
+            {"name": "profile", "valueUri": "https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"},
+        ],
+    }
     r = op(client, "/fhir/Patient/$validate", body)
     assert r.status_code == 200
     assert any(i["severity"] == "warning" and "Profile" in i["diagnostics"] for i in r.json()["issue"])
@@ -42,22 +47,44 @@ def test_validate_mode_delete_and_update_on_an_instance(client):
     params = {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "delete"}]}
     assert op(client, f"/fhir/Patient/{pid}/$validate", params).status_code == 200
     assert op(client, "/fhir/Patient/missing/$validate", params).status_code == 404
-    upd = {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "update"}, {"name": "resource", "resource": {**PATIENT, "id": "other"}}]}
+    upd = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "mode", "valueCode": "update"}, {"name": "resource", "resource": {**PATIENT, "id": "other"}}],
+    }
     assert any(i["severity"] == "error" for i in op(client, f"/fhir/Patient/{pid}/$validate", upd).json()["issue"])
 
 
 def test_validate_rejects_bad_mode_and_missing_resource(client):
-    assert op(client, "/fhir/Patient/$validate", {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "x"}]}).status_code == 400
+    assert (
+        op(client, "/fhir/Patient/$validate", {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "x"}]}).status_code
+        == 400
+    )
     assert op(client, "/fhir/Patient/$validate").status_code == 400
 
 
 def test_patient_everything_returns_the_compartment_in_pages(client):
     pid = post(client, PATIENT).json()["id"]
     other = post(client, PATIENT).json()["id"]
-    encounters = [post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"},
-                                "period": {"start": f"2026-0{m}-01T08:00:00+07:00"}}, "Encounter").json()["id"] for m in (1, 2, 3)]
-    post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{other}"}}, "Encounter")
-    cond = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "ISPA"}}, "Condition").json()["id"]
+    encounters = [
+        post(
+            client,
+            {
+                "resourceType": "Encounter",
+                "status": "finished",
+                "class": AMB,
+                "subject": {"reference": f"Patient/{pid}"},
+                "period": {"start": f"2026-0{m}-01T08:00:00+07:00"},
+            },
+            "Encounter",
+        ).json()["id"]
+        for m in (1, 2, 3)
+    ]
+    post(
+        client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{other}"}}, "Encounter"
+    )
+    cond = post(
+        client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "ISPA"}}, "Condition"
+    ).json()["id"]
     seen, url = [], f"/fhir/Patient/{pid}/$everything?_count=2"
     while url:
         bundle = client.get(url).json()
@@ -72,8 +99,17 @@ def test_patient_everything_returns_the_compartment_in_pages(client):
 def test_patient_everything_filters(client):
     pid = post(client, PATIENT).json()["id"]
     for m in (1, 6):
-        post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"},
-                      "period": {"start": f"2026-0{m}-01T08:00:00+07:00", "end": f"2026-0{m}-01T09:00:00+07:00"}}, "Encounter")
+        post(
+            client,
+            {
+                "resourceType": "Encounter",
+                "status": "finished",
+                "class": AMB,
+                "subject": {"reference": f"Patient/{pid}"},
+                "period": {"start": f"2026-0{m}-01T08:00:00+07:00", "end": f"2026-0{m}-01T09:00:00+07:00"},
+            },
+            "Encounter",
+        )
     post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "ISPA"}}, "Condition")
     only_enc = client.get(f"/fhir/Patient/{pid}/$everything?_type=Encounter").json()["entry"]
     assert {e["resource"]["resourceType"] for e in only_enc} == {"Encounter"}
@@ -86,8 +122,14 @@ def test_patient_everything_filters(client):
 
 def test_encounter_everything(client):
     pid = post(client, PATIENT).json()["id"]
-    eid = post(client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"}}, "Encounter").json()["id"]
-    obs = post(client, {"resourceType": "Observation", "status": "final", "code": {"text": "Suhu"}, "encounter": {"reference": f"Encounter/{eid}"}}, "Observation").json()["id"]
+    eid = post(
+        client, {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"}}, "Encounter"
+    ).json()["id"]
+    obs = post(
+        client,
+        {"resourceType": "Observation", "status": "final", "code": {"text": "Suhu"}, "encounter": {"reference": f"Encounter/{eid}"}},
+        "Observation",
+    ).json()["id"]
     entries = client.get(f"/fhir/Encounter/{eid}/$everything").json()["entry"]
     assert [(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries] == [("Encounter", eid), ("Observation", obs)]
 
@@ -97,7 +139,12 @@ TAG = {"system": "https://fhir-server.id/tags", "code": "bpjs"}
 
 def test_meta_add_meta_delete_and_meta(client):
     pid = post(client, PATIENT).json()["id"]
-    add = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG], "profile": ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"]}}]}
+    add = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "meta", "valueMeta": {"tag": [TAG], "profile": ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"]}}
+        ],
+    }
     r = op(client, f"/fhir/Patient/{pid}/$meta-add", add)
     assert r.status_code == 200, r.text
     assert r.json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
@@ -106,7 +153,9 @@ def test_meta_add_meta_delete_and_meta(client):
     assert [e["resource"]["id"] for e in client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"]] == [pid]
     assert client.get(f"/fhir/Patient/{pid}/$meta").json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
     assert client.get("/fhir/Patient/$meta").json()["parameter"][0]["valueMeta"]["tag"] == [TAG]
-    assert client.get("/fhir/$meta").json()["parameter"][0]["valueMeta"]["profile"] == ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"]
+    assert client.get("/fhir/$meta").json()["parameter"][0]["valueMeta"]["profile"] == [
+        "https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"
+    ]
     remove = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG]}}]}
     assert "tag" not in op(client, f"/fhir/Patient/{pid}/$meta-delete", remove).json()["parameter"][0]["valueMeta"]
     assert client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"] == []
@@ -144,9 +193,13 @@ def test_patient_everything_since(client):
     import time
 
     pid = post(client, PATIENT).json()["id"]
-    old = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "lama"}}, "Condition").json()
+    old = post(
+        client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "lama"}}, "Condition"
+    ).json()
     time.sleep(0.01)
-    new = post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "baru"}}, "Condition").json()
+    new = post(
+        client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "baru"}}, "Condition"
+    ).json()
     since = new["meta"]["lastUpdated"]
     ids = [e["resource"]["id"] for e in client.get(f"/fhir/Patient/{pid}/$everything", params={"_since": since}).json()["entry"]]
     assert new["id"] in ids and old["id"] not in ids

@@ -20,10 +20,13 @@ def _versions(client) -> int:
 
 
 PATIENT = {
-    "resourceType": "Patient", "id": "ignored", "meta": {"tag": [{"system": "http://t", "code": "x"}]},
+    "resourceType": "Patient",
+    "id": "ignored",
+    "meta": {"tag": [{"system": "http://t", "code": "x"}]},
     "identifier": [{"use": "official", "system": NIK, "value": "3171234567890123"}],
     "name": [{"use": "official", "text": "Siti Nurhaliza", "family": "Nurhaliza", "given": ["Siti"]}],
-    "gender": "female", "birthDate": "1985-03-12",
+    "gender": "female",
+    "birthDate": "1985-03-12",
 }
 
 
@@ -31,8 +34,14 @@ def test_plain_create_stores_the_index_of_what_it_stored(client):
     body = client.post("/fhir/Patient", json=PATIENT).json()
     assert body["id"] != "ignored"
     pid = body["id"]
-    for query in (f"identifier={NIK}|3171234567890123", "family=nurhaliza", "gender=female", f"_id={pid}",
-                  "_tag=http://t|x", "birthdate=1985"):
+    for query in (
+        f"identifier={NIK}|3171234567890123",
+        "family=nurhaliza",
+        "gender=female",
+        f"_id={pid}",
+        "_tag=http://t|x",
+        "birthdate=1985",
+    ):
         hits = [e["resource"]["id"] for e in client.get(f"/fhir/Patient?{query}").json().get("entry", [])]
         assert hits == [pid], query
 
@@ -91,9 +100,13 @@ def test_bundle_stores_rewritten_references_and_their_index(client):
 
 
 def test_batch_posts_still_validate_each_entry(client):
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": {"resourceType": "Patient", "gender": "boy"}, "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "gender": "boy"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
     out = orjson.loads(post_bundle(client, bundle).content)
     assert [e["response"]["status"].split()[0] for e in out["entry"]] == ["422", "201"]

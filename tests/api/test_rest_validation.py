@@ -64,18 +64,21 @@ def test_impossible_date_is_400(client):
 
 
 def test_narrative_with_script_is_rejected(client):
-    raw = orjson.dumps({
-        "resourceType": "Patient",
-        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>'},
-    })
+    raw = orjson.dumps(
+        {
+            "resourceType": "Patient",
+            "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>'},
+        }
+    )
     r = post_raw(client, raw)
     assert r.status_code in (400, 422)
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
 def test_bad_id_in_url_is_400(client):
-    r = client.put("/fhir/Patient/" + "a" * 65, content=b'{"resourceType":"Patient","id":"' + b"a" * 65 + b'"}',
-                   headers={"Content-Type": FHIR_JSON})
+    r = client.put(
+        "/fhir/Patient/" + "a" * 65, content=b'{"resourceType":"Patient","id":"' + b"a" * 65 + b'"}', headers={"Content-Type": FHIR_JSON}
+    )
     assert_outcome(r, 400)
 
 
@@ -102,16 +105,20 @@ def test_body_over_the_limit_is_413(tmp_path):
 
 
 def test_r4_only_extension_value_meta_is_accepted(client):
-    raw = orjson.dumps({
-        "resourceType": "Patient",
-        "extension": [{"url": "http://example.org/fhir/StructureDefinition/source-meta", "valueMeta": {"versionId": "7"}}],
-    })
+    raw = orjson.dumps(
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": "http://example.org/fhir/StructureDefinition/source-meta", "valueMeta": {"versionId": "7"}}],
+        }
+    )
     assert post_raw(client, raw).status_code == 201
 
 
 def test_r4b_only_extension_value_type_is_rejected(client):
-    raw = orjson.dumps({
-        "resourceType": "Patient",
-        "extension": [{"url": "http://example.org/x", "valueCodeableReference": {"concept": {"text": "x"}}}],
-    })
+    raw = orjson.dumps(
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": "http://example.org/x", "valueCodeableReference": {"concept": {"text": "x"}}}],
+        }
+    )
     assert_outcome(post_raw(client, raw), 400)

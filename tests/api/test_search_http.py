@@ -9,11 +9,26 @@ NIK = "https://fhir.kemkes.go.id/id/nik"
 
 def _seed(client):
     a = post(client, PATIENT).json()["id"]
-    b = post(client, {**PATIENT, "identifier": [{"system": NIK, "value": "3171010101800001"}],
-                      "name": [{"family": "Santoso", "given": ["Budi"]}], "gender": "male", "birthDate": "1980-01-01"}).json()["id"]
-    e = post(client, {"resourceType": "Encounter", "status": "finished",
-                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                      "subject": {"reference": f"Patient/{a}"}}, "Encounter").json()["id"]
+    b = post(
+        client,
+        {
+            **PATIENT,
+            "identifier": [{"system": NIK, "value": "3171010101800001"}],
+            "name": [{"family": "Santoso", "given": ["Budi"]}],
+            "gender": "male",
+            "birthDate": "1980-01-01",
+        },
+    ).json()["id"]
+    e = post(
+        client,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{a}"},
+        },
+        "Encounter",
+    ).json()["id"]
     return a, b, e
 
 
@@ -93,8 +108,19 @@ def test_satusehat_address_administrative_code_search_and_its_definition(app_cli
     seed_conformance(app_client.app.state.fhir.resources)
     sp = app_client.get("/fhir/SearchParameter/address-administrative-code")
     assert sp.status_code == 200 and sp.json()["url"] == "https://fhir-server.id/SearchParameter/address-administrative-code"
-    patient = {"resourceType": "Patient", "address": [{"extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
-               "extension": [{"url": "province", "valueCode": "32"}, {"url": "city", "valueCode": "3204"}]}]}]}
+    patient = {
+        "resourceType": "Patient",
+        "address": [
+            {
+                "extension": [
+                    {
+                        "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+                        "extension": [{"url": "province", "valueCode": "32"}, {"url": "city", "valueCode": "3204"}],
+                    }
+                ]
+            }
+        ],
+    }
     pid = app_client.post("/fhir/Patient", json=patient).json()["id"]
     found = app_client.get("/fhir/Patient", params={"address-administrative-code": "city|3204", "_id": pid}).json()["entry"]
     assert [e["resource"]["id"] for e in found] == [pid]

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 
-pytestmark = pytest.mark.skipif("telemetry" not in inspect.signature(FastAPI.__init__).parameters,
-                                reason="this FastAPI has no native telemetry to switch")
+pytestmark = pytest.mark.skipif(
+    "telemetry" not in inspect.signature(FastAPI.__init__).parameters, reason="this FastAPI has no native telemetry to switch"
+)
 
 
 def test_off_by_default(tmp_path):

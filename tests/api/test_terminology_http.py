@@ -26,31 +26,47 @@ def test_lookup_region_with_parent_and_level(client):
 
 
 def test_expand_villages_of_a_district_with_filter_and_paging(client):
-    vs = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [
-        {"system": WILAYAH, "filter": [{"property": "parent", "op": "=", "value": "320415"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "status": "active",
+        "compose": {"include": [{"system": WILAYAH, "filter": [{"property": "parent", "op": "=", "value": "320415"}]}]},
+    }
     body = {"resourceType": "Parameters", "parameter": [{"name": "valueSet", "resource": vs}, {"name": "count", "valueInteger": 3}]}
     r = client.post("/fhir/ValueSet/$expand", content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 200, r.text
     expansion = r.json()["expansion"]
     assert expansion["total"] > 3 and len(expansion["contains"]) == 3
     assert all(c["code"].startswith("320415") for c in expansion["contains"])
-    filtered = client.get("/fhir/ValueSet/$expand", params={"url": "https://fhir-server.id/ValueSet/kemendagri-wilayah-village",
-                                                           "filter": "warnasari", "count": "10"})
+    filtered = client.get(
+        "/fhir/ValueSet/$expand",
+        params={"url": "https://fhir-server.id/ValueSet/kemendagri-wilayah-village", "filter": "warnasari", "count": "10"},
+    )
     assert filtered.status_code == 200
     assert any(c["code"] == "3204152003" for c in filtered.json()["expansion"]["contains"])
 
 
 def test_validate_code_and_translate(client):
-    ok = client.get("/fhir/ValueSet/$validate-code",
-                    params={"url": "https://fhir-server.id/ValueSet/dukcapil-status-kawin",
-                            "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin", "code": "2"})
+    ok = client.get(
+        "/fhir/ValueSet/$validate-code",
+        params={
+            "url": "https://fhir-server.id/ValueSet/dukcapil-status-kawin",
+            "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin",
+            "code": "2",
+        },
+    )
     assert params(ok)["result"][0]["valueBoolean"] is True
     bad = client.get("/fhir/CodeSystem/$validate-code", params={"url": WILAYAH, "code": "32"})
     assert params(bad)["result"][0]["valueBoolean"] is True
     nope = client.get("/fhir/CodeSystem/$validate-code", params={"url": WILAYAH, "code": "99"})
     assert params(nope)["result"][0]["valueBoolean"] is False
-    tr = client.get("/fhir/ConceptMap/$translate", params={"url": "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status",
-                                                          "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin", "code": "2"})
+    tr = client.get(
+        "/fhir/ConceptMap/$translate",
+        params={
+            "url": "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status",
+            "system": "https://fhir-server.id/CodeSystem/dukcapil-status-kawin",
+            "code": "2",
+        },
+    )
     assert params(tr)["result"][0]["valueBoolean"] is True
     match = params(tr)["match"][0]["part"]
     assert any(part.get("valueCoding", {}).get("code") == "M" for part in match)
@@ -75,8 +91,13 @@ def test_packaged_terminology_is_stored_searchable_and_instance_operations_work(
 
 
 def test_a_client_code_system_is_served_after_it_is_stored(client):
-    cs = {"resourceType": "CodeSystem", "url": "https://rs.example.id/CodeSystem/poli", "status": "active",
-          "content": "complete", "concept": [{"code": "INT", "display": "Penyakit Dalam"}, {"code": "ANA", "display": "Anak"}]}
+    cs = {
+        "resourceType": "CodeSystem",
+        "url": "https://rs.example.id/CodeSystem/poli",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "INT", "display": "Penyakit Dalam"}, {"code": "ANA", "display": "Anak"}],
+    }
     assert client.post("/fhir/CodeSystem", content=orjson.dumps(cs), headers={"Content-Type": "application/fhir+json"}).status_code == 201
     r = client.get("/fhir/CodeSystem/$lookup", params={"system": cs["url"], "code": "ANA"})
     assert r.status_code == 200 and params(r)["display"][0]["valueString"] == "Anak"
@@ -91,23 +112,45 @@ def test_terminology_operations_are_advertised(app_client):
 
 
 def _patient_with_region(village: str, district: str = "320415") -> bytes:
-    return orjson.dumps({"resourceType": "Patient", "address": [{"use": "home", "extension": [{
-        "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
-        "extension": [{"url": "province", "valueCode": "32"}, {"url": "city", "valueCode": "3204"},
-                      {"url": "district", "valueCode": district}, {"url": "village", "valueCode": village}]}]}]})
+    return orjson.dumps(
+        {
+            "resourceType": "Patient",
+            "address": [
+                {
+                    "use": "home",
+                    "extension": [
+                        {
+                            "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+                            "extension": [
+                                {"url": "province", "valueCode": "32"},
+                                {"url": "city", "valueCode": "3204"},
+                                {"url": "district", "valueCode": district},
+                                {"url": "village", "valueCode": village},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def test_region_codes_must_nest_and_be_well_formed(client):
     ok = client.post("/fhir/Patient", content=_patient_with_region("3204152003"), headers={"Content-Type": "application/fhir+json"})
     assert ok.status_code == 201
-    nested_wrong = client.post("/fhir/Patient", content=_patient_with_region("3171011001"),
-                               headers={"Content-Type": "application/fhir+json"})
+    nested_wrong = client.post(
+        "/fhir/Patient", content=_patient_with_region("3171011001"), headers={"Content-Type": "application/fhir+json"}
+    )
     assert nested_wrong.status_code == 422
-    malformed = client.post("/fhir/Patient", content=_patient_with_region("32.04.15.2003"),
-                            headers={"Content-Type": "application/fhir+json"})
+    malformed = client.post(
+        "/fhir/Patient", content=_patient_with_region("32.04.15.2003"), headers={"Content-Type": "application/fhir+json"}
+    )
     assert malformed.status_code in (400, 422)
-    unknown = client.post("/fhir/Patient", content=_patient_with_region("3204159999"),
-                          headers={"Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"})
+    unknown = client.post(
+        "/fhir/Patient",
+        content=_patient_with_region("3204159999"),
+        headers={"Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"},
+    )
     assert unknown.status_code == 201  # decrees change codes: unknown but well-formed codes only warn
     assert any(i["severity"] == "warning" for i in unknown.json()["issue"])
 

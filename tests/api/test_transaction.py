@@ -14,21 +14,46 @@ def visit_bundle(nik: str = "3204154506900003", kind: str = "transaction") -> di
         "resourceType": "Bundle",
         "type": kind,
         "entry": [
-            {"fullUrl": pat, "resource": {"resourceType": "Patient", "identifier": [{"system": NIK, "value": nik}],
-                                          "name": [{"text": "Siti Aminah"}], "gender": "female"},
-             "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={NIK}|{nik}"}},
-            {"fullUrl": enc, "resource": {"resourceType": "Encounter", "status": "finished",
-                                          "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                                          "subject": {"reference": pat},
-                                          "extension": [{"url": "http://example.org/fhir/StructureDefinition/referrer",
-                                                         "valueReference": {"reference": pat}}]},
-             "request": {"method": "POST", "url": "Encounter"}},
-            {"resource": {"resourceType": "Condition", "subject": {"reference": pat}, "encounter": {"reference": enc},
-                          "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J06.9"}]}},
-             "request": {"method": "POST", "url": "Condition"}},
-            {"resource": {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": pat},
-                          "payor": [{"display": "BPJS Kesehatan"}], "subscriberId": "0001234567890"},
-             "request": {"method": "POST", "url": "Coverage"}},
+            {
+                "fullUrl": pat,
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": NIK, "value": nik}],
+                    "name": [{"text": "Siti Aminah"}],
+                    "gender": "female",
+                },
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={NIK}|{nik}"},
+            },
+            {
+                "fullUrl": enc,
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                    "subject": {"reference": pat},
+                    "extension": [{"url": "http://example.org/fhir/StructureDefinition/referrer", "valueReference": {"reference": pat}}],
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "subject": {"reference": pat},
+                    "encounter": {"reference": enc},
+                    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J06.9"}]},
+                },
+                "request": {"method": "POST", "url": "Condition"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Coverage",
+                    "status": "active",
+                    "beneficiary": {"reference": pat},
+                    "payor": [{"display": "BPJS Kesehatan"}],
+                    "subscriberId": "0001234567890",
+                },
+                "request": {"method": "POST", "url": "Coverage"},
+            },
         ],
     }
 
@@ -70,7 +95,8 @@ def test_resending_the_visit_does_not_duplicate_the_patient(client):
 def test_a_failing_entry_rolls_back_the_whole_transaction(client):
     bundle = visit_bundle()
     bundle["entry"][2]["resource"]["clinicalStatus"] = {
-        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "bogus"}]}
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "bogus"}]
+    }
     r = post_bundle(client, bundle)
     assert r.status_code == 422
     issue = r.json()["issue"][0]
@@ -84,22 +110,30 @@ def test_a_failing_entry_rolls_back_the_whole_transaction(client):
 def test_processing_order_delete_post_put_get(client):
     keep = client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1", "gender": "male"}).json()
     assert keep["id"] == "p1"
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "GET", "url": "Patient/p1"}},
-        {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female"}, "request": {"method": "PUT", "url": "Patient/p1"}},
-        {"request": {"method": "DELETE", "url": "Patient/p2"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/p1"}},
+            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female"}, "request": {"method": "PUT", "url": "Patient/p1"}},
+            {"request": {"method": "DELETE", "url": "Patient/p2"}},
+        ],
+    }
     out = post_bundle(client, bundle).json()
     assert [e["response"]["status"] for e in out["entry"]] == ["200 OK", "200 OK", "204 No Content"]
     assert out["entry"][0]["resource"]["gender"] == "female"  # GET ran after the PUT
 
 
 def test_batch_entries_succeed_or_fail_independently(client):
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Patient", "gender": "boy"}, "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": "Patient/missing"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Patient", "gender": "boy"}, "request": {"method": "POST", "url": "Patient"}},
+            {"request": {"method": "GET", "url": "Patient/missing"}},
+        ],
+    }
     r = post_bundle(client, bundle)
     assert r.status_code == 200
     out = r.json()
@@ -110,22 +144,42 @@ def test_batch_entries_succeed_or_fail_independently(client):
 
 
 def test_unresolvable_urn_uuid_reference_is_400(client):
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Encounter", "status": "finished",
-                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                      "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-00000000dead"}},
-         "request": {"method": "POST", "url": "Encounter"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                    "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-00000000dead"},
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            }
+        ],
+    }
     assert post_bundle(client, bundle).status_code == 400
     assert count(client, "Encounter") == 0
 
 
 def test_conditional_reference_is_resolved(client):
     post_bundle(client, visit_bundle())
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Encounter", "status": "planned",
-                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                      "subject": {"reference": f"Patient?identifier={NIK}|3204154506900003"}},
-         "request": {"method": "POST", "url": "Encounter"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "planned",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                    "subject": {"reference": f"Patient?identifier={NIK}|3204154506900003"},
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            }
+        ],
+    }
     out = post_bundle(client, bundle).json()
     pid = client.get(f"/fhir/Patient?identifier={NIK}|3204154506900003").json()["entry"][0]["resource"]["id"]
     assert out["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"

@@ -20,8 +20,16 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 def _patient(city: str) -> dict:
     parts = {"province": "32", "city": city}
-    return {"resourceType": "Patient", "gender": "female", "address": [{"use": "home", "extension": [{
-        "url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [{"url": k, "valueCode": v} for k, v in parts.items()]}]}]}
+    return {
+        "resourceType": "Patient",
+        "gender": "female",
+        "address": [
+            {
+                "use": "home",
+                "extension": [{"url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [{"url": k, "valueCode": v} for k, v in parts.items()]}],
+            }
+        ],
+    }
 
 
 UNKNOWN_CITY = _patient("3299")  # well-formed, but no such city in province 32

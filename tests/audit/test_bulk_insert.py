@@ -30,8 +30,7 @@ def _rows(rng: random.Random) -> list[tuple]:
             if rng.random() < 0.3:  # the same event with a client: the 10-value layout
                 rows.append((us, interaction, action, status, res_type, res_id, "simrs-1", "org-9", address, ua))
             if rng.random() < 0.05:
-                rows.append((us, interaction, action, status, res_type, res_id, None, None, address, ua,
-                             "name=budi", None, "req-1", None))
+                rows.append((us, interaction, action, status, res_type, res_id, None, None, address, ua, "name=budi", None, "req-1", None))
     rng.shuffle(rows)
     return rows
 
@@ -57,8 +56,7 @@ def test_a_group_of_any_size_is_stored_whole(db, size):
     with db.write() as conn:
         insert_rows(conn, rows)
     with db.read() as conn:
-        stored = sorted(tuple(r) for r in conn.exec_driver_sql(
-            "SELECT recorded_us, res_id, address FROM audit_events"))
+        stored = sorted(tuple(r) for r in conn.exec_driver_sql("SELECT recorded_us, res_id, address FROM audit_events"))
     assert stored == sorted((r[0], r[5], r[6]) for r in rows)
 
 

@@ -28,10 +28,18 @@ def _errors(resource):
 @pytest.mark.parametrize("status", [200, 201, 304, 404, 422, 500, 0])
 def test_every_interaction_and_outcome_is_a_valid_audit_event(interaction, status):
     event = AuditRecord(
-        interaction, status, res_type="Patient", res_id="p1", query="name=budi&_count=5",
+        interaction,
+        status,
+        res_type="Patient",
+        res_id="p1",
+        query="name=budi&_count=5",
         operation="$everything" if interaction == "operation" else None,
-        client_id="simrs-1", organization_id="org-9", address="10.0.0.7",
-        user_agent="SIMRS/2.0", request_id="req-1", recorded_us=US,
+        client_id="simrs-1",
+        organization_id="org-9",
+        address="10.0.0.7",
+        user_agent="SIMRS/2.0",
+        request_id="req-1",
+        recorded_us=US,
     )
     resource = to_fhir(to_row(event))
     assert _errors(resource) == []
@@ -52,10 +60,20 @@ def test_minimal_events_are_valid():
 
 
 def test_content_of_a_read():
-    row = to_row(AuditRecord(
-        "read", 200, res_type="Patient", res_id="p1", client_id="simrs-1", organization_id="org-9",
-        address="10.0.0.7", user_agent="SIMRS/2.0", request_id="req-1", recorded_us=US,
-    ))
+    row = to_row(
+        AuditRecord(
+            "read",
+            200,
+            res_type="Patient",
+            res_id="p1",
+            client_id="simrs-1",
+            organization_id="org-9",
+            address="10.0.0.7",
+            user_agent="SIMRS/2.0",
+            request_id="req-1",
+            recorded_us=US,
+        )
+    )
     ev = to_fhir(row)
     assert ev["id"] == row["event_id"] and len(ev["id"]) == 36
     assert ev["type"]["code"] == "rest"
@@ -93,12 +111,23 @@ def test_query_is_base64_of_the_query_string():
 
 def test_outcome_mapping():
     assert [outcome_code(s) for s in (200, 201, 304, 400, 401, 403, 404, 499, 500, 503, 0, 999)] == [
-        "0", "0", "0", "4", "4", "4", "4", "4", "8", "8", "12", "12"]
+        "0",
+        "0",
+        "0",
+        "4",
+        "4",
+        "4",
+        "4",
+        "4",
+        "8",
+        "8",
+        "12",
+        "12",
+    ]
 
 
 def test_long_values_are_cut_and_unknown_interactions_refused():
-    row = to_row(AuditRecord("search-type", 200, res_type="Patient", query="x" * 100_000, user_agent="u" * 5000,
-                             res_id="i" * 500))
+    row = to_row(AuditRecord("search-type", 200, res_type="Patient", query="x" * 100_000, user_agent="u" * 5000, res_id="i" * 500))
     assert len(row["query"]) == QUERY_MAX and len(row["user_agent"]) == USER_AGENT_MAX and len(row["res_id"]) == 64
     with pytest.raises(ValueError):
         to_row(AuditRecord("hack", 200))

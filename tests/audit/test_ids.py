@@ -36,8 +36,7 @@ def test_parse_refuses_other_spellings():
 
 def _stored(db):
     with db.read() as conn:
-        return conn.execute(sa.select(audit_events.c.pk, audit_events.c.event_id)
-                            .order_by(audit_events.c.pk)).all()
+        return conn.execute(sa.select(audit_events.c.pk, audit_events.c.event_id).order_by(audit_events.c.pk)).all()
 
 
 def test_events_without_an_id_store_none_and_are_found_by_their_derived_id(db):

@@ -91,19 +91,23 @@ def test_0009_makes_the_client_index_partial_and_its_downgrade_restores_it(fresh
             for client in ("anonymous", "simrs-1"):
                 conn.exec_driver_sql(
                     "INSERT INTO audit_events (recorded_us, interaction, action, status, client_id) "
-                    f"VALUES (1, 'read', 'R', 200, '{client}')")
+                    f"VALUES (1, 'read', 'R', 200, '{client}')"
+                )
         migrate.upgrade(engine, "0009_audit_client_index_partial")
         with engine.connect() as conn:  # anonymous events are stored without a client now
-            assert sorted(conn.exec_driver_sql("SELECT client_id FROM audit_events").scalars(),
-                          key=str) == [None, "simrs-1"]
+            assert sorted(conn.exec_driver_sql("SELECT client_id FROM audit_events").scalars(), key=str) == [None, "simrs-1"]
         index = client_index()
         assert index["column_names"] == ["client_id", "recorded_us", "pk"]
         where = index.get("dialect_options", {}).get(f"{engine.dialect.name}_where")
         assert where is not None and "client_id IS NOT NULL" in str(where)
         with engine.connect() as conn:  # client_id = ? implies IS NOT NULL: the index still serves the search
             if engine.dialect.name == "sqlite":
-                plan = " ".join(r[-1] for r in conn.exec_driver_sql(
-                    "EXPLAIN QUERY PLAN SELECT pk FROM audit_events WHERE client_id = 'c' ORDER BY recorded_us DESC"))
+                plan = " ".join(
+                    r[-1]
+                    for r in conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN SELECT pk FROM audit_events WHERE client_id = 'c' ORDER BY recorded_us DESC"
+                    )
+                )
                 assert name in plan, plan
         migrate.downgrade(engine, "0008_audit_derived_ids")
         assert not client_index().get("dialect_options", {}).get(f"{engine.dialect.name}_where")

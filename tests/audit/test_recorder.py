@@ -154,10 +154,7 @@ def test_a_bad_row_is_dropped_without_losing_its_batch(db):
 
 def test_concurrent_record_loses_nothing(db):
     rec = AuditRecorder(db, max_batch=50)
-    threads = [
-        threading.Thread(target=lambda k=k: [rec.record(_event(k * 1000 + i)) for i in range(500)])
-        for k in range(8)
-    ]
+    threads = [threading.Thread(target=lambda k=k: [rec.record(_event(k * 1000 + i)) for i in range(500)]) for k in range(8)]
     for th in threads:
         th.start()
     for th in threads:
@@ -198,8 +195,7 @@ def test_hostile_strings_are_stored(db):
     nasty = "a\tb\nc\\d\x00e\ud800f'\";--é漢字\r"
     rec = AuditRecorder(db)
     for i in range(3):  # a batch (COPY on PostgreSQL) ...
-        rec.record(AuditRecord("search-type", 400, res_type="Patient", query=nasty, user_agent=nasty,
-                               request_id=nasty, event_id=f"h{i}"))
+        rec.record(AuditRecord("search-type", 400, res_type="Patient", query=nasty, user_agent=nasty, request_id=nasty, event_id=f"h{i}"))
     assert rec.flush() == 3 and rec.dropped == 0
     rec.record(AuditRecord("read", 404, res_id=nasty, user_agent=nasty, event_id="single"))  # ... and one row
     assert rec.flush() == 1 and rec.dropped == 0
@@ -210,8 +206,7 @@ def test_hostile_strings_are_stored(db):
         for event_id in ("h0", "h2", "single", "in"):
             ev = read_audit(conn, event_id)
             assert ev is not None, event_id
-        row = conn.execute(sa.select(audit_events.c.query, audit_events.c.user_agent)
-                           .where(audit_events.c.event_id == "h1")).one()
+        row = conn.execute(sa.select(audit_events.c.query, audit_events.c.user_agent).where(audit_events.c.event_id == "h1")).one()
     assert row.query == expected and row.user_agent == expected
 
 

@@ -16,34 +16,47 @@ from fhir_server.audit.request_rows import classify, request_row
 T_NS = 1_795_000_000_123_456_789
 
 
-@pytest.mark.parametrize(("method", "path", "expected"), [
-    ("GET", "/fhir/Patient/p1", ("read", "Patient", "p1", None)),
-    ("HEAD", "/fhir/Patient/p1", ("read", "Patient", "p1", None)),
-    ("PUT", "/fhir/Patient/p1", ("update", "Patient", "p1", None)),
-    ("PATCH", "/fhir/Patient/p1", ("patch", "Patient", "p1", None)),
-    ("DELETE", "/fhir/Patient/p1", ("delete", "Patient", "p1", None)),
-    ("GET", "/fhir/Patient/p1/_history/2", ("vread", "Patient", "p1", None)),
-    ("GET", "/fhir/Patient/p1/_history", ("history-instance", "Patient", "p1", None)),
-    ("GET", "/fhir/Patient/_history", ("history-type", "Patient", None, None)),
-    ("GET", "/fhir/_history", ("history-system", None, None, None)),
-    ("GET", "/fhir/Patient", ("search-type", "Patient", None, None)),
-    ("GET", "/fhir/Patient/", ("search-type", "Patient", None, None)),
-    ("POST", "/fhir/Patient/_search", ("search-type", "Patient", None, None)),
-    ("POST", "/fhir/Patient", ("create", "Patient", None, None)),
-    ("GET", "/fhir", ("search-system", None, None, None)),
-    ("POST", "/fhir", ("transaction", None, None, None)),
-    ("POST", "/fhir/$validate", ("operation", None, None, "validate")),
-    ("POST", "/fhir/Patient/$validate", ("operation", "Patient", None, "validate")),
-    ("GET", "/fhir/Patient/p1/$everything", ("operation", "Patient", "p1", "everything")),
-    ("GET", "/fhir/Patient/p%241", ("read", "Patient", "p$1", None)),  # an escaped $ is no operation
-    ("GET", "/fhir//Patient//p1", ("read", "Patient", "p1", None)),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/fhir/Patient/p1", ("read", "Patient", "p1", None)),
+        ("HEAD", "/fhir/Patient/p1", ("read", "Patient", "p1", None)),
+        ("PUT", "/fhir/Patient/p1", ("update", "Patient", "p1", None)),
+        ("PATCH", "/fhir/Patient/p1", ("patch", "Patient", "p1", None)),
+        ("DELETE", "/fhir/Patient/p1", ("delete", "Patient", "p1", None)),
+        ("GET", "/fhir/Patient/p1/_history/2", ("vread", "Patient", "p1", None)),
+        ("GET", "/fhir/Patient/p1/_history", ("history-instance", "Patient", "p1", None)),
+        ("GET", "/fhir/Patient/_history", ("history-type", "Patient", None, None)),
+        ("GET", "/fhir/_history", ("history-system", None, None, None)),
+        ("GET", "/fhir/Patient", ("search-type", "Patient", None, None)),
+        ("GET", "/fhir/Patient/", ("search-type", "Patient", None, None)),
+        ("POST", "/fhir/Patient/_search", ("search-type", "Patient", None, None)),
+        ("POST", "/fhir/Patient", ("create", "Patient", None, None)),
+        ("GET", "/fhir", ("search-system", None, None, None)),
+        ("POST", "/fhir", ("transaction", None, None, None)),
+        ("POST", "/fhir/$validate", ("operation", None, None, "validate")),
+        ("POST", "/fhir/Patient/$validate", ("operation", "Patient", None, "validate")),
+        ("GET", "/fhir/Patient/p1/$everything", ("operation", "Patient", "p1", "everything")),
+        ("GET", "/fhir/Patient/p%241", ("read", "Patient", "p$1", None)),  # an escaped $ is no operation
+        ("GET", "/fhir//Patient//p1", ("read", "Patient", "p1", None)),
+    ],
+)
 def test_classify(method, path, expected):
     assert classify(method, path) == expected
 
 
-def _raw(path="/fhir/Patient/p1", *, method="GET", status=200, query=b"", ua=b"SIMRS/2.0", request_id=None,
-         address="10.0.0.7", client_id="simrs-1", organization_id="org-9"):
+def _raw(
+    path="/fhir/Patient/p1",
+    *,
+    method="GET",
+    status=200,
+    query=b"",
+    ua=b"SIMRS/2.0",
+    request_id=None,
+    address="10.0.0.7",
+    client_id="simrs-1",
+    organization_id="org-9",
+):
     return (T_NS, status, method, path, query, ua, request_id, address, client_id, organization_id)
 
 
@@ -54,35 +67,75 @@ def _as_dict(row):
 def test_a_read_is_a_base_row_like_the_record_of_the_same_event():
     row = request_row(_raw())
     assert len(row) == len(BASE_COLUMNS)
-    assert row == to_tuple(AuditRecord("read", 200, res_type="Patient", res_id="p1", client_id="simrs-1",
-                                       organization_id="org-9", address="10.0.0.7", user_agent="SIMRS/2.0",
-                                       recorded_us=T_NS // 1000))
+    assert row == to_tuple(
+        AuditRecord(
+            "read",
+            200,
+            res_type="Patient",
+            res_id="p1",
+            client_id="simrs-1",
+            organization_id="org-9",
+            address="10.0.0.7",
+            user_agent="SIMRS/2.0",
+            recorded_us=T_NS // 1000,
+        )
+    )
 
 
 def test_an_anonymous_read_leaves_client_and_organization_out_like_the_record_of_the_same_event():
     row = request_row(_raw(client_id=None, organization_id=None))
     assert len(row) == len(ANONYMOUS_COLUMNS) < len(BASE_COLUMNS)
-    assert _as_dict(row) == {**dict.fromkeys(FULL_COLUMNS), "recorded_us": T_NS // 1000, "interaction": "read",
-                             "action": "R", "status": 200, "res_type": "Patient", "res_id": "p1",
-                             "address": "10.0.0.7", "user_agent": "SIMRS/2.0"}
-    assert row == to_tuple(AuditRecord("read", 200, res_type="Patient", res_id="p1", address="10.0.0.7",
-                                       user_agent="SIMRS/2.0", recorded_us=T_NS // 1000))
+    assert _as_dict(row) == {
+        **dict.fromkeys(FULL_COLUMNS),
+        "recorded_us": T_NS // 1000,
+        "interaction": "read",
+        "action": "R",
+        "status": 200,
+        "res_type": "Patient",
+        "res_id": "p1",
+        "address": "10.0.0.7",
+        "user_agent": "SIMRS/2.0",
+    }
+    assert row == to_tuple(
+        AuditRecord("read", 200, res_type="Patient", res_id="p1", address="10.0.0.7", user_agent="SIMRS/2.0", recorded_us=T_NS // 1000)
+    )
     # an organization without a client (not made by the server, but storable) keeps the base layout
     assert len(request_row(_raw(client_id=None))) == len(BASE_COLUMNS)
 
 
 def test_query_operation_and_request_id_make_a_full_row():
-    row = _as_dict(request_row(_raw("/fhir/Patient/p1/$everything", query=b"start=2020&_count=5", ua=None,
-                                    request_id=b"req-7", address=None, client_id=None, organization_id=None)))
-    assert row == {**dict.fromkeys(FULL_COLUMNS), "recorded_us": T_NS // 1000, "interaction": "operation",
-                   "action": "E", "status": 200, "res_type": "Patient", "res_id": "p1",
-                   "query": "start=2020&_count=5", "operation": "$everything", "request_id": "req-7"}
+    row = _as_dict(
+        request_row(
+            _raw(
+                "/fhir/Patient/p1/$everything",
+                query=b"start=2020&_count=5",
+                ua=None,
+                request_id=b"req-7",
+                address=None,
+                client_id=None,
+                organization_id=None,
+            )
+        )
+    )
+    assert row == {
+        **dict.fromkeys(FULL_COLUMNS),
+        "recorded_us": T_NS // 1000,
+        "interaction": "operation",
+        "action": "E",
+        "status": 200,
+        "res_type": "Patient",
+        "res_id": "p1",
+        "query": "start=2020&_count=5",
+        "operation": "$everything",
+        "request_id": "req-7",
+    }
 
 
 def test_long_and_hostile_values_are_cut_and_made_storable():
     long_id = "i" * 500
-    row = _as_dict(request_row(_raw(f"/fhir/Patient/{long_id}", ua=b"u" * 5000, client_id="c" * 300,
-                                    organization_id="o" * 100, query=b"q" * 100_000)))
+    row = _as_dict(
+        request_row(_raw(f"/fhir/Patient/{long_id}", ua=b"u" * 5000, client_id="c" * 300, organization_id="o" * 100, query=b"q" * 100_000))
+    )
     assert len(row["res_id"]) == 64 and len(row["user_agent"]) == 256 and len(row["client_id"]) == 128
     assert len(row["organization_id"]) == 64 and len(row["query"]) == 2048
     row = _as_dict(request_row(_raw("/fhir/Patient/a%00b\ud800", ua="é\x00".encode("latin-1"))))
@@ -119,9 +172,14 @@ def test_middleware_queues_the_raw_request_with_its_status():
         await send({"type": "http.response.body", "body": b"{}"})
 
     queue = _Queue()
-    scope = {"type": "http", "method": "GET", "path": "/fhir/Patient/x", "query_string": b"_summary=true",
-             "headers": [(b"host", b"h"), (b"user-agent", b"UA/1"), (b"x-request-id", b"r-1")],
-             "client": ("127.0.0.1", 1)}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/fhir/Patient/x",
+        "query_string": b"_summary=true",
+        "headers": [(b"host", b"h"), (b"user-agent", b"UA/1"), (b"x-request-id", b"r-1")],
+        "client": ("127.0.0.1", 1),
+    }
     sent = _run(AuditMiddleware(app, recorder_for=lambda s: queue), scope)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     (item,) = queue.items
@@ -130,10 +188,20 @@ def test_middleware_queues_the_raw_request_with_its_status():
     gc.collect()
     assert not gc.is_tracked(item)
     row = _as_dict(request_row(item))
-    assert {k: row[k] for k in ("interaction", "status", "res_id", "client_id", "organization_id", "address",
-                                "user_agent", "request_id", "query")} == {
-        "interaction": "read", "status": 404, "res_id": "x", "client_id": "simrs-1", "organization_id": "org-2",
-        "address": "127.0.0.1", "user_agent": "UA/1", "request_id": "r-1", "query": "_summary=true"}
+    assert {
+        k: row[k]
+        for k in ("interaction", "status", "res_id", "client_id", "organization_id", "address", "user_agent", "request_id", "query")
+    } == {
+        "interaction": "read",
+        "status": 404,
+        "res_id": "x",
+        "client_id": "simrs-1",
+        "organization_id": "org-2",
+        "address": "127.0.0.1",
+        "user_agent": "UA/1",
+        "request_id": "r-1",
+        "query": "_summary=true",
+    }
     for path in ("/fhir/metadata", "/docs", "/fhir/auth/token"):
         _run(AuditMiddleware(app, recorder_for=lambda s: queue), {**scope, "path": path})
     assert len(queue.items) == 1  # not audited
@@ -163,10 +231,8 @@ def test_mixed_rows_in_one_batch_are_all_written(db):
     assert rec.flush() == 250 + 84 + 50 and rec.dropped == 0
     with db.read() as conn:
         events, _ = search_audit(conn, [("_count", "1000")], default_count=1000, max_count=1000)
-        reads, _ = search_audit(conn, [("subtype", "read"), ("entity", "Patient/p249"), ("agent", "org-9")],
-                                default_count=10, max_count=10)
-        failed, _ = search_audit(conn, [("outcome", "4"), ("entity-type", "Observation")],
-                                 default_count=1000, max_count=1000)
+        reads, _ = search_audit(conn, [("subtype", "read"), ("entity", "Patient/p249"), ("agent", "org-9")], default_count=10, max_count=10)
+        failed, _ = search_audit(conn, [("outcome", "4"), ("entity-type", "Observation")], default_count=1000, max_count=1000)
         by_client, _ = search_audit(conn, [("agent:identifier", "simrs-1")], default_count=1000, max_count=1000)
         anonymous, _ = search_audit(conn, [("entity-type", "Encounter")], default_count=1000, max_count=1000)
         by_anonymous, _ = search_audit(conn, [("agent:identifier", "anonymous")], default_count=1000, max_count=1000)
@@ -211,14 +277,25 @@ def test_the_guard_records_what_it_answers_and_what_it_passes_on():
     _run(guard, {**base, "method": "GET", "path": "/fhir/metadata"})  # not audited
     _run(guard, {**base, "method": "GET", "path": "/docs"})  # not FHIR
     rows = [_as_dict(request_row(item)) for item in queue.items]
-    assert [(r["interaction"], r["status"], r.get("query")) for r in rows] == [
-        ("create", 201, None), ("search-type", 400, "name=a%00b")]
+    assert [(r["interaction"], r["status"], r.get("query")) for r in rows] == [("create", 201, None), ("search-type", 400, "name=a%00b")]
 
 
-@pytest.mark.parametrize("path", [
-    "/fhir/Patient/p1", "/fhir/Patient/_history", "/fhir/_history/x", "/fhir/Patient/_search", "/fhir/Patient/_x",
-    "/fhir//p1", "/fhir/Patient/", "/fhir/Patient/p%201", "/fhir/Patient/$meta", "/fhir/Patient/p1/", "/fhir/P/p1/x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/fhir/Patient/p1",
+        "/fhir/Patient/_history",
+        "/fhir/_history/x",
+        "/fhir/Patient/_search",
+        "/fhir/Patient/_x",
+        "/fhir//p1",
+        "/fhir/Patient/",
+        "/fhir/Patient/p%201",
+        "/fhir/Patient/$meta",
+        "/fhir/Patient/p1/",
+        "/fhir/P/p1/x",
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"])
 def test_the_fast_path_classifies_like_classify(method, path):
     interaction, res_type, res_id, operation = classify(method, path)

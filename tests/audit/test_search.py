@@ -33,11 +33,24 @@ EVENTS = [
 def events(db):
     with db.write() as conn:
         for key, inter, status, rt, rid, q, op, client, org, addr, minutes in EVENTS:
-            record_in(conn, AuditRecord(
-                inter, status, res_type=rt, res_id=rid, query=q, operation=op, client_id=client,
-                organization_id=org, address=addr, user_agent="test", request_id=key,
-                recorded_us=T0 + minutes * MIN, event_id=f"id-{key}",
-            ))
+            record_in(
+                conn,
+                AuditRecord(
+                    inter,
+                    status,
+                    res_type=rt,
+                    res_id=rid,
+                    query=q,
+                    operation=op,
+                    client_id=client,
+                    organization_id=org,
+                    address=addr,
+                    user_agent="test",
+                    request_id=key,
+                    recorded_us=T0 + minutes * MIN,
+                    event_id=f"id-{key}",
+                ),
+            )
     return db
 
 
@@ -62,21 +75,24 @@ def test_id(events):
     assert _set(events, [("_id", "nope")]) == set()
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2026-01-10", {"e1", "e2", "e3", "e4", "e5", "e6"}),
-    ("eq2026-01-10T08", None),  # hour without minutes is malformed
-    ("eq2026-01-10T08:01", {"e2"}),
-    ("ne2026-01-10", {"e7", "e8", "e9"}),
-    ("gt2026-01-10T08:02", {"e4", "e5", "e6", "e7", "e8", "e9"}),
-    ("sa2026-01-10T08:02", {"e4", "e5", "e6", "e7", "e8", "e9"}),
-    ("ge2026-01-10T08:02", {"e3", "e4", "e5", "e6", "e7", "e8", "e9"}),
-    ("lt2026-01-10T08:02", {"e1", "e2"}),
-    ("eb2026-01-10T08:02", {"e1", "e2"}),
-    ("le2026-01-10T08:02", {"e1", "e2", "e3"}),
-    ("ge2026-01-11", {"e7", "e8", "e9"}),
-    ("lt2026", set()),
-    ("2026-01-10T15:01:00+07:00", {"e2"}),  # WIB
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-10", {"e1", "e2", "e3", "e4", "e5", "e6"}),
+        ("eq2026-01-10T08", None),  # hour without minutes is malformed
+        ("eq2026-01-10T08:01", {"e2"}),
+        ("ne2026-01-10", {"e7", "e8", "e9"}),
+        ("gt2026-01-10T08:02", {"e4", "e5", "e6", "e7", "e8", "e9"}),
+        ("sa2026-01-10T08:02", {"e4", "e5", "e6", "e7", "e8", "e9"}),
+        ("ge2026-01-10T08:02", {"e3", "e4", "e5", "e6", "e7", "e8", "e9"}),
+        ("lt2026-01-10T08:02", {"e1", "e2"}),
+        ("eb2026-01-10T08:02", {"e1", "e2"}),
+        ("le2026-01-10T08:02", {"e1", "e2", "e3"}),
+        ("ge2026-01-11", {"e7", "e8", "e9"}),
+        ("lt2026", set()),
+        ("2026-01-10T15:01:00+07:00", {"e2"}),  # WIB
+    ],
+)
 def test_date_prefixes(events, value, expected):
     if expected is None:
         with pytest.raises(FhirError) as exc:
@@ -160,8 +176,7 @@ def test_outcome(events):
 
 
 def test_parameters_combine_with_and(events):
-    assert _set(events, [("agent:identifier", "simrs-a"), ("entity", "Patient/p1"), ("date", "2026-01-10")]) == {
-        "e1", "e2"}
+    assert _set(events, [("agent:identifier", "simrs-a"), ("entity", "Patient/p1"), ("date", "2026-01-10")]) == {"e1", "e2"}
 
 
 def test_paging_walks_every_event_once(events):
@@ -209,33 +224,36 @@ def test_count_defaults_and_caps(events):
         assert search_audit(conn, [("_count", "0")], default_count=4, max_count=5) == ([], None)
 
 
-@pytest.mark.parametrize("params", [
-    [("name", "x")],
-    [("agent-name", "x")],
-    [("_has:Patient:link:id", "x")],
-    [("_include", "AuditEvent:agent")],
-    [("_total", "accurate")],
-    [("address:missing", "true")],
-    [("action:not", "R")],
-    [("entity:identifier", "x|y")],
-    [("_sort", "address")],
-    [("_count", "-1")],
-    [("_count", "ten")],
-    [("date", "2026-13-01")],
-    [("date", "ap2026")],
-    [("date", "yesterday")],
-    [("date", "")],
-    [("action", "X")],
-    [("outcome", "404")],
-    [("entity", "Patient/")],
-    [("entity", "a/b/c")],
-    [("entity", "Patient/has space")],
-    [("agent:identifier", "a|b|c")],
-    [("subtype", "read,,vread")],
-    [("_cursor", "garbage!")],
-    [("_cursor", base64.urlsafe_b64encode(b"d.1.x").decode())],
-    [("_sort", "date"), ("_cursor", base64.urlsafe_b64encode(b"d.1.1").decode())],
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("name", "x")],
+        [("agent-name", "x")],
+        [("_has:Patient:link:id", "x")],
+        [("_include", "AuditEvent:agent")],
+        [("_total", "accurate")],
+        [("address:missing", "true")],
+        [("action:not", "R")],
+        [("entity:identifier", "x|y")],
+        [("_sort", "address")],
+        [("_count", "-1")],
+        [("_count", "ten")],
+        [("date", "2026-13-01")],
+        [("date", "ap2026")],
+        [("date", "yesterday")],
+        [("date", "")],
+        [("action", "X")],
+        [("outcome", "404")],
+        [("entity", "Patient/")],
+        [("entity", "a/b/c")],
+        [("entity", "Patient/has space")],
+        [("agent:identifier", "a|b|c")],
+        [("subtype", "read,,vread")],
+        [("_cursor", "garbage!")],
+        [("_cursor", base64.urlsafe_b64encode(b"d.1.x").decode())],
+        [("_sort", "date"), ("_cursor", base64.urlsafe_b64encode(b"d.1.1").decode())],
+    ],
+)
 def test_unknown_or_malformed_is_400(events, params):
     with pytest.raises(FhirError) as exc:
         _keys(events, params)
@@ -243,7 +261,7 @@ def test_unknown_or_malformed_is_400(events, params):
 
 
 def test_sql_metacharacters_are_just_values(events):
-    for value in ("' OR 1=1 --", "\"; DROP TABLE audit_events; --", "\\", "%", "_"):
+    for value in ("' OR 1=1 --", '"; DROP TABLE audit_events; --', "\\", "%", "_"):
         assert _set(events, [("address", value)]) == set()
         assert _set(events, [("agent:identifier", value)]) == set()
     assert len(_keys(events, [])) == 9
@@ -279,11 +297,9 @@ def test_purge(events):
 
 def test_capability_search_params():
     params = {p["name"]: p for p in capability_search_params()}
-    assert params["date"] == {
-        "name": "date", "definition": "http://hl7.org/fhir/SearchParameter/AuditEvent-date", "type": "date"}
+    assert params["date"] == {"name": "date", "definition": "http://hl7.org/fhir/SearchParameter/AuditEvent-date", "type": "date"}
     assert params["_id"]["definition"] == "http://hl7.org/fhir/SearchParameter/Resource-id"
-    assert {"agent", "address", "entity", "entity-type", "type", "subtype", "action", "outcome", "patient"} <= set(
-        params)
+    assert {"agent", "address", "entity", "entity-type", "type", "subtype", "action", "outcome", "patient"} <= set(params)
     from fhir_server.search.parameters import params_for
 
     official = params_for("AuditEvent")

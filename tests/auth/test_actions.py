@@ -9,9 +9,19 @@ from fhir_server.auth.actions import interaction_actions, operation_actions
 
 @pytest.mark.parametrize(
     "interaction, action",
-    [("read", "read"), ("vread", "read"), ("history-instance", "read"), ("create", "create"),
-     ("update", "update"), ("patch", "update"), ("delete", "delete"), ("search-type", "search"),
-     ("history-type", "search"), ("search-system", "search"), ("history-system", "search")],
+    [
+        ("read", "read"),
+        ("vread", "read"),
+        ("history-instance", "read"),
+        ("create", "create"),
+        ("update", "update"),
+        ("patch", "update"),
+        ("delete", "delete"),
+        ("search-type", "search"),
+        ("history-type", "search"),
+        ("search-system", "search"),
+        ("history-system", "search"),
+    ],
 )
 def test_interactions_follow_smart_v2(interaction, action):
     assert interaction_actions(interaction) == {action}
@@ -29,10 +39,21 @@ def test_unknown_interaction_is_a_programming_error():
 
 @pytest.mark.parametrize(
     "name, actions",
-    [("validate", {"read"}), ("$everything", {"read", "search"}), ("meta", {"read"}), ("meta-add", {"update"}),
-     ("meta-delete", {"update"}), ("lookup", {"read"}), ("expand", {"read"}), ("validate-code", {"read"}),
-     ("translate", {"read"}), ("subsumes", {"read"}), ("export", {"read", "search"}),
-     ("import", {"create", "update"}), ("import-bpjs-peserta", {"create", "update"})],
+    [
+        ("validate", {"read"}),
+        ("$everything", {"read", "search"}),
+        ("meta", {"read"}),
+        ("meta-add", {"update"}),
+        ("meta-delete", {"update"}),
+        ("lookup", {"read"}),
+        ("expand", {"read"}),
+        ("validate-code", {"read"}),
+        ("translate", {"read"}),
+        ("subsumes", {"read"}),
+        ("export", {"read", "search"}),
+        ("import", {"create", "update"}),
+        ("import-bpjs-peserta", {"create", "update"}),
+    ],
 )
 def test_known_operations(name, actions):
     assert operation_actions(name, affects_state=False) == actions

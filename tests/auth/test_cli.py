@@ -35,8 +35,9 @@ def test_add_prints_the_id_and_secret_once(db):
 
 
 def test_add_json_output_and_repeated_scopes(db):
-    result = _invoke(db, "add", "--name", "X", "--scope", "system/Patient.rs", "--scope",
-                     "system/Encounter.cruds system/AuditEvent.rs", "--json")
+    result = _invoke(
+        db, "add", "--name", "X", "--scope", "system/Patient.rs", "--scope", "system/Encounter.cruds system/AuditEvent.rs", "--json"
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     with db.read() as conn:
@@ -55,8 +56,7 @@ def test_add_with_keys_has_no_secret_by_default(db, tmp_path, rsa_key, kind):
     assert out["client_secret"] is None
     with db.read() as conn:
         assert get_client(conn, out["client_id"]).auth_methods == ("private_key_jwt",)
-    both = _invoke(db, "add", "--name", "Both", "--scope", "system/*.read", "--jwks-file", str(path), "--secret",
-                   "--json")
+    both = _invoke(db, "add", "--name", "Both", "--scope", "system/*.read", "--jwks-file", str(path), "--secret", "--json")
     assert json.loads(both.output)["client_secret"]
 
 
@@ -70,8 +70,7 @@ def test_add_refuses_a_private_key_file(db, tmp_path, rsa_key):
     from cryptography.hazmat.primitives import serialization
 
     path = tmp_path / "private.pem"
-    path.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    path.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     result = _invoke(db, "add", "--name", "X", "--scope", "system/*.rs", "--jwks-file", str(path))
     assert result.exit_code == 2 and "private key" in result.output
 

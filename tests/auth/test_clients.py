@@ -47,8 +47,7 @@ def test_verify_secret_without_a_stored_hash_fails():
 def test_list_shows_every_client_without_secrets(db):
     with db.write() as conn:
         a, _ = add_client(conn, name="A", scopes=["system/Patient.rs"], now_us=1)
-        b, _ = add_client(conn, name="B", scopes="system/*.cruds system/AuditEvent.rs", organization_id="10000004",
-                          now_us=2)
+        b, _ = add_client(conn, name="B", scopes="system/*.cruds system/AuditEvent.rs", organization_id="10000004", now_us=2)
     with db.read() as conn:
         clients = list_clients(conn)
     assert [(c.client_id, c.name) for c in clients] == [(a, "A"), (b, "B")]
@@ -99,8 +98,7 @@ def test_clients_get_system_scopes_only(db, scopes):
 
 def test_key_only_client_has_no_secret(db, rsa_key):
     with db.write() as conn:
-        cid, secret = add_client(conn, name="Backend", scopes="system/*.rs",
-                                 jwks={"keys": [public_jwk(rsa_key, "k1")]})
+        cid, secret = add_client(conn, name="Backend", scopes="system/*.rs", jwks={"keys": [public_jwk(rsa_key, "k1")]})
         client = get_client(conn, cid)
     assert secret is None
     assert client.auth_methods == ("private_key_jwt",)

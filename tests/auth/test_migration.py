@@ -32,11 +32,9 @@ def test_upgrade_matches_the_tables_and_downgrade_removes_them(fresh_database_ur
         for table in AUTH_TABLES:
             assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}
             assert insp.get_pk_constraint(table.name)["name"] == table.primary_key.name
-            assert set(insp.get_pk_constraint(table.name)["constrained_columns"]) == {
-                c.name for c in table.primary_key.columns}
+            assert set(insp.get_pk_constraint(table.name)["constrained_columns"]) == {c.name for c in table.primary_key.columns}
             assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}
-            assert {fk["name"] for fk in insp.get_foreign_keys(table.name)} == {
-                fk.name for fk in table.foreign_key_constraints}
+            assert {fk["name"] for fk in insp.get_foreign_keys(table.name)} == {fk.name for fk in table.foreign_key_constraints}
         migrate.downgrade(engine, "0003_conditional_keys")
         assert not set(sa.inspect(engine).get_table_names()) & {t.name for t in AUTH_TABLES}
     finally:

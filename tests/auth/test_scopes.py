@@ -30,8 +30,19 @@ def test_v1_and_v2_permissions_map_to_actions(text, actions):
 
 
 @pytest.mark.parametrize(
-    "text", ["system/Patient.sr", "system/Patient.", "system/Patient.rr", "system/patient.read", "openid",
-             "launch", "offline_access", "system/Patient", "admin/Patient.read", "system/Patient.readx"]
+    "text",
+    [
+        "system/Patient.sr",
+        "system/Patient.",
+        "system/Patient.rr",
+        "system/patient.read",
+        "openid",
+        "launch",
+        "offline_access",
+        "system/Patient",
+        "admin/Patient.read",
+        "system/Patient.readx",
+    ],
 )
 def test_malformed_or_non_resource_scopes_do_not_parse(text):
     assert parse_scope(text) is None
@@ -65,8 +76,7 @@ def test_wildcards_never_cover_audit_event(scopes):
     assert s.allows("Patient", "read")
 
 
-@pytest.mark.parametrize("scope", ["system/AuditEvent.read", "system/AuditEvent.rs", "system/AuditEvent.*",
-                                   "system/AuditEvent.cruds"])
+@pytest.mark.parametrize("scope", ["system/AuditEvent.read", "system/AuditEvent.rs", "system/AuditEvent.*", "system/AuditEvent.cruds"])
 def test_explicit_audit_scope_grants_read_and_search_only(scope):
     s = ScopeSet.parse(scope)
     assert s.allows("AuditEvent", "read") and s.allows("AuditEvent", "search")
@@ -80,8 +90,7 @@ def test_audit_event_write_scope_grants_nothing():
     assert not s
 
 
-@pytest.mark.parametrize("scope", ["patient/Patient.read", "user/*.cruds", "patient/*.rs",
-                                   "system/Observation.rs?category=laboratory"])
+@pytest.mark.parametrize("scope", ["patient/Patient.read", "user/*.cruds", "patient/*.rs", "system/Observation.rs?category=laboratory"])
 def test_patient_user_and_granular_scopes_grant_nothing(scope):
     s = ScopeSet.parse(scope)
     assert parse_scope(scope) is not None
@@ -108,8 +117,17 @@ def test_unknown_action_is_a_programming_error():
 def test_client_scopes_must_be_system_resource_scopes():
     assert validate_client_scopes("system/*.rs system/AuditEvent.rs") == ["system/*.rs", "system/AuditEvent.rs"]
     assert validate_client_scopes(["system/Patient.read", "system/Patient.read"]) == ["system/Patient.read"]
-    for bad in ["patient/*.read", "user/Patient.rs", "openid", "system/Patient.sr", "", "system/AuditEvent.write",
-                "system/Observation.rs?code=x", "system/UnknownResource.read", "system/*.rs system/Patientx.rs"]:
+    for bad in [
+        "patient/*.read",
+        "user/Patient.rs",
+        "openid",
+        "system/Patient.sr",
+        "",
+        "system/AuditEvent.write",
+        "system/Observation.rs?code=x",
+        "system/UnknownResource.read",
+        "system/*.rs system/Patientx.rs",
+    ]:
         with pytest.raises(ValueError):
             validate_client_scopes(bad)
 
@@ -125,12 +143,13 @@ class TestNarrowing:
     def test_requested_scope_partly_allowed_is_reduced_to_the_intersection(self):
         assert narrow("system/Patient.cruds", ScopeSet.parse("system/*.rs")) == ["system/Patient.rs"]
         assert narrow("system/*.cruds", ScopeSet.parse("system/Patient.rs system/Encounter.cu")) == [
-            "system/Patient.rs", "system/Encounter.cu"]
+            "system/Patient.rs",
+            "system/Encounter.cu",
+        ]
         assert narrow("system/*.write", ScopeSet.parse("system/*.rs system/Coverage.c")) == ["system/Coverage.c"]
 
     def test_requested_scope_outside_allowed_is_dropped(self):
-        assert narrow("system/Observation.rs system/Patient.rs", ScopeSet.parse("system/Patient.read")) == [
-            "system/Patient.rs"]
+        assert narrow("system/Observation.rs system/Patient.rs", ScopeSet.parse("system/Patient.read")) == ["system/Patient.rs"]
         assert narrow("system/Observation.rs", ScopeSet.parse("system/Patient.read")) == []
 
     def test_audit_scope_is_not_granted_from_a_wildcard(self):
@@ -141,16 +160,22 @@ class TestNarrowing:
     def test_unsupported_requested_scopes_are_ignored(self):
         assert narrow("openid patient/*.read system/Patient.rs", ScopeSet.parse("system/*.rs")) == ["system/Patient.rs"]
 
-    @pytest.mark.parametrize("requested", ["system/UnknownResource.read", "system/Patient.rs system/UnknownResource.read",
-                                           "system/*.rs user/Foo.cruds", "patient/Patientx.read openid"])
+    @pytest.mark.parametrize(
+        "requested",
+        [
+            "system/UnknownResource.read",
+            "system/Patient.rs system/UnknownResource.read",
+            "system/*.rs user/Foo.cruds",
+            "patient/Patientx.read openid",
+        ],
+    )
     def test_unknown_resource_type_refuses_the_whole_request(self, requested):
         with pytest.raises(InvalidScope) as info:
             narrow(requested, ScopeSet.parse("system/*.cruds"))
         assert "is not a FHIR R4 resource type" in str(info.value)
 
     def test_wildcard_and_known_types_are_not_unknown(self):
-        assert narrow("system/*.rs system/Observation.read", ScopeSet.parse("system/*.rs")) == [
-            "system/*.rs", "system/Observation.read"]
+        assert narrow("system/*.rs system/Observation.read", ScopeSet.parse("system/*.rs")) == ["system/*.rs", "system/Observation.read"]
 
     def test_default_grant_leaves_out_unknown_types_registered_before_they_were_refused(self):
         assert narrow(None, ScopeSet.parse("system/Patient.rs system/UnknownResource.rs")) == ["system/Patient.rs"]

@@ -51,8 +51,7 @@ def key_client(db, rsa_key, ec_key):
 
 def _jwt_form(token, **extra):
     """A private_key_jwt token request; ``scope`` (required by SMART) defaults to one the key client has."""
-    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "client_assertion": token,
-            "scope": "system/*.read"}
+    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "client_assertion": token, "scope": "system/*.read"}
     form.update(extra)
     return {k: v for k, v in form.items() if v is not None}
 
@@ -107,8 +106,7 @@ class TestClientSecret:
 
     def test_two_authentication_methods_are_invalid_request(self, db, secret_client):
         client_id, secret = secret_client
-        err = _error(db, {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-                     _basic(client_id, secret))
+        err = _error(db, {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}, _basic(client_id, secret))
         assert (err.status, err.error) == (400, "invalid_request")
 
     def test_malformed_basic_header_is_invalid_client(self, db):
@@ -127,8 +125,9 @@ class TestClientSecret:
 class TestScopeNarrowing:
     def test_requested_scope_is_narrowed_to_the_clients_scopes(self, db, secret_client):
         client_id, secret = secret_client
-        body = _issue(db, {"grant_type": "client_credentials", "scope": "system/Patient.cruds system/Encounter.rs"},
-                      _basic(client_id, secret))
+        body = _issue(
+            db, {"grant_type": "client_credentials", "scope": "system/Patient.cruds system/Encounter.rs"}, _basic(client_id, secret)
+        )
         assert body["scope"] == "system/Patient.rs system/Encounter.rs"
         claims = verify_access_token(body["access_token"], KEY)
         assert not claims.scopes.allows("Patient", "create") and not claims.scopes.allows("Observation", "read")
@@ -139,8 +138,15 @@ class TestScopeNarrowing:
         for form in ({"grant_type": "client_credentials"}, {"grant_type": "client_credentials", "scope": " "}):
             assert _issue(db, form, _basic(client_id, secret))["scope"] == "system/*.rs system/Encounter.cu"
 
-    @pytest.mark.parametrize("scope", ["system/UnknownResource.read", "system/Patient.rs system/UnknownResource.read",
-                                       "system/*.rs patient/Foo.rs", "system/Patientx.cruds"])
+    @pytest.mark.parametrize(
+        "scope",
+        [
+            "system/UnknownResource.read",
+            "system/Patient.rs system/UnknownResource.read",
+            "system/*.rs patient/Foo.rs",
+            "system/Patientx.cruds",
+        ],
+    )
     def test_unknown_resource_type_is_invalid_scope(self, db, secret_client, scope):
         # refused as a whole, even next to a good scope: the client asked for something that does not exist
         client_id, secret = secret_client
@@ -150,14 +156,12 @@ class TestScopeNarrowing:
 
     def test_nothing_grantable_is_invalid_scope(self, db, secret_client):
         client_id, secret = secret_client
-        err = _error(db, {"grant_type": "client_credentials", "scope": "system/AuditEvent.rs patient/*.read"},
-                     _basic(client_id, secret))
+        err = _error(db, {"grant_type": "client_credentials", "scope": "system/AuditEvent.rs patient/*.read"}, _basic(client_id, secret))
         assert (err.status, err.error) == (400, "invalid_scope")
 
 
 class TestPrivateKeyJwt:
-    @pytest.mark.parametrize("which, alg, kid", [("rsa", "RS384", "rsa-1"), ("ec", "ES384", "ec-1"),
-                                                 ("ec", "ES384", None)])
+    @pytest.mark.parametrize("which, alg, kid", [("rsa", "RS384", "rsa-1"), ("ec", "ES384", "ec-1"), ("ec", "ES384", None)])
     def test_signed_assertion_issues_a_token(self, db, key_client, rsa_key, ec_key, which, alg, kid):
         private = rsa_key if which == "rsa" else ec_key
         body = _issue(db, _jwt_form(assertion(private, key_client, alg=alg, kid=kid), scope="system/Patient.read"))
@@ -196,8 +200,9 @@ class TestPrivateKeyJwt:
     def test_other_algorithms_are_refused(self, db, key_client, rsa_key):
         err = _error(db, _jwt_form(assertion(rsa_key, key_client, alg="RS256", kid="rsa-1")))
         assert (err.status, err.error) == (401, "invalid_client") and "RS384" in err.description
-        hs = jwt.encode({"iss": key_client, "sub": key_client, "aud": TOKEN_URL, "exp": int(time.time()) + 60,
-                         "jti": "h"}, "s" * 32, algorithm="HS256")
+        hs = jwt.encode(
+            {"iss": key_client, "sub": key_client, "aud": TOKEN_URL, "exp": int(time.time()) + 60, "jti": "h"}, "s" * 32, algorithm="HS256"
+        )
         assert _error(db, _jwt_form(hs)).status == 401
 
     def test_iss_and_sub_must_be_the_client(self, db, key_client, rsa_key):
@@ -208,8 +213,12 @@ class TestPrivateKeyJwt:
 
     def test_missing_jti_is_refused(self, db, key_client, rsa_key):
         token = assertion(rsa_key, key_client, alg="RS384", kid="rsa-1", jti=None)
-        token = jwt.encode({k: v for k, v in jwt.decode(token, options={"verify_signature": False}).items()
-                            if k != "jti"}, rsa_key, algorithm="RS384", headers={"kid": "rsa-1"})
+        token = jwt.encode(
+            {k: v for k, v in jwt.decode(token, options={"verify_signature": False}).items() if k != "jti"},
+            rsa_key,
+            algorithm="RS384",
+            headers={"kid": "rsa-1"},
+        )
         assert "jti" in _error(db, _jwt_form(token)).description
 
     def test_wrong_assertion_type_is_invalid_request(self, db, key_client, rsa_key):
@@ -260,14 +269,16 @@ class TestFormParsing:
         from fhir_server.auth.token_endpoint import parse_form
 
         assert parse_form(b"client_id=a&client_secret=b%2Bc", "grant_type=client_credentials") == {
-            "grant_type": "client_credentials", "client_id": "a", "client_secret": "b+c"}
+            "grant_type": "client_credentials",
+            "client_id": "a",
+            "client_secret": "b+c",
+        }
         assert parse_form(b"") == {}
 
     def test_repeated_or_malformed_parameters_are_invalid_request(self):
         from fhir_server.auth.token_endpoint import parse_form
 
-        for body, query in [(b"scope=a&scope=b", ""), (b"grant_type=x", "grant_type=y"), (b"\xff\xfe", ""),
-                            (b"no-equals-sign&&", "")]:
+        for body, query in [(b"scope=a&scope=b", ""), (b"grant_type=x", "grant_type=y"), (b"\xff\xfe", ""), (b"no-equals-sign&&", "")]:
             with pytest.raises(OAuthError) as info:
                 parse_form(body, query)
             assert (info.value.status, info.value.error) == (400, "invalid_request")

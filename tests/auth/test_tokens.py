@@ -31,8 +31,9 @@ def _token(**kw):
 
 
 def test_issued_token_verifies_with_its_claims():
-    token, expires_in = issue_access_token(KEY, client_id="c1", scope="system/Patient.rs", issuer=ISSUER,
-                                           lifetime=300, organization_id="10000004", now=NOW)
+    token, expires_in = issue_access_token(
+        KEY, client_id="c1", scope="system/Patient.rs", issuer=ISSUER, lifetime=300, organization_id="10000004", now=NOW
+    )
     claims = verify_access_token(token, KEY, issuer=ISSUER, now=NOW + 10)
     assert expires_in == 300
     assert (claims.client_id, claims.scope, claims.organization_id) == ("c1", "system/Patient.rs", "10000004")
@@ -65,8 +66,7 @@ def test_tampered_token_is_refused():
 
 
 def test_token_signed_with_another_key_is_refused():
-    token = issue_access_token(SigningKey("k1", b"t" * 32), client_id="c1", scope="system/*.rs", issuer=ISSUER,
-                               lifetime=300, now=NOW)[0]
+    token = issue_access_token(SigningKey("k1", b"t" * 32), client_id="c1", scope="system/*.rs", issuer=ISSUER, lifetime=300, now=NOW)[0]
     with pytest.raises(InvalidToken):
         verify_access_token(token, KEY, now=NOW)
     with pytest.raises(InvalidToken, match="not issued by this server"):
@@ -155,7 +155,8 @@ def test_token_issued_here_verifies_in_another_process(db):
         "print(verify_access_token(sys.argv[2], key).client_id)\n"
     )
     url = db.engine.url.render_as_string(hide_password=False)
-    out = subprocess.run([sys.executable, "-c", script, url, token], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", script, url, token], capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2]
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "worker-test"

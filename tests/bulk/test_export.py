@@ -24,8 +24,7 @@ def _patient(client, family: str) -> str:
 
 
 def _observation(client, patient_id: str | None, code: str = "8867-4") -> str:
-    obs = {"resourceType": "Observation", "status": "final",
-           "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}
+    obs = {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}
     if patient_id:
         obs["subject"] = {"reference": f"Patient/{patient_id}"}
     return _create(client, obs)
@@ -33,8 +32,9 @@ def _observation(client, patient_id: str | None, code: str = "8867-4") -> str:
 
 def _stored(client, res_type: str) -> dict[str, bytes]:
     with client.app.state.fhir.db.read() as conn:
-        rows = conn.execute(sa.select(resources.c.res_id, resources.c.body).where(
-            resources.c.res_type == res_type, resources.c.deleted == sa.false()))
+        rows = conn.execute(
+            sa.select(resources.c.res_id, resources.c.body).where(resources.c.res_type == res_type, resources.c.deleted == sa.false())
+        )
         return {r.res_id: bytes(r.body) for r in rows}
 
 
@@ -117,8 +117,7 @@ def test_type_and_since_filter(bulk, worker):
     files = _files(bulk, manifest)
     assert json.loads(files["Patient"][0])["id"] == new_patient
 
-    manifest = _export(bulk, "/fhir/$export", params=[("_type", "Observation"), ("_type", "Organization"),
-                                                      ("_since", since)])
+    manifest = _export(bulk, "/fhir/$export", params=[("_type", "Observation"), ("_type", "Organization"), ("_since", since)])
     assert {o["type"]: o["count"] for o in manifest["output"]} == {"Organization": 1}
 
 
@@ -127,9 +126,15 @@ def test_patient_level_is_the_patient_compartments(bulk, worker):
     o1, o2 = _observation(bulk, p1), _observation(bulk, p2)
     _observation(bulk, None)  # no subject: in no compartment
     _create(bulk, {"resourceType": "Organization", "name": "Puskesmas"})
-    enc = _create(bulk, {"resourceType": "Encounter", "status": "finished",
-                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                         "subject": {"reference": f"Patient/{p1}"}})
+    enc = _create(
+        bulk,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{p1}"},
+        },
+    )
 
     manifest = _export(bulk, "/fhir/Patient/$export")
     assert manifest["request"] == f"{BASE}/Patient/$export"
@@ -144,11 +149,19 @@ def test_patient_level_is_the_patient_compartments(bulk, worker):
 def test_group_level_is_the_members_compartments(bulk, worker):
     p1, p2, p3, p4 = (_patient(bulk, n) for n in ("A", "B", "C", "D"))
     obs = {pid: _observation(bulk, pid) for pid in (p1, p2, p3, p4)}
-    group = _create(bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": [
-        {"entity": {"reference": f"Patient/{p1}"}},
-        {"entity": {"reference": f"{BASE}/Patient/{p2}"}},
-        {"entity": {"reference": f"Patient/{p3}"}, "inactive": True},
-    ]})
+    group = _create(
+        bulk,
+        {
+            "resourceType": "Group",
+            "type": "person",
+            "actual": True,
+            "member": [
+                {"entity": {"reference": f"Patient/{p1}"}},
+                {"entity": {"reference": f"{BASE}/Patient/{p2}"}},
+                {"entity": {"reference": f"Patient/{p3}"}, "inactive": True},
+            ],
+        },
+    )
     manifest = _export(bulk, f"/fhir/Group/{group}/$export")
     assert manifest["request"] == f"{BASE}/Group/{group}/$export"
     files = _files(bulk, manifest)
@@ -163,10 +176,13 @@ def test_group_level_is_the_members_compartments(bulk, worker):
 def test_post_kickoff_with_parameters(bulk, worker):
     _patient(bulk, "Post")
     _create(bulk, {"resourceType": "Organization", "name": "RS"})
-    body = {"resourceType": "Parameters", "parameter": [
-        {"name": "_type", "valueString": "Organization"},
-        {"name": "_outputFormat", "valueString": "application/ndjson"},
-    ]}
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_type", "valueString": "Organization"},
+            {"name": "_outputFormat", "valueString": "application/ndjson"},
+        ],
+    }
     resp = bulk.post("/fhir/$export", json=body, headers=ASYNC)
     assert resp.status_code == 202, resp.text
     done = wait_done(bulk, resp.headers["Content-Location"])
@@ -187,8 +203,7 @@ def test_kickoff_errors(bulk):
     assert _kickoff(bulk, "/fhir/Patient/$export", params={"_type": "Organization"}).status_code == 400
     assert _kickoff(bulk, "/fhir/$export", params={"_typeFilter": "Patient?active=true"}).status_code == 400
     lenient = {"Prefer": "respond-async, handling=lenient"}
-    assert _kickoff(bulk, "/fhir/$export", params={"_typeFilter": "x", "_type": "Patient,Nope"},
-                    headers=lenient).status_code == 202
+    assert _kickoff(bulk, "/fhir/$export", params={"_typeFilter": "x", "_type": "Patient,Nope"}, headers=lenient).status_code == 202
     assert bulk.get("/fhir/$export-status/00000000-0000-0000-0000-000000000000").status_code == 404
     assert bulk.get("/fhir/$export-status/not-a-job").status_code == 404
     assert bulk.delete("/fhir/$export-status/00000000-0000-0000-0000-000000000000").status_code == 404
@@ -241,8 +256,9 @@ def test_file_route_refuses_other_names(bulk, worker):
 
 def test_failed_export_is_an_operation_outcome_and_the_worker_carries_on(bulk, worker):
     pid = _patient(bulk, "G")
-    group = _create(bulk, {"resourceType": "Group", "type": "person", "actual": True,
-                           "member": [{"entity": {"reference": f"Patient/{pid}"}}]})
+    group = _create(
+        bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": [{"entity": {"reference": f"Patient/{pid}"}}]}
+    )
     worker.stop()
     location = _kickoff(bulk, f"/fhir/Group/{group}/$export").headers["Content-Location"]
     assert bulk.delete(f"/fhir/Group/{group}").status_code in (200, 204)
@@ -260,12 +276,26 @@ def test_group_export_in_several_chunks_writes_each_resource_once(bulk, worker, 
 
     monkeypatch.setattr(exporter, "ID_CHUNK", 1)  # one query per member
     p1, p2 = _patient(bulk, "A"), _patient(bulk, "B")
-    shared = _create(bulk, {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                            "subject": {"reference": f"Patient/{p1}"},
-                            "performer": [{"reference": f"Patient/{p2}"}]})
+    shared = _create(
+        bulk,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{p1}"},
+            "performer": [{"reference": f"Patient/{p2}"}],
+        },
+    )
     own = _observation(bulk, p2)
-    group = _create(bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": [
-        {"entity": {"reference": f"Patient/{p1}"}}, {"entity": {"reference": f"Patient/{p2}"}}]})
+    group = _create(
+        bulk,
+        {
+            "resourceType": "Group",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{p1}"}}, {"entity": {"reference": f"Patient/{p2}"}}],
+        },
+    )
     manifest = _export(bulk, f"/fhir/Group/{group}/$export", params={"_type": "Patient,Observation"})
     files = _files(bulk, manifest)
     assert sorted(json.loads(line)["id"] for line in files["Observation"]) == sorted([shared, own])

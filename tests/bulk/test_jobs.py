@@ -111,8 +111,7 @@ def test_two_running_workers_complete_every_job_once(bulk, export_dir):
     _patients(bulk, 2)
     locations = [bulk.get("/fhir/$export", headers=ASYNC).headers["Content-Location"] for _ in range(6)]
     # leases longer than any stall of a loaded machine: each job runs once (take-overs: above)
-    workers = [ExportWorker(db, export_dir, poll_interval=0.02, lease_seconds=60, owner=f"w{i}").start()
-               for i in range(2)]
+    workers = [ExportWorker(db, export_dir, poll_interval=0.02, lease_seconds=60, owner=f"w{i}").start() for i in range(2)]
     try:
         for location in locations:
             assert wait_done(bulk, location).status_code == 200
@@ -153,8 +152,10 @@ def test_the_files_are_the_state_at_the_transaction_time(bulk, export_dir):
     job_id = _job(db, types=["Patient"])
     job = jobs.claim_next(db, "runner", lease_seconds=30)  # the transaction time is now
     wait_until(lambda: now_us() > job.transaction_time_us)  # the changes below come after it
-    assert bulk.put(f"/fhir/Patient/{first}", json={"resourceType": "Patient", "id": first,
-                                                      "name": [{"family": "Changed"}]}).status_code == 200
+    assert (
+        bulk.put(f"/fhir/Patient/{first}", json={"resourceType": "Patient", "id": first, "name": [{"family": "Changed"}]}).status_code
+        == 200
+    )
     assert bulk.delete(f"/fhir/Patient/{second}").status_code in (200, 204)
     _patients(bulk, 1)  # created after the transaction time
     manifest = run_export(db, job, export_dir, lambda p: True, batch_size=1)
@@ -204,9 +205,18 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
         checks = {c["name"] for c in insp.get_check_constraints(table.name)}
         assert {"ck_export_jobs_status", "ck_export_jobs_level"} <= checks
         with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
-            conn.execute(export_jobs.insert().values(
-                id="x", status="bogus", level="system", output_format="ndjson", request_url="u",
-                client_id="c", created_us=0, updated_us=0))
+            conn.execute(
+                export_jobs.insert().values(
+                    id="x",
+                    status="bogus",
+                    level="system",
+                    output_format="ndjson",
+                    request_url="u",
+                    client_id="c",
+                    created_us=0,
+                    updated_us=0,
+                )
+            )
         migrate.downgrade(engine, "0005_audit")
         assert "export_jobs" not in sa.inspect(engine).get_table_names()
         migrate.upgrade(engine)
@@ -283,8 +293,12 @@ def test_two_processes_never_claim_the_same_job(bulk):
     db = bulk.app.state.fhir.db
     job_ids = {_job(db) for _ in range(20)}
     url = db.engine.url.render_as_string(hide_password=False)
-    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMER, url, f"proc{i}"], cwd=ROOT, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, url, f"proc{i}"], cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for i in range(2)
+    ]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
     for p in procs:

@@ -21,8 +21,7 @@ from tests.security.test_token_auth_http import token_for
 @pytest.fixture(params=BACKENDS)
 def secured(request, tmp_path) -> Iterator[TestClient]:
     with database(request.param, tmp_path) as url:
-        settings = BulkSettings(database_url=url, auth="token", base_url="http://testserver/fhir",
-                                export_dir=str(tmp_path / "export"))
+        settings = BulkSettings(database_url=url, auth="token", base_url="http://testserver/fhir", export_dir=str(tmp_path / "export"))
         app = create_app(settings)
         install_bulk_routes(app)
         with TestClient(app) as client:
@@ -42,9 +41,14 @@ def test_jobs_belong_to_their_client_and_scopes_limit_the_export(secured):
     other = token_for(secured, "system/*.rs")
     patients_only = token_for(secured, "system/Patient.rs")
     pid = secured.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=_h(owner)).json()["id"]
-    assert secured.post("/fhir/Observation", headers=_h(owner), json={
-        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
-        "subject": {"reference": f"Patient/{pid}"}}).status_code == 201
+    assert (
+        secured.post(
+            "/fhir/Observation",
+            headers=_h(owner),
+            json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": f"Patient/{pid}"}},
+        ).status_code
+        == 201
+    )
 
     assert secured.get("/fhir/$export", headers=ASYNC).status_code == 401
     resp = secured.get("/fhir/Patient/$export", headers=_h(owner, **ASYNC))
@@ -65,8 +69,7 @@ def test_jobs_belong_to_their_client_and_scopes_limit_the_export(secured):
 
     # a token that reads only Patients: no system-level export, Patient level has Patients only
     assert secured.get("/fhir/$export", headers=_h(patients_only, **ASYNC)).status_code == 403
-    assert secured.get("/fhir/Patient/$export", params={"_type": "Observation"},
-                       headers=_h(patients_only, **ASYNC)).status_code == 403
+    assert secured.get("/fhir/Patient/$export", params={"_type": "Observation"}, headers=_h(patients_only, **ASYNC)).status_code == 403
     resp = secured.get("/fhir/Patient/$export", headers=_h(patients_only, **ASYNC))
     assert resp.status_code == 202
     done = wait_done(_Auth(secured, patients_only), resp.headers["Content-Location"])
@@ -79,8 +82,9 @@ def _tokens(client: TestClient, registered: str, *requested: str) -> list[str]:
         cid, secret = add_client(conn, name="Bulk client", scopes=registered)
     tokens = []
     for scope in requested:
-        r = client.post("/fhir/auth/token", data={"grant_type": "client_credentials", "client_id": cid,
-                                                  "client_secret": secret, "scope": scope})
+        r = client.post(
+            "/fhir/auth/token", data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret, "scope": scope}
+        )
         assert r.status_code == 200, r.text
         tokens.append(r.json()["access_token"])
     return tokens
@@ -88,22 +92,28 @@ def _tokens(client: TestClient, registered: str, *requested: str) -> list[str]:
 
 def _forbidden(resp) -> bool:
     body = resp.json()
-    return (resp.status_code == 403 and body["resourceType"] == "OperationOutcome"
-            and body["issue"][0]["code"] == "forbidden")
+    return resp.status_code == 403 and body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "forbidden"
 
 
 def _store_patient_data(client: TestClient, token: str) -> None:
     pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=_h(token)).json()["id"]
     subject = {"reference": f"Patient/{pid}"}
-    for resource in ({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": subject},
-                     {"resourceType": "Encounter", "status": "finished", "subject": subject, "class": {
-                         "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}):
+    for resource in (
+        {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": subject},
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "subject": subject,
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        },
+    ):
         assert client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=_h(token)).status_code == 201
 
 
 def test_the_requesting_tokens_scopes_decide_which_files_it_sees_and_downloads(secured):
     full, observations, search_only = _tokens(
-        secured, "system/*.cruds", "system/*.cruds", "system/Observation.rs", "system/Patient.s system/Observation.s")
+        secured, "system/*.cruds", "system/*.cruds", "system/Observation.rs", "system/Patient.s system/Observation.s"
+    )
     _store_patient_data(secured, full)
     resp = secured.get("/fhir/Patient/$export", params={"_type": "Patient,Observation"}, headers=_h(full, **ASYNC))
     assert resp.status_code == 202, resp.text
@@ -131,8 +141,14 @@ def test_the_requesting_tokens_scopes_decide_which_files_it_sees_and_downloads(s
 
 def test_a_kickoff_exports_only_the_types_the_token_may_export(secured):
     full, some, obs_read_only, read_only, audit = _tokens(
-        secured, "system/*.cruds system/AuditEvent.rs", "system/*.cruds", "system/Patient.rs system/Encounter.rs",
-        "system/Patient.rs system/Observation.r", "system/Patient.r", "system/*.rs system/AuditEvent.rs")
+        secured,
+        "system/*.cruds system/AuditEvent.rs",
+        "system/*.cruds",
+        "system/Patient.rs system/Encounter.rs",
+        "system/Patient.rs system/Observation.r",
+        "system/Patient.r",
+        "system/*.rs system/AuditEvent.rs",
+    )
     _store_patient_data(secured, full)
 
     # system level: "every type" needs a wildcard; a narrower token names its types
@@ -149,8 +165,7 @@ def test_a_kickoff_exports_only_the_types_the_token_may_export(secured):
     resp = secured.get("/fhir/Patient/$export", headers=_h(obs_read_only, **ASYNC))
     done = wait_done(_Auth(secured, obs_read_only), resp.headers["Content-Location"])
     assert [o["type"] for o in done.json()["output"]] == ["Patient"]
-    assert _forbidden(secured.get("/fhir/Patient/$export", params={"_type": "Observation"},
-                                  headers=_h(obs_read_only, **ASYNC)))
+    assert _forbidden(secured.get("/fhir/Patient/$export", params={"_type": "Observation"}, headers=_h(obs_read_only, **ASYNC)))
 
     # nothing the token may export: 403 at every level
     for url in ("/fhir/$export", "/fhir/Patient/$export"):

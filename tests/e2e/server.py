@@ -77,11 +77,28 @@ class ServerProcess:
     def _start(self) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
-        cmd = [sys.executable, "-m", "fhir_server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", str(self._workers), "--database-url", self._database_url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self._workers),
+            "--database-url",
+            self._database_url,
+        ]
         with open(self.log, "wb") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, "FHIR_AUTH": "none", **(self._env or {})})
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "FHIR_AUTH": "none", **(self._env or {})},
+            )
 
     def _listening(self) -> bool:
         """Whether this server's process holds the socket listening on its port."""

@@ -49,7 +49,11 @@ def test_map_dukcapil_prints_fhir_and_reverse_prints_native(tmp_path):
     out = runner.invoke(app, ["map", "dukcapil", str(FIXTURES / "dukcapil_call_nik.json")])
     assert out.exit_code == 0, out.output
     fhir = json.loads(out.stdout)
-    patients = [fhir] if fhir["resourceType"] == "Patient" else [e["resource"] for e in fhir["entry"] if e["resource"]["resourceType"] == "Patient"]
+    patients = (
+        [fhir]
+        if fhir["resourceType"] == "Patient"
+        else [e["resource"] for e in fhir["entry"] if e["resource"]["resourceType"] == "Patient"]
+    )
     assert patients[0]["identifier"][0]["value"] == "3204154506900003"
     path = tmp_path / "patient.json"
     path.write_text(out.stdout)
@@ -76,8 +80,18 @@ def test_terminology_lookup_expand_translate():
     assert any(p.get("valueString") == "Warnasari" for p in json.loads(look.stdout)["parameter"])
     exp = runner.invoke(app, ["terminology", "expand", "https://fhir-server.id/ValueSet/kemendagri-wilayah-province", "--filter", "jawa"])
     assert exp.exit_code == 0 and len(json.loads(exp.stdout)["expansion"]["contains"]) >= 3
-    tr = runner.invoke(app, ["terminology", "translate", "2", "--system", "https://fhir-server.id/CodeSystem/dukcapil-status-kawin",
-                             "--url", "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status"])
+    tr = runner.invoke(
+        app,
+        [
+            "terminology",
+            "translate",
+            "2",
+            "--system",
+            "https://fhir-server.id/CodeSystem/dukcapil-status-kawin",
+            "--url",
+            "https://fhir-server.id/ConceptMap/dukcapil-status-kawin-to-v3-marital-status",
+        ],
+    )
     assert tr.exit_code == 0 and '"M"' in tr.stdout
     assert runner.invoke(app, ["terminology", "lookup", "0000000000"]).exit_code == 1
 

@@ -27,13 +27,27 @@ def _files(tmp_path):
         b"{not json",
     ]
     (src / "patients.ndjson").write_bytes(b"\n".join(lines) + b"\n")
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": {"resourceType": "Patient", "gender": "female"},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
-         "resource": {"resourceType": "Encounter", "status": "finished", "class": AMB,
-                      "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
-         "request": {"method": "POST", "url": "Encounter"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+                "resource": {"resourceType": "Patient", "gender": "female"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": AMB,
+                    "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            },
+        ],
+    }
     (src / "nested" / "visit.json").write_bytes(orjson.dumps(bundle))
     (src / "nested" / "orgs.ndjson.gz").write_bytes(gzip.compress(orjson.dumps({"resourceType": "Organization", "name": "RSUD"}) + b"\n"))
     return src

@@ -62,17 +62,26 @@ def test_two_workers_share_the_data_without_conflicts(fresh_database_url, tmp_pa
 
 
 def _big_transaction(n: int) -> dict:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
-         "resource": {**PATIENT, "meta": {"tag": [TAG]}, "birthDate": f"1990-01-{i % 28 + 1:02d}"},
-         "request": {"method": "POST", "url": "Patient"}} for i in range(n)]}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+                "resource": {**PATIENT, "meta": {"tag": [TAG]}, "birthDate": f"1990-01-{i % 28 + 1:02d}"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for i in range(n)
+        ],
+    }
 
 
 _PG_WRITING = (
     "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
     "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND c.relnamespace = current_schema()::regnamespace AND c.relname = 'resources' "
-    "AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()")
+    "AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+)
 
 
 @contextmanager
@@ -88,6 +97,7 @@ def _transaction_writing(url: str) -> Iterator[Callable[[], bool]]:
     db = Database(sa.create_engine(url))
     try:
         if db.dialect != "sqlite":
+
             def writing() -> bool:
                 with db.engine.connect() as conn:
                     return conn.exec_driver_sql(_PG_WRITING).scalar() > 0
@@ -134,8 +144,9 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_nothing(fresh_database_ur
     assert "error" in outcome, f"the transaction finished before the kill ({outcome}); make it larger"
 
     with ServerProcess(fresh_database_url, log=tmp_path / "restart.log", env=big) as again:
-        tagged = httpx.get(f"{again.base}/Patient", params={"_tag": f"{TAG['system']}|{TAG['code']}", "_summary": "count"},
-                           timeout=HTTP_TIMEOUT)
+        tagged = httpx.get(
+            f"{again.base}/Patient", params={"_tag": f"{TAG['system']}|{TAG['code']}", "_summary": "count"}, timeout=HTTP_TIMEOUT
+        )
         assert tagged.status_code == 200 and tagged.json()["total"] == 0
         assert httpx.get(f"{again.base}/Patient/_history", timeout=HTTP_TIMEOUT).json()["entry"] == []
         assert httpx.post(f"{again.base}/Patient", json=PATIENT, timeout=HTTP_TIMEOUT).status_code == 201

@@ -9,11 +9,14 @@ def bundle(result):
     return {"resourceType": "Bundle", "type": "transaction", "entry": result.transaction_entries()}
 
 
-@pytest.mark.parametrize("kind, name, expected", [
-    ("sep", "sep_insert_request", None),
-    ("pcare-pendaftaran", "pcare_pendaftaran", None),
-    ("pcare-kunjungan", "pcare_kunjungan", None),
-])
+@pytest.mark.parametrize(
+    "kind, name, expected",
+    [
+        ("sep", "sep_insert_request", None),
+        ("pcare-pendaftaran", "pcare_pendaftaran", None),
+        ("pcare-kunjungan", "pcare_kunjungan", None),
+    ],
+)
 def test_bundle_round_trip(kind, name, expected):
     result = to_fhir(kind, fixture(name))
     assert from_fhir(kind, bundle(result)) == fixture(name)
@@ -49,14 +52,20 @@ def test_pcare_detects_the_body_kind():
 
 def test_transaction_entries_use_conditional_requests():
     entries = to_fhir("bpjs-peserta", fixture("bpjs_peserta")).transaction_entries()
-    assert entries[0]["request"] == {"method": "POST", "url": "Organization",
-                                     "ifNoneExist": "identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fpayor%7Cbpjs-kesehatan"}
+    assert entries[0]["request"] == {
+        "method": "POST",
+        "url": "Organization",
+        "ifNoneExist": "identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fpayor%7Cbpjs-kesehatan",
+    }
     assert entries[3]["request"] == {
-        "method": "PUT", "url": "Coverage?identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fbpjs-kartu%7C0001234500001"}
+        "method": "PUT",
+        "url": "Coverage?identifier=https%3A%2F%2Ffhir-server.id%2Fid%2Fbpjs-kartu%7C0001234500001",
+    }
 
 
-@pytest.mark.parametrize("call", [lambda: to_fhir("hl7v2", {}), lambda: from_fhir("hl7v2", {"resourceType": "Patient"}),
-                                  lambda: from_fhir("sep", "text")])
+@pytest.mark.parametrize(
+    "call", [lambda: to_fhir("hl7v2", {}), lambda: from_fhir("hl7v2", {"resourceType": "Patient"}), lambda: from_fhir("sep", "text")]
+)
 def test_unknown_kind_or_payload_is_400(call):
     with pytest.raises(FhirError) as err:
         call()

@@ -60,8 +60,7 @@ def test_sep_insert_posts_json_with_bpjs_content_type():
 
 
 def test_pcare_sends_x_authorization_and_accepts_int_codes():
-    transport, seen = stand_in(code="201", message="CREATED", payload={"field": "noUrut", "message": "A1"},
-                               metadata_int=True)
+    transport, seen = stand_in(code="201", message="CREATED", payload={"field": "noUrut", "message": "A1"}, metadata_int=True)
     with BpjsClient("https://bpjs.test/pcare-rest/", CREDS, pcare=True, transport=transport) as client:
         assert client.pcare_pendaftaran(fixture("pcare_pendaftaran")) == {"field": "noUrut", "message": "A1"}
     assert seen[0].headers["X-authorization"].startswith("Basic ")

@@ -26,7 +26,11 @@ def peserta(**changes):
 def test_peserta_gives_patient_coverage_payor_and_provider():
     result = mapped(fixture("bpjs_peserta"))
     assert [(e.resource_type, e.mode) for e in result.entries] == [
-        ("Organization", "create"), ("Organization", "create"), ("Patient", "update"), ("Coverage", "update")]
+        ("Organization", "create"),
+        ("Organization", "create"),
+        ("Patient", "update"),
+        ("Coverage", "update"),
+    ]
     assert [e.match for e in result.entries[2:]] == [(S.NIK, "3204154506900003"), (S.BPJS_CARD, "0001234500001")]
 
 
@@ -49,14 +53,17 @@ def test_coverage_fields():
     assert payor_entry.resource["name"] == "BPJS Kesehatan"
     assert coverage["period"] == {"start": "2015-01-01", "end": "2030-12-31"}
     assert [(c["type"]["coding"][0]["code"], c["value"], c["name"]) for c in coverage["class"]] == [
-        ("plan", "13", "PEGAWAI SWASTA"), ("class", "3", "KELAS III")]
+        ("plan", "13", "PEGAWAI SWASTA"),
+        ("class", "3", "KELAS III"),
+    ]
     provider = extension_value(coverage, S.EXT_PRIMARY_CARE_PROVIDER)
     assert (identifier_value(provider, S.BPJS_FASKES), provider["display"]) == ("0000U001", "KLINIK CONTOH")
 
 
 def test_unknown_participant_type_and_status_flow_through():
-    result = mapped(peserta(jenisPeserta={"kode": "99", "keterangan": "JENIS BARU"},
-                            statusPeserta={"kode": "7", "keterangan": "NON AKTIF KARENA X"}))
+    result = mapped(
+        peserta(jenisPeserta={"kode": "99", "keterangan": "JENIS BARU"}, statusPeserta={"kode": "7", "keterangan": "NON AKTIF KARENA X"})
+    )
     coverage = result.first("Coverage")
     assert coverage["status"] == "cancelled"
     assert coverage["class"][0]["value"] == "99" and coverage["class"][0]["name"] == "JENIS BARU"
@@ -74,15 +81,18 @@ def test_nik_mismatch_warns():
     assert [w.expression for w in result.warnings] == ["peserta.nik"]
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"noKartu": "123"}, "peserta.noKartu"),
-    ({"noKartu": None}, "peserta.noKartu"),
-    ({"nama": None}, "peserta.nama"),
-    ({"nik": "3204154506900000"}, "peserta.nik"),
-    ({"sex": "X"}, "peserta.sex"),
-    ({"hakKelas": {"kode": "9", "keterangan": "KELAS IX"}}, "peserta.hakKelas.kode"),
-    ({"tglTMT": "2015-02-30"}, "peserta.tglTMT"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"noKartu": "123"}, "peserta.noKartu"),
+        ({"noKartu": None}, "peserta.noKartu"),
+        ({"nama": None}, "peserta.nama"),
+        ({"nik": "3204154506900000"}, "peserta.nik"),
+        ({"sex": "X"}, "peserta.sex"),
+        ({"hakKelas": {"kode": "9", "keterangan": "KELAS IX"}}, "peserta.hakKelas.kode"),
+        ({"tglTMT": "2015-02-30"}, "peserta.tglTMT"),
+    ],
+)
 def test_bad_input_names_the_field(changes, field):
     with pytest.raises(FhirError) as err:
         bpjs_peserta_to_fhir({"peserta": peserta(**changes)})
@@ -133,9 +143,15 @@ def test_round_trip_fhir_native_fhir(p):
 
 
 def test_messy_numbers_and_key_case_are_accepted():
-    messy = peserta(noKartu=1234500001, nik=3204154506900003, sex="p", pisa=3,
-                    hakKelas={"kode": 3, "keterangan": "Kelas 3"}, statusPeserta={"kode": 0, "keterangan": "aktif"},
-                    tglLahir="05-06-1990")
+    messy = peserta(
+        noKartu=1234500001,
+        nik=3204154506900003,
+        sex="p",
+        pisa=3,
+        hakKelas={"kode": 3, "keterangan": "Kelas 3"},
+        statusPeserta={"kode": 0, "keterangan": "aktif"},
+        tglLahir="05-06-1990",
+    )
     messy["NoKartu"] = messy.pop("noKartu")
     result = mapped({"peserta": messy})
     assert result.first("Coverage")["subscriberId"] == "0001234500001"

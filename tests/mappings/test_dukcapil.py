@@ -32,13 +32,13 @@ def test_call_nik_envelope_becomes_a_satusehat_patient():
     assert patient["meta"]["profile"] == [S.SATUSEHAT_PATIENT_PROFILE]
     assert patient["identifier"][:2] == [
         {"use": "official", "system": "https://fhir.kemkes.go.id/id/nik", "value": "3204154506900003"},
-        {"use": "official", "system": "https://fhir.kemkes.go.id/id/kk", "value": "3204150101150007"}]
+        {"use": "official", "system": "https://fhir.kemkes.go.id/id/kk", "value": "3204150101150007"},
+    ]
     assert patient["name"] == [{"use": "official", "text": "SITI RAHAYU"}]
     assert (patient["gender"], patient["birthDate"]) == ("female", "1990-06-05")
     assert result.warnings == []
     assert result.entries[0].match == ("https://fhir.kemkes.go.id/id/nik", "3204154506900003")
-    assert result.entries[0].search == (
-        "Patient?identifier=https%3A%2F%2Ffhir.kemkes.go.id%2Fid%2Fnik%7C3204154506900003")
+    assert result.entries[0].search == ("Patient?identifier=https%3A%2F%2Ffhir.kemkes.go.id%2Fid%2Fnik%7C3204154506900003")
 
 
 def test_address_has_padded_administrative_codes():
@@ -47,7 +47,13 @@ def test_address_has_padded_administrative_codes():
     assert (address["use"], address["line"], address["country"]) == ("home", ["JL. MAWAR NO. 7"], "ID")
     admin = get_extension(address, S.EXT_ADMINISTRATIVE_CODE)["extension"]
     assert {e["url"]: e["valueCode"] for e in admin} == {
-        "province": "32", "city": "3204", "district": "320415", "village": "3204152003", "rt": "002", "rw": "005"}
+        "province": "32",
+        "city": "3204",
+        "district": "320415",
+        "village": "3204152003",
+        "rt": "002",
+        "rw": "005",
+    }
 
 
 def test_birth_place_citizenship_religion_and_marital_status():
@@ -61,20 +67,41 @@ def test_birth_place_citizenship_religion_and_marital_status():
 
 def test_fields_without_a_satusehat_element_use_our_extensions_and_contacts():
     patient, _ = patient_of(fixture("dukcapil_call_nik"))
-    codes = {url: extension_value(patient, url)["coding"][0]["code"] for url in
-             (S.EXT_OCCUPATION, S.EXT_EDUCATION, S.EXT_BLOOD_TYPE, S.EXT_FAMILY_RELATIONSHIP)}
-    assert codes == {S.EXT_OCCUPATION: "15", S.EXT_EDUCATION: "5", S.EXT_BLOOD_TYPE: "13",
-                     S.EXT_FAMILY_RELATIONSHIP: "3"}
+    codes = {
+        url: extension_value(patient, url)["coding"][0]["code"]
+        for url in (S.EXT_OCCUPATION, S.EXT_EDUCATION, S.EXT_BLOOD_TYPE, S.EXT_FAMILY_RELATIONSHIP)
+    }
+    assert codes == {S.EXT_OCCUPATION: "15", S.EXT_EDUCATION: "5", S.EXT_BLOOD_TYPE: "13", S.EXT_FAMILY_RELATIONSHIP: "3"}
     parents = {c["relationship"][0]["coding"][0]["code"]: c["name"]["text"] for c in patient["contact"]}
     assert parents == {"MTH": "AMINAH", "FTH": "DARSO"}
 
 
 def test_messy_input_is_accepted():
-    messy = {"content": [{
-        "nik": "3204154506900003", "no_kk": 3204150101150007.0, "nama_lgkp": "SITI RAHAYU", "jenis_klmin": "perempuan",
-        "tgl_lhr": "05.06.1990", "agama": "KATOLIK", "stat_kwn": "Kawin", "jenis_pkrjn": "BELUM / TIDAK BEKERJA",
-        "pddk_akh": "SLTA / SEDERAJAT", "gol_drh": "a+", "stat_hbkel": "ISTERI", "no_rt": "2", "no_rw": 5,
-        "no_prop": "32", "no_kab": 4, "no_kec": 15, "no_kel": 2003, "kode_pos": None, "dusun": ""}]}
+    messy = {
+        "content": [
+            {
+                "nik": "3204154506900003",
+                "no_kk": 3204150101150007.0,
+                "nama_lgkp": "SITI RAHAYU",
+                "jenis_klmin": "perempuan",
+                "tgl_lhr": "05.06.1990",
+                "agama": "KATOLIK",
+                "stat_kwn": "Kawin",
+                "jenis_pkrjn": "BELUM / TIDAK BEKERJA",
+                "pddk_akh": "SLTA / SEDERAJAT",
+                "gol_drh": "a+",
+                "stat_hbkel": "ISTERI",
+                "no_rt": "2",
+                "no_rw": 5,
+                "no_prop": "32",
+                "no_kab": 4,
+                "no_kec": 15,
+                "no_kel": 2003,
+                "kode_pos": None,
+                "dusun": "",
+            }
+        ]
+    }
     patient, result = patient_of(messy)
     back = patient_to_dukcapil(patient)
     assert back["AGAMA"] == "KATHOLIK" and back["STATUS_KAWIN"] == "KAWIN"
@@ -102,11 +129,14 @@ def test_nik_inconsistent_with_sex_and_birth_date_warns_but_maps():
     assert all(w.expression == "NIK" for w in result.warnings)
 
 
-@pytest.mark.parametrize("content, code", [
-    ([{"RESPON": "Data Tidak Ditemukan"}], "not-found"),
-    ([{"RESPON": "Login Gagal"}], "processing"),
-    ([{"RESPONSE_CODE": "05", "RESPONSE_DESC": "NIK tidak valid"}], "processing"),
-])
+@pytest.mark.parametrize(
+    "content, code",
+    [
+        ([{"RESPON": "Data Tidak Ditemukan"}], "not-found"),
+        ([{"RESPON": "Login Gagal"}], "processing"),
+        ([{"RESPONSE_CODE": "05", "RESPONSE_DESC": "NIK tidak valid"}], "processing"),
+    ],
+)
 def test_dukcapil_errors_inside_content_never_become_a_patient(content, code):
     with pytest.raises(FhirError) as err:
         dukcapil_to_fhir({"content": content, "lastPage": True})
@@ -115,17 +145,20 @@ def test_dukcapil_errors_inside_content_never_become_a_patient(content, code):
     assert err.value.issues[0].expression.startswith("content[0].RESP")
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"NIK": "3204154506900000"}, "NIK"),
-    ({"NIK": None}, "NIK"),
-    ({"NAMA_LGKP": None}, "NAMA_LGKP"),
-    ({"AGAMA": "JEDI"}, "AGAMA"),
-    ({"JENIS_KLMIN": "X"}, "JENIS_KLMIN"),
-    ({"TGL_LHR": "31-02-1990"}, "TGL_LHR"),
-    ({"NO_KK": 123}, "NO_KK"),
-    ({"NO_RT": "A1"}, "NO_RT"),
-    ({"NO_KEL": 12345}, "NO_KEL"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"NIK": "3204154506900000"}, "NIK"),
+        ({"NIK": None}, "NIK"),
+        ({"NAMA_LGKP": None}, "NAMA_LGKP"),
+        ({"AGAMA": "JEDI"}, "AGAMA"),
+        ({"JENIS_KLMIN": "X"}, "JENIS_KLMIN"),
+        ({"TGL_LHR": "31-02-1990"}, "TGL_LHR"),
+        ({"NO_KK": 123}, "NO_KK"),
+        ({"NO_RT": "A1"}, "NO_RT"),
+        ({"NO_KEL": 12345}, "NO_KEL"),
+    ],
+)
 def test_bad_input_is_422_naming_the_native_field(changes, field):
     with pytest.raises(FhirError) as err:
         dukcapil_to_fhir(record(**changes))
@@ -160,10 +193,12 @@ def test_reverse_without_nik_is_an_error():
 
 
 def test_reverse_uses_v3_codes_when_our_coding_is_absent():
-    patient = {"resourceType": "Patient", "identifier": [{"system": S.NIK, "value": "3204154506900003"}],
-               "maritalStatus": {"coding": [{"system": S.V3_MARITAL, "code": "W"}]},
-               "extension": [{"url": S.EXT_RELIGION, "valueCodeableConcept": {
-                   "coding": [{"system": S.V3_RELIGION, "code": "1041"}]}}]}
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": S.NIK, "value": "3204154506900003"}],
+        "maritalStatus": {"coding": [{"system": S.V3_MARITAL, "code": "W"}]},
+        "extension": [{"url": S.EXT_RELIGION, "valueCodeableConcept": {"coding": [{"system": S.V3_RELIGION, "code": "1041"}]}}],
+    }
     back = patient_to_dukcapil(patient)
     assert (back["STATUS_KAWIN"], back["AGAMA"]) == ("CERAI MATI", "KATHOLIK")
 

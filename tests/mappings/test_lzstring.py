@@ -11,8 +11,10 @@ VECTORS = [
     ("", "Q"),
     ("a", "IZA"),
     ("hello world", "BYUwNmD2AEDukCcwBMg"),
-    ("{\"peserta\":{\"noKartu\":\"0001234500001\",\"nama\":\"SITI RAHAYU\"}}",
-     "N4IgDgpgzhBOAuBDEAuUA7A9gaUQgrqiAAykCMATAMwAsArKeSADQjqIC2yKIAygJIAVfgAIASgEEAEhICaAVRABfJUA"),
+    (
+        '{"peserta":{"noKartu":"0001234500001","nama":"SITI RAHAYU"}}',
+        "N4IgDgpgzhBOAuBDEAuUA7A9gaUQgrqiAAykCMATAMwAsArKeSADQjqIC2yKIAygJIAVfgAIASgEEAEhICaAVRABfJUA",
+    ),
     ("ÄÖÜ äöü ß ✓ 日本語 🎉", "CMNYOwBAJwbwPxA+xQyOQUKemgac0HlRFA8G4JH7QA"),
     ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "IY18ZXVQ"),
     ("TOBEORNOTTOBEORTOBEORNOT#", "CoeQQgoiBKByLFJGSpwQYiA"),

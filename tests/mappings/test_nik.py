@@ -19,16 +19,19 @@ def test_day_without_40_means_male():
     assert check_nik("3204150506900003")[0].gender == "male"
 
 
-@pytest.mark.parametrize("nik, why", [
-    ("320415450690000", "16 digits"),
-    ("32041545069000031", "16 digits"),
-    ("0004154506900003", "province"),
-    ("3204153206900003", "birth_date"),  # day 32
-    ("3204157306900003", "birth_date"),  # day 73 - 40 = 33
-    ("3204154513900003", "birth_date"),  # month 13
-    ("3204154506900000", "serial"),
-    ("32041545069O0003", "not a number"),
-])
+@pytest.mark.parametrize(
+    "nik, why",
+    [
+        ("320415450690000", "16 digits"),
+        ("32041545069000031", "16 digits"),
+        ("0004154506900003", "province"),
+        ("3204153206900003", "birth_date"),  # day 32
+        ("3204157306900003", "birth_date"),  # day 73 - 40 = 33
+        ("3204154513900003", "birth_date"),  # month 13
+        ("3204154506900000", "serial"),
+        ("32041545069O0003", "not a number"),
+    ],
+)
 def test_invalid_nik_is_rejected_naming_the_field(nik, why):
     with pytest.raises(FhirError) as err:
         check_nik(nik, "content[0].NIK")

@@ -4,8 +4,9 @@ from fhir_server.errors import FhirError
 from mappings.normalize import Record, as_date, as_digits, as_flag, as_number, as_text
 
 
-@pytest.mark.parametrize("raw", ["1969-03-10", "10.03.1969", "10-03-1969", "10/03/1969", "1969-03-10 00:00:00",
-                                 "1969-03-10T00:00:00+07:00"])
+@pytest.mark.parametrize(
+    "raw", ["1969-03-10", "10.03.1969", "10-03-1969", "10/03/1969", "1969-03-10 00:00:00", "1969-03-10T00:00:00+07:00"]
+)
 def test_birth_date_formats(raw):
     assert as_date(raw, "TGL_LHR") == "1969-03-10"
 

@@ -36,8 +36,7 @@ def test_pendaftaran_gives_encounter_and_vital_signs():
     observations = {loinc(o): o for o in result.of_type("Observation")}
     assert sorted(observations) == sorted(["85354-9", "29463-7", "8302-2", "9279-1", "8867-4", "8280-0"])
     bp = observations["85354-9"]
-    assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"]) for c in bp["component"]] == [
-        ("8480-6", 150), ("8462-4", 95)]
+    assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"]) for c in bp["component"]] == [("8480-6", 150), ("8462-4", 95)]
     assert observations["29463-7"]["valueQuantity"] == {"value": 60, "unit": "kg", "system": S.UCUM, "code": "kg"}
     assert all(o["encounter"]["reference"] == result.entries[0].full_url for o in observations.values())
 
@@ -70,14 +69,17 @@ def test_registration_and_unnumbered_visit_share_a_key():
     assert pendaftaran.match == kunjungan.match == (S.PCARE_PENDAFTARAN, "0001234500001:2024-03-04:001")
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"tglDaftar": "2024-13-04"}, "tglDaftar"),
-    ({"tglDaftar": None}, "tglDaftar"),
-    ({"noKartu": "1"}, "noKartu"),
-    ({"kdPoli": None}, "kdPoli"),
-    ({"sistole": "tinggi"}, "sistole"),
-    ({"kdTkp": "99"}, "kdTkp"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"tglDaftar": "2024-13-04"}, "tglDaftar"),
+        ({"tglDaftar": None}, "tglDaftar"),
+        ({"noKartu": "1"}, "noKartu"),
+        ({"kdPoli": None}, "kdPoli"),
+        ({"sistole": "tinggi"}, "sistole"),
+        ({"kdTkp": "99"}, "kdTkp"),
+    ],
+)
 def test_bad_pendaftaran_names_the_field(changes, field):
     with pytest.raises(FhirError) as err:
         pendaftaran_to_fhir(fixture("pcare_pendaftaran") | changes)
@@ -92,11 +94,11 @@ def test_bad_diagnosis_names_the_field():
 
 def test_fixture_round_trips():
     p = mapped(pendaftaran_to_fhir, fixture("pcare_pendaftaran"))
-    assert encounter_to_pcare_pendaftaran(p.first("Encounter"), p.of_type("Observation")) == fixture(
-        "pcare_pendaftaran")
+    assert encounter_to_pcare_pendaftaran(p.first("Encounter"), p.of_type("Observation")) == fixture("pcare_pendaftaran")
     k = mapped(kunjungan_to_fhir, fixture("pcare_kunjungan"))
-    assert encounter_to_pcare_kunjungan(k.first("Encounter"), k.of_type("Condition"),
-                                        k.of_type("Observation")) == fixture("pcare_kunjungan")
+    assert encounter_to_pcare_kunjungan(k.first("Encounter"), k.of_type("Condition"), k.of_type("Observation")) == fixture(
+        "pcare_kunjungan"
+    )
 
 
 def test_reverse_finds_stored_conditions_by_resource_id():
@@ -125,8 +127,7 @@ def test_pendaftaran_round_trip_native_fhir_native(body):
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_native_fhir_native(body):
     result = mapped(kunjungan_to_fhir, body)
-    back = encounter_to_pcare_kunjungan(result.first("Encounter"), result.of_type("Condition"),
-                                        result.of_type("Observation"))
+    back = encounter_to_pcare_kunjungan(result.first("Encounter"), result.of_type("Condition"), result.of_type("Observation"))
     assert back == body
 
 
@@ -135,8 +136,7 @@ def test_kunjungan_round_trip_native_fhir_native(body):
 @given(pcare_kunjungan())
 def test_kunjungan_round_trip_fhir_native_fhir(body):
     result = mapped(kunjungan_to_fhir, body)
-    back = encounter_to_pcare_kunjungan(result.first("Encounter"), result.of_type("Condition"),
-                                        result.of_type("Observation"))
+    back = encounter_to_pcare_kunjungan(result.first("Encounter"), result.of_type("Condition"), result.of_type("Observation"))
     assert mapped(kunjungan_to_fhir, back).resources == result.resources
 
 
@@ -150,8 +150,14 @@ def test_pendaftaran_round_trip_fhir_native_fhir(body):
 
 
 def test_messy_pendaftaran_numbers_as_strings_and_iso_date():
-    body = fixture("pcare_pendaftaran") | {"noKartu": 1234500001, "tglDaftar": "2024-03-04", "sistole": "150",
-                                           "beratBadan": "60,0", "kdTkp": 10, "kunjSakit": "1", "rujukBalik": "0"}
+    body = fixture("pcare_pendaftaran") | {
+        "noKartu": 1234500001,
+        "tglDaftar": "2024-03-04",
+        "sistole": "150",
+        "beratBadan": "60,0",
+        "kdTkp": 10,
+        "kunjSakit": "1",
+        "rujukBalik": "0",
+    }
     result = mapped(pendaftaran_to_fhir, body)
-    assert encounter_to_pcare_pendaftaran(result.first("Encounter"), result.of_type("Observation")) == fixture(
-        "pcare_pendaftaran")
+    assert encounter_to_pcare_pendaftaran(result.first("Encounter"), result.of_type("Observation")) == fixture("pcare_pendaftaran")

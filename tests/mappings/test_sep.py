@@ -52,7 +52,10 @@ def test_response_is_keyed_on_the_sep_number_and_carries_the_request_key():
     assert result.entries[0].match == (S.BPJS_SEP, "0000R0010324V000001")
     assert identifier_value(encounter, S.BPJS_SEP_REQUEST) == "0001234500001:2024-03-04:0000R001:2:INT"
     assert result.first("Condition")["code"]["coding"][0] == {
-        "system": S.ICD10, "code": "I10", "display": "Essential (primary) hypertension"}
+        "system": S.ICD10,
+        "code": "I10",
+        "display": "Essential (primary) hypertension",
+    }
     assert encounter["serviceType"]["coding"][0]["display"] == "PENYAKIT DALAM"
 
 
@@ -61,14 +64,17 @@ def test_dotless_icd10_gets_its_dot():
     assert condition["code"]["coding"][0]["code"] == "A15.0"
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"noKartu": "12"}, "request.t_sep.noKartu"),
-    ({"tglSep": ""}, "request.t_sep.tglSep"),
-    ({"jnsPelayanan": "3"}, "request.t_sep.jnsPelayanan"),
-    ({"diagAwal": "hipertensi"}, "request.t_sep.diagAwal"),
-    ({"tujuanKunj": "9"}, "request.t_sep.tujuanKunj"),
-    ({"ppkPelayanan": None}, "request.t_sep.ppkPelayanan"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"noKartu": "12"}, "request.t_sep.noKartu"),
+        ({"tglSep": ""}, "request.t_sep.tglSep"),
+        ({"jnsPelayanan": "3"}, "request.t_sep.jnsPelayanan"),
+        ({"diagAwal": "hipertensi"}, "request.t_sep.diagAwal"),
+        ({"tujuanKunj": "9"}, "request.t_sep.tujuanKunj"),
+        ({"ppkPelayanan": None}, "request.t_sep.ppkPelayanan"),
+    ],
+)
 def test_bad_input_names_the_field(changes, field):
     with pytest.raises(FhirError) as err:
         sep_to_fhir(t_sep(**changes))
@@ -91,16 +97,14 @@ def test_malformed_body_is_400():
 
 def test_fixture_round_trip_request():
     result = mapped(fixture("sep_insert_request"))
-    assert encounter_to_sep_request(result.first("Encounter"), result.first("Condition")) == fixture(
-        "sep_insert_request")
+    assert encounter_to_sep_request(result.first("Encounter"), result.first("Condition")) == fixture("sep_insert_request")
 
 
 def test_fixture_round_trip_response():
     result = mapped(fixture("sep_response"))
     back = encounter_to_sep_response(result.first("Encounter"), result.first("Condition"))
     sep = fixture("sep_response")["response"]["sep"]
-    for key in ("noSep", "tglSep", "jnsPelayanan", "kdPoli", "poli", "poliEksekutif", "noRujukan", "diagnosa",
-                "catatan", "tujuanKunj"):
+    for key in ("noSep", "tglSep", "jnsPelayanan", "kdPoli", "poli", "poliEksekutif", "noRujukan", "diagnosa", "catatan", "tujuanKunj"):
         assert back["sep"][key] == sep[key], key
     assert back["sep"]["peserta"] == {k: sep["peserta"][k] for k in ("noKartu", "nama", "noMr")}
     assert mapped(back).resources == result.resources
@@ -108,8 +112,7 @@ def test_fixture_round_trip_response():
 
 def test_reverse_needs_a_card_number():
     with pytest.raises(FhirError) as err:
-        encounter_to_sep_request({"resourceType": "Encounter", "status": "planned",
-                                  "class": {"code": "AMB"}})
+        encounter_to_sep_request({"resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"}})
     assert err.value.status == 422
 
 

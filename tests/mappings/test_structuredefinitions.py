@@ -18,8 +18,7 @@ def definitions():
 
 def extension_urls(node, found):
     if isinstance(node, dict):
-        if ("url" in node and ("extension" in node or any(k.startswith("value") for k in node))
-                and node["url"].startswith("http")):
+        if "url" in node and ("extension" in node or any(k.startswith("value") for k in node)) and node["url"].startswith("http"):
             found.add(node["url"])
         for value in node.values():
             extension_urls(value, found)
@@ -34,11 +33,13 @@ def test_structuredefinitions_are_valid():
 
 
 def test_every_extension_of_ours_that_the_mappings_emit_is_defined():
-    resources = (dukcapil_to_fhir(fixture("dukcapil_call_nik")).resources
-                 + bpjs_peserta_to_fhir(fixture("bpjs_peserta")).resources
-                 + sep_to_fhir(fixture("sep_insert_request")).resources
-                 + pendaftaran_to_fhir(fixture("pcare_pendaftaran")).resources
-                 + kunjungan_to_fhir(fixture("pcare_kunjungan")).resources)
+    resources = (
+        dukcapil_to_fhir(fixture("dukcapil_call_nik")).resources
+        + bpjs_peserta_to_fhir(fixture("bpjs_peserta")).resources
+        + sep_to_fhir(fixture("sep_insert_request")).resources
+        + pendaftaran_to_fhir(fixture("pcare_pendaftaran")).resources
+        + kunjungan_to_fhir(fixture("pcare_kunjungan")).resources
+    )
     ours = {u for u in extension_urls(resources, set()) if u.startswith(S.NS)}
     assert len(ours) >= 8
     assert ours <= {d["url"] for d in definitions()}

@@ -36,24 +36,27 @@ def test_lookup_of_unknown_code_or_system_is_none():
     assert indonesia.lookup("http://example.org/nope", "1") is None
 
 
-@pytest.mark.parametrize("label, system, code", [
-    ("KATOLIK", S.CS_DUKCAPIL_RELIGION, "3"),
-    ("katholik", S.CS_DUKCAPIL_RELIGION, "3"),
-    ("Kong Hu Cu", S.CS_DUKCAPIL_RELIGION, "6"),
-    ("BELUM / TIDAK BEKERJA", S.CS_DUKCAPIL_OCCUPATION, "1"),
-    ("BELUM TIDAK BEKERJA", S.CS_DUKCAPIL_OCCUPATION, "1"),
-    ("PEGAWAI NEGERI SIPIL", S.CS_DUKCAPIL_OCCUPATION, "5"),
-    ("  slta / sederajat ", S.CS_DUKCAPIL_EDUCATION, "5"),
-    ("AKADEMI/DIPLOMA III/SARJANA MUDA", S.CS_DUKCAPIL_EDUCATION, "7"),
-    ("A-", S.CS_DUKCAPIL_BLOOD, "6"),
-    ("A", S.CS_DUKCAPIL_BLOOD, "1"),
-    ("AB+", S.CS_DUKCAPIL_BLOOD, "9"),
-    ("TIDAK_TAHU", S.CS_DUKCAPIL_BLOOD, "13"),
-    ("LAKI LAKI", S.CS_DUKCAPIL_SEX, "1"),
-    ("KAWIN TERCATAT", S.CS_DUKCAPIL_MARITAL, "2"),
-    ("R.Jalan", S.CS_BPJS_SERVICE_TYPE, "2"),
-    ("4", S.CS_DUKCAPIL_SHDK, "4"),
-])
+@pytest.mark.parametrize(
+    "label, system, code",
+    [
+        ("KATOLIK", S.CS_DUKCAPIL_RELIGION, "3"),
+        ("katholik", S.CS_DUKCAPIL_RELIGION, "3"),
+        ("Kong Hu Cu", S.CS_DUKCAPIL_RELIGION, "6"),
+        ("BELUM / TIDAK BEKERJA", S.CS_DUKCAPIL_OCCUPATION, "1"),
+        ("BELUM TIDAK BEKERJA", S.CS_DUKCAPIL_OCCUPATION, "1"),
+        ("PEGAWAI NEGERI SIPIL", S.CS_DUKCAPIL_OCCUPATION, "5"),
+        ("  slta / sederajat ", S.CS_DUKCAPIL_EDUCATION, "5"),
+        ("AKADEMI/DIPLOMA III/SARJANA MUDA", S.CS_DUKCAPIL_EDUCATION, "7"),
+        ("A-", S.CS_DUKCAPIL_BLOOD, "6"),
+        ("A", S.CS_DUKCAPIL_BLOOD, "1"),
+        ("AB+", S.CS_DUKCAPIL_BLOOD, "9"),
+        ("TIDAK_TAHU", S.CS_DUKCAPIL_BLOOD, "13"),
+        ("LAKI LAKI", S.CS_DUKCAPIL_SEX, "1"),
+        ("KAWIN TERCATAT", S.CS_DUKCAPIL_MARITAL, "2"),
+        ("R.Jalan", S.CS_BPJS_SERVICE_TYPE, "2"),
+        ("4", S.CS_DUKCAPIL_SHDK, "4"),
+    ],
+)
 def test_messy_labels_match_their_concept(label, system, code):
     assert indonesia.match_label(system, label).code == code
 

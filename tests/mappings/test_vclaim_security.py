@@ -10,13 +10,14 @@ from mappings.vclaim_security import Credentials, decrypt, encrypt, headers, ope
 CONS_ID, SECRET, TS = "1234", "s3cr3tKey", "1700000000"
 # node: crypto.createHmac('sha256', SECRET).update(CONS_ID + '&' + TS).digest('base64')
 SIGNATURE = "QpGYKjESq0qOh1PhrJUaiiFXli7x7P5p3DouEjsl5lI="
-PLAIN = ('{"peserta":{"noKartu":"0001234500001","nik":"3204154506900003","nama":"SITI RAHAYU",'
-         '"sex":"P","tglLahir":"1990-06-05"}}')
+PLAIN = '{"peserta":{"noKartu":"0001234500001","nik":"3204154506900003","nama":"SITI RAHAYU","sex":"P","tglLahir":"1990-06-05"}}'
 # node: key = sha256(CONS_ID + SECRET + TS), iv = key[0:16],
 # aes-256-cbc(LZString.compressToEncodedURIComponent(PLAIN)) as base64
-CIPHERTEXT = ("3cFVL0qR7GrdSu9ZKtUjrrsP3j2zvynEYpLwtLeHw0LLNPhPfkdMj9/yJkgfHCsK6ux9eIbbG3Z3Ksr5ZAEeJButlM/BWT1RAo+1cQcG"
-              "PyfA2f1Rzt72jm5l11gLIf6WrSWF47jRtSAa1AQNZNlcKxr4r1S96MJM5YSS3H/JQHopSGd34Eiq2O5W9hcFpP/P178qWmF+iE1g4aq/"
-              "vLOhCQ==")
+CIPHERTEXT = (
+    "3cFVL0qR7GrdSu9ZKtUjrrsP3j2zvynEYpLwtLeHw0LLNPhPfkdMj9/yJkgfHCsK6ux9eIbbG3Z3Ksr5ZAEeJButlM/BWT1RAo+1cQcG"
+    "PyfA2f1Rzt72jm5l11gLIf6WrSWF47jRtSAa1AQNZNlcKxr4r1S96MJM5YSS3H/JQHopSGd34Eiq2O5W9hcFpP/P178qWmF+iE1g4aq/"
+    "vLOhCQ=="
+)
 
 
 def test_signature_matches_the_reference_vector():
@@ -60,11 +61,14 @@ def test_open_envelope_passes_unencrypted_responses_through():
     assert open_envelope({"metaData": {"code": "200", "message": "OK"}, "response": None}, CONS_ID, SECRET, TS) is None
 
 
-@pytest.mark.parametrize("code, message, status", [
-    ("201", "Peserta Tidak Ditemukan", 404),
-    (201, "Data Tidak ditemukan", 404),
-    ("400", "Format tglSEP salah", 422),
-])
+@pytest.mark.parametrize(
+    "code, message, status",
+    [
+        ("201", "Peserta Tidak Ditemukan", 404),
+        (201, "Data Tidak ditemukan", 404),
+        ("400", "Format tglSEP salah", 422),
+    ],
+)
 def test_open_envelope_turns_bpjs_errors_into_fhir_errors(code, message, status):
     with pytest.raises(FhirError) as err:
         open_envelope({"metaData": {"code": code, "message": message}, "response": None}, CONS_ID, SECRET, TS)
@@ -74,8 +78,7 @@ def test_open_envelope_turns_bpjs_errors_into_fhir_errors(code, message, status)
 
 
 def test_pcare_accepts_201_created():
-    body = {"metaData": {"code": 201, "message": "CREATED"}, "response": encrypt('{"field":"noUrut","message":"A1"}',
-                                                                              CONS_ID, SECRET, TS)}
+    body = {"metaData": {"code": 201, "message": "CREATED"}, "response": encrypt('{"field":"noUrut","message":"A1"}', CONS_ID, SECRET, TS)}
     assert open_envelope(body, CONS_ID, SECRET, TS, ok_codes=("200", "201")) == {"field": "noUrut", "message": "A1"}
 
 

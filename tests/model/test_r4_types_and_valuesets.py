@@ -95,12 +95,7 @@ def test_enumerable_value_set_has_no_syntax_check():
 def test_every_required_binding_in_the_structures_has_a_value_set_record():
     from fhir_server.model.definitions import load_definitions
 
-    bound = {
-        el["binding"].split("|")[0]
-        for t in load_definitions()["types"].values()
-        for el in t["elements"]
-        if "binding" in el
-    }
+    bound = {el["binding"].split("|")[0] for t in load_definitions()["types"].values() for el in t["elements"] if "binding" in el}
     assert bound == set(r4_valuesets.urls())
 
 
@@ -115,8 +110,12 @@ def test_expander_handles_is_a_filters_imports_and_excludes():
         ],
     }
     valuesets = [
-        {"url": "http://example.org/vs/animals", "compose": {"include": [
-            {"system": "http://example.org/cs", "filter": [{"property": "concept", "op": "is-a", "value": "animal"}]}]}},
+        {
+            "url": "http://example.org/vs/animals",
+            "compose": {
+                "include": [{"system": "http://example.org/cs", "filter": [{"property": "concept", "op": "is-a", "value": "animal"}]}]
+            },
+        },
         {
             "url": "http://example.org/vs/no-cats",
             "compose": {

@@ -75,21 +75,39 @@ CASES = {
     # _validate_one_of_many
     "two value[x] in an Extension": {**PATIENT, "extension": [{"url": "http://x", "valueString": "a", "valueCode": "b"}]},
     "two deceased[x]": {**PATIENT, "deceasedBoolean": True, "deceasedDateTime": "2020-01-01"},
-    "a required choice missing (Observation.effective is optional, Extension value is not required)":
-        {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+    "a required choice missing (Observation.effective is optional, Extension value is not required)": {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+    },
     "required choice given as null": {"resourceType": "Timing", "repeat": {"boundsDuration": None}},
     "choice given as null": {**PATIENT, "deceasedBoolean": None},
     "multipleBirth twice": {**PATIENT, "multipleBirthInteger": 1, "multipleBirthBoolean": True},
     # _validate_required_primitive_elements
     "Extension without url": {**PATIENT, "extension": [{"valueString": "a"}]},
     "Extension url only as an extension": {
-        **PATIENT, "extension": [{"_url": {"extension": [{"url": "http://x", "valueString": "y"}]}, "valueString": "a"}]},
+        **PATIENT,
+        "extension": [{"_url": {"extension": [{"url": "http://x", "valueString": "y"}]}, "valueString": "a"}],
+    },
     "Patient.link without type": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}}]},
-    "Patient.link type null with extension": {**PATIENT, "link": [{"other": {"reference": "Patient/p0"}, "type": None,
-                                                                   "_type": {"extension": [{"url": "http://x", "valueString": "y"}]}}]},
-    "Narrative without status": {**PATIENT, "text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}},
-    "administrative code extension": {**PATIENT, "address": [{"extension": [{"url": EXT, "extension": [
-        {"url": "province", "valueCode": "31"}, {"url": "rt", "valueCode": "001", "valueString": "1"}]}]}]},
+    "Patient.link type null with extension": {
+        **PATIENT,
+        "link": [{"other": {"reference": "Patient/p0"}, "type": None, "_type": {"extension": [{"url": "http://x", "valueString": "y"}]}}],
+    },
+    "Narrative without status": {**PATIENT, "text": {"div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}},
+    "administrative code extension": {
+        **PATIENT,
+        "address": [
+            {
+                "extension": [
+                    {
+                        "url": EXT,
+                        "extension": [{"url": "province", "valueCode": "31"}, {"url": "rt", "valueCode": "001", "valueString": "1"}],
+                    }
+                ]
+            }
+        ],
+    },
 }
 
 
@@ -107,11 +125,43 @@ def test_cases_include_failures_of_each_validator() -> None:
     assert "is required" in messages  # _validate_required_primitive_elements
 
 
-_VALUES: list[Any] = ["", "x", "2020-13-01", 0, -1, 1.5, True, None, [], {}, [None], ["a"], {"a": 1},
-                      {"extension": []}, {"url": "http://x"}, [{"url": "http://x", "valueString": "a", "valueCode": "b"}],
-                      {"coding": [None]}, [{"valueString": "a"}]]
-_KEYS = ["valueString", "valueCode", "valueInteger", "url", "extension", "_url", "deceasedBoolean",
-         "deceasedDateTime", "multipleBirthBoolean", "type", "status", "coding", "name", "given", "_given"]
+_VALUES: list[Any] = [
+    "",
+    "x",
+    "2020-13-01",
+    0,
+    -1,
+    1.5,
+    True,
+    None,
+    [],
+    {},
+    [None],
+    ["a"],
+    {"a": 1},
+    {"extension": []},
+    {"url": "http://x"},
+    [{"url": "http://x", "valueString": "a", "valueCode": "b"}],
+    {"coding": [None]},
+    [{"valueString": "a"}],
+]
+_KEYS = [
+    "valueString",
+    "valueCode",
+    "valueInteger",
+    "url",
+    "extension",
+    "_url",
+    "deceasedBoolean",
+    "deceasedDateTime",
+    "multipleBirthBoolean",
+    "type",
+    "status",
+    "coding",
+    "name",
+    "given",
+    "_given",
+]
 
 
 def _paths(node: Any, prefix: tuple = ()) -> Any:

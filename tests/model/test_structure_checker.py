@@ -176,9 +176,7 @@ def test_missing_required_element_in_backbone_has_indexed_path():
 def test_required_primitive_may_be_absent_when_its_extension_is_present():
     resource = example("encounter_satusehat")
     del resource["status"]
-    resource["_status"] = {
-        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]
-    }
+    resource["_status"] = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}
     assert check_structure(resource) == []
 
 
@@ -351,9 +349,7 @@ def test_extension_without_url_is_rejected():
 
 
 def test_extension_with_value_and_nested_extensions_is_rejected():
-    resource = patient(
-        extension=[{"url": "http://example.org/a", "valueString": "x", "extension": [{"url": "b", "valueString": "y"}]}]
-    )
+    resource = patient(extension=[{"url": "http://example.org/a", "valueString": "x", "extension": [{"url": "b", "valueString": "y"}]}])
     issue = only_issue(resource)
     assert (issue.code, issue.expression) == ("invariant", "Patient.extension[0]")
 
@@ -462,7 +458,9 @@ def narrative(div: str) -> dict[str, Any]:
 
 
 def test_valid_narrative_is_accepted():
-    div = f'<div {XHTML_NS}><p>Budi <b>Santoso</b>, <a href="https://example.org/p/1">detail</a></p><table><tr><td>x</td></tr></table></div>'
+    div = (
+        f'<div {XHTML_NS}><p>Budi <b>Santoso</b>, <a href="https://example.org/p/1">detail</a></p><table><tr><td>x</td></tr></table></div>'
+    )
     assert check_structure(patient(text=narrative(div))) == []
 
 

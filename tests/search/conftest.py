@@ -76,27 +76,28 @@ class Store:
     def put_conn(self, conn, resource: dict, *, updated_us: int | None = None) -> dict:
         body = orjson.dumps(resource)
         row = conn.execute(
-            resources.select().where(resources.c.res_type == resource["resourceType"],
-                                     resources.c.res_id == resource["id"])
+            resources.select().where(resources.c.res_type == resource["resourceType"], resources.c.res_id == resource["id"])
         ).first()
         us = updated_us if updated_us is not None else next(_clock)
         if row is None:
             pk = conn.execute(
-                resources.insert().values(res_type=resource["resourceType"], res_id=resource["id"], version=1,
-                                          updated_us=us, deleted=False, body=body)
+                resources.insert()
+                .values(res_type=resource["resourceType"], res_id=resource["id"], version=1, updated_us=us, deleted=False, body=body)
                 .returning(resources.c.pk)
             ).scalar_one()
         else:
             pk = row.pk
-            conn.execute(resources.update().where(resources.c.pk == pk)
-                         .values(version=row.version + 1, updated_us=us, body=body, deleted=False))
+            conn.execute(
+                resources.update().where(resources.c.pk == pk).values(version=row.version + 1, updated_us=us, body=body, deleted=False)
+            )
         replace_index(conn, pk, extract_index(resource))
         return resource
 
     def delete(self, res_type: str, res_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(resources.update().where(resources.c.res_type == res_type, resources.c.res_id == res_id)
-                         .values(deleted=True, body=None))
+            conn.execute(
+                resources.update().where(resources.c.res_type == res_type, resources.c.res_id == res_id).values(deleted=True, body=None)
+            )
 
 
 def _clear(engine: sa.Engine) -> None:

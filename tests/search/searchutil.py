@@ -7,8 +7,7 @@ from urllib.parse import parse_qsl
 from fhir_server.search.engine import SearchResult, run_search
 
 
-def search(store, res_type: str | None, query: str, *, strict: bool = False, count: int = 100,
-           max_count: int = 1000) -> SearchResult:
+def search(store, res_type: str | None, query: str, *, strict: bool = False, count: int = 100, max_count: int = 1000) -> SearchResult:
     params = parse_qsl(query, keep_blank_values=True)
     with store.engine.connect() as conn:
         return run_search(conn, res_type, params, strict=strict, default_count=count, max_count=max_count)

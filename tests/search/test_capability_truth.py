@@ -10,8 +10,15 @@ from fhir_server.search.parameters import (
     resource_types,
 )
 
-SAMPLE = {"token": "x", "string": "x", "date": "ge2020", "number": "gt1", "quantity": "le5||mg",
-          "reference": "Patient/1", "uri": "http://x"}
+SAMPLE = {
+    "token": "x",
+    "string": "x",
+    "date": "ge2020",
+    "number": "gt1",
+    "quantity": "le5||mg",
+    "reference": "Patient/1",
+    "uri": "http://x",
+}
 
 
 def _value(res_type: str, entry: dict) -> str:

@@ -12,22 +12,56 @@ NIK = "https://fhir.kemkes.go.id/id/nik"
 def graph(store):
     store.put({"resourceType": "Organization", "id": "rs1", "name": "RS Harapan"})
     store.put({"resourceType": "Organization", "id": "rs2", "name": "Puskesmas Sehat"})
-    store.put({"resourceType": "Patient", "id": "p1", "identifier": [{"system": NIK, "value": "111"}],
-               "name": [{"family": "Wijaya"}], "managingOrganization": {"reference": "Organization/rs1"}})
-    store.put({"resourceType": "Patient", "id": "p2", "identifier": [{"system": NIK, "value": "222"}],
-               "name": [{"family": "Siregar"}], "managingOrganization": {"reference": "Organization/rs2"},
-               "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}]})
+    store.put(
+        {
+            "resourceType": "Patient",
+            "id": "p1",
+            "identifier": [{"system": NIK, "value": "111"}],
+            "name": [{"family": "Wijaya"}],
+            "managingOrganization": {"reference": "Organization/rs1"},
+        }
+    )
+    store.put(
+        {
+            "resourceType": "Patient",
+            "id": "p2",
+            "identifier": [{"system": NIK, "value": "222"}],
+            "name": [{"family": "Siregar"}],
+            "managingOrganization": {"reference": "Organization/rs2"},
+            "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}],
+        }
+    )
     enc = {"resourceType": "Encounter", "class": {"code": "AMB"}}
-    store.put({**enc, "id": "e1", "status": "finished", "subject": {"reference": "Patient/p1"},
-               "serviceProvider": {"reference": "Organization/rs1"}})
+    store.put(
+        {
+            **enc,
+            "id": "e1",
+            "status": "finished",
+            "subject": {"reference": "Patient/p1"},
+            "serviceProvider": {"reference": "Organization/rs1"},
+        }
+    )
     store.put({**enc, "id": "e2", "status": "in-progress", "subject": {"reference": "Patient/p2"}})
-    store.put({**enc, "id": "e3", "status": "finished", "subject": {"reference": "Patient/p2"},
-               "partOf": {"reference": "Encounter/e2"}})
-    store.put({"resourceType": "Observation", "id": "o1", "status": "final",
-               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-               "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"}})
-    store.put({"resourceType": "Coverage", "id": "c1", "status": "active",
-               "beneficiary": {"reference": "Patient/p2"}, "payor": [{"reference": "Organization/rs2"}]})
+    store.put({**enc, "id": "e3", "status": "finished", "subject": {"reference": "Patient/p2"}, "partOf": {"reference": "Encounter/e2"}})
+    store.put(
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "Encounter/e1"},
+        }
+    )
+    store.put(
+        {
+            "resourceType": "Coverage",
+            "id": "c1",
+            "status": "active",
+            "beneficiary": {"reference": "Patient/p2"},
+            "payor": [{"reference": "Organization/rs2"}],
+        }
+    )
     return store
 
 

@@ -11,11 +11,18 @@ UCUM = "http://unitsofmeasure.org"
 
 def bp(oid, systolic, diastolic):
     def comp(code, value):
-        return {"code": {"coding": [{"system": LOINC, "code": code}]},
-                "valueQuantity": {"value": value, "system": UCUM, "code": "mm[Hg]", "unit": "mmHg"}}
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
-            "component": [comp("8480-6", systolic), comp("8462-4", diastolic)]}
+        return {
+            "code": {"coding": [{"system": LOINC, "code": code}]},
+            "valueQuantity": {"value": value, "system": UCUM, "code": "mm[Hg]", "unit": "mmHg"},
+        }
+
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+        "component": [comp("8480-6", systolic), comp("8462-4", diastolic)],
+    }
 
 
 @pytest.fixture
@@ -23,15 +30,34 @@ def obs(store):
     store.put(bp("high", 160, 100))
     store.put(bp("normal", 120, 80))
     store.put(bp("mixed", 110, 95))
-    store.put({"resourceType": "Observation", "id": "glu", "status": "final",
-               "code": {"coding": [{"system": LOINC, "code": "2339-0"}]},
-               "valueQuantity": {"value": 95, "system": UCUM, "code": "mg/dL"}})
-    store.put({"resourceType": "Observation", "id": "smoke", "status": "final",
-               "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
-               "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "266919005"}]},
-               "effectiveDateTime": "2024-02-01"})
-    store.put({"resourceType": "Observation", "id": "when", "status": "final",
-               "code": {"coding": [{"system": LOINC, "code": "21112-8"}]}, "valueDateTime": "1985-03-12"})
+    store.put(
+        {
+            "resourceType": "Observation",
+            "id": "glu",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "2339-0"}]},
+            "valueQuantity": {"value": 95, "system": UCUM, "code": "mg/dL"},
+        }
+    )
+    store.put(
+        {
+            "resourceType": "Observation",
+            "id": "smoke",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "266919005"}]},
+            "effectiveDateTime": "2024-02-01",
+        }
+    )
+    store.put(
+        {
+            "resourceType": "Observation",
+            "id": "when",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "21112-8"}]},
+            "valueDateTime": "1985-03-12",
+        }
+    )
     return store
 
 

@@ -67,16 +67,21 @@ _engine = sa.create_engine("sqlite://")
 def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: int | None) -> bool:
     v = parse_date_value(prefix + search_value)
     b = SqlBuilder()
-    sql = (f"SELECT CASE WHEN {b.date_predicate('lo', 'hi', v, span)} THEN 1 ELSE 0 END "
-           f"FROM (SELECT {b.p(target[0])} AS lo, {b.p(target[1])} AS hi) t")
+    sql = (
+        f"SELECT CASE WHEN {b.date_predicate('lo', 'hi', v, span)} THEN 1 ELSE 0 END "
+        f"FROM (SELECT {b.p(target[0])} AS lo, {b.p(target[1])} AS hi) t"
+    )
     with _engine.connect() as conn:
         return bool(conn.exec_driver_sql(sql, b.params).scalar_one())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(target=fhir_dates(), search_value=fhir_dates(),
-       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]),
-       span=st.sampled_from([None, YEAR_SPAN]))
+@given(
+    target=fhir_dates(),
+    search_value=fhir_dates(),
+    prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]),
+    span=st.sampled_from([None, YEAR_SPAN]),
+)
 def test_sql_date_prefixes_match_reference(target, search_value, prefix, span):
     """With and without the index hints (``span``: every generated value is at most a year wide)."""
     t = date_range(target)
@@ -85,8 +90,11 @@ def test_sql_date_prefixes_match_reference(target, search_value, prefix, span):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(target=st.tuples(fhir_dates(), fhir_dates()), search_value=fhir_dates(),
-       prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]))
+@given(
+    target=st.tuples(fhir_dates(), fhir_dates()),
+    search_value=fhir_dates(),
+    prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]),
+)
 def test_sql_date_prefixes_on_periods(target, search_value, prefix):
     a, b = date_range(target[0]), date_range(target[1])
     t = (min(a[0], b[0]), max(a[1], b[1]))

@@ -14,12 +14,30 @@ VARIANTS = [
     PATIENT,
     ENCOUNTER,
     COVERAGE,
-    {"resourceType": "Patient", "id": "p2", "deceasedDateTime": "2020-01-01", "name": [{"text": "Budi"}],
-     "telecom": [{"system": "email", "value": "b@x.id"}], "_birthDate": {"extension": [{"url": "u", "valueString": "x"}]}},
-    {"resourceType": "Encounter", "id": "e2", "status": "planned", "class": {"code": "IMP"},
-     "subject": {"reference": "Group/g1"}, "period": {"end": "2024-02"}},
-    {"resourceType": "Coverage", "id": "c2", "status": "cancelled", "beneficiary": {"reference": "http://other/fhir/Patient/9"},
-     "payor": [{"reference": "Organization/o"}], "policyHolder": {"identifier": {"system": "s", "value": "v"}}},
+    {
+        "resourceType": "Patient",
+        "id": "p2",
+        "deceasedDateTime": "2020-01-01",
+        "name": [{"text": "Budi"}],
+        "telecom": [{"system": "email", "value": "b@x.id"}],
+        "_birthDate": {"extension": [{"url": "u", "valueString": "x"}]},
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e2",
+        "status": "planned",
+        "class": {"code": "IMP"},
+        "subject": {"reference": "Group/g1"},
+        "period": {"end": "2024-02"},
+    },
+    {
+        "resourceType": "Coverage",
+        "id": "c2",
+        "status": "cancelled",
+        "beneficiary": {"reference": "http://other/fhir/Patient/9"},
+        "payor": [{"reference": "Organization/o"}],
+        "policyHolder": {"identifier": {"system": "s", "value": "v"}},
+    },
 ]
 
 
@@ -33,8 +51,7 @@ def test_fast_paths_equal_fhirpath(resource):
     checked = 0
     for code, p in params_for(res_type).items():
         g = getter(res_type, code)
-        if g is None or g[0] != "fast" or code in ("_id", "_lastUpdated", "address-administrative-code") \
-                or code.startswith("_"):
+        if g is None or g[0] != "fast" or code in ("_id", "_lastUpdated", "address-administrative-code") or code.startswith("_"):
             continue
         fast = rows_for(p, g[1](resource), res_type)[1]
         slow = rows_for(p, fhirpath_values(resource, p.expression), res_type)[1]
@@ -45,8 +62,20 @@ def test_fast_paths_equal_fhirpath(resource):
 
 def test_hot_parameters_use_fast_paths():
     hot = {
-        "Patient": ["identifier", "name", "family", "given", "birthdate", "gender", "address", "address-city",
-                    "telecom", "phone", "email", "deceased"],
+        "Patient": [
+            "identifier",
+            "name",
+            "family",
+            "given",
+            "birthdate",
+            "gender",
+            "address",
+            "address-city",
+            "telecom",
+            "phone",
+            "email",
+            "deceased",
+        ],
         "Encounter": ["subject", "patient", "date", "status", "class", "identifier"],
         "Coverage": ["beneficiary", "patient", "payor", "subscriber", "identifier", "status"],
     }
@@ -57,20 +86,22 @@ def test_hot_parameters_use_fast_paths():
 
 def test_satusehat_identifier_is_a_plain_token():
     rows = extract_index(PATIENT).token
-    assert {"param": "identifier", "system": "https://fhir.kemkes.go.id/id/nik", "code": "3171234567890123",
-            "text": None} in rows
+    assert {"param": "identifier", "system": "https://fhir.kemkes.go.id/id/nik", "code": "3171234567890123", "text": None} in rows
 
 
 def test_bound_codes_get_their_implicit_system():
     rows = extract_index(PATIENT).token
-    assert {"param": "gender", "system": "http://hl7.org/fhir/administrative-gender", "code": "female",
-            "text": None} in rows
+    assert {"param": "gender", "system": "http://hl7.org/fhir/administrative-gender", "code": "female", "text": None} in rows
 
 
 def test_administrative_codes_are_indexed():
     rows = [r for r in extract_index(PATIENT).token if r["param"] == "address-administrative-code"]
     assert {(r["system"], r["code"]) for r in rows} == {
-        ("province", "31"), ("city", "3171"), ("district", "317101"), ("village", "3171011001")}
+        ("province", "31"),
+        ("city", "3171"),
+        ("district", "317101"),
+        ("village", "3171011001"),
+    }
 
 
 def test_human_name_parts_are_each_indexed_normalised():

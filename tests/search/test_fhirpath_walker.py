@@ -41,8 +41,15 @@ _SAMPLE: dict[str, Any] = {
     "Annotation": {"text": "note"},
 }
 _PRIMITIVE: dict[str, Any] = {
-    "boolean": True, "integer": 7, "decimal": 2.25, "positiveInt": 3, "unsignedInt": 0,
-    "date": "2019-03", "dateTime": "2019-03-04T05:06:07Z", "instant": "2019-03-04T05:06:07.123Z", "time": "10:00:00",
+    "boolean": True,
+    "integer": 7,
+    "decimal": 2.25,
+    "positiveInt": 3,
+    "unsignedInt": 0,
+    "date": "2019-03",
+    "dateTime": "2019-03-04T05:06:07Z",
+    "instant": "2019-03-04T05:06:07.123Z",
+    "time": "10:00:00",
 }
 
 
@@ -132,8 +139,14 @@ NEW_FAST = _new_fast_params()
 
 
 def test_the_shapes_cover_what_mattered():
-    for res_type, code in [("Observation", "value-quantity"), ("Observation", "combo-code"), ("Observation", "date"),
-                           ("Condition", "onset-date"), ("Condition", "abatement-age"), ("Observation", "value-string")]:
+    for res_type, code in [
+        ("Observation", "value-quantity"),
+        ("Observation", "combo-code"),
+        ("Observation", "date"),
+        ("Condition", "onset-date"),
+        ("Condition", "abatement-age"),
+        ("Observation", "value-string"),
+    ]:
         assert (res_type, code) in NEW_FAST
         assert getter(res_type, code)[0] == "fast"
 
@@ -152,12 +165,22 @@ def test_walker_equals_fhirpath(res_type: str, code: str):
 
 
 def test_observation_cases_by_hand():
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
-           "effectivePeriod": {"start": "2020-01-01"},
-           "component": [{"code": {"text": "sys"}, "valueQuantity": {"value": 120}},
-                         {"code": {"text": "dia"}, "valueQuantity": {"value": 80}}]}
-    for variant in (obs, {**obs, "_effectiveDateTime": {"extension": []}}, {**obs, "component": obs["component"][:1]},
-                    {**obs, "valueString": "x", "_valueString": {"id": "1"}}):
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "bp"},
+        "effectivePeriod": {"start": "2020-01-01"},
+        "component": [
+            {"code": {"text": "sys"}, "valueQuantity": {"value": 120}},
+            {"code": {"text": "dia"}, "valueQuantity": {"value": 80}},
+        ],
+    }
+    for variant in (
+        obs,
+        {**obs, "_effectiveDateTime": {"extension": []}},
+        {**obs, "component": obs["component"][:1]},
+        {**obs, "valueString": "x", "_valueString": {"id": "1"}},
+    ):
         for code, p in params_for("Observation").items():
             g = getter("Observation", code)
             if ("Observation", code) not in NEW_FAST:

@@ -48,7 +48,8 @@ def test_upgrade_matches_metadata_and_downgrades(engine):
         cols = {c["name"] for c in insp.get_columns(table.name)}
         assert cols == {c.name for c in table.columns}
         assert {i["name"]: i["column_names"] for i in insp.get_indexes(table.name)} == {
-            i.name: [c.name for c in i.columns] for i in table.indexes}
+            i.name: [c.name for c in i.columns] for i in table.indexes
+        }
         fks = insp.get_foreign_keys(table.name)
         assert [(fk["referred_table"], fk["options"].get("ondelete")) for fk in fks] == [("resources", "CASCADE")]
     with mig_engine.begin() as conn:

@@ -27,8 +27,7 @@ def test_or_values_and_repeated_parameters():
 
 def test_token_forms():
     q = parse_query("Patient", [("identifier", "s|v,|v,v,s|")])
-    assert q.criteria[0].values == [TokenValue("s", "v"), TokenValue("", "v"), TokenValue(None, "v"),
-                                    TokenValue("s", None)]
+    assert q.criteria[0].values == [TokenValue("s", "v"), TokenValue("", "v"), TokenValue(None, "v"), TokenValue("s", None)]
 
 
 def test_date_prefix_is_parsed():
@@ -49,20 +48,23 @@ def test_nested_has():
     assert c.has_type == "Encounter" and c.has.has_type == "Observation"
 
 
-@pytest.mark.parametrize("name,value,why", [
-    ("birthdate", "2020-13", "not a valid date"),
-    ("birthdate", "xx2020", "unknown prefix"),
-    ("birthdate", "ge20200101", "not a valid date"),
-    ("_count", "-1", "non-negative"),
-    ("_count", "ten", "non-negative"),
-    ("_lastUpdated", "yesterday", "not a valid date"),
-    ("gender:missing", "maybe", "true or false"),
-    ("_summary", "everything", "_summary"),
-    ("_total", "all", "_total"),
-    ("identifier", "a|b|c", "more than one"),
-    ("_has:Foo:patient:code", "x", "not a resource type"),
-    ("_include", "Encounter", "Type:param"),
-])
+@pytest.mark.parametrize(
+    "name,value,why",
+    [
+        ("birthdate", "2020-13", "not a valid date"),
+        ("birthdate", "xx2020", "unknown prefix"),
+        ("birthdate", "ge20200101", "not a valid date"),
+        ("_count", "-1", "non-negative"),
+        ("_count", "ten", "non-negative"),
+        ("_lastUpdated", "yesterday", "not a valid date"),
+        ("gender:missing", "maybe", "true or false"),
+        ("_summary", "everything", "_summary"),
+        ("_total", "all", "_total"),
+        ("identifier", "a|b|c", "more than one"),
+        ("_has:Foo:patient:code", "x", "not a resource type"),
+        ("_include", "Encounter", "Type:param"),
+    ],
+)
 def test_malformed_values_are_400_naming_the_parameter(name, value, why):
     with pytest.raises(FhirError) as e:
         parse_query("Patient", [(name, value)])
@@ -155,6 +157,8 @@ def test_chain_depth_is_limited():
 
 def test_overlong_reference_parts_are_indexed_as_urls(store):
     from fhir_server.search.extract import extract_index
-    rows = extract_index({"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "A"},
-                          "subject": {"reference": "X" * 70 + "/1"}}).reference
+
+    rows = extract_index(
+        {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "A"}, "subject": {"reference": "X" * 70 + "/1"}}
+    ).reference
     assert rows[0]["target_type"] is None and rows[0]["url"].endswith("/1")

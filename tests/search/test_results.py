@@ -120,42 +120,62 @@ def test_count_zero(many):
 def test_bodies_are_the_stored_bytes(store):
     body = {"resourceType": "Patient", "id": "x", "birthDate": "1990-01-01", "gender": "male"}
     store.put(body)
-    (_, _, raw), = search(store, "Patient", "").matches
+    ((_, _, raw),) = search(store, "Patient", "").matches
     assert raw == orjson.dumps(body)
 
 
 def test_summary_true_keeps_summary_elements_and_marks_subsetted(store):
-    store.put({"resourceType": "Patient", "id": "x", "text": {"status": "generated", "div": "<div/>"},
-               "gender": "male", "contact": [{"name": {"family": "Y"}}], "deceasedBoolean": False})
-    (_, _, raw), = search(store, "Patient", "_summary=true").matches
+    store.put(
+        {
+            "resourceType": "Patient",
+            "id": "x",
+            "text": {"status": "generated", "div": "<div/>"},
+            "gender": "male",
+            "contact": [{"name": {"family": "Y"}}],
+            "deceasedBoolean": False,
+        }
+    )
+    ((_, _, raw),) = search(store, "Patient", "_summary=true").matches
     doc = orjson.loads(raw)
     assert set(doc) == {"resourceType", "id", "gender", "deceasedBoolean", "meta"}
     assert doc["meta"]["tag"][0]["code"] == "SUBSETTED"
 
 
 def test_summary_text_and_data(store):
-    store.put({"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"},
-               "text": {"status": "generated", "div": "<div/>"}, "priority": {"text": "x"}})
-    (_, _, raw), = search(store, "Encounter", "_summary=text").matches
+    store.put(
+        {
+            "resourceType": "Encounter",
+            "id": "e",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "text": {"status": "generated", "div": "<div/>"},
+            "priority": {"text": "x"},
+        }
+    )
+    ((_, _, raw),) = search(store, "Encounter", "_summary=text").matches
     assert set(orjson.loads(raw)) == {"resourceType", "id", "meta", "text", "status", "class"}
-    (_, _, raw), = search(store, "Encounter", "_summary=data").matches
+    ((_, _, raw),) = search(store, "Encounter", "_summary=data").matches
     assert "text" not in orjson.loads(raw) and "priority" in orjson.loads(raw)
 
 
 def test_elements(store):
-    store.put({"resourceType": "Patient", "id": "x", "gender": "male", "birthDate": "1990", "_birthDate": {"id": "b"},
-               "name": [{"family": "Z"}]})
-    (_, _, raw), = search(store, "Patient", "_elements=birthDate").matches
+    store.put(
+        {"resourceType": "Patient", "id": "x", "gender": "male", "birthDate": "1990", "_birthDate": {"id": "b"}, "name": [{"family": "Z"}]}
+    )
+    ((_, _, raw),) = search(store, "Patient", "_elements=birthDate").matches
     doc = orjson.loads(raw)
     assert set(doc) == {"resourceType", "id", "meta", "birthDate", "_birthDate"}
 
 
-@pytest.mark.parametrize("token", [
-    {"k": ["Anwar"], "pk": "1 OR 1=1", "d": "n"},  # pk must be an integer
-    {"k": [5], "pk": 3, "d": "n"},  # a number where the family sort key is a string
-    {"k": ["a", "b"], "pk": 3, "d": "n"},  # more keys than the _sort
-    {"k": ["Anwar"], "pk": True, "d": "p"},
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        {"k": ["Anwar"], "pk": "1 OR 1=1", "d": "n"},  # pk must be an integer
+        {"k": [5], "pk": 3, "d": "n"},  # a number where the family sort key is a string
+        {"k": ["a", "b"], "pk": 3, "d": "n"},  # more keys than the _sort
+        {"k": ["Anwar"], "pk": True, "d": "p"},
+    ],
+)
 def test_forged_page_token_is_a_400(many, token):
     from fhir_server import paging
     from fhir_server.errors import FhirError

@@ -14,25 +14,57 @@ def patient(pid, **kw):
 
 @pytest.fixture
 def people(store):
-    store.put(patient("a", name=[{"family": "Smith", "given": ["John"]}], gender="male", birthDate="1980-05-02",
-                      identifier=[{"system": "https://fhir.kemkes.go.id/id/nik", "value": "111"},
-                                  {"system": "http://rs/mr", "value": "MR1",
-                                   "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                                        "code": "MR"}], "text": "Medical record"}}],
-                      address=[{"city": "Bandung", "line": ["Jl. Ir. H. Juanda"]}],
-                      meta={"tag": [{"system": "http://tags", "code": "vip"}],
-                            "security": [{"system": "http://sec", "code": "R"}],
-                            "profile": ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"],
-                            "source": "http://simrs.rs-a.id/app"}))
-    store.put(patient("b", name=[{"family": "Smithson", "given": ["Ayu"]}], gender="female", birthDate="1990",
-                      identifier=[{"value": "111"}], address=[{"city": "Bekasi"}]))
-    store.put(patient("c", name=[{"family": "Sánchez", "text": "José Sánchez"}], gender="male",
-                      birthDate="2001-01-01", identifier=[{"system": "https://fhir.kemkes.go.id/id/nik", "value": "333"}]))
+    store.put(
+        patient(
+            "a",
+            name=[{"family": "Smith", "given": ["John"]}],
+            gender="male",
+            birthDate="1980-05-02",
+            identifier=[
+                {"system": "https://fhir.kemkes.go.id/id/nik", "value": "111"},
+                {
+                    "system": "http://rs/mr",
+                    "value": "MR1",
+                    "type": {
+                        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}],
+                        "text": "Medical record",
+                    },
+                },
+            ],
+            address=[{"city": "Bandung", "line": ["Jl. Ir. H. Juanda"]}],
+            meta={
+                "tag": [{"system": "http://tags", "code": "vip"}],
+                "security": [{"system": "http://sec", "code": "R"}],
+                "profile": ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient"],
+                "source": "http://simrs.rs-a.id/app",
+            },
+        )
+    )
+    store.put(
+        patient(
+            "b",
+            name=[{"family": "Smithson", "given": ["Ayu"]}],
+            gender="female",
+            birthDate="1990",
+            identifier=[{"value": "111"}],
+            address=[{"city": "Bekasi"}],
+        )
+    )
+    store.put(
+        patient(
+            "c",
+            name=[{"family": "Sánchez", "text": "José Sánchez"}],
+            gender="male",
+            birthDate="2001-01-01",
+            identifier=[{"system": "https://fhir.kemkes.go.id/id/nik", "value": "333"}],
+        )
+    )
     store.put(patient("d", active=True))
     return store
 
 
 # ----------------------------------------------------------------------------- string
+
 
 def test_string_default_is_case_insensitive_starts_with(people):
     assert idset(people, "Patient", "family=smi") == {"a", "b"}
@@ -71,6 +103,7 @@ def test_or_and_and(people):
 
 
 # ----------------------------------------------------------------------------- token
+
 
 def test_token_system_and_code(people):
     assert idset(people, "Patient", "identifier=https://fhir.kemkes.go.id/id/nik|111") == {"a"}
@@ -113,6 +146,7 @@ def test_token_on_bound_code_has_implicit_system(people):
 
 def test_administrative_code_search(store):
     from searchsamples import PATIENT
+
     store.put(PATIENT)
     assert idset(store, "Patient", "address-administrative-code=city|3171") == {"p1"}
     assert idset(store, "Patient", "address-administrative-code=3171011001") == {"p1"}
@@ -145,6 +179,7 @@ def test_escaped_pipe_in_code(store):
 
 # ----------------------------------------------------------------------------- common parameters
 
+
 def test_id(people):
     assert idset(people, "Patient", "_id=a,c") == {"a", "c"}
     assert idset(people, "Patient", "_id:not=a") == {"b", "c", "d"}
@@ -171,6 +206,7 @@ def test_deleted_resources_are_not_found(people):
 
 
 # ----------------------------------------------------------------------------- date
+
 
 def test_date_prefixes_on_partial_dates(people):
     assert idset(people, "Patient", "birthdate=1980") == {"a"}
@@ -205,11 +241,13 @@ def test_period_dates(store):
 
 # ----------------------------------------------------------------------------- reference
 
+
 @pytest.fixture
 def encounters(store):
     for pid in ("p1", "p2"):
-        store.put(patient(pid, identifier=[{"system": "https://fhir.kemkes.go.id/id/nik", "value": f"nik-{pid}"}],
-                          name=[{"family": f"Fam{pid}"}]))
+        store.put(
+            patient(pid, identifier=[{"system": "https://fhir.kemkes.go.id/id/nik", "value": f"nik-{pid}"}], name=[{"family": f"Fam{pid}"}])
+        )
     enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}}
     store.put({**enc, "id": "e1", "subject": {"reference": "Patient/p1"}})
     store.put({**enc, "id": "e2", "subject": {"reference": "Patient/p2"}})
@@ -246,18 +284,34 @@ def test_reference_identifier_modifier(encounters):
 
 def test_reference_with_own_base_url_is_local(encounters):
     from fhir_server.search.engine import run_search
+
     with encounters.engine.connect() as conn:
-        res = run_search(conn, "Encounter", [("subject", "http://me/fhir/Patient/p2")], strict=True,
-                         default_count=10, max_count=10, base_url="http://me/fhir")
+        res = run_search(
+            conn,
+            "Encounter",
+            [("subject", "http://me/fhir/Patient/p2")],
+            strict=True,
+            default_count=10,
+            max_count=10,
+            base_url="http://me/fhir",
+        )
     assert [i for _, i, _ in res.matches] == ["e2"]
 
 
 # ----------------------------------------------------------------------------- number, quantity, uri
 
+
 def test_number_prefixes_and_implicit_precision(store):
     for rid, p in (("r1", 0.5), ("r2", 0.55), ("r3", 0.9)):
-        store.put({"resourceType": "RiskAssessment", "id": rid, "status": "final",
-                   "subject": {"reference": "Patient/x"}, "prediction": [{"probabilityDecimal": p}]})
+        store.put(
+            {
+                "resourceType": "RiskAssessment",
+                "id": rid,
+                "status": "final",
+                "subject": {"reference": "Patient/x"},
+                "prediction": [{"probabilityDecimal": p}],
+            }
+        )
     assert idset(store, "RiskAssessment", "probability=0.5") == {"r1"}  # [0.45, 0.55)
     assert idset(store, "RiskAssessment", "probability=0.55") == {"r2"}
     assert idset(store, "RiskAssessment", "probability=1") == {"r1", "r2", "r3"}  # [0.5, 1.5)
@@ -271,8 +325,16 @@ def test_number_prefixes_and_implicit_precision(store):
 
 def test_quantity_value_system_code(store):
     def obs(oid, value, code="mg", system="http://unitsofmeasure.org"):
-        store.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"},
-                   "valueQuantity": {"value": value, "system": system, "code": code, "unit": code}})
+        store.put(
+            {
+                "resourceType": "Observation",
+                "id": oid,
+                "status": "final",
+                "code": {"text": "x"},
+                "valueQuantity": {"value": value, "system": system, "code": code, "unit": code},
+            }
+        )
+
     obs("o1", 5.4)
     obs("o2", 10, code="g")
     obs("o3", 7, system="http://other")
@@ -284,8 +346,11 @@ def test_quantity_value_system_code(store):
 
 
 def test_uri_exact_below_above(store):
-    for vid, url in (("v1", "http://acme.org/fhir/ValueSet/123"), ("v2", "http://acme.org/fhir/ValueSet/1234"),
-                     ("v3", "http://acme.org/other")):
+    for vid, url in (
+        ("v1", "http://acme.org/fhir/ValueSet/123"),
+        ("v2", "http://acme.org/fhir/ValueSet/1234"),
+        ("v3", "http://acme.org/other"),
+    ):
         store.put({"resourceType": "ValueSet", "id": vid, "status": "active", "url": url})
     assert idset(store, "ValueSet", "url=http://acme.org/fhir/ValueSet/123") == {"v1"}
     assert idset(store, "ValueSet", "url:below=http://acme.org/fhir/") == {"v1", "v2"}
@@ -293,6 +358,7 @@ def test_uri_exact_below_above(store):
 
 
 # ----------------------------------------------------------------------------- system level, _type
+
 
 def test_system_search_with_type(encounters):
     found = search(encounters, None, "_type=Patient,Encounter&_id=p1,e1").matches
@@ -308,8 +374,14 @@ def test_system_search_without_type_allows_only_common_parameters(encounters):
 
 def test_huge_and_odd_values_are_indexed_and_found(store):
     big = "😀" * 2000
-    store.put(patient("big", identifier=[{"system": "s" * 3000, "value": big}], name=[{"family": big + "\x00x"}],
-                      meta={"profile": ["http://x/" + "p" * 5000]}))
+    store.put(
+        patient(
+            "big",
+            identifier=[{"system": "s" * 3000, "value": big}],
+            name=[{"family": big + "\x00x"}],
+            meta={"profile": ["http://x/" + "p" * 5000]},
+        )
+    )
     assert idset(store, "Patient", f"identifier={'s' * 3000}|{big}") == {"big"}
     assert idset(store, "Patient", "family=" + "😀" * 10) == {"big"}
     assert idset(store, "Patient", "_profile:below=http://x/ppp") == {"big"}

@@ -36,12 +36,28 @@ def test_reads_searches_writes_and_failures_are_audited(client):
 
 
 def test_audit_events_cannot_be_written(client):
-    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00+00:00",
-             "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
-    assert client.post("/fhir/AuditEvent", content=orjson.dumps(event), headers={"Content-Type": "application/fhir+json"}).status_code == 405
-    assert client.put("/fhir/AuditEvent/x", content=orjson.dumps({**event, "id": "x"}), headers={"Content-Type": "application/fhir+json"}).status_code == 405
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-01-01T00:00:00+00:00",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"display": "x"}},
+    }
+    assert (
+        client.post("/fhir/AuditEvent", content=orjson.dumps(event), headers={"Content-Type": "application/fhir+json"}).status_code == 405
+    )
+    assert (
+        client.put(
+            "/fhir/AuditEvent/x", content=orjson.dumps({**event, "id": "x"}), headers={"Content-Type": "application/fhir+json"}
+        ).status_code
+        == 405
+    )
     assert client.delete("/fhir/AuditEvent/x").status_code == 405
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": event, "request": {"method": "POST", "url": "AuditEvent"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": event, "request": {"method": "POST", "url": "AuditEvent"}}],
+    }
     assert client.post("/fhir", content=orjson.dumps(bundle), headers={"Content-Type": "application/fhir+json"}).status_code == 405
 
 

@@ -37,11 +37,17 @@ def test_too_many_parameters_and_too_long_query(client):
 def test_json_depth_and_element_limits(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'lim.sqlite3'}", max_json_depth=6, max_json_elements=50))
     with TestClient(app) as small:
-        nested = {"resourceType": "Patient", "contact": [{"name": {"given": ["a"], "extension": [{"url": "http://x", "valueString": "y"}]}}]}
+        nested = {
+            "resourceType": "Patient",
+            "contact": [{"name": {"given": ["a"], "extension": [{"url": "http://x", "valueString": "y"}]}}],
+        }
         deep = small.post("/fhir/Patient", content=orjson.dumps(nested), headers={"Content-Type": "application/fhir+json"})
         assert deep.status_code == 400 and "nested deeper" in deep.json()["issue"][0]["diagnostics"]
-        many = small.post("/fhir/Patient", content=orjson.dumps({"resourceType": "Patient", "name": [{"given": ["a"] * 60}]}),
-                          headers={"Content-Type": "application/fhir+json"})
+        many = small.post(
+            "/fhir/Patient",
+            content=orjson.dumps({"resourceType": "Patient", "name": [{"given": ["a"] * 60}]}),
+            headers={"Content-Type": "application/fhir+json"},
+        )
         assert many.status_code == 413
         assert small.get("/fhir/Patient/_history").json()["entry"] == []
 
@@ -62,8 +68,7 @@ def test_postgres_statement_timeout_is_a_400(backend_url):
     # nothing but the slow statement runs under the 50 ms timeout: no start-up migration or
     # seeding, no audit flush, no export worker polling (on a loaded machine or a busy
     # database server any of them may take longer, and fail the start-up instead)
-    app = create_app(Settings(database_url=backend_url, statement_timeout=0.05, migrate_on_start=False, audit=False,
-                              export_worker=False))
+    app = create_app(Settings(database_url=backend_url, statement_timeout=0.05, migrate_on_start=False, audit=False, export_worker=False))
     app.router.add_api_route("/fhir/slow-test", _sleep_route, methods=["GET"])
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.get("/fhir/slow-test")

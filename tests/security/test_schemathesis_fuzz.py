@@ -34,8 +34,7 @@ _DIR = Path(tempfile.mkdtemp(prefix="fhir-fuzz-"))
 
 
 def _app(database_url: str, name: str) -> FastAPI:
-    app = create_app(Settings(database_url=database_url, audit=False, export_worker=False,
-                              export_dir=str(_DIR / f"export-{name}")))
+    app = create_app(Settings(database_url=database_url, audit=False, export_worker=False, export_dir=str(_DIR / f"export-{name}")))
     migrate.upgrade(app.state.fhir.db.engine)
     return app
 
@@ -51,8 +50,7 @@ postgres_app = _app(_pg_schema.url, "postgresql") if _pg_schema is not None else
 postgres_schema = schemathesis.openapi.from_asgi("/openapi.json", postgres_app or sqlite_app)
 
 CALLS: dict[str, dict[str, int]] = {b: {"requests": 0, "client_errors": 0} for b in ("sqlite", "postgresql")}
-_SETTINGS = settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-                     derandomize=SEED is None)
+_SETTINGS = settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), derandomize=SEED is None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -95,7 +93,6 @@ def test_the_server_still_answers_after_fuzzing():
         if app is None:
             continue
         calls = CALLS[backend]
-        print(f"schemathesis ({backend}): {calls['requests']} generated requests, "
-              f"{calls['client_errors']} answered 4xx, none 5xx")
+        print(f"schemathesis ({backend}): {calls['requests']} generated requests, {calls['client_errors']} answered 4xx, none 5xx")
         with TestClient(app) as client:
             assert client.get("/fhir/metadata").status_code == 200

@@ -29,7 +29,9 @@ def secured(request, tmp_path) -> Iterator[TestClient]:
 def token_for(client: TestClient, scopes: str) -> str:
     with client.app.state.fhir.db.write() as conn:
         cid, secret = add_client(conn, name="SIMRS test", scopes=scopes)
-    r = client.post("/fhir/auth/token", data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret, "scope": scopes})
+    r = client.post(
+        "/fhir/auth/token", data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret, "scope": scopes}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["token_type"] == "Bearer" and r.json()["expires_in"] > 0
     return r.json()["access_token"]
@@ -45,8 +47,15 @@ def test_only_metadata_and_discovery_answer_without_a_token(secured):
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     smart = secured.get("/fhir/.well-known/smart-configuration")
     assert smart.status_code == 200 and smart.json()["token_endpoint"] == "http://testserver/fhir/auth/token"
-    for method, url in (("GET", "/fhir/Patient"), ("GET", "/fhir/Patient/x"), ("POST", "/fhir/Patient"), ("POST", "/fhir"),
-                        ("GET", "/fhir/_history"), ("GET", "/fhir/CodeSystem/$lookup?system=x&code=y"), ("GET", "/fhir/$meta")):
+    for method, url in (
+        ("GET", "/fhir/Patient"),
+        ("GET", "/fhir/Patient/x"),
+        ("POST", "/fhir/Patient"),
+        ("POST", "/fhir"),
+        ("GET", "/fhir/_history"),
+        ("GET", "/fhir/CodeSystem/$lookup?system=x&code=y"),
+        ("GET", "/fhir/$meta"),
+    ):
         r = secured.request(method, url, content=b'{"resourceType":"Patient"}', headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 401, (method, url)
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -59,8 +68,11 @@ def test_scopes_decide_each_interaction(secured):
     writer = token_for(secured, "system/*.cruds")
     reader = token_for(secured, "system/Patient.rs")
     pid = secured.post("/fhir/Patient", content=b'{"resourceType":"Patient","gender":"male"}', headers=auth(writer)).json()["id"]
-    secured.post("/fhir/Encounter", content=orjson.dumps({"resourceType": "Encounter", "status": "finished", "class": AMB,
-                                                          "subject": {"reference": f"Patient/{pid}"}}), headers=auth(writer))
+    secured.post(
+        "/fhir/Encounter",
+        content=orjson.dumps({"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": {"reference": f"Patient/{pid}"}}),
+        headers=auth(writer),
+    )
     assert secured.get(f"/fhir/Patient/{pid}", headers=auth(reader)).status_code == 200
     assert secured.get("/fhir/Patient?gender=male", headers=auth(reader)).status_code == 200
     denied = secured.post("/fhir/Patient", content=b'{"resourceType":"Patient"}', headers=auth(reader))
@@ -81,9 +93,14 @@ def test_v1_scopes_and_audit_event_is_never_covered_by_wildcards(secured):
 
 def test_a_transaction_with_one_entry_out_of_scope_is_refused_whole(secured):
     patients_only = token_for(secured, "system/Patient.cruds")
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Organization", "name": "RS"}, "request": {"method": "POST", "url": "Organization"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Organization", "name": "RS"}, "request": {"method": "POST", "url": "Organization"}},
+        ],
+    }
     r = secured.post("/fhir", content=orjson.dumps(bundle), headers=auth(patients_only))
     assert r.status_code == 403
     assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]

@@ -7,8 +7,7 @@ import pytest
 from tests.conftest import BACKENDS, migrated_database
 from tests.waiting import wait_until
 
-INSERT = ("INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
-          "VALUES ('Patient', 'p{}', 1, 1, FALSE, NULL)")
+INSERT = "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) VALUES ('Patient', 'p{}', 1, 1, FALSE, NULL)"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -29,11 +28,10 @@ def test_analyze_leaves_statistics_behind(backend, tmp_path):
         def visibility() -> tuple[int, int]:
             """Pages marked all-visible, and other sessions holding a snapshot."""
             with db.engine.connect() as conn:
-                visible = conn.exec_driver_sql(
-                    "SELECT relallvisible FROM pg_class WHERE oid = 'resources'::regclass").scalar()
+                visible = conn.exec_driver_sql("SELECT relallvisible FROM pg_class WHERE oid = 'resources'::regclass").scalar()
                 others = conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin IS NOT NULL "
-                    "AND pid <> pg_backend_pid()").scalar()
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
+                ).scalar()
             return visible, others
 
         def marked() -> int:
@@ -57,8 +55,8 @@ def _stat(db, table: str, columns: str):  # db: a Database; a row, or None
     """The row of ``table`` in pg_stat_user_tables once its first column is set, else None."""
     with db.engine.connect() as conn:
         row = conn.exec_driver_sql(
-            f"SELECT {columns} FROM pg_stat_user_tables "
-            f"WHERE relname = '{table}' AND schemaname = current_schema()").one()
+            f"SELECT {columns} FROM pg_stat_user_tables WHERE relname = '{table}' AND schemaname = current_schema()"
+        ).one()
     return row if row[0] is not None else None
 
 
@@ -71,11 +69,12 @@ def test_every_table_is_vacuumed_even_from_a_lean_process(tmp_path):
     with migrated_database("postgresql", tmp_path) as db:
         with db.write() as conn:
             conn.exec_driver_sql(INSERT.format(1))
-            conn.exec_driver_sql("INSERT INTO idx_string (resource_pk, param, value, exact) "
-                                 "SELECT pk, 'family', 'x', 'x' FROM resources")
-        code = ("import sys; from fhir_server.storage.db import Database; "
-                "assert 'fhir_server.storage.index_tables' not in sys.modules; "
-                "Database.from_url(sys.argv[1]).analyze()")
+            conn.exec_driver_sql("INSERT INTO idx_string (resource_pk, param, value, exact) SELECT pk, 'family', 'x', 'x' FROM resources")
+        code = (
+            "import sys; from fhir_server.storage.db import Database; "
+            "assert 'fhir_server.storage.index_tables' not in sys.modules; "
+            "Database.from_url(sys.argv[1]).analyze()"
+        )
         subprocess.run([sys.executable, "-c", code, db.engine.url.render_as_string(hide_password=False)], check=True)
         # PostgreSQL before 15 publishes the statistics through its collector, a little later
         vacuumed = wait_until(lambda: _stat(db, "idx_string", "last_vacuum"), message="idx_string vacuumed")[0]

@@ -39,7 +39,9 @@ def test_create_update_delete_each_leave_one_row_in_order(service: ResourceServi
     service.update("Patient", pid, {**_patient("Siregar"), "id": pid})  # brought back
     rows = _log(service, start)
     assert [(c.res_type, c.res_id, c.version, c.action) for c in rows] == [
-        ("Patient", pid, 1, "create"), ("Patient", pid, 2, "update"), ("Patient", pid, 3, "delete"),
+        ("Patient", pid, 1, "create"),
+        ("Patient", pid, 2, "update"),
+        ("Patient", pid, 3, "delete"),
         ("Patient", pid, 4, "create"),
     ]
     assert [c.seq for c in rows] == sorted(c.seq for c in rows) and all(c.client_id is None for c in rows)

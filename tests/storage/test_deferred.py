@@ -35,8 +35,9 @@ def _ids(conn: sa.Connection, params: list[tuple[str, str]]) -> list[str]:
 
 def _index_rows(db, pk: int) -> int:
     with db.read() as conn:
-        return sum(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.resource_pk == pk)).scalar_one()
-                   for t in INDEX_TABLES.values())
+        return sum(
+            conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.resource_pk == pk)).scalar_one() for t in INDEX_TABLES.values()
+        )
 
 
 def _version_count(db) -> int:
@@ -48,8 +49,7 @@ def test_rows_are_pending_until_commit_and_written_then(service: ResourceService
     with service.db.write() as conn:
         result = service.create_in(conn, "Patient", _patient("1"))
         assert deferred.pending(conn)  # index and version rows wait for the commit
-    assert _index_rows(service.db, result.pk) == extract_index(
-        {**_patient("1"), "id": result.stored.res_id, "meta": {}}).count()
+    assert _index_rows(service.db, result.pk) == extract_index({**_patient("1"), "id": result.stored.res_id, "meta": {}}).count()
     assert _version_count(service.db) == 1
 
 
@@ -149,8 +149,7 @@ def test_reserved_keys_defer_new_resource_rows(service: ResourceService):
 def test_values_that_need_escaping_survive_the_bulk_write(service: ResourceService):
     """COPY on PostgreSQL escapes tabs, newlines, backslashes and non-ASCII like INSERT did."""
     tricky = "Tab\there\nnew line \\ back\\\\slash \u00e9\u4e2d \N{GRINNING FACE} 'q' \"dq\" |pipe"
-    resource = {**_patient("31", "Nasution"), "name": [{"family": "Nasution", "text": tricky}],
-                "address": [{"text": "\\N", "city": "\\."}]}
+    resource = {**_patient("31", "Nasution"), "name": [{"family": "Nasution", "text": tricky}], "address": [{"text": "\\N", "city": "\\."}]}
     with service.db.write() as conn:
         repo.reserve_pks(conn, 1)
         created = service.create_in(conn, "Patient", resource)

@@ -41,6 +41,7 @@ def test_concurrent_creates_go_into_one_transaction(service: ResourceService):
         def work(conn: sa.Connection):
             transactions.append(conn.get_transaction())  # kept alive, so identities stay distinct
             return service.create_in(conn, "Patient", _patient(nik))
+
         return committer.run(work, new_resources=1)
 
     async def main():
@@ -173,12 +174,15 @@ def test_a_work_alone_gets_its_own_transaction_and_runs_once(service: ResourceSe
             if fail:
                 raise ValueError(name)
             return result
+
         return run
 
     async def main():
         return await asyncio.gather(
-            committer.run(work("a"), new_resources=1), committer.run(work("big", fail=True), alone=True),
-            committer.run(work("b"), new_resources=1), return_exceptions=True,
+            committer.run(work("a"), new_resources=1),
+            committer.run(work("big", fail=True), alone=True),
+            committer.run(work("b"), new_resources=1),
+            return_exceptions=True,
         )
 
     a, big, b = asyncio.run(main())
@@ -256,8 +260,7 @@ def test_a_failure_outside_the_works_fails_the_callers_instead_of_hanging(servic
     monkeypatch.setattr(service.db, "acquire_write_lock", broken_lock)
 
     async def main():
-        return await asyncio.wait_for(
-            asyncio.gather(*(committer.run(lambda conn: 1) for _ in range(3)), return_exceptions=True), 20)
+        return await asyncio.wait_for(asyncio.gather(*(committer.run(lambda conn: 1) for _ in range(3)), return_exceptions=True), 20)
 
     results = asyncio.run(main())
     assert [type(r) for r in results] == [OSError, OSError, OSError]
@@ -273,8 +276,11 @@ def test_dispose_closes_the_lock_files_and_a_disposed_database_still_writes(tmp_
     lock = str(tmp_path / "x.sqlite3.lock")
 
     def open_on_lock() -> int:
-        return sum(os.path.realpath(f"/proc/self/fd/{fd}").startswith(lock) for fd in os.listdir("/proc/self/fd")
-                   if os.path.exists(f"/proc/self/fd/{fd}"))
+        return sum(
+            os.path.realpath(f"/proc/self/fd/{fd}").startswith(lock)
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
 
     db = Database.from_url(f"sqlite:///{tmp_path / 'x.sqlite3'}")
     migrate.upgrade(db.engine)

@@ -60,7 +60,12 @@ def _node(url: str, seed: bool) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
         [sys.executable, "-c", NODE, url, "seed" if seed else "migrate"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -104,6 +109,7 @@ def _assert_seeded_once(url: str) -> None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
+
             def count(sql: str) -> int:
                 return conn.execute(sa.text(sql)).scalar()
 
@@ -174,10 +180,13 @@ def _lock_waiters(engine: sa.Engine, pids: set[int]) -> int:
     too: they are not counted."""
     key = migrate.PG_LOCK_KEY
     with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = :hi "
-            "AND objid::bigint = :lo AND objsubid = 1 AND pid = ANY(:pids)"),
-            {"hi": key >> 32, "lo": key & 0xFFFFFFFF, "pids": sorted(pids)}).scalar()
+        return conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = :hi "
+                "AND objid::bigint = :lo AND objsubid = 1 AND pid = ANY(:pids)"
+            ),
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF, "pids": sorted(pids)},
+        ).scalar()
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL only (FHIR_TEST_POSTGRES_URL)")

@@ -44,8 +44,12 @@ def test_sqlite_pragmas_or_postgres_jsonb_mirror(fresh_database_url):
                     "VALUES ('Patient', 'p1', 1, 0, false, convert_to('{\"resourceType\":\"Patient\",\"gender\":\"male\"}', 'UTF8'))"
                 )
                 assert conn.exec_driver_sql("SELECT content->>'gender' FROM resources").scalar() == "male"
-                assert conn.exec_driver_sql(
-                    "SELECT data_type FROM information_schema.columns WHERE table_name='resources' AND column_name='content' AND table_schema=current_schema()"
-                ).scalar() == "jsonb"
+                assert (
+                    conn.exec_driver_sql(
+                        "SELECT data_type FROM information_schema.columns WHERE table_name='resources' "
+                        "AND column_name='content' AND table_schema=current_schema()"
+                    ).scalar()
+                    == "jsonb"
+                )
     finally:
         engine.dispose()

@@ -15,9 +15,19 @@ import sqlalchemy as sa
 from fhir_server.storage.db import Database
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-PATCH = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-    {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.gender"},
-    {"name": "value", "valueCode": "other"}]}]}
+PATCH = {
+    "resourceType": "Parameters",
+    "parameter": [
+        {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.gender"},
+                {"name": "value", "valueCode": "other"},
+            ],
+        }
+    ],
+}
 
 
 def _patient(family: str) -> dict:
@@ -47,9 +57,20 @@ def test_writes_wait_for_another_process_lock_while_the_loop_answers_reads(clien
                 asyncio.ensure_future(http.patch(f"/fhir/Patient/{ids[1]}", json=PATCH, headers=FHIR_JSON)),
                 asyncio.ensure_future(http.delete(f"/fhir/Patient/{ids[2]}")),
                 asyncio.ensure_future(http.put("/fhir/Patient?name=Kondisi", json=_patient("Kondisi"), headers=FHIR_JSON)),
-                asyncio.ensure_future(http.post("/fhir", headers=FHIR_JSON, json={"resourceType": "Bundle", "type": "batch", "entry": [
-                    {"request": {"method": "POST", "url": "Patient"}, "resource": _patient("Batch")},
-                    {"request": {"method": "DELETE", "url": f"Patient/{ids[3]}"}}]})),
+                asyncio.ensure_future(
+                    http.post(
+                        "/fhir",
+                        headers=FHIR_JSON,
+                        json={
+                            "resourceType": "Bundle",
+                            "type": "batch",
+                            "entry": [
+                                {"request": {"method": "POST", "url": "Patient"}, "resource": _patient("Batch")},
+                                {"request": {"method": "DELETE", "url": f"Patient/{ids[3]}"}},
+                            ],
+                        },
+                    )
+                ),
             ]
             reads = []
             for _ in range(10):  # the loop answers reads while every write waits for the lock
@@ -85,13 +106,17 @@ def test_a_writes_audit_event_commits_with_it_and_names_what_it_wrote(tmp_path):
     with TestClient(create_app(Settings(database_url=url, audit_flush_interval=3600))) as c:
         pid = c.post("/fhir/Patient", json=_patient("Audit"), headers=headers).json()["id"]
         assert c.put(f"/fhir/Patient?_id={pid}", json=_patient("Kondisi"), headers=headers).status_code == 200
-        c.post("/fhir", headers=headers, json={"resourceType": "Bundle", "type": "batch", "entry": [
-            {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]})
+        c.post(
+            "/fhir",
+            headers=headers,
+            json={"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]},
+        )
         assert c.get(f"/fhir/Patient/{pid}").status_code == 410  # a read: only queued, not written yet
         engine = sa.create_engine(url)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT interaction, status, res_type, res_id, user_agent, request_id FROM audit_events ORDER BY pk")).all()
+            rows = conn.execute(
+                sa.text("SELECT interaction, status, res_type, res_id, user_agent, request_id FROM audit_events ORDER BY pk")
+            ).all()
         engine.dispose()
     assert [tuple(r) for r in rows] == [
         ("create", 201, "Patient", pid, "SIMRS/1.0", "req-7"),

@@ -8,8 +8,7 @@ from fhir_server.storage.db import Database
 from tests.conftest import BACKENDS, migrated_database
 
 COUNT = "SELECT count(*) FROM resources"
-INSERT = ("INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
-          "VALUES ('Patient', :id, 1, 1, FALSE, NULL)")
+INSERT = "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) VALUES ('Patient', :id, 1, 1, FALSE, NULL)"
 
 
 @pytest.fixture(params=BACKENDS)

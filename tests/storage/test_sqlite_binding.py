@@ -19,5 +19,9 @@ def test_none_is_still_stored_as_null_by_execute_and_executemany() -> None:
     conn.executemany("INSERT INTO t VALUES (?, ?)", [(None, 2), ("x", None)])
     conn.execute("INSERT INTO t VALUES (:a, :b)", {"a": None, "b": 3})
     assert conn.execute("SELECT typeof(a), typeof(b) FROM t ORDER BY rowid").fetchall() == [
-        ("null", "integer"), ("null", "integer"), ("text", "null"), ("null", "integer")]
+        ("null", "integer"),
+        ("null", "integer"),
+        ("text", "null"),
+        ("null", "integer"),
+    ]
     assert conn.execute("SELECT count(*) FROM t WHERE a IS NULL").fetchone() == (3,)

@@ -9,8 +9,7 @@ PATH = "Patient.address[0].extension[0]"
 
 
 def ext(**parts: str) -> dict:
-    return {"url": SATUSEHAT_ADMINISTRATIVE_CODE,
-            "extension": [{"url": k, "valueCode": v} for k, v in parts.items()]}
+    return {"url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [{"url": k, "valueCode": v} for k, v in parts.items()]}
 
 
 GOOD = dict(province="32", city="3204", district="320415", village="3204152003", rt="002", rw="005")
@@ -38,8 +37,7 @@ def test_wrong_length_is_an_error():
 
 def test_village_outside_its_district_is_an_error():
     issues = check_administrative_code(ext(**{**GOOD, "village": "3273011001"}), path=PATH)
-    assert [(i.severity, i.code, i.expression) for i in issues] == [
-        ("error", "business-rule", f"{PATH}.extension[3].valueCode")]
+    assert [(i.severity, i.code, i.expression) for i in issues] == [("error", "business-rule", f"{PATH}.extension[3].valueCode")]
 
 
 def test_city_outside_its_province_is_an_error():
@@ -70,8 +68,10 @@ def test_value_that_is_not_a_valuecode_is_an_error():
 
 
 def test_unknown_and_repeated_parts_are_errors():
-    bad = {"url": SATUSEHAT_ADMINISTRATIVE_CODE, "extension": [
-        {"url": "province", "valueCode": "32"}, {"url": "province", "valueCode": "32"}, {"url": "kota", "valueCode": "3204"}]}
+    bad = {
+        "url": SATUSEHAT_ADMINISTRATIVE_CODE,
+        "extension": [{"url": "province", "valueCode": "32"}, {"url": "province", "valueCode": "32"}, {"url": "kota", "valueCode": "3204"}],
+    }
     assert [i.diagnostics.split("'")[1] for i in check_administrative_code(bad, path=PATH)] == ["province", "kota"]
 
 
@@ -86,10 +86,16 @@ def test_non_numeric_rt_warns():
 
 
 def test_resource_walk_finds_every_extension_with_paths():
-    patient = {"resourceType": "Patient",
-               "extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/birthPlace",
-                              "valueAddress": {"extension": [ext(province="31", city="3204")]}}],
-               "address": [{"city": "X"}, {"extension": [{"url": "other"}, ext(province="3x")]}]}
+    patient = {
+        "resourceType": "Patient",
+        "extension": [
+            {
+                "url": "https://fhir.kemkes.go.id/r4/StructureDefinition/birthPlace",
+                "valueAddress": {"extension": [ext(province="31", city="3204")]},
+            }
+        ],
+        "address": [{"city": "X"}, {"extension": [{"url": "other"}, ext(province="3x")]}],
+    }
     issues = check_resource_administrative_codes(patient)
     assert [i.expression for i in issues] == [
         "Patient.extension[0].valueAddress.extension[0].extension[1].valueCode",

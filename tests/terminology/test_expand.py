@@ -18,8 +18,7 @@ def codes(vs: dict) -> list[str]:
 
 
 def region_vs(*filters: dict) -> dict:
-    return {"resourceType": "ValueSet", "status": "active",
-            "compose": {"include": [{"system": REGIONS, "filter": list(filters)}]}}
+    return {"resourceType": "ValueSet", "status": "active", "compose": {"include": [{"system": REGIONS, "filter": list(filters)}]}}
 
 
 def test_expand_provinces(engine):
@@ -38,8 +37,11 @@ def test_expand_villages_of_a_district_with_parent_filter(engine):
 
 
 def test_expand_descendants_restricted_to_a_level(engine):
-    out = engine.expand(value_set=region_vs({"property": "concept", "op": "descendent-of", "value": "3204"},
-                                            {"property": "level", "op": "=", "value": "district"}))
+    out = engine.expand(
+        value_set=region_vs(
+            {"property": "concept", "op": "descendent-of", "value": "3204"}, {"property": "level", "op": "=", "value": "district"}
+        )
+    )
     assert out["expansion"]["total"] == 31
     assert codes(out)[0] == "320405"
 
@@ -122,22 +124,31 @@ def test_dict_codesystem_is_a_filter_with_exclude(engine):
 
 
 def test_property_equals_filter_on_dict_codesystem(engine):
-    vs = {"resourceType": "ValueSet", "status": "active",
-          "compose": {"include": [{"system": COLORS, "filter": [{"property": "warm", "op": "=", "value": "false"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "status": "active",
+        "compose": {"include": [{"system": COLORS, "filter": [{"property": "warm", "op": "=", "value": "false"}]}]},
+    }
     assert codes(engine.expand(value_set=vs)) == ["blue"]
 
 
 def test_concept_list_include_with_display_from_codesystem(engine):
-    vs = {"resourceType": "ValueSet", "status": "active",
-          "compose": {"include": [{"system": COLORS, "concept": [{"code": "navy"}, {"code": "red", "display": "Merah"}]},
-                                  {"system": REGIONS, "concept": [{"code": "32"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "status": "active",
+        "compose": {
+            "include": [
+                {"system": COLORS, "concept": [{"code": "navy"}, {"code": "red", "display": "Merah"}]},
+                {"system": REGIONS, "concept": [{"code": "32"}]},
+            ]
+        },
+    }
     out = engine.expand(value_set=vs)["expansion"]["contains"]
     assert [(c["code"], c["display"]) for c in out] == [("navy", "Navy blue"), ("red", "Merah"), ("32", "Jawa Barat")]
 
 
 def test_include_of_another_valueset(engine):
-    vs = {"resourceType": "ValueSet", "status": "active",
-          "compose": {"include": [{"valueSet": [WARM_VS["url"]]}]}}
+    vs = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [{"valueSet": [WARM_VS["url"]]}]}}
     assert codes(engine.expand(value_set=vs)) == ["red", "crimson"]
 
 
@@ -148,8 +159,9 @@ def test_expansion_is_valid_r4(engine):
 
 
 def test_type_filter_selects_cities_not_regencies(engine):
-    out = engine.expand(value_set=region_vs({"property": "type", "op": "=", "value": "kota"},
-                                            {"property": "concept", "op": "is-a", "value": "32"}))
+    out = engine.expand(
+        value_set=region_vs({"property": "type", "op": "=", "value": "kota"}, {"property": "concept", "op": "is-a", "value": "32"})
+    )
     assert out["expansion"]["total"] == 9
     assert all(c["display"].startswith("Kota ") for c in out["expansion"]["contains"])
 
@@ -158,4 +170,5 @@ def test_type_filter_selects_cities_not_regencies(engine):
 def test_kelurahan_and_desa_add_up_to_all_villages(engine):
     def total(kind):
         return engine.expand(value_set=region_vs({"property": "type", "op": "=", "value": kind}), count=0)["expansion"]["total"]
+
     assert (total("kelurahan"), total("desa"), total("desa-adat")) == (8496, 75252, 14)

@@ -48,7 +48,9 @@ def test_lookup_returns_children_only_when_asked(engine):
 
 def test_lookup_filters_properties_to_those_asked(engine):
     assert props(engine.lookup(REGIONS, "3204152003", properties=["level", "postalCode"])) == [
-        ("level", "village"), ("postalCode", "40378")]
+        ("level", "village"),
+        ("postalCode", "40378"),
+    ]
 
 
 def test_lookup_unknown_code_is_404_not_found(engine):

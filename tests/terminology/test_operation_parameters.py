@@ -17,8 +17,7 @@ REGIONS = urls.KEMENDAGRI_WILAYAH
 
 def query(**params: Any) -> Callable[[str], list[Any]]:
     """A values() getter like the HTTP layer's: every value is a list entry."""
-    return lambda name: [v for v in (params.get(name) if isinstance(params.get(name), list) else
-                                     [params[name]] if name in params else [])]
+    return lambda name: [v for v in (params.get(name) if isinstance(params.get(name), list) else [params[name]] if name in params else [])]
 
 
 def test_lookup_from_query_strings(engine):
@@ -37,8 +36,13 @@ def test_lookup_on_the_stored_regions_instance(engine):
 
 
 def test_lookup_on_an_instance_not_in_the_registry(engine):
-    cs = {"resourceType": "CodeSystem", "url": "http://x/new", "status": "active", "content": "complete",
-          "concept": [{"code": "a", "display": "A"}]}
+    cs = {
+        "resourceType": "CodeSystem",
+        "url": "http://x/new",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "a", "display": "A"}],
+    }
     assert get(operations.lookup(engine, query(code="a"), instance=cs), "display") == "A"
 
 
@@ -75,19 +79,34 @@ def test_translate_reverse_from_string(engine):
 
 
 def test_subsumes_from_codings(engine):
-    out = operations.subsumes(engine, query(codingA={"system": REGIONS, "code": "32"},
-                                            codingB={"system": REGIONS, "code": "3204"}))
+    out = operations.subsumes(engine, query(codingA={"system": REGIONS, "code": "32"}, codingB={"system": REGIONS, "code": "3204"}))
     assert get(out, "outcome") == "subsumes"
 
 
 def test_every_operation_is_listed():
-    assert set(operations.OPERATIONS) == {"CodeSystem/$lookup", "CodeSystem/$validate-code", "CodeSystem/$subsumes",
-                                          "ValueSet/$expand", "ValueSet/$validate-code", "ConceptMap/$translate"}
+    assert set(operations.OPERATIONS) == {
+        "CodeSystem/$lookup",
+        "CodeSystem/$validate-code",
+        "CodeSystem/$subsumes",
+        "ValueSet/$expand",
+        "ValueSet/$validate-code",
+        "ConceptMap/$translate",
+    }
 
 
 def test_translate_with_a_concept_map_instance_not_in_the_registry(engine):
-    cm = {"resourceType": "ConceptMap", "url": "http://x/cm", "status": "active", "group": [
-        {"source": "http://x/a", "target": "http://x/b", "element": [{"code": "1", "target": [{"code": "one", "equivalence": "equal"}]}]}]}
+    cm = {
+        "resourceType": "ConceptMap",
+        "url": "http://x/cm",
+        "status": "active",
+        "group": [
+            {
+                "source": "http://x/a",
+                "target": "http://x/b",
+                "element": [{"code": "1", "target": [{"code": "one", "equivalence": "equal"}]}],
+            }
+        ],
+    }
     out = operations.translate(engine, query(system="http://x/a", code="1"), instance=cm)
     assert get(out, "result") is True
     assert engine.registry.concept_map("http://x/cm") is None

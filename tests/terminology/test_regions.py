@@ -40,17 +40,35 @@ def test_display_is_the_official_name():
     assert cs.display("3204152003") == "Warnasari"
 
 
-@pytest.mark.parametrize("code, level", [("32", "province"), ("3204", "city"), ("320415", "district"),
-                                         ("3204152003", "village"), ("32.04", None), ("320", None), ("abcd", None)])
+@pytest.mark.parametrize(
+    "code, level",
+    [
+        ("32", "province"),
+        ("3204", "city"),
+        ("320415", "district"),
+        ("3204152003", "village"),
+        ("32.04", None),
+        ("320", None),
+        ("abcd", None),
+    ],
+)
 def test_level_follows_code_length(code, level):
     assert level_of(code) == level
 
 
-@pytest.mark.parametrize("code, name, kind", [
-    ("32", "Jawa Barat", "provinsi"), ("3204", "Kabupaten Bandung", "kabupaten"), ("3273", "Kota Bandung", "kota"),
-    ("320415", "Pangalengan", "kecamatan"), ("910101", "X", "distrik"),
-    ("3204152003", "Warnasari", "desa"), ("3273011001", "Y", "kelurahan"), ("9103013001", "Z", "desa-adat"),
-])
+@pytest.mark.parametrize(
+    "code, name, kind",
+    [
+        ("32", "Jawa Barat", "provinsi"),
+        ("3204", "Kabupaten Bandung", "kabupaten"),
+        ("3273", "Kota Bandung", "kota"),
+        ("320415", "Pangalengan", "kecamatan"),
+        ("910101", "X", "distrik"),
+        ("3204152003", "Warnasari", "desa"),
+        ("3273011001", "Y", "kelurahan"),
+        ("9103013001", "Z", "desa-adat"),
+    ],
+)
 def test_region_type(code, name, kind):
     assert region_type(code, name) == kind
 
@@ -87,15 +105,22 @@ def test_full_codesystem_nests_every_region():
 
     def count(nodes):
         return sum(1 + count(n.get("concept", [])) for n in nodes)
+
     assert count(full["concept"]) == 91599
 
 
 def test_one_valueset_per_level_plus_all():
     valuesets = {vs["url"]: vs for vs in region_valuesets()}
-    assert set(valuesets) == {urls.KEMENDAGRI_WILAYAH_VS, urls.KEMENDAGRI_PROVINCE_VS, urls.KEMENDAGRI_CITY_VS,
-                              urls.KEMENDAGRI_DISTRICT_VS, urls.KEMENDAGRI_VILLAGE_VS}
+    assert set(valuesets) == {
+        urls.KEMENDAGRI_WILAYAH_VS,
+        urls.KEMENDAGRI_PROVINCE_VS,
+        urls.KEMENDAGRI_CITY_VS,
+        urls.KEMENDAGRI_DISTRICT_VS,
+        urls.KEMENDAGRI_VILLAGE_VS,
+    }
     assert valuesets[urls.KEMENDAGRI_DISTRICT_VS]["compose"]["include"][0]["filter"] == [
-        {"property": "level", "op": "=", "value": "district"}]
+        {"property": "level", "op": "=", "value": "district"}
+    ]
     assert LEVELS == ("province", "city", "district", "village")
 
 

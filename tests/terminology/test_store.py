@@ -26,8 +26,7 @@ def test_all_resources_yields_fhir_terminology_resources_with_urls(registry):
 
 def test_load_directory_is_recursive_and_skips_non_fhir_files(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    cs = {"resourceType": "CodeSystem", "url": "http://x/cs", "status": "active", "content": "complete",
-          "concept": [{"code": "1"}]}
+    cs = {"resourceType": "CodeSystem", "url": "http://x/cs", "status": "active", "content": "complete", "concept": [{"code": "1"}]}
     (tmp_path / "a" / "b" / "cs.json").write_text(json.dumps(cs))
     (tmp_path / "a" / "compact.json").write_text(json.dumps({"valuesets": {"x": ["a"]}}))
     (tmp_path / "a" / "patient.json").write_text(json.dumps({"resourceType": "Patient"}))
@@ -61,8 +60,7 @@ def test_adding_a_non_terminology_resource_is_refused():
 
 
 def test_shipped_content_codesystems_answer_lookup(engine):
-    dict_systems = [r for r in engine.registry.all_resources()
-                    if r["resourceType"] == "CodeSystem" and r.get("concept")]
+    dict_systems = [r for r in engine.registry.all_resources() if r["resourceType"] == "CodeSystem" and r.get("concept")]
     for cs in dict_systems:
         code = cs["concept"][0]["code"]
         assert engine.lookup(cs["url"], code)["parameter"][0]["name"] == "name"

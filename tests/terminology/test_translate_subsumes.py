@@ -29,8 +29,9 @@ def test_translate_forward_by_conceptmap_url(engine):
 
 
 def test_translate_by_source_and_target_valuesets(engine):
-    out = engine.translate(system=COLORS, code="crimson", source="http://example.org/ValueSet/colors",
-                           target="http://example.org/ValueSet/shades")
+    out = engine.translate(
+        system=COLORS, code="crimson", source="http://example.org/ValueSet/colors", target="http://example.org/ValueSet/shades"
+    )
     assert matches(out) == [("wider", {"system": SHADES, "code": "R", "display": "Reddish"}, CM)]
 
 
@@ -73,14 +74,17 @@ def test_translate_shipped_dukcapil_marital_status_map(engine):
     assert any(c["code"] == "2" for _, c, _ in matches(back))
 
 
-@pytest.mark.parametrize("a, b, outcome", [
-    ("32", "32", "equivalent"),
-    ("32", "3204152003", "subsumes"),
-    ("3204", "320415", "subsumes"),
-    ("3204152003", "3204", "subsumed-by"),
-    ("3204", "3273", "not-subsumed"),
-    ("3204", "320", None),
-])
+@pytest.mark.parametrize(
+    "a, b, outcome",
+    [
+        ("32", "32", "equivalent"),
+        ("32", "3204152003", "subsumes"),
+        ("3204", "320415", "subsumes"),
+        ("3204152003", "3204", "subsumed-by"),
+        ("3204", "3273", "not-subsumed"),
+        ("3204", "320", None),
+    ],
+)
 def test_subsumes_on_region_hierarchy(engine, a, b, outcome):
     if outcome is None:
         with pytest.raises(FhirError) as e:

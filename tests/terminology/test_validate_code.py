@@ -74,8 +74,11 @@ def test_vs_code_from_other_system_is_not_member(engine):
 
 
 def test_vs_hierarchical_subset(engine):
-    vs = {"resourceType": "ValueSet", "status": "active", "compose": {"include": [
-        {"system": REGIONS, "filter": [{"property": "parent", "op": "=", "value": "320415"}]}]}}
+    vs = {
+        "resourceType": "ValueSet",
+        "status": "active",
+        "compose": {"include": [{"system": REGIONS, "filter": [{"property": "parent", "op": "=", "value": "320415"}]}]},
+    }
     assert get(engine.validate_code_vs(value_set=vs, code="3204152003", system=REGIONS), "result") is True
     assert get(engine.validate_code_vs(value_set=vs, code="3204162001", system=REGIONS), "result") is False
 
@@ -104,8 +107,9 @@ def test_vs_unknown_valueset_is_404(engine):
 
 
 def test_cs_without_content_cannot_validate(engine):
-    engine.registry.add({"resourceType": "CodeSystem", "url": "http://example.org/CodeSystem/empty",
-                         "status": "active", "content": "not-present"})
+    engine.registry.add(
+        {"resourceType": "CodeSystem", "url": "http://example.org/CodeSystem/empty", "status": "active", "content": "not-present"}
+    )
     out = engine.validate_code_cs("http://example.org/CodeSystem/empty", "1")
     assert get(out, "result") is False
     assert "not-present" in get(out, "message")
