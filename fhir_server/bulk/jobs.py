@@ -74,30 +74,6 @@ class Job:
         )
 
 
-def create_job(
-    db: Database,
-    *,
-    level: str,
-    request_url: str,
-    client_id: str,
-    group_id: str | None = None,
-    types: list[str] | None = None,
-    since_us: int | None = None,
-    output_format: str = "application/fhir+ndjson",
-) -> str:
-    with db.write() as conn:
-        return create_job_in(
-            conn,
-            level=level,
-            request_url=request_url,
-            client_id=client_id,
-            group_id=group_id,
-            types=types,
-            since_us=since_us,
-            output_format=output_format,
-        )
-
-
 def create_job_in(
     conn: Connection,
     *,
@@ -269,15 +245,9 @@ def release(db: Database, job_id: str, owner: str) -> bool:
         )
 
 
-def cancel(db: Database, job_id: str) -> bool:
-    """Mark a job cancelled (whatever its state); False when unknown or already cancelled.
-    A worker running it notices on its next check and stops."""
-    with db.write() as conn:
-        return cancel_in(conn, job_id)
-
-
 def cancel_in(conn: Connection, job_id: str) -> bool:
-    """``cancel`` in the caller's write transaction."""
+    """Mark a job cancelled (whatever its state), in the caller's write transaction; False when
+    unknown or already cancelled. A worker running it notices on its next check and stops."""
     return (
         conn.execute(
             t.update()

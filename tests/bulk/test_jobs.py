@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _job(db, **kw) -> str:
-    return jobs.create_job(db, level="system", request_url="http://x/fhir/$export", client_id="anonymous", **kw)
+    with db.write() as conn:
+        return jobs.create_job_in(conn, level="system", request_url="http://x/fhir/$export", client_id="anonymous", **kw)
 
 
 def _patients(client, n: int) -> list[str]:
