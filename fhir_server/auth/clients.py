@@ -81,6 +81,15 @@ class Client:
 # ---------------------------------------------------------------- secrets
 
 
+def new_client_id() -> str:
+    """A random client id that never starts with ``-`` (a command line would take it for an
+    option: ``fhir-server clients revoke -x...`` failed, 1 generated id in 32)."""
+    while True:
+        client_id = secrets.token_urlsafe(24)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 def generate_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -265,7 +274,7 @@ def add_client(
         if not _FHIR_ID.fullmatch(organization_id):
             raise ClientError(f"'{organization_id}' is not a valid Organization id")
     if client_id is None:
-        client_id = secrets.token_urlsafe(24)
+        client_id = new_client_id()
     elif not _CLIENT_ID.fullmatch(client_id):
         raise ClientError("a client id is 1-128 characters of A-Z a-z 0-9 . _ ~ -")
     elif client_id == ANONYMOUS:

@@ -101,3 +101,12 @@ def test_revoke_unknown_client_fails(db):
 def test_unmigrated_database_asks_for_migrate(tmp_path):
     result = runner.invoke(clients_app, ["list", "--database-url", f"sqlite:///{tmp_path / 'empty.sqlite3'}"])
     assert result.exit_code == 1 and "fhir-server migrate" in result.output
+
+
+def test_generated_client_ids_never_look_like_options(monkeypatch):
+    """``clients revoke <id>`` takes the id as an argument: one starting with '-' was an option."""
+    from fhir_server.auth import clients
+
+    drawn = iter(["-startsWithDash", "_fine-id"])
+    monkeypatch.setattr(clients.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert clients.new_client_id() == "_fine-id"
