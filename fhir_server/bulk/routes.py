@@ -38,14 +38,10 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.api.routes import interaction, write
-from fhir_server.auth.actions import operation_actions
-from fhir_server.auth.guard import REALM
-from fhir_server.auth.scopes import ScopeSet
-from fhir_server.auth.tokens import www_authenticate
 from fhir_server.bulk import jobs
 from fhir_server.bulk.exporter import file_path, patient_compartment, patient_types, remove_files
 from fhir_server.bulk.worker import export_dir, poll_interval
-from fhir_server.errors import FhirError, Issue, error
+from fhir_server.errors import FhirError, Issue
 from fhir_server.resource_types import is_resource_type
 from fhir_server.search.parameters import resource_types
 from fhir_server.timeutil import datetime_range, to_instant
@@ -60,8 +56,6 @@ IGNORED = {"_format", "_pretty"}
 _FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")
 _JOB_ID = re.compile(r"^[0-9a-f-]{36}$")
 _DOC = {"description": "Bulk Data", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
-#: what exporting a type needs on it (read and search)
-_EXPORT_ACTIONS = operation_actions("export", affects_state=False)
 
 
 def _parameters(request: Request, body: Any) -> list[tuple[str, str]]:
@@ -92,7 +86,7 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     st = request.app.state.fhir
     who = principal(request)
     res_type = {"system": None, "patient": "Patient", "group": "Group"}[level]
-    if res_type is not None:
+    if res_type is not None:  # 401/403 before the body is looked at
         who.require_operation(res_type, "export", affects_state=False)
     prefer = http.prefer(request)
     if "respond-async" not in prefer:
@@ -140,13 +134,8 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
         types = list(dict.fromkeys(t for t in requested if allowed(t)))
         if not types:
             raise FhirError.of(400, "invalid", "_type names no type this export can return")
-        for t in types:
-            who.require_operation(t, "export", affects_state=False)
-    elif who.scopes is not None:
-        if level == "system":
-            # "every type": only a wildcard token may ask; a narrower one lists its types in _type
-            who.require_operation(None, "export", affects_state=False)
-        types = _exportable_types(who.scopes, level)
+    candidates = resource_types() if level == "system" else patient_types()
+    types = st.pipeline.authorize_export(who, res_type, types, candidates)
 
     if level == "group":
         st.resources.read("Group", group_id or "")  # 400 bad id, 404 unknown, 410 deleted
@@ -202,25 +191,6 @@ async def export_group(request: Request, group_id: str) -> Response:
     return await _kickoff(request, "group", group_id)
 
 
-def _exportable_types(scopes: ScopeSet, level: str) -> list[str]:
-    """The types of ``level`` the token may export, for a kick-off without ``_type``; 403 if none.
-
-    Recorded in the job, so the worker exports nothing else: at system level that leaves out
-    AuditEvent, which a wildcard does not cover; at Patient / Group level the compartment
-    types the token may not export (Bulk Data limits an export to what the client may see).
-    """
-    candidates = resource_types() if level == "system" else patient_types()
-    types = [t for t in candidates if all(scopes.allows(t, action) for action in _EXPORT_ACTIONS)]
-    if not types:
-        actions = " and ".join(sorted(_EXPORT_ACTIONS))
-        raise FhirError(
-            403,
-            [error("forbidden", f"The access token's scopes allow {actions} on no resource type this export can return")],
-            {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")},
-        )
-    return types
-
-
 def _own_job(request: Request, job_id: str) -> jobs.Job:
     """The caller's job, or 404 (unknown, cancelled, or another client's)."""
     st = request.app.state.fhir
@@ -253,7 +223,7 @@ async def export_status(request: Request, job_id: str) -> Response:
         "output": [
             {"type": o["type"], "url": f"{base}/$export-file/{job.id}/{o['type']}.ndjson", "count": o["count"]}
             for o in stored.get("output", [])
-            if who.readable(o["type"])  # a token that may not read a type does not learn its file exists
+            if st.pipeline.may_read(who, o["type"])  # a token that may not read a type does not learn its file exists
         ],
         "error": [],
     }
@@ -289,7 +259,7 @@ async def export_file(request: Request, job_id: str, file_name: str) -> Response
     res_type = m.group(1)
     # the job is the client's, but this token may have narrower scopes than the kick-off's:
     # checked before looking for the file, so a 403 says nothing about what the job holds
-    principal(request).require(res_type, "read")
+    st.pipeline.authorize_export_file(principal(request), res_type)
     listed = {o["type"] for o in (job.manifest or {}).get("output", [])}
     if job.status != "complete" or res_type not in listed:
         raise FhirError.of(404, "not-found", f"No file {file_name} in export {job_id}")

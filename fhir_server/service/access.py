@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fhir_server.audit.events import ANONYMOUS
+from fhir_server.auth.actions import operation_actions
 from fhir_server.auth.guard import readable, require, require_interaction, require_operation
 from fhir_server.auth.scopes import ScopeSet
 
@@ -38,6 +39,12 @@ class Principal:
         if self.scopes is not None:
             for res_type in sorted(set(res_types)):
                 require(self.scopes, res_type, ("read",))
+
+    def may_operate(self, res_type: str, name: str) -> bool:
+        """Whether operation ``$name`` (one that changes nothing) is allowed on ``res_type``."""
+        if self.scopes is None:
+            return True
+        return all(self.scopes.allows(res_type, action) for action in operation_actions(name, affects_state=False))
 
     def readable(self, res_type: str) -> bool:
         """Whether resources of ``res_type`` may leave the server (includes, views, exports)."""

@@ -24,6 +24,8 @@ from sqlalchemy.engine import Connection
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.recorder import record_in
 from fhir_server.audit.request_rows import classify
+from fhir_server.auth.guard import REALM
+from fhir_server.auth.tokens import www_authenticate
 from fhir_server.errors import FhirError, Issue
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import Operation, OperationCall, find
@@ -364,6 +366,45 @@ class Pipeline:
         if i.method == "GET" and operation.affects_state:
             raise FhirError(405, FhirError.of(405, "not-supported", f"${name} changes data: use POST").issues, {"Allow": "POST"})
         return operation
+
+    # -- Bulk Data (the HTTP side is bulk/routes.py: the async request pattern) -----------
+    def authorize_export(
+        self,
+        principal: Principal,
+        res_type: str | None,
+        requested: list[str] | None,
+        candidates: list[str],
+    ) -> list[str] | None:
+        """The types an ``$export`` kick-off may record (None: every type, open access).
+
+        ``requested`` (``_type``): each needs the export actions (read and search), else 403.
+        Without it a restricted token gets the ``candidates`` it may export (Bulk Data limits an
+        export to what the client may see; a wildcard does not cover AuditEvent); at the system
+        level only a wildcard token may ask for "every type"."""
+        if res_type is not None:
+            principal.require_operation(res_type, "export", affects_state=False)
+        if requested:
+            for t in requested:
+                principal.require_operation(t, "export", affects_state=False)
+            return requested
+        if not principal.restricted:
+            return None
+        if res_type is None:
+            principal.require_operation(None, "export", affects_state=False)
+        types = [t for t in candidates if principal.may_operate(t, "export")]
+        if not types:
+            text = "The access token's scopes allow read and search on no resource type this export can return"
+            raise FhirError(403, [Issue("error", "forbidden", text)], {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")})
+        return types
+
+    def may_read(self, principal: Principal, res_type: str) -> bool:
+        """Whether resources of ``res_type`` may leave the server for ``principal`` (a manifest line)."""
+        return principal.readable(res_type)
+
+    def authorize_export_file(self, principal: Principal, res_type: str) -> None:
+        """403 unless ``principal`` may read ``res_type``: an export file's download, whichever token
+        of the job's client asks (checked before looking for the file: a 403 tells nothing)."""
+        principal.require(res_type, "read")
 
     async def _operation(self, i: Interaction) -> Answer:
         operation = self.authorize_operation(i)
