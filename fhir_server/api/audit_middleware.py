@@ -40,7 +40,13 @@ def queue_request(recorder: AuditRecorder | None, scope: Scope, status: int) -> 
             user_agent = value
         elif name == b"x-request-id":
             request_id = value
-    principal = scope["state"].get("principal") if "state" in scope else None
+    state = scope.get("state")
+    if state is None:
+        principal = None
+    elif "audited" in state:  # a write whose AuditEvent was committed with it (service/pipeline.py)
+        return
+    else:
+        principal = state.get("principal")
     client = scope.get("client")
     # only atomic values (str, bytes, int, None): see request_rows.RawRequest
     recorder.record(

@@ -112,14 +112,24 @@ def test_a_writes_audit_event_commits_with_it_and_names_what_it_wrote(tmp_path):
             json={"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]},
         )
         assert c.get(f"/fhir/Patient/{pid}").status_code == 410  # a read: only queued, not written yet
-        engine = sa.create_engine(url)
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text("SELECT interaction, status, res_type, res_id, user_agent, request_id FROM audit_events ORDER BY pk")
-            ).all()
-        engine.dispose()
-    assert [tuple(r) for r in rows] == [
+        rows = _audit_rows(url)
+    # after shutdown (the queue flushed): still one event per write, and the queued ones of the
+    # batch request and the read
+    after = _audit_rows(url)
+    assert rows == [
         ("create", 201, "Patient", pid, "SIMRS/1.0", "req-7"),
         ("update", 200, "Patient", pid, "SIMRS/1.0", "req-7"),
         ("delete", 204, "Patient", pid, "SIMRS/1.0", "req-7"),
     ]
+    assert after[:3] == rows
+    assert sorted(r[0] for r in after[3:]) == ["read", "transaction"]
+
+
+def _audit_rows(url: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT interaction, status, res_type, res_id, user_agent, request_id FROM audit_events ORDER BY pk"
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
