@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         audit_flusher = None
         if settings.audit:
             recorder = AuditRecorder(state.db, flush_interval=settings.audit_flush_interval)
-            audit_flusher = asyncio.create_task(recorder.run_on_loop(state.resources.writes))
+            audit_flusher = asyncio.create_task(recorder.run_on_loop(state.pipeline.writes))
             state.recorder = recorder
         else:
             state.recorder = NullRecorder()

@@ -22,7 +22,7 @@ from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
 from fhir_server.storage.db import Database
-from fhir_server.storage.group_commit import BlockingWrites
+from fhir_server.storage.group_commit import BlockingWrites, GroupCommitter, Writes
 
 
 @dataclass
@@ -100,7 +100,9 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         default_count=settings.default_count,
         max_count=settings.max_count,
     )
-    writes = BlockingWrites(db) if blocking_writes else resources.writes
+    # the one write path: the event loop's group commit (storage/group_commit.py), or
+    # writes at once for the CLI
+    writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
     return ServerState(
         settings=settings,
         db=db,

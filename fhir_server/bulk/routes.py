@@ -223,7 +223,7 @@ async def export_status(request: Request, job_id: str) -> Response:
         "output": [
             {"type": o["type"], "url": f"{base}/$export-file/{job.id}/{o['type']}.ndjson", "count": o["count"]}
             for o in stored.get("output", [])
-            if st.pipeline.may_read(who, o["type"])  # a token that may not read a type does not learn its file exists
+            if who.readable(o["type"])  # a token that may not read a type does not learn its file exists
         ],
         "error": [],
     }

@@ -121,6 +121,9 @@ class Interaction:
     resolve_references: bool = False
     #: set once the request's AuditEvent was committed with the write
     audited: bool = False
+    #: set by the interaction check once passed (routes check before reading a body; ``handle``
+    #: does not check again)
+    checked: bool = False
 
 
 @dataclass(slots=True)
@@ -165,7 +168,7 @@ class Pipeline:
             handler = self._handlers[i.kind]
         except KeyError:
             raise FhirError.of(400, "not-supported", f"Unknown interaction {i.kind!r}") from None
-        if i.res_type is not None and i.kind not in _SELF_CHECKED:
+        if i.res_type is not None and i.kind not in _SELF_CHECKED and not i.checked:
             self._check_interaction(i)
         return await handler(i)
 
@@ -178,6 +181,7 @@ class Pipeline:
         if i.kind not in interactions_for(res_type):
             raise FhirError(405, [Issue("error", "not-supported", f"{i.kind} is not supported on {res_type}")], {"Allow": "GET"})
         i.principal.require(res_type, i.kind, conditional=bool(i.condition))
+        i.checked = True
 
     # -- the one write path ---------------------------------------------------------------
     def writer(self, i: Interaction) -> WriteRunner:
@@ -242,7 +246,8 @@ class Pipeline:
 
     def search_now(self, i: Interaction) -> bytes:
         """The searchset Bundle of a type-level search, authorized (the hot path calls it directly)."""
-        self._check_interaction(i)
+        if not i.checked:
+            self._check_interaction(i)
         s = self.services
         if i.res_type == "AuditEvent":
             return s.audit_trail.search(i.base, i.params)
@@ -396,10 +401,6 @@ class Pipeline:
             text = "The access token's scopes allow read and search on no resource type this export can return"
             raise FhirError(403, [Issue("error", "forbidden", text)], {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")})
         return types
-
-    def may_read(self, principal: Principal, res_type: str) -> bool:
-        """Whether resources of ``res_type`` may leave the server for ``principal`` (a manifest line)."""
-        return principal.readable(res_type)
 
     def authorize_export_file(self, principal: Principal, res_type: str) -> None:
         """403 unless ``principal`` may read ``res_type``: an export file's download, whichever token

@@ -22,7 +22,6 @@ from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
-from fhir_server.storage.group_commit import GroupCommitter
 from fhir_server.timeutil import now_us, to_instant
 
 #: (connection, resource pk, resource dict or None when deleted, fresh=just inserted, rows=pre-extracted) -> None
@@ -106,8 +105,6 @@ class ResourceService:
         prepare_index: IndexPreparer | None = None,
     ) -> None:
         self.db = db
-        #: groups the creates an event loop submits into shared transactions
-        self.writes = GroupCommitter(db)
         self.indexer = indexer
         #: extracts index rows ahead of the transaction (``indexer(..., rows=...)`` writes them)
         self.prepare_index = prepare_index
@@ -189,23 +186,11 @@ class ResourceService:
 
     # -- writes --------------------------------------------------------------
     def create(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
-        prepared = self._prepared(res_type, resource)
-        with self.db.write() as conn:
-            return self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared)
-
-    async def create_grouped(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
-        """``create`` for an event loop: validated here, written in the loop's next group commit
-        together with the other creates waiting for it (storage/group_commit.py)."""
-        prepared = self._prepared(res_type, resource)
-        return await self.writes.run(
-            lambda conn: self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared), new_resources=1
-        )
-
-    def _prepared(self, res_type: str, resource: dict[str, Any]) -> PreparedCreate:
         prepared = self.prepare_create(res_type, resource, index=True)
         if prepared.error is not None:
             raise prepared.error
-        return prepared
+        with self.db.write() as conn:
+            return self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared)
 
     def prepare_create(self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False) -> PreparedCreate:
         """Check and validate a resource to be created, outside any transaction.
