@@ -302,7 +302,7 @@ class Pipeline:
         res_type, patch_type = i.res_type or "", i.patch_type or "application/fhir+json"
 
         def work(conn: Connection) -> WriteResult:
-            res_id = i.res_id or s.conditional.resolve_one(conn, res_type, _condition(i), i.base).res_id
+            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base)
             return s.resources.patch_in(conn, res_type, res_id, patch_type, i.body, i.if_match)
 
         return _written(await self.writer(i)(work))

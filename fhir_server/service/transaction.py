@@ -161,11 +161,19 @@ class BundleService:
         # PostgreSQL: keys for the creates now, so their rows need no round trip each
         repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
         references = self._plan(conn, base, entries)
+        # every conditional reference is resolved before any entry runs, so against one state of
+        # the database: the same reference resolves alike in every entry (a Synthea Bundle names
+        # the same few Practitioners and Organizations in most of its entries)
+        resolved: dict[str, str | None] = {}
+
+        def resolve(ref: str) -> str | None:
+            if ref not in resolved:
+                resolved[ref] = self._resolve_reference(conn, base, ref, principal)
+            return resolved[ref]
+
         for entry in entries:
             if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(
-                    entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref, principal))
-                )
+                _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
         return [o for o in outcomes if o is not None]
@@ -209,8 +217,7 @@ class BundleService:
         if not query or not is_resource_type(res_type):
             return None
         principal.require(res_type, "search-type")
-        stored = self.conditional.resolve_one(conn, res_type, query, base)
-        return f"{res_type}/{stored.res_id}"
+        return f"{res_type}/{self.conditional.resolve_id(conn, res_type, query, base)}"
 
     # -- one entry -------------------------------------------------------------
     def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
@@ -237,7 +244,7 @@ class BundleService:
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
-        res_id = e.res_id or self.conditional.resolve_one(conn, e.res_type, e.query, base).res_id
+        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base)
         return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
     def _written(self, e: Entry, result: WriteResult) -> Outcome:

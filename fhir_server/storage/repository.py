@@ -43,7 +43,11 @@ class VersionRow:
 
 
 _CURRENT_COLS = (resources.c.pk, resources.c.version, resources.c.updated_us, resources.c.deleted, resources.c.body)
-_SELECT_CURRENT = sa.select(*_CURRENT_COLS).where(resources.c.res_type == sa.bindparam("t"), resources.c.res_id == sa.bindparam("i"))
+_SELECT_CURRENT = (
+    sa.select(*_CURRENT_COLS)
+    .where(resources.c.res_type == sa.bindparam("t"), resources.c.res_id == sa.bindparam("i"))
+    .execution_options(**{deferred.RESOURCES_ONLY: True})
+)
 
 
 def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> CurrentRow | None:
