@@ -14,8 +14,9 @@ Variants (``--compare``):
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
   older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
 
-Interactions (``--interaction``): ``read`` (GET by id) or ``create`` (POST, the body
-comes back).
+Interactions (``--interaction``): ``read`` (GET by id), ``create`` (POST, the body
+comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
+100 PUTs, as bench.synthea sends them; counted per resource).
 
 The flush interval is set long (``FHIR_AUDIT_FLUSH_INTERVAL=1000``) so audit events
 that are not written with a write go out in full batches of 1,000 (``max_batch``), as
@@ -104,6 +105,9 @@ def _send(conn: http.client.HTTPConnection, method: str, path: str, body: dict |
 
 def _drive(port: int, pid: int, interaction: str, count: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    if interaction == "synthea":
+        _drive_synthea(conn, pid, count)
+        return
     ids = [json.loads(_send(conn, "POST", "/fhir/Patient", data.patient(n)))["id"] for n in range(_PATIENTS)]
 
     def one(i: int) -> None:
@@ -118,6 +122,40 @@ def _drive(port: int, pid: int, interaction: str, count: int) -> None:
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
     for i in range(count):
         one(1000 + i)
+
+
+def _synthea_bundles() -> list[bytes]:
+    from bench import synthea
+
+    return [b for level in synthea.bundles_by_level(synthea.read_resources(synthea.DEFAULT_DATA), 100) for b in level]
+
+
+def _drive_synthea(conn: http.client.HTTPConnection, pid: int, count: int) -> None:
+    """The Synthea sample's first ``count`` PUT transaction Bundles, in dependency order, after
+    one warm-up Bundle of Patients that are not in the sample."""
+    warm = [
+        {"resource": {**data.patient(n), "id": f"warm-{n}"}, "request": {"method": "PUT", "url": f"Patient/warm-{n}"}} for n in range(50)
+    ]
+    _send_raw(conn, json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": warm}).encode())
+    time.sleep(1)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    for body in _synthea_bundles()[:count]:
+        _send_raw(conn, body)
+
+
+def _send_raw(conn: http.client.HTTPConnection, body: bytes) -> None:
+    conn.request("POST", "/fhir", body, {"content-type": "application/fhir+json", "prefer": "return=minimal"})
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status >= 400:
+        raise SystemExit(f"transaction answered {response.status}: {payload[:300]!r}")
+
+
+def _per(interaction: str, count: int) -> int:
+    """What the instruction count is divided by: requests, or resources for Synthea Bundles."""
+    if interaction != "synthea":
+        return count
+    return sum(len(json.loads(b)["entry"]) for b in _synthea_bundles()[:count])
 
 
 def _instructions(folder: Path, pid: int) -> int:
@@ -158,7 +196,7 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
             for folder, port, proc in runs:
                 _drive(port, proc.pid, interaction, count)
                 time.sleep(5)  # the audit flusher's last full batch
-                counts.append(_instructions(folder, proc.pid) / count)
+                counts.append(_instructions(folder, proc.pid) / _per(interaction, count))
                 if keep:
                     target = keep / folder.name
                     target.mkdir(parents=True, exist_ok=True)
@@ -179,8 +217,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", choices=["audit", "baseline"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
-    parser.add_argument("--interaction", choices=["read", "create"], default="read")
-    parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant")
+    parser.add_argument("--interaction", choices=["read", "create", "synthea"], default="read")
+    parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
     parser.add_argument("--start-timeout", type=float, default=900)
     parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()
@@ -188,7 +226,8 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     variants = _variants(args)
     first, second = measure(variants, args.interaction, args.count, args.start_timeout, args.keep)
-    print(f"instructions per {args.interaction} (whole server process, {args.count} requests, 1 worker, SQLite)")
+    what = "resource of the Synthea PUT transactions" if args.interaction == "synthea" else args.interaction
+    print(f"instructions per {what} (whole server process, {args.count} requests, 1 worker, SQLite)")
     width = max(len(v.name) for v in variants)
     print(f"  {variants[0].name:<{width}} : {first:12,.0f}")
     print(f"  {variants[1].name:<{width}} : {second:12,.0f}")

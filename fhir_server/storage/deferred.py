@@ -11,8 +11,9 @@ They are written before anything could read them:
 
 * before every SQLAlchemy statement on the connection (searches, conditional
   matching, history, vread inside a Bundle all go through SQLAlchemy): an
-  engine event (``install``) flushes first; a statement marked ``RESOURCES_ONLY``
-  (the look-up of a resource's current row) only needs the pending ``resources`` rows;
+  engine event (``install``) flushes first; the look-up of a resource's current row
+  (``repository.get_current``, straight to the driver) writes only the pending
+  ``resources`` rows first;
 * before deleting index rows or updating a ``resources`` row (an update or delete
   of a resource written in the same transaction) and before the commit
   (``Database.write``).
@@ -81,13 +82,6 @@ def pending(conn: sa.Connection) -> DeferredRows | None:
     return conn.info.get(_KEY)
 
 
-#: the execution option of a statement that reads only the ``resources`` table: pending
-#: version and index rows need not be written before it, only pending ``resources`` rows
-#: (a PUT's look-up of the current row would otherwise write the previous entry's index rows
-#: one resource at a time, defeating the batching)
-RESOURCES_ONLY = "fhir_reads_resources_only"
-
-
 def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     """Write everything pending now: COPY per table on PostgreSQL (a fraction of the server
     work of row-by-row INSERTs), one executemany per table on SQLite. ``parents_only``: only
@@ -123,4 +117,4 @@ def install(engine: sa.Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _flush_first(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         if conn.info.get(_KEY):
-            flush(conn, parents_only=context is not None and context.execution_options.get(RESOURCES_ONLY, False))
+            flush(conn)
