@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
-from fhir_server.service.resources import PreparedCreate, ResourceService
+from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import WriteResult
 from fhir_server.storage import repository as repo
 from fhir_server.urlcodec import parse_qsl
@@ -70,7 +70,7 @@ class ConditionalService:
         base: str | None,
         res_id: str | None = None,
         *,
-        prepared: PreparedCreate | None = None,
+        prepared: Prepared | None = None,
     ) -> WriteResult:
         """``prepared``: ``ResourceService.prepare_create`` of ``resource``, done before the transaction."""
         params = parse_condition(condition)

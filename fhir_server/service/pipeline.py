@@ -294,7 +294,12 @@ class Pipeline:
             )
         else:
             res_id = i.res_id
-            result = await run(lambda conn: s.resources.update_in(conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match))
+            # validated (and, unless a batch entry's references are still to be resolved, indexed)
+            # here, before the write lock, as a create is
+            prepared = s.resources.prepare_update(res_type, res_id, resource, index=not i.resolve_references)
+            result = await run(
+                lambda conn: s.resources.update_in(conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match, prepared=prepared)
+            )
         return _written(result)
 
     async def _patch(self, i: Interaction) -> Answer:

@@ -23,7 +23,7 @@ from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
-from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
+from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
@@ -51,7 +51,7 @@ class Entry:
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
     #: a create's validation, done before the database transaction (ResourceService.prepare_create)
-    prepared: PreparedCreate | None = None
+    prepared: Prepared | None = None
 
     @property
     def where(self) -> str:
@@ -140,13 +140,15 @@ class BundleService:
 
     # -- transaction ---------------------------------------------------------
     def _prepare(self, entries: list[Entry]) -> None:
-        """Checks and validation of POST entries: all before the write lock."""
+        """Checks and validation of POST and PUT entries: all before the write lock."""
         _check_unique_targets(entries)
         for e in entries:
             # validation does not depend on the references rewritten later (they stay strings),
             # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
+            elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
+                e.prepared = self.resources.prepare_update(e.res_type, e.res_id, e.resource)
 
     def _transaction_in(
         self,
@@ -240,7 +242,7 @@ class BundleService:
             if e.res_id is None:
                 result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
-                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match)
+                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=e.prepared)
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
