@@ -124,10 +124,15 @@ def _drive(port: int, pid: int, interaction: str, count: int) -> None:
         one(1000 + i)
 
 
+#: the Synthea sample (``--data``)
+_synthea_dir: Path | None = None
+
+
 def _synthea_bundles() -> list[bytes]:
     from bench import synthea
 
-    return [b for level in synthea.bundles_by_level(synthea.read_resources(synthea.DEFAULT_DATA), 100) for b in level]
+    folder = _synthea_dir or synthea.DEFAULT_DATA
+    return [b for level in synthea.bundles_by_level(synthea.read_resources(folder), 100) for b in level]
 
 
 def _drive_synthea(conn: http.client.HTTPConnection, pid: int, count: int) -> None:
@@ -219,11 +224,14 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
     parser.add_argument("--interaction", choices=["read", "create", "synthea"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
+    parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
     parser.add_argument("--start-timeout", type=float, default=900)
     parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    global _synthea_dir
+    _synthea_dir = args.data
     variants = _variants(args)
     first, second = measure(variants, args.interaction, args.count, args.start_timeout, args.keep)
     what = "resource of the Synthea PUT transactions" if args.interaction == "synthea" else args.interaction
