@@ -107,7 +107,12 @@ class Matcher:
                 and (spec.end_us is None or c.recorded_us < spec.end_us)
             ]
             principal = principals.get(st.client_id)
-            if not candidates or principal is None:
+            if not candidates:
+                continue
+            if principal is None:
+                # the client was revoked: nothing is counted for it; the worker sets the subscription to error
+                if st.status in ("requested", "active"):
+                    batch.due[st.sub_id] = store.queue_of(spec)
                 continue
             if spec.params:
                 # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
@@ -137,8 +142,7 @@ class Matcher:
         for sub_id, seq in batch.starts.items():
             store.start(conn, sub_id, seq)
         for sub_id, changes in batch.matched.items():
-            if store.add_events(conn, sub_id, changes) is None:
-                continue  # deleted meanwhile
-            queue = batch.due.get(sub_id)
-            if queue is not None:
+            store.add_events(conn, sub_id, changes)  # None: deleted meanwhile (nothing added)
+        for sub_id, queue in batch.due.items():
+            if store.get(conn, sub_id) is not None:
                 claims.want(conn, queue, sub_id, now)

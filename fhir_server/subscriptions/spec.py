@@ -43,7 +43,8 @@ SECRET = "https://fhir-server.id/StructureDefinition/subscription-secret"
 TOPIC_BASE = "https://fhir-server.id/SubscriptionTopic/"
 REDACTED = "[redacted]"
 
-CHANNELS = ("rest-hook", "websocket")
+#: the websocket channel (Backport $get-ws-binding-token) is not built yet (docs/subscriptions.md)
+CHANNELS = ("rest-hook",)
 CONTENTS = ("empty", "id-only", "full-resource")
 FHIR_JSON = "application/fhir+json"
 INTERACTIONS = ("create", "update", "delete")

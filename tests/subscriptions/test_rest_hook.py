@@ -210,3 +210,47 @@ def test_unsupported_subscriptions_are_rejected(subs, receiver):
     }
     assert subs.post("/fhir", json=tx, headers=JSON).status_code == 422
     assert receiver.of_type("event-notification") == []
+
+
+def test_capability_statement_declares_topics_channels_payloads_and_operations(subs):
+    cap = subs.get("/fhir/metadata").json()
+    assert "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4" in cap["instantiates"]
+    by_type = {r["type"]: r for r in cap["rest"][0]["resource"]}
+    topics = {e["valueCanonical"] for e in by_type["Coverage"]["extension"] if e["url"].endswith("subscriptiontopic-canonical")}
+    assert topics == {f"https://fhir-server.id/SubscriptionTopic/Coverage{s}" for s in ("", "-create", "-update", "-delete")}
+    sub = by_type["Subscription"]
+    assert {e["valueCode"] for e in sub["extension"] if e["url"].endswith("subscription-channel-type")} == {"rest-hook"}
+    assert {e["valueCode"] for e in sub["extension"] if e["url"].endswith("subscription-payload-content")} == {
+        "empty",
+        "id-only",
+        "full-resource",
+    }
+    assert "patch" not in {i["code"] for i in sub["interaction"]}
+    assert {"status", "events", "delivery-log"} <= {o["name"] for o in sub["operation"]}
+    # what it declares is what it does: a websocket subscription is refused (not built)
+    ws = topic_subscription("", "Patient")
+    ws["channel"] = {"type": "websocket", "payload": "application/fhir+json", "_payload": ws["channel"]["_payload"]}
+    assert subs.post("/fhir/Subscription", json=ws, headers=JSON).status_code == 422
+
+
+def test_events_replays_from_the_event_store(subs, receiver):
+    sub = _create(subs, topic_subscription(receiver.url, "Patient", "create", content="full-resource"))
+    _active(subs, sub["id"])
+    created = [subs.post("/fhir/Patient", json=patient(f"R{n}"), headers=JSON).json()["id"] for n in range(4)]
+    wait_until(lambda: len(event_numbers(receiver)) == 4)
+    replay = subs.get(f"/fhir/Subscription/{sub['id']}/$events?eventsSinceNumber=2&eventsUntilNumber=3").json()
+    st = status_of(replay)
+    assert st["type"] == "query-event" and [e["event-number"] for e in st["events"]] == ["2", "3"]
+    assert [e["resource"]["id"] for e in replay["entry"][1:]] == created[1:3]
+    ids_only = subs.get(f"/fhir/Subscription/{sub['id']}/$events?content=id-only").json()
+    assert len(ids_only["entry"]) == 5 and all("resource" not in e for e in ids_only["entry"][1:])
+    assert subs.get(f"/fhir/Subscription/{sub['id']}/$events?eventsSinceNumber=x").status_code == 400
+
+
+def test_heartbeats_when_nothing_happens(subs, receiver):
+    period = [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period", "valueUnsignedInt": 1}]
+    sub = _create(subs, topic_subscription(receiver.url, "Patient", "create", extension=period))
+    _active(subs, sub["id"])
+    wait_until(lambda: len(receiver.of_type("heartbeat")) >= 2, message="two heartbeats")
+    beat = status_of(receiver.of_type("heartbeat")[0])
+    assert beat["status"] == "active" and beat["events"] == [] and beat["events-since-subscription-start"] == "0"
