@@ -384,7 +384,10 @@ class Pipeline:
     def _refuse_policed_entries(self, i: Interaction, raw_entries: list[Any]) -> None:
         """Writes of a type with a write policy run alone with their checks: not in a transaction."""
         for index, raw in enumerate(raw_entries):
-            e = parse_entry(i.base, index, raw)
+            try:
+                e = parse_entry(i.base, index, raw)
+            except FhirError:
+                continue  # a malformed entry: the transaction reports it as it always did
             if e.method not in ("GET", "HEAD") and e.res_type in self.policies:
                 raise FhirError.of(
                     422,
