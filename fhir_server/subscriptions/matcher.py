@@ -73,6 +73,10 @@ class Matcher:
 
     async def run_once(self) -> int:
         """Match one batch; the number of changes consumed (0: nothing new, or another worker matches)."""
+        with self.db.read() as conn:  # read-only when there is nothing new: no write lock per poll
+            known = claims.cursor_position(conn, store.CONSUMER)
+            if known is not None and changelog.last_seq(conn) <= known:
+                return 0
         position = await self.writes.run(self._lease, alone=True)
         if position is None:
             return 0
