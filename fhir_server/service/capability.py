@@ -10,6 +10,7 @@ from fhir_server.auth.smart import capability_security
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
 from fhir_server.search import parameters as search_parameters
+from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
@@ -23,9 +24,10 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
             continue
         resources.append(
             {
+                "extension": subscription_capability.topic_extensions(res_type),
                 "type": res_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
-                "interaction": [{"code": code} for code in resource_types.TYPE_INTERACTIONS],
+                "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,
@@ -37,11 +39,13 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "searchRevInclude": search_parameters.search_revincludes(res_type),
                 "searchParam": search_parameters.capability_search_params(res_type),
                 "operation": _operations(res_type),
+                **subscription_capability.resource_overrides(res_type),
             }
         )
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
+        "instantiates": [subscription_capability.BACKPORT_SERVER],
         "date": to_instant(now_us())[:10],
         "publisher": "fhir-server-id contributors",
         "kind": "instance",

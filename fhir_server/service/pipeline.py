@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -126,6 +126,18 @@ class Interaction:
     checked: bool = False
 
 
+class WritePolicy(Protocol):
+    """Extra rules of one resource type's writes (Subscription: subscriptions/policy.py).
+
+    ``check`` runs before the write transaction (it may await: DNS), ``wrap`` inside it around
+    the write itself (create, update, delete). Such writes run alone (never re-run by group
+    commit); PATCH and transaction-Bundle entries of the type are refused (``Pipeline``)."""
+
+    async def check(self, i: Interaction, resource: dict[str, Any]) -> None: ...
+
+    def wrap(self, conn: Connection, i: Interaction, work: Callable[[Connection], T]) -> T: ...
+
+
 @dataclass(slots=True)
 class Answer:
     status: int
@@ -146,6 +158,8 @@ class Pipeline:
         self.writes = writes
         #: whether writes record the request's AuditEvent in their own transaction
         self.audit_writes = audit_writes
+        #: per resource type: extra rules of its writes (registered by build_state)
+        self.policies: dict[str, WritePolicy] = {}
         self._handlers: dict[str, Callable[[Interaction], Awaitable[Answer]]] = {
             "read": self._read,
             "vread": self._vread,
@@ -266,7 +280,18 @@ class Pipeline:
         s = self.services
         res_type, resource = i.res_type or "", _resource(i)
         run = self.writer(i)
-        if i.condition:
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            await policy.check(i, resource)
+            if i.condition:
+                condition = i.condition
+                result = await run(
+                    lambda conn: policy.wrap(conn, i, lambda c: s.conditional.create_in(c, res_type, resource, condition, i.base)),
+                    alone=True,
+                )
+            else:
+                result = await run(lambda conn: policy.wrap(conn, i, lambda c: s.resources.create_in(c, res_type, resource)), alone=True)
+        elif i.condition:
             result = await run(
                 lambda conn: s.conditional.create_in(conn, res_type, self._resolved(conn, i, resource), i.condition or "", i.base)
             )
@@ -287,7 +312,16 @@ class Pipeline:
         s = self.services
         res_type, resource = i.res_type or "", _resource(i)
         run = self.writer(i)
-        if i.res_id is None:
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            await policy.check(i, resource)
+            if i.res_id is None:
+                raise FhirError.of(400, "not-supported", f"{res_type} is updated by id only (no conditional update)")
+            target = i.res_id
+            result = await run(
+                lambda conn: policy.wrap(conn, i, lambda c: s.resources.update_in(c, res_type, target, resource, i.if_match)), alone=True
+            )
+        elif i.res_id is None:
             condition = _condition(i)
             result = await run(
                 lambda conn: s.conditional.update_in(conn, res_type, self._resolved(conn, i, resource), condition, i.base, i.if_match)
@@ -316,6 +350,15 @@ class Pipeline:
         s = self.services
         res_type = i.res_type or ""
         run = self.writer(i)
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            if i.res_id is None:
+                raise FhirError.of(400, "not-supported", f"{res_type} is deleted by id only (no conditional delete)")
+            res_id = i.res_id
+            result = await run(
+                lambda conn: policy.wrap(conn, i, lambda c: s.resources.delete_in(c, res_type, res_id, i.if_match)), alone=True
+            )
+            return Answer(204, stored=result.stored if result.stored.version else None)
         if i.res_id is None:
             condition = _condition(i)
             results = await run(lambda conn: s.conditional.delete_in(conn, res_type, condition, i.base), status=lambda _: 204)
@@ -336,6 +379,7 @@ class Pipeline:
         bundles = self.services.bundles
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
+            self._refuse_policed_entries(i, raw_entries)
             body = await bundles.transaction(
                 i.base,
                 raw_entries,
@@ -346,6 +390,21 @@ class Pipeline:
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
         return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
+
+    def _refuse_policed_entries(self, i: Interaction, raw_entries: list[Any]) -> None:
+        """Writes of a type with a write policy run alone with their checks: not in a transaction."""
+        for index, raw in enumerate(raw_entries):
+            try:
+                e = parse_entry(i.base, index, raw)
+            except FhirError:
+                continue  # a malformed entry: the transaction reports it as it always did
+            if e.method not in ("GET", "HEAD") and e.res_type in self.policies:
+                raise FhirError.of(
+                    422,
+                    "not-supported",
+                    f"{e.res_type} cannot be written inside a transaction Bundle: use its own request or a batch",
+                    f"Bundle.entry[{index}]",
+                )
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
