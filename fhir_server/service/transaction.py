@@ -394,8 +394,9 @@ def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
                     resolved = resolve(value)
                     if resolved:
                         node[key] = resolved
-            else:
+            elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
                 _rewrite(value, references, resolve)
     elif isinstance(node, list):
         for item in node:
-            _rewrite(item, references, resolve)
+            if isinstance(item, (dict, list)):
+                _rewrite(item, references, resolve)
