@@ -425,7 +425,9 @@ class _Model:
                     # a primitive whose only check is its type/regex: the hot path
                     el.plain = el.kind == _PRIM and el.binding is None and type_code != "xhtml"
                 if record["min"] > 0:
-                    table.required.append((last, stem, tuple(keys)))
+                    # a choice is named by its stem (``medication``); ``div`` needs its backticks
+                    step = stem if record.get("choice") else table.elements[last].step
+                    table.required.append((last, step, tuple(keys)))
         for el, path, record in pending:
             ref = record.get("contentReference")
             if ref:

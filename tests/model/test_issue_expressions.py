@@ -115,6 +115,13 @@ def test_missing_required_choice_element_is_named_by_its_stem():
     ]
 
 
+def test_narrative_div_is_delimited_because_div_is_a_fhirpath_operator():
+    # R4 dom-6 writes it text.`div`; text.div does not parse
+    assert expressions({"resourceType": "Patient", "text": {"status": "generated"}}) == ["Patient.text.`div`"]
+    bad = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}
+    assert expressions({"resourceType": "Patient", "text": bad}) == ["Patient.text.`div`"]
+
+
 # --------------------------------------------------------------------------- extensions and '_' parts
 
 
