@@ -175,6 +175,8 @@ def test_a_cycle_of_references_loads_with_nothing_lost(fresh_database_url, tmp_p
     assert stored[("Organization", "org-a")]["partOf"] == {"reference": "Organization/org-b"}
     assert stored[("Organization", "org-b")]["partOf"] == {"reference": "Organization/org-a"}
     assert stored[("Organization", "org-self")]["partOf"] == {"reference": "Organization/org-self"}
+    # the second pass resolved each to what its stand-in already said: no second version
+    assert {stored[("Organization", o)]["meta"]["versionId"] for o in ("org-a", "org-b", "org-self")} == {"1"}
     assert stored[("Encounter", "enc-9")]["serviceProvider"] == {"reference": "Organization/org-a"}
     assert stored[("Encounter", "enc-9")]["diagnosis"][0]["condition"] == {"reference": "Condition/cond-1"}
     assert stored[("Patient", "pat-9")]["managingOrganization"] == {"reference": "Organization/org-b"}
