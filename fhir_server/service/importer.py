@@ -267,7 +267,10 @@ class Importer:
         for start in range(0, len(ids), 100):
             chunk = ids[start : start + 100]
             params = [("_id", ",".join(chunk)), ("_count", str(len(chunk))), ("_elements", "id")]
-            bundle = self._handle(Interaction("search-type", self.base, OPEN, res_type, params=params))
+            try:
+                bundle = self._handle(Interaction("search-type", self.base, OPEN, res_type, params=params))
+            except FhirError:  # a type the server does not search: its references stay unresolved (warnings)
+                continue
             found.update(e["resource"]["id"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict))
         return found
 
