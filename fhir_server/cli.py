@@ -168,7 +168,12 @@ def import_command(
     console.print(table)
     for line in summary.errors:
         typer.echo(f"error: {line}", err=True)
-    typer.echo(f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors")
+    for line in summary.warnings:  # stored as sent (the server stores such references), but worth knowing
+        typer.echo(f"warning: {line}", err=True)
+    unresolved = f", {len(summary.warnings)} unresolved references" if summary.warnings else ""
+    typer.echo(
+        f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors{unresolved}"
+    )
     if summary.errors:
         raise typer.Exit(1)
 

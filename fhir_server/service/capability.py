@@ -14,6 +14,8 @@ from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
+#: the IG CapabilityStatements this server implements (Bulk Data export: fhir_server/bulk, docs/bulk.md)
+INSTANTIATES = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
 
 
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
@@ -49,6 +51,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         "date": to_instant(now_us())[:10],
         "publisher": "fhir-server-id contributors",
         "kind": "instance",
+        "instantiates": list(INSTANTIATES),
         "software": {"name": SOFTWARE_NAME, "version": __version__},
         "implementation": {
             "description": "FHIR R4 interoperability server for Indonesian healthcare (SIMRS, Puskesmas, SATUSEHAT)",
