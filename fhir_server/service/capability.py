@@ -47,11 +47,10 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "instantiates": [subscription_capability.BACKPORT_SERVER],
         "date": to_instant(now_us())[:10],
         "publisher": "fhir-server-id contributors",
         "kind": "instance",
-        "instantiates": list(INSTANTIATES),
+        "instantiates": [*INSTANTIATES, subscription_capability.BACKPORT_SERVER],
         "software": {"name": SOFTWARE_NAME, "version": __version__},
         "implementation": {
             "description": "FHIR R4 interoperability server for Indonesian healthcare (SIMRS, Puskesmas, SATUSEHAT)",

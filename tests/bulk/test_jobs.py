@@ -195,9 +195,9 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
     engine = create_engine(fresh_database_url)
     try:
         migrate.upgrade(engine, "0006_bulk")
-        options = {"patient_ids", "associated_data", "kickoff_issues"}  # added by 0011_export_job_options
+        options = {"patient_ids", "associated_data", "kickoff_issues"}  # added by 0012_export_job_options
         assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
-        migrate.upgrade(engine, "0011_export_job_options")
+        migrate.upgrade(engine, "0012_export_job_options")
         insp = sa.inspect(engine)
         table = export_jobs
         columns = {c["name"]: c for c in insp.get_columns(table.name)}
@@ -221,7 +221,7 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
                     updated_us=0,
                 )
             )
-        migrate.downgrade(engine, "0010_change_log")
+        migrate.downgrade(engine, "0011_subscriptions")
         insp = sa.inspect(engine)
         assert {c["name"] for c in insp.get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
         assert {"ck_export_jobs_status", "ck_export_jobs_level"} <= {c["name"] for c in insp.get_check_constraints("export_jobs")}

@@ -1,8 +1,8 @@
 """Bulk Data kick-off options on export jobs: the patient parameter, includeAssociatedData and
 the issues of ignored parameters (reported in the manifest's error array).
 
-Revision ID: 0011_export_job_options
-Revises: 0010_change_log
+Revision ID: 0012_export_job_options
+Revises: 0011_subscriptions
 
 Mirrors the three columns of ``fhir_server/storage/bulk_tables.py``; all nullable, so jobs queued
 before the upgrade keep their meaning (every patient, no associated data, nothing ignored).
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0011_export_job_options"
-down_revision = "0010_change_log"
+revision = "0012_export_job_options"
+down_revision = "0011_subscriptions"
 branch_labels = None
 depends_on = None
 
