@@ -41,6 +41,8 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     # validation reads nothing but the resource it is given (or the stored one at instance level)
     "validate": frozenset({"read"}),
     "everything": frozenset({"read", "search"}),
+    # the master patient index: $match reads and searches Patients
+    "match": frozenset({"read", "search"}),
     "meta": frozenset({"read"}),
     "meta-add": frozenset({"update"}),
     "meta-delete": frozenset({"update"}),
