@@ -17,6 +17,7 @@ from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.context import Services
 from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource, index_rows
+from fhir_server.service.merge import MergeService
 from fhir_server.service.mpi import MpiService
 from fhir_server.service.pipeline import Pipeline
 from fhir_server.service.resources import ResourceService
@@ -99,6 +100,7 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         bundles=BundleService(resources, conditional, search, max_entries=settings.max_bundle_entries),
         audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
         mpi=MpiService(db),
+        merge=MergeService(resources),
         default_count=settings.default_count,
         max_count=settings.max_count,
     )

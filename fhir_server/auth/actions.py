@@ -43,6 +43,9 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     "everything": frozenset({"read", "search"}),
     # the master patient index: $match reads and searches Patients
     "match": frozenset({"read", "search"}),
+    # $merge / $unmerge rewrite Patients (and check update on every other type they rewrite)
+    "merge": frozenset({"read", "search", "update"}),
+    "unmerge": frozenset({"read", "search", "update"}),
     "meta": frozenset({"read"}),
     "meta-add": frozenset({"update"}),
     "meta-delete": frozenset({"update"}),

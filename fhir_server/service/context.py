@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
+from fhir_server.service.merge import MergeService
 from fhir_server.service.mpi import MpiService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
@@ -46,5 +47,6 @@ class Services:
     bundles: BundleService
     audit_trail: AuditTrail
     mpi: MpiService
+    merge: MergeService
     default_count: int
     max_count: int

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fhir_server.storage.index_tables import idx_mpi
+from fhir_server.storage.index_tables import idx_mpi, idx_reference
 from fhir_server.storage.tables import resources
 
 
@@ -57,3 +58,25 @@ def load_patients(conn: Connection, pks: set[int]) -> list[Candidate]:
 def candidates(conn: Connection, keys: list[str], per_key: int) -> Candidates:
     pks, limited = candidate_pks(conn, keys, per_key)
     return Candidates(load_patients(conn, pks), limited)
+
+
+def referring(conn: Connection, res_type: str, res_id: str, *, urls: Sequence[str] = (), url_params: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(type, id) of every current resource with a reference to ``res_type/res_id`` (from the
+    reference index, where every reference search parameter of every type is indexed).
+
+    Relative references are indexed by type and id; an absolute one (under this server's base)
+    only by its URL: ``urls`` are those forms, looked up under the reference parameters
+    ``url_params`` (so the ``(param, url)`` index serves the lookup)."""
+    r, ref = resources, idx_reference
+    where_local = sa.and_(ref.c.target_type == res_type, ref.c.target_id == res_id)
+    where = (
+        sa.or_(where_local, sa.and_(ref.c.param.in_(sorted(url_params)), ref.c.url.in_(list(urls)))) if urls and url_params else where_local
+    )
+    stmt = (
+        sa.select(r.c.res_type, r.c.res_id)
+        .distinct()
+        .select_from(ref.join(r, r.c.pk == ref.c.resource_pk))
+        .where(where, r.c.deleted == sa.false())
+        .order_by(r.c.res_type, r.c.res_id)
+    )
+    return [(t, i) for t, i in conn.execute(stmt)]

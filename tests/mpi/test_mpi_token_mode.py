@@ -50,3 +50,62 @@ def test_match_with_patient_read_and_search_answers(secured):
     r = secured.post("/fhir/Patient/$match", content=orjson.dumps(QUERY), headers=auth(token))
     assert r.status_code == 200, r.text
     assert r.json()["entry"][0]["search"]["score"] > 0.99
+
+
+def _merge_pair(secured, writer: str) -> tuple[str, str, str]:
+    a = secured.post(
+        "/fhir/Patient", content=orjson.dumps(patient("Siti Aminah", birth="1990-06-05", gender="female")), headers=auth(writer)
+    )
+    b = secured.post(
+        "/fhir/Patient", content=orjson.dumps(patient("SITI AMINAH", birth="1990-06-05", gender="female")), headers=auth(writer)
+    )
+    source, target = a.json()["id"], b.json()["id"]
+    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": f"Patient/{source}"}}
+    e = secured.post("/fhir/Encounter", content=orjson.dumps(enc), headers=auth(writer))
+    return source, target, e.json()["id"]
+
+
+def _merge_body(source: str, target: str) -> bytes:
+    return orjson.dumps(
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "source-patient", "valueReference": {"reference": f"Patient/{source}"}},
+                {"name": "target-patient", "valueReference": {"reference": f"Patient/{target}"}},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        "system/Patient.rs",  # no update on Patient
+        "system/Patient.rus system/Provenance.c",  # no update on the Encounter that refers to the source
+        "system/Patient.rus system/Encounter.u",  # cannot write the Provenance
+    ],
+)
+def test_merge_needs_update_on_every_type_it_writes(secured, scopes):
+    writer = token_for(secured, "system/*.cruds")
+    source, target, encounter = _merge_pair(secured, writer)
+    r = secured.post("/fhir/Patient/$merge", content=_merge_body(source, target), headers=auth(token_for(secured, scopes)))
+    assert r.status_code == 403, r.text
+    assert secured.get(f"/fhir/Patient/{source}", headers=auth(writer)).json()["meta"]["versionId"] == "1"
+    assert secured.get(f"/fhir/Encounter/{encounter}", headers=auth(writer)).json()["subject"]["reference"] == f"Patient/{source}"
+
+
+def test_merge_with_the_needed_scopes_answers(secured):
+    writer = token_for(secured, "system/*.cruds")
+    source, target, encounter = _merge_pair(secured, writer)
+    token = token_for(secured, "system/Patient.rus system/Encounter.u system/Provenance.c")
+    r = secured.post("/fhir/Patient/$merge", content=_merge_body(source, target), headers=auth(token))
+    assert r.status_code == 200, r.text
+    assert secured.get(f"/fhir/Encounter/{encounter}", headers=auth(writer)).json()["subject"]["reference"] == f"Patient/{target}"
+    denied = secured.post(
+        "/fhir/Patient/$unmerge",
+        content=orjson.dumps(
+            {"resourceType": "Parameters", "parameter": [{"name": "source-patient", "valueReference": {"reference": f"Patient/{source}"}}]}
+        ),
+        headers=auth(token_for(secured, "system/Patient.rs")),
+    )
+    assert denied.status_code == 403
