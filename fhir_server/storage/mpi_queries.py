@@ -60,7 +60,9 @@ def candidates(conn: Connection, keys: list[str], per_key: int) -> Candidates:
     return Candidates(load_patients(conn, pks), limited)
 
 
-def referring(conn: Connection, res_type: str, res_id: str, *, urls: Sequence[str] = (), url_params: Sequence[str] = ()) -> list[tuple[str, str]]:
+def referring(
+    conn: Connection, res_type: str, res_id: str, *, urls: Sequence[str] = (), url_params: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """(type, id) of every current resource with a reference to ``res_type/res_id`` (from the
     reference index, where every reference search parameter of every type is indexed).
 
