@@ -46,6 +46,9 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     # $merge / $unmerge rewrite Patients (and check update on every other type they rewrite)
     "merge": frozenset({"read", "search", "update"}),
     "unmerge": frozenset({"read", "search", "update"}),
+    # duplicate review: listing pairs reads Patients; a verdict is a change to their records' review
+    "duplicates": frozenset({"read", "search"}),
+    "not-duplicate": frozenset({"read", "update"}),
     "meta": frozenset({"read"}),
     "meta-add": frozenset({"update"}),
     "meta-delete": frozenset({"update"}),

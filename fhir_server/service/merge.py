@@ -32,7 +32,7 @@ from fhir_server.service.access import Principal
 from fhir_server.service.conditional import find_matches
 from fhir_server.service.resources import ResourceService
 from fhir_server.storage import repository as repo
-from fhir_server.storage.mpi_queries import referring
+from fhir_server.storage.mpi_queries import mark_pair, referring
 from fhir_server.timeutil import now_us, to_instant
 
 LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
@@ -143,6 +143,7 @@ class MergeService:
             ],
         }
         created = res.create_in(conn, "Provenance", provenance)
+        mark_pair(conn, req.source_id, req.target_id, "merged", principal.stored_client_id, now_us())
         outcome.provenance_id = created.stored.res_id
         outcome.issues.append(
             Issue(

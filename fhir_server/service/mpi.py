@@ -18,7 +18,8 @@ from fhir_server.mpi.blocking import probe_keys
 from fhir_server.mpi.features import Features, extract
 from fhir_server.mpi.scoring import CERTAIN, Match, score_pair
 from fhir_server.storage.db import Database
-from fhir_server.storage.mpi_queries import candidates
+from fhir_server.storage.mpi_queries import PairRow, candidates, list_pairs, mark_pair
+from fhir_server.timeutil import now_us
 
 #: candidates read per blocking key; a key with more (a very common name born on one day, a
 #: phone shared by a whole clinic) is cut at this many and the answer says so
@@ -88,3 +89,13 @@ class MpiService:
         if count is not None:
             scored = scored[:count]
         return MatchOutcome(scored, found.limited, len(found.rows))
+
+    # -- the review list -----------------------------------------------------------------------
+    def duplicates(self, *, status: str, min_score: float, limit: int, offset: int, patient_id: str | None = None) -> list[PairRow]:
+        """Recorded pairs (by the scan or by flagging on write), best first."""
+        with self.db.read() as conn:
+            return list_pairs(conn, status=status, min_score=min_score, limit=limit, offset=offset, patient_id=patient_id)
+
+    def mark_in(self, conn: Connection, a_id: str, b_id: str, status: str, reviewer: str | None) -> None:
+        """A reviewer's verdict on a pair, in the caller's write transaction."""
+        mark_pair(conn, a_id, b_id, status, reviewer, now_us())

@@ -32,7 +32,7 @@ def test_the_migration_creates_the_table_and_fills_it_for_stored_patients(fresh_
                     ),
                     {"pk": pk, "t": res_type, "id": f"r{pk}", "d": deleted, "b": orjson.dumps(body)},
                 )
-        migrate.upgrade(engine, "0011_mpi_blocking_keys")
+        migrate.upgrade(engine, "0011_mpi")
         insp = sa.inspect(engine)
         assert {c["name"] for c in insp.get_columns("idx_mpi")} == {c.name for c in idx_mpi.columns}
         assert {i["name"]: i["column_names"] for i in insp.get_indexes("idx_mpi")} == {

@@ -109,3 +109,25 @@ def test_merge_with_the_needed_scopes_answers(secured):
         headers=auth(token_for(secured, "system/Patient.rs")),
     )
     assert denied.status_code == 403
+
+
+def test_duplicate_review_needs_its_scopes(secured):
+    assert secured.get("/fhir/Patient/$duplicates", headers=auth(token_for(secured, "system/Encounter.rs"))).status_code == 403
+    assert secured.get("/fhir/Patient/$duplicates", headers=auth(token_for(secured, "system/Patient.rs"))).status_code == 200
+    writer = token_for(secured, "system/*.cruds")
+    source, target, _ = _merge_pair(secured, writer)
+    body = orjson.dumps(
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient-a", "valueReference": {"reference": f"Patient/{source}"}},
+                {"name": "patient-b", "valueReference": {"reference": f"Patient/{target}"}},
+            ],
+        }
+    )
+    assert (
+        secured.post("/fhir/Patient/$not-duplicate", content=body, headers=auth(token_for(secured, "system/Patient.rs"))).status_code == 403
+    )
+    assert (
+        secured.post("/fhir/Patient/$not-duplicate", content=body, headers=auth(token_for(secured, "system/Patient.ru"))).status_code == 200
+    )
