@@ -81,9 +81,10 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         busy_timeout=settings.sqlite_busy_timeout,
         statement_timeout=settings.statement_timeout,
     )
+    mpi = MpiService(db)
     resources = ResourceService(
         db,
-        index_resource,
+        mpi.flagging(index_resource) if settings.mpi_flag_duplicates else index_resource,
         r4b_model_check=settings.r4b_model_check,
         region_codes=settings.region_codes,
         prepare_index=index_rows,
@@ -99,7 +100,7 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         search=search,
         bundles=BundleService(resources, conditional, search, max_entries=settings.max_bundle_entries),
         audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
-        mpi=MpiService(db),
+        mpi=mpi,
         merge=MergeService(resources),
         default_count=settings.default_count,
         max_count=settings.max_count,

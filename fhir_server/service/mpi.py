@@ -7,6 +7,7 @@ and ranks them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,9 @@ from sqlalchemy.engine import Connection
 from fhir_server.errors import FhirError
 from fhir_server.mpi.blocking import probe_keys
 from fhir_server.mpi.features import Features, extract
-from fhir_server.mpi.scoring import CERTAIN, Match, score_pair
+from fhir_server.mpi.scoring import CERTAIN, PROBABLE, Match, score_pair
 from fhir_server.storage.db import Database
-from fhir_server.storage.mpi_queries import PairRow, candidates, list_pairs, mark_pair
+from fhir_server.storage.mpi_queries import PairRow, candidates, list_pairs, mark_pair, upsert_pairs
 from fhir_server.timeutil import now_us
 
 #: candidates read per blocking key; a key with more (a very common name born on one day, a
@@ -99,3 +100,28 @@ class MpiService:
     def mark_in(self, conn: Connection, a_id: str, b_id: str, status: str, reviewer: str | None) -> None:
         """A reviewer's verdict on a pair, in the caller's write transaction."""
         mark_pair(conn, a_id, b_id, status, reviewer, now_us())
+
+    # -- flagging on write (setting FHIR_MPI_FLAG_DUPLICATES) ---------------------------------------------
+    def flag_in(self, conn: Connection, patient: dict[str, Any]) -> int:
+        """Record the probable and certain matches of a Patient just written, in its transaction."""
+        if not extract(patient).has_enough():
+            return 0
+        outcome = self.match(patient, exclude_id=patient.get("id"), conn=conn)
+        found = [
+            (str(patient["id"]), s.res_id, s.match.score, str(s.match.grade), list(s.match.reasons))
+            for s in outcome.matches
+            if s.match.grade in (CERTAIN, PROBABLE)
+        ]
+        upsert_pairs(conn, found, now_us())
+        return len(found)
+
+    def flagging(self, indexer: Callable[..., None]) -> Callable[..., None]:
+        """``indexer`` that also flags duplicates of every Patient it indexes: every write path
+        (REST, Bundles, the Dukcapil/BPJS imports, the CLI import) indexes through it."""
+
+        def index_and_flag(conn: Connection, pk: int, resource: dict[str, Any] | None, **kw: Any) -> None:
+            indexer(conn, pk, resource, **kw)
+            if resource is not None and resource.get("resourceType") == "Patient":
+                self.flag_in(conn, resource)
+
+        return index_and_flag
