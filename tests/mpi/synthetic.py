@@ -263,7 +263,9 @@ class Population:
             ids.append({"system": BPJS, "value": p.bpjs})
         if ihs and p.ihs:
             ids.append({"system": IHS, "value": p.ihs})
-        res: dict[str, Any] = {"resourceType": "Patient", "identifier": ids, "name": [{"text": name or self.base_name(p)}]}
+        res: dict[str, Any] = {"resourceType": "Patient", "name": [{"text": name or self.base_name(p)}]}
+        if ids:
+            res["identifier"] = ids
         if gender:
             res["gender"] = p.gender
         birth_value = p.birth.isoformat() if birth is True else birth
