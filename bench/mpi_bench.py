@@ -67,7 +67,7 @@ def _database(pg_url: str | None, folder: Path) -> Iterator[tuple[Database, str]
 
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def _load(db: Database, records: list[dict[str, Any]]) -> float:
