@@ -214,6 +214,7 @@ class MergeService:
                 )
             body.pop("meta", None)
             written.append(res.update_in(conn, res_type, res_id, body, method="POST").stored.location)
+        mark_pair(conn, source_id, target_id, "open", principal.stored_client_id, now_us())  # back in review
         res.create_in(
             conn,
             "Provenance",

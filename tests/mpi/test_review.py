@@ -106,6 +106,12 @@ def test_a_merge_closes_its_pair(client, people):
     assert client.post("/fhir/Patient/$merge", content=orjson.dumps(body), headers=JSON).status_code == 200
     assert {people["siti"], people["siti2"]} in [p["ids"] for p in pairs(client, status="merged")]
     assert {people["siti"], people["siti2"]} not in [p["ids"] for p in pairs(client)]
+    unmerge = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "source-patient", "valueReference": {"reference": f"Patient/{people['siti2']}"}}],
+    }
+    assert client.post("/fhir/Patient/$unmerge", content=orjson.dumps(unmerge), headers=JSON).status_code == 200
+    assert {people["siti"], people["siti2"]} in [p["ids"] for p in pairs(client)]  # back in review
 
 
 def test_an_interrupted_scan_resumes_from_its_checkpoint(client, people):
