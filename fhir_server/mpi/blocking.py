@@ -18,6 +18,7 @@ the number of candidates depends on how many people look alike, not on the datab
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from fhir_server.mpi.features import Features
 from fhir_server.mpi.names import ParsedName
@@ -29,6 +30,7 @@ _DOUBLES = re.compile(r"(.)\1+")
 _SOUND = str.maketrans({"y": "i", "z": "s", "v": "f", "q": "k", "w": "u"})
 
 
+@lru_cache(maxsize=65536)
 def sound_key(token: str) -> str:
     """A coarse key for one name token: similar-sounding spellings (Rizki, Rizky, Risky; Aminah,
     Aminnah) share it. Letters that vary in Indonesian spelling are merged, doubled letters

@@ -6,7 +6,6 @@ import orjson
 import pytest
 
 from fhir_server.operations.registry import definition
-from fhir_server.service.mpi import MpiService
 from tests.mpi.helpers import BPJS, NIK, SITI, SITI_NIK, grade, parameters, patient
 
 JSON = {"Content-Type": "application/fhir+json"}
@@ -173,7 +172,3 @@ def test_match_is_declared_in_the_capability_statement(client):
     ops = {o["name"]: o["definition"] for o in patient_entry["operation"]}
     assert ops["match"] == "http://hl7.org/fhir/OperationDefinition/Patient-match"
     assert definition("Patient-match")["code"] == "match"  # seeded as a resource at start-up (service/seed.py)
-
-
-def test_per_key_limit_default_is_documented_value():
-    assert MpiService.__init__.__defaults__ == (200,)
