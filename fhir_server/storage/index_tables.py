@@ -154,6 +154,18 @@ idx_composite = sa.Table(
     sa.Index("ix_idx_composite_resource_pk", "resource_pk", "param"),
 )
 
+# Master patient index blocking keys (fhir_server/mpi/blocking.py): one row per key of a Patient,
+# written with its other index rows, so every write path keeps them current (docs/mpi.md).
+# Candidates for $match and the duplicate scan are the rows sharing a key.
+idx_mpi = sa.Table(
+    "idx_mpi",
+    metadata,
+    _fk(),
+    sa.Column("key", CText, nullable=False),
+    sa.Index("ix_idx_mpi_key", "key", "resource_pk"),
+    sa.Index("ix_idx_mpi_resource_pk", "resource_pk"),
+)
+
 INDEX_TABLES: dict[str, sa.Table] = {
     "token": idx_token,
     "string": idx_string,
@@ -163,4 +175,5 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "quantity": idx_quantity,
     "uri": idx_uri,
     "composite": idx_composite,
+    "mpi": idx_mpi,
 }
