@@ -74,6 +74,8 @@ idx_date = sa.Table(
     sa.Index("ix_idx_date_param_hi", "param", "hi", "lo", "resource_pk"),
     sa.Index("ix_idx_date_resource_pk", "resource_pk", "param"),
 )
+# the widest stored value per parameter: bounds the lo side of ge/gt searches (search/sql.py _span)
+sa.Index("ix_idx_date_param_span", idx_date.c.param, idx_date.c.hi - idx_date.c.lo)
 
 idx_reference = sa.Table(
     "idx_reference",
