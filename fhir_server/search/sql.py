@@ -359,8 +359,6 @@ class SqlBuilder:
         return f"(SELECT {agg}({t}.{col}) FROM {table} {t} WHERE {t}.resource_pk = {r}.pk AND {t}.param = {self.p(code)})"
 
 
-
-
 def _uri_prefixes(v: str) -> list[str]:
     """``:above``: the value itself and every ``/``-delimited prefix of it."""
     out = [v]
