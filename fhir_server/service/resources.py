@@ -205,26 +205,17 @@ class ResourceService:
         a Bundle entry's references are rewritten later).
         """
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
-        prepared = Prepared(res_id or str(uuid.uuid4()))
-        try:
-            self._check_writable(res_type)
-            _check_type(resource, res_type)
-            # the version and time stamp are not known yet; neither changes the verdict nor the index
-            provisional = stamp(resource, prepared.res_id, 1, 0)
-            prepared.warnings = self.validate(provisional)
-            if index and self.prepare_index is not None:
-                prepared.rows = self.prepare_index(provisional)
-        except FhirError as exc:
-            prepared.error = exc
-        return prepared
+        return self.prepare_update(res_type, res_id or str(uuid.uuid4()), resource, index=index)
 
     def prepare_update(self, res_type: str, res_id: str, resource: Any, *, index: bool = False) -> Prepared:
-        """Validate a resource to be stored as ``res_type/res_id`` by an update, outside any
-        transaction (``update_in(prepared=...)`` then skips it). ``index`` as in ``prepare_create``."""
+        """Check and validate a resource to be stored as ``res_type/res_id``, outside any
+        transaction (``create_in`` / ``update_in`` with ``prepared=`` then skip it). ``index`` as
+        in ``prepare_create``."""
         prepared = Prepared(res_id)
         try:
             self._check_writable(res_type)
             _check_type(resource, res_type)
+            # the version and time stamp are not known yet; neither changes the verdict nor the index
             provisional = stamp(resource, res_id, 1, 0)
             prepared.warnings = self.validate(provisional)
             if index and self.prepare_index is not None:
