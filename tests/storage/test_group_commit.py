@@ -28,7 +28,10 @@ def service(client) -> ResourceService:
 
 @pytest.fixture
 def pipeline(client) -> Pipeline:
-    return client.app.state.fhir.pipeline
+    """A pipeline over the app's services with a group committer of its own: the app's committer
+    belongs to the app's event loop (its workers write through it), these tests run loops of
+    their own."""
+    return Pipeline(client.app.state.fhir.services, GroupCommitter(client.app.state.fhir.db), audit_writes=False)
 
 
 async def _create(pipeline: Pipeline, resource: dict) -> Answer:
