@@ -28,6 +28,7 @@ from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
+from fhir_server.url_forms import canonical_path
 from fhir_server.urlcodec import parse_qsl
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -313,7 +314,9 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         url = url[len(base) + 1 :]
     elif "://" in url:
         raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
-    path, _, query = url.lstrip("/").partition("?")
+    path, _, query = url.partition("?")
+    path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
+    url = path + ("?" + query if query else "")
     parts = path.split("/")
     res_type = parts[0]
     if not is_resource_type(res_type):
@@ -337,7 +340,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         full_url=raw.get("fullUrl"),
         if_match=request.get("ifMatch"),
         if_none_exist=request.get("ifNoneExist"),
-        url=url.lstrip("/"),
+        url=url,
     )
 
 
