@@ -14,6 +14,7 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
@@ -224,25 +225,35 @@ async def conditional_delete(request: Request, res_type: str) -> Response:
     return await _write(request, "delete", res_type, body=False, conditional=True)
 
 
-_PATCH_TYPES = ("application/json-patch+json", "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
+_PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
 _PATCH_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json-patch+json": {"schema": {"type": "array"}}, "application/fhir+json": {"schema": {"type": "object"}}},
+        "content": {
+            JSON_PATCH: {"schema": {"type": "array"}},
+            MERGE_PATCH: {"schema": {"type": "object"}},
+            "application/fhir+json": {"schema": {"type": "object"}},
+        },
     }
 }
 
 
 async def _patch_request(request: Request) -> tuple[str, Any]:
+    """(patch format, parsed body) of a PATCH request (``service.patch.patch_format``)."""
     st = _state(request)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in _PATCH_TYPES:
         raise FhirError.of(
-            415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)"
+            415,
+            "not-supported",
+            "PATCH takes application/json-patch+json (JSON Patch), application/merge-patch+json (JSON Merge Patch) "
+            "or a FHIR Parameters resource (FHIRPath Patch)",
         )
-    if media == "application/json-patch+json":
-        return media, await http.read_json(request, st.settings, "application/json")
-    return "application/fhir+json", await http.read_json(request, st.settings)
+    if media in (JSON_PATCH, MERGE_PATCH):
+        body = await http.read_json(request, st.settings, "application/json")
+    else:
+        body = await http.read_json(request, st.settings)
+    return patch_format(media, body), body
 
 
 @router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)

@@ -23,6 +23,7 @@ from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
+from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
@@ -367,12 +368,13 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     resource = _require_resource(e)
     if resource.get("resourceType") == "Parameters":
         return "application/fhir+json", resource
-    if resource.get("resourceType") == "Binary" and resource.get("contentType", "").startswith("application/json-patch+json"):
+    media = str(resource.get("contentType", "")).split(";")[0].strip().lower()
+    if resource.get("resourceType") == "Binary" and media in (JSON_PATCH, MERGE_PATCH):
         try:
-            return "application/json-patch+json", jsonio.loads(base64.b64decode(resource.get("data", "")))
+            return media, jsonio.loads(base64.b64decode(resource.get("data", "")))
         except (ValueError, jsonio.JsonError):
-            raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON Patch") from None
-    raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch")
+            raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON document") from None
+    raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
 
 
 def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
