@@ -14,6 +14,7 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.service.conditional import create_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
 from fhir_server.timeutil import parse_http_date
@@ -191,7 +192,7 @@ async def _write(
 ) -> Response:
     """A write: authorized before its body is read, then handed to the pipeline."""
     st = _state(request)
-    condition = request.headers.get("if-none-exist") if kind == "create" else (_condition(request) if conditional else None)
+    condition = _create_condition(request) if kind == "create" else (_condition(request) if conditional else None)
     i = interaction(request, kind, res_type, res_id, condition=condition or None, if_match=request.headers.get("if-match"))
     st.pipeline.authorize(i)  # 404 / 405 / 401 / 403 before the body is looked at
     if kind == "patch":
@@ -266,6 +267,10 @@ async def conditional_patch(request: Request, res_type: str) -> Response:
     return await _write(request, "patch", res_type, conditional=True)
 
 
+def _create_condition(request: Request) -> str | None:
+    return create_condition(request.headers.get("if-none-exist"), request.url.query)
+
+
 def _condition(request: Request) -> str:
     query = request.url.query
     if not query:
@@ -295,7 +300,7 @@ def _write_response(request: Request, result: Answer) -> Response:
     wanted = http.prefer(request).get("return", "representation")
     if wanted == "minimal":
         return Response(status_code=result.status, headers=headers)
-    if wanted.lower() == "operationoutcome":
+    if wanted == "operationoutcome":
         issues = result.issues or [Issue("information", "informational", f"{result.stored.location} stored ({result.status})")]
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None

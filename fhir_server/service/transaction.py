@@ -22,7 +22,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
-from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
+from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
@@ -313,7 +313,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         )
     if url.startswith(base + "/"):
         url = url[len(base) + 1 :]
-    elif "://" in url:
+    elif "://" in url.partition("?")[0]:  # a search value may well be a URL (identifier=https://...|...)
         raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
     path, _, query = url.partition("?")
     path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
@@ -340,9 +340,22 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         resource=raw.get("resource"),
         full_url=raw.get("fullUrl"),
         if_match=request.get("ifMatch"),
-        if_none_exist=request.get("ifNoneExist"),
+        if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,
     )
+
+
+def _if_none_exist(where: str, method: str, header: Any, query: str) -> str | None:
+    """An entry's create condition: ``request.ifNoneExist`` or, for a POST, its url's search
+    parameters (``service.conditional.create_condition``)."""
+    if header is not None and not isinstance(header, str):
+        raise FhirError.of(400, "invalid", f"{where}.request.ifNoneExist must be a string", f"{where}.request.ifNoneExist")
+    if method != "POST":
+        return header
+    try:
+        return create_condition(header, query)
+    except FhirError as exc:
+        raise FhirError.of(400, "invalid", f"{where}: {exc.issues[0].diagnostics}", f"{where}.request") from None
 
 
 def _check_unique_targets(entries: list[Entry]) -> None:
