@@ -13,6 +13,7 @@ from fhir_server.storage import (  # noqa: F401  (register their tables)
     bulk_tables,
     index_tables,
     tables,
+    work_tables,
 )
 from fhir_server.storage.tables import metadata
 

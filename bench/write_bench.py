@@ -1,18 +1,21 @@
 """In-process micro-benchmark of the write path (not a test).
 
-Prints µs per create (``ResourceService.create`` of a generated Patient) and
-per 50-entry visit transaction (``BundleService.process``, the ``ingest``
-scenario's Bundle), best of several runs, on SQLite (a temporary file) and,
+Prints µs per create (of a generated Patient) and per 50-entry visit transaction
+(the ``ingest`` scenario's Bundle), through the server's own pipeline (no HTTP,
+writes at once as the CLI does, no audit trail), best of several runs, and with
+``--synthea DIR`` the Synthea sample as 100-entry PUT transactions, on SQLite (a temporary file) and,
 with ``--pg URL``, PostgreSQL (a throw-away schema); then the cost of the
 pure-Python stages (validation, index extraction, JSON) per resource.
 
     python -m bench.write_bench [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
-        [--creates 300] [--bundles 20] [--runs 5] [--no-r4b] [--profile create|bundle]
+        [--creates 300] [--bundles 20] [--runs 5] [--no-r4b] [--synthea DIR]
+        [--profile create|bundle|synthea|http]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import tempfile
 import time
@@ -23,14 +26,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import sqlalchemy as sa
 
 from bench import data
 from fhir_server import jsonio
-from fhir_server.service.conditional import ConditionalService
-from fhir_server.service.indexing import index_resource, index_rows
-from fhir_server.service.resources import ResourceService
-from fhir_server.service.transaction import BundleService
+from fhir_server.config import Settings
+from fhir_server.service.access import OPEN
+from fhir_server.service.pipeline import Interaction
+from fhir_server.state import ServerState, build_state
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
 
@@ -38,36 +42,62 @@ BASE = "http://bench/fhir"
 
 
 @contextmanager
-def _database(kind: str, pg_url: str) -> Iterator[Database]:
+def _database(kind: str, pg_url: str) -> Iterator[str]:
+    """The URL of a fresh SQLite file or PostgreSQL schema, schema up to date."""
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            db = Database.from_url(f"sqlite:///{Path(folder) / 'bench.sqlite3'}", pool_size=2)
-            migrate.upgrade(db.engine)
-            try:
-                yield db
-            finally:
-                db.dispose()
+            url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
+            _migrated(url)
+            yield url
         return
     schema = f"wb_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_url)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in pg_url else "?"
-    db = Database.from_url(f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}", pool_size=2)
+    url = f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}"
     try:
-        migrate.upgrade(db.engine)
-        yield db
+        _migrated(url)
+        yield url
     finally:
-        db.dispose()
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
 
 
-def _services(db: Database, r4b: bool) -> tuple[ResourceService, BundleService]:
-    resources = ResourceService(db, index_resource, r4b_model_check=r4b, prepare_index=index_rows)
-    conditional = ConditionalService(resources)
-    return resources, BundleService(resources, conditional, max_entries=1000, default_count=50, max_count=1000)
+def _migrated(url: str) -> None:
+    db = Database.from_url(url, pool_size=1)
+    try:
+        migrate.upgrade(db.engine)
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _state(url: str, r4b: bool) -> Iterator[ServerState]:
+    """The server's own services and pipeline, writing at once (no event loop: the CLI's way),
+    the audit trail off (no request to record)."""
+    state = build_state(Settings(database_url=url, r4b_model_check=r4b, audit=False, export_worker=False), blocking_writes=True)
+    try:
+        yield state
+    finally:
+        state.db.dispose()
+
+
+def _runner(state: ServerState) -> tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]:
+    """(create a Patient, run a transaction Bundle) through the pipeline, as a request would."""
+    pipeline = state.pipeline
+
+    def create(patient: dict[str, Any]) -> Any:
+        return asyncio.run(pipeline.handle(Interaction("create", BASE, OPEN, "Patient", body=patient)))
+
+    def transaction(bundle: dict[str, Any]) -> Any:
+        answer = asyncio.run(pipeline.handle(Interaction("transaction", BASE, OPEN, body=bundle, representation=False)))
+        if answer.status != 200:
+            raise RuntimeError(f"transaction answered {answer.status}: {answer.body!r:.300}")
+        return answer
+
+    return create, transaction
 
 
 #: CPU µs of the process per item of the best run of the last ``_best`` call (a shared machine
@@ -90,44 +120,68 @@ def _best(runs: int, n: int, make: Callable[[int, int], Any], run: Callable[[Any
     return best
 
 
+def synthea_bundles(folder: Path, size: int) -> list[dict[str, Any]]:
+    """The Synthea sample as transaction Bundles of PUTs in dependency order (bench.synthea's)."""
+    from bench import synthea
+
+    return [orjson.loads(b) for level in synthea.bundles_by_level(synthea.read_resources(folder), size) for b in level]
+
+
 def bench_db(kind: str, pg_url: str, args: argparse.Namespace) -> None:
-    with _database(kind, pg_url) as db:
-        resources, bundles = _services(db, not args.no_r4b)
+    with _database(kind, pg_url) as url, _state(url, not args.no_r4b) as state:
+        create_one, transaction = _runner(state)
         # warm-up: caches, compiled expressions, lazily imported models
         for i in range(20):
-            resources.create("Patient", data.patient(10_000_000 + i))
-        bundles.process(BASE, data.visit_bundle(10_000_000), representation=False)
-        create = _best(args.runs, args.creates, lambda r, i: data.patient(r * 100_000 + i), lambda p: resources.create("Patient", p))
+            create_one(data.patient(10_000_000 + i))
+        transaction(data.visit_bundle(10_000_000))
+        create = _best(args.runs, args.creates, lambda r, i: data.patient(r * 100_000 + i), create_one)
         create_cpu = last_cpu
         bundle = _best(
             args.runs,
             args.bundles,
             lambda r, i: data.visit_bundle(5_000_000 + r * 10_000 + i),
-            lambda b: bundles.process(BASE, b, representation=False),
+            transaction,
         )
         print(
             f"{kind:10} create Patient {create:8.0f} µs (CPU {create_cpu:.0f})   50-entry transaction {bundle:8.0f} µs "
             f"(CPU {last_cpu:.0f}; {bundle / 50:.0f} µs/resource, {50e6 / bundle:.0f} resources/s on one thread)"
         )
-        if args.profile in ("create", "bundle"):
-            _profile(args, resources, bundles)
+        if args.synthea and args.profile != "synthea":
+            bundles = synthea_bundles(args.synthea, 100)
+            total = sum(len(b["entry"]) for b in bundles)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for b in bundles:
+                transaction(b)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            print(
+                f"{kind:10} Synthea PUT transactions: {total:,} resources in {wall:.2f}s = {total / wall:,.0f}/s on one thread "
+                f"({wall / total * 1e6:.0f} µs/resource, CPU {cpu / total * 1e6:.0f})"
+            )
+        if args.profile in ("create", "bundle", "synthea"):
+            _profile(args, create_one, transaction)
 
 
-def _profile(args: argparse.Namespace, resources: ResourceService, bundles: BundleService) -> None:
-    from pyinstrument import Profiler
+def _profile(args: argparse.Namespace, create_one: Callable[[dict[str, Any]], Any], transaction: Callable[[dict[str, Any]], Any]) -> None:
+    """A cProfile of the chosen work, top functions by cumulative and own time (proportions hold on a busy machine)."""
+    import cProfile
+    import pstats
 
-    profiler = Profiler(interval=0.0002)
     if args.profile == "create":
-        patients = [data.patient(20_000_000 + i) for i in range(args.creates)]
-        with profiler:
-            for p in patients:
-                resources.create("Patient", p)
-    else:
-        items = [data.visit_bundle(20_000_000 + i) for i in range(args.bundles)]
-        with profiler:
-            for b in items:
-                bundles.process(BASE, b, representation=False)
-    print(profiler.output_text(unicode=True, color=False, show_all=False))
+        items, run = [data.patient(20_000_000 + i) for i in range(args.creates)], create_one
+    elif args.profile == "bundle":
+        items, run = [data.visit_bundle(20_000_000 + i) for i in range(args.bundles)], transaction
+    else:  # the Synthea Bundles: PUTs of new resources
+        if not args.synthea:
+            raise SystemExit("--profile synthea needs --synthea DIR")
+        items, run = synthea_bundles(args.synthea, 100), transaction
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for item in items:
+        run(item)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(30)
 
 
 def bench_stages(args: argparse.Namespace) -> None:
@@ -164,10 +218,7 @@ def bench_stages(args: argparse.Namespace) -> None:
 def bench_http(args: argparse.Namespace) -> None:
     """µs per ``POST /fhir/Patient`` and per visit transaction through the whole ASGI app
     (middleware, audit, routing, JSON) on SQLite, one request at a time, no network."""
-    import asyncio
     import os
-
-    import orjson
 
     from fhir_server.app import create_app
     from fhir_server.config import Settings
@@ -238,13 +289,16 @@ def bench_http(args: argparse.Namespace) -> None:
             n = len(bundles)
             best_bundle = min(best_bundle, ((time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6))
         if args.profile == "http":
-            from pyinstrument import Profiler
+            import cProfile
+            import pstats
 
             bodies = [orjson.dumps(data.patient(30_000_000 + i)) for i in range(args.creates)]
-            with Profiler(interval=0.0002, async_mode="disabled") as profiler:
-                for b in bodies:
-                    await call(app, "POST", "/fhir/Patient", b, [])
-            print(profiler.output_text(unicode=True, color=False, show_all=False))
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for b in bodies:
+                await call(app, "POST", "/fhir/Patient", b, [])
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         print(
             f"{'http sqlite':10} create Patient {best_create[0]:8.0f} µs (CPU {best_create[1]:.0f})   "
             f"50-entry transaction {best_bundle[0]:8.0f} µs (CPU {best_bundle[1]:.0f}; through the ASGI app, "
@@ -264,7 +318,8 @@ def main() -> None:
     ap.add_argument("--bundles", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-r4b", action="store_true", help="FHIR_R4B_MODEL_CHECK=false")
-    ap.add_argument("--profile", choices=["create", "bundle", "http"], help="pyinstrument profile after measuring")
+    ap.add_argument("--profile", choices=["create", "bundle", "synthea", "http"], help="cProfile after measuring")
+    ap.add_argument("--synthea", type=Path, help="also time the Synthea sample in this folder as 100-entry PUT transactions")
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both", "none"], default="both")
     ap.add_argument("--stages", action="store_true", help="also time the pure-Python stages")
     ap.add_argument("--http", action="store_true", help="also time requests through the ASGI app (SQLite)")

@@ -33,6 +33,7 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.service.seed import seed_conformance
 from fhir_server.state import build_state
 from fhir_server.storage import migrate
+from fhir_server.subscriptions.setup import start_subscription_worker
 
 log = logging.getLogger("fhir_server")
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         if settings.auth == "token":
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
         export_worker = start_worker(state) if settings.export_worker else None
+        subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
         if freeze_gc:
             # ~170k objects of models, schemas and tables live for the whole process; a full
             # collection walked them all (82 ms measured), and queued audit events make
@@ -89,7 +91,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         audit_flusher = None
         if settings.audit:
             recorder = AuditRecorder(state.db, flush_interval=settings.audit_flush_interval)
-            audit_flusher = asyncio.create_task(recorder.run_on_loop(state.resources.writes))
+            audit_flusher = asyncio.create_task(recorder.run_on_loop(state.pipeline.writes))
             state.recorder = recorder
         else:
             state.recorder = NullRecorder()
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         finally:
             if export_worker is not None:
                 export_worker.stop()
+            if subscription_worker is not None:
+                await subscription_worker.stop()
             if audit_flusher is not None:
                 audit_flusher.cancel()
                 await asyncio.gather(audit_flusher, return_exceptions=True)

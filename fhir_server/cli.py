@@ -9,11 +9,13 @@ import typer
 
 from fhir_server.auth.cli import clients_app
 from fhir_server.config import Settings, StartupError
+from fhir_server.subscriptions.cli import subscriptions_app
 from fhir_server.terminology_cli import terminology_app
 
 app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcare.", no_args_is_help=True)
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(clients_app, name="clients")
+app.add_typer(subscriptions_app, name="subscriptions")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 CreateDatabaseOption = typer.Option(
@@ -237,7 +239,12 @@ def import_command(
     console.print(table)
     for line in summary.errors:
         typer.echo(f"error: {line}", err=True)
-    typer.echo(f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors")
+    for line in summary.warnings:  # stored as sent (the server stores such references), but worth knowing
+        typer.echo(f"warning: {line}", err=True)
+    unresolved = f", {len(summary.warnings)} unresolved references" if summary.warnings else ""
+    typer.echo(
+        f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors{unresolved}"
+    )
     if summary.errors:
         raise typer.Exit(1)
 

@@ -79,6 +79,17 @@ class Settings:
     export_lease_seconds: float = 60.0
     #: run an export worker in this server process (off: another process runs the jobs)
     export_worker: bool = True
+    #: Subscriptions (docs/subscriptions.md): CIDRs rest-hook endpoints may lie in besides public
+    #: addresses (clinic LANs; http: only there); run the delivery worker in this process; failures
+    #: in a row before a subscription goes to error; seconds between the worker's polls; the lease
+    #: a worker holds on a subscription; first and longest back-off between attempts (seconds)
+    subscription_allowed_networks: str = ""
+    subscription_worker: bool = True
+    subscription_max_failures: int = 10
+    subscription_poll_interval: float = 0.05
+    subscription_lease_seconds: float = 30.0
+    subscription_retry_base: float = 1.0
+    subscription_retry_max: float = 3600.0
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: PostgreSQL statement timeout in seconds (0 = none): a longer query is cancelled, the client gets 400

@@ -29,7 +29,13 @@ _TYPE_SET = frozenset(RESOURCE_TYPES)
 SERVER_OWNED: dict[str, tuple[str, ...]] = {"AuditEvent": ("read", "search-type")}
 
 
+#: types with rules of their own that PATCH would bypass (docs/subscriptions.md: secrets, status)
+NO_PATCH: frozenset[str] = frozenset({"Subscription"})
+
+
 def interactions_for(res_type: str) -> tuple[str, ...]:
+    if res_type in NO_PATCH:
+        return tuple(x for x in TYPE_INTERACTIONS if x != "patch")
     return SERVER_OWNED.get(res_type, TYPE_INTERACTIONS)
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.auth.tokens import TokenVerifier, load_signing_key
@@ -22,7 +23,8 @@ from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
 from fhir_server.storage.db import Database
-from fhir_server.storage.group_commit import BlockingWrites
+from fhir_server.storage.group_commit import BlockingWrites, GroupCommitter, Writes
+from fhir_server.subscriptions.setup import install_subscriptions
 
 
 @dataclass
@@ -37,6 +39,8 @@ class ServerState:
 
     _verifier: TokenVerifier | None = None
     recorder: AuditRecorder | NullRecorder | None = None
+    #: the subscription delivery worker of this process (started by the app's lifespan)
+    subscription_worker: Any = None
 
     @property
     def resources(self) -> ResourceService:
@@ -100,10 +104,9 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         default_count=settings.default_count,
         max_count=settings.max_count,
     )
-    writes = BlockingWrites(db) if blocking_writes else resources.writes
-    return ServerState(
-        settings=settings,
-        db=db,
-        services=services,
-        pipeline=Pipeline(services, writes, audit_writes=settings.audit and not blocking_writes),
-    )
+    # the one write path: the event loop's group commit (storage/group_commit.py), or
+    # writes at once for the CLI
+    writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
+    pipeline = Pipeline(services, writes, audit_writes=settings.audit and not blocking_writes)
+    install_subscriptions(pipeline, settings)
+    return ServerState(settings=settings, db=db, services=services, pipeline=pipeline)

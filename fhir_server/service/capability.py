@@ -10,9 +10,12 @@ from fhir_server.auth.smart import capability_security
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
 from fhir_server.search import parameters as search_parameters
+from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
+#: the IG CapabilityStatements this server implements (Bulk Data export: fhir_server/bulk, docs/bulk.md)
+INSTANTIATES = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
 
 
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
@@ -23,9 +26,10 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
             continue
         resources.append(
             {
+                "extension": subscription_capability.topic_extensions(res_type),
                 "type": res_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
-                "interaction": [{"code": code} for code in resource_types.TYPE_INTERACTIONS],
+                "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,
@@ -37,6 +41,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "searchRevInclude": search_parameters.search_revincludes(res_type),
                 "searchParam": search_parameters.capability_search_params(res_type),
                 "operation": _operations(res_type),
+                **subscription_capability.resource_overrides(res_type),
             }
         )
     return {
@@ -45,6 +50,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         "date": to_instant(now_us())[:10],
         "publisher": "fhir-server-id contributors",
         "kind": "instance",
+        "instantiates": [*INSTANTIATES, subscription_capability.BACKPORT_SERVER],
         "software": {"name": SOFTWARE_NAME, "version": __version__},
         "implementation": {
             "description": "FHIR R4 interoperability server for Indonesian healthcare (SIMRS, Puskesmas, SATUSEHAT)",

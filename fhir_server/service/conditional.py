@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
-from fhir_server.service.resources import PreparedCreate, ResourceService
-from fhir_server.service.results import Stored, WriteResult
+from fhir_server.service.resources import Prepared, ResourceService
+from fhir_server.service.results import WriteResult
 from fhir_server.storage import repository as repo
 from fhir_server.urlcodec import parse_qsl
 
@@ -77,10 +77,6 @@ class ConditionalService:
         self.allow_multiple_delete = allow_multiple_delete
 
     # -- create (If-None-Exist) ----------------------------------------------
-    def create(self, res_type: str, resource: dict[str, Any], condition: str, base: str | None) -> WriteResult:
-        with self.db.write() as conn:
-            return self.create_in(conn, res_type, resource, condition, base)
-
     def create_in(
         self,
         conn: Connection,
@@ -90,7 +86,7 @@ class ConditionalService:
         base: str | None,
         res_id: str | None = None,
         *,
-        prepared: PreparedCreate | None = None,
+        prepared: Prepared | None = None,
     ) -> WriteResult:
         """``prepared``: ``ResourceService.prepare_create`` of ``resource``, done before the transaction."""
         params = parse_condition(condition)
@@ -133,10 +129,6 @@ class ConditionalService:
         return WriteResult(stored, 200)
 
     # -- update (PUT [type]?params) ------------------------------------------
-    def update(self, res_type: str, resource: dict[str, Any], condition: str, base: str | None, if_match: str | None = None) -> WriteResult:
-        with self.db.write() as conn:
-            return self.update_in(conn, res_type, resource, condition, base, if_match)
-
     def update_in(
         self,
         conn: Connection,
@@ -168,10 +160,6 @@ class ConditionalService:
         return self._create_guarded(conn, res_type, params, base, create, on_match=update_match)
 
     # -- delete (DELETE [type]?params) ---------------------------------------
-    def delete(self, res_type: str, condition: str, base: str | None) -> list[WriteResult]:
-        with self.db.write() as conn:
-            return self.delete_in(conn, res_type, condition, base)
-
     def delete_in(self, conn: Connection, res_type: str, condition: str, base: str | None) -> list[WriteResult]:
         params = parse_condition(condition)
         if self.allow_multiple_delete:
@@ -184,19 +172,12 @@ class ConditionalService:
                 raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches more than one resource")
         return [self.resources.delete_in(conn, res_type, i) for i in ids]
 
-    # -- patch (PATCH [type]?params) ------------------------------------------
-    def patch(
-        self, res_type: str, condition: str, base: str | None, content_type: str, body: Any, if_match: str | None = None
-    ) -> WriteResult:
-        with self.db.write() as conn:
-            target = self.resolve_one(conn, res_type, condition, base)
-            return self.resources.patch_in(conn, res_type, target.res_id, content_type, body, if_match)
-
     # -- the single match of a condition (conditional patch, conditional references)
-    def resolve_one(self, conn: Connection, res_type: str, condition: str, base: str | None) -> Stored:
+    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str:
+        """The id of the single match of ``condition`` (412 when none or several)."""
         params = parse_condition(condition)
         matches = find_matches(conn, res_type, params, base)
         if len(matches) != 1:
             what = "no resource" if not matches else "more than one resource"
             raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches {what}")
-        return self.resources.read_in(conn, res_type, matches[0])
+        return matches[0]

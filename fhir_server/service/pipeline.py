@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -121,6 +121,21 @@ class Interaction:
     resolve_references: bool = False
     #: set once the request's AuditEvent was committed with the write
     audited: bool = False
+    #: set by the interaction check once passed (routes check before reading a body; ``handle``
+    #: does not check again)
+    checked: bool = False
+
+
+class WritePolicy(Protocol):
+    """Extra rules of one resource type's writes (Subscription: subscriptions/policy.py).
+
+    ``check`` runs before the write transaction (it may await: DNS), ``wrap`` inside it around
+    the write itself (create, update, delete). Such writes run alone (never re-run by group
+    commit); PATCH and transaction-Bundle entries of the type are refused (``Pipeline``)."""
+
+    async def check(self, i: Interaction, resource: dict[str, Any]) -> None: ...
+
+    def wrap(self, conn: Connection, i: Interaction, work: Callable[[Connection], T]) -> T: ...
 
 
 @dataclass(slots=True)
@@ -143,6 +158,8 @@ class Pipeline:
         self.writes = writes
         #: whether writes record the request's AuditEvent in their own transaction
         self.audit_writes = audit_writes
+        #: per resource type: extra rules of its writes (registered by build_state)
+        self.policies: dict[str, WritePolicy] = {}
         self._handlers: dict[str, Callable[[Interaction], Awaitable[Answer]]] = {
             "read": self._read,
             "vread": self._vread,
@@ -165,7 +182,7 @@ class Pipeline:
             handler = self._handlers[i.kind]
         except KeyError:
             raise FhirError.of(400, "not-supported", f"Unknown interaction {i.kind!r}") from None
-        if i.res_type is not None and i.kind not in _SELF_CHECKED:
+        if i.res_type is not None and i.kind not in _SELF_CHECKED and not i.checked:
             self._check_interaction(i)
         return await handler(i)
 
@@ -178,6 +195,7 @@ class Pipeline:
         if i.kind not in interactions_for(res_type):
             raise FhirError(405, [Issue("error", "not-supported", f"{i.kind} is not supported on {res_type}")], {"Allow": "GET"})
         i.principal.require(res_type, i.kind, conditional=bool(i.condition))
+        i.checked = True
 
     # -- the one write path ---------------------------------------------------------------
     def writer(self, i: Interaction) -> WriteRunner:
@@ -242,7 +260,8 @@ class Pipeline:
 
     def search_now(self, i: Interaction) -> bytes:
         """The searchset Bundle of a type-level search, authorized (the hot path calls it directly)."""
-        self._check_interaction(i)
+        if not i.checked:
+            self._check_interaction(i)
         s = self.services
         if i.res_type == "AuditEvent":
             return s.audit_trail.search(i.base, i.params)
@@ -261,7 +280,18 @@ class Pipeline:
         s = self.services
         res_type, resource = i.res_type or "", _resource(i)
         run = self.writer(i)
-        if i.condition:
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            await policy.check(i, resource)
+            if i.condition:
+                condition = i.condition
+                result = await run(
+                    lambda conn: policy.wrap(conn, i, lambda c: s.conditional.create_in(c, res_type, resource, condition, i.base)),
+                    alone=True,
+                )
+            else:
+                result = await run(lambda conn: policy.wrap(conn, i, lambda c: s.resources.create_in(c, res_type, resource)), alone=True)
+        elif i.condition:
             result = await run(
                 lambda conn: s.conditional.create_in(conn, res_type, self._resolved(conn, i, resource), i.condition or "", i.base)
             )
@@ -282,14 +312,28 @@ class Pipeline:
         s = self.services
         res_type, resource = i.res_type or "", _resource(i)
         run = self.writer(i)
-        if i.res_id is None:
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            await policy.check(i, resource)
+            if i.res_id is None:
+                raise FhirError.of(400, "not-supported", f"{res_type} is updated by id only (no conditional update)")
+            target = i.res_id
+            result = await run(
+                lambda conn: policy.wrap(conn, i, lambda c: s.resources.update_in(c, res_type, target, resource, i.if_match)), alone=True
+            )
+        elif i.res_id is None:
             condition = _condition(i)
             result = await run(
                 lambda conn: s.conditional.update_in(conn, res_type, self._resolved(conn, i, resource), condition, i.base, i.if_match)
             )
         else:
             res_id = i.res_id
-            result = await run(lambda conn: s.resources.update_in(conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match))
+            # validated (and, unless a batch entry's references are still to be resolved, indexed)
+            # here, before the write lock, as a create is
+            prepared = s.resources.prepare_update(res_type, res_id, resource, index=not i.resolve_references)
+            result = await run(
+                lambda conn: s.resources.update_in(conn, res_type, res_id, self._resolved(conn, i, resource), i.if_match, prepared=prepared)
+            )
         return _written(result)
 
     async def _patch(self, i: Interaction) -> Answer:
@@ -297,7 +341,7 @@ class Pipeline:
         res_type, patch_type = i.res_type or "", i.patch_type or "application/fhir+json"
 
         def work(conn: Connection) -> WriteResult:
-            res_id = i.res_id or s.conditional.resolve_one(conn, res_type, _condition(i), i.base).res_id
+            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base)
             return s.resources.patch_in(conn, res_type, res_id, patch_type, i.body, i.if_match)
 
         return _written(await self.writer(i)(work))
@@ -306,6 +350,15 @@ class Pipeline:
         s = self.services
         res_type = i.res_type or ""
         run = self.writer(i)
+        policy = self.policies.get(res_type)
+        if policy is not None:
+            if i.res_id is None:
+                raise FhirError.of(400, "not-supported", f"{res_type} is deleted by id only (no conditional delete)")
+            res_id = i.res_id
+            result = await run(
+                lambda conn: policy.wrap(conn, i, lambda c: s.resources.delete_in(c, res_type, res_id, i.if_match)), alone=True
+            )
+            return Answer(204, stored=result.stored if result.stored.version else None)
         if i.res_id is None:
             condition = _condition(i)
             results = await run(lambda conn: s.conditional.delete_in(conn, res_type, condition, i.base), status=lambda _: 204)
@@ -326,6 +379,7 @@ class Pipeline:
         bundles = self.services.bundles
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
+            self._refuse_policed_entries(i, raw_entries)
             body = await bundles.transaction(
                 i.base,
                 raw_entries,
@@ -336,6 +390,21 @@ class Pipeline:
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
         return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
+
+    def _refuse_policed_entries(self, i: Interaction, raw_entries: list[Any]) -> None:
+        """Writes of a type with a write policy run alone with their checks: not in a transaction."""
+        for index, raw in enumerate(raw_entries):
+            try:
+                e = parse_entry(i.base, index, raw)
+            except FhirError:
+                continue  # a malformed entry: the transaction reports it as it always did
+            if e.method not in ("GET", "HEAD") and e.res_type in self.policies:
+                raise FhirError.of(
+                    422,
+                    "not-supported",
+                    f"{e.res_type} cannot be written inside a transaction Bundle: use its own request or a batch",
+                    f"Bundle.entry[{index}]",
+                )
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
@@ -396,10 +465,6 @@ class Pipeline:
             text = "The access token's scopes allow read and search on no resource type this export can return"
             raise FhirError(403, [Issue("error", "forbidden", text)], {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")})
         return types
-
-    def may_read(self, principal: Principal, res_type: str) -> bool:
-        """Whether resources of ``res_type`` may leave the server for ``principal`` (a manifest line)."""
-        return principal.readable(res_type)
 
     def authorize_export_file(self, principal: Principal, res_type: str) -> None:
         """403 unless ``principal`` may read ``res_type``: an export file's download, whichever token

@@ -22,12 +22,11 @@ from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
-from fhir_server.storage.group_commit import GroupCommitter
 from fhir_server.timeutil import now_us, to_instant
 
 #: (connection, resource pk, resource dict or None when deleted, fresh=just inserted, rows=pre-extracted) -> None
 Indexer = Callable[..., None]
-#: the search-index rows of a resource, extracted before the write transaction (see PreparedCreate)
+#: the search-index rows of a resource, extracted before the write transaction (see Prepared)
 IndexPreparer = Callable[[dict[str, Any]], Any]
 #: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
 Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
@@ -40,8 +39,8 @@ def _no_index(conn: Connection, pk: int, resource: dict[str, Any] | None, *, fre
 
 
 @dataclass(slots=True)
-class PreparedCreate:
-    """The CPU-heavy part of a create, done before the write transaction.
+class Prepared:
+    """The CPU-heavy part of a create or update, done before the write transaction.
 
     Validation and index extraction do not depend on the version or the time
     stamp, so they run outside the write lock (on SQLite only one writer holds
@@ -54,6 +53,12 @@ class PreparedCreate:
     error: FhirError | None = None
     #: pre-extracted index rows; None when the resource may still change (Bundle references)
     rows: Any = None
+
+    def verdict(self) -> list[Issue]:
+        """The validation's warnings, or its error raised."""
+        if self.error is not None:
+            raise self.error
+        return self.warnings
 
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) -> dict[str, Any]:
@@ -106,8 +111,6 @@ class ResourceService:
         prepare_index: IndexPreparer | None = None,
     ) -> None:
         self.db = db
-        #: groups the creates an event loop submits into shared transactions
-        self.writes = GroupCommitter(db)
         self.indexer = indexer
         #: extracts index rows ahead of the transaction (``indexer(..., rows=...)`` writes them)
         self.prepare_index = prepare_index
@@ -189,37 +192,40 @@ class ResourceService:
 
     # -- writes --------------------------------------------------------------
     def create(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
-        prepared = self._prepared(res_type, resource)
-        with self.db.write() as conn:
-            return self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared)
-
-    async def create_grouped(self, res_type: str, resource: dict[str, Any]) -> WriteResult:
-        """``create`` for an event loop: validated here, written in the loop's next group commit
-        together with the other creates waiting for it (storage/group_commit.py)."""
-        prepared = self._prepared(res_type, resource)
-        return await self.writes.run(
-            lambda conn: self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared), new_resources=1
-        )
-
-    def _prepared(self, res_type: str, resource: dict[str, Any]) -> PreparedCreate:
         prepared = self.prepare_create(res_type, resource, index=True)
         if prepared.error is not None:
             raise prepared.error
-        return prepared
+        with self.db.write() as conn:
+            return self.create_in(conn, res_type, resource, prepared.res_id, prepared=prepared)
 
-    def prepare_create(self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False) -> PreparedCreate:
+    def prepare_create(self, res_type: str, resource: Any, res_id: str | None = None, *, index: bool = False) -> Prepared:
         """Check and validate a resource to be created, outside any transaction.
 
         ``index``: also extract its index rows (only when the resource is final:
         a Bundle entry's references are rewritten later).
         """
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
-        prepared = PreparedCreate(res_id or str(uuid.uuid4()))
+        prepared = Prepared(res_id or str(uuid.uuid4()))
         try:
             self._check_writable(res_type)
             _check_type(resource, res_type)
             # the version and time stamp are not known yet; neither changes the verdict nor the index
             provisional = stamp(resource, prepared.res_id, 1, 0)
+            prepared.warnings = self.validate(provisional)
+            if index and self.prepare_index is not None:
+                prepared.rows = self.prepare_index(provisional)
+        except FhirError as exc:
+            prepared.error = exc
+        return prepared
+
+    def prepare_update(self, res_type: str, res_id: str, resource: Any, *, index: bool = False) -> Prepared:
+        """Validate a resource to be stored as ``res_type/res_id`` by an update, outside any
+        transaction (``update_in(prepared=...)`` then skips it). ``index`` as in ``prepare_create``."""
+        prepared = Prepared(res_id)
+        try:
+            self._check_writable(res_type)
+            _check_type(resource, res_type)
+            provisional = stamp(resource, res_id, 1, 0)
             prepared.warnings = self.validate(provisional)
             if index and self.prepare_index is not None:
                 prepared.rows = self.prepare_index(provisional)
@@ -234,7 +240,7 @@ class ResourceService:
         resource: dict[str, Any],
         res_id: str | None = None,
         *,
-        prepared: PreparedCreate | None = None,
+        prepared: Prepared | None = None,
     ) -> WriteResult:
         """Create with a server-assigned id (``res_id`` only when a transaction pre-assigned one).
 
@@ -271,9 +277,12 @@ class ResourceService:
         if_match: str | None = None,
         *,
         method: str = "PUT",
-        validated: list[Issue] | None = None,
+        prepared: Prepared | None = None,
     ) -> WriteResult:
-        """``validated``: the warnings of ``resource`` when the caller has validated it already."""
+        """Store ``resource`` as the next version of ``res_type/res_id`` (or its first).
+
+        ``prepared`` (from ``prepare_update`` on this same resource and id): its verdict stands in
+        for the validation, raised at the same point (after the If-Match and no-change checks)."""
         check_id(res_id)
         self._check_writable(res_type)
         _check_type(resource, res_type)
@@ -285,7 +294,7 @@ class ResourceService:
                 f"{res_type}.id",
             )
         expected = parse_version(if_match) if if_match is not None else None
-        warnings = validated
+        warnings: list[Issue] | None = None
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
             if expected is not None and (current is None or current.version != expected):
@@ -295,7 +304,8 @@ class ResourceService:
                 # unchanged: the stored version was validated when it was written
                 return WriteResult(Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, [], current.pk)
             if warnings is None:
-                warnings = self.validate(stamp(resource, res_id, 1, 0))
+                warnings = prepared.verdict() if prepared is not None else self.validate(stamp(resource, res_id, 1, 0))
+            rows = prepared.rows if prepared is not None else None
             updated = now_us()
             if current is None:
                 stamped = stamp(resource, res_id, 1, updated)
@@ -304,7 +314,7 @@ class ResourceService:
                 if pk is None:
                     continue  # created concurrently: go round again as an update
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
-                self.indexer(conn, pk, stamped, fresh=True)
+                self.indexer(conn, pk, stamped, fresh=True, rows=rows)
                 stored = Stored(res_type, res_id, 1, updated, body)
                 self._changed(conn, stored, "create", stamped, None)
                 return WriteResult(stored, 201, warnings, pk)
@@ -317,7 +327,7 @@ class ResourceService:
                     raise FhirError.of(412, "conflict", f"{res_type}/{res_id} was changed concurrently")
                 continue
             repo.add_version(conn, res_type, res_id, version, updated, method, body)
-            self.indexer(conn, current.pk, stamped)
+            self.indexer(conn, current.pk, stamped, rows=rows)
             stored = Stored(res_type, res_id, version, updated, body)
             # a PUT after a delete brings the resource back: a create for whoever follows the log
             self._changed(conn, stored, "create" if current.deleted else "update", stamped, current.body)
@@ -345,13 +355,12 @@ class ResourceService:
         patched = apply_patch(jsonio.loads(current.body), content_type, body)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise FhirError.of(400, "invalid", "A patch may not change resourceType or id")
-        try:
-            warnings = self.validate(stamp(patched, res_id, 1, 0))
-        except FhirError as exc:
+        prepared = self.prepare_update(res_type, res_id, patched)
+        if prepared.error is not None:
             # the request (the patch) was understood; the resource it leads to is what is
             # invalid: 422, as for any rule a well-formed request breaks
-            raise FhirError(422, exc.issues, exc.headers) from None
-        return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH", validated=warnings)
+            raise FhirError(422, prepared.error.issues, prepared.error.headers)
+        return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH", prepared=prepared)
 
     def change_meta_in(
         self,

@@ -24,7 +24,7 @@ from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
-from fhir_server.service.resources import PreparedCreate, ResourceService, is_version
+from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
@@ -53,7 +53,7 @@ class Entry:
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
     #: a create's validation, done before the database transaction (ResourceService.prepare_create)
-    prepared: PreparedCreate | None = None
+    prepared: Prepared | None = None
 
     @property
     def where(self) -> str:
@@ -142,13 +142,15 @@ class BundleService:
 
     # -- transaction ---------------------------------------------------------
     def _prepare(self, entries: list[Entry]) -> None:
-        """Checks and validation of POST entries: all before the write lock."""
+        """Checks and validation of POST and PUT entries: all before the write lock."""
         _check_unique_targets(entries)
         for e in entries:
             # validation does not depend on the references rewritten later (they stay strings),
             # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
                 e.prepared = self.resources.prepare_create(e.res_type, e.resource)
+            elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
+                e.prepared = self.resources.prepare_update(e.res_type, e.res_id, e.resource)
 
     def _transaction_in(
         self,
@@ -163,11 +165,19 @@ class BundleService:
         # PostgreSQL: keys for the creates now, so their rows need no round trip each
         repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
         references = self._plan(conn, base, entries)
+        # every conditional reference is resolved before any entry runs, so against one state of
+        # the database: the same reference resolves alike in every entry (a Synthea Bundle names
+        # the same few Practitioners and Organizations in most of its entries)
+        resolved: dict[str, str | None] = {}
+
+        def resolve(ref: str) -> str | None:
+            if ref not in resolved:
+                resolved[ref] = self._resolve_reference(conn, base, ref, principal)
+            return resolved[ref]
+
         for entry in entries:
             if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(
-                    entry, lambda e=entry: _rewrite(e.resource, references, lambda ref: self._resolve_reference(conn, base, ref, principal))
-                )
+                _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
         return [o for o in outcomes if o is not None]
@@ -211,8 +221,7 @@ class BundleService:
         if not query or not is_resource_type(res_type):
             return None
         principal.require(res_type, "search-type")
-        stored = self.conditional.resolve_one(conn, res_type, query, base)
-        return f"{res_type}/{stored.res_id}"
+        return f"{res_type}/{self.conditional.resolve_id(conn, res_type, query, base)}"
 
     # -- one entry -------------------------------------------------------------
     def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
@@ -235,11 +244,11 @@ class BundleService:
             if e.res_id is None:
                 result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
-                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match)
+                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=e.prepared)
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
-        res_id = e.res_id or self.conditional.resolve_one(conn, e.res_type, e.query, base).res_id
+        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base)
         return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
     def _written(self, e: Entry, result: WriteResult) -> Outcome:
@@ -403,8 +412,9 @@ def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
                     resolved = resolve(value)
                     if resolved:
                         node[key] = resolved
-            else:
+            elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
                 _rewrite(value, references, resolve)
     elif isinstance(node, list):
         for item in node:
-            _rewrite(item, references, resolve)
+            if isinstance(item, (dict, list)):
+                _rewrite(item, references, resolve)

@@ -11,7 +11,9 @@ They are written before anything could read them:
 
 * before every SQLAlchemy statement on the connection (searches, conditional
   matching, history, vread inside a Bundle all go through SQLAlchemy): an
-  engine event (``install``) flushes first;
+  engine event (``install``) flushes first; the look-up of a resource's current row
+  (``repository.get_current``, straight to the driver) writes only the pending
+  ``resources`` rows first;
 * before deleting index rows or updating a ``resources`` row (an update or delete
   of a resource written in the same transaction) and before the commit
   (``Database.write``).
@@ -80,14 +82,21 @@ def pending(conn: sa.Connection) -> DeferredRows | None:
     return conn.info.get(_KEY)
 
 
-def flush(conn: sa.Connection) -> None:
+def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     """Write everything pending now: COPY per table on PostgreSQL (a fraction of the server
-    work of row-by-row INSERTs), one executemany per table on SQLite."""
+    work of row-by-row INSERTs), one executemany per table on SQLite. ``parents_only``: only
+    the pending ``resources`` rows."""
     rows = conn.info.get(_KEY)
     if not rows:
         return
-    batches = [*rows.parents.items(), *rows.batches.items()]
-    rows.parents, rows.batches = {}, {}
+    if parents_only:
+        if not rows.parents:
+            return
+        batches = list(rows.parents.items())
+        rows.parents = {}
+    else:
+        batches = [*rows.parents.items(), *rows.batches.items()]
+        rows.parents, rows.batches = {}, {}
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for (table, columns), params in batches:

@@ -25,7 +25,8 @@ def test_twenty_parallel_conditional_creates_make_one_patient(client):
     state = client.app.state.fhir
 
     def attempt(_: int) -> tuple[int, str]:
-        result = state.conditional.create("Patient", copy.deepcopy(PATIENT), f"identifier={NIK}|3204154506900003", None)
+        with state.db.write() as conn:  # each thread in a write transaction of its own
+            result = state.conditional.create_in(conn, "Patient", copy.deepcopy(PATIENT), f"identifier={NIK}|3204154506900003", None)
         return result.status, result.stored.res_id
 
     with ThreadPoolExecutor(max_workers=20) as pool:

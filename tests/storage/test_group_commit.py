@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from fhir_server.errors import FhirError
+from fhir_server.service.access import OPEN
+from fhir_server.service.pipeline import Answer, Interaction, Pipeline
 from fhir_server.service.resources import ResourceService
 from fhir_server.storage import repository as repo
 from fhir_server.storage.group_commit import GroupCommitter
@@ -22,6 +24,16 @@ NIK = "https://fhir.kemkes.go.id/id/nik"
 @pytest.fixture
 def service(client) -> ResourceService:
     return client.app.state.fhir.resources
+
+
+@pytest.fixture
+def pipeline(client) -> Pipeline:
+    return client.app.state.fhir.pipeline
+
+
+async def _create(pipeline: Pipeline, resource: dict) -> Answer:
+    """A plain create through the pipeline's one write path (validated before it is queued)."""
+    return await pipeline.handle(Interaction("create", "http://testserver/fhir", OPEN, "Patient", body=resource))
 
 
 def _patient(nik: str) -> dict:
@@ -56,24 +68,30 @@ def test_concurrent_creates_go_into_one_transaction(service: ResourceService):
         assert repo.read_version(service.db, "Patient", r.stored.res_id, 1) is not None
 
 
-def test_create_grouped_answers_like_create(service: ResourceService):
+def test_grouped_creates_through_the_pipeline_are_each_stored(service: ResourceService, pipeline: Pipeline):
     async def main():
-        return await asyncio.gather(*(service.create_grouped("Patient", _patient(str(n))) for n in range(5)))
+        return await asyncio.gather(*(_create(pipeline, _patient(str(n))) for n in range(5)))
 
     results = asyncio.run(main())
-    assert len({r.stored.res_id for r in results}) == 5
+    assert [r.status for r in results] == [201] * 5
+    assert len({r.stored.res_id for r in results if r.stored}) == 5
     for r in results:
+        assert r.stored is not None
         body = service.read("Patient", r.stored.res_id).body
         assert body is not None and b'"versionId":"1"' in body
 
 
-def test_invalid_resource_is_refused_before_it_is_queued(service: ResourceService):
+def test_invalid_resource_is_refused_before_it_is_queued(service: ResourceService, pipeline: Pipeline, monkeypatch):
+    queued: list[object] = []
+    monkeypatch.setattr(pipeline.writes, "run", lambda *a, **k: queued.append(a))
+
     async def main():
-        await service.create_grouped("Patient", {"resourceType": "Patient", "gender": "boy"})
+        await _create(pipeline, {"resourceType": "Patient", "gender": "boy"})
 
     with pytest.raises(FhirError) as caught:
         asyncio.run(main())
     assert caught.value.status == 422
+    assert queued == []
     assert _stored_ids(service.db) == set()
 
 
@@ -101,7 +119,7 @@ def test_a_failing_write_leaves_the_others_committed_and_itself_rolled_back(serv
         assert repo.read_version(service.db, "Patient", r.stored.res_id, 1) is not None
 
 
-def test_another_open_write_transaction_does_not_block_the_loop(service: ResourceService):
+def test_another_open_write_transaction_does_not_block_the_loop(service: ResourceService, pipeline: Pipeline):
     """SQLite: the create waits for the write lock while the loop goes on; PostgreSQL has no
     database-wide write lock, so the create commits while the other transaction is still open."""
     sqlite = service.db.dialect == "sqlite"
@@ -118,7 +136,7 @@ def test_another_open_write_transaction_does_not_block_the_loop(service: Resourc
     assert held.wait(30)
 
     async def main():
-        create = asyncio.ensure_future(service.create_grouped("Patient", _patient("mine")))
+        create = asyncio.ensure_future(_create(pipeline, _patient("mine")))
         ticks = 0
         for _ in range(20):  # the loop keeps running while the create waits for the lock
             await asyncio.sleep(0.005)

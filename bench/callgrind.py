@@ -1,0 +1,246 @@
+"""Instructions per interaction, counted by callgrind, for two variants side by side (not a test).
+
+Wall-clock and CPU-time figures on a shared 2-core VM move by +-20 % from one run to
+the next (other tenants' steal time, other jobs), more than the effects we look for.
+Valgrind's callgrind counts the instructions a process executes: the same inputs give
+the same count whatever else the machine does. This starts the server twice under
+callgrind (one worker, SQLite), creates Patients, warms up, zeroes the counters, sends
+``--count`` interactions over one keep-alive connection, waits for the audit flush and
+dumps the counters; then prints instructions per interaction for each variant and the
+difference.
+
+Variants (``--compare``):
+- ``audit``: this checkout with the audit trail on and off (what auditing costs);
+- ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
+  older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
+
+Interactions (``--interaction``): ``read`` (GET by id), ``create`` (POST, the body
+comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
+100 PUTs, as bench.synthea sends them; counted per resource).
+
+The flush interval is set long (``FHIR_AUDIT_FLUSH_INTERVAL=1000``) so audit events
+that are not written with a write go out in full batches of 1,000 (``max_batch``), as
+at ~5,000 reads/s per worker with the default 0.2 s: under valgrind the server runs ~50x
+slower, and a 0.2 s interval would flush every few requests.
+
+    python -m bench.callgrind [--compare audit|baseline] [--baseline DIR]
+                              [--interaction read|create] [--count 3000]
+
+Needs valgrind (Debian package). Takes ~6-15 minutes on 2 cores (start-up under valgrind
+is much of it). Run one at a time: two callgrind runs at once have failed to dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import data
+
+_PATIENTS = 50
+_HERE = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    #: the checkout whose fhir_server package the server runs (its working directory)
+    source: Path
+    audit: bool
+
+
+def _wait_ready(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/fhir/metadata")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(2)
+    raise SystemExit(f"server on port {port} did not start within {timeout:.0f} s")
+
+
+def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        FHIR_AUDIT=str(variant.audit).lower(),
+        FHIR_AUDIT_FLUSH_INTERVAL="1000",
+        FHIR_EXPORT_WORKER="false",
+        FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}",
+    )
+    # `python -m` from the variant's checkout: its own fhir_server package comes first on sys.path
+    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "1"]
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}", *command],
+        cwd=variant.source,
+        env=env,
+        stdout=open(folder / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _send(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None) -> bytes:
+    headers = {"content-type": "application/fhir+json"} if body is not None else {}
+    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status >= 400:
+        raise SystemExit(f"{method} {path} answered {response.status}: {payload[:300]!r}")
+    return payload
+
+
+def _drive(port: int, pid: int, interaction: str, count: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    if interaction == "synthea":
+        _drive_synthea(conn, pid, count)
+        return
+    ids = [json.loads(_send(conn, "POST", "/fhir/Patient", data.patient(n)))["id"] for n in range(_PATIENTS)]
+
+    def one(i: int) -> None:
+        if interaction == "read":
+            _send(conn, "GET", f"/fhir/Patient/{ids[i % _PATIENTS]}")
+        else:
+            _send(conn, "POST", "/fhir/Patient", data.patient(_PATIENTS + i))
+
+    for i in range(300 if interaction == "read" else 100):  # warm-up: caches, lazily imported code
+        one(i)
+    time.sleep(1)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    for i in range(count):
+        one(1000 + i)
+
+
+#: the Synthea sample (``--data``)
+_synthea_dir: Path | None = None
+
+
+def _synthea_bundles() -> list[bytes]:
+    from bench import synthea
+
+    folder = _synthea_dir or synthea.DEFAULT_DATA
+    return [b for level in synthea.bundles_by_level(synthea.read_resources(folder), 100) for b in level]
+
+
+def _drive_synthea(conn: http.client.HTTPConnection, pid: int, count: int) -> None:
+    """The Synthea sample's first ``count`` PUT transaction Bundles, in dependency order, after
+    one warm-up Bundle of Patients that are not in the sample."""
+    warm = [
+        {"resource": {**data.patient(n), "id": f"warm-{n}"}, "request": {"method": "PUT", "url": f"Patient/warm-{n}"}} for n in range(50)
+    ]
+    _send_raw(conn, json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": warm}).encode())
+    time.sleep(1)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    for body in _synthea_bundles()[:count]:
+        _send_raw(conn, body)
+
+
+def _send_raw(conn: http.client.HTTPConnection, body: bytes) -> None:
+    conn.request("POST", "/fhir", body, {"content-type": "application/fhir+json", "prefer": "return=minimal"})
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status >= 400:
+        raise SystemExit(f"transaction answered {response.status}: {payload[:300]!r}")
+
+
+def _per(interaction: str, count: int) -> int:
+    """What the instruction count is divided by: requests, or resources for Synthea Bundles."""
+    if interaction != "synthea":
+        return count
+    return sum(len(json.loads(b)["entry"]) for b in _synthea_bundles()[:count])
+
+
+def _instructions(folder: Path, pid: int) -> int:
+    before = set(folder.glob("callgrind.out*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    for _ in range(120):
+        new = set(folder.glob("callgrind.out*")) - before
+        if new:
+            time.sleep(1)
+            text = max(new).read_text(errors="replace")
+            match = re.search(r"^summary: (\d+)", text, re.M)
+            if match:
+                return int(match.group(1))
+        time.sleep(1)
+    raise SystemExit("callgrind did not write its dump")
+
+
+def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
+    if args.compare == "audit":
+        return Variant("audit off", _HERE, False), Variant("audit on", _HERE, True)
+    if args.baseline is None:
+        raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
+    return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
+
+
+def measure(variants: tuple[Variant, Variant], interaction: str, count: int, start_timeout: float, keep: Path | None) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = []
+        for n, variant in enumerate(variants):
+            folder = Path(tmp) / f"v{n}"
+            folder.mkdir()
+            port = 8231 + n
+            runs.append((folder, port, _start(variant, folder, port)))
+        try:
+            for _, port, _ in runs:
+                _wait_ready(port, start_timeout)
+            counts = []
+            for folder, port, proc in runs:
+                _drive(port, proc.pid, interaction, count)
+                time.sleep(5)  # the audit flusher's last full batch
+                counts.append(_instructions(folder, proc.pid) / _per(interaction, count))
+                if keep:
+                    target = keep / folder.name
+                    target.mkdir(parents=True, exist_ok=True)
+                    for dump in folder.glob("callgrind.out*"):
+                        shutil.copy(dump, target)
+        finally:
+            for _, _, proc in runs:
+                proc.send_signal(signal.SIGINT)
+            for _, _, proc in runs:
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=["audit", "baseline"], default="audit")
+    parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
+    parser.add_argument("--interaction", choices=["read", "create", "synthea"], default="read")
+    parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
+    parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
+    parser.add_argument("--start-timeout", type=float, default=900)
+    parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    global _synthea_dir
+    _synthea_dir = args.data
+    variants = _variants(args)
+    first, second = measure(variants, args.interaction, args.count, args.start_timeout, args.keep)
+    what = "resource of the Synthea PUT transactions" if args.interaction == "synthea" else args.interaction
+    print(f"instructions per {what} (whole server process, {args.count} requests, 1 worker, SQLite)")
+    width = max(len(v.name) for v in variants)
+    print(f"  {variants[0].name:<{width}} : {first:12,.0f}")
+    print(f"  {variants[1].name:<{width}} : {second:12,.0f}")
+    print(f"  difference {second - first:+,.0f} instructions = {100 * (second - first) / first:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Claiming work through the database: change-log cursors and partition leases (generic).
+
+For every consumer that follows the change log (docs/changelog.md) and must neither lose nor
+double a piece of work: subscription delivery today, the SATUSEHAT sync next. Two pieces:
+
+* **A cursor per consumer** (``change_cursors``): the ``change_log.seq`` up to which the consumer
+  has turned changes into work of its own. One worker at a time holds it (a lease); the position
+  moves only by compare-and-set (:func:`advance_cursor`) inside the transaction that stores the
+  work derived from those changes. A worker that lost its lease, or died half-way, cannot move
+  it, so every change is turned into work exactly once, in commit order, across restarts and
+  machines.
+* **Partitions** (``work_partitions``): the unit a worker claims to carry work out (one
+  subscription, one patient ...). Work of one partition is done in order by one worker at a
+  time; different partitions run in parallel on any number of workers. A partition carries
+  ``wanted_us`` (work waits since; cleared when claimed, set again by :func:`want`), its back-off
+  after failures (``retry_at_us``, ``failures``) and ``paused``. The consumer keeps the work
+  items themselves in its own tables (subscriptions: ``subscription_events``).
+
+Claiming is one transaction: PostgreSQL selects due partitions ``FOR UPDATE SKIP LOCKED`` (two
+workers never wait on, nor both take, the same row) and leases them; SQLite renders no ``FOR
+UPDATE`` but runs the same statements in its single writer's ``BEGIN IMMEDIATE`` transaction,
+which serialises claims. Every later write of the holder (:func:`renew`, :func:`done`,
+:func:`failed`) requires ``lease_owner = me`` and an unexpired lease, so a worker that stalled
+past its lease learns it and stops; its partition went to another worker meanwhile.
+
+All functions take the caller's open write connection (the caller's transaction: the one
+write path, ``Pipeline.writer`` / group commit, or ``Database.write``) and commit nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage.work_tables import change_cursors as cc
+from fhir_server.storage.work_tables import work_partitions as wp
+
+
+class LostLease(RuntimeError):
+    """The caller's lease ran out or was taken over: its transaction must roll back."""
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+# -- cursors -------------------------------------------------------------------------------
+
+
+def lease_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now: int, start: int = 0) -> int | None:
+    """Take (or renew) the lease on ``consumer``'s cursor; its position, or None when another
+    worker holds it. A new consumer starts at ``start`` (0: the whole log; ``last_seq``: now)."""
+    conn.execute(
+        _insert(conn, cc).values(consumer=consumer, position=start, updated_us=now).on_conflict_do_nothing(index_elements=["consumer"])
+    )
+    free = sa.or_(cc.c.lease_owner.is_(None), cc.c.lease_owner == owner, cc.c.lease_until_us < now)
+    taken = conn.execute(
+        cc.update().where(cc.c.consumer == consumer, free).values(lease_owner=owner, lease_until_us=now + lease_us, updated_us=now)
+    ).rowcount
+    if taken != 1:
+        return None
+    return int(conn.execute(sa.select(cc.c.position).where(cc.c.consumer == consumer)).scalar_one())
+
+
+def advance_cursor(conn: Connection, consumer: str, owner: str, old: int, new: int, now: int) -> None:
+    """Move the cursor from ``old`` to ``new``; :class:`LostLease` (roll back!) unless the caller
+    still holds the lease and the position is still ``old``."""
+    changed = conn.execute(
+        cc.update()
+        .where(cc.c.consumer == consumer, cc.c.position == old, cc.c.lease_owner == owner, cc.c.lease_until_us >= now)
+        .values(position=new, updated_us=now)
+    ).rowcount
+    if changed != 1:
+        raise LostLease(f"the cursor of {consumer!r} is no longer held by {owner!r} at {old}")
+
+
+def release_cursor(conn: Connection, consumer: str, owner: str) -> None:
+    conn.execute(cc.update().where(cc.c.consumer == consumer, cc.c.lease_owner == owner).values(lease_owner=None, lease_until_us=None))
+
+
+def cursor_position(conn: Connection, consumer: str) -> int | None:
+    return conn.execute(sa.select(cc.c.position).where(cc.c.consumer == consumer)).scalar_one_or_none()
+
+
+def set_cursor(conn: Connection, consumer: str, position: int, now: int) -> None:
+    """Operators only (replay): put the cursor at ``position`` whoever holds it."""
+    conn.execute(
+        _insert(conn, cc)
+        .values(consumer=consumer, position=position, updated_us=now)
+        .on_conflict_do_update(index_elements=["consumer"], set_={"position": position, "updated_us": now})
+    )
+
+
+# -- partitions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    queue: str
+    partition: str
+    #: consecutive failures before this claim (0: the last attempt succeeded)
+    failures: int
+
+
+def _earliest(column: Any, value: int | None) -> Any:
+    """SQL for min(column, value), NULL meaning "never"."""
+    if value is None:
+        return column
+    return sa.case((column.is_(None), value), (column < value, column), else_=value)
+
+
+def want(conn: Connection, queue: str, partition: str, at_us: int) -> None:
+    """Work waits in ``partition`` from ``at_us`` on (creates the partition). A partition that is
+    leased, backing off or paused keeps that; the work is done once it is claimed again."""
+    stmt = _insert(conn, wp).values(queue=queue, partition=partition, wanted_us=at_us, failures=0, paused=False)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_={"wanted_us": _earliest(wp.c.wanted_us, at_us)}))
+
+
+def set_paused(conn: Connection, queue: str, partition: str, paused: bool, *, wanted_us: int | None = None) -> None:
+    """Pause (never claimed) or resume a partition; resuming clears its back-off."""
+    values: dict[str, Any] = {"paused": paused}
+    if not paused:
+        values.update(failures=0, retry_at_us=None, last_error=None, wanted_us=_earliest(wp.c.wanted_us, wanted_us))
+    stmt = _insert(conn, wp).values(queue=queue, partition=partition, wanted_us=wanted_us, failures=0, paused=paused)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_=values))
+
+
+def drop(conn: Connection, queue: str, partition: str) -> None:
+    conn.execute(wp.delete().where(wp.c.queue == queue, wp.c.partition == partition))
+
+
+def claimable(queue: str, now: int) -> Any:
+    """SQL: a partition of ``queue`` that is due and free at ``now``."""
+    return sa.and_(
+        wp.c.queue == queue,
+        wp.c.paused.is_(False),
+        wp.c.wanted_us <= now,
+        sa.or_(wp.c.retry_at_us.is_(None), wp.c.retry_at_us <= now),
+        sa.or_(wp.c.lease_until_us.is_(None), wp.c.lease_until_us < now),
+    )
+
+
+def claim(
+    conn: Connection, queue: str, owner: str, lease_us: int, now: int, limit: int = 10, *, only: list[str] | None = None
+) -> list[Claim]:
+    """Lease up to ``limit`` due partitions of ``queue`` to ``owner``, longest waiting first
+    (``only``: among these partitions, e.g. those whose websocket this process holds)."""
+    stmt = sa.select(wp.c.partition, wp.c.failures).where(claimable(queue, now)).order_by(wp.c.wanted_us).limit(limit)
+    if only is not None:
+        stmt = stmt.where(wp.c.partition.in_(only))
+    rows = list(conn.execute(stmt.with_for_update(skip_locked=True)))
+    claims = []
+    for partition, failures in rows:
+        # the WHERE re-checks the lease: on PostgreSQL the row is ours (locked), on SQLite the writer is alone
+        taken = conn.execute(
+            wp.update()
+            .where(wp.c.partition == partition, claimable(queue, now))
+            .values(lease_owner=owner, lease_until_us=now + lease_us, wanted_us=None)
+        ).rowcount
+        if taken == 1:
+            claims.append(Claim(queue, partition, failures))
+    return claims
+
+
+def _mine(queue: str, partition: str, owner: str, now: int) -> Any:
+    return sa.and_(wp.c.queue == queue, wp.c.partition == partition, wp.c.lease_owner == owner, wp.c.lease_until_us >= now)
+
+
+def renew(conn: Connection, queue: str, partition: str, owner: str, lease_us: int, now: int) -> bool:
+    """Extend the lease; False when it is no longer the caller's (stop working on it)."""
+    return conn.execute(wp.update().where(_mine(queue, partition, owner, now)).values(lease_until_us=now + lease_us)).rowcount == 1
+
+
+def holds(conn: Connection, queue: str, partition: str, owner: str, now: int) -> bool:
+    return conn.execute(sa.select(wp.c.partition).where(_mine(queue, partition, owner, now))).first() is not None
+
+
+def done(conn: Connection, queue: str, partition: str, owner: str, now: int, *, next_us: int | None = None) -> bool:
+    """The claimed work succeeded: failures reset, lease dropped; ``next_us``: when the partition
+    wants a worker again (more work now, a heartbeat later; None: only when :func:`want` says)."""
+    return (
+        conn.execute(
+            wp.update()
+            .where(_mine(queue, partition, owner, now))
+            .values(
+                lease_owner=None,
+                lease_until_us=None,
+                failures=0,
+                retry_at_us=None,
+                last_error=None,
+                wanted_us=_earliest(wp.c.wanted_us, next_us),
+            )
+        ).rowcount
+        == 1
+    )
+
+
+def failed(conn: Connection, queue: str, partition: str, owner: str, now: int, *, retry_at_us: int, error: str) -> int | None:
+    """The claimed work failed: back off until ``retry_at_us``; the failure count so far, or None
+    when the lease was no longer the caller's."""
+    changed = conn.execute(
+        wp.update()
+        .where(_mine(queue, partition, owner, now))
+        .values(
+            lease_owner=None,
+            lease_until_us=None,
+            failures=wp.c.failures + 1,
+            retry_at_us=retry_at_us,
+            last_error=error[:2000],
+            wanted_us=_earliest(wp.c.wanted_us, now),
+        )
+    ).rowcount
+    if changed != 1:
+        return None
+    return int(conn.execute(sa.select(wp.c.failures).where(wp.c.queue == queue, wp.c.partition == partition)).scalar_one())
+
+
+def release(conn: Connection, queue: str, partition: str, owner: str, now: int) -> None:
+    """Give a claimed partition back untouched (the worker is stopping): due again at once."""
+    conn.execute(
+        wp.update()
+        .where(wp.c.queue == queue, wp.c.partition == partition, wp.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until_us=None, wanted_us=_earliest(wp.c.wanted_us, now))
+    )
+
+
+def partition_state(conn: Connection, queue: str, partition: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(wp).where(wp.c.queue == queue, wp.c.partition == partition)).first()
+    return dict(row._mapping) if row is not None else None

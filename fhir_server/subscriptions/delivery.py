@@ -1,0 +1,77 @@
+"""Sending one notification over HTTP to a checked address (no redirects, bounded answer).
+
+The endpoint is resolved and checked (``endpoints.check``) right before each attempt and the
+request goes to that very address: the URL carries the IP, ``Host`` the name, and for https the
+TLS server name (SNI) and certificate check use the name (httpx's ``sni_hostname`` extension).
+Environment proxies are ignored (``trust_env=False``): a proxy would reach what the check refused.
+The answer's body is never read: only its status counts (2xx: delivered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from fhir_server.subscriptions.endpoints import Network, Refused, Target, check
+
+
+@dataclass(frozen=True)
+class Sent:
+    #: the HTTP status (None: no answer: refused, unreachable, timed out)
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def refused(self) -> bool:
+        return self.error is not None and self.error.startswith("refused:")
+
+
+def new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=httpx.Limits(max_connections=100))
+
+
+def _pinned_url(target: Target, path: str) -> str:
+    host = str(target.address)
+    if target.address.version == 6:
+        host = f"[{host}]"
+    return f"{target.scheme}://{host}:{target.port}{path}"
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    allowed: tuple[Network, ...],
+    *,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> Sent:
+    try:
+        target = await check(url, allowed)
+    except Refused as exc:
+        return Sent(None, f"refused: {exc}")
+    default_port = (target.scheme, target.port) in (("https", 443), ("http", 80))
+    all_headers = {**headers, "Host": target.host if default_port else f"{target.host}:{target.port}"}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    request = client.build_request(
+        method, _pinned_url(target, target.path), headers=all_headers, content=body, timeout=timeout, extensions=extensions
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        return Sent(None, f"{type(exc).__name__}: {exc}"[:500])
+    try:
+        status = response.status_code
+    finally:
+        await response.aclose()
+    if 300 <= status < 400:
+        return Sent(status, f"HTTP {status}: redirects are not followed")
+    if not 200 <= status < 300:
+        return Sent(status, f"HTTP {status}")
+    return Sent(status)

@@ -1,0 +1,192 @@
+"""The subscriptions' own rows: state, events (gap-free numbers), the delivery log, ws tokens.
+
+Every function takes the caller's connection (a write transaction for the writes) and commits
+nothing. The claim machinery (cursors, partition leases) is the generic ``storage/claims.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage import claims
+from fhir_server.storage.work_tables import subscription_deliveries as sd
+from fhir_server.storage.work_tables import subscription_events as se
+from fhir_server.storage.work_tables import subscription_state as ss
+from fhir_server.storage.work_tables import subscription_ws_tokens as wt
+from fhir_server.subscriptions.spec import Secrets, Spec
+
+#: the change-log consumer that turns changes into subscription events
+CONSUMER = "subscriptions"
+#: partitions (one per subscription) of each channel kind: websockets are served by the process
+#: that holds the socket, rest-hooks by any worker
+REST_QUEUE = "sub-rest"
+WS_QUEUE = "sub-ws"
+#: statuses whose subscriptions get events numbered (error too: the Backport IG counts events
+#: generated while deliveries fail, and $events can replay them)
+COUNTING = ("requested", "active", "error")
+
+
+def queue_of(spec: Spec) -> str:
+    return WS_QUEUE if spec.channel == "websocket" else REST_QUEUE
+
+
+@dataclass(frozen=True)
+class State:
+    sub_id: str
+    status: str
+    client_id: str | None
+    spec: Spec
+    secrets: Secrets
+    start_seq: int | None
+    events: int
+    delivered: int
+    last_sent_us: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> State:
+        m = row._mapping
+        return cls(
+            m["sub_id"],
+            m["status"],
+            m["client_id"],
+            Spec.from_json(m["spec"]),
+            Secrets.from_json(m["secrets"]),
+            m["start_seq"],
+            m["events"],
+            m["delivered"],
+            m["last_sent_us"],
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    sub_id: str
+    number: int
+    change_seq: int
+    res_type: str
+    res_id: str
+    version: int
+    action: str
+    recorded_us: int
+
+
+def get(conn: Connection, sub_id: str) -> State | None:
+    row = conn.execute(sa.select(ss).where(ss.c.sub_id == sub_id)).first()
+    return State.from_row(row) if row is not None else None
+
+
+def all_states(conn: Connection) -> list[State]:
+    return [State.from_row(r) for r in conn.execute(sa.select(ss).order_by(ss.c.sub_id))]
+
+
+def counting_or_new(conn: Connection, res_types: list[str]) -> list[State]:
+    """Subscriptions on any of ``res_types`` that number events (started, or starting in the
+    batch being matched)."""
+    stmt = sa.select(ss).where(ss.c.res_type.in_(res_types), ss.c.status.in_(COUNTING))
+    return [State.from_row(r) for r in conn.execute(stmt)]
+
+
+def save(conn: Connection, sub_id: str, status: str, client_id: str | None, spec: Spec, secrets: Secrets, now: int) -> None:
+    """Insert or replace the state of a written Subscription (its counters are kept)."""
+    values = {
+        "status": status,
+        "client_id": client_id,
+        "res_type": spec.res_type,
+        "spec": spec.to_json(),
+        "secrets": secrets.to_json(),
+        "updated_us": now,
+    }
+    changed = conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(**values)).rowcount
+    if changed == 0:
+        conn.execute(ss.insert().values(sub_id=sub_id, events=0, delivered=0, **values))
+
+
+def set_status(conn: Connection, sub_id: str, status: str, now: int) -> None:
+    conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(status=status, updated_us=now))
+
+
+def remove(conn: Connection, sub_id: str) -> None:
+    for queue in (REST_QUEUE, WS_QUEUE):
+        claims.drop(conn, queue, sub_id)
+    conn.execute(ss.delete().where(ss.c.sub_id == sub_id))
+    conn.execute(se.delete().where(se.c.sub_id == sub_id))
+    conn.execute(wt.delete().where(wt.c.sub_ids == sub_id))
+
+
+def start(conn: Connection, sub_id: str, seq: int) -> None:
+    """The subscription's own write is at ``seq`` in the change log: later changes count."""
+    conn.execute(ss.update().where(ss.c.sub_id == sub_id, ss.c.start_seq.is_(None)).values(start_seq=seq))
+
+
+def add_events(conn: Connection, sub_id: str, changes: list[Any]) -> int | None:
+    """Number ``changes`` (change-log rows) as the next events of ``sub_id``: the counter is read
+    and moved in this transaction (the matcher holds the cursor lease, and on PostgreSQL the
+    UPDATE locks the row), so numbers are gap-free. The new total (None: the subscription is gone)."""
+    if conn.dialect.name == "postgresql":
+        total = conn.execute(
+            ss.update().where(ss.c.sub_id == sub_id).values(events=ss.c.events + len(changes)).returning(ss.c.events)
+        ).scalar_one_or_none()
+    else:
+        conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(events=ss.c.events + len(changes)))
+        total = conn.execute(sa.select(ss.c.events).where(ss.c.sub_id == sub_id)).scalar_one_or_none()
+    if total is None:
+        return None
+    first = total - len(changes) + 1
+    conn.execute(
+        se.insert(),
+        [
+            {
+                "sub_id": sub_id,
+                "event_number": first + i,
+                "change_seq": c.seq,
+                "res_type": c.res_type,
+                "res_id": c.res_id,
+                "version": c.version,
+                "action": c.action,
+                "recorded_us": c.recorded_us,
+            }
+            for i, c in enumerate(changes)
+        ],
+    )
+    return int(total)
+
+
+def events(conn: Connection, sub_id: str, first: int, last: int | None = None, limit: int = 1000) -> list[Event]:
+    stmt = sa.select(se).where(se.c.sub_id == sub_id, se.c.event_number >= first)
+    if last is not None:
+        stmt = stmt.where(se.c.event_number <= last)
+    rows = conn.execute(stmt.order_by(se.c.event_number).limit(limit))
+    return [
+        Event(*(r._mapping[k] for k in ("sub_id", "event_number", "change_seq", "res_type", "res_id", "version", "action", "recorded_us")))
+        for r in rows
+    ]
+
+
+def mark_sent(conn: Connection, sub_id: str, delivered: int | None, now: int) -> None:
+    values: dict[str, Any] = {"last_sent_us": now}
+    if delivered is not None:
+        values["delivered"] = sa.case((ss.c.delivered < delivered, delivered), else_=ss.c.delivered)
+    conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(**values))
+
+
+def log_attempt(conn: Connection, **values: Any) -> None:
+    conn.execute(sd.insert().values(**values))
+
+
+def attempts(conn: Connection, sub_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    stmt = sa.select(sd).where(sd.c.sub_id == sub_id).order_by(sd.c.id.desc()).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def add_ws_token(conn: Connection, token_hash: str, sub_ids: list[str], client_id: str | None, expires_us: int) -> None:
+    conn.execute(wt.delete().where(wt.c.expires_us < expires_us - 24 * 3600 * 1_000_000))
+    conn.execute(wt.insert().values(token_hash=token_hash, sub_ids=",".join(sub_ids), client_id=client_id, expires_us=expires_us))
+
+
+def ws_token(conn: Connection, token_hash: str, now: int) -> tuple[list[str], str | None] | None:
+    row = conn.execute(sa.select(wt.c.sub_ids, wt.c.client_id).where(wt.c.token_hash == token_hash, wt.c.expires_us >= now)).first()
+    return (row[0].split(","), row[1]) if row is not None else None

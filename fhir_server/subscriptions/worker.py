@@ -1,0 +1,372 @@
+"""The subscription worker: one asyncio task per server process (like the audit flusher).
+
+Each round it (1) lets the :class:`~.matcher.Matcher` turn new changes into numbered events
+(only the holder of the cursor lease does), and (2) claims due subscription partitions
+(``storage/claims.py``: one worker per subscription at a time, in any number of processes and
+machines) and serves each: the handshake of a ``requested`` subscription, its next undelivered
+events in order (at most ``backport-max-count`` per notification), or a heartbeat. Every attempt
+is written to ``subscription_deliveries``; a failure backs off exponentially with jitter and,
+after ``FHIR_SUBSCRIPTION_MAX_FAILURES`` in a row, sets the subscription to ``error`` with
+``Subscription.error``; the client re-activates it (status ``requested``). Delivery is at least
+once: a worker killed mid-delivery leaves its lease to run out and the next worker sends the same
+notification again (same ``webhook-id``).
+
+The worker's own writes (status changes of the Subscription resource, the delivery log) go
+through the pipeline's write path (``Pipeline.writer``) as the server, so they are in the change
+log like any write. It polls with read-only queries and takes the write lock only when there is
+something to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy.engine import Connection
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError
+from fhir_server.service.access import OPEN
+from fhir_server.service.pipeline import Interaction, Pipeline
+from fhir_server.storage import claims
+from fhir_server.storage import repository as repo
+from fhir_server.storage.db import Database
+from fhir_server.storage.work_tables import work_partitions as wp
+from fhir_server.subscriptions import notify, store
+from fhir_server.subscriptions.access import subscriber
+from fhir_server.subscriptions.delivery import Sent, new_client, send
+from fhir_server.subscriptions.endpoints import Network
+from fhir_server.subscriptions.matcher import Matcher
+from fhir_server.subscriptions.store import Event, State
+from fhir_server.timeutil import now_us, to_instant
+
+log = logging.getLogger("fhir_server.subscriptions")
+T = TypeVar("T")
+_US = 1_000_000
+
+#: sends a text frame to the sockets bound to a subscription in this process; False if none took it
+SocketSender = Callable[[str, str], Awaitable[bool]]
+
+
+class SubscriptionWorker:
+    def __init__(
+        self,
+        db: Database,
+        pipeline: Pipeline,
+        *,
+        base: str,
+        allowed: tuple[Network, ...],
+        token_mode: bool,
+        poll_interval: float = 0.05,
+        lease_seconds: float = 30.0,
+        max_failures: int = 10,
+        retry_base: float = 1.0,
+        retry_max: float = 3600.0,
+        concurrency: int = 16,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.base = base.rstrip("/")
+        self.allowed = allowed
+        self.token_mode = token_mode
+        self.poll_interval = poll_interval
+        self.lease_us = int(lease_seconds * _US)
+        self.max_failures = max_failures
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.concurrency = concurrency
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.matcher = Matcher(
+            db, pipeline.writes, pipeline.services.search, self.owner, base=self.base, token_mode=token_mode, lease_us=self.lease_us
+        )
+        #: set by the websocket side: the subscriptions this process holds sockets for
+        self.sockets: SocketSender | None = None
+        self.bound: Callable[[], list[str]] = list
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- the loop ------------------------------------------------------------------------
+    def start(self) -> SubscriptionWorker:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"subscriptions-{self.owner}")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def wake(self) -> None:
+        """Run a round now (a socket was bound, a subscription written in this process)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        failing = False
+        while True:
+            try:
+                busy = await self.run_once()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is unreachable or not migrated yet (logged once per run of failures)
+                if not failing:
+                    log.exception("subscription worker: a round failed (retrying every 5 s)")
+                failing = True
+                await asyncio.sleep(5.0)
+                continue
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                self._wake.clear()
+
+    async def run_once(self) -> bool:
+        """One round: match new changes, start serving due subscriptions. Whether it did anything."""
+        matched = await self.matcher.run_once()
+        started = await self._claim_and_serve()
+        return bool(matched or started)
+
+    async def wait_idle(self) -> None:
+        """Wait for the deliveries started so far (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- claiming ------------------------------------------------------------------------
+    def _due(self, queue: str, only: list[str] | None) -> bool:
+        now = now_us()
+        with self.db.read() as conn:
+            stmt = wp.select().with_only_columns(wp.c.partition).where(claims.claimable(queue, now)).limit(1)
+            if only is not None:
+                stmt = stmt.where(wp.c.partition.in_(only))
+            return conn.execute(stmt).first() is not None
+
+    async def _claim_and_serve(self) -> int:
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        started = 0
+        bound = self.bound()
+        for queue, only in ((store.REST_QUEUE, None), (store.WS_QUEUE, bound)):
+            if only is not None and not only:
+                continue
+            if not self._due(queue, only):  # read-only: no write lock unless there is work
+                continue
+            got = await self._write(self._claimer(queue, only, free))
+            for claim in got:
+                task = asyncio.get_running_loop().create_task(self._serve(claim))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                started += 1
+        return started
+
+    def _claimer(self, queue: str, only: list[str] | None, limit: int) -> Callable[[Connection], list[claims.Claim]]:
+        return lambda conn: claims.claim(conn, queue, self.owner, self.lease_us, now_us(), limit, only=only)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """A write of the worker: through the pipeline's write path, as the server."""
+        i = Interaction("update", self.base, OPEN, "Subscription")
+        return await self.pipeline.writer(i)(work, alone=True)
+
+    # -- serving one subscription --------------------------------------------------------
+    async def _serve(self, claim: claims.Claim) -> None:
+        try:
+            await self._serve_claim(claim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._write(lambda conn: claims.release(conn, claim.queue, claim.partition, self.owner, now_us())))
+            raise
+        except Exception:
+            log.exception("subscription %s: serving failed", claim.partition)
+            now = now_us()
+            await self._write(
+                lambda conn: claims.failed(
+                    conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + 5 * _US, error="internal error (logged)"
+                )
+            )
+
+    async def _serve_claim(self, claim: claims.Claim) -> None:
+        sub_id = claim.partition
+        with self.db.read() as conn:
+            st = store.get(conn, sub_id)
+            principal = subscriber(conn, st.client_id, token_mode=self.token_mode) if st is not None else None
+        now = now_us()
+        if st is None:
+            await self._write(lambda conn: claims.drop(conn, claim.queue, sub_id))
+            return
+        if st.status in ("off", "error"):
+            await self._write(lambda conn: claims.set_paused(conn, claim.queue, sub_id, True))
+            return
+        spec = st.spec
+        if spec.end_us is not None and now >= spec.end_us:
+            await self._write(lambda conn: self._status_in(conn, st, "off", None, claim))
+            return
+        if principal is None or not principal.readable(spec.res_type):
+            text = f"The subscribing client was revoked or may no longer read {spec.res_type}"
+            await self._write(lambda conn: self._status_in(conn, st, "error", text, claim))
+            return
+        if st.status == "requested":
+            if spec.kind == "criteria":  # R4 has no handshake: active at once
+                await self._write(lambda conn: self._status_in(conn, st, "active", None, claim, next_us=now))
+                return
+            await self._notify(claim, st, "handshake", [])
+            return
+        with self.db.read() as conn:
+            events = store.events(conn, sub_id, st.delivered + 1, limit=spec.max_count)
+        if events:
+            await self._notify(claim, st, "event-notification", events)
+            return
+        heartbeat_at = self._heartbeat_at(st)
+        if heartbeat_at is not None and heartbeat_at <= now:
+            await self._notify(claim, st, "heartbeat", [])
+            return
+        await self._write(lambda conn: claims.done(conn, claim.queue, sub_id, self.owner, now_us(), next_us=heartbeat_at))
+
+    def _heartbeat_at(self, st: State, sent_us: int | None = None) -> int | None:
+        if st.spec.kind != "topic" or st.spec.heartbeat_s is None:
+            return None
+        last = sent_us if sent_us is not None else (st.last_sent_us or now_us())
+        return last + st.spec.heartbeat_s * _US
+
+    def _timeout(self, st: State) -> float:
+        limit = self.lease_us / _US / 3  # an attempt ends well inside the lease
+        return min(float(st.spec.timeout_s or 10), limit)
+
+    async def _notify(self, claim: claims.Claim, st: State, kind: str, events: list[Event]) -> None:
+        spec = st.spec
+        first = events[0].number if events else None
+        # handshakes and heartbeats: one id per version of the state, stable across retries
+        msg_id = notify.notification_id(st.sub_id, kind, first, st.last_sent_us if kind == "heartbeat" else st.delivered)
+        method, url, body, content_type = self._request(st, kind, events)
+        started = now_us()
+        timestamp = started // _US
+        headers = {h.split(":", 1)[0].strip(): h.split(":", 1)[1].strip() for h in st.secrets.headers}
+        headers.update(notify.webhook_headers(msg_id, timestamp, body or b"", st.secrets.secret))
+        if content_type:
+            headers["Content-Type"] = content_type
+        if spec.channel == "websocket":
+            sent = await self._to_socket(st.sub_id, body or b"")
+        else:
+            assert url is not None
+            sent = await send(self._http(), url, self.allowed, method=method, headers=headers, body=body, timeout=self._timeout(st))
+        finished = now_us()
+        attempt = claim.failures + 1
+        entry = {
+            "sub_id": st.sub_id,
+            "notification_id": msg_id,
+            "kind": kind,
+            "first_event": first,
+            "last_event": events[-1].number if events else None,
+            "attempt": attempt,
+            "started_us": started,
+            "duration_us": finished - started,
+            "http_status": sent.status,
+            "outcome": "ok" if sent.ok else ("refused" if sent.refused else "failed"),
+            "error": sent.error,
+        }
+        if sent.ok:
+            await self._write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
+        else:
+            log.info("subscription %s: %s attempt %d failed: %s", st.sub_id, kind, attempt, sent.error)
+            await self._write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
+
+    def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
+        """(method, URL, body, content type) of a notification."""
+        spec = st.spec
+        bodies: dict[tuple[str, str, int], bytes | None] = {}
+        if spec.content == "full-resource":
+            with self.db.read() as conn:
+                for e in events:
+                    row = repo.get_version(conn, e.res_type, e.res_id, e.version)
+                    bodies[(e.res_type, e.res_id, e.version)] = row.body if row is not None else None
+        if spec.kind == "criteria":
+            # R4 rest-hook: no payload -> an empty POST; a payload -> PUT [endpoint]/[type]/[id]
+            e = events[0]
+            body = bodies.get((e.res_type, e.res_id, e.version))
+            if spec.payload is None or body is None:
+                return "POST", spec.endpoint, None, None
+            return "PUT", f"{(spec.endpoint or '').rstrip('/')}/{e.res_type}/{e.res_id}", body, spec.payload
+        status = "active" if kind != "handshake" else "requested"
+        total = st.events
+        body = notify.notification_bundle(spec.base or self.base, st.sub_id, spec, status, kind, total, events, bodies)
+        return "POST", spec.endpoint, body, spec.payload or notify_content_type()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = new_client()
+        return self._client
+
+    async def _to_socket(self, sub_id: str, body: bytes) -> Sent:
+        if self.sockets is None or not await self.sockets(sub_id, body.decode()):
+            return Sent(None, "no websocket bound to this subscription in this process")
+        return Sent(200)
+
+    # -- recording (inside the worker's write transactions) -------------------------------
+    def _delivered_in(
+        self, conn: Connection, claim: claims.Claim, st: State, kind: str, events: list[Event], entry: dict[str, Any], now: int
+    ) -> None:
+        store.log_attempt(conn, **entry)
+        store.mark_sent(conn, st.sub_id, events[-1].number if events else None, now)
+        if kind == "handshake":
+            self._status_in(conn, st, "active", None, claim, next_us=now)
+            return
+        more = bool(events) and events[-1].number < _events_total(conn, st.sub_id)
+        next_us = now if more else self._heartbeat_at(st, now)
+        claims.done(conn, claim.queue, st.sub_id, self.owner, now, next_us=next_us)
+
+    def _failed_in(self, conn: Connection, claim: claims.Claim, st: State, entry: dict[str, Any], sent: Sent, now: int) -> None:
+        store.log_attempt(conn, **entry)
+        delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30))
+        delay *= 0.5 + random.random() / 2  # jitter: receivers coming back are not hit by every retry at once
+        failures = claims.failed(conn, claim.queue, st.sub_id, self.owner, now, retry_at_us=now + int(delay * _US), error=sent.error or "")
+        if failures is not None and failures >= self.max_failures:
+            text = f"Delivery failed {failures} times in a row; last: {sent.error} at {to_instant(now)}"
+            self._status_in(conn, st, "error", text, None)
+
+    def _status_in(
+        self, conn: Connection, st: State, status: str, error: str | None, claim: claims.Claim | None, *, next_us: int | None = None
+    ) -> None:
+        """Set the Subscription resource's status (and ``error``) and the subscription's state."""
+        resources = self.pipeline.services.resources
+        try:
+            current = resources.read_in(conn, "Subscription", st.sub_id, for_update=True)
+        except FhirError:
+            return  # deleted meanwhile
+        assert current.body is not None
+        resource = jsonio.loads(current.body)
+        resource["status"] = status
+        if error is not None:
+            resource["error"] = error
+        elif status == "active":
+            resource.pop("error", None)
+        resources.update_in(conn, "Subscription", st.sub_id, resource)
+        now = now_us()
+        store.set_status(conn, st.sub_id, status, now)
+        queue = store.queue_of(st.spec)
+        if claim is not None:
+            claims.done(conn, queue, st.sub_id, self.owner, now, next_us=next_us)
+        claims.set_paused(conn, queue, st.sub_id, status in ("error", "off"), wanted_us=next_us)
+
+
+def notify_content_type() -> str:
+    return "application/fhir+json"
+
+
+def _events_total(conn: Connection, sub_id: str) -> int:
+    st = store.get(conn, sub_id)
+    return st.events if st is not None else 0

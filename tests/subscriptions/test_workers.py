@@ -1,0 +1,193 @@
+"""Several workers on one database (each with its own Database and write path, as separate
+processes would have), on SQLite and PostgreSQL: no event delivered twice in parallel, one
+delivery in flight per subscription, order kept; a worker that died holding leases (the cursor,
+a subscription mid-delivery) is taken over once its leases run out, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.state import build_state
+from fhir_server.storage import claims
+from fhir_server.subscriptions import store
+from fhir_server.subscriptions.setup import new_worker
+from fhir_server.timeutil import now_us
+from tests.conftest import BACKENDS, database
+from tests.subscriptions.conftest import JSON, patient, settings, topic_subscription
+from tests.subscriptions.receiver import Receiver, status_of
+from tests.waiting import async_wait_until
+
+pytestmark = pytest.mark.slow  # each test starts an app on a fresh database and runs workers
+
+
+@pytest.fixture(params=BACKENDS)
+def quiet(request, tmp_path) -> Iterator[tuple[TestClient, str]]:
+    """An app without a subscription worker (the tests run theirs) and its database URL."""
+    with database(request.param, tmp_path) as url:
+        app = create_app(settings(url, subscription_worker=False))
+        with TestClient(app) as client:
+            yield client, url
+
+
+class CountingReceiver(Receiver):
+    """Also records, per subscription (query ``s``), how many requests were in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.01)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.most: dict[str, int] = defaultdict(int)
+        self.guard = threading.Lock()
+
+    def start(self) -> CountingReceiver:
+        super().start()
+        assert self._server is not None
+        handler = self._server.RequestHandlerClass
+        original = handler._any  # type: ignore[attr-defined]
+        outer = self
+
+        def counted(h) -> None:
+            key = h.path.split("s=")[-1]
+            with outer.guard:
+                outer.in_flight[key] += 1
+                outer.most[key] = max(outer.most[key], outer.in_flight[key])
+            try:
+                original(h)
+            finally:
+                with outer.guard:
+                    outer.in_flight[key] -= 1
+
+        handler._any = counted  # type: ignore[attr-defined]
+        handler.do_POST = counted  # type: ignore[attr-defined]
+        return self
+
+
+def _numbers_by_sub(receiver: Receiver) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for r in receiver.received:
+        if not r.body:
+            continue
+        st = status_of(r.json())
+        if st["type"] == "event-notification":
+            sub = st["subscription"]["reference"].rsplit("/", 1)[-1]
+            out[sub] += [int(e["event-number"]) for e in st["events"]]
+    return out
+
+
+def test_two_workers_never_deliver_the_same_event(quiet):
+    client, url = quiet
+    receiver = CountingReceiver().start()
+    try:
+        subs = []
+        for n in range(4):
+            r = client.post("/fhir/Subscription", json=topic_subscription(f"{receiver.url}?s={n}", "Patient", "create"), headers=JSON)
+            subs.append(r.json()["id"])
+        for n in range(15):
+            client.post("/fhir/Patient", json=patient(f"P{n}"), headers=JSON)
+
+        async def run() -> None:
+            states = [build_state(settings(url)) for _ in range(2)]
+            workers = [new_worker(st, owner=f"w{k}").start() for k, st in enumerate(states)]
+            try:
+                await async_wait_until(
+                    lambda: all(len(v) == 15 for v in _numbers_by_sub(receiver).values()) and len(_numbers_by_sub(receiver)) == 4,
+                    timeout=60,
+                )
+            finally:
+                for w in workers:
+                    await w.stop()
+                for st in states:
+                    st.db.dispose()
+
+        asyncio.run(run())
+        for numbers in _numbers_by_sub(receiver).values():
+            assert numbers == list(range(1, 16))  # each event once, in order
+        assert max(receiver.most.values()) == 1  # never two requests in flight for one subscription
+    finally:
+        receiver.stop()
+
+
+def test_a_dead_workers_leases_run_out_and_nothing_is_lost(quiet):
+    client, url = quiet
+    receiver = Receiver().start()
+    try:
+        sub = client.post("/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create"), headers=JSON).json()["id"]
+        state = build_state(settings(url))
+        # a worker "dead" mid-way: it holds the change-log cursor and the subscription's partition
+        with state.db.write() as conn:
+            assert claims.lease_cursor(conn, store.CONSUMER, "dead", 1_500_000, now_us()) == 0
+            claims.want(conn, store.REST_QUEUE, sub, now_us())
+            assert [c.partition for c in claims.claim(conn, store.REST_QUEUE, "dead", 1_500_000, now_us())] == [sub]
+        for n in range(3):
+            client.post("/fhir/Patient", json=patient(f"K{n}"), headers=JSON)
+
+        async def run() -> None:
+            worker = new_worker(state, owner="alive").start()
+            try:
+                await async_wait_until(
+                    lambda: (
+                        [int(e["event-number"]) for b in receiver.of_type("event-notification") for e in status_of(b)["events"]]
+                        == [1, 2, 3]
+                    ),
+                    timeout=60,
+                )
+            finally:
+                await worker.stop()
+                state.db.dispose()
+
+        asyncio.run(run())
+        assert len(receiver.of_type("handshake")) == 1
+    finally:
+        receiver.stop()
+
+
+def test_cursor_moves_only_for_its_lease_holder(quiet):
+    _, url = quiet
+    state = build_state(settings(url))
+    try:
+        now = now_us()
+        with state.db.write() as conn:
+            assert claims.lease_cursor(conn, "test-consumer", "a", 10_000_000, now, start=5) == 5
+            assert claims.lease_cursor(conn, "test-consumer", "b", 10_000_000, now) is None
+            claims.advance_cursor(conn, "test-consumer", "a", 5, 9, now)
+        with pytest.raises(claims.LostLease), state.db.write() as conn:
+            claims.advance_cursor(conn, "test-consumer", "b", 9, 12, now)
+        with pytest.raises(claims.LostLease), state.db.write() as conn:
+            claims.advance_cursor(conn, "test-consumer", "a", 5, 12, now)  # stale position
+        with state.db.write() as conn:
+            assert claims.lease_cursor(conn, "test-consumer", "b", 10_000_000, now + 11_000_000) == 9  # expired: taken over
+            with pytest.raises(claims.LostLease):
+                claims.advance_cursor(conn, "test-consumer", "a", 9, 12, now + 11_000_000)
+    finally:
+        state.db.dispose()
+
+
+def test_a_partition_is_claimed_by_one_worker_until_done_and_backs_off_after_failures(quiet):
+    _, url = quiet
+    state = build_state(settings(url))
+    try:
+        t = now_us()
+        with state.db.write() as conn:
+            claims.want(conn, "q", "p1", t)
+            claims.want(conn, "q", "p2", t)
+            got_a = claims.claim(conn, "q", "a", 5_000_000, t, limit=1)
+            got_b = claims.claim(conn, "q", "b", 5_000_000, t, limit=5)
+            assert len(got_a) == 1 and len(got_b) == 1 and got_a[0].partition != got_b[0].partition
+            assert claims.claim(conn, "q", "c", 5_000_000, t) == []
+            claims.want(conn, "q", got_a[0].partition, t)  # new work while leased: not claimable until released
+            assert claims.claim(conn, "q", "c", 5_000_000, t) == []
+            assert claims.failed(conn, "q", got_a[0].partition, "a", t, retry_at_us=t + 1_000_000, error="x") == 1
+            assert claims.claim(conn, "q", "c", 5_000_000, t + 500_000) == []  # backing off
+            again = claims.claim(conn, "q", "c", 5_000_000, t + 1_000_001)
+            assert [(c.partition, c.failures) for c in again] == [(got_a[0].partition, 1)]
+            assert not claims.done(conn, "q", got_b[0].partition, "a", t)  # not a's lease
+            assert claims.done(conn, "q", got_b[0].partition, "b", t, next_us=None)
+            assert claims.claim(conn, "q", "c", 5_000_000, t + 2_000_000) == []  # nothing wanted any more
+    finally:
+        state.db.dispose()
