@@ -52,7 +52,7 @@ def create_condition(if_none_exist: str | None, query: str) -> str | None:
     be; ``_format`` and ``_pretty`` are not search parameters. Both, differing: 400."""
     wanted = [(k, v) for k, v in parse_qsl(query) if k not in ("_format", "_pretty")]
     header = if_none_exist or None
-    if header and wanted and parse_qsl(header) != wanted:
+    if header and wanted and parse_qsl(header.rpartition("?")[2]) != wanted:
         raise FhirError.of(400, "invalid", "The create has two different conditions: If-None-Exist and search parameters in the URL")
     return header or (
         "&".join(part for part in query.split("&") if part and not part.startswith(("_format=", "_pretty="))) if wanted else None

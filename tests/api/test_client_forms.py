@@ -29,6 +29,13 @@ def test_post_with_search_parameters_is_a_conditional_create(client):
     assert client.get(f"/fhir/Patient?identifier={NIK}|3204154506900003").json()["total"] == 1
 
 
+def test_post_with_the_same_condition_in_query_and_header_is_one_condition(client):
+    url = f"/fhir/Patient?identifier={NIK}|3204154506900003"
+    header = {"Content-Type": "application/fhir+json", "If-None-Exist": f"Patient?identifier={NIK}|3204154506900003"}
+    statuses = [client.post(url, content=orjson.dumps(PATIENT), headers=header).status_code for _ in range(2)]
+    assert statuses == [201, 200]
+
+
 def test_post_with_only_format_parameters_is_a_plain_create(client):
     assert _create(client).status_code == 201
     r = client.post(
