@@ -9,6 +9,7 @@ import typer
 
 from fhir_server.auth.cli import clients_app
 from fhir_server.config import Settings, StartupError
+from fhir_server.mpi_cli import mpi_app
 from fhir_server.subscriptions.cli import subscriptions_app
 from fhir_server.terminology_cli import terminology_app
 
@@ -16,6 +17,7 @@ app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcar
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(clients_app, name="clients")
 app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(mpi_app, name="mpi")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 CreateDatabaseOption = typer.Option(

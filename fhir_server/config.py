@@ -65,6 +65,9 @@ class Settings:
     conditional_delete_multiple: bool = False
     #: SATUSEHAT address administrativeCode checks: warn (unknown region codes warn), strict, off
     region_codes: str = "warn"
+    #: master patient index: record likely duplicates (probable or certain) of every Patient written,
+    #: imports included, for review in Patient/$duplicates (docs/mpi.md); costs a candidate lookup per write
+    mpi_flag_duplicates: bool = False
     #: record an AuditEvent for every FHIR request (docs/audit.md); seconds between buffered flushes
     audit: bool = True
     audit_flush_interval: float = 0.2
