@@ -23,6 +23,7 @@ from fhir_server.api.auth_routes import router as auth_router
 from fhir_server.api.guard import RequestGuard
 from fhir_server.api.hot_path import HotPath
 from fhir_server.api.operations import router as operations_router
+from fhir_server.api.request_forms import canonical_request
 from fhir_server.api.routes import router
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.bulk.routes import router as bulk_router
@@ -46,6 +47,8 @@ class FhirApp(FastAPI):
     middleware (error, telemetry and body-limit layers: ~1-2 µs each of a ~60 µs
     request); ``HotPath`` hands read and search errors to the routes and answers create
     errors with the app's exception handlers, so every error is still answered by them.
+    Before all of them, ``api.request_forms.canonical_request``: a trailing or doubled slash
+    under ``/fhir`` is the path without it, and HEAD is GET without a body.
     """
 
     def __init__(self, outer_layers: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
@@ -57,6 +60,8 @@ class FhirApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
+        if scope["type"] == "http":
+            scope, send = canonical_request(scope, send)
         await self.outer(scope, receive, send)
 
 

@@ -15,6 +15,18 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class StartupError(Exception):
+    """A start-up problem the operator fixes (a setting, the database, the port): ``str()`` is
+    one line saying what is wrong and what to do; the CLI prints it and exits 1."""
+
+
+class ConfigError(StartupError, ValueError):
+    """A ``FHIR_*`` variable whose value cannot be read."""
+
+
+_KINDS = {"int": (int, "a whole number"), "float": (float, "a number")}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server settings. Every field maps to ``FHIR_<FIELD NAME IN UPPER CASE>``."""
@@ -87,6 +99,8 @@ class Settings:
     statement_timeout: float = 30.0
     #: seconds a SQLite writer waits for the lock held by another process
     sqlite_busy_timeout: float = 30.0
+    #: at start-up (``serve``, ``migrate``, ``import``), create a missing PostgreSQL database or SQLite folder
+    create_database: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -105,10 +119,12 @@ class Settings:
                 continue
             if f.type == "bool":
                 values[f.name] = _bool(raw)
-            elif f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
+            elif f.type in _KINDS:
+                convert, kind = _KINDS[str(f.type)]
+                try:
+                    values[f.name] = convert(raw)
+                except ValueError:
+                    raise ConfigError(f"FHIR_{f.name.upper()}={raw!r} is not {kind}: fix or unset it") from None
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -55,14 +55,18 @@ async def read_resource(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 def prefer(request: Request) -> dict[str, str]:
-    """The Prefer header as {name: value}, e.g. {"return": "minimal", "handling": "strict"}."""
+    """The Prefer header as {name: value} in lower case, e.g. {"return": "minimal", "handling": "strict"}.
+
+    Names are case-insensitive (RFC 7240); the values FHIR defines (``minimal``,
+    ``representation``, ``OperationOutcome``, ``strict``, ``lenient``) are compared without case
+    too, so ``return=Minimal`` is not silently taken for the default."""
     out: dict[str, str] = {}
     for header in request.headers.getlist("prefer"):
         for part in header.split(","):
             for token in part.split(";"):
                 name, _, value = token.strip().partition("=")
-                if name:
-                    out[name.strip().lower()] = value.strip().strip('"')
+                if name.strip():
+                    out[name.strip().lower()] = value.strip().strip('"').lower()
     return out
 
 

@@ -254,6 +254,10 @@ class SqlBuilder:
         if pt == "quantity":
             return self._quantity(t, v)
         if pt == "uri":
+            if mod == "contains":
+                # anywhere in the URI, case-insensitive as :contains on strings (a scan of the
+                # parameter's rows, as string :contains is)
+                return f"lower({t}.value) LIKE {p('%' + _escape_like(v.lower()) + '%')} ESCAPE '\\'"
             if mod == "below":
                 return f"({t}.value >= {p(cut(v))} AND {t}.value < {p(cut(v) + TOP)})"
             if mod == "above":

@@ -58,7 +58,15 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
+        # FHIRPath Patch (Parameters, JSON or XML), JSON Patch, JSON Merge Patch; plain application/json
+        # is a merge patch (an object) or a JSON Patch (an array), see service/patch.py
+        "patchFormat": [
+            "application/fhir+json",
+            "application/fhir+xml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/json",
+        ],
         "rest": [
             {
                 "mode": "server",
