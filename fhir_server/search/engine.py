@@ -112,7 +112,10 @@ def run_search(
         f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}"
     )
     wants_total = q.total == "accurate" or q.total == "estimate"
-    subqueries = _index_subqueries(criteria) if not q.sort and direction == "n" else None
+    # PostgreSQL only: its planner is the one found walking ``resources`` in key order for a few
+    # matches at 1M rows; on SQLite the extra statement would cost the small searches most run
+    index_first = _dialect(source) == "postgresql" and not q.sort and direction == "n"
+    subqueries = _index_subqueries(criteria) if index_first else None
     with _rows(source, snapshot=wants_total or bool(q.includes) or subqueries is not None) as rows:
         found = None
         if subqueries is not None:
