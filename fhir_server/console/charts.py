@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-WIDTH, HEIGHT = 560, 180
-_PAD_L, _PAD_R, _PAD_T, _PAD_B = 48, 12, 14, 28
+WIDTH, HEIGHT = 420, 170
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 40, 10, 22, 26
 
 
 def _epoch(when: str) -> float:
@@ -51,7 +51,7 @@ def line_chart(title: str, unit: str, points: list[tuple[str, float]]) -> str:
     label = escape(f"{title} ({unit})")
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg">'
-        f'<text x="{_PAD_L}" y="10" class="chart-title">{label}</text>'
+        f'<text x="{_PAD_L}" y="14" class="chart-title">{label}</text>'
         f'<line x1="{_PAD_L}" y1="{HEIGHT - _PAD_B}" x2="{WIDTH - _PAD_R}" y2="{HEIGHT - _PAD_B}" class="axis"/>'
         f'<line x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{HEIGHT - _PAD_B}" class="axis"/>'
         f'<text x="{_PAD_L - 4}" y="{py(hi) + 4:.1f}" text-anchor="end" class="tick">{hi:g}</text>'

@@ -302,21 +302,25 @@ async def import_preview(request: Request) -> Response:
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(element, stored value, value after the import) of each top-level element that changes."""
-    out = []
-    for key in sorted(set(before) | set(after)):
-        if key in ("id", "meta", "text", "resourceType"):
-            continue
-        if before.get(key) != after.get(key):
-            out.append((key, _short(before.get(key)), _short(after.get(key))))
-    return out
+    """(element path, stored value, value after the import) of each leaf that changes, e.g.
+    ``address[0].line[0]``; id, meta and text are the server's and left out."""
+    keep = {k: v for k, v in before.items() if k not in ("id", "meta", "text")}
+    old, new = _flatten(keep), _flatten({k: v for k, v in after.items() if k not in ("id", "meta", "text")})
+    return [(path, old.get(path, "-"), new.get(path, "-")) for path in sorted(set(old) | set(new)) if old.get(path) != new.get(path)]
 
 
-def _short(value: Any) -> str:
-    if value is None:
-        return "-"
-    text = jsonio.dumps(value).decode()
-    return text if len(text) <= 300 else text[:297] + "..."
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else key))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value if isinstance(value, str) else jsonio.dumps(value).decode()}
 
 
 @router.post("/console/import/run", response_class=HTMLResponse)
