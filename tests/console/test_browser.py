@@ -36,17 +36,16 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request, tmp_path_factory) -> Iterator[ServerProcess]:
-    with database(request.param, tmp_path_factory.mktemp("browser")) as url:
-        with ServerProcess(url, env={"FHIR_AUTH": "token"}) as srv:
-            runner = CliRunner()
-            for role in ("clerk", "viewer"):
-                r = runner.invoke(
-                    cli, ["users", "add", role, "--role", role, "--name", f"Petugas {role}", "--password", PASSWORD, "--database-url", url]
-                )
-                assert r.exit_code == 0, r.output
-            r = runner.invoke(cli, ["clients", "add", "--name", "seeder", "--scope", "system/*.cruds", "--json", "--database-url", url])
-            srv.client = json.loads(r.output)  # type: ignore[attr-defined]
-            yield srv
+    with database(request.param, tmp_path_factory.mktemp("browser")) as url, ServerProcess(url, env={"FHIR_AUTH": "token"}) as srv:
+        runner = CliRunner()
+        for role in ("clerk", "viewer"):
+            r = runner.invoke(
+                cli, ["users", "add", role, "--role", role, "--name", f"Petugas {role}", "--password", PASSWORD, "--database-url", url]
+            )
+            assert r.exit_code == 0, r.output
+        r = runner.invoke(cli, ["clients", "add", "--name", "seeder", "--scope", "system/*.cruds", "--json", "--database-url", url])
+        srv.client = json.loads(r.output)  # type: ignore[attr-defined]
+        yield srv
 
 
 @pytest.fixture(scope="module")
