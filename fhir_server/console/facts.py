@@ -7,6 +7,7 @@ come from the Kemendagri codes in terminology/regions.py.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,10 @@ def vital_series(observations: list[dict[str, Any]]) -> dict[str, list[tuple[str
     series: dict[str, list[tuple[str, float]]] = {}
 
     def add(code: str, when: str, quantity: Any) -> None:
-        if code in VITALS and isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
-            series.setdefault(code, []).append((when, float(quantity["value"])))
+        # jsonio parses decimals as Decimal (FHIR keeps their precision): any real number will do
+        value = quantity.get("value") if isinstance(quantity, dict) else None
+        if code in VITALS and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            series.setdefault(code, []).append((when, float(value)))
 
     for obs in observations:
         when = str(obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") or "")

@@ -100,6 +100,24 @@ def test_patient_page_shows_nik_facts_coverage_visits_conditions_and_a_chart(cli
     assert chart and chart.group(0).count("<circle") == 4 and "<polyline" in chart.group(0)
 
 
+def test_chart_takes_decimal_values_and_blood_pressure_components(client):
+    pid = post(client, "Patient", data.patient())
+    post(client, "Observation", data.heart_rate(pid, 1, 36.6) | {"code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}})
+    bp = data.heart_rate(pid, 2, 0)
+    del bp["valueQuantity"]
+    bp["code"] = {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}
+    bp["component"] = [
+        {"code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "valueQuantity": {"value": value, "unit": "mm[Hg]"}}
+        for code, value in (("8480-6", 120.5), ("8462-4", 80))
+    ]
+    post(client, "Observation", bp)
+    html = client.get(f"/console/patients/{pid}").text
+    charts = re.findall(r'<svg class="chart".*?</svg>', html, re.S)
+    assert len(charts) == 3
+    text = " ".join(charts)
+    assert "36.6" in text and "120.5" in text and "80" in text
+
+
 def test_patient_page_tells_when_the_record_disagrees_with_its_nik(client):
     pid = post(client, "Patient", data.patient(gender="male", birthDate="1990-06-06"))
     html = client.get(f"/console/patients/{pid}").text
