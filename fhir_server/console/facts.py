@@ -7,8 +7,8 @@ come from the Kemendagri codes in terminology/regions.py.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from fhir_server.errors import FhirError
