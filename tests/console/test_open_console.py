@@ -118,6 +118,16 @@ def test_chart_takes_decimal_values_and_blood_pressure_components(client):
     assert "36.6" in text and "120.5" in text and "80" in text
 
 
+def test_patient_page_says_when_it_charts_only_part_of_the_readings(client, monkeypatch):
+    from fhir_server.console import routes
+
+    pid = seed_patient(client, encounters=0, vitals=3)
+    assert 'id="vitals-more"' not in client.get(f"/console/patients/{pid}").text
+    monkeypatch.setattr(routes, "VITALS_SHOWN", 2)
+    html = client.get(f"/console/patients/{pid}").text
+    assert 'id="vitals-more"' in html and html.count("<circle") == 2
+
+
 def test_patient_page_tells_when_the_record_disagrees_with_its_nik(client):
     pid = post(client, "Patient", data.patient(gender="male", birthDate="1990-06-06"))
     html = client.get(f"/console/patients/{pid}").text
