@@ -122,6 +122,10 @@ _ID: dict[str, str] = {
     "previous": "Sebelumnya",
     "next": "Berikutnya",
     "links": "Tautan",
+    "duplicates": "Tinjauan duplikat",
+    "not_duplicate": "Bukan orang yang sama",
+    "merge_b_into_a": "Gabungkan B ke A",
+    "subscriptions": "Langganan (Subscription)",
 }
 
 _EN: dict[str, str] = {
@@ -232,6 +236,10 @@ _EN: dict[str, str] = {
     "previous": "Previous",
     "next": "Next",
     "links": "Links",
+    "duplicates": "Duplicate review",
+    "not_duplicate": "Not the same person",
+    "merge_b_into_a": "Merge B into A",
+    "subscriptions": "Subscriptions",
 }
 
 _TEXT = {"id": _ID, "en": _EN}

@@ -469,6 +469,76 @@ async def audit_log(request: Request) -> Response:
     return page(request, "audit.html", rows=rows, values=values, filters=_AUDIT_FILTERS)
 
 
+# -- duplicate review (the MPI: Patient/$duplicates, $not-duplicate, $merge) -------------------
+@router.get("/console/duplicates", response_class=HTMLResponse)
+@console_page
+async def duplicates_page(request: Request, grade: str = "possible") -> Response:
+    v = require_viewer(request)
+    answer = await gateway.call(
+        request, v, "operation", "Patient", params=[("grade", grade), ("_count", "20")], operation="duplicates", method="GET"
+    )
+    pairs = []
+    for p in jsonio.loads(answer.body or b"{}").get("parameter", []):
+        if p.get("name") != "pair":
+            continue
+        parts: dict[str, Any] = {}
+        for part in p.get("part", []):
+            value = next((part[k] for k in part if k.startswith("value")), None)
+            parts.setdefault(part["name"], []).append(value)
+        ids = [parts[name][0]["reference"].split("/")[1] for name in ("patient-a", "patient-b")]
+        people = []
+        for res_id in ids:
+            try:
+                people.append(_row(await gateway.read(request, v, "Patient", res_id), None))
+            except FhirError:
+                people.append({"id": res_id, "name": "-", "nik": "", "bpjs": "", "birthdate": "", "gender": "unknown"})
+        pairs.append(
+            {"a": people[0], "b": people[1], "grade": parts["grade"][0], "score": parts["score"][0], "reasons": parts.get("reason", [])}
+        )
+    return page(request, "duplicates.html", pairs=pairs, grade=grade, done=None)
+
+
+@router.post("/console/duplicates", response_class=HTMLResponse)
+@console_page
+async def duplicates_decide(request: Request) -> Response:
+    """``not-duplicate``: the pair never comes back; ``merge``: patient B merged into patient A."""
+    v = require_viewer(request)
+    form = await _form(request)
+    a, b = (str(form.get(name) or "") for name in ("a", "b"))
+    refs = ({"reference": f"Patient/{a}"}, {"reference": f"Patient/{b}"})
+    if form.get("decision") == "merge":
+        v.principal.require_operation("Patient", "merge", affects_state=True)
+        body = {"resourceType": "Parameters", "parameter": [{"name": "target-patient", "valueReference": refs[0]}, {"name": "source-patient", "valueReference": refs[1]}]}  # fmt: skip
+        await gateway.operation(request, v, "merge", "Patient", body)
+    else:
+        v.principal.require_operation("Patient", "not-duplicate", affects_state=True)
+        body = {"resourceType": "Parameters", "parameter": [{"name": "patient-a", "valueReference": refs[0]}, {"name": "patient-b", "valueReference": refs[1]}]}  # fmt: skip
+        await gateway.operation(request, v, "not-duplicate", "Patient", body)
+    return RedirectResponse(f"/console/duplicates?done={quote(str(form.get('decision')))}", status_code=303)
+
+
+# -- subscriptions -------------------------------------------------------------------------------
+@router.get("/console/subscriptions", response_class=HTMLResponse)
+@console_page
+async def subscriptions_page(request: Request) -> Response:
+    v = require_viewer(request)
+    rows = []
+    for sub in gateway.resources(await gateway.search(request, v, "Subscription", [("_count", "100")])):
+        channel = sub.get("channel") or {}
+        rows.append(
+            {
+                "id": sub.get("id"),
+                "status": sub.get("status", ""),
+                "criteria": sub.get("criteria", ""),
+                "endpoint": channel.get("endpoint", ""),
+                "type": channel.get("type", ""),
+                "error": sub.get("error", ""),
+                "reason": sub.get("reason", ""),
+            }
+        )
+    return page(request, "subscriptions.html", rows=rows)
+
+
 # -- OAuth clients (admin) -------------------------------------------------------------------
 def _admin(v: Viewer) -> None:
     if not v.is_admin:

@@ -50,7 +50,7 @@ def test_no_console_page_references_anything_outside_the_server(client):
     pid = seed_patient(client)
     pages = ["/", "/docs", "/console", f"/console?nik={data.NIK}", "/console/login", f"/console/patients/{pid}"]
     pages += ["/console/import", "/console/browse", "/console/browse/Patient", f"/console/browse/Patient/{pid}"]
-    pages += ["/console/audit", "/console/clients"]
+    pages += ["/console/audit", "/console/clients", "/console/duplicates", "/console/subscriptions"]
     for path in pages:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)

@@ -126,6 +126,9 @@ def test_a_viewer_cannot_import_or_edit(secured):
         assert r.status_code == 403 and "Akses ditolak" in r.text, path
     r = viewer.post("/console/browse/Patient/x", data={"csrf": fields["csrf"], "resource": "{}", "action": "save"})
     assert r.status_code == 403
+    for decision in ("not-duplicate", "merge"):
+        r = viewer.post("/console/duplicates", data={"csrf": fields["csrf"], "a": "x", "b": "y", "decision": decision})
+        assert r.status_code == 403, decision
     assert viewer.get("/console/clients").status_code == 403  # admin pages
     assert viewer.get("/console/audit").status_code == 403  # the audit trail needs system/AuditEvent.rs
 
