@@ -508,13 +508,16 @@ async def duplicates_decide(request: Request) -> Response:
     refs = ({"reference": f"Patient/{a}"}, {"reference": f"Patient/{b}"})
     if form.get("decision") == "merge":
         v.principal.require_operation("Patient", "merge", affects_state=True)
-        body = {"resourceType": "Parameters", "parameter": [{"name": "target-patient", "valueReference": refs[0]}, {"name": "source-patient", "valueReference": refs[1]}]}  # fmt: skip
-        await gateway.operation(request, v, "merge", "Patient", body)
+        await gateway.operation(request, v, "merge", "Patient", _references(("target-patient", refs[0]), ("source-patient", refs[1])))
     else:
         v.principal.require_operation("Patient", "not-duplicate", affects_state=True)
-        body = {"resourceType": "Parameters", "parameter": [{"name": "patient-a", "valueReference": refs[0]}, {"name": "patient-b", "valueReference": refs[1]}]}  # fmt: skip
-        await gateway.operation(request, v, "not-duplicate", "Patient", body)
+        await gateway.operation(request, v, "not-duplicate", "Patient", _references(("patient-a", refs[0]), ("patient-b", refs[1])))
     return RedirectResponse(f"/console/duplicates?done={quote(str(form.get('decision')))}", status_code=303)
+
+
+def _references(*named: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """A Parameters resource of Reference values."""
+    return {"resourceType": "Parameters", "parameter": [{"name": name, "valueReference": ref} for name, ref in named]}
 
 
 # -- subscriptions -------------------------------------------------------------------------------

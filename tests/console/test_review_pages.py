@@ -28,7 +28,9 @@ def test_not_a_duplicate_removes_the_pair(client):
     _pair(client)
     html = client.get("/console/duplicates").text
     a, b = re.findall(r'name="(?:a|b)" value="([^"]+)"', html)[:2]
-    r = client.post("/console/duplicates", data={"csrf": csrf_of(html), "a": a, "b": b, "decision": "not-duplicate"}, follow_redirects=False)
+    r = client.post(
+        "/console/duplicates", data={"csrf": csrf_of(html), "a": a, "b": b, "decision": "not-duplicate"}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert 'name="a"' not in client.get("/console/duplicates").text
 
