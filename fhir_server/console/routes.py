@@ -7,10 +7,11 @@ viewer's principal, the audit trail); refusals become HTML pages with the pipeli
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -455,7 +456,7 @@ async def audit_log(request: Request) -> Response:
     rows = []
     for e in gateway.resources(bundle):
         agent = (e.get("agent") or [{}])[0].get("who", {})
-        entity = next((x.get("what", {}).get("reference") for x in e.get("entity", []) if x.get("what", {}).get("reference")), "")
+        entity = _audit_entity(e.get("entity") or [])
         rows.append(
             {
                 "recorded": e.get("recorded", ""),
@@ -467,6 +468,21 @@ async def audit_log(request: Request) -> Response:
             }
         )
     return page(request, "audit.html", rows=rows, values=values, filters=_AUDIT_FILTERS)
+
+
+def _audit_entity(entities: list[dict[str, Any]]) -> str:
+    """What an AuditEvent is about: the resource it names, else the type and the query searched."""
+    first = entities[0] if entities else {}
+    reference = first.get("what", {}).get("reference")
+    if reference:
+        return str(reference)
+    res_type = first.get("type", {}).get("code", "")
+    query = first.get("query")
+    try:
+        text = base64.b64decode(query).decode("utf-8", "replace") if query else ""
+    except ValueError:
+        text = ""
+    return f"{res_type}?{unquote(text)}" if text else str(res_type)
 
 
 # -- duplicate review (the MPI: Patient/$duplicates, $not-duplicate, $merge) -------------------

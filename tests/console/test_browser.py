@@ -25,6 +25,7 @@ from fhir_server.cli import app as cli
 from tests.conftest import BACKENDS, database
 from tests.console import data
 from tests.e2e.server import ServerProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ PHONE = {"width": 390, "height": 844}
 def server(request, tmp_path_factory) -> Iterator[ServerProcess]:
     with database(request.param, tmp_path_factory.mktemp("browser")) as url, ServerProcess(url, env={"FHIR_AUTH": "token"}) as srv:
         runner = CliRunner()
-        for role in ("clerk", "viewer"):
+        for role in ("clerk", "viewer", "admin"):
             r = runner.invoke(
                 cli, ["users", "add", role, "--role", role, "--name", f"Petugas {role}", "--password", PASSWORD, "--database-url", url]
             )
@@ -210,6 +211,25 @@ def test_viewer_gets_the_403_page_for_imports(server, browser):
     assert "Akses ditolak" in page.inner_text("main")
     page.goto(f"{_root(server)}/console/lang/en?next=/console/import")
     assert "Forbidden" in page.inner_text("main")
+
+
+def test_admin_reads_who_looked_at_a_record_in_the_audit_log(server, browser):
+    page = _offline_page(browser, server)
+    _sign_in(page, server, "admin")
+    header = page.locator("header.top").bounding_box()
+    assert header and header["height"] < 60  # every admin link on one line at 1366x768
+    page.goto(f"{_root(server)}/console?nik=3204150101900009")
+
+    def logged() -> bool:
+        page.goto(f"{_root(server)}/console/audit?agent=console:admin&entity-type=Patient")
+        return page.locator("#audit-rows tbody tr").count() > 0
+
+    wait_until(logged, message="the admin's search in the audit log")
+    assert "console:admin" in page.inner_text("#audit-rows")
+    assert "Patient?identifier=https://fhir.kemkes.go.id/id/nik|3204150101900009" in page.inner_text("#audit-rows")
+    if _shots():
+        page.screenshot(path=str(_shots() / "audit-log.png"))  # type: ignore[operator]
+    assert page.outside == []  # type: ignore[attr-defined]
 
 
 def test_api_docs_render_offline(server, browser):
