@@ -18,7 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fhir_server import __version__, jsonio
-from fhir_server.audit.events import CLIENT_SYSTEM
+from fhir_server.audit.events import CLIENT_SYSTEM, AuditRecord
 from fhir_server.auth import clients as oauth_clients
 from fhir_server.auth import users
 from fhir_server.errors import FhirError, Issue
@@ -134,11 +134,27 @@ async def login(request: Request) -> Response:
     with st.db.write() as conn:
         user, reason = users.authenticate(conn, str(form.get("username") or ""), str(form.get("password") or ""))
         token = users.start_session(conn, user.username) if user is not None else None
+    _audit_sign_in(request, str(form.get("username") or ""), 200 if token else 423 if reason == "locked" else 401)
     if token is None:
         return page(request, "login.html", 401, next=target, failed=reason)
     response = RedirectResponse(target, status_code=303)
     set_session(request, response, token)
     return response
+
+
+def _audit_sign_in(request: Request, username: str, status: int) -> None:
+    """Every sign-in attempt leaves an AuditEvent (operation ``$console-login``, the user as the
+    agent; 401 wrong password or unknown user, 423 locked), so failed and locked attempts show."""
+    client = request.scope.get("client")
+    record = AuditRecord(
+        "operation",
+        status,
+        operation="console-login",
+        client_id=users.CLIENT_PREFIX + username[:64],
+        address=client[0] if client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    request.app.state.fhir.recorder.record(record)
 
 
 @router.post("/console/logout")
