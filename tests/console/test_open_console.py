@@ -166,6 +166,13 @@ def test_import_preview_shows_the_fhir_result_and_changes_then_imports(client):
     assert "address" in changes and "JL. MELATI NO. 9" in changes and "JL. MAWAR NO. 7" in changes
 
 
+def test_import_takes_an_uploaded_file(client):
+    token = csrf_of(client.get("/console/import").text)
+    upload = {"file": ("peserta.json", (data.FIXTURES / "dukcapil_call_nik.json").read_bytes(), "application/json")}
+    r = client.post("/console/import", data={"csrf": token, "kind": "dukcapil", "payload": ""}, files=upload)
+    assert r.status_code == 200 and "SITI RAHAYU" in r.text and "Data baru" in r.text
+
+
 def test_import_of_bad_json_is_a_400_page_not_a_500(client):
     form = client.get("/console/import").text
     r = client.post("/console/import", data={"csrf": csrf_of(form), "kind": "dukcapil", "payload": "{not json"})
