@@ -11,7 +11,7 @@ import base64
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlparse
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -389,7 +389,15 @@ async def browse_search(request: Request, res_type: str) -> Response:
         values=dict(params),
         rows=rows,
         total=bundle.get("total"),
+        next_query=_link_query(bundle, "next"),
+        previous_query=_link_query(bundle, "previous"),
     )
+
+
+def _link_query(bundle: dict[str, Any], relation: str) -> str | None:
+    """The query string of a searchset's paging link, for the same console page."""
+    url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == relation), None)
+    return urlparse(str(url)).query if url else None
 
 
 def _summary(resource: dict[str, Any]) -> str:

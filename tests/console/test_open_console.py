@@ -210,6 +210,19 @@ def test_resource_browser_searches_shows_validates_and_saves(client):
     assert stored["active"] is True and stored["meta"]["versionId"] == "2"
 
 
+def test_resource_browser_pages_through_results(client):
+    pid = post(client, "Patient", data.patient())
+    for day in range(1, 26):
+        post(client, "Encounter", data.encounter(pid, day))
+    first = client.get("/console/browse/Encounter").text
+    assert first.count('href="/console/browse/Encounter/') == 20
+    next_query = re.search(r'href="\?([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    second = client.get(f"/console/browse/Encounter?{next_query}").text
+    assert second.count('href="/console/browse/Encounter/') == 5 and 'rel="next"' not in second
+    ids = set(re.findall(r'href="/console/browse/Encounter/([^"]+)"', first + second))
+    assert len(ids) == 25
+
+
 def test_unknown_things_are_404_pages(client):
     assert client.get("/console/browse/Nope").status_code == 404
     assert client.get("/console/patients/does-not-exist").status_code == 404
