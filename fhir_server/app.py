@@ -29,6 +29,7 @@ from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.bulk.routes import router as bulk_router
 from fhir_server.bulk.worker import start_worker
 from fhir_server.config import Settings
+from fhir_server.console import install as install_console
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.seed import seed_conformance
 from fhir_server.state import build_state
@@ -139,6 +140,9 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         version=__version__,
         description="FHIR R4 (4.0.1) server for Indonesian health interoperability. FHIR base: /fhir",
         lifespan=lifespan,
+        # /docs is served by the console package from vendored assets (works offline); no ReDoc
+        docs_url=None,
+        redoc_url=None,
         **_telemetry_option(settings),
     )
     app.state.fhir = state
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(auth_router)
     app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
+    install_console(app, enabled=settings.console)  # the landing page, offline /docs, the web console
     _install_error_handlers(app)
     return app
 

@@ -93,6 +93,8 @@ class Settings:
     subscription_lease_seconds: float = 30.0
     subscription_retry_base: float = 1.0
     subscription_retry_max: float = 3600.0
+    #: the web console at /console (docs/console.md); the landing page and /docs stay either way
+    console: bool = True
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: PostgreSQL statement timeout in seconds (0 = none): a longer query is cancelled, the client gets 400
