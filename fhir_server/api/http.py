@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server import jsonio
@@ -39,6 +40,21 @@ async def read_json(request: Request, settings: Settings, content_type: str | No
     element-count and control-character limits."""
     raw = await read_body(request, settings.max_body_bytes)
     return parse_json(raw, content_type or request.headers.get("content-type"), settings)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_and_post(router: APIRouter, path: str, **options: Any) -> Callable[[F], F]:
+    """Register ``path`` for GET and for POST as two routes: one route with both methods gives
+    both the same OpenAPI operation id (FastAPI warns, and /docs shows one of them twice)."""
+
+    def register(endpoint: F) -> F:
+        router.get(path, **options)(endpoint)
+        router.post(path, **options)(endpoint)
+        return endpoint
+
+    return register
 
 
 def parse_json(raw: bytes, content_type: str | None, settings: Settings) -> Any:

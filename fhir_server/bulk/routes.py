@@ -132,16 +132,14 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     return http.outcome_response(request, info, 202, headers)
 
 
-@router.api_route(
-    "/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: system level"
-)
+@http.get_and_post(router, "/$export", status_code=202, responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: system level")
 async def export_system(request: Request) -> Response:
     return await _kickoff(request, "system", None)
 
 
-@router.api_route(
+@http.get_and_post(
+    router,
     "/Patient/$export",
-    methods=["GET", "POST"],
     status_code=202,
     responses={202: _DOC, "4XX": _DOC},
     summary="Bulk Data export: all Patients",
@@ -150,9 +148,9 @@ async def export_patients(request: Request) -> Response:
     return await _kickoff(request, "patient", None)
 
 
-@router.api_route(
+@http.get_and_post(
+    router,
     "/Group/{group_id:fhir_id}/$export",
-    methods=["GET", "POST"],
     status_code=202,
     responses={202: _DOC, "4XX": _DOC},
     summary="Bulk Data export: the Patients of a Group",
