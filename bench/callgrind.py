@@ -14,8 +14,8 @@ Variants (``--compare``):
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
   older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
 
-Interactions (``--interaction``): ``read`` (GET by id), ``create`` (POST, the body
-comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
+Interactions (``--interaction``): ``read`` (GET by id), ``search`` (a Patient by NIK,
+``identifier=``), ``create`` (POST, the body comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
 100 PUTs, as bench.synthea sends them; counted per resource).
 
 The flush interval is set long (``FHIR_AUDIT_FLUSH_INTERVAL=1000``) so audit events
@@ -45,6 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from bench import data
 
@@ -110,13 +111,17 @@ def _drive(port: int, pid: int, interaction: str, count: int) -> None:
         return
     ids = [json.loads(_send(conn, "POST", "/fhir/Patient", data.patient(n)))["id"] for n in range(_PATIENTS)]
 
+    niks = [quote(f"{data.NIK_SYSTEM}|{data.nik_of(data.patient(n))}") for n in range(_PATIENTS)]
+
     def one(i: int) -> None:
         if interaction == "read":
             _send(conn, "GET", f"/fhir/Patient/{ids[i % _PATIENTS]}")
+        elif interaction == "search":
+            _send(conn, "GET", f"/fhir/Patient?identifier={niks[i % _PATIENTS]}&_count=20")
         else:
             _send(conn, "POST", "/fhir/Patient", data.patient(_PATIENTS + i))
 
-    for i in range(300 if interaction == "read" else 100):  # warm-up: caches, lazily imported code
+    for i in range(100 if interaction == "create" else 300):  # warm-up: caches, lazily imported code
         one(i)
     time.sleep(1)
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
@@ -222,7 +227,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", choices=["audit", "baseline"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
-    parser.add_argument("--interaction", choices=["read", "create", "synthea"], default="read")
+    parser.add_argument("--interaction", choices=["read", "search", "create", "synthea"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
     parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
     parser.add_argument("--start-timeout", type=float, default=900)
