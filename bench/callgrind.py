@@ -11,6 +11,8 @@ difference.
 
 Variants (``--compare``):
 - ``audit``: this checkout with the audit trail on and off (what auditing costs);
+- ``subscriptions``: this checkout with the subscription worker off and on (what its waiting
+  costs a server: the whole process is counted, background tasks included);
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
   older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
 
@@ -59,6 +61,8 @@ class Variant:
     #: the checkout whose fhir_server package the server runs (its working directory)
     source: Path
     audit: bool
+    #: settings of this variant (FHIR_* variables)
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _wait_ready(port: int, timeout: float) -> None:
@@ -83,6 +87,7 @@ def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]
         FHIR_EXPORT_WORKER="false",
         FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}",
     )
+    env.update(variant.env)
     # `python -m` from the variant's checkout: its own fhir_server package comes first on sys.path
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "1"]
     return subprocess.Popen(
@@ -186,6 +191,9 @@ def _instructions(folder: Path, pid: int) -> int:
 def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
     if args.compare == "audit":
         return Variant("audit off", _HERE, False), Variant("audit on", _HERE, True)
+    if args.compare == "subscriptions":  # what the subscription worker costs a server with none
+        off = (("FHIR_SUBSCRIPTION_WORKER", "false"),)
+        return Variant("subscription worker off", _HERE, True, off), Variant("subscription worker on", _HERE, True)
     if args.baseline is None:
         raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
     return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
@@ -225,7 +233,7 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["audit", "baseline"], default="audit")
+    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
     parser.add_argument("--interaction", choices=["read", "search", "create", "synthea"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
