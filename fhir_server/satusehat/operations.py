@@ -1,8 +1,9 @@
 """``$satusehat-status`` (a resource's sync state; the overview at the system level) and
 ``$satusehat-sync`` (send a resource again now), docs/satusehat.md.
 
-Both need read on the resource's type (the system-level overview: read on every synced type);
-``$satusehat-sync`` changes the sync state, so it is POST only and needs update on the type.
+Both need read on the resource's type (the system-level overview: read on every type) and, in
+token mode, a dedicated scope: ``system/satusehat.read`` for the status, ``system/satusehat.write``
+for ``$satusehat-sync`` (POST only: it changes the sync state). No wildcard grants these.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def _item_parameters(item: store.Item | None, res_type: str) -> dict[str, Any]:
     return {"resourceType": "Parameters", "parameter": params}
 
 
+READ_SCOPE = "system/satusehat.read"
+WRITE_SCOPE = "system/satusehat.write"
+
+
 def status(services: Services, call: OperationCall) -> OperationResult:
+    call.principal.require_feature(READ_SCOPE, "$satusehat-status")
     db = services.resources.db
     if call.res_type is not None and call.res_id is not None:
         services.resources.read(call.res_type, call.res_id)  # 404 / 410 as a read would say
@@ -75,6 +81,7 @@ def status(services: Services, call: OperationCall) -> OperationResult:
 
 
 async def sync(services: Services, call: OperationCall) -> OperationResult:
+    call.principal.require_feature(WRITE_SCOPE, "$satusehat-sync")
     res_type, res_id = call.res_type or "", call.res_id or ""
     services.resources.read(res_type, res_id)
     with services.resources.db.read() as conn:
