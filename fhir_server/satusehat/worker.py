@@ -265,7 +265,17 @@ class SatusehatWorker:
             stmt = wp.select().with_only_columns(wp.c.partition).where(claims.claimable(store.QUEUE, now_us())).limit(1)
             return conn.execute(stmt).first() is not None
 
+    async def _revive(self) -> None:
+        """Partitions of a worker that died holding them: due again once their lease ran out."""
+        now = now_us()
+        with self.db.read() as conn:
+            stmt = wp.select().with_only_columns(wp.c.partition).where(claims.abandoned(store.QUEUE, now)).limit(1)
+            if conn.execute(stmt).first() is None:
+                return
+        await self._write(lambda conn: claims.revive(conn, store.QUEUE, now))
+
     async def _claim_and_serve(self) -> int:
+        await self._revive()
         free = self.concurrency - len(self._tasks)
         if free <= 0 or not self._due():
             return 0
