@@ -7,6 +7,7 @@ resource exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -85,10 +86,8 @@ def test_a_worker_killed_mid_create_is_taken_over_without_a_second_create(quiet,
 
 def _run_until_stopped(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
     asyncio.set_event_loop(loop)
-    try:
+    with contextlib.suppress(RuntimeError):  # "Event loop stopped before Future completed": the kill
         loop.run_until_complete(coro)
-    except RuntimeError:  # "Event loop stopped before Future completed": the kill
-        pass
 
 
 def _status(state: Any, ref: str) -> str | None:
