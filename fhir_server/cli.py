@@ -10,6 +10,7 @@ import typer
 from fhir_server.auth.cli import clients_app
 from fhir_server.config import Settings
 from fhir_server.mpi_cli import mpi_app
+from fhir_server.satusehat.cli import satusehat_app
 from fhir_server.subscriptions.cli import subscriptions_app
 from fhir_server.terminology_cli import terminology_app
 
@@ -18,6 +19,7 @@ app.add_typer(terminology_app, name="terminology")
 app.add_typer(clients_app, name="clients")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(mpi_app, name="mpi")
+app.add_typer(satusehat_app, name="satusehat")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 

@@ -146,6 +146,11 @@ class SatusehatWorker:
         started = await self._claim_and_serve()
         return bool(ingested or started)
 
+    @property
+    def busy(self) -> bool:
+        """Whether partitions are being served right now."""
+        return bool(self._tasks)
+
     async def wait_idle(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -164,3 +164,12 @@ def sync_status(client: TestClient, res_type: str, res_id: str) -> dict[str, Any
     for p in r.json()["parameter"]:
         out[p["name"]] = next((v for k, v in p.items() if k.startswith("value") or k == "resource"), None)
     return out
+
+
+@pytest.fixture(params=BACKENDS)
+def quiet(request: pytest.FixtureRequest, tmp_path, sim: Simulator) -> Iterator[tuple[TestClient, Settings]]:
+    """An app on a fresh database without a sync worker (the tests run theirs) and its settings."""
+    with database(request.param, tmp_path) as url:
+        s = settings(url, sim.url, satusehat_worker=False)
+        with TestClient(create_app(s)) as client:
+            yield client, s

@@ -9,31 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
 from fhir_server.satusehat import store
 from fhir_server.satusehat.setup import new_worker
 from fhir_server.state import build_state
-from tests.conftest import BACKENDS, database
-from tests.satusehat.conftest import base_records, condition, encounter, observation, patient, put, settings
-from tests.satusehat.simulator import Fault, Simulator
+from tests.satusehat.conftest import base_records, condition, encounter, observation, patient, put
+from tests.satusehat.simulator import Fault
 from tests.waiting import async_wait_until, wait_until
 
 pytestmark = pytest.mark.slow  # fresh databases, leases that must run out
-
-
-@pytest.fixture(params=BACKENDS)
-def quiet(request, tmp_path, sim: Simulator) -> Iterator[tuple[TestClient, Any]]:
-    """An app without a sync worker (the tests run theirs) and its settings."""
-    with database(request.param, tmp_path) as url:
-        s = settings(url, sim.url, satusehat_worker=False)
-        with TestClient(create_app(s)) as client:
-            yield client, s
 
 
 def _item(state: Any, res_type: str, res_id: str) -> store.Item | None:
