@@ -379,7 +379,7 @@ class SatusehatWorker:
         ids: dict[tuple[str, str], str] = {}
         needs = ss.needs(resource)
         for ref in needs.required:
-            got = await self._resolve(client, ref)
+            got = await self._resolve(client, ref, facility.name)
             if isinstance(got, _Retry):
                 return got
             if isinstance(got, tuple):  # (status, reason, waits_for)
@@ -390,14 +390,14 @@ class SatusehatWorker:
                 return _Retry(f"{ref[0]}/{ref[1]} could not be resolved")
             ids[ref] = got
         for ref in needs.optional:
-            got = await self._resolve(client, ref, optional=True)
+            got = await self._resolve(client, ref, facility.name, optional=True)
             if isinstance(got, str):
                 ids[ref] = got
         body = ss.payload(resource, facility.organization_id, ids, item.satusehat_id)
         return await self._send(claim, client, item, row.version, resource, body)
 
     async def _resolve(
-        self, client: SatusehatClient, ref: tuple[str, str], *, optional: bool = False
+        self, client: SatusehatClient, ref: tuple[str, str], facility: str, *, optional: bool = False
     ) -> str | tuple[str, str, str | None] | _Retry | None:
         """The SATUSEHAT id of a local reference; ("held"|"waiting", reason, waits_for) when there
         is none yet; a :class:`_Retry` when SATUSEHAT could not be asked."""
@@ -406,6 +406,9 @@ class SatusehatWorker:
             return await self._ihs(client, res_type, res_id, optional=optional)
         with self.db.read() as conn:
             parent = store.get(conn, res_type, res_id)
+        if parent is not None and parent.facility != facility and parent.status != "not-applicable":
+            # SATUSEHAT ids are per facility's organization: another facility's Location is not ours
+            return None if optional else ("held", f"{res_type}/{res_id} belongs to facility {parent.facility!r}, not {facility!r}", None)
         if parent is not None and parent.satusehat_id:
             return parent.satusehat_id
         if optional:

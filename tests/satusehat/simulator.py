@@ -54,6 +54,10 @@ class Call:
 @dataclass
 class Simulator:
     token_lifetime: int = 3599
+    #: the facility's Organization id and credentials this simulator accepts
+    org: str = ORG
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
     #: seconds every FHIR answer takes (the benchmark's 50 ms)
     latency: float = 0.0
     faults: list[Fault] = field(default_factory=list)
@@ -174,7 +178,7 @@ class Simulator:
         form = parse_qs(raw.decode())
         if parse_qs(query).get("grant_type") != ["client_credentials"]:
             return self._json(h, 400, _outcome("error", "value", "grant_type missing"), raw)
-        if form.get("client_id") != [CLIENT_ID] or form.get("client_secret") != [CLIENT_SECRET]:
+        if form.get("client_id") != [self.client_id] or form.get("client_secret") != [self.client_secret]:
             text = "The user or system was not able to be authenticated (either client_id or client_secret combination is unacceptable)"
             return self._json(h, 401, _outcome("invalid", "value", text), raw)
         token = uuid.uuid4().hex
@@ -184,7 +188,7 @@ class Simulator:
             "refresh_token_expires_in": "0",
             "token_type": "BearerToken",
             "issued_at": str(int(time.time() * 1000)),
-            "client_id": CLIENT_ID,
+            "client_id": self.client_id,
             "access_token": token,
             "expires_in": str(self.token_lifetime),
             "status": "approved",
@@ -213,7 +217,7 @@ class Simulator:
         if not isinstance(body, dict) or body.get("resourceType") != res_type:
             return _rule(20006, "resourceType does not match the URL")
         for ident in body.get("identifier") or []:
-            if not str(ident.get("system", "")).endswith(f"/{ORG}"):
+            if not str(ident.get("system", "")).endswith(f"/{self.org}"):
                 return _rule(10117, f"Wrong organization ID provided by system URL: {ident.get('system')}")
         subject = (body.get("subject") or {}).get("reference", "")
         if subject and subject.split("/", 1)[1] not in {*PATIENTS.values()}:
@@ -231,7 +235,7 @@ class Simulator:
                 ref = loc["location"]["reference"].split("/", 1)[1]
                 if ref not in self.store.get("Location", {}):
                     return _rule(20007, f"Referenced resource not found: Location/{ref}")
-            if (body.get("serviceProvider") or {}).get("reference") != f"Organization/{ORG}":
+            if (body.get("serviceProvider") or {}).get("reference") != f"Organization/{self.org}":
                 return _rule(10124, "serviceProvider must be the organization")
             for key in ("start", "end"):
                 if key in period and not str(period[key]).endswith("+00:00"):
