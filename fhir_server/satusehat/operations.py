@@ -99,6 +99,7 @@ def retry_in(conn: Any, item: store.Item) -> None:
     if item.status == "not-applicable":
         return
     store.update(conn, item, now, status="pending", waits_for=None, queued_us=now)
+    store.forget_misses(conn)  # a Patient or Practitioner registered since is found now
     claims.set_paused(conn, store.QUEUE, item.partition, False, wanted_us=now)
 
 

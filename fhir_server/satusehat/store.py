@@ -142,6 +142,11 @@ def remember_ihs(conn: Connection, kind: str, nik: str, ihs: str | None, now: in
     conn.execute(stmt.on_conflict_do_update(index_elements=["kind", "nik"], set_={"ihs": ihs, "checked_us": now}))
 
 
+def forget_misses(conn: Connection) -> None:
+    """Forget every "SATUSEHAT does not know this NIK" (a retry by hand asks again)."""
+    conn.execute(si.delete().where(si.c.ihs.is_(None)))
+
+
 # -- facilities ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ fail with the rule kept and are retried only by hand."""
 
 from __future__ import annotations
 
+import time
+
 from tests.satusehat.conftest import (
     DOCTOR_IHS,
     PATIENT_IHS,
@@ -123,3 +125,40 @@ def test_system_status_counts_per_status_and_facility(fhir, sim):
     facility = {p["name"]: p.get("valueInteger", p.get("valueString")) for p in params["facility"]["part"]}
     assert facility["facility"] == "default" and facility["failed"] == 1
     assert fhir.get("/fhir/Patient/p1/$satusehat-status").status_code == 404  # Patients are looked up, not sent
+
+
+def test_an_unknown_nik_is_held_and_not_asked_again_until_the_period_ends_or_a_retry(fhir, sim):
+    base_records(fhir)
+    put(fhir, patient(nik="1111111111111111"))
+    put(fhir, encounter())
+    wait_until(lambda: sync_status(fhir, "Encounter", "e1").get("status") == "held")
+    assert "knows no Patient" in sync_status(fhir, "Encounter", "e1")["last-error"]
+    asked = sim.count("GET", "Patient")
+    assert asked == 1
+    put(fhir, {**patient(nik="1111111111111111"), "name": [{"family": "Other"}]})  # tried again: the miss is cached
+    wait_until(lambda: "asked again after" in (sync_status(fhir, "Encounter", "e1").get("last-error") or ""))
+    assert sim.count("GET", "Patient") == asked
+    assert fhir.post("/fhir/Encounter/e1/$satusehat-sync").status_code == 200  # a retry by hand asks again
+    wait_until(lambda: sim.count("GET", "Patient") == asked + 1)
+    wait_until(lambda: sync_status(fhir, "Encounter", "e1").get("status") == "held")
+
+
+def test_the_token_is_renewed_before_it_expires(fhir, sim):
+    worker = fhir.app.state.fhir.satusehat_worker
+    client = worker.clients["default"]
+    sim.token_lifetime = 3  # "expires_in": "3": renewed a third of it before the end
+    try:
+        sim.expire_tokens()
+        base_records(fhir)
+        put(fhir, encounter())
+        wait_until(lambda: sync_status(fhir, "Encounter", "e1").get("status") == "synced")
+        first = client.tokens_fetched
+        seen = len(sim.calls)
+        for n in range(3):
+            time.sleep(1.2)
+            put(fhir, observation(f"o{n}"))
+            wait_until(lambda n=n: sync_status(fhir, "Observation", f"o{n}").get("status") == "synced")
+        assert client.tokens_fetched > first
+        assert all(c.status != 401 for c in sim.calls[seen:])  # never refused: renewed in time
+    finally:
+        sim.token_lifetime = 3599
