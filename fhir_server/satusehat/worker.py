@@ -155,10 +155,13 @@ class SatusehatWorker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _write(self, work: Callable[[Connection], T]) -> T:
-        """A write of the worker: through the pipeline's write path, as the server."""
+    async def _write(self, work: Callable[[Connection], T], *, alone: bool = True) -> T:
+        """A write of the worker: through the pipeline's write path, as the server. ``alone=False``
+        for the small per-item writes: they share group commits with other partitions' (a work that
+        raises rolls the group back and each is run again alone, so they must be repeatable: they are
+        database-only)."""
         i = Interaction("update", self.base, OPEN, "Encounter")
-        return await self.pipeline.writer(i)(work, alone=True)
+        return await self.pipeline.writer(i)(work, alone=alone)
 
     # -- (1) change log -> items -----------------------------------------------------------
     async def ingest(self) -> int:
@@ -329,7 +332,7 @@ class SatusehatWorker:
             more = bool(store.due_in(conn, claim.partition))
             claims.done(conn, claim.queue, claim.partition, self.owner, now, next_us=now if more else None)
 
-        await self._write(finish)
+        await self._write(finish, alone=False)
 
     async def _backoff(self, claim: claims.Claim, item: store.Item, retry: _Retry) -> None:
         delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30)) * (0.5 + random.random() / 2)
@@ -359,7 +362,7 @@ class SatusehatWorker:
                 values.pop("status", None)
             store.update(conn, item, now, **values)
 
-        await self._write(work)
+        await self._write(work, alone=False)
 
     async def _sync(self, claim: claims.Claim, item: store.Item) -> _Retry | None:
         row = repo.read_current(self.db, item.res_type, item.res_id)
@@ -450,7 +453,7 @@ class SatusehatWorker:
                 return None
             return _Retry(f"{kind} look-up by NIK: {reply.describe()}", reply.retry_after)
         ihs = first_id(reply)
-        await self._write(lambda conn: store.remember_ihs(conn, kind, nik, ihs, now))
+        await self._write(lambda conn: store.remember_ihs(conn, kind, nik, ihs, now), alone=False)
         if ihs is None:
             return None if optional else ("held", f"SATUSEHAT knows no {kind} with the NIK of {kind}/{res_id}", None)
         return ihs
@@ -535,7 +538,7 @@ class SatusehatWorker:
             if created and item.res_type == "Condition":
                 self._diagnosis_changed(conn, resource, now)
 
-        await self._write(work)
+        await self._write(work, alone=False)
 
     def _diagnosis_changed(self, conn: Connection, condition: dict[str, Any], now: int) -> None:
         """A new Condition the Encounter lists as a diagnosis: the Encounter is sent again (PUT)."""
