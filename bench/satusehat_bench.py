@@ -31,8 +31,8 @@ from tests.satusehat.simulator import Simulator
 LOINC = ("8867-4", "9279-1", "8480-6", "8462-4", "8310-5")
 
 
-def visit_bundle(n: int) -> dict[str, Any]:
-    pid, eid = "p1", f"e{n}"
+def visit_bundle(n: int, pid: str = "p1") -> dict[str, Any]:
+    eid = f"e{n}"
     entries = [encounter(eid, pid)]
     entries += [condition(f"c{n}-{k}", eid, pid, code=code) for k, code in enumerate(("J06.9", "I10"))]
     entries += [observation(f"o{n}-{k}", eid, pid, loinc=code) for k, code in enumerate(LOINC)]
@@ -56,20 +56,10 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{Path(folder) / 'fhir.sqlite3'}"
     s = settings(url, sim.url, satusehat_worker=False, audit=False, satusehat_concurrency=args.concurrency, satusehat_timeout=10.0)
     print(f"load average before: {os.getloadavg()}")
-    t0 = time.monotonic()
     with TestClient(create_app(s)) as client:
-        base_records(client)
-        for p in range(1, args.patients):
-            client.put(f"/fhir/Patient/p{p}", json=patient(f"p{p}"))
-        for n in range(args.visits):
-            bundle = visit_bundle(n)
-            pid = f"p{n % args.patients}"
-            for e in bundle["entry"]:
-                e["resource"]["subject"] = {"reference": f"Patient/{pid}" if pid != "p0" else "Patient/p1"}
-            r = client.post("/fhir", json=bundle)
-            assert r.status_code == 200, r.text
+        took = store_visits(client, args.visits, args.patients)
     total = args.visits * 8
-    print(f"stored {args.visits} visits ({total} resources) in {time.monotonic() - t0:.1f} s")
+    print(f"stored {args.visits} visits ({total} resources) in {took:.1f} s, sync off: {args.visits / took:.1f} visits/s")
     state = build_state(s)
     worker = new_worker(state, owner="bench")
     assert worker is not None
@@ -97,9 +87,29 @@ def main() -> None:
     elapsed = asyncio.run(drain())
     print(f"drained {total} resources in {elapsed:.1f} s: {total / elapsed:.1f} resources/s")
     print(f"requests to SATUSEHAT: {len(sim.calls)}; most in flight at once: {sim.most_in_flight} (concurrency {args.concurrency})")
-    print(f"load average after: {os.getloadavg()}")
     state.db.dispose()
+    # the cost to local writes: the same visits stored on a fresh database while the worker drains them
+    url2 = args.database_url or f"sqlite:///{Path(folder) / 'fhir2.sqlite3'}"
+    if not args.database_url:
+        s2 = settings(url2, sim.url, audit=False, satusehat_concurrency=args.concurrency, satusehat_timeout=10.0)
+        with TestClient(create_app(s2)) as client:
+            took_on = store_visits(client, args.visits, args.patients)
+        print(f"stored the same with the sync running: {args.visits / took_on:.1f} visits/s ({100 * (took / took_on - 1):+.1f} %)")
+    print(f"load average after: {os.getloadavg()}")
     sim.stop()
+
+
+def store_visits(client: TestClient, visits: int, patients: int) -> float:
+    """Store the Patients and ``visits`` visit Bundles; the seconds the visits took."""
+    base_records(client)
+    for p in range(1, patients):
+        client.put(f"/fhir/Patient/p{p}", json=patient(f"p{p}"))
+    t0 = time.monotonic()
+    for n in range(visits):
+        bundle = visit_bundle(n, f"p{n % patients}" if n % patients else "p1")
+        r = client.post("/fhir", json=bundle)
+        assert r.status_code == 200, r.text
+    return time.monotonic() - t0
 
 
 if __name__ == "__main__":

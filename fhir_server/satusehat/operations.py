@@ -20,10 +20,13 @@ from fhir_server.timeutil import now_us, to_instant
 from mappings.satusehat import SYNCED_TYPES
 
 
-def _item_parameters(item: store.Item | None, res_type: str) -> dict[str, Any]:
+def _item_parameters(item: store.Item | None, res_type: str, running: bool = True) -> dict[str, Any]:
     if item is None:
-        status = "pending" if res_type in SYNCED_TYPES else "not-applicable"
-        params: list[dict[str, Any]] = [{"name": "status", "valueCode": status}, {"name": "attempts", "valueInteger": 0}]
+        # not seen yet: pending while a sync runs (the worker reads the change log within a poll)
+        params: list[dict[str, Any]] = [{"name": "status", "valueCode": "pending" if running else "not-applicable"}]
+        params.append({"name": "attempts", "valueInteger": 0})
+        if not running:
+            params.append({"name": "last-error", "valueString": "the SATUSEHAT sync has never run on this server (not configured)"})
         return {"resourceType": "Parameters", "parameter": params}
     params = [{"name": "status", "valueCode": item.status}]
     if item.satusehat_id:
@@ -55,7 +58,8 @@ def status(services: Services, call: OperationCall) -> OperationResult:
         services.resources.read(call.res_type, call.res_id)  # 404 / 410 as a read would say
         with db.read() as conn:
             item = store.get(conn, call.res_type, call.res_id)
-        return OperationResult(jsonio.dumps(_item_parameters(item, call.res_type)))
+            running = item is not None or claims.cursor_position(conn, store.CONSUMER) is not None
+        return OperationResult(jsonio.dumps(_item_parameters(item, call.res_type, running)))
     call.principal.require_reads(SYNCED_TYPES)
     with db.read() as conn:
         counts = store.counts(conn)

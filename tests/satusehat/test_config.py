@@ -40,3 +40,16 @@ def test_the_secret_is_never_in_a_repr():
     f = from_settings(s)
     assert f is not None and f.client_secret == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(s) and "s3cr3t-value" not in repr(f) and "s3cr3t-value" not in str(f.public())
+
+
+def test_with_sync_off_resources_are_not_applicable(client):
+    loc = {"resourceType": "Location", "id": "l1", "name": "Poli", "position": {"latitude": 1, "longitude": 2}}
+    assert client.put("/fhir/Location/l1", json=loc).status_code == 201
+    r = client.get("/fhir/Location/l1/$satusehat-status")
+    assert r.status_code == 200, r.text
+    params = {p["name"]: p for p in r.json()["parameter"]}
+    assert params["status"]["valueCode"] == "not-applicable" and "never run" in params["last-error"]["valueString"]
+    assert client.post("/fhir/Location/l1/$satusehat-sync").status_code == 409
+    assert client.get("/fhir/Location/nope/$satusehat-status").status_code == 404
+    assert client.get("/fhir/Patient/x/$satusehat-status").status_code == 404  # looked up, never sent: no such operation
+    assert client.get("/fhir/$satusehat-status").json()["parameter"][0] == {"name": "pending", "valueInteger": 0}
