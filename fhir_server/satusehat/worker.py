@@ -142,9 +142,12 @@ class SatusehatWorker:
                 self._wake.clear()
 
     async def run_once(self) -> bool:
+        """One round; whether more work is there right away (a full batch of changes). Otherwise
+        the loop waits a poll interval, so changes are read in batches rather than after every
+        write of the server (the cost to local writes, docs/satusehat.md)."""
         ingested = await self.ingest()
-        started = await self._claim_and_serve()
-        return bool(ingested or started)
+        await self._claim_and_serve()
+        return ingested >= self.batch_size
 
     @property
     def busy(self) -> bool:
