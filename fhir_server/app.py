@@ -31,6 +31,7 @@ from fhir_server.bulk.worker import start_worker
 from fhir_server.config import Settings
 from fhir_server.console import install as install_console
 from fhir_server.errors import FhirError, Issue
+from fhir_server.satusehat.setup import start_satusehat_worker
 from fhir_server.service.seed import seed_conformance
 from fhir_server.state import build_state
 from fhir_server.storage import migrate
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
         export_worker = start_worker(state) if settings.export_worker else None
         subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
+        satusehat_worker = start_satusehat_worker(state) if settings.satusehat_worker else None
         if freeze_gc:
             # ~170k objects of models, schemas and tables live for the whole process; a full
             # collection walked them all (82 ms measured), and queued audit events make
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
                 export_worker.stop()
             if subscription_worker is not None:
                 await subscription_worker.stop()
+            if satusehat_worker is not None:
+                await satusehat_worker.stop()
             if audit_flusher is not None:
                 audit_flusher.cancel()
                 await asyncio.gather(audit_flusher, return_exceptions=True)

@@ -11,6 +11,7 @@ from fhir_server.auth.cli import clients_app
 from fhir_server.auth.users_cli import users_app
 from fhir_server.config import Settings, StartupError
 from fhir_server.mpi_cli import mpi_app
+from fhir_server.satusehat.cli import satusehat_app
 from fhir_server.subscriptions.cli import subscriptions_app
 from fhir_server.terminology_cli import terminology_app
 
@@ -20,6 +21,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(mpi_app, name="mpi")
 app.add_typer(users_app, name="users")  # the web console's users (docs/console.md)
+app.add_typer(satusehat_app, name="satusehat")
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
 CreateDatabaseOption = typer.Option(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,23 @@ class Settings:
     subscription_retry_max: float = 3600.0
     #: the web console at /console (docs/console.md); the landing page and /docs stay either way
     console: bool = True
+    #: SATUSEHAT sync (docs/satusehat.md): ``sandbox``, ``production`` or an explicit base URL, and the
+    #: facility's credentials and Organization id; off while any is unset. The secret is never shown.
+    #: Then: run the sync worker in this process; seconds between polls; the lease on a partition;
+    #: first and longest back-off (s); how long a NIK SATUSEHAT did not know stays "not found";
+    #: the timeout of one call; partitions served at once per process
+    satusehat_url: str = ""
+    satusehat_client_id: str = ""
+    satusehat_client_secret: str = field(default="", repr=False)
+    satusehat_organization_id: str = ""
+    satusehat_worker: bool = True
+    satusehat_poll_interval: float = 0.5
+    satusehat_lease_seconds: float = 60.0
+    satusehat_retry_base: float = 1.0
+    satusehat_retry_max: float = 300.0
+    satusehat_negative_cache_seconds: float = 86400.0
+    satusehat_timeout: float = 30.0
+    satusehat_concurrency: int = 8
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: PostgreSQL statement timeout in seconds (0 = none): a longer query is cancelled, the client gets 400

@@ -12,6 +12,7 @@ from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.auth.tokens import TokenVerifier, load_signing_key
 from fhir_server.config import Settings
 from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
+from fhir_server.satusehat import setup as _satusehat  # noqa: F401  (registers the SATUSEHAT operations)
 from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.capability import capability_bytes
 from fhir_server.service.conditional import ConditionalService
@@ -43,6 +44,8 @@ class ServerState:
     recorder: AuditRecorder | NullRecorder | None = None
     #: the subscription delivery worker of this process (started by the app's lifespan)
     subscription_worker: Any = None
+    #: the SATUSEHAT sync worker of this process (None: sync off)
+    satusehat_worker: Any = None
 
     @property
     def resources(self) -> ResourceService:

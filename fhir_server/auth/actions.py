@@ -60,6 +60,10 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     "subsumes": frozenset({"read"}),
     "expand": frozenset({"read"}),
     "translate": frozenset({"read"}),
+    # the SATUSEHAT sync: read on the type, plus a dedicated scope the handlers check
+    # (system/satusehat.read, system/satusehat.write; docs/satusehat.md)
+    "satusehat-status": frozenset({"read"}),
+    "satusehat-sync": frozenset({"read"}),
 }
 
 #: what an operation not listed above needs: read-only ones "read", the others everything

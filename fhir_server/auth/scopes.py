@@ -42,6 +42,10 @@ _V1 = {
 AUDIT_TYPE = "AuditEvent"
 AUDIT_ACTIONS = frozenset({"read", "search"})
 
+#: scopes that name no resource type but one feature of this server (docs/security.md); no
+#: wildcard grants them: a client has each only when registered with it
+FEATURE_SCOPES = frozenset({"system/satusehat.read", "system/satusehat.write"})
+
 _SCOPE = re.compile(
     r"(?P<context>system|user|patient)/(?P<type>\*|[A-Z][A-Za-z]{0,63})"
     r"\.(?P<perm>read|write|\*|c?r?u?d?s?)(?:\?(?P<query>.*))?"
@@ -114,6 +118,8 @@ def validate_client_scopes(value: str | Iterable[str]) -> list[str]:
     if not scopes:
         raise ValueError("a client needs at least one scope, e.g. 'system/*.rs'")
     for text in scopes:
+        if text in FEATURE_SCOPES:
+            continue
         scope = parse_scope(text)
         if scope is None:
             raise ValueError(f"'{text}' is not a SMART resource scope (e.g. system/Patient.rs, system/*.read)")
@@ -133,6 +139,8 @@ class ScopeSet:
     """The scopes of an access token, answering "may this client do X on type T"."""
 
     scopes: tuple[Scope, ...] = ()
+    #: the feature scopes held (:data:`FEATURE_SCOPES`)
+    features: frozenset[str] = frozenset()
     # action -> (granted on every type but AuditEvent, types granted explicitly)
     _grants: dict[str, tuple[bool, frozenset[str]]] = field(init=False, repr=False, compare=False)
 
@@ -154,8 +162,13 @@ class ScopeSet:
     @classmethod
     def parse(cls, value: str | Iterable[str] | None) -> ScopeSet:
         """Parse a space-separated scope string; anything that is not a resource scope is ignored."""
-        parsed = (parse_scope(text) for text in split_scopes(value))
-        return cls(tuple(s for s in parsed if s is not None))
+        texts = split_scopes(value)
+        parsed = (parse_scope(text) for text in texts)
+        return cls(tuple(s for s in parsed if s is not None), frozenset(t for t in texts if t in FEATURE_SCOPES))
+
+    def has_feature(self, scope: str) -> bool:
+        """Whether the feature scope ``scope`` (e.g. ``system/satusehat.read``) is held."""
+        return scope in self.features
 
     def allows(self, res_type: str, action: str) -> bool:
         """Whether ``action`` (create, read, update, delete, search) is allowed on ``res_type``."""
@@ -179,10 +192,10 @@ class ScopeSet:
         return self._grants[action][1]
 
     def __str__(self) -> str:
-        return " ".join(s.text for s in self.scopes)
+        return " ".join([*(s.text for s in self.scopes), *sorted(self.features)])
 
     def __bool__(self) -> bool:
-        return any(s.grants for s in self.scopes)
+        return any(s.grants for s in self.scopes) or bool(self.features)
 
 
 def narrow(requested: str | None, allowed: ScopeSet) -> list[str]:
@@ -201,7 +214,8 @@ def narrow(requested: str | None, allowed: ScopeSet) -> list[str]:
     """
     if requested is None or not requested.strip():
         # known_type: a client registered before unknown types were refused
-        return [s.text for s in allowed.scopes if s.grants and s.known_type]
+        return [s.text for s in allowed.scopes if s.grants and s.known_type] + sorted(allowed.features)
+    features = [t for t in split_scopes(requested) if t in FEATURE_SCOPES and allowed.has_feature(t)]
     parsed = [scope for scope in map(parse_scope, split_scopes(requested)) if scope is not None]
     for scope in parsed:
         if not scope.known_type:
@@ -214,7 +228,7 @@ def narrow(requested: str | None, allowed: ScopeSet) -> list[str]:
             granted.append(scope.text)
         else:
             granted.extend(_intersection(scope, allowed))
-    return list(dict.fromkeys(granted))
+    return list(dict.fromkeys([*granted, *features]))
 
 
 def _fully_allowed(scope: Scope, allowed: ScopeSet) -> bool:

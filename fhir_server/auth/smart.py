@@ -25,6 +25,8 @@ SCOPES_SUPPORTED = (
     "system/Patient.rs",
     "system/AuditEvent.rs",
     "system/AuditEvent.read",
+    "system/satusehat.read",
+    "system/satusehat.write",
 )
 
 CAPABILITIES = (

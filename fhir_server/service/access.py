@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from fhir_server.audit.events import ANONYMOUS
 from fhir_server.auth.actions import operation_actions
-from fhir_server.auth.guard import readable, require, require_interaction, require_operation
+from fhir_server.auth.guard import REALM, readable, require, require_interaction, require_operation
 from fhir_server.auth.scopes import ScopeSet
+from fhir_server.auth.tokens import www_authenticate
+from fhir_server.errors import FhirError, error
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,15 @@ class Principal:
     def require_operation(self, res_type: str | None, name: str, *, affects_state: bool) -> None:
         if self.scopes is not None:
             require_operation(self.scopes, res_type, name, affects_state=affects_state)
+
+    def require_feature(self, scope: str, what: str) -> None:
+        """403 unless the token holds the feature scope ``scope`` (auth.scopes.FEATURE_SCOPES)."""
+        if self.scopes is not None and not self.scopes.has_feature(scope):
+            raise FhirError(
+                403,
+                [error("forbidden", f"{what} needs the scope {scope}")],
+                {"WWW-Authenticate": www_authenticate(REALM, "insufficient_scope")},
+            )
 
     def require_reads(self, res_types: Iterable[str]) -> None:
         """403 unless every type may be read (a view that renders resources of those types)."""

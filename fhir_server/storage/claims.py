@@ -231,3 +231,15 @@ def release(conn: Connection, queue: str, partition: str, owner: str, now: int) 
 def partition_state(conn: Connection, queue: str, partition: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(wp).where(wp.c.queue == queue, wp.c.partition == partition)).first()
     return dict(row._mapping) if row is not None else None
+
+
+def abandoned(queue: str, now: int) -> Any:
+    """SQL: a partition of ``queue`` whose holder's lease ran out without a word (the worker was
+    killed or lost the database): claiming cleared its ``wanted_us``, so it is due only once
+    :func:`revive` says so."""
+    return sa.and_(wp.c.queue == queue, wp.c.wanted_us.is_(None), wp.c.lease_owner.is_not(None), wp.c.lease_until_us < now)
+
+
+def revive(conn: Connection, queue: str, now: int) -> int:
+    """Make the :func:`abandoned` partitions of ``queue`` due again; how many there were."""
+    return conn.execute(wp.update().where(abandoned(queue, now)).values(wanted_us=now, lease_owner=None, lease_until_us=None)).rowcount

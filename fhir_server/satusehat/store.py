@@ -1,0 +1,162 @@
+"""The sync's own rows (``storage/satusehat_tables.py``): items, the NIK -> IHS cache, facilities.
+
+Every function takes the caller's connection (a write transaction of the worker, through the
+pipeline's write path, for the writes) and commits nothing. Claiming is ``storage/claims.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from fhir_server.storage import claims
+from fhir_server.storage.satusehat_tables import satusehat_facilities as sf
+from fhir_server.storage.satusehat_tables import satusehat_ids as si
+from fhir_server.storage.satusehat_tables import satusehat_items as it
+
+#: the change-log consumer and the work queue of the sync
+CONSUMER = "satusehat"
+QUEUE = "satusehat"
+STATUSES = ("pending", "waiting", "synced", "failed", "held", "not-applicable")
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+@dataclass(frozen=True)
+class Item:
+    res_type: str
+    res_id: str
+    facility: str
+    partition: str
+    status: str
+    satusehat_id: str | None
+    version: int
+    synced_version: int | None
+    attempts: int
+    last_attempt_us: int | None
+    last_error: str | None
+    rule: str | None
+    outcome: str | None
+    waits_for: str | None
+    in_doubt: bool
+    queued_us: int
+    updated_us: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
+
+
+def _item(row: Any) -> Item:
+    return Item(**{k: row._mapping[k] for k in Item.__dataclass_fields__})
+
+
+def get(conn: Connection, res_type: str, res_id: str) -> Item | None:
+    row = conn.execute(sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)).first()
+    return _item(row) if row is not None else None
+
+
+def noted(
+    conn: Connection, res_type: str, res_id: str, version: int, facility: str, partition: str, now: int, *, status: str = "pending"
+) -> None:
+    """A new local version to send (or ``not-applicable``): the item is due again, whatever it was."""
+    values = {
+        "facility": facility,
+        "partition": partition,
+        "status": status,
+        "version": version,
+        "last_error": None,
+        "rule": None,
+        "outcome": None,
+        "waits_for": None,
+        "updated_us": now,
+    }
+    stmt = _insert(conn, it).values(res_type=res_type, res_id=res_id, attempts=0, in_doubt=False, queued_us=now, **values)
+    # an item already pending keeps its place in the queue (queued_us)
+    keep_queued = sa.case((it.c.status == "pending", it.c.queued_us), else_=now)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["res_type", "res_id"], set_={**values, "attempts": 0, "queued_us": keep_queued})
+    )
+
+
+def update(conn: Connection, item: Item, now: int, **values: Any) -> None:
+    conn.execute(it.update().where(it.c.res_type == item.res_type, it.c.res_id == item.res_id).values(updated_us=now, **values))
+
+
+def due_in(conn: Connection, partition: str) -> list[Item]:
+    """The pending items of a partition."""
+    rows = conn.execute(sa.select(it).where(it.c.partition == partition, it.c.status == "pending"))
+    return [_item(r) for r in rows]
+
+
+def waiting_for(conn: Connection, ref: str) -> list[Item]:
+    return [_item(r) for r in conn.execute(sa.select(it).where(it.c.waits_for == ref, it.c.status == "waiting"))]
+
+
+def requeue(conn: Connection, items: list[Item], now: int) -> None:
+    """Make items pending again (their parent was synced, a Patient got its NIK ...) and due."""
+    for item in items:
+        update(conn, item, now, status="pending", waits_for=None, last_error=None, queued_us=now)
+    for partition in {i.partition for i in items}:
+        claims.want(conn, QUEUE, partition, now)
+
+
+def in_partition(conn: Connection, partition: str, statuses: tuple[str, ...]) -> list[Item]:
+    rows = conn.execute(sa.select(it).where(it.c.partition == partition, it.c.status.in_(statuses)))
+    return [_item(r) for r in rows]
+
+
+def by_status(conn: Connection, status: str, limit: int = 100) -> list[Item]:
+    rows = conn.execute(sa.select(it).where(it.c.status == status).order_by(it.c.updated_us).limit(limit))
+    return [_item(r) for r in rows]
+
+
+def counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """(facility, status) -> number of items."""
+    rows = conn.execute(sa.select(it.c.facility, it.c.status, sa.func.count()).group_by(it.c.facility, it.c.status))
+    return {(f, s): int(n) for f, s, n in rows}
+
+
+def oldest_pending(conn: Connection) -> Item | None:
+    row = conn.execute(sa.select(it).where(it.c.status == "pending").order_by(it.c.queued_us).limit(1)).first()
+    return _item(row) if row is not None else None
+
+
+# -- NIK -> IHS ----------------------------------------------------------------------------
+
+
+def cached_ihs(conn: Connection, kind: str, nik: str) -> tuple[str | None, int] | None:
+    """(IHS number or None for a known miss, when asked) or None when never asked."""
+    row = conn.execute(sa.select(si.c.ihs, si.c.checked_us).where(si.c.kind == kind, si.c.nik == nik)).first()
+    return (row[0], int(row[1])) if row is not None else None
+
+
+def remember_ihs(conn: Connection, kind: str, nik: str, ihs: str | None, now: int) -> None:
+    stmt = _insert(conn, si).values(kind=kind, nik=nik, ihs=ihs, checked_us=now)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["kind", "nik"], set_={"ihs": ihs, "checked_us": now}))
+
+
+def forget_misses(conn: Connection) -> None:
+    """Forget every "SATUSEHAT does not know this NIK" (a retry by hand asks again)."""
+    conn.execute(si.delete().where(si.c.ihs.is_(None)))
+
+
+# -- facilities ----------------------------------------------------------------------------
+
+
+def facilities(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(sa.select(sf).order_by(sf.c.name))]
+
+
+def add_facility(conn: Connection, **values: Any) -> None:
+    conn.execute(sf.insert().values(**values))
+
+
+def remove_facility(conn: Connection, name: str) -> bool:
+    return conn.execute(sf.delete().where(sf.c.name == name)).rowcount == 1
