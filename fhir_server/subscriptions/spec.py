@@ -91,7 +91,8 @@ class Spec:
     topic: str | None = None
     heartbeat_s: int | None = None
     timeout_s: int | None = None
-    max_count: int = 1
+    #: events per notification (``backport-max-count``); None: the server's default
+    max_count: int | None = None
     #: channel.header names (their values are secrets, kept apart)
     header_names: list[str] = field(default_factory=list)
     end_us: int | None = None
@@ -190,8 +191,8 @@ def parse(resource: dict[str, Any]) -> Spec:
         raise _bad(f"channel.header may not set {', '.join(sorted(_RESERVED_HEADERS))}", "Subscription.channel.header")
     heartbeat = _one_value(channel, HEARTBEAT_PERIOD, "valueUnsignedInt")
     timeout = _one_value(channel, TIMEOUT, "valueUnsignedInt")
-    max_count = _one_value(channel, MAX_COUNT, "valuePositiveInt") or 1
-    if not isinstance(max_count, int) or not 1 <= max_count <= _MAX_MAX_COUNT:
+    max_count = _one_value(channel, MAX_COUNT, "valuePositiveInt")
+    if max_count is not None and (not isinstance(max_count, int) or not 1 <= max_count <= _MAX_MAX_COUNT):
         raise _unprocessable(f"backport-max-count must be 1..{_MAX_MAX_COUNT}", "Subscription.channel")
     end = resource.get("end")
     end_us = _instant(end)
