@@ -59,6 +59,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
         "rest": [
             {
+                "extension": subscription_capability.rest_extensions(base),
                 "mode": "server",
                 **({"security": capability_security(f"{base}/auth/token")} if token_auth else {}),
                 "resource": resources,

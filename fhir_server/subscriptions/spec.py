@@ -43,8 +43,8 @@ SECRET = "https://fhir-server.id/StructureDefinition/subscription-secret"
 TOPIC_BASE = "https://fhir-server.id/SubscriptionTopic/"
 REDACTED = "[redacted]"
 
-#: the websocket channel (Backport $get-ws-binding-token) is not built yet (docs/subscriptions.md)
-CHANNELS = ("rest-hook",)
+#: rest-hook (R4 and topic-based); websocket (topic-based: $get-ws-binding-token, bind-with-token)
+CHANNELS = ("rest-hook", "websocket")
 CONTENTS = ("empty", "id-only", "full-resource")
 FHIR_JSON = "application/fhir+json"
 INTERACTIONS = ("create", "update", "delete")
@@ -220,6 +220,11 @@ def parse(resource: dict[str, Any]) -> Spec:
             raise _bad("A topic-based subscription needs channel.payload (the MIME type)", "Subscription.channel.payload")
         kind, content, topic_canonical = "topic", content_code, criteria
     else:
+        if channel_type == "websocket":
+            raise _unprocessable(
+                "The websocket channel carries topic-based notifications (Backport IG): put a topic in Subscription.criteria",
+                "Subscription.channel.type",
+            )
         if criteria.startswith(("http://", "https://")):
             raise _unprocessable(f"Topic {criteria!r} is not supported by this server", "Subscription.criteria")
         if filters:

@@ -37,7 +37,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -57,6 +57,7 @@ from fhir_server.subscriptions.delivery import Sent, new_client, send
 from fhir_server.subscriptions.endpoints import Network
 from fhir_server.subscriptions.matcher import Matcher, Plan
 from fhir_server.subscriptions.store import Event, State
+from fhir_server.subscriptions.websocket import Binding, Hub
 from fhir_server.timeutil import now_us, to_instant
 
 log = logging.getLogger("fhir_server.subscriptions")
@@ -65,9 +66,6 @@ _US = 1_000_000
 
 #: events per notification when the subscription does not say (``backport-max-count``)
 DEFAULT_MAX_COUNT = 100
-
-#: sends a text frame to the sockets bound to a subscription in this process; False if none took it
-SocketSender = Callable[[str, str], Awaitable[bool]]
 
 
 class SubscriptionWorker:
@@ -102,9 +100,8 @@ class SubscriptionWorker:
         self.matcher = Matcher(
             db, pipeline.writes, pipeline.services.search, self.owner, base=self.base, token_mode=token_mode, lease_us=self.lease_us
         )
-        #: set by the websocket side: the subscriptions this process holds sockets for
-        self.sockets: SocketSender | None = None
-        self.bound: Callable[[], list[str]] = list
+        #: the websocket bindings this process holds (None: it serves no websocket)
+        self.hub: Hub | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -176,6 +173,10 @@ class SubscriptionWorker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def bound(self) -> list[str]:
+        """The websocket subscriptions this process may serve (it holds their sockets)."""
+        return self.hub.bound() if self.hub is not None else []
+
     # -- claiming ------------------------------------------------------------------------
     def _due(self, queue: str, only: list[str] | None) -> bool:
         now = now_us()
@@ -196,7 +197,7 @@ class SubscriptionWorker:
                 continue
             if not self._due(queue, only):  # read-only: no write lock unless there is work
                 continue
-            got = await self._write(self._claimer(queue, only, free))
+            got = await self.write(self._claimer(queue, only, free))
             self._start(got)
             started += len(got)
         return started
@@ -210,7 +211,7 @@ class SubscriptionWorker:
     def _claimer(self, queue: str, only: list[str] | None, limit: int) -> Callable[[Connection], list[claims.Claim]]:
         return lambda conn: claims.claim(conn, queue, self.owner, self.lease_us, now_us(), limit, only=only)
 
-    async def _write(self, work: Callable[[Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T]) -> T:
         """A write of the worker: through the pipeline's write path, as the server, in the next
         group transaction (the works are repeatable: only database writes on ``conn``)."""
         i = Interaction("update", self.base, OPEN, "Subscription")
@@ -224,12 +225,12 @@ class SubscriptionWorker:
                 current = await self._serve_claim(current)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._write(lambda conn: claims.release(conn, claim.queue, claim.partition, self.owner, now_us())))
+                await asyncio.shield(self.write(lambda conn: claims.release(conn, claim.queue, claim.partition, self.owner, now_us())))
             raise
         except Exception:
             log.exception("subscription %s: serving failed", claim.partition)
             now = now_us()
-            await self._write(
+            await self.write(
                 lambda conn: claims.failed(
                     conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + 5 * _US, error="internal error (logged)"
                 )
@@ -245,30 +246,38 @@ class SubscriptionWorker:
             events = store.events(conn, sub_id, st.delivered + 1, limit=self._batch_limit(conn, claim, st)) if st is not None else []
         now = now_us()
         if st is None:
-            await self._write(lambda conn: claims.drop(conn, claim.queue, sub_id))
+            await self.write(lambda conn: claims.drop(conn, claim.queue, sub_id))
             return None
         if st.status in ("off", "error"):
-            await self._write(lambda conn: claims.set_paused(conn, claim.queue, sub_id, True))
+            await self.write(lambda conn: claims.set_paused(conn, claim.queue, sub_id, True))
             return None
         spec = st.spec
         if spec.end_us is not None and now >= spec.end_us:
-            await self._write(lambda conn: self._status_in(conn, st, "off", None, claim))
+            await self.write(lambda conn: self._status_in(conn, st, "off", None, claim))
             return None
         if principal is None or not principal.readable(spec.res_type):
             text = f"The subscribing client was revoked or may no longer read {spec.res_type}"
-            await self._write(lambda conn: self._status_in(conn, st, "error", text, claim))
+            await self.write(lambda conn: self._status_in(conn, st, "error", text, claim))
             return None
-        if st.status == "requested":
+        binding = None
+        if spec.channel == "websocket":
+            binding = self.hub.binding(sub_id, st.ws_binding) if self.hub is not None else None
+            if binding is None:  # no socket of its latest binding here (any more): whoever holds it serves it
+                await self.write(lambda conn: claims.release(conn, claim.queue, sub_id, self.owner, now_us()))
+                return None
+            if not binding.handshaken:  # a new binding: its handshake first, then what it has not had
+                return await self._notify(claim, st, "handshake", [], binding)
+        elif st.status == "requested":
             if spec.kind == "criteria":  # R4 has no handshake: active at once
-                await self._write(lambda conn: self._status_in(conn, st, "active", None, claim, next_us=now))
+                await self.write(lambda conn: self._status_in(conn, st, "active", None, claim, next_us=now))
                 return None
             return await self._notify(claim, st, "handshake", [])
         if events:
-            return await self._notify(claim, st, "event-notification", events)
+            return await self._notify(claim, st, "event-notification", events, binding)
         heartbeat_at = self._heartbeat_at(st)
         if heartbeat_at is not None and heartbeat_at <= now:
-            return await self._notify(claim, st, "heartbeat", [])
-        await self._write(lambda conn: claims.done(conn, claim.queue, sub_id, self.owner, now_us(), next_us=self._next_at(st)))
+            return await self._notify(claim, st, "heartbeat", [], binding)
+        await self.write(lambda conn: claims.done(conn, claim.queue, sub_id, self.owner, now_us(), next_us=self._next_at(st)))
         return None
 
     def _batch_limit(self, conn: Connection, claim: claims.Claim, st: State) -> int:
@@ -299,8 +308,9 @@ class SubscriptionWorker:
         limit = self.lease_us / _US / 3  # an attempt ends well inside the lease
         return min(float(st.spec.timeout_s or 10), limit)
 
-    async def _notify(self, claim: claims.Claim, st: State, kind: str, events: list[Event]) -> claims.Claim | None:
-        spec = st.spec
+    async def _notify(
+        self, claim: claims.Claim, st: State, kind: str, events: list[Event], binding: Binding | None = None
+    ) -> claims.Claim | None:
         first = events[0].number if events else None
         last = events[-1].number if events else None
         # handshakes and heartbeats: one id per version of the state, stable across retries
@@ -312,8 +322,10 @@ class SubscriptionWorker:
         headers.update(notify.webhook_headers(msg_id, timestamp, body or b"", st.secrets.secret))
         if content_type:
             headers["Content-Type"] = content_type
-        if spec.channel == "websocket":
-            sent = await self._to_socket(st.sub_id, body or b"")
+        if binding is not None:
+            sent = await self._to_socket(binding, body or b"")
+            if sent.ok and kind == "handshake":
+                binding.handshaken = True
         else:
             assert url is not None
             sent = await send(self._http(), url, self.allowed, method=method, headers=headers, body=body, timeout=self._timeout(st))
@@ -333,10 +345,15 @@ class SubscriptionWorker:
             "error": sent.error,
         }
         if sent.ok:
-            kept = await self._write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
+            kept = await self.write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
             return claims.Claim(claim.queue, claim.partition, 0) if kept else None
         log.info("subscription %s: %s attempt %d failed: %s", st.sub_id, kind, attempt, sent.error)
-        await self._write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
+        if binding is not None:
+            # the socket is gone: not the subscription's failure; its next binding (here or
+            # elsewhere) gets what this one did not
+            await self.write(lambda conn: self._socket_lost_in(conn, claim, entry, finished))
+        else:
+            await self.write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
         return None
 
     def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
@@ -356,7 +373,7 @@ class SubscriptionWorker:
             if spec.payload is None or body is None:
                 return "POST", spec.endpoint, None, None
             return "PUT", f"{(spec.endpoint or '').rstrip('/')}/{e.res_type}/{e.res_id}", body, spec.payload
-        status = "active" if kind != "handshake" else "requested"
+        status = st.status  # a rest-hook handshake: requested (active once it succeeded)
         total = st.events
         body = notify.notification_bundle(spec.base or self.base, st.sub_id, spec, status, kind, total, events, bodies)
         return "POST", spec.endpoint, body, spec.payload or notify_content_type()
@@ -366,9 +383,9 @@ class SubscriptionWorker:
             self._client = new_client()
         return self._client
 
-    async def _to_socket(self, sub_id: str, body: bytes) -> Sent:
-        if self.sockets is None or not await self.sockets(sub_id, body.decode()):
-            return Sent(None, "no websocket bound to this subscription in this process")
+    async def _to_socket(self, binding: Binding, body: bytes) -> Sent:
+        if self.hub is None or not await self.hub.send(binding, body.decode()):
+            return Sent(None, "the websocket closed")
         return Sent(200)
 
     # -- recording (inside the worker's write transactions) -------------------------------
@@ -378,14 +395,19 @@ class SubscriptionWorker:
         """Record a success; True when the lease was kept because more events wait."""
         store.log_attempt(conn, **entry)
         store.mark_sent(conn, st.sub_id, events[-1].number if events else None, now)
-        if kind == "handshake":
+        if kind == "handshake" and st.status == "requested":
             self._status_in(conn, st, "active", None, claim, next_us=now)
             return False
-        if events and events[-1].number < _events_total(conn, st.sub_id):
+        delivered = events[-1].number if events else st.delivered
+        if delivered < _events_total(conn, st.sub_id):
             # False: the lease ran out meanwhile, whoever holds it now goes on
             return claims.renew(conn, claim.queue, st.sub_id, self.owner, self.lease_us, now)
         claims.done(conn, claim.queue, st.sub_id, self.owner, now, next_us=self._next_at(st, now))
         return False
+
+    def _socket_lost_in(self, conn: Connection, claim: claims.Claim, entry: dict[str, Any], now: int) -> None:
+        store.log_attempt(conn, **entry)
+        claims.release(conn, claim.queue, claim.partition, self.owner, now)
 
     def _failed_in(self, conn: Connection, claim: claims.Claim, st: State, entry: dict[str, Any], sent: Sent, now: int) -> None:
         store.log_attempt(conn, **entry)

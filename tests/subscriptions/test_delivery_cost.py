@@ -74,9 +74,7 @@ def test_a_delivered_event_costs_two_write_transactions_and_a_burst_the_same(qui
     state = build_state(settings(url))
     try:
         family = f"Cost{id(receiver)}"
-        client.post(
-            "/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create", filters=[f"family:exact={family}"]), headers=JSON
-        )
+        client.post("/fhir/Subscription", json=_on_family(receiver.url, family), headers=JSON)
         max_two = topic_subscription(
             capped.url, "Patient", "create", filters=[f"family:exact={family}Capped"], extension=[{"url": MAX_COUNT, "valuePositiveInt": 2}]
         )
@@ -118,6 +116,10 @@ def test_a_delivered_event_costs_two_write_transactions_and_a_burst_the_same(qui
         state.db.dispose()
 
 
+def _on_family(url: str, family: str) -> dict[str, Any]:
+    return topic_subscription(url, "Patient", "create", filters=[f"family:exact={family}"])
+
+
 def _create_patient(state: ServerState, family: str) -> Any:
     return state.pipeline.handle(Interaction("create", BASE, OPEN, "Patient", body=patient(family)))
 
@@ -128,9 +130,7 @@ def test_a_commit_in_the_process_wakes_the_worker_without_polling(quiet_url):
     state = build_state(settings(url, subscription_poll_interval=3600.0))
     try:
         family = f"Wake{id(receiver)}"
-        sub = client.post(
-            "/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create", filters=[f"family:exact={family}"]), headers=JSON
-        )
+        sub = client.post("/fhir/Subscription", json=_on_family(receiver.url, family), headers=JSON)
         assert sub.status_code == 201
 
         async def run() -> None:
@@ -160,9 +160,7 @@ def test_a_commit_in_another_process_wakes_the_worker_on_postgresql(quiet_url):
     other = build_state(settings(url))  # another "process": its own engine, connections and write path
     try:
         family = f"Notify{id(receiver)}"
-        client.post(
-            "/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create", filters=[f"family:exact={family}"]), headers=JSON
-        )
+        client.post("/fhir/Subscription", json=_on_family(receiver.url, family), headers=JSON)
 
         async def run() -> None:
             worker = new_worker(state, owner="listening")
