@@ -105,6 +105,15 @@ def last_seq(conn: Connection) -> int:
     return conn.execute(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))).scalar_one()
 
 
-def purge(conn: Connection, before_us: int) -> int:
-    """Delete changes recorded before ``before_us`` (retention); the number deleted."""
-    return conn.execute(sa.delete(change_log).where(change_log.c.recorded_us < before_us)).rowcount
+def purge(conn: Connection, before_us: int, *, up_to_seq: int | None = None) -> int:
+    """Delete changes recorded before ``before_us`` (retention); the number deleted.
+    ``up_to_seq``: none after it either (what the slowest consumer has not read yet stays)."""
+    stmt = sa.delete(change_log).where(change_log.c.recorded_us < before_us)
+    if up_to_seq is not None:
+        stmt = stmt.where(change_log.c.seq <= up_to_seq)
+    return conn.execute(stmt).rowcount
+
+
+def count_before(conn: Connection, before_us: int) -> int:
+    """How many changes recorded before ``before_us`` are left (a purge kept them for a consumer)."""
+    return conn.execute(sa.select(sa.func.count()).select_from(change_log).where(change_log.c.recorded_us < before_us)).scalar_one()

@@ -105,6 +105,12 @@ def cursor_state(conn: Connection, consumer: str) -> tuple[int, str | None, int 
     return (int(row[0]), row[1], row[2]) if row is not None else None
 
 
+def slowest_cursor(conn: Connection) -> tuple[str, int] | None:
+    """(consumer, position) of the consumer furthest behind in the change log; None without any."""
+    row = conn.execute(sa.select(cc.c.consumer, cc.c.position).order_by(cc.c.position, cc.c.consumer).limit(1)).first()
+    return (row[0], int(row[1])) if row is not None else None
+
+
 def set_cursor(conn: Connection, consumer: str, position: int, now: int) -> None:
     """Operators only (replay): put the cursor at ``position`` whoever holds it."""
     conn.execute(

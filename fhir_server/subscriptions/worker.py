@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -66,6 +67,10 @@ _US = 1_000_000
 
 #: events per notification when the subscription does not say (``backport-max-count``)
 DEFAULT_MAX_COUNT = 100
+#: the longest ``Retry-After`` honoured (seconds): a receiver cannot park a subscription for months
+RETRY_AFTER_MAX = 86_400.0
+#: how often the worker looks for subscriptions whose ``Subscription.end`` has passed (µs)
+_END_SWEEP_US = 1_000_000
 
 
 class SubscriptionWorker:
@@ -108,6 +113,7 @@ class SubscriptionWorker:
         self._listener: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._wake = asyncio.Event()
+        self._swept_us = 0
 
     # -- the loop ------------------------------------------------------------------------
     def start(self) -> SubscriptionWorker:
@@ -166,7 +172,26 @@ class SubscriptionWorker:
         matched, got = await self.matcher.run_once(plan)
         self._start(got)
         started = await self._claim_and_serve()
-        return bool(matched or got or started)
+        ended = await self._end_subscriptions()
+        return bool(matched or got or started or ended)
+
+    async def _end_subscriptions(self) -> int:
+        """Turn off the subscriptions whose ``Subscription.end`` has passed (at most a second
+        late, whether or not they have anything to deliver or a socket bound here)."""
+        now = now_us()
+        if now - self._swept_us < _END_SWEEP_US:
+            return 0
+        self._swept_us = now
+        with self.db.read() as conn:
+            ending = store.ending(conn, now)
+        for sub_id in ending:
+            await self.write(functools.partial(self._end_in, sub_id=sub_id, now=now))
+        return len(ending)
+
+    def _end_in(self, conn: Connection, *, sub_id: str, now: int) -> None:
+        st = store.get(conn, sub_id)
+        if st is not None and st.status != "off" and st.spec.end_us is not None and st.spec.end_us <= now:
+            self._status_in(conn, st, "off", None, None)
 
     async def wait_idle(self) -> None:
         """Wait for the deliveries started so far (tests, shutdown)."""
@@ -413,8 +438,14 @@ class SubscriptionWorker:
         store.log_attempt(conn, **entry)
         delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30))
         delay *= 0.5 + random.random() / 2  # jitter: receivers coming back are not hit by every retry at once
+        if sent.retry_after is not None:  # the receiver said when: not before (a day at most)
+            delay = max(delay, min(sent.retry_after, RETRY_AFTER_MAX))
         failures = claims.failed(conn, claim.queue, st.sub_id, self.owner, now, retry_at_us=now + int(delay * _US), error=sent.error or "")
-        if failures is not None and failures >= self.max_failures:
+        if failures is None:
+            return  # the lease ran out meanwhile: its new holder decides
+        if sent.status == 410:  # Gone: the endpoint says it will never take notifications again
+            self._status_in(conn, st, "error", f"The endpoint answered 410 Gone at {to_instant(now)}", None)
+        elif failures >= self.max_failures:
             text = f"Delivery failed {failures} times in a row; last: {sent.error} at {to_instant(now)}"
             self._status_in(conn, st, "error", text, None)
 
