@@ -7,10 +7,12 @@ matcher), and then, in **one** write transaction, takes or renews the lease, mov
 (compare-and-set), numbers the events of each subscription gap-free, marks their partitions due
 and claims those this worker may serve at once (``Plan``): no transaction of its own for the
 lease or the claim. A crash anywhere before the commit leaves the cursor where it was, so the
-batch is matched again; after it, the events are in the database. Changes are matched against
-the resource as stored when the matcher runs (normally within milliseconds of the commit: the
-worker is woken by the commit): a resource changed again meanwhile is judged by its newer state
-(docs/subscriptions.md).
+batch is matched again; after it, the events are in the database.
+
+Each change is judged by the version it produced (``exact.py``): a search sees the resources as
+they are now, which is that version unless the resource changed again since; those few are
+judged again, in a rolled-back transaction where that version is made current, by the same
+searches (docs/subscriptions.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from fhir_server.service.search import SearchService
 from fhir_server.storage import changelog, claims
 from fhir_server.storage.db import Database
 from fhir_server.storage.group_commit import Writes
-from fhir_server.subscriptions import store
+from fhir_server.subscriptions import exact, store
 from fhir_server.subscriptions.access import subscriber
 from fhir_server.timeutil import now_us
 
@@ -131,6 +133,8 @@ class Matcher:
             if c.res_type == "Subscription":
                 batch.starts.setdefault(c.res_id, c.seq)
         states, principals = batch.states, batch.principals
+        #: subscriptions with a search: (state, principal, candidates, ids the search selected)
+        searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]] = []
         for st in states:
             start = st.start_seq if st.start_seq is not None else batch.starts.get(st.sub_id)
             if start is None:
@@ -154,25 +158,52 @@ class Matcher:
                 continue
             if spec.params:
                 # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
-                ids = sorted({c.res_id for c in candidates if c.action != "delete"})
-                found: set[str] = set()
-                for i in range(0, len(ids), 200):
-                    chunk = ids[i : i + 200]
-                    params = [*spec.params, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
-                    try:
-                        result = self.search.run(self.base, spec.res_type, params, strict=False, principal=principal)
-                    except FhirError as exc:  # e.g. the client may no longer search a chained type: nothing matches
-                        log.warning(
-                            "subscription %s: criteria search failed: %s", st.sub_id, exc.issues[0].diagnostics if exc.issues else exc
-                        )
-                        break
-                    found.update(res_id for _, res_id, _ in result.matches)
-                candidates = [c for c in candidates if c.action != "delete" and c.res_id in found]
+                candidates = [c for c in candidates if c.action != "delete"]
+                searched.append((st, principal, candidates, self._search(st, principal, sorted({c.res_id for c in candidates}))))
                 await asyncio.sleep(0)  # let requests in between subscriptions' searches
-            if candidates:
-                batch.matched[st.sub_id] = candidates
-                if st.status in ("requested", "active"):
-                    batch.due[st.sub_id] = store.queue_of(spec)
+                continue
+            self._matched(batch, st, candidates)
+        if searched:
+            await self._judge(batch, searched)
+
+    def _search(self, st: store.State, principal: Principal, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` the subscription's search selects, as the resources are now."""
+        spec = st.spec
+        found: set[str] = set()
+        for i in range(0, len(ids), 200):
+            chunk = ids[i : i + 200]
+            params = [*spec.params, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
+            try:
+                result = self.search.run(self.base, spec.res_type, params, strict=False, principal=principal)
+            except FhirError as exc:  # e.g. the client may no longer search a chained type: nothing matches
+                log.warning("subscription %s: criteria search failed: %s", st.sub_id, exc.issues[0].diagnostics if exc.issues else exc)
+                break
+            found.update(res_id for _, res_id, _ in result.matches)
+        return found
+
+    async def _judge(self, batch: Batch, searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]]) -> None:
+        """Each change by its own version (``exact.py``): the searches' verdicts stand for the
+        versions still current after them; the others are probed."""
+        with self.db.read() as conn:
+            current = exact.current_versions(conn, {(c.res_type, c.res_id) for _, _, cands, _ in searched for c in cands})
+
+        def stale(c: changelog.Change) -> bool:
+            return current.get((c.res_type, c.res_id)) != (c.version, False)
+
+        askers = [
+            exact.Asker(st.sub_id, st.spec.res_type, st.spec.params, principal, frozenset(_version(c) for c in cands if stale(c)))
+            for st, principal, cands, _ in searched
+        ]
+        askers = [a for a in askers if a.versions]
+        probed = await exact.probe(self.writes, self.search, self.base, askers) if askers else set()
+        for st, _, cands, found in searched:
+            self._matched(batch, st, [c for c in cands if ((st.sub_id, _version(c)) in probed if stale(c) else c.res_id in found)])
+
+    def _matched(self, batch: Batch, st: store.State, changes: list[changelog.Change]) -> None:
+        if changes:
+            batch.matched[st.sub_id] = changes
+            if st.status in ("requested", "active"):
+                batch.due[st.sub_id] = store.queue_of(st.spec)
 
     def _commit(self, conn: Connection, batch: Batch, plan: Plan | None) -> list[claims.Claim] | None:
         """The batch's one write transaction (see the module docstring); None when the cursor is
@@ -193,3 +224,7 @@ class Matcher:
                 if claim is not None:
                     got.append(claim)
         return got
+
+
+def _version(c: changelog.Change) -> exact.Version:
+    return (c.res_type, c.res_id, c.version)
