@@ -58,6 +58,8 @@ PATH = "/websocket"
 SEND_TIMEOUT = 10.0
 #: websocket close code 1008: policy violation (bad token, nothing left to deliver)
 POLICY_VIOLATION = 1008
+#: a connection that binds nothing in this long is closed (an open door costs a socket)
+BIND_TIMEOUT = 60.0
 
 router = APIRouter()
 
@@ -94,6 +96,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._by_sub: dict[str, list[Binding]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def add(self, binding: Binding) -> None:
         self._by_sub.setdefault(binding.sub_id, []).append(binding)
@@ -139,7 +142,9 @@ class Hub:
             self._by_sub.pop(binding.sub_id, None)
         if not any(b.socket is binding.socket for bs in self._by_sub.values() for b in bs):
             # nothing left to deliver on it (superseded or expired): tell the client and close
-            asyncio.get_running_loop().create_task(_close(binding.socket, "no binding left (superseded or token expired)"))
+            task = asyncio.get_running_loop().create_task(_close(binding.socket, "no binding left (superseded or token expired)"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def remove_socket(self, socket: WebSocket) -> None:
         for sub_id in list(self._by_sub):
@@ -169,14 +174,23 @@ async def subscription_socket(socket: WebSocket) -> None:
         await socket.close(1013, "no delivery worker in this process")
         return
     address = socket.client.host if socket.client is not None else None
+    bound = False
     try:
         while True:
-            text = (await socket.receive_text()).strip()
+            try:
+                message = await asyncio.wait_for(socket.receive(), None if bound else BIND_TIMEOUT)
+            except TimeoutError:
+                await socket.close(POLICY_VIOLATION, "nothing bound")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = (message.get("text") or "").strip()
             verb, _, rest = text.partition(" ")
             if verb == "bind-with-token":
                 if not await _bind(worker, socket, rest.strip(), address):
                     await socket.close(POLICY_VIOLATION, "binding refused")
                     return
+                bound = True
             elif verb == "ack":
                 await _ack(worker, socket, rest.split())
             else:
