@@ -11,11 +11,13 @@ difference.
 
 Variants (``--compare``):
 - ``audit``: this checkout with the audit trail on and off (what auditing costs);
+- ``subscriptions``: this checkout with the subscription worker off and on (what its waiting
+  costs a server: the whole process is counted, background tasks included);
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
   older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
 
-Interactions (``--interaction``): ``read`` (GET by id), ``create`` (POST, the body
-comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
+Interactions (``--interaction``): ``read`` (GET by id), ``search`` (a Patient by NIK,
+``identifier=``), ``create`` (POST, the body comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
 100 PUTs, as bench.synthea sends them; counted per resource).
 
 The flush interval is set long (``FHIR_AUDIT_FLUSH_INTERVAL=1000``) so audit events
@@ -45,6 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from bench import data
 
@@ -58,6 +61,8 @@ class Variant:
     #: the checkout whose fhir_server package the server runs (its working directory)
     source: Path
     audit: bool
+    #: settings of this variant (FHIR_* variables)
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _wait_ready(port: int, timeout: float) -> None:
@@ -82,6 +87,7 @@ def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]
         FHIR_EXPORT_WORKER="false",
         FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}",
     )
+    env.update(variant.env)
     # `python -m` from the variant's checkout: its own fhir_server package comes first on sys.path
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "1"]
     return subprocess.Popen(
@@ -110,13 +116,17 @@ def _drive(port: int, pid: int, interaction: str, count: int) -> None:
         return
     ids = [json.loads(_send(conn, "POST", "/fhir/Patient", data.patient(n)))["id"] for n in range(_PATIENTS)]
 
+    niks = [quote(f"{data.NIK_SYSTEM}|{data.nik_of(data.patient(n))}") for n in range(_PATIENTS)]
+
     def one(i: int) -> None:
         if interaction == "read":
             _send(conn, "GET", f"/fhir/Patient/{ids[i % _PATIENTS]}")
+        elif interaction == "search":
+            _send(conn, "GET", f"/fhir/Patient?identifier={niks[i % _PATIENTS]}&_count=20")
         else:
             _send(conn, "POST", "/fhir/Patient", data.patient(_PATIENTS + i))
 
-    for i in range(300 if interaction == "read" else 100):  # warm-up: caches, lazily imported code
+    for i in range(100 if interaction == "create" else 300):  # warm-up: caches, lazily imported code
         one(i)
     time.sleep(1)
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
@@ -181,6 +191,9 @@ def _instructions(folder: Path, pid: int) -> int:
 def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
     if args.compare == "audit":
         return Variant("audit off", _HERE, False), Variant("audit on", _HERE, True)
+    if args.compare == "subscriptions":  # what the subscription worker costs a server with none
+        off = (("FHIR_SUBSCRIPTION_WORKER", "false"),)
+        return Variant("subscription worker off", _HERE, True, off), Variant("subscription worker on", _HERE, True)
     if args.baseline is None:
         raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
     return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
@@ -220,9 +233,9 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["audit", "baseline"], default="audit")
+    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
-    parser.add_argument("--interaction", choices=["read", "create", "synthea"], default="read")
+    parser.add_argument("--interaction", choices=["read", "search", "create", "synthea"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
     parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
     parser.add_argument("--start-timeout", type=float, default=900)

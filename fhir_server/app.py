@@ -23,11 +23,13 @@ from fhir_server.api.auth_routes import router as auth_router
 from fhir_server.api.guard import RequestGuard
 from fhir_server.api.hot_path import HotPath
 from fhir_server.api.operations import router as operations_router
+from fhir_server.api.request_forms import canonical_request
 from fhir_server.api.routes import router
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.bulk.routes import router as bulk_router
 from fhir_server.bulk.worker import start_worker
 from fhir_server.config import Settings
+from fhir_server.console import install as install_console
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.seed import seed_conformance
 from fhir_server.state import build_state
@@ -47,6 +49,8 @@ class FhirApp(FastAPI):
     middleware (error, telemetry and body-limit layers: ~1-2 µs each of a ~60 µs
     request); ``HotPath`` hands read and search errors to the routes and answers create
     errors with the app's exception handlers, so every error is still answered by them.
+    Before all of them, ``api.request_forms.canonical_request``: a trailing or doubled slash
+    under ``/fhir`` is the path without it, and HEAD is GET without a body.
     """
 
     def __init__(self, outer_layers: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
@@ -58,6 +62,8 @@ class FhirApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
+        if scope["type"] == "http":
+            scope, send = canonical_request(scope, send)
         await self.outer(scope, receive, send)
 
 
@@ -135,6 +141,9 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         version=__version__,
         description="FHIR R4 (4.0.1) server for Indonesian health interoperability. FHIR base: /fhir",
         lifespan=lifespan,
+        # /docs is served by the console package from vendored assets (works offline); no ReDoc
+        docs_url=None,
+        redoc_url=None,
         **_telemetry_option(settings),
     )
     app.state.fhir = state
@@ -143,6 +152,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
     app.include_router(subscription_socket_router)
+    install_console(app, enabled=settings.console)  # the landing page, offline /docs, the web console
     _install_error_handlers(app)
     return app
 

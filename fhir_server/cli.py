@@ -8,7 +8,9 @@ from typing import Any
 import typer
 
 from fhir_server.auth.cli import clients_app
-from fhir_server.config import Settings
+from fhir_server.auth.users_cli import users_app
+from fhir_server.config import Settings, StartupError
+from fhir_server.mpi_cli import mpi_app
 from fhir_server.subscriptions.cli import subscriptions_app
 from fhir_server.terminology_cli import terminology_app
 
@@ -16,12 +18,79 @@ app = typer.Typer(help="FHIR R4 interoperability server for Indonesian healthcar
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(clients_app, name="clients")
 app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(mpi_app, name="mpi")
+app.add_typer(users_app, name="users")  # the web console's users (docs/console.md)
 
 DatabaseOption = typer.Option(None, "--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL); default: ./fhir.sqlite3")
+CreateDatabaseOption = typer.Option(
+    False, "--create-database", help="create a missing PostgreSQL database or SQLite folder (env FHIR_CREATE_DATABASE)"
+)
+
+
+def main() -> None:
+    """The ``fhir-server`` command. A start-up problem (a setting, the database, the port) is one
+    line on stderr saying what to do, and exit status 1: never a traceback."""
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        app()
+    except StartupError as exc:
+        _fail(str(exc))
+    except sa_exc.DBAPIError as exc:  # a database problem outside the start-up checks
+        first = " ".join(str(exc.orig or exc).split("\n(Background on this error", 1)[0].split())
+        _fail(f"database error: {first}")
+
+
+def _fail(line: str) -> None:
+    typer.echo(f"fhir-server: {line}", err=True)
+    raise SystemExit(1)
 
 
 def _settings(database_url: str | None, **overrides: Any) -> Settings:
     return Settings.from_env(database_url=database_url, **overrides)
+
+
+def _database_url(settings: Settings) -> str:
+    """The database URL after the start-up checks (``storage.provision``): StartupError with one
+    clear line when it cannot be used; a missing database is created with ``create_database``."""
+    from fhir_server.storage.provision import prepare_database
+
+    url = settings.effective_database_url
+    prepare_database(url, create=settings.create_database)
+    return url
+
+
+def _check_port(host: str, port: int) -> None:
+    """StartupError unless ``host:port`` can be listened on: said before migrating, in one line
+    (uvicorn would say it after, among its log lines)."""
+    import errno
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror:
+        raise StartupError(
+            f"cannot listen on {host}: the name does not resolve; use an address of this machine (127.0.0.1, 0.0.0.0)"
+        ) from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: old TIME_WAIT connections do not count
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"{where} is taken (address already in use): stop the process listening there or choose another --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise StartupError(
+                    f"not allowed to listen on {where} (ports below 1024 need privileges): choose --port 8080 or another above 1023"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(
+                    f"cannot listen on {where}: {host} is not an address of this machine; use 127.0.0.1 or 0.0.0.0"
+                ) from None
+            raise StartupError(f"cannot listen on {where}: {exc.strerror}") from None
 
 
 @app.command()
@@ -33,11 +102,12 @@ def serve(
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Run database migrations before serving"),
     auth: str | None = typer.Option(None, "--auth", help="none or token (env FHIR_AUTH; default none, loopback only)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
+    create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     import uvicorn
 
-    settings = _settings(database_url, auth=auth)
+    settings = _settings(database_url, auth=auth, create_database=create_database or None)
     from fhir_server.auth.modes import check_auth_mode, is_loopback
 
     # FHIR_AUTH=none set on purpose is an explicit choice of open access; only the
@@ -51,6 +121,8 @@ def serve(
     if settings.auth == "none" and not is_loopback(host):
         typer.echo(f"warning: serving {host} WITHOUT authentication (FHIR_AUTH=none)", err=True)
     os.environ["FHIR_AUTH"] = settings.auth
+    _check_port(host, port)
+    _database_url(settings)
     if migrate:
         # once, here, before any worker starts: workers migrating at once would race
         _migrate_and_seed(settings)
@@ -74,12 +146,14 @@ def serve(
 def migrate(
     database_url: str | None = DatabaseOption,
     downgrade_to: str | None = typer.Option(None, "--downgrade", help="Downgrade to this revision (base = empty)"),
+    create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Bring the database schema up to date (or down to a revision)."""
     from fhir_server.storage import migrate as migrations
     from fhir_server.storage.db import create_engine
 
-    settings = _settings(database_url)
+    settings = _settings(database_url, create_database=create_database or None)
+    _database_url(settings)
     if downgrade_to:
         engine = create_engine(settings.effective_database_url)
         migrations.downgrade(engine, downgrade_to)
@@ -120,8 +194,7 @@ def reindex(
     if res_type is not None and not is_resource_type(res_type):
         typer.echo(f"'{res_type}' is not an R4 resource type", err=True)
         raise typer.Exit(2)
-    settings = _settings(database_url)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(_database_url(_settings(database_url)))
     try:
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task(f"reindex {res_type or 'all types'}", total=None)
@@ -137,6 +210,7 @@ def import_command(
     paths: list[str] = typer.Argument(..., help="NDJSON files, Bundles (JSON), directories, .gz files"),
     database_url: str | None = DatabaseOption,
     batch_size: int = typer.Option(500, help="resources per transaction"),
+    create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
     from pathlib import Path
@@ -149,7 +223,8 @@ def import_command(
     from fhir_server.state import build_state
     from fhir_server.storage import migrate as migrations
 
-    settings = _settings(database_url, max_bundle_entries=max(batch_size, 1))
+    settings = _settings(database_url, max_bundle_entries=max(batch_size, 1), create_database=create_database or None)
+    _database_url(settings)
     state = build_state(settings, blocking_writes=True)
     try:
         migrations.upgrade(state.db.engine)
@@ -168,7 +243,12 @@ def import_command(
     console.print(table)
     for line in summary.errors:
         typer.echo(f"error: {line}", err=True)
-    typer.echo(f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors")
+    for line in summary.warnings:  # stored as sent (the server stores such references), but worth knowing
+        typer.echo(f"warning: {line}", err=True)
+    unresolved = f", {len(summary.warnings)} unresolved references" if summary.warnings else ""
+    typer.echo(
+        f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors{unresolved}"
+    )
     if summary.errors:
         raise typer.Exit(1)
 
@@ -194,8 +274,7 @@ def export_command(
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-    settings = _settings(database_url)
-    db = Database.from_url(settings.effective_database_url)
+    db = Database.from_url(_database_url(_settings(database_url)))
     try:
         counts = export_ndjson(db, Path(out_dir), list(res_type) if res_type else None, since_us)
     finally:
@@ -224,7 +303,7 @@ def audit_purge(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    db = Database.from_url(_settings(database_url).effective_database_url)
+    db = Database.from_url(_database_url(_settings(database_url)))
     try:
         with db.write() as conn:
             removed = purge(conn, before_us)
@@ -256,7 +335,7 @@ def changes_purge(
         typer.echo("--days must be 0 or more", err=True)
         raise typer.Exit(2)
     before_us = now_us() - keep * 86_400_000_000
-    db = Database.from_url(settings.effective_database_url)
+    db = Database.from_url(_database_url(settings))
     try:
         with db.write() as conn:
             slowest = claims.slowest_cursor(conn)
@@ -328,4 +407,4 @@ def _describe(url: str) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

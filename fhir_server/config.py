@@ -15,6 +15,18 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class StartupError(Exception):
+    """A start-up problem the operator fixes (a setting, the database, the port): ``str()`` is
+    one line saying what is wrong and what to do; the CLI prints it and exits 1."""
+
+
+class ConfigError(StartupError, ValueError):
+    """A ``FHIR_*`` variable whose value cannot be read."""
+
+
+_KINDS = {"int": (int, "a whole number"), "float": (float, "a number")}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server settings. Every field maps to ``FHIR_<FIELD NAME IN UPPER CASE>``."""
@@ -53,6 +65,9 @@ class Settings:
     conditional_delete_multiple: bool = False
     #: SATUSEHAT address administrativeCode checks: warn (unknown region codes warn), strict, off
     region_codes: str = "warn"
+    #: master patient index: record likely duplicates (probable or certain) of every Patient written,
+    #: imports included, for review in Patient/$duplicates (docs/mpi.md); costs a candidate lookup per write
+    mpi_flag_duplicates: bool = False
     #: record an AuditEvent for every FHIR request (docs/audit.md); seconds between buffered flushes
     audit: bool = True
     audit_flush_interval: float = 0.2
@@ -78,12 +93,16 @@ class Settings:
     subscription_lease_seconds: float = 30.0
     subscription_retry_base: float = 1.0
     subscription_retry_max: float = 3600.0
+    #: the web console at /console (docs/console.md); the landing page and /docs stay either way
+    console: bool = True
     #: SQLAlchemy pool size per worker process (PostgreSQL)
     pool_size: int = 10
     #: PostgreSQL statement timeout in seconds (0 = none): a longer query is cancelled, the client gets 400
     statement_timeout: float = 30.0
     #: seconds a SQLite writer waits for the lock held by another process
     sqlite_busy_timeout: float = 30.0
+    #: at start-up (``serve``, ``migrate``, ``import``), create a missing PostgreSQL database or SQLite folder
+    create_database: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -102,10 +121,12 @@ class Settings:
                 continue
             if f.type == "bool":
                 values[f.name] = _bool(raw)
-            elif f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
+            elif f.type in _KINDS:
+                convert, kind = _KINDS[str(f.type)]
+                try:
+                    values[f.name] = convert(raw)
+                except ValueError:
+                    raise ConfigError(f"FHIR_{f.name.upper()}={raw!r} is not {kind}: fix or unset it") from None
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

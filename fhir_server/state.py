@@ -18,6 +18,8 @@ from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.context import Services
 from fhir_server.service.history import HistoryService
 from fhir_server.service.indexing import index_resource, index_rows
+from fhir_server.service.merge import MergeService
+from fhir_server.service.mpi import MpiService
 from fhir_server.service.pipeline import Pipeline
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
@@ -83,9 +85,10 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         busy_timeout=settings.sqlite_busy_timeout,
         statement_timeout=settings.statement_timeout,
     )
+    mpi = MpiService(db)
     resources = ResourceService(
         db,
-        index_resource,
+        mpi.flagging(index_resource) if settings.mpi_flag_duplicates else index_resource,
         r4b_model_check=settings.r4b_model_check,
         region_codes=settings.region_codes,
         prepare_index=index_rows,
@@ -101,6 +104,8 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         search=search,
         bundles=BundleService(resources, conditional, search, max_entries=settings.max_bundle_entries),
         audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
+        mpi=mpi,
+        merge=MergeService(resources),
         default_count=settings.default_count,
         max_count=settings.max_count,
     )

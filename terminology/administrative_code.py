@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from fhir_server.errors import Issue, error, warning
+from fhir_server.model.structure import expression_at
 
 from . import urls
 from .regions import RegionIndex, region_index
@@ -58,7 +59,7 @@ def check_administrative_code(ext: dict, strict: bool = False, path: str = "exte
                 error("structure", f"administrativeCode '{name}' must be a valueCode" + (f", not {other}" if other else ""), where)
             )
             continue
-        where = f"{where}.valueCode"
+        where = f"{where}.value.ofType(code)"
         if name in seen:
             issues.append(error("structure", f"administrativeCode '{name}' appears more than once", where))
             continue
@@ -116,22 +117,24 @@ def _existence(codes: dict[str, tuple[str, str]], strict: bool, index: RegionInd
 def check_resource_administrative_codes(resource: dict, strict: bool = False) -> list[Issue]:
     """Every administrativeCode extension anywhere in ``resource`` (addresses, birthPlace, contacts...)."""
     issues: list[Issue] = []
-    _walk(resource, resource.get("resourceType", "Resource"), strict, issues)
+    _walk(resource, resource, (), strict, issues)
     return issues
 
 
-def _walk(node: Any, path: str, strict: bool, issues: list[Issue]) -> None:
+def _walk(root: dict, node: Any, loc: tuple[str | int, ...], strict: bool, issues: list[Issue]) -> None:
+    """Find the extensions by JSON location; their FHIRPath (``valueAddress`` is
+    ``value.ofType(Address)``) is worked out only for the ones found."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "extension" and isinstance(value, list):
                 for i, ext in enumerate(value):
-                    where = f"{path}.extension[{i}]"
                     if isinstance(ext, dict) and ext.get("url") == urls.SATUSEHAT_ADMINISTRATIVE_CODE:
+                        where = expression_at(root, (*loc, key, i)) or "extension"
                         issues.extend(check_administrative_code(ext, strict, where))
                     else:
-                        _walk(ext, where, strict, issues)
+                        _walk(root, ext, (*loc, key, i), strict, issues)
             elif isinstance(value, (dict, list)):
-                _walk(value, f"{path}.{key}", strict, issues)
+                _walk(root, value, (*loc, key), strict, issues)
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            _walk(item, f"{path}[{i}]", strict, issues)
+            _walk(root, item, (*loc, i), strict, issues)

@@ -44,7 +44,11 @@ def _media_type(header: str) -> str:
 
 
 def format_from_param(value: str) -> str:
-    fmt = _FORMAT_PARAM.get(value.strip().lower().replace(" ", "+"))
+    """JSON or XML for a ``_format`` value: ``json``, ``xml`` or a mime type, with parameters
+    (``application/fhir+json;fhirVersion=4.0``, http.html#mime-type) or not (406 otherwise).
+    A ``+`` sent unescaped in a query arrives as a space."""
+    media = _media_type(value).replace(" ", "+")
+    fmt = _FORMAT_PARAM.get(media) or (JSON if media in _JSON_TYPES else XML if media in _XML_TYPES else None)
     if fmt is None:
         raise FhirError.of(406, "not-supported", f"_format '{value}' is not supported (use json or xml)")
     return fmt

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server import jsonio
@@ -41,6 +42,21 @@ async def read_json(request: Request, settings: Settings, content_type: str | No
     return parse_json(raw, content_type or request.headers.get("content-type"), settings)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_and_post(router: APIRouter, path: str, **options: Any) -> Callable[[F], F]:
+    """Register ``path`` for GET and for POST as two routes: one route with both methods gives
+    both the same OpenAPI operation id (FastAPI warns, and /docs shows one of them twice)."""
+
+    def register(endpoint: F) -> F:
+        router.get(path, **options)(endpoint)
+        router.post(path, **options)(endpoint)
+        return endpoint
+
+    return register
+
+
 def parse_json(raw: bytes, content_type: str | None, settings: Settings) -> Any:
     value = formats.parse_body(raw, formats.format_from_content_type(content_type))
     check_json(value, max_depth=settings.max_json_depth, max_elements=settings.max_json_elements)
@@ -55,14 +71,18 @@ async def read_resource(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 def prefer(request: Request) -> dict[str, str]:
-    """The Prefer header as {name: value}, e.g. {"return": "minimal", "handling": "strict"}."""
+    """The Prefer header as {name: value} in lower case, e.g. {"return": "minimal", "handling": "strict"}.
+
+    Names are case-insensitive (RFC 7240); the values FHIR defines (``minimal``,
+    ``representation``, ``OperationOutcome``, ``strict``, ``lenient``) are compared without case
+    too, so ``return=Minimal`` is not silently taken for the default."""
     out: dict[str, str] = {}
     for header in request.headers.getlist("prefer"):
         for part in header.split(","):
             for token in part.split(";"):
                 name, _, value = token.strip().partition("=")
-                if name:
-                    out[name.strip().lower()] = value.strip().strip('"')
+                if name.strip():
+                    out[name.strip().lower()] = value.strip().strip('"').lower()
     return out
 
 

@@ -41,21 +41,19 @@ async def _dispatch(request: Request, res_type: str | None, res_id: str | None, 
     return http.body_response(request, result.body, result.status, result.headers)
 
 
-@router.api_route("/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="system operation", openapi_extra=_BODY)
+@http.get_and_post(router, "/${name}", responses=_RESPONSES, summary="system operation", openapi_extra=_BODY)
 async def system_operation(request: Request, name: str) -> Response:
     return await _dispatch(request, None, None, name)
 
 
-@router.api_route(
-    "/{res_type:fhir_type}/${name}", methods=["GET", "POST"], responses=_RESPONSES, summary="type operation", openapi_extra=_BODY
-)
+@http.get_and_post(router, "/{res_type:fhir_type}/${name}", responses=_RESPONSES, summary="type operation", openapi_extra=_BODY)
 async def type_operation(request: Request, res_type: str, name: str) -> Response:
     return await _dispatch(request, res_type, None, name)
 
 
-@router.api_route(
+@http.get_and_post(
+    router,
     "/{res_type:fhir_type}/{res_id:fhir_id}/${name}",
-    methods=["GET", "POST"],
     responses=_RESPONSES,
     summary="instance operation",
     openapi_extra=_BODY,

@@ -14,6 +14,8 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.service.conditional import create_condition
+from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
@@ -190,7 +192,7 @@ async def _write(
 ) -> Response:
     """A write: authorized before its body is read, then handed to the pipeline."""
     st = _state(request)
-    condition = request.headers.get("if-none-exist") if kind == "create" else (_condition(request) if conditional else None)
+    condition = _create_condition(request) if kind == "create" else (_condition(request) if conditional else None)
     i = interaction(request, kind, res_type, res_id, condition=condition or None, if_match=request.headers.get("if-match"))
     st.pipeline.authorize(i)  # 404 / 405 / 401 / 403 before the body is looked at
     if kind == "patch":
@@ -224,25 +226,35 @@ async def conditional_delete(request: Request, res_type: str) -> Response:
     return await _write(request, "delete", res_type, body=False, conditional=True)
 
 
-_PATCH_TYPES = ("application/json-patch+json", "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
+_PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, "application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
 _PATCH_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json-patch+json": {"schema": {"type": "array"}}, "application/fhir+json": {"schema": {"type": "object"}}},
+        "content": {
+            JSON_PATCH: {"schema": {"type": "array"}},
+            MERGE_PATCH: {"schema": {"type": "object"}},
+            "application/fhir+json": {"schema": {"type": "object"}},
+        },
     }
 }
 
 
 async def _patch_request(request: Request) -> tuple[str, Any]:
+    """(patch format, parsed body) of a PATCH request (``service.patch.patch_format``)."""
     st = _state(request)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in _PATCH_TYPES:
         raise FhirError.of(
-            415, "not-supported", "PATCH takes application/json-patch+json (JSON Patch) or a FHIR Parameters resource (FHIRPath Patch)"
+            415,
+            "not-supported",
+            "PATCH takes application/json-patch+json (JSON Patch), application/merge-patch+json (JSON Merge Patch) "
+            "or a FHIR Parameters resource (FHIRPath Patch)",
         )
-    if media == "application/json-patch+json":
-        return media, await http.read_json(request, st.settings, "application/json")
-    return "application/fhir+json", await http.read_json(request, st.settings)
+    if media in (JSON_PATCH, MERGE_PATCH):
+        body = await http.read_json(request, st.settings, "application/json")
+    else:
+        body = await http.read_json(request, st.settings)
+    return patch_format(media, body), body
 
 
 @router.patch("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="patch", openapi_extra=_PATCH_BODY)
@@ -253,6 +265,10 @@ async def patch(request: Request, res_type: str, res_id: str) -> Response:
 @router.patch("/{res_type:fhir_type}", responses=_responses(200), summary="conditional patch", openapi_extra=_PATCH_BODY)
 async def conditional_patch(request: Request, res_type: str) -> Response:
     return await _write(request, "patch", res_type, conditional=True)
+
+
+def _create_condition(request: Request) -> str | None:
+    return create_condition(request.headers.get("if-none-exist"), request.url.query)
 
 
 def _condition(request: Request) -> str:
@@ -284,7 +300,7 @@ def _write_response(request: Request, result: Answer) -> Response:
     wanted = http.prefer(request).get("return", "representation")
     if wanted == "minimal":
         return Response(status_code=result.status, headers=headers)
-    if wanted.lower() == "operationoutcome":
+    if wanted == "operationoutcome":
         issues = result.issues or [Issue("information", "informational", f"{result.stored.location} stored ({result.status})")]
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None

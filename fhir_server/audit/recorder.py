@@ -207,11 +207,11 @@ class AuditRecorder:
                 insert_rows(conn, rows)
         except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
             return self._failed(rows, exc)
+        self._retry = []
         return self._written(rows)
 
     def _written(self, rows: list[tuple[Any, ...]]) -> bool:
         self.written += len(rows)
-        self._retry = []
         if self._failing:
             log.warning("audit: database reachable again; %d events dropped so far", self._dropped)
             self._failing = False
@@ -222,6 +222,8 @@ class AuditRecorder:
             # a refused row (not an outage): write the rows one by one, drop the bad ones
             log.error("audit: a batch was refused (%s); writing its rows one by one", exc)
             return self._write_one_by_one(rows)
+        if self._retry is not rows:  # a batch the loop had taken out: back to the head of the line
+            self._retry = rows + self._retry
         self._outage(exc)
         return False
 
@@ -263,13 +265,24 @@ class AuditRecorder:
         turned every flush into a string of transactions of a few dozen events each,
         whose BEGIN/COMMIT cost as much as the inserts (py-spy, reads by id).
         """
-        if not self._retry:
-            self._retry = self._take()
-            if not self._retry:
-                return True
-        rows = self._retry
+        with self._flush_lock:  # the batch is taken out: a flush() in another thread cannot take it too
+            rows = self._retry or self._take()
+            self._retry = []
+        if not rows:
+            return True
+        write = asyncio.ensure_future(writes.run(lambda conn: insert_rows(conn, rows)))
         try:
-            await writes.run(lambda conn: insert_rows(conn, rows))
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # stopping (shutdown): the write in flight may commit anyway, so wait for its end and
+            # count its rows written or keep them for close(), never both (they were written twice)
+            try:
+                await write
+            except Exception:  # noqa: BLE001 - not written: close() tries again
+                self._retry = rows + self._retry
+            else:
+                self._written(rows)
+            raise
         except Exception as exc:  # noqa: BLE001 - database down, disk full, ...
             return self._failed(rows, exc)
         return self._written(rows)
@@ -288,12 +301,13 @@ class AuditRecorder:
                 self.written += 1
             except Exception as exc:  # noqa: BLE001
                 if not self._bad_row(exc):
-                    self._retry = rows[i:]
+                    self._retry = rows[i:] + (self._retry if self._retry is not rows else [])
                     self._outage(exc)
                     return False
                 with self._count_lock:
                     self._dropped += 1
-        self._retry = []
+        if self._retry is rows:
+            self._retry = []
         return True
 
     # ------------------------------------------------------------------ shutdown

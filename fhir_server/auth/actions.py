@@ -41,6 +41,14 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     # validation reads nothing but the resource it is given (or the stored one at instance level)
     "validate": frozenset({"read"}),
     "everything": frozenset({"read", "search"}),
+    # the master patient index: $match reads and searches Patients
+    "match": frozenset({"read", "search"}),
+    # $merge / $unmerge rewrite Patients (and check update on every other type they rewrite)
+    "merge": frozenset({"read", "search", "update"}),
+    "unmerge": frozenset({"read", "search", "update"}),
+    # duplicate review: listing pairs reads Patients; a verdict is a change to their records' review
+    "duplicates": frozenset({"read", "search"}),
+    "not-duplicate": frozenset({"read", "update"}),
     "meta": frozenset({"read"}),
     "meta-add": frozenset({"update"}),
     "meta-delete": frozenset({"update"}),

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _write(database_url: str | None) -> Iterator[Connection]:
+def _write(database_url: str | None, table: str = "auth_clients") -> Iterator[Connection]:
     import sqlalchemy as sa
 
     from fhir_server.storage.db import Database
@@ -31,8 +31,8 @@ def _write(database_url: str | None) -> Iterator[Connection]:
     url = Settings.from_env(database_url=database_url).effective_database_url
     db = Database.from_url(url, pool_size=1)
     try:
-        if "auth_clients" not in sa.inspect(db.engine).get_table_names():
-            typer.echo("The database has no client tables yet: run 'fhir-server migrate' first.", err=True)
+        if table not in sa.inspect(db.engine).get_table_names():
+            typer.echo(f"The database has no {table} table yet: run 'fhir-server migrate' first.", err=True)
             raise typer.Exit(1)
         with db.write() as conn:
             yield conn

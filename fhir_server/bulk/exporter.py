@@ -43,6 +43,7 @@ from fhir_server.search.parameters import compartments, resource_types
 from fhir_server.storage.db import Database
 from fhir_server.storage.index_tables import idx_reference
 from fhir_server.storage.tables import resource_versions, resources
+from fhir_server.timeutil import datetime_range
 
 #: patient ids per IN (...) list of a Group-level export
 ID_CHUNK = 500
@@ -73,6 +74,11 @@ def job_dir(export_dir: Path, job_id: str) -> Path:
 
 def file_path(export_dir: Path, job_id: str, res_type: str) -> Path:
     return job_dir(export_dir, job_id) / f"{res_type}.ndjson"
+
+
+def error_file_path(export_dir: Path, job_id: str) -> Path:
+    """The manifest's error file (OperationOutcomes about the request), apart from the data files."""
+    return job_dir(export_dir, job_id) / "error" / "OperationOutcome.ndjson"
 
 
 def _line(body: bytes) -> bytes:
@@ -248,8 +254,116 @@ class _Files:
         return f"{sum(self.counts.values())} resources written; {where}"
 
 
+def existing_patients(db: Database, patient_ids: list[str]) -> set[str]:
+    """Those of ``patient_ids`` that are stored and not deleted."""
+    found: set[str] = set()
+    r = resources
+    with db.read() as conn:
+        for i in range(0, len(patient_ids), ID_CHUNK):
+            chunk = patient_ids[i : i + ID_CHUNK]
+            rows = conn.execute(sa.select(r.c.res_id).where(r.c.res_type == "Patient", r.c.res_id.in_(chunk), r.c.deleted == sa.false()))
+            found.update(row.res_id for row in rows)
+    return found
+
+
+def _provenance_of_compartments(members: dict[str, list[str]], patient_ids: list[str] | None) -> Any:
+    """Provenance whose ``target`` is a Patient of ``patient_ids`` (None: any) or a resource in
+    such a Patient's compartment: the IG's rule for the Provenance of a Patient / Group export
+    ("all available Provenance resources whose Provenance.target is a resource in the Patient
+    compartment")."""
+    pref, cref, tgt = idx_reference.alias("pref"), idx_reference.alias("cref"), resources.alias("tgt")
+    direct = [pref.c.target_type == "Patient"]
+    in_compartment = [cref.c.target_type == "Patient"]
+    if patient_ids is not None:
+        direct.append(pref.c.target_id.in_(patient_ids))
+        in_compartment.append(cref.c.target_id.in_(patient_ids))
+    pairs = sa.or_(*(sa.and_(tgt.c.res_type == t, cref.c.param.in_(p)) for t, p in members.items() if t not in ("Patient", "Provenance")))
+    via_member = (
+        sa.select(cref.c.resource_pk)
+        .select_from(cref.join(tgt, tgt.c.pk == cref.c.resource_pk))
+        .where(tgt.c.res_type == pref.c.target_type, tgt.c.res_id == pref.c.target_id, pairs, *in_compartment)
+        .exists()
+    )
+    return (
+        sa.select(pref.c.resource_pk)
+        .where(pref.c.resource_pk == resources.c.pk, pref.c.param == "target", sa.or_(sa.and_(*direct), via_member))
+        .exists()
+    )
+
+
+def provenance_of(
+    db: Database, targets: list[tuple[str, str]], tx: int, since: int | None
+) -> list[tuple[str, bytes, list[tuple[str, str]]]]:
+    """The Provenance resources (as of ``tx``, changed since ``since``) whose ``target`` is one of
+    ``targets`` (type, id): (id, body, the targets of the list each points at)."""
+    if not targets:
+        return []
+    r, ref = resources, idx_reference
+    by_type: dict[str, list[str]] = {}
+    for res_type, res_id in targets:
+        by_type.setdefault(res_type, []).append(res_id)
+    wanted = sa.or_(*(sa.and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in by_type.items()))
+    stmt = (
+        sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body, ref.c.target_type, ref.c.target_id)
+        .select_from(r.join(ref, ref.c.resource_pk == r.c.pk))
+        .where(r.c.res_type == "Provenance", ref.c.param == "target", wanted, _time_filter(tx, since))
+    )
+    with db.read() as conn:
+        rows = list(conn.execute(stmt))
+    pointed: dict[str, list[tuple[str, str]]] = {}
+    unique: dict[str, Any] = {}
+    for row in rows:
+        pointed.setdefault(row.res_id, []).append((row.target_type, row.target_id))
+        unique[row.res_id] = row
+    return [(res_id, body, pointed[res_id]) for _, res_id, body in _rows_as_of(db, list(unique.values()), tx, since)]
+
+
+def _recorded_us(body: bytes) -> int:
+    """When a Provenance was recorded (``Provenance.recorded``, 1..1 in R4), to find the latest."""
+    recorded = jsonio.loads(body).get("recorded")
+    try:
+        return datetime_range(recorded)[0] if isinstance(recorded, str) else 0
+    except ValueError:
+        return 0
+
+
+class _AssociatedProvenance:
+    """``includeAssociatedData``: the Provenance of the resources written (all of them, or the most
+    recent per resource), fetched after each batch and written into the Provenance file."""
+
+    def __init__(self, db: Database, files: _Files, latest: bool, tx: int, since: int | None) -> None:
+        self.db, self.files, self.latest, self.tx, self.since = db, files, latest, tx, since
+        self.written: set[str] = set()
+
+    def after(self, batch: list[tuple[str, str, bytes]]) -> None:
+        found = provenance_of(self.db, [(t, i) for t, i, _ in batch if t != "Provenance"], self.tx, self.since)
+        if self.latest:
+            best: dict[tuple[str, str], tuple[tuple[int, str], str]] = {}
+            for res_id, body, targets in found:
+                rank = (_recorded_us(body), res_id)
+                for target in targets:
+                    if target not in best or rank > best[target][0]:
+                        best[target] = (rank, res_id)
+            keep = {res_id for _, res_id in best.values()}
+            found = [f for f in found if f[0] in keep]
+        new = [("Provenance", res_id, body) for res_id, body, _ in found if res_id not in self.written]
+        self.written.update(res_id for _, res_id, _ in new)
+        self.files.write(new)
+
+
+def _write_errors(folder: Path, issues: tuple[dict[str, Any], ...]) -> int:
+    """The manifest's error file: one OperationOutcome per issue (one per ignored parameter)."""
+    if not issues:
+        return 0
+    (folder / "error").mkdir(exist_ok=True)
+    lines = [_line(jsonio.dumps({"resourceType": "OperationOutcome", "issue": [issue]})) for issue in issues]
+    (folder / "error" / "OperationOutcome.ndjson").write_bytes(b"".join(lines))
+    return len(lines)
+
+
 def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], bool], batch_size: int = 1000) -> dict[str, Any]:
-    """Export ``job``; returns the stored manifest part ``{"output": [{"type", "count"}]}``.
+    """Export ``job``; returns the stored manifest part ``{"output": [{"type", "count"}]}`` (and
+    ``"error": [{"count"}]`` when the kick-off ignored parameters).
 
     Raises :class:`Cancelled` when ``keep`` answers False (the staging files are removed).
     """
@@ -269,42 +383,94 @@ def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], b
     try:
         members = patient_compartment()
         if job.level == "system":
-            types = job.types if job.types is not None else resource_types()
+            types = list(job.types if job.types is not None else resource_types())
         else:
             types = [t for t in (job.types if job.types is not None else patient_types()) if t == "Patient" or t in members]
-        if job.level == "group":
-            ids = group_patient_ids(db, job.group_id or "")
-            chunks = [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
-            files = _Files(staging, dedupe=len(chunks) > 1)
-            wanted = {t: members[t] for t in types if t != "Patient"}
-            for n, chunk in enumerate(chunks, 1):
-                where = f"patients {min(n * ID_CHUNK, len(ids))} of {len(ids)}"
-                if "Patient" in types:
-                    for batch in stream_type(db, "Patient", [resources.c.res_id.in_(chunk)], tx, since, batch_size):
-                        files.write([("Patient", res_id, body) for res_id, body in batch])
-                        check(where)
-                if wanted:
-                    for group_batch in stream_group_chunk(db, wanted, chunk, tx, since, batch_size):
-                        files.write(group_batch)
-                        check(where)
+        associated = None
+        if job.associated_data:
+            # includeAssociatedData decides which Provenance leaves ("Other Provenance resources will
+            # not be returned" for Latest); with both values the least restrictive, Relevant, applies
+            associated = "relevant" if "RelevantProvenanceResources" in job.associated_data else "latest"
+            types = [t for t in types if t != "Provenance"]
+        ids = _patient_ids(db, job)
+        # a resource in the compartments of two chunks of Patients would come twice
+        out = files = _Files(staging, dedupe=ids is not None and len(ids) > ID_CHUNK)
+        extra = _AssociatedProvenance(db, out, associated == "latest", tx, since) if associated else None
+
+        def write(batch: list[tuple[str, str, bytes]], where: str) -> None:
+            out.write(batch)
+            if extra is not None:
+                extra.after(batch)
+            check(where)
+
+        if ids is not None:
+            _export_patients(db, ids, types, members, tx, since, batch_size, write)
         else:
-            files = _Files(staging, dedupe=False)
             for n, res_type in enumerate(types, 1):
                 where = f"{res_type} (type {n} of {len(types)})"
-                conditions = [] if job.level == "system" or res_type == "Patient" else [_in_compartment(members[res_type], None)]
+                if job.level == "system" or res_type == "Patient":
+                    conditions: list[Any] = []
+                elif res_type == "Provenance":
+                    conditions = [_provenance_of_compartments(members, None)]
+                else:
+                    conditions = [_in_compartment(members[res_type], None)]
                 for batch in stream_type(db, res_type, conditions, tx, since, batch_size):
-                    files.write([(res_type, res_id, body) for res_id, body in batch])
-                    check(where)
+                    write([(res_type, res_id, body) for res_id, body in batch], where)
                 check(where)
         files.close()
-        outputs = [{"type": t, "count": files.counts[t]} for t in types if files.counts.get(t)]
-        for out in outputs:
-            os.replace(staging / f"{out['type']}.ndjson", target / f"{out['type']}.ndjson")
+        listed = [*types, *(["Provenance"] if associated else [])]
+        outputs = [{"type": t, "count": files.counts[t]} for t in listed if files.counts.get(t)]
+        for item in outputs:
+            os.replace(staging / f"{item['type']}.ndjson", target / f"{item['type']}.ndjson")
+        errors = _write_errors(staging, job.kickoff_issues)
+        if errors:
+            (target / "error").mkdir(exist_ok=True)
+            os.replace(staging / "error" / "OperationOutcome.ndjson", error_file_path(export_dir, job.id))
     finally:
         if files is not None:
             files.close()
         shutil.rmtree(staging, ignore_errors=True)
-    return {"output": outputs}
+    return {"output": outputs, **({"error": [{"type": "OperationOutcome", "count": errors}]} if errors else {})}
+
+
+def _patient_ids(db: Database, job: Job) -> list[str] | None:
+    """The Patients of a Group export (its active members), or of the ``patient`` parameter (at
+    Group level: those that are members); None: every Patient (system level, Patient level)."""
+    if job.level == "group":
+        ids = group_patient_ids(db, job.group_id or "")
+        if job.patient_ids is not None:
+            asked = set(job.patient_ids)
+            ids = [i for i in ids if i in asked]
+        return ids
+    if job.level == "patient" and job.patient_ids is not None:
+        return list(job.patient_ids)
+    return None
+
+
+def _export_patients(
+    db: Database,
+    ids: list[str],
+    types: list[str],
+    members: dict[str, list[str]],
+    tx: int,
+    since: int | None,
+    batch_size: int,
+    write: Callable[[list[tuple[str, str, bytes]], str], None],
+) -> None:
+    """The listed Patients and their compartments, ``ID_CHUNK`` Patients at a time."""
+    wanted = {t: members[t] for t in types if t not in ("Patient", "Provenance")}
+    for n, start in enumerate(range(0, len(ids), ID_CHUNK), 1):
+        chunk = ids[start : start + ID_CHUNK]
+        where = f"patients {min(n * ID_CHUNK, len(ids))} of {len(ids)}"
+        if "Patient" in types:
+            for batch in stream_type(db, "Patient", [resources.c.res_id.in_(chunk)], tx, since, batch_size):
+                write([("Patient", res_id, body) for res_id, body in batch], where)
+        if wanted:
+            for group_batch in stream_group_chunk(db, wanted, chunk, tx, since, batch_size):
+                write(group_batch, where)
+        if "Provenance" in types:
+            for batch in stream_type(db, "Provenance", [_provenance_of_compartments(members, chunk)], tx, since, batch_size):
+                write([("Provenance", res_id, body) for res_id, body in batch], where)
 
 
 def remove_files(export_dir: Path, job_id: str) -> None:

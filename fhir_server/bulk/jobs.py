@@ -48,6 +48,12 @@ class Job:
     attempts: int
     manifest: dict[str, Any] | None
     error: str | None
+    #: the ``patient`` parameter's ids (None: every patient of the level)
+    patient_ids: list[str] | None = None
+    #: supported ``includeAssociatedData`` values
+    associated_data: tuple[str, ...] = ()
+    #: OperationOutcome.issue of each parameter a lenient kick-off ignored (the manifest's error file)
+    kickoff_issues: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -71,6 +77,9 @@ class Job:
             attempts=m["attempts"],
             manifest=json.loads(m["manifest"]) if m["manifest"] else None,
             error=m["error"],
+            patient_ids=json.loads(m["patient_ids"]) if m["patient_ids"] is not None else None,
+            associated_data=tuple(x for x in (m["associated_data"] or "").split(",") if x),
+            kickoff_issues=tuple(json.loads(m["kickoff_issues"])) if m["kickoff_issues"] else (),
         )
 
 
@@ -84,6 +93,9 @@ def create_job_in(
     types: list[str] | None = None,
     since_us: int | None = None,
     output_format: str = "application/fhir+ndjson",
+    patient_ids: list[str] | None = None,
+    associated_data: tuple[str, ...] = (),
+    kickoff_issues: tuple[dict[str, Any], ...] = (),
 ) -> str:
     """Queue a job in the caller's write transaction (the request path: the pipeline's write runner)."""
     job_id = str(uuid.uuid4())
@@ -103,6 +115,9 @@ def create_job_in(
             updated_us=now,
             progress="queued",
             attempts=0,
+            patient_ids=json.dumps(patient_ids) if patient_ids is not None else None,
+            associated_data=",".join(associated_data) or None,
+            kickoff_issues=json.dumps(list(kickoff_issues)) if kickoff_issues else None,
         )
     )
     return job_id

@@ -20,5 +20,6 @@ def _not_routed(state: Services, call: OperationCall) -> OperationResult:
 
 
 register(Operation("export", "export", _not_routed, None, system=True))
-register(Operation("export", "export", _not_routed, ("Patient",), type_level=True))
-register(Operation("export", "export", _not_routed, ("Group",), instance=True))
+# one OperationDefinition per level, as the Bulk Data IG defines them (each canonical is the IG's)
+register(Operation("export", "patient-export", _not_routed, ("Patient",), type_level=True))
+register(Operation("export", "group-export", _not_routed, ("Group",), instance=True))

@@ -6,14 +6,15 @@
   200 + the JSON manifest when complete, 500 + OperationOutcome when the export failed,
   404 when unknown or cancelled;
 * cancel: ``DELETE /fhir/$export-status/{job}`` -> 202 (the job stops, its files are removed);
-* files: ``GET /fhir/$export-file/{job}/{Type}.ndjson`` -> ``application/fhir+ndjson``.
+* files: ``GET /fhir/$export-file/{job}/{Type}.ndjson`` -> ``application/fhir+ndjson``;
+  ``GET /fhir/$export-file/{job}/error/OperationOutcome.ndjson``: the manifest's error file.
 
-Parameters: ``_outputFormat`` (``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``),
-``_since`` (an instant), ``_type`` (comma-separated, repeatable). Any other parameter
-(``_elements``, ``_typeFilter``, ``includeAssociatedData``, ``patient``, ...) is refused
-with 400, or ignored when the client sends ``Prefer: handling=lenient`` (as the spec allows);
-types that are not resource types, or (Patient / Group level) not in the Patient
-compartment, are treated the same way. POST takes the parameters from a Parameters body.
+Parameters (read by ``kickoff``): ``_outputFormat``, ``_since`` (not in the future), ``_type``,
+``includeAssociatedData`` (Latest/RelevantProvenanceResources) and, in a POST's Parameters body
+at Patient and Group level, ``patient`` (those patients only; unknown ones, or non-members of
+the Group, are 400). Other parameters (``_elements``, ``_typeFilter``, ...) and values are
+refused with 400, or with ``Prefer: handling=lenient`` ignored and reported as OperationOutcomes
+in the manifest's ``error`` file.
 
 With ``FHIR_AUTH=token`` the scopes of each request's token decide: a kick-off exports only
 types the token may export (read and search; ``_type`` naming another is 403; without ``_type``
@@ -28,7 +29,6 @@ Declare this router before the generic ``$operation`` routes: ``$export``,
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
@@ -38,40 +38,37 @@ from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.api.routes import interaction, write
-from fhir_server.bulk import jobs
-from fhir_server.bulk.exporter import file_path, patient_compartment, patient_types, remove_files
+from fhir_server.bulk import jobs, kickoff
+from fhir_server.bulk.exporter import error_file_path, existing_patients, file_path, group_patient_ids, patient_types, remove_files
 from fhir_server.bulk.worker import export_dir, poll_interval
 from fhir_server.errors import FhirError, Issue
 from fhir_server.resource_types import is_resource_type
 from fhir_server.search.parameters import resource_types
-from fhir_server.timeutil import datetime_range, to_instant
+from fhir_server.storage.db import Database
+from fhir_server.timeutil import now_us, to_instant
 
 router = APIRouter(prefix="/fhir")
 register_fhir_convertors()
 
-NDJSON = "application/fhir+ndjson"
-OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
-SUPPORTED = {"_outputFormat", "_since", "_type"}
-IGNORED = {"_format", "_pretty"}
+NDJSON = kickoff.NDJSON
 _FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")
 _JOB_ID = re.compile(r"^[0-9a-f-]{36}$")
 _DOC = {"description": "Bulk Data", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
 
 
-def _parameters(request: Request, body: Any) -> list[tuple[str, str]]:
-    params = [(k, v) for k, v in request.query_params.multi_items() if k not in IGNORED]
-    if body is None:
-        return params
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError.of(400, "invalid", "The body of a POST $export must be a Parameters resource")
-    for p in body.get("parameter") or []:
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise FhirError.of(400, "invalid", "Each Parameters.parameter needs a name")
-        values = [v for k, v in p.items() if k.startswith("value")]
-        if p["name"] in SUPPORTED and (len(values) != 1 or not isinstance(values[0], str)):
-            raise FhirError.of(400, "invalid", f"Parameter '{p['name']}' needs one string value[x]")
-        params.append((p["name"], values[0] if values and isinstance(values[0], str) else ""))
-    return params
+def _check_patients(db: Database, patient_ids: list[str], group_id: str | None) -> None:
+    """400 naming every ``patient`` that is not on the server (or deleted), or not an active member
+    of the Group: the IG asks for an error response with an OperationOutcome, not a silent subset."""
+    missing = set(patient_ids) - existing_patients(db, patient_ids)
+    members = set(group_patient_ids(db, group_id)) if group_id is not None else None
+    issues = []
+    for pid in patient_ids:
+        if pid in missing:
+            issues.append(Issue("error", "not-found", f"patient: Patient/{pid} is not known (or was deleted)"))
+        elif members is not None and pid not in members:
+            issues.append(Issue("error", "not-found", f"patient: Patient/{pid} is not an active member of Group/{group_id}"))
+    if issues:
+        raise FhirError(400, issues)
 
 
 def _request_url(request: Request, base: str) -> str:
@@ -97,63 +94,36 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
         raw = await http.read_body(request, st.settings.max_body_bytes)
         if raw.strip():
             body = http.parse_json(raw, request.headers.get("content-type"), st.settings)
-    params = _parameters(request, body)
+    base = http.base_url(request, st.settings.base_url)
+    params = kickoff.read(kickoff.parameters(request.query_params.multi_items(), body), level, base, now_us(), lenient)
 
-    unsupported = sorted({k for k, _ in params if k not in SUPPORTED})
-    if unsupported and not lenient:
-        raise FhirError.of(
-            400,
-            "not-supported",
-            f"$export parameter(s) not supported: {', '.join(unsupported)} (send 'Prefer: handling=lenient' to have them ignored)",
-        )
-    formats = [v for k, v in params if k == "_outputFormat"]
-    if len(formats) > 1:
-        raise FhirError.of(400, "invalid", "_outputFormat may appear only once")
-    output_format = formats[0] if formats else NDJSON
-    if output_format not in OUTPUT_FORMATS:
-        raise FhirError.of(400, "not-supported", f"_outputFormat '{output_format}' is not supported: use application/fhir+ndjson")
-    sinces = [v for k, v in params if k == "_since"]
-    if len(sinces) > 1:
-        raise FhirError.of(400, "invalid", "_since may appear only once")
-    since_us = None
-    if sinces:
-        try:
-            since_us = datetime_range(sinces[0].strip())[0]
-        except ValueError as exc:
-            raise FhirError.of(400, "invalid", f"_since: {exc}") from None
-
-    requested = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
-    types: list[str] | None = None
-    if requested:
-        members = patient_compartment()
-        allowed = (lambda t: is_resource_type(t)) if level == "system" else (lambda t: t == "Patient" or t in members)
-        bad = sorted({t for t in requested if not allowed(t)})
-        if bad and not lenient:
-            where = "resource types" if level == "system" else "types of the Patient compartment"
-            raise FhirError.of(400, "invalid", f"_type: {', '.join(bad)} are not {where}")
-        types = list(dict.fromkeys(t for t in requested if allowed(t)))
-        if not types:
-            raise FhirError.of(400, "invalid", "_type names no type this export can return")
     candidates = resource_types() if level == "system" else patient_types()
-    types = st.pipeline.authorize_export(who, res_type, types, candidates)
-
+    types = st.pipeline.authorize_export(who, res_type, params.types, candidates)
+    if params.associated_data:
+        # associated Provenance leaves the server with the export: the token must be allowed to export it
+        st.pipeline.authorize_export(who, None, ["Provenance"], [])
     if level == "group":
         st.resources.read("Group", group_id or "")  # 400 bad id, 404 unknown, 410 deleted
-    base = http.base_url(request, st.settings.base_url)
+    if params.patient_ids is not None:
+        # whether a patient exists (or is in the Group) is what a search on Patient tells
+        st.pipeline.authorize_export(who, None, ["Patient"], [])
+        _check_patients(st.db, params.patient_ids, group_id if level == "group" else None)
     request_url = _request_url(request, base)
-    kickoff = interaction(request, "operation", res_type, group_id, operation="export")
     job_id = await write(
         request,
-        kickoff,
+        interaction(request, "operation", res_type, group_id, operation="export"),
         lambda conn: jobs.create_job_in(
             conn,
             level=level,
             group_id=group_id,
             types=types,
-            since_us=since_us,
-            output_format=output_format,
+            since_us=params.since_us,
+            output_format=params.output_format,
             request_url=request_url,
             client_id=who.client_id,
+            patient_ids=params.patient_ids,
+            associated_data=params.associated_data,
+            kickoff_issues=tuple(i.to_fhir() for i in params.ignored),
         ),
         status=lambda _: 202,
     )
@@ -162,16 +132,14 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
     return http.outcome_response(request, info, 202, headers)
 
 
-@router.api_route(
-    "/$export", methods=["GET", "POST"], status_code=202, responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: system level"
-)
+@http.get_and_post(router, "/$export", status_code=202, responses={202: _DOC, "4XX": _DOC}, summary="Bulk Data export: system level")
 async def export_system(request: Request) -> Response:
     return await _kickoff(request, "system", None)
 
 
-@router.api_route(
+@http.get_and_post(
+    router,
     "/Patient/$export",
-    methods=["GET", "POST"],
     status_code=202,
     responses={202: _DOC, "4XX": _DOC},
     summary="Bulk Data export: all Patients",
@@ -180,9 +148,9 @@ async def export_patients(request: Request) -> Response:
     return await _kickoff(request, "patient", None)
 
 
-@router.api_route(
+@http.get_and_post(
+    router,
     "/Group/{group_id:fhir_id}/$export",
-    methods=["GET", "POST"],
     status_code=202,
     responses={202: _DOC, "4XX": _DOC},
     summary="Bulk Data export: the Patients of a Group",
@@ -225,7 +193,12 @@ async def export_status(request: Request, job_id: str) -> Response:
             for o in stored.get("output", [])
             if who.readable(o["type"])  # a token that may not read a type does not learn its file exists
         ],
-        "error": [],
+        # the parameters a lenient kick-off ignored, one OperationOutcome each (a statement about the
+        # request, like "request" above: listed for every token of the job's client)
+        "error": [
+            {"type": "OperationOutcome", "url": f"{base}/$export-file/{job.id}/error/OperationOutcome.ndjson", "count": e["count"]}
+            for e in stored.get("error", [])
+        ],
     }
     return Response(jsonio.dumps(manifest), 200, media_type="application/json")
 
@@ -266,4 +239,23 @@ async def export_file(request: Request, job_id: str, file_name: str) -> Response
     path = file_path(export_dir(st.settings), job.id, res_type)
     if not path.is_file():
         raise FhirError.of(404, "not-found", f"The file {file_name} of export {job_id} is gone")
+    return FileResponse(path, media_type=NDJSON)
+
+
+@router.get(
+    "/$export-file/{job_id}/error/{file_name}",
+    responses={200: {"description": "NDJSON of OperationOutcome"}, "4XX": _DOC},
+    summary="The error file of a Bulk Data export (the parameters a lenient kick-off ignored)",
+)
+async def export_error_file(request: Request, job_id: str, file_name: str) -> Response:
+    """The manifest's ``error`` file: OperationOutcomes about the kick-off request itself (which
+    parameters were ignored), no resource data, so like the status response it is the job's
+    client's (404 for anyone else) whatever the token's resource scopes."""
+    st = request.app.state.fhir
+    job = _own_job(request, job_id)
+    if file_name != "OperationOutcome.ndjson" or job.status != "complete" or not (job.manifest or {}).get("error"):
+        raise FhirError.of(404, "not-found", f"No error file {file_name} in export {job_id}")
+    path = error_file_path(export_dir(st.settings), job.id)
+    if not path.is_file():
+        raise FhirError.of(404, "not-found", f"The error file of export {job_id} is gone")
     return FileResponse(path, media_type=NDJSON)

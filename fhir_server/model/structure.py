@@ -16,11 +16,23 @@ value sets (``terminology/r4_valuesets.py``):
 * Extension: ``url`` plus exactly one of ``value[x]`` or nested extensions;
 * ``Narrative.div``: XHTML ``<div>`` in the XHTML namespace with only basic
   formatting elements and no scripts, event handlers or ``javascript:`` URLs;
-* codes of required bindings (``code``, ``Coding``, ``CodeableConcept``).
+* codes of required bindings (``code``, ``Coding``, ``CodeableConcept``);
+* ele-1 on every element, a primitive's value and its ``_name`` part taken together;
+* extensions whose url is an R4 core extension definition (``extensions.py``):
+  the type of their value, their sub-extensions, their context, modifier or not.
 
-Every :class:`Issue` carries a FHIRPath-like ``expression`` with indexes, e.g.
-``Bundle.entry[2].resource.name[0].given[0]``. Tables are built once, on first
-use; a call does dictionary look-ups and precompiled regex matches only.
+Every :class:`Issue` carries a FHIRPath ``expression`` that names an element of
+the resource, with indexes, as FHIRPath and the HL7 validator write it:
+``Bundle.entry[2].resource.name[0].given[0]``; a choice element is
+``Observation.value.ofType(Quantity)``, never ``valueQuantity``; the ``_given``
+part of a primitive is the element ``given`` itself; a property the model does
+not have (``foo``, ``_name`` of a complex element) is reported on the element
+that holds it (``Patient``), with its name in the diagnostics.
+:func:`expression_at` turns a JSON location (keys and indexes) into the same
+form for the other checks (the R4B model, the JSON limits, terminology).
+
+Tables are built once, on first use; a call does dictionary look-ups and
+precompiled regex matches only.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -36,6 +48,7 @@ from typing import Any
 
 from fhir_server.errors import Issue
 from fhir_server.model.definitions import load_definitions
+from fhir_server.model.extensions import ExtensionDef, check_core_extension, core_extensions
 from terminology import r4_valuesets
 
 MAX_ISSUES = 100
@@ -291,6 +304,9 @@ def _primitive_checks(regexes: dict[str, str | None]) -> dict[str, PrimitiveChec
 
 
 _SIMPLE_QUANTITY = "http://hl7.org/fhir/StructureDefinition/SimpleQuantity"
+#: FHIRPath keywords that are no identifier unless delimited (fhirpath.html grammar:
+#: ``as``, ``contains``, ``in`` and ``is`` are allowed as identifiers)
+_FHIRPATH_KEYWORDS = frozenset({"and", "or", "xor", "implies", "div", "mod", "true", "false"})
 
 
 class _Binding:
@@ -313,13 +329,17 @@ class _Element:
         "binding",
         "check",
         "choice",
+        "ctx",
         "ext_ok",
+        "is_extension",
         "kind",
         "max",
         "name",
+        "path",
         "plain",
         "simple_quantity",
         "stem",
+        "step",
         "table",
         "type",
     )
@@ -328,6 +348,11 @@ class _Element:
         self.name = name
         self.stem = stem
         self.type = type_code
+        #: the element's path in its definition (``Patient.deceased[x]``, ``HumanName.family``)
+        self.path: str = record["path"]
+        self.is_extension = type_code == "Extension"
+        #: the names an extension context may give this element (set by _Model)
+        self.ctx: frozenset[str] = frozenset()
         self.kind = _COMPLEX
         self.array = record["max"] != "1"
         self.max = None if record["max"] == "*" else int(record["max"])
@@ -338,19 +363,31 @@ class _Element:
         # they cannot carry a JSON ``_name`` sibling.
         self.ext_ok = not record.get("xmlAttr") and type_code != "xhtml"
         self.choice = bool(record.get("choice"))
+        #: this element's step in a FHIRPath expression: ``value.ofType(boolean)`` for ``valueBoolean``
+        self.step = choice_step(stem, type_code) if self.choice else name
+        if name in _FHIRPATH_KEYWORDS:  # Narrative.div: FHIRPath writes it `div` (as R4's dom-6 does)
+            self.step = f"`{name}`"
         self.plain = False
         self.simple_quantity = type_code == "Quantity" and _SIMPLE_QUANTITY in record.get("profiles", ())
 
 
 class _Table:
-    __slots__ = ("elements", "is_extension", "is_resource", "name", "required")
+    __slots__ = ("ctx", "elements", "is_extension", "is_resource", "name", "required")
 
     def __init__(self, name: str, is_resource: bool) -> None:
         self.name = name
         self.elements: dict[str, _Element] = {}
-        self.required: list[tuple[str, tuple[str, ...]]] = []
+        #: (name in the diagnostics, FHIRPath step, JSON names that satisfy it)
+        self.required: list[tuple[str, str, tuple[str, ...]]] = []
         self.is_resource = is_resource
         self.is_extension = name == "Extension"
+        #: for a resource type: the names an extension context may give it (set by _Model)
+        self.ctx: frozenset[str] = frozenset()
+
+
+def choice_step(stem: str, type_code: str) -> str:
+    """The FHIRPath of one type of a choice element: ``value.ofType(Quantity)``."""
+    return f"{stem}.ofType({type_code})"
 
 
 class _Model:
@@ -388,7 +425,9 @@ class _Model:
                     # a primitive whose only check is its type/regex: the hot path
                     el.plain = el.kind == _PRIM and el.binding is None and type_code != "xhtml"
                 if record["min"] > 0:
-                    table.required.append((stem if not record.get("choice") else last, tuple(keys)))
+                    # a choice is named by its stem (``medication``); ``div`` needs its backticks
+                    step = stem if record.get("choice") else table.elements[last].step
+                    table.required.append((last, step, tuple(keys)))
         for el, path, record in pending:
             ref = record.get("contentReference")
             if ref:
@@ -399,6 +438,27 @@ class _Model:
                 el.table = tables[el.type]
         self.tables = tables
         self.element_table = tables["Element"]
+        self.extensions = core_extensions()
+        self._contexts(tables)
+
+    def _contexts(self, tables: dict[str, _Table]) -> None:
+        """What an extension context may call each element (see ExtensionDef.contexts).
+
+        As the HL7 validator matches them: the element's path in its definition, the
+        definition it reuses (``Questionnaire.item`` for nested items), its type and that
+        type's ancestors (a ``code`` is a ``string``); a resource by its type and ancestors.
+        """
+        ext = self.extensions
+        shared: dict[frozenset[str], frozenset[str]] = {}
+        for table in tables.values():
+            if table.is_resource:
+                table.ctx = frozenset(ext.ancestors(table.name))
+            for el in table.elements.values():
+                names = {el.path, *ext.ancestors(el.type)}
+                if el.table is not None:
+                    names.add(el.table.name)
+                key = frozenset(names)
+                el.ctx = shared.setdefault(key, key)
 
 
 @cache
@@ -435,12 +495,65 @@ def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
     return issues.items
 
 
+def expression_at(resource: Any, loc: Sequence[str | int]) -> str | None:
+    """The FHIRPath expression of the element at the JSON location ``loc`` of ``resource``.
+
+    ``loc`` is a path of JSON keys and array indexes from the resource's root, as
+    pydantic and a JSON walk give it: ``("name", 0, "_given", 1)`` is
+    ``Patient.name[0].given[1]``, ``("extension", 0, "valueCode")`` is
+    ``Patient.extension[0].value.ofType(code)``. A location that leaves the R4 model
+    (an unknown key, a wrong JSON shape) ends at the last element it reaches; None when
+    ``resource`` is not a resource of a known type.
+    """
+    model = _model()
+    rtype = resource.get("resourceType") if type(resource) is dict else None
+    if type(rtype) is not str or rtype not in model.resource_types:
+        return None
+    table: _Table | None = model.tables[rtype]
+    path = rtype
+    node: Any = resource
+    parts = list(loc)
+    i = 0
+    while i < len(parts) and table is not None and type(node) is dict:
+        key = parts[i]
+        if type(key) is not str:
+            break
+        el = table.elements.get(key)
+        twin = False
+        if el is None and key[:1] == "_":
+            el = table.elements.get(key[1:])
+            twin = el is not None and el.kind == _PRIM and el.ext_ok
+            if not twin:
+                break
+        if el is None:
+            break
+        path += "." + el.step
+        node = node.get(key)
+        i += 1
+        if el.array:
+            index = parts[i] if i < len(parts) else None
+            if type(index) is not int or type(node) is not list or not 0 <= index < len(node):
+                break
+            path += f"[{index}]"
+            node = node[index]
+            i += 1
+        if twin:
+            table = model.element_table
+        elif el.kind == _RESOURCE:
+            inner = node.get("resourceType") if type(node) is dict else None
+            table = model.tables[inner] if type(inner) is str and inner in model.resource_types else None
+        else:
+            table = el.table
+    return path
+
+
 class _Walker:
-    __slots__ = ("model", "out")
+    __slots__ = ("core", "model", "out")
 
     def __init__(self, model: _Model, out: _Issues) -> None:
         self.model = model
         self.out = out
+        self.core = model.extensions.by_url
 
     def resource(self, obj: Any, path: str | None, contained: bool = False) -> None:
         """Check a resource; ``path`` is where it sits (None at the top level)."""
@@ -449,20 +562,21 @@ class _Walker:
             out.add("structure", f"Expected a JSON object for a resource, got {_jtype(obj)}", path)
             return
         rtype = obj.get("resourceType")
-        where = f"{path}.resourceType" if path else "resourceType"
         if rtype is None:
-            out.add("required", "Missing resourceType", where)
+            out.add("required", "Missing resourceType", path)
             return
         if type(rtype) is not str or rtype not in self.model.resource_types:
             shown = _show(rtype) if type(rtype) is str else _jtype(rtype)
-            out.add("structure", f"Unknown resource type {shown}: not a FHIR R4 (4.0.1) resource type", where)
+            out.add("structure", f"Unknown resource type {shown}: not a FHIR R4 (4.0.1) resource type", path)
             return
         here = path or rtype
         if contained and "contained" in obj:
             out.add("invariant", "A contained resource must not contain other resources (dom-2)", f"{here}.contained")
-        self.object(obj, self.model.tables[rtype], here)
+        table = self.model.tables[rtype]
+        self.object(obj, table, here, table.ctx)
 
-    def object(self, obj: dict[str, Any], table: _Table, path: str) -> None:
+    def object(self, obj: dict[str, Any], table: _Table, path: str, ctx: frozenset[str]) -> None:
+        """Check the properties of one JSON object; ``ctx``: what extension contexts call it."""
         out = self.out
         elements = table.elements
         choices: dict[str, str] | None = None
@@ -480,24 +594,24 @@ class _Walker:
                         out.add(
                             "structure",
                             f"Element '{key}' is not allowed: only primitive elements have a '_' sibling",
-                            f"{path}.{key}",
+                            path,
                         )
                         continue
                 elif key == "resourceType" and table.is_resource:
                     continue
-                out.add("structure", f"Unknown element '{key}'", f"{path}.{key}")
+                out.add("structure", f"Unknown element '{key}'", path)
                 continue
             if el.choice:
                 choices = self._choice(choices, el, path)
             if el.array:
                 if type(value) is not list:
-                    out.add("structure", f"Element '{key}' must be a JSON array, got {_jtype(value)}", f"{path}.{key}")
+                    out.add("structure", f"Element '{key}' must be a JSON array, got {_jtype(value)}", f"{path}.{el.step}")
                     continue
                 if not value:
-                    out.add("structure", f"Empty array is not allowed for '{key}'", f"{path}.{key}")
+                    out.add("structure", f"Empty array is not allowed for '{key}'", f"{path}.{el.step}")
                     continue
                 if el.max is not None and len(value) > el.max:
-                    out.add("structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{key}")
+                    out.add("structure", f"Element '{key}' allows at most {el.max} items, got {len(value)}", f"{path}.{el.step}")
                 if el.kind == _PRIM:
                     siblings = obj.get("_" + key)
                     for i, item in enumerate(value):
@@ -507,35 +621,37 @@ class _Walker:
                             out.add(
                                 "structure",
                                 f"null is only allowed where '_{key}' has an extension at the same index",
-                                f"{path}.{key}[{i}]",
+                                f"{path}.{el.step}[{i}]",
                             )
                         elif el.plain:
                             if el.check(item) is not None:  # type: ignore[misc]
-                                self.primitive(item, el, path, key, i)
+                                self.primitive(item, el, path, i)
                         else:
-                            self.primitive(item, el, path, key, i)
+                            self.primitive(item, el, path, i)
                 else:
                     for i, item in enumerate(value):
-                        self.complex(item, el, f"{path}.{key}[{i}]")
+                        self.complex(item, el, f"{path}.{el.step}[{i}]")
+                    if el.is_extension:
+                        self.core_extensions(value, key, path, ctx)
             else:
                 if type(value) is list:
-                    out.add("structure", f"Element '{key}' must be a single value, not an array", f"{path}.{key}")
+                    out.add("structure", f"Element '{key}' must be a single value, not an array", f"{path}.{el.step}")
                 elif el.kind == _PRIM:
                     if value is None:
-                        out.add("structure", "null is not allowed", f"{path}.{key}")
+                        out.add("structure", "null is not allowed", f"{path}.{el.step}")
                     elif el.plain:
                         if el.check(value) is not None:  # type: ignore[misc]
-                            self.primitive(value, el, path, key, None)
+                            self.primitive(value, el, path, None)
                     else:
-                        self.primitive(value, el, path, key, None)
+                        self.primitive(value, el, path, None)
                 else:
-                    self.complex(value, el, f"{path}.{key}")
-        for name, keys in table.required:
+                    self.complex(value, el, f"{path}.{el.step}")
+        for name, step, keys in table.required:
             for k in keys:
                 if k in obj:
                     break
             else:
-                out.add("required", f"Missing required element '{name}'", f"{path}.{name}")
+                out.add("required", f"Missing required element '{name}'", f"{path}.{step}")
         if table.is_extension:
             self.extension_rule(obj, path)
 
@@ -549,24 +665,24 @@ class _Walker:
             self.out.add(
                 "structure",
                 f"Only one {el.stem}[x] is allowed, found '{seen}' and '{el.name}'",
-                f"{path}.{el.name}",
+                f"{path}.{el.step}",
             )
         return choices
 
-    def primitive(self, value: Any, el: _Element, path: str, key: str, index: int | None) -> None:
+    def primitive(self, value: Any, el: _Element, path: str, index: int | None) -> None:
+        where = f"{path}.{el.step}" if index is None else f"{path}.{el.step}[{index}]"
         problem = el.check(value)  # type: ignore[misc]
         if problem is None:
             if el.binding is not None:
-                self.code_binding(value, el.binding, path, key, index)
+                self.code_binding(value, el.binding, where)
             elif el.type == "xhtml":
                 problem = _xhtml_rules(value)
                 if problem is not None:
-                    self.out.add("invariant", problem, f"{path}.{key}")
+                    self.out.add("invariant", problem, where)
             return
-        where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
         self.out.add("value", problem, where)
 
-    def code_binding(self, code: str, binding: _Binding, path: str, key: str, index: int | None) -> None:
+    def code_binding(self, code: str, binding: _Binding, where: str) -> None:
         if binding.codes is not None:
             if code in binding.codes:
                 return
@@ -577,52 +693,57 @@ class _Walker:
             problem = f"Code {_show(code)} is not a valid code for the value set {binding.label}"
         else:
             return
-        where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
         self.out.add("code-invalid", problem, where)
 
     def primitive_extension(self, obj: dict[str, Any], el: _Element, value: Any, path: str) -> None:
-        """``_name``: id/extension of a primitive (an array aligned with the values)."""
+        """``_name``: the id and extensions of a primitive (an array aligned with the values).
+
+        In FHIRPath the two JSON properties are one element, ``name``. ele-1 holds for that
+        element as a whole: an ``_name`` entry with only an ``id`` is fine next to a value.
+        """
         out = self.out
-        where = f"{path}.{el.name}"
+        where = f"{path}.{el.step}"
         element_table = self.model.element_table
+        values = obj.get(el.name)
         if el.array:
             if type(value) is not list:
                 out.add("structure", f"Element '_{el.name}' must be a JSON array, got {_jtype(value)}", where)
                 return
-            values = obj.get(el.name)
             if values is not None and type(values) is list and len(values) != len(value):
                 out.add("structure", f"Array '_{el.name}' must have the same length as '{el.name}'", where)
             if not value:
                 out.add("structure", f"Empty array is not allowed for '_{el.name}'", where)
             for i, item in enumerate(value):
+                has_value = type(values) is list and i < len(values) and values[i] is not None
                 if item is None:
-                    has_value = type(values) is list and i < len(values) and values[i] is not None
-                    if not has_value:
+                    # both null: already reported with the value array, once is enough
+                    if not has_value and not (type(values) is list and i < len(values)):
                         out.add("structure", "null is only allowed where the value array has a value", f"{where}[{i}]")
                     continue
-                self.element(item, element_table, f"{where}[{i}]")
+                self.element(item, element_table, f"{where}[{i}]", el.ctx, has_value)
         else:
             if type(value) is list:
                 out.add("structure", f"Element '_{el.name}' must be a single value, not an array", where)
                 return
-            self.element(value, element_table, where)
+            self.element(value, element_table, where, el.ctx, values is not None)
 
-    def element(self, value: Any, table: _Table, where: str) -> None:
+    def element(self, value: Any, table: _Table, where: str, ctx: frozenset[str], has_value: bool = False) -> None:
+        """An element's JSON object; ``has_value``: the primitive value of an ``_name`` object."""
         if type(value) is not dict:
             self.out.add("structure", f"Expected a JSON object, got {_jtype(value)}", where)
         elif not value:
             self.out.add("structure", "Empty object is not allowed", where)
-        elif len(value) == 1 and "id" in value and not table.is_resource:
+        elif len(value) == 1 and "id" in value and not has_value and not table.is_resource:
             self.out.add("structure", "An element must have a value or children besides 'id' (ele-1)", where)
-            self.object(value, table, where)
+            self.object(value, table, where, ctx)
         else:
-            self.object(value, table, where)
+            self.object(value, table, where, ctx)
 
     def complex(self, value: Any, el: _Element, where: str) -> None:
         if el.kind == _RESOURCE:
             self.resource(value, where, contained=el.name == "contained")
             return
-        self.element(value, el.table, where)  # type: ignore[arg-type]
+        self.element(value, el.table, where, el.ctx)  # type: ignore[arg-type]
         if el.simple_quantity and type(value) is dict and "comparator" in value:
             self.out.add("invariant", "A SimpleQuantity must not have a comparator (sqty-1)", f"{where}.comparator")
         if el.binding is not None and type(value) is dict:
@@ -630,6 +751,33 @@ class _Walker:
                 self.coding_binding(value, el.binding, where)
             else:
                 self.concept_binding(value, el.binding, where)
+
+    def core_extensions(self, items: list[Any], key: str, path: str, ctx: frozenset[str]) -> None:
+        """Extensions of one element whose url is an R4 core definition (extensions.py).
+
+        Checked here, where the element holding them is known: their context and whether
+        they belong in ``modifierExtension``; then their own value or sub-extensions.
+        """
+        core = self.core
+        for i, ext in enumerate(items):
+            if type(ext) is not dict:
+                continue
+            url = ext.get("url")
+            definition = core.get(url) if type(url) is str else None
+            if definition is not None:
+                self.core_extension(ext, definition, key, f"{path}.{key}[{i}]", ctx)
+
+    def core_extension(self, ext: dict[str, Any], definition: ExtensionDef, key: str, where: str, ctx: frozenset[str]) -> None:
+        out = self.out
+        url = definition.url
+        if not definition.anywhere and ctx.isdisjoint(definition.contexts):
+            allowed = ", ".join(sorted(definition.contexts))
+            out.add("structure", f"The extension '{url}' is not allowed here: its definition allows it on {allowed}", where)
+        if definition.modifier and key != "modifierExtension":
+            out.add("structure", f"The extension '{url}' is a modifier extension: it belongs in modifierExtension", where)
+        elif not definition.modifier and key == "modifierExtension":
+            out.add("structure", f"The extension '{url}' is not a modifier extension: it belongs in extension", where)
+        check_core_extension(ext, definition, where, out.add)
 
     def coding_binding(self, coding: dict[str, Any], binding: _Binding, where: str) -> None:
         ok = _coding_in(coding, binding)

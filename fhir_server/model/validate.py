@@ -17,7 +17,6 @@ rule (a code outside its required value set, unsafe narrative) answer 422.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 
 from fhir_server.errors import FhirError, Issue, error
 from fhir_server.model.r4b_speedups import install as _install_r4b_speedups
-from fhir_server.model.structure import check_structure
+from fhir_server.model.structure import check_structure, expression_at
 
 _install_r4b_speedups()  # same verdicts, ~2x faster model check (see the module)
 
@@ -34,8 +33,6 @@ _RULE_CODES = frozenset({"code-invalid", "business-rule", "invariant", "security
 
 #: resource types defined differently in R4 and R4B (python-stack.md §1.5)
 _R4B_DIFFERENT = frozenset({"ActivityDefinition", "PlanDefinition", "Evidence", "EvidenceVariable"})
-#: R4B model complaints about what R4 allows
-_R4_ONLY_ELEMENT = re.compile(r"\.extension\[\d+\]\.(valueMeta|_value[A-Z]\w*)$")
 
 
 @cache
@@ -48,18 +45,17 @@ def _r4b_model(res_type: str) -> Any:
         return None  # an R4-only type: the structure check is all there is
 
 
-def _expression(res_type: str, loc: tuple[Any, ...]) -> str:
-    path = res_type
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "__root__":
-            path += f".{part}"
-    return path
+def _r4_only(loc: tuple[Any, ...]) -> bool:
+    """An R4B model complaint about what R4 allows: ``Extension.valueMeta`` and the
+    ``_valueString``-style primitive extensions of an extension's value."""
+    if len(loc) < 3 or loc[-3] not in ("extension", "modifierExtension") or type(loc[-2]) is not int:
+        return False
+    last = loc[-1]
+    return type(last) is str and (last == "valueMeta" or (last[:6] == "_value" and last[6:7].isupper()))
 
 
 def model_issues(resource: dict[str, Any]) -> list[Issue]:
-    """Run the R4B pydantic model; its errors as Issues with FHIRPath-like locations."""
+    """Run the R4B pydantic model; its errors as Issues with FHIRPath expressions (structure.expression_at)."""
     res_type = resource.get("resourceType", "")
     model = None if res_type in _R4B_DIFFERENT else _r4b_model(res_type)
     if model is None:
@@ -67,8 +63,11 @@ def model_issues(resource: dict[str, Any]) -> list[Issue]:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        issues = [error("value", e["msg"], _expression(res_type, tuple(e.get("loc", ())))) for e in exc.errors(include_url=False)]
-        return [i for i in issues if not _R4_ONLY_ELEMENT.search(i.expression or "")]
+        return [
+            error("value", e["msg"], expression_at(resource, e.get("loc", ())) or res_type)
+            for e in exc.errors(include_url=False)
+            if not _r4_only(tuple(e.get("loc", ())))
+        ]
     except (KeyError, TypeError, ValueError) as exc:  # fhir.resources raises these on odd nested types
         return [error("structure", f"Invalid resource: {exc}", res_type)]
     return []

@@ -112,8 +112,17 @@ def run_search(
         f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}"
     )
     wants_total = q.total == "accurate" or q.total == "estimate"
-    with _rows(source, snapshot=wants_total or bool(q.includes)) as rows:
-        found = rows(page_sql, b.params)
+    # PostgreSQL only: its planner is the one found walking ``resources`` in key order for a few
+    # matches at 1M rows; on SQLite the extra statement would cost the small searches most run
+    index_first = _dialect(source) == "postgresql" and not q.sort and direction == "n"
+    subqueries = _index_subqueries(criteria) if index_first else None
+    with _rows(source, snapshot=wants_total or bool(q.includes) or subqueries is not None) as rows:
+        found = None
+        if subqueries is not None:
+            after = q.cursor.pk if q.cursor is not None else None
+            found = _page_from_index(rows, b, subqueries, after, list(q.res_types), count + 1)
+        if found is None:
+            found = rows(page_sql, b.params)
         more = len(found) > count
         found = found[:count]
         if direction == "p":
@@ -145,6 +154,58 @@ def run_search(
 
 
 Rows = Callable[[str, dict[str, Any]], list[tuple]]
+
+#: the most matches the index-first page takes in Python; beyond it the database's own plan
+#: (walking ``resources`` in key order) is the better one
+PILOT_CAP = 2000
+_CHUNK = 64
+
+
+def _index_subqueries(criteria: list[str]) -> list[str] | None:
+    """The subqueries of criteria that are all ``r.pk IN (<subquery>)`` (index look-ups,
+    chains, ``_has``), or None. Index rows exist only for stored, not deleted resources."""
+    if not criteria:
+        return None
+    out = []
+    for clause in criteria:
+        head = "r.pk IN ("
+        if not clause.startswith(head) or not clause.endswith(")"):
+            return None
+        inner = clause[len(head) : -1]
+        depth = 0
+        for ch in inner:  # the closing parenthesis must be the clause's last: one subquery, nothing ORed
+            depth += 1 if ch == "(" else -1 if ch == ")" else 0
+            if depth < 0:
+                return None
+        out.append(inner)
+    return out
+
+
+def _page_from_index(
+    rows: Rows, b: SqlBuilder, subqueries: list[str], after: int | None, res_types: list[str], wanted: int
+) -> list[tuple] | None:
+    """The first ``wanted`` matches in key order, found from the index side: every matching key
+    (at most ``PILOT_CAP``; else None) sorted here, then ``resources`` read for the first of them
+    only. At 1,000,000 Patients the database's plan read ~18,000 ``resources`` rows in key order
+    to find 21 of 1,002 birth-date matches (11 ms); this reads the 1,002 index entries and ~21
+    rows. The search's own statement stays the authority: this only changes the plan."""
+    matched = " INTERSECT ".join(f"SELECT * FROM ({s}) q{n}" for n, s in enumerate(subqueries))
+    keyset = f" WHERE m.resource_pk > {b.p(after)}" if after is not None else ""
+    pilot = f"SELECT m.resource_pk FROM ({matched}) m{keyset} LIMIT {b.p(PILOT_CAP + 1)}"
+    keys = sorted({row[0] for row in rows(pilot, b.params)})
+    if len(keys) > PILOT_CAP:
+        return None
+    found: list[tuple] = []
+    for start in range(0, len(keys), _CHUNK):
+        if len(found) >= wanted:
+            break
+        chunk = keys[start : start + _CHUNK]
+        where = [b.in_list("r.pk", chunk), "r.deleted = FALSE"]
+        if res_types:
+            where.append(b.in_list("r.res_type", res_types))
+        page = f"SELECT r.pk, r.res_type, r.res_id, r.body FROM resources r WHERE {' AND '.join(where)} ORDER BY r.pk"
+        found.extend(rows(page, b.params))
+    return found[:wanted]
 
 
 def _body(value: Any) -> bytes:

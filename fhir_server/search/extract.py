@@ -28,6 +28,8 @@ from typing import Any
 from fhirpathpy import compile as fp_compile
 from fhirpathpy.engine.nodes import ResourceNode
 
+from ..mpi.blocking import stored_keys
+from ..mpi.features import extract as mpi_features
 from ..storage.search_index import IndexRows
 
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
@@ -617,4 +619,6 @@ def extract_index(resource: dict) -> IndexRows:
         kind, new = rows_for(p, values, res_type)
         if new:
             getattr(rows, kind).extend(_dedupe(new))
+    if res_type == "Patient":
+        rows.mpi = [{"key": key} for key in stored_keys(mpi_features(resource))]
     return rows

@@ -29,7 +29,7 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "date": frozenset({"missing"}),
     "number": frozenset({"missing"}),
     "quantity": frozenset({"missing"}),
-    "uri": frozenset({"below", "above", "missing"}),
+    "uri": frozenset({"below", "above", "contains", "missing"}),
     "composite": frozenset({"missing"}),
 }
 

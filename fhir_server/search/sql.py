@@ -39,7 +39,6 @@ TABLES = {
 SORT_COLUMNS = {"string": "value", "token": "code", "uri": "value", "number": "value", "quantity": "value", "reference": "target_id"}
 TOP = "\U0010ffff"  # sorts after every other character (bytewise, UTF-8)
 #: widest range of a date/dateTime/instant value: a partial year (leap)
-YEAR_SPAN = 366 * 86_400_000_000
 RANGE_TYPES = ("date", "number", "quantity")
 TRUE, FALSE = "1=1", "1=0"
 
@@ -89,13 +88,13 @@ class SqlBuilder:
 
     # ------------------------------------------------------------------------- value predicates
 
-    def date_predicate(self, lo: str, hi: str, v: DateValue, span: int | None = None) -> str:
+    def date_predicate(self, lo: str, hi: str, v: DateValue, span: str | None = None) -> str:
         """Spec range semantics: target [lo, hi] vs search [v.lo, v.hi] (both inclusive).
 
-        ``span`` is an upper bound of ``hi - lo`` for the parameter (a year for
-        date/dateTime/instant elements, None for Periods). It adds redundant
-        bounds on ``lo`` so a single index range scan on ``(param, lo)`` serves
-        ``ge``/``gt`` too, and ``ge X & lt Y`` becomes one narrow range.
+        ``span`` is an SQL expression bounding ``hi - lo`` for the parameter (None: no
+        bound known). It adds redundant bounds on ``lo`` so a single index range scan on
+        ``(param, lo)`` serves ``ge``/``gt`` too, and ``ge X & le Y`` becomes one range
+        only as wide as the search plus the widest stored value.
         """
         p = self.p
 
@@ -108,13 +107,13 @@ class SqlBuilder:
         if prefix == "ne":
             return f"({lo} < {p(v.lo)} OR {hi} > {p(v.hi)})"
         if prefix == "gt":
-            return f"({hi} > {p(v.hi)} AND {lo} > {p(v.hi - span)})" if span else f"{hi} > {p(v.hi)}"
+            return f"({hi} > {p(v.hi)} AND {lo} > {p(v.hi)} - {span})" if span else f"{hi} > {p(v.hi)}"
         if prefix == "lt":
             return f"{lo} < {p(v.lo)}"
         if prefix == "ge":
             # hi > v.hi or contained  <=>  hi > v.hi or lo >= v.lo (as lo <= hi); either way hi >= v.lo
             cond = f"({hi} > {p(v.hi)} OR ({contained()}))"
-            return f"({cond} AND {lo} >= {p(v.lo - span)})" if span else f"({cond} AND {hi} >= {p(v.lo)})"
+            return f"({cond} AND {lo} >= {p(v.lo)} - {span})" if span else f"({cond} AND {hi} >= {p(v.lo)})"
         if prefix == "le":
             return f"(({lo} < {p(v.lo)} OR ({contained()})) AND {lo} <= {p(v.hi)})"
         if prefix == "sa":
@@ -144,6 +143,19 @@ class SqlBuilder:
             return f"{col} <= {p(v)}"
         delta = abs(v) * 0.1  # ap: within 10%
         return f"({col} >= {p(v - delta)} AND {col} <= {p(v + delta)})"
+
+    def _span(self, c: Criterion) -> str | None:
+        """The widest ``hi - lo`` stored for the criterion's parameter, read by the statement
+        itself (one descent of ``ix_idx_date_param_span``; always in the statement's own
+        snapshot, so never narrower than a stored value): the year-wide constant this replaced
+        made ``birthdate=ge1980-05-01&birthdate=le1980-05-28`` scan thirteen months of entries
+        for one month of matches. Only for date/dateTime/instant elements (a Period has no
+        bound to speak of)."""
+        if c.param is None or len(c.res_types) != 1:
+            return None
+        if leaf_type(c.res_types[0], c.param.expression) not in ("date", "dateTime", "instant"):
+            return None
+        return f"(SELECT COALESCE(MAX(span.hi - span.lo), 0) FROM idx_date span WHERE span.param = {self.p(c.code)})"
 
     def _token_value(self, t: str, v: TokenValue, code_col: str = "code", system_col: str = "system") -> str:
         conds = []
@@ -236,12 +248,16 @@ class SqlBuilder:
                 return f"{t}.value LIKE {p('%' + _escape_like(norm) + '%')} ESCAPE '\\'"
             return f"({t}.value >= {p(norm)} AND {t}.value < {p(norm + TOP)})"
         if pt == "date":
-            return self.date_predicate(f"{t}.lo", f"{t}.hi", v, _span(c))
+            return self.date_predicate(f"{t}.lo", f"{t}.hi", v, self._span(c))
         if pt == "number":
             return self.number_predicate(f"{t}.value", v.prefix, v.value, v.lo, v.hi)
         if pt == "quantity":
             return self._quantity(t, v)
         if pt == "uri":
+            if mod == "contains":
+                # anywhere in the URI, case-insensitive as :contains on strings (a scan of the
+                # parameter's rows, as string :contains is)
+                return f"lower({t}.value) LIKE {p('%' + _escape_like(v.lower()) + '%')} ESCAPE '\\'"
             if mod == "below":
                 return f"({t}.value >= {p(cut(v))} AND {t}.value < {p(cut(v) + TOP)})"
             if mod == "above":
@@ -345,13 +361,6 @@ class SqlBuilder:
         col = ("hi" if descending else "lo") if ptype == "date" else SORT_COLUMNS[ptype]
         agg = "max" if descending else "min"
         return f"(SELECT {agg}({t}.{col}) FROM {table} {t} WHERE {t}.resource_pk = {r}.pk AND {t}.param = {self.p(code)})"
-
-
-def _span(c: Criterion) -> int | None:
-    if c.param is None or len(c.res_types) != 1:
-        return None
-    leaf = leaf_type(c.res_types[0], c.param.expression)
-    return YEAR_SPAN if leaf in ("date", "dateTime", "instant") else None
 
 
 def _uri_prefixes(v: str) -> list[str]:

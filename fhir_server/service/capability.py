@@ -14,6 +14,8 @@ from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 
 SOFTWARE_NAME = "fhir-server-id"
+#: the IG CapabilityStatements this server implements (Bulk Data export: fhir_server/bulk, docs/bulk.md)
+INSTANTIATES = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
 
 
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
@@ -45,10 +47,10 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "instantiates": [subscription_capability.BACKPORT_SERVER],
         "date": to_instant(now_us())[:10],
         "publisher": "fhir-server-id contributors",
         "kind": "instance",
+        "instantiates": [*INSTANTIATES, subscription_capability.BACKPORT_SERVER],
         "software": {"name": SOFTWARE_NAME, "version": __version__},
         "implementation": {
             "description": "FHIR R4 interoperability server for Indonesian healthcare (SIMRS, Puskesmas, SATUSEHAT)",
@@ -56,7 +58,15 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
+        # FHIRPath Patch (Parameters, JSON or XML), JSON Patch, JSON Merge Patch; plain application/json
+        # is a merge patch (an object) or a JSON Patch (an array), see service/patch.py
+        "patchFormat": [
+            "application/fhir+json",
+            "application/fhir+xml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/json",
+        ],
         "rest": [
             {
                 "extension": subscription_capability.rest_extensions(base),

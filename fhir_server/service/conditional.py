@@ -43,6 +43,22 @@ def parse_condition(query: str) -> list[tuple[str, str]]:
     return params
 
 
+def create_condition(if_none_exist: str | None, query: str) -> str | None:
+    """The condition of a create: the If-None-Exist header, or the search parameters of
+    ``POST [type]?search`` (the request's or a Bundle entry's URL).
+
+    FHIR names only the header; fhirpy's ``get_or_create`` (and Aidbox) put the condition in the
+    URL. Ignoring it created a duplicate on every call, so it is the condition as the header would
+    be; ``_format`` and ``_pretty`` are not search parameters. Both, differing: 400."""
+    wanted = [(k, v) for k, v in parse_qsl(query) if k not in ("_format", "_pretty")]
+    header = if_none_exist or None
+    if header and wanted and parse_qsl(header.rpartition("?")[2]) != wanted:
+        raise FhirError.of(400, "invalid", "The create has two different conditions: If-None-Exist and search parameters in the URL")
+    return header or (
+        "&".join(part for part in query.split("&") if part and not part.startswith(("_format=", "_pretty="))) if wanted else None
+    )
+
+
 def condition_key(res_type: str, params: list[tuple[str, str]]) -> str:
     canonical = res_type + "?" + urlencode(sorted(params))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

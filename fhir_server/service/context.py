@@ -11,6 +11,8 @@ from sqlalchemy.engine import Connection
 from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.history import HistoryService
+from fhir_server.service.merge import MergeService
+from fhir_server.service.mpi import MpiService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
@@ -44,5 +46,7 @@ class Services:
     search: SearchService
     bundles: BundleService
     audit_trail: AuditTrail
+    mpi: MpiService
+    merge: MergeService
     default_count: int
     max_count: int

@@ -3,9 +3,11 @@
 Every resource is written with PUT ``Type/id`` in transactions of ``batch_size``
 entries, so a re-run changes nothing: ids come from the resource, else from a
 ``urn:uuid:`` fullUrl, else from a hash of the content; references to
-``urn:uuid:`` fullUrls inside a Bundle are rewritten to those ids. A batch
-that fails is retried entry by entry, so one bad resource costs only itself
-and is reported with its file and line.
+``urn:uuid:`` fullUrls inside a Bundle are rewritten to those ids. The files are
+read first and written in the order of their references (``import_order``), so
+a set of files whose references point into each other loads in any file order.
+A batch that fails is retried entry by entry, so one bad resource costs only
+itself and is reported with its file and line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import is_valid_id
+from fhir_server.service import import_order
 from fhir_server.service.access import OPEN
+from fhir_server.service.import_order import Node
 from fhir_server.service.pipeline import Interaction, Pipeline
 
 _NAMESPACE = uuid.UUID("2f8f0f4e-5a86-5b0c-8f3e-6b1f3c8e2d71")
@@ -41,7 +45,11 @@ class ImportSummary:
     created: Counter = field(default_factory=Counter)
     existing: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    #: literal references whose target is neither in the import nor stored (the server stores them)
+    warnings: list[str] = field(default_factory=list)
     files: int = 0
+    #: resources read
+    total: int = 0
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -125,58 +133,146 @@ def read_items(path: Path, errors: list[str]) -> Iterator[Item]:
 class Importer:
     """``fhir-server import``: batches of PUTs sent through the pipeline as transaction Bundles by
     the server itself (the open principal), so every check, the change log and the write path
-    are the ones every request goes through."""
+    are the ones every request goes through.
+
+    All files are read first; the resources are then written in the order of the graph of their
+    references (``import_order``): a conditional reference's target is committed before the
+    resource that refers to it, whichever file holds it, and a cycle of conditional references
+    is written in two passes. At the end every literal reference of a written resource is checked:
+    one whose target is neither written by the import nor stored is reported as a warning (the
+    server stores such references, so the import does too).
+    """
 
     def __init__(self, pipeline: Pipeline, base: str = "urn:fhir-server:import", batch_size: int = 500) -> None:
         self.pipeline = pipeline
         self.base = base
         self.batch_size = batch_size
 
-    def _bundle(self, kind: str, entries: list[dict[str, Any]]) -> Any:
-        bundle = {"resourceType": "Bundle", "type": kind, "entry": entries}
-        answer = asyncio.run(self.pipeline.handle(Interaction("transaction", self.base, OPEN, body=bundle, representation=False)))
+    def _handle(self, interaction: Interaction) -> Any:
+        answer = asyncio.run(self.pipeline.handle(interaction))
         return jsonio.loads(answer.body or b"{}")
 
-    def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportSummary:
-        summary = ImportSummary()
-        batch: list[Item] = []
+    def _bundle(self, kind: str, entries: list[dict[str, Any]]) -> Any:
+        bundle = {"resourceType": "Bundle", "type": kind, "entry": entries}
+        return self._handle(Interaction("transaction", self.base, OPEN, body=bundle, representation=False))
+
+    def read(self, paths: list[Path], summary: ImportSummary) -> list[Node]:
+        """Every resource of every file (unreadable ones go to ``summary.errors``)."""
+        nodes: list[Node] = []
         for path in find_files(paths):
             summary.files += 1
             if not path.exists():
                 summary.errors.append(f"{path}: no such file")
                 continue
             for item in read_items(path, summary.errors):
-                batch.append(item)
-                if len(batch) >= self.batch_size:
-                    self._flush(batch, summary, progress)
-                    batch = []
-        if batch:
-            self._flush(batch, summary, progress)
+                literal, conditional = import_order.references(item.resource)
+                nodes.append(
+                    Node(
+                        str(item.resource["resourceType"]),
+                        item.resource["id"],
+                        item.where,
+                        jsonio.dumps(item.resource),
+                        literal,
+                        conditional,
+                        import_order.identifiers(item.resource),
+                    )
+                )
+        return nodes
+
+    def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportSummary:
+        summary = ImportSummary()
+        nodes = self.read(paths, summary)
+        summary.total = len(nodes)
+        plan = import_order.plan(nodes)
+        outcome: dict[int, str] = {}  # node -> its response status (or "error: ...")
+        second = set(plan.second_pass)
+        for batch in import_order.batches(plan, nodes, self.batch_size):
+            self._write(batch, nodes, plan.placeholders, outcome)
+            if progress:
+                progress(len(batch))
+        first = {i: outcome[i] for i in plan.second_pass}
+        if plan.second_pass:  # cycle members again, as read: the server resolves their conditional references now
+            order = [i for i in plan.order if i in second]
+            for start in range(0, len(order), self.batch_size):
+                self._write(order[start : start + self.batch_size], nodes, {}, outcome)
+        for i, node in enumerate(nodes):
+            status = outcome[i]
+            if status.startswith("201") or (i in first and first[i].startswith("201") and status.startswith("200")):
+                summary.created[node.res_type] += 1
+            elif status.startswith("200"):
+                summary.existing[node.res_type] += 1
+            else:
+                summary.errors.append(f"{node.where}: {status}{self._failed_targets(i, plan, nodes, outcome)}")
+        summary.warnings += self._unresolved(nodes, outcome)
         return summary
 
-    def _flush(self, batch: list[Item], summary: ImportSummary, progress: Callable[[int], None] | None) -> None:
-        entries = [
-            {"resource": item.resource, "request": {"method": "PUT", "url": f"{item.resource.get('resourceType')}/{item.resource['id']}"}}
-            for item in batch
-        ]
+    def _write(self, batch: list[int], nodes: list[Node], placeholders: dict[int, dict[str, int]], outcome: dict[int, str]) -> None:
+        entries = []
+        for i in batch:
+            node = nodes[i]
+            resource = jsonio.loads(node.body)
+            stand_ins = placeholders.get(i)
+            if stand_ins:
+                targets = {ref: f"{nodes[j].res_type}/{nodes[j].res_id}" for ref, j in stand_ins.items()}
+                _rewrite(resource, targets)
+            entries.append({"resource": resource, "request": {"method": "PUT", "url": f"{node.res_type}/{node.res_id}"}})
         try:
             response = self._bundle("transaction", entries)
         except FhirError:
             # one bad resource: redo the batch entry by entry to keep the good ones and name the bad ones
             response = self._bundle("batch", entries)
-        for item, entry in zip(batch, response["entry"], strict=True):  # one response entry per request entry
-            res_type = str(item.resource.get("resourceType"))
+        for i, entry in zip(batch, response["entry"], strict=True):  # one response entry per request entry
             status = entry["response"]["status"]
-            if status.startswith("201"):
-                summary.created[res_type] += 1
-            elif status.startswith("200"):
-                summary.existing[res_type] += 1
+            if status.startswith(("200", "201")):
+                outcome[i] = status
             else:
-                outcome = entry["response"].get("outcome", {}).get("issue", [{}])
-                detail = "; ".join(i.get("diagnostics", "") for i in outcome)[:300]
-                summary.errors.append(f"{item.where}: {status}: {detail}")
-        if progress:
-            progress(len(batch))
+                issues = entry["response"].get("outcome", {}).get("issue", [{}])
+                outcome[i] = f"{status}: " + "; ".join(x.get("diagnostics", "") for x in issues)[:300]
+
+    @staticmethod
+    def _failed_targets(i: int, plan: import_order.Plan, nodes: list[Node], outcome: dict[int, str]) -> str:
+        failed = [nodes[j].where for j in sorted(plan.hard[i]) if not outcome[j].startswith(("200", "201"))]
+        return f" (it refers to {', '.join(failed[:3])}, which failed to load)" if failed else ""
+
+    def _unresolved(self, nodes: list[Node], outcome: dict[int, str]) -> list[str]:
+        """Literal references of written resources whose target was neither written by this
+        import nor is stored (one search by ``_id`` per type and 100 ids)."""
+        loaded: set[tuple[str, str]] = set()
+        failed: dict[tuple[str, str], str] = {}
+        for i, node in enumerate(nodes):
+            if outcome[i].startswith(("200", "201")):
+                loaded.add(node.key)
+            else:
+                failed.setdefault(node.key, node.where)
+        outside: dict[str, set[str]] = {}
+        for i, node in enumerate(nodes):
+            if outcome[i].startswith(("200", "201")):
+                for res_type, res_id in node.literal:
+                    if (res_type, res_id) not in loaded:
+                        outside.setdefault(res_type, set()).add(res_id)
+        stored = {(t, res_id) for t, ids in outside.items() for res_id in self._stored(t, sorted(ids))}
+        warnings = []
+        for i, node in enumerate(nodes):
+            if not outcome[i].startswith(("200", "201")):
+                continue
+            for key in dict.fromkeys(node.literal):
+                if key in loaded or key in stored:
+                    continue
+                why = f"failed to load ({failed[key]})" if key in failed else "is neither in the import nor stored"
+                warnings.append(f"{node.where}: {node.res_type}/{node.res_id} refers to {key[0]}/{key[1]}, which {why}")
+        return warnings
+
+    def _stored(self, res_type: str, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+            params = [("_id", ",".join(chunk)), ("_count", str(len(chunk))), ("_elements", "id")]
+            try:
+                bundle = self._handle(Interaction("search-type", self.base, OPEN, res_type, params=params))
+            except FhirError:  # a type the server does not search: its references stay unresolved (warnings)
+                continue
+            found.update(e["resource"]["id"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict))
+        return found
 
 
 def export_ndjson(db: Any, out_dir: Path, types: list[str] | None, since_us: int | None) -> Counter:

@@ -1,23 +1,60 @@
-"""PATCH: JSON Patch (RFC 6902) and FHIRPath Patch (http://hl7.org/fhir/R4/fhirpatch.html).
+"""PATCH: JSON Patch (RFC 6902), JSON Merge Patch (RFC 7386) and FHIRPath Patch
+(http://hl7.org/fhir/R4/fhirpatch.html).
 
-Both produce a new resource dict from the current one; the service then
+Each produces a new resource dict from the current one; the service then
 validates and stores it like any update.
 """
 
 from __future__ import annotations
 
 import copy
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import jsonpatch
+from antlr4 import CommonTokenStream, InputStream, Token  # type: ignore[import-untyped]
+from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
+from antlr4.error.Errors import RecognitionException  # type: ignore[import-untyped]
 from fhirpathpy import evaluate
 from fhirpathpy.models import models
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_server.errors import FhirError
 from fhir_server.model.definitions import load_definitions
 
 _MARK = "__patch_node__"
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+#: FHIRPath Patch: a Parameters resource (JSON or XML)
+FHIRPATH_PATCH = "application/fhir+json"
+
+
+def patch_format(media_type: str, body: Any) -> str:
+    """The kind of patch a PATCH body sent as ``media_type`` is.
+
+    ``application/json`` is what general HTTP clients send: fhirpy sends the changed members
+    of the resource (merge patch semantics), others a JSON Patch array. Its shape decides: an
+    array is a JSON Patch, a Parameters resource a FHIRPath Patch, any other object a merge patch.
+    """
+    if media_type in (JSON_PATCH, MERGE_PATCH):
+        return media_type
+    if media_type == "application/json":
+        if isinstance(body, list):
+            return JSON_PATCH
+        if isinstance(body, dict) and body.get("resourceType") != "Parameters":
+            return MERGE_PATCH
+    return FHIRPATH_PATCH
+
+
+def apply_patch(resource: dict[str, Any], patch_type: str, body: Any) -> dict[str, Any]:
+    """The patched copy of ``resource`` (``resource`` itself is left as it is)."""
+    if patch_type == JSON_PATCH:
+        return apply_json_patch(resource, body)
+    if patch_type == MERGE_PATCH:
+        return apply_merge_patch(resource, body)
+    return apply_fhirpath_patch(resource, body)
 
 
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
@@ -32,6 +69,33 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
     if not isinstance(patched, dict):
         raise FhirError.of(400, "invalid", "JSON Patch must leave a resource (a JSON object)")
     return patched
+
+
+# --------------------------------------------------------------------------- JSON Merge Patch
+
+
+def apply_merge_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """RFC 7386: members of ``patch`` replace those of ``resource``, ``null`` removes one,
+    objects merge member by member, arrays and primitives are replaced whole."""
+    if not isinstance(patch, dict):
+        raise FhirError.of(400, "structure", "A JSON Merge Patch body is a JSON object (the members to change; null removes one)")
+    return _merge(resource, patch)
+
+
+def _merge(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        elif isinstance(value, dict):
+            merged = _merge(result.get(name), value)
+            if merged or not value:
+                result[name] = merged
+            else:
+                result.pop(name, None)  # every member removed: FHIR has no empty objects
+        else:
+            result[name] = value
+    return result
 
 
 # --------------------------------------------------------------------------- FHIRPath Patch
@@ -81,7 +145,34 @@ def _annotate(node: Any, type_path: str | None, where: dict[int, tuple[Any, Any,
     return node
 
 
+class _SyntaxErrors(ErrorListener):
+    def syntaxError(self, recognizer: Any, offending: Any, line: int, column: int, msg: str, e: Any) -> None:
+        raise ValueError(f"column {column + 1}: {msg}")
+
+
+@lru_cache(maxsize=1024)
+def _syntax_error(expression: str) -> str | None:
+    """Why ``expression`` is not FHIRPath, or None. fhirpathpy's parser recovers from syntax
+    errors silently (``Patient.name.(`` evaluates as ``Patient.name``), so a mistyped path would
+    patch another element than the one meant."""
+    lexer = FHIRPathLexer(InputStream(expression))
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    for recognizer in (lexer, parser):
+        recognizer.removeErrorListeners()
+        recognizer.addErrorListener(_SyntaxErrors())
+    try:
+        parser.expression()
+        if parser.getCurrentToken().type != Token.EOF:
+            return f"unexpected '{parser.getCurrentToken().text}'"
+    except (ValueError, RecognitionException) as exc:
+        return str(exc)
+    return None
+
+
 def _eval(doc: dict[str, Any], expression: str) -> list[Any]:
+    problem = _syntax_error(expression)
+    if problem is not None:
+        raise FhirError.of(400, "invalid", f"FHIRPath Patch: '{expression}' is not a FHIRPath expression ({problem})")
     try:
         return evaluate(doc, expression, {}, models["r4"])
     except Exception as exc:  # noqa: BLE001 - fhirpathpy raises many kinds for bad expressions
@@ -171,8 +262,13 @@ def _operation(param: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
-    if parameters.get("resourceType") != "Parameters":
-        raise FhirError.of(400, "invalid", "A FHIRPath Patch body is a Parameters resource")
+    if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
+        raise FhirError.of(
+            400,
+            "invalid",
+            "A FHIRPath Patch body is a Parameters resource (send a JSON Patch as application/json-patch+json, "
+            "a JSON Merge Patch as application/merge-patch+json)",
+        )
     result = copy.deepcopy(resource)
     for index, param in enumerate(parameters.get("parameter", [])):
         op = _operation(param)

@@ -205,26 +205,17 @@ class ResourceService:
         a Bundle entry's references are rewritten later).
         """
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
-        prepared = Prepared(res_id or str(uuid.uuid4()))
-        try:
-            self._check_writable(res_type)
-            _check_type(resource, res_type)
-            # the version and time stamp are not known yet; neither changes the verdict nor the index
-            provisional = stamp(resource, prepared.res_id, 1, 0)
-            prepared.warnings = self.validate(provisional)
-            if index and self.prepare_index is not None:
-                prepared.rows = self.prepare_index(provisional)
-        except FhirError as exc:
-            prepared.error = exc
-        return prepared
+        return self.prepare_update(res_type, res_id or str(uuid.uuid4()), resource, index=index)
 
     def prepare_update(self, res_type: str, res_id: str, resource: Any, *, index: bool = False) -> Prepared:
-        """Validate a resource to be stored as ``res_type/res_id`` by an update, outside any
-        transaction (``update_in(prepared=...)`` then skips it). ``index`` as in ``prepare_create``."""
+        """Check and validate a resource to be stored as ``res_type/res_id``, outside any
+        transaction (``create_in`` / ``update_in`` with ``prepared=`` then skip it). ``index`` as
+        in ``prepare_create``."""
         prepared = Prepared(res_id)
         try:
             self._check_writable(res_type)
             _check_type(resource, res_type)
+            # the version and time stamp are not known yet; neither changes the verdict nor the index
             provisional = stamp(resource, res_id, 1, 0)
             prepared.warnings = self.validate(provisional)
             if index and self.prepare_index is not None:
@@ -341,7 +332,8 @@ class ResourceService:
     def patch_in(
         self, conn: Connection, res_type: str, res_id: str, content_type: str, body: Any, if_match: str | None = None
     ) -> WriteResult:
-        """Apply a JSON Patch or FHIRPath Patch to the current version and store the result as an update."""
+        """Apply a JSON Patch, JSON Merge Patch or FHIRPath Patch (``content_type``: ``service.patch.patch_format``)
+        to the current version and store the result as an update (an invalid result: 422)."""
         self._check_writable(res_type)
         current = self.read_in(conn, res_type, res_id, for_update=True)
         if if_match is not None and parse_version(if_match) != current.version:
@@ -349,10 +341,17 @@ class ResourceService:
                 412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}"
             )
         assert current.body is not None
-        patched = apply_patch(current.body, content_type, body)
+        from fhir_server.service.patch import apply_patch  # fhirpathpy and jsonpatch: loaded on the first PATCH
+
+        patched = apply_patch(jsonio.loads(current.body), content_type, body)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise FhirError.of(400, "invalid", "A patch may not change resourceType or id")
-        return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH")
+        prepared = self.prepare_update(res_type, res_id, patched)
+        if prepared.error is not None:
+            # the request (the patch) was understood; the resource it leads to is what is
+            # invalid: 422, as for any rule a well-formed request breaks
+            raise FhirError(422, prepared.error.issues, prepared.error.headers)
+        return self.update_in(conn, res_type, res_id, patched, f'W/"{current.version}"', method="PATCH", prepared=prepared)
 
     def change_meta_in(
         self,
@@ -425,13 +424,3 @@ def _check_type(resource: dict[str, Any], res_type: str) -> None:
     found = resource.get("resourceType")
     if found != res_type:
         raise FhirError.of(400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType")
-
-
-def apply_patch(current: bytes, content_type: str, body: Any) -> dict[str, Any]:
-    """The patched resource: JSON Patch for application/json-patch+json, else FHIRPath Patch."""
-    from fhir_server.service.patch import apply_fhirpath_patch, apply_json_patch
-
-    resource = jsonio.loads(current)
-    if content_type == "application/json-patch+json":
-        return apply_json_patch(resource, body)
-    return apply_fhirpath_patch(resource, body)

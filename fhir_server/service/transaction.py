@@ -22,12 +22,14 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
-from fhir_server.service.conditional import ConditionalService, Merge, find_matches, parse_condition
+from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
+from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
+from fhir_server.url_forms import canonical_path
 from fhir_server.urlcodec import parse_qsl
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -320,9 +322,11 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         )
     if url.startswith(base + "/"):
         url = url[len(base) + 1 :]
-    elif "://" in url:
+    elif "://" in url.partition("?")[0]:  # a search value may well be a URL (identifier=https://...|...)
         raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
-    path, _, query = url.lstrip("/").partition("?")
+    path, _, query = url.partition("?")
+    path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
+    url = path + ("?" + query if query else "")
     parts = path.split("/")
     res_type = parts[0]
     if not is_resource_type(res_type):
@@ -345,9 +349,22 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         resource=raw.get("resource"),
         full_url=raw.get("fullUrl"),
         if_match=request.get("ifMatch"),
-        if_none_exist=request.get("ifNoneExist"),
-        url=url.lstrip("/"),
+        if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
+        url=url,
     )
+
+
+def _if_none_exist(where: str, method: str, header: Any, query: str) -> str | None:
+    """An entry's create condition: ``request.ifNoneExist`` or, for a POST, its url's search
+    parameters (``service.conditional.create_condition``)."""
+    if header is not None and not isinstance(header, str):
+        raise FhirError.of(400, "invalid", f"{where}.request.ifNoneExist must be a string", f"{where}.request.ifNoneExist")
+    if method != "POST":
+        return header
+    try:
+        return create_condition(header, query)
+    except FhirError as exc:
+        raise FhirError.of(400, "invalid", f"{where}: {exc.issues[0].diagnostics}", f"{where}.request") from None
 
 
 def _check_unique_targets(entries: list[Entry]) -> None:
@@ -373,12 +390,13 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     resource = _require_resource(e)
     if resource.get("resourceType") == "Parameters":
         return "application/fhir+json", resource
-    if resource.get("resourceType") == "Binary" and resource.get("contentType", "").startswith("application/json-patch+json"):
+    media = str(resource.get("contentType", "")).split(";")[0].strip().lower()
+    if resource.get("resourceType") == "Binary" and media in (JSON_PATCH, MERGE_PATCH):
         try:
-            return "application/json-patch+json", jsonio.loads(base64.b64decode(resource.get("data", "")))
+            return media, jsonio.loads(base64.b64decode(resource.get("data", "")))
         except (ValueError, jsonio.JsonError):
-            raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON Patch") from None
-    raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch")
+            raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON document") from None
+    raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
 
 
 def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
@@ -394,8 +412,9 @@ def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
                     resolved = resolve(value)
                     if resolved:
                         node[key] = resolved
-            else:
+            elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
                 _rewrite(value, references, resolve)
     elif isinstance(node, list):
         for item in node:
-            _rewrite(item, references, resolve)
+            if isinstance(item, (dict, list)):
+                _rewrite(item, references, resolve)

@@ -4,7 +4,8 @@ One row per export job. Jobs live in the database so that any server process
 can answer status polls and any worker can run them: a worker claims a job by
 a compare-and-set UPDATE and holds it with a lease it renews while it runs; a
 job whose lease ran out (its worker died) is claimed again and re-run from
-scratch. Registered on the shared ``metadata``; created by migration ``0006_bulk``.
+scratch. Registered on the shared ``metadata``; created by migration ``0006_bulk``
+(kick-off option columns: ``0012_export_job_options``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ export_jobs = sa.Table(
     # JSON: {"output": [{"type", "count"}]} once complete (URLs are built per request)
     sa.Column("manifest", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # kick-off options (migration 0011): the ``patient`` parameter's ids (JSON array; NULL = every
+    # patient of the level), the supported ``includeAssociatedData`` values (comma-separated), and
+    # the issues of the parameters a lenient kick-off ignored (JSON array of OperationOutcome.issue),
+    # written into the manifest's error file
+    sa.Column("patient_ids", sa.Text, nullable=True),
+    sa.Column("associated_data", sa.Text, nullable=True),
+    sa.Column("kickoff_issues", sa.Text, nullable=True),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name=conv("ck_export_jobs_status")),
     sa.CheckConstraint(f"level IN {LEVELS!r}", name=conv("ck_export_jobs_level")),
     # the claim query: queued jobs and running jobs whose lease ran out, oldest first

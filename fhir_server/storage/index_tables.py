@@ -74,6 +74,8 @@ idx_date = sa.Table(
     sa.Index("ix_idx_date_param_hi", "param", "hi", "lo", "resource_pk"),
     sa.Index("ix_idx_date_resource_pk", "resource_pk", "param"),
 )
+# the widest stored value per parameter: bounds the lo side of ge/gt searches (search/sql.py _span)
+sa.Index("ix_idx_date_param_span", idx_date.c.param, idx_date.c.hi - idx_date.c.lo)
 
 idx_reference = sa.Table(
     "idx_reference",
@@ -154,6 +156,18 @@ idx_composite = sa.Table(
     sa.Index("ix_idx_composite_resource_pk", "resource_pk", "param"),
 )
 
+# Master patient index blocking keys (fhir_server/mpi/blocking.py): one row per key of a Patient,
+# written with its other index rows, so every write path keeps them current (docs/mpi.md).
+# Candidates for $match and the duplicate scan are the rows sharing a key.
+idx_mpi = sa.Table(
+    "idx_mpi",
+    metadata,
+    _fk(),
+    sa.Column("key", CText, nullable=False),
+    sa.Index("ix_idx_mpi_key", "key", "resource_pk"),
+    sa.Index("ix_idx_mpi_resource_pk", "resource_pk"),
+)
+
 INDEX_TABLES: dict[str, sa.Table] = {
     "token": idx_token,
     "string": idx_string,
@@ -163,4 +177,5 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "quantity": idx_quantity,
     "uri": idx_uri,
     "composite": idx_composite,
+    "mpi": idx_mpi,
 }

@@ -27,6 +27,8 @@ class IndexRows:
     quantity: list[Row] = field(default_factory=list)
     uri: list[Row] = field(default_factory=list)
     composite: list[Row] = field(default_factory=list)
+    #: MPI blocking keys (Patients only)
+    mpi: list[Row] = field(default_factory=list)
 
     def by_kind(self) -> dict[str, list[Row]]:
         return {k: getattr(self, k) for k in INDEX_TABLES}

@@ -329,3 +329,67 @@ def test_events_arriving_during_a_flush_wait_for_the_next_batch(db, monkeypatch)
     asyncio.run(main())
     assert batches[:2] == [10, 10] and _count(db) >= 20
     rec.close()
+
+
+class _GatedWrites:
+    """A write runner whose works wait for ``gate`` and then commit (as the group committer
+    commits a submitted work even when its caller was cancelled)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+        self.drainers: list[asyncio.Future[None]] = []
+
+    async def run(self, work: Callable[[sa.Connection], Any], **kw: Any) -> Any:
+        self.started.set()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def drain() -> None:  # the committer's own task: the caller's cancellation does not stop it
+            await self.gate.wait()
+            with self.db.write() as conn:
+                result = work(conn)
+            if not done.cancelled():
+                done.set_result(result)
+
+        self.drainers.append(asyncio.ensure_future(drain()))
+        return await done
+
+
+def test_a_batch_in_flight_when_the_flusher_stops_is_written_once(db):
+    """Shutdown cancels the flusher while its batch is being written: the rows were counted
+    neither written nor lost, and close() wrote them a second time."""
+    rec = AuditRecorder(db, flush_interval=0.01)
+    writes = _GatedWrites(db)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(writes))  # type: ignore[arg-type]
+        for i in range(5):
+            rec.record(_event(i))
+        await asyncio.wait_for(writes.started.wait(), 30)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        writes.gate.set()  # the write in flight commits after all
+        await asyncio.gather(task, *writes.drainers, return_exceptions=True)
+
+    asyncio.run(main())
+    rec.close()
+    assert _count(db) == 5 and rec.written == 5 and rec.dropped == 0
+
+
+def test_a_flush_from_another_thread_does_not_take_the_batch_in_flight(db):
+    rec = AuditRecorder(db, flush_interval=0.01)
+    writes = _GatedWrites(db)
+
+    async def main():
+        task = asyncio.create_task(rec.run_on_loop(writes))  # type: ignore[arg-type]
+        for i in range(5):
+            rec.record(_event(i))
+        await asyncio.wait_for(writes.started.wait(), 30)
+        assert await asyncio.to_thread(rec.flush) == 0  # a script's flush while the loop writes
+        writes.gate.set()
+        await _until_written_then_stop(rec, 5, task)
+
+    asyncio.run(main())
+    rec.close()
+    assert _count(db) == 5 and rec.written == 5

@@ -195,6 +195,9 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
     engine = create_engine(fresh_database_url)
     try:
         migrate.upgrade(engine, "0006_bulk")
+        options = {"patient_ids", "associated_data", "kickoff_issues"}  # added by 0012_export_job_options
+        assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
+        migrate.upgrade(engine, "0012_export_job_options")
         insp = sa.inspect(engine)
         table = export_jobs
         columns = {c["name"]: c for c in insp.get_columns(table.name)}
@@ -218,6 +221,10 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
                     updated_us=0,
                 )
             )
+        migrate.downgrade(engine, "0011_subscriptions")
+        insp = sa.inspect(engine)
+        assert {c["name"] for c in insp.get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
+        assert {"ck_export_jobs_status", "ck_export_jobs_level"} <= {c["name"] for c in insp.get_check_constraints("export_jobs")}
         migrate.downgrade(engine, "0005_audit")
         assert "export_jobs" not in sa.inspect(engine).get_table_names()
         migrate.upgrade(engine)
@@ -226,13 +233,16 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
         engine.dispose()
 
 
-def test_operation_is_registered_with_a_valid_definition():
+def test_operation_is_registered_with_a_valid_definition_per_level():
     from fhir_server.model.validate import validate_resource
     from fhir_server.operations import registry
 
-    definition = registry.definition("export")
-    assert definition["url"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
-    assert [i for i in validate_resource(definition) if i.severity in ("error", "fatal")] == []
+    urls = {}
+    for stem in ("export", "patient-export", "group-export"):
+        definition = registry.definition(stem)
+        urls[stem] = definition["url"]
+        assert definition["url"] == f"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{stem}"
+        assert [i for i in validate_resource(definition) if i.severity in ("error", "fatal")] == []
     had = "fhir_server.bulk.operation" in sys.modules
     before = list(registry.OPERATIONS)
     try:
@@ -241,7 +251,9 @@ def test_operation_is_registered_with_a_valid_definition():
         assert "export" in {o.name for o in registry.operations_for(None)}
         assert "export" in {o.name for o in registry.operations_for("Patient") if o.type_level}
         assert "export" in {o.name for o in registry.operations_for("Group") if o.instance}
-        assert registry.find("export", "Group", instance=True).canonical == definition["url"]
+        assert registry.find("export", None, instance=False).canonical == urls["export"]
+        assert registry.find("export", "Patient", instance=False).canonical == urls["patient-export"]
+        assert registry.find("export", "Group", instance=True).canonical == urls["group-export"]
     finally:
         if not had:  # leave the registry as the rest of the suite expects it
             registry.OPERATIONS[:] = before

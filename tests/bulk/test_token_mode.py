@@ -189,3 +189,57 @@ class _Auth:
 
     def get(self, url: str):
         return self.client.get(url, headers=_h(self.token))
+
+
+def test_kickoff_options_need_the_scopes_of_what_they_reveal_or_export(secured):
+    full, group_obs, no_provenance = _tokens(
+        secured,
+        "system/*.cruds",
+        "system/*.cruds",
+        "system/Group.rs system/Observation.rs",
+        "system/Patient.rs system/Observation.rs",
+    )
+    _store_patient_data(secured, full)
+    pid = secured.get("/fhir/Patient", headers=_h(full)).json()["entry"][0]["resource"]["id"]
+    member = {"entity": {"reference": f"Patient/{pid}"}}
+    group = secured.post(
+        "/fhir/Group", headers=_h(full), json={"resourceType": "Group", "type": "person", "actual": True, "member": [member]}
+    )
+    group_id = group.json()["id"]
+    patient_param = {"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": f"Patient/{pid}"}}]}
+
+    # patient: whether a Patient exists (or is in the Group) is a Patient search: a token that may
+    # not export Patients cannot ask (the same 403 whether or not the patient exists)
+    for ref in (f"Patient/{pid}", "Patient/no-such-patient"):
+        body = {"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": ref}}]}
+        assert _forbidden(secured.post(f"/fhir/Group/{group_id}/$export", json=body, headers=_h(group_obs, **ASYNC)))
+    assert secured.post(f"/fhir/Group/{group_id}/$export", headers=_h(group_obs, **ASYNC)).status_code == 202  # without it: fine
+    resp = secured.post(f"/fhir/Group/{group_id}/$export", json=patient_param, headers=_h(full, **ASYNC))
+    assert resp.status_code == 202, resp.text
+
+    # includeAssociatedData adds Provenance to the export: it needs export on Provenance
+    params = {"_type": "Observation", "includeAssociatedData": "RelevantProvenanceResources"}
+    assert _forbidden(secured.get("/fhir/Patient/$export", params=params, headers=_h(no_provenance, **ASYNC)))
+    assert secured.get("/fhir/Patient/$export", params=params, headers=_h(full, **ASYNC)).status_code == 202
+
+
+def test_the_error_file_is_the_job_clients_like_the_manifest(secured):
+    full, narrow = _tokens(secured, "system/*.cruds", "system/*.cruds", "system/Patient.rs")
+    other = token_for(secured, "system/*.rs")
+    _store_patient_data(secured, full)
+    lenient = {"Prefer": "respond-async, handling=lenient"}
+    resp = secured.get("/fhir/Patient/$export", params={"_typeFilter": "Patient?active=true"}, headers=_h(full, **lenient))
+    assert resp.status_code == 202, resp.text
+    location = resp.headers["Content-Location"]
+    manifest = wait_done(_Auth(secured, full), location).json()
+    url = manifest["error"][0]["url"]
+    assert secured.get(url).status_code == 401
+    assert secured.get(url, headers=_h(other)).status_code == 404  # another client's job
+    # the file says which parameters were ignored (no resource data): any token of the client
+    # that may poll the manifest may read it, even one that reads no type the file could name
+    assert secured.get(location, headers=_h(narrow)).json()["error"][0]["url"] == url
+    got = secured.get(url, headers=_h(narrow))
+    assert got.status_code == 200 and "_typeFilter" in got.text
+    assert secured.get(url.replace("OperationOutcome.ndjson", "Patient.ndjson"), headers=_h(full)).status_code == 404
+    assert secured.delete(location, headers=_h(full)).status_code == 202
+    assert secured.get(url, headers=_h(full)).status_code == 404

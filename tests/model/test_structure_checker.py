@@ -86,18 +86,19 @@ def test_r4_only_medicinal_product_still_needs_its_required_elements():
 
 def test_missing_resource_type_is_rejected():
     issue = only_issue({"id": "p1", "gender": "male"})
-    assert (issue.code, issue.expression) == ("required", "resourceType")
+    # no element to point at: the object is not a resource yet
+    assert (issue.code, issue.expression) == ("required", None)
     assert issue.diagnostics == "Missing resourceType"
 
 
 def test_r4b_only_resource_type_is_rejected():
     issue = only_issue({"resourceType": "SubscriptionTopic", "url": "http://example.org/topic", "status": "active"})
-    assert issue.expression == "resourceType"
+    assert issue.expression is None
     assert "not a FHIR R4 (4.0.1) resource type" in issue.diagnostics
 
 
 def test_r4b_only_citation_is_rejected():
-    assert only_issue({"resourceType": "Citation", "status": "active"}).expression == "resourceType"
+    assert only_issue({"resourceType": "Citation", "status": "active"}).expression is None
 
 
 def test_unknown_resource_type_is_rejected():
@@ -105,7 +106,7 @@ def test_unknown_resource_type_is_rejected():
 
 
 def test_abstract_resource_type_is_rejected():
-    assert only_issue({"resourceType": "DomainResource"}).expression == "resourceType"
+    assert only_issue({"resourceType": "DomainResource"}).expression is None
 
 
 def test_non_object_resource_is_rejected():
@@ -117,32 +118,32 @@ def test_non_object_resource_is_rejected():
 
 def test_unknown_top_level_element_is_rejected():
     issue = only_issue(patient(foo=1))
-    assert (issue.code, issue.expression, issue.diagnostics) == ("structure", "Patient.foo", "Unknown element 'foo'")
+    assert (issue.code, issue.expression, issue.diagnostics) == ("structure", "Patient", "Unknown element 'foo'")
 
 
 def test_unknown_nested_element_has_indexed_path():
     resource = patient()
     resource["name"][0]["nickname"] = "Bud"
-    assert only_issue(resource).expression == "Patient.name[0].nickname"
+    assert only_issue(resource).expression == "Patient.name[0]"
 
 
 def test_fhir_comments_is_rejected():
-    assert only_issue(patient(fhir_comments=["hello"])).expression == "Patient.fhir_comments"
+    assert only_issue(patient(fhir_comments=["hello"])).expression == "Patient"
 
 
 def test_underscore_sibling_of_complex_element_is_rejected():
     issue = only_issue(patient(_maritalStatus={"extension": [{"url": "http://x", "valueString": "y"}]}))
-    assert issue.expression == "Patient._maritalStatus"
+    assert issue.expression == "Patient"
 
 
 def test_underscore_sibling_of_unknown_element_is_rejected():
-    assert only_issue(patient(_nickname={"id": "a"})).expression == "Patient._nickname"
+    assert only_issue(patient(_nickname={"id": "a"})).expression == "Patient"
 
 
 def test_r5_encounter_element_is_rejected():
     resource = example("encounter_satusehat")
     resource["actualPeriod"] = resource.pop("period")
-    assert only_issue(resource).expression == "Encounter.actualPeriod"
+    assert only_issue(resource).expression == "Encounter"
 
 
 # --------------------------------------------------------------------------- arrays and cardinality
@@ -182,7 +183,7 @@ def test_required_primitive_may_be_absent_when_its_extension_is_present():
 
 def test_two_choice_variants_are_rejected():
     issue = only_issue(patient(deceasedDateTime="2020-01-01"))
-    assert issue.expression == "Patient.deceasedDateTime"
+    assert issue.expression == "Patient.deceased.ofType(dateTime)"
     assert "Only one deceased[x]" in issue.diagnostics
 
 
@@ -265,13 +266,13 @@ def test_boolean_as_number_is_rejected():
 def test_integer_as_string_is_rejected():
     issue = only_issue(patient(multipleBirthInteger="2"))
     assert (issue.expression, issue.diagnostics) == (
-        "Patient.multipleBirthInteger",
+        "Patient.multipleBirth.ofType(integer)",
         "Expected a JSON integer (integer), got string",
     )
 
 
 def test_integer_as_float_is_rejected():
-    assert only_issue(patient(multipleBirthInteger=2.5)).expression == "Patient.multipleBirthInteger"
+    assert only_issue(patient(multipleBirthInteger=2.5)).expression == "Patient.multipleBirth.ofType(integer)"
 
 
 def test_integer_out_of_32_bit_range_is_rejected():
@@ -289,7 +290,7 @@ def test_decimal_as_string_is_rejected():
     resource = example("coverage_bpjs")
     resource["costToBeneficiary"][0]["valueMoney"]["value"] = "10000"
     issue = only_issue(resource)
-    assert issue.expression == "Coverage.costToBeneficiary[0].valueMoney.value"
+    assert issue.expression == "Coverage.costToBeneficiary[0].value.ofType(Money).value"
     assert issue.diagnostics == "Expected a JSON number (decimal), got string"
 
 
@@ -366,29 +367,29 @@ def test_extension_value_meta_is_accepted_in_r4():
 def test_extension_value_codeable_reference_is_rejected_in_r4():
     resource = patient(extension=[{"url": "http://example.org/x", "valueCodeableReference": {"concept": {"text": "x"}}}])
     issue = only_issue(resource)
-    assert issue.expression == "Patient.extension[0].valueCodeableReference"
+    assert issue.expression == "Patient.extension[0]"
 
 
 def test_extension_value_ratio_range_is_rejected_in_r4():
     resource = patient(extension=[{"url": "http://example.org/x", "valueRatioRange": {"denominator": {"value": 1}}}])
-    assert only_issue(resource).expression == "Patient.extension[0].valueRatioRange"
+    assert only_issue(resource).expression == "Patient.extension[0]"
 
 
 def test_bad_value_inside_nested_address_extension_has_full_path():
     resource = patient()
     resource["address"][0]["extension"][0]["extension"][1]["valueCode"] = 3174
     issue = only_issue(resource)
-    assert issue.expression == "Patient.address[0].extension[0].extension[1].valueCode"
+    assert issue.expression == "Patient.address[0].extension[0].extension[1].value.ofType(code)"
 
 
 def test_primitive_extension_is_checked_as_an_element():
     resource = patient(_birthDate={"extension": [{"url": "http://x", "valueDateTime": "17-11-1945"}]})
-    assert only_issue(resource).expression == "Patient.birthDate.extension[0].valueDateTime"
+    assert only_issue(resource).expression == "Patient.birthDate.extension[0].value.ofType(dateTime)"
 
 
 def test_extension_url_cannot_have_an_underscore_sibling():
     resource = patient(extension=[{"url": "http://example.org/a", "_url": {"id": "u"}, "valueString": "x"}])
-    assert only_issue(resource).expression == "Patient.extension[0]._url"
+    assert only_issue(resource).expression == "Patient.extension[0]"
 
 
 def test_modifier_extension_is_checked_like_an_extension():
@@ -406,7 +407,7 @@ def test_contained_resource_is_checked_with_its_own_type():
 
 
 def test_contained_resource_without_resource_type_is_rejected():
-    assert only_issue(patient(contained=[{"id": "c1"}])).expression == "Patient.contained[0].resourceType"
+    assert only_issue(patient(contained=[{"id": "c1"}])).expression == "Patient.contained[0]"
 
 
 def test_contained_resource_cannot_contain_resources():
@@ -437,7 +438,7 @@ def test_bundle_entry_with_r4b_only_resource_is_rejected():
         "type": "collection",
         "entry": [{"resource": example("patient_satusehat")}, {"resource": {"resourceType": "Ingredient"}}],
     }
-    assert only_issue(bundle).expression == "Bundle.entry[1].resource.resourceType"
+    assert only_issue(bundle).expression == "Bundle.entry[1].resource"
 
 
 def test_bundle_request_method_is_bound():
@@ -466,12 +467,12 @@ def test_valid_narrative_is_accepted():
 
 def test_narrative_with_script_is_rejected():
     issue = only_issue(patient(text=narrative(f"<div {XHTML_NS}><script>alert(1)</script>hi</div>")))
-    assert (issue.code, issue.expression) == ("invariant", "Patient.text.div")
+    assert (issue.code, issue.expression) == ("invariant", "Patient.text.`div`")
 
 
 def test_narrative_with_event_handler_attribute_is_rejected():
     issue = only_issue(patient(text=narrative(f'<div {XHTML_NS}><img src="x.png" onerror="alert(1)"/></div>')))
-    assert issue.expression == "Patient.text.div"
+    assert issue.expression == "Patient.text.`div`"
 
 
 def test_narrative_with_javascript_url_is_rejected():
@@ -489,11 +490,11 @@ def test_narrative_with_iframe_is_rejected():
 
 def test_narrative_without_xhtml_namespace_is_rejected():
     issue = only_issue(patient(text=narrative("<div><p>hi</p></div>")))
-    assert (issue.code, issue.expression) == ("value", "Patient.text.div")
+    assert (issue.code, issue.expression) == ("value", "Patient.text.`div`")
 
 
 def test_narrative_that_is_not_a_div_is_rejected():
-    assert only_issue(patient(text=narrative("plain text"))).expression == "Patient.text.div"
+    assert only_issue(patient(text=narrative("plain text"))).expression == "Patient.text.`div`"
 
 
 def test_narrative_status_is_bound():
@@ -555,7 +556,7 @@ def test_quantity_comparator_is_bound():
         "code": {"text": "Tekanan darah sistolik"},
         "valueQuantity": {"value": 120, "comparator": "=", "unit": "mmHg"},
     }
-    assert only_issue(observation).expression == "Observation.valueQuantity.comparator"
+    assert only_issue(observation).expression == "Observation.value.ofType(Quantity).comparator"
 
 
 def test_code_in_array_is_bound_with_index():
@@ -602,7 +603,7 @@ def test_mime_type_binding_checks_syntax_only():
 def test_currency_binding_checks_syntax_only():
     resource = example("coverage_bpjs")
     resource["costToBeneficiary"][0]["valueMoney"]["currency"] = "rupiah"
-    assert only_issue(resource).expression == "Coverage.costToBeneficiary[0].valueMoney.currency"
+    assert only_issue(resource).expression == "Coverage.costToBeneficiary[0].value.ofType(Money).currency"
 
 
 # --------------------------------------------------------------------------- reporting
@@ -610,7 +611,7 @@ def test_currency_binding_checks_syntax_only():
 
 def test_all_issues_are_reported_not_just_the_first():
     resource = patient(gender="boy", active="true", foo=1)
-    assert {i.expression for i in check_structure(resource)} == {"Patient.gender", "Patient.active", "Patient.foo"}
+    assert {i.expression for i in check_structure(resource)} == {"Patient.gender", "Patient.active", "Patient"}
 
 
 def test_issues_are_capped():

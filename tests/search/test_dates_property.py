@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_server.search.parse import parse_date_value
-from fhir_server.search.sql import YEAR_SPAN, SqlBuilder
+from fhir_server.search.sql import SqlBuilder
 from fhir_server.search.values import date_range
 
 
@@ -64,7 +64,10 @@ def fhir_dates(draw) -> str:
 _engine = sa.create_engine("sqlite://")
 
 
-def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: int | None) -> bool:
+YEAR = 366 * 86_400_000_000
+
+
+def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: str | None) -> bool:
     v = parse_date_value(prefix + search_value)
     b = SqlBuilder()
     sql = (
@@ -80,13 +83,16 @@ def sql_matches(prefix: str, target: tuple[int, int], search_value: str, span: i
     target=fhir_dates(),
     search_value=fhir_dates(),
     prefix=st.sampled_from(["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"]),
-    span=st.sampled_from([None, YEAR_SPAN]),
+    span=st.sampled_from([None, "exact", "year"]),
 )
 def test_sql_date_prefixes_match_reference(target, search_value, prefix, span):
-    """With and without the index hints (``span``: every generated value is at most a year wide)."""
+    """With and without the index hints. ``span`` (an SQL expression in the server: the widest
+    ``hi - lo`` stored for the parameter) is at least the target's own width: exactly it (the
+    tightest bound the server can use), or a year (every generated value is at most that)."""
     t = date_range(target)
     s = date_range(search_value)
-    assert sql_matches(prefix, t, search_value, span) == reference(prefix, t, s)
+    bound = None if span is None else str(t[1] - t[0] if span == "exact" else YEAR)
+    assert sql_matches(prefix, t, search_value, bound) == reference(prefix, t, s)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

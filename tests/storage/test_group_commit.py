@@ -28,7 +28,10 @@ def service(client) -> ResourceService:
 
 @pytest.fixture
 def pipeline(client) -> Pipeline:
-    return client.app.state.fhir.pipeline
+    """A pipeline over the app's services with a group committer of its own: the app's committer
+    belongs to the app's event loop (its workers write through it), these tests run loops of
+    their own."""
+    return Pipeline(client.app.state.fhir.services, GroupCommitter(client.app.state.fhir.db), audit_writes=False)
 
 
 async def _create(pipeline: Pipeline, resource: dict) -> Answer:
@@ -221,12 +224,15 @@ def test_a_waiting_loop_is_woken_by_the_release_not_by_polling(service: Resource
 
     monkeypatch.setattr(db_module, "_LOCK_WAIT_SECONDS", 60.0)
     other = db_module.Database(sa.create_engine(service.db.engine.url))  # stands for another worker
+    # the waiter has a Database of its own too: the app's is also used by the app's background
+    # workers (subscription delivery), whose in-process lock the test must not wait behind
+    mine = db_module.Database(sa.create_engine(service.db.engine.url))
     try:
         assert other._file_lock is not None and other._file_lock.wake_fd is not None
         assert other.try_write_lock()
 
         async def main() -> int:
-            waiter = asyncio.ensure_future(service.db.acquire_write_lock())
+            waiter = asyncio.ensure_future(mine.acquire_write_lock())
             ticks = 0
             for _ in range(10):  # the loop runs on while the lock is held elsewhere
                 await asyncio.sleep(0.005)
@@ -237,9 +243,10 @@ def test_a_waiting_loop_is_woken_by_the_release_not_by_polling(service: Resource
             return ticks
 
         assert asyncio.run(main()) == 10
-        service.db.release_write_lock()
+        mine.release_write_lock()
     finally:
         other.dispose()
+        mine.dispose()
 
 
 def test_waiting_for_the_lock_falls_back_to_retries_without_a_fifo(service: ResourceService, monkeypatch):
@@ -251,12 +258,14 @@ def test_waiting_for_the_lock_falls_back_to_retries_without_a_fifo(service: Reso
     from fhir_server.storage import db as db_module
 
     other = db_module.Database(sa.create_engine(service.db.engine.url))
+    mine = db_module.Database(sa.create_engine(service.db.engine.url))  # not the app's (see above)
     try:
-        monkeypatch.setattr(service.db._file_lock, "wake_fd", None)
+        assert mine._file_lock is not None
+        monkeypatch.setattr(mine._file_lock, "wake_fd", None)
         assert other.try_write_lock()
 
         async def main() -> None:
-            waiter = asyncio.ensure_future(service.db.acquire_write_lock())
+            waiter = asyncio.ensure_future(mine.acquire_write_lock())
             await asyncio.sleep(0.02)
             assert not waiter.done()
             other._file_lock.release()  # writes to the FIFO, which this waiter does not watch
@@ -264,9 +273,10 @@ def test_waiting_for_the_lock_falls_back_to_retries_without_a_fifo(service: Reso
             await asyncio.wait_for(waiter, 20)
 
         asyncio.run(main())
-        service.db.release_write_lock()
+        mine.release_write_lock()
     finally:
         other.dispose()
+        mine.dispose()
 
 
 def test_a_failure_outside_the_works_fails_the_callers_instead_of_hanging(service: ResourceService, monkeypatch):

@@ -27,7 +27,7 @@ def test_dotted_code_is_an_error_with_a_hint():
     [issue] = check_administrative_code(ext(province="32", city="32.04"), path=PATH)
     assert (issue.severity, issue.code) == ("error", "value")
     assert "'3204'" in issue.diagnostics
-    assert issue.expression == f"{PATH}.extension[1].valueCode"
+    assert issue.expression == f"{PATH}.extension[1].value.ofType(code)"
 
 
 def test_wrong_length_is_an_error():
@@ -37,7 +37,7 @@ def test_wrong_length_is_an_error():
 
 def test_village_outside_its_district_is_an_error():
     issues = check_administrative_code(ext(**{**GOOD, "village": "3273011001"}), path=PATH)
-    assert [(i.severity, i.code, i.expression) for i in issues] == [("error", "business-rule", f"{PATH}.extension[3].valueCode")]
+    assert [(i.severity, i.code, i.expression) for i in issues] == [("error", "business-rule", f"{PATH}.extension[3].value.ofType(code)")]
 
 
 def test_city_outside_its_province_is_an_error():
@@ -53,7 +53,7 @@ def test_nesting_skips_missing_levels():
 def test_unknown_wellformed_code_warns_by_default():
     [issue] = check_administrative_code(ext(province="32", city="3299"), path=PATH)
     assert (issue.severity, issue.code) == ("warning", "code-invalid")
-    assert issue.expression == f"{PATH}.extension[1].valueCode"
+    assert issue.expression == f"{PATH}.extension[1].value.ofType(code)"
 
 
 def test_unknown_wellformed_code_is_an_error_when_strict():
@@ -85,7 +85,7 @@ def test_non_numeric_rt_warns():
     assert issue.severity == "warning"
 
 
-def test_resource_walk_finds_every_extension_with_paths():
+def test_resource_walk_finds_every_extension_with_fhirpath_expressions():
     patient = {
         "resourceType": "Patient",
         "extension": [
@@ -98,6 +98,6 @@ def test_resource_walk_finds_every_extension_with_paths():
     }
     issues = check_resource_administrative_codes(patient)
     assert [i.expression for i in issues] == [
-        "Patient.extension[0].valueAddress.extension[0].extension[1].valueCode",
-        "Patient.address[1].extension[1].extension[0].valueCode",
+        "Patient.extension[0].value.ofType(Address).extension[0].extension[1].value.ofType(code)",
+        "Patient.address[1].extension[1].extension[0].value.ofType(code)",
     ]

@@ -1,0 +1,43 @@
+"""Requests in another form than the routes' own, answered as the canonical request.
+
+``app.FhirApp`` passes every HTTP request through :func:`canonical_request` before any
+other layer (guard, audit, hot path, FastAPI), so each rule lives here once:
+
+- a path under ``/fhir`` with a trailing or doubled slash is the path without it
+  (``url_forms.canonical_fhir_path``), answered directly, never redirected;
+- ``HEAD`` is ``GET`` without the body (RFC 9110 §9.3.2) for reads, searches, history and
+  ``metadata``. Not for ``$operations``: a GET ``$export`` starts a job and HEAD must be
+  safe, so those keep HEAD and FastAPI answers 405.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Message, Scope, Send
+
+from fhir_server.url_forms import FHIR_BASE_PATH, canonical_fhir_path, canonical_path
+
+
+def canonical_request(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """The scope (and send) to hand on for the HTTP request ``scope``."""
+    path = scope["path"]
+    canonical = canonical_fhir_path(path)
+    if canonical is not None:
+        scope["path"] = path = canonical
+        raw = scope.get("raw_path")
+        if raw is not None:
+            scope["raw_path"] = canonical_path(raw.decode("latin-1")).encode("latin-1")
+    if scope["method"] == "HEAD" and path.startswith(FHIR_BASE_PATH):
+        if "$" not in path:
+            # a copy: the server keeps HEAD in its own scope (uvicorn then sends no body either)
+            scope = {**scope, "method": "GET"}
+        send = _headers_only(send)
+    return scope, send
+
+
+def _headers_only(send: Send) -> Send:
+    async def send_headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_headers_only
