@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from fhir_server.auth.clients import add_client
+from fhir_server.auth.clients import add_client, revoke_client
 from fhir_server.state import build_state
 from fhir_server.subscriptions import store, websocket
 from fhir_server.subscriptions.setup import new_worker
@@ -293,7 +293,7 @@ async def _client(live: Live, http: httpx.AsyncClient, scopes: str) -> dict[str,
         "/auth/token", data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret, "scope": scopes}
     )
     assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}", **JSON}
+    return {"Authorization": f"Bearer {r.json()['access_token']}", "X-Client": cid, **JSON}
 
 
 def test_binding_tokens_only_for_the_owning_client_with_read_scope(secured):
@@ -324,5 +324,14 @@ def test_binding_tokens_only_for_the_owning_client_with_read_scope(secured):
             r = await http.post("/Patient", json=patient("WsSecure"), headers=owner)
             assert r.status_code == 201
             assert (await _events(ws, 1))[0] == [1]
+        # a binding token is checked again at every bind: the owner revoked meanwhile binds nothing
+        with secured.app.state.fhir.db.write() as conn:
+            revoke_client(conn, owner["X-Client"])
+        async with connect(_param(token, "websocket-url")) as ws:
+            await ws.send(f"bind-with-token {_param(token, 'token')}")
+            outcome = await _recv(ws)
+            assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "forbidden"
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
 
     _run(secured, scenario)
