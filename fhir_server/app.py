@@ -36,6 +36,7 @@ from fhir_server.service.seed import seed_conformance
 from fhir_server.state import build_state
 from fhir_server.storage import migrate
 from fhir_server.subscriptions.setup import start_subscription_worker
+from fhir_server.subscriptions.websocket import router as subscription_socket_router
 
 log = logging.getLogger("fhir_server")
 
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(auth_router)
     app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
+    app.include_router(subscription_socket_router)
     install_console(app, enabled=settings.console)  # the landing page, offline /docs, the web console
     _install_error_handlers(app)
     return app

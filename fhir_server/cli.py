@@ -323,9 +323,12 @@ def changes_purge(
     days: int | None = typer.Option(None, "--days", help="keep this many days (default FHIR_CHANGE_LOG_RETENTION_DAYS)"),
     database_url: str | None = DatabaseOption,
 ) -> None:
-    """Delete change-log rows older than the retention period."""
-    from fhir_server.storage import changelog
+    """Delete change-log rows older than the retention period, and what subscriptions derived
+    from them as old (events, delivery attempts; expired websocket tokens). Changes a consumer
+    (subscriptions, SATUSEHAT sync) has not read yet are kept, however old."""
+    from fhir_server.storage import changelog, claims
     from fhir_server.storage.db import Database
+    from fhir_server.subscriptions import store as subscription_store
     from fhir_server.timeutil import now_us
 
     settings = _settings(database_url)
@@ -333,13 +336,22 @@ def changes_purge(
     if keep < 0:
         typer.echo("--days must be 0 or more", err=True)
         raise typer.Exit(2)
+    before_us = now_us() - keep * 86_400_000_000
     db = Database.from_url(_database_url(settings))
     try:
         with db.write() as conn:
-            removed = changelog.purge(conn, now_us() - keep * 86_400_000_000)
+            slowest = claims.slowest_cursor(conn)
+            removed = changelog.purge(conn, before_us, up_to_seq=slowest[1] if slowest else None)
+            held = changelog.count_before(conn, before_us) if slowest else 0
+            events, attempts, tokens = subscription_store.purge(conn, before_us)
     finally:
         db.dispose()
     typer.echo(f"{removed} change-log rows older than {keep} days deleted")
+    if slowest and held:
+        typer.echo(f"{held} older change-log rows kept: consumer {slowest[0]!r} has not read them yet")
+    typer.echo(
+        f"{events} subscription events and {attempts} delivery attempts older than {keep} days, {tokens} expired websocket tokens deleted"
+    )
 
 
 MAP_KINDS = ("dukcapil", "bpjs-peserta", "sep", "pcare-pendaftaran", "pcare-kunjungan")

@@ -69,6 +69,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
         ],
         "rest": [
             {
+                "extension": subscription_capability.rest_extensions(base),
                 "mode": "server",
                 **({"security": capability_security(f"{base}/auth/token")} if token_auth else {}),
                 "resource": resources,

@@ -18,7 +18,8 @@ one per batch of writes.
 Consumers (subscription delivery, SATUSEHAT sync) keep their own position and
 read ``seq > position`` with :func:`read_after`; any number of processes on any
 number of machines see the same sequence, gap-free apart from rolled-back numbers
-(which never become visible and need no handling).
+(which never become visible and need no handling). Consumers are woken when a change
+commits (``storage/change_signal.py``: in this process, and through PostgreSQL NOTIFY in others).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fhir_server.storage import deferred
+from fhir_server.storage import change_signal, deferred
 from fhir_server.storage.placeholders import positional
 from fhir_server.storage.tables import change_log
 
@@ -83,12 +84,13 @@ def write_pending(conn: Connection, rows: list[tuple[object, ...]]) -> None:
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if conn.dialect.name == "postgresql":
-            cur.execute(positional("SELECT pg_advisory_xact_lock(?)", "postgresql"), (_LOCK_KEY,))
+            cur.execute(positional(f"SELECT pg_advisory_xact_lock(?), {change_signal.NOTIFY_SQL}", "postgresql"), (_LOCK_KEY,))
             cur.executemany(positional(_INSERT, "postgresql"), rows)
         else:
             cur.executemany(_INSERT, rows)
     finally:
         cur.close()
+    change_signal.committing(conn)
 
 
 def read_after(conn: Connection, position: int, limit: int = 1000) -> list[Change]:
@@ -103,6 +105,15 @@ def last_seq(conn: Connection) -> int:
     return conn.execute(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))).scalar_one()
 
 
-def purge(conn: Connection, before_us: int) -> int:
-    """Delete changes recorded before ``before_us`` (retention); the number deleted."""
-    return conn.execute(sa.delete(change_log).where(change_log.c.recorded_us < before_us)).rowcount
+def purge(conn: Connection, before_us: int, *, up_to_seq: int | None = None) -> int:
+    """Delete changes recorded before ``before_us`` (retention); the number deleted.
+    ``up_to_seq``: none after it either (what the slowest consumer has not read yet stays)."""
+    stmt = sa.delete(change_log).where(change_log.c.recorded_us < before_us)
+    if up_to_seq is not None:
+        stmt = stmt.where(change_log.c.seq <= up_to_seq)
+    return conn.execute(stmt).rowcount
+
+
+def count_before(conn: Connection, before_us: int) -> int:
+    """How many changes recorded before ``before_us`` are left (a purge kept them for a consumer)."""
+    return conn.execute(sa.select(sa.func.count()).select_from(change_log).where(change_log.c.recorded_us < before_us)).scalar_one()

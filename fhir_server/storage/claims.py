@@ -78,12 +78,37 @@ def advance_cursor(conn: Connection, consumer: str, owner: str, old: int, new: i
         raise LostLease(f"the cursor of {consumer!r} is no longer held by {owner!r} at {old}")
 
 
+def move_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now: int, old: int, new: int) -> bool:
+    """Take (or renew) the lease on ``consumer``'s cursor and move it from ``old`` to ``new``, in one
+    statement; False, and nothing changed, when another worker holds the lease or the cursor is no
+    longer at ``old`` (the caller's work is stale: roll back what it wrote)."""
+    free = sa.or_(cc.c.lease_owner.is_(None), cc.c.lease_owner == owner, cc.c.lease_until_us < now)
+    moved = conn.execute(
+        cc.update()
+        .where(cc.c.consumer == consumer, cc.c.position == old, free)
+        .values(position=new, lease_owner=owner, lease_until_us=now + lease_us, updated_us=now)
+    ).rowcount
+    return moved == 1
+
+
 def release_cursor(conn: Connection, consumer: str, owner: str) -> None:
     conn.execute(cc.update().where(cc.c.consumer == consumer, cc.c.lease_owner == owner).values(lease_owner=None, lease_until_us=None))
 
 
 def cursor_position(conn: Connection, consumer: str) -> int | None:
     return conn.execute(sa.select(cc.c.position).where(cc.c.consumer == consumer)).scalar_one_or_none()
+
+
+def cursor_state(conn: Connection, consumer: str) -> tuple[int, str | None, int | None] | None:
+    """(position, lease owner, lease end) of ``consumer``'s cursor; None before its first lease."""
+    row = conn.execute(sa.select(cc.c.position, cc.c.lease_owner, cc.c.lease_until_us).where(cc.c.consumer == consumer)).first()
+    return (int(row[0]), row[1], row[2]) if row is not None else None
+
+
+def slowest_cursor(conn: Connection) -> tuple[str, int] | None:
+    """(consumer, position) of the consumer furthest behind in the change log; None without any."""
+    row = conn.execute(sa.select(cc.c.consumer, cc.c.position).order_by(cc.c.position, cc.c.consumer).limit(1)).first()
+    return (row[0], int(row[1])) if row is not None else None
 
 
 def set_cursor(conn: Connection, consumer: str, position: int, now: int) -> None:
@@ -164,6 +189,18 @@ def claim(
         if taken == 1:
             claims.append(Claim(queue, partition, failures))
     return claims
+
+
+def claim_one(conn: Connection, queue: str, partition: str, owner: str, lease_us: int, now: int) -> Claim | None:
+    """Lease one partition if it is due and free (one statement: the work that made it due is
+    in the same transaction, e.g. the matcher's new events)."""
+    row = conn.execute(
+        wp.update()
+        .where(wp.c.queue == queue, wp.c.partition == partition, claimable(queue, now))
+        .values(lease_owner=owner, lease_until_us=now + lease_us, wanted_us=None)
+        .returning(wp.c.failures)
+    ).first()
+    return Claim(queue, partition, int(row[0])) if row is not None else None
 
 
 def _mine(queue: str, partition: str, owner: str, now: int) -> Any:

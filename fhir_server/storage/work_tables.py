@@ -4,7 +4,7 @@
 worker that turns changes into work). ``work_partitions``: the units of work workers claim with a
 lease (one subscription, one SATUSEHAT patient ...), with their due time, back-off and failures.
 The ``subscription_*`` tables belong to ``fhir_server.subscriptions`` (docs/subscriptions.md).
-Registered on the shared ``metadata``; created by migration ``0011_subscriptions``.
+Registered on the shared ``metadata``; created by migrations ``0011_subscriptions`` and ``0016_subscription_websockets``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,13 @@ subscription_state = sa.Table(
     # when the last notification (of any kind) was sent: heartbeats count from it
     sa.Column("last_sent_us", sa.BigInteger, nullable=True),
     sa.Column("updated_us", sa.BigInteger, nullable=False),
+    # websocket channel: the generation of its latest binding (a bind-with-token bumps it; a
+    # socket bound under an older one is stale) and the highest event number the client
+    # acknowledged (NULL: it never did; a new binding replays from there)
+    sa.Column("ws_binding", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("acked", sa.BigInteger, nullable=True),
+    # Subscription.end (the worker turns the subscription off then)
+    sa.Column("end_us", sa.BigInteger, nullable=True),
     sa.Index(None, "res_type"),
 )
 

@@ -4,11 +4,14 @@ The endpoint is resolved and checked (``endpoints.check``) right before each att
 request goes to that very address: the URL carries the IP, ``Host`` the name, and for https the
 TLS server name (SNI) and certificate check use the name (httpx's ``sni_hostname`` extension).
 Environment proxies are ignored (``trust_env=False``): a proxy would reach what the check refused.
-The answer's body is never read: only its status counts (2xx: delivered).
+The answer's body is never read: only its status counts (2xx: delivered), and on 429 and 503 its
+``Retry-After`` (seconds or an HTTP date), which the worker waits for before the next attempt.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -21,6 +24,8 @@ class Sent:
     #: the HTTP status (None: no answer: refused, unreachable, timed out)
     status: int | None
     error: str | None = None
+    #: seconds the receiver asked to wait (``Retry-After`` on 429 / 503)
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,10 +73,28 @@ async def send(
         return Sent(None, f"{type(exc).__name__}: {exc}"[:500])
     try:
         status = response.status_code
+        wait = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
     finally:
         await response.aclose()
     if 300 <= status < 400:
         return Sent(status, f"HTTP {status}: redirects are not followed")
     if not 200 <= status < 300:
-        return Sent(status, f"HTTP {status}")
+        return Sent(status, f"HTTP {status}" + (f" (Retry-After {wait:g} s)" if wait is not None else ""), wait)
     return Sent(status)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date (RFC 9110
+    10.2.3); None when absent or unreadable, 0 for a date in the past."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -3,12 +3,16 @@
 One worker at a time (the cursor lease, ``storage/claims.py``) reads the changes after the
 cursor, asks the search engine which of them each started subscription selects (its criteria or
 filters plus ``_id`` = the changed ids: one search per subscription and batch, never a second
-matcher), and then, in one write transaction, moves the cursor (compare-and-set: a worker that
-lost the lease rolls back), numbers the events of each subscription gap-free and marks their
-partitions due. A crash anywhere before the commit leaves the cursor where it was, so the batch
-is matched again; after it, the events are in the database. Changes are matched against the
-resource as stored when the matcher runs (normally within a second of the commit): a resource
-changed again meanwhile is judged by its newer state (docs/subscriptions.md).
+matcher), and then, in **one** write transaction, takes or renews the lease, moves the cursor
+(compare-and-set), numbers the events of each subscription gap-free, marks their partitions due
+and claims those this worker may serve at once (``Plan``): no transaction of its own for the
+lease or the claim. A crash anywhere before the commit leaves the cursor where it was, so the
+batch is matched again; after it, the events are in the database.
+
+Each change is judged by the version it produced (``exact.py``): a search sees the resources as
+they are now, which is that version unless the resource changed again since; those few are
+judged again, in a rolled-back transaction where that version is made current, by the same
+searches (docs/subscriptions.md).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from fhir_server.errors import FhirError
+from fhir_server.service.access import Principal
 from fhir_server.service.search import SearchService
 from fhir_server.storage import changelog, claims
 from fhir_server.storage.db import Database
 from fhir_server.storage.group_commit import Writes
-from fhir_server.subscriptions import store
+from fhir_server.subscriptions import exact, store
 from fhir_server.subscriptions.access import subscriber
 from fhir_server.timeutil import now_us
 
@@ -40,6 +45,24 @@ class Batch:
     matched: dict[str, list[changelog.Change]] = field(default_factory=dict)
     #: subscriptions with new events whose partition should run now
     due: dict[str, str] = field(default_factory=dict)
+    #: the subscriptions that may select these changes, and whose eyes each sees through
+    states: list[store.State] = field(default_factory=list)
+    principals: dict[str | None, Principal | None] = field(default_factory=dict)
+
+
+#: the consumer has no cursor yet (see ``Matcher._pending``)
+UNSTARTED = Batch(-1, [])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the matcher's commit may claim for the worker that runs it: at most ``limit``
+    partitions, websocket ones only among ``bound`` (the sockets this process holds)."""
+
+    owner: str
+    lease_us: int
+    limit: int
+    bound: frozenset[str] = frozenset()
 
 
 class Matcher:
@@ -71,32 +94,47 @@ class Matcher:
             start = 0
         return claims.lease_cursor(conn, store.CONSUMER, self.owner, self.lease_us, now, start=start)
 
-    async def run_once(self) -> int:
-        """Match one batch; the number of changes consumed (0: nothing new, or another worker matches)."""
-        with self.db.read() as conn:  # read-only when there is nothing new: no write lock per poll
-            known = claims.cursor_position(conn, store.CONSUMER)
-            if known is not None and changelog.last_seq(conn) <= known:
-                return 0
-        position = await self.writes.run(self._lease, alone=True)
-        if position is None:
-            return 0
+    def _pending(self) -> Batch | None:
+        """The next batch of changes, with the subscriptions that may select them, when there is
+        one and no other worker holds the cursor's lease (read-only: no write lock per poll);
+        None otherwise. :data:`UNSTARTED` before the consumer's first run."""
         with self.db.read() as conn:
+            cursor = claims.cursor_state(conn, store.CONSUMER)
+            if cursor is None:
+                return UNSTARTED
+            position, owner, until = cursor
+            if owner not in (None, self.owner) and until is not None and until >= now_us():
+                return None
             changes = changelog.read_after(conn, position, self.batch_size)
-        if not changes:
-            return 0
-        batch = Batch(position, changes)
+            if not changes:
+                return None
+            batch = Batch(position, changes)
+            batch.states = store.counting_or_new(conn, sorted({c.res_type for c in changes}))
+            batch.principals = {s.client_id: subscriber(conn, s.client_id, token_mode=self.token_mode) for s in batch.states}
+            return batch
+
+    async def run_once(self, plan: Plan | None = None) -> tuple[int, list[claims.Claim]]:
+        """Match one batch: (the number of changes consumed, the partitions claimed for ``plan``).
+        (0, []): nothing new, or another worker matches."""
+        batch = self._pending()
+        if batch is UNSTARTED:  # the first run on this database: where the cursor starts is decided once
+            await self.writes.run(self._lease, alone=True)
+            batch = self._pending()
+        if batch is None or batch is UNSTARTED:
+            return 0, []
         await self._match(batch)
-        await self.writes.run(lambda conn: self._commit(conn, batch), alone=True)
-        return len(changes)
+        got = await self.writes.run(lambda conn: self._commit(conn, batch, plan))
+        if got is None:
+            return 0, []  # another worker took the cursor meanwhile: it matches this batch
+        return len(batch.changes), got
 
     async def _match(self, batch: Batch) -> None:
         for c in batch.changes:
             if c.res_type == "Subscription":
                 batch.starts.setdefault(c.res_id, c.seq)
-        types = sorted({c.res_type for c in batch.changes})
-        with self.db.read() as conn:
-            states = [s for s in store.counting_or_new(conn, types)]
-            principals = {s.client_id: subscriber(conn, s.client_id, token_mode=self.token_mode) for s in states}
+        states, principals = batch.states, batch.principals
+        #: subscriptions with a search: (state, principal, candidates, ids the search selected)
+        searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]] = []
         for st in states:
             start = st.start_seq if st.start_seq is not None else batch.starts.get(st.sub_id)
             if start is None:
@@ -120,33 +158,73 @@ class Matcher:
                 continue
             if spec.params:
                 # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
-                ids = sorted({c.res_id for c in candidates if c.action != "delete"})
-                found: set[str] = set()
-                for i in range(0, len(ids), 200):
-                    chunk = ids[i : i + 200]
-                    params = [*spec.params, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
-                    try:
-                        result = self.search.run(self.base, spec.res_type, params, strict=False, principal=principal)
-                    except FhirError as exc:  # e.g. the client may no longer search a chained type: nothing matches
-                        log.warning(
-                            "subscription %s: criteria search failed: %s", st.sub_id, exc.issues[0].diagnostics if exc.issues else exc
-                        )
-                        break
-                    found.update(res_id for _, res_id, _ in result.matches)
-                candidates = [c for c in candidates if c.action != "delete" and c.res_id in found]
+                candidates = [c for c in candidates if c.action != "delete"]
+                searched.append((st, principal, candidates, self._search(st, principal, sorted({c.res_id for c in candidates}))))
                 await asyncio.sleep(0)  # let requests in between subscriptions' searches
-            if candidates:
-                batch.matched[st.sub_id] = candidates
-                if st.status in ("requested", "active"):
-                    batch.due[st.sub_id] = store.queue_of(spec)
+                continue
+            self._matched(batch, st, candidates)
+        if searched:
+            await self._judge(batch, searched)
 
-    def _commit(self, conn: Connection, batch: Batch) -> None:
+    def _search(self, st: store.State, principal: Principal, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` the subscription's search selects, as the resources are now."""
+        spec = st.spec
+        found: set[str] = set()
+        for i in range(0, len(ids), 200):
+            chunk = ids[i : i + 200]
+            params = [*spec.params, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
+            try:
+                result = self.search.run(self.base, spec.res_type, params, strict=False, principal=principal)
+            except FhirError as exc:  # e.g. the client may no longer search a chained type: nothing matches
+                log.warning("subscription %s: criteria search failed: %s", st.sub_id, exc.issues[0].diagnostics if exc.issues else exc)
+                break
+            found.update(res_id for _, res_id, _ in result.matches)
+        return found
+
+    async def _judge(self, batch: Batch, searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]]) -> None:
+        """Each change by its own version (``exact.py``): the searches' verdicts stand for the
+        versions still current after them; the others are probed."""
+        with self.db.read() as conn:
+            current = exact.current_versions(conn, {(c.res_type, c.res_id) for _, _, cands, _ in searched for c in cands})
+
+        def stale(c: changelog.Change) -> bool:
+            return current.get((c.res_type, c.res_id)) != (c.version, False)
+
+        askers = [
+            exact.Asker(st.sub_id, st.spec.res_type, st.spec.params, principal, frozenset(_version(c) for c in cands if stale(c)))
+            for st, principal, cands, _ in searched
+        ]
+        askers = [a for a in askers if a.versions]
+        probed = await exact.probe(self.writes, self.search, self.base, askers) if askers else set()
+        for st, _, cands, found in searched:
+            self._matched(batch, st, [c for c in cands if ((st.sub_id, _version(c)) in probed if stale(c) else c.res_id in found)])
+
+    def _matched(self, batch: Batch, st: store.State, changes: list[changelog.Change]) -> None:
+        if changes:
+            batch.matched[st.sub_id] = changes
+            if st.status in ("requested", "active"):
+                batch.due[st.sub_id] = store.queue_of(st.spec)
+
+    def _commit(self, conn: Connection, batch: Batch, plan: Plan | None) -> list[claims.Claim] | None:
+        """The batch's one write transaction (see the module docstring); None when the cursor is
+        no longer this worker's to move (nothing written)."""
         now = now_us()
-        claims.advance_cursor(conn, store.CONSUMER, self.owner, batch.position, batch.changes[-1].seq, now)
+        if not claims.move_cursor(conn, store.CONSUMER, self.owner, self.lease_us, now, batch.position, batch.changes[-1].seq):
+            return None
         for sub_id, seq in batch.starts.items():
             store.start(conn, sub_id, seq)
-        for sub_id, changes in batch.matched.items():
-            store.add_events(conn, sub_id, changes)  # None: deleted meanwhile (nothing added)
+        gone = {sub_id for sub_id, changes in batch.matched.items() if store.add_events(conn, sub_id, changes) is None}
+        got: list[claims.Claim] = []
         for sub_id, queue in batch.due.items():
-            if store.get(conn, sub_id) is not None:
-                claims.want(conn, queue, sub_id, now)
+            if sub_id in gone:
+                continue  # deleted meanwhile (a deleted subscription's partition is dropped when served)
+            claims.want(conn, queue, sub_id, now)
+            if plan is not None and len(got) < plan.limit and (queue == store.REST_QUEUE or sub_id in plan.bound):
+                claim = claims.claim_one(conn, queue, sub_id, plan.owner, plan.lease_us, now)
+                if claim is not None:
+                    got.append(claim)
+        return got
+
+
+def _version(c: changelog.Change) -> exact.Version:
+    return (c.res_type, c.res_id, c.version)

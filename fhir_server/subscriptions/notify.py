@@ -111,9 +111,16 @@ def notification_bundle(
     return jsonio.dumps(bundle)
 
 
-def notification_id(sub_id: str, kind: str, first_event: int | None, salt: int | None = None) -> str:
-    """Stable across the retries of one notification (the receiver de-duplicates on it)."""
-    tail = str(first_event) if first_event is not None else str(salt or 0)
+def notification_id(sub_id: str, kind: str, first_event: int | None, salt: int | None = None, last_event: int | None = None) -> str:
+    """Stable across the retries of one notification (the receiver de-duplicates on it); a
+    notification of several events is named by its range (``<first>-<last>``), so a later one
+    that starts at the same event but carries more is never taken for a duplicate."""
+    if first_event is None:
+        tail = str(salt or 0)
+    elif last_event is None or last_event == first_event:
+        tail = str(first_event)
+    else:
+        tail = f"{first_event}-{last_event}"
     return f"{sub_id}.{kind}.{tail}"
 
 

@@ -1,12 +1,16 @@
-"""``$status``, ``$events`` (Backport IG 1.1.0) and ``$delivery-log`` on Subscription.
+"""``$status``, ``$events``, ``$get-ws-binding-token`` (Backport IG 1.1.0) and ``$delivery-log``
+on Subscription.
 
-All three read only: the caller needs read on Subscription (the registry's rule for read-only
-operations); ``$events`` hands out which resources changed, so it also needs read on the
-subscription's type. Header values and secrets never appear (they are not in the resource).
+The caller needs read on Subscription (the registry's rule for operations that change no
+resource); ``$events`` and ``$get-ws-binding-token`` hand out which resources changed, so they
+also need read on the subscription's type, and a binding token is given only to the client that
+owns the subscriptions it binds (token mode). Header values and secrets never appear (they are
+not in the resource).
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -16,8 +20,8 @@ from fhir_server.operations.registry import Operation, OperationCall, OperationR
 from fhir_server.service.context import Services
 from fhir_server.storage import claims
 from fhir_server.storage import repository as repo
-from fhir_server.subscriptions import notify, store
-from fhir_server.timeutil import to_instant
+from fhir_server.subscriptions import notify, store, websocket
+from fhir_server.timeutil import now_us, to_instant
 
 _MAX_EVENTS = 1000
 
@@ -54,7 +58,8 @@ def status(services: Services, call: OperationCall) -> OperationResult:
         if not ids:
             with services.resources.db.read() as conn:
                 ids = [s.sub_id for s in store.all_states(conn)]
-    wanted = {str(v) for v in parameter_values(call, "status") for v in str(v).split(",")}
+    # at the instance level id and status are ignored (the IG's OperationDefinition)
+    wanted = {str(v) for v in parameter_values(call, "status") for v in str(v).split(",")} if call.res_id is None else set()
     found = []
     for sub_id in ids:
         try:
@@ -134,6 +139,53 @@ def delivery_log(services: Services, call: OperationCall) -> OperationResult:
     return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
 
 
-register(Operation("status", "Subscription-status", status, ("Subscription",), type_level=True, instance=True))
-register(Operation("events", "Subscription-events", events, ("Subscription",), instance=True))
+async def ws_binding_token(services: Services, call: OperationCall) -> OperationResult:
+    """A token for ``bind-with-token`` (``websocket.py``): for the instance's subscription, or at
+    the type level for those named by ``id`` (none: every websocket subscription of the caller)."""
+    principal = call.principal
+    named = [v for value in parameter_values(call, "id") for v in str(value).split(",") if v]
+    ids = [call.res_id] if call.res_id is not None else named  # the instance level ignores id (IG)
+    with services.resources.db.read() as conn:
+        if not ids:
+            owned = [s for s in store.all_states(conn) if s.spec.channel == "websocket"]
+            ids = [s.sub_id for s in owned if not principal.restricted or s.client_id == principal.stored_client_id]
+            if not ids:
+                raise FhirError.of(404, "not-found", "The caller has no websocket subscription")
+        states = {sub_id: store.get(conn, sub_id) for sub_id in ids}
+    for sub_id, st in states.items():
+        if st is None:
+            services.resources.read("Subscription", sub_id)  # 404 / 410 as a read would say
+            raise FhirError.of(404, "not-found", f"Subscription/{sub_id} has no subscription state")
+        principal.require_reads([st.spec.res_type])
+        if principal.restricted and st.client_id != principal.stored_client_id:
+            raise FhirError.of(403, "forbidden", f"Subscription/{sub_id} belongs to another client")
+        if st.spec.channel != "websocket":
+            raise FhirError.of(400, "invalid", f"Subscription/{sub_id} does not use the websocket channel")
+        if st.status not in ("requested", "active"):
+            raise FhirError.of(422, "business-rule", f"Subscription/{sub_id} is {st.status}: re-activate it first")
+    token = secrets.token_urlsafe(32)
+    expires = now_us() + websocket.TOKEN_SECONDS * 1_000_000
+    client_id = principal.stored_client_id
+    await call.writer()(lambda conn: store.add_ws_token(conn, websocket.token_hash(token), ids, client_id, expires))
+    params: list[dict[str, Any]] = [
+        {"name": "token", "valueString": token},
+        {"name": "expiration", "valueDateTime": to_instant(expires)},
+        *({"name": "subscription", "valueString": sub_id} for sub_id in ids),
+        {"name": "websocket-url", "valueUrl": websocket.websocket_url(call.base)},
+    ]
+    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+
+
+register(Operation("status", "backport-subscription-status", status, ("Subscription",), type_level=True, instance=True))
+register(Operation("events", "backport-subscription-events", events, ("Subscription",), instance=True))
+register(
+    Operation(
+        "get-ws-binding-token",
+        "backport-subscription-get-ws-binding-token",
+        ws_binding_token,
+        ("Subscription",),
+        type_level=True,
+        instance=True,
+    )
+)
 register(Operation("delivery-log", "Subscription-delivery-log", delivery_log, ("Subscription",), instance=True))

@@ -10,7 +10,8 @@ Inside the write's transaction (``wrap``): header values and the signing secret 
 the resource into ``subscription_state`` (the stored resource shows ``[redacted]``, so no read,
 search, history or export ever shows them), the status is the server's to decide (a client asks
 with ``requested``, or ``off``; ``active`` is kept only when the subscription was active and its
-channel and criteria did not change), and the subscription's state and work partition are
+channel and criteria did not change; a websocket subscription is active at once: there is no
+endpoint to verify), and the subscription's state and work partition are
 written with the resource, atomically.
 """
 
@@ -80,6 +81,8 @@ class SubscriptionPolicy:
             if previous is None or previous.status != "error":
                 raise FhirError.of(400, "invalid", "Only the server sets a subscription to error", "Subscription.status")
             status = "error"
+        elif parsed.channel == "websocket":
+            status = "active"  # no endpoint to verify: the client connects out and is handshaken on each bind
         elif previous is not None and previous.status == "active" and previous.spec == parsed and previous.secrets == secrets:
             status = "active"
         else:

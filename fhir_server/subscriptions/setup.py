@@ -1,4 +1,5 @@
-"""Wiring: the Subscription write policy on the pipeline, the worker in the server's lifespan."""
+"""Wiring: the Subscription write policy on the pipeline, the worker (and its websocket hub) in
+the server's lifespan; the websocket route is ``websocket.router`` (included by the app)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fhir_server.service.pipeline import Pipeline
 from fhir_server.subscriptions import endpoints
 from fhir_server.subscriptions import operations as _operations  # noqa: F401  (registers $status, $events ...)
 from fhir_server.subscriptions.policy import SubscriptionPolicy
+from fhir_server.subscriptions.websocket import Hub
 from fhir_server.subscriptions.worker import SubscriptionWorker
 
 
@@ -41,7 +43,9 @@ def new_worker(state: Any, **overrides: Any) -> SubscriptionWorker:
 
 
 def start_subscription_worker(state: Any) -> SubscriptionWorker:
-    """Start the worker of a server process on the running event loop."""
-    worker = new_worker(state).start()
-    state.subscription_worker = worker
+    """Start the worker of a server process on the running event loop, with the hub of the
+    websockets this process holds (``websocket.py``)."""
+    worker = new_worker(state)
+    worker.hub = Hub()
+    state.subscription_worker = worker.start()
     return worker

@@ -43,8 +43,8 @@ SECRET = "https://fhir-server.id/StructureDefinition/subscription-secret"
 TOPIC_BASE = "https://fhir-server.id/SubscriptionTopic/"
 REDACTED = "[redacted]"
 
-#: the websocket channel (Backport $get-ws-binding-token) is not built yet (docs/subscriptions.md)
-CHANNELS = ("rest-hook",)
+#: rest-hook (R4 and topic-based); websocket (topic-based: $get-ws-binding-token, bind-with-token)
+CHANNELS = ("rest-hook", "websocket")
 CONTENTS = ("empty", "id-only", "full-resource")
 FHIR_JSON = "application/fhir+json"
 INTERACTIONS = ("create", "update", "delete")
@@ -91,7 +91,8 @@ class Spec:
     topic: str | None = None
     heartbeat_s: int | None = None
     timeout_s: int | None = None
-    max_count: int = 1
+    #: events per notification (``backport-max-count``); None: the server's default
+    max_count: int | None = None
     #: channel.header names (their values are secrets, kept apart)
     header_names: list[str] = field(default_factory=list)
     end_us: int | None = None
@@ -190,8 +191,8 @@ def parse(resource: dict[str, Any]) -> Spec:
         raise _bad(f"channel.header may not set {', '.join(sorted(_RESERVED_HEADERS))}", "Subscription.channel.header")
     heartbeat = _one_value(channel, HEARTBEAT_PERIOD, "valueUnsignedInt")
     timeout = _one_value(channel, TIMEOUT, "valueUnsignedInt")
-    max_count = _one_value(channel, MAX_COUNT, "valuePositiveInt") or 1
-    if not isinstance(max_count, int) or not 1 <= max_count <= _MAX_MAX_COUNT:
+    max_count = _one_value(channel, MAX_COUNT, "valuePositiveInt")
+    if max_count is not None and (not isinstance(max_count, int) or not 1 <= max_count <= _MAX_MAX_COUNT):
         raise _unprocessable(f"backport-max-count must be 1..{_MAX_MAX_COUNT}", "Subscription.channel")
     end = resource.get("end")
     end_us = _instant(end)
@@ -219,6 +220,11 @@ def parse(resource: dict[str, Any]) -> Spec:
             raise _bad("A topic-based subscription needs channel.payload (the MIME type)", "Subscription.channel.payload")
         kind, content, topic_canonical = "topic", content_code, criteria
     else:
+        if channel_type == "websocket":
+            raise _unprocessable(
+                "The websocket channel carries topic-based notifications (Backport IG): put a topic in Subscription.criteria",
+                "Subscription.channel.type",
+            )
         if criteria.startswith(("http://", "https://")):
             raise _unprocessable(f"Topic {criteria!r} is not supported by this server", "Subscription.criteria")
         if filters:

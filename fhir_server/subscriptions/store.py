@@ -1,4 +1,5 @@
-"""The subscriptions' own rows: state, events (gap-free numbers), the delivery log, ws tokens.
+"""The subscriptions' own rows: state, events (gap-free numbers), the delivery log, websocket
+binding tokens, and their retention.
 
 Every function takes the caller's connection (a write transaction for the writes) and commits
 nothing. The claim machinery (cursors, partition leases) is the generic ``storage/claims.py``.
@@ -18,6 +19,7 @@ from fhir_server.storage.work_tables import subscription_events as se
 from fhir_server.storage.work_tables import subscription_state as ss
 from fhir_server.storage.work_tables import subscription_ws_tokens as wt
 from fhir_server.subscriptions.spec import Secrets, Spec
+from fhir_server.timeutil import now_us
 
 #: the change-log consumer that turns changes into subscription events
 CONSUMER = "subscriptions"
@@ -45,6 +47,9 @@ class State:
     events: int
     delivered: int
     last_sent_us: int | None
+    #: websocket: the generation of the latest binding; the event the client acknowledged last
+    ws_binding: int = 0
+    acked: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> State:
@@ -59,6 +64,8 @@ class State:
             m["events"],
             m["delivered"],
             m["last_sent_us"],
+            m["ws_binding"],
+            m["acked"],
         )
 
 
@@ -98,6 +105,7 @@ def save(conn: Connection, sub_id: str, status: str, client_id: str | None, spec
         "res_type": spec.res_type,
         "spec": spec.to_json(),
         "secrets": secrets.to_json(),
+        "end_us": spec.end_us,
         "updated_us": now,
     }
     changed = conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(**values)).rowcount
@@ -182,11 +190,47 @@ def attempts(conn: Connection, sub_id: str, limit: int = 50) -> list[dict[str, A
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def bind_ws(conn: Connection, sub_id: str) -> int | None:
+    """A new websocket binding of ``sub_id``: its generation (older bindings, in any process, are
+    stale from now on), and delivery goes back to the last event the client acknowledged (if it
+    ever acknowledged one): what was sent on a connection that broke may never have arrived.
+    None: the subscription is gone."""
+    replay = sa.case((sa.and_(ss.c.acked.is_not(None), ss.c.acked < ss.c.delivered), ss.c.acked), else_=ss.c.delivered)
+    return conn.execute(
+        ss.update().where(ss.c.sub_id == sub_id).values(ws_binding=ss.c.ws_binding + 1, delivered=replay).returning(ss.c.ws_binding)
+    ).scalar_one_or_none()
+
+
+def acknowledge(conn: Connection, sub_id: str, number: int) -> bool:
+    """The websocket client has processed events up to ``number`` (never beyond what was sent)."""
+    higher = sa.or_(ss.c.acked.is_(None), ss.c.acked < number)
+    return conn.execute(ss.update().where(ss.c.sub_id == sub_id, ss.c.delivered >= number, higher).values(acked=number)).rowcount == 1
+
+
+def ending(conn: Connection, now: int) -> list[str]:
+    """Subscriptions whose ``Subscription.end`` has passed and that are not off yet."""
+    stmt = sa.select(ss.c.sub_id).where(ss.c.end_us.is_not(None), ss.c.end_us <= now, ss.c.status != "off")
+    return [r[0] for r in conn.execute(stmt)]
+
+
+def purge(conn: Connection, before_us: int) -> tuple[int, int, int]:
+    """Retention: delete events and delivery attempts recorded before ``before_us``, and expired
+    websocket binding tokens; (events, attempts, tokens) deleted. An event not yet delivered
+    goes too: a subscription that stays in error longer than the retention loses its oldest
+    backlog (the receiver sees the gap in the event numbers)."""
+    events = conn.execute(se.delete().where(se.c.recorded_us < before_us)).rowcount
+    attempts = conn.execute(sd.delete().where(sd.c.started_us < before_us)).rowcount
+    tokens = conn.execute(wt.delete().where(wt.c.expires_us < now_us())).rowcount
+    return events, attempts, tokens
+
+
 def add_ws_token(conn: Connection, token_hash: str, sub_ids: list[str], client_id: str | None, expires_us: int) -> None:
     conn.execute(wt.delete().where(wt.c.expires_us < expires_us - 24 * 3600 * 1_000_000))
     conn.execute(wt.insert().values(token_hash=token_hash, sub_ids=",".join(sub_ids), client_id=client_id, expires_us=expires_us))
 
 
-def ws_token(conn: Connection, token_hash: str, now: int) -> tuple[list[str], str | None] | None:
-    row = conn.execute(sa.select(wt.c.sub_ids, wt.c.client_id).where(wt.c.token_hash == token_hash, wt.c.expires_us >= now)).first()
-    return (row[0].split(","), row[1]) if row is not None else None
+def ws_token(conn: Connection, token_hash: str, now: int) -> tuple[list[str], str | None, int] | None:
+    """(subscription ids, client, expiry) of an unexpired binding token."""
+    stmt = sa.select(wt.c.sub_ids, wt.c.client_id, wt.c.expires_us).where(wt.c.token_hash == token_hash, wt.c.expires_us >= now)
+    row = conn.execute(stmt).first()
+    return (row[0].split(","), row[1], int(row[2])) if row is not None else None

@@ -1,32 +1,44 @@
 """The subscription worker: one asyncio task per server process (like the audit flusher).
 
 Each round it (1) lets the :class:`~.matcher.Matcher` turn new changes into numbered events
-(only the holder of the cursor lease does), and (2) claims due subscription partitions
-(``storage/claims.py``: one worker per subscription at a time, in any number of processes and
-machines) and serves each: the handshake of a ``requested`` subscription, its next undelivered
-events in order (at most ``backport-max-count`` per notification), or a heartbeat. Every attempt
-is written to ``subscription_deliveries``; a failure backs off exponentially with jitter and,
-after ``FHIR_SUBSCRIPTION_MAX_FAILURES`` in a row, sets the subscription to ``error`` with
-``Subscription.error``; the client re-activates it (status ``requested``). Delivery is at least
-once: a worker killed mid-delivery leaves its lease to run out and the next worker sends the same
-notification again (same ``webhook-id``).
+(only the holder of the cursor lease does) and claim, in that same transaction, the
+subscriptions that got events, and (2) claims other due subscription partitions (retries,
+heartbeats, events matched by another process; ``storage/claims.py``: one worker per
+subscription at a time, in any number of processes and machines) and serves each: the
+handshake of a ``requested`` subscription, **all** its undelivered events in order in one
+notification (at most ``backport-max-count``, default :data:`DEFAULT_MAX_COUNT`), or a
+heartbeat. Every attempt is written to ``subscription_deliveries`` in the transaction that
+records its outcome; when more events wait, that transaction keeps the lease and the worker
+goes on with the next notification without claiming again. So an event costs two write
+transactions (matched and claimed; delivered and recorded), shared through group commit with
+whatever else is being written, and a burst of events costs the same two.
 
-The worker's own writes (status changes of the Subscription resource, the delivery log) go
-through the pipeline's write path (``Pipeline.writer``) as the server, so they are in the change
-log like any write. It polls with read-only queries and takes the write lock only when there is
-something to do.
+A failure backs off exponentially with jitter (at least as long as a ``Retry-After`` asks) and,
+after ``FHIR_SUBSCRIPTION_MAX_FAILURES`` in a row, sets the subscription to ``error`` with
+``Subscription.error`` (at once for ``410 Gone``); the client re-activates it (status
+``requested``). Delivery is at least once: a worker killed mid-delivery leaves its lease to run
+out and the next worker sends the same notification again (same ``webhook-id``: a retry covers
+the same events as the attempt before it).
+
+It wakes when this process commits a change (``storage/change_signal.py``) and, on PostgreSQL,
+when any process does (LISTEN/NOTIFY); otherwise it polls every ``poll_interval`` with
+read-only queries (time-driven work: retries, heartbeats, ``Subscription.end``; changes committed
+by other SQLite processes). The worker's own writes (status changes of the Subscription
+resource, the delivery log) go through the pipeline's write path (``Pipeline.writer``) as the
+server, so they are in the change log like any write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -36,7 +48,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.service.access import OPEN
 from fhir_server.service.pipeline import Interaction, Pipeline
-from fhir_server.storage import claims
+from fhir_server.storage import change_signal, claims
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
 from fhir_server.storage.work_tables import work_partitions as wp
@@ -44,16 +56,21 @@ from fhir_server.subscriptions import notify, store
 from fhir_server.subscriptions.access import subscriber
 from fhir_server.subscriptions.delivery import Sent, new_client, send
 from fhir_server.subscriptions.endpoints import Network
-from fhir_server.subscriptions.matcher import Matcher
+from fhir_server.subscriptions.matcher import Matcher, Plan
 from fhir_server.subscriptions.store import Event, State
+from fhir_server.subscriptions.websocket import Binding, Hub
 from fhir_server.timeutil import now_us, to_instant
 
 log = logging.getLogger("fhir_server.subscriptions")
 T = TypeVar("T")
 _US = 1_000_000
 
-#: sends a text frame to the sockets bound to a subscription in this process; False if none took it
-SocketSender = Callable[[str, str], Awaitable[bool]]
+#: events per notification when the subscription does not say (``backport-max-count``)
+DEFAULT_MAX_COUNT = 100
+#: the longest ``Retry-After`` honoured (seconds): a receiver cannot park a subscription for months
+RETRY_AFTER_MAX = 86_400.0
+#: how often the worker looks for subscriptions whose ``Subscription.end`` has passed (µs)
+_END_SWEEP_US = 1_000_000
 
 
 class SubscriptionWorker:
@@ -88,27 +105,39 @@ class SubscriptionWorker:
         self.matcher = Matcher(
             db, pipeline.writes, pipeline.services.search, self.owner, base=self.base, token_mode=token_mode, lease_us=self.lease_us
         )
-        #: set by the websocket side: the subscriptions this process holds sockets for
-        self.sockets: SocketSender | None = None
-        self.bound: Callable[[], list[str]] = list
+        #: the websocket bindings this process holds (None: it serves no websocket)
+        self.hub: Hub | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._wake = asyncio.Event()
+        self._swept_us = 0
 
     # -- the loop ------------------------------------------------------------------------
     def start(self) -> SubscriptionWorker:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"subscriptions-{self.owner}")
+        loop = asyncio.get_running_loop()
+        self._unsubscribe = change_signal.subscribe(self.db.engine, change_signal.waker(self._wake))
+        self._listener = loop.create_task(change_signal.listen(self.db.engine, change_signal.waker(self._wake)))
+        self._task = loop.create_task(self._run(), name=f"subscriptions-{self.owner}")
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for task in (self._task, self._listener):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._listener = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the next process (a restart) matches at once instead of waiting for the lease to run out
+        with contextlib.suppress(Exception):
+            await self.pipeline.writes.run(lambda conn: claims.release_cursor(conn, store.CONSUMER, self.owner), alone=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -137,15 +166,41 @@ class SubscriptionWorker:
                 self._wake.clear()
 
     async def run_once(self) -> bool:
-        """One round: match new changes, start serving due subscriptions. Whether it did anything."""
-        matched = await self.matcher.run_once()
+        """One round: match new changes (claiming what got events), start serving due
+        subscriptions. Whether it did anything."""
+        plan = Plan(self.owner, self.lease_us, max(self.concurrency - len(self._tasks), 0), frozenset(self.bound()))
+        matched, got = await self.matcher.run_once(plan)
+        self._start(got)
         started = await self._claim_and_serve()
-        return bool(matched or started)
+        ended = await self._end_subscriptions()
+        return bool(matched or got or started or ended)
+
+    async def _end_subscriptions(self) -> int:
+        """Turn off the subscriptions whose ``Subscription.end`` has passed (at most a second
+        late, whether or not they have anything to deliver or a socket bound here)."""
+        now = now_us()
+        if now - self._swept_us < _END_SWEEP_US:
+            return 0
+        self._swept_us = now
+        with self.db.read() as conn:
+            ending = store.ending(conn, now)
+        for sub_id in ending:
+            await self.write(functools.partial(self._end_in, sub_id=sub_id, now=now))
+        return len(ending)
+
+    def _end_in(self, conn: Connection, *, sub_id: str, now: int) -> None:
+        st = store.get(conn, sub_id)
+        if st is not None and st.status != "off" and st.spec.end_us is not None and st.spec.end_us <= now:
+            self._status_in(conn, st, "off", None, None)
 
     async def wait_idle(self) -> None:
         """Wait for the deliveries started so far (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def bound(self) -> list[str]:
+        """The websocket subscriptions this process may serve (it holds their sockets)."""
+        return self.hub.bound() if self.hub is not None else []
 
     # -- claiming ------------------------------------------------------------------------
     def _due(self, queue: str, only: list[str] | None) -> bool:
@@ -157,85 +212,112 @@ class SubscriptionWorker:
             return conn.execute(stmt).first() is not None
 
     async def _claim_and_serve(self) -> int:
-        free = self.concurrency - len(self._tasks)
-        if free <= 0:
-            return 0
         started = 0
         bound = self.bound()
         for queue, only in ((store.REST_QUEUE, None), (store.WS_QUEUE, bound)):
+            free = self.concurrency - len(self._tasks)
+            if free <= 0:
+                break
             if only is not None and not only:
                 continue
             if not self._due(queue, only):  # read-only: no write lock unless there is work
                 continue
-            got = await self._write(self._claimer(queue, only, free))
-            for claim in got:
-                task = asyncio.get_running_loop().create_task(self._serve(claim))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                started += 1
+            got = await self.write(self._claimer(queue, only, free))
+            self._start(got)
+            started += len(got)
         return started
+
+    def _start(self, got: list[claims.Claim]) -> None:
+        for claim in got:
+            task = asyncio.get_running_loop().create_task(self._serve(claim))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _claimer(self, queue: str, only: list[str] | None, limit: int) -> Callable[[Connection], list[claims.Claim]]:
         return lambda conn: claims.claim(conn, queue, self.owner, self.lease_us, now_us(), limit, only=only)
 
-    async def _write(self, work: Callable[[Connection], T]) -> T:
-        """A write of the worker: through the pipeline's write path, as the server."""
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """A write of the worker: through the pipeline's write path, as the server, in the next
+        group transaction (the works are repeatable: only database writes on ``conn``)."""
         i = Interaction("update", self.base, OPEN, "Subscription")
-        return await self.pipeline.writer(i)(work, alone=True)
+        return await self.pipeline.writer(i)(work)
 
     # -- serving one subscription --------------------------------------------------------
     async def _serve(self, claim: claims.Claim) -> None:
+        current: claims.Claim | None = claim
         try:
-            await self._serve_claim(claim)
+            while current is not None:  # the lease is kept while events wait: no new claim per notification
+                current = await self._serve_claim(current)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._write(lambda conn: claims.release(conn, claim.queue, claim.partition, self.owner, now_us())))
+                await asyncio.shield(self.write(lambda conn: claims.release(conn, claim.queue, claim.partition, self.owner, now_us())))
             raise
         except Exception:
             log.exception("subscription %s: serving failed", claim.partition)
             now = now_us()
-            await self._write(
+            await self.write(
                 lambda conn: claims.failed(
                     conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + 5 * _US, error="internal error (logged)"
                 )
             )
 
-    async def _serve_claim(self, claim: claims.Claim) -> None:
+    async def _serve_claim(self, claim: claims.Claim) -> claims.Claim | None:
+        """Serve one claimed subscription once; the claim again when this worker kept the lease
+        to send the next notification."""
         sub_id = claim.partition
         with self.db.read() as conn:
             st = store.get(conn, sub_id)
             principal = subscriber(conn, st.client_id, token_mode=self.token_mode) if st is not None else None
+            events = store.events(conn, sub_id, st.delivered + 1, limit=self._batch_limit(conn, claim, st)) if st is not None else []
         now = now_us()
         if st is None:
-            await self._write(lambda conn: claims.drop(conn, claim.queue, sub_id))
-            return
+            await self.write(lambda conn: claims.drop(conn, claim.queue, sub_id))
+            return None
         if st.status in ("off", "error"):
-            await self._write(lambda conn: claims.set_paused(conn, claim.queue, sub_id, True))
-            return
+            await self.write(lambda conn: claims.set_paused(conn, claim.queue, sub_id, True))
+            return None
         spec = st.spec
         if spec.end_us is not None and now >= spec.end_us:
-            await self._write(lambda conn: self._status_in(conn, st, "off", None, claim))
-            return
+            await self.write(lambda conn: self._status_in(conn, st, "off", None, claim))
+            return None
         if principal is None or not principal.readable(spec.res_type):
             text = f"The subscribing client was revoked or may no longer read {spec.res_type}"
-            await self._write(lambda conn: self._status_in(conn, st, "error", text, claim))
-            return
-        if st.status == "requested":
+            await self.write(lambda conn: self._status_in(conn, st, "error", text, claim))
+            return None
+        binding = None
+        if spec.channel == "websocket":
+            binding = self.hub.binding(sub_id, st.ws_binding) if self.hub is not None else None
+            if binding is None:  # no socket of its latest binding here (any more): whoever holds it serves it
+                await self.write(lambda conn: claims.release(conn, claim.queue, sub_id, self.owner, now_us()))
+                return None
+            if not binding.handshaken:  # a new binding: its handshake first, then what it has not had
+                return await self._notify(claim, st, "handshake", [], binding)
+        elif st.status == "requested":
             if spec.kind == "criteria":  # R4 has no handshake: active at once
-                await self._write(lambda conn: self._status_in(conn, st, "active", None, claim, next_us=now))
-                return
-            await self._notify(claim, st, "handshake", [])
-            return
-        with self.db.read() as conn:
-            events = store.events(conn, sub_id, st.delivered + 1, limit=spec.max_count)
+                await self.write(lambda conn: self._status_in(conn, st, "active", None, claim, next_us=now))
+                return None
+            return await self._notify(claim, st, "handshake", [])
         if events:
-            await self._notify(claim, st, "event-notification", events)
-            return
+            return await self._notify(claim, st, "event-notification", events, binding)
         heartbeat_at = self._heartbeat_at(st)
         if heartbeat_at is not None and heartbeat_at <= now:
-            await self._notify(claim, st, "heartbeat", [])
-            return
-        await self._write(lambda conn: claims.done(conn, claim.queue, sub_id, self.owner, now_us(), next_us=heartbeat_at))
+            return await self._notify(claim, st, "heartbeat", [], binding)
+        await self.write(lambda conn: claims.done(conn, claim.queue, sub_id, self.owner, now_us(), next_us=self._next_at(st)))
+        return None
+
+    def _batch_limit(self, conn: Connection, claim: claims.Claim, st: State) -> int:
+        """How many events the next notification carries: all that wait, up to max-count; an R4
+        payload is one resource per request. A retry carries the same events as the failed
+        attempt before it (the same notification: the same ``webhook-id``)."""
+        spec = st.spec
+        if spec.kind == "criteria" and spec.payload is not None:
+            return 1
+        limit = spec.max_count or DEFAULT_MAX_COUNT
+        if claim.failures:
+            last = store.attempts(conn, st.sub_id, 1)
+            if last and last[0]["kind"] == "event-notification" and last[0]["first_event"] == st.delivered + 1:
+                limit = min(limit, int(last[0]["last_event"]) - st.delivered)
+        return max(limit, 1)
 
     def _heartbeat_at(self, st: State, sent_us: int | None = None) -> int | None:
         if st.spec.kind != "topic" or st.spec.heartbeat_s is None:
@@ -243,15 +325,21 @@ class SubscriptionWorker:
         last = sent_us if sent_us is not None else (st.last_sent_us or now_us())
         return last + st.spec.heartbeat_s * _US
 
+    def _next_at(self, st: State, sent_us: int | None = None) -> int | None:
+        """When the subscription wants a worker again with nothing new: its next heartbeat."""
+        return self._heartbeat_at(st, sent_us)
+
     def _timeout(self, st: State) -> float:
         limit = self.lease_us / _US / 3  # an attempt ends well inside the lease
         return min(float(st.spec.timeout_s or 10), limit)
 
-    async def _notify(self, claim: claims.Claim, st: State, kind: str, events: list[Event]) -> None:
-        spec = st.spec
+    async def _notify(
+        self, claim: claims.Claim, st: State, kind: str, events: list[Event], binding: Binding | None = None
+    ) -> claims.Claim | None:
         first = events[0].number if events else None
+        last = events[-1].number if events else None
         # handshakes and heartbeats: one id per version of the state, stable across retries
-        msg_id = notify.notification_id(st.sub_id, kind, first, st.last_sent_us if kind == "heartbeat" else st.delivered)
+        msg_id = notify.notification_id(st.sub_id, kind, first, st.last_sent_us if kind == "heartbeat" else st.delivered, last)
         method, url, body, content_type = self._request(st, kind, events)
         started = now_us()
         timestamp = started // _US
@@ -259,8 +347,10 @@ class SubscriptionWorker:
         headers.update(notify.webhook_headers(msg_id, timestamp, body or b"", st.secrets.secret))
         if content_type:
             headers["Content-Type"] = content_type
-        if spec.channel == "websocket":
-            sent = await self._to_socket(st.sub_id, body or b"")
+        if binding is not None:
+            sent = await self._to_socket(binding, body or b"")
+            if sent.ok and kind == "handshake":
+                binding.handshaken = True
         else:
             assert url is not None
             sent = await send(self._http(), url, self.allowed, method=method, headers=headers, body=body, timeout=self._timeout(st))
@@ -271,7 +361,7 @@ class SubscriptionWorker:
             "notification_id": msg_id,
             "kind": kind,
             "first_event": first,
-            "last_event": events[-1].number if events else None,
+            "last_event": last,
             "attempt": attempt,
             "started_us": started,
             "duration_us": finished - started,
@@ -280,28 +370,35 @@ class SubscriptionWorker:
             "error": sent.error,
         }
         if sent.ok:
-            await self._write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
+            kept = await self.write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
+            return claims.Claim(claim.queue, claim.partition, 0) if kept else None
+        log.info("subscription %s: %s attempt %d failed: %s", st.sub_id, kind, attempt, sent.error)
+        if binding is not None:
+            # the socket is gone: not the subscription's failure; its next binding (here or
+            # elsewhere) gets what this one did not
+            await self.write(lambda conn: self._socket_lost_in(conn, claim, entry, finished))
         else:
-            log.info("subscription %s: %s attempt %d failed: %s", st.sub_id, kind, attempt, sent.error)
-            await self._write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
+            await self.write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
+        return None
 
     def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
         """(method, URL, body, content type) of a notification."""
         spec = st.spec
         bodies: dict[tuple[str, str, int], bytes | None] = {}
-        if spec.content == "full-resource":
+        if spec.content == "full-resource" and events:
             with self.db.read() as conn:
                 for e in events:
                     row = repo.get_version(conn, e.res_type, e.res_id, e.version)
                     bodies[(e.res_type, e.res_id, e.version)] = row.body if row is not None else None
         if spec.kind == "criteria":
-            # R4 rest-hook: no payload -> an empty POST; a payload -> PUT [endpoint]/[type]/[id]
+            # R4 rest-hook: no payload -> one empty POST for every waiting event (the client
+            # searches again); a payload -> PUT [endpoint]/[type]/[id] of one resource
             e = events[0]
             body = bodies.get((e.res_type, e.res_id, e.version))
             if spec.payload is None or body is None:
                 return "POST", spec.endpoint, None, None
             return "PUT", f"{(spec.endpoint or '').rstrip('/')}/{e.res_type}/{e.res_id}", body, spec.payload
-        status = "active" if kind != "handshake" else "requested"
+        status = st.status  # a rest-hook handshake: requested (active once it succeeded)
         total = st.events
         body = notify.notification_bundle(spec.base or self.base, st.sub_id, spec, status, kind, total, events, bodies)
         return "POST", spec.endpoint, body, spec.payload or notify_content_type()
@@ -311,30 +408,44 @@ class SubscriptionWorker:
             self._client = new_client()
         return self._client
 
-    async def _to_socket(self, sub_id: str, body: bytes) -> Sent:
-        if self.sockets is None or not await self.sockets(sub_id, body.decode()):
-            return Sent(None, "no websocket bound to this subscription in this process")
+    async def _to_socket(self, binding: Binding, body: bytes) -> Sent:
+        if self.hub is None or not await self.hub.send(binding, body.decode()):
+            return Sent(None, "the websocket closed")
         return Sent(200)
 
     # -- recording (inside the worker's write transactions) -------------------------------
     def _delivered_in(
         self, conn: Connection, claim: claims.Claim, st: State, kind: str, events: list[Event], entry: dict[str, Any], now: int
-    ) -> None:
+    ) -> bool:
+        """Record a success; True when the lease was kept because more events wait."""
         store.log_attempt(conn, **entry)
         store.mark_sent(conn, st.sub_id, events[-1].number if events else None, now)
-        if kind == "handshake":
+        if kind == "handshake" and st.status == "requested":
             self._status_in(conn, st, "active", None, claim, next_us=now)
-            return
-        more = bool(events) and events[-1].number < _events_total(conn, st.sub_id)
-        next_us = now if more else self._heartbeat_at(st, now)
-        claims.done(conn, claim.queue, st.sub_id, self.owner, now, next_us=next_us)
+            return False
+        delivered = events[-1].number if events else st.delivered
+        if delivered < _events_total(conn, st.sub_id):
+            # False: the lease ran out meanwhile, whoever holds it now goes on
+            return claims.renew(conn, claim.queue, st.sub_id, self.owner, self.lease_us, now)
+        claims.done(conn, claim.queue, st.sub_id, self.owner, now, next_us=self._next_at(st, now))
+        return False
+
+    def _socket_lost_in(self, conn: Connection, claim: claims.Claim, entry: dict[str, Any], now: int) -> None:
+        store.log_attempt(conn, **entry)
+        claims.release(conn, claim.queue, claim.partition, self.owner, now)
 
     def _failed_in(self, conn: Connection, claim: claims.Claim, st: State, entry: dict[str, Any], sent: Sent, now: int) -> None:
         store.log_attempt(conn, **entry)
         delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30))
         delay *= 0.5 + random.random() / 2  # jitter: receivers coming back are not hit by every retry at once
+        if sent.retry_after is not None:  # the receiver said when: not before (a day at most)
+            delay = max(delay, min(sent.retry_after, RETRY_AFTER_MAX))
         failures = claims.failed(conn, claim.queue, st.sub_id, self.owner, now, retry_at_us=now + int(delay * _US), error=sent.error or "")
-        if failures is not None and failures >= self.max_failures:
+        if failures is None:
+            return  # the lease ran out meanwhile: its new holder decides
+        if sent.status == 410:  # Gone: the endpoint says it will never take notifications again
+            self._status_in(conn, st, "error", f"The endpoint answered 410 Gone at {to_instant(now)}", None)
+        elif failures >= self.max_failures:
             text = f"Delivery failed {failures} times in a row; last: {sent.error} at {to_instant(now)}"
             self._status_in(conn, st, "error", text, None)
 

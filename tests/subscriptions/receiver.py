@@ -28,6 +28,8 @@ class Receiver:
     status: int = 200
     #: seconds to wait before answering (a slow receiver)
     delay: float = 0.0
+    #: headers of the answers (e.g. Retry-After)
+    answer_headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -54,6 +56,8 @@ class Receiver:
                     self.close_connection = True
                     return
                 self.send_response(outer.status)
+                for name, value in outer.answer_headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -7,8 +7,13 @@ import json
 from typer.testing import CliRunner
 
 from fhir_server.cli import app as cli
+from fhir_server.storage import changelog, claims
+from fhir_server.storage.tables import change_log
+from fhir_server.storage.work_tables import subscription_deliveries, subscription_events
+from fhir_server.subscriptions import store
+from fhir_server.timeutil import now_us
 from tests.subscriptions.conftest import JSON, patient, topic_subscription
-from tests.subscriptions.receiver import event_numbers
+from tests.subscriptions.receiver import event_numbers, status_of
 from tests.waiting import wait_until
 
 
@@ -30,10 +35,44 @@ def test_list_status_and_replay(subs, receiver):
     info = json.loads(status.output[: status.output.index("\n}") + 2])
     assert info["status"] == "active" and info["events"] == 3 and info["headers"] == ["Authorization"]
     assert "cli-secret" not in status.output and "event-notification" in status.output
-    first_ids = [r.headers["webhook-id"] for r in receiver.received if r.body and b"event-notification" in r.body]
     replay = run.invoke(cli, ["subscriptions", "replay", sub["id"], "--from", "2", "--database-url", url])
     assert replay.exit_code == 0, replay.output
     wait_until(lambda: event_numbers(receiver) == [1, 2, 3, 2, 3])
+    # the replay is one notification of both events, named by its range (a receiver that saw them
+    # before de-duplicates on the event numbers)
     again = [r.headers["webhook-id"] for r in receiver.received if r.body and b"event-notification" in r.body]
-    assert again[3:] == first_ids[1:]  # the same notification ids: receivers de-duplicate
+    assert again[-1] == f"{sub['id']}.event-notification.2-3"
     assert run.invoke(cli, ["subscriptions", "status", "nope", "--database-url", url]).exit_code == 1
+
+
+def test_changes_purge_removes_old_subscription_rows_and_keeps_changes_a_consumer_has_not_read(subs, receiver):
+    state = subs.app.state.fhir
+    url = state.settings.database_url
+    sub = subs.post("/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create"), headers=JSON).json()["id"]
+    wait_until(lambda: subs.get(f"/fhir/Subscription/{sub}").json()["status"] == "active")
+    subs.post("/fhir/Patient", json=patient("Old"), headers=JSON)
+    wait_until(lambda: event_numbers(receiver) == [1])
+
+    def caught_up() -> bool:
+        with state.db.read() as conn:
+            return claims.cursor_position(conn, store.CONSUMER) == changelog.last_seq(conn)
+
+    wait_until(caught_up, message="the matcher read every change")
+    old = now_us() - 100 * 86_400_000_000
+    with state.db.write() as conn:
+        last = changelog.last_seq(conn)
+        conn.execute(change_log.update().values(recorded_us=old))
+        conn.execute(subscription_events.update().values(recorded_us=old))
+        conn.execute(subscription_deliveries.update().values(started_us=old))
+        store.add_ws_token(conn, "0" * 64, [sub], None, now_us() - 1_000_000)
+        claims.set_cursor(conn, "slow-consumer", last - 1, now_us())  # has not read the newest change yet
+    result = CliRunner().invoke(cli, ["changes", "purge", "--days", "90", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert "1 older change-log rows kept: consumer 'slow-consumer'" in result.output
+    assert "1 subscription events and 2 delivery attempts older than 90 days, 1 expired websocket tokens deleted" in result.output
+    with state.db.read() as conn:
+        assert [c.seq for c in changelog.read_after(conn, 0, 10_000)] == [last]
+        assert store.events(conn, sub, 1) == [] and store.attempts(conn, sub) == []
+    # what $events can replay is what is kept: the gap shows in the numbers
+    replay = subs.get(f"/fhir/Subscription/{sub}/$events").json()
+    assert len(replay["entry"]) == 1 and status_of(replay)["events-since-subscription-start"] == "1"

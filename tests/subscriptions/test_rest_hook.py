@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 
+from fhir_server.service.seed import seed_conformance
 from tests.subscriptions.conftest import JSON, criteria_subscription, patient, topic_subscription
 from tests.subscriptions.receiver import Receiver, event_numbers, status_of
 from tests.waiting import wait_until
@@ -43,16 +44,16 @@ def test_handshake_activates_and_matching_creates_are_notified_in_order(subs, re
     wait_until(lambda: len(event_numbers(receiver)) == 3, message="three notifications")
     assert event_numbers(receiver) == [1, 2, 3]
     bundles = receiver.of_type("event-notification")
-    focus = [status_of(b)["events"][0]["focus"]["reference"] for b in bundles]
+    focus = [e["focus"]["reference"] for b in bundles for e in status_of(b)["events"]]
     assert focus == [f"http://testserver/fhir/Patient/{i}/_history/1" for i in (ids[0], ids[2], ids[3])]
     first = bundles[0]
     assert first["type"] == "history" and first["entry"][0]["resource"]["resourceType"] == "Parameters"
     assert first["entry"][0]["request"]["url"].endswith(f"/Subscription/{sub['id']}/$status")
     assert "resource" not in first["entry"][1]  # id-only
     assert first["entry"][1]["fullUrl"] == f"http://testserver/fhir/Patient/{ids[0]}"
-    # stable and distinct notification ids
+    # distinct notification ids (events that waited together share one notification)
     ids_seen = [r.headers["webhook-id"] for r in receiver.received if r.body and status_of(r.json())["type"] == "event-notification"]
-    assert len(set(ids_seen)) == 3
+    assert len(set(ids_seen)) == len(ids_seen)
 
 
 def test_full_resource_update_and_delete_topic(subs, receiver):
@@ -70,12 +71,12 @@ def test_full_resource_update_and_delete_topic(subs, receiver):
     subs.post("/fhir/Patient", json=patient("X"), headers=JSON)  # another type: not notified
     wait_until(lambda: len(event_numbers(receiver)) == 3)
     bundles = receiver.of_type("event-notification")
-    methods = [b["entry"][1]["request"]["method"] for b in bundles]
-    assert methods == ["POST", "PUT", "DELETE"]
-    assert bundles[0]["entry"][1]["resource"]["status"] == "planned"
-    assert bundles[1]["entry"][1]["resource"]["status"] == "finished"
-    assert "resource" not in bundles[2]["entry"][1]
-    assert status_of(bundles[2])["topic"].endswith("/SubscriptionTopic/Encounter")
+    entries = [e for b in bundles for e in b["entry"][1:]]  # events that waited together share a notification
+    assert [e["request"]["method"] for e in entries] == ["POST", "PUT", "DELETE"]
+    assert entries[0]["resource"]["status"] == "planned"
+    assert entries[1]["resource"]["status"] == "finished"
+    assert "resource" not in entries[2]
+    assert status_of(bundles[-1])["topic"].endswith("/SubscriptionTopic/Encounter")
 
 
 def test_receiver_down_then_error_state_then_reactivation_delivers_the_backlog(subs, receiver):
@@ -219,18 +220,20 @@ def test_capability_statement_declares_topics_channels_payloads_and_operations(s
     topics = {e["valueCanonical"] for e in by_type["Coverage"]["extension"] if e["url"].endswith("subscriptiontopic-canonical")}
     assert topics == {f"https://fhir-server.id/SubscriptionTopic/Coverage{s}" for s in ("", "-create", "-update", "-delete")}
     sub = by_type["Subscription"]
-    assert {e["valueCode"] for e in sub["extension"] if e["url"].endswith("subscription-channel-type")} == {"rest-hook"}
+    assert {e["valueCode"] for e in sub["extension"] if e["url"].endswith("subscription-channel-type")} == {"rest-hook", "websocket"}
     assert {e["valueCode"] for e in sub["extension"] if e["url"].endswith("subscription-payload-content")} == {
         "empty",
         "id-only",
         "full-resource",
     }
     assert "patch" not in {i["code"] for i in sub["interaction"]}
-    assert {"status", "events", "delivery-log"} <= {o["name"] for o in sub["operation"]}
-    # what it declares is what it does: a websocket subscription is refused (not built)
+    assert {"status", "events", "get-ws-binding-token", "delivery-log"} <= {o["name"] for o in sub["operation"]}
+    ws_url = next(e["valueUri"] for e in cap["rest"][0]["extension"] if e["url"].endswith("capabilitystatement-websocket"))
+    assert ws_url == "ws://testserver/fhir/websocket"
+    # what it declares is what it does: a topic-based websocket subscription is taken (tests/subscriptions/test_websocket.py)
     ws = topic_subscription("", "Patient")
     ws["channel"] = {"type": "websocket", "payload": "application/fhir+json", "_payload": ws["channel"]["_payload"]}
-    assert subs.post("/fhir/Subscription", json=ws, headers=JSON).status_code == 422
+    assert subs.post("/fhir/Subscription", json=ws, headers=JSON).status_code == 201
 
 
 def test_events_replays_from_the_event_store(subs, receiver):
@@ -254,3 +257,39 @@ def test_heartbeats_when_nothing_happens(subs, receiver):
     wait_until(lambda: len(receiver.of_type("heartbeat")) >= 2, message="two heartbeats")
     beat = status_of(receiver.of_type("heartbeat")[0])
     assert beat["status"] == "active" and beat["events"] == [] and beat["events-since-subscription-start"] == "0"
+
+
+def test_the_backport_operation_definitions_are_the_igs(subs):
+    """$status, $events and $get-ws-binding-token are declared with the Backport IG 1.1.0's own
+    OperationDefinitions (canonical URLs, levels, parameters), stored and readable."""
+    seed_conformance(subs.app.state.fhir.resources)  # as at start-up (the fixture empties every table)
+    cap = subs.get("/fhir/metadata").json()
+    sub = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Subscription")
+    ig = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
+    declared = {o["name"]: o["definition"] for o in sub["operation"]}
+    expected = {
+        "status": ("backport-subscription-status", True, ["id", "status", "return"]),
+        "events": ("backport-subscription-events", False, ["eventsSinceNumber", "eventsUntilNumber", "content", "return"]),
+        "get-ws-binding-token": (
+            "backport-subscription-get-ws-binding-token",
+            True,
+            ["id", "token", "expiration", "subscription", "websocket-url"],
+        ),
+    }
+    for name, (def_id, type_level, params) in expected.items():
+        assert declared[name] == ig + def_id
+        stored = subs.get(f"/fhir/OperationDefinition/{def_id}")
+        assert stored.status_code == 200, stored.text
+        od = stored.json()
+        assert od["url"] == ig + def_id and od["version"] == "1.1.0" and od["code"] == name
+        assert od["type"] is type_level and od["instance"] is True and od["system"] is False
+        assert [p["name"] for p in od["parameter"]] == params
+
+
+def test_status_at_the_instance_level_ignores_the_status_filter(subs, receiver):
+    sub = _create(subs, topic_subscription(receiver.url, "Patient", "create"))
+    _active(subs, sub["id"])
+    one = subs.get(f"/fhir/Subscription/{sub['id']}/$status?status=off").json()
+    assert one["total"] == 1 and status_of({"entry": one["entry"]})["status"] == "active"
+    assert subs.get("/fhir/Subscription/$status?status=off").json()["total"] == 0
+    assert subs.get("/fhir/Subscription/$status?status=active").json()["total"] == 1
