@@ -4,7 +4,7 @@
 worker that turns changes into work). ``work_partitions``: the units of work workers claim with a
 lease (one subscription, one SATUSEHAT patient ...), with their due time, back-off and failures.
 The ``subscription_*`` tables belong to ``fhir_server.subscriptions`` (docs/subscriptions.md).
-Registered on the shared ``metadata``; created by migrations ``0011_subscriptions`` and ``0016_subscription_websockets``.
+Registered on the shared ``metadata``; created by migrations ``0011_subscriptions`` and ``0017_subscription_websockets``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """Subscriptions: the websocket channel (binding generation, client acknowledgements) and
 ``Subscription.end`` as a column the worker sweeps.
 
-Revision ID: 0016_subscription_websockets
-Revises: 0015_console_users
+Revision ID: 0017_subscription_websockets
+Revises: 0016_satusehat
 """
 
 import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0016_subscription_websockets"
-down_revision = "0015_console_users"
+revision = "0017_subscription_websockets"
+down_revision = "0016_satusehat"
 branch_labels = None
 depends_on = None
 
