@@ -58,6 +58,12 @@ def test_changes_purge_removes_old_subscription_rows_and_keeps_changes_a_consume
             return claims.cursor_position(conn, store.CONSUMER) == changelog.last_seq(conn)
 
     wait_until(caught_up, message="the matcher read every change")
+
+    def both_attempts_recorded() -> bool:  # the receiver has the event before its attempt is recorded
+        with state.db.read() as conn:
+            return len(store.attempts(conn, sub)) == 2  # the handshake and the event notification
+
+    wait_until(both_attempts_recorded, message="the delivery attempts were recorded")
     old = now_us() - 100 * 86_400_000_000
     with state.db.write() as conn:
         last = changelog.last_seq(conn)
