@@ -13,16 +13,14 @@ any worker then claims it again and runs it from scratch.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from fhir_server.bulk import jobs
 from fhir_server.bulk.exporter import Cancelled, remove_files, run_export
+from fhir_server.storage import claims
 from fhir_server.storage.db import Database
 
 log = logging.getLogger("fhir_server.bulk")
@@ -65,7 +63,7 @@ class ExportWorker:
         self.directory = directory
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or claims.worker_owner()
         self.batch_size = batch_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

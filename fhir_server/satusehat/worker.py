@@ -25,10 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -97,7 +93,7 @@ class SatusehatWorker:
         self.timeout = min(timeout, lease_seconds / 3)  # a call ends well inside the lease
         self.concurrency = concurrency
         self.batch_size = batch_size
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or claims.worker_owner()
         self.clients = {f.name: SatusehatClient(f, timeout=self.timeout) for f in facilities}
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -338,7 +334,7 @@ class SatusehatWorker:
         await self._write(finish, alone=False)
 
     async def _backoff(self, claim: claims.Claim, item: store.Item, retry: _Retry) -> None:
-        delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30)) * (0.5 + random.random() / 2)
+        delay = claims.backoff_seconds(claim.failures, self.retry_base, self.retry_max)
         if retry.after is not None:
             delay = max(delay, min(retry.after, self.retry_max))
         now = now_us()

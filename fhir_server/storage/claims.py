@@ -29,6 +29,10 @@ write path, ``Pipeline.writer`` / group commit, or ``Database.write``) and commi
 
 from __future__ import annotations
 
+import os
+import random
+import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,19 @@ from fhir_server.storage.work_tables import work_partitions as wp
 
 class LostLease(RuntimeError):
     """The caller's lease ran out or was taken over: its transaction must roll back."""
+
+
+def worker_owner() -> str:
+    """A background worker's lease owner: host, process and a random part (unique across the
+    machines sharing the database, and across restarts of one process id)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def backoff_seconds(failures: int, base: float, cap: float) -> float:
+    """How long a partition waits after ``failures`` failures in a row: exponential up to ``cap``,
+    with jitter (between half and all of it), so endpoints coming back are not hit by every
+    waiting retry at once."""
+    return min(cap, base * 2 ** min(failures, 30)) * (0.5 + random.random() / 2)
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:

@@ -34,10 +34,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import random
-import socket
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,7 +97,7 @@ class SubscriptionWorker:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.concurrency = concurrency
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or claims.worker_owner()
         self.matcher = Matcher(
             db, pipeline.writes, pipeline.services.search, self.owner, base=self.base, token_mode=token_mode, lease_us=self.lease_us
         )
@@ -436,8 +432,7 @@ class SubscriptionWorker:
 
     def _failed_in(self, conn: Connection, claim: claims.Claim, st: State, entry: dict[str, Any], sent: Sent, now: int) -> None:
         store.log_attempt(conn, **entry)
-        delay = min(self.retry_max, self.retry_base * 2 ** min(claim.failures, 30))
-        delay *= 0.5 + random.random() / 2  # jitter: receivers coming back are not hit by every retry at once
+        delay = claims.backoff_seconds(claim.failures, self.retry_base, self.retry_max)
         if sent.retry_after is not None:  # the receiver said when: not before (a day at most)
             delay = max(delay, min(sent.retry_after, RETRY_AFTER_MAX))
         failures = claims.failed(conn, claim.queue, st.sub_id, self.owner, now, retry_at_us=now + int(delay * _US), error=sent.error or "")
