@@ -14,7 +14,11 @@ Variants (``--compare``):
 - ``subscriptions``: this checkout with the subscription worker off and on (what its waiting
   costs a server: the whole process is counted, background tasks included);
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
-  older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on.
+  older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on;
+- ``subscription-count``: this checkout with no subscription and with ``--subscriptions N``
+  active ones (R4 criteria ``Patient?family=SubN``: each is matched against every created
+  Patient, none fires; created through a plain server run before valgrind starts), what
+  matching costs a create (issue 16: create throughput with 1,000 at least 80 % of none).
 
 Interactions (``--interaction``): ``read`` (GET by id), ``search`` (a Patient by NIK,
 ``identifier=``), ``create`` (POST, the body comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
@@ -63,6 +67,8 @@ class Variant:
     audit: bool
     #: settings of this variant (FHIR_* variables)
     env: tuple[tuple[str, str], ...] = ()
+    #: active subscriptions created before the measured run
+    subscriptions: int = 0
 
 
 def _wait_ready(port: int, timeout: float) -> None:
@@ -79,7 +85,7 @@ def _wait_ready(port: int, timeout: float) -> None:
     raise SystemExit(f"server on port {port} did not start within {timeout:.0f} s")
 
 
-def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]:
+def _env(variant: Variant, folder: Path) -> dict[str, str]:
     env = dict(
         os.environ,
         FHIR_AUDIT=str(variant.audit).lower(),
@@ -88,6 +94,11 @@ def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]
         FHIR_DATABASE_URL=f"sqlite:///{folder / 'fhir.sqlite3'}",
     )
     env.update(variant.env)
+    return env
+
+
+def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    env = _env(variant, folder)
     # `python -m` from the variant's checkout: its own fhir_server package comes first on sys.path
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "1"]
     return subprocess.Popen(
@@ -97,6 +108,43 @@ def _start(variant: Variant, folder: Path, port: int) -> subprocess.Popen[bytes]
         stdout=open(folder / "server.log", "wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+def _subscribe(variant: Variant, folder: Path, port: int) -> None:
+    """Create ``variant.subscriptions`` active subscriptions in the variant's database, through a
+    plain (not valgrind) server run: batch Bundles of 100, then wait until all are active."""
+    if not variant.subscriptions:
+        return
+    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "1"]
+    with open(folder / "prepare.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=variant.source, env=_env(variant, folder), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(port, 120)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for first in range(0, variant.subscriptions, 100):
+            entries = [
+                {"resource": _subscription(n), "request": {"method": "POST", "url": "Subscription"}}
+                for n in range(first, min(first + 100, variant.subscriptions))
+            ]
+            _send(conn, "POST", "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": entries})
+        deadline = time.monotonic() + 300
+        while json.loads(_send(conn, "GET", "/fhir/Subscription?status=active&_summary=count"))["total"] < variant.subscriptions:
+            if time.monotonic() > deadline:
+                raise SystemExit("the subscriptions did not become active")
+            time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def _subscription(n: int) -> dict:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "bench",
+        "criteria": f"Patient?family=Sub{n}",
+        "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"},
+    }
 
 
 def _send(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None) -> bytes:
@@ -194,6 +242,11 @@ def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
     if args.compare == "subscriptions":  # what the subscription worker costs a server with none
         off = (("FHIR_SUBSCRIPTION_WORKER", "false"),)
         return Variant("subscription worker off", _HERE, True, off), Variant("subscription worker on", _HERE, True)
+    if args.compare == "subscription-count":
+        allow = (("FHIR_SUBSCRIPTION_ALLOWED_NETWORKS", "127.0.0.1/32"),)
+        return Variant("no subscription", _HERE, True, allow), Variant(
+            f"{args.subscriptions} subscriptions", _HERE, True, allow, args.subscriptions
+        )
     if args.baseline is None:
         raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
     return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
@@ -206,6 +259,7 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
             folder = Path(tmp) / f"v{n}"
             folder.mkdir()
             port = 8231 + n
+            _subscribe(variant, folder, port)
             runs.append((folder, port, _start(variant, folder, port)))
         try:
             for _, port, _ in runs:
@@ -233,11 +287,12 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions"], default="audit")
+    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions", "subscription-count"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
     parser.add_argument("--interaction", choices=["read", "search", "create", "synthea"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
     parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
+    parser.add_argument("--subscriptions", type=int, default=1000, help="active subscriptions (--compare subscription-count)")
     parser.add_argument("--start-timeout", type=float, default=900)
     parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()

@@ -89,7 +89,7 @@ class Settings:
     subscription_allowed_networks: str = ""
     subscription_worker: bool = True
     subscription_max_failures: int = 10
-    subscription_poll_interval: float = 0.05
+    subscription_poll_interval: float = 1.0
     subscription_lease_seconds: float = 30.0
     subscription_retry_base: float = 1.0
     subscription_retry_max: float = 3600.0

@@ -607,18 +607,42 @@ def extract_index(resource: dict) -> IndexRows:
         if p.type == "composite":
             rows.composite.extend(_dedupe(_composite_rows(res_type, p, resource)))
             continue
-        g = getter(res_type, code)
-        if g is None:
-            continue
-        try:
-            values = g[1](resource)
-        except Exception:  # noqa: BLE001 - a FHIRPath quirk must not block the write
-            continue
-        if not values:
-            continue
-        kind, new = rows_for(p, values, res_type)
+        kind, new = _param_rows(res_type, code, p, resource)
         if new:
             getattr(rows, kind).extend(_dedupe(new))
     if res_type == "Patient":
         rows.mpi = [{"key": key} for key in stored_keys(mpi_features(resource))]
     return rows
+
+
+def _param_rows(res_type: str, code: str, p: SearchParam, resource: dict) -> tuple[str, list[dict]]:
+    """(table kind, rows) of one non-composite parameter of ``resource``, as :func:`extract_index`
+    stores them."""
+    g = getter(res_type, code)
+    if g is None:
+        return p.type, []
+    try:
+        values = g[1](resource)
+    except Exception:  # noqa: BLE001 - a FHIRPath quirk must not block the write
+        return p.type, []
+    if not values:
+        return p.type, []
+    return rows_for(p, values, res_type)
+
+
+def param_rows(resource: dict, codes: Iterable[str]) -> dict[str, list[dict]]:
+    """The index rows of only the parameters ``codes`` of ``resource`` (no composites, no
+    ``_id``/``_lastUpdated``), by parameter: the rows :func:`extract_index` would store for
+    them, for judging a resource against search criteria without the database (the
+    subscription matcher, ``subscriptions/rowmatch.py``)."""
+    res_type = resource.get("resourceType")
+    out: dict[str, list[dict]] = {}
+    if not isinstance(res_type, str):
+        return out
+    known = params_for(res_type)
+    for code in codes:
+        p = known.get(code)
+        if p is None or code in _FROM_COLUMNS or p.type == "composite":
+            continue
+        out[code] = _param_rows(res_type, code, p, resource)[1]
+    return out

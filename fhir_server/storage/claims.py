@@ -146,6 +146,9 @@ class Claim:
     partition: str
     #: consecutive failures before this claim (0: the last attempt succeeded)
     failures: int
+    #: when the lease runs out (µs; None: unknown). A holder must not start work it cannot
+    #: finish before then: renew first (another worker may claim the partition after it)
+    until_us: int | None = None
 
 
 def _earliest(column: Any, value: int | None) -> Any:
@@ -204,7 +207,7 @@ def claim(
             .values(lease_owner=owner, lease_until_us=now + lease_us, wanted_us=None)
         ).rowcount
         if taken == 1:
-            claims.append(Claim(queue, partition, failures))
+            claims.append(Claim(queue, partition, failures, now + lease_us))
     return claims
 
 
@@ -217,7 +220,7 @@ def claim_one(conn: Connection, queue: str, partition: str, owner: str, lease_us
         .values(lease_owner=owner, lease_until_us=now + lease_us, wanted_us=None)
         .returning(wp.c.failures)
     ).first()
-    return Claim(queue, partition, int(row[0])) if row is not None else None
+    return Claim(queue, partition, int(row[0]), now + lease_us) if row is not None else None
 
 
 def _mine(queue: str, partition: str, owner: str, now: int) -> Any:
@@ -227,6 +230,23 @@ def _mine(queue: str, partition: str, owner: str, now: int) -> Any:
 def renew(conn: Connection, queue: str, partition: str, owner: str, lease_us: int, now: int) -> bool:
     """Extend the lease; False when it is no longer the caller's (stop working on it)."""
     return conn.execute(wp.update().where(_mine(queue, partition, owner, now)).values(lease_until_us=now + lease_us)).rowcount == 1
+
+
+def next_due_us(conn: Connection, queues: list[str], now: int) -> int | None:
+    """The earliest time after ``now`` at which a partition of ``queues`` may become claimable (or
+    :func:`abandoned`) without anyone writing: a wanted time or a back-off in the future, a lease
+    running out. None: nothing is scheduled (only a write makes work due). For an idle worker,
+    so that it sleeps until then instead of polling."""
+    c = wp.c
+    row = conn.execute(
+        sa.select(
+            sa.func.min(sa.case((c.wanted_us > now, c.wanted_us))),
+            sa.func.min(sa.case((c.retry_at_us > now, c.retry_at_us))),
+            sa.func.min(sa.case((c.lease_until_us >= now, c.lease_until_us + 1))),
+        ).where(c.queue.in_(queues), c.paused.is_(False))
+    ).one()
+    found = [int(v) for v in row if v is not None]
+    return min(found) if found else None
 
 
 def holds(conn: Connection, queue: str, partition: str, owner: str, now: int) -> bool:

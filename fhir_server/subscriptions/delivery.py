@@ -10,6 +10,7 @@ The answer's body is never read: only its status counts (2xx: delivered), and on
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
@@ -48,6 +49,23 @@ def _pinned_url(target: Target, path: str) -> str:
 
 
 async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    allowed: tuple[Network, ...],
+    *,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> Sent:
+    try:
+        async with asyncio.timeout(timeout):  # in all: httpx's timeout is per phase (a trickling receiver)
+            return await _send(client, url, allowed, method=method, headers=headers, body=body, timeout=timeout)
+    except TimeoutError:
+        return Sent(None, f"no answer within {timeout:g} s")
+
+
+async def _send(
     client: httpx.AsyncClient,
     url: str,
     allowed: tuple[Network, ...],

@@ -1,18 +1,26 @@
 """Turning the change log into numbered subscription events (the ``subscriptions`` consumer).
 
 One worker at a time (the cursor lease, ``storage/claims.py``) reads the changes after the
-cursor, asks the search engine which of them each started subscription selects (its criteria or
-filters plus ``_id`` = the changed ids: one search per subscription and batch, never a second
-matcher), and then, in **one** write transaction, takes or renews the lease, moves the cursor
+cursor, decides which of them each started subscription selects, and then, in **one** write
+transaction, takes or renews the lease, moves the cursor
 (compare-and-set), numbers the events of each subscription gap-free, marks their partitions due
 and claims those this worker may serve at once (``Plan``): no transaction of its own for the
 lease or the claim. A crash anywhere before the commit leaves the cursor where it was, so the
 batch is matched again; after it, the events are in the database.
 
-Each change is judged by the version it produced (``exact.py``): a search sees the resources as
-they are now, which is that version unless the resource changed again since; those few are
-judged again, in a rolled-back transaction where that version is made current, by the same
-searches (docs/subscriptions.md).
+Which changes a subscription selects: without a filter, every change of its type and
+interactions; with filters the in-memory matcher understands (``rowmatch.py``: ``_id``, tokens,
+strings, plain references), the index rows of the version each change produced, compared in
+memory with the filters filed under the keys those rows carry (a change meets only the filters
+it could satisfy: the cost does not grow with the number of subscriptions); with any other
+filter (chains, dates ...), the search engine: its criteria plus ``_id`` = the changed ids, one
+search per subscription and batch, as the subscribing client. Such a search sees the resources
+as they are now, which is the version the change produced unless the resource changed again
+since; those few are judged again, in a rolled-back transaction where that version is made
+current, by the same searches (``exact.py``, docs/subscriptions.md).
+
+The subscriptions themselves are read once and kept (:class:`View`) until
+``store.fingerprint`` says one was written, started or deleted.
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
+from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.service.access import Principal
 from fhir_server.service.search import SearchService
 from fhir_server.storage import changelog, claims
+from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
 from fhir_server.storage.group_commit import Writes
-from fhir_server.subscriptions import exact, store
+from fhir_server.subscriptions import exact, rowmatch, store
 from fhir_server.subscriptions.access import subscriber
 from fhir_server.timeutil import now_us
 
@@ -46,8 +56,44 @@ class Batch:
     #: subscriptions with new events whose partition should run now
     due: dict[str, str] = field(default_factory=dict)
     #: the subscriptions that may select these changes, and whose eyes each sees through
-    states: list[store.State] = field(default_factory=list)
+    view: View | None = None
     principals: dict[str | None, Principal | None] = field(default_factory=dict)
+
+
+@dataclass
+class TypeView:
+    """The counting subscriptions on one resource type, by how their changes are judged."""
+
+    #: no filter, or filters the search engine judges
+    plain: list[store.State] = field(default_factory=list)
+    #: filters judged in memory, by filter; and those filters, indexed
+    by_filter: dict[rowmatch.FilterKey, list[store.State]] = field(default_factory=dict)
+    index: rowmatch.Index = field(default_factory=rowmatch.Index)
+    clients: set[str | None] = field(default_factory=set)
+
+
+@dataclass
+class View:
+    fingerprint: tuple[object, ...]
+    types: dict[str, TypeView]
+
+    @classmethod
+    def of(cls, fingerprint: tuple[object, ...], states: list[store.State], base: str) -> View:
+        types: dict[str, TypeView] = {}
+        compiled: dict[rowmatch.FilterKey, rowmatch.Filter | None] = {}
+        for st in states:
+            tv = types.setdefault(st.spec.res_type, TypeView())
+            tv.clients.add(st.client_id)
+            key = (st.spec.res_type, tuple(st.spec.params))
+            if key not in compiled:
+                compiled[key] = rowmatch.compile_filter(st.spec.res_type, st.spec.params, base) if st.spec.params else None
+            f = compiled[key]
+            if f is None:
+                tv.plain.append(st)
+            else:
+                tv.index.add(f)
+                tv.by_filter.setdefault(f.key, []).append(st)
+        return cls(fingerprint, types)
 
 
 #: the consumer has no cursor yet (see ``Matcher._pending``)
@@ -86,6 +132,7 @@ class Matcher:
         self.token_mode = token_mode
         self.lease_us = lease_us
         self.batch_size = batch_size
+        self._view: View | None = None
 
     def _lease(self, conn: Connection) -> int | None:
         now = now_us()
@@ -109,9 +156,17 @@ class Matcher:
             if not changes:
                 return None
             batch = Batch(position, changes)
-            batch.states = store.counting_or_new(conn, sorted({c.res_type for c in changes}))
-            batch.principals = {s.client_id: subscriber(conn, s.client_id, token_mode=self.token_mode) for s in batch.states}
+            batch.view = view = self._current_view(conn)
+            clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
+            batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
             return batch
+
+    def _current_view(self, conn: Connection) -> View:
+        """The counting subscriptions, read again only when one changed (``store.fingerprint``)."""
+        fingerprint = store.fingerprint(conn)
+        if self._view is None or self._view.fingerprint != fingerprint:
+            self._view = View.of(fingerprint, store.counting(conn), self.base)
+        return self._view
 
     async def run_once(self, plan: Plan | None = None) -> tuple[int, list[claims.Claim]]:
         """Match one batch: (the number of changes consumed, the partitions claimed for ``plan``).
@@ -132,39 +187,81 @@ class Matcher:
         for c in batch.changes:
             if c.res_type == "Subscription":
                 batch.starts.setdefault(c.res_id, c.seq)
-        states, principals = batch.states, batch.principals
+        assert batch.view is not None
+        by_type: dict[str, list[changelog.Change]] = {}
+        for c in batch.changes:
+            by_type.setdefault(c.res_type, []).append(c)
         #: subscriptions with a search: (state, principal, candidates, ids the search selected)
         searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]] = []
-        for st in states:
-            start = st.start_seq if st.start_seq is not None else batch.starts.get(st.sub_id)
-            if start is None:
+        for res_type, changes in by_type.items():
+            tv = batch.view.types.get(res_type)
+            if tv is None:
                 continue
-            spec = st.spec
-            candidates = [
-                c
-                for c in batch.changes
-                if c.seq > start
-                and c.res_type == spec.res_type
-                and c.action in spec.interactions
-                and (spec.end_us is None or c.recorded_us < spec.end_us)
-            ]
-            principal = principals.get(st.client_id)
-            if not candidates:
-                continue
-            if principal is None:
-                # the client was revoked: nothing is counted for it; the worker sets the subscription to error
-                if st.status in ("requested", "active"):
-                    batch.due[st.sub_id] = store.queue_of(spec)
-                continue
-            if spec.params:
-                # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
-                candidates = [c for c in candidates if c.action != "delete"]
-                searched.append((st, principal, candidates, self._search(st, principal, sorted({c.res_id for c in candidates}))))
-                await asyncio.sleep(0)  # let requests in between subscriptions' searches
-                continue
-            self._matched(batch, st, candidates)
+            for st in tv.plain:
+                candidates = self._candidates(batch, st, changes)
+                if not candidates or not self._allowed(batch, st):
+                    continue
+                principal = batch.principals[st.client_id]
+                assert principal is not None
+                if st.spec.params:
+                    # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
+                    candidates = [c for c in candidates if c.action != "delete"]
+                    searched.append((st, principal, candidates, self._search(st, principal, sorted({c.res_id for c in candidates}))))
+                    await asyncio.sleep(0)  # let requests in between subscriptions' searches
+                    continue
+                self._matched(batch, st, candidates)
+            if tv.by_filter:
+                self._match_in_memory(batch, tv, changes)
         if searched:
             await self._judge(batch, searched)
+
+    @staticmethod
+    def _candidates(batch: Batch, st: store.State, changes: list[changelog.Change]) -> list[changelog.Change]:
+        """The changes (of its type) the subscription may select: after its start, of its
+        interactions, before its end."""
+        start = st.start_seq if st.start_seq is not None else batch.starts.get(st.sub_id)
+        if start is None:
+            return []
+        spec = st.spec
+        return [
+            c for c in changes if c.seq > start and c.action in spec.interactions and (spec.end_us is None or c.recorded_us < spec.end_us)
+        ]
+
+    @staticmethod
+    def _allowed(batch: Batch, st: store.State) -> bool:
+        """Whether the subscription's client may still be told anything. A revoked client's
+        subscription gets nothing counted, and is made due so that the worker sets it to error."""
+        if batch.principals.get(st.client_id) is not None:
+            return True
+        if st.status in ("requested", "active"):
+            batch.due[st.sub_id] = store.queue_of(st.spec)
+        return False
+
+    def _match_in_memory(self, batch: Batch, tv: TypeView, changes: list[changelog.Change]) -> None:
+        """The subscriptions with in-memory filters (``rowmatch.py``) that each change selects,
+        judged on the version it produced: only the filters filed under its rows' keys are tried."""
+        for cid in tv.clients:
+            if batch.principals.get(cid) is None:  # revoked: as ``_allowed`` does for the others
+                for states in tv.by_filter.values():
+                    for st in states:
+                        if st.client_id == cid and self._candidates(batch, st, changes):
+                            self._allowed(batch, st)
+        live = [c for c in changes if c.action != "delete"]  # deleted resources match no filter
+        if not live:
+            return
+        with self.db.read() as conn:
+            versions = [(c, repo.get_version(conn, c.res_type, c.res_id, c.version)) for c in live]
+        found: dict[str, tuple[store.State, list[changelog.Change]]] = {}
+        for c, row in versions:
+            body = repo.as_bytes(row.body) if row is not None and not row.deleted else None
+            if body is None:
+                continue
+            for f in tv.index.matching(c.res_id, jsonio.loads(body)):
+                for st in tv.by_filter[f.key]:
+                    if batch.principals.get(st.client_id) is not None and self._candidates(batch, st, [c]):
+                        found.setdefault(st.sub_id, (st, []))[1].append(c)
+        for st, selected in found.values():
+            self._matched(batch, st, selected)
 
     def _search(self, st: store.State, principal: Principal, ids: list[str]) -> set[str]:
         """The ids among ``ids`` the subscription's search selects, as the resources are now."""

@@ -21,9 +21,20 @@ out and the next worker sends the same notification again (same ``webhook-id``: 
 the same events as the attempt before it).
 
 It wakes when this process commits a change (``storage/change_signal.py``) and, on PostgreSQL,
-when any process does (LISTEN/NOTIFY); otherwise it polls every ``poll_interval`` with
-read-only queries (time-driven work: retries, heartbeats, ``Subscription.end``; changes committed
-by other SQLite processes). The worker's own writes (status changes of the Subscription
+when any process does (LISTEN/NOTIFY); when a delivery of its own ends; and when the next
+time-driven piece of work is due (a retry, a heartbeat, a lease running out,
+``Subscription.end``: read from the database after each idle round). Otherwise it sleeps, at most
+``poll_interval`` (1 s): the read-only poll that finds what no signal announces (changes
+committed by other SQLite processes, partitions another process made due). An idle server costs
+one round of a few reads a second.
+
+Leases: a worker serves a claim only while it holds the partition's lease. Before each attempt
+it makes sure the lease outlasts the attempt (whose time is bounded in all,
+``delivery.send``), renewing it if not, and stops when the lease went to another worker: never
+two deliveries in flight for one subscription. A partition whose holder died (or stalled past
+its lease, and whose recording found the lease gone) is due again once the lease ran out
+(``claims.revive``): its events are delivered by the next worker, not left waiting for a new
+change. The worker's own writes (status changes of the Subscription
 resource, the delivery log) go through the pipeline's write path (``Pipeline.writer``) as the
 server, so they are in the change log like any write.
 """
@@ -38,6 +49,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
@@ -54,7 +66,7 @@ from fhir_server.subscriptions.delivery import Sent, new_client, send
 from fhir_server.subscriptions.endpoints import Network
 from fhir_server.subscriptions.matcher import Matcher, Plan
 from fhir_server.subscriptions.store import Event, State
-from fhir_server.subscriptions.websocket import Binding, Hub
+from fhir_server.subscriptions.websocket import SEND_TIMEOUT, Binding, Hub
 from fhir_server.timeutil import now_us, to_instant
 
 log = logging.getLogger("fhir_server.subscriptions")
@@ -78,7 +90,7 @@ class SubscriptionWorker:
         base: str,
         allowed: tuple[Network, ...],
         token_mode: bool,
-        poll_interval: float = 0.05,
+        poll_interval: float = 1.0,
         lease_seconds: float = 30.0,
         max_failures: int = 10,
         retry_base: float = 1.0,
@@ -158,8 +170,22 @@ class SubscriptionWorker:
                 continue
             if not busy:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds())
                 self._wake.clear()
+
+    def _idle_seconds(self) -> float:
+        """How long an idle worker may sleep: until the next time-driven work, at most the poll
+        interval (a signal wakes it earlier)."""
+        now = now_us()
+        with self.db.read() as conn:
+            due = claims.next_due_us(conn, [store.REST_QUEUE, store.WS_QUEUE], now)
+            end = store.next_end_us(conn)
+        if end is not None:  # the sweep runs at most once a second
+            end = max(end, self._swept_us + _END_SWEEP_US)
+            due = end if due is None else min(due, end)
+        if due is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, (due - now) / _US))
 
     async def run_once(self) -> bool:
         """One round: match new changes (claiming what got events), start serving due
@@ -167,6 +193,7 @@ class SubscriptionWorker:
         plan = Plan(self.owner, self.lease_us, max(self.concurrency - len(self._tasks), 0), frozenset(self.bound()))
         matched, got = await self.matcher.run_once(plan)
         self._start(got)
+        await self._revive()
         started = await self._claim_and_serve()
         ended = await self._end_subscriptions()
         return bool(matched or got or started or ended)
@@ -207,6 +234,17 @@ class SubscriptionWorker:
                 stmt = stmt.where(wp.c.partition.in_(only))
             return conn.execute(stmt).first() is not None
 
+    async def _revive(self) -> None:
+        """Partitions whose holder's lease ran out without a word (killed, or stalled and gone):
+        due again, so their waiting events are delivered without waiting for a new change."""
+        now = now_us()
+        queues = [store.REST_QUEUE, store.WS_QUEUE]
+        with self.db.read() as conn:
+            stmt = wp.select().with_only_columns(wp.c.partition).where(sa.or_(*(claims.abandoned(q, now) for q in queues))).limit(1)
+            if conn.execute(stmt).first() is None:
+                return
+        await self.write(lambda conn: sum(claims.revive(conn, q, now) for q in queues))
+
     async def _claim_and_serve(self) -> int:
         started = 0
         bound = self.bound()
@@ -228,6 +266,7 @@ class SubscriptionWorker:
             task = asyncio.get_running_loop().create_task(self._serve(claim))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: self._wake.set())  # a slot is free: claim what waits
 
     def _claimer(self, queue: str, only: list[str] | None, limit: int) -> Callable[[Connection], list[claims.Claim]]:
         return lambda conn: claims.claim(conn, queue, self.owner, self.lease_us, now_us(), limit, only=only)
@@ -343,6 +382,11 @@ class SubscriptionWorker:
         headers.update(notify.webhook_headers(msg_id, timestamp, body or b"", st.secrets.secret))
         if content_type:
             headers["Content-Type"] = content_type
+        held = await self._hold(claim, SEND_TIMEOUT if binding is not None else self._timeout(st))
+        if held is None:
+            log.info("subscription %s: the lease went to another worker; it delivers", st.sub_id)
+            return None
+        claim = held
         if binding is not None:
             sent = await self._to_socket(binding, body or b"")
             if sent.ok and kind == "handshake":
@@ -366,8 +410,8 @@ class SubscriptionWorker:
             "error": sent.error,
         }
         if sent.ok:
-            kept = await self.write(lambda conn: self._delivered_in(conn, claim, st, kind, events, entry, finished))
-            return claims.Claim(claim.queue, claim.partition, 0) if kept else None
+            kept = await self.write(lambda conn: self._delivered_in(conn, held, st, kind, events, entry, finished))
+            return claims.Claim(claim.queue, claim.partition, 0, finished + self.lease_us) if kept else None
         log.info("subscription %s: %s attempt %d failed: %s", st.sub_id, kind, attempt, sent.error)
         if binding is not None:
             # the socket is gone: not the subscription's failure; its next binding (here or
@@ -376,6 +420,21 @@ class SubscriptionWorker:
         else:
             await self.write(lambda conn: self._failed_in(conn, claim, st, entry, sent, finished))
         return None
+
+    async def _hold(self, claim: claims.Claim, timeout: float) -> claims.Claim | None:
+        """The claim, with a lease that outlasts an attempt of ``timeout`` seconds (renewed when
+        it would not); None when the lease is no longer this worker's (do not send)."""
+        margin = int(timeout * _US) + min(self.lease_us // 10, 5 * _US)
+        if claim.until_us is not None and now_us() + margin < claim.until_us:
+            return claim
+
+        def renew(conn: Connection) -> claims.Claim | None:
+            now = now_us()
+            if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
+                return None
+            return claims.Claim(claim.queue, claim.partition, claim.failures, now + self.lease_us)
+
+        return await self.write(renew)
 
     def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
         """(method, URL, body, content type) of a notification."""

@@ -191,3 +191,86 @@ def test_a_partition_is_claimed_by_one_worker_until_done_and_backs_off_after_fai
             assert claims.claim(conn, "q", "c", 5_000_000, t + 2_000_000) == []  # nothing wanted any more
     finally:
         state.db.dispose()
+
+
+def _event_numbers(receiver: Receiver) -> list[int]:
+    return [int(e["event-number"]) for b in receiver.of_type("event-notification") for e in status_of(b)["events"]]
+
+
+def test_events_a_dead_worker_held_are_delivered_without_a_new_change(quiet):
+    """The worker that claimed the subscription died with its events waiting; nothing changes
+    afterwards. Claiming cleared the partition's wanted time, so only ``claims.revive`` makes it
+    due again once the lease ran out (before: the events waited for the next matching change)."""
+    client, url = quiet
+    receiver = Receiver().start()
+    state = build_state(settings(url))
+    try:
+        sub = client.post("/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create"), headers=JSON).json()["id"]
+        for n in range(3):
+            client.post("/fhir/Patient", json=patient(f"D{n}"), headers=JSON)
+        matcher_only = new_worker(state, owner="matcher")
+
+        async def match() -> None:
+            while (await matcher_only.matcher.run_once(None))[0]:  # events numbered, partition wanted; nothing claimed
+                pass
+            with state.db.read() as conn:
+                st = store.get(conn, sub)
+                assert st is not None and st.events == 3
+
+        asyncio.run(match())
+        with state.db.write() as conn:  # the worker that claims it is killed at once
+            assert [c.partition for c in claims.claim(conn, store.REST_QUEUE, "dead", 1_000_000, now_us())] == [sub]
+            claims.release_cursor(conn, store.CONSUMER, "matcher")
+
+        async def run() -> None:
+            worker = new_worker(state, owner="alive").start()
+            try:
+                await async_wait_until(lambda: _event_numbers(receiver) == [1, 2, 3], timeout=30)
+            finally:
+                await worker.stop()
+
+        asyncio.run(run())
+        assert len(receiver.of_type("handshake")) == 1
+    finally:
+        state.db.dispose()
+        receiver.stop()
+
+
+def test_a_worker_whose_lease_lapsed_does_not_send_while_another_holds_it(quiet):
+    """A worker that stalled past its lease while another worker claimed the subscription must
+    not send (two deliveries in flight); with its own lease about to run out it renews first."""
+    client, url = quiet
+    receiver = Receiver().start()
+    state = build_state(settings(url))
+    try:
+        sub = client.post("/fhir/Subscription", json=topic_subscription(receiver.url, "Patient", "create"), headers=JSON).json()["id"]
+        worker = new_worker(state, owner="stalled", lease_seconds=30.0)
+        with state.db.write() as conn:
+            claims.want(conn, store.REST_QUEUE, sub, now_us())
+            assert claims.claim(conn, store.REST_QUEUE, "other", 30_000_000, now_us())[0].partition == sub
+        lapsed = claims.Claim(store.REST_QUEUE, sub, 0, now_us() - 1)  # what "stalled" held before "other" took it
+
+        async def stalled() -> object:
+            return await worker._serve_claim(lapsed)
+
+        assert asyncio.run(stalled()) is None
+        assert receiver.received == []  # the handshake was not sent: "other" sends it
+        with state.db.read() as conn:
+            assert claims.partition_state(conn, store.REST_QUEUE, sub)["lease_owner"] == "other"
+            assert store.attempts(conn, sub) == []
+
+        with state.db.write() as conn:  # now the stalled worker's own lease, about to run out
+            assert claims.done(conn, store.REST_QUEUE, sub, "other", now_us(), next_us=now_us())
+            [mine] = claims.claim(conn, store.REST_QUEUE, "stalled", 2_000_000, now_us())
+        assert mine.until_us is not None and mine.until_us - now_us() < 10_000_000  # less than an attempt may take
+
+        async def renewing() -> object:
+            return await worker._serve_claim(mine)
+
+        asyncio.run(renewing())
+        assert len(receiver.of_type("handshake")) == 1
+        with state.db.read() as conn:
+            assert store.attempts(conn, sub)[0]["outcome"] == "ok"
+    finally:
+        state.db.dispose()
+        receiver.stop()
