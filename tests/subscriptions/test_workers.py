@@ -210,19 +210,15 @@ def test_events_a_dead_worker_held_are_delivered_without_a_new_change(quiet):
             client.post("/fhir/Patient", json=patient(f"D{n}"), headers=JSON)
         matcher_only = new_worker(state, owner="matcher")
 
-        async def match() -> None:
+        async def run() -> None:  # one event loop for the state's write path throughout
             while (await matcher_only.matcher.run_once(None))[0]:  # events numbered, partition wanted; nothing claimed
                 pass
             with state.db.read() as conn:
                 st = store.get(conn, sub)
                 assert st is not None and st.events == 3
-
-        asyncio.run(match())
-        with state.db.write() as conn:  # the worker that claims it is killed at once
-            assert [c.partition for c in claims.claim(conn, store.REST_QUEUE, "dead", 1_000_000, now_us())] == [sub]
-            claims.release_cursor(conn, store.CONSUMER, "matcher")
-
-        async def run() -> None:
+            with state.db.write() as conn:  # the worker that claims it is killed at once
+                assert [c.partition for c in claims.claim(conn, store.REST_QUEUE, "dead", 1_000_000, now_us())] == [sub]
+                claims.release_cursor(conn, store.CONSUMER, "matcher")
             worker = new_worker(state, owner="alive").start()
             try:
                 await async_wait_until(lambda: _event_numbers(receiver) == [1, 2, 3], timeout=30)
@@ -250,24 +246,19 @@ def test_a_worker_whose_lease_lapsed_does_not_send_while_another_holds_it(quiet)
             assert claims.claim(conn, store.REST_QUEUE, "other", 30_000_000, now_us())[0].partition == sub
         lapsed = claims.Claim(store.REST_QUEUE, sub, 0, now_us() - 1)  # what "stalled" held before "other" took it
 
-        async def stalled() -> object:
-            return await worker._serve_claim(lapsed)
+        async def run() -> None:  # one event loop for the state's write path throughout
+            assert await worker._serve_claim(lapsed) is None
+            assert receiver.received == []  # the handshake was not sent: "other" sends it
+            with state.db.read() as conn:
+                assert claims.partition_state(conn, store.REST_QUEUE, sub)["lease_owner"] == "other"
+                assert store.attempts(conn, sub) == []
+            with state.db.write() as conn:  # now the stalled worker's own lease, about to run out
+                assert claims.done(conn, store.REST_QUEUE, sub, "other", now_us(), next_us=now_us())
+                [mine] = claims.claim(conn, store.REST_QUEUE, "stalled", 2_000_000, now_us())
+            assert mine.until_us is not None and mine.until_us - now_us() < 10_000_000  # less than an attempt may take
+            await worker._serve_claim(mine)
 
-        assert asyncio.run(stalled()) is None
-        assert receiver.received == []  # the handshake was not sent: "other" sends it
-        with state.db.read() as conn:
-            assert claims.partition_state(conn, store.REST_QUEUE, sub)["lease_owner"] == "other"
-            assert store.attempts(conn, sub) == []
-
-        with state.db.write() as conn:  # now the stalled worker's own lease, about to run out
-            assert claims.done(conn, store.REST_QUEUE, sub, "other", now_us(), next_us=now_us())
-            [mine] = claims.claim(conn, store.REST_QUEUE, "stalled", 2_000_000, now_us())
-        assert mine.until_us is not None and mine.until_us - now_us() < 10_000_000  # less than an attempt may take
-
-        async def renewing() -> object:
-            return await worker._serve_claim(mine)
-
-        asyncio.run(renewing())
+        asyncio.run(run())
         assert len(receiver.of_type("handshake")) == 1
         with state.db.read() as conn:
             assert store.attempts(conn, sub)[0]["outcome"] == "ok"
