@@ -22,6 +22,7 @@ from fhir_server.service.indexing import index_resource, index_rows
 from fhir_server.service.merge import MergeService
 from fhir_server.service.mpi import MpiService
 from fhir_server.service.pipeline import Pipeline
+from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
@@ -70,6 +71,13 @@ class ServerState:
     def capability_bytes(self, base: str) -> bytes:
         return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
 
+    def close(self) -> None:
+        """The prepare workers stopped and the database's connections closed."""
+        pool = self.services.bundles.prepare_pool
+        if pool is not None:
+            pool.close()
+        self.db.dispose()
+
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""
         if self._verifier is None:
@@ -115,6 +123,10 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
     # the one write path: the event loop's group commit (storage/group_commit.py), or
     # writes at once for the CLI
     writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
+    if settings.prepare_workers > 0:
+        services.bundles.prepare_pool = PreparePool(
+            settings.prepare_workers, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
+        )
     pipeline = Pipeline(services, writes, audit_writes=settings.audit and not blocking_writes)
     install_subscriptions(pipeline, settings)
     return ServerState(settings=settings, db=db, services=services, pipeline=pipeline)
