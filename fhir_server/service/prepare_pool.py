@@ -16,12 +16,16 @@ import`` uses one worker per core.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from fhir_server.service.indexing import index_rows
 from fhir_server.service.resources import Prepared, ResourceService
+
+log = logging.getLogger("fhir_server.prepare_pool")
 
 #: one job: (resource type, id, resource, whether its index rows are wanted)
 Job = tuple[str, str, Any, bool]
@@ -35,9 +39,17 @@ def _start(r4b_model_check: bool, region_codes: str) -> None:
     _service = ResourceService(None, r4b_model_check=r4b_model_check, region_codes=region_codes, prepare_index=index_rows)  # type: ignore[arg-type]
 
 
+def _ready() -> bool:
+    return _service is not None
+
+
 def _prepare(jobs: list[Job]) -> list[Prepared]:
     assert _service is not None, "worker not started"
-    return [_service.prepare_update(res_type, res_id, resource, index=index) for res_type, res_id, resource, index in jobs]
+    done = [_service.prepare_update(res_type, res_id, resource, index=index) for res_type, res_id, resource, index in jobs]
+    for prepared in done:
+        if prepared.rows is not None:
+            prepared.rows = prepared.rows.packed()  # the server unpickles these: tuples cost far less than dicts
+    return done
 
 
 class PreparePool:
@@ -51,6 +63,16 @@ class PreparePool:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, "fhir_server.model.validate", "fhir_server.search.extract"])
         self._executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(r4b_model_check, region_codes))
+        # the workers are started now, off the event loop: starting one blocks whoever submits
+        # (the fork server imports the validators first), and the first large Bundle should not
+        threading.Thread(target=self._start_workers, name="prepare-pool-start", daemon=True).start()
+
+    def _start_workers(self) -> None:
+        try:
+            for future in [self._executor.submit(_ready) for _ in range(self.workers)]:
+                future.result()
+        except Exception:  # shut down meanwhile; a broken pool fails its first Bundle loudly
+            log.warning("prepare workers did not start", exc_info=True)
 
     def wanted(self, jobs: int) -> bool:
         return jobs >= self.min_jobs

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,8 @@ class BundleService:
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
         """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
-        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref, principal))
+        resolved = self._resolve_references(conn, base, _conditional_references([resource], {}), principal)
+        _rewrite(resource, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
     async def _prepare(self, entries: list[Entry], *, index: bool) -> None:
@@ -180,22 +181,18 @@ class BundleService:
         if not written or any(e.conditional and e.method in ("POST", "PUT") for e in entries):
             return None
         early = _Early(self._plan(None, base, entries), {}, [])
-        with ExitStack() as stack:
-            snapshot: list[Connection] = []  # opened at the first conditional reference
-
-            def resolve(ref: str) -> str | None:
-                if ref not in early.resolved:
-                    if not snapshot:
-                        snapshot.append(stack.enter_context(self.db.read()))
-                    early.resolved[ref] = self._resolve_reference(snapshot[0], base, ref, principal)
-                return early.resolved[ref]
-
-            try:
-                for e in written:
-                    _rewrite(e.resource, early.references, resolve, early.changed)
-            except FhirError:
-                early.restore()
-                return None
+        wanted = _conditional_references([e.resource for e in written], early.references)
+        if wanted:
+            with self.db.read() as conn:
+                early.resolved = self._resolve_references(conn, base, wanted, principal)
+        if any(isinstance(target, FhirError) for target in early.resolved.values()):
+            return None  # raised, naming its entry, when the references are rewritten under the lock
+        try:
+            for e in written:
+                _rewrite(e.resource, early.references, early.resolved.get, early.changed)
+        except FhirError:
+            early.restore()
+            return None
         return early
 
     def _transaction_in(
@@ -226,26 +223,45 @@ class BundleService:
     def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:
         """Bundle-local and conditional references rewritten in the locked transaction."""
         references = self._plan(conn, base, entries)
+        written = [e for e in entries if e.resource is not None and e.method in ("POST", "PUT")]
         # every conditional reference is resolved before any entry runs, so against one state of
         # the database: the same reference resolves alike in every entry (a Synthea Bundle names
         # the same few Practitioners and Organizations in most of its entries)
-        resolved: dict[str, str | None] = {}
+        resolved = self._resolve_references(conn, base, _conditional_references([e.resource for e in written], references), principal)
+        resolve = _raising(resolved)
+        for entry in written:
+            _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
 
-        def resolve(ref: str) -> str | None:
-            if ref not in resolved:
-                resolved[ref] = self._resolve_reference(conn, base, ref, principal)
-            return resolved[ref]
+    def _resolve_references(
+        self, conn: Connection, base: str, wanted: list[str], principal: Principal
+    ) -> dict[str, str | FhirError | None]:
+        """Conditional references (``Patient?identifier=...``) to ``Type/id`` of their single match,
+        or the error resolving one raises (None: not a reference to resolve), a search per type.
 
-        for entry in entries:
-            if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
+        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
+        what exists: it needs search on the referenced type."""
+        by_type: dict[str, list[str]] = {}
+        out: dict[str, str | FhirError | None] = {}
+        for ref in wanted:
+            res_type, _, query = ref.partition("?")
+            if query and is_resource_type(res_type):
+                by_type.setdefault(res_type, []).append(query)
+            else:
+                out[ref] = None
+        for res_type, queries in by_type.items():
+            try:
+                principal.require(res_type, "search-type")
+            except FhirError as exc:
+                out.update(dict.fromkeys((f"{res_type}?{q}" for q in queries), exc))
+                continue
+            for query, found in self.conditional.resolve_ids(conn, res_type, queries, base).items():
+                out[f"{res_type}?{query}"] = found if isinstance(found, FhirError) else f"{res_type}/{found}"
+        return out
 
     def _still_resolved(self, conn: Connection, base: str, early: _Early, principal: Principal) -> bool:
         """Whether every conditional reference resolved before the lock resolves alike now."""
-        try:
-            return all(self._resolve_reference(conn, base, ref, principal) == target for ref, target in early.resolved.items())
-        except FhirError:  # raised again, naming its entry, when the references are rewritten here
-            return False
+        now = self._resolve_references(conn, base, list(early.resolved), principal)
+        return all(now[ref] == target for ref, target in early.resolved.items())
 
     def _plan(self, conn: Connection | None, base: str, entries: list[Entry]) -> dict[str, str]:
         """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now (a
@@ -280,17 +296,6 @@ class BundleService:
         if "id" not in resource:
             resource["id"] = str(uuid.uuid4())  # no match and no id: create with an id fixed now
         return resource["id"]
-
-    def _resolve_reference(self, conn: Connection, base: str, reference: str, principal: Principal) -> str | None:
-        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match.
-
-        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
-        what exists: it needs search on the referenced type."""
-        res_type, _, query = reference.partition("?")
-        if not query or not is_resource_type(res_type):
-            return None
-        principal.require(res_type, "search-type")
-        return f"{res_type}/{self.conditional.resolve_id(conn, res_type, query, base)}"
 
     # -- one entry -------------------------------------------------------------
     def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
@@ -493,6 +498,42 @@ def _rewrite(node: Any, references: dict[str, str], resolve: Any, changed: list[
                 _rewrite(item, references, resolve, changed)
 
 
+def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str | None]:
+    """A ``resolve`` for ``_rewrite``: a reference's target, or the error resolving it raised
+    (raised anew each time: ``_at`` names the entry in the issues it raises)."""
+
+    def resolve(ref: str) -> str | None:
+        target = resolved.get(ref)
+        if isinstance(target, FhirError):
+            raise FhirError(target.status, list(target.issues), dict(target.headers))
+        return target
+
+    return resolve
+
+
+def _conditional_references(resources: list[Any], references: dict[str, str]) -> list[str]:
+    """The distinct conditional references (``Type?query``) in ``resources``, in order (those
+    ``references`` maps, a Bundle's fullUrls, are not conditional)."""
+    found: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    if "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:")):
+                        found[value] = None
+                elif isinstance(value, (dict, list)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, (dict, list)):
+                    walk(item)
+
+    for resource in resources:
+        walk(resource)
+    return list(found)
+
+
 @dataclass
 class _Early:
     """References rewritten before the write lock (``BundleService._rewrite_early``)."""
@@ -500,7 +541,7 @@ class _Early:
     #: fullUrl -> ``Type/id``
     references: dict[str, str]
     #: conditional reference -> ``Type/id`` (or None: left as it is)
-    resolved: dict[str, str | None]
+    resolved: dict[str, str | FhirError | None]
     #: (holder, old value) of every reference replaced
     changed: list[tuple[dict, str]]
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.service.access import OPEN
-from tests.conftest import BACKENDS, database
+from tests.conftest import BACKENDS, _empty_tables, database
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 
@@ -31,14 +31,26 @@ def _client(backend: str, folder: Any, workers: int) -> Iterator[TestClient]:
             yield client
 
 
-@pytest.fixture
-def pooled(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+@pytest.fixture(scope="module")
+def pooled_app(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     yield from _client(backend, tmp_path_factory.mktemp("pooled"), 2)
 
 
-@pytest.fixture
-def single(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+@pytest.fixture(scope="module")
+def single_app(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     yield from _client(backend, tmp_path_factory.mktemp("single"), 0)
+
+
+@pytest.fixture
+def pooled(pooled_app: TestClient) -> TestClient:
+    _empty_tables(pooled_app)
+    return pooled_app
+
+
+@pytest.fixture
+def single(single_app: TestClient) -> TestClient:
+    _empty_tables(single_app)
+    return single_app
 
 
 def _bundle(patients: int, *, bad: int | None = None) -> dict[str, Any]:
@@ -86,6 +98,9 @@ def _statuses(response: Any) -> list[str]:
 
 def test_a_pooled_transaction_answers_and_indexes_as_one_process_does(pooled: TestClient, single: TestClient) -> None:
     bundle = _bundle(20)
+    pool = pooled.app.state.fhir.services.bundles.prepare_pool
+    assert pool is not None
+    before = pool.prepared
     for client in (pooled, single):
         practitioners = _practitioners(client)
         r = client.post("/fhir", json=copy.deepcopy(bundle))
@@ -103,8 +118,7 @@ def test_a_pooled_transaction_answers_and_indexes_as_one_process_does(pooled: Te
         location = r.json()["entry"][40]["response"]["location"]
         assert client.get(f"/fhir/{location.split('/_history')[0]}").status_code == 200
         assert client.get("/fhir/Observation", params={"code:text": "x"}).json()["total"] == 1
-    pool = pooled.app.state.fhir.services.bundles.prepare_pool
-    assert pool is not None and pool.prepared == 41  # every write of the Bundle, on the workers
+    assert pool.prepared - before == 41  # every write of the Bundle, on the workers
     assert single.app.state.fhir.services.bundles.prepare_pool is None
 
 
