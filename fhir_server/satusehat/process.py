@@ -71,7 +71,8 @@ class SyncProcess:
 
 def main() -> None:
     settings = Settings(**json.loads(sys.stdin.buffer.readline()))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s [sync %(process)d] %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s [sync %(process)d] %(message)s")
+    logging.getLogger("fhir_server").setLevel(logging.INFO)
     if settings.satusehat_nice > 0:
         with contextlib.suppress(OSError):
             os.nice(settings.satusehat_nice)  # request traffic first when the cores are busy
