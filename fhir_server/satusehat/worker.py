@@ -241,13 +241,19 @@ class SatusehatWorker:
             return deleted
         version = row.version if row is not None else c.version
         facility = self._facility_for(resource)
-        if facility is None:
+        own = c.res_type == "Organization" and not ss.is_sub_unit(resource)
+        if own or facility is None:
+            why_not = (
+                "an Organization without partOf is a facility, which SATUSEHAT has already: not sent"
+                if own
+                else "no SATUSEHAT facility is configured for its organization"
+            )
 
             def elsewhere(conn: Connection, now: int) -> None:
                 store.noted(conn, c.res_type, c.res_id, version, "-", f"-:{c.res_type}/{c.res_id}", now, status="not-applicable")
                 item = store.get(conn, c.res_type, c.res_id)
                 if item is not None:
-                    store.update(conn, item, now, last_error="no SATUSEHAT facility is configured for its organization")
+                    store.update(conn, item, now, last_error=why_not)
 
             return elsewhere
         patient_id = ss.patient_of(resource)
@@ -274,8 +280,19 @@ class SatusehatWorker:
                 return f.name
         return next((f.name for f in self.facilities.values() if f.local_org is None), None)
 
-    def _organization_of(self, resource: dict[str, Any]) -> str | None:
+    def _organization_of(self, resource: dict[str, Any], depth: int = 0) -> str | None:
         t = resource.get("resourceType")
+        if t == "Organization":  # a sub-unit belongs to the facility its partOf chain reaches
+            parent = ss.local_ref(resource.get("partOf"))
+            if parent is None or parent[0] != "Organization" or depth > 10:
+                return None
+            if any(f.local_org == parent[1] for f in self.facilities.values()):
+                return parent[1]
+            row = repo.read_current(self.db, "Organization", parent[1])
+            above = jsonio.loads(row.body) if row is not None and not row.deleted and row.body else None
+            if above is None or not ss.is_sub_unit(above):
+                return parent[1]
+            return self._organization_of(above, depth + 1)
         key = {"Encounter": "serviceProvider", "Location": "managingOrganization"}.get(str(t))
         if key is not None:
             ref = ss.local_ref(resource.get(key))
@@ -471,6 +488,12 @@ class SatusehatWorker:
             return r.known[f"{res_type}/{res_id}"]
         if res_type in ss.LOOKED_UP_TYPES:
             return await self._ihs(r, client, res_type, res_id, optional=optional)
+        if res_type == "Organization":
+            row = repo.read_current(self.db, res_type, res_id)
+            if row is None or row.deleted or not row.body:
+                return None if optional else ("held", f"{res_type}/{res_id} does not exist", None)
+            if not ss.is_sub_unit(jsonio.loads(row.body)):
+                return client.facility.organization_id  # the facility itself: SATUSEHAT's id is the facility's
         with self.db.read() as conn:
             parent = store.get(conn, res_type, res_id)
         if parent is not None and parent.facility != facility and parent.status != "not-applicable":
@@ -532,8 +555,9 @@ class SatusehatWorker:
         facility = client.facility
         system = ss.identifier_system(item.res_type, facility.organization_id)
         satusehat_id = item.satusehat_id
-        if satusehat_id is None and item.in_doubt and item.ref not in r.marked:
-            # an earlier create may have happened without its answer reaching us: look before creating
+        if satusehat_id is None and ((item.in_doubt and item.ref not in r.marked) or item.res_type in ss.LOOKED_UP_FIRST):
+            # an earlier create may have happened without its answer reaching us, or SATUSEHAT has the
+            # Location / sub-unit already (registered by hand): look before creating
             found = await client.search(item.res_type, system, item.res_id)
             if not found.ok:
                 return _Retry(f"look-up after an unanswered create: {found.describe()}", found.retry_after)
