@@ -77,7 +77,6 @@ def _settings(url: str, sim_url: str, args: argparse.Namespace, **overrides: Any
         satusehat_poll_interval=timings.satusehat_poll_interval,
         satusehat_retry_base=timings.satusehat_retry_base,
         satusehat_retry_max=timings.satusehat_retry_max,
-        satusehat_nice=0,
         **overrides,
     )
 
@@ -86,7 +85,8 @@ def drain(args: argparse.Namespace, sim: Simulator, folder: str) -> None:
     """The backlog stored with the sync off, then drained by the sync's child process (as the
     server runs it; the simulator stays in this process, as SATUSEHAT is elsewhere)."""
     url = args.database_url or f"sqlite:///{Path(folder) / 'backlog.sqlite3'}"
-    s = _settings(url, sim.url, args, satusehat_worker=False)
+    # the drain alone: the child at normal priority (the server's default lowers it, for request traffic)
+    s = _settings(url, sim.url, args, satusehat_worker=False, satusehat_nice=0)
     with TestClient(create_app(s)) as client:
         took = store_visits(client, args.visits, args.patients, per_bundle=25)
     total = args.visits * RESOURCES_PER_VISIT
