@@ -33,6 +33,7 @@ from fhir_server.config import Settings
 from fhir_server.satusehat import store
 from fhir_server.satusehat.process import SyncProcess
 from fhir_server.storage.db import Database
+from tests.conftest import database
 from tests.satusehat.conftest import base_records, condition, encounter, observation, patient, settings
 from tests.satusehat.simulator import Simulator
 
@@ -137,46 +138,53 @@ def cost(args: argparse.Namespace, folder: str) -> None:
     rows: dict[str, tuple[float, float, float]] = {}
     try:
         for name in ("off", "child process", "event loop"):
-            url = f"sqlite:///{Path(folder) / f'cost-{len(rows)}.sqlite3'}"
-            s = _settings(url, sim_url, args, satusehat_worker=name != "off", satusehat_worker_process=name == "child process")
-            with TestClient(create_app(s)) as client:
-                child = client.app.state.fhir.satusehat_worker
-                pid = child.pid if isinstance(child, SyncProcess) else None
-                base_records(client)
-                for p in range(1, args.patients):
-                    client.put(f"/fhir/Patient/p{p}", json=patient(f"p{p}"))
-                db = client.app.state.fhir.db
-
-                def visits(first: int, count: int) -> None:
-                    for n in range(first, first + count):
-                        entries = visit_entries(n, f"p{n % args.patients or 1}")
-                        r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
-                        assert r.status_code == 200, r.text
-
-                warm = 10  # warmed up (lazy imports, caches) and the sync running before measuring
-                visits(10**6, warm)
-                while name != "off" and _synced(db) < warm * RESOURCES_PER_VISIT:
-                    time.sleep(0.5)
-                cpu0, child0, t0 = time.process_time(), _cpu(pid) if pid else 0.0, time.monotonic()
-                visits(0, args.cost_visits)
-                took, server_cpu = time.monotonic() - t0, time.process_time() - cpu0
-                if name != "off":  # the sync's work on these visits, to the end
-                    while _synced(db) < (warm + args.cost_visits) * RESOURCES_PER_VISIT:
-                        time.sleep(0.5)
-                    if name == "event loop":
-                        server_cpu = time.process_time() - cpu0
-                child_cpu = _cpu(pid) - child0 if pid else 0.0
-            rows[name] = (args.cost_visits / took, 1000 * server_cpu / args.cost_visits, 1000 * child_cpu / args.cost_visits)
+            where = Path(folder) / f"cost-{len(rows)}"
+            where.mkdir()
+            with database(args.cost_backend, where) as url:
+                s = _settings(url, sim_url, args, satusehat_worker=name != "off", satusehat_worker_process=name == "child process")
+                rows[name] = _cost_of(name, s, args)
     finally:
         sim_proc.stdin.close()  # type: ignore[union-attr]
         sim_proc.wait(10)
     off = rows["off"]
-    print(f"cost to local writes ({args.cost_visits} visits, one Bundle after the other, SQLite):")
+    print(f"cost to local writes ({args.cost_visits} visits, one Bundle after the other, {args.cost_backend}):")
     for name, (rate, server, child) in rows.items():
         change = 100 * (rate / off[0] - 1)
         extra = f", sync child {child:.1f} CPU ms/visit" if name == "child process" else ""
         verdict = "" if name == "off" else f" ({'meets' if change >= -TARGET_COST else 'MISSES'} -{TARGET_COST:.0f} %)"
         print(f"  sync {name:<13}: {rate:6.1f} visits/s ({change:+.1f} %{verdict}); server {server:.1f} CPU ms/visit{extra}")
+
+
+def _cost_of(name: str, s: Settings, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(visits/s, server CPU ms per visit, sync child CPU ms per visit) of one variant."""
+    with TestClient(create_app(s)) as client:
+        child = client.app.state.fhir.satusehat_worker
+        pid = child.pid if isinstance(child, SyncProcess) else None
+        base_records(client)
+        for p in range(1, args.patients):
+            client.put(f"/fhir/Patient/p{p}", json=patient(f"p{p}"))
+        db = client.app.state.fhir.db
+
+        def visits(first: int, count: int) -> None:
+            for n in range(first, first + count):
+                entries = visit_entries(n, f"p{n % args.patients or 1}")
+                r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+                assert r.status_code == 200, r.text
+
+        warm = 10  # warmed up (lazy imports, caches) and the sync running before measuring
+        visits(10**6, warm)
+        while name != "off" and _synced(db) < warm * RESOURCES_PER_VISIT:
+            time.sleep(0.5)
+        cpu0, child0, t0 = time.process_time(), _cpu(pid) if pid else 0.0, time.monotonic()
+        visits(0, args.cost_visits)
+        took, server_cpu = time.monotonic() - t0, time.process_time() - cpu0
+        if name != "off":  # the sync's work on these visits, to the end
+            while _synced(db) < (warm + args.cost_visits) * RESOURCES_PER_VISIT:
+                time.sleep(0.5)
+            if name == "event loop":
+                server_cpu = time.process_time() - cpu0
+        child_cpu = _cpu(pid) - child0 if pid else 0.0
+    return (args.cost_visits / took, 1000 * server_cpu / args.cost_visits, 1000 * child_cpu / args.cost_visits)
 
 
 def _synced(db: Database) -> int:
@@ -201,6 +209,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--patients", type=int, default=200, help="visits are spread over this many patients")
     ap.add_argument("--database-url", default="", help="the backlog's database (default: a SQLite file)")
+    ap.add_argument("--cost-backend", choices=["sqlite", "postgres"], default="sqlite", help="postgres: FHIR_TEST_POSTGRES_URL")
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="ssbench")
     print(f"load average before: {os.getloadavg()}", flush=True)
