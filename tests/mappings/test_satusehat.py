@@ -91,5 +91,6 @@ def test_an_organization_sub_unit_is_sent_part_of_the_facility_or_of_its_parent_
     assert body["partOf"] == {"reference": "Organization/100025753"}
     assert body["identifier"] == [{"system": "http://sys-ids.kemkes.go.id/organization/100025753", "use": "official", "value": "poli"}]
     assert "endpoint" not in body and "id" not in body
-    nested = ss.payload({**unit, "partOf": {"reference": "Organization/poli0"}}, "100025753", {("Organization", "poli0"): "uuid-0"}, "uuid-1")
+    child = {**unit, "partOf": {"reference": "Organization/poli0"}}
+    nested = ss.payload(child, "100025753", {("Organization", "poli0"): "uuid-0"}, "uuid-1")
     assert nested["partOf"] == {"reference": "Organization/uuid-0"} and nested["id"] == "uuid-1"
