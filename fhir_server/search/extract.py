@@ -600,32 +600,37 @@ def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
     """Reference index rows (param ``OTHER_REFERENCE``) for every literal reference in
     ``resource`` (any depth, contained resources included) whose target no row of ``covered``
     (the resource's search-parameter reference rows) already names."""
-    have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
-    rows: list[dict] = []
+    found: set[str] = set()
     stack: list[Any] = [resource]
-    while stack:
+    while stack:  # every Reference.reference string: the only string-valued "reference" element in R4
         node = stack.pop()
         if isinstance(node, dict):
             ref = node.get("reference")
             if isinstance(ref, str):
-                rtype, rid, ver, url = parse_reference(ref)
-                key = (cut(rtype), cut(rid), cut(url))
-                if (rid or url) and key not in have:
-                    have.add(key)
-                    rows.append(
-                        {
-                            "param": OTHER_REFERENCE,
-                            "target_type": key[0],
-                            "target_id": key[1],
-                            "target_version": cut(ver),
-                            "url": key[2],
-                            "id_system": None,
-                            "id_value": None,
-                        }
-                    )
+                found.add(ref)
             stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
         elif isinstance(node, list):
             stack.extend(v for v in node if isinstance(v, (dict, list)))
+    if not found:
+        return []
+    have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
+    rows: list[dict] = []
+    for ref in sorted(found):
+        rtype, rid, ver, url = parse_reference(ref)
+        key = (cut(rtype), cut(rid), cut(url))
+        if (rid or url) and key not in have:
+            have.add(key)
+            rows.append(
+                {
+                    "param": OTHER_REFERENCE,
+                    "target_type": key[0],
+                    "target_id": key[1],
+                    "target_version": cut(ver),
+                    "url": key[2],
+                    "id_system": None,
+                    "id_value": None,
+                }
+            )
     return rows
 
 
