@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
+from ..storage.index_tables import OTHER_REFERENCE
 from .parameters import summary_info
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
@@ -314,6 +315,8 @@ def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
     conds = [b.in_list("ref.resource_pk", pks), "t.deleted = FALSE"]
     if spec.param != "*":
         conds.append(f"ref.param = {b.p(spec.param)}")
+    else:  # every reference search parameter, not the references none covers
+        conds.append(f"ref.param <> {b.p(OTHER_REFERENCE)}")
     if spec.target_type:
         conds.append(f"t.res_type = {b.p(spec.target_type)}")
     sql = (
@@ -340,6 +343,8 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
         conds.append(f"s.res_type = {b.p(spec.source_type)}")
     if spec.param != "*":
         conds.append(f"ref.param = {b.p(spec.param)}")
+    else:
+        conds.append(f"ref.param <> {b.p(OTHER_REFERENCE)}")
     sql = (
         "SELECT s.pk, s.res_type, s.res_id, s.body, ref.target_type, ref.target_id FROM idx_reference ref "
         f"JOIN resources s ON s.pk = ref.resource_pk WHERE {' AND '.join(conds)}"
