@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from urllib.parse import urlencode
+
+from sqlalchemy.engine import Connection
 
 from fhir_server import paging
 from fhir_server.errors import FhirError
@@ -22,7 +25,10 @@ class HistoryService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def history(self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]) -> bytes:
+    def history(
+        self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]], *, source: Connection | None = None
+    ) -> bytes:
+        """A history Bundle; ``source``: the connection to read in (a transaction's own), else a read."""
         if res_id is not None:
             check_id(res_id)
         args: dict[str, str] = {}
@@ -46,7 +52,7 @@ class HistoryService:
         token = paging.decode_ints(args["_page_token"], "_page_token", 1) if "_page_token" in args else None
         before = (token.keys[0], token.pk) if token is not None else None
         query = repo.HistoryQuery(res_type, res_id, since, at, before, count)
-        with self.db.read() as conn:
+        with self.db.read() if source is None else nullcontext(source) as conn:
             rows = list(repo.history(conn, query))
             if res_id is not None and before is None and not rows and repo.get_current(conn, res_type or "", res_id) is None:
                 raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
