@@ -256,7 +256,7 @@ class Pipeline:
     async def _history(self, i: Interaction) -> Answer:
         if i.kind == "history-system":
             i.principal.require(None, "history-system")
-        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params))
+        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict))
 
     async def _search(self, i: Interaction) -> Answer:
         return Answer(200, self.search_now(i))
@@ -267,7 +267,7 @@ class Pipeline:
             self._check_interaction(i)
         s = self.services
         if i.res_type == "AuditEvent":
-            return s.audit_trail.search(i.base, i.params)
+            return s.audit_trail.search(i.base, i.params, strict=i.strict)
         return s.search.search(i.base, i.res_type, i.params, strict=i.strict, principal=i.principal)
 
     async def _search_system(self, i: Interaction) -> Answer:
@@ -345,7 +345,7 @@ class Pipeline:
         res_type, patch_type = i.res_type or "", i.patch_type or "application/fhir+json"
 
         def work(conn: Connection) -> WriteResult:
-            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base)
+            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base, none_status=404)
             return s.resources.patch_in(conn, res_type, res_id, patch_type, i.body, i.if_match)
 
         return _written(await self.writer(i)(work))

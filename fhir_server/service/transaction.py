@@ -260,7 +260,7 @@ class BundleService:
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
-        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base)
+        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base, none_status=404)
         return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
     def _written(self, e: Entry, result: WriteResult) -> Outcome:
