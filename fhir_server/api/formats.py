@@ -74,7 +74,10 @@ def format_from_accept(accept: str | None) -> str:
     """Pick JSON or XML from an Accept header (406 when neither is acceptable)."""
     if not accept or accept in _COMMON_JSON_ACCEPTS:
         return JSON
-    best: tuple[float, int, str] | None = None
+    # (q, JSON first, earlier first): among types of equal q the server chooses (RFC 9110 §12.5.1)
+    # and takes its native JSON. HAPI's client sends fhir+xml and fhir+json both at q=1.0, XML
+    # first: it got XML, which R4-only types cannot be written as (406 for what it accepts as JSON)
+    best: tuple[float, bool, int, str] | None = None
     versions: list[str] = []
     for index, part in enumerate(accept.split(",")):
         pieces = part.split(";")
@@ -97,8 +100,8 @@ def format_from_accept(accept: str | None) -> str:
         if version is not None:
             versions.append(version)  # acceptable only in a FHIR version this server does not serve
             continue
-        if q > 0 and (best is None or (q, -index) > (best[0], best[1])):
-            best = (q, -index, fmt)
+        if q > 0 and (best is None or (q, fmt == JSON, -index) > best[:3]):
+            best = (q, fmt == JSON, -index, fmt)
     if best is None:
         also = f" (FHIR version {', '.join(versions)} asked; this server serves R4, fhirVersion=4.0)" if versions else ""
         raise FhirError.of(
@@ -106,7 +109,7 @@ def format_from_accept(accept: str | None) -> str:
             "not-supported",
             f"None of the accepted media types ({accept}) can be produced{also}; use application/fhir+json or application/fhir+xml",
         )
-    return best[2]
+    return best[3]
 
 
 def format_from_content_type(content_type: str | None) -> str:

@@ -160,3 +160,19 @@ def test_a_bundle_with_no_entry_has_no_empty_entry_array(client):
     empty = client.get("/fhir/Patient?family=nobody").json()
     echoed = {k: v for k, v in empty.items() if k not in ("id", "meta")}  # stored as it came
     assert client.post("/fhir/Bundle", content=orjson.dumps(echoed), headers=H).status_code == 201
+
+
+def test_equal_preference_for_xml_and_json_is_answered_in_json(client):
+    """RFC 9110 §12.5.1: among media types of equal quality the server chooses. HAPI's client sends
+    ``application/fhir+xml;q=1.0, application/fhir+json;q=1.0, ...``: it got XML, the slower form,
+    which R4-only resource types cannot be written in. A higher q for XML still gets XML."""
+    pid = _create(client).json()["id"]
+    hapi = "application/fhir+xml;q=1.0, application/fhir+json;q=1.0, application/xml+fhir;q=0.9, application/json+fhir;q=0.9"
+    assert client.get(f"/fhir/Patient/{pid}", headers={"Accept": hapi}).headers["content-type"].startswith("application/fhir+json")
+    assert (
+        client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml, application/fhir+json"})
+        .headers["content-type"]
+        .startswith("application/fhir+json")
+    )
+    xml = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml, application/fhir+json;q=0.5"})
+    assert xml.headers["content-type"].startswith("application/fhir+xml")
