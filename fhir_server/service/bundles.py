@@ -82,8 +82,4 @@ def bundle(
         head["total"] = total
     if links:
         head["link"] = [{"relation": rel, "url": url} for rel, url in links]
-    body = b",".join(entries)
-    if not body:
-        # no "entry": [] (json.html: no empty arrays; the server's own validator refuses one)
-        return orjson.dumps(head)
-    return orjson.dumps(head)[:-1] + b',"entry":[' + body + b"]}"
+    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"

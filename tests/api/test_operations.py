@@ -25,7 +25,7 @@ def test_validate_reports_errors_without_storing(client):
     assert r.status_code == 200
     issues = r.json()["issue"]
     assert any(i["severity"] == "error" and i["expression"] == ["Patient.gender"] for i in issues)
-    assert client.get("/fhir/Patient").json().get("entry", []) == []
+    assert client.get("/fhir/Patient").json()["entry"] == []
 
 
 def test_validate_with_parameters_mode_and_profile(client):
@@ -158,7 +158,7 @@ def test_meta_add_meta_delete_and_meta(client):
     ]
     remove = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG]}}]}
     assert "tag" not in op(client, f"/fhir/Patient/{pid}/$meta-delete", remove).json()["parameter"][0]["valueMeta"]
-    assert client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json().get("entry", []) == []
+    assert client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"] == []
 
 
 def test_meta_add_needs_post_and_a_meta_parameter(client):

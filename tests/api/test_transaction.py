@@ -104,7 +104,7 @@ def test_a_failing_entry_rolls_back_the_whole_transaction(client):
     assert issue["expression"][0].startswith("Bundle.entry[2]")
     for res_type in ("Patient", "Encounter", "Condition", "Coverage"):
         assert count(client, res_type) == 0, res_type
-    assert client.get("/fhir/_history").json().get("entry", []) == []
+    assert client.get("/fhir/_history").json()["entry"] == []
 
 
 def test_processing_order_delete_post_put_get(client):

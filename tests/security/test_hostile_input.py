@@ -41,7 +41,7 @@ BODIES = {
 
 
 def _no_patients(client) -> bool:
-    return client.get("/fhir/Patient/_history").json().get("entry", []) == []
+    return client.get("/fhir/Patient/_history").json()["entry"] == []
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "many-elements" else n for n in sorted(BODIES)])
