@@ -499,6 +499,21 @@ class Pipeline:
 def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction:
     """A batch entry as an interaction of its own, by the parent's principal."""
     e = parse_entry(parent.base, index, raw)
+    audit = parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None
+    if e.operation is not None:  # as the $operation routes build it (api/operations.py)
+        return Interaction(
+            "operation",
+            parent.base,
+            parent.principal,
+            e.res_type or None,
+            e.res_id,
+            params=[(k, v) for k, v in parse_qsl(e.query) if k not in ("_format", "_pretty")],
+            body=e.resource,
+            strict=parent.strict,
+            operation=e.operation,
+            method=e.method,
+            audit=audit,
+        )
     reads = e.method in ("GET", "HEAD")
     condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None and not reads else None)
     sub = Interaction(
@@ -516,7 +531,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         representation=parent.representation,
         method=e.method,
         resolve_references=True,
-        audit=parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None,
+        audit=audit,
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)

@@ -59,6 +59,8 @@ class Entry:
     #: the interaction of a GET/HEAD entry (``read_kind``): read, vread, search-type,
     #: search-system, history-instance/-type/-system or capabilities
     read_kind: str = ""
+    #: the name (without ``$``) of an operation entry (``GET Patient/1/$everything``), batch only
+    operation: str | None = None
 
     @property
     def where(self) -> str:
@@ -66,6 +68,8 @@ class Entry:
 
     @property
     def interaction(self) -> str:
+        if self.operation is not None:
+            return "operation"
         if self.method in ("GET", "HEAD"):
             return self.read_kind
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.method]
@@ -351,6 +355,8 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
     url = path + ("?" + query if query else "")
     parts = path.split("/") if path else []
+    if parts and parts[-1].startswith("$"):
+        return _operation_entry(where, index, raw, method, parts, query, url)
     read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
     if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type
         return Entry(index, method, "", None, None, query, None, raw.get("fullUrl"), None, None, url=url, read_kind=read_kind)
@@ -383,6 +389,23 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     )
 
 
+#: operations with no Bundle form: the Bulk Data kick-off is the asynchronous request pattern
+_NOT_IN_BUNDLES = frozenset({"export", "export-status", "export-file"})
+
+
+def _operation_entry(where: str, index: int, raw: dict[str, Any], method: str, parts: list[str], query: str, url: str) -> Entry:
+    """``[type]/[id]/$name``, ``[type]/$name`` or ``$name`` by GET or POST (the entry's resource is
+    the operation's body), as on the operation routes."""
+    name = parts[-1][1:]
+    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "POST") or name in _NOT_IN_BUNDLES:
+        raise FhirError.of(400, "not-supported", f"{where}.request: {method} {url} is not supported in a Bundle", f"{where}.request.url")
+    res_type = parts[0] if len(parts) > 1 else ""
+    if res_type and not is_resource_type(res_type):
+        raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
+    res_id = parts[1] if len(parts) == 3 else None
+    return Entry(index, method, res_type, res_id, None, query, raw.get("resource"), raw.get("fullUrl"), None, None, url=url, operation=name)
+
+
 #: GET entries that name no resource type
 _SYSTEM_READS = frozenset({"capabilities", "history-system", "search-system"})
 
@@ -404,6 +427,9 @@ def authorize_entry(principal: Principal, e: Entry) -> None:
     """What the route of ``e``'s request would require of ``principal`` (401/403)."""
     if e.interaction == "capabilities":
         return  # metadata is open to every client
+    if e.operation is not None:
+        # an operation runs its own reads and writes, not in the transaction's database transaction
+        raise FhirError.of(400, "not-supported", f"${e.operation} cannot run inside a transaction; send it in a batch")
     if e.interaction == "search-system":
         principal.require_search_system(parse_qsl(e.query))
     else:

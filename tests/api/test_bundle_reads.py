@@ -107,3 +107,49 @@ def test_token_mode_history_entries_need_the_route_scopes(secured):  # noqa: F81
     assert statuses == ["403", "200", "200"]
     r = secured.post("/fhir", content=_bundle("transaction", {"method": "GET", "url": "_history"}), headers=auth(token))
     assert r.status_code == 403
+
+
+def test_batch_operation_entries_answer_as_the_operation_routes(client):
+    """A batch entry may be an operation (http.html#transaction: "any interaction"): GET by its
+    query, POST with the entry's resource as the body. It was 400 "not supported in a Bundle"."""
+    _seed(client)
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/123"}}
+    assert client.post("/fhir/Observation", content=orjson.dumps(obs), headers=H).status_code == 201
+    invalid = {"resourceType": "Patient", "gender": "nope"}
+    batch = _bundle("batch", {"method": "GET", "url": "Patient/123/$everything"})
+    everything = client.post("/fhir", content=batch, headers=H).json()["entry"][0]
+    assert everything["response"]["status"].startswith("200")
+    _same(client.get("/fhir/Patient/123/$everything").json(), everything["resource"])
+    entry = {"request": {"method": "POST", "url": "Patient/$validate"}, "resource": invalid}
+    validated = client.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=H)
+    route = client.post("/fhir/Patient/$validate", content=orjson.dumps(invalid), headers=H)
+    assert validated.json()["entry"][0]["resource"] == route.json()
+    unknown = client.post("/fhir", content=_bundle("batch", {"method": "GET", "url": "Patient/$nonsense"}), headers=H)
+    assert unknown.json()["entry"][0]["response"]["status"].startswith("404")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"method": "GET", "url": "$export"}, {"method": "HEAD", "url": "Patient/123/$everything"}, {"method": "PUT", "url": "Patient/$meta"}],
+)
+def test_operation_entries_without_a_bundle_form_are_400(client, request_):
+    """``$export`` is the asynchronous request pattern; HEAD never runs an operation."""
+    r = client.post("/fhir", content=_bundle("batch", request_), headers=H)
+    assert r.json()["entry"][0]["response"]["status"].startswith("400")
+
+
+def test_an_operation_in_a_transaction_is_400_naming_the_batch(client):
+    """An operation runs its own reads and writes: it cannot be part of the transaction's one
+    database transaction."""
+    _seed(client)
+    r = client.post("/fhir", content=_bundle("transaction", {"method": "GET", "url": "Patient/123/$everything"}), headers=H)
+    assert r.status_code == 400 and "batch" in r.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.slow
+def test_token_mode_operation_entries_need_the_route_scopes(secured):  # noqa: F811
+    token = token_for(secured, "system/Observation.rs")
+    batch = _bundle("batch", {"method": "GET", "url": "Patient/x/$everything"})
+    route = secured.get("/fhir/Patient/x/$everything", headers=auth(token))
+    assert route.status_code == 403
+    assert secured.post("/fhir", content=batch, headers=auth(token)).json()["entry"][0]["response"]["status"].startswith("403")
