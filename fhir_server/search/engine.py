@@ -154,6 +154,19 @@ def run_search(
     return out
 
 
+def filter_sql(res_type: str, queries: list[list[tuple[str, str]]], *, base_url: str | None, prefix: str) -> tuple[str, dict[str, Any]]:
+    """``SELECT r.pk ...`` of the current ``res_type`` resources that match any of ``queries``
+    (each a search's parameters, strictly parsed: Bulk Data ``_typeFilter``), and its values, whose
+    placeholders start with ``prefix``."""
+    b = SqlBuilder(base_url, prefix=prefix)
+    alternatives = []
+    for params in queries:
+        q = parse_query(res_type, params, strict=True)
+        alternatives.append(and_(b.clauses("r", q.criteria)))
+    sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
+    return sql, b.params
+
+
 Rows = Callable[[str, dict[str, Any]], list[tuple]]
 
 #: the most matches the index-first page takes in Python; beyond it the database's own plan
@@ -365,6 +378,13 @@ def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -
     mode = q.summary
     if (mode in (None, "false") and not q.elements) or (include and q.elements and mode in (None, "false")):
         return body
+    return subset(body, res_type, mode, q.elements)
+
+
+def subset(body: bytes, res_type: str, mode: str | None, elements: list[str] | None) -> bytes:
+    """``body`` reduced as ``_summary=mode`` (true, text, data) or, without a mode, to the
+    top-level ``elements`` and the mandatory ones, and tagged SUBSETTED (search and Bulk Data
+    ``_elements``)."""
     doc = orjson.loads(body)
     info = summary_info(res_type)
     always = {"resourceType", "id", "meta"} | set(info["mandatory"])
@@ -376,7 +396,7 @@ def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -
         elif mode == "text":
             keep = always | {"text"}
         else:
-            keep = always | set(q.elements or ())
+            keep = always | set(elements or ())
         choice = set(info["choice"]) & keep
         doc = {k: v for k, v in doc.items() if _keep(k, keep, choice)}
     meta = dict(doc.get("meta") or {})

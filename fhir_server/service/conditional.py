@@ -173,11 +173,15 @@ class ConditionalService:
         return [self.resources.delete_in(conn, res_type, i) for i in ids]
 
     # -- the single match of a condition (conditional patch, conditional references)
-    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str:
-        """The id of the single match of ``condition`` (412 when none or several)."""
+    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None, *, none_status: int = 412) -> str:
+        """The id of the single match of ``condition``: 412 when several; when none, 412 (a
+        conditional reference: the transaction fails) or ``none_status`` (conditional patch:
+        404, http.html#patch "No matches: The server returns a 404 Not Found", as HAPI does)."""
         params = parse_condition(condition)
         matches = find_matches(conn, res_type, params, base)
-        if len(matches) != 1:
-            what = "no resource" if not matches else "more than one resource"
-            raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches {what}")
+        if not matches:
+            code = "not-found" if none_status == 404 else "conflict"
+            raise FhirError.of(none_status, code, f"The condition {res_type}?{urlencode(params)} matches no resource")
+        if len(matches) > 1:
+            raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches more than one resource")
         return matches[0]
