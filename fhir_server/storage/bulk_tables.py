@@ -5,7 +5,7 @@ can answer status polls and any worker can run them: a worker claims a job by
 a compare-and-set UPDATE and holds it with a lease it renews while it runs; a
 job whose lease ran out (its worker died) is claimed again and re-run from
 scratch. Registered on the shared ``metadata``; created by migration ``0006_bulk``
-(kick-off option columns: ``0012_export_job_options``, ``0018_export_filters``).
+(kick-off option columns: ``0012_export_job_options``, ``0019_export_filters``).
 """
 
 from __future__ import annotations

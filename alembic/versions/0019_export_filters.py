@@ -1,7 +1,7 @@
 """Bulk Data kick-off filters on export jobs: ``_typeFilter`` and ``_elements``.
 
-Revision ID: 0018_export_filters
-Revises: 0017_subscription_websockets
+Revision ID: 0019_export_filters
+Revises: 0018_other_references
 
 Mirrors two columns of ``fhir_server/storage/bulk_tables.py``; both nullable, so jobs queued
 before the upgrade keep their meaning (no filter, whole resources).
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0018_export_filters"
-down_revision = "0017_subscription_websockets"
+revision = "0019_export_filters"
+down_revision = "0018_other_references"
 branch_labels = None
 depends_on = None
 
