@@ -22,6 +22,7 @@ from fhir_server.service.indexing import index_resource, index_rows
 from fhir_server.service.merge import MergeService
 from fhir_server.service.mpi import MpiService
 from fhir_server.service.pipeline import Pipeline
+from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
@@ -71,6 +72,13 @@ class ServerState:
         assert self.pipeline.capability is not None
         return self.pipeline.capability(base)
 
+    def close(self) -> None:
+        """The prepare workers stopped and the database's connections closed."""
+        pool = self.services.bundles.prepare_pool
+        if pool is not None:
+            pool.close()
+        self.db.dispose()
+
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""
         if self._verifier is None:
@@ -117,6 +125,10 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
     # the one write path: the event loop's group commit (storage/group_commit.py), or
     # writes at once for the CLI
     writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
+    if settings.prepare_workers > 0:
+        services.bundles.prepare_pool = PreparePool(
+            settings.prepare_workers, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
+        )
     pipeline = Pipeline(
         services,
         writes,

@@ -31,7 +31,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from ..mpi.blocking import stored_keys
 from ..mpi.features import extract as mpi_features
 from ..storage.index_tables import OTHER_REFERENCE
-from ..storage.search_index import IndexRows
+from ..storage.search_index import IndexRows, Row
 
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
 from .fhirpath_walker import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
@@ -590,6 +590,21 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
                         row.update(c2_text=b["value"])
                     rows.append(row)
     return rows
+
+
+def param_rows(resource: dict, code: str) -> list[Row]:
+    """The index rows of one (non-composite) parameter of ``resource``: what ``extract_index``
+    writes for it, so a caller can tell which of its values a found resource has."""
+    res_type = resource.get("resourceType")
+    p = params_for(res_type).get(code) if isinstance(res_type, str) else None
+    g = getter(res_type, code) if p is not None and isinstance(res_type, str) else None
+    if p is None or g is None or p.type == "composite":
+        return []
+    try:
+        values = g[1](resource)
+    except Exception:  # noqa: BLE001 - as in extract_index: such a value is not indexed either
+        return []
+    return rows_for(p, values, res_type)[1] if values else []
 
 
 # _id and _lastUpdated are answered from the resources table, never from index rows

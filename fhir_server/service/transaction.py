@@ -26,6 +26,7 @@ from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
+from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
@@ -104,6 +105,8 @@ class BundleService:
         self.history = history
         self.db = resources.db
         self.max_entries = max_entries
+        #: worker processes preparing large Bundles (service/prepare_pool.py); None: in this process
+        self.prepare_pool: PreparePool | None = None
 
     def checked(self, bundle: Any) -> tuple[str, list[Any]]:
         """The Bundle's type (transaction or batch) and its entries, checked."""
@@ -141,8 +144,9 @@ class BundleService:
         entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
-        self._prepare(entries)
-        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability), alone=True)
+        early = self._rewrite_early(base, entries, principal)
+        await self._prepare(entries, index=early is not None)
+        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, representation)
 
     def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
@@ -151,19 +155,57 @@ class BundleService:
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
         """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
-        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref, principal))
+        resolved = self._resolve_references(conn, base, _conditional_references([resource], {}), principal)
+        _rewrite(resource, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
-    def _prepare(self, entries: list[Entry]) -> None:
-        """Checks and validation of POST and PUT entries: all before the write lock."""
+    async def _prepare(self, entries: list[Entry], *, index: bool) -> None:
+        """Checks and validation of POST and PUT entries (and, with ``index``, their index rows:
+        their references are final): all before the write lock."""
         _check_unique_targets(entries)
+        # validation does not depend on the references rewritten later (they stay strings),
+        # so it runs before the write lock; its errors are raised when the entry executes
+        jobs: list[tuple[Entry, str]] = []
         for e in entries:
-            # validation does not depend on the references rewritten later (they stay strings),
-            # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
-                e.prepared = self.resources.prepare_create(e.res_type, e.resource)
+                # a create's id is the server's: fixed here unless _rewrite_early fixed it already
+                jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
-                e.prepared = self.resources.prepare_update(e.res_type, e.res_id, e.resource)
+                jobs.append((e, e.res_id))
+        pool = self.prepare_pool
+        if pool is not None and pool.wanted(len(jobs)):
+            done = await pool.prepare([(e.res_type, res_id, e.resource, index) for e, res_id in jobs])
+        else:
+            done = [self.resources.prepare_update(e.res_type, res_id, e.resource, index=index) for e, res_id in jobs]
+        for (e, _), prepared in zip(jobs, done, strict=True):
+            e.prepared = prepared
+
+    def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
+        """The references of every written resource rewritten before the write lock, so that its
+        index rows are extracted there too (and, for a large Bundle, on other cores).
+
+        Possible when no entry is a conditional create or update (their ids need the locked
+        database). Conditional references are resolved here against a read snapshot; under the
+        lock ``_transaction_in`` resolves each again and, if any answer differs (another client
+        wrote meanwhile), puts the references back and rewrites them there as before. None: not
+        done (also when a reference would fail: the failure is then raised under the lock)."""
+        written = [e for e in entries if e.method in ("POST", "PUT") and isinstance(e.resource, dict)]
+        if not written or any(e.conditional and e.method in ("POST", "PUT") for e in entries):
+            return None
+        early = _Early(self._plan(None, base, entries), {}, [])
+        wanted = _conditional_references([e.resource for e in written], early.references)
+        if wanted:
+            with self.db.read() as conn:
+                early.resolved = self._resolve_references(conn, base, wanted, principal)
+        if any(isinstance(target, FhirError) for target in early.resolved.values()):
+            return None  # raised, naming its entry, when the references are rewritten under the lock
+        try:
+            for e in written:
+                _rewrite(e.resource, early.references, early.resolved.get, early.changed)
+        except FhirError:
+            early.restore()
+            return None
+        return early
 
     def _transaction_in(
         self,
@@ -173,38 +215,80 @@ class BundleService:
         merge: Merge | None,
         principal: Principal,
         capability: Callable[[str], bytes] | None,
+        early: _Early | None = None,
     ) -> list[Outcome]:
         """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
         outcomes: list[Outcome | None] = [None] * len(entries)
         # PostgreSQL: keys for the creates now, so their rows need no round trip each
         repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
-        references = self._plan(conn, base, entries)
-        # every conditional reference is resolved before any entry runs, so against one state of
-        # the database: the same reference resolves alike in every entry (a Synthea Bundle names
-        # the same few Practitioners and Organizations in most of its entries)
-        resolved: dict[str, str | None] = {}
-
-        def resolve(ref: str) -> str | None:
-            if ref not in resolved:
-                resolved[ref] = self._resolve_reference(conn, base, ref, principal)
-            return resolved[ref]
-
-        for entry in entries:
-            if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
+        if early is not None and not self._still_resolved(conn, base, early, principal):
+            early.restore()
+            for e in entries:
+                if e.prepared is not None:
+                    e.prepared.rows = None  # extracted from references that no longer hold
+            early = None
+        if early is None:
+            self._rewrite_in(conn, base, entries, principal)
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
         return [o for o in outcomes if o is not None]
 
-    def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:
-        """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now."""
+    def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:
+        """Bundle-local and conditional references rewritten in the locked transaction."""
+        references = self._plan(conn, base, entries)
+        written = [e for e in entries if e.resource is not None and e.method in ("POST", "PUT")]
+        # every conditional reference is resolved before any entry runs, so against one state of
+        # the database: the same reference resolves alike in every entry (a Synthea Bundle names
+        # the same few Practitioners and Organizations in most of its entries)
+        resolved = self._resolve_references(conn, base, _conditional_references([e.resource for e in written], references), principal)
+        resolve = _raising(resolved)
+        for entry in written:
+            _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
+
+    def _resolve_references(
+        self, conn: Connection, base: str, wanted: list[str], principal: Principal
+    ) -> dict[str, str | FhirError | None]:
+        """Conditional references (``Patient?identifier=...``) to ``Type/id`` of their single match,
+        or the error resolving one raises (None: not a reference to resolve), a search per type.
+
+        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
+        what exists: it needs search on the referenced type."""
+        by_type: dict[str, list[str]] = {}
+        out: dict[str, str | FhirError | None] = {}
+        for ref in wanted:
+            res_type, _, query = ref.partition("?")
+            if query and is_resource_type(res_type):
+                by_type.setdefault(res_type, []).append(query)
+            else:
+                out[ref] = None
+        for res_type, queries in by_type.items():
+            try:
+                principal.require(res_type, "search-type")
+            except FhirError as exc:
+                out.update(dict.fromkeys((f"{res_type}?{q}" for q in queries), exc))
+                continue
+            for query, found in self.conditional.resolve_ids(conn, res_type, queries, base).items():
+                out[f"{res_type}?{query}"] = found if isinstance(found, FhirError) else f"{res_type}/{found}"
+        return out
+
+    def _still_resolved(self, conn: Connection, base: str, early: _Early, principal: Principal) -> bool:
+        """Whether every conditional reference resolved before the lock resolves alike now."""
+        now = self._resolve_references(conn, base, list(early.resolved), principal)
+        return all(now[ref] == target for ref, target in early.resolved.items())
+
+    def _plan(self, conn: Connection | None, base: str, entries: list[Entry]) -> dict[str, str]:
+        """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now (a
+        create's id once: kept when planned before the lock). ``conn`` None: no conditional
+        create or update among the entries."""
         references: dict[str, str] = {}
         for e in entries:
             if e.method == "POST" and e.if_none_exist:
+                assert conn is not None
                 e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.if_none_exist or ""))
             elif e.method == "POST":
-                e.target_id = str(uuid.uuid4())
+                e.target_id = e.target_id or str(uuid.uuid4())
             elif e.method == "PUT" and e.res_id is None:
+                assert conn is not None
                 e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.query))
             elif e.method in ("PUT", "PATCH", "DELETE"):
                 e.target_id = e.res_id
@@ -225,17 +309,6 @@ class BundleService:
         if "id" not in resource:
             resource["id"] = str(uuid.uuid4())  # no match and no id: create with an id fixed now
         return resource["id"]
-
-    def _resolve_reference(self, conn: Connection, base: str, reference: str, principal: Principal) -> str | None:
-        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match.
-
-        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
-        what exists: it needs search on the referenced type."""
-        res_type, _, query = reference.partition("?")
-        if not query or not is_resource_type(res_type):
-            return None
-        principal.require(res_type, "search-type")
-        return f"{res_type}/{self.conditional.resolve_id(conn, res_type, query, base)}"
 
     # -- one entry -------------------------------------------------------------
     def _execute(
@@ -481,22 +554,80 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
 
 
-def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
-    """Replace bundle-local and conditional references everywhere in ``node``."""
+def _rewrite(node: Any, references: dict[str, str], resolve: Any, changed: list[tuple[dict, str]] | None = None) -> None:
+    """Replace bundle-local and conditional references everywhere in ``node`` (each replaced
+    value's holder and old value appended to ``changed``, when given)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
+                new = None
                 if value in references:
-                    node[key] = references[value]
+                    new = references[value]
                 elif value.startswith(("urn:uuid:", "urn:oid:")):
                     raise FhirError.of(400, "not-found", f"Reference {value} matches no fullUrl in the Bundle")
                 elif "?" in value:
-                    resolved = resolve(value)
-                    if resolved:
-                        node[key] = resolved
+                    new = resolve(value)
+                if new:
+                    if changed is not None:
+                        changed.append((node, value))
+                    node[key] = new
             elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
-                _rewrite(value, references, resolve)
+                _rewrite(value, references, resolve, changed)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                _rewrite(item, references, resolve)
+                _rewrite(item, references, resolve, changed)
+
+
+def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str | None]:
+    """A ``resolve`` for ``_rewrite``: a reference's target, or the error resolving it raised
+    (raised anew each time: ``_at`` names the entry in the issues it raises)."""
+
+    def resolve(ref: str) -> str | None:
+        target = resolved.get(ref)
+        if isinstance(target, FhirError):
+            raise FhirError(target.status, list(target.issues), dict(target.headers))
+        return target
+
+    return resolve
+
+
+def _conditional_references(resources: list[Any], references: dict[str, str]) -> list[str]:
+    """The distinct conditional references (``Type?query``) in ``resources``, in order (those
+    ``references`` maps, a Bundle's fullUrls, are not conditional)."""
+    found: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    if "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:")):
+                        found[value] = None
+                elif isinstance(value, (dict, list)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, (dict, list)):
+                    walk(item)
+
+    for resource in resources:
+        walk(resource)
+    return list(found)
+
+
+@dataclass
+class _Early:
+    """References rewritten before the write lock (``BundleService._rewrite_early``)."""
+
+    #: fullUrl -> ``Type/id``
+    references: dict[str, str]
+    #: conditional reference -> ``Type/id`` (or None: left as it is)
+    resolved: dict[str, str | FhirError | None]
+    #: (holder, old value) of every reference replaced
+    changed: list[tuple[dict, str]]
+
+    def restore(self) -> None:
+        """Every replaced reference back as it was sent."""
+        for holder, value in reversed(self.changed):
+            holder["reference"] = value
+        self.changed.clear()

@@ -1,5 +1,5 @@
 """What keeps a migrating hospital's ingest fast without changing an answer (issue 20): a
-transaction resolves each distinct conditional reference once, and its PUT entries write their
+transaction resolves its conditional references by one search per type, and its PUT entries write their
 version and index rows together at the end instead of one resource at a time. SQLite and
 PostgreSQL (the ``client`` fixture)."""
 
@@ -38,23 +38,46 @@ def _puts(resources: list[dict]) -> dict:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def test_each_distinct_conditional_reference_is_resolved_once_per_transaction(client, monkeypatch):
+def test_the_conditional_references_of_a_transaction_are_resolved_by_one_search_per_type(client, monkeypatch):
     assert client.post("/fhir", json=_puts([_practitioner(n) for n in range(3)]), headers=FHIR_JSON).status_code == 200
-    searched: list[str] = []
-    real = conditional.find_matches
+    searched: list[tuple[str, list]] = []
+    real = conditional.run_search
 
-    def counting(conn, res_type, params, base):
-        searched.append(f"{res_type}?{params}")
-        return real(conn, res_type, params, base)
+    def counting(conn, res_type, params, **kw):
+        searched.append((res_type, params))
+        return real(conn, res_type, params, **kw)
 
-    monkeypatch.setattr(conditional, "find_matches", counting)
+    monkeypatch.setattr(conditional, "run_search", counting)
     encounters = [_encounter(n, n % 3) for n in range(12)]  # 12 references to 3 Practitioners
     r = client.post("/fhir", json=_puts(encounters), headers=FHIR_JSON)
     assert r.status_code == 200, r.text
-    assert len(searched) == 3 and len(set(searched)) == 3
+    # one search before the write lock (so the index rows are extracted there) and one under it
+    # (what the transaction uses, checked against the first), each asking for all three
+    assert len(searched) == 2
+    for res_type, params in searched:
+        assert res_type == "Practitioner"
+        assert sorted(dict(params)["identifier"].split(",")) == [f"{NPI}|99{n}" for n in range(3)]
     for n in range(12):  # every entry got its own practitioner, not a neighbour's
         body = client.get(f"/fhir/Encounter/enc{n}").json()
         assert body["participant"][0]["individual"]["reference"] == f"Practitioner/pr{n % 3}"
+
+
+def test_a_shared_identifier_fails_its_reference_among_others_resolved_together(client):
+    twin = {**_practitioner(1), "id": "twin"}  # a second Practitioner with identifier 991
+    assert client.post("/fhir", json=_puts([_practitioner(0), _practitioner(1), twin]), headers=FHIR_JSON).status_code == 200
+    r = client.post("/fhir", json=_puts([_encounter(0, 0), _encounter(1, 1)]), headers=FHIR_JSON)
+    assert r.status_code == 412
+    assert "Bundle.entry[1]" in r.text and "matches more than one resource" in r.text
+    assert client.get("/fhir/Encounter/enc0").status_code == 404  # nothing of it was written
+
+
+def test_one_practitioner_found_by_two_of_its_identifiers_in_one_search(client):
+    both = {**_practitioner(0), "identifier": [{"system": NPI, "value": "990"}, {"system": NPI, "value": "995"}]}
+    assert client.post("/fhir", json=_puts([both]), headers=FHIR_JSON).status_code == 200
+    r = client.post("/fhir", json=_puts([_encounter(0, 0), _encounter(1, 5)]), headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    for n in range(2):
+        assert client.get(f"/fhir/Encounter/enc{n}").json()["participant"][0]["individual"]["reference"] == "Practitioner/pr0"
 
 
 def test_a_failing_conditional_reference_still_fails_the_whole_transaction(client):
