@@ -69,7 +69,8 @@ class ServerState:
         return self.services.history
 
     def capability_bytes(self, base: str) -> bytes:
-        return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
+        assert self.pipeline.capability is not None
+        return self.pipeline.capability(base)
 
     def close(self) -> None:
         """The prepare workers stopped and the database's connections closed."""
@@ -108,12 +109,13 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         resources.listeners.setdefault(res_type, []).append(sync_engine)
     conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     search = SearchService(db, settings.default_count, settings.max_count)
+    history = HistoryService(db, settings.default_count, settings.max_count)
     services = Services(
         resources=resources,
         conditional=conditional,
-        history=HistoryService(db, settings.default_count, settings.max_count),
+        history=history,
         search=search,
-        bundles=BundleService(resources, conditional, search, max_entries=settings.max_bundle_entries),
+        bundles=BundleService(resources, conditional, search, history, max_entries=settings.max_bundle_entries),
         audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
         mpi=mpi,
         merge=MergeService(resources),
@@ -127,6 +129,11 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         services.bundles.prepare_pool = PreparePool(
             settings.prepare_workers, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
         )
-    pipeline = Pipeline(services, writes, audit_writes=settings.audit and not blocking_writes)
+    pipeline = Pipeline(
+        services,
+        writes,
+        audit_writes=settings.audit and not blocking_writes,
+        capability=lambda base: capability_bytes(base, settings.conditional_delete_multiple, settings.auth == "token"),
+    )
     install_subscriptions(pipeline, settings)
     return ServerState(settings=settings, db=db, services=services, pipeline=pipeline)

@@ -57,8 +57,11 @@ def _item(row: Any) -> Item:
     return Item(**{k: row._mapping[k] for k in Item.__dataclass_fields__})
 
 
-def get(conn: Connection, res_type: str, res_id: str) -> Item | None:
-    row = conn.execute(sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)).first()
+def get(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Item | None:
+    """``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite's one writer
+    serialises anyway)."""
+    stmt = sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
     return _item(row) if row is not None else None
 
 
@@ -93,6 +96,21 @@ def due_in(conn: Connection, partition: str) -> list[Item]:
     """The pending items of a partition."""
     rows = conn.execute(sa.select(it).where(it.c.partition == partition, it.c.status == "pending"))
     return [_item(r) for r in rows]
+
+
+def current(conn: Connection, items: list[Item]) -> list[Item]:
+    """The items as stored now, in the order given (those gone are left out)."""
+    if not items:
+        return []
+    keys = [(i.res_type, i.res_id) for i in items]
+    rows = conn.execute(sa.select(it).where(sa.tuple_(it.c.res_type, it.c.res_id).in_(keys)))
+    found = {(r.res_type, r.res_id): _item(r) for r in rows}
+    return [found[k] for k in keys if k in found]
+
+
+def has_pending(conn: Connection, partition: str) -> bool:
+    stmt = sa.select(it.c.res_id).where(it.c.partition == partition, it.c.status == "pending").limit(1)
+    return conn.execute(stmt).first() is not None
 
 
 def waiting_for(conn: Connection, ref: str) -> list[Item]:

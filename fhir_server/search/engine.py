@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
+from ..storage.index_tables import OTHER_REFERENCE
 from .parameters import summary_info
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
@@ -151,6 +152,19 @@ def run_search(
     out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
     out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
     return out
+
+
+def filter_sql(res_type: str, queries: list[list[tuple[str, str]]], *, base_url: str | None, prefix: str) -> tuple[str, dict[str, Any]]:
+    """``SELECT r.pk ...`` of the current ``res_type`` resources that match any of ``queries``
+    (each a search's parameters, strictly parsed: Bulk Data ``_typeFilter``), and its values, whose
+    placeholders start with ``prefix``."""
+    b = SqlBuilder(base_url, prefix=prefix)
+    alternatives = []
+    for params in queries:
+        q = parse_query(res_type, params, strict=True)
+        alternatives.append(and_(b.clauses("r", q.criteria)))
+    sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
+    return sql, b.params
 
 
 Rows = Callable[[str, dict[str, Any]], list[tuple]]
@@ -314,6 +328,8 @@ def _forward(rows: Rows, spec: IncludeSpec, sources: list) -> list:
     conds = [b.in_list("ref.resource_pk", pks), "t.deleted = FALSE"]
     if spec.param != "*":
         conds.append(f"ref.param = {b.p(spec.param)}")
+    else:  # every reference search parameter, not the references none covers
+        conds.append(f"ref.param <> {b.p(OTHER_REFERENCE)}")
     if spec.target_type:
         conds.append(f"t.res_type = {b.p(spec.target_type)}")
     sql = (
@@ -340,6 +356,8 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
         conds.append(f"s.res_type = {b.p(spec.source_type)}")
     if spec.param != "*":
         conds.append(f"ref.param = {b.p(spec.param)}")
+    else:
+        conds.append(f"ref.param <> {b.p(OTHER_REFERENCE)}")
     sql = (
         "SELECT s.pk, s.res_type, s.res_id, s.body, ref.target_type, ref.target_id FROM idx_reference ref "
         f"JOIN resources s ON s.pk = ref.resource_pk WHERE {' AND '.join(conds)}"
@@ -360,6 +378,13 @@ def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -
     mode = q.summary
     if (mode in (None, "false") and not q.elements) or (include and q.elements and mode in (None, "false")):
         return body
+    return subset(body, res_type, mode, q.elements)
+
+
+def subset(body: bytes, res_type: str, mode: str | None, elements: list[str] | None) -> bytes:
+    """``body`` reduced as ``_summary=mode`` (true, text, data) or, without a mode, to the
+    top-level ``elements`` and the mandatory ones, and tagged SUBSETTED (search and Bulk Data
+    ``_elements``)."""
     doc = orjson.loads(body)
     info = summary_info(res_type)
     always = {"resourceType", "id", "meta"} | set(info["mandatory"])
@@ -371,7 +396,7 @@ def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -
         elif mode == "text":
             keep = always | {"text"}
         else:
-            keep = always | set(q.elements or ())
+            keep = always | set(elements or ())
         choice = set(info["choice"]) & keep
         doc = {k: v for k, v in doc.items() if _keep(k, keep, choice)}
     meta = dict(doc.get("meta") or {})

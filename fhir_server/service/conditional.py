@@ -199,10 +199,14 @@ class ConditionalService:
         return [self.resources.delete_in(conn, res_type, i) for i in ids]
 
     # -- the single match of a condition (conditional patch, conditional references)
-    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str:
-        """The id of the single match of ``condition`` (412 when none or several)."""
+    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None, *, none_status: int = 412) -> str:
+        """The id of the single match of ``condition``: 412 when several; when none, 412 (a
+        conditional reference: the transaction fails) or ``none_status`` (conditional patch:
+        404, http.html#patch "No matches: The server returns a 404 Not Found", as HAPI does)."""
         params = parse_condition(condition)
         matches = find_matches(conn, res_type, params, base)
+        if not matches and none_status != 412:
+            raise FhirError.of(none_status, "not-found", f"The condition {res_type}?{urlencode(params)} matches no resource")
         if len(matches) != 1:
             raise _no_single_match(res_type, params, len(matches))
         return matches[0]

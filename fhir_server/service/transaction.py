@@ -24,6 +24,7 @@ from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
+from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import Prepared, ResourceService, is_version
@@ -56,6 +57,11 @@ class Entry:
     target_id: str | None = None
     #: a create's validation, done before the database transaction (ResourceService.prepare_create)
     prepared: Prepared | None = None
+    #: the interaction of a GET/HEAD entry (``read_kind``): read, vread, search-type,
+    #: search-system, history-instance/-type/-system or capabilities
+    read_kind: str = ""
+    #: the name (without ``$``) of an operation entry (``GET Patient/1/$everything``), batch only
+    operation: str | None = None
 
     @property
     def where(self) -> str:
@@ -63,8 +69,10 @@ class Entry:
 
     @property
     def interaction(self) -> str:
+        if self.operation is not None:
+            return "operation"
         if self.method in ("GET", "HEAD"):
-            return "search-type" if self.res_id is None else ("vread" if self.version else "read")
+            return self.read_kind
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.method]
 
     @property
@@ -87,12 +95,14 @@ class BundleService:
         resources: ResourceService,
         conditional: ConditionalService,
         search: SearchService,
+        history: HistoryService,
         *,
         max_entries: int,
     ) -> None:
         self.resources = resources
         self.conditional = conditional
         self.search = search
+        self.history = history
         self.db = resources.db
         self.max_entries = max_entries
         #: worker processes preparing large Bundles (service/prepare_pool.py); None: in this process
@@ -121,20 +131,22 @@ class BundleService:
         write: Any,
         representation: bool = True,
         merge: Merge | None = None,
+        capability: Callable[[str], bytes] | None = None,
     ) -> bytes:
         """Run a transaction's entries in one database transaction; the response Bundle's bytes.
 
         Every entry is authorized before anything runs (``principal``); POST entries are
         validated before the write lock; ``write`` is the pipeline's write runner (one
         transaction of its own). ``merge`` (the Dukcapil/BPJS imports) combines a conditional
-        PUT's match with the incoming resource instead of replacing it.
+        PUT's match with the incoming resource instead of replacing it. ``capability(base)``: the
+        CapabilityStatement a ``GET metadata`` entry answers.
         """
         entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         for entry in entries:
-            _at(entry, lambda e=entry: principal.require(e.res_type, e.interaction, conditional=e.conditional))
+            _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
         await self._prepare(entries, index=early is not None)
-        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, early), alone=True)
+        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, representation)
 
     def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
@@ -202,6 +214,7 @@ class BundleService:
         entries: list[Entry],
         merge: Merge | None,
         principal: Principal,
+        capability: Callable[[str], bytes] | None,
         early: _Early | None = None,
     ) -> list[Outcome]:
         """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
@@ -217,7 +230,7 @@ class BundleService:
         if early is None:
             self._rewrite_in(conn, base, entries, principal)
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
+            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
         return [o for o in outcomes if o is not None]
 
     def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:
@@ -298,9 +311,11 @@ class BundleService:
         return resource["id"]
 
     # -- one entry -------------------------------------------------------------
-    def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
+    def _execute(
+        self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal, capability: Callable[[str], bytes] | None
+    ) -> Outcome:
         if e.method == "GET" or e.method == "HEAD":
-            return self._read(conn, base, e, principal)
+            return self._read(conn, base, e, principal, capability)
         if e.method == "DELETE":
             if e.res_id is None:
                 results = self.conditional.delete_in(conn, e.res_type, e.query, base)
@@ -322,7 +337,7 @@ class BundleService:
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
-        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base)
+        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base, none_status=404)
         return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
     def _written(self, e: Entry, result: WriteResult) -> Outcome:
@@ -331,10 +346,21 @@ class BundleService:
             raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
         return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
 
-    def _read(self, conn: Connection, base: str, e: Entry, principal: Principal) -> Outcome:
-        if e.res_id is None:
-            body = self.search.search(base, e.res_type, parse_qsl(e.query), strict=False, principal=principal, source=conn)
+    def _read(self, conn: Connection, base: str, e: Entry, principal: Principal, capability: Callable[[str], bytes] | None) -> Outcome:
+        """A GET/HEAD entry, answered as the route answers it, from the transaction's own state."""
+        kind, params = e.read_kind, parse_qsl(e.query)
+        body: bytes | None = None
+        if kind == "capabilities":
+            if capability is None:
+                raise FhirError.of(400, "not-supported", "metadata is not available here")
+            body = capability(base)
+        elif kind.startswith("history-"):
+            body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
+        elif kind in ("search-type", "search-system"):
+            body = self.search.search(base, e.res_type or None, params, strict=False, principal=principal, source=conn)
+        if body is not None:
             return Outcome(200, body=None if e.method == "HEAD" else body)
+        assert e.res_id is not None
         if e.version is not None:
             row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if is_version(e.version) else None
             if row is None or row.deleted:
@@ -401,13 +427,20 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     path, _, query = url.partition("?")
     path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
     url = path + ("?" + query if query else "")
-    parts = path.split("/")
-    res_type = parts[0]
+    parts = path.split("/") if path else []
+    if parts and parts[-1].startswith("$"):
+        return _operation_entry(where, index, raw, method, parts, query, url)
+    read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
+    if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type
+        return Entry(index, method, "", None, None, query, None, raw.get("fullUrl"), None, None, url=url, read_kind=read_kind)
+    res_type = parts[0] if parts else ""
     if not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
-    res_id = parts[1] if len(parts) > 1 and parts[1] else None
+    res_id = parts[1] if len(parts) > 1 and parts[1] != "_history" else None
     version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
-    if (len(parts) > 2 and version is None) or len(parts) > 4 or any(p.startswith("$") for p in parts):
+    if read_kind is None if method in ("GET", "HEAD") else (len(parts) > 2 or (len(parts) == 2 and res_id is None)):
+        raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
+    if any(p.startswith("$") for p in parts):
         raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
     if method == "POST" and res_id is not None:
         raise FhirError.of(400, "invalid", f"{where}: POST goes to the type ({res_type}), not an instance", f"{where}.request.url")
@@ -425,7 +458,55 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         if_match=request.get("ifMatch"),
         if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,
+        read_kind=read_kind or "",
     )
+
+
+#: operations with no Bundle form: the Bulk Data kick-off is the asynchronous request pattern
+_NOT_IN_BUNDLES = frozenset({"export", "export-status", "export-file"})
+
+
+def _operation_entry(where: str, index: int, raw: dict[str, Any], method: str, parts: list[str], query: str, url: str) -> Entry:
+    """``[type]/[id]/$name``, ``[type]/$name`` or ``$name`` by GET or POST (the entry's resource is
+    the operation's body), as on the operation routes."""
+    name = parts[-1][1:]
+    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "POST") or name in _NOT_IN_BUNDLES:
+        raise FhirError.of(400, "not-supported", f"{where}.request: {method} {url} is not supported in a Bundle", f"{where}.request.url")
+    res_type = parts[0] if len(parts) > 1 else ""
+    if res_type and not is_resource_type(res_type):
+        raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
+    res_id = parts[1] if len(parts) == 3 else None
+    return Entry(index, method, res_type, res_id, None, query, raw.get("resource"), raw.get("fullUrl"), None, None, url=url, operation=name)
+
+
+#: GET entries that name no resource type
+_SYSTEM_READS = frozenset({"capabilities", "history-system", "search-system"})
+
+
+def _read_kind(parts: list[str]) -> str | None:
+    """The interaction a GET of the path ``parts`` is, as on the routes (None: no such GET)."""
+    if not parts:
+        return "search-system"  # ``?_type=Patient,Observation``
+    if len(parts) == 1:
+        return {"metadata": "capabilities", "_history": "history-system"}.get(parts[0], "search-type")
+    if len(parts) == 2:
+        return "history-type" if parts[1] == "_history" else "read"
+    if parts[2] != "_history":
+        return None
+    return "history-instance" if len(parts) == 3 else "vread" if len(parts) == 4 else None
+
+
+def authorize_entry(principal: Principal, e: Entry) -> None:
+    """What the route of ``e``'s request would require of ``principal`` (401/403)."""
+    if e.interaction == "capabilities":
+        return  # metadata is open to every client
+    if e.operation is not None:
+        # an operation runs its own reads and writes, not in the transaction's database transaction
+        raise FhirError.of(400, "not-supported", f"${e.operation} cannot run inside a transaction; send it in a batch")
+    if e.interaction == "search-system":
+        principal.require_search_system(parse_qsl(e.query))
+    else:
+        principal.require(e.res_type or None, e.interaction, conditional=e.conditional)
 
 
 def _if_none_exist(where: str, method: str, header: Any, query: str) -> str | None:

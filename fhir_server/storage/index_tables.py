@@ -77,6 +77,12 @@ idx_date = sa.Table(
 # the widest stored value per parameter: bounds the lo side of ge/gt searches (search/sql.py _span)
 sa.Index("ix_idx_date_param_span", idx_date.c.param, idx_date.c.hi - idx_date.c.lo)
 
+#: the reference index's pseudo-parameter for references no search parameter covers (inside
+#: extensions, contained resources, elements without a search parameter): not searchable, but
+#: "who points at Patient/x" (``$merge``) must find them. Not a valid search parameter code, so no
+#: search sees it; ``_include=*`` / ``_revinclude=*`` leave it out.
+OTHER_REFERENCE = "-other"
+
 idx_reference = sa.Table(
     "idx_reference",
     metadata,

@@ -159,7 +159,7 @@ def test_a_reference_resolved_before_the_lock_is_resolved_again_under_it(single:
 
     asyncio.run(bundles._prepare(entries, index=True))
     with state.db.write() as conn:
-        outcomes = bundles._transaction_in(conn, base, entries, None, OPEN, early)
+        outcomes = bundles._transaction_in(conn, base, entries, None, OPEN, None, early)
     assert [o.status for o in outcomes][:4] == [201, 201, 201, 201]
     stored = client.get("/fhir/Encounter/e0").json()
     assert stored["participant"][0]["individual"] == {"reference": f"Practitioner/{moved}"}
