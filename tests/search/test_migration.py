@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LATER = {"idx_mpi"}
 #: indexes later migrations add to the tables of 0002 (checked in tests/search/test_date_span.py)
 LATER_INDEXES = {"ix_idx_date_param_span"}
-#: indexes later migrations widen (0018_probe_indexes): their columns as 0002 made them
+#: indexes later migrations widen (0020_probe_indexes): their columns as 0002 made them
 WIDENED_LATER = {f"ix_{t}_resource_pk": ["resource_pk", "param"] for t in ("idx_token", "idx_string", "idx_date")}
 
 

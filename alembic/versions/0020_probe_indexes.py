@@ -9,14 +9,14 @@ loaded table the planner was seen checking rows through the ``(param, value, res
 instead, scanning every ``santoso*`` entry (~50,000) once per row walked. The indexes keep their
 names and still serve row replacement, cascades and per-resource sort keys.
 
-Revision ID: 0018_probe_indexes
-Revises: 0017_subscription_websockets
+Revision ID: 0020_probe_indexes
+Revises: 0019_export_filters
 """
 
 from alembic import op
 
-revision = "0018_probe_indexes"
-down_revision = "0017_subscription_websockets"
+revision = "0020_probe_indexes"
+down_revision = "0019_export_filters"
 branch_labels = None
 depends_on = None
 
