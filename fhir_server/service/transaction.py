@@ -229,8 +229,13 @@ class BundleService:
             early = None
         if early is None:
             self._rewrite_in(conn, base, entries, principal)
-        for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
+        # only when no other entry can write what a PUT writes (a DELETE, a PATCH, a conditional
+        # update that lands on the same resource): a row read before the entries ran stays true
+        alone = all(e.method in ("GET", "HEAD", "POST") or (e.method == "PUT" and e.res_id is not None) for e in entries)
+        puts = [(e.res_type, e.res_id) for e in entries if e.method == "PUT" and e.res_id is not None] if alone else []
+        with repo.prefetched_current(conn, puts):
+            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
         return [o for o in outcomes if o is not None]
 
     def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:

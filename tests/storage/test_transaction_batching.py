@@ -122,3 +122,32 @@ def test_an_update_in_the_same_group_commit_sees_the_rows_written_before_it(clie
     assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["201", "200"]
     assert client.get("/fhir/Patient?family=Pertama").json().get("entry", []) == []
     assert client.get("/fhir/Patient?family=Kedua").json()["entry"][0]["resource"]["id"] == "twice"
+
+
+def test_puts_of_stored_and_new_resources_read_their_current_rows_together(client):
+    """PostgreSQL reads (and locks) the current rows of a Bundle's PUTs in one statement per type:
+    versions and contents come out as one at a time would make them."""
+    stored = [{"resourceType": "Patient", "id": f"s{n}", "name": [{"family": "Old"}]} for n in range(10)]
+    assert client.post("/fhir", json=_puts(stored), headers=FHIR_JSON).status_code == 200
+    updated = [{**p, "name": [{"family": "New"}]} for p in stored[:5]] + stored[5:]  # 5 changed, 5 unchanged
+    fresh = [{"resourceType": "Patient", "id": f"n{n}", "name": [{"family": "New"}]} for n in range(5)]
+    r = client.post("/fhir", json=_puts(updated + fresh), headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    statuses = [(e["response"]["status"], e["response"]["etag"]) for e in r.json()["entry"]]
+    assert statuses == [("200 OK", 'W/"2"')] * 5 + [("200 OK", 'W/"1"')] * 5 + [("201 Created", 'W/"1"')] * 5
+    assert client.get("/fhir/Patient", params={"family": "New", "_summary": "count"}).json()["total"] == 10
+
+
+def test_a_conditional_delete_and_a_put_of_the_same_resource_in_one_bundle(client):
+    """The DELETE runs first (the spec's order): the PUT then finds the row it deleted, not the one
+    read before the entries ran, and brings the resource back as its next version."""
+    patient = {"resourceType": "Patient", "id": "d1", "identifier": [{"system": "urn:x", "value": "d1"}]}
+    other = {"resourceType": "Patient", "id": "d2"}
+    assert client.post("/fhir", json=_puts([patient, other]), headers=FHIR_JSON).status_code == 200
+    bundle = _puts([patient, {**other, "gender": "male"}])  # d1 sent as it is stored
+    bundle["entry"].insert(0, {"request": {"method": "DELETE", "url": "Patient?identifier=urn:x|d1"}})
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["204 No Content", "201 Created", "200 OK"]
+    back = client.get("/fhir/Patient/d1")
+    assert back.status_code == 200 and back.json()["meta"]["versionId"] == "3"
