@@ -13,8 +13,6 @@ Variants (``--compare``):
 - ``audit``: this checkout with the audit trail on and off (what auditing costs);
 - ``subscriptions``: this checkout with the subscription worker off and on (what its waiting
   costs a server: the whole process is counted, background tasks included);
-- ``prepare``: this checkout with ``FHIR_PREPARE_WORKERS`` 0 and 2 (with ``--interaction synthea``:
-  the server process's own instructions once the workers validate and index; theirs are not counted);
 - ``baseline``: this checkout against the code in ``--baseline DIR`` (for example an
   older commit: ``git worktree add /tmp/old <commit>``), both with the audit trail on;
 - ``satusehat``: the SATUSEHAT sync off, and on as the server runs it (a child process of its own,
@@ -261,10 +259,6 @@ def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
         if args.compare == "satusehat-inline":
             return none, Variant("sync on the event loop", _HERE, True, (*sync, ("FHIR_SATUSEHAT_WORKER_PROCESS", "false")))
         return none, Variant("sync in its own process", _HERE, True, sync)
-    if args.compare == "prepare":  # the server's own share of the work with large Bundles prepared by two workers
-        return Variant("prepare workers 0", _HERE, True, (("FHIR_PREPARE_WORKERS", "0"),)), Variant(
-            "prepare workers 2 (server process only)", _HERE, True, (("FHIR_PREPARE_WORKERS", "2"),)
-        )
     if args.baseline is None:
         raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
     return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
@@ -304,9 +298,7 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--compare", choices=["audit", "baseline", "subscriptions", "satusehat", "satusehat-inline", "prepare"], default="audit"
-    )
+    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions", "satusehat", "satusehat-inline"], default="audit")
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
     parser.add_argument("--interaction", choices=["read", "search", "create", "synthea", "visit"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")

@@ -13,9 +13,7 @@ worked out from the references in the data itself) as transaction Bundles of ``-
 
 Every server gets the same Bundles, on a fresh database, side by side in one run (each client
 count on every server back to back); with ``--peer sekmet`` the Python peer sekmet-fhir too.
-Our server runs with ``FHIR_PREPARE_WORKERS=--prepare-workers`` (2): large Bundles are validated
-and indexed on the other cores (service/prepare_pool.py). Then ``fhir-server import DIR`` of the
-same files into a fresh database of each kind (one prepare worker per core, its default); its rate
+Then ``fhir-server import DIR`` of the same files into a fresh database of each kind; its rate
 is the import's own time as it reports it, the process start-up not counted (both are printed).
 Prints resources/s and the targets of issue 20 (>= 2.5x the peer and >= 3,300/s for one client,
 >= 2.5x the peer for 8 clients, import >= 5,000/s).
@@ -174,9 +172,6 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8", help="client counts, comma-separated")
     parser.add_argument("--bundle", type=int, default=100, help="entries per transaction Bundle")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server (peer too)")
-    parser.add_argument(
-        "--prepare-workers", type=int, default=2, help="FHIR_PREPARE_WORKERS of our server: processes validating large Bundles"
-    )
     parser.add_argument("--peer", choices=["sekmet"])
     parser.add_argument("--peer-venv", type=Path, default=servers.default_peer_venv())
     parser.add_argument("--no-import", action="store_true", help="skip the `fhir-server import` rows")
@@ -241,9 +236,7 @@ def _ours(kind: str, folder: Path, args: argparse.Namespace) -> _served:
     stack = ExitStack()
     url = stack.enter_context(database(kind, folder, args.postgres_url))
     port = servers.free_port()
-    env = {"FHIR_PREPARE_WORKERS": str(args.prepare_workers)}
-    label = f"ours ({kind}, {args.prepare_workers} prepare workers)"
-    return _served(label, servers.our_server(port, url, args.workers), port, env, folder / "server.log", stack)
+    return _served(f"ours ({kind})", servers.our_server(port, url, args.workers), port, None, folder / "server.log", stack)
 
 
 def _peer(folder: Path, args: argparse.Namespace) -> _served:

@@ -212,7 +212,6 @@ def import_command(
     paths: list[str] = typer.Argument(..., help="NDJSON files, Bundles (JSON), directories, .gz files"),
     database_url: str | None = DatabaseOption,
     batch_size: int = typer.Option(500, help="resources per transaction"),
-    workers: int | None = typer.Option(None, help="processes validating and indexing (default: one per core; 0: none)"),
     create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
@@ -227,11 +226,7 @@ def import_command(
     from fhir_server.state import build_state
     from fhir_server.storage import migrate as migrations
 
-    if workers is None and "FHIR_PREPARE_WORKERS" not in os.environ:
-        cores = os.cpu_count() or 1
-        workers = cores if cores > 1 else 0
-    overrides: dict[str, Any] = {"prepare_workers": workers} if workers is not None else {}
-    settings = _settings(database_url, max_bundle_entries=max(batch_size, 1), create_database=create_database or None, **overrides)
+    settings = _settings(database_url, max_bundle_entries=max(batch_size, 1), create_database=create_database or None)
     _database_url(settings)
     state = build_state(settings, blocking_writes=True)
     try:

@@ -59,9 +59,6 @@ class Settings:
     max_count: int = 1000
     #: also validate with the fhir.resources R4B model (a second opinion after the R4 checker)
     r4b_model_check: bool = True
-    #: worker processes that validate and index the resources of large transaction Bundles
-    #: (32 or more writes) on other cores; 0: in the request's process (service/prepare_pool.py)
-    prepare_workers: int = 0
     #: most entries accepted in one transaction or batch Bundle (413 above it)
     max_bundle_entries: int = 1000
     #: conditional delete may delete several matches (otherwise more than one match is 412)

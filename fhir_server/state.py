@@ -22,7 +22,6 @@ from fhir_server.service.indexing import index_resource, index_rows
 from fhir_server.service.merge import MergeService
 from fhir_server.service.mpi import MpiService
 from fhir_server.service.pipeline import Pipeline
-from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
@@ -73,10 +72,7 @@ class ServerState:
         return self.pipeline.capability(base)
 
     def close(self) -> None:
-        """The prepare workers stopped and the database's connections closed."""
-        pool = self.services.bundles.prepare_pool
-        if pool is not None:
-            pool.close()
+        """The database's connections closed."""
         self.db.dispose()
 
     def token_verifier(self) -> TokenVerifier:
@@ -125,10 +121,6 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
     # the one write path: the event loop's group commit (storage/group_commit.py), or
     # writes at once for the CLI
     writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
-    if settings.prepare_workers > 0:
-        services.bundles.prepare_pool = PreparePool(
-            settings.prepare_workers, r4b_model_check=settings.r4b_model_check, region_codes=settings.region_codes
-        )
     pipeline = Pipeline(
         services,
         writes,

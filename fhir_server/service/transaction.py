@@ -26,7 +26,6 @@ from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
-from fhir_server.service.prepare_pool import PreparePool
 from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.search import SearchService
@@ -105,8 +104,6 @@ class BundleService:
         self.history = history
         self.db = resources.db
         self.max_entries = max_entries
-        #: worker processes preparing large Bundles (service/prepare_pool.py); None: in this process
-        self.prepare_pool: PreparePool | None = None
 
     def checked(self, bundle: Any) -> tuple[str, list[Any]]:
         """The Bundle's type (transaction or batch) and its entries, checked."""
@@ -145,7 +142,7 @@ class BundleService:
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
-        await self._prepare(entries, index=early is not None)
+        self._prepare(entries, index=early is not None)
         outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, representation)
 
@@ -159,7 +156,7 @@ class BundleService:
         _rewrite(resource, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
-    async def _prepare(self, entries: list[Entry], *, index: bool) -> None:
+    def _prepare(self, entries: list[Entry], *, index: bool) -> None:
         """Checks and validation of POST and PUT entries (and, with ``index``, their index rows:
         their references are final): all before the write lock."""
         _check_unique_targets(entries)
@@ -172,17 +169,12 @@ class BundleService:
                 jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
-        pool = self.prepare_pool
-        if pool is not None and pool.wanted(len(jobs)):
-            done = await pool.prepare([(e.res_type, res_id, e.resource, index) for e, res_id in jobs])
-        else:
-            done = [self.resources.prepare_update(e.res_type, res_id, e.resource, index=index) for e, res_id in jobs]
-        for (e, _), prepared in zip(jobs, done, strict=True):
-            e.prepared = prepared
+        for e, res_id in jobs:
+            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=index)
 
     def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
         """The references of every written resource rewritten before the write lock, so that its
-        index rows are extracted there too (and, for a large Bundle, on other cores).
+        index rows are extracted there too (SQLite's single writer lock is held for less).
 
         Possible when no entry is a conditional create or update (their ids need the locked
         database). Conditional references are resolved here against a read snapshot; under the

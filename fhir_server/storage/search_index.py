@@ -36,12 +36,6 @@ class IndexRows:
     def count(self) -> int:
         return sum(len(v) for v in self.by_kind().values())
 
-    def packed(self) -> IndexRows:
-        """The same rows as tuples in column order: a seventh of the cost to unpickle, for the rows
-        that come back from the prepare workers (service/prepare_pool.py)."""
-        packed: dict[str, Any] = {k: [tuple(r.get(c) for c in _COLUMNS[k]) for r in v] for k, v in self.by_kind().items()}
-        return IndexRows(**packed)
-
 
 # Index rows are the bulk of every write: they go straight to the DBAPI cursor
 # (plain SQL built once, executemany with tuples) inside the same transaction,
@@ -100,8 +94,5 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
 
 
 def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[Sequence[Any]]:
-    first: Any = items[0]
-    if type(first) is tuple:  # IndexRows.packed(): its rows are tuples in column order
-        return [(resource_pk, *r) for r in items]
     cols = _COLUMNS[kind]
     return [(resource_pk, *[r.get(c) for c in cols]) for r in items]

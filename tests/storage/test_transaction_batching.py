@@ -151,3 +151,37 @@ def test_a_conditional_delete_and_a_put_of_the_same_resource_in_one_bundle(clien
     assert [e["response"]["status"] for e in r.json()["entry"]] == ["204 No Content", "201 Created", "200 OK"]
     back = client.get("/fhir/Patient/d1")
     assert back.status_code == 200 and back.json()["meta"]["versionId"] == "3"
+
+
+def test_a_reference_resolved_before_the_write_lock_is_resolved_again_under_it(client):
+    """Another client moves what a conditional reference matches between the early rewrite and
+    the write lock: the transaction writes what holds under the lock, and indexes that."""
+    from fhir_server.service.access import OPEN
+    from fhir_server.service.transaction import parse_entry
+
+    assert client.post("/fhir", json=_puts([_practitioner(0)]), headers=FHIR_JSON).status_code == 200
+    state = client.app.state.fhir
+    bundles = state.services.bundles
+    base = "http://testserver/fhir"
+    entries = [parse_entry(base, i, e) for i, e in enumerate(_puts([_encounter(0, 0), _encounter(1, 0)])["entry"])]
+    early = bundles._rewrite_early(base, entries, OPEN)
+    assert early is not None and early.resolved
+    assert entries[0].resource["participant"][0]["individual"]["reference"] == "Practitioner/pr0"
+    # meanwhile the identifier moves from pr0 to a new Practitioner
+    moved = {**_practitioner(0), "id": "moved"}
+    client.put("/fhir/Practitioner/pr0", json={"resourceType": "Practitioner", "id": "pr0"}, headers=FHIR_JSON)
+    assert client.post("/fhir", json=_puts([moved]), headers=FHIR_JSON).status_code == 200
+    bundles._prepare(entries, index=True)
+
+    async def write() -> list:
+        return await state.pipeline.writes.run(
+            lambda conn: bundles._transaction_in(conn, base, entries, None, OPEN, None, early), alone=True
+        )
+
+    outcomes = client.portal.call(write)  # the app's own loop runs its writes (group commit)
+    assert [o.status for o in outcomes] == [201, 201]
+    for n in range(2):
+        assert client.get(f"/fhir/Encounter/enc{n}").json()["participant"][0]["individual"]["reference"] == "Practitioner/moved"
+    found = client.get("/fhir/Encounter", params={"participant": "Practitioner/moved"}).json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == ["enc0", "enc1"]
+    assert client.get("/fhir/Encounter", params={"participant": "Practitioner/pr0", "_summary": "count"}).json()["total"] == 0
