@@ -49,6 +49,8 @@ def page(request: Request, template: str, code: int = 200, **context: Any) -> HT
         csrf=csrf_token(request),
         version=__version__,
         path=request.url.path,
+        # the language switch comes back to the same page, query included
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         tz=tz,
         tzname=clock.abbreviation(tz),
         **context,
