@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
     app.include_router(subscription_socket_router)
-    install_console(app, enabled=settings.console)  # the landing page, offline /docs, the web console
+    install_console(app, enabled=settings.console, timezone=settings.console_timezone)  # the landing page, offline /docs, the web console
     _install_error_handlers(app)
     return app
 

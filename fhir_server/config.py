@@ -95,6 +95,9 @@ class Settings:
     subscription_retry_max: float = 3600.0
     #: the web console at /console (docs/console.md); the landing page and /docs stay either way
     console: bool = True
+    #: the IANA time zone the console shows times in (chart axes, the encounter timeline, the
+    #: sync and audit pages): the facility's, WIB by default (WITA: Asia/Makassar, WIT: Asia/Jayapura)
+    console_timezone: str = "Asia/Jakarta"
     #: SATUSEHAT sync (docs/satusehat.md): ``sandbox``, ``production`` or an explicit base URL, and the
     #: facility's credentials and Organization id; off while any is unset. The secret is never shown.
     #: Then: run a sync worker for this server; in a child process of its own (false: on this

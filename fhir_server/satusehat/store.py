@@ -130,8 +130,12 @@ def in_partition(conn: Connection, partition: str, statuses: tuple[str, ...]) ->
     return [_item(r) for r in rows]
 
 
-def by_status(conn: Connection, status: str, limit: int = 100) -> list[Item]:
-    rows = conn.execute(sa.select(it).where(it.c.status == status).order_by(it.c.updated_us).limit(limit))
+def by_status(conn: Connection, status: str, limit: int = 100, facility: str | None = None) -> list[Item]:
+    """Items in ``status`` (of one facility, if given), the longest unchanged first."""
+    query = sa.select(it).where(it.c.status == status)
+    if facility is not None:
+        query = query.where(it.c.facility == facility)
+    rows = conn.execute(query.order_by(it.c.updated_us).limit(limit))
     return [_item(r) for r in rows]
 
 
