@@ -448,6 +448,11 @@ def cmd_scale(args: argparse.Namespace) -> None:
     notes: list[str] = []
     started = time.time()
     per_patient = 1 + args.encounters
+    if args.keep:
+        measure_kept(sizes, chosen, args, rows, notes)
+        notes.append(f"total {time.time() - started:.0f}s; workers={args.workers} connections={args.connections} duration={args.duration}s")
+        print_scale(rows, notes, args)
+        return
     for kind in args.db:
         label = f"ours ({kind}, {args.workers}w)"
         with tempfile.TemporaryDirectory(prefix="fhir-bench-scale-") as tmpname, database(kind, Path(tmpname), args.postgres_url) as url:
@@ -504,6 +509,120 @@ def measure_sizes(
                 f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.1f}  p95 {r.p95_ms:.1f}  "
                 f"p99 {r.p99_ms:.1f} ms  errors {r.errors}"
             )
+
+
+def kept_database(prefix: str, size: int, encounters: int, pg_url: str) -> tuple[str, bool]:
+    """The URL of the PostgreSQL database ``<prefix>_<size>_e<encounters>`` (created if missing) and
+    whether it already holds a complete load (its comment, written when a load finished)."""
+    name = f"{prefix}_{size}_e{encounters}"
+    marker = f"bench scale: {size} Patients, {encounters} Encounters each"
+    admin = sa.create_engine(sa.engine.make_url(pg_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            row = c.exec_driver_sql(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %(n)s", {"n": name}
+            ).first()
+            if row is not None and row[0] != marker:
+                c.exec_driver_sql(f'DROP DATABASE "{name}"')  # an interrupted load: start again
+            if row is None or row[0] != marker:
+                c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return sa.engine.make_url(pg_url).set(database=name).render_as_string(hide_password=False), row is not None and row[0] == marker
+
+
+def mark_loaded(url: str, size: int, encounters: int) -> None:
+    u = sa.engine.make_url(url)
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"COMMENT ON DATABASE \"{u.database}\" IS 'bench scale: {size} Patients, {encounters} Encounters each'")
+    finally:
+        admin.dispose()
+
+
+def sample_ids(url: str, count: int = 5000) -> list[str]:
+    """Patient ids of a kept database (deterministic: the same sample in every run)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            sql = "SELECT res_id FROM resources WHERE res_type = 'Patient' AND deleted = false ORDER BY md5(res_id) LIMIT %(n)s"
+            return [r[0] for r in c.exec_driver_sql(sql, {"n": count})]
+    finally:
+        engine.dispose()
+
+
+def bulk_preload(url: str, size: int, encounters: int, processes: int, loaded: Loaded) -> None:
+    """``--bulk``: Patients 0..size with COPY (bench/bulk_load.py), ``processes`` ranges at once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench import bulk_load
+
+    log(f"bulk-loading {size:,} Patients ({encounters} Encounters each) into {sa.engine.make_url(url).database}, {processes} processes")
+    t0 = time.monotonic()
+    step = -(-size // processes)
+    with ProcessPoolExecutor(processes) as pool:
+        jobs = [pool.submit(bulk_load.load, url, lo, min(size, lo + step), encounters) for lo in range(0, size, step)]
+        for job in jobs:
+            job.result()
+    loaded.seconds = time.monotonic() - t0
+    loaded.resources = size * (1 + encounters)
+    loaded.patients = size
+    log(f"  loaded {loaded.resources:,} resources in {loaded.seconds:.0f}s")
+
+
+def measure_kept(
+    sizes: list[int], chosen: list[str], args: argparse.Namespace, rows: list[tuple[int, load.Result]], notes: list[str]
+) -> None:
+    """``--keep PREFIX``: one PostgreSQL database per size, loaded once and kept for later runs;
+    every size is served at once and each scenario runs on the sizes back to back, so the ratio
+    of two sizes is measured seconds apart (the machine's load moves less in between)."""
+    label = f"ours (postgresql, {args.workers}w)"
+    with ExitStack() as stack:
+        bases: dict[int, tuple[str, Loaded]] = {}
+        for size in sizes:
+            url, complete = kept_database(args.keep, size, args.encounters, args.postgres_url)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fhir-bench-scale-")))
+            port = servers.free_port()
+            base = f"http://127.0.0.1:{port}"
+            stack.enter_context(served(servers.our_server(port, url, args.workers), base, tmp / "server.log", f"{label} {size:,}"))
+            loaded = Loaded()
+            if complete:
+                log(f"{label}: reusing {sa.engine.make_url(url).database} ({size:,} Patients)")
+                loaded.patients = size
+            elif args.bulk:
+                bulk_preload(url, size, args.encounters, args.load_threads, loaded)
+                analyze(url)
+                mark_loaded(url, size, args.encounters)
+                notes.append(f"{size:,} Patients loaded with COPY (bench/bulk_load.py) in {loaded.seconds:.0f}s")
+            else:
+                preload(
+                    f"{base}/fhir",
+                    loaded,
+                    size,
+                    per_bundle=args.bundle_patients,
+                    threads=args.load_threads,
+                    encounters=args.encounters,
+                    extras=False,
+                    label=f"{label} -> {size:,}",
+                )
+                analyze(url)
+                mark_loaded(url, size, args.encounters)
+                notes.append(f"{size:,} Patients loaded in {loaded.seconds:.0f}s ({loaded.resources / loaded.seconds:,.0f} resources/s)")
+            loaded.ids = sample_ids(url)
+            bases[size] = (base, loaded)
+        for base, loaded in bases.values():  # warm the caches of every server and database alike
+            load.run("warm-up", label, base, load.get_paths_script(search_paths(T.IDENT, loaded)), duration=1, connections=1)
+        for sc in chosen:
+            for size, (base, loaded) in bases.items():
+                r = load.run(
+                    sc, label, base, load.get_paths_script(search_paths(sc, loaded)), duration=args.duration, connections=args.connections
+                )
+                rows.append((size, r))
+                log(
+                    f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.2f}  p95 {r.p95_ms:.2f}  "
+                    f"p99 {r.p99_ms:.2f} ms  errors {r.errors}"
+                )
 
 
 def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: argparse.Namespace) -> None:
@@ -587,6 +706,12 @@ def main() -> None:
         default=[["identifier", "family", "birthdate", "encounter"]],
         help="subset of: identifier family birthdate encounter",
     )
+    s.add_argument(
+        "--keep",
+        metavar="PREFIX",
+        help="PostgreSQL only: one database per size named PREFIX_<size>_e<encounters>, loaded once and reused by later runs",
+    )
+    s.add_argument("--bulk", action="store_true", help="with --keep: load with COPY (bench/bulk_load.py) instead of through the API")
     s.set_defaults(func=cmd_scale, bundle_patients=200)
     args = parser.parse_args()
     args.scenarios = [name for group in args.scenarios for name in group]

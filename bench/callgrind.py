@@ -18,10 +18,16 @@ Variants (``--compare``):
 - ``subscription-count``: this checkout with no subscription and with ``--subscriptions N``
   active ones (R4 criteria ``Patient?family=SubN``: each is matched against every created
   Patient, none fires; created through a plain server run before valgrind starts), what
-  matching costs a create (issue 16: create throughput with 1,000 at least 80 % of none).
+  matching costs a create (issue 16: create throughput with 1,000 at least 80 % of none);
+- ``satusehat``: the SATUSEHAT sync off, and on as the server runs it (a child process of its own,
+  not counted: what it costs the process that serves requests); ``satusehat-inline``: off, and on
+  the server's event loop (``FHIR_SATUSEHAT_WORKER_PROCESS=false``: everything counted). Both
+  against the tests' simulator (127.0.0.1), with ``--interaction visit``.
 
 Interactions (``--interaction``): ``read`` (GET by id), ``search`` (a Patient by NIK,
-``identifier=``), ``create`` (POST, the body comes back) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
+``identifier=``), ``create`` (POST, the body comes back), ``visit`` (a transaction Bundle of
+an Encounter, 2 Conditions and 5 Observations; counted per resource, the counters dumped once the
+sync has sent them all) or ``synthea`` (the Synthea sample's first ``--count`` transaction Bundles of
 100 PUTs, as bench.synthea sends them; counted per resource).
 
 The flush interval is set long (``FHIR_AUDIT_FLUSH_INTERVAL=1000``) so audit events
@@ -51,6 +57,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from bench import data
@@ -162,6 +169,9 @@ def _drive(port: int, pid: int, interaction: str, count: int) -> None:
     if interaction == "synthea":
         _drive_synthea(conn, pid, count)
         return
+    if interaction == "visit":
+        _drive_visits(conn, pid, count)
+        return
     ids = [json.loads(_send(conn, "POST", "/fhir/Patient", data.patient(n)))["id"] for n in range(_PATIENTS)]
 
     niks = [quote(f"{data.NIK_SYSTEM}|{data.nik_of(data.patient(n))}") for n in range(_PATIENTS)]
@@ -206,6 +216,46 @@ def _drive_synthea(conn: http.client.HTTPConnection, pid: int, count: int) -> No
         _send_raw(conn, body)
 
 
+#: the simulator the ``satusehat`` variants sync to (None: not started)
+_sim: Any = None
+
+
+def _drive_visits(conn: http.client.HTTPConnection, pid: int, count: int) -> None:
+    """``count`` visits, one transaction Bundle each, after 10 for warming up; then waits until
+    the sync (if on) has sent every one, so that its work is in the counters."""
+    from bench.satusehat_bench import RESOURCES_PER_VISIT, visit_entries
+    from tests.satusehat.conftest import doctor, location, patient
+
+    for r in (patient(), doctor(), location()):
+        _send(conn, "PUT", f"/fhir/{r['resourceType']}/{r['id']}", r)
+    offset = int(time.time() * 1000)  # unique visit ids: both variants sync to one simulator
+
+    def visits(first: int, n: int) -> None:
+        for k in range(first, first + n):
+            _send_raw(conn, json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": visit_entries(k)}).encode())
+
+    before = _synced_count()
+    visits(offset, 10)
+    time.sleep(1)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    visits(offset + 10, count)
+    wanted = before + (count + 10) * RESOURCES_PER_VISIT
+    deadline = time.monotonic() + 1800
+    while _sim is not None and time.monotonic() < deadline:
+        time.sleep(2)
+        synced = _synced_count()
+        if synced == before or synced >= wanted:  # the sync is off, or has sent everything
+            if synced == before:
+                time.sleep(10)
+                if _synced_count() != before:
+                    continue
+            break
+
+
+def _synced_count() -> int:
+    return sum(len(_sim.resources(t)) for t in ("Encounter", "Condition", "Observation")) if _sim is not None else 0
+
+
 def _send_raw(conn: http.client.HTTPConnection, body: bytes) -> None:
     conn.request("POST", "/fhir", body, {"content-type": "application/fhir+json", "prefer": "return=minimal"})
     response = conn.getresponse()
@@ -216,6 +266,8 @@ def _send_raw(conn: http.client.HTTPConnection, body: bytes) -> None:
 
 def _per(interaction: str, count: int) -> int:
     """What the instruction count is divided by: requests, or resources for Synthea Bundles."""
+    if interaction == "visit":
+        return count * 8
     if interaction != "synthea":
         return count
     return sum(len(json.loads(b)["entry"]) for b in _synthea_bundles()[:count])
@@ -247,6 +299,19 @@ def _variants(args: argparse.Namespace) -> tuple[Variant, Variant]:
         return Variant("no subscription", _HERE, True, allow), Variant(
             f"{args.subscriptions} subscriptions", _HERE, True, allow, args.subscriptions
         )
+    if args.compare.startswith("satusehat"):
+        from tests.satusehat.simulator import CLIENT_ID, CLIENT_SECRET, ORG
+
+        sync = (
+            ("FHIR_SATUSEHAT_URL", _sim.url),
+            ("FHIR_SATUSEHAT_CLIENT_ID", CLIENT_ID),
+            ("FHIR_SATUSEHAT_CLIENT_SECRET", CLIENT_SECRET),
+            ("FHIR_SATUSEHAT_ORGANIZATION_ID", ORG),
+        )
+        none = Variant("sync off", _HERE, True, (*sync, ("FHIR_SATUSEHAT_WORKER", "false")))
+        if args.compare == "satusehat-inline":
+            return none, Variant("sync on the event loop", _HERE, True, (*sync, ("FHIR_SATUSEHAT_WORKER_PROCESS", "false")))
+        return none, Variant("sync in its own process", _HERE, True, sync)
     if args.baseline is None:
         raise SystemExit("--compare baseline needs --baseline DIR (a checkout of the older code)")
     return Variant(f"baseline {args.baseline}", args.baseline.resolve(), True), Variant("this checkout", _HERE, True)
@@ -287,9 +352,11 @@ def measure(variants: tuple[Variant, Variant], interaction: str, count: int, sta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["audit", "baseline", "subscriptions", "subscription-count"], default="audit")
+    parser.add_argument(
+        "--compare", choices=["audit", "baseline", "subscriptions", "subscription-count", "satusehat", "satusehat-inline"], default="audit"
+    )
     parser.add_argument("--baseline", type=Path, help="checkout of the code to compare with (--compare baseline)")
-    parser.add_argument("--interaction", choices=["read", "search", "create", "synthea"], default="read")
+    parser.add_argument("--interaction", choices=["read", "search", "create", "synthea", "visit"], default="read")
     parser.add_argument("--count", type=int, default=3000, help="measured interactions per variant (synthea: Bundles, at most 74)")
     parser.add_argument("--data", type=Path, help="the Synthea sample's folder (--interaction synthea)")
     parser.add_argument("--subscriptions", type=int, default=1000, help="active subscriptions (--compare subscription-count)")
@@ -298,11 +365,21 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    global _synthea_dir
+    global _synthea_dir, _sim
     _synthea_dir = args.data
+    if args.compare.startswith("satusehat"):
+        from tests.satusehat.simulator import Simulator
+
+        _sim = Simulator().start()
     variants = _variants(args)
-    first, second = measure(variants, args.interaction, args.count, args.start_timeout, args.keep)
-    what = "resource of the Synthea PUT transactions" if args.interaction == "synthea" else args.interaction
+    try:
+        first, second = measure(variants, args.interaction, args.count, args.start_timeout, args.keep)
+    finally:
+        if _sim is not None:
+            _sim.stop()
+    what = {"synthea": "resource of the Synthea PUT transactions", "visit": "resource of the visit Bundles"}.get(
+        args.interaction, args.interaction
+    )
     print(f"instructions per {what} (whole server process, {args.count} requests, 1 worker, SQLite)")
     width = max(len(v.name) for v in variants)
     print(f"  {variants[0].name:<{width}} : {first:12,.0f}")

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server import __version__
-from fhir_server.api import http
+from fhir_server.api import http, request_forms
 from fhir_server.api.auth_routes import router as auth_router
 from fhir_server.api.guard import RequestGuard
 from fhir_server.api.hot_path import HotPath
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
                 audit_flusher.cancel()
                 await asyncio.gather(audit_flusher, return_exceptions=True)
             state.recorder.close()
-        state.db.dispose()
+        state.close()
 
     def audit_recorder(scope: Scope) -> AuditRecorder | None:
         recorder = state.recorder  # with audit on: None until started, then the AuditRecorder
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(bulk_router)  # before the generic $operation routes
     app.include_router(operations_router)
     app.include_router(subscription_socket_router)
-    install_console(app, enabled=settings.console)  # the landing page, offline /docs, the web console
+    install_console(app, enabled=settings.console, timezone=settings.console_timezone)  # the landing page, offline /docs, the web console
     _install_error_handlers(app)
     return app
 
@@ -197,7 +197,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             404: f"No FHIR endpoint at {request.url.path}",
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return http.outcome_response(request, [Issue("error", code, text)], exc.status_code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = request_forms.allowed_methods(request.app.router.routes, request.scope)
+            if request.method == "OPTIONS" and allow:
+                # RFC 9110 §9.3.7: OPTIONS answers what the target takes (CORS preflights are
+                # answered before this by the CORS layer, when it is on)
+                return Response(status_code=200, headers={"Allow": ", ".join(allow)})
+            if allow:
+                headers["Allow"] = ", ".join(allow)
+        return http.outcome_response(request, [Issue("error", code, text)], exc.status_code, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -215,6 +215,7 @@ def import_command(
     create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
+    import time
     from pathlib import Path
 
     from rich.console import Console
@@ -230,12 +231,14 @@ def import_command(
     state = build_state(settings, blocking_writes=True)
     try:
         migrations.upgrade(state.db.engine)
+        started = time.monotonic()
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
             task = bar.add_task("import", total=None)
             summary = Importer(state.pipeline, batch_size=batch_size).run([Path(p) for p in paths], progress=lambda n: bar.advance(task, n))
         state.db.analyze()  # fresh planner statistics after a bulk load
+        seconds = time.monotonic() - started
     finally:
-        state.db.dispose()
+        state.close()
     table = Table(title=f"import: {summary.files} file(s)")
     for col in ("type", "created", "existing (updated or unchanged)"):
         table.add_column(col)
@@ -248,8 +251,10 @@ def import_command(
     for line in summary.warnings:  # stored as sent (the server stores such references), but worth knowing
         typer.echo(f"warning: {line}", err=True)
     unresolved = f", {len(summary.warnings)} unresolved references" if summary.warnings else ""
+    rate = f" in {seconds:.2f}s ({summary.total / seconds:,.0f} resources/s)" if seconds > 0 else ""
     typer.echo(
-        f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, {len(summary.errors)} errors{unresolved}"
+        f"{sum(summary.created.values())} created, {sum(summary.existing.values())} existing, "
+        f"{len(summary.errors)} errors{unresolved}{rate}"
     )
     if summary.errors:
         raise typer.Exit(1)

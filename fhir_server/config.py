@@ -95,16 +95,22 @@ class Settings:
     subscription_retry_max: float = 3600.0
     #: the web console at /console (docs/console.md); the landing page and /docs stay either way
     console: bool = True
+    #: the IANA time zone the console shows times in (chart axes, the encounter timeline, the
+    #: sync and audit pages): the facility's, WIB by default (WITA: Asia/Makassar, WIT: Asia/Jayapura)
+    console_timezone: str = "Asia/Jakarta"
     #: SATUSEHAT sync (docs/satusehat.md): ``sandbox``, ``production`` or an explicit base URL, and the
     #: facility's credentials and Organization id; off while any is unset. The secret is never shown.
-    #: Then: run the sync worker in this process; seconds between polls; the lease on a partition;
-    #: first and longest back-off (s); how long a NIK SATUSEHAT did not know stays "not found";
-    #: the timeout of one call; partitions served at once per process
+    #: Then: run a sync worker for this server; in a child process of its own (false: on this
+    #: process's event loop); that process's nice increment; seconds between polls; the lease on a
+    #: partition; first and longest back-off (s); how long a NIK SATUSEHAT did not know stays
+    #: "not found"; the timeout of one call; partitions served (= requests in flight) at once per worker
     satusehat_url: str = ""
     satusehat_client_id: str = ""
     satusehat_client_secret: str = field(default="", repr=False)
     satusehat_organization_id: str = ""
     satusehat_worker: bool = True
+    satusehat_worker_process: bool = True
+    satusehat_nice: int = 10
     satusehat_poll_interval: float = 0.5
     satusehat_lease_seconds: float = 60.0
     satusehat_retry_base: float = 1.0

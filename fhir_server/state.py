@@ -68,7 +68,12 @@ class ServerState:
         return self.services.history
 
     def capability_bytes(self, base: str) -> bytes:
-        return capability_bytes(base, self.settings.conditional_delete_multiple, self.settings.auth == "token")
+        assert self.pipeline.capability is not None
+        return self.pipeline.capability(base)
+
+    def close(self) -> None:
+        """The database's connections closed."""
+        self.db.dispose()
 
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""
@@ -100,12 +105,13 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
         resources.listeners.setdefault(res_type, []).append(sync_engine)
     conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     search = SearchService(db, settings.default_count, settings.max_count)
+    history = HistoryService(db, settings.default_count, settings.max_count)
     services = Services(
         resources=resources,
         conditional=conditional,
-        history=HistoryService(db, settings.default_count, settings.max_count),
+        history=history,
         search=search,
-        bundles=BundleService(resources, conditional, search, max_entries=settings.max_bundle_entries),
+        bundles=BundleService(resources, conditional, search, history, max_entries=settings.max_bundle_entries),
         audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
         mpi=mpi,
         merge=MergeService(resources),
@@ -115,6 +121,11 @@ def build_state(settings: Settings, *, blocking_writes: bool = False) -> ServerS
     # the one write path: the event loop's group commit (storage/group_commit.py), or
     # writes at once for the CLI
     writes: Writes = BlockingWrites(db) if blocking_writes else GroupCommitter(db)
-    pipeline = Pipeline(services, writes, audit_writes=settings.audit and not blocking_writes)
+    pipeline = Pipeline(
+        services,
+        writes,
+        audit_writes=settings.audit and not blocking_writes,
+        capability=lambda base: capability_bytes(base, settings.conditional_delete_multiple, settings.auth == "token"),
+    )
     install_subscriptions(pipeline, settings)
     return ServerState(settings=settings, db=db, services=services, pipeline=pipeline)

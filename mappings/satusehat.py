@@ -1,7 +1,8 @@
 """Local FHIR resources -> the shapes SATUSEHAT accepts (pure: no I/O).
 
 What is sent and why (docs/satusehat.md; reference: SATUSEHAT playbook "Rawat Jalan" and the
-kamus validasi): Encounter, Condition, Observation, Procedure and Location. Every resource gets one
+kamus validasi): Encounter, Condition, Observation, Procedure, Location and Organization sub-units
+(an Organization with ``partOf``). Every resource gets one
 identifier ``http://sys-ids.kemkes.go.id/<type>/<organization id>`` whose value is the local id
 (stable, unique within the facility), which is also what the sync looks a resource up by after a
 lost answer. References are rewritten to SATUSEHAT ids (Patient and Practitioner: IHS numbers);
@@ -27,7 +28,10 @@ ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 #: the types sent, parents before children (the order a patient's work is done in)
-SYNCED_TYPES = ("Location", "Encounter", "Condition", "Observation", "Procedure")
+SYNCED_TYPES = ("Organization", "Location", "Encounter", "Condition", "Observation", "Procedure")
+#: the types SATUSEHAT may know already (registered by hand, by an earlier bridge): always looked up
+#: by identifier before the first create, and the id found remembered
+LOOKED_UP_FIRST = ("Organization", "Location")
 #: the types whose SATUSEHAT id is their IHS number, looked up by NIK (never sent)
 LOOKED_UP_TYPES = ("Patient", "Practitioner")
 _RULE = re.compile(r"RuleNumber:\s*(\d+)")
@@ -102,6 +106,8 @@ def _refs(values: Any, *types: str) -> list[tuple[str, str]]:
 
 def needs(resource: Mapping[str, Any]) -> Needs:
     t = resource.get("resourceType")
+    if t == "Organization":
+        return Needs(tuple(_refs(resource.get("partOf"), "Organization")))
     if t == "Location":
         return Needs(())
     subject = _refs(resource.get("subject"), "Patient")
@@ -117,6 +123,12 @@ def needs(resource: Mapping[str, Any]) -> Needs:
     if t == "Observation":
         return Needs((*subject, *encounter), tuple(_refs(resource.get("performer"), "Practitioner")))
     return Needs((*subject, *encounter))
+
+
+def is_sub_unit(resource: Mapping[str, Any]) -> bool:
+    """An Organization part of another (a facility's poli, unit, department): synced. One without
+    ``partOf`` is a facility itself, which SATUSEHAT has already (its Master Sarana Index id)."""
+    return resource.get("resourceType") == "Organization" and bool(_refs(resource.get("partOf"), "Organization"))
 
 
 def patient_of(resource: Mapping[str, Any]) -> str | None:
@@ -136,6 +148,8 @@ def _has_coding(concept: Any, system: str | None = None) -> bool:
 def hold_reason(resource: Mapping[str, Any]) -> str | None:
     """Why SATUSEHAT's rules would refuse ``resource`` (None: nothing we know of)."""
     t = resource.get("resourceType")
+    if t == "Organization":
+        return None if resource.get("name") else "Organization has no name (SATUSEHAT: name is required)"
     if t == "Location":
         if not resource.get("name"):
             return "Location has no name (SATUSEHAT: name is required)"
@@ -206,6 +220,12 @@ def payload(
             return None
         return {"reference": f"{local[0]}/{ids[local]}", **({"display": ref["display"]} if ref.get("display") else {})}
 
+    if t == "Organization":
+        # a sub-unit: part of the facility, or of another sub-unit (``ids`` maps the facility's own
+        # local Organization to its SATUSEHAT id too)
+        out["partOf"] = rewrite(resource.get("partOf")) or {"reference": f"Organization/{organization_id}"}
+        out.pop("endpoint", None)
+        return out
     if t == "Location":
         out["managingOrganization"] = {"reference": f"Organization/{organization_id}"}
         out.pop("partOf", None)

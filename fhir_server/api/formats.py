@@ -43,6 +43,19 @@ def _media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
+def _other_fhir_version(media: str) -> str | None:
+    """The ``fhirVersion`` of a media type (versioning.html#mt-version) when it is not R4 (4.0,
+    4.0.x); None when it is R4 or absent. This server speaks R4 only: a client asking for another
+    version must not get R4 as if it were what it asked for."""
+    for part in media.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "fhirversion":
+            version = value.strip().strip('"')
+            if version != "4.0" and not version.startswith("4.0."):
+                return version
+    return None
+
+
 def format_from_param(value: str) -> str:
     """JSON or XML for a ``_format`` value: ``json``, ``xml`` or a mime type, with parameters
     (``application/fhir+json;fhirVersion=4.0``, http.html#mime-type) or not (406 otherwise).
@@ -51,6 +64,9 @@ def format_from_param(value: str) -> str:
     fmt = _FORMAT_PARAM.get(media) or (JSON if media in _JSON_TYPES else XML if media in _XML_TYPES else None)
     if fmt is None:
         raise FhirError.of(406, "not-supported", f"_format '{value}' is not supported (use json or xml)")
+    version = _other_fhir_version(value)
+    if version is not None:
+        raise FhirError.of(406, "not-supported", f"_format asks for FHIR version {version}; this server serves R4 (fhirVersion=4.0) only")
     return fmt
 
 
@@ -58,7 +74,11 @@ def format_from_accept(accept: str | None) -> str:
     """Pick JSON or XML from an Accept header (406 when neither is acceptable)."""
     if not accept or accept in _COMMON_JSON_ACCEPTS:
         return JSON
-    best: tuple[float, int, str] | None = None
+    # (q, JSON first, earlier first): among types of equal q the server chooses (RFC 9110 §12.5.1)
+    # and takes its native JSON. HAPI's client sends fhir+xml and fhir+json both at q=1.0, XML
+    # first: it got XML, which R4-only types cannot be written as (406 for what it accepts as JSON)
+    best: tuple[float, bool, int, str] | None = None
+    versions: list[str] = []
     for index, part in enumerate(accept.split(",")):
         pieces = part.split(";")
         media = pieces[0].strip().lower()
@@ -76,25 +96,33 @@ def format_from_accept(accept: str | None) -> str:
             fmt = XML
         else:
             continue
-        if q > 0 and (best is None or (q, -index) > (best[0], best[1])):
-            best = (q, -index, fmt)
+        version = _other_fhir_version(part)
+        if version is not None:
+            versions.append(version)  # acceptable only in a FHIR version this server does not serve
+            continue
+        if q > 0 and (best is None or (q, fmt == JSON, -index) > best[:3]):
+            best = (q, fmt == JSON, -index, fmt)
     if best is None:
+        also = f" (FHIR version {', '.join(versions)} asked; this server serves R4, fhirVersion=4.0)" if versions else ""
         raise FhirError.of(
             406,
             "not-supported",
-            f"None of the accepted media types ({accept}) can be produced; use application/fhir+json or application/fhir+xml",
+            f"None of the accepted media types ({accept}) can be produced{also}; use application/fhir+json or application/fhir+xml",
         )
-    return best[2]
+    return best[3]
 
 
 def format_from_content_type(content_type: str | None) -> str:
     if not content_type:
         return JSON
     media = _media_type(content_type)
-    if media in _JSON_TYPES:
-        return JSON
-    if media in _XML_TYPES:
-        return XML
+    if media in _JSON_TYPES or media in _XML_TYPES:
+        version = _other_fhir_version(content_type)
+        if version is not None:
+            raise FhirError.of(
+                415, "not-supported", f"The body is FHIR version {version} (Content-Type); this server takes R4 (fhirVersion=4.0) only"
+            )
+        return JSON if media in _JSON_TYPES else XML
     raise FhirError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json or application/fhir+xml")
 
 

@@ -58,8 +58,10 @@ def get_and_post(router: APIRouter, path: str, **options: Any) -> Callable[[F], 
 
 
 def parse_json(raw: bytes, content_type: str | None, settings: Settings) -> Any:
-    value = formats.parse_body(raw, formats.format_from_content_type(content_type))
-    check_json(value, max_depth=settings.max_json_depth, max_elements=settings.max_json_elements)
+    kind = formats.format_from_content_type(content_type)
+    value = formats.parse_body(raw, kind)
+    json_text = raw if kind == formats.JSON else None  # an XML body's text says nothing of the JSON made from it
+    check_json(value, max_depth=settings.max_json_depth, max_elements=settings.max_json_elements, raw=json_text)
     return value
 
 

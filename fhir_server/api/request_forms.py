@@ -12,6 +12,9 @@ other layer (guard, audit, hot path, FastAPI), so each rule lives here once:
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.routing import Match, Route
 from starlette.types import Message, Scope, Send
 
 from fhir_server.url_forms import FHIR_BASE_PATH, canonical_fhir_path, canonical_path
@@ -41,3 +44,26 @@ def _headers_only(send: Send) -> Send:
         await send(message)
 
     return send_headers_only
+
+
+def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
+    """The methods the app's routes answer for the path of ``scope`` (the ``Allow`` header of a 405
+    and of ``OPTIONS``): every route whose path matches, whatever its method. Starlette names only
+    the first matching route's methods (``Allow: GET`` on ``/fhir/Patient``, which takes POST,
+    PUT, PATCH and DELETE too). Included routers (FastAPI keeps them whole) are walked."""
+    methods: set[str] = set()
+
+    def walk(entries: list[Any]) -> None:
+        for route in entries:
+            original = getattr(route, "original_router", None)
+            if original is not None:
+                walk(original.routes)
+            elif isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+                methods.update(route.methods)
+
+    walk(routes)
+    if "GET" in methods and "$" not in scope["path"]:
+        methods.add("HEAD")  # HEAD is GET without the body (canonical_request), not on operations
+    if methods:
+        methods.add("OPTIONS")
+    return sorted(methods)

@@ -143,10 +143,9 @@ async def search_type(request: Request, res_type: str) -> Response:
     return http.body_response(request, type_search(request, res_type, _params(request)))
 
 
-@router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
-async def search_type_post(request: Request, res_type: str) -> Response:
+async def _search_form(request: Request) -> list[tuple[str, str]]:
+    """The parameters of a ``POST ... _search``: the query string's and the form body's."""
     st = _state(request)
-    st.pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in ("application/x-www-form-urlencoded", ""):
         raise FhirError.of(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
@@ -155,7 +154,20 @@ async def search_type_post(request: Request, res_type: str) -> Response:
         form = parse_qsl(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise FhirError.of(400, "structure", "The form body is not valid UTF-8") from None
-    return http.body_response(request, type_search(request, res_type, _params(request) + form))
+    return _params(request) + form
+
+
+@router.post("/_search", responses=_responses(200), summary="search-system (POST)", openapi_extra=_SEARCH_FORM)
+async def search_system_post(request: Request) -> Response:
+    """``POST [base]/_search`` (search.html, HTTP POST at the server root): ``GET [base]?...``
+    with the parameters in a form body (long ``_type`` lists, values kept out of access logs)."""
+    return await _bundle(request, interaction(request, "search-system", params=await _search_form(request)))
+
+
+@router.post("/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type (POST)", openapi_extra=_SEARCH_FORM)
+async def search_type_post(request: Request, res_type: str) -> Response:
+    _state(request).pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
+    return http.body_response(request, type_search(request, res_type, await _search_form(request)))
 
 
 @router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")
@@ -202,6 +214,15 @@ async def _write(
     result = await answer(request, i)
     if kind == "delete":
         headers = {"ETag": result.stored.etag} if result.stored is not None else {}
+        if http.prefer(request).get("return") == "operationoutcome":
+            # http.html#delete: 200 when the response has a payload; what was deleted, if anything
+            what = (
+                f"{result.stored.res_type}/{result.stored.res_id} deleted"
+                if result.stored is not None
+                else "Deleted (nothing, or several resources)"
+            )
+            issues = [Issue("information", "informational", what)]
+            return http.body_response(request, jsonio.dumps(operation_outcome(issues)), 200, headers)
         return Response(status_code=204, headers=headers)
     return _write_response(request, result)
 

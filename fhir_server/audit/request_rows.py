@@ -40,6 +40,8 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
         return ("transaction" if method == "POST" else "search-system"), None, None, None
     if parts[0] == "_history":
         return "history-system", None, None, None
+    if parts[0] == "_search":
+        return "search-system", None, None, None
     res_type = parts[0]
     if len(parts) == 1:
         return _KIND_OF_TYPE.get(method, "read"), res_type, None, None

@@ -60,6 +60,8 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     "subsumes": frozenset({"read"}),
     "expand": frozenset({"read"}),
     "translate": frozenset({"read"}),
+    # deliver a subscription's events again (Subscription/$replay): it changes the delivery state
+    "replay": frozenset({"read", "update"}),
     # the SATUSEHAT sync: read on the type, plus a dedicated scope the handlers check
     # (system/satusehat.read, system/satusehat.write; docs/satusehat.md)
     "satusehat-status": frozenset({"read"}),

@@ -4,8 +4,10 @@ A user's role maps onto the same SMART ``system/`` scopes as an OAuth client's, 
 asks the same :class:`~fhir_server.service.access.Principal` questions the API asks a token:
 
 - ``viewer``: read and search every type (``system/*.rs``)
-- ``clerk``: also create and update (imports, edits): ``system/*.crus``
-- ``admin``: everything, the audit trail included, plus the console's admin pages
+- ``clerk``: also create and update (imports, edits): ``system/*.crus``, and the SATUSEHAT sync
+  state (``system/satusehat.read``)
+- ``admin``: everything, the audit trail and SATUSEHAT retries included (``system/satusehat.write``),
+  plus the console's admin pages
 
 Passwords are hashed with scrypt (``clients.hash_secret``). After :data:`MAX_FAILURES` wrong
 passwords in a row the user is locked for :data:`LOCK_SECONDS`; sessions live in
@@ -31,8 +33,8 @@ from .scopes import ScopeSet
 
 ROLES: dict[str, str] = {
     "viewer": "system/*.rs",
-    "clerk": "system/*.crus",
-    "admin": "system/*.cruds system/AuditEvent.rs",
+    "clerk": "system/*.crus system/satusehat.read",
+    "admin": "system/*.cruds system/AuditEvent.rs system/satusehat.read system/satusehat.write",
 }
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
@@ -113,6 +115,30 @@ def get_user(conn: Connection, username: str) -> User | None:
 def disable_user(conn: Connection, username: str) -> bool:
     """Disable a user and end their sessions; False if there is no such user."""
     done = conn.execute(console_users.update().where(console_users.c.username == username).values(active=False)).rowcount > 0
+    conn.execute(console_sessions.delete().where(console_sessions.c.username == username))
+    return done
+
+
+def set_role(conn: Connection, username: str, role: str) -> bool:
+    """Give ``username`` another role (effective on their next request); False: no such user."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    return conn.execute(console_users.update().where(console_users.c.username == username).values(role=role)).rowcount > 0
+
+
+def reset_password(conn: Connection, username: str, password: str) -> bool:
+    """A new password for ``username``: the lock-out is lifted and their sessions end (whoever
+    knew the old password is signed out). False: no such user."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password needs at least {MIN_PASSWORD} characters")
+    done = (
+        conn.execute(
+            console_users.update()
+            .where(console_users.c.username == username)
+            .values(password_hash=hash_secret(password), failures=0, locked_until_us=None)
+        ).rowcount
+        > 0
+    )
     conn.execute(console_sessions.delete().where(console_sessions.c.username == username))
     return done
 

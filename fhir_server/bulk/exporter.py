@@ -39,11 +39,13 @@ import sqlalchemy as sa
 
 from fhir_server import jsonio
 from fhir_server.bulk.jobs import Job
+from fhir_server.search.engine import filter_sql, subset
 from fhir_server.search.parameters import compartments, resource_types
 from fhir_server.storage.db import Database
 from fhir_server.storage.index_tables import idx_reference
 from fhir_server.storage.tables import resource_versions, resources
 from fhir_server.timeutil import datetime_range
+from fhir_server.urlcodec import parse_qsl
 
 #: patient ids per IN (...) list of a Group-level export
 ID_CHUNK = 500
@@ -200,9 +202,11 @@ def stream_group_chunk(
     tx: int,
     since: int | None,
     batch_size: int,
+    conditions: list[Any] | None = None,
 ) -> Iterator[list[tuple[str, str, bytes]]]:
     """Batches of (res_type, res_id, body) in the compartments of ``patient_ids``, every type at once:
-    one query driven by the reference index (the Patients' references), streamed."""
+    one query driven by the reference index (the Patients' references), streamed; ``conditions``
+    narrow the rows further (``_typeFilter``)."""
     r, ref = resources, idx_reference
     inner = r.alias("member")
     pairs = sa.or_(*(sa.and_(inner.c.res_type == t, ref.c.param.in_(p)) for t, p in members.items()))
@@ -211,7 +215,11 @@ def stream_group_chunk(
         .select_from(ref.join(inner, inner.c.pk == ref.c.resource_pk))
         .where(ref.c.target_type == "Patient", ref.c.target_id.in_(patient_ids), pairs)
     )
-    stmt = sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body).where(r.c.pk.in_(pks), _time_filter(tx, since)).order_by(r.c.pk)
+    stmt = (
+        sa.select(r.c.res_type, r.c.res_id, r.c.updated_us, r.c.body)
+        .where(r.c.pk.in_(pks), _time_filter(tx, since), *(conditions or []))
+        .order_by(r.c.pk)
+    )
     with db.read() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
         for rows in result.partitions(batch_size):
@@ -224,8 +232,10 @@ class _Files:
     """The NDJSON files of one export, opened on their first resource, with counts (and
     duplicate suppression when the same resource can come from two queries)."""
 
-    def __init__(self, folder: Path, dedupe: bool) -> None:
+    def __init__(self, folder: Path, dedupe: bool, shape: Callable[[str, bytes], bytes] | None = None) -> None:
         self.folder = folder
+        #: (type, body) -> the line's resource (``_elements``); None: the stored bytes
+        self.shape = shape
         self.handles: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.seen: set[tuple[str, str]] | None = set() if dedupe else None
@@ -237,7 +247,7 @@ class _Files:
                 if (res_type, res_id) in self.seen:
                     continue
                 self.seen.add((res_type, res_id))
-            lines.setdefault(res_type, []).append(_line(body))
+            lines.setdefault(res_type, []).append(_line(self.shape(res_type, body) if self.shape else body))
         for res_type, chunk in lines.items():
             handle = self.handles.get(res_type)
             if handle is None:
@@ -351,6 +361,49 @@ class _AssociatedProvenance:
         self.files.write(new)
 
 
+def export_base(request_url: str) -> str:
+    """The FHIR base of a kick-off URL (``.../fhir/Group/1/$export?...`` -> ``.../fhir``)."""
+    path = request_url.partition("?")[0].rpartition("/$export")[0]
+    head, _, last = path.rpartition("/")
+    if last == "Patient":
+        return head
+    before, _, kind = head.rpartition("/")
+    return before if kind == "Group" else path
+
+
+def type_filters(job: Job) -> dict[str, Any]:
+    """``_typeFilter`` as one SQL condition per filtered type: the row is a current match of any of
+    the type's queries (the search engine's own SQL, ``search.engine.filter_sql``). The match is
+    decided on the search index as it is now, like the Provenance of compartments (a resource
+    changed after ``transactionTime`` is exported as of then if it matches now)."""
+    out: dict[str, Any] = {}
+    base = export_base(job.request_url)
+    for n, (res_type, queries) in enumerate(sorted((job.type_filters or {}).items())):
+        sql, params = filter_sql(res_type, [parse_qsl(q) for q in queries], base_url=base, prefix=f"tf{n}_")
+        out[res_type] = sa.text(f"resources.pk IN ({sql})").bindparams(**params)
+    return out
+
+
+def elements_shape(elements: list[str] | None) -> Callable[[str, bytes], bytes] | None:
+    """``_elements`` (Bulk Data 2.0): each resource keeps the listed top-level elements (``element``
+    for every type, ``Type.element`` for one) and its mandatory ones, and is tagged SUBSETTED; a
+    type that no item names is exported whole."""
+    if not elements:
+        return None
+    common = [e for e in elements if "." not in e]
+    by_type: dict[str, list[str]] = {}
+    for item in elements:
+        if "." in item:
+            res_type, _, name = item.partition(".")
+            by_type.setdefault(res_type, []).append(name)
+
+    def shape(res_type: str, body: bytes) -> bytes:
+        kept = [*common, *by_type.get(res_type, ())]
+        return subset(body, res_type, None, kept) if kept else body
+
+    return shape
+
+
 def _write_errors(folder: Path, issues: tuple[dict[str, Any], ...]) -> int:
     """The manifest's error file: one OperationOutcome per issue (one per ignored parameter)."""
     if not issues:
@@ -393,8 +446,9 @@ def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], b
             associated = "relevant" if "RelevantProvenanceResources" in job.associated_data else "latest"
             types = [t for t in types if t != "Provenance"]
         ids = _patient_ids(db, job)
+        filters = type_filters(job)
         # a resource in the compartments of two chunks of Patients would come twice
-        out = files = _Files(staging, dedupe=ids is not None and len(ids) > ID_CHUNK)
+        out = files = _Files(staging, dedupe=ids is not None and len(ids) > ID_CHUNK, shape=elements_shape(job.elements))
         extra = _AssociatedProvenance(db, out, associated == "latest", tx, since) if associated else None
 
         def write(batch: list[tuple[str, str, bytes]], where: str) -> None:
@@ -404,7 +458,7 @@ def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], b
             check(where)
 
         if ids is not None:
-            _export_patients(db, ids, types, members, tx, since, batch_size, write)
+            _export_patients(db, ids, types, members, tx, since, batch_size, write, filters)
         else:
             for n, res_type in enumerate(types, 1):
                 where = f"{res_type} (type {n} of {len(types)})"
@@ -414,6 +468,8 @@ def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], b
                     conditions = [_provenance_of_compartments(members, None)]
                 else:
                     conditions = [_in_compartment(members[res_type], None)]
+                if res_type in filters:
+                    conditions.append(filters[res_type])
                 for batch in stream_type(db, res_type, conditions, tx, since, batch_size):
                     write([(res_type, res_id, body) for res_id, body in batch], where)
                 check(where)
@@ -456,20 +512,25 @@ def _export_patients(
     since: int | None,
     batch_size: int,
     write: Callable[[list[tuple[str, str, bytes]], str], None],
+    filters: dict[str, Any],
 ) -> None:
     """The listed Patients and their compartments, ``ID_CHUNK`` Patients at a time."""
     wanted = {t: members[t] for t in types if t not in ("Patient", "Provenance")}
+    # one query for every compartment type: a filtered type's rows must match its filter
+    compartment_filter = [sa.or_(resources.c.res_type != t, cond) for t, cond in filters.items() if t in wanted]
     for n, start in enumerate(range(0, len(ids), ID_CHUNK), 1):
         chunk = ids[start : start + ID_CHUNK]
         where = f"patients {min(n * ID_CHUNK, len(ids))} of {len(ids)}"
         if "Patient" in types:
-            for batch in stream_type(db, "Patient", [resources.c.res_id.in_(chunk)], tx, since, batch_size):
+            conditions = [resources.c.res_id.in_(chunk), *([filters["Patient"]] if "Patient" in filters else [])]
+            for batch in stream_type(db, "Patient", conditions, tx, since, batch_size):
                 write([("Patient", res_id, body) for res_id, body in batch], where)
         if wanted:
-            for group_batch in stream_group_chunk(db, wanted, chunk, tx, since, batch_size):
+            for group_batch in stream_group_chunk(db, wanted, chunk, tx, since, batch_size, compartment_filter):
                 write(group_batch, where)
         if "Provenance" in types:
-            for batch in stream_type(db, "Provenance", [_provenance_of_compartments(members, chunk)], tx, since, batch_size):
+            conditions = [_provenance_of_compartments(members, chunk), *([filters["Provenance"]] if "Provenance" in filters else [])]
+            for batch in stream_type(db, "Provenance", conditions, tx, since, batch_size):
                 write([("Provenance", res_id, body) for res_id, body in batch], where)
 
 

@@ -54,6 +54,10 @@ class Job:
     associated_data: tuple[str, ...] = ()
     #: OperationOutcome.issue of each parameter a lenient kick-off ignored (the manifest's error file)
     kickoff_issues: tuple[dict[str, Any], ...] = ()
+    #: ``_typeFilter``: type -> search queries (``status=final``), OR-ed; None: no filter
+    type_filters: dict[str, list[str]] | None = None
+    #: ``_elements``: ``Type.element`` or ``element`` items; None: whole resources
+    elements: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -80,6 +84,8 @@ class Job:
             patient_ids=json.loads(m["patient_ids"]) if m["patient_ids"] is not None else None,
             associated_data=tuple(x for x in (m["associated_data"] or "").split(",") if x),
             kickoff_issues=tuple(json.loads(m["kickoff_issues"])) if m["kickoff_issues"] else (),
+            type_filters=json.loads(m["type_filters"]) if m["type_filters"] else None,
+            elements=m["elements"].split(",") if m["elements"] else None,
         )
 
 
@@ -96,6 +102,8 @@ def create_job_in(
     patient_ids: list[str] | None = None,
     associated_data: tuple[str, ...] = (),
     kickoff_issues: tuple[dict[str, Any], ...] = (),
+    type_filters: dict[str, list[str]] | None = None,
+    elements: list[str] | None = None,
 ) -> str:
     """Queue a job in the caller's write transaction (the request path: the pipeline's write runner)."""
     job_id = str(uuid.uuid4())
@@ -118,6 +126,8 @@ def create_job_in(
             patient_ids=json.dumps(patient_ids) if patient_ids is not None else None,
             associated_data=",".join(associated_data) or None,
             kickoff_issues=json.dumps(list(kickoff_issues)) if kickoff_issues else None,
+            type_filters=json.dumps(type_filters) if type_filters else None,
+            elements=",".join(elements) if elements else None,
         )
     )
     return job_id

@@ -13,14 +13,19 @@ that names no Patient of this server, an unknown ``_outputFormat``) are 400 in e
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from fhir_server.bulk.exporter import patient_compartment
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import is_valid_id
 from fhir_server.resource_types import is_resource_type
+from fhir_server.search.parse import parse_query
 from fhir_server.timeutil import datetime_range, to_instant
+from fhir_server.urlcodec import parse_qsl
 
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
@@ -28,7 +33,13 @@ OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 LATEST_PROVENANCE = "LatestProvenanceResources"
 RELEVANT_PROVENANCE = "RelevantProvenanceResources"
 ASSOCIATED_DATA = (LATEST_PROVENANCE, RELEVANT_PROVENANCE)
-SUPPORTED = {"_outputFormat", "_since", "_type", "includeAssociatedData", "patient"}
+SUPPORTED = {"_outputFormat", "_since", "_type", "includeAssociatedData", "patient", "_typeFilter", "_elements"}
+#: search parameters that shape a result, not select it: no place in a ``_typeFilter``
+_RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_contained", "_cursor"})
+#: ``,`` followed by a resource type and ``?`` starts the next query of a ``_typeFilter`` list (a
+#: comma inside a query, ``status=final,amended``, does not)
+_NEXT_QUERY = re.compile(r",(?=[A-Z][A-Za-z]+(?:\?|%3F|%3f))")
+_ELEMENT = re.compile(r"^(?:([A-Z][A-Za-z]+)\.)?([a-z][A-Za-z0-9]*)$")
 #: accepted and ignored without a word (the FHIR format parameters)
 SILENT = {"_format", "_pretty"}
 
@@ -57,6 +68,10 @@ class Kickoff:
     associated_data: tuple[str, ...] = ()
     #: what a lenient kick-off ignored (warnings for the manifest's error file)
     ignored: list[Issue] = field(default_factory=list)
+    #: ``_typeFilter``: type -> the search queries of that type (OR-ed); None: not given
+    type_filters: dict[str, list[str]] | None = None
+    #: ``_elements``: ``Type.element`` / ``element`` items; None: not given
+    elements: list[str] | None = None
 
 
 def parameters(query: list[tuple[str, str]], body: Any) -> list[Param]:
@@ -109,7 +124,72 @@ def read(params: list[Param], level: str, base: str, now_us: int, lenient: bool)
     out.associated_data = _associated([p.value for p in params if p.name == "includeAssociatedData"], lenient, out.ignored)
     if patients:
         out.patient_ids = list(dict.fromkeys(patient_id(p, base) for p in patients))
+    out.type_filters = _type_filters([p.value for p in params if p.name == "_typeFilter"], level, out.types, lenient, out.ignored)
+    out.elements = _elements([p.value for p in params if p.name == "_elements"], level, out.types)
     return out
+
+
+def _exportable(level: str, types: list[str] | None) -> Callable[[str], bool]:
+    """Whether a type can be in this export (``_type``, else every type the level exports)."""
+    if types is not None:
+        return types.__contains__
+    members = patient_compartment()
+    return is_resource_type if level == "system" else (lambda t: t == "Patient" or t in members)
+
+
+def _type_filters(
+    values: list[str], level: str, types: list[str] | None, lenient: bool, ignored: list[Issue]
+) -> dict[str, list[str]] | None:
+    """``_typeFilter`` (Bulk Data 2.0): ``[type]?[search parameters]`` queries, comma-separated or
+    repeated, each percent-encoded or not; a type's queries are OR-ed, types without one are not
+    filtered. A query is checked as a strict search: an unknown parameter, a bad value or a result
+    parameter (``_count``, ``_include``...) is 400 in either mode, since ignoring it would export
+    what the client filtered out. A type that is not in the export is 400, or ignored (and
+    reported) with ``Prefer: handling=lenient``."""
+    if not values:
+        return None
+    exportable = _exportable(level, types)
+    out: dict[str, list[str]] = {}
+    for value in values:
+        for text in _NEXT_QUERY.split(value):
+            query = text.strip() if "?" in text else unquote(text.strip())
+            res_type, mark, search = query.partition("?")
+            if not mark or not is_resource_type(res_type) or not search:
+                raise FhirError.of(400, "invalid", f"_typeFilter '{_show(text)}' is not a search query [type]?[parameters]")
+            if not exportable(res_type):
+                message = f"$export parameter _typeFilter={_show(query)}: {res_type} is not a type of this export"
+                if not lenient:
+                    raise FhirError.of(400, "invalid", message + " (send 'Prefer: handling=lenient' to have it ignored)")
+                ignored.append(Issue("warning", "not-supported", message + " (ignored)"))
+                continue
+            params = parse_qsl(search)
+            shaping = sorted({n for n, _ in params if n.partition(":")[0] in _RESULT_PARAMS})
+            if shaping:
+                raise FhirError.of(400, "invalid", f"_typeFilter '{_show(query)}': {', '.join(shaping)} cannot filter an export")
+            try:
+                parse_query(res_type, params, strict=True)
+            except FhirError as exc:
+                raise FhirError(
+                    exc.status, [Issue(i.severity, i.code, f"_typeFilter '{_show(query)}': {i.diagnostics}") for i in exc.issues]
+                ) from None
+            out.setdefault(res_type, []).append(search)
+    return out or None
+
+
+def _elements(values: list[str], level: str, types: list[str] | None) -> list[str] | None:
+    """``_elements``: ``element`` or ``Type.element`` (a top-level element), comma-separated or
+    repeated; a ``Type.`` that is not a type of the export is 400."""
+    items = list(dict.fromkeys(x.strip() for v in values for x in v.split(",") if x.strip()))
+    if not items:
+        return None
+    exportable = _exportable(level, types)
+    for item in items:
+        match = _ELEMENT.match(item)
+        if match is None:
+            raise FhirError.of(400, "invalid", f"_elements: '{_show(item)}' is not element or [type].element (top-level elements only)")
+        if match.group(1) is not None and (not is_resource_type(match.group(1)) or not exportable(match.group(1))):
+            raise FhirError.of(400, "invalid", f"_elements: {match.group(1)} is not a type of this export")
+    return items
 
 
 def _show(value: Any) -> str:

@@ -10,11 +10,12 @@
   ``GET /fhir/$export-file/{job}/error/OperationOutcome.ndjson``: the manifest's error file.
 
 Parameters (read by ``kickoff``): ``_outputFormat``, ``_since`` (not in the future), ``_type``,
-``includeAssociatedData`` (Latest/RelevantProvenanceResources) and, in a POST's Parameters body
-at Patient and Group level, ``patient`` (those patients only; unknown ones, or non-members of
-the Group, are 400). Other parameters (``_elements``, ``_typeFilter``, ...) and values are
-refused with 400, or with ``Prefer: handling=lenient`` ignored and reported as OperationOutcomes
-in the manifest's ``error`` file.
+``includeAssociatedData`` (Latest/RelevantProvenanceResources), ``_typeFilter`` (search queries
+per type), ``_elements`` (top-level elements kept, resources tagged SUBSETTED) and, in a POST's
+Parameters body at Patient and Group level, ``patient`` (those patients only; unknown ones, or
+non-members of the Group, are 400). Other parameters (``_until``, ...) and values are refused
+with 400, or with ``Prefer: handling=lenient`` ignored and reported as OperationOutcomes in the
+manifest's ``error`` file.
 
 With ``FHIR_AUTH=token`` the scopes of each request's token decide: a kick-off exports only
 types the token may export (read and search; ``_type`` naming another is 403; without ``_type``
@@ -44,8 +45,11 @@ from fhir_server.bulk.worker import export_dir, poll_interval
 from fhir_server.errors import FhirError, Issue
 from fhir_server.resource_types import is_resource_type
 from fhir_server.search.parameters import resource_types
+from fhir_server.search.parse import parse_query
+from fhir_server.search.scope_filter import restrict_criteria
 from fhir_server.storage.db import Database
 from fhir_server.timeutil import now_us, to_instant
+from fhir_server.urlcodec import parse_qsl
 
 router = APIRouter(prefix="/fhir")
 register_fhir_convertors()
@@ -108,6 +112,12 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
         # whether a patient exists (or is in the Group) is what a search on Patient tells
         st.pipeline.authorize_export(who, None, ["Patient"], [])
         _check_patients(st.db, params.patient_ids, group_id if level == "group" else None)
+    if params.type_filters and who.restricted:
+        # a _typeFilter's chains and _has select by other types, as a search's do: only by types
+        # the token may search (403 otherwise, search/scope_filter.py)
+        for filtered_type, queries in params.type_filters.items():
+            for query in queries:
+                restrict_criteria(parse_query(filtered_type, parse_qsl(query), strict=True).criteria, who.searchable)
     request_url = _request_url(request, base)
     job_id = await write(
         request,
@@ -124,6 +134,8 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
             patient_ids=params.patient_ids,
             associated_data=params.associated_data,
             kickoff_issues=tuple(i.to_fhir() for i in params.ignored),
+            type_filters=params.type_filters,
+            elements=params.elements,
         ),
         status=lambda _: 202,
     )

@@ -12,7 +12,11 @@ from fastapi.staticfiles import StaticFiles
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def install(app: FastAPI, *, enabled: bool) -> None:
+def install(app: FastAPI, *, enabled: bool, timezone: str = "Asia/Jakarta") -> None:
+    from .clock import zone
+
+    zone(timezone)  # an unknown FHIR_CONSOLE_TIMEZONE stops the start-up with a clear message
+    from . import admin_pages, sync_pages  # noqa: F401  (their pages join routes.router)
     from .routes import public_router, router
 
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

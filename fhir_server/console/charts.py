@@ -1,13 +1,15 @@
 """Vital-sign charts as server-side SVG: no JavaScript library, nothing to vendor.
 
 One small line chart per series: time on x (spaced by real time), value on y with the min and
-max labelled. Values are numbers and labels are escaped, so the markup is safe to inline.
+max labelled, dates and times in the console's time zone. Values are numbers and labels are escaped, so the markup is safe to inline.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from html import escape
+
+from .clock import local
 
 WIDTH, HEIGHT = 420, 170
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 40, 10, 22, 26
@@ -24,8 +26,9 @@ def _epoch(when: str) -> float:
     return parsed.timestamp()
 
 
-def line_chart(title: str, unit: str, points: list[tuple[str, float]]) -> str:
-    """An ``<svg>`` line chart of ``points`` ((ISO time, value), sorted by time)."""
+def line_chart(title: str, unit: str, points: list[tuple[str, float]], tz: dt.tzinfo = dt.UTC) -> str:
+    """An ``<svg>`` line chart of ``points`` ((ISO time, value), sorted by time); dates and
+    times are labelled in ``tz`` (the console's time zone)."""
     xs = [_epoch(w) for w, _ in points]
     ys = [v for _, v in points]
     x0, x1 = min(xs), max(xs)
@@ -44,10 +47,11 @@ def line_chart(title: str, unit: str, points: list[tuple[str, float]]) -> str:
 
     coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
     dots = "".join(
-        f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5"><title>{escape(w[:16])}: {y:g} {escape(unit)}</title></circle>'
+        f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5"><title>{escape(local(w, tz))}: {y:g} {escape(unit)}</title></circle>'
         for (w, _), x, y in zip(points, xs, ys, strict=True)
     )
     lo, hi = min(ys), max(ys)
+    first, last = (escape(local(points[i][0], tz, date_only=True)) for i in (0, -1))
     label = escape(f"{title} ({unit})")
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg">'
@@ -56,7 +60,7 @@ def line_chart(title: str, unit: str, points: list[tuple[str, float]]) -> str:
         f'<line x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{HEIGHT - _PAD_B}" class="axis"/>'
         f'<text x="{_PAD_L - 4}" y="{py(hi) + 4:.1f}" text-anchor="end" class="tick">{hi:g}</text>'
         f'<text x="{_PAD_L - 4}" y="{py(lo) + 4:.1f}" text-anchor="end" class="tick">{lo:g}</text>'
-        f'<text x="{_PAD_L}" y="{HEIGHT - 8}" class="tick">{escape(points[0][0][:10])}</text>'
-        f'<text x="{WIDTH - _PAD_R}" y="{HEIGHT - 8}" text-anchor="end" class="tick">{escape(points[-1][0][:10])}</text>'
+        f'<text x="{_PAD_L}" y="{HEIGHT - 8}" class="tick">{first}</text>'
+        f'<text x="{WIDTH - _PAD_R}" y="{HEIGHT - 8}" text-anchor="end" class="tick">{last}</text>'
         f'<polyline points="{coords}" class="line"/>{dots}</svg>'
     )

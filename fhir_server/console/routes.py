@@ -19,7 +19,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fhir_server import __version__, jsonio
 from fhir_server.audit.events import CLIENT_SYSTEM, AuditRecord
-from fhir_server.auth import clients as oauth_clients
 from fhir_server.auth import users
 from fhir_server.errors import FhirError, Issue
 from fhir_server.mpi.features import extract
@@ -31,7 +30,7 @@ from mappings.api import to_fhir
 from mappings.merge import merge
 
 from . import charts, facts, gateway
-from .render import page
+from .render import page, zone_of
 from .session import CSRF_FIELD, SignInRequired, Viewer, clear_session, csrf_ok, finish, require_viewer, set_session, viewer
 
 #: the landing page and the API docs: always there; the console: unless FHIR_CONSOLE=false
@@ -244,7 +243,8 @@ async def patient_page(request: Request, res_id: str) -> Response:
     vitals_more = any(link.get("relation") == "next" for link in vitals_bundle.get("link", []))
     nik = facts.identifier(patient, S.NIK)
     series = facts.vital_series(observations)
-    svgs = [charts.line_chart(facts.VITALS[code][0], facts.VITALS[code][1], points) for code, points in series.items()]
+    tz = zone_of(request)
+    svgs = [charts.line_chart(facts.VITALS[code][0], facts.VITALS[code][1], points, tz) for code, points in series.items()]
     return page(
         request,
         "patient.html",
@@ -558,65 +558,6 @@ async def duplicates_decide(request: Request) -> Response:
 def _references(*named: tuple[str, dict[str, str]]) -> dict[str, Any]:
     """A Parameters resource of Reference values."""
     return {"resourceType": "Parameters", "parameter": [{"name": name, "valueReference": ref} for name, ref in named]}
-
-
-# -- subscriptions -------------------------------------------------------------------------------
-@router.get("/console/subscriptions", response_class=HTMLResponse)
-@console_page
-async def subscriptions_page(request: Request) -> Response:
-    v = require_viewer(request)
-    rows = []
-    for sub in gateway.resources(await gateway.search(request, v, "Subscription", [("_count", "100")])):
-        channel = sub.get("channel") or {}
-        rows.append(
-            {
-                "id": sub.get("id"),
-                "status": sub.get("status", ""),
-                "criteria": sub.get("criteria", ""),
-                "endpoint": channel.get("endpoint", ""),
-                "type": channel.get("type", ""),
-                "error": sub.get("error", ""),
-                "reason": sub.get("reason", ""),
-            }
-        )
-    return page(request, "subscriptions.html", rows=rows)
-
-
-# -- OAuth clients (admin) -------------------------------------------------------------------
-def _admin(v: Viewer) -> None:
-    if not v.is_admin:
-        raise FhirError(403, [Issue("error", "forbidden", "admin role required")])
-
-
-@router.get("/console/clients", response_class=HTMLResponse)
-@console_page
-async def clients_page(request: Request) -> Response:
-    _admin(require_viewer(request))
-    with request.app.state.fhir.db.read() as conn:
-        found = oauth_clients.list_clients(conn)
-    return page(request, "clients.html", clients=found, secret=None, error="")
-
-
-@router.post("/console/clients", response_class=HTMLResponse)
-@console_page
-async def clients_change(request: Request) -> Response:
-    _admin(require_viewer(request))
-    form = await _form(request)
-    st = request.app.state.fhir
-    secret, error = None, ""
-    try:
-        with st.db.write() as conn:
-            if form.get("revoke"):
-                oauth_clients.revoke_client(conn, str(form["revoke"]))
-            else:
-                _, secret = oauth_clients.add_client(
-                    conn, name=str(form.get("name") or "").strip() or "client", scopes=str(form.get("scopes") or "")
-                )
-    except (oauth_clients.ClientError, ValueError) as exc:
-        error = str(exc)
-    with st.db.read() as conn:
-        found = oauth_clients.list_clients(conn)
-    return page(request, "clients.html", 400 if error else 200, clients=found, secret=secret, error=error)
 
 
 def query_string(values: dict[str, str], **changes: str) -> str:

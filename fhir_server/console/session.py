@@ -47,6 +47,11 @@ class Viewer:
         scopes = self.principal.scopes
         return scopes is None or scopes.allows(res_type, action)
 
+    def has_feature(self, scope: str) -> bool:
+        """A feature scope such as ``system/satusehat.write`` (open access: every one)."""
+        scopes = self.principal.scopes
+        return scopes is None or scopes.has_feature(scope)
+
 
 OPEN_VIEWER = Viewer(OPEN, None)
 

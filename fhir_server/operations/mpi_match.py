@@ -8,6 +8,10 @@ search-style parameters (``identifier=system|value`` repeated, ``name``, ``birth
 Bundle, best match first, every entry with ``search.mode = match``, ``search.score`` (0..1) and
 the ``match-grade`` extension; when a blocking key had more candidates than the limit, an
 OperationOutcome entry (``search.mode = outcome``) says so.
+
+When the Patient to match is a stored record (it has the ``id`` of one), the records a reviewer
+marked not the same person (``$not-duplicate``) are left out; this server's own parameter
+``includeCertainlyNot=true`` (POST) lists them last instead, graded ``certainly-not`` (score 0).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ _CONTROL = ("onlyCertainMatches", "count", "_format", "_pretty")
 def match(state: Services, call: OperationCall) -> OperationResult:
     patient = _patient(call)
     only_certain = _boolean(one_parameter(call, "onlyCertainMatches"), "onlyCertainMatches")
+    certainly_not = _boolean(one_parameter(call, "includeCertainlyNot"), "includeCertainlyNot")
     count = _count(one_parameter(call, "count"), state.max_count)
-    outcome = state.mpi.match(patient, only_certain=only_certain, count=count)
+    outcome = state.mpi.match(patient, only_certain=only_certain, count=count, certainly_not=certainly_not)
 
     entries = []
     for s in outcome.matches:

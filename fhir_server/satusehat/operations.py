@@ -12,7 +12,7 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
-from fhir_server.operations.registry import Operation, OperationCall, OperationResult, register
+from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
 from fhir_server.satusehat import store
 from fhir_server.service.context import Services
 from fhir_server.storage import claims
@@ -61,9 +61,18 @@ def status(services: Services, call: OperationCall) -> OperationResult:
             running = item is not None or claims.cursor_position(conn, store.CONSUMER) is not None
         return OperationResult(jsonio.dumps(_item_parameters(item, call.res_type, running)))
     call.principal.require_reads(SYNCED_TYPES)
+    listed = one_parameter(call, "status")
+    if listed is not None and listed not in store.STATUSES:
+        raise FhirError.of(400, "invalid", f"status must be one of {', '.join(store.STATUSES)}")
+    facility = one_parameter(call, "facility")
+    try:
+        count = min(int(one_parameter(call, "_count") or 50), 500)
+    except ValueError:
+        raise FhirError.of(400, "invalid", "_count must be a number") from None
     with db.read() as conn:
         counts = store.counts(conn)
         oldest = store.oldest_pending(conn)
+        items = store.by_status(conn, str(listed), count, str(facility) if facility else None) if listed else []
     params: list[dict[str, Any]] = []
     for facility in sorted({f for f, _ in counts}):
         parts: list[dict[str, Any]] = [{"name": "facility", "valueString": facility}]
@@ -81,6 +90,10 @@ def status(services: Services, call: OperationCall) -> OperationResult:
                 ],
             }
         )
+    # status=failed (held, ...): those items, with the reason, rule and SATUSEHAT's OperationOutcome
+    for item in items:
+        parts = [{"name": "resource", "valueReference": {"reference": item.ref}}, *_item_parameters(item, item.res_type)["parameter"]]
+        params.append({"name": "item", "part": parts})
     return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
 
 

@@ -11,6 +11,7 @@ from fhir_server.config import Settings
 from fhir_server.satusehat import operations as _operations  # noqa: F401  (registers $satusehat-status, $satusehat-sync)
 from fhir_server.satusehat import store
 from fhir_server.satusehat.facility import Facility, from_settings
+from fhir_server.satusehat.process import SyncProcess
 from fhir_server.satusehat.worker import SatusehatWorker
 from fhir_server.storage.db import Database
 
@@ -48,9 +49,15 @@ def new_worker(state: Any, **overrides: Any) -> SatusehatWorker | None:
     return SatusehatWorker(state.db, state.pipeline, found, **options)
 
 
-def start_satusehat_worker(state: Any) -> SatusehatWorker | None:
-    worker = new_worker(state)
-    if worker is not None:
-        worker.start()
+def start_satusehat_worker(state: Any) -> SatusehatWorker | SyncProcess | None:
+    """The server's sync worker: a child process of its own (``FHIR_SATUSEHAT_WORKER_PROCESS``,
+    the default: off the event loop that serves requests) or a task on this event loop."""
+    worker: SatusehatWorker | SyncProcess | None
+    if state.settings.satusehat_worker_process:
+        worker = SyncProcess.start(state.settings) if facilities(state.settings, state.db) else None
+    else:
+        worker = new_worker(state)
+        if worker is not None:
+            worker.start()
     state.satusehat_worker = worker
     return worker

@@ -57,8 +57,11 @@ def _item(row: Any) -> Item:
     return Item(**{k: row._mapping[k] for k in Item.__dataclass_fields__})
 
 
-def get(conn: Connection, res_type: str, res_id: str) -> Item | None:
-    row = conn.execute(sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)).first()
+def get(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Item | None:
+    """``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite's one writer
+    serialises anyway)."""
+    stmt = sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
     return _item(row) if row is not None else None
 
 
@@ -95,6 +98,21 @@ def due_in(conn: Connection, partition: str) -> list[Item]:
     return [_item(r) for r in rows]
 
 
+def current(conn: Connection, items: list[Item]) -> list[Item]:
+    """The items as stored now, in the order given (those gone are left out)."""
+    if not items:
+        return []
+    keys = [(i.res_type, i.res_id) for i in items]
+    rows = conn.execute(sa.select(it).where(sa.tuple_(it.c.res_type, it.c.res_id).in_(keys)))
+    found = {(r.res_type, r.res_id): _item(r) for r in rows}
+    return [found[k] for k in keys if k in found]
+
+
+def has_pending(conn: Connection, partition: str) -> bool:
+    stmt = sa.select(it.c.res_id).where(it.c.partition == partition, it.c.status == "pending").limit(1)
+    return conn.execute(stmt).first() is not None
+
+
 def waiting_for(conn: Connection, ref: str) -> list[Item]:
     return [_item(r) for r in conn.execute(sa.select(it).where(it.c.waits_for == ref, it.c.status == "waiting"))]
 
@@ -112,8 +130,12 @@ def in_partition(conn: Connection, partition: str, statuses: tuple[str, ...]) ->
     return [_item(r) for r in rows]
 
 
-def by_status(conn: Connection, status: str, limit: int = 100) -> list[Item]:
-    rows = conn.execute(sa.select(it).where(it.c.status == status).order_by(it.c.updated_us).limit(limit))
+def by_status(conn: Connection, status: str, limit: int = 100, facility: str | None = None) -> list[Item]:
+    """Items in ``status`` (of one facility, if given), the longest unchanged first."""
+    query = sa.select(it).where(it.c.status == status)
+    if facility is not None:
+        query = query.where(it.c.facility == facility)
+    rows = conn.execute(query.order_by(it.c.updated_us).limit(limit))
     return [_item(r) for r in rows]
 
 

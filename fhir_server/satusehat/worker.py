@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ log = logging.getLogger("fhir_server.satusehat")
 T = TypeVar("T")
 _US = 1_000_000
 _ORDER = {t: i for i, t in enumerate(ss.SYNCED_TYPES)}
+#: items of a partition whose creates are marked in doubt together and whose outcomes are written
+#: together: one short write transaction per chunk rather than two per item (docs/satusehat.md)
+CHUNK = 25
+DELETED = "deleted locally; the sync does not delete in SATUSEHAT"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,24 @@ class _Retry:
 
 class _Stop(Exception):
     """The lease on the partition was lost: stop working on it."""
+
+
+@dataclass
+class _Round:
+    """One claimed partition being served: outcomes noted but not yet written (``_record``
+    writes them together), what this round learnt, and when the lease was last renewed."""
+
+    claim: claims.Claim
+    renewed_us: int
+    outcomes: list[Callable[[Connection, int], None]] = dataclasses.field(default_factory=list)
+    #: "Encounter/e1" -> its SATUSEHAT id, "Patient/p1" -> its IHS number (synced or looked up now)
+    known: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: (kind, NIK) -> (IHS or None, when asked): SATUSEHAT's answers not yet in the cache table
+    asked: dict[tuple[str, str], tuple[str | None, int]] = dataclasses.field(default_factory=dict)
+    #: "Encounter/e1" -> (held | failed, why): outcomes of this round not yet written
+    noted: dict[str, tuple[str, str | None]] = dataclasses.field(default_factory=dict)
+    #: items this round marked in doubt before sending them (never sent before: no look-up)
+    marked: set[str] = dataclasses.field(default_factory=set)
 
 
 class SatusehatWorker:
@@ -213,19 +236,24 @@ class SatusehatWorker:
             def deleted(conn: Connection, now: int) -> None:
                 item = store.get(conn, c.res_type, c.res_id)
                 if item is not None:
-                    text = "deleted locally; the sync does not delete in SATUSEHAT"
-                    store.update(conn, item, now, status="not-applicable", last_error=text)
+                    store.update(conn, item, now, status="not-applicable", last_error=DELETED)
 
             return deleted
         version = row.version if row is not None else c.version
         facility = self._facility_for(resource)
-        if facility is None:
+        own = c.res_type == "Organization" and not ss.is_sub_unit(resource)
+        if own or facility is None:
+            why_not = (
+                "an Organization without partOf is a facility, which SATUSEHAT has already: not sent"
+                if own
+                else "no SATUSEHAT facility is configured for its organization"
+            )
 
             def elsewhere(conn: Connection, now: int) -> None:
                 store.noted(conn, c.res_type, c.res_id, version, "-", f"-:{c.res_type}/{c.res_id}", now, status="not-applicable")
                 item = store.get(conn, c.res_type, c.res_id)
                 if item is not None:
-                    store.update(conn, item, now, last_error="no SATUSEHAT facility is configured for its organization")
+                    store.update(conn, item, now, last_error=why_not)
 
             return elsewhere
         patient_id = ss.patient_of(resource)
@@ -252,8 +280,19 @@ class SatusehatWorker:
                 return f.name
         return next((f.name for f in self.facilities.values() if f.local_org is None), None)
 
-    def _organization_of(self, resource: dict[str, Any]) -> str | None:
+    def _organization_of(self, resource: dict[str, Any], depth: int = 0) -> str | None:
         t = resource.get("resourceType")
+        if t == "Organization":  # a sub-unit belongs to the facility its partOf chain reaches
+            parent = ss.local_ref(resource.get("partOf"))
+            if parent is None or parent[0] != "Organization" or depth > 10:
+                return None
+            if any(f.local_org == parent[1] for f in self.facilities.values()):
+                return parent[1]
+            row = repo.read_current(self.db, "Organization", parent[1])
+            above = jsonio.loads(row.body) if row is not None and not row.deleted and row.body else None
+            if above is None or not ss.is_sub_unit(above):
+                return parent[1]
+            return self._organization_of(above, depth + 1)
         key = {"Encounter": "serviceProvider", "Location": "managingOrganization"}.get(str(t))
         if key is not None:
             ref = ss.local_ref(resource.get(key))
@@ -313,99 +352,148 @@ class SatusehatWorker:
             )
 
     async def _serve_claim(self, claim: claims.Claim) -> None:
+        """Send the partition's pending items in order, a chunk at a time: one write transaction
+        marks a chunk's creates in doubt (before any of them is POSTed) and records the outcomes of
+        the chunk before (with the lease renewed), instead of two transactions per item."""
         with self.db.read() as conn:
             items = store.due_in(conn, claim.partition)
         items.sort(key=lambda i: (_ORDER.get(i.res_type, 99), i.queued_us))
-        for item in items:
+        r = _Round(claim, now_us())
+        for start in range(0, len(items), CHUNK):
             with self.db.read() as conn:
-                current = store.get(conn, item.res_type, item.res_id)
-            if current is None or current.status != "pending":
-                continue
-            outcome = await self._sync(claim, current)
-            if isinstance(outcome, _Retry):
-                await self._backoff(claim, current, outcome)
-                return
-        now = now_us()
+                chunk = [i for i in store.current(conn, items[start : start + CHUNK]) if i.status == "pending"]
+            doubt = [i for i in chunk if i.satusehat_id is None and not i.in_doubt]
+            await self._record(r, in_doubt=doubt)
+            r.marked.update(i.ref for i in doubt)  # not sent before: no look-up needed
+            for item in chunk:
+                if now_us() - r.renewed_us > self.lease_us // 3:
+                    await self._record(r)  # a slow SATUSEHAT: the lease is renewed well before it runs out
+                current = dataclasses.replace(item, in_doubt=True) if item in doubt else item
+                outcome = await self._sync(r, current)
+                if isinstance(outcome, _Retry):
+                    await self._backoff(r, current, outcome)
+                    return
+        await self._record(r, finish=True)
 
-        def finish(conn: Connection) -> None:
-            more = bool(store.due_in(conn, claim.partition))
-            claims.done(conn, claim.queue, claim.partition, self.owner, now, next_us=now if more else None)
-
-        await self._write(finish, alone=False)
-
-    async def _backoff(self, claim: claims.Claim, item: store.Item, retry: _Retry) -> None:
-        delay = claims.backoff_seconds(claim.failures, self.retry_base, self.retry_max)
-        if retry.after is not None:
-            delay = max(delay, min(retry.after, self.retry_max))
-        now = now_us()
-        log.info("satusehat %s: %s (again in %.1f s)", item.ref, retry.error, delay)
-
-        def work(conn: Connection) -> None:
-            store.update(conn, item, now, attempts=item.attempts + 1, last_attempt_us=now, last_error=retry.error)
-            claims.failed(conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + int(delay * _US), error=retry.error)
-
-        await self._write(work)
-
-    # -- one item ------------------------------------------------------------------------
-    async def _mark(self, claim: claims.Claim, item: store.Item, **values: Any) -> None:
-        """Record on the item, while the partition is still ours (else :class:`_Stop`)."""
+    async def _record(self, r: _Round, *, in_doubt: list[store.Item] | None = None, finish: bool = False) -> None:
+        """One write: the outcomes noted since the last one, ``in_doubt`` marked (committed before
+        their POSTs), and with ``finish`` the partition done; :class:`_Stop` if the lease is lost."""
+        outcomes, r.outcomes = r.outcomes, []
+        if not outcomes and not in_doubt and not finish and now_us() - r.renewed_us < self.lease_us // 3:
+            return
+        claim = r.claim
         now = now_us()
 
         def work(conn: Connection) -> None:
             if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
                 raise _Stop()
-            latest = store.get(conn, item.res_type, item.res_id)
-            if latest is not None and "version" in values and latest.version > values["version"]:
-                # a newer local version was noted meanwhile: it stays pending (this outcome is history)
-                values.pop("version")
-                values.pop("status", None)
-            store.update(conn, item, now, **values)
+            for outcome in outcomes:
+                outcome(conn, now)
+            for item in in_doubt or ():
+                store.update(conn, item, now, in_doubt=True)
+            if finish:
+                more = store.has_pending(conn, claim.partition)
+                claims.done(conn, claim.queue, claim.partition, self.owner, now, next_us=now if more else None)
+
+        await self._write(work, alone=False)
+        r.renewed_us = now
+
+    async def _backoff(self, r: _Round, item: store.Item, retry: _Retry) -> None:
+        claim = r.claim
+        delay = claims.backoff_seconds(claim.failures, self.retry_base, self.retry_max)
+        if retry.after is not None:
+            delay = max(delay, min(retry.after, self.retry_max))
+        now = now_us()
+        log.info("satusehat %s: %s (again in %.1f s)", item.ref, retry.error, delay)
+        outcomes, r.outcomes = r.outcomes, []
+
+        def work(conn: Connection) -> None:
+            if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
+                raise _Stop()
+            for outcome in outcomes:
+                outcome(conn, now)
+            store.update(conn, item, now, attempts=item.attempts + 1, last_attempt_us=now, last_error=retry.error)
+            claims.failed(conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + int(delay * _US), error=retry.error)
 
         await self._write(work, alone=False)
 
-    async def _sync(self, claim: claims.Claim, item: store.Item) -> _Retry | None:
+    # -- one item ------------------------------------------------------------------------
+    def _mark(self, r: _Round, item: store.Item, **values: Any) -> None:
+        """Note an outcome on the item (written by the round's next :meth:`_record`)."""
+        if values.get("status") in ("held", "failed"):
+            r.noted[item.ref] = (values["status"], values.get("last_error"))
+        if item.ref in r.marked and "in_doubt" not in values:
+            values["in_doubt"] = False  # marked before sending, but not sent (held, waiting ...)
+
+        def outcome(conn: Connection, now: int) -> None:
+            vals = dict(values)
+            latest = store.get(conn, item.res_type, item.res_id)
+            if latest is not None and "version" in vals and latest.version > vals["version"]:
+                # a newer local version was noted meanwhile: it stays pending (this outcome is history)
+                vals.pop("version")
+                vals.pop("status", None)
+            if vals.get("status") == "waiting" and vals.get("waits_for"):
+                # the parent may have been synced since we looked (its own partition's write requeued
+                # whatever waited then, not this): locked, so the two writes cannot miss each other
+                parent = store.get(conn, *str(vals["waits_for"]).split("/", 1), for_update=True)
+                if parent is not None and parent.satusehat_id:
+                    vals.update(status="pending", waits_for=None, last_error=None, queued_us=now)
+                    claims.want(conn, store.QUEUE, item.partition, now)
+            store.update(conn, item, now, **vals)
+
+        r.outcomes.append(outcome)
+
+    async def _sync(self, r: _Round, item: store.Item) -> _Retry | None:
         row = repo.read_current(self.db, item.res_type, item.res_id)
         if row is None or row.deleted or not row.body:
-            await self._mark(claim, item, status="not-applicable", last_error="deleted locally; the sync does not delete in SATUSEHAT")
+            self._mark(r, item, status="not-applicable", last_error=DELETED)
             return None
         resource = jsonio.loads(row.body)
         facility = self.facilities.get(item.facility)
         if facility is None:
-            await self._mark(claim, item, status="held", last_error=f"facility {item.facility!r} is no longer configured")
+            self._mark(r, item, status="held", last_error=f"facility {item.facility!r} is no longer configured")
             return None
         reason = ss.hold_reason(resource)
         if reason is not None:
-            await self._mark(claim, item, status="held", version=row.version, last_error=reason)
+            self._mark(r, item, status="held", version=row.version, last_error=reason)
             return None
         client = self.clients[facility.name]
         ids: dict[tuple[str, str], str] = {}
         needs = ss.needs(resource)
         for ref in needs.required:
-            got = await self._resolve(client, ref, facility.name)
+            got = await self._resolve(r, client, ref, facility.name)
             if isinstance(got, _Retry):
                 return got
             if isinstance(got, tuple):  # (status, reason, waits_for)
                 status, text, waits = got
-                await self._mark(claim, item, status=status, version=row.version, last_error=text, waits_for=waits)
+                self._mark(r, item, status=status, version=row.version, last_error=text, waits_for=waits)
                 return None
             if got is None:  # only optional look-ups answer None
                 return _Retry(f"{ref[0]}/{ref[1]} could not be resolved")
             ids[ref] = got
         for ref in needs.optional:
-            got = await self._resolve(client, ref, facility.name, optional=True)
+            got = await self._resolve(r, client, ref, facility.name, optional=True)
             if isinstance(got, str):
                 ids[ref] = got
         body = ss.payload(resource, facility.organization_id, ids, item.satusehat_id)
-        return await self._send(claim, client, item, row.version, resource, body)
+        return await self._send(r, client, item, row.version, resource, body)
 
     async def _resolve(
-        self, client: SatusehatClient, ref: tuple[str, str], facility: str, *, optional: bool = False
+        self, r: _Round, client: SatusehatClient, ref: tuple[str, str], facility: str, *, optional: bool = False
     ) -> str | tuple[str, str, str | None] | _Retry | None:
         """The SATUSEHAT id of a local reference; ("held"|"waiting", reason, waits_for) when there
         is none yet; a :class:`_Retry` when SATUSEHAT could not be asked."""
         res_type, res_id = ref
+        if r.known.get(f"{res_type}/{res_id}"):  # synced or looked up in this round
+            return r.known[f"{res_type}/{res_id}"]
         if res_type in ss.LOOKED_UP_TYPES:
-            return await self._ihs(client, res_type, res_id, optional=optional)
+            return await self._ihs(r, client, res_type, res_id, optional=optional)
+        if res_type == "Organization":
+            row = repo.read_current(self.db, res_type, res_id)
+            if row is None or row.deleted or not row.body:
+                return None if optional else ("held", f"{res_type}/{res_id} does not exist", None)
+            if not ss.is_sub_unit(jsonio.loads(row.body)):
+                return client.facility.organization_id  # the facility itself: SATUSEHAT's id is the facility's
         with self.db.read() as conn:
             parent = store.get(conn, res_type, res_id)
         if parent is not None and parent.facility != facility and parent.status != "not-applicable":
@@ -415,11 +503,12 @@ class SatusehatWorker:
             return parent.satusehat_id
         if optional:
             return None
-        state = f" (it is {parent.status}: {parent.last_error})" if parent is not None and parent.status in ("held", "failed") else ""
+        noted = r.noted.get(f"{res_type}/{res_id}") or ((parent.status, parent.last_error) if parent is not None else None)
+        state = f" (it is {noted[0]}: {noted[1]})" if noted is not None and noted[0] in ("held", "failed") else ""
         return ("waiting", f"waits for {res_type}/{res_id} to be synced{state}", f"{res_type}/{res_id}")
 
     async def _ihs(
-        self, client: SatusehatClient, kind: str, res_id: str, *, optional: bool
+        self, r: _Round, client: SatusehatClient, kind: str, res_id: str, *, optional: bool
     ) -> str | tuple[str, str, str | None] | _Retry | None:
         row = repo.read_current(self.db, kind, res_id)
         if row is None or row.deleted or not row.body:
@@ -433,8 +522,9 @@ class SatusehatWorker:
             )
         now = now_us()
         with self.db.read() as conn:
-            cached = store.cached_ihs(conn, kind, nik)
+            cached = r.asked.get((kind, nik)) or store.cached_ihs(conn, kind, nik)
         if cached is not None and cached[0] is not None:
+            r.known[f"{kind}/{res_id}"] = cached[0]
             return cached[0]
         if cached is not None and now - cached[1] < self.negative_ttl_us:
             if optional:
@@ -452,19 +542,22 @@ class SatusehatWorker:
                 return None
             return _Retry(f"{kind} look-up by NIK: {reply.describe()}", reply.retry_after)
         ihs = first_id(reply)
-        await self._write(lambda conn: store.remember_ihs(conn, kind, nik, ihs, now), alone=False)
+        r.asked[(kind, nik)] = (ihs, now)
+        r.outcomes.append(lambda conn, _: store.remember_ihs(conn, kind, nik, ihs, now))
         if ihs is None:
             return None if optional else ("held", f"SATUSEHAT knows no {kind} with the NIK of {kind}/{res_id}", None)
+        r.known[f"{kind}/{res_id}"] = ihs
         return ihs
 
     async def _send(
-        self, claim: claims.Claim, client: SatusehatClient, item: store.Item, version: int, resource: dict[str, Any], body: dict[str, Any]
+        self, r: _Round, client: SatusehatClient, item: store.Item, version: int, resource: dict[str, Any], body: dict[str, Any]
     ) -> _Retry | None:
         facility = client.facility
         system = ss.identifier_system(item.res_type, facility.organization_id)
         satusehat_id = item.satusehat_id
-        if satusehat_id is None and item.in_doubt:
-            # the last create may have happened: look before creating again
+        if satusehat_id is None and ((item.in_doubt and item.ref not in r.marked) or item.res_type in ss.LOOKED_UP_FIRST):
+            # an earlier create may have happened without its answer reaching us, or SATUSEHAT has the
+            # Location / sub-unit already (registered by hand): look before creating
             found = await client.search(item.res_type, system, item.res_id)
             if not found.ok:
                 return _Retry(f"look-up after an unanswered create: {found.describe()}", found.retry_after)
@@ -473,7 +566,6 @@ class SatusehatWorker:
             body = {**body, "id": satusehat_id}
             reply = await client.call("PUT", f"{item.res_type}/{satusehat_id}", body)
         else:
-            await self._mark(claim, item, in_doubt=True, version=version)
             reply = await client.call("POST", item.res_type, body)
             if reply.status == 400 and "20002" in ss.rule_numbers(reply.body):
                 # a duplicate: ours from an earlier create whose answer was lost
@@ -487,14 +579,14 @@ class SatusehatWorker:
             if new_id is None:
                 return _Retry("SATUSEHAT answered a create without an id")
             created = item.satusehat_id is None
-            await self._synced(claim, item, version, new_id, resource, created, now)
+            self._synced(r, item, version, new_id, resource, created, now)
             return None
         if reply.retriable or reply.status == 401:
             return _Retry(reply.describe(), reply.retry_after)
         rules = ss.rule_numbers(reply.body)
         outcome = jsonio.dumps(reply.body).decode() if isinstance(reply.body, dict) else reply.text[:4000]
-        await self._mark(
-            claim,
+        self._mark(
+            r,
             item,
             status="failed",
             version=version,
@@ -507,14 +599,11 @@ class SatusehatWorker:
         )
         return None
 
-    async def _synced(
-        self, claim: claims.Claim, item: store.Item, version: int, new_id: str, resource: dict[str, Any], created: bool, now: int
-    ) -> None:
+    def _synced(self, r: _Round, item: store.Item, version: int, new_id: str, resource: dict[str, Any], created: bool, now: int) -> None:
         ref = item.ref
+        r.known[ref] = new_id
 
-        def work(conn: Connection) -> None:
-            if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
-                raise _Stop()
+        def outcome(conn: Connection, _: int) -> None:
             latest = store.get(conn, item.res_type, item.res_id)
             # a newer local version noted meanwhile stays pending (sent next as a PUT)
             status = "pending" if latest is not None and latest.version > version else "synced"
@@ -537,7 +626,7 @@ class SatusehatWorker:
             if created and item.res_type == "Condition":
                 self._diagnosis_changed(conn, resource, now)
 
-        await self._write(work, alone=False)
+        r.outcomes.append(outcome)
 
     def _diagnosis_changed(self, conn: Connection, condition: dict[str, Any], now: int) -> None:
         """A new Condition the Encounter lists as a diagnosis: the Encounter is sent again (PUT)."""

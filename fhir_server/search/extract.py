@@ -30,6 +30,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 
 from ..mpi.blocking import stored_keys
 from ..mpi.features import extract as mpi_features
+from ..storage.index_tables import OTHER_REFERENCE
 from ..storage.search_index import IndexRows
 
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
@@ -595,6 +596,44 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
 _FROM_COLUMNS = frozenset({"_id", "_lastUpdated"})
 
 
+def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
+    """Reference index rows (param ``OTHER_REFERENCE``) for every literal reference in
+    ``resource`` (any depth, contained resources included) whose target no row of ``covered``
+    (the resource's search-parameter reference rows) already names."""
+    found: set[str] = set()
+    stack: list[Any] = [resource]
+    while stack:  # every Reference.reference string: the only string-valued "reference" element in R4
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                found.add(ref)
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    if not found:
+        return []
+    have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
+    rows: list[dict] = []
+    for ref in sorted(found):
+        rtype, rid, ver, url = parse_reference(ref)
+        key = (cut(rtype), cut(rid), cut(url))
+        if (rid or url) and key not in have:
+            have.add(key)
+            rows.append(
+                {
+                    "param": OTHER_REFERENCE,
+                    "target_type": key[0],
+                    "target_id": key[1],
+                    "target_version": cut(ver),
+                    "url": key[2],
+                    "id_system": None,
+                    "id_value": None,
+                }
+            )
+    return rows
+
+
 def extract_index(resource: dict) -> IndexRows:
     """All index rows for ``resource`` (a parsed FHIR JSON dict)."""
     res_type = resource.get("resourceType")
@@ -610,6 +649,8 @@ def extract_index(resource: dict) -> IndexRows:
         kind, new = _param_rows(res_type, code, p, resource)
         if new:
             getattr(rows, kind).extend(_dedupe(new))
+    if res_type != "Bundle":  # a Bundle holds other resources as they were sent: not references of its own
+        rows.reference.extend(other_reference_rows(resource, rows.reference))
     if res_type == "Patient":
         rows.mpi = [{"key": key} for key in stored_keys(mpi_features(resource))]
     return rows

@@ -436,6 +436,26 @@ def _report(q: SearchQuery, strict: bool, message: str) -> None:
     q.issues.append(warning("not-supported", message + " (ignored)"))
 
 
+def _empty(q: SearchQuery, strict: bool, name: str) -> None:
+    """``name=`` with no value (a form field left blank, ``_count=`` from a template): it asks for
+    nothing, so it is left out as an unsupported parameter is (search.html#errors): a warning in
+    the Bundle, or 400 with ``Prefer: handling=strict``. Never a filter on "no value" (that is
+    ``:missing``), never a silent 400 for one mode and a silent pass for another."""
+    text = f"Search parameter '{name}' has an empty value"
+    if strict:
+        raise FhirError(400, [error("invalid", text, name)])
+    q.issues.append(warning("invalid", text + " (ignored)", name))
+
+
+def drop_empty(params: list[tuple[str, str]], *, strict: bool, what: str) -> list[tuple[str, str]]:
+    """``params`` without those of empty value (the rule of :func:`_empty`, for the history and
+    AuditEvent searches, whose Bundles carry no warnings); 400 for the first if ``strict``."""
+    for name, value in params:
+        if value == "" and strict:
+            raise FhirError(400, [error("invalid", f"{what} '{name}' has an empty value", name)])
+    return [(name, value) for name, value in params if value != ""]
+
+
 def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: bool = False) -> SearchQuery:
     """Parse a search request for ``res_type`` (None: system-level search)."""
     types_raw = [v for n, v in params if n == "_type"]
@@ -463,6 +483,9 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
         if name == "_type":
             continue
         if base in IGNORED_RESULT_PARAMS:
+            continue
+        if raw == "":
+            _empty(q, strict, name)
             continue
         if name == CURSOR:
             q.cursor = paging.decode(raw, CURSOR)

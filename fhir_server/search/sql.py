@@ -66,14 +66,16 @@ class SqlBuilder:
     ``base_url`` makes absolute references under this server local.
     """
 
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(self, base_url: str | None = None, *, prefix: str = "v") -> None:
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
         self.params: dict[str, Any] = {}
         self._n = 0
+        #: of the placeholders' names (a clause embedded in another statement needs its own)
+        self.prefix = prefix
 
     def p(self, value: Any) -> str:
         """A placeholder bound to ``value``."""
-        name = f"v{len(self.params)}"
+        name = f"{self.prefix}{len(self.params)}"
         self.params[name] = value
         return ":" + name
 

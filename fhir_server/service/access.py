@@ -32,6 +32,14 @@ class Principal:
         if self.scopes is not None:
             require_interaction(self.scopes, res_type, interaction, conditional=conditional)
 
+    def require_search_system(self, params: Iterable[tuple[str, str]]) -> None:
+        """A system search: search on each type of ``_type``, else on every type."""
+        types = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+        for res_type in types:
+            self.require(res_type, "search-type")
+        if not types:
+            self.require(None, "search-system")
+
     def require_operation(self, res_type: str | None, name: str, *, affects_state: bool) -> None:
         if self.scopes is not None:
             require_operation(self.scopes, res_type, name, affects_state=affects_state)

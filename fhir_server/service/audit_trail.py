@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from fhir_server import jsonio
 from fhir_server.audit.search import read_audit, search_audit
 from fhir_server.errors import FhirError
+from fhir_server.search.parse import drop_empty
 from fhir_server.service import bundles
 from fhir_server.storage.db import Database
 
@@ -24,7 +25,10 @@ class AuditTrail:
             raise FhirError.of(404, "not-found", f"AuditEvent/{event_id} is not known")
         return jsonio.dumps(event)
 
-    def search(self, base: str, params: list[tuple[str, str]]) -> bytes:
+    def search(self, base: str, params: list[tuple[str, str]], *, strict: bool = False) -> bytes:
+        """A searchset Bundle; a parameter of empty value is left out (400 if ``strict``), as in
+        every search (``search.parse.drop_empty``)."""
+        params = drop_empty(params, strict=strict, what="AuditEvent search parameter")
         with self.db.read() as conn:
             events, next_params = search_audit(conn, params, default_count=self.default_count, max_count=self.max_count)
         url = f"{base}/AuditEvent"

@@ -11,6 +11,7 @@ serialised, and the same code path handles stale guards.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
+from fhir_server.search.extract import param_rows
 from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import WriteResult
 from fhir_server.storage import repository as repo
@@ -68,6 +70,30 @@ def find_matches(conn: Connection, res_type: str, params: list[tuple[str, str]],
     """Ids of (at most two) current resources matching the condition; unknown params are an error."""
     result = run_search(conn, res_type, [*params, ("_count", "2")], strict=True, default_count=2, max_count=2, base_url=base)
     return [res_id for _, res_id, _ in result.matches]
+
+
+#: identifier values short enough to be indexed whole (search.values.cut) and free of the
+#: characters a search value escapes or splits on, so several can be asked in one search
+_PLAIN_IDENTIFIER = re.compile(r"[^|,\\$\x00]{1,250}\|[^|,\\$\x00]{1,250}")
+
+
+def _identifier_pair(condition: str) -> tuple[str, str] | None:
+    """``(system, value)`` of a condition that is only ``identifier=system|value``, else None."""
+    if not condition.startswith("identifier="):
+        return None
+    try:
+        params = parse_condition(condition)
+    except FhirError:
+        return None
+    if len(params) != 1 or params[0][0] != "identifier" or not _PLAIN_IDENTIFIER.fullmatch(params[0][1]):
+        return None
+    system, _, value = params[0][1].partition("|")
+    return system, value
+
+
+def _no_single_match(res_type: str, params: list[tuple[str, str]], matches: int) -> FhirError:
+    what = "no resource" if not matches else "more than one resource"
+    return FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches {what}")
 
 
 class ConditionalService:
@@ -173,11 +199,62 @@ class ConditionalService:
         return [self.resources.delete_in(conn, res_type, i) for i in ids]
 
     # -- the single match of a condition (conditional patch, conditional references)
-    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str:
-        """The id of the single match of ``condition`` (412 when none or several)."""
+    def resolve_id(self, conn: Connection, res_type: str, condition: str, base: str | None, *, none_status: int = 412) -> str:
+        """The id of the single match of ``condition``: 412 when several; when none, 412 (a
+        conditional reference: the transaction fails) or ``none_status`` (conditional patch:
+        404, http.html#patch "No matches: The server returns a 404 Not Found", as HAPI does)."""
         params = parse_condition(condition)
         matches = find_matches(conn, res_type, params, base)
+        if not matches and none_status != 412:
+            raise FhirError.of(none_status, "not-found", f"The condition {res_type}?{urlencode(params)} matches no resource")
         if len(matches) != 1:
-            what = "no resource" if not matches else "more than one resource"
-            raise FhirError.of(412, "conflict", f"The condition {res_type}?{urlencode(params)} matches {what}")
+            raise _no_single_match(res_type, params, len(matches))
         return matches[0]
+
+    def resolve_ids(self, conn: Connection, res_type: str, conditions: list[str], base: str | None) -> dict[str, str | FhirError]:
+        """``resolve_id`` of many conditions on one type: each one's id, or the error it raises.
+
+        The ``identifier=system|value`` ones (what Synthea and SATUSEHAT bridges send, dozens per
+        Bundle) are asked in one search, ``identifier=s1|v1,s2|v2,...``; each found resource is
+        credited to the pairs among its own ``identifier`` index rows. Any other condition, or all
+        of them when that search fills its page, is resolved by itself."""
+        out: dict[str, str | FhirError] = {}
+        pairs: dict[tuple[str, str], str] = {}
+        for condition in dict.fromkeys(conditions):
+            pair = _identifier_pair(condition)
+            if pair is None:
+                out[condition] = self._resolve_or_error(conn, res_type, condition, base)
+            else:
+                pairs[pair] = condition
+        if len(pairs) == 1:
+            out.update({c: self._resolve_or_error(conn, res_type, c, base) for c in pairs.values()})
+        elif pairs:
+            limit = 2 * len(pairs) + 1
+            value = ",".join(f"{system}|{code}" for system, code in pairs)
+            params = [("identifier", value), ("_count", str(limit))]
+            try:
+                found = run_search(conn, res_type, params, strict=True, default_count=limit, max_count=limit, base_url=base).matches
+            except FhirError as exc:  # e.g. a type without an identifier parameter: each condition fails alike
+                out.update(dict.fromkeys(pairs.values(), exc))
+                return out
+            if len(found) >= limit:  # a page full: some identifier is shared widely; ask one by one
+                out.update({c: self._resolve_or_error(conn, res_type, c, base) for c in pairs.values()})
+                return out
+            ids: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
+            for _, res_id, body in found:
+                for row in param_rows(jsonio.loads(body), ["identifier"]).get("identifier", []):
+                    credited = ids.get((row["system"], row["code"]))
+                    if credited is not None and res_id not in credited:
+                        credited.append(res_id)
+            for (system, code), condition in pairs.items():
+                matches = ids[(system, code)]
+                out[condition] = (
+                    matches[0] if len(matches) == 1 else _no_single_match(res_type, [("identifier", f"{system}|{code}")], len(matches))
+                )
+        return out
+
+    def _resolve_or_error(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str | FhirError:
+        try:
+            return self.resolve_id(conn, res_type, condition, base)
+        except FhirError as exc:
+            return exc

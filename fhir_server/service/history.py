@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from urllib.parse import urlencode
+
+from sqlalchemy.engine import Connection
 
 from fhir_server import paging
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import check_id
+from fhir_server.search.parse import drop_empty
 from fhir_server.service import bundles
 from fhir_server.storage import repository as repo
 from fhir_server.storage.db import Database
@@ -22,13 +26,27 @@ class HistoryService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def history(self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]) -> bytes:
+    def history(
+        self,
+        base: str,
+        res_type: str | None,
+        res_id: str | None,
+        params: list[tuple[str, str]],
+        *,
+        source: Connection | None = None,
+        strict: bool = False,
+    ) -> bytes:
+        """A history Bundle; ``source``: the connection to read in (a transaction's own), else a read.
+        A parameter with an empty value (``_count=``) is left out, as in a search; 400 if ``strict``
+        (Prefer: handling=strict)."""
         if res_id is not None:
             check_id(res_id)
         args: dict[str, str] = {}
-        for name, value in params:
+        for name, _ in params:
             if name not in _SUPPORTED:
                 raise FhirError.of(400, "not-supported", f"History does not support the parameter '{name}'")
+        params = drop_empty(params, strict=strict, what="History parameter")
+        for name, value in params:
             args[name] = value
         count = paging.parse_count(args["_count"], self.max_count) if "_count" in args else self.default_count
         since = None
@@ -46,7 +64,7 @@ class HistoryService:
         token = paging.decode_ints(args["_page_token"], "_page_token", 1) if "_page_token" in args else None
         before = (token.keys[0], token.pk) if token is not None else None
         query = repo.HistoryQuery(res_type, res_id, since, at, before, count)
-        with self.db.read() as conn:
+        with self.db.read() if source is None else nullcontext(source) as conn:
             rows = list(repo.history(conn, query))
             if res_id is not None and before is None and not rows and repo.get_current(conn, res_type or "", res_id) is None:
                 raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")

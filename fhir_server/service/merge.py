@@ -32,6 +32,7 @@ from fhir_server.service.access import Principal
 from fhir_server.service.conditional import find_matches
 from fhir_server.service.resources import ResourceService
 from fhir_server.storage import repository as repo
+from fhir_server.storage.index_tables import OTHER_REFERENCE
 from fhir_server.storage.mpi_queries import mark_pair, referring
 from fhir_server.timeutil import now_us, to_instant
 
@@ -232,8 +233,9 @@ class MergeService:
 
 @cache
 def _reference_params() -> list[str]:
-    """Codes of every reference search parameter (absolute references are indexed under them)."""
-    return sorted({code for t in resource_types() for code, p in params_for(t).items() if p.type == "reference"})
+    """Codes of every reference search parameter and the pseudo-parameter of the references none
+    covers (absolute references are indexed under them)."""
+    return sorted({OTHER_REFERENCE} | {code for t in resource_types() for code, p in params_for(t).items() if p.type == "reference"})
 
 
 def _parsed(body: bytes | None) -> dict[str, Any]:

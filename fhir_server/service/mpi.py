@@ -17,9 +17,9 @@ from sqlalchemy.engine import Connection
 from fhir_server.errors import FhirError
 from fhir_server.mpi.blocking import probe_keys
 from fhir_server.mpi.features import Features, extract
-from fhir_server.mpi.scoring import CERTAIN, PROBABLE, Match, score_pair
+from fhir_server.mpi.scoring import CERTAIN, CERTAINLY_NOT, PROBABLE, Match, score_pair
 from fhir_server.storage.db import Database
-from fhir_server.storage.mpi_queries import PairRow, candidates, list_pairs, mark_pair, upsert_pairs
+from fhir_server.storage.mpi_queries import Candidates, PairRow, candidates, list_pairs, mark_pair, reviewed, upsert_pairs
 from fhir_server.timeutil import now_us
 
 #: candidates read per blocking key; a key with more (a very common name born on one day, a
@@ -69,27 +69,47 @@ class MpiService:
         only_certain: bool = False,
         count: int | None = None,
         exclude_id: str | None = None,
+        certainly_not: bool = False,
         conn: Connection | None = None,
     ) -> MatchOutcome:
-        """Stored Patients that may be the person ``patient`` describes, best first."""
+        """Stored Patients that may be the person ``patient`` describes, best first.
+
+        When ``patient`` is a stored record (its ``id``), the candidates a reviewer marked "not the
+        same person" as it (``$not-duplicate``) are left out, or with ``certainly_not`` listed last
+        with the grade ``certainly-not`` and score 0 (R4's match-grade value set)."""
         f = self.features(patient)
         if conn is None:
             with self.db.read() as c:
-                found = candidates(c, probe_keys(f), self.per_key_limit)
+                found, rejected = self._candidates(c, f, patient.get("id"))
         else:
-            found = candidates(conn, probe_keys(f), self.per_key_limit)
+            found, rejected = self._candidates(conn, f, patient.get("id"))
         scored = []
         for row in found.rows:
             if row.res_id == exclude_id:
                 continue
             m = score_pair(f, extract(orjson.loads(row.body)))
-            if m.grade is None or (only_certain and m.grade != CERTAIN):
+            if m.grade is None:
+                continue
+            if row.res_id in rejected:
+                if certainly_not and not only_certain:
+                    verdict = Match(0.0, CERTAINLY_NOT, ("a reviewer marked the two not the same person", *m.reasons), m.weight)
+                    scored.append(Scored(row.res_id, row.body, verdict))
+                continue
+            if only_certain and m.grade != CERTAIN:
                 continue
             scored.append(Scored(row.res_id, row.body, m))
         scored.sort(key=lambda s: (-s.match.score, s.res_id))
         if count is not None:
             scored = scored[:count]
         return MatchOutcome(scored, found.limited, len(found.rows))
+
+    def _candidates(self, conn: Connection, f: Features, stored_id: Any) -> tuple[Candidates, set[str]]:
+        """The candidates, and the ids a reviewer marked not the same person as ``stored_id``."""
+        found = candidates(conn, probe_keys(f), self.per_key_limit)
+        if not isinstance(stored_id, str) or not found.rows:
+            return found, set()
+        pairs = reviewed(conn, [stored_id], "not-duplicate")
+        return found, {b if a == stored_id else a for a, b in pairs}
 
     # -- the review list -----------------------------------------------------------------------
     def duplicates(self, *, status: str, min_score: float, limit: int, offset: int, patient_id: str | None = None) -> list[PairRow]:

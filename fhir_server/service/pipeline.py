@@ -153,8 +153,10 @@ class Answer:
 class Pipeline:
     """Authorizes, runs and records every interaction (see the module docstring)."""
 
-    def __init__(self, services: Services, writes: Writes, *, audit_writes: bool) -> None:
+    def __init__(self, services: Services, writes: Writes, *, audit_writes: bool, capability: Callable[[str], bytes] | None = None) -> None:
         self.services = services
+        #: base URL -> the CapabilityStatement's bytes (``GET metadata``, on the route and in Bundles)
+        self.capability = capability
         self.writes = writes
         #: whether writes record the request's AuditEvent in their own transaction
         self.audit_writes = audit_writes
@@ -168,6 +170,7 @@ class Pipeline:
             "history-system": self._history,
             "search-type": self._search,
             "search-system": self._search_system,
+            "capabilities": self._capabilities,
             "create": self._create,
             "update": self._update,
             "patch": self._patch,
@@ -253,7 +256,7 @@ class Pipeline:
     async def _history(self, i: Interaction) -> Answer:
         if i.kind == "history-system":
             i.principal.require(None, "history-system")
-        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params))
+        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict))
 
     async def _search(self, i: Interaction) -> Answer:
         return Answer(200, self.search_now(i))
@@ -264,16 +267,17 @@ class Pipeline:
             self._check_interaction(i)
         s = self.services
         if i.res_type == "AuditEvent":
-            return s.audit_trail.search(i.base, i.params)
+            return s.audit_trail.search(i.base, i.params, strict=i.strict)
         return s.search.search(i.base, i.res_type, i.params, strict=i.strict, principal=i.principal)
 
     async def _search_system(self, i: Interaction) -> Answer:
-        types = [t.strip() for k, v in i.params if k == "_type" for t in v.split(",") if t.strip()]
-        for res_type in types:
-            i.principal.require(res_type, "search-type")
-        if not types:
-            i.principal.require(None, "search-system")
+        i.principal.require_search_system(i.params)
         return Answer(200, self.services.search.search(i.base, None, i.params, strict=i.strict, principal=i.principal))
+
+    async def _capabilities(self, i: Interaction) -> Answer:
+        if self.capability is None:
+            raise FhirError.of(400, "not-supported", "metadata is not available here")
+        return Answer(200, self.capability(i.base))
 
     # -- writes -----------------------------------------------------------------------------
     async def _create(self, i: Interaction) -> Answer:
@@ -341,7 +345,7 @@ class Pipeline:
         res_type, patch_type = i.res_type or "", i.patch_type or "application/fhir+json"
 
         def work(conn: Connection) -> WriteResult:
-            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base)
+            res_id = i.res_id or s.conditional.resolve_id(conn, res_type, _condition(i), i.base, none_status=404)
             return s.resources.patch_in(conn, res_type, res_id, patch_type, i.body, i.if_match)
 
         return _written(await self.writer(i)(work))
@@ -386,6 +390,7 @@ class Pipeline:
                 principal=i.principal,
                 write=self.writer(i),
                 representation=i.representation,
+                capability=self.capability,
             )
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
@@ -491,22 +496,31 @@ class Pipeline:
         return Answer(result.status, result.body, headers=dict(result.headers))
 
 
-_KIND_OF_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-
-
 def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction:
     """A batch entry as an interaction of its own, by the parent's principal."""
     e = parse_entry(parent.base, index, raw)
-    if e.method in ("GET", "HEAD"):
-        kind = "search-type" if e.res_id is None else ("vread" if e.version else "read")
-    else:
-        kind = _KIND_OF_METHOD[e.method]
-    condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None else None)
+    audit = parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None
+    if e.operation is not None:  # as the $operation routes build it (api/operations.py)
+        return Interaction(
+            "operation",
+            parent.base,
+            parent.principal,
+            e.res_type or None,
+            e.res_id,
+            params=[(k, v) for k, v in parse_qsl(e.query) if k not in ("_format", "_pretty")],
+            body=e.resource,
+            strict=parent.strict,
+            operation=e.operation,
+            method=e.method,
+            audit=audit,
+        )
+    reads = e.method in ("GET", "HEAD")
+    condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None and not reads else None)
     sub = Interaction(
-        kind,
+        e.interaction,
         parent.base,
         parent.principal,
-        e.res_type,
+        e.res_type or None,
         e.res_id,
         e.version,
         params=parse_qsl(e.query),
@@ -517,7 +531,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         representation=parent.representation,
         method=e.method,
         resolve_references=True,
-        audit=parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None,
+        audit=audit,
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)

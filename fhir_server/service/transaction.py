@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
+from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import Prepared, ResourceService, is_version
 from fhir_server.service.results import Stored, WriteResult
@@ -54,6 +56,11 @@ class Entry:
     target_id: str | None = None
     #: a create's validation, done before the database transaction (ResourceService.prepare_create)
     prepared: Prepared | None = None
+    #: the interaction of a GET/HEAD entry (``read_kind``): read, vread, search-type,
+    #: search-system, history-instance/-type/-system or capabilities
+    read_kind: str = ""
+    #: the name (without ``$``) of an operation entry (``GET Patient/1/$everything``), batch only
+    operation: str | None = None
 
     @property
     def where(self) -> str:
@@ -61,8 +68,10 @@ class Entry:
 
     @property
     def interaction(self) -> str:
+        if self.operation is not None:
+            return "operation"
         if self.method in ("GET", "HEAD"):
-            return "search-type" if self.res_id is None else ("vread" if self.version else "read")
+            return self.read_kind
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.method]
 
     @property
@@ -85,12 +94,14 @@ class BundleService:
         resources: ResourceService,
         conditional: ConditionalService,
         search: SearchService,
+        history: HistoryService,
         *,
         max_entries: int,
     ) -> None:
         self.resources = resources
         self.conditional = conditional
         self.search = search
+        self.history = history
         self.db = resources.db
         self.max_entries = max_entries
 
@@ -117,19 +128,22 @@ class BundleService:
         write: Any,
         representation: bool = True,
         merge: Merge | None = None,
+        capability: Callable[[str], bytes] | None = None,
     ) -> bytes:
         """Run a transaction's entries in one database transaction; the response Bundle's bytes.
 
         Every entry is authorized before anything runs (``principal``); POST entries are
         validated before the write lock; ``write`` is the pipeline's write runner (one
         transaction of its own). ``merge`` (the Dukcapil/BPJS imports) combines a conditional
-        PUT's match with the incoming resource instead of replacing it.
+        PUT's match with the incoming resource instead of replacing it. ``capability(base)``: the
+        CapabilityStatement a ``GET metadata`` entry answers.
         """
         entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         for entry in entries:
-            _at(entry, lambda e=entry: principal.require(e.res_type, e.interaction, conditional=e.conditional))
-        self._prepare(entries)
-        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal), alone=True)
+            _at(entry, lambda e=entry: authorize_entry(principal, e))
+        early = self._rewrite_early(base, entries, principal)
+        self._prepare(entries, index=early is not None)
+        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, representation)
 
     def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
@@ -138,19 +152,52 @@ class BundleService:
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
         """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
-        _rewrite(resource, {}, lambda ref: self._resolve_reference(conn, base, ref, principal))
+        resolved = self._resolve_references(conn, base, _conditional_references([resource], {}), principal)
+        _rewrite(resource, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
-    def _prepare(self, entries: list[Entry]) -> None:
-        """Checks and validation of POST and PUT entries: all before the write lock."""
+    def _prepare(self, entries: list[Entry], *, index: bool) -> None:
+        """Checks and validation of POST and PUT entries (and, with ``index``, their index rows:
+        their references are final): all before the write lock."""
         _check_unique_targets(entries)
+        # validation does not depend on the references rewritten later (they stay strings),
+        # so it runs before the write lock; its errors are raised when the entry executes
+        jobs: list[tuple[Entry, str]] = []
         for e in entries:
-            # validation does not depend on the references rewritten later (they stay strings),
-            # so it runs before the write lock; its errors are raised when the entry executes
             if e.method == "POST" and isinstance(e.resource, dict):
-                e.prepared = self.resources.prepare_create(e.res_type, e.resource)
+                # a create's id is the server's: fixed here unless _rewrite_early fixed it already
+                jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
-                e.prepared = self.resources.prepare_update(e.res_type, e.res_id, e.resource)
+                jobs.append((e, e.res_id))
+        for e, res_id in jobs:
+            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=index)
+
+    def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
+        """The references of every written resource rewritten before the write lock, so that its
+        index rows are extracted there too (SQLite's single writer lock is held for less).
+
+        Possible when no entry is a conditional create or update (their ids need the locked
+        database). Conditional references are resolved here against a read snapshot; under the
+        lock ``_transaction_in`` resolves each again and, if any answer differs (another client
+        wrote meanwhile), puts the references back and rewrites them there as before. None: not
+        done (also when a reference would fail: the failure is then raised under the lock)."""
+        written = [e for e in entries if e.method in ("POST", "PUT") and isinstance(e.resource, dict)]
+        if not written or any(e.conditional and e.method in ("POST", "PUT") for e in entries):
+            return None
+        early = _Early(self._plan(None, base, entries), {}, [])
+        wanted = _conditional_references([e.resource for e in written], early.references)
+        if wanted:
+            with self.db.read() as conn:
+                early.resolved = self._resolve_references(conn, base, wanted, principal)
+        if any(isinstance(target, FhirError) for target in early.resolved.values()):
+            return None  # raised, naming its entry, when the references are rewritten under the lock
+        try:
+            for e in written:
+                _rewrite(e.resource, early.references, early.resolved.get, early.changed)
+        except FhirError:
+            early.restore()
+            return None
+        return early
 
     def _transaction_in(
         self,
@@ -159,38 +206,86 @@ class BundleService:
         entries: list[Entry],
         merge: Merge | None,
         principal: Principal,
+        capability: Callable[[str], bytes] | None,
+        early: _Early | None = None,
     ) -> list[Outcome]:
         """Every entry in the open transaction ``conn``, in the spec's order; the first error raises."""
         outcomes: list[Outcome | None] = [None] * len(entries)
         # PostgreSQL: keys for the creates now, so their rows need no round trip each
         repo.reserve_pks(conn, sum(1 for e in entries if e.method == "POST"))
+        if early is not None and not self._still_resolved(conn, base, early, principal):
+            early.restore()
+            for e in entries:
+                if e.prepared is not None:
+                    e.prepared.rows = None  # extracted from references that no longer hold
+            early = None
+        if early is None:
+            self._rewrite_in(conn, base, entries, principal)
+        # only when no other entry can write what a PUT writes (a DELETE, a PATCH, a conditional
+        # update that lands on the same resource): a row read before the entries ran stays true
+        alone = all(e.method in ("GET", "HEAD", "POST") or (e.method == "PUT" and e.res_id is not None) for e in entries)
+        puts = [(e.res_type, e.res_id) for e in entries if e.method == "PUT" and e.res_id is not None] if alone else []
+        with repo.prefetched_current(conn, puts):
+            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
+        return [o for o in outcomes if o is not None]
+
+    def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:
+        """Bundle-local and conditional references rewritten in the locked transaction."""
         references = self._plan(conn, base, entries)
+        written = [e for e in entries if e.resource is not None and e.method in ("POST", "PUT")]
         # every conditional reference is resolved before any entry runs, so against one state of
         # the database: the same reference resolves alike in every entry (a Synthea Bundle names
         # the same few Practitioners and Organizations in most of its entries)
-        resolved: dict[str, str | None] = {}
+        resolved = self._resolve_references(conn, base, _conditional_references([e.resource for e in written], references), principal)
+        resolve = _raising(resolved)
+        for entry in written:
+            _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
 
-        def resolve(ref: str) -> str | None:
-            if ref not in resolved:
-                resolved[ref] = self._resolve_reference(conn, base, ref, principal)
-            return resolved[ref]
+    def _resolve_references(
+        self, conn: Connection, base: str, wanted: list[str], principal: Principal
+    ) -> dict[str, str | FhirError | None]:
+        """Conditional references (``Patient?identifier=...``) to ``Type/id`` of their single match,
+        or the error resolving one raises (None: not a reference to resolve), a search per type.
 
-        for entry in entries:
-            if entry.resource is not None and entry.method in ("POST", "PUT"):
-                _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
-        for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-            outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal))
-        return [o for o in outcomes if o is not None]
+        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
+        what exists: it needs search on the referenced type."""
+        by_type: dict[str, list[str]] = {}
+        out: dict[str, str | FhirError | None] = {}
+        for ref in wanted:
+            res_type, _, query = ref.partition("?")
+            if query and is_resource_type(res_type):
+                by_type.setdefault(res_type, []).append(query)
+            else:
+                out[ref] = None
+        for res_type, queries in by_type.items():
+            try:
+                principal.require(res_type, "search-type")
+            except FhirError as exc:
+                out.update(dict.fromkeys((f"{res_type}?{q}" for q in queries), exc))
+                continue
+            for query, found in self.conditional.resolve_ids(conn, res_type, queries, base).items():
+                out[f"{res_type}?{query}"] = found if isinstance(found, FhirError) else f"{res_type}/{found}"
+        return out
 
-    def _plan(self, conn: Connection, base: str, entries: list[Entry]) -> dict[str, str]:
-        """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now."""
+    def _still_resolved(self, conn: Connection, base: str, early: _Early, principal: Principal) -> bool:
+        """Whether every conditional reference resolved before the lock resolves alike now."""
+        now = self._resolve_references(conn, base, list(early.resolved), principal)
+        return all(now[ref] == target for ref, target in early.resolved.items())
+
+    def _plan(self, conn: Connection | None, base: str, entries: list[Entry]) -> dict[str, str]:
+        """fullUrl -> ``Type/id`` for every entry that creates or updates, ids fixed now (a
+        create's id once: kept when planned before the lock). ``conn`` None: no conditional
+        create or update among the entries."""
         references: dict[str, str] = {}
         for e in entries:
             if e.method == "POST" and e.if_none_exist:
+                assert conn is not None
                 e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.if_none_exist or ""))
             elif e.method == "POST":
-                e.target_id = str(uuid.uuid4())
+                e.target_id = e.target_id or str(uuid.uuid4())
             elif e.method == "PUT" and e.res_id is None:
+                assert conn is not None
                 e.target_id = _at(e, lambda e=e: self._conditional_target(conn, base, e, e.query))
             elif e.method in ("PUT", "PATCH", "DELETE"):
                 e.target_id = e.res_id
@@ -212,21 +307,12 @@ class BundleService:
             resource["id"] = str(uuid.uuid4())  # no match and no id: create with an id fixed now
         return resource["id"]
 
-    def _resolve_reference(self, conn: Connection, base: str, reference: str, principal: Principal) -> str | None:
-        """A conditional reference (``Patient?identifier=...``) to ``Type/id`` of its single match.
-
-        Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
-        what exists: it needs search on the referenced type."""
-        res_type, _, query = reference.partition("?")
-        if not query or not is_resource_type(res_type):
-            return None
-        principal.require(res_type, "search-type")
-        return f"{res_type}/{self.conditional.resolve_id(conn, res_type, query, base)}"
-
     # -- one entry -------------------------------------------------------------
-    def _execute(self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal) -> Outcome:
+    def _execute(
+        self, conn: Connection, base: str, e: Entry, merge: Merge | None, principal: Principal, capability: Callable[[str], bytes] | None
+    ) -> Outcome:
         if e.method == "GET" or e.method == "HEAD":
-            return self._read(conn, base, e, principal)
+            return self._read(conn, base, e, principal, capability)
         if e.method == "DELETE":
             if e.res_id is None:
                 results = self.conditional.delete_in(conn, e.res_type, e.query, base)
@@ -248,7 +334,7 @@ class BundleService:
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
-        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base)
+        res_id = e.res_id or self.conditional.resolve_id(conn, e.res_type, e.query, base, none_status=404)
         return self._written(e, self.resources.patch_in(conn, e.res_type, res_id, content_type, body, e.if_match))
 
     def _written(self, e: Entry, result: WriteResult) -> Outcome:
@@ -257,10 +343,21 @@ class BundleService:
             raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
         return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
 
-    def _read(self, conn: Connection, base: str, e: Entry, principal: Principal) -> Outcome:
-        if e.res_id is None:
-            body = self.search.search(base, e.res_type, parse_qsl(e.query), strict=False, principal=principal, source=conn)
+    def _read(self, conn: Connection, base: str, e: Entry, principal: Principal, capability: Callable[[str], bytes] | None) -> Outcome:
+        """A GET/HEAD entry, answered as the route answers it, from the transaction's own state."""
+        kind, params = e.read_kind, parse_qsl(e.query)
+        body: bytes | None = None
+        if kind == "capabilities":
+            if capability is None:
+                raise FhirError.of(400, "not-supported", "metadata is not available here")
+            body = capability(base)
+        elif kind.startswith("history-"):
+            body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
+        elif kind in ("search-type", "search-system"):
+            body = self.search.search(base, e.res_type or None, params, strict=False, principal=principal, source=conn)
+        if body is not None:
             return Outcome(200, body=None if e.method == "HEAD" else body)
+        assert e.res_id is not None
         if e.version is not None:
             row = repo.get_version(conn, e.res_type, e.res_id, int(e.version)) if is_version(e.version) else None
             if row is None or row.deleted:
@@ -327,13 +424,20 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     path, _, query = url.partition("?")
     path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
     url = path + ("?" + query if query else "")
-    parts = path.split("/")
-    res_type = parts[0]
+    parts = path.split("/") if path else []
+    if parts and parts[-1].startswith("$"):
+        return _operation_entry(where, index, raw, method, parts, query, url)
+    read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
+    if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type
+        return Entry(index, method, "", None, None, query, None, raw.get("fullUrl"), None, None, url=url, read_kind=read_kind)
+    res_type = parts[0] if parts else ""
     if not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
-    res_id = parts[1] if len(parts) > 1 and parts[1] else None
+    res_id = parts[1] if len(parts) > 1 and parts[1] != "_history" else None
     version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
-    if (len(parts) > 2 and version is None) or len(parts) > 4 or any(p.startswith("$") for p in parts):
+    if read_kind is None if method in ("GET", "HEAD") else (len(parts) > 2 or (len(parts) == 2 and res_id is None)):
+        raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
+    if any(p.startswith("$") for p in parts):
         raise FhirError.of(400, "not-supported", f"{where}.request.url '{url}' is not supported in a Bundle", f"{where}.request.url")
     if method == "POST" and res_id is not None:
         raise FhirError.of(400, "invalid", f"{where}: POST goes to the type ({res_type}), not an instance", f"{where}.request.url")
@@ -351,7 +455,55 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         if_match=request.get("ifMatch"),
         if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,
+        read_kind=read_kind or "",
     )
+
+
+#: operations with no Bundle form: the Bulk Data kick-off is the asynchronous request pattern
+_NOT_IN_BUNDLES = frozenset({"export", "export-status", "export-file"})
+
+
+def _operation_entry(where: str, index: int, raw: dict[str, Any], method: str, parts: list[str], query: str, url: str) -> Entry:
+    """``[type]/[id]/$name``, ``[type]/$name`` or ``$name`` by GET or POST (the entry's resource is
+    the operation's body), as on the operation routes."""
+    name = parts[-1][1:]
+    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "POST") or name in _NOT_IN_BUNDLES:
+        raise FhirError.of(400, "not-supported", f"{where}.request: {method} {url} is not supported in a Bundle", f"{where}.request.url")
+    res_type = parts[0] if len(parts) > 1 else ""
+    if res_type and not is_resource_type(res_type):
+        raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
+    res_id = parts[1] if len(parts) == 3 else None
+    return Entry(index, method, res_type, res_id, None, query, raw.get("resource"), raw.get("fullUrl"), None, None, url=url, operation=name)
+
+
+#: GET entries that name no resource type
+_SYSTEM_READS = frozenset({"capabilities", "history-system", "search-system"})
+
+
+def _read_kind(parts: list[str]) -> str | None:
+    """The interaction a GET of the path ``parts`` is, as on the routes (None: no such GET)."""
+    if not parts:
+        return "search-system"  # ``?_type=Patient,Observation``
+    if len(parts) == 1:
+        return {"metadata": "capabilities", "_history": "history-system"}.get(parts[0], "search-type")
+    if len(parts) == 2:
+        return "history-type" if parts[1] == "_history" else "read"
+    if parts[2] != "_history":
+        return None
+    return "history-instance" if len(parts) == 3 else "vread" if len(parts) == 4 else None
+
+
+def authorize_entry(principal: Principal, e: Entry) -> None:
+    """What the route of ``e``'s request would require of ``principal`` (401/403)."""
+    if e.interaction == "capabilities":
+        return  # metadata is open to every client
+    if e.operation is not None:
+        # an operation runs its own reads and writes, not in the transaction's database transaction
+        raise FhirError.of(400, "not-supported", f"${e.operation} cannot run inside a transaction; send it in a batch")
+    if e.interaction == "search-system":
+        principal.require_search_system(parse_qsl(e.query))
+    else:
+        principal.require(e.res_type or None, e.interaction, conditional=e.conditional)
 
 
 def _if_none_exist(where: str, method: str, header: Any, query: str) -> str | None:
@@ -399,22 +551,80 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
 
 
-def _rewrite(node: Any, references: dict[str, str], resolve: Any) -> None:
-    """Replace bundle-local and conditional references everywhere in ``node``."""
+def _rewrite(node: Any, references: dict[str, str], resolve: Any, changed: list[tuple[dict, str]] | None = None) -> None:
+    """Replace bundle-local and conditional references everywhere in ``node`` (each replaced
+    value's holder and old value appended to ``changed``, when given)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
+                new = None
                 if value in references:
-                    node[key] = references[value]
+                    new = references[value]
                 elif value.startswith(("urn:uuid:", "urn:oid:")):
                     raise FhirError.of(400, "not-found", f"Reference {value} matches no fullUrl in the Bundle")
                 elif "?" in value:
-                    resolved = resolve(value)
-                    if resolved:
-                        node[key] = resolved
+                    new = resolve(value)
+                if new:
+                    if changed is not None:
+                        changed.append((node, value))
+                    node[key] = new
             elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
-                _rewrite(value, references, resolve)
+                _rewrite(value, references, resolve, changed)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                _rewrite(item, references, resolve)
+                _rewrite(item, references, resolve, changed)
+
+
+def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str | None]:
+    """A ``resolve`` for ``_rewrite``: a reference's target, or the error resolving it raised
+    (raised anew each time: ``_at`` names the entry in the issues it raises)."""
+
+    def resolve(ref: str) -> str | None:
+        target = resolved.get(ref)
+        if isinstance(target, FhirError):
+            raise FhirError(target.status, list(target.issues), dict(target.headers))
+        return target
+
+    return resolve
+
+
+def _conditional_references(resources: list[Any], references: dict[str, str]) -> list[str]:
+    """The distinct conditional references (``Type?query``) in ``resources``, in order (those
+    ``references`` maps, a Bundle's fullUrls, are not conditional)."""
+    found: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    if "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:")):
+                        found[value] = None
+                elif isinstance(value, (dict, list)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, (dict, list)):
+                    walk(item)
+
+    for resource in resources:
+        walk(resource)
+    return list(found)
+
+
+@dataclass
+class _Early:
+    """References rewritten before the write lock (``BundleService._rewrite_early``)."""
+
+    #: fullUrl -> ``Type/id``
+    references: dict[str, str]
+    #: conditional reference -> ``Type/id`` (or None: left as it is)
+    resolved: dict[str, str | FhirError | None]
+    #: (holder, old value) of every reference replaced
+    changed: list[tuple[dict, str]]
+
+    def restore(self) -> None:
+        """Every replaced reference back as it was sent."""
+        for holder, value in reversed(self.changed):
+            holder["reference"] = value
+        self.changed.clear()

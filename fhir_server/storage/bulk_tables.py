@@ -5,7 +5,7 @@ can answer status polls and any worker can run them: a worker claims a job by
 a compare-and-set UPDATE and holds it with a lease it renews while it runs; a
 job whose lease ran out (its worker died) is claimed again and re-run from
 scratch. Registered on the shared ``metadata``; created by migration ``0006_bulk``
-(kick-off option columns: ``0012_export_job_options``).
+(kick-off option columns: ``0012_export_job_options``, ``0019_export_filters``).
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ export_jobs = sa.Table(
     sa.Column("patient_ids", sa.Text, nullable=True),
     sa.Column("associated_data", sa.Text, nullable=True),
     sa.Column("kickoff_issues", sa.Text, nullable=True),
+    # kick-off filters (migration 0018): ``_typeFilter`` as JSON {type: [search query, ...]} (the
+    # queries of one type are OR-ed) and ``_elements`` (comma-separated, ``Type.element`` or ``element``)
+    sa.Column("type_filters", sa.Text, nullable=True),
+    sa.Column("elements", sa.Text, nullable=True),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name=conv("ck_export_jobs_status")),
     sa.CheckConstraint(f"level IN {LEVELS!r}", name=conv("ck_export_jobs_level")),
     # the claim query: queued jobs and running jobs whose lease ran out, oldest first

@@ -46,7 +46,9 @@ idx_token = sa.Table(
     # normalised display / text (CodeableConcept.text, Coding.display, Identifier.type.text) for :text
     sa.Column("text", sa.Text, nullable=True),
     sa.Index("ix_idx_token_param_code_system", "param", "code", "system", "resource_pk"),
-    sa.Index("ix_idx_token_resource_pk", "resource_pk", "param"),
+    sa.Index(
+        "ix_idx_token_resource_pk", "resource_pk", "param", "code", "system"
+    ),  # values: walks in key order check criteria in the index (0018)
 )
 
 idx_string = sa.Table(
@@ -59,7 +61,7 @@ idx_string = sa.Table(
     # as written in the resource: :exact
     sa.Column("exact", sa.Text, nullable=False),
     sa.Index("ix_idx_string_param_value", "param", "value", "resource_pk"),
-    sa.Index("ix_idx_string_resource_pk", "resource_pk", "param"),
+    sa.Index("ix_idx_string_resource_pk", "resource_pk", "param", "value"),  # values: walks in key order check criteria in the index (0018)
 )
 
 idx_date = sa.Table(
@@ -72,10 +74,18 @@ idx_date = sa.Table(
     sa.Column("hi", sa.BigInteger, nullable=False),
     sa.Index("ix_idx_date_param_lo", "param", "lo", "hi", "resource_pk"),
     sa.Index("ix_idx_date_param_hi", "param", "hi", "lo", "resource_pk"),
-    sa.Index("ix_idx_date_resource_pk", "resource_pk", "param"),
+    sa.Index(
+        "ix_idx_date_resource_pk", "resource_pk", "param", "lo", "hi"
+    ),  # values: walks in key order check criteria in the index (0018)
 )
 # the widest stored value per parameter: bounds the lo side of ge/gt searches (search/sql.py _span)
 sa.Index("ix_idx_date_param_span", idx_date.c.param, idx_date.c.hi - idx_date.c.lo)
+
+#: the reference index's pseudo-parameter for references no search parameter covers (inside
+#: extensions, contained resources, elements without a search parameter): not searchable, but
+#: "who points at Patient/x" (``$merge``) must find them. Not a valid search parameter code, so no
+#: search sees it; ``_include=*`` / ``_revinclude=*`` leave it out.
+OTHER_REFERENCE = "-other"
 
 idx_reference = sa.Table(
     "idx_reference",

@@ -9,7 +9,6 @@ import typer
 from fhir_server.config import Settings
 from fhir_server.storage import claims
 from fhir_server.storage.db import Database
-from fhir_server.storage.work_tables import subscription_state as ss
 from fhir_server.subscriptions import store
 from fhir_server.timeutil import now_us, to_instant
 
@@ -100,8 +99,7 @@ def replay_command(
             if s.status != "active":
                 typer.echo(f"subscription {sub_id} is {s.status}: the client re-activates it first (status requested)", err=True)
                 raise typer.Exit(1)
-            conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(delivered=min(from_event - 1, s.events)))
-            claims.want(conn, store.queue_of(s.spec), sub_id, now_us())
+            store.replay(conn, sub_id, from_event, now_us())
         typer.echo(f"subscription {sub_id}: events {from_event}..{s.events} will be delivered again")
     finally:
         db.dispose()

@@ -1,10 +1,11 @@
-"""``$status``, ``$events``, ``$get-ws-binding-token`` (Backport IG 1.1.0) and ``$delivery-log``
-on Subscription.
+"""``$status``, ``$events``, ``$get-ws-binding-token`` (Backport IG 1.1.0), ``$delivery-log`` and
+``$replay`` on Subscription.
 
 The caller needs read on Subscription (the registry's rule for operations that change no
 resource); ``$events`` and ``$get-ws-binding-token`` hand out which resources changed, so they
 also need read on the subscription's type, and a binding token is given only to the client that
-owns the subscriptions it binds (token mode). Header values and secrets never appear (they are
+owns the subscriptions it binds (token mode); ``$replay`` changes the delivery state, so it needs
+read and update on Subscription. Header values and secrets never appear (they are
 not in the resource).
 """
 
@@ -139,6 +140,21 @@ def delivery_log(services: Services, call: OperationCall) -> OperationResult:
     return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
 
 
+async def replay(services: Services, call: OperationCall) -> OperationResult:
+    """Deliver an active subscription's events again from ``eventsSinceNumber`` on (the CLI's
+    ``subscriptions replay``; the web console's replay button)."""
+    sub_id = call.res_id or ""
+    st, _ = _state(services, sub_id)
+    first = _number(call, "eventsSinceNumber")
+    if first is None or first < 1:
+        raise FhirError.of(400, "invalid", "eventsSinceNumber (1 or more) is required")
+    if st.status != "active":
+        raise FhirError.of(422, "business-rule", f"Subscription/{sub_id} is {st.status}: re-activate it first (status requested)")
+    await call.writer()(lambda conn: store.replay(conn, sub_id, first, now_us()))
+    params = [{"name": "events-since-subscription-start", "valueString": str(st.events)}]
+    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+
+
 async def ws_binding_token(services: Services, call: OperationCall) -> OperationResult:
     """A token for ``bind-with-token`` (``websocket.py``): for the instance's subscription, or at
     the type level for those named by ``id`` (none: every websocket subscription of the caller)."""
@@ -188,4 +204,5 @@ register(
         instance=True,
     )
 )
+register(Operation("replay", "Subscription-replay", replay, ("Subscription",), instance=True, affects_state=True))
 register(Operation("delivery-log", "Subscription-delivery-log", delivery_log, ("Subscription",), instance=True))

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from fhir_server.auth.users import CLIENT_PREFIX as CONSOLE_PREFIX
 from fhir_server.errors import FhirError, Issue
 from fhir_server.service.pipeline import Interaction
 from fhir_server.service.results import WriteResult
@@ -93,9 +94,19 @@ class SubscriptionPolicy:
             return result
         sub_id = result.stored.res_id
         now = now_us()
-        store.save(conn, sub_id, status, i.principal.stored_client_id, parsed, secrets, now)
+        store.save(conn, sub_id, status, _owner(i, previous), parsed, secrets, now)
         schedule(conn, sub_id, parsed, status, now)
         return result
+
+
+def _owner(i: Interaction, previous: store.State | None) -> str | None:
+    """The client a subscription delivers as: its writer, except that an operator in the web
+    console turning it off or on again does not take it over (a console user is no registered
+    client: nothing would be sent)."""
+    writer = i.principal.stored_client_id
+    if previous is not None and writer is not None and writer.startswith(CONSOLE_PREFIX):
+        return previous.client_id
+    return writer
 
 
 def schedule(conn: Connection, sub_id: str, parsed: spec.Spec, status: str, now: int) -> None:

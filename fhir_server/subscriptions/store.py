@@ -193,6 +193,17 @@ def mark_sent(conn: Connection, sub_id: str, delivered: int | None, now: int) ->
     conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(**values))
 
 
+def replay(conn: Connection, sub_id: str, from_event: int, now: int) -> State:
+    """Deliver ``sub_id``'s events again from ``from_event`` on (the CLI's ``replay`` and
+    ``$replay``): its delivered-up-to number goes back and its partition is due now. The caller
+    has checked that the subscription exists and is active."""
+    state = get(conn, sub_id)
+    assert state is not None
+    conn.execute(ss.update().where(ss.c.sub_id == sub_id).values(delivered=min(from_event - 1, state.events)))
+    claims.want(conn, queue_of(state.spec), sub_id, now)
+    return state
+
+
 def log_attempt(conn: Connection, **values: Any) -> None:
     conn.execute(sd.insert().values(**values))
 

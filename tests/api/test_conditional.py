@@ -154,3 +154,48 @@ def test_conditional_patch(client):
     r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers=JSON_PATCH)
     assert r.status_code == 200
     assert r.json()["id"] == pid and r.json()["active"] is False
+
+
+def test_conditional_patch_without_a_match_is_404_and_writes_nothing(client):
+    """http.html#patch: "No matches: The server returns a 404 Not Found" (HAPI too); it was 412."""
+    ops = [{"op": "add", "path": "/active", "value": False}]
+    r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers=JSON_PATCH)
+    assert r.status_code == 404
+    assert r.json()["resourceType"] == "OperationOutcome" and r.json()["issue"][0]["code"] == "not-found"
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
+
+
+def test_conditional_patch_with_several_matches_is_412_and_changes_nothing(client):
+    """http.html#patch: "Multiple matches: The server returns a 412 Precondition Failed"."""
+    ids = [post(client, PATIENT).json()["id"] for _ in range(2)]
+    ops = [{"op": "add", "path": "/active", "value": False}]
+    r = client.patch(f"/fhir/Patient?{COND}", content=orjson.dumps(ops), headers=JSON_PATCH)
+    assert r.status_code == 412 and r.json()["resourceType"] == "OperationOutcome"
+    assert all("active" not in client.get(f"/fhir/Patient/{i}").json() for i in ids)
+
+
+def test_conditional_patch_entries_answer_as_the_route(client):
+    """The same statuses for a batch entry (its own) and a transaction (the whole Bundle)."""
+    patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+        {"name": "name", "valueString": "active"}, {"name": "value", "valueBoolean": False}]}]}  # fmt: skip
+    entry = {"resource": patch, "request": {"method": "PATCH", "url": f"Patient?{COND}"}}
+    for kind, expected in (("batch", "404"), ("transaction", "404")):
+        r = client.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": kind, "entry": [entry]}), headers=FHIR_JSON)
+        status = r.json()["entry"][0]["response"]["status"][:3] if kind == "batch" else str(r.status_code)
+        assert status == expected, r.text
+    post(client, PATIENT)
+    post(client, PATIENT)
+    r = client.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=FHIR_JSON)
+    assert r.json()["entry"][0]["response"]["status"][:3] == "412"
+
+
+def test_a_conditional_reference_without_a_match_still_fails_the_transaction_with_412(client):
+    """Conditional references are not conditional patch: no match fails the transaction (412)."""
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": f"Patient?{COND}"}}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": obs, "request": {"method": "POST", "url": "Observation"}}],
+    }
+    assert client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR_JSON).status_code == 412

@@ -104,7 +104,7 @@ def test_the_server_serves_each_definition_with_the_parameters_it_supports(bulk,
     assert {k for k in ("system", "type", "instance") if definition[k]} == set(level)
     assert definition.get("resource") == resource
     names = {p["name"] for p in definition["parameter"]}
-    assert names == {"_outputFormat", "_since", "_type", "includeAssociatedData"} | extra
+    assert names == {"_outputFormat", "_since", "_type", "_typeFilter", "_elements", "includeAssociatedData"} | extra
     assert [i for i in validate_resource(definition) if i.severity in ("error", "fatal")] == []
 
 
@@ -324,7 +324,11 @@ def test_lenient_reports_each_ignored_parameter_in_the_error_array(bulk, worker)
     resp = _kickoff(
         bulk,
         "/fhir/Patient/$export",
-        params=[("_typeFilter", "Observation?status=final"), ("_elements", "id"), ("_type", "Patient,Observation,Organization")],
+        params=[
+            ("_typeFilter", "Condition?clinical-status=active"),
+            ("_until", "2026-01-01"),
+            ("_type", "Patient,Observation,Organization"),
+        ],
         headers=LENIENT,
     )
     assert resp.status_code == 202, resp.text
@@ -333,8 +337,8 @@ def test_lenient_reports_each_ignored_parameter_in_the_error_array(bulk, worker)
     outcomes = _error_file(bulk, manifest)
     texts = sorted(o["issue"][0]["diagnostics"] for o in outcomes)
     assert len(texts) == 3
-    assert any("_typeFilter" in t and "Observation?status=final" in t for t in texts)
-    assert any("_elements" in t for t in texts)
+    assert any("_typeFilter" in t and "Condition?clinical-status=active" in t for t in texts)  # a type not exported
+    assert any("_until" in t for t in texts)
     assert any("Organization" in t and "_type" in t for t in texts)
     assert all(o["issue"][0]["severity"] == "warning" for o in outcomes)
     assert manifest["error"][0]["url"].startswith(f"{BASE}/$export-file/")

@@ -196,8 +196,13 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
     try:
         migrate.upgrade(engine, "0006_bulk")
         options = {"patient_ids", "associated_data", "kickoff_issues"}  # added by 0012_export_job_options
-        assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
+        filters = {"type_filters", "elements"}  # added by 0019_export_filters
+        assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {
+            c.name for c in export_jobs.columns
+        } - options - filters
         migrate.upgrade(engine, "0012_export_job_options")
+        assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - filters
+        migrate.upgrade(engine, "0019_export_filters")
         insp = sa.inspect(engine)
         table = export_jobs
         columns = {c["name"]: c for c in insp.get_columns(table.name)}
@@ -221,9 +226,11 @@ def test_migration_matches_the_table_and_downgrades(fresh_database_url):
                     updated_us=0,
                 )
             )
+        migrate.downgrade(engine, "0018_other_references")
+        assert {c["name"] for c in sa.inspect(engine).get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - filters
         migrate.downgrade(engine, "0011_subscriptions")
         insp = sa.inspect(engine)
-        assert {c["name"] for c in insp.get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options
+        assert {c["name"] for c in insp.get_columns("export_jobs")} == {c.name for c in export_jobs.columns} - options - filters
         assert {"ck_export_jobs_status", "ck_export_jobs_level"} <= {c["name"] for c in insp.get_check_constraints("export_jobs")}
         migrate.downgrade(engine, "0005_audit")
         assert "export_jobs" not in sa.inspect(engine).get_table_names()

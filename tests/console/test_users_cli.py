@@ -1,4 +1,4 @@
-"""``fhir-server users add|list|disable`` and the password hashing behind it."""
+"""``fhir-server users add|list|disable|set-role|reset-password`` and the password hashing behind it."""
 
 from __future__ import annotations
 
@@ -42,11 +42,21 @@ def test_users_add_list_disable(fresh_database_url):
     assert runner.invoke(app, ["users", "disable", "siti", *url]).exit_code == 0
     assert "siti\tclerk\tdisabled" in runner.invoke(app, ["users", "list", *url]).output
     assert runner.invoke(app, ["users", "disable", "nobody", *url]).exit_code == 1
+    # a new role; a new password (the old one stops working); both refuse unknown users and bad values
+    assert runner.invoke(app, ["users", "set-role", "budi", "--role", "clerk", *url]).exit_code == 0
+    assert runner.invoke(app, ["users", "set-role", "budi", "--role", "boss", *url]).exit_code == 2
+    assert runner.invoke(app, ["users", "set-role", "nobody", "--role", "clerk", *url]).exit_code == 1
+    reset = runner.invoke(app, ["users", "reset-password", "budi", *url], input="kata-sandi-baru\nkata-sandi-baru\n")
+    assert reset.exit_code == 0, reset.output
+    assert runner.invoke(app, ["users", "reset-password", "budi", "--password", "short", *url]).exit_code == 2
+    assert runner.invoke(app, ["users", "reset-password", "nobody", "--password", "panjang-sekali-1", *url]).exit_code == 1
     with engine.begin() as conn:
         assert users.authenticate(conn, "siti", "panjang-sekali-1") == (None, "invalid")
-        user, _ = users.authenticate(conn, "budi", "kata-sandi-budi")
+        assert users.authenticate(conn, "budi", "kata-sandi-budi") == (None, "invalid")
+        user, _ = users.authenticate(conn, "budi", "kata-sandi-baru")
     engine.dispose()
-    assert user is not None and user.client_id == "console:budi" and not user.scopes.allows("Patient", "create")
+    assert user is not None and user.client_id == "console:budi" and user.scopes.allows("Patient", "create")
+    assert not user.scopes.allows("Patient", "delete")
 
 
 def test_roles_map_onto_the_api_scopes():
@@ -55,3 +65,6 @@ def test_roles_map_onto_the_api_scopes():
     assert clerk.allows("Patient", "create") and clerk.allows("Encounter", "update") and not clerk.allows("Patient", "delete")
     assert not clerk.allows("AuditEvent", "read")
     assert admin.allows("Patient", "delete") and admin.allows("AuditEvent", "search") and not admin.allows("AuditEvent", "create")
+    assert not viewer.has_feature("system/satusehat.read")
+    assert clerk.has_feature("system/satusehat.read") and not clerk.has_feature("system/satusehat.write")
+    assert admin.has_feature("system/satusehat.read") and admin.has_feature("system/satusehat.write")

@@ -79,3 +79,18 @@ def test_payload_rewrites_references_and_leaves_out_unsynced_diagnoses():
     needs = ss.needs(ENC)
     assert needs.required == (("Patient", "p1"), ("Practitioner", "d1"), ("Location", "l1"))
     assert needs.optional == (("Condition", "c1"), ("Condition", "c2"))
+
+
+def test_an_organization_sub_unit_is_sent_part_of_the_facility_or_of_its_parent_unit():
+    unit = {"resourceType": "Organization", "id": "poli", "name": "Poli Umum", "partOf": {"reference": "Organization/pkm"}}
+    assert ss.is_sub_unit(unit) and not ss.is_sub_unit({**unit, "partOf": None})
+    assert ss.needs(unit).required == (("Organization", "pkm"),)
+    assert "name" in (ss.hold_reason({**unit, "name": None}) or "")
+    assert ss.hold_reason(unit) is None
+    body = ss.payload({**unit, "endpoint": [{"reference": "Endpoint/x"}]}, "100025753", {("Organization", "pkm"): "100025753"}, None)
+    assert body["partOf"] == {"reference": "Organization/100025753"}
+    assert body["identifier"] == [{"system": "http://sys-ids.kemkes.go.id/organization/100025753", "use": "official", "value": "poli"}]
+    assert "endpoint" not in body and "id" not in body
+    child = {**unit, "partOf": {"reference": "Organization/poli0"}}
+    nested = ss.payload(child, "100025753", {("Organization", "poli0"): "uuid-0"}, "uuid-1")
+    assert nested["partOf"] == {"reference": "Organization/uuid-0"} and nested["id"] == "uuid-1"

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhir_server.errors import FhirError
 from fhir_server.model.limits import check_json
@@ -73,3 +76,36 @@ def test_json_that_is_no_resource_names_the_place_in_the_text():
     status, diagnostics, expression = fail(patch)
     assert (status, expression) == (400, None)
     assert diagnostics.endswith("(at [0].value)")
+
+
+# -- the shortcut with the JSON text: the same verdict as the full walk, on any JSON ------------------
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="ab\x01\\", max_size=2), inner, max_size=3),
+    max_leaves=25,
+)
+
+
+def _verdict(value: Any, raw: bytes | None, max_depth: int, max_elements: int) -> tuple[int, str] | None:
+    try:
+        check_json(value, max_depth=max_depth, max_elements=max_elements, raw=raw)
+    except FhirError as exc:
+        return exc.status, exc.issues[0].diagnostics
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json, st.integers(min_value=0, max_value=6), st.integers(min_value=1, max_value=40))
+def test_the_json_text_shortcut_gives_the_full_walks_verdict(value: Any, max_depth: int, max_elements: int) -> None:
+    raw = orjson.dumps(value)
+    assert _verdict(value, raw, max_depth, max_elements) == _verdict(value, None, max_depth, max_elements)
+
+
+def test_an_escaped_control_character_is_still_refused_with_the_json_text() -> None:
+    raw = b'{"resourceType": "Patient", "gender": "ma\\u0000le"}'
+    status, diagnostics = _verdict(orjson.loads(raw), raw, 50, 10_000) or (0, "")
+    assert status == 400 and "control character" in diagnostics

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,11 +183,13 @@ class Person:
 
 
 class Population:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, villages: int = 120) -> None:
         self.rng = random.Random(seed)
         self.serials: dict[str, int] = {}
         self.persons: list[Person] = []
         self.records: list[Record] = []
+        #: persons made so far (their ids), also when ``persons`` is emptied between chunks (``stream``)
+        self.made = 0
         self.villages = [
             f"{p}{k:02d}{c:02d}{v}"
             for p, k, c, v in (
@@ -196,7 +199,7 @@ class Population:
                     self.rng.randint(1, 20),
                     self.rng.choice(("1001", "2003", "2011", "1005")),
                 )
-                for _ in range(120)
+                for _ in range(villages)
             )
         ]
 
@@ -222,7 +225,7 @@ class Population:
             given = list(dict.fromkeys(given))
         village = near.village if near else r.choice(self.villages)
         p = Person(
-            pid=f"p{len(self.persons)}",
+            pid=f"p{self.made}",
             given=given,
             gender=gender,
             birth=birth,
@@ -238,6 +241,7 @@ class Population:
             father=r.choice(MALE),
         )
         self.persons.append(p)
+        self.made += 1
         return p
 
     def resource(
@@ -374,47 +378,63 @@ def _typo_date(r: random.Random, born: dt.date) -> str | None:
 def population(seed: int = 18, people: int = 3000) -> Population:
     """``people`` base persons plus their extra records and the hard non-duplicates."""
     pop = Population(seed)
-    r = pop.rng
     for _ in range(people):
-        p = pop.new_person()
-        pop.add(p, "person", pop.resource(p))
-        if r.random() < 0.35:
-            for _ in range(r.choice((1, 1, 2))):
-                pop.add(p, "duplicate", pop.variant(p))
-        roll = r.random()
-        if roll < 0.04:  # twins: same birth date, address, phone, father; consecutive NIK serials
-            order = r.random() < 0.7
-            p.birth_order = 1 if order else None
-            p.records[0].resource = pop.resource(p)
-            twin = pop.new_person(birth=p.birth, near=p)
-            twin.father, twin.phone, twin.birth_order = p.father, p.phone, (2 if order else None)
-            if len(p.given) > 1 and r.random() < 0.5:
-                twin.given = [p.given[0], *twin.given[-1:]] if twin.given[-1] != p.given[0] else twin.given
-            pop.add(twin, "twin", pop.resource(twin), related=p.pid)
-        elif roll < 0.09:  # a namesake: the same name, someone else
-            other = pop.new_person(gender=p.gender, given=list(p.given))
-            same = r.random()
-            if same < 0.1:  # born the very same day: only identifiers or the address tell them apart
-                other.birth = p.birth
-                other.nik = pop.nik_for(other.village, other.birth, other.gender)
-            elif same < 0.4:
-                other.birth = p.birth.replace(day=min(p.birth.day, 28), month=r.randint(1, 12))
-                other.nik = pop.nik_for(other.village, other.birth, other.gender)
-            pop.add(other, "namesake", pop.resource(other), related=p.pid)
-        elif roll < 0.10:  # someone else registered under this person's NIK (a shared or reused NIK)
-            other = pop.new_person()
-            pop.add(other, "shared-nik", pop.resource(other, nik=p.nik), related=p.pid)
-        elif roll < 0.16:  # a child at the same address and phone, named after the parent now and then
-            born = p.birth + dt.timedelta(days=r.randint(18 * 365, 40 * 365))
-            if born.year < 2024:
-                child = pop.new_person(birth=born, near=p)
-                child.phone = p.phone if r.random() < 0.7 else child.phone
-                if r.random() < 0.4:
-                    child.given = [p.given[0], *child.given[-1:]] if child.given[-1] != p.given[0] else child.given
-                pop.add(child, "child", pop.resource(child), related=p.pid)
-        if p.gender == "female" and 1975 <= p.birth.year <= 2004 and r.random() < 0.25:
-            _newborns(pop, p)
+        _person(pop)
     return pop
+
+
+def stream(seed: int, people: int, chunk: int = 20_000, villages: int = 120) -> Iterator[list[dict[str, Any]]]:
+    """The records of ``population(seed, people)`` (same generator, ``villages`` villages) in
+    lists of those of ``chunk`` base persons, without keeping them: for benchmarks of millions."""
+    pop = Population(seed, villages)
+    for start in range(0, people, chunk):
+        for _ in range(min(chunk, people - start)):
+            _person(pop)
+        yield [rec.resource for rec in pop.records]
+        pop.records, pop.persons = [], []
+
+
+def _person(pop: Population) -> None:
+    """One base person with their extra records and the hard non-duplicates around them."""
+    r = pop.rng
+    p = pop.new_person()
+    pop.add(p, "person", pop.resource(p))
+    if r.random() < 0.35:
+        for _ in range(r.choice((1, 1, 2))):
+            pop.add(p, "duplicate", pop.variant(p))
+    roll = r.random()
+    if roll < 0.04:  # twins: same birth date, address, phone, father; consecutive NIK serials
+        order = r.random() < 0.7
+        p.birth_order = 1 if order else None
+        p.records[0].resource = pop.resource(p)
+        twin = pop.new_person(birth=p.birth, near=p)
+        twin.father, twin.phone, twin.birth_order = p.father, p.phone, (2 if order else None)
+        if len(p.given) > 1 and r.random() < 0.5:
+            twin.given = [p.given[0], *twin.given[-1:]] if twin.given[-1] != p.given[0] else twin.given
+        pop.add(twin, "twin", pop.resource(twin), related=p.pid)
+    elif roll < 0.09:  # a namesake: the same name, someone else
+        other = pop.new_person(gender=p.gender, given=list(p.given))
+        same = r.random()
+        if same < 0.1:  # born the very same day: only identifiers or the address tell them apart
+            other.birth = p.birth
+            other.nik = pop.nik_for(other.village, other.birth, other.gender)
+        elif same < 0.4:
+            other.birth = p.birth.replace(day=min(p.birth.day, 28), month=r.randint(1, 12))
+            other.nik = pop.nik_for(other.village, other.birth, other.gender)
+        pop.add(other, "namesake", pop.resource(other), related=p.pid)
+    elif roll < 0.10:  # someone else registered under this person's NIK (a shared or reused NIK)
+        other = pop.new_person()
+        pop.add(other, "shared-nik", pop.resource(other, nik=p.nik), related=p.pid)
+    elif roll < 0.16:  # a child at the same address and phone, named after the parent now and then
+        born = p.birth + dt.timedelta(days=r.randint(18 * 365, 40 * 365))
+        if born.year < 2024:
+            child = pop.new_person(birth=born, near=p)
+            child.phone = p.phone if r.random() < 0.7 else child.phone
+            if r.random() < 0.4:
+                child.given = [p.given[0], *child.given[-1:]] if child.given[-1] != p.given[0] else child.given
+            pop.add(child, "child", pop.resource(child), related=p.pid)
+    if p.gender == "female" and 1975 <= p.birth.year <= 2004 and r.random() < 0.25:
+        _newborns(pop, p)
 
 
 def _newborns(pop: Population, mother: Person) -> None:

@@ -39,6 +39,8 @@ def settings(url: str, sim_url: str, **overrides: Any) -> Settings:
         "satusehat_retry_base": 0.05,
         "satusehat_retry_max": 0.3,
         "satusehat_timeout": 0.8,
+        # the worker on the app's event loop, where the tests reach it (test_process.py: the child process)
+        "satusehat_worker_process": False,
     }
     values.update(overrides)
     return Settings(**values)

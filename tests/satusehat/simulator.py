@@ -240,6 +240,10 @@ class Simulator:
             for key in ("start", "end"):
                 if key in period and not str(period[key]).endswith("+00:00"):
                     return _rule(10001, f"period.{key} must be UTC")
+        if res_type == "Organization":
+            parent = str((body.get("partOf") or {}).get("reference", "")).split("/", 1)[-1]
+            if parent != self.org and parent not in self.store.get("Organization", {}):
+                return _rule(20007, f"Referenced resource not found: Organization/{parent}")
         if res_type == "Condition" and body.get("code", {}).get("coding", [{}])[0].get("code") == "X99.9":
             return _rule(10035, "Code X99.9 is not a valid ICD-10 2010 code")
         return None

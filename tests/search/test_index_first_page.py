@@ -1,7 +1,9 @@
-"""The index-first page (search/engine.py ``_page_from_index``, PostgreSQL) answers exactly what
-the plain statement answers: same resources, same order, same pages, deleted ones left out,
-several criteria intersected; beyond ``PILOT_CAP`` matches the plain statement runs. On SQLite the
-plain statement always runs and the answers are the same (the ``client`` fixture runs both)."""
+"""The page statement that picks its plan by the number of matches (search/engine.py ``_page_by_count``,
+PostgreSQL) answers
+exactly what the plain statement answers: same resources, same order, same pages, deleted ones
+left out, several criteria intersected, one row per resource however many of its values match.
+On SQLite the plain statement always runs and the answers are the same (the ``client`` fixture
+runs both)."""
 
 from __future__ import annotations
 
@@ -38,34 +40,76 @@ def patients(client) -> None:
     assert client.delete("/fhir/Patient/p3").status_code in (200, 204)
 
 
-@pytest.mark.parametrize("cap", [engine.PILOT_CAP, 2])  # index first, and the plain statement beyond the cap
-def test_pages_are_the_same_either_way(client, patients, monkeypatch, cap):
-    monkeypatch.setattr(engine, "PILOT_CAP", cap)
-    ways: list[bool] = []  # True: the page came from the index side
-    real = engine._page_from_index
+@pytest.fixture
+def ways(monkeypatch) -> list[bool]:
+    """True per page statement written by ``engine._page_by_count``."""
+    seen: list[bool] = []
+    real = engine._index_subqueries
 
-    def spy(*args, **kwargs):
-        found = real(*args, **kwargs)
-        ways.append(found is not None)
+    def spy(criteria):
+        found = real(criteria)
+        seen.append(found is not None)
         return found
 
-    monkeypatch.setattr(engine, "_page_from_index", spy)
-    in_may = _all_pages(client, "birthdate=ge1980-05-01&birthdate=le1980-05-31&_count=2")
+    monkeypatch.setattr(engine, "_index_subqueries", spy)
+    return seen
+
+
+def _plain(monkeypatch) -> None:
+    monkeypatch.setattr(engine, "_index_subqueries", lambda criteria: None)
+
+
+QUERIES = [
+    "birthdate=ge1980-05-01&birthdate=le1980-05-31&_count=2",
+    "birthdate=ge1980-05-01&birthdate=le1980-05-31&gender=female&_count=2",
+    "birthdate=ge2000-01-01&_count=2",
+    "birthdate=ge1980-01-01&_count=3",
+    "gender=male&_count=1",
+    "gender=male,female&birthdate=ge1980-05-12&_count=2",
+]
+
+
+@pytest.mark.parametrize("cap", [engine.PILOT_CAP, 1])  # the few-matches arm, and the walk in key order
+def test_pages_are_the_same_either_way(client, patients, monkeypatch, ways, cap):
+    monkeypatch.setattr(engine, "PILOT_CAP", cap)
+    in_may = _all_pages(client, QUERIES[0])
     assert sorted(in_may) == ["p0", "p1", "p2", "p4", "p5", "p6"]  # p3 was deleted
     assert len(set(in_may)) == len(in_may)
-    women = _all_pages(client, "birthdate=ge1980-05-01&birthdate=le1980-05-31&gender=female&_count=2")
-    assert sorted(women) == ["p1", "p5"]
-    assert _all_pages(client, "birthdate=ge2000-01-01&_count=2") == []
-    # each way was taken where expected (the first page beyond the cap falls back); SQLite
+    assert sorted(_all_pages(client, QUERIES[1])) == ["p1", "p5"]
+    assert _all_pages(client, QUERIES[2]) == []
+    joined = [_all_pages(client, q) for q in QUERIES]
+    # the join was written on PostgreSQL for every page (all criteria are index look-ups); SQLite
     # always runs the plain statement
     if client.app.state.fhir.db.dialect == "sqlite":
-        assert ways == []
+        assert not any(ways)
     else:
-        assert ways and (all(ways) if cap > 100 else not ways[0])
+        assert ways and all(ways)
+    _plain(monkeypatch)
+    assert [_all_pages(client, q) for q in QUERIES] == joined
+    assert joined[3] == ["p0", "p1", "p2", "p4", "p5", "p6", "p7", "p8"]  # insertion order
 
 
-def test_both_ways_give_one_order(client, patients, monkeypatch):
-    first = _all_pages(client, "birthdate=ge1980-01-01&_count=3")
-    monkeypatch.setattr(engine, "PILOT_CAP", 1)
-    assert _all_pages(client, "birthdate=ge1980-01-01&_count=3") == first
-    assert sorted(first) == ["p0", "p1", "p2", "p4", "p5", "p6", "p7", "p8"]
+def test_a_name_matching_twice_is_one_match(client, monkeypatch):
+    """Two names of one Patient match the same prefix: the join keeps one row per resource."""
+    for n in range(4):
+        names = [{"family": "Santoso"}, {"family": "Santosa"}] if n % 2 == 0 else [{"family": "Wijaya"}]
+        body = {"resourceType": "Patient", "id": f"s{n}", "name": names}
+        assert client.put(f"/fhir/Patient/s{n}", json=body, headers=FHIR_JSON).status_code == 201
+    joined = _all_pages(client, "family=Santos&_count=1")
+    assert joined == ["s0", "s2"]
+    monkeypatch.setattr(engine, "PILOT_CAP", 1)  # the walk in key order
+    assert _all_pages(client, "family=Santos&_count=1") == joined
+    _plain(monkeypatch)
+    assert _all_pages(client, "family=Santos&_count=1") == joined
+
+
+@pytest.mark.parametrize("cap", [engine.PILOT_CAP, 1])
+def test_other_types_with_the_parameter_are_left_out(client, monkeypatch, cap):
+    """``family`` rows of Practitioners share the index table with the Patients' rows."""
+    monkeypatch.setattr(engine, "PILOT_CAP", cap)
+    for n in range(3):
+        body = {"resourceType": "Practitioner", "id": f"dr{n}", "name": [{"family": "Santoso"}]}
+        assert client.put(f"/fhir/Practitioner/dr{n}", json=body, headers=FHIR_JSON).status_code == 201
+        body = {"resourceType": "Patient", "id": f"pt{n}", "name": [{"family": "Santoso"}]}
+        assert client.put(f"/fhir/Patient/pt{n}", json=body, headers=FHIR_JSON).status_code == 201
+    assert _all_pages(client, "family=Santoso&_count=2") == ["pt0", "pt1", "pt2"]
