@@ -246,8 +246,11 @@ class AuditRecorder:
         delay = self.flush_interval
         while True:
             if len(self._queue) < self.max_batch:  # a full batch goes at once
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
+                # cancellation (CPython gh-86296), and whoever awaits the cancelled task waits forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(full.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await full.wait()
             full.clear()
             try:
                 ok = await self._flush_batch_on_loop(writes)

@@ -156,8 +156,11 @@ class SatusehatWorker:
                 await asyncio.sleep(5.0)
                 continue
             if not busy:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
+                # cancellation (CPython gh-86296), and stop() would then wait for it forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
                 self._wake.clear()
 
     async def run_once(self) -> bool:

@@ -127,8 +127,8 @@ class Hub:
     async def send(self, binding: Binding, text: str) -> bool:
         """Write one notification frame; False (and the binding dropped) when the socket is gone."""
         try:
-            async with binding.lock:
-                await asyncio.wait_for(binding.socket.send_text(text), SEND_TIMEOUT)
+            async with binding.lock, asyncio.timeout(SEND_TIMEOUT):  # not wait_for: see worker._run
+                await binding.socket.send_text(text)
         except Exception:  # noqa: BLE001 - closed, reset or not reading: the client binds again
             self.remove_socket(binding.socket)
             return False
@@ -178,7 +178,8 @@ async def subscription_socket(socket: WebSocket) -> None:
     try:
         while True:
             try:
-                message = await asyncio.wait_for(socket.receive(), None if bound else BIND_TIMEOUT)
+                async with asyncio.timeout(None if bound else BIND_TIMEOUT):  # not wait_for: see worker._run
+                    message = await socket.receive()
             except TimeoutError:
                 await socket.close(POLICY_VIOLATION, "nothing bound")
                 return

@@ -169,8 +169,11 @@ class SubscriptionWorker:
                 await asyncio.sleep(5.0)
                 continue
             if not busy:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
+                # cancellation (CPython gh-86296), and stop() would then wait for it forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds())
+                    async with asyncio.timeout(self._idle_seconds()):
+                        await self._wake.wait()
                 self._wake.clear()
 
     def _idle_seconds(self) -> float:
