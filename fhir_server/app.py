@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
                 audit_flusher.cancel()
                 await asyncio.gather(audit_flusher, return_exceptions=True)
             state.recorder.close()
-        state.close()
+        state.db.dispose()
 
     def audit_recorder(scope: Scope) -> AuditRecorder | None:
         recorder = state.recorder  # with audit on: None until started, then the AuditRecorder

@@ -238,7 +238,7 @@ def import_command(
         state.db.analyze()  # fresh planner statistics after a bulk load
         seconds = time.monotonic() - started
     finally:
-        state.close()
+        state.db.dispose()
     table = Table(title=f"import: {summary.files} file(s)")
     for col in ("type", "created", "existing (updated or unchanged)"):
         table.add_column(col)

@@ -71,10 +71,6 @@ class ServerState:
         assert self.pipeline.capability is not None
         return self.pipeline.capability(base)
 
-    def close(self) -> None:
-        """The database's connections closed."""
-        self.db.dispose()
-
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""
         if self._verifier is None:
