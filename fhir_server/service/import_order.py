@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.model.ids import is_valid_id
+from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
 from fhir_server.urlcodec import parse_qsl
 
@@ -58,17 +59,8 @@ def references(resource: dict[str, Any]) -> tuple[list[tuple[str, str]], list[st
     """The literal (type, id) and the conditional references anywhere in ``resource``."""
     literal: list[tuple[str, str]] = []
     conditional: list[str] = []
-    stack: list[Any] = [resource]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str):
-                    _classify(value, literal, conditional)
-                elif isinstance(value, (dict, list)):
-                    stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(item for item in node if isinstance(item, (dict, list)))
+    for holder in reference_holders(resource):
+        _classify(holder["reference"], literal, conditional)
     return literal, conditional
 
 

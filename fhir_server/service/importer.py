@@ -25,6 +25,7 @@ from typing import Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import is_valid_id
+from fhir_server.model.references import reference_holders
 from fhir_server.service import import_order
 from fhir_server.service.access import OPEN
 from fhir_server.service.import_order import Node
@@ -76,15 +77,9 @@ def _stable_id(resource: dict[str, Any], full_url: str | None) -> str:
 
 
 def _rewrite(node: Any, references: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in references:
-                node[key] = references[value]
-            else:
-                _rewrite(value, references)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite(item, references)
+    for holder in reference_holders(node):
+        if holder["reference"] in references:
+            holder["reference"] = references[holder["reference"]]
 
 
 def read_items(path: Path, errors: list[str]) -> Iterator[Item]:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
@@ -551,29 +552,29 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
 
 
+def _is_conditional(value: str, references: dict[str, str]) -> bool:
+    """A conditional reference (``Type?query``): not a Bundle fullUrl (those ``references`` maps)
+    nor a URN."""
+    return "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:"))
+
+
 def _rewrite(node: Any, references: dict[str, str], resolve: Any, changed: list[tuple[dict, str]] | None = None) -> None:
     """Replace bundle-local and conditional references everywhere in ``node`` (each replaced
     value's holder and old value appended to ``changed``, when given)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                new = None
-                if value in references:
-                    new = references[value]
-                elif value.startswith(("urn:uuid:", "urn:oid:")):
-                    raise FhirError.of(400, "not-found", f"Reference {value} matches no fullUrl in the Bundle")
-                elif "?" in value:
-                    new = resolve(value)
-                if new:
-                    if changed is not None:
-                        changed.append((node, value))
-                    node[key] = new
-            elif isinstance(value, (dict, list)):  # leaves are not visited: most values are strings
-                _rewrite(value, references, resolve, changed)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, (dict, list)):
-                _rewrite(item, references, resolve, changed)
+    for holder in reference_holders(node):
+        value = holder["reference"]
+        if value in references:
+            new = references[value]
+        elif value.startswith(("urn:uuid:", "urn:oid:")):
+            raise FhirError.of(400, "not-found", f"Reference {value} matches no fullUrl in the Bundle")
+        elif _is_conditional(value, references):
+            new = resolve(value)
+        else:
+            continue
+        if new:
+            if changed is not None:
+                changed.append((holder, value))
+            holder["reference"] = new
 
 
 def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str | None]:
@@ -590,25 +591,12 @@ def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str
 
 
 def _conditional_references(resources: list[Any], references: dict[str, str]) -> list[str]:
-    """The distinct conditional references (``Type?query``) in ``resources``, in order (those
-    ``references`` maps, a Bundle's fullUrls, are not conditional)."""
+    """The distinct conditional references (``Type?query``) in ``resources``, in order."""
     found: dict[str, None] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str):
-                    if "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:")):
-                        found[value] = None
-                elif isinstance(value, (dict, list)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                if isinstance(item, (dict, list)):
-                    walk(item)
-
     for resource in resources:
-        walk(resource)
+        for holder in reference_holders(resource):
+            if _is_conditional(holder["reference"], references):
+                found[holder["reference"]] = None
     return list(found)
 
 
