@@ -130,6 +130,8 @@ def throughput(base: str, duration: int, connections: int) -> float:
         duration=duration,
         connections=connections,
     )
+    if result.errors:
+        raise SystemExit(f"{result.errors} failed requests under load: {result.statuses} {result.sample_error}")
     return result.requests / result.seconds
 
 
