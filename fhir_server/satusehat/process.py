@@ -93,7 +93,7 @@ async def _run(settings: Settings, control: IO[bytes]) -> None:
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=until_closed, name="satusehat-control", daemon=True).start()
-    state = build_state(settings)
+    state = build_state(settings, background=True)
     worker = new_worker(state)
     try:
         if worker is None:

@@ -7,6 +7,7 @@ pipeline's write path, for the writes) and commits nothing. Claiming is ``storag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,32 +61,46 @@ def _item(row: Any) -> Item:
 def get(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Item | None:
     """``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite's one writer
     serialises anyway)."""
-    stmt = sa.select(it).where(it.c.res_type == res_type, it.c.res_id == res_id)
-    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    row = conn.execute(_get_statement(for_update), {"rt": res_type, "ri": res_id}).first()
     return _item(row) if row is not None else None
+
+
+@lru_cache(maxsize=2)
+def _get_statement(for_update: bool) -> Any:
+    # statements the worker runs per item are built once (see ``_noted_statement``)
+    stmt = sa.select(it).where(it.c.res_type == sa.bindparam("rt"), it.c.res_id == sa.bindparam("ri"))
+    return stmt.with_for_update() if for_update else stmt
 
 
 def noted(
     conn: Connection, res_type: str, res_id: str, version: int, facility: str, partition: str, now: int, *, status: str = "pending"
 ) -> None:
     """A new local version to send (or ``not-applicable``): the item is due again, whatever it was."""
+    params = {"rt": res_type, "ri": res_id, "f": facility, "p": partition, "s": status, "v": version, "now": now}
+    conn.execute(_noted_statement(conn.dialect.name), params)
+
+
+@lru_cache(maxsize=2)
+def _noted_statement(dialect: str) -> Any:
+    """Built once per dialect: the worker runs it for every change it ingests, in SQLite's write
+    lock, where building it each time cost more than running it."""
+    now = sa.bindparam("now", type_=sa.BigInteger)
     values = {
-        "facility": facility,
-        "partition": partition,
-        "status": status,
-        "version": version,
+        "facility": sa.bindparam("f"),
+        "partition": sa.bindparam("p"),
+        "status": sa.bindparam("s"),
+        "version": sa.bindparam("v", type_=sa.Integer),
         "last_error": None,
         "rule": None,
         "outcome": None,
         "waits_for": None,
         "updated_us": now,
     }
-    stmt = _insert(conn, it).values(res_type=res_type, res_id=res_id, attempts=0, in_doubt=False, queued_us=now, **values)
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(it)
+    stmt = insert.values(res_type=sa.bindparam("rt"), res_id=sa.bindparam("ri"), attempts=0, in_doubt=False, queued_us=now, **values)
     # an item already pending keeps its place in the queue (queued_us)
     keep_queued = sa.case((it.c.status == "pending", it.c.queued_us), else_=now)
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=["res_type", "res_id"], set_={**values, "attempts": 0, "queued_us": keep_queued})
-    )
+    return stmt.on_conflict_do_update(index_elements=["res_type", "res_id"], set_={**values, "attempts": 0, "queued_us": keep_queued})
 
 
 def update(conn: Connection, item: Item, now: int, **values: Any) -> None:

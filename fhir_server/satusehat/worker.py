@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from mappings import systems
 log = logging.getLogger("fhir_server.satusehat")
 T = TypeVar("T")
 _US = 1_000_000
+#: changes turned into items per write transaction (kept short: see ``ingest``)
+_INGEST_CHUNK = 4
 _ORDER = {t: i for i, t in enumerate(ss.SYNCED_TYPES)}
 #: items of a partition whose creates are marked in doubt together and whose outcomes are written
 #: together: one short write transaction per chunk rather than two per item (docs/satusehat.md)
@@ -207,17 +210,22 @@ class SatusehatWorker:
         for c in changes:
             if c.res_type in ss.SYNCED_TYPES or c.res_type == "Patient":
                 latest[(c.res_type, c.res_id)] = c
-        plans = [self._plan(c) for c in latest.values()]
-
-        def commit(conn: Connection) -> None:
-            t = now_us()
-            claims.advance_cursor(conn, store.CONSUMER, self.owner, position, changes[-1].seq, t)
-            for plan in plans:
-                if plan is not None:
-                    plan(conn, t)
-
-        await self._write(commit)
+        plans = {c.seq: self._plan(c) for c in latest.values()}
+        # short write transactions: on SQLite the server's own writes wait for each one (a batch
+        # of 500 changes in one transaction held the lock for ~150 ms); the cursor moves with each
+        # chunk, so a worker stopped between two chunks resumes after the last one written
+        for first in range(0, len(changes), _INGEST_CHUNK):
+            chunk = changes[first : first + _INGEST_CHUNK]
+            todo = [plan for c in chunk if (plan := plans.get(c.seq)) is not None]
+            await self._write(functools.partial(self._ingest_in, old=position, new=chunk[-1].seq, plans=todo))
+            position = chunk[-1].seq
         return len(changes)
+
+    def _ingest_in(self, conn: Connection, *, old: int, new: int, plans: list[Callable[[Connection, int], None]]) -> None:
+        t = now_us()
+        claims.advance_cursor(conn, store.CONSUMER, self.owner, old, new, t)
+        for plan in plans:
+            plan(conn, t)
 
     def _plan(self, c: changelog.Change) -> Callable[[Connection, int], None] | None:
         """What one change does to the items (decided outside the write transaction)."""

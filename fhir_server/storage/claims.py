@@ -34,6 +34,7 @@ import random
 import socket
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,7 +152,7 @@ class Claim:
     until_us: int | None = None
 
 
-def _earliest(column: Any, value: int | None) -> Any:
+def _earliest(column: Any, value: Any) -> Any:
     """SQL for min(column, value), NULL meaning "never"."""
     if value is None:
         return column
@@ -161,8 +162,17 @@ def _earliest(column: Any, value: int | None) -> Any:
 def want(conn: Connection, queue: str, partition: str, at_us: int) -> None:
     """Work waits in ``partition`` from ``at_us`` on (creates the partition). A partition that is
     leased, backing off or paused keeps that; the work is done once it is claimed again."""
-    stmt = _insert(conn, wp).values(queue=queue, partition=partition, wanted_us=at_us, failures=0, paused=False)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_={"wanted_us": _earliest(wp.c.wanted_us, at_us)}))
+    conn.execute(_want_statement(conn.dialect.name), {"q": queue, "p": partition, "at": at_us})
+
+
+@lru_cache(maxsize=2)
+def _want_statement(dialect: str) -> Any:
+    """Built once per dialect: the background workers run it for every item they note, often
+    inside SQLite's write lock, where building the statement each time cost more than running it."""
+    at = sa.bindparam("at", type_=sa.BigInteger)
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(wp)
+    stmt = insert.values(queue=sa.bindparam("q"), partition=sa.bindparam("p"), wanted_us=at, failures=0, paused=False)
+    return stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_={"wanted_us": _earliest(wp.c.wanted_us, at)})
 
 
 def set_paused(conn: Connection, queue: str, partition: str, paused: bool, *, wanted_us: int | None = None) -> None:

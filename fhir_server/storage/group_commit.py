@@ -66,9 +66,13 @@ class BlockingWrites:
 class GroupCommitter:
     """Runs the works submitted from one event loop in shared write transactions."""
 
-    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, yield_seconds: float = 0.0) -> None:
+        """``max_batch``: the most works one transaction takes; ``yield_seconds``: a pause after
+        each transaction before taking the lock again, for a background process: other processes
+        woken by the release get the lock first instead of losing the race to it."""
         self._db = db
         self._max_batch = max_batch
+        self._yield_seconds = yield_seconds
         self._pending: list[tuple[Work[Any], asyncio.Future[Any], int, bool]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -107,6 +111,8 @@ class GroupCommitter:
                             self._alone(work, future, n)
                 finally:
                     self._db.release_write_lock()
+                if self._yield_seconds and self._pending:
+                    await asyncio.sleep(self._yield_seconds)
         except BaseException as exc:
             # never leave a caller waiting for ever (a failing lock file, a cancelled loop)
             pending, self._pending = self._pending, []
