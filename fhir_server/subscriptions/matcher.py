@@ -19,8 +19,12 @@ as they are now, which is the version the change produced unless the resource ch
 since; those few are judged again, in a rolled-back transaction where that version is made
 current, by the same searches (``exact.py``, docs/subscriptions.md).
 
-The subscriptions themselves are read once and kept (:class:`View`) until
-``store.fingerprint`` says one was written, started or deleted.
+The subscriptions themselves are read once and kept (:class:`View`) while nothing can have
+changed them: every change to what the view holds (a Subscription written or deleted, its
+status set by the worker) writes a Subscription resource, so it is in the change log; the view is
+read again for a batch that holds a Subscription change, after a commit that started one, and
+when another worker moved the cursor since this one's last batch (it may have seen such changes).
+A count over every subscription each round cost more than the matching itself at 1,000.
 """
 
 from __future__ import annotations
@@ -74,11 +78,10 @@ class TypeView:
 
 @dataclass
 class View:
-    fingerprint: tuple[object, ...]
     types: dict[str, TypeView]
 
     @classmethod
-    def of(cls, fingerprint: tuple[object, ...], states: list[store.State], base: str) -> View:
+    def of(cls, states: list[store.State], base: str) -> View:
         types: dict[str, TypeView] = {}
         compiled: dict[rowmatch.FilterKey, rowmatch.Filter | None] = {}
         for st in states:
@@ -93,7 +96,7 @@ class View:
             else:
                 tv.index.add(f)
                 tv.by_filter.setdefault(f.key, []).append(st)
-        return cls(fingerprint, types)
+        return cls(types)
 
 
 #: the consumer has no cursor yet (see ``Matcher._pending``)
@@ -133,6 +136,8 @@ class Matcher:
         self.lease_us = lease_us
         self.batch_size = batch_size
         self._view: View | None = None
+        #: the cursor position up to which ``_view`` is known to be current (None: read it again)
+        self._view_at: int | None = None
 
     def _lease(self, conn: Connection) -> int | None:
         now = now_us()
@@ -156,16 +161,15 @@ class Matcher:
             if not changes:
                 return None
             batch = Batch(position, changes)
-            batch.view = view = self._current_view(conn)
+            batch.view = view = self._current_view(conn, batch)
             clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
             batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
             return batch
 
-    def _current_view(self, conn: Connection) -> View:
-        """The counting subscriptions, read again only when one changed (``store.fingerprint``)."""
-        fingerprint = store.fingerprint(conn)
-        if self._view is None or self._view.fingerprint != fingerprint:
-            self._view = View.of(fingerprint, store.counting(conn), self.base)
+    def _current_view(self, conn: Connection, batch: Batch) -> View:
+        """The counting subscriptions, read again only when they may have changed (module docstring)."""
+        if self._view is None or self._view_at != batch.position or _touches_subscriptions(batch):
+            self._view = View.of(store.counting(conn), self.base)
         return self._view
 
     async def run_once(self, plan: Plan | None = None) -> tuple[int, list[claims.Claim]]:
@@ -179,6 +183,8 @@ class Matcher:
             return 0, []
         await self._match(batch)
         got = await self.writes.run(lambda conn: self._commit(conn, batch, plan))
+        # a batch with Subscription changes started some (their start_seq): read them again
+        self._view_at = None if got is None or _touches_subscriptions(batch) else batch.changes[-1].seq
         if got is None:
             return 0, []  # another worker took the cursor meanwhile: it matches this batch
         return len(batch.changes), got
@@ -250,9 +256,10 @@ class Matcher:
         if not live:
             return
         with self.db.read() as conn:
-            versions = [(c, repo.get_version(conn, c.res_type, c.res_id, c.version)) for c in live]
+            stored = repo.get_versions(conn, [(c.res_type, c.res_id, c.version) for c in live])
         found: dict[str, tuple[store.State, list[changelog.Change]]] = {}
-        for c, row in versions:
+        for c in live:
+            row = stored.get((c.res_type, c.res_id, c.version))
             body = repo.as_bytes(row.body) if row is not None and not row.deleted else None
             if body is None:
                 continue
@@ -321,6 +328,10 @@ class Matcher:
                 if claim is not None:
                     got.append(claim)
         return got
+
+
+def _touches_subscriptions(batch: Batch) -> bool:
+    return any(c.res_type == "Subscription" for c in batch.changes)
 
 
 def _version(c: changelog.Change) -> exact.Version:

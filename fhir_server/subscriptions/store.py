@@ -95,15 +95,6 @@ def counting(conn: Connection) -> list[State]:
     return [State.from_row(r) for r in conn.execute(sa.select(ss).where(ss.c.status.in_(COUNTING)))]
 
 
-def fingerprint(conn: Connection) -> tuple[Any, ...]:
-    """Changes whenever what the matcher reads of the subscriptions may have changed (a
-    subscription written, deleted, its status set: ``updated_us``; started: ``start_seq``), so
-    it can keep its view of them between batches (``matcher.View``)."""
-    stamps = sa.func.sum(ss.c.updated_us % 1_000_000_007)  # every row's stamp counts (max alone misses a late commit); no overflow
-    row = conn.execute(sa.select(sa.func.count(), sa.func.max(ss.c.updated_us), stamps, sa.func.sum(ss.c.start_seq))).one()
-    return tuple(row)
-
-
 def next_end_us(conn: Connection) -> int | None:
     """The earliest ``Subscription.end`` of a subscription not yet off."""
     return conn.execute(sa.select(sa.func.min(ss.c.end_us)).where(ss.c.status != "off")).scalar_one_or_none()

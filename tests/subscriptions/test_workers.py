@@ -265,3 +265,37 @@ def test_a_worker_whose_lease_lapsed_does_not_send_while_another_holds_it(quiet)
     finally:
         state.db.dispose()
         receiver.stop()
+
+
+def test_a_matcher_reads_the_subscriptions_again_when_another_worker_matched_in_between(quiet):
+    """A matcher keeps the subscriptions it read between its batches. A subscription created
+    while another worker held the change-log cursor was matched and started by that one; when
+    the first resumes, it must see the subscription (and number its events), not its old view."""
+    client, url = quiet
+    states = [build_state(settings(url)) for _ in range(2)]
+
+    async def run() -> str:
+        first, second = (new_worker(st, owner=f"w{k}").matcher for k, st in enumerate(states))
+        await first.run_once()  # the cursor placed (after what is stored: no subscription yet)
+        client.post("/fhir/Patient", json=patient("Before"), headers=JSON)
+        assert (await first.run_once())[0] == 1  # its view now: no subscription
+        filters = ["family=After"]
+        sub = client.post("/fhir/Subscription", json=topic_subscription("http://127.0.0.1:9/x", filters=filters), headers=JSON)
+        with states[0].db.write() as conn:
+            claims.release_cursor(conn, store.CONSUMER, "w0")
+        assert (await second.run_once())[0] >= 1  # the Subscription's creation: started by the other worker
+        with states[1].db.write() as conn:
+            claims.release_cursor(conn, store.CONSUMER, "w1")
+        client.post("/fhir/Patient", json=patient("After"), headers=JSON)
+        client.post("/fhir/Patient", json=patient("Other"), headers=JSON)
+        assert (await first.run_once())[0] >= 2
+        return str(sub.json()["id"])
+
+    try:
+        sub_id = asyncio.run(run())
+        with states[0].db.read() as conn:
+            st = store.get(conn, sub_id)
+            assert st is not None and st.events == 1  # the matching Patient only
+    finally:
+        for st in states:
+            st.db.dispose()
