@@ -55,11 +55,8 @@ def sim_session() -> Iterator[Simulator]:
 
 @pytest.fixture
 def sim(sim_session: Simulator) -> Simulator:
-    with sim_session.lock:
-        sim_session.faults.clear()
-        sim_session.calls.clear()
-        sim_session.store.clear()
-        sim_session.latency = 0.0
+    sim_session.clear()
+    sim_session.latency = 0.0
     return sim_session
 
 

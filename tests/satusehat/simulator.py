@@ -64,6 +64,9 @@ class Simulator:
     calls: list[Call] = field(default_factory=list)
     #: type -> id -> resource
     store: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: (type, system, value) -> ids: the duplicate rule and look-ups without scanning the store
+    #: (a scan per create under the lock made a 10,000-visit backlog quadratic)
+    by_ident: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -79,6 +82,21 @@ class Simulator:
     def resources(self, res_type: str) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.store.get(res_type, {}).values())
+
+    def add(self, resource: dict[str, Any]) -> None:
+        """A resource SATUSEHAT has already (registered by hand), with its id."""
+        with self.lock:
+            self.store.setdefault(resource["resourceType"], {})[resource["id"]] = resource
+            for key in _ident_keys(resource["resourceType"], resource):
+                self.by_ident.setdefault(key, set()).add(resource["id"])
+
+    def clear(self) -> None:
+        """Forget every resource, call and fault (between tests)."""
+        with self.lock:
+            self.faults.clear()
+            self.calls.clear()
+            self.store.clear()
+            self.by_ident.clear()
 
     def by_identifier(self, res_type: str, value: str) -> list[dict[str, Any]]:
         return [r for r in self.resources(res_type) if any(i.get("value") == value for i in r.get("identifier") or [])]
@@ -205,11 +223,8 @@ class Simulator:
             if value in table:
                 found = [{"resourceType": path, "id": table[value], "identifier": [{"system": NIK, "value": value}]}]
         else:
-            found = [
-                r
-                for r in self.resources(path)
-                if any(i.get("system") == system and i.get("value") == value for i in r.get("identifier") or [])
-            ]
+            with self.lock:
+                found = [self.store[path][i] for i in sorted(self.by_ident.get((path, system, value), ()))]
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": [{"resource": r} for r in found]}
         return self._json(h, 200, bundle, raw)
 
@@ -253,15 +268,13 @@ class Simulator:
             problem = self._rules(res_type, body)
             if problem is not None:
                 return 400, problem
-            for ident in body.get("identifier") or []:
-                for r in self.store.get(res_type, {}).values():
-                    if any(
-                        i.get("system") == ident.get("system") and i.get("value") == ident.get("value") for i in r.get("identifier") or []
-                    ):
-                        return 400, _rule(20002, f"Found duplicate resource: {res_type}", code="duplicate")
+            if any(self.by_ident.get(key) for key in _ident_keys(res_type, body)):
+                return 400, _rule(20002, f"Found duplicate resource: {res_type}", code="duplicate")
             new_id = str(uuid.uuid4())
             stored = {**body, "id": new_id, "meta": {"versionId": "1"}}
             self.store.setdefault(res_type, {})[new_id] = stored
+            for key in _ident_keys(res_type, stored):
+                self.by_ident.setdefault(key, set()).add(new_id)
             return 201, stored
 
     def _update(self, path: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -274,9 +287,14 @@ class Simulator:
             problem = self._rules(res_type, body)
             if problem is not None:
                 return 400, problem
-            version = int(self.store[res_type][res_id]["meta"]["versionId"]) + 1
+            before = self.store[res_type][res_id]
+            version = int(before["meta"]["versionId"]) + 1
             stored = {**body, "meta": {"versionId": str(version)}}
             self.store[res_type][res_id] = stored
+            for key in _ident_keys(res_type, before):
+                self.by_ident.get(key, set()).discard(res_id)
+            for key in _ident_keys(res_type, stored):
+                self.by_ident.setdefault(key, set()).add(res_id)
             return 200, stored
 
     # -- answering ----------------------------------------------------------------------------
@@ -319,3 +337,7 @@ def _outcome(severity: str, code: str, text: str) -> dict[str, Any]:
 
 def _rule(number: int, text: str, code: str = "value") -> dict[str, Any]:
     return _outcome("error", code, f"{text} (RuleNumber: {number})")
+
+
+def _ident_keys(res_type: str, resource: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(res_type, str(i.get("system")), str(i.get("value"))) for i in resource.get("identifier") or [] if isinstance(i, dict)]

@@ -46,14 +46,16 @@ def test_sub_units_are_created_once_with_partof_rewritten(fhir, sim):
 def test_a_location_satusehat_has_already_is_adopted_not_created(fhir, sim):
     known = str(uuid.uuid4())
     system = f"http://sys-ids.kemkes.go.id/location/{ORG}"
-    with sim.lock:  # registered in SATUSEHAT by hand, with our local id as its identifier
-        sim.store.setdefault("Location", {})[known] = {
+    # registered in SATUSEHAT by hand, with our local id as its identifier
+    sim.add(
+        {
             "resourceType": "Location",
             "id": known,
             "meta": {"versionId": "1"},
             "identifier": [{"system": system, "value": "poli1"}],
             "name": "Poli Umum",
         }
+    )
     put(fhir, location())
     wait_until(lambda: sync_status(fhir, "Location", "poli1").get("status") == "synced")
     assert sync_status(fhir, "Location", "poli1")["satusehat-id"] == known
