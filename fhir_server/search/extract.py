@@ -28,6 +28,7 @@ from typing import Any
 from fhirpathpy import compile as fp_compile
 from fhirpathpy.engine.nodes import ResourceNode
 
+from ..model.references import reference_holders
 from ..mpi.blocking import stored_keys
 from ..mpi.features import extract as mpi_features
 from ..storage.index_tables import OTHER_REFERENCE
@@ -600,17 +601,8 @@ def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
     """Reference index rows (param ``OTHER_REFERENCE``) for every literal reference in
     ``resource`` (any depth, contained resources included) whose target no row of ``covered``
     (the resource's search-parameter reference rows) already names."""
-    found: set[str] = set()
-    stack: list[Any] = [resource]
-    while stack:  # every Reference.reference string: the only string-valued "reference" element in R4
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("reference")
-            if isinstance(ref, str):
-                found.add(ref)
-            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    # every Reference.reference string: the only string-valued "reference" element in R4
+    found = {holder["reference"] for holder in reference_holders(resource)}
     if not found:
         return []
     have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
