@@ -326,3 +326,39 @@ def test_dispose_closes_the_lock_files_and_a_disposed_database_still_writes(tmp_
     assert open_on_lock() == 2
     db.dispose()
     assert open_on_lock() == 0
+
+
+def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_each(service: ResourceService):
+    """The SATUSEHAT sync's process (``build_state(background=True)``): short transactions, and
+    after each one the lock goes to a writer that waited for it, not back to the next batch."""
+    db = service.db
+    committer = GroupCommitter(db, max_batch=2, yield_seconds=0.5)
+    order: list[str] = []
+    transactions: list[object] = []
+    other: list[threading.Thread] = []
+
+    def other_writer() -> None:  # another writer (on SQLite: the server) blocking on the write lock
+        with db.write() as conn:
+            order.append("other")
+            service.create_in(conn, "Patient", _patient("3171000000000099"))
+
+    def work(name: str):
+        def run(conn: sa.Connection):
+            transactions.append(conn.get_transaction())
+            order.append(name)
+            if name == "w1":
+                other.append(threading.Thread(target=other_writer))
+                other[0].start()
+            return name
+
+        return run
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(committer.run(work(f"w{i}")) for i in range(1, 6)))
+
+    assert asyncio.run(main()) == ["w1", "w2", "w3", "w4", "w5"]
+    other[0].join(10)
+    assert len({id(t) for t in transactions}) == 3  # 2 + 2 + 1 works
+    # on PostgreSQL the other writer does not wait for a lock at all; on SQLite it waited for the
+    # first transaction and got the lock before the second
+    assert order.index("other") < order.index("w3")
