@@ -153,8 +153,9 @@ class BundleService:
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
         """Rewrite conditional references (``Patient?identifier=...``) in ``resource`` to ``Type/id``."""
-        resolved = self._resolve_references(conn, base, _conditional_references([resource], {}), principal)
-        _rewrite(resource, {}, _raising(resolved))
+        holders = reference_holders(resource)
+        resolved = self._resolve_references(conn, base, _conditional_references([holders], {}), principal)
+        _rewrite(holders, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
     def _prepare(self, entries: list[Entry], *, index: bool) -> None:
@@ -186,7 +187,8 @@ class BundleService:
         if not written or any(e.conditional and e.method in ("POST", "PUT") for e in entries):
             return None
         early = _Early(self._plan(None, base, entries), {}, [])
-        wanted = _conditional_references([e.resource for e in written], early.references)
+        holders = {e.index: reference_holders(e.resource) for e in written}  # one walk serves both
+        wanted = _conditional_references(list(holders.values()), early.references)
         if wanted:
             with self.db.read() as conn:
                 early.resolved = self._resolve_references(conn, base, wanted, principal)
@@ -194,7 +196,7 @@ class BundleService:
             return None  # raised, naming its entry, when the references are rewritten under the lock
         try:
             for e in written:
-                _rewrite(e.resource, early.references, early.resolved.get, early.changed)
+                _rewrite(holders[e.index], early.references, early.resolved.get, early.changed)
         except FhirError:
             early.restore()
             return None
@@ -238,10 +240,11 @@ class BundleService:
         # every conditional reference is resolved before any entry runs, so against one state of
         # the database: the same reference resolves alike in every entry (a Synthea Bundle names
         # the same few Practitioners and Organizations in most of its entries)
-        resolved = self._resolve_references(conn, base, _conditional_references([e.resource for e in written], references), principal)
+        holders = {e.index: reference_holders(e.resource) for e in written}
+        resolved = self._resolve_references(conn, base, _conditional_references(list(holders.values()), references), principal)
         resolve = _raising(resolved)
         for entry in written:
-            _at(entry, lambda e=entry: _rewrite(e.resource, references, resolve))
+            _at(entry, lambda e=entry: _rewrite(holders[e.index], references, resolve))
 
     def _resolve_references(
         self, conn: Connection, base: str, wanted: list[str], principal: Principal
@@ -558,10 +561,12 @@ def _is_conditional(value: str, references: dict[str, str]) -> bool:
     return "?" in value and value not in references and not value.startswith(("urn:uuid:", "urn:oid:"))
 
 
-def _rewrite(node: Any, references: dict[str, str], resolve: Any, changed: list[tuple[dict, str]] | None = None) -> None:
-    """Replace bundle-local and conditional references everywhere in ``node`` (each replaced
-    value's holder and old value appended to ``changed``, when given)."""
-    for holder in reference_holders(node):
+def _rewrite(
+    holders: list[dict[str, Any]], references: dict[str, str], resolve: Any, changed: list[tuple[dict, str]] | None = None
+) -> None:
+    """Replace bundle-local and conditional references in ``holders`` (``reference_holders`` of a
+    resource; each replaced value's holder and old value appended to ``changed``, when given)."""
+    for holder in holders:
         value = holder["reference"]
         if value in references:
             new = references[value]
@@ -590,11 +595,12 @@ def _raising(resolved: dict[str, str | FhirError | None]) -> Callable[[str], str
     return resolve
 
 
-def _conditional_references(resources: list[Any], references: dict[str, str]) -> list[str]:
-    """The distinct conditional references (``Type?query``) in ``resources``, in order."""
+def _conditional_references(holder_lists: list[list[dict[str, Any]]], references: dict[str, str]) -> list[str]:
+    """The distinct conditional references (``Type?query``) among the resources' reference
+    holders, in order."""
     found: dict[str, None] = {}
-    for resource in resources:
-        for holder in reference_holders(resource):
+    for holders in holder_lists:
+        for holder in holders:
             if _is_conditional(holder["reference"], references):
                 found[holder["reference"]] = None
     return list(found)
