@@ -46,6 +46,8 @@ def test_only_metadata_and_discovery_answer_without_a_token(secured):
     assert secured.get("/fhir/metadata").status_code == 200
     security = secured.get("/fhir/metadata").json()["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    terminology = secured.get("/fhir/metadata?mode=terminology")  # the same access as metadata
+    assert terminology.status_code == 200 and terminology.json()["resourceType"] == "TerminologyCapabilities"
     smart = secured.get("/fhir/.well-known/smart-configuration")
     assert smart.status_code == 200 and smart.json()["token_endpoint"] == "http://testserver/fhir/auth/token"
     for method, url in (
