@@ -119,7 +119,7 @@ METADATA_MODES = ("full", "normative", "terminology")
 
 def metadata(base: str, params: list[tuple[str, str]], capability: Callable[[str], bytes]) -> bytes:
     """The answer to ``GET [base]/metadata`` with its query ``params`` (http.html#capabilities)."""
-    modes = [v for k, v in params if k == "mode"]
+    modes = [v for k, v in params if k == "mode" and v]  # an empty value asks for nothing (docs/interop.md)
     if len(modes) > 1:
         raise FhirError.of(400, "invalid", "mode may be given once")
     mode = modes[0] if modes else "full"

@@ -86,13 +86,13 @@ def test_translation_needs_no_map(client):
     assert any(p["name"] == "match" for p in r.json()["parameter"])
 
 
-@pytest.mark.parametrize("mode", [None, "full", "normative"])
+@pytest.mark.parametrize("mode", [None, "full", "normative", ""])
 def test_other_modes_answer_the_capability_statement(client, mode):
-    r = client.get("/fhir/metadata", params={"mode": mode} if mode else {})
+    r = client.get("/fhir/metadata", params={"mode": mode} if mode is not None else {})
     assert r.status_code == 200 and r.json()["resourceType"] == "CapabilityStatement"
 
 
-@pytest.mark.parametrize("query", ["mode=bogus", "mode=", "mode=full&mode=terminology"])
+@pytest.mark.parametrize("query", ["mode=bogus", "mode=Terminology", "mode=full&mode=terminology"])
 def test_an_unknown_mode_is_a_400_operation_outcome(client, query):
     r = client.get(f"/fhir/metadata?{query}")
     assert r.status_code == 400
