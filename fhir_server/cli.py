@@ -394,7 +394,9 @@ def map_command(
             if len(result.entries) == 1 and not result.warnings:
                 output = result.entries[0].resource
             else:
-                output = {"resourceType": "Bundle", "type": "transaction", "entry": result.transaction_entries()}
+                output = {"resourceType": "Bundle", "type": "transaction"}
+                if result.entries:  # FHIR JSON has no empty arrays
+                    output["entry"] = result.transaction_entries()
             if result.warnings:
                 typer.echo(jsonio.dumps(operation_outcome(result.warnings), pretty=True).decode(), err=True)
     except jsonio.JsonError as exc:

@@ -14,7 +14,7 @@ from fhir_server.config import Settings
 from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
 from fhir_server.satusehat import setup as _satusehat  # noqa: F401  (registers the SATUSEHAT operations)
 from fhir_server.service.audit_trail import AuditTrail
-from fhir_server.service.capability import capability_bytes
+from fhir_server.service.capability import capability_bytes, metadata
 from fhir_server.service.conditional import ConditionalService
 from fhir_server.service.context import Services
 from fhir_server.service.history import HistoryService
@@ -70,6 +70,11 @@ class ServerState:
     def capability_bytes(self, base: str) -> bytes:
         assert self.pipeline.capability is not None
         return self.pipeline.capability(base)
+
+    def metadata_bytes(self, base: str, params: list[tuple[str, str]]) -> bytes:
+        """``GET metadata``: the CapabilityStatement, or with ``mode=terminology`` the TerminologyCapabilities."""
+        assert self.pipeline.capability is not None
+        return metadata(base, params, self.pipeline.capability)
 
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""

@@ -130,6 +130,12 @@ class TerminologyRegistry:
         versions = self._code_systems.get(url)
         return versions.pick(version) if versions else None
 
+    def code_systems(self) -> Iterator[tuple[list[CodeSystemProvider], CodeSystemProvider | None]]:
+        """Every code system URL's versions (natural version order) and the one a versionless request gets."""
+        for versions in list(self._code_systems.values()):
+            if versions:
+                yield [versions[v] for v in sorted(versions, key=_version_key)], versions.pick(None)
+
     def value_set(self, canonical: str, version: str | None = None) -> dict | None:
         """A stored ValueSet, or the implicit all-codes value set ``<code system url>?vs``."""
         url, version = split_canonical(canonical, version)

@@ -107,7 +107,8 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 
 @router.get("/metadata", responses=_responses(200), summary="CapabilityStatement")
 async def metadata(request: Request) -> Response:
-    return http.body_response(request, _state(request).capability_bytes(http.base_url(request, _state(request).settings.base_url)))
+    state = _state(request)
+    return http.body_response(request, state.metadata_bytes(http.base_url(request, state.settings.base_url), _params(request)))
 
 
 def _params(request: Request) -> list[tuple[str, str]]:

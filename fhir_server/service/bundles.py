@@ -82,4 +82,7 @@ def bundle(
         head["total"] = total
     if links:
         head["link"] = [{"relation": rel, "url": url} for rel, url in links]
-    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+    body = b",".join(entries)
+    if not body:  # FHIR JSON has no empty arrays: a Bundle without entries has no ``entry``
+        return orjson.dumps(head)
+    return orjson.dumps(head)[:-1] + b',"entry":[' + body + b"]}"

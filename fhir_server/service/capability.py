@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from fhir_server import __version__, jsonio, resource_types
 from fhir_server.auth.smart import capability_security
+from fhir_server.errors import FhirError
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
 from fhir_server.search import parameters as search_parameters
 from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
+from terminology.capabilities import terminology_capabilities
+from terminology.engine import default_engine
 
 SOFTWARE_NAME = "fhir-server-id"
 #: the IG CapabilityStatements this server implements (Bulk Data export: fhir_server/bulk, docs/bulk.md)
@@ -106,3 +110,27 @@ def _operations(res_type: str | None) -> list[dict[str, str]]:
 @lru_cache(maxsize=16)
 def capability_bytes(base: str, conditional_delete_multiple: bool = False, token_auth: bool = False) -> bytes:
     return jsonio.dumps(capability_statement(base, conditional_delete_multiple=conditional_delete_multiple, token_auth=token_auth))
+
+
+#: ``GET metadata?mode=``: full and normative both answer the whole CapabilityStatement (this
+#: server does not mark which parts of it are normative); terminology, the TerminologyCapabilities
+METADATA_MODES = ("full", "normative", "terminology")
+
+
+def metadata(base: str, params: list[tuple[str, str]], capability: Callable[[str], bytes]) -> bytes:
+    """The answer to ``GET [base]/metadata`` with its query ``params`` (http.html#capabilities)."""
+    modes = [v for k, v in params if k == "mode" and v]  # an empty value asks for nothing (docs/interop.md)
+    if len(modes) > 1:
+        raise FhirError.of(400, "invalid", "mode may be given once")
+    mode = modes[0] if modes else "full"
+    if mode not in METADATA_MODES:
+        raise FhirError.of(400, "invalid", f"Unknown metadata mode '{mode}': use one of {', '.join(METADATA_MODES)}")
+    if mode == "terminology":
+        return jsonio.dumps(terminology_capability(base))
+    return capability(base)
+
+
+def terminology_capability(base: str) -> dict[str, Any]:
+    """The TerminologyCapabilities of this worker's terminology engine (it follows stored CodeSystems)."""
+    software = {"name": SOFTWARE_NAME, "version": __version__}
+    return terminology_capabilities(default_engine(), base=base, date=to_instant(now_us())[:10], software=software)

@@ -31,6 +31,7 @@ from fhir_server.operations import catalog  # noqa: F401  (registers every opera
 from fhir_server.operations.registry import Operation, OperationCall, find
 from fhir_server.resource_types import interactions_for, is_resource_type
 from fhir_server.service.access import Principal
+from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.service.transaction import Outcome, parse_entry, patch_body
@@ -277,7 +278,7 @@ class Pipeline:
     async def _capabilities(self, i: Interaction) -> Answer:
         if self.capability is None:
             raise FhirError.of(400, "not-supported", "metadata is not available here")
-        return Answer(200, self.capability(i.base))
+        return Answer(200, metadata(i.base, i.params, self.capability))
 
     # -- writes -----------------------------------------------------------------------------
     async def _create(self, i: Interaction) -> Answer:

@@ -24,6 +24,7 @@ from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
+from fhir_server.service.capability import metadata
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
@@ -354,7 +355,7 @@ class BundleService:
         if kind == "capabilities":
             if capability is None:
                 raise FhirError.of(400, "not-supported", "metadata is not available here")
-            body = capability(base)
+            body = metadata(base, params, capability)
         elif kind.startswith("history-"):
             body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
         elif kind in ("search-type", "search-system"):

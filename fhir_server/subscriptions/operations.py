@@ -48,7 +48,10 @@ def _status_resource(call: OperationCall, services: Services, sub_id: str) -> di
 
 def _bundle(resources: list[dict[str, Any]], base: str) -> bytes:
     entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources]
-    return jsonio.dumps({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(entries), "entry": entries})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(entries)}
+    if entries:  # FHIR JSON has no empty arrays
+        bundle["entry"] = entries
+    return jsonio.dumps(bundle)
 
 
 def status(services: Services, call: OperationCall) -> OperationResult:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.api.test_rest_crud import PATIENT, post, put
-
-
-def _entries(bundle):
-    return bundle.get("entry", [])
+from tests.bundles import entries
 
 
 def test_instance_history_lists_every_version_newest_first(client):
@@ -19,23 +16,23 @@ def test_instance_history_lists_every_version_newest_first(client):
     assert r.status_code == 200
     bundle = r.json()
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "history"
-    entries = _entries(bundle)
-    assert [e["request"]["method"] for e in entries] == ["DELETE", "PUT", "POST"]
-    assert [e["response"]["etag"] for e in entries] == ['W/"3"', 'W/"2"', 'W/"1"']
-    assert "resource" not in entries[0]
-    assert entries[1]["resource"]["active"] is True
-    assert entries[2]["request"]["url"] == "Patient"
-    assert entries[1]["request"]["url"] == f"Patient/{pid}"
-    assert entries[2]["response"]["status"].startswith("201")
-    assert entries[2]["fullUrl"] == f"http://testserver/fhir/Patient/{pid}"
+    found = entries(bundle)
+    assert [e["request"]["method"] for e in found] == ["DELETE", "PUT", "POST"]
+    assert [e["response"]["etag"] for e in found] == ['W/"3"', 'W/"2"', 'W/"1"']
+    assert "resource" not in found[0]
+    assert found[1]["resource"]["active"] is True
+    assert found[2]["request"]["url"] == "Patient"
+    assert found[1]["request"]["url"] == f"Patient/{pid}"
+    assert found[2]["response"]["status"].startswith("201")
+    assert found[2]["fullUrl"] == f"http://testserver/fhir/Patient/{pid}"
 
 
 def test_type_and_system_history(client):
     post(client, PATIENT)
     post(client, {"resourceType": "Organization", "name": "RSUD Kota"}, "Organization")
-    assert len(_entries(client.get("/fhir/Patient/_history").json())) == 1
-    assert len(_entries(client.get("/fhir/Organization/_history").json())) == 1
-    assert len(_entries(client.get("/fhir/_history").json())) == 2
+    assert len(entries(client.get("/fhir/Patient/_history").json())) == 1
+    assert len(entries(client.get("/fhir/Organization/_history").json())) == 1
+    assert len(entries(client.get("/fhir/_history").json())) == 2
 
 
 def test_history_count_pages_walk_every_version_once(client):
@@ -46,8 +43,8 @@ def test_history_count_pages_walk_every_version_once(client):
     while url:
         bundle = client.get(url).json()
         pages += 1
-        seen += [e["resource"]["id"] for e in _entries(bundle)]
-        assert len(_entries(bundle)) <= 3
+        seen += [e["resource"]["id"] for e in entries(bundle)]
+        assert len(entries(bundle)) <= 3
         nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         # a write between pages must not disturb the walk
         post(client, {**PATIENT, "birthDate": "2000-01-01"}) if pages == 1 else None
@@ -63,10 +60,10 @@ def test_history_since_and_at(client):
     since = v2.json()["meta"]["lastUpdated"]
     put(client, "Patient", pid, {**PATIENT, "id": pid, "active": False})
     r = client.get(f"/fhir/Patient/{pid}/_history", params={"_since": since})
-    assert [e["response"]["etag"] for e in _entries(r.json())] == ['W/"3"', 'W/"2"']
+    assert [e["response"]["etag"] for e in entries(r.json())] == ['W/"3"', 'W/"2"']
     at = client.get(f"/fhir/Patient/{pid}/_history", params={"_at": since})
-    assert [e["response"]["etag"] for e in _entries(at.json())] == ['W/"2"']
-    assert _entries(client.get(f"/fhir/Patient/{pid}/_history", params={"_at": "1999"}).json()) == []
+    assert [e["response"]["etag"] for e in entries(at.json())] == ['W/"2"']
+    assert entries(client.get(f"/fhir/Patient/{pid}/_history", params={"_at": "1999"}).json()) == []
 
 
 def test_history_rejects_bad_parameters(client):
@@ -83,4 +80,4 @@ def test_history_of_unknown_resource_is_404(client):
 def test_history_since_at_the_end_of_time_is_not_a_server_error(client):
     r = client.get("/fhir/_history", params={"_since": "9999-12-31T23:59:59.999999Z"})
     assert r.status_code == 200
-    assert r.json()["entry"] == []
+    assert entries(r.json()) == []

@@ -8,6 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.bundles import entries
+
 FIXTURES = Path(__file__).resolve().parents[1] / "mappings" / "fixtures"
 NIK = "https://fhir.kemkes.go.id/id/nik"
 
@@ -72,7 +74,7 @@ def test_bad_native_payload_is_an_outcome_naming_the_field_and_stores_nothing(cl
     r = send(client, "/fhir/Patient/$import-dukcapil", bad)
     assert r.status_code in (400, 422)
     assert "NIK" in json.dumps(r.json()["issue"])
-    assert client.get("/fhir/Patient").json()["entry"] == []
+    assert entries(client.get("/fhir/Patient").json()) == []
 
 
 def test_dukcapil_error_inside_content_is_not_a_patient(client):

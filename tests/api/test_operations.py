@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tests.api.test_rest_crud import PATIENT, post
+from tests.bundles import entries
 
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 
@@ -25,7 +26,7 @@ def test_validate_reports_errors_without_storing(client):
     assert r.status_code == 200
     issues = r.json()["issue"]
     assert any(i["severity"] == "error" and i["expression"] == ["Patient.gender"] for i in issues)
-    assert client.get("/fhir/Patient").json()["entry"] == []
+    assert entries(client.get("/fhir/Patient").json()) == []
 
 
 def test_validate_with_parameters_mode_and_profile(client):
@@ -158,7 +159,7 @@ def test_meta_add_meta_delete_and_meta(client):
     ]
     remove = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG]}}]}
     assert "tag" not in op(client, f"/fhir/Patient/{pid}/$meta-delete", remove).json()["parameter"][0]["valueMeta"]
-    assert client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()["entry"] == []
+    assert entries(client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()) == []
 
 
 def test_meta_add_needs_post_and_a_meta_parameter(client):

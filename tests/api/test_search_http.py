@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.api.test_rest_crud import PATIENT, post, put
+from tests.bundles import entries
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
 
@@ -47,10 +48,10 @@ def test_search_by_nik_returns_a_searchset(client):
 def test_search_reflects_updates_and_deletes(client):
     a, b, _ = _seed(client)
     put(client, "Patient", a, {**PATIENT, "id": a, "name": [{"family": "Rahayu"}]})
-    assert [e["resource"]["id"] for e in client.get("/fhir/Patient?family=rahayu").json()["entry"]] == [a]
-    assert client.get("/fhir/Patient?family=aminah").json()["entry"] == []
+    assert [e["resource"]["id"] for e in entries(client.get("/fhir/Patient?family=rahayu").json())] == [a]
+    assert entries(client.get("/fhir/Patient?family=aminah").json()) == []
     client.delete(f"/fhir/Patient/{b}")
-    assert client.get("/fhir/Patient?gender=male").json()["entry"] == []
+    assert entries(client.get("/fhir/Patient?gender=male").json()) == []
 
 
 def test_post_search_with_form_body(client):

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from fhir_server.operations.registry import definition
+from tests.bundles import entries
 from tests.mpi.helpers import BPJS, NIK, SITI, SITI_NIK, grade, parameters, patient
 
 JSON = {"Content-Type": "application/fhir+json"}
@@ -101,7 +102,7 @@ def test_a_bpjs_card_alone_finds_the_patient(client):
 def test_no_match_is_an_empty_searchset_not_an_error(client, population):
     r = match(client, parameters(patient("Yohanes Kristianto", birth="1955-02-02", gender="male")))
     assert r.status_code == 200
-    assert r.json()["type"] == "searchset" and r.json()["entry"] == [] and r.json()["total"] == 0
+    assert r.json()["type"] == "searchset" and entries(r.json()) == [] and r.json()["total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -142,13 +143,13 @@ def test_a_reached_candidate_limit_is_reported_in_an_operation_outcome(client, m
 def test_keys_follow_updates_and_deletes(client):
     pid = create(client, patient("Siti Aminah", nik=SITI_NIK, birth="1990-06-05", gender="female"))
     query = parameters(patient("x", nik=SITI_NIK))
-    assert [e["resource"]["id"] for e in match(client, query).json()["entry"]] == [pid]
+    assert [e["resource"]["id"] for e in entries(match(client, query).json())] == [pid]
     changed = {**patient("Siti Aminah", nik="3204154506900777", birth="1990-06-05", gender="female"), "id": pid}
     assert client.put(f"/fhir/Patient/{pid}", content=orjson.dumps(changed), headers=JSON).status_code == 200
-    assert match(client, parameters(patient("x", nik="3204154506900777"))).json()["entry"][0]["resource"]["id"] == pid
-    assert all(e["resource"]["id"] != pid or grade(e) != "certain" for e in match(client, query).json()["entry"])
+    assert entries(match(client, parameters(patient("x", nik="3204154506900777"))).json())[0]["resource"]["id"] == pid
+    assert all(e["resource"]["id"] != pid or grade(e) != "certain" for e in entries(match(client, query).json()))
     assert client.delete(f"/fhir/Patient/{pid}").status_code in (200, 204)
-    assert match(client, parameters(patient("x", nik="3204154506900777"))).json()["entry"] == []
+    assert entries(match(client, parameters(patient("x", nik="3204154506900777"))).json()) == []
 
 
 def test_transaction_bundle_entries_are_indexed_too(client):

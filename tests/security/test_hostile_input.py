@@ -5,6 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from tests.bundles import entries
+
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
@@ -41,7 +43,7 @@ BODIES = {
 
 
 def _no_patients(client) -> bool:
-    return client.get("/fhir/Patient/_history").json()["entry"] == []
+    return entries(client.get("/fhir/Patient/_history").json()) == []
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "many-elements" else n for n in sorted(BODIES)])

@@ -53,6 +53,7 @@ from fhir_server.auth.clients import add_client
 from fhir_server.auth.tokens import issue_access_token
 from fhir_server.bulk.worker import ExportWorker
 from fhir_server.config import Settings
+from tests.bundles import entries
 from tests.conftest import BACKENDS, database
 
 BASE = "http://testserver/fhir"
@@ -398,7 +399,7 @@ def writes_so_far(w: World) -> tuple[int, int]:
 
 
 def marked(w: World, res_type: str, marker: str) -> int:
-    return len(w.get(f"/fhir/{res_type}?identifier={quote(MARKER + '|' + marker)}", WRITER).json()["entry"])
+    return len(entries(w.get(f"/fhir/{res_type}?identifier={quote(MARKER + '|' + marker)}", WRITER).json()))
 
 
 def new_marker() -> str:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.auth.clients import add_client
 from fhir_server.config import Settings
+from tests.bundles import entries
 from tests.conftest import BACKENDS, database
 
 pytestmark = pytest.mark.slow  # every test starts an app on a fresh database (migrations and seeding)
@@ -45,6 +46,8 @@ def test_only_metadata_and_discovery_answer_without_a_token(secured):
     assert secured.get("/fhir/metadata").status_code == 200
     security = secured.get("/fhir/metadata").json()["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    terminology = secured.get("/fhir/metadata?mode=terminology")  # the same access as metadata
+    assert terminology.status_code == 200 and terminology.json()["resourceType"] == "TerminologyCapabilities"
     smart = secured.get("/fhir/.well-known/smart-configuration")
     assert smart.status_code == 200 and smart.json()["token_endpoint"] == "http://testserver/fhir/auth/token"
     for method, url in (
@@ -104,7 +107,7 @@ def test_a_transaction_with_one_entry_out_of_scope_is_refused_whole(secured):
     r = secured.post("/fhir", content=orjson.dumps(bundle), headers=auth(patients_only))
     assert r.status_code == 403
     assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]
-    assert secured.get("/fhir/Patient", headers=auth(patients_only)).json()["entry"] == []
+    assert entries(secured.get("/fhir/Patient", headers=auth(patients_only)).json()) == []
 
 
 def test_token_endpoint_errors_are_oauth2_errors(secured):
