@@ -138,14 +138,22 @@ def test_nodes_starting_together_migrate_once_and_both_start(backend, tmp_path):
                 _assert_seeded_once(url)
 
 
-def _lock_is_free(engine: sa.Engine) -> bool:
-    """Whether another session (PostgreSQL) or process (SQLite's flock) could take the migration lock now."""
+def _lock_is_free(engine: sa.Engine, pids: set[int]) -> bool:
+    """Whether none of ``engine``'s sessions ``pids`` (PostgreSQL) or no process (SQLite's flock) holds the migration lock.
+
+    PostgreSQL's lock is per database, so other test runs on the same server (another xdist
+    worker, each in a schema of its own) take it while they migrate: only this engine's sessions count."""
     if engine.dialect.name == "postgresql":
+        key = migrate.PG_LOCK_KEY
         with engine.connect() as conn:
-            free = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": migrate.PG_LOCK_KEY}).scalar()
-            if free:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": migrate.PG_LOCK_KEY})
-            return bool(free)
+            held = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid::bigint = :hi "
+                    "AND objid::bigint = :lo AND objsubid = 1 AND pid = ANY(:pids)"
+                ),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF, "pids": sorted(pids)},
+            ).scalar()
+        return held == 0
     import fcntl
 
     fd = os.open(f"{engine.url.database}.lock", os.O_RDWR | os.O_CREAT)
@@ -162,14 +170,17 @@ def _lock_is_free(engine: sa.Engine) -> bool:
 def test_lock_is_released_when_the_migrations_fail(backend, tmp_path):
     with database(backend, tmp_path) as url:
         engine = create_engine(url)
+        pids: set[int] = set()  # the backends of the engine's sessions (PostgreSQL)
+        if engine.dialect.name == "postgresql":
+            sa.event.listen(engine, "connect", lambda dbapi_conn, _record: pids.add(dbapi_conn.info.backend_pid))
         try:
             with pytest.raises(CommandError):
                 migrate.upgrade(engine, "no-such-revision")
-            assert _lock_is_free(engine)
+            assert _lock_is_free(engine, pids)
             with migrate.migration_lock(engine):
-                assert not _lock_is_free(engine)
+                assert not _lock_is_free(engine, pids)
             migrate.upgrade(engine)
-            assert _lock_is_free(engine) and migrate.current_revision(engine) == _head()
+            assert _lock_is_free(engine, pids) and migrate.current_revision(engine) == _head()
         finally:
             engine.dispose()
 
