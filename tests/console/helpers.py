@@ -14,6 +14,17 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _FETCHED = re.compile(r"""(?:src|href|action|formaction)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^"')]+)|@import\s+["']([^"']+)""")
 
 
+def browser(client: TestClient, base_url: str = "http://testserver") -> TestClient:
+    """Another browser (cookies of its own) on ``client``'s running app. Its requests run on the
+    app's event loop (``client``'s portal): a TestClient of its own would run each request on a
+    loop of its own, beside the loop the app's group committer and workers belong to, and a
+    request whose write joined the other loop's batch was then never woken (the hang seen in
+    test_operations_pages under load)."""
+    other = TestClient(client.app, base_url=base_url)
+    other.portal = client.portal
+    return other
+
+
 def csrf_of(html: str) -> str:
     found = _CSRF.search(html)
     assert found, "the page has no CSRF field"

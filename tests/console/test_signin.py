@@ -14,6 +14,7 @@ from fhir_server.auth import users
 from fhir_server.config import Settings
 from tests.conftest import BACKENDS, database
 from tests.console import data
+from tests.console.helpers import browser as new_browser
 from tests.console.helpers import csrf_of
 from tests.waiting import wait_until
 
@@ -35,7 +36,7 @@ def secured(request, tmp_path_factory) -> Iterator[TestClient]:
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> TestClient:
     """A fresh browser (its own cookies) signed in as ``username``."""
-    browser = TestClient(client.app, base_url="http://testserver")
+    browser = new_browser(client)
     form = browser.get("/console/login").text
     r = browser.post("/console/login", data={"csrf": csrf_of(form), "username": username, "password": password, "next": "/console"})
     assert r.status_code == 200, r.text  # followed the redirect to /console
@@ -43,7 +44,7 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> Test
 
 
 def test_console_asks_for_a_sign_in_and_the_api_still_wants_a_token(secured):
-    browser = TestClient(secured.app)
+    browser = new_browser(secured)
     r = browser.get("/console?nik=1", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/login?next=/console%3Fnik%3D1"
     assert browser.get("/fhir/Patient").status_code == 401
@@ -52,7 +53,7 @@ def test_console_asks_for_a_sign_in_and_the_api_still_wants_a_token(secured):
 
 
 def test_sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it(secured):
-    browser = TestClient(secured.app)
+    browser = new_browser(secured)
     form = browser.get("/console/login").text
     r = browser.post(
         "/console/login",
@@ -71,7 +72,7 @@ def test_sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it(secured):
 
 
 def test_cookies_are_secure_behind_https(secured):
-    browser = TestClient(secured.app, base_url="https://testserver")
+    browser = new_browser(secured, "https://testserver")
     form = browser.get("/console/login")
     assert "Secure" in form.headers["set-cookie"]  # the CSRF cookie
     r = browser.post(
@@ -81,7 +82,7 @@ def test_cookies_are_secure_behind_https(secured):
 
 
 def test_sign_in_without_the_csrf_token_is_refused(secured):
-    browser = TestClient(secured.app)
+    browser = new_browser(secured)
     browser.get("/console/login")
     r = browser.post("/console/login", data={"username": "viewer", "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 403 and "console_session" not in r.headers.get("set-cookie", "")
@@ -90,7 +91,7 @@ def test_sign_in_without_the_csrf_token_is_refused(secured):
 def test_repeated_failures_lock_the_account(secured):
     with secured.app.state.fhir.db.write() as conn:
         users.add_user(conn, "locky", PASSWORD, "viewer")
-    browser = TestClient(secured.app)
+    browser = new_browser(secured)
     form = browser.get("/console/login").text
     token = csrf_of(form)
     for _ in range(users.MAX_FAILURES - 1):
