@@ -85,6 +85,10 @@ class GroupCommitter:
         still waits for the write lock without blocking the loop).
         """
         loop = asyncio.get_running_loop()
+        if self._drainer is not None and self._drainer.get_loop() is not loop:
+            # its future would be completed from the other loop's thread, which never wakes this
+            # loop: the caller would wait for ever (one committer serves one event loop)
+            raise RuntimeError("GroupCommitter: a write from another event loop than the one draining its batches")
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((work, future, new_resources, alone))
         if self._drainer is None:

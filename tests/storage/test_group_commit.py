@@ -362,3 +362,32 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
     # on PostgreSQL the other writer does not wait for a lock at all; on SQLite it waited for the
     # first transaction and got the lock before the second
     assert order.index("other") < order.index("w3")
+
+
+def test_a_write_from_another_event_loop_is_refused_not_left_waiting(service: ResourceService):
+    """One committer serves one event loop: a write submitted from another loop while a batch
+    drains would be completed from the draining loop's thread and never wake its caller."""
+    committer = GroupCommitter(service.db)
+    draining, release = threading.Event(), threading.Event()
+
+    def slow(conn: sa.Connection) -> str:
+        draining.set()
+        release.wait(10)
+        return "first"
+
+    results: list[str] = []
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(committer.run(slow))))
+    thread.start()
+    try:
+        assert draining.wait(10)
+
+        async def other_loop() -> str:
+            return await committer.run(lambda conn: "second")
+
+        with pytest.raises(RuntimeError, match="another event loop"):
+            asyncio.run(other_loop())
+    finally:
+        release.set()
+        thread.join(10)
+    assert results == ["first"]
+    assert asyncio.run(committer.run(lambda conn: "later")) == "later"  # the next loop may use it
