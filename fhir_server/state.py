@@ -67,10 +67,6 @@ class ServerState:
     def history(self) -> HistoryService:
         return self.services.history
 
-    def capability_bytes(self, base: str) -> bytes:
-        assert self.pipeline.capability is not None
-        return self.pipeline.capability(base)
-
     def metadata_bytes(self, base: str, params: list[tuple[str, str]]) -> bytes:
         """``GET metadata``: the CapabilityStatement, or with ``mode=terminology`` the TerminologyCapabilities."""
         assert self.pipeline.capability is not None

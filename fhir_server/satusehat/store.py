@@ -11,10 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from fhir_server.storage import claims
+from fhir_server.storage import claims, upsert
 from fhir_server.storage.satusehat_tables import satusehat_facilities as sf
 from fhir_server.storage.satusehat_tables import satusehat_ids as si
 from fhir_server.storage.satusehat_tables import satusehat_items as it
@@ -23,10 +22,6 @@ from fhir_server.storage.satusehat_tables import satusehat_items as it
 CONSUMER = "satusehat"
 QUEUE = "satusehat"
 STATUSES = ("pending", "waiting", "synced", "failed", "held", "not-applicable")
-
-
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 @dataclass(frozen=True)
@@ -96,8 +91,9 @@ def _noted_statement(dialect: str) -> Any:
         "waits_for": None,
         "updated_us": now,
     }
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(it)
-    stmt = insert.values(res_type=sa.bindparam("rt"), res_id=sa.bindparam("ri"), attempts=0, in_doubt=False, queued_us=now, **values)
+    stmt = upsert.insert(dialect, it).values(
+        res_type=sa.bindparam("rt"), res_id=sa.bindparam("ri"), attempts=0, in_doubt=False, queued_us=now, **values
+    )
     # an item already pending keeps its place in the queue (queued_us)
     keep_queued = sa.case((it.c.status == "pending", it.c.queued_us), else_=now)
     return stmt.on_conflict_do_update(index_elements=["res_type", "res_id"], set_={**values, "attempts": 0, "queued_us": keep_queued})
@@ -175,7 +171,7 @@ def cached_ihs(conn: Connection, kind: str, nik: str) -> tuple[str | None, int] 
 
 
 def remember_ihs(conn: Connection, kind: str, nik: str, ihs: str | None, now: int) -> None:
-    stmt = _insert(conn, si).values(kind=kind, nik=nik, ihs=ihs, checked_us=now)
+    stmt = upsert.insert(conn.dialect.name, si).values(kind=kind, nik=nik, ihs=ihs, checked_us=now)
     conn.execute(stmt.on_conflict_do_update(index_elements=["kind", "nik"], set_={"ihs": ihs, "checked_us": now}))
 
 

@@ -38,9 +38,9 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage import upsert
 from fhir_server.storage.work_tables import change_cursors as cc
 from fhir_server.storage.work_tables import work_partitions as wp
 
@@ -62,10 +62,6 @@ def backoff_seconds(failures: int, base: float, cap: float) -> float:
     return min(cap, base * 2 ** min(failures, 30)) * (0.5 + random.random() / 2)
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 # -- cursors -------------------------------------------------------------------------------
 
 
@@ -73,7 +69,9 @@ def lease_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now
     """Take (or renew) the lease on ``consumer``'s cursor; its position, or None when another
     worker holds it. A new consumer starts at ``start`` (0: the whole log; ``last_seq``: now)."""
     conn.execute(
-        _insert(conn, cc).values(consumer=consumer, position=start, updated_us=now).on_conflict_do_nothing(index_elements=["consumer"])
+        upsert.insert(conn.dialect.name, cc)
+        .values(consumer=consumer, position=start, updated_us=now)
+        .on_conflict_do_nothing(index_elements=["consumer"])
     )
     free = sa.or_(cc.c.lease_owner.is_(None), cc.c.lease_owner == owner, cc.c.lease_until_us < now)
     taken = conn.execute(
@@ -132,7 +130,7 @@ def slowest_cursor(conn: Connection) -> tuple[str, int] | None:
 def set_cursor(conn: Connection, consumer: str, position: int, now: int) -> None:
     """Operators only (replay): put the cursor at ``position`` whoever holds it."""
     conn.execute(
-        _insert(conn, cc)
+        upsert.insert(conn.dialect.name, cc)
         .values(consumer=consumer, position=position, updated_us=now)
         .on_conflict_do_update(index_elements=["consumer"], set_={"position": position, "updated_us": now})
     )
@@ -170,8 +168,7 @@ def _want_statement(dialect: str) -> Any:
     """Built once per dialect: the background workers run it for every item they note, often
     inside SQLite's write lock, where building the statement each time cost more than running it."""
     at = sa.bindparam("at", type_=sa.BigInteger)
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(wp)
-    stmt = insert.values(queue=sa.bindparam("q"), partition=sa.bindparam("p"), wanted_us=at, failures=0, paused=False)
+    stmt = upsert.insert(dialect, wp).values(queue=sa.bindparam("q"), partition=sa.bindparam("p"), wanted_us=at, failures=0, paused=False)
     return stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_={"wanted_us": _earliest(wp.c.wanted_us, at)})
 
 
@@ -180,7 +177,7 @@ def set_paused(conn: Connection, queue: str, partition: str, paused: bool, *, wa
     values: dict[str, Any] = {"paused": paused}
     if not paused:
         values.update(failures=0, retry_at_us=None, last_error=None, wanted_us=_earliest(wp.c.wanted_us, wanted_us))
-    stmt = _insert(conn, wp).values(queue=queue, partition=partition, wanted_us=wanted_us, failures=0, paused=paused)
+    stmt = upsert.insert(conn.dialect.name, wp).values(queue=queue, partition=partition, wanted_us=wanted_us, failures=0, paused=paused)
     conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_=values))
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fhir_server.storage import upsert
 from fhir_server.storage.index_tables import idx_mpi, idx_reference
 from fhir_server.storage.mpi_tables import mpi_pairs, mpi_scan
 from fhir_server.storage.tables import resources
@@ -123,7 +123,7 @@ def upsert_pairs(conn: Connection, pairs: list[tuple[str, str, float, str, list[
             "reasons": orjson.dumps(reasons).decode(),
             "found_us": found_us,
         }
-    insert = postgresql.insert(t) if conn.dialect.name == "postgresql" else sqlite.insert(t)
+    insert = upsert.insert(conn.dialect.name, t)
     stmt = insert.on_conflict_do_update(
         index_elements=["a_id", "b_id"],
         set_={
@@ -154,7 +154,7 @@ def mark_pair(
     """Record a reviewer's verdict on a pair (inserting it when the scan never found it)."""
     a, b = ordered(x, y)
     t = mpi_pairs
-    insert = postgresql.insert(t) if conn.dialect.name == "postgresql" else sqlite.insert(t)
+    insert = upsert.insert(conn.dialect.name, t)
     values = {"a_id": a, "b_id": b, "score": score, "grade": "possible", "reasons": reasons, "found_us": now}
     stmt = insert.values(**values, status=status, reviewed_by=reviewer, reviewed_us=now).on_conflict_do_update(
         index_elements=["a_id", "b_id"], set_={"status": status, "reviewed_by": reviewer, "reviewed_us": now}
@@ -179,7 +179,7 @@ def scan_state(conn: Connection, name: str) -> tuple[int, int, bool] | None:
 
 def save_scan_state(conn: Connection, name: str, last_pk: int, done: int, now: int, *, finished: bool = False) -> None:
     t = mpi_scan
-    insert = postgresql.insert(t) if conn.dialect.name == "postgresql" else sqlite.insert(t)
+    insert = upsert.insert(conn.dialect.name, t)
     conn.execute(
         insert.values(name=name, last_pk=last_pk, done=done, started_us=now, updated_us=now, finished=finished).on_conflict_do_update(
             index_elements=["name"], set_={"last_pk": last_pk, "done": done, "updated_us": now, "finished": finished}

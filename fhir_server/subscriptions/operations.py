@@ -12,12 +12,12 @@ not in the resource).
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, parameter_values, register
+from fhir_server.service import bundles
 from fhir_server.service.context import Services
 from fhir_server.storage import claims
 from fhir_server.storage import repository as repo
@@ -47,11 +47,8 @@ def _status_resource(call: OperationCall, services: Services, sub_id: str) -> di
 
 
 def _bundle(resources: list[dict[str, Any]], base: str) -> bytes:
-    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources]
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(entries)}
-    if entries:  # FHIR JSON has no empty arrays
-        bundle["entry"] = entries
-    return jsonio.dumps(bundle)
+    entries = [bundles.entry(f"urn:uuid:{r['id']}", jsonio.dumps(r), search={"mode": "match"}) for r in resources]
+    return bundles.bundle("searchset", entries, total=len(entries))
 
 
 def status(services: Services, call: OperationCall) -> OperationResult:
