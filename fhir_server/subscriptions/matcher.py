@@ -62,6 +62,8 @@ class Batch:
     #: the subscriptions that may select these changes, and whose eyes each sees through
     view: View | None = None
     principals: dict[str | None, Principal | None] = field(default_factory=dict)
+    #: the versions the changes produced, of the types with in-memory filters
+    stored: dict[exact.Version, repo.VersionRow] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,25 +148,28 @@ class Matcher:
             start = 0
         return claims.lease_cursor(conn, store.CONSUMER, self.owner, self.lease_us, now, start=start)
 
-    def _pending(self) -> Batch | None:
-        """The next batch of changes, with the subscriptions that may select them, when there is
-        one and no other worker holds the cursor's lease (read-only: no write lock per poll);
-        None otherwise. :data:`UNSTARTED` before the consumer's first run."""
-        with self.db.read() as conn:
-            cursor = claims.cursor_state(conn, store.CONSUMER)
-            if cursor is None:
-                return UNSTARTED
-            position, owner, until = cursor
-            if owner not in (None, self.owner) and until is not None and until >= now_us():
-                return None
-            changes = changelog.read_after(conn, position, self.batch_size)
-            if not changes:
-                return None
-            batch = Batch(position, changes)
-            batch.view = view = self._current_view(conn, batch)
-            clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
-            batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
-            return batch
+    def _pending(self, conn: Connection) -> Batch | None:
+        """The next batch of changes, with the subscriptions that may select them and the
+        versions the in-memory filters judge, when there is one and no other worker holds the
+        cursor's lease (read-only: no write lock per poll); None otherwise. :data:`UNSTARTED`
+        before the consumer's first run."""
+        cursor = claims.cursor_state(conn, store.CONSUMER)
+        if cursor is None:
+            return UNSTARTED
+        position, owner, until = cursor
+        if owner not in (None, self.owner) and until is not None and until >= now_us():
+            return None
+        changes = changelog.read_after(conn, position, self.batch_size)
+        if not changes:
+            return None
+        batch = Batch(position, changes)
+        batch.view = view = self._current_view(conn, batch)
+        clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
+        batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
+        # deleted resources match no filter: only live versions are judged
+        wanted = [_version(c) for c in changes if c.action != "delete" and c.res_type in view.types and view.types[c.res_type].by_filter]
+        batch.stored = repo.get_versions(conn, wanted) if wanted else {}
+        return batch
 
     def _current_view(self, conn: Connection, batch: Batch) -> View:
         """The counting subscriptions, read again only when they may have changed (module docstring)."""
@@ -175,10 +180,10 @@ class Matcher:
     async def run_once(self, plan: Plan | None = None) -> tuple[int, list[claims.Claim]]:
         """Match one batch: (the number of changes consumed, the partitions claimed for ``plan``).
         (0, []): nothing new, or another worker matches."""
-        batch = self._pending()
+        batch = await self.db.read_off_loop(self._pending)
         if batch is UNSTARTED:  # the first run on this database: where the cursor starts is decided once
             await self.writes.run(self._lease, alone=True)
-            batch = self._pending()
+            batch = await self.db.read_off_loop(self._pending)
         if batch is None or batch is UNSTARTED:
             return 0, []
         await self._match(batch)
@@ -212,8 +217,9 @@ class Matcher:
                 if st.spec.params:
                     # deleted resources match no search: deletes reach only subscriptions without filters (spec.py refuses the rest)
                     candidates = [c for c in candidates if c.action != "delete"]
-                    searched.append((st, principal, candidates, self._search(st, principal, sorted({c.res_id for c in candidates}))))
-                    await asyncio.sleep(0)  # let requests in between subscriptions' searches
+                    ids = sorted({c.res_id for c in candidates})
+                    # on a thread: requests are served while the search waits on the database
+                    searched.append((st, principal, candidates, await asyncio.to_thread(self._search, st, principal, ids)))
                     continue
                 self._matched(batch, st, candidates)
             if tv.by_filter:
@@ -253,10 +259,7 @@ class Matcher:
                         if st.client_id == cid and self._candidates(batch, st, changes):
                             self._allowed(batch, st)
         live = [c for c in changes if c.action != "delete"]  # deleted resources match no filter
-        if not live:
-            return
-        with self.db.read() as conn:
-            stored = repo.get_versions(conn, [(c.res_type, c.res_id, c.version) for c in live])
+        stored = batch.stored
         found: dict[str, tuple[store.State, list[changelog.Change]]] = {}
         for c in live:
             row = stored.get((c.res_type, c.res_id, c.version))
@@ -288,8 +291,8 @@ class Matcher:
     async def _judge(self, batch: Batch, searched: list[tuple[store.State, Principal, list[changelog.Change], set[str]]]) -> None:
         """Each change by its own version (``exact.py``): the searches' verdicts stand for the
         versions still current after them; the others are probed."""
-        with self.db.read() as conn:
-            current = exact.current_versions(conn, {(c.res_type, c.res_id) for _, _, cands, _ in searched for c in cands})
+        keys = {(c.res_type, c.res_id) for _, _, cands, _ in searched for c in cands}
+        current = await self.db.read_off_loop(lambda conn: exact.current_versions(conn, keys))
 
         def stale(c: changelog.Change) -> bool:
             return current.get((c.res_type, c.res_id)) != (c.version, False)

@@ -55,7 +55,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
-from fhir_server.service.access import OPEN
+from fhir_server.service.access import OPEN, Principal
 from fhir_server.service.pipeline import Interaction, Pipeline
 from fhir_server.storage import change_signal, claims
 from fhir_server.storage import repository as repo
@@ -187,18 +187,19 @@ class SubscriptionWorker:
             if not busy:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
                 # cancellation (CPython gh-86296), and stop() would then wait for it forever
+                idle = await self._idle_seconds()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._idle_seconds()):
+                    async with asyncio.timeout(idle):
                         await self._wake.wait()
                 self._wake.clear()
 
-    def _idle_seconds(self) -> float:
+    async def _idle_seconds(self) -> float:
         """How long an idle worker may sleep: until the next time-driven work, at most the poll
         interval (a signal wakes it earlier)."""
         now = now_us()
-        with self.db.read() as conn:
-            due = claims.next_due_us(conn, [store.REST_QUEUE, store.WS_QUEUE], now)
-            end = store.next_end_us(conn)
+        due, end = await self.db.read_off_loop(
+            lambda conn: (claims.next_due_us(conn, [store.REST_QUEUE, store.WS_QUEUE], now), store.next_end_us(conn))
+        )
         if end is not None:  # the sweep runs at most once a second
             end = max(end, self._swept_us + _END_SWEEP_US)
             due = end if due is None else min(due, end)
@@ -224,8 +225,7 @@ class SubscriptionWorker:
         if now - self._swept_us < _END_SWEEP_US:
             return 0
         self._swept_us = now
-        with self.db.read() as conn:
-            ending = store.ending(conn, now)
+        ending = await self.db.read_off_loop(lambda conn: store.ending(conn, now))
         for sub_id in ending:
             await self.write(functools.partial(self._end_in, sub_id=sub_id, now=now))
         return len(ending)
@@ -245,13 +245,11 @@ class SubscriptionWorker:
         return self.hub.bound() if self.hub is not None else []
 
     # -- claiming ------------------------------------------------------------------------
-    def _due(self, queue: str, only: list[str] | None) -> bool:
-        now = now_us()
-        with self.db.read() as conn:
-            stmt = wp.select().with_only_columns(wp.c.partition).where(claims.claimable(queue, now)).limit(1)
-            if only is not None:
-                stmt = stmt.where(wp.c.partition.in_(only))
-            return conn.execute(stmt).first() is not None
+    async def _due(self, queue: str, only: list[str] | None) -> bool:
+        stmt = wp.select().with_only_columns(wp.c.partition).where(claims.claimable(queue, now_us())).limit(1)
+        if only is not None:
+            stmt = stmt.where(wp.c.partition.in_(only))
+        return await self.db.read_off_loop(lambda conn: conn.execute(stmt).first() is not None)
 
     async def _revive(self) -> None:
         """Partitions whose holder's lease ran out without a word (killed, or stalled and gone):
@@ -261,10 +259,9 @@ class SubscriptionWorker:
             return
         self._revived_us = now
         queues = [store.REST_QUEUE, store.WS_QUEUE]
-        with self.db.read() as conn:
-            stmt = wp.select().with_only_columns(wp.c.partition).where(sa.or_(*(claims.abandoned(q, now) for q in queues))).limit(1)
-            if conn.execute(stmt).first() is None:
-                return
+        stmt = wp.select().with_only_columns(wp.c.partition).where(sa.or_(*(claims.abandoned(q, now) for q in queues))).limit(1)
+        if not await self.db.read_off_loop(lambda conn: conn.execute(stmt).first() is not None):
+            return
         await self.write(lambda conn: sum(claims.revive(conn, q, now) for q in queues))
 
     async def _claim_and_serve(self) -> int:
@@ -276,7 +273,7 @@ class SubscriptionWorker:
                 break
             if only is not None and not only:
                 continue
-            if not self._due(queue, only):  # read-only: no write lock unless there is work
+            if not await self._due(queue, only):  # read-only: no write lock unless there is work
                 continue
             got = await self.write(self._claimer(queue, only, free))
             self._start(got)
@@ -322,10 +319,15 @@ class SubscriptionWorker:
         """Serve one claimed subscription once; the claim again when this worker kept the lease
         to send the next notification."""
         sub_id = claim.partition
-        with self.db.read() as conn:
+
+        def read(conn: Connection) -> tuple[State | None, Principal | None, list[Event]]:
             st = store.get(conn, sub_id)
-            principal = subscriber(conn, st.client_id, token_mode=self.token_mode) if st is not None else None
-            events = store.events(conn, sub_id, st.delivered + 1, limit=self._batch_limit(conn, claim, st)) if st is not None else []
+            if st is None:
+                return None, None, []
+            principal = subscriber(conn, st.client_id, token_mode=self.token_mode)
+            return st, principal, store.events(conn, sub_id, st.delivered + 1, limit=self._batch_limit(conn, claim, st))
+
+        st, principal, events = await self.db.read_off_loop(read)
         now = now_us()
         if st is None:
             await self.write(lambda conn: claims.drop(conn, claim.queue, sub_id))
@@ -397,7 +399,7 @@ class SubscriptionWorker:
         last = events[-1].number if events else None
         # handshakes and heartbeats: one id per version of the state, stable across retries
         msg_id = notify.notification_id(st.sub_id, kind, first, st.last_sent_us if kind == "heartbeat" else st.delivered, last)
-        method, url, body, content_type = self._request(st, kind, events)
+        method, url, body, content_type = await self._request(st, kind, events)
         started = now_us()
         timestamp = started // _US
         headers = {h.split(":", 1)[0].strip(): h.split(":", 1)[1].strip() for h in st.secrets.headers}
@@ -458,15 +460,14 @@ class SubscriptionWorker:
 
         return await self.write(renew)
 
-    def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
+    async def _request(self, st: State, kind: str, events: list[Event]) -> tuple[str, str | None, bytes | None, str | None]:
         """(method, URL, body, content type) of a notification."""
         spec = st.spec
         bodies: dict[tuple[str, str, int], bytes | None] = {}
         if spec.content == "full-resource" and events:
-            with self.db.read() as conn:
-                for e in events:
-                    row = repo.get_version(conn, e.res_type, e.res_id, e.version)
-                    bodies[(e.res_type, e.res_id, e.version)] = row.body if row is not None else None
+            keys = [(e.res_type, e.res_id, e.version) for e in events]
+            rows = await self.db.read_off_loop(lambda conn: repo.get_versions(conn, keys))
+            bodies = {k: rows[k].body if k in rows else None for k in keys}
         if spec.kind == "criteria":
             # R4 rest-hook: no payload -> one empty POST for every waiting event (the client
             # searches again); a payload -> PUT [endpoint]/[type]/[id] of one resource
