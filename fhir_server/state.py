@@ -123,7 +123,7 @@ def build_state(settings: Settings, *, blocking_writes: bool = False, background
     if blocking_writes:
         writes: Writes = BlockingWrites(db)
     else:
-        writes = GroupCommitter(db, max_batch=4, yield_seconds=0.001) if background else GroupCommitter(db)
+        writes = GroupCommitter(db, max_batch=4, background=True) if background else GroupCommitter(db)
     pipeline = Pipeline(
         services,
         writes,

@@ -41,6 +41,9 @@ Work = Callable[[Connection], T]
 #: validates what was read): fewer, bigger transactions (measured: create 783-1,012 -> 953-1,117/s,
 #: 2 workers, SQLite, 60k resources, three alternating 20 s runs each)
 _LINGER_ITERATIONS = 3
+#: a background committer's pause between two transactions: a writer of another process woken by
+#: the release gets the lock first
+_BACKGROUND_PAUSE_SECONDS = 0.001
 
 
 class Writes(Protocol):
@@ -66,13 +69,13 @@ class BlockingWrites:
 class GroupCommitter:
     """Runs the works submitted from one event loop in shared write transactions."""
 
-    def __init__(self, db: Database, *, max_batch: int = 256, yield_seconds: float = 0.0) -> None:
-        """``max_batch``: the most works one transaction takes; ``yield_seconds``: a pause after
-        each transaction before taking the lock again, for a background process: other processes
-        woken by the release get the lock first instead of losing the race to it."""
+    def __init__(self, db: Database, *, max_batch: int = 256, background: bool = False) -> None:
+        """``max_batch``: the most works one transaction takes; ``background``: for a process
+        beside the server (the SATUSEHAT sync's): it does not take SQLite's write lock while
+        another process waits for it, and pauses after each transaction before taking it again."""
         self._db = db
         self._max_batch = max_batch
-        self._yield_seconds = yield_seconds
+        self._background = background
         self._pending: list[tuple[Work[Any], asyncio.Future[Any], int, bool]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -100,7 +103,7 @@ class GroupCommitter:
             while self._pending:
                 for _ in range(_LINGER_ITERATIONS):
                     await asyncio.sleep(0)
-                await self._db.acquire_write_lock()
+                await self._db.acquire_write_lock(defer_to_others=self._background)
                 try:
                     # everything that arrived while the lock was busy goes in together
                     taken = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
@@ -114,9 +117,9 @@ class GroupCommitter:
                         if alone:
                             self._alone(work, future, n)
                 finally:
-                    self._db.release_write_lock()
-                if self._yield_seconds and self._pending:
-                    await asyncio.sleep(self._yield_seconds)
+                    self._db.release_write_lock(background=self._background)
+                if self._background and self._pending:
+                    await asyncio.sleep(_BACKGROUND_PAUSE_SECONDS)
         except BaseException as exc:
             # never leave a caller waiting for ever (a failing lock file, a cancelled loop)
             pending, self._pending = self._pending, []

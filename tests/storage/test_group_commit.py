@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from fhir_server.service.resources import ResourceService
 from fhir_server.storage import repository as repo
 from fhir_server.storage.group_commit import GroupCommitter
 from fhir_server.storage.tables import resources as resources_table
-from tests.waiting import wait_until
+from tests.waiting import async_wait_until, wait_until
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
 
@@ -288,7 +289,7 @@ def test_waiting_for_the_lock_falls_back_to_retries_without_a_fifo(service: Reso
 def test_a_failure_outside_the_works_fails_the_callers_instead_of_hanging(service: ResourceService, monkeypatch):
     committer = GroupCommitter(service.db)
 
-    async def broken_lock() -> None:
+    async def broken_lock(**_: object) -> None:
         raise OSError("lock file gone")
 
     monkeypatch.setattr(service.db, "acquire_write_lock", broken_lock)
@@ -318,12 +319,12 @@ def test_dispose_closes_the_lock_files_and_a_disposed_database_still_writes(tmp_
 
     db = Database.from_url(f"sqlite:///{tmp_path / 'x.sqlite3'}")
     migrate.upgrade(db.engine)
-    assert open_on_lock() == 2  # the lock file and its wake-up FIFO
+    assert open_on_lock() == 4  # the lock file, its two wake-up FIFOs and the waiting-writers file
     db.dispose()
     assert open_on_lock() == 0
     with db.write() as conn:  # used again after dispose (a second lifespan of the same app): reopened
         conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
-    assert open_on_lock() == 2
+    assert open_on_lock() == 4
     db.dispose()
     assert open_on_lock() == 0
 
@@ -332,7 +333,7 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
     """The SATUSEHAT sync's process (``build_state(background=True)``): short transactions, and
     after each one the lock goes to a writer that waited for it, not back to the next batch."""
     db = service.db
-    committer = GroupCommitter(db, max_batch=2, yield_seconds=0.5)
+    committer = GroupCommitter(db, max_batch=2, background=True)
     order: list[str] = []
     transactions: list[object] = []
     other: list[threading.Thread] = []
@@ -391,3 +392,87 @@ def test_a_write_from_another_event_loop_is_refused_not_left_waiting(service: Re
         thread.join(10)
     assert results == ["first"]
     assert asyncio.run(committer.run(lambda conn: "later")) == "later"  # the next loop may use it
+
+
+def test_a_background_writer_lets_a_waiting_server_write_first(tmp_path):
+    """SQLite, two processes on one file (two Database objects: each has its own lock file
+    descriptors, so ``flock`` treats them as two processes). While the server's event loop waits
+    for the write lock, the SATUSEHAT sync's process (``defer_to_others``) does not take it, even
+    when it is free first: the server's writes never queue behind the sync's (issue 17)."""
+    from fhir_server.storage.db import Database
+
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    holder, server, sync = Database.from_url(url), Database.from_url(url), Database.from_url(url)
+    order: list[str] = []
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:  # a third process in the middle of a write
+        with holder.write():
+            held.set()
+            release.wait(10)
+
+    async def main() -> None:
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert held.wait(10)
+
+        async def server_write() -> None:
+            await server.acquire_write_lock()
+            order.append("server")
+            server.release_write_lock()
+
+        waiting = asyncio.create_task(server_write())
+        await async_wait_until(sync.others_waiting_for_write_lock, timeout=10)
+        release.set()
+        thread.join(10)  # blocking the loop: the server cannot take the lock meanwhile
+        # the lock is free now, and the server's loop has not run since: a writer that does not
+        # defer takes it at once; the sync waits until the server has written
+        await sync.acquire_write_lock(defer_to_others=True)
+        order.append("sync")
+        sync.release_write_lock()
+        await asyncio.wait_for(waiting, 10)
+        assert not sync.others_waiting_for_write_lock()
+
+    try:
+        asyncio.run(main())
+    finally:
+        for db in (holder, server, sync):
+            db.dispose()
+    assert order == ["server", "sync"]
+
+
+def test_a_background_writer_takes_its_turn_after_a_busy_servers_release_and_none_when_idle(tmp_path, monkeypatch):
+    """SQLite: while the server writes (it released the lock lately), the sync's process takes
+    the free lock only right after the server's next release, when the server is busy with its
+    next request rather than waiting; with an idle server it takes the lock at once."""
+    from fhir_server.storage import db as db_module
+    from fhir_server.storage.db import Database
+
+    monkeypatch.setattr(db_module, "_TURN_WAIT", 30.0)  # only a release ends the wait in this test
+    monkeypatch.setattr(db_module, "_BUSY_WINDOW", 60.0)
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    server, sync = Database.from_url(url), Database.from_url(url)
+
+    def server_writes() -> None:
+        with server.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+
+    async def main() -> None:
+        started = time.monotonic()
+        await sync.acquire_write_lock(defer_to_others=True)  # idle server: no wait
+        sync.release_write_lock(background=True)
+        assert time.monotonic() - started < 10
+        server_writes()  # the server is writing
+        turn = asyncio.create_task(sync.acquire_write_lock(defer_to_others=True))
+        await asyncio.sleep(0.2)
+        assert not turn.done(), "the sync took the lock between two of the server's writes"
+        server_writes()
+        await asyncio.wait_for(turn, 10)
+        sync.release_write_lock(background=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.dispose()
+        sync.dispose()
