@@ -14,21 +14,32 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.db import Database
 from tests.conftest import BACKENDS, POSTGRES_URL, database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "postgresql"])
 
 
 def _terminate(application_name: str) -> int:
+    """Terminate the named connections' server processes and wait until they have exited (a
+    terminated process sends its FATAL message and closes the socket as it exits, a moment after
+    ``pg_terminate_backend`` returns)."""
     admin = sa.create_engine(POSTGRES_URL)
+    live = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
     try:
         with admin.begin() as conn:
             killed = conn.execute(
                 sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :n"),
                 {"n": application_name},
             ).scalar_one()
+        wait_until(lambda: _count(admin, live, application_name) == 0, message="terminated connections gone")
     finally:
         admin.dispose()
     return int(killed)
+
+
+def _count(admin: sa.Engine, stmt: sa.TextClause, name: str) -> int:
+    with admin.connect() as conn:
+        return int(conn.execute(stmt, {"n": name}).scalar_one())
 
 
 def _named(url: str) -> tuple[str, str]:
