@@ -14,6 +14,7 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model.structure import expression_at
 
 JSON = "json"
 XML = "xml"
@@ -132,7 +133,10 @@ def parse_body(raw: bytes, fmt: str) -> Any:
         raise FhirError.of(400, "structure", "The request body is empty")
     if fmt == JSON:
         try:
-            return jsonio.loads(raw)
+            return jsonio.loads_client(raw)
+        except jsonio.DuplicateKey as exc:
+            # FHIRPath of the repeated element when the body is a resource (Patient.name[0].family)
+            raise FhirError.of(400, "structure", str(exc), expression_at(exc.value, (*exc.loc, exc.key))) from None
         except jsonio.JsonError as exc:
             raise FhirError.of(400, "structure", str(exc)) from None
     return xml_to_json(raw)

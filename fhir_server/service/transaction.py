@@ -550,7 +550,9 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     media = str(resource.get("contentType", "")).split(";")[0].strip().lower()
     if resource.get("resourceType") == "Binary" and media in (JSON_PATCH, MERGE_PATCH):
         try:
-            return media, jsonio.loads(base64.b64decode(resource.get("data", "")))
+            return media, jsonio.loads_client(base64.b64decode(resource.get("data", "")))
+        except jsonio.DuplicateKey as exc:
+            raise FhirError.of(400, "structure", f"{e.where}: Binary.data: {exc}", f"{e.where}.resource.data") from None
         except (ValueError, jsonio.JsonError):
             raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON document") from None
     raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")
