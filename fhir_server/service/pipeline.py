@@ -163,6 +163,9 @@ class Pipeline:
         self.audit_writes = audit_writes
         #: per resource type: extra rules of its writes (registered by build_state)
         self.policies: dict[str, WritePolicy] = {}
+        #: the buffered audit queue (set by the app once its recorder runs): the AuditEvent of
+        #: each batch entry no write transaction recorded (reads, operations, failures)
+        self.queue_audit: Callable[[AuditRecord], None] | None = None
         self._handlers: dict[str, Callable[[Interaction], Awaitable[Answer]]] = {
             "read": self._read,
             "vread": self._vread,
@@ -414,11 +417,14 @@ class Pipeline:
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
+        sub: Interaction | None = None
         try:
             sub = _entry_interaction(parent, index, raw)
             answer = await self.handle(sub)
         except FhirError as exc:
+            self._audit_entry(sub, exc.status)
             return Outcome(exc.status, issues=exc.issues)
+        self._audit_entry(sub, answer.status)
         if sub.kind in WRITES:
             return Outcome(
                 answer.status,
@@ -428,6 +434,12 @@ class Pipeline:
                 issues=answer.issues,
             )
         return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
+
+    def _audit_entry(self, sub: Interaction | None, status: int) -> None:
+        """A batch entry is audited as the same request alone would be (docs/audit.md): a write
+        with its transaction, anything else (a read, a search, an operation, a failure) queued."""
+        if sub is not None and sub.audit is not None and not sub.audited and self.queue_audit is not None:
+            self.queue_audit(sub.audit.record(sub.principal, status, None))
 
     # -- operations -------------------------------------------------------------------------
     def authorize_operation(self, i: Interaction) -> Operation:
