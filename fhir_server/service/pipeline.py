@@ -449,7 +449,8 @@ class Pipeline:
             raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
         name = i.operation or ""
         operation = find(name, res_type, instance=i.res_id is not None)
-        i.principal.require_operation(res_type, name, affects_state=operation.affects_state)
+        if not operation.discovery:
+            i.principal.require_operation(res_type, name, affects_state=operation.affects_state)
         if i.method == "GET" and operation.affects_state:
             raise FhirError(405, FhirError.of(405, "not-supported", f"${name} changes data: use POST").issues, {"Allow": "POST"})
         return operation
