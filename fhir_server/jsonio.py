@@ -65,6 +65,8 @@ def loads(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise JsonError(f"Body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except (orjson.JSONDecodeError, simplejson.JSONDecodeError) as exc:
+        if "not valid UTF-8" in str(exc):  # orjson's words for a UTF-16 or Latin-1 body
+            raise JsonError("Body is not valid UTF-8 (FHIR JSON is UTF-8, json.html)") from None
         raise JsonError(f"Malformed JSON: {exc}") from None
     except RecursionError:
         raise JsonError("JSON nesting is too deep") from None

@@ -57,6 +57,14 @@ def _other_fhir_version(media: str) -> str | None:
     return None
 
 
+def _charset(media: str) -> str | None:
+    for part in media.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"')
+    return None
+
+
 def format_from_param(value: str) -> str:
     """JSON or XML for a ``_format`` value: ``json``, ``xml`` or a mime type, with parameters
     (``application/fhir+json;fhirVersion=4.0``, http.html#mime-type) or not (406 otherwise).
@@ -123,6 +131,11 @@ def format_from_content_type(content_type: str | None) -> str:
             raise FhirError.of(
                 415, "not-supported", f"The body is FHIR version {version} (Content-Type); this server takes R4 (fhirVersion=4.0) only"
             )
+        charset = _charset(content_type)
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+            # the IANA registrations of application/fhir+json and +xml: "if present, this must have
+            # the value UTF-8"; read as UTF-8 anyway, such a body was taken for other characters
+            raise FhirError.of(415, "not-supported", f"The body is declared charset={charset}; FHIR bodies are UTF-8 (charset=utf-8)")
         return JSON if media in _JSON_TYPES else XML
     raise FhirError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json or application/fhir+xml")
 

@@ -82,7 +82,7 @@ def _jtype(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)):  # Decimal: an exact number (jsonio.ExactDecimal)
         return "number"
     if isinstance(value, str):
         return "string"
@@ -109,6 +109,8 @@ def _boolean(value: Any) -> str | None:
 def _integer_check(type_name: str, low: int) -> PrimitiveCheck:
     def check(value: Any) -> str | None:
         if type(value) is not int:
+            if _jtype(value) == "number":  # 1.0 or 1e2: a number, but not written as an integer
+                return f"Expected a JSON integer ({type_name}), got the number {value!s} (a fraction or exponent)"
             return f"Expected a JSON integer ({type_name}), got {_jtype(value)}"
         if value < low or value > _INT_MAX:
             return f"Value {value} is out of range for {type_name}"
