@@ -14,7 +14,7 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
-from fhir_server.model.structure import expression_at
+from fhir_server.model.structure import expression_at, repeated_xml_element
 
 JSON = "json"
 XML = "xml"
@@ -163,8 +163,20 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
     if not match:
         raise FhirError.of(400, "structure", "The XML body has no root element")
     model = _model(match.group(1).decode())
+    from lxml import etree  # type: ignore[import-untyped]
+
     try:
-        instance = model.model_validate_xml(raw)
+        # comments dropped here: the model turns them into "fhir_comments" members, which no
+        # R4 element is (an XML body with a comment was refused as having an unknown element)
+        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True))
+    except Exception as exc:  # noqa: BLE001 - lxml raises many kinds; all mean bad input
+        raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
+    repeated = repeated_xml_element(root)
+    if repeated is not None:  # the model would keep the last one silently
+        name, where = repeated
+        raise FhirError.of(400, "structure", f"The element '{name}' appears more than once where R4 allows it once (xml.html)", where)
+    try:
+        instance = model.model_validate_xml(etree.tostring(root))
     except Exception as exc:  # noqa: BLE001 - lxml and pydantic raise many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
     return orjson.loads(instance.model_dump_json())

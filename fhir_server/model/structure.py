@@ -497,6 +497,48 @@ def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
     return issues.items
 
 
+def repeated_xml_element(root: Any) -> tuple[str, str] | None:
+    """(name, FHIRPath) of the first element of a FHIR XML resource that appears more than once
+    where R4 allows it once (``<gender value="male"/><gender value="female"/>``), else None.
+
+    ``root`` is an lxml element (only ``tag`` and iteration are used). The XML parser keeps the
+    last of such repeats silently, as JSON parsers do with a repeated name (jsonio.loads_client);
+    the JSON it makes cannot show them, so they are looked for in the XML tree itself.
+    """
+    model = _model()
+
+    def local(tag: Any) -> str | None:  # comments and processing instructions: no str tag
+        return tag.rpartition("}")[2] if type(tag) is str else None
+
+    name = local(root.tag)
+    stack: list[tuple[Any, _Table | None, str]] = [(root, model.tables.get(name or ""), name or "")]
+    while stack:
+        node, table, path = stack.pop()
+        if table is None:
+            continue
+        seen: dict[str, int] = {}
+        for child in node:
+            child_name = local(child.tag)
+            el = table.elements.get(child_name) if child_name is not None else None
+            if el is None or child_name is None:
+                continue  # not an element of this type: the structure check reports it
+            index = seen[child_name] = seen.get(child_name, -1) + 1
+            step = f"{path}.{el.step}"
+            if not el.array and index == 1:
+                return child_name, step
+            if el.array:
+                step += f"[{index}]"
+            if el.kind == _RESOURCE:  # <contained><Patient>...</Patient></contained>
+                inner = next((c for c in child if local(c.tag) is not None), None)
+                if inner is not None:
+                    stack.append((inner, model.tables.get(local(inner.tag) or ""), step))
+            elif el.kind == _PRIM:
+                stack.append((child, model.element_table, step))
+            else:
+                stack.append((child, el.table, step))
+    return None
+
+
 def expression_at(resource: Any, loc: Sequence[str | int]) -> str | None:
     """The FHIRPath expression of the element at the JSON location ``loc`` of ``resource``.
 

@@ -202,3 +202,37 @@ def test_token_mode_audit_event_entries_need_the_audit_scope(secured):  # noqa: 
     assert secured.post("/fhir", content=transaction, headers=auth(everything)).status_code == 403
     r = secured.post("/fhir", content=transaction, headers=auth(auditor))
     assert r.status_code == 200 and r.json()["entry"][0]["resource"]["type"] == "searchset"
+
+
+def test_system_and_type_level_operation_entries_answer_as_the_routes(client):
+    """``GET $meta``, ``GET Patient/$meta`` and ``POST Patient/123/$meta-add`` (a writing
+    operation) in a batch answer what the same requests alone answer."""
+    _seed(client)
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:t", "code": "x"}]}}]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "POST", "url": "Patient/123/$meta-add"}, "resource": tag},
+            {"request": {"method": "GET", "url": "$meta"}},
+            {"request": {"method": "GET", "url": "Patient/$meta/"}},
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(batch), headers=H)
+    assert r.status_code == 200, r.text
+    added, system, type_level = (e["resource"] for e in r.json()["entry"])
+    assert added == client.get("/fhir/Patient/123/$meta").json()
+    assert system == client.get("/fhir/$meta").json()
+    assert type_level == client.get("/fhir/Patient/$meta").json()
+    assert {"system": "urn:t", "code": "x"} in type_level["parameter"][0]["valueMeta"]["tag"]
+
+
+@pytest.mark.slow
+def test_token_mode_a_writing_operation_entry_needs_the_write_scope(secured):  # noqa: F811
+    reader = token_for(secured, "system/Patient.rs")
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:t", "code": "x"}]}}]}
+    route = secured.post("/fhir/Patient/x/$meta-add", content=orjson.dumps(tag), headers=auth(reader))
+    assert route.status_code == 403
+    entry = {"request": {"method": "POST", "url": "Patient/x/$meta-add"}, "resource": tag}
+    r = secured.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=auth(reader))
+    assert r.json()["entry"][0]["response"]["status"].startswith("403")

@@ -134,3 +134,47 @@ def test_an_operation_body_of_other_json_names_the_place(client):
     r = client.post("/fhir/Patient/$import-dukcapil", content=body, headers={"Content-Type": "application/json"})
     _refused(r, None, "NIK")
     assert "at response.content[0]" in r.json()["issue"][0]["diagnostics"]
+
+
+X = {"Content-Type": "application/fhir+xml"}
+NS = 'xmlns="http://hl7.org/fhir"'
+
+
+@pytest.mark.parametrize(
+    ("body", "expression", "name"),
+    [
+        (f'<Patient {NS}><gender value="male"/><gender value="female"/></Patient>', "Patient.gender", "gender"),
+        (
+            f'<Patient {NS}><name><given value="A"/></name><name><family value="B"/><!-- c --><family value="C"/></name></Patient>',
+            "Patient.name[1].family",
+            "family",
+        ),
+        (
+            f'<Patient {NS}><contained><Organization><name value="a"/><name value="b"/></Organization></contained></Patient>',
+            "Patient.contained[0].name",
+            "name",
+        ),
+        (
+            f'<Bundle {NS}><type value="transaction"/><entry><resource><Patient><active value="true"/><active value="false"/>'
+            '</Patient></resource><request><method value="POST"/><url value="Patient"/></request></entry></Bundle>',
+            "Bundle.entry[0].resource.active",
+            "active",
+        ),
+    ],
+)
+def test_xml_with_a_single_valued_element_given_twice_is_400(client, body, expression, name):
+    """The same surprise in XML (xml.html: an element of cardinality 0..1 appears at most once):
+    the XML model kept the last one silently."""
+    url = "/fhir" if body.startswith("<Bundle") else "/fhir/Patient"
+    r = client.post(url, content=body.encode(), headers=X)
+    assert r.status_code == 400, r.text
+    issue = r.json()["issue"][0]
+    assert issue["diagnostics"].startswith(f"The element '{name}' appears more than once") and issue["expression"] == [expression]
+    assert _patients(client) == 0
+
+
+def test_xml_repeating_elements_and_comments_are_fine(client):
+    body = f'<Patient {NS}><!-- a --><name><given value="A"/><given value="B"/></name><name><family value="C"/></name></Patient>'
+    r = client.post("/fhir/Patient", content=body.encode(), headers=X)
+    assert r.status_code == 201, r.text
+    assert [n.get("given") for n in r.json()["name"]] == [["A", "B"], None]
