@@ -396,6 +396,7 @@ class Pipeline:
                 representation=i.representation,
                 capability=self.capability,
             )
+            self._audit_transaction_reads(i, raw_entries)
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
         return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
@@ -434,6 +435,16 @@ class Pipeline:
                 issues=answer.issues,
             )
         return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
+
+    def _audit_transaction_reads(self, i: Interaction, raw_entries: list[Any]) -> None:
+        """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
+        writes are in its own event and the change log; a failed transaction returned nothing)."""
+        if i.audit is None or self.queue_audit is None:
+            return
+        for index, raw in enumerate(raw_entries):
+            e = parse_entry(i.base, index, raw)  # parsed before: cannot fail now
+            if e.method in ("GET", "HEAD"):
+                self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, 200, None))
 
     def _audit_entry(self, sub: Interaction | None, status: int) -> None:
         """A batch entry is audited as the same request alone would be (docs/audit.md): a write

@@ -91,3 +91,20 @@ def test_batch_entries_are_audited_as_the_same_requests_alone(client):
     (audit_search,) = about("search-type", "0")
     assert audit_search["entity"][0]["type"]["code"] == "AuditEvent"
     assert len(about("transaction", "0")) == 1  # the batch request itself (restful-interaction "transaction")
+
+
+def test_the_reads_of_a_transaction_are_audited_as_the_same_reads_alone(client):
+    pid = post(client, PATIENT).json()["id"]
+    request_id = "transaction-reads-audit"
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "GET", "url": f"Patient/{pid}"}}, {"request": {"method": "GET", "url": "AuditEvent?action=C"}}],
+    }
+    headers = {"Content-Type": "application/fhir+json", "X-Request-Id": request_id}
+    assert client.post("/fhir", content=orjson.dumps(transaction), headers=headers).status_code == 200
+    mine = [e for e in _events(client, _count="50") if request_id in str(e)]
+    subtypes = sorted(e["subtype"][0]["code"] for e in mine)
+    assert subtypes == ["read", "search-type", "transaction"], subtypes
+    read = next(e for e in mine if e["subtype"][0]["code"] == "read")
+    assert read["entity"][0]["what"]["reference"] == f"Patient/{pid}" and read["outcome"] == "0"
