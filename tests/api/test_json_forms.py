@@ -20,6 +20,22 @@ def test_a_body_declared_in_another_charset_is_415_and_nothing_is_written(client
     assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
 
 
+@pytest.mark.parametrize("media", ["application/json-patch+json", "application/merge-patch+json", "application/fhir+json"])
+def test_a_patch_declared_in_another_charset_is_415(client, media):
+    assert client.put("/fhir/Patient/p", content=b'{"resourceType":"Patient","id":"p","gender":"male"}', headers=H).status_code == 201
+    bodies = {
+        "application/json-patch+json": b'[{"op":"replace","path":"/gender","value":"female"}]',
+        "application/merge-patch+json": b'{"gender":"female"}',
+        "application/fhir+json": b'{"resourceType":"Parameters","parameter":[{"name":"operation","part":['
+        b'{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},'
+        b'{"name":"value","valueCode":"female"}]}]}',
+    }
+    r = client.patch("/fhir/Patient/p", content=bodies[media], headers={"Content-Type": f"{media}; charset=iso-8859-1"})
+    assert r.status_code == 415, r.text
+    ok = client.patch("/fhir/Patient/p", content=bodies[media], headers={"Content-Type": f"{media}; charset=utf-8"})
+    assert ok.status_code == 200 and ok.json()["gender"] == "female"
+
+
 @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", '"utf-8"'])
 def test_utf8_in_any_spelling_is_fine(client, charset):
     r = client.post(
