@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             recorder = AuditRecorder(state.db, flush_interval=settings.audit_flush_interval)
             audit_flusher = asyncio.create_task(recorder.run_on_loop(state.pipeline.writes))
             state.recorder = recorder
+            state.pipeline.queue_audit = recorder.record  # batch entries (Pipeline._audit_entry)
         else:
             state.recorder = NullRecorder()
         try:

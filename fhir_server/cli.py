@@ -386,7 +386,7 @@ def map_command(
         typer.echo(f"cannot read {file}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
     try:
-        payload = jsonio.loads(raw)
+        payload = jsonio.loads_client(raw)
         if reverse:
             output = from_fhir("sep-response" if kind == "sep" and sep_view == "response" else kind, payload)
         else:

@@ -8,6 +8,7 @@ instead. Everything else takes the orjson fast path.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,18 @@ _LOSSY_NUMBER = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0|(?:\.\d+)?[eE][-+]?\d+|\d{
 
 class JsonError(ValueError):
     """The bytes are not a JSON document we accept."""
+
+
+class DuplicateKey(JsonError):
+    """An object of the JSON names the same property twice (``loc``: the object's JSON location)."""
+
+    def __init__(self, key: str, loc: tuple[str | int, ...], value: Any) -> None:
+        at = "".join(f"[{p}]" if type(p) is int else f".{p}" for p in loc).lstrip(".")
+        super().__init__(
+            f"The property '{key}' appears more than once in the object {('at ' + at) if at else 'at the root'}; "
+            "a JSON object names each property once (FHIR JSON, json.html)"
+        )
+        self.key, self.loc, self.value = key, loc, value
 
 
 class ExactDecimal(Decimal):
@@ -52,11 +65,92 @@ def loads(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise JsonError(f"Body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except (orjson.JSONDecodeError, simplejson.JSONDecodeError) as exc:
+        if "not valid UTF-8" in str(exc):  # orjson's words for a UTF-16 or Latin-1 body
+            raise JsonError("Body is not valid UTF-8 (FHIR JSON is UTF-8, json.html)") from None
         raise JsonError(f"Malformed JSON: {exc}") from None
     except RecursionError:
         raise JsonError("JSON nesting is too deep") from None
     except ValueError as exc:  # e.g. an integer of thousands of digits
         raise JsonError(f"Unacceptable JSON value: {str(exc)[:200]}") from None
+
+
+def loads_client(raw: bytes) -> Any:
+    """``loads`` for what a client sent (REST bodies, Bundle entries, Binary patches, the
+    console, ``fhir-server import`` and ``map``): also :class:`DuplicateKey` when an object
+    repeats a property name, which FHIR JSON does not allow and orjson silently resolves to the
+    last value.
+
+    Cheap on every body: each property name in the text ends with ``"`` then ``:`` (blanks
+    between allowed), so counting those marks gives an upper bound on the names written; when it
+    equals the number of properties the parse kept, nothing was dropped. Only a mismatch (a
+    duplicate, or such a mark inside a string value) pays for the exact parse below.
+    """
+    value = loads(raw)
+    marks = raw.count(b'":')
+    if _SPACED_MARK.search(raw) is not None:
+        marks += len(_SPACED_MARK.findall(raw))
+    if marks != _properties(value):
+        _find_duplicate(raw, value)
+    return value
+
+
+_SPACED_MARK = re.compile(rb'"[ \t\r\n]+:')
+
+
+def _properties(value: Any) -> int:
+    """How many properties the objects of ``value`` hold, all depths (only objects and arrays are
+    pushed; a plain loop: twice as fast as generators in ``extend``, 3.2 against 6.9 µs for an
+    average Synthea resource)."""
+    count = 0
+    stack: list[Any] = [value] if type(value) is dict or type(value) is list else []
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            count += len(node)
+            node = node.values()
+        for child in node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push(child)
+    return count
+
+
+class _Repeated(dict[str, Any]):
+    """An object whose text repeats ``key`` (built by the exact parse)."""
+
+    key: str
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    repeated = _Repeated(obj)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            repeated.key = key
+            break
+        seen.add(key)
+    return repeated
+
+
+def _find_duplicate(raw: bytes, value: Any) -> None:
+    """Raise DuplicateKey for the first object (document order) that repeats a property."""
+    text = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    try:
+        # numbers as text: only the names matter here, and a huge integer must not fail
+        doc = json.loads(text, object_pairs_hook=_pairs, parse_int=str, parse_float=str, parse_constant=str)
+    except RecursionError:
+        return  # deeper than Python's parser goes: FHIR_MAX_JSON_DEPTH refuses such a body
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(doc, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, _Repeated):
+            raise DuplicateKey(node.key, loc, value)
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
+        stack.extend(((child, (*loc, key)) for key, child in reversed(items)))
 
 
 def dumps(value: Any, *, pretty: bool = False) -> bytes:

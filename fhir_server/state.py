@@ -106,13 +106,14 @@ def build_state(settings: Settings, *, blocking_writes: bool = False, background
     conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     search = SearchService(db, settings.default_count, settings.max_count)
     history = HistoryService(db, settings.default_count, settings.max_count)
+    audit_trail = AuditTrail(db, settings.default_count, settings.max_count)
     services = Services(
         resources=resources,
         conditional=conditional,
         history=history,
         search=search,
-        bundles=BundleService(resources, conditional, search, history, max_entries=settings.max_bundle_entries),
-        audit_trail=AuditTrail(db, settings.default_count, settings.max_count),
+        bundles=BundleService(resources, conditional, search, history, audit_trail, max_entries=settings.max_bundle_entries),
+        audit_trail=audit_trail,
         mpi=mpi,
         merge=MergeService(resources),
         default_count=settings.default_count,

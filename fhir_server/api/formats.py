@@ -14,6 +14,7 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model.structure import expression_at, repeated_xml_element
 
 JSON = "json"
 XML = "xml"
@@ -53,6 +54,14 @@ def _other_fhir_version(media: str) -> str | None:
             version = value.strip().strip('"')
             if version != "4.0" and not version.startswith("4.0."):
                 return version
+    return None
+
+
+def _charset(media: str) -> str | None:
+    for part in media.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"')
     return None
 
 
@@ -122,6 +131,11 @@ def format_from_content_type(content_type: str | None) -> str:
             raise FhirError.of(
                 415, "not-supported", f"The body is FHIR version {version} (Content-Type); this server takes R4 (fhirVersion=4.0) only"
             )
+        charset = _charset(content_type)
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+            # the IANA registrations of application/fhir+json and +xml: "if present, this must have
+            # the value UTF-8"; read as UTF-8 anyway, such a body was taken for other characters
+            raise FhirError.of(415, "not-supported", f"The body is declared charset={charset}; FHIR bodies are UTF-8 (charset=utf-8)")
         return JSON if media in _JSON_TYPES else XML
     raise FhirError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json or application/fhir+xml")
 
@@ -132,7 +146,10 @@ def parse_body(raw: bytes, fmt: str) -> Any:
         raise FhirError.of(400, "structure", "The request body is empty")
     if fmt == JSON:
         try:
-            return jsonio.loads(raw)
+            return jsonio.loads_client(raw)
+        except jsonio.DuplicateKey as exc:
+            # FHIRPath of the repeated element when the body is a resource (Patient.name[0].family)
+            raise FhirError.of(400, "structure", str(exc), expression_at(exc.value, (*exc.loc, exc.key))) from None
         except jsonio.JsonError as exc:
             raise FhirError.of(400, "structure", str(exc)) from None
     return xml_to_json(raw)
@@ -146,8 +163,20 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
     if not match:
         raise FhirError.of(400, "structure", "The XML body has no root element")
     model = _model(match.group(1).decode())
+    from lxml import etree  # type: ignore[import-untyped]
+
     try:
-        instance = model.model_validate_xml(raw)
+        # comments dropped here: the model turns them into "fhir_comments" members, which no
+        # R4 element is (an XML body with a comment was refused as having an unknown element)
+        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True))
+    except Exception as exc:  # noqa: BLE001 - lxml raises many kinds; all mean bad input
+        raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
+    repeated = repeated_xml_element(root)
+    if repeated is not None:  # the model would keep the last one silently
+        name, where = repeated
+        raise FhirError.of(400, "structure", f"The element '{name}' appears more than once where R4 allows it once (xml.html)", where)
+    try:
+        instance = model.model_validate_xml(etree.tostring(root))
     except Exception as exc:  # noqa: BLE001 - lxml and pydantic raise many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
     return orjson.loads(instance.model_dump_json())

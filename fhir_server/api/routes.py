@@ -272,8 +272,9 @@ async def _patch_request(request: Request) -> tuple[str, Any]:
             "PATCH takes application/json-patch+json (JSON Patch), application/merge-patch+json (JSON Merge Patch) "
             "or a FHIR Parameters resource (FHIRPath Patch)",
         )
-    if media in (JSON_PATCH, MERGE_PATCH):
-        body = await http.read_json(request, st.settings, "application/json")
+    if media in (JSON_PATCH, MERGE_PATCH):  # read as JSON, with the parameters sent (charset)
+        parameters = (request.headers.get("content-type") or "").partition(";")[2]
+        body = await http.read_json(request, st.settings, "application/json" + (";" + parameters if parameters else ""))
     else:
         body = await http.read_json(request, st.settings)
     return patch_format(media, body), body

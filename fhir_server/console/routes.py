@@ -287,7 +287,9 @@ async def _payload(request: Request, form: dict[str, Any]) -> tuple[str, Any]:
         if data:
             text = data.decode("utf-8", "replace")
     try:
-        return text, jsonio.loads(text.encode())
+        return text, jsonio.loads_client(text.encode())
+    except jsonio.DuplicateKey as exc:
+        raise FhirError.of(400, "structure", str(exc)) from None
     except Exception:  # noqa: BLE001 - any parse failure is the user's input: a 400 page
         raise FhirError.of(400, "structure", "The payload is not valid JSON") from None
 
@@ -438,8 +440,8 @@ async def edit_resource(request: Request, res_type: str, res_id: str) -> Respons
     form = await _form(request)
     text = str(form.get("resource") or "")
     try:
-        resource = jsonio.loads(text.encode())
-    except Exception:  # noqa: BLE001 - the user's text: shown back with the error
+        resource = jsonio.loads_client(text.encode())
+    except Exception as exc:  # noqa: BLE001 - the user's text: shown back with the error
         return page(
             request,
             "resource.html",
@@ -447,7 +449,7 @@ async def edit_resource(request: Request, res_type: str, res_id: str) -> Respons
             res_type=res_type,
             res_id=res_id,
             text=text,
-            issues=[Issue("error", "structure", "JSON")],
+            issues=[Issue("error", "structure", str(exc) if isinstance(exc, jsonio.DuplicateKey) else "JSON")],
             saved=False,
         )
     outcome = await gateway.operation(request, v, "validate", res_type, resource, res_id)

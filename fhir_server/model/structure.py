@@ -82,7 +82,7 @@ def _jtype(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)):  # Decimal: an exact number (jsonio.ExactDecimal)
         return "number"
     if isinstance(value, str):
         return "string"
@@ -109,6 +109,8 @@ def _boolean(value: Any) -> str | None:
 def _integer_check(type_name: str, low: int) -> PrimitiveCheck:
     def check(value: Any) -> str | None:
         if type(value) is not int:
+            if _jtype(value) == "number":  # 1.0 or 1e2: a number, but not written as an integer
+                return f"Expected a JSON integer ({type_name}), got the number {value!s} (a fraction or exponent)"
             return f"Expected a JSON integer ({type_name}), got {_jtype(value)}"
         if value < low or value > _INT_MAX:
             return f"Value {value} is out of range for {type_name}"
@@ -493,6 +495,48 @@ def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
     except RecursionError:
         issues.items.append(Issue("error", "structure", "Resource is nested too deeply to be checked", None))
     return issues.items
+
+
+def repeated_xml_element(root: Any) -> tuple[str, str] | None:
+    """(name, FHIRPath) of the first element of a FHIR XML resource that appears more than once
+    where R4 allows it once (``<gender value="male"/><gender value="female"/>``), else None.
+
+    ``root`` is an lxml element (only ``tag`` and iteration are used). The XML parser keeps the
+    last of such repeats silently, as JSON parsers do with a repeated name (jsonio.loads_client);
+    the JSON it makes cannot show them, so they are looked for in the XML tree itself.
+    """
+    model = _model()
+
+    def local(tag: Any) -> str | None:  # comments and processing instructions: no str tag
+        return tag.rpartition("}")[2] if type(tag) is str else None
+
+    name = local(root.tag)
+    stack: list[tuple[Any, _Table | None, str]] = [(root, model.tables.get(name or ""), name or "")]
+    while stack:
+        node, table, path = stack.pop()
+        if table is None:
+            continue
+        seen: dict[str, int] = {}
+        for child in node:
+            child_name = local(child.tag)
+            el = table.elements.get(child_name) if child_name is not None else None
+            if el is None or child_name is None:
+                continue  # not an element of this type: the structure check reports it
+            index = seen[child_name] = seen.get(child_name, -1) + 1
+            step = f"{path}.{el.step}"
+            if not el.array and index == 1:
+                return child_name, step
+            if el.array:
+                step += f"[{index}]"
+            if el.kind == _RESOURCE:  # <contained><Patient>...</Patient></contained>
+                inner = next((c for c in child if local(c.tag) is not None), None)
+                if inner is not None:
+                    stack.append((inner, model.tables.get(local(inner.tag) or ""), step))
+            elif el.kind == _PRIM:
+                stack.append((child, model.element_table, step))
+            else:
+                stack.append((child, el.table, step))
+    return None
 
 
 def expression_at(resource: Any, loc: Sequence[str | int]) -> str | None:

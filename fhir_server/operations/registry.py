@@ -75,6 +75,8 @@ class Operation:
     instance: bool = False
     #: GET is allowed only for operations that change nothing
     affects_state: bool = False
+    #: tells no more than the CapabilityStatement (``$versions``): any authenticated client, no scope
+    discovery: bool = False
 
     @property
     def canonical(self) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from urllib.parse import urlencode
+
+from sqlalchemy import Connection
 
 from fhir_server import jsonio
 from fhir_server.audit.search import read_audit, search_audit
@@ -18,18 +21,19 @@ class AuditTrail:
         self.default_count = default_count
         self.max_count = max_count
 
-    def read(self, event_id: str) -> bytes:
-        with self.db.read() as conn:
+    def read(self, event_id: str, *, source: Connection | None = None) -> bytes:
+        """``source``: the connection to read in (a transaction's own), else a read."""
+        with self.db.read() if source is None else nullcontext(source) as conn:
             event = read_audit(conn, event_id)
         if event is None:
             raise FhirError.of(404, "not-found", f"AuditEvent/{event_id} is not known")
         return jsonio.dumps(event)
 
-    def search(self, base: str, params: list[tuple[str, str]], *, strict: bool = False) -> bytes:
+    def search(self, base: str, params: list[tuple[str, str]], *, strict: bool = False, source: Connection | None = None) -> bytes:
         """A searchset Bundle; a parameter of empty value is left out (400 if ``strict``), as in
         every search (``search.parse.drop_empty``)."""
         params = drop_empty(params, strict=strict, what="AuditEvent search parameter")
-        with self.db.read() as conn:
+        with self.db.read() if source is None else nullcontext(source) as conn:
             events, next_params = search_audit(conn, params, default_count=self.default_count, max_count=self.max_count)
         url = f"{base}/AuditEvent"
         links = [("self", url + ("?" + urlencode(params) if params else ""))]

@@ -91,7 +91,7 @@ def read_items(path: Path, errors: list[str]) -> Iterator[Item]:
             if not line.strip():
                 continue
             try:
-                resource = jsonio.loads(line)
+                resource = jsonio.loads_client(line)
             except jsonio.JsonError as exc:
                 errors.append(f"{path}:{number}: {exc}")
                 continue
@@ -102,7 +102,7 @@ def read_items(path: Path, errors: list[str]) -> Iterator[Item]:
             yield Item(resource, f"{path}:{number}")
         return
     try:
-        document = jsonio.loads(raw)
+        document = jsonio.loads_client(raw)
     except jsonio.JsonError as exc:
         errors.append(f"{path}: {exc}")
         return

@@ -163,6 +163,9 @@ class Pipeline:
         self.audit_writes = audit_writes
         #: per resource type: extra rules of its writes (registered by build_state)
         self.policies: dict[str, WritePolicy] = {}
+        #: the buffered audit queue (set by the app once its recorder runs): the AuditEvent of
+        #: each batch entry no write transaction recorded (reads, operations, failures)
+        self.queue_audit: Callable[[AuditRecord], None] | None = None
         self._handlers: dict[str, Callable[[Interaction], Awaitable[Answer]]] = {
             "read": self._read,
             "vread": self._vread,
@@ -393,6 +396,7 @@ class Pipeline:
                 representation=i.representation,
                 capability=self.capability,
             )
+            self._audit_transaction_reads(i, raw_entries)
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
         return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
@@ -414,11 +418,14 @@ class Pipeline:
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
+        sub: Interaction | None = None
         try:
             sub = _entry_interaction(parent, index, raw)
             answer = await self.handle(sub)
         except FhirError as exc:
+            self._audit_entry(sub, exc.status)
             return Outcome(exc.status, issues=exc.issues)
+        self._audit_entry(sub, answer.status)
         if sub.kind in WRITES:
             return Outcome(
                 answer.status,
@@ -429,6 +436,22 @@ class Pipeline:
             )
         return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
 
+    def _audit_transaction_reads(self, i: Interaction, raw_entries: list[Any]) -> None:
+        """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
+        writes are in its own event and the change log; a failed transaction returned nothing)."""
+        if i.audit is None or self.queue_audit is None:
+            return
+        for index, raw in enumerate(raw_entries):
+            e = parse_entry(i.base, index, raw)  # parsed before: cannot fail now
+            if e.method in ("GET", "HEAD"):
+                self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, 200, None))
+
+    def _audit_entry(self, sub: Interaction | None, status: int) -> None:
+        """A batch entry is audited as the same request alone would be (docs/audit.md): a write
+        with its transaction, anything else (a read, a search, an operation, a failure) queued."""
+        if sub is not None and sub.audit is not None and not sub.audited and self.queue_audit is not None:
+            self.queue_audit(sub.audit.record(sub.principal, status, None))
+
     # -- operations -------------------------------------------------------------------------
     def authorize_operation(self, i: Interaction) -> Operation:
         """The operation ``i`` calls: known (404), allowed (401/403), by a method it takes (405)."""
@@ -437,7 +460,8 @@ class Pipeline:
             raise FhirError.of(404, "not-supported", f"'{res_type}' is not an R4 resource type this server knows")
         name = i.operation or ""
         operation = find(name, res_type, instance=i.res_id is not None)
-        i.principal.require_operation(res_type, name, affects_state=operation.affects_state)
+        if not operation.discovery:
+            i.principal.require_operation(res_type, name, affects_state=operation.affects_state)
         if i.method == "GET" and operation.affects_state:
             raise FhirError(405, FhirError.of(405, "not-supported", f"${name} changes data: use POST").issues, {"Allow": "POST"})
         return operation

@@ -24,6 +24,7 @@ from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
+from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.capability import metadata
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.history import HistoryService
@@ -97,6 +98,7 @@ class BundleService:
         conditional: ConditionalService,
         search: SearchService,
         history: HistoryService,
+        audit_trail: AuditTrail,
         *,
         max_entries: int,
     ) -> None:
@@ -104,6 +106,7 @@ class BundleService:
         self.conditional = conditional
         self.search = search
         self.history = history
+        self.audit_trail = audit_trail  # AuditEvent reads and searches: the audit table, as on the routes
         self.db = resources.db
         self.max_entries = max_entries
 
@@ -358,6 +361,10 @@ class BundleService:
             body = metadata(base, params, capability)
         elif kind.startswith("history-"):
             body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
+        elif e.res_type == "AuditEvent" and kind == "search-type":
+            body = self.audit_trail.search(base, params, source=conn)
+        elif e.res_type == "AuditEvent" and kind == "read":
+            body = self.audit_trail.read(e.res_id or "", source=conn)
         elif kind in ("search-type", "search-system"):
             body = self.search.search(base, e.res_type or None, params, strict=False, principal=principal, source=conn)
         if body is not None:
@@ -550,7 +557,9 @@ def patch_body(e: Entry) -> tuple[str, Any]:
     media = str(resource.get("contentType", "")).split(";")[0].strip().lower()
     if resource.get("resourceType") == "Binary" and media in (JSON_PATCH, MERGE_PATCH):
         try:
-            return media, jsonio.loads(base64.b64decode(resource.get("data", "")))
+            return media, jsonio.loads_client(base64.b64decode(resource.get("data", "")))
+        except jsonio.DuplicateKey as exc:
+            raise FhirError.of(400, "structure", f"{e.where}: Binary.data: {exc}", f"{e.where}.resource.data") from None
         except (ValueError, jsonio.JsonError):
             raise FhirError.of(400, "invalid", f"{e.where}: Binary.data is not a base64 JSON document") from None
     raise FhirError.of(400, "invalid", f"{e.where}: PATCH takes a Parameters (FHIRPath Patch) or a Binary JSON Patch or JSON Merge Patch")

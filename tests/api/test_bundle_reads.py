@@ -153,3 +153,86 @@ def test_token_mode_operation_entries_need_the_route_scopes(secured):  # noqa: F
     route = secured.get("/fhir/Patient/x/$everything", headers=auth(token))
     assert route.status_code == 403
     assert secured.post("/fhir", content=batch, headers=auth(token)).json()["entry"][0]["response"]["status"].startswith("403")
+
+
+def _audit_events_of_writes(client) -> None:
+    """Two writes of Patient/123: their AuditEvents commit with the writes (docs/audit.md), so a
+    search for them gives the same answer every time it is asked."""
+    _seed(client)
+
+
+AUDIT_SEARCH = "AuditEvent?entity=Patient/123&action=U&_count=1"
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_an_audit_event_search_entry_answers_as_the_route(client, kind):
+    """The audit trail is served from its own table: a transaction's GET entries ran the
+    resource search instead and found nothing (a searchset of total 0); reads by id 404."""
+    _audit_events_of_writes(client)
+    route = client.get("/fhir/" + AUDIT_SEARCH)
+    assert route.status_code == 200 and len(route.json()["entry"]) == 1
+    event_id = route.json()["entry"][0]["resource"]["id"]
+    r = client.post(
+        "/fhir",
+        content=_bundle(kind, {"method": "GET", "url": AUDIT_SEARCH}, {"method": "GET", "url": f"AuditEvent/{event_id}"}),
+        headers=H,
+    )
+    assert r.status_code == 200, r.text
+    search, read = r.json()["entry"]
+    assert search["response"]["status"].startswith("200") and read["response"]["status"].startswith("200"), r.text
+    _same(route.json(), search["resource"])
+    assert search["resource"]["link"] == route.json()["link"]
+    assert read["resource"] == client.get(f"/fhir/AuditEvent/{event_id}").json()
+    missing = client.post("/fhir", content=_bundle(kind, {"method": "GET", "url": "AuditEvent/nope"}), headers=H)
+    status = missing.json()["entry"][0]["response"]["status"] if kind == "batch" else str(missing.status_code)
+    assert status.startswith("404")
+
+
+@pytest.mark.slow
+def test_token_mode_audit_event_entries_need_the_audit_scope(secured):  # noqa: F811
+    """A wildcard never covers the audit trail (docs/security.md): the entry is refused as the
+    route is, in a batch (its own 403) and a transaction (the whole Bundle)."""
+    everything = token_for(secured, "system/*.rs")
+    auditor = token_for(secured, "system/AuditEvent.rs")
+    assert secured.get("/fhir/" + AUDIT_SEARCH, headers=auth(everything)).status_code == 403
+    batch = _bundle("batch", {"method": "GET", "url": AUDIT_SEARCH}, {"method": "GET", "url": "AuditEvent/x"})
+    statuses = [e["response"]["status"][:3] for e in secured.post("/fhir", content=batch, headers=auth(everything)).json()["entry"]]
+    assert statuses == ["403", "403"]
+    transaction = _bundle("transaction", {"method": "GET", "url": AUDIT_SEARCH})
+    assert secured.post("/fhir", content=transaction, headers=auth(everything)).status_code == 403
+    r = secured.post("/fhir", content=transaction, headers=auth(auditor))
+    assert r.status_code == 200 and r.json()["entry"][0]["resource"]["type"] == "searchset"
+
+
+def test_system_and_type_level_operation_entries_answer_as_the_routes(client):
+    """``GET $meta``, ``GET Patient/$meta`` and ``POST Patient/123/$meta-add`` (a writing
+    operation) in a batch answer what the same requests alone answer."""
+    _seed(client)
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:t", "code": "x"}]}}]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "POST", "url": "Patient/123/$meta-add"}, "resource": tag},
+            {"request": {"method": "GET", "url": "$meta"}},
+            {"request": {"method": "GET", "url": "Patient/$meta/"}},
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(batch), headers=H)
+    assert r.status_code == 200, r.text
+    added, system, type_level = (e["resource"] for e in r.json()["entry"])
+    assert added == client.get("/fhir/Patient/123/$meta").json()
+    assert system == client.get("/fhir/$meta").json()
+    assert type_level == client.get("/fhir/Patient/$meta").json()
+    assert {"system": "urn:t", "code": "x"} in type_level["parameter"][0]["valueMeta"]["tag"]
+
+
+@pytest.mark.slow
+def test_token_mode_a_writing_operation_entry_needs_the_write_scope(secured):  # noqa: F811
+    reader = token_for(secured, "system/Patient.rs")
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:t", "code": "x"}]}}]}
+    route = secured.post("/fhir/Patient/x/$meta-add", content=orjson.dumps(tag), headers=auth(reader))
+    assert route.status_code == 403
+    entry = {"request": {"method": "POST", "url": "Patient/x/$meta-add"}, "resource": tag}
+    r = secured.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=auth(reader))
+    assert r.json()["entry"][0]["response"]["status"].startswith("403")

@@ -182,7 +182,7 @@ def test_operations_are_advertised_with_definitions_that_can_be_read(app_client)
     assert {"meta", "meta-add", "meta-delete"} <= set(ops)
     coverage = next(r for r in rest["resource"] if r["type"] == "Coverage")
     assert "everything" not in {o["name"] for o in coverage["operation"]}
-    assert {o["name"] for o in rest["operation"]} == {"meta", "import-bpjs-peserta", "export", "validate", "satusehat-status"}
+    assert {o["name"] for o in rest["operation"]} == {"meta", "import-bpjs-peserta", "export", "validate", "satusehat-status", "versions"}
     from fhir_server.service.seed import seed_conformance
 
     seed_conformance(app_client.app.state.fhir.resources)

@@ -179,6 +179,19 @@ def test_import_of_bad_json_is_a_400_page_not_a_500(client):
     assert r.status_code == 400 and "JSON" in r.text
 
 
+def test_console_json_with_a_repeated_property_is_refused_naming_it(client):
+    """The console reads what a person typed with the API's rule (jsonio.loads_client)."""
+    form = client.get("/console/import").text
+    r = client.post("/console/import", data={"csrf": csrf_of(form), "kind": "dukcapil", "payload": '{"a":1,"a":2}'})
+    assert r.status_code == 400 and "&#39;a&#39; appears more than once" in r.text
+    pid = seed_patient(client, encounters=0, vitals=0)
+    token = csrf_of(client.get(f"/console/browse/Patient/{pid}").text)
+    text = f'{{"resourceType":"Patient","id":"{pid}","gender":"male","gender":"female"}}'
+    r = client.post(f"/console/browse/Patient/{pid}", data={"csrf": token, "resource": text, "action": "save"})
+    assert r.status_code == 400 and "&#39;gender&#39; appears more than once" in r.text
+    assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"  # nothing saved
+
+
 def test_forms_without_the_csrf_token_are_refused(client):
     client.get("/console/import")
     r = client.post("/console/import", data={"kind": "dukcapil", "payload": "{}"})

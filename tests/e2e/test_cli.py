@@ -72,6 +72,13 @@ def test_map_reads_stdin_and_reports_bad_input_on_stderr():
     assert runner.invoke(app, ["map", "nonsense", "-"], input="{}").exit_code == 2
 
 
+def test_map_refuses_a_repeated_property_name():
+    """The same rule as every JSON a client sends (jsonio.loads_client): the last NIK would win."""
+    dup = runner.invoke(app, ["map", "dukcapil", "-"], input='{"content": [{"NIK": "3204154506900003", "NIK": "3204154506900004"}]}')
+    assert dup.exit_code == 1
+    assert "OperationOutcome" in dup.stderr and "'NIK' appears more than once" in dup.stderr
+
+
 def test_terminology_lookup_expand_translate():
     import json
 

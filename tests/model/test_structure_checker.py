@@ -275,6 +275,19 @@ def test_integer_as_float_is_rejected():
     assert only_issue(patient(multipleBirthInteger=2.5)).expression == "Patient.multipleBirth.ofType(integer)"
 
 
+def test_an_exact_number_where_an_integer_belongs_is_named_as_a_number():
+    """``1.0`` and ``1e2`` are parsed exactly (jsonio.ExactDecimal): the message said "got
+    ExactDecimal", a class name of this server, instead of what the client sent."""
+    from fhir_server import jsonio
+
+    for text, shown in ((b"1.0", "1.0"), (b"1e2", "1e2"), (b"2.5", "2.5")):
+        resource = jsonio.loads(b'{"resourceType":"Patient","multipleBirthInteger":' + text + b"}")
+        issue = only_issue(resource)
+        assert issue.diagnostics == f"Expected a JSON integer (integer), got the number {shown} (a fraction or exponent)", issue
+    value = jsonio.loads(b'{"resourceType":"Patient","active":1.50}')
+    assert only_issue(value).diagnostics == "Expected a JSON boolean, got number"
+
+
 def test_integer_out_of_32_bit_range_is_rejected():
     assert "out of range" in only_issue(patient(multipleBirthInteger=2**31)).diagnostics
 
