@@ -3,7 +3,8 @@
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, and writers serialised:
 inside a process by a lock, across processes (``--workers N``) by an ``flock``
 on ``<database>.lock`` plus ``BEGIN IMMEDIATE`` and the busy timeout, so
-clients never see "database is locked". PostgreSQL: a connection pool; the JSONB mirror lives in the schema.
+clients never see "database is locked". PostgreSQL: a connection pool (connections the server
+closed are replaced at checkout, see ``_drop_closed_connections``); the JSONB mirror lives in the schema.
 """
 
 from __future__ import annotations
