@@ -81,7 +81,11 @@ def test_writes_wait_for_another_process_lock_while_the_loop_answers_reads(clien
             return reads, [await asyncio.wait_for(w, 60) for w in writes]
 
     try:
-        reads, answers = asyncio.run(main())
+        # on the app's own event loop (the client's portal): its group committer serves one loop,
+        # and the app's workers (audit flusher, subscription matcher) may be waiting on it for
+        # the lock too; from a loop of its own a write would be refused, not queued
+        assert client.portal is not None
+        reads, answers = client.portal.call(main)
     finally:
         release.set()
         holder.join()
