@@ -599,12 +599,13 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
 _FROM_COLUMNS = frozenset({"_id", "_lastUpdated"})
 
 
-def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
+def other_reference_rows(resource: dict, covered: Iterable[dict], holders: list[dict] | None = None) -> list[dict]:
     """Reference index rows (param ``OTHER_REFERENCE``) for every literal reference in
     ``resource`` (any depth, contained resources included) whose target no row of ``covered``
-    (the resource's search-parameter reference rows) already names."""
+    (the resource's search-parameter reference rows) already names. ``holders``: the
+    resource's ``reference_holders``, when the caller has walked it already."""
     # every Reference.reference string: the only string-valued "reference" element in R4
-    found = {holder["reference"] for holder in reference_holders(resource)}
+    found = {holder["reference"] for holder in (reference_holders(resource) if holders is None else holders)}
     if not found:
         return []
     have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
@@ -692,8 +693,10 @@ def _plan(res_type: str) -> tuple[tuple[str, SearchParam, frozenset[str] | None,
     return tuple(plan)
 
 
-def extract_index(resource: dict) -> IndexRows:
-    """All index rows for ``resource`` (a parsed FHIR JSON dict)."""
+def extract_index(resource: dict, holders: list[dict] | None = None) -> IndexRows:
+    """All index rows for ``resource`` (a parsed FHIR JSON dict). ``holders``: its
+    ``reference_holders`` (any copy that shares its objects below the top level, such as the
+    resource before ``stamp``), when the caller has them: a walk fewer."""
     res_type = resource.get("resourceType")
     rows = IndexRows()
     if not isinstance(res_type, str):
@@ -716,7 +719,7 @@ def extract_index(resource: dict) -> IndexRows:
             if new:
                 getattr(rows, kind).extend(_dedupe(new))
     if res_type != "Bundle":  # a Bundle holds other resources as they were sent: not references of its own
-        rows.reference.extend(other_reference_rows(resource, rows.reference))
+        rows.reference.extend(other_reference_rows(resource, rows.reference, holders))
     if res_type == "Patient":
         rows.mpi = [{"key": key} for key in stored_keys(mpi_features(resource))]
     return rows
