@@ -117,8 +117,29 @@ def _existence(codes: dict[str, tuple[str, str]], strict: bool, index: RegionInd
 def check_resource_administrative_codes(resource: dict, strict: bool = False) -> list[Issue]:
     """Every administrativeCode extension anywhere in ``resource`` (addresses, birthPlace, contacts...)."""
     issues: list[Issue] = []
-    _walk(resource, resource, (), strict, issues)
+    if _has_code(resource):  # most resources have none: found without building locations
+        _walk(resource, resource, (), strict, issues)
     return issues
+
+
+def _has_code(node: Any) -> bool:
+    """Whether an extension ``_walk`` checks is anywhere in ``node`` (the same objects visited:
+    every ``extension`` array's objects, every other value)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "extension" and isinstance(value, list):
+                for ext in value:
+                    if isinstance(ext, dict) and ext.get("url") == urls.SATUSEHAT_ADMINISTRATIVE_CODE:
+                        return True
+                    if _has_code(ext):
+                        return True
+            elif isinstance(value, (dict, list)) and _has_code(value):
+                return True
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)) and _has_code(item):
+                return True
+    return False
 
 
 def _walk(root: dict, node: Any, loc: tuple[str | int, ...], strict: bool, issues: list[Issue]) -> None:

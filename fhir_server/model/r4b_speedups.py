@@ -18,6 +18,11 @@ always raised (or passes). So the verdicts and messages are fhir_core's; only th
 common, valid case is shorter (tests/model/test_r4b_speedups.py compares both on
 thousands of mutated resources).
 
+A fourth saving is of another kind: inside ``memo`` (the write path's validation, after the
+structure checker passed the resource), a nested element whose JSON was validated before into
+the same model class is not validated again (``fhir_model_validator``): Synthea-like data
+repeats its codings, references and concepts from one resource to the next.
+
 How it is installed: the two instance methods are plain attributes of
 ``FHIRAbstractModel`` and are overridden there. The model validator was bound into
 every model's pydantic-core schema when fhir.resources built its classes, so its
@@ -33,7 +38,12 @@ from __future__ import annotations
 import logging
 import os
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+import orjson
 
 log = logging.getLogger("fhir_server.model")
 
@@ -143,6 +153,64 @@ def validate_required_primitive_elements(self: Any) -> None:
             return
 
 
+# ------------------------------------------------------------------ nested elements validated once
+
+#: (model class, the element's JSON) -> the model instance its validation built; see ``memo``
+_memo: dict[tuple[type, bytes], Any] = {}
+#: bounds the memory: ~5 kB an entry (a model keeps its nested ones), so ~5 MB; on the Synthea
+#: sample 1,024 entries hit as often as 8,192 (what repeats from one resource to the next is
+#: small and frequent: codings, references, concepts). A large element (an attachment's data)
+#: is rarely seen twice, and its model is big: not kept.
+MEMO_MAX = 1024
+MEMO_VALUE_MAX = 512
+_memo_on: ContextVar[bool] = ContextVar("fhir_server_r4b_memo", default=False)
+#: subclasses of str, int, dict and list (and keys that are not exactly str) are refused
+_EXACT = orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+@contextmanager
+def memo() -> Iterator[None]:
+    """Inside: each nested element (a CodeableConcept, a Reference, an Extension, a backbone
+    element) whose JSON was validated before into a model of the same class is not validated
+    again; its earlier model stands in. Validation is a function of the class and the JSON
+    value; the key is the value's serialisation, so the verdict (and the model built) is the
+    same, and a failed validation is never kept.
+
+    Only for a resource the R4 structure checker passed (``validate_resource``): it checks
+    every value's type exactly (arrays are lists, objects dicts, numbers finite ints or floats,
+    no subclasses), so no tuple (which orjson writes like a list) is left, and for the rest
+    orjson writes two values alike only when they are alike: it refuses subclasses, Decimals
+    and integers beyond 64 bits, and an element with a ``null`` anywhere (a position in a
+    primitive array; NaN would be written so too) is simply validated."""
+    token = _memo_on.set(True)
+    try:
+        yield
+    finally:
+        _memo_on.reset(token)
+
+
+def fhir_model_validator(cls: Any, value: Any, model_klass: Any) -> Any:
+    """fhir_core's ``FhirBase.fhir_model_validator`` (how pydantic validates every nested FHIR
+    element), answered from ``_memo`` inside ``memo``."""
+    original = _original["fhir_model_validator"]
+    if type(value) is not dict or not _memo_on.get():
+        return original(cls, value, model_klass)
+    try:
+        text = orjson.dumps(value, option=_EXACT)
+    except TypeError:  # a Decimal, a subclass, an integer beyond 64 bits: validated as always
+        return original(cls, value, model_klass)
+    if len(text) > MEMO_VALUE_MAX or b"null" in text:
+        return original(cls, value, model_klass)
+    key = (model_klass, text)
+    found = _memo.get(key)
+    if found is None:
+        found = original(cls, value, model_klass)  # raises on a failure: nothing is kept
+        if len(_memo) >= MEMO_MAX:
+            _memo.clear()
+        _memo[key] = found
+    return found
+
+
 # ------------------------------------------------------------------ installing
 
 
@@ -159,6 +227,7 @@ def install() -> bool:
         return False
     try:
         from fhir_core import fhirabstractmodel as fam
+        from fhir_core.types import FhirBase as fhir_base
     except ImportError:  # pragma: no cover - fhir.resources always brings it
         return False
     base = fam.FHIRAbstractModel
@@ -173,6 +242,7 @@ def install() -> bool:
         and callable(getattr(fam, "is_primitive_type", None))
         and callable(base.__dict__.get("_validate_one_of_many"))
         and callable(base.__dict__.get("_validate_required_primitive_elements"))
+        and isinstance(fhir_base.__dict__.get("fhir_model_validator"), classmethod)
     )
     if not shapes_ok:
         log.warning("fhir_core is not the version r4b_speedups knows; its validators are left as they are")
@@ -182,6 +252,8 @@ def install() -> bool:
         func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
     )
     _original["_validate_one_of_many"] = base._validate_one_of_many
+    _original["fhir_model_validator"] = fhir_base.__dict__["fhir_model_validator"].__func__
+    fhir_base.fhir_model_validator = classmethod(fhir_model_validator)  # type: ignore[assignment]
     _original["_validate_required_primitive_elements"] = base._validate_required_primitive_elements
     fam._FHIR_SERVER_REJECT_NULLS = reject_null_complex_elements  # type: ignore[attr-defined]
     func.__code__ = _trampoline.__code__.replace(co_name=func.__code__.co_name)
@@ -202,4 +274,8 @@ def uninstall() -> None:
     base.__dict__["reject_null_complex_elements"].__func__.__code__ = _original["reject_null_complex_elements"].__code__
     base._validate_one_of_many = _original["_validate_one_of_many"]  # type: ignore[method-assign]
     base._validate_required_primitive_elements = _original["_validate_required_primitive_elements"]  # type: ignore[method-assign]
+    from fhir_core.types import FhirBase
+
+    FhirBase.fhir_model_validator = classmethod(_original["fhir_model_validator"])  # type: ignore[assignment]
+    _memo.clear()
     _installed = False

@@ -17,6 +17,7 @@ rule (a code outside its required value set, unsafe narrative) answer 422.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import cache
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from fhir_server.errors import FhirError, Issue, error
 from fhir_server.model.r4b_speedups import install as _install_r4b_speedups
+from fhir_server.model.r4b_speedups import memo as r4b_memo
 from fhir_server.model.structure import check_structure, expression_at
 
 _install_r4b_speedups()  # same verdicts, ~2x faster model check (see the module)
@@ -54,14 +56,18 @@ def _r4_only(loc: tuple[Any, ...]) -> bool:
     return type(last) is str and (last == "valueMeta" or (last[:6] == "_value" and last[6:7].isupper()))
 
 
-def model_issues(resource: dict[str, Any]) -> list[Issue]:
-    """Run the R4B pydantic model; its errors as Issues with FHIRPath expressions (structure.expression_at)."""
+def model_issues(resource: dict[str, Any], *, memo: bool = False) -> list[Issue]:
+    """Run the R4B pydantic model; its errors as Issues with FHIRPath expressions (structure.expression_at).
+
+    ``memo``: elements validated before are not validated again (``r4b_speedups.memo``: same
+    verdicts); only for a resource the structure checker passed."""
     res_type = resource.get("resourceType", "")
     model = None if res_type in _R4B_DIFFERENT else _r4b_model(res_type)
     if model is None:
         return []
     try:
-        model.model_validate(resource)
+        with r4b_memo() if memo else nullcontext():
+            model.model_validate(resource)
     except ValidationError as exc:
         return [
             error("value", e["msg"], expression_at(resource, e.get("loc", ())) or res_type)
@@ -78,7 +84,7 @@ def validate_resource(resource: dict[str, Any], *, r4b_model: bool = True) -> li
     issues = check_structure(resource)
     if not r4b_model or any(i.severity in ("error", "fatal") for i in issues):
         return issues
-    return issues + model_issues(resource)
+    return issues + model_issues(resource, memo=True)  # the structure checker passed it
 
 
 def status_for(issues: list[Issue]) -> int:

@@ -499,7 +499,9 @@ def rows_for(p: SearchParam, values: Values, res_type: str | None = None) -> tup
     return t, []
 
 
-def _dedupe(rows: Iterable[dict]) -> list[dict]:
+def _dedupe(rows: list[dict]) -> list[dict]:
+    if len(rows) < 2:  # most parameters of a resource have one row
+        return rows
     seen, out = set(), []
     for r in rows:
         key = tuple(r.items())
@@ -597,12 +599,13 @@ def _composite_rows(res_type: str, p: SearchParam, resource: dict) -> list[dict]
 _FROM_COLUMNS = frozenset({"_id", "_lastUpdated"})
 
 
-def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
+def other_reference_rows(resource: dict, covered: Iterable[dict], holders: list[dict] | None = None) -> list[dict]:
     """Reference index rows (param ``OTHER_REFERENCE``) for every literal reference in
     ``resource`` (any depth, contained resources included) whose target no row of ``covered``
-    (the resource's search-parameter reference rows) already names."""
+    (the resource's search-parameter reference rows) already names. ``holders``: the
+    resource's ``reference_holders``, when the caller has walked it already."""
     # every Reference.reference string: the only string-valued "reference" element in R4
-    found = {holder["reference"] for holder in reference_holders(resource)}
+    found = {holder["reference"] for holder in (reference_holders(resource) if holders is None else holders)}
     if not found:
         return []
     have = {(r["target_type"], r["target_id"], r["url"]) for r in covered}
@@ -626,23 +629,97 @@ def other_reference_rows(resource: dict, covered: Iterable[dict]) -> list[dict]:
     return rows
 
 
-def extract_index(resource: dict) -> IndexRows:
-    """All index rows for ``resource`` (a parsed FHIR JSON dict)."""
+# ----------------------------------------------------------------------------- the per-type plan
+
+_META_KEYS = frozenset({"meta"})
+
+
+def _root_keys(res_type: str, element: str) -> set[str]:
+    """The JSON keys of a resource that FHIRPath's ``res_type.element`` reads: the element and
+    its ``_`` part, and for a choice element every ``element<Type>`` and its ``_`` part."""
+    keys = {element, "_" + element}
+    for t in _CHOICE.get(f"{res_type}.{element}", ()):
+        keys |= {element + t[0].upper() + t[1:], "_" + element + t[0].upper() + t[1:]}
+    return keys
+
+
+_BRANCH_HEAD = re.compile(r"^\(?([A-Z][A-Za-z]+)\.([a-z][A-Za-z]*)")
+
+
+def _reads(res_type: str, code: str, p: SearchParam) -> frozenset[str] | None:
+    """The top-level keys of a ``res_type`` resource the values of ``p`` can come from, so that
+    a resource with none of them has no rows for ``p``; None when that is not known (every
+    resource is then evaluated). Known only for pure navigation (paths, ``where``, ``as``,
+    unions of those: what the plain-Python walkers evaluate) rooted at ``res_type``: navigating
+    into an element that is absent gives nothing, whatever follows."""
+    if code in ("_tag", "_security", "_profile", "_source"):
+        return _META_KEYS
+    if code == "address-administrative-code":
+        return frozenset({"address"})
+    if res_type == "Patient" and code == "deceased":
+        return None  # a row (false) for every Patient
+    expression = p.expression or ""
+    if p.type == "composite":
+        branches = [b.strip() for b in expression.split("|")]
+        if any(b == res_type or not re.fullmatch(rf"{res_type}(\.[a-z][A-Za-z]*)+", b) for b in branches):
+            return None
+    else:
+        g = getter(res_type, code)
+        if g is None:
+            return frozenset()  # no expression: never any rows
+        if g[0] != "fast":
+            return None
+        branches = [b.strip() for b in expression.split(" | ")]
+    keys: set[str] = set()
+    for branch in branches:
+        m = _BRANCH_HEAD.match(branch)
+        if m is None or m.group(1) != res_type:
+            return None
+        keys |= _root_keys(res_type, m.group(2))
+    return frozenset(keys)
+
+
+@cache
+def _plan(res_type: str) -> tuple[tuple[str, SearchParam, frozenset[str] | None, Callable[[dict], Values] | None], ...]:
+    """Every indexed parameter of ``res_type`` with the top-level keys its values come from
+    (``_reads``) and the function that finds them (``getter``; None for a composite), built
+    once per type: a resource is only walked for the parameters whose elements it has."""
+    plan = []
+    for code, p in params_for(res_type).items():
+        if code in _FROM_COLUMNS:
+            continue
+        g = None if p.type == "composite" else getter(res_type, code)
+        plan.append((code, p, _reads(res_type, code, p), g[1] if g else None))
+    return tuple(plan)
+
+
+def extract_index(resource: dict, holders: list[dict] | None = None) -> IndexRows:
+    """All index rows for ``resource`` (a parsed FHIR JSON dict). ``holders``: its
+    ``reference_holders`` (any copy that shares its objects below the top level, such as the
+    resource before ``stamp``), when the caller has them: a walk fewer."""
     res_type = resource.get("resourceType")
     rows = IndexRows()
     if not isinstance(res_type, str):
         return rows
-    for code, p in params_for(res_type).items():
-        if code in _FROM_COLUMNS:
+    present = resource.keys()
+    for _code, p, reads, values_of in _plan(res_type):
+        if reads is not None and present.isdisjoint(reads):
             continue
         if p.type == "composite":
             rows.composite.extend(_dedupe(_composite_rows(res_type, p, resource)))
             continue
-        kind, new = _param_rows(res_type, code, p, resource)
-        if new:
-            getattr(rows, kind).extend(_dedupe(new))
+        if values_of is None:
+            continue
+        try:
+            values = values_of(resource)
+        except Exception:  # noqa: BLE001 - a FHIRPath quirk must not block the write (as _param_rows)
+            continue
+        if values:
+            kind, new = rows_for(p, values, res_type)
+            if new:
+                getattr(rows, kind).extend(_dedupe(new))
     if res_type != "Bundle":  # a Bundle holds other resources as they were sent: not references of its own
-        rows.reference.extend(other_reference_rows(resource, rows.reference))
+        rows.reference.extend(other_reference_rows(resource, rows.reference, holders))
     if res_type == "Patient":
         rows.mpi = [{"key": key} for key in stored_keys(mpi_features(resource))]
     return rows

@@ -24,6 +24,7 @@ def index_resource(
         replace_index(conn, pk, rows if rows is not None else extract_index(resource), fresh=fresh)
 
 
-def index_rows(resource: dict[str, Any]) -> IndexRows:
-    """The index rows of ``resource``, extracted ahead of its write (pure: no database)."""
-    return extract_index(resource)
+def index_rows(resource: dict[str, Any], holders: list[dict[str, Any]] | None = None) -> IndexRows:
+    """The index rows of ``resource``, extracted ahead of its write (pure: no database);
+    ``holders``: its reference holders when already walked (``extract_index``)."""
+    return extract_index(resource, holders)

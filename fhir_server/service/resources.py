@@ -26,8 +26,9 @@ from fhir_server.timeutil import now_us, to_instant
 
 #: (connection, resource pk, resource dict or None when deleted, fresh=just inserted, rows=pre-extracted) -> None
 Indexer = Callable[..., None]
-#: the search-index rows of a resource, extracted before the write transaction (see Prepared)
-IndexPreparer = Callable[[dict[str, Any]], Any]
+#: (resource, its reference holders or None) -> its search-index rows, extracted before the
+#: write transaction (see Prepared)
+IndexPreparer = Callable[[dict[str, Any], "list[dict[str, Any]] | None"], Any]
 #: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
 Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
 
@@ -207,10 +208,12 @@ class ResourceService:
         # the server assigns the id of a created resource; a client id is ignored (http.html#create)
         return self.prepare_update(res_type, res_id or str(uuid.uuid4()), resource, index=index)
 
-    def prepare_update(self, res_type: str, res_id: str, resource: Any, *, index: bool = False) -> Prepared:
+    def prepare_update(
+        self, res_type: str, res_id: str, resource: Any, *, index: bool = False, holders: list[dict[str, Any]] | None = None
+    ) -> Prepared:
         """Check and validate a resource to be stored as ``res_type/res_id``, outside any
         transaction (``create_in`` / ``update_in`` with ``prepared=`` then skip it). ``index`` as
-        in ``prepare_create``."""
+        in ``prepare_create``; ``holders``: the resource's ``reference_holders``, if walked."""
         prepared = Prepared(res_id)
         try:
             self._check_writable(res_type)
@@ -219,7 +222,7 @@ class ResourceService:
             provisional = stamp(resource, res_id, 1, 0)
             prepared.warnings = self.validate(provisional)
             if index and self.prepare_index is not None:
-                prepared.rows = self.prepare_index(provisional)
+                prepared.rows = self.prepare_index(provisional, holders)
         except FhirError as exc:
             prepared.error = exc
         return prepared

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -147,7 +147,7 @@ class BundleService:
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
-        self._prepare(entries, index=early is not None)
+        self._prepare(entries, early)
         outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, representation)
 
@@ -162,9 +162,9 @@ class BundleService:
         _rewrite(holders, {}, _raising(resolved))
 
     # -- transaction ---------------------------------------------------------
-    def _prepare(self, entries: list[Entry], *, index: bool) -> None:
-        """Checks and validation of POST and PUT entries (and, with ``index``, their index rows:
-        their references are final): all before the write lock."""
+    def _prepare(self, entries: list[Entry], early: _Early | None) -> None:
+        """Checks and validation of POST and PUT entries (and, with references rewritten
+        ``early``, their index rows: their references are final): all before the write lock."""
         _check_unique_targets(entries)
         # validation does not depend on the references rewritten later (they stay strings),
         # so it runs before the write lock; its errors are raised when the entry executes
@@ -176,7 +176,8 @@ class BundleService:
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
         for e, res_id in jobs:
-            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=index)
+            holders = early.holders.get(e.index) if early is not None else None
+            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=early is not None, holders=holders)
 
     def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
         """The references of every written resource rewritten before the write lock, so that its
@@ -191,7 +192,8 @@ class BundleService:
         if not written or any(e.conditional and e.method in ("POST", "PUT") for e in entries):
             return None
         early = _Early(self._plan(None, base, entries), {}, [])
-        holders = {e.index: reference_holders(e.resource) for e in written}  # one walk serves both
+        # one walk serves the conditional references, the rewriting and the -other index rows
+        holders = early.holders = {e.index: reference_holders(e.resource) for e in written}
         wanted = _conditional_references(list(holders.values()), early.references)
         if wanted:
             with self.db.read() as conn:
@@ -626,6 +628,8 @@ class _Early:
     resolved: dict[str, str | FhirError | None]
     #: (holder, old value) of every reference replaced
     changed: list[tuple[dict, str]]
+    #: entry index -> the reference holders of its resource (``reference_holders``)
+    holders: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def restore(self) -> None:
         """Every replaced reference back as it was sent."""

@@ -110,3 +110,53 @@ def test_batch_posts_still_validate_each_entry(client):
     }
     out = orjson.loads(post_bundle(client, bundle).content)
     assert [e["response"]["status"].split()[0] for e in out["entry"]] == ["422", "201"]
+
+
+def test_bundle_of_puts_stores_the_reference_rows_of_what_it_stored(client):
+    """A Bundle of PUTs (references rewritten before the lock, the one walk over them reused by
+    index extraction): the stored reference rows, the ``-other`` ones of references at any
+    depth included, are those extracted from the stored resource."""
+    from fhir_server.search.extract import extract_index
+    from fhir_server.storage.index_tables import INDEX_TABLES
+    from fhir_server.storage.tables import resources
+
+    org = {"resourceType": "Organization", "id": "org-w", "identifier": [{"system": "http://o", "value": "w1"}], "name": "W"}
+    assert client.put("/fhir/Organization/org-w", json=org).status_code == 201
+    pat = "urn:uuid:8a7e0b6e-0000-4000-8000-00000000a001"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": pat,
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p-w",
+                    "managingOrganization": {"reference": "Organization?identifier=http://o|w1"},
+                },
+                "request": {"method": "PUT", "url": "Patient/p-w"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "o-w",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": pat},
+                    "extension": [{"url": "http://x", "valueReference": {"reference": "Location/l-w"}}],
+                    "component": [{"code": {"text": "c"}, "extension": [{"url": "http://y", "valueReference": {"reference": pat}}]}],
+                },
+                "request": {"method": "PUT", "url": "Observation/o-w"},
+            },
+        ],
+    }
+    assert post_bundle(client, bundle).status_code == 200
+    table = INDEX_TABLES["reference"]
+    for res_type, res_id in (("Patient", "p-w"), ("Observation", "o-w")):
+        stored = client.get(f"/fhir/{res_type}/{res_id}").json()
+        expected = sorted((r["param"], r["target_type"], r["target_id"]) for r in extract_index(stored).reference)
+        with client.app.state.fhir.db.read() as conn:
+            pk = conn.execute(sa.select(resources.c.pk).where(resources.c.res_type == res_type, resources.c.res_id == res_id)).scalar_one()
+            rows = conn.execute(sa.select(table.c.param, table.c.target_type, table.c.target_id).where(table.c.resource_pk == pk)).all()
+        assert sorted(tuple(r) for r in rows) == expected
+        assert any(r[0] == "-other" for r in rows) or res_type == "Patient"

@@ -8,8 +8,10 @@ random one-change mutants of realistic resources.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,3 +216,139 @@ def test_switched_off_by_the_environment(monkeypatch) -> None:
     finally:
         monkeypatch.delenv("FHIR_R4B_SPEEDUPS")
         assert r4b_speedups.install() is True
+
+
+# ------------------------------------------------------------------ the memo of nested elements
+
+
+def _memo_outcome(resource: dict[str, Any], memo: bool) -> tuple[str, Any]:
+    model = get_fhir_model_class(resource["resourceType"])
+    try:
+        if memo:
+            with r4b_speedups.memo():
+                built = model.model_validate(resource)
+        else:
+            built = model.model_validate(resource)
+        return "ok", built.model_dump(mode="json")
+    except Exception as exc:  # noqa: BLE001 - the comparison covers every kind
+        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else None
+        return type(exc).__name__, repr(errors if errors is not None else exc)
+
+
+def test_memo_gives_the_same_outcome_on_random_mutants() -> None:
+    """Mutants validated with the memo warm (the seeds and earlier mutants share most of their
+    elements with each one) and without it: the same model or the same errors, and the memo
+    did answer (hits)."""
+    r4b_speedups.install()
+    r4b_speedups._memo.clear()
+    rng = random.Random(20261206)
+    seeds = [PATIENT, ENCOUNTER, COVERAGE, *CASES.values()]
+    for seed in seeds:
+        _memo_outcome(seed, True)
+    hits = 0
+    original = r4b_speedups._original["fhir_model_validator"]
+    calls = {"n": 0}
+
+    def counting(cls, value, klass):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(cls, value, klass)
+
+    r4b_speedups._original["fhir_model_validator"] = counting
+    kinds: dict[str, int] = {}
+    try:
+        for _ in range(1500):
+            mutant = _mutant(rng, rng.choice(seeds))
+            calls["n"] = 0
+            with_memo = _memo_outcome(copy.deepcopy(mutant), True)
+            memo_calls = calls["n"]
+            calls["n"] = 0
+            without = _memo_outcome(copy.deepcopy(mutant), False)
+            assert with_memo == without, mutant
+            hits += calls["n"] > memo_calls
+            kinds[without[0]] = kinds.get(without[0], 0) + 1
+    finally:
+        r4b_speedups._original["fhir_model_validator"] = original
+    assert kinds.get("ok", 0) > 100 and kinds.get("ValidationError", 0) > 100, kinds
+    assert hits > 1000, hits
+
+
+def test_memo_keeps_only_what_orjson_writes_exactly() -> None:
+    """A str subclass, a Decimal, a non-str key, a huge integer or a null (NaN is written so)
+    inside an element: validated each time, never kept."""
+    import math
+    from decimal import Decimal
+
+    from fhir.resources.R4B.coding import Coding
+
+    class S(str):
+        pass
+
+    r4b_speedups.install()
+    r4b_speedups._memo.clear()
+    odd = [S("x"), Decimal("1.5"), 2**70, None, math.nan]
+    with r4b_speedups.memo():
+        for value in odd:
+            with contextlib.suppress(Exception):  # only whether it was kept matters here
+                r4b_speedups.fhir_model_validator(object, {"code": "c", "extension": [{"url": "http://u", "valueDecimal": value}]}, Coding)
+        assert r4b_speedups._memo == {}
+        r4b_speedups.fhir_model_validator(object, {"code": "c"}, Coding)
+        assert len(r4b_speedups._memo) == 1
+    r4b_speedups.fhir_model_validator(object, {"code": "d"}, Coding)  # outside: not kept
+    assert len(r4b_speedups._memo) == 1
+
+
+def test_validate_resource_gives_the_same_issues_with_and_without_the_memo(monkeypatch) -> None:
+    """The write path's validation (structure checker, then the R4B model with the memo) on
+    mutants, against the same with the memo off: the same issues."""
+    from contextlib import nullcontext
+
+    from fhir_server.model import validate
+
+    rng = random.Random(6)
+    seeds = [PATIENT, ENCOUNTER, COVERAGE, *CASES.values()]
+    r4b_speedups.install()
+    for seed in seeds:
+        validate.validate_resource(copy.deepcopy(seed))
+    modelled = 0
+    for _ in range(1000):
+        mutant = _mutant(rng, rng.choice(seeds))
+        with_memo = validate.validate_resource(copy.deepcopy(mutant))
+        with monkeypatch.context() as m:
+            m.setattr(validate, "r4b_memo", nullcontext)
+            without = validate.validate_resource(copy.deepcopy(mutant))
+        assert with_memo == without, mutant
+        modelled += not any(i.severity == "error" for i in validate.check_structure(mutant))
+    assert modelled > 40, modelled
+
+
+_SYNTHEA = [
+    p for p in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")) if (p / "data" / "synthea-10-patients").is_dir()
+]
+
+
+@pytest.mark.skipif(not _SYNTHEA, reason="the shared Synthea sample is not on this machine")
+def test_the_synthea_sample_gets_the_same_issues_with_and_without_the_memo(monkeypatch) -> None:
+    """7,160 real resources (shared codes, references, extensions: the memo answers many of
+    their elements), each also with one element changed to an invalid value."""
+    from contextlib import nullcontext
+
+    import orjson
+
+    from fhir_server.model import validate
+
+    r4b_speedups.install()
+    r4b_speedups._memo.clear()
+    rng = random.Random(7)
+    failed = 0
+    for path in sorted((_SYNTHEA[0] / "data" / "synthea-10-patients").glob("*.ndjson")):
+        for line in path.read_bytes().splitlines()[:150]:
+            resource = orjson.loads(line)
+            mutant = _mutant(rng, resource)
+            for item in (resource, mutant):
+                with_memo = validate.validate_resource(copy.deepcopy(item))
+                with monkeypatch.context() as m:
+                    m.setattr(validate, "r4b_memo", nullcontext)
+                    without = validate.validate_resource(copy.deepcopy(item))
+                assert with_memo == without, item
+                failed += any(i.severity == "error" for i in with_memo)
+    assert failed > 100 and len(r4b_speedups._memo) > 100, (failed, len(r4b_speedups._memo))

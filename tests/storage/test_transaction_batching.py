@@ -171,7 +171,7 @@ def test_a_reference_resolved_before_the_write_lock_is_resolved_again_under_it(c
     moved = {**_practitioner(0), "id": "moved"}
     client.put("/fhir/Practitioner/pr0", json={"resourceType": "Practitioner", "id": "pr0"}, headers=FHIR_JSON)
     assert client.post("/fhir", json=_puts([moved]), headers=FHIR_JSON).status_code == 200
-    bundles._prepare(entries, index=True)
+    bundles._prepare(entries, early)
 
     async def write() -> list:
         return await state.pipeline.writes.run(

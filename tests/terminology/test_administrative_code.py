@@ -101,3 +101,33 @@ def test_resource_walk_finds_every_extension_with_fhirpath_expressions():
         "Patient.extension[0].value.ofType(Address).extension[0].extension[1].value.ofType(code)",
         "Patient.address[1].extension[1].extension[0].value.ofType(code)",
     ]
+
+
+def test_the_quick_search_finds_every_extension_the_walk_checks():
+    """``_has_code`` decides whether the walk runs: on random JSON with bad and good codes
+    planted anywhere (in extension arrays, nested in them, or as plain values), the result is
+    the walk's own."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from terminology.administrative_code import _walk
+
+    leaves = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(ext(province="3x")), st.just(ext(**GOOD)))
+    tree = st.recursive(
+        leaves,
+        lambda kids: st.one_of(
+            st.lists(kids, max_size=3),
+            st.dictionaries(st.sampled_from(["extension", "address", "valueAddress", "url", "x"]), kids, max_size=3),
+        ),
+        max_leaves=12,
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(tree)
+    def check(node):
+        resource = {"resourceType": "Patient", "address": [node]}
+        walked: list = []
+        _walk(resource, resource, (), False, walked)
+        assert check_resource_administrative_codes(resource) == walked
+
+    check()
