@@ -6,10 +6,11 @@
 2. the cost to local writes: ``--cost-visits`` visits stored one Bundle after the other on a fresh
    database with the sync off, with the server's sync worker in its child process, and with it on
    the server's event loop, sending them as they come (target: no more than 10 % fewer visits/s);
-   also the CPU seconds per visit of the server and of the sync's child.
+   also the CPU seconds per visit of the server and of the sync's child. ``--no-cost-event-loop``
+   skips the last variant (slow: ~1 min per 300 visits), for longer runs of the first two.
 
     python -m bench.satusehat_bench [--visits 10000] [--cost-visits 300] [--latency 0.05]
-                                    [--concurrency 8] [--database-url URL]
+                                    [--concurrency 8] [--database-url URL] [--no-cost-event-loop]
 
 Wall-clock figures: they only mean something on a quiet machine; the load average is printed.
 """
@@ -137,7 +138,7 @@ def cost(args: argparse.Namespace, folder: str) -> None:
     sim_proc, sim_url = _simulator_process(args.latency)
     rows: dict[str, tuple[float, float, float]] = {}
     try:
-        for name in ("off", "child process", "event loop"):
+        for name in ("off", "child process", "event loop")[: 3 if args.cost_event_loop else 2]:
             where = Path(folder) / f"cost-{len(rows)}"
             where.mkdir()
             with database(args.cost_backend, where) as url:
@@ -213,6 +214,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--patients", type=int, default=200, help="visits are spread over this many patients")
     ap.add_argument("--database-url", default="", help="the backlog's database (default: a SQLite file)")
+    ap.add_argument(
+        "--no-cost-event-loop",
+        dest="cost_event_loop",
+        action="store_false",
+        help="skip the (slow) variant with the sync on the server's event loop: off and child process only",
+    )
     ap.add_argument("--cost-backend", choices=["sqlite", "postgres"], default="sqlite", help="postgres: FHIR_TEST_POSTGRES_URL")
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="ssbench")
