@@ -14,7 +14,6 @@ import os
 import select
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 
@@ -41,10 +40,6 @@ sqlite3.register_adapter(type(None), _NO_ADAPTATION.get)
 
 #: longest wait between two attempts at the write lock from an event loop (normally a release wakes it)
 _LOCK_WAIT_SECONDS = 0.002
-#: a background writer takes turns with foreground writers that released the lock this recently (s)
-_BUSY_WINDOW = 0.05
-#: the longest a background writer waits for its turn (a foreground writer that stopped writing)
-_TURN_WAIT = 0.02
 T = TypeVar("T")
 #: how much of a SQLite file is read through mmap (address space only; pages stay in the OS cache)
 SQLITE_MMAP_BYTES = 1 << 30
@@ -151,14 +146,6 @@ class _FileLock:
     ``<database>.lock.want`` until it gets it; a background process (the SATUSEHAT sync)
     asks for that file exclusively before it tries, and does not try while it cannot get it.
     So a released lock goes to the waiting server, not to the sync's next transaction.
-
-    Turns: the server still waited for the sync's transaction under way (a third of its writes,
-    ~0.5 ms each: the sync held the lock ~40 % of the time while one client wrote visits).
-    So a foreground release also writes a byte to ``<database>.lock.fifo.fg``, and while
-    foreground writers are active (one released within ``_BUSY_WINDOW``) a background writer
-    takes the lock only right after a foreground release: the server is then busy with its next
-    request's parsing and validation, not waiting for the lock. An idle server costs the
-    background writer nothing; a busy one slows it to one transaction per foreground one.
     """
 
     def __init__(self, path: str) -> None:
@@ -166,9 +153,6 @@ class _FileLock:
         self._fd: int | None = None
         self.wake_fd: int | None = None
         self._want_fd: int | None = None
-        self._foreground_fd: int | None = None
-        #: when this (background) process last saw a foreground release (time.monotonic)
-        self._foreground_seen = -_BUSY_WINDOW
         self._open()
 
     def _open(self) -> int:
@@ -177,13 +161,12 @@ class _FileLock:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self.wake_fd = _open_fifo(self._path + ".fifo")
             self._want_fd = os.open(self._path + ".want", os.O_RDWR | os.O_CREAT, 0o600)
-            self._foreground_fd = _open_fifo(self._path + ".fifo.fg")
         return self._fd
 
     def close(self) -> None:
         """Close the descriptors (Database.dispose); not while the lock is held."""
-        fds = (self._fd, self.wake_fd, self._want_fd, self._foreground_fd)
-        self._fd = self.wake_fd = self._want_fd = self._foreground_fd = None
+        fds = (self._fd, self.wake_fd, self._want_fd)
+        self._fd = self.wake_fd = self._want_fd = None
         for descriptor in fds:
             if descriptor is not None:
                 os.close(descriptor)
@@ -212,12 +195,11 @@ class _FileLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def release(self, *, background: bool = False) -> None:
+    def release(self) -> None:
         fcntl.flock(self._open(), fcntl.LOCK_UN)
-        for fd in (self.wake_fd,) if background else (self.wake_fd, self._foreground_fd):
-            if fd is not None:
-                with suppress(OSError):  # full (nobody has been waiting for a long time): a waiter drains it
-                    os.write(fd, b"\0")
+        if self.wake_fd is not None:
+            with suppress(OSError):  # full (nobody has been waiting for a long time): a waiter drains it
+                os.write(self.wake_fd, b"\0")
 
     def try_acquire(self) -> bool:
         try:
@@ -228,55 +210,26 @@ class _FileLock:
 
     async def wait_released(self, timeout: float) -> None:
         """Until some process releases the lock (or ``timeout`` seconds: the caller retries)."""
+        loop = asyncio.get_running_loop()
         self._open()
-        await _wait_fifo(self.wake_fd, timeout)
+        if self.wake_fd is None:
+            await asyncio.sleep(timeout)
+            return
+        woken = loop.create_future()
 
-    async def take_turn(self) -> None:
-        """For a background writer: while foreground writers are active, wait for the next
-        foreground release (at most ``_TURN_WAIT``), see the class docstring."""
-        self._open()
-        now = time.monotonic()
-        if _drain(self._foreground_fd):
-            self._foreground_seen = now
-        if now - self._foreground_seen < _BUSY_WINDOW and await _wait_fifo(self._foreground_fd, _TURN_WAIT):
-            self._foreground_seen = time.monotonic()
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
 
-
-async def _wait_fifo(fd: int | None, timeout: float) -> bool:
-    """Until a byte arrives on the FIFO ``fd`` (True; drained) or ``timeout`` seconds pass."""
-    if fd is None:
-        await asyncio.sleep(timeout)
-        return False
-    loop = asyncio.get_running_loop()
-    woken: asyncio.Future[bool] = loop.create_future()
-
-    def wake(arrived: bool) -> None:
-        if not woken.done():
-            woken.set_result(arrived)
-
-    loop.add_reader(fd, wake, True)
-    timer = loop.call_later(timeout, wake, False)
-    try:
-        await woken
-    finally:
-        loop.remove_reader(fd)
-        timer.cancel()
-    # drain (even after a timeout: a byte may have come meanwhile): the next wait sleeps until
-    # the next release; another process may have drained it first
-    return _drain(fd) or woken.result()
-
-
-def _drain(fd: int | None) -> bool:
-    """Read a non-blocking FIFO empty; whether it held anything."""
-    got = False
-    while fd is not None:
+        loop.add_reader(self.wake_fd, wake)
+        timer = loop.call_later(timeout, wake)
         try:
-            if not os.read(fd, 65536):
-                break
-        except BlockingIOError:
-            break
-        got = True
-    return got
+            await woken
+        finally:
+            loop.remove_reader(self.wake_fd)
+            timer.cancel()
+        with suppress(BlockingIOError):  # another process drained it first
+            os.read(self.wake_fd, 4096)  # drain: the next wait sleeps until the next release
 
 
 def _open_fifo(path: str) -> int | None:
@@ -372,8 +325,6 @@ class Database:
         process) does not try while another process's writer waits (``_FileLock``)."""
         lock = self._file_lock
         announced = False
-        if defer_to_others and lock is not None:
-            await lock.take_turn()
         try:
             while True:
                 if not (defer_to_others and lock is not None and lock.others_waiting()) and self.try_write_lock():
@@ -401,12 +352,11 @@ class Database:
         with self._write_lock, self._file_lock or nullcontext():
             yield
 
-    def release_write_lock(self, *, background: bool = False) -> None:
-        """``background``: a writer that took the lock with ``defer_to_others``."""
+    def release_write_lock(self) -> None:
         if self._write_lock is None:
             return
         if self._file_lock is not None:
-            self._file_lock.release(background=background)
+            self._file_lock.release()
         self._write_lock.release()
 
     @contextmanager

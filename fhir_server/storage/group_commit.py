@@ -117,7 +117,7 @@ class GroupCommitter:
                         if alone:
                             self._alone(work, future, n)
                 finally:
-                    self._db.release_write_lock(background=self._background)
+                    self._db.release_write_lock()
                 if self._background and self._pending:
                     await asyncio.sleep(_BACKGROUND_PAUSE_SECONDS)
         except BaseException as exc:
