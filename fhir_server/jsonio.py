@@ -86,9 +86,7 @@ def loads_client(raw: bytes) -> Any:
     duplicate, or such a mark inside a string value) pays for the exact parse below.
     """
     value = loads(raw)
-    marks = raw.count(b'":')
-    if _SPACED_MARK.search(raw) is not None:
-        marks += len(_SPACED_MARK.findall(raw))
+    marks = raw.count(b'":') + len(_SPACED_MARK.findall(raw))
     if marks != _properties(value):
         _find_duplicate(raw, value)
     return value

@@ -327,7 +327,7 @@ class Database:
         announced = False
         try:
             while True:
-                if not (defer_to_others and lock is not None and lock.others_waiting()) and self.try_write_lock():
+                if not (defer_to_others and self.others_waiting_for_write_lock()) and self.try_write_lock():
                     return
                 if lock is None:
                     await asyncio.sleep(_LOCK_WAIT_SECONDS)
