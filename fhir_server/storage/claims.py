@@ -33,6 +33,7 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -85,13 +86,23 @@ def lease_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now
 def advance_cursor(conn: Connection, consumer: str, owner: str, old: int, new: int, now: int) -> None:
     """Move the cursor from ``old`` to ``new``; :class:`LostLease` (roll back!) unless the caller
     still holds the lease and the position is still ``old``."""
-    changed = conn.execute(
-        cc.update()
-        .where(cc.c.consumer == consumer, cc.c.position == old, cc.c.lease_owner == owner, cc.c.lease_until_us >= now)
-        .values(position=new, updated_us=now)
-    ).rowcount
+    changed = conn.execute(_ADVANCE, {"cons": consumer, "old": old, "owner": owner, "now": now, "new": new}).rowcount
     if changed != 1:
         raise LostLease(f"the cursor of {consumer!r} is no longer held by {owner!r} at {old}")
+
+
+# built once: a background worker runs it with every chunk of changes it turns into work, inside
+# SQLite's write lock, where building it each time cost more than running it
+_ADVANCE = (
+    cc.update()
+    .where(
+        cc.c.consumer == sa.bindparam("cons"),
+        cc.c.position == sa.bindparam("old", type_=sa.BigInteger),
+        cc.c.lease_owner == sa.bindparam("owner"),
+        cc.c.lease_until_us >= sa.bindparam("now", type_=sa.BigInteger),
+    )
+    .values(position=sa.bindparam("new", type_=sa.BigInteger), updated_us=sa.bindparam("now", type_=sa.BigInteger))
+)
 
 
 def move_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now: int, old: int, new: int) -> bool:
@@ -160,7 +171,14 @@ def _earliest(column: Any, value: Any) -> Any:
 def want(conn: Connection, queue: str, partition: str, at_us: int) -> None:
     """Work waits in ``partition`` from ``at_us`` on (creates the partition). A partition that is
     leased, backing off or paused keeps that; the work is done once it is claimed again."""
-    conn.execute(_want_statement(conn.dialect.name), {"q": queue, "p": partition, "at": at_us})
+    want_many(conn, queue, (partition,), at_us)
+
+
+def want_many(conn: Connection, queue: str, partitions: Iterable[str], at_us: int) -> None:
+    """:func:`want` for several partitions in one statement (executemany)."""
+    params = [{"q": queue, "p": p, "at": at_us} for p in partitions]
+    if params:
+        conn.execute(_want_statement(conn.dialect.name), params)
 
 
 @lru_cache(maxsize=2)
@@ -234,9 +252,19 @@ def _mine(queue: str, partition: str, owner: str, now: int) -> Any:
     return sa.and_(wp.c.queue == queue, wp.c.partition == partition, wp.c.lease_owner == owner, wp.c.lease_until_us >= now)
 
 
+#: :func:`_mine` with bound parameters, for the statements built once
+_MINE = sa.and_(
+    wp.c.queue == sa.bindparam("q"),
+    wp.c.partition == sa.bindparam("p"),
+    wp.c.lease_owner == sa.bindparam("owner"),
+    wp.c.lease_until_us >= sa.bindparam("now", type_=sa.BigInteger),
+)
+_RENEW = wp.update().where(_MINE).values(lease_until_us=sa.bindparam("until", type_=sa.BigInteger))
+
+
 def renew(conn: Connection, queue: str, partition: str, owner: str, lease_us: int, now: int) -> bool:
     """Extend the lease; False when it is no longer the caller's (stop working on it)."""
-    return conn.execute(wp.update().where(_mine(queue, partition, owner, now)).values(lease_until_us=now + lease_us)).rowcount == 1
+    return conn.execute(_RENEW, {"q": queue, "p": partition, "owner": owner, "now": now, "until": now + lease_us}).rowcount == 1
 
 
 def next_due_us(conn: Connection, queues: list[str], now: int) -> int | None:
@@ -263,20 +291,17 @@ def holds(conn: Connection, queue: str, partition: str, owner: str, now: int) ->
 def done(conn: Connection, queue: str, partition: str, owner: str, now: int, *, next_us: int | None = None) -> bool:
     """The claimed work succeeded: failures reset, lease dropped; ``next_us``: when the partition
     wants a worker again (more work now, a heartbeat later; None: only when :func:`want` says)."""
+    params = {"q": queue, "p": partition, "owner": owner, "now": now, "next": next_us}
+    return conn.execute(_done_statement(next_us is None), params).rowcount == 1
+
+
+@lru_cache(maxsize=2)
+def _done_statement(keep_wanted: bool) -> Any:
+    wanted = wp.c.wanted_us if keep_wanted else _earliest(wp.c.wanted_us, sa.bindparam("next", type_=sa.BigInteger))
     return (
-        conn.execute(
-            wp.update()
-            .where(_mine(queue, partition, owner, now))
-            .values(
-                lease_owner=None,
-                lease_until_us=None,
-                failures=0,
-                retry_at_us=None,
-                last_error=None,
-                wanted_us=_earliest(wp.c.wanted_us, next_us),
-            )
-        ).rowcount
-        == 1
+        wp.update()
+        .where(_MINE)
+        .values(lease_owner=None, lease_until_us=None, failures=0, retry_at_us=None, last_error=None, wanted_us=wanted)
     )
 
 

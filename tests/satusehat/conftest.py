@@ -67,14 +67,23 @@ def sync_app(request: pytest.FixtureRequest, tmp_path_factory, sim_session: Simu
 
 
 @pytest.fixture
-def fhir(sync_app: TestClient, sim: Simulator) -> TestClient:
-    engine = sync_app.app.state.fhir.db.engine
+def fhir(sync_app: TestClient, sim: Simulator) -> Iterator[TestClient]:
+    _clear(sync_app)
+    yield sync_app
+    # the shared app's worker must not reach the (shared) simulator during the next test, which may
+    # count calls of another app: its work is taken away, then what it had in flight is waited for
+    _clear(sync_app)
+    sync_app.portal.call(sync_app.app.state.fhir.satusehat_worker.wait_idle)  # type: ignore[union-attr]
+    _clear(sync_app)
+
+
+def _clear(app: TestClient) -> None:
+    engine = app.app.state.fhir.db.engine  # type: ignore[attr-defined]
     existing = set(sa.inspect(engine).get_table_names())
     with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             if table.name in existing:
                 conn.execute(table.delete())
-    return sync_app
 
 
 def put(client: TestClient, resource: dict[str, Any]) -> dict[str, Any]:

@@ -33,11 +33,14 @@ def test_a_worker_killed_mid_create_is_taken_over_without_a_second_create(quiet,
     base_records(client)
     put(client, encounter())
     put(client, condition("c1"))
-    # the create is answered only after 1 s: the worker is killed while it waits
-    sim.fail(Fault("POST", 201, delay=1.0, after_create=True, path="Encounter"))
+    # the create is answered only after 3 s: the worker is killed while it waits. Its calls time
+    # out after a third of its lease (1.5 s): the kill must come before that, or the worker would
+    # look the Encounter up while SATUSEHAT still works on the create and POST again (a second POST
+    # that SATUSEHAT refuses as a duplicate, rule 20002: correct, but not this test's case)
+    sim.fail(Fault("POST", 201, delay=3.0, after_create=True, path="Encounter"))
     doomed = build_state(s)
     loop = asyncio.new_event_loop()
-    worker = new_worker(doomed, owner="doomed", timeout=30.0, lease_seconds=2.0)
+    worker = new_worker(doomed, owner="doomed", timeout=30.0, lease_seconds=4.5)
     assert worker is not None
 
     async def run() -> None:
