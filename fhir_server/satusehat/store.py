@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import claims, upsert
-from fhir_server.storage.placeholders import positional
+from fhir_server.storage.placeholders import driver_executemany, driver_fetchall
 from fhir_server.storage.satusehat_tables import satusehat_facilities as sf
 from fhir_server.storage.satusehat_tables import satusehat_ids as si
 from fhir_server.storage.satusehat_tables import satusehat_items as it
@@ -63,7 +63,7 @@ def get(conn: Connection, res_type: str, res_id: str, *, for_update: bool = Fals
 
 @lru_cache(maxsize=2)
 def _get_statement(for_update: bool) -> Any:
-    # statements the worker runs per item are built once (see ``_noted_statement``)
+    # built once: the worker runs it per item, often inside SQLite's write lock
     stmt = sa.select(it).where(it.c.res_type == sa.bindparam("rt"), it.c.res_id == sa.bindparam("ri"))
     return stmt.with_for_update() if for_update else stmt
 
@@ -87,34 +87,20 @@ class Noted:
 
 
 def noted_many(conn: Connection, notes: list[Noted], now: int, *, status: str = "pending") -> None:
-    """:func:`noted` for several items in one statement (executemany)."""
-    params = [{"rt": n.res_type, "ri": n.res_id, "f": n.facility, "p": n.partition, "s": status, "v": n.version, "now": now} for n in notes]
-    if params:
-        conn.execute(_noted_statement(conn.dialect.name), params)
+    """:func:`noted` for several items in one executemany; an item already pending keeps its place
+    in the queue (``queued_us``)."""
+    driver_executemany(conn, _NOTED_SQL, [(n.res_type, n.res_id, n.facility, n.partition, status, n.version, now, now) for n in notes])
 
 
-@lru_cache(maxsize=2)
-def _noted_statement(dialect: str) -> Any:
-    """Built once per dialect: the worker runs it for every change it ingests, in SQLite's write
-    lock, where building it each time cost more than running it."""
-    now = sa.bindparam("now", type_=sa.BigInteger)
-    values = {
-        "facility": sa.bindparam("f"),
-        "partition": sa.bindparam("p"),
-        "status": sa.bindparam("s"),
-        "version": sa.bindparam("v", type_=sa.Integer),
-        "last_error": None,
-        "rule": None,
-        "outcome": None,
-        "waits_for": None,
-        "updated_us": now,
-    }
-    stmt = upsert.insert(dialect, it).values(
-        res_type=sa.bindparam("rt"), res_id=sa.bindparam("ri"), attempts=0, in_doubt=False, queued_us=now, **values
-    )
-    # an item already pending keeps its place in the queue (queued_us)
-    keep_queued = sa.case((it.c.status == "pending", it.c.queued_us), else_=now)
-    return stmt.on_conflict_do_update(index_elements=["res_type", "res_id"], set_={**values, "attempts": 0, "queued_us": keep_queued})
+# straight to the driver: the worker runs it for every change it ingests, inside SQLite's write lock
+_NOTED_SQL = (
+    f"INSERT INTO {it.name} (res_type, res_id, facility, partition, status, version, attempts, last_error, rule, outcome,"
+    " waits_for, in_doubt, queued_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, FALSE, ?, ?)"
+    " ON CONFLICT (res_type, res_id) DO UPDATE SET facility = excluded.facility, partition = excluded.partition,"
+    " status = excluded.status, version = excluded.version, attempts = 0, last_error = NULL, rule = NULL, outcome = NULL,"
+    f" waits_for = NULL, queued_us = CASE WHEN {it.name}.status = 'pending' THEN {it.name}.queued_us ELSE excluded.queued_us END,"
+    " updated_us = excluded.updated_us"
+)
 
 
 def update(conn: Connection, item: Item, now: int, **values: Any) -> None:
@@ -154,17 +140,12 @@ def by_keys(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, st
     for res_type, res_id in keys:
         ids.setdefault(res_type, []).append(res_id)
     found: dict[tuple[str, str], Item] = {}
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        for res_type, of_type in ids.items():
-            sql = f"{_SELECT_ITEMS} WHERE res_type = ? AND res_id IN ({', '.join('?' * len(of_type))})"
-            cur.execute(positional(sql, conn.dialect.name), (res_type, *of_type))
-            for row in cur.fetchall():
-                values = list(row)
-                values[_IN_DOUBT] = bool(values[_IN_DOUBT])  # SQLite's 0/1
-                found[(row[0], row[1])] = Item(*values)
-    finally:
-        cur.close()
+    for res_type, of_type in ids.items():
+        sql = f"{_SELECT_ITEMS} WHERE res_type = ? AND res_id IN ({', '.join('?' * len(of_type))})"
+        for row in driver_fetchall(conn, sql, (res_type, *of_type)):
+            values = list(row)
+            values[_IN_DOUBT] = bool(values[_IN_DOUBT])  # SQLite's 0/1
+            found[(row[0], row[1])] = Item(*values)
     return found
 
 

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import upsert
+from fhir_server.storage.placeholders import driver_executemany
 from fhir_server.storage.work_tables import change_cursors as cc
 from fhir_server.storage.work_tables import work_partitions as wp
 
@@ -175,19 +176,18 @@ def want(conn: Connection, queue: str, partition: str, at_us: int) -> None:
 
 
 def want_many(conn: Connection, queue: str, partitions: Iterable[str], at_us: int) -> None:
-    """:func:`want` for several partitions in one statement (executemany)."""
-    params = [{"q": queue, "p": p, "at": at_us} for p in partitions]
-    if params:
-        conn.execute(_want_statement(conn.dialect.name), params)
+    """:func:`want` for several partitions in one executemany."""
+    driver_executemany(conn, _WANT_SQL, [(queue, p, at_us) for p in partitions])
 
 
-@lru_cache(maxsize=2)
-def _want_statement(dialect: str) -> Any:
-    """Built once per dialect: the background workers run it for every item they note, often
-    inside SQLite's write lock, where building the statement each time cost more than running it."""
-    at = sa.bindparam("at", type_=sa.BigInteger)
-    stmt = upsert.insert(dialect, wp).values(queue=sa.bindparam("q"), partition=sa.bindparam("p"), wanted_us=at, failures=0, paused=False)
-    return stmt.on_conflict_do_update(index_elements=["queue", "partition"], set_={"wanted_us": _earliest(wp.c.wanted_us, at)})
+# straight to the driver: the background workers run it for every item they note, often inside
+# SQLite's write lock, where SQLAlchemy's statement machinery cost more than running it.
+# wanted_us: the earlier of the two (NULL: not wanted), as :func:`_earliest`
+_WANT_SQL = (
+    f"INSERT INTO {wp.name} (queue, partition, wanted_us, failures, paused) VALUES (?, ?, ?, 0, FALSE)"
+    " ON CONFLICT (queue, partition) DO UPDATE SET wanted_us = CASE WHEN"
+    f" {wp.name}.wanted_us IS NULL OR {wp.name}.wanted_us > excluded.wanted_us THEN excluded.wanted_us ELSE {wp.name}.wanted_us END"
+)
 
 
 def set_paused(conn: Connection, queue: str, partition: str, paused: bool, *, wanted_us: int | None = None) -> None:

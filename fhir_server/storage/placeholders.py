@@ -11,7 +11,11 @@ appear in this SQL outside parameters (values are always bound).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.engine import Connection
 
 _NAMED = re.compile(r":(v\d+)\b")
 
@@ -25,3 +29,26 @@ def positional(sql: str, dialect: str) -> str:
 def named(sql: str, dialect: str) -> str:
     """``:vN`` placeholders as ``dialect``'s driver wants them (built searches: not cached)."""
     return sql if dialect == "sqlite" else _NAMED.sub(r"%(\1)s", sql)
+
+
+def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``sql`` (``?`` placeholders) once per row, straight to the driver: for small statements a
+    background worker runs per row inside SQLite's write lock, where SQLAlchemy's per-row parameter
+    processing cost more than the statement."""
+    if not rows:
+        return
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.executemany(positional(sql, conn.dialect.name), rows)
+    finally:
+        cur.close()
+
+
+def driver_fetchall(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders) on the caller's transaction, straight to the driver."""
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(positional(sql, conn.dialect.name), params)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
