@@ -143,10 +143,15 @@ def by_keys(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, st
     for res_type, of_type in ids.items():
         sql = f"{_SELECT_ITEMS} WHERE res_type = ? AND res_id IN ({', '.join('?' * len(of_type))})"
         for row in driver_fetchall(conn, sql, (res_type, *of_type)):
-            values = list(row)
-            values[_IN_DOUBT] = bool(values[_IN_DOUBT])  # SQLite's 0/1
-            found[(row[0], row[1])] = Item(*values)
+            found[(row[0], row[1])] = _raw_item(row)
     return found
+
+
+def _raw_item(row: tuple[Any, ...]) -> Item:
+    """An item from a driver row of :data:`_SELECT_ITEMS`."""
+    values = list(row)
+    values[_IN_DOUBT] = bool(values[_IN_DOUBT])  # SQLite's 0/1
+    return Item(*values)
 
 
 _IN_DOUBT = list(Item.__dataclass_fields__).index("in_doubt")
@@ -158,8 +163,12 @@ def has_pending(conn: Connection, partition: str) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-def waiting_for(conn: Connection, ref: str) -> list[Item]:
-    return [_item(r) for r in conn.execute(sa.select(it).where(it.c.waits_for == ref, it.c.status == "waiting"))]
+def waiting_for(conn: Connection, refs: list[str]) -> list[Item]:
+    """The items waiting for any of these local references ("Encounter/e1") to be synced."""
+    if not refs:
+        return []
+    sql = f"{_SELECT_ITEMS} WHERE waits_for IN ({', '.join('?' * len(refs))}) AND status = 'waiting'"
+    return [_raw_item(row) for row in driver_fetchall(conn, sql, refs)]
 
 
 def requeue(conn: Connection, items: list[Item], now: int) -> None:

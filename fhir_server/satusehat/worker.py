@@ -80,6 +80,18 @@ class _Stop(Exception):
     """The lease on the partition was lost: stop working on it."""
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """An outcome on an item, written by the round's next ``_record`` (``_write_outcomes``)."""
+
+    item: store.Item
+    values: dict[str, Any]
+    #: sent: SATUSEHAT has this local version (items waiting for it are requeued)
+    sent_version: int | None = None
+    #: a Condition just created in SATUSEHAT: its Encounter may list it as a diagnosis
+    condition: dict[str, Any] | None = None
+
+
 @dataclass
 class _Round:
     """One claimed partition being served: outcomes noted but not yet written (``_record``
@@ -87,7 +99,7 @@ class _Round:
 
     claim: claims.Claim
     renewed_us: int
-    outcomes: list[Callable[[Connection, int], None]] = dataclasses.field(default_factory=list)
+    outcomes: list[_Outcome | Callable[[Connection, int], None]] = dataclasses.field(default_factory=list)
     #: "Encounter/e1" -> its SATUSEHAT id, "Patient/p1" -> its IHS number (synced or looked up now)
     known: dict[str, str] = dataclasses.field(default_factory=dict)
     #: (kind, NIK) -> (IHS or None, when asked): SATUSEHAT's answers not yet in the cache table
@@ -407,8 +419,7 @@ class SatusehatWorker:
         def work(conn: Connection) -> None:
             if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
                 raise _Stop()
-            for outcome in outcomes:
-                outcome(conn, now)
+            self._write_outcomes(conn, now, outcomes)
             for item in in_doubt or ():
                 store.update(conn, item, now, in_doubt=True)
             if finish:
@@ -430,8 +441,7 @@ class SatusehatWorker:
         def work(conn: Connection) -> None:
             if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
                 raise _Stop()
-            for outcome in outcomes:
-                outcome(conn, now)
+            self._write_outcomes(conn, now, outcomes)
             store.update(conn, item, now, attempts=item.attempts + 1, last_attempt_us=now, last_error=retry.error)
             claims.failed(conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + int(delay * _US), error=retry.error)
 
@@ -444,11 +454,22 @@ class SatusehatWorker:
             r.noted[item.ref] = (values["status"], values.get("last_error"))
         if item.ref in r.marked and "in_doubt" not in values:
             values["in_doubt"] = False  # marked before sending, but not sent (held, waiting ...)
+        r.outcomes.append(_Outcome(item, values))
 
-        def outcome(conn: Connection, now: int) -> None:
-            vals = dict(values)
-            latest = store.get(conn, item.res_type, item.res_id)
-            if latest is not None and "version" in vals and latest.version > vals["version"]:
+    def _write_outcomes(self, conn: Connection, now: int, outcomes: list[_Outcome | Callable[[Connection, int], None]]) -> None:
+        """The outcomes noted since the last write, in one transaction: the items' current rows read
+        in one statement, the items waiting for those sent requeued with one more."""
+        noted = [o for o in outcomes if isinstance(o, _Outcome)]
+        latest = store.by_keys(conn, [(o.item.res_type, o.item.res_id) for o in noted])
+        sent: list[str] = []
+        for o in noted:
+            vals = dict(o.values)
+            newest = latest.get((o.item.res_type, o.item.res_id))
+            if o.sent_version is not None:
+                sent.append(o.item.ref)
+                # a newer local version noted meanwhile stays pending (sent next as a PUT)
+                vals["status"] = "pending" if newest is not None and newest.version > o.sent_version else "synced"
+            elif "version" in vals and newest is not None and newest.version > vals["version"]:
                 # a newer local version was noted meanwhile: it stays pending (this outcome is history)
                 vals.pop("version")
                 vals.pop("status", None)
@@ -458,10 +479,15 @@ class SatusehatWorker:
                 parent = store.get(conn, *str(vals["waits_for"]).split("/", 1), for_update=True)
                 if parent is not None and parent.satusehat_id:
                     vals.update(status="pending", waits_for=None, last_error=None, queued_us=now)
-                    claims.want(conn, store.QUEUE, item.partition, now)
-            store.update(conn, item, now, **vals)
-
-        r.outcomes.append(outcome)
+                    claims.want(conn, store.QUEUE, o.item.partition, now)
+            store.update(conn, o.item, now, **vals)
+        for other in outcomes:
+            if not isinstance(other, _Outcome):
+                other(conn, now)
+        store.requeue(conn, store.waiting_for(conn, sent), now)
+        for o in noted:
+            if o.condition is not None:
+                self._diagnosis_changed(conn, o.condition, now)
 
     async def _sync(self, r: _Round, item: store.Item) -> _Retry | None:
         row = repo.read_current(self.db, item.res_type, item.res_id)
@@ -622,31 +648,19 @@ class SatusehatWorker:
     def _synced(self, r: _Round, item: store.Item, version: int, new_id: str, resource: dict[str, Any], created: bool, now: int) -> None:
         ref = item.ref
         r.known[ref] = new_id
-
-        def outcome(conn: Connection, _: int) -> None:
-            latest = store.get(conn, item.res_type, item.res_id)
-            # a newer local version noted meanwhile stays pending (sent next as a PUT)
-            status = "pending" if latest is not None and latest.version > version else "synced"
-            store.update(
-                conn,
-                item,
-                now,
-                status=status,
-                satusehat_id=new_id,
-                synced_version=version,
-                attempts=item.attempts + 1,
-                last_attempt_us=now,
-                last_error=None,
-                rule=None,
-                outcome=None,
-                waits_for=None,
-                in_doubt=False,
-            )
-            store.requeue(conn, store.waiting_for(conn, ref), now)
-            if created and item.res_type == "Condition":
-                self._diagnosis_changed(conn, resource, now)
-
-        r.outcomes.append(outcome)
+        values = dict(
+            satusehat_id=new_id,
+            synced_version=version,
+            attempts=item.attempts + 1,
+            last_attempt_us=now,
+            last_error=None,
+            rule=None,
+            outcome=None,
+            waits_for=None,
+            in_doubt=False,
+        )
+        condition = resource if created and item.res_type == "Condition" else None
+        r.outcomes.append(_Outcome(item, values, sent_version=version, condition=condition))
 
     def _diagnosis_changed(self, conn: Connection, condition: dict[str, Any], now: int) -> None:
         """A new Condition the Encounter lists as a diagnosis: the Encounter is sent again (PUT)."""
