@@ -35,14 +35,13 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import upsert
-from fhir_server.storage.placeholders import driver_executemany
+from fhir_server.storage.placeholders import driver_execute, driver_executemany
 from fhir_server.storage.work_tables import change_cursors as cc
 from fhir_server.storage.work_tables import work_partitions as wp
 
@@ -87,22 +86,14 @@ def lease_cursor(conn: Connection, consumer: str, owner: str, lease_us: int, now
 def advance_cursor(conn: Connection, consumer: str, owner: str, old: int, new: int, now: int) -> None:
     """Move the cursor from ``old`` to ``new``; :class:`LostLease` (roll back!) unless the caller
     still holds the lease and the position is still ``old``."""
-    changed = conn.execute(_ADVANCE, {"cons": consumer, "old": old, "owner": owner, "now": now, "new": new}).rowcount
-    if changed != 1:
+    if driver_execute(conn, _ADVANCE_SQL, (new, now, consumer, old, owner, now)) != 1:
         raise LostLease(f"the cursor of {consumer!r} is no longer held by {owner!r} at {old}")
 
 
-# built once: a background worker runs it with every chunk of changes it turns into work, inside
-# SQLite's write lock, where building it each time cost more than running it
-_ADVANCE = (
-    cc.update()
-    .where(
-        cc.c.consumer == sa.bindparam("cons"),
-        cc.c.position == sa.bindparam("old", type_=sa.BigInteger),
-        cc.c.lease_owner == sa.bindparam("owner"),
-        cc.c.lease_until_us >= sa.bindparam("now", type_=sa.BigInteger),
-    )
-    .values(position=sa.bindparam("new", type_=sa.BigInteger), updated_us=sa.bindparam("now", type_=sa.BigInteger))
+# straight to the driver: a background worker runs it with every chunk of changes it turns into
+# work, inside SQLite's write lock, where SQLAlchemy's statement machinery cost more than running it
+_ADVANCE_SQL = (
+    f"UPDATE {cc.name} SET position = ?, updated_us = ? WHERE consumer = ? AND position = ? AND lease_owner = ? AND lease_until_us >= ?"
 )
 
 
@@ -252,19 +243,13 @@ def _mine(queue: str, partition: str, owner: str, now: int) -> Any:
     return sa.and_(wp.c.queue == queue, wp.c.partition == partition, wp.c.lease_owner == owner, wp.c.lease_until_us >= now)
 
 
-#: :func:`_mine` with bound parameters, for the statements built once
-_MINE = sa.and_(
-    wp.c.queue == sa.bindparam("q"),
-    wp.c.partition == sa.bindparam("p"),
-    wp.c.lease_owner == sa.bindparam("owner"),
-    wp.c.lease_until_us >= sa.bindparam("now", type_=sa.BigInteger),
-)
-_RENEW = wp.update().where(_MINE).values(lease_until_us=sa.bindparam("until", type_=sa.BigInteger))
-
-
 def renew(conn: Connection, queue: str, partition: str, owner: str, lease_us: int, now: int) -> bool:
     """Extend the lease; False when it is no longer the caller's (stop working on it)."""
-    return conn.execute(_RENEW, {"q": queue, "p": partition, "owner": owner, "now": now, "until": now + lease_us}).rowcount == 1
+    return driver_execute(conn, _RENEW_SQL, (now + lease_us, queue, partition, owner, now)) == 1
+
+
+# straight to the driver: a worker renews with every outcome it writes, inside SQLite's write lock
+_RENEW_SQL = f"UPDATE {wp.name} SET lease_until_us = ? WHERE queue = ? AND partition = ? AND lease_owner = ? AND lease_until_us >= ?"
 
 
 def next_due_us(conn: Connection, queues: list[str], now: int) -> int | None:
@@ -291,18 +276,18 @@ def holds(conn: Connection, queue: str, partition: str, owner: str, now: int) ->
 def done(conn: Connection, queue: str, partition: str, owner: str, now: int, *, next_us: int | None = None) -> bool:
     """The claimed work succeeded: failures reset, lease dropped; ``next_us``: when the partition
     wants a worker again (more work now, a heartbeat later; None: only when :func:`want` says)."""
-    params = {"q": queue, "p": partition, "owner": owner, "now": now, "next": next_us}
-    return conn.execute(_done_statement(next_us is None), params).rowcount == 1
+    mine = (queue, partition, owner, now)
+    if next_us is None:
+        return driver_execute(conn, _DONE_SQL.format(wanted=""), mine) == 1
+    return driver_execute(conn, _DONE_SQL.format(wanted=_EARLIEST_WANTED), (next_us, next_us, *mine)) == 1
 
 
-@lru_cache(maxsize=2)
-def _done_statement(keep_wanted: bool) -> Any:
-    wanted = wp.c.wanted_us if keep_wanted else _earliest(wp.c.wanted_us, sa.bindparam("next", type_=sa.BigInteger))
-    return (
-        wp.update()
-        .where(_MINE)
-        .values(lease_owner=None, lease_until_us=None, failures=0, retry_at_us=None, last_error=None, wanted_us=wanted)
-    )
+# straight to the driver, as :func:`renew`; ``wanted``: "" or the earlier of ``wanted_us`` and a time
+_DONE_SQL = (
+    f"UPDATE {wp.name} SET lease_owner = NULL, lease_until_us = NULL, failures = 0, retry_at_us = NULL, last_error = NULL"
+    "{wanted} WHERE queue = ? AND partition = ? AND lease_owner = ? AND lease_until_us >= ?"
+)
+_EARLIEST_WANTED = ", wanted_us = CASE WHEN wanted_us IS NULL OR wanted_us > ? THEN ? ELSE wanted_us END"
 
 
 def failed(conn: Connection, queue: str, partition: str, owner: str, now: int, *, retry_at_us: int, error: str) -> int | None:

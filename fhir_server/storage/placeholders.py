@@ -44,6 +44,16 @@ def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
         cur.close()
 
 
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> int:
+    """``sql`` (``?`` placeholders) on the caller's transaction, straight to the driver; the rows it changed."""
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(positional(sql, conn.dialect.name), params)
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
 def driver_fetchall(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders) on the caller's transaction, straight to the driver."""
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
