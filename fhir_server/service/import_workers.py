@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -22,6 +22,9 @@ from typing import cast
 
 #: in a worker: writes one transaction (node indexes) and gives each node's outcome
 WriteBatch = Callable[[list[int]], dict[int, str]]
+#: in a worker: what ``open_writer`` gives, the writer and work to do while no transaction waits
+#: (one step per item: the worker looks for a transaction between steps)
+Writer = tuple[WriteBatch, Iterator[object]]
 
 
 def available() -> bool:
@@ -33,7 +36,7 @@ def write_in_workers(
     count: int,
     batches: list[list[int]],
     prerequisites: list[set[int]],
-    open_writer: Callable[[], AbstractContextManager[WriteBatch]],
+    open_writer: Callable[[], AbstractContextManager[Writer]],
     progress: Callable[[int], None] | None = None,
 ) -> dict[int, str]:
     """Every transaction of ``batches`` written by ``count`` forked processes, each writing
@@ -87,12 +90,17 @@ def write_in_workers(
     return outcome
 
 
-def _serve(conn: Connection, batches: list[list[int]], open_writer: Callable[[], AbstractContextManager[WriteBatch]]) -> None:
+def _serve(conn: Connection, batches: list[list[int]], open_writer: Callable[[], AbstractContextManager[Writer]]) -> None:
     """A worker: write each transaction it is sent until it is sent None."""
     number = None
     try:
-        with open_writer() as write:
-            while (number := conn.recv()) is not None:
+        with open_writer() as (write, idle_work):
+            while True:
+                for _ in idle_work:  # a step at a time while nothing is sent (the first transactions wait for one)
+                    if conn.poll():
+                        break
+                if (number := conn.recv()) is None:
+                    break
                 conn.send((number, write(batches[number]), None))
     except Exception:  # noqa: BLE001 (any failure: reported to the parent, which stops the import with it)
         with suppress(OSError):

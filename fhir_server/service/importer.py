@@ -230,8 +230,11 @@ class Importer:
         return summary
 
     @contextmanager
-    def _writer(self, nodes: list[Node], placeholders: dict[int, dict[str, int]]) -> Iterator[import_workers.WriteBatch]:
-        """In a worker process: writes one transaction through a pipeline of the worker's own."""
+    def _writer(self, nodes: list[Node], placeholders: dict[int, dict[str, int]]) -> Iterator[import_workers.Writer]:
+        """In a worker process: writes one transaction through a pipeline of the worker's own.
+        While it waits for one, it validates and indexes (writing nothing) the first resource of
+        each type: the type's model classes and extraction plan are built then, not in a
+        transaction the other worker may be waiting for."""
         assert self.worker_pipeline is not None
         with self.worker_pipeline() as pipeline:
             importer = Importer(pipeline, self.base, self.batch_size)
@@ -241,7 +244,12 @@ class Importer:
                 importer._write(batch, nodes, placeholders, outcome)
                 return outcome
 
-            yield write
+            def warm_up() -> Iterator[None]:
+                for node in {n.res_type: n for n in reversed(nodes)}.values():
+                    pipeline.services.resources.prepare_update(node.res_type, node.res_id, jsonio.loads(node.body), index=True)
+                    yield
+
+            yield write, warm_up()
 
     def _write(self, batch: list[int], nodes: list[Node], placeholders: dict[int, dict[str, int]], outcome: dict[int, str]) -> None:
         entries = []
