@@ -90,15 +90,18 @@ def write_in_workers(
     return outcome
 
 
+_DONE = object()
+
+
 def _serve(conn: Connection, batches: list[list[int]], open_writer: Callable[[], AbstractContextManager[Writer]]) -> None:
     """A worker: write each transaction it is sent until it is sent None."""
     number = None
     try:
         with open_writer() as (write, idle_work):
+            idle = True
             while True:
-                for _ in idle_work:  # a step at a time while nothing is sent (the first transactions wait for one)
-                    if conn.poll():
-                        break
+                while idle and not conn.poll():  # a step at a time while nothing is sent (the first transactions wait for one)
+                    idle = next(idle_work, _DONE) is not _DONE
                 if (number := conn.recv()) is None:
                     break
                 conn.send((number, write(batches[number]), None))
