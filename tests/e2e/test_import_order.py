@@ -8,6 +8,7 @@ passes. Files here are named so that reading them alphabetically is the reverse 
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from pathlib import Path
@@ -274,6 +275,7 @@ def test_two_writing_processes_record_every_change_and_load_in_any_order(fresh_d
     result = _import(fresh_database_url, src, batch_size=2, workers=2)
     assert result.exit_code == 0, result.output
     assert "43 created, 0 existing, 0 errors" in result.stdout
+    assert gc.get_freeze_count() == 0  # what the import froze for the collector is collectable again
     stored = _stored(fresh_database_url)
     for k in range(40):
         assert stored[("Encounter", f"enc-{k}")]["serviceProvider"] == {"reference": f"Organization/org-{k % 3}"}
