@@ -212,10 +212,14 @@ def import_command(
     paths: list[str] = typer.Argument(..., help="NDJSON files, Bundles (JSON), directories, .gz files"),
     database_url: str | None = DatabaseOption,
     batch_size: int = typer.Option(500, help="resources per transaction"),
+    workers: int = typer.Option(0, help="processes writing transactions at once (0: one per core, at most 2; 1: this process alone)"),
     create_database: bool = CreateDatabaseOption,
 ) -> None:
     """Load resources idempotently (PUT by id; ids derived when missing), with a summary."""
+    import os
     import time
+    from collections.abc import Iterator
+    from contextlib import contextmanager
     from pathlib import Path
 
     from rich.console import Console
@@ -223,18 +227,36 @@ def import_command(
     from rich.table import Table
 
     from fhir_server.service.importer import Importer
+    from fhir_server.service.pipeline import Pipeline
     from fhir_server.state import build_state
     from fhir_server.storage import migrate as migrations
 
     settings = _settings(database_url, max_bundle_entries=max(batch_size, 1), create_database=create_database or None)
     _database_url(settings)
     state = build_state(settings, blocking_writes=True)
+
+    @contextmanager
+    def worker_pipeline() -> Iterator[Pipeline]:  # in a worker process: connections of its own
+        own = build_state(settings, blocking_writes=True)
+        try:
+            yield own.pipeline
+        finally:
+            own.db.dispose()
+
+    importer = Importer(
+        state.pipeline,
+        batch_size=batch_size,
+        workers=workers if workers > 0 else min(2, os.cpu_count() or 1),
+        worker_pipeline=worker_pipeline,
+        # the MPI compares a Patient with the Patients stored: theirs are written one after the other
+        serial_types=frozenset({"Patient"}) if settings.mpi_flag_duplicates else frozenset(),
+    )
     try:
         migrations.upgrade(state.db.engine)
         started = time.monotonic()
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
             task = bar.add_task("import", total=None)
-            summary = Importer(state.pipeline, batch_size=batch_size).run([Path(p) for p in paths], progress=lambda n: bar.advance(task, n))
+            summary = importer.run([Path(p) for p in paths], progress=lambda n: bar.advance(task, n))
         state.db.analyze()  # fresh planner statistics after a bulk load
         seconds = time.monotonic() - started
     finally:

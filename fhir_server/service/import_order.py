@@ -136,6 +136,9 @@ def plan(nodes: list[Node]) -> Plan:
     hard: list[set[int]] = [set() for _ in range(n)]
     hard_types: list[set[str]] = [set() for _ in range(n)]
     matched: list[dict[str, list[int]]] = [{} for _ in range(n)]
+    # a conditional reference's matches, once per distinct reference (a Synthea export names the
+    # same few Practitioners and Organizations in thousands of resources)
+    matches: dict[str, list[int] | None] = {}
     for i, node in enumerate(nodes):
         for key in node.literal:
             edges[i].extend(j for j in by_key.get(key, ()) if j < i or key != node.key)
@@ -144,8 +147,10 @@ def plan(nodes: list[Node]) -> Plan:
             edges[i].append(same[same.index(i) - 1])  # a repeated resource comes after the one before it
         for reference in node.conditional:
             res_type, _, query = reference.partition("?")
-            terms = _identifier_condition(query)
-            if terms is None:
+            if reference not in matches:
+                matches[reference] = _matching(res_type, query, nodes, by_type, by_identifier)
+            found = matches[reference]
+            if found is None:  # not an identifier condition: every node of the type
                 if res_type in by_type:
                     if res_type not in virtual:
                         virtual[res_type] = n + len(virtual)
@@ -153,14 +158,8 @@ def plan(nodes: list[Node]) -> Plan:
                     edges[i].append(virtual[res_type])
                     hard_types[i].add(res_type)
                 continue
-            found = {
-                j
-                for term in terms
-                for j in (by_identifier.get((res_type, term[1]), ()) if term[1] is not None else by_type.get(res_type, ()))
-                if any(_matches(ident, term) for ident in nodes[j].identifiers)
-            }
             if found:
-                matched[i][reference] = sorted(found)
+                matched[i][reference] = found
                 edges[i].extend(found)
                 hard[i].update(found)
     component = _components(edges)
@@ -168,6 +167,26 @@ def plan(nodes: list[Node]) -> Plan:
     placeholders, second_pass = _cycles(nodes, component, hard, hard_types, matched, virtual)
     order = sorted(range(n), key=lambda i: (level[component[i]], i))
     return Plan(order, hard, hard_types, placeholders, second_pass)
+
+
+def _matching(
+    res_type: str,
+    query: str,
+    nodes: list[Node],
+    by_type: dict[str, list[int]],
+    by_identifier: dict[tuple[str, str], list[int]],
+) -> list[int] | None:
+    """The nodes an identifier condition matches, sorted (None: a condition on anything else)."""
+    terms = _identifier_condition(query)
+    if terms is None:
+        return None
+    found = {
+        j
+        for term in terms
+        for j in (by_identifier.get((res_type, term[1]), ()) if term[1] is not None else by_type.get(res_type, ()))
+        if any(_matches(ident, term) for ident in nodes[j].identifiers)
+    }
+    return sorted(found)
 
 
 def _components(edges: list[list[int]]) -> list[int]:
@@ -281,3 +300,35 @@ def batches(plan: Plan, nodes: list[Node], size: int) -> Iterator[list[int]]:
         types[node.res_type] = types.get(node.res_type, 0) + 1
     if batch:
         yield batch
+
+
+def prerequisites(plan: Plan, nodes: list[Node], batches: list[list[int]], serial_types: frozenset[str] = frozenset()) -> list[set[int]]:
+    """Per transaction of ``batches`` (in the order :func:`batches` gave them): the earlier ones
+    that must be committed before it is written, so that it may be written beside the others.
+
+    Those are the ones written one after the other would give it: the earlier transactions that
+    hold a hard dependency of one of its nodes (its conditional references' matches, less the
+    stand-ins of a first pass), a node of a type one of its nodes needs whole, or an earlier
+    node with the same type and id; with ``serial_types`` (types whose writes look at the other
+    stored resources of their type, such as Patients when the MPI flags duplicates), every
+    earlier transaction holding a node of its type. A literal reference needs nothing (the
+    server stores it whether or not its target exists yet)."""
+    batch_of = {i: b for b, batch in enumerate(batches) for i in batch}
+    with_type: dict[str, set[int]] = {}
+    last_with_key: dict[tuple[str, str], int] = {}
+    out: list[set[int]] = []
+    for b, batch in enumerate(batches):
+        need: set[int] = set()
+        for i in batch:
+            node = nodes[i]
+            stand_ins = set(plan.placeholders.get(i, {}).values())
+            need.update(batch_of[j] for j in plan.hard[i] if j not in stand_ins and j in batch_of)
+            for res_type in plan.hard_types[i] | ({node.res_type} & serial_types):
+                need.update(with_type.get(res_type, ()))
+            if node.key in last_with_key:
+                need.add(last_with_key[node.key])
+        for i in batch:
+            with_type.setdefault(nodes[i].res_type, set()).add(b)
+            last_with_key[nodes[i].key] = b
+        out.append({a for a in need if a < b})  # a later one is not committed before it in one process either
+    return out

@@ -7,17 +7,20 @@ entries, so a re-run changes nothing: ids come from the resource, else from a
 read first and written in the order of their references (``import_order``), so
 a set of files whose references point into each other loads in any file order.
 A batch that fails is retried entry by entry, so one bad resource costs only
-itself and is reported with its file and line.
+itself and is reported with its file and line. With ``workers`` the transactions are
+written by that many forked processes at once (``import_workers``), each transaction
+once every one it depends on is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import is_valid_id
 from fhir_server.model.references import reference_holders
-from fhir_server.service import import_order
+from fhir_server.service import import_order, import_workers
 from fhir_server.service.access import OPEN
 from fhir_server.service.import_order import Node
 from fhir_server.service.pipeline import Interaction, Pipeline
@@ -39,6 +42,8 @@ _SUFFIXES = (".ndjson", ".json", ".ndjson.gz", ".json.gz")
 class Item:
     resource: dict[str, Any]
     where: str  # "file:line" or "file#entry[i]"
+    #: the line as read, when it is the resource unchanged (its id kept): no need to write it out again
+    raw: bytes | None = None
 
 
 @dataclass
@@ -98,8 +103,10 @@ def read_items(path: Path, errors: list[str]) -> Iterator[Item]:
             if not isinstance(resource, dict) or "resourceType" not in resource:
                 errors.append(f"{path}:{number}: not a FHIR resource")
                 continue
-            resource["id"] = _stable_id(resource, None)
-            yield Item(resource, f"{path}:{number}")
+            res_id = _stable_id(resource, None)
+            unchanged = resource.get("id") == res_id
+            resource["id"] = res_id
+            yield Item(resource, f"{path}:{number}", line if unchanged else None)
         return
     try:
         document = jsonio.loads_client(raw)
@@ -138,10 +145,26 @@ class Importer:
     server stores such references, so the import does too).
     """
 
-    def __init__(self, pipeline: Pipeline, base: str = "urn:fhir-server:import", batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        base: str = "urn:fhir-server:import",
+        batch_size: int = 500,
+        *,
+        workers: int = 1,
+        worker_pipeline: Callable[[], AbstractContextManager[Pipeline]] | None = None,
+        serial_types: frozenset[str] = frozenset(),
+    ) -> None:
+        """``workers`` > 1: the transactions are written by that many forked processes, each
+        through the pipeline ``worker_pipeline()`` gives it (its own database connections);
+        ``serial_types``: types whose writes look at the stored resources of their type (Patients
+        when the MPI flags duplicates), whose transactions are then written one after the other."""
         self.pipeline = pipeline
         self.base = base
         self.batch_size = batch_size
+        self.workers = workers
+        self.worker_pipeline = worker_pipeline
+        self.serial_types = serial_types
 
     def _handle(self, interaction: Interaction) -> Any:
         answer = asyncio.run(self.pipeline.handle(interaction))
@@ -166,7 +189,7 @@ class Importer:
                         str(item.resource["resourceType"]),
                         item.resource["id"],
                         item.where,
-                        jsonio.dumps(item.resource),
+                        item.raw if item.raw is not None else jsonio.dumps(item.resource),
                         literal,
                         conditional,
                         import_order.identifiers(item.resource),
@@ -175,16 +198,34 @@ class Importer:
         return nodes
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportSummary:
+        # the cyclic garbage collector's full passes scan every object the process holds: the
+        # loaded modules and model classes, then the resources read. Frozen, they are left out
+        # (measured on the Synthea sample: ~0.5 s of collections a worker otherwise), and forked
+        # workers do not copy their pages by touching them
+        gc.freeze()
+        try:
+            return self._run(paths, progress)
+        finally:
+            gc.unfreeze()
+
+    def _run(self, paths: list[Path], progress: Callable[[int], None] | None) -> ImportSummary:
         summary = ImportSummary()
         nodes = self.read(paths, summary)
         summary.total = len(nodes)
         plan = import_order.plan(nodes)
+        gc.freeze()
         outcome: dict[int, str] = {}  # node -> its response status (or "error: ...")
         second = set(plan.second_pass)
-        for batch in import_order.batches(plan, nodes, self.batch_size):
-            self._write(batch, nodes, plan.placeholders, outcome)
-            if progress:
-                progress(len(batch))
+        batches = list(import_order.batches(plan, nodes, self.batch_size))
+        if self.workers > 1 and self.worker_pipeline is not None and len(batches) > 1 and import_workers.available():
+            after = import_order.prerequisites(plan, nodes, batches, self.serial_types)
+            count = min(self.workers, len(batches))
+            outcome.update(import_workers.write_in_workers(count, batches, after, lambda: self._writer(nodes, plan.placeholders), progress))
+        else:
+            for batch in batches:
+                self._write(batch, nodes, plan.placeholders, outcome)
+                if progress:
+                    progress(len(batch))
         first = {i: outcome[i] for i in plan.second_pass}
         if plan.second_pass:  # cycle members again, as read: the server resolves their conditional references now
             order = [i for i in plan.order if i in second]
@@ -200,6 +241,29 @@ class Importer:
                 summary.errors.append(f"{node.where}: {status}{self._failed_targets(i, plan, nodes, outcome)}")
         summary.warnings += self._unresolved(nodes, outcome)
         return summary
+
+    @contextmanager
+    def _writer(self, nodes: list[Node], placeholders: dict[int, dict[str, int]]) -> Iterator[import_workers.Writer]:
+        """In a worker process: writes one transaction through a pipeline of the worker's own.
+        While it waits for one, it validates and indexes (writing nothing) the first resource of
+        each type: the type's model classes and extraction plan are built then, not in a
+        transaction the other worker may be waiting for."""
+        assert self.worker_pipeline is not None
+        with self.worker_pipeline() as pipeline:
+            importer = Importer(pipeline, self.base, self.batch_size)
+
+            def write(batch: list[int]) -> dict[int, str]:
+                outcome: dict[int, str] = {}
+                importer._write(batch, nodes, placeholders, outcome)
+                return outcome
+
+            def warm_up() -> Iterator[None]:
+                for node in {n.res_type: n for n in reversed(nodes)}.values():
+                    pipeline.services.resources.prepare_update(node.res_type, node.res_id, jsonio.loads(node.body), index=True)
+                    yield
+                gc.freeze()  # the classes and plans just built: no longer scanned by the collector (see run)
+
+            yield write, warm_up()
 
     def _write(self, batch: list[int], nodes: list[Node], placeholders: dict[int, dict[str, int]], outcome: dict[int, str]) -> None:
         entries = []

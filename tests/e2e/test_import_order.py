@@ -8,6 +8,7 @@ passes. Files here are named so that reading them alphabetically is the reverse 
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from fhir_server.cli import app
 from fhir_server.service import import_order
 from fhir_server.service.import_order import Node
+from fhir_server.storage import changelog
 from fhir_server.storage.db import Database
 from fhir_server.storage.tables import resources
 from tests.conftest import BACKENDS
@@ -37,8 +39,15 @@ def _write(folder: Path, name: str, *rows: dict) -> None:
     (folder / name).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
 
 
-def _import(url: str, *paths: Path, batch_size: int = 500):
-    return runner.invoke(app, ["import", *map(str, paths), "--database-url", url, "--batch-size", str(batch_size)])
+def _import(url: str, *paths: Path, batch_size: int = 500, workers: int = 1):
+    args = ["import", *map(str, paths), "--database-url", url, "--batch-size", str(batch_size), "--workers", str(workers)]
+    return runner.invoke(app, args)
+
+
+#: the importer in this process, and in two forked processes writing transactions at once (with
+#: one resource per transaction, so that they do: a transaction is handed out as soon as those it
+#: needs are committed)
+WRITERS = [pytest.param((1, 500), id="one-process"), pytest.param((2, 1), id="two-processes")]
 
 
 def _stored(url: str) -> dict[tuple[str, str], dict]:
@@ -99,11 +108,13 @@ def _reverse_order_set(folder: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("writers", WRITERS)
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
-def test_files_in_reverse_dependency_order_load(fresh_database_url, tmp_path):
+def test_files_in_reverse_dependency_order_load(fresh_database_url, tmp_path, writers):
     src = tmp_path / "in"
     _reverse_order_set(src)
-    result = _import(fresh_database_url, src, batch_size=2)
+    workers, _ = writers
+    result = _import(fresh_database_url, src, batch_size=2 if workers == 1 else 1, workers=workers)
     assert result.exit_code == 0, result.output
     assert "5 created, 0 existing, 0 errors" in result.stdout
     stored = _stored(fresh_database_url)
@@ -116,12 +127,14 @@ def test_files_in_reverse_dependency_order_load(fresh_database_url, tmp_path):
     assert stored[("Patient", "pat-1")]["managingOrganization"] == {"reference": "Organization/org-1"}
     assert all(s["meta"]["versionId"] == "1" for s in stored.values() if s["resourceType"] != "OperationDefinition")
 
-    again = _import(fresh_database_url, src)
+    again = _import(fresh_database_url, src, workers=workers, batch_size=1)
     assert again.exit_code == 0 and "0 created, 5 existing, 0 errors" in again.stdout
 
 
+@pytest.mark.parametrize("writers", WRITERS)
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
-def test_a_cycle_of_references_loads_with_nothing_lost(fresh_database_url, tmp_path):
+def test_a_cycle_of_references_loads_with_nothing_lost(fresh_database_url, tmp_path, writers):
+    workers, batch_size = writers
     src = tmp_path / "in"
     # two Organizations, each partOf the other by a conditional reference; one refers to itself too
     _write(
@@ -168,7 +181,7 @@ def test_a_cycle_of_references_loads_with_nothing_lost(fresh_database_url, tmp_p
         },
         {"resourceType": "Patient", "id": "pat-9", "managingOrganization": {"reference": f"Organization?identifier={ORG}|b"}},
     )
-    result = _import(fresh_database_url, src)
+    result = _import(fresh_database_url, src, batch_size=batch_size, workers=workers)
     assert result.exit_code == 0, result.output
     assert "6 created, 0 existing, 0 errors" in result.stdout
     stored = _stored(fresh_database_url)
@@ -182,12 +195,14 @@ def test_a_cycle_of_references_loads_with_nothing_lost(fresh_database_url, tmp_p
     assert stored[("Patient", "pat-9")]["managingOrganization"] == {"reference": "Organization/org-b"}
     assert not [k for k, v in stored.items() if "?identifier=" in json.dumps(v)]
 
-    again = _import(fresh_database_url, src)
+    again = _import(fresh_database_url, src, batch_size=batch_size, workers=workers)
     assert again.exit_code == 0 and "0 created, 6 existing, 0 errors" in again.stdout
 
 
+@pytest.mark.parametrize("writers", WRITERS)
 @pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
-def test_errors_name_file_and_line_and_the_rest_loads(fresh_database_url, tmp_path):
+def test_errors_name_file_and_line_and_the_rest_loads(fresh_database_url, tmp_path, writers):
+    workers, batch_size = writers
     src = tmp_path / "in"
     _write(
         src,
@@ -214,7 +229,7 @@ def test_errors_name_file_and_line_and_the_rest_loads(fresh_database_url, tmp_pa
         {"resourceType": "Organization", "id": "org-good", "identifier": [{"system": ORG, "value": "good"}]},
         {"resourceType": "Organization", "id": "org-broken", "identifier": [{"system": ORG, "value": "broken"}], "active": "yes"},
     )
-    result = _import(fresh_database_url, src)
+    result = _import(fresh_database_url, src, batch_size=batch_size, workers=workers)
     assert result.exit_code == 1
     assert "3 created, 0 existing, 2 errors, 1 unresolved references" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -230,8 +245,53 @@ def test_errors_name_file_and_line_and_the_rest_loads(fresh_database_url, tmp_pa
     # a target stored by an earlier import is found: no warning
     _write(tmp_path / "later", "p.ndjson", {"resourceType": "Patient", "id": "nobody"})
     assert _import(fresh_database_url, tmp_path / "later").exit_code == 0
-    again = _import(fresh_database_url, src / "a_encounters.ndjson")
+    again = _import(fresh_database_url, src / "a_encounters.ndjson", batch_size=batch_size, workers=workers)
     assert "warning:" not in again.stderr and "1 errors" in again.stdout
+
+
+@pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
+def test_two_writing_processes_record_every_change_and_load_in_any_order(fresh_database_url, tmp_path):
+    """40 Encounters in 2-resource transactions written by two processes, each naming by a
+    conditional reference an Organization that comes after it in the files: every resource is
+    stored once, its conditional reference resolved, and every create is in the change log
+    (which subscriptions and the SATUSEHAT sync read) in commit order."""
+    src = tmp_path / "in"
+    encounters = [
+        {
+            "resourceType": "Encounter",
+            "id": f"enc-{k}",
+            "status": "finished",
+            "class": AMB,
+            "serviceProvider": {"reference": f"Organization?identifier={ORG}|o{k % 3}"},
+        }
+        for k in range(40)
+    ]
+    _write(src, "a_encounters.ndjson", *encounters)
+    _write(
+        src,
+        "b_orgs.ndjson",
+        *({"resourceType": "Organization", "id": f"org-{k}", "identifier": [{"system": ORG, "value": f"o{k}"}]} for k in range(3)),
+    )
+    result = _import(fresh_database_url, src, batch_size=2, workers=2)
+    assert result.exit_code == 0, result.output
+    assert "43 created, 0 existing, 0 errors" in result.stdout
+    assert gc.get_freeze_count() == 0  # what the import froze for the collector is collectable again
+    stored = _stored(fresh_database_url)
+    for k in range(40):
+        assert stored[("Encounter", f"enc-{k}")]["serviceProvider"] == {"reference": f"Organization/org-{k % 3}"}
+    db = Database.from_url(fresh_database_url)
+    try:
+        with db.read() as conn:
+            changes = [c for c in changelog.read_after(conn, 0, 10_000) if c.res_type in ("Encounter", "Organization")]
+    finally:
+        db.dispose()
+    assert sorted((c.res_type, c.res_id, c.version, c.action) for c in changes) == sorted(
+        [("Encounter", f"enc-{k}", 1, "create") for k in range(40)] + [("Organization", f"org-{k}", 1, "create") for k in range(3)]
+    )
+    assert [c.seq for c in changes] == sorted(c.seq for c in changes)
+    # each Encounter committed after the Organization it names (others may come before or after)
+    seq = {c.res_id: c.seq for c in changes}
+    assert all(seq[f"org-{k % 3}"] < seq[f"enc-{k}"] for k in range(40))
 
 
 @pytest.mark.slow
@@ -302,6 +362,44 @@ def test_every_hard_dependency_is_committed_in_an_earlier_transaction():
             else:
                 assert where[j] < where[i] or (i in second and j in second), (node.res_id, nodes[j].res_id)
     assert all(len(batch) <= 25 for batch in import_order.batches(plan, nodes, 25))
+
+
+def test_a_transaction_waits_for_exactly_what_it_would_find_committed_written_alone():
+    """``prerequisites``: what a transaction needs committed before another process may write it
+    (its nodes' hard dependencies, whole types, earlier copies of the same resource, and with
+    ``serial_types`` every earlier transaction of its type); literal references need nothing."""
+    rng = random.Random(11)
+    nodes = []
+    for k in range(300):
+        refs = [f"Organization?identifier=urn:x|{rng.randrange(300)}" for _ in range(rng.randrange(3))]
+        refs += [f"Organization/o{rng.randrange(300)}" for _ in range(rng.randrange(3))]
+        refs += ["Patient?name=x"] if k % 50 == 0 else []
+        nodes.append(_node("Organization", f"o{k}", *refs, ident=str(k)))
+    nodes += [_node("Patient", f"p{k}") for k in range(20)] + [_node("Organization", "o7")]  # o7 again
+    rng.shuffle(nodes)
+    plan = import_order.plan(nodes)
+    batches = list(import_order.batches(plan, nodes, 10))
+    where = {i: b for b, batch in enumerate(batches) for i in batch}
+    after = import_order.prerequisites(plan, nodes, batches)
+    for b, need in enumerate(after):
+        assert all(a < b for a in need)
+    for i, node in enumerate(nodes):
+        b = where[i]
+        wanted = {where[j] for j in plan.hard[i] - set(plan.placeholders.get(i, {}).values()) if where[j] < b}
+        wanted |= {where[j] for j, other in enumerate(nodes) if other.res_type in plan.hard_types[i] and where[j] < b}
+        wanted |= {where[j] for j, other in enumerate(nodes) if other.key == node.key and where[j] < b}
+        assert wanted <= after[b], node.res_id
+    # nothing more than that: a transaction with none of these may be written at once
+    needed = {
+        where[i]
+        for i in range(len(nodes))
+        if plan.hard[i] - set(plan.placeholders.get(i, {}).values()) or plan.hard_types[i] or sum(n.key == nodes[i].key for n in nodes) > 1
+    }
+    assert any(not after[b] for b in range(1, len(batches)) if b not in needed)
+    patients = [b for b, batch in enumerate(batches) if any(nodes[i].res_type == "Patient" for i in batch)]
+    serial = import_order.prerequisites(plan, nodes, batches, frozenset({"Patient"}))
+    for k, b in enumerate(patients):
+        assert set(patients[:k]) <= serial[b]
 
 
 def test_conditions_other_than_identifier_wait_for_the_whole_type_and_repeats_keep_their_order():
