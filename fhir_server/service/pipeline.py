@@ -122,6 +122,8 @@ class Interaction:
     resolve_references: bool = False
     #: set once the request's AuditEvent was committed with the write
     audited: bool = False
+    #: a batch entry's HEAD: answered as its GET, without the body
+    head: bool = False
     #: set by the interaction check once passed (routes check before reading a body; ``handle``
     #: does not check again)
     checked: bool = False
@@ -434,7 +436,7 @@ class Pipeline:
                 location=sub.kind != "delete",
                 issues=answer.issues,
             )
-        return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
+        return Outcome(answer.status, answer.stored, None if sub.head else answer.body)
 
     def _audit_transaction_reads(self, i: Interaction, raw_entries: list[Any]) -> None:
         """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
@@ -536,8 +538,9 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
             body=e.resource,
             strict=parent.strict,
             operation=e.operation,
-            method=e.method,
+            method="GET" if e.method == "HEAD" else e.method,  # HEAD is the GET without the body
             audit=audit,
+            head=e.method == "HEAD",
         )
     reads = e.method in ("GET", "HEAD")
     condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None and not reads else None)
@@ -557,6 +560,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         method=e.method,
         resolve_references=True,
         audit=audit,
+        head=e.method == "HEAD",
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)

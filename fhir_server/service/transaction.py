@@ -481,7 +481,7 @@ def _operation_entry(where: str, index: int, raw: dict[str, Any], method: str, p
     """``[type]/[id]/$name``, ``[type]/$name`` or ``$name`` by GET or POST (the entry's resource is
     the operation's body), as on the operation routes."""
     name = parts[-1][1:]
-    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "POST") or name in _NOT_IN_BUNDLES:
+    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "HEAD", "POST") or name in _NOT_IN_BUNDLES:
         raise FhirError.of(400, "not-supported", f"{where}.request: {method} {url} is not supported in a Bundle", f"{where}.request.url")
     res_type = parts[0] if len(parts) > 1 else ""
     if res_type and not is_resource_type(res_type):

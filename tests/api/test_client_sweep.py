@@ -60,7 +60,8 @@ def test_a_body_of_another_fhir_version_is_415_and_not_stored(client):
         ("/fhir/Patient/1", "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"),
         ("/fhir/metadata", "GET, HEAD, OPTIONS"),
         ("/fhir/Patient/1/_history", "GET, HEAD, OPTIONS"),
-        ("/fhir/Patient/$everything", "GET, OPTIONS, POST"),  # HEAD never runs an operation
+        ("/fhir/Patient/$everything", "GET, HEAD, OPTIONS, POST"),  # HEAD is the GET without the body
+        ("/fhir/Patient/$export", "GET, OPTIONS, POST"),  # the kick-off starts a job: not for a HEAD
     ],
 )
 def test_options_answers_the_methods_of_the_path(client, path, allow):
