@@ -13,10 +13,11 @@ from fhir_server import jsonio
 from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
-from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.service.conditional import create_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
+from fhir_server.service.results import MINIMAL, OPERATION_OUTCOME, REPRESENTATION, write_outcome
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
 
@@ -215,14 +216,9 @@ async def _write(
     result = await answer(request, i)
     if kind == "delete":
         headers = {"ETag": result.stored.etag} if result.stored is not None else {}
-        if http.prefer(request).get("return") == "operationoutcome":
+        if http.prefer(request).get("return") == OPERATION_OUTCOME:
             # http.html#delete: 200 when the response has a payload; what was deleted, if anything
-            what = (
-                f"{result.stored.res_type}/{result.stored.res_id} deleted"
-                if result.stored is not None
-                else "Deleted (nothing, or several resources)"
-            )
-            issues = [Issue("information", "informational", what)]
+            issues = write_outcome(result.stored, 204, result.issues, deleted=True)
             return http.body_response(request, jsonio.dumps(operation_outcome(issues)), 200, headers)
         return Response(status_code=204, headers=headers)
     return _write_response(request, result)
@@ -305,8 +301,9 @@ def _condition(request: Request) -> str:
 async def transaction(request: Request) -> Response:
     st = _state(request)
     bundle = await http.read_resource(request, st.settings)
-    representation = http.prefer(request).get("return", "representation") != "minimal"
-    return await _bundle(request, interaction(request, "transaction", body=bundle, representation=representation))
+    # applied to each write entry (transaction.entry_response); an unknown value is the default
+    returns = http.prefer(request).get("return", REPRESENTATION)
+    return await _bundle(request, interaction(request, "transaction", body=bundle, returns=returns))
 
 
 @router.delete("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 204), summary="delete")
@@ -320,11 +317,11 @@ def _write_response(request: Request, result: Answer) -> Response:
     base = http.base_url(request, st.settings.base_url)
     assert result.stored is not None
     headers = http.version_headers(result.stored, base)
-    wanted = http.prefer(request).get("return", "representation")
-    if wanted == "minimal":
+    wanted = http.prefer(request).get("return", REPRESENTATION)
+    if wanted == MINIMAL:
         return Response(status_code=result.status, headers=headers)
-    if wanted == "operationoutcome":
-        issues = result.issues or [Issue("information", "informational", f"{result.stored.location} stored ({result.status})")]
+    if wanted == OPERATION_OUTCOME:
+        issues = write_outcome(result.stored, result.status, result.issues)
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None
     return http.body_response(request, result.stored.body, result.status, headers)

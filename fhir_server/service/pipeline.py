@@ -33,8 +33,8 @@ from fhir_server.resource_types import interactions_for, is_resource_type
 from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
-from fhir_server.service.results import Stored, WriteResult
-from fhir_server.service.transaction import Outcome, parse_entry, patch_body
+from fhir_server.service.results import REPRESENTATION, Stored, WriteResult
+from fhir_server.service.transaction import Entry, Outcome, parse_entries, parse_entry, patch_body
 from fhir_server.storage import changelog
 from fhir_server.storage.group_commit import Writes
 from fhir_server.urlcodec import parse_qsl
@@ -110,8 +110,8 @@ class Interaction:
     if_match: str | None = None
     #: Prefer: handling=strict (unknown search parameters are errors)
     strict: bool = False
-    #: Prefer: return=minimal (Bundles leave resources out)
-    representation: bool = True
+    #: Prefer: return= of a batch or transaction, applied to each write entry (results.MINIMAL, ...)
+    returns: str = REPRESENTATION
     #: operations: the name without "$", the HTTP method, the request headers
     operation: str | None = None
     method: str = "GET"
@@ -389,33 +389,30 @@ class Pipeline:
         bundles = self.services.bundles
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
-            self._refuse_policed_entries(i, raw_entries)
+            entries = parse_entries(i.base, raw_entries)  # once, for every step below
+            self._refuse_policed_entries(entries)
             body = await bundles.transaction(
                 i.base,
-                raw_entries,
+                entries,
                 principal=i.principal,
                 write=self.writer(i),
-                representation=i.representation,
+                returns=i.returns,
                 capability=self.capability,
             )
-            self._audit_transaction_reads(i, raw_entries)
+            self._audit_transaction_reads(i, entries)
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
-        return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
+        return Answer(200, bundles.response(i.base, "batch", outcomes, i.returns))
 
-    def _refuse_policed_entries(self, i: Interaction, raw_entries: list[Any]) -> None:
+    def _refuse_policed_entries(self, entries: list[Entry]) -> None:
         """Writes of a type with a write policy run alone with their checks: not in a transaction."""
-        for index, raw in enumerate(raw_entries):
-            try:
-                e = parse_entry(i.base, index, raw)
-            except FhirError:
-                continue  # a malformed entry: the transaction reports it as it always did
+        for e in entries:
             if e.method not in ("GET", "HEAD") and e.res_type in self.policies:
                 raise FhirError.of(
                     422,
                     "not-supported",
                     f"{e.res_type} cannot be written inside a transaction Bundle: use its own request or a batch",
-                    f"Bundle.entry[{index}]",
+                    e.where,
                 )
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
@@ -435,16 +432,16 @@ class Pipeline:
                 answer.stored.body if answer.stored else None,
                 location=sub.kind != "delete",
                 issues=answer.issues,
+                write=True,
             )
         return Outcome(answer.status, answer.stored, None if sub.head else answer.body)
 
-    def _audit_transaction_reads(self, i: Interaction, raw_entries: list[Any]) -> None:
+    def _audit_transaction_reads(self, i: Interaction, entries: list[Entry]) -> None:
         """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
         writes are in its own event and the change log; a failed transaction returned nothing)."""
         if i.audit is None or self.queue_audit is None:
             return
-        for index, raw in enumerate(raw_entries):
-            e = parse_entry(i.base, index, raw)  # parsed before: cannot fail now
+        for e in entries:
             if e.method in ("GET", "HEAD"):
                 self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, 200, None))
 
@@ -556,7 +553,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         body=e.resource,
         if_match=e.if_match,
         strict=parent.strict,
-        representation=parent.representation,
+        returns=parent.returns,
         method=e.method,
         resolve_references=True,
         audit=audit,

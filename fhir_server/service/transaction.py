@@ -30,7 +30,7 @@ from fhir_server.service.conditional import ConditionalService, Merge, create_co
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import Prepared, ResourceService, is_version
-from fhir_server.service.results import Stored, WriteResult
+from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, write_outcome
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import to_instant
@@ -89,6 +89,8 @@ class Outcome:
     body: bytes | None = None
     location: bool = False
     issues: list[Issue] | None = None
+    #: a create, update, patch or delete: ``Prefer: return=`` decides what its entry carries
+    write: bool = False
 
 
 class BundleService:
@@ -127,15 +129,16 @@ class BundleService:
     async def transaction(
         self,
         base: str,
-        raw_entries: list[Any],
+        entries: list[Entry],
         *,
         principal: Principal,
         write: Any,
-        representation: bool = True,
+        returns: str = REPRESENTATION,
         merge: Merge | None = None,
         capability: Callable[[str], bytes] | None = None,
     ) -> bytes:
-        """Run a transaction's entries in one database transaction; the response Bundle's bytes.
+        """Run a transaction's entries (:func:`parse_entries`) in one database transaction; the
+        response Bundle's bytes.
 
         Every entry is authorized before anything runs (``principal``); POST entries are
         validated before the write lock; ``write`` is the pipeline's write runner (one
@@ -143,16 +146,16 @@ class BundleService:
         PUT's match with the incoming resource instead of replacing it. ``capability(base)``: the
         CapabilityStatement a ``GET metadata`` entry answers.
         """
-        entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
         self._prepare(entries, early)
         outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
-        return self.response(base, "transaction", outcomes, representation)
+        return self.response(base, "transaction", outcomes, returns)
 
-    def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
-        entries = [entry_response(base, o, representation) for o in outcomes]
+    def response(self, base: str, kind: str, outcomes: list[Outcome], returns: str) -> bytes:
+        """The ``{kind}-response`` Bundle; ``returns`` (``Prefer: return=``) applies to each write entry."""
+        entries = [entry_response(base, o, returns) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
@@ -326,8 +329,8 @@ class BundleService:
         if e.method == "DELETE":
             if e.res_id is None:
                 results = self.conditional.delete_in(conn, e.res_type, e.query, base)
-                return Outcome(204, results[0].stored if len(results) == 1 else None)
-            return Outcome(204, self.resources.delete_in(conn, e.res_type, e.res_id, e.if_match).stored)
+                return Outcome(204, results[0].stored if len(results) == 1 else None, write=True)
+            return Outcome(204, self.resources.delete_in(conn, e.res_type, e.res_id, e.if_match).stored, write=True)
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
@@ -351,7 +354,7 @@ class BundleService:
         if e.target_id and result.stored.res_id != e.target_id:
             # a concurrent client created the conditional match after we planned: references are stale
             raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
-        return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
+        return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues, write=True)
 
     def _read(self, conn: Connection, base: str, e: Entry, principal: Principal, capability: Callable[[str], bytes] | None) -> Outcome:
         """A GET/HEAD entry, answered as the route answers it, from the transaction's own state."""
@@ -383,8 +386,11 @@ class BundleService:
         return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
 
 
-def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
-    """A ``transaction-response`` / ``batch-response`` entry."""
+def entry_response(base: str, o: Outcome, returns: str) -> bytes:
+    """A ``transaction-response`` / ``batch-response`` entry. The request's ``Prefer: return=``
+    applies to each write entry as to the write alone (http.html#ops): ``minimal`` leaves its
+    resource out, ``OperationOutcome`` puts an OperationOutcome in ``response.outcome`` instead
+    (its warnings, or what it stored). A read or an operation answers its result whatever it is."""
     response: dict[str, Any] = {"status": f"{o.status} {_REASON.get(o.status, '')}".strip()}
     if o.stored is not None and o.stored.version:
         if o.location:
@@ -393,8 +399,10 @@ def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
         response["lastModified"] = to_instant(o.stored.updated_us)
     if o.issues and o.status >= 400:
         response["outcome"] = operation_outcome(o.issues)
+    elif o.write and returns == OPERATION_OUTCOME:
+        response["outcome"] = operation_outcome(write_outcome(o.stored, o.status, o.issues or [], deleted=not o.location))
     full_url = f"{base}/{o.stored.res_type}/{o.stored.res_id}" if o.stored is not None and o.body else None
-    body = o.body if (representation or not o.location) else None
+    body = o.body if (returns == REPRESENTATION or not o.write) else None
     return bundles.entry(full_url if body else None, body, response=response)
 
 
@@ -418,6 +426,12 @@ def _at(entry: Entry, fn: Any) -> Any:
             for i in exc.issues
         ]
         raise
+
+
+def parse_entries(base: str, raw_entries: list[Any]) -> list[Entry]:
+    """A transaction's entries, parsed once for every step that needs them (the first malformed
+    one raises)."""
+    return [parse_entry(base, index, raw) for index, raw in enumerate(raw_entries)]
 
 
 def parse_entry(base: str, index: int, raw: Any) -> Entry:
