@@ -186,7 +186,12 @@ async def history_instance(request: Request, res_type: str, res_id: str) -> Resp
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
     result = await answer(request, interaction(request, "vread", res_type, res_id, version=version))
     assert result.body is not None and result.stored is not None
-    return http.body_response(request, result.body, 200, http.version_headers(result.stored))
+    headers = http.version_headers(result.stored)
+    # a conditional GET (RFC 9110 §13.1.2-3), as on a read: a version never changes, so a client
+    # holding its ETag needs no body
+    if _not_modified(request, result.stored.etag, result.stored.updated_us):
+        return Response(status_code=304, headers=headers)
+    return http.body_response(request, result.body, 200, headers)
 
 
 def _not_modified(request: Request, etag: str, updated_us: int) -> bool:

@@ -165,3 +165,24 @@ def test_equal_preference_for_xml_and_json_is_answered_in_json(client):
     )
     xml = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml, application/fhir+json;q=0.5"})
     assert xml.headers["content-type"].startswith("application/fhir+xml")
+
+
+# ----------------------------------------------------------------------------- conditional GET of a version
+
+
+def test_a_vread_is_a_conditional_get_too(client):
+    """RFC 9110 §13.1.2: If-None-Match on a GET whose ETag matches is 304 (the read did it; a vread,
+    which sends the same ETag, answered 200 with the whole body). HEAD likewise."""
+    pid = _create(client).json()["id"]
+    url = f"/fhir/Patient/{pid}/_history/1"
+    full = client.get(url)
+    for headers in (
+        {"If-None-Match": 'W/"1"'},
+        {"If-None-Match": '"1"'},
+        {"If-None-Match": "*"},
+        {"If-Modified-Since": full.headers["last-modified"]},
+    ):
+        for r in (client.get(url, headers=headers), client.head(url, headers=headers)):
+            assert r.status_code == 304 and r.content == b"", headers
+            assert r.headers["etag"] == 'W/"1"' and r.headers["last-modified"] == full.headers["last-modified"]
+    assert client.get(url, headers={"If-None-Match": 'W/"2"'}).content == full.content
