@@ -17,7 +17,7 @@ from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.service.conditional import create_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
-from fhir_server.service.results import MINIMAL, OPERATION_OUTCOME, REPRESENTATION, write_outcome
+from fhir_server.service.results import MINIMAL, OPERATION_OUTCOME, REPRESENTATION, Stored, not_modified, write_outcome
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
 
@@ -101,7 +101,7 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
     if result.stored is None:  # AuditEvent: served from the audit table
         return http.body_response(request, result.body)
     headers = http.version_headers(result.stored)
-    if _not_modified(request, result.stored.etag, result.stored.updated_us):
+    if _not_modified(request, result.stored):
         return Response(status_code=304, headers=headers)
     return http.body_response(request, result.body, 200, headers)
 
@@ -189,21 +189,16 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
     headers = http.version_headers(result.stored)
     # a conditional GET (RFC 9110 §13.1.2-3), as on a read: a version never changes, so a client
     # holding its ETag needs no body
-    if _not_modified(request, result.stored.etag, result.stored.updated_us):
+    if _not_modified(request, result.stored):
         return Response(status_code=304, headers=headers)
     return http.body_response(request, result.body, 200, headers)
 
 
-def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
-    none_match = request.headers.get("if-none-match")
-    if none_match is not None:
-        tags = {t.strip() for t in none_match.split(",")}
-        return "*" in tags or etag in tags or etag[2:] in tags
+def _not_modified(request: Request, stored: Stored) -> bool:
     since = request.headers.get("if-modified-since")
-    if since is not None:
-        since_us = parse_http_date(since)
-        return since_us is not None and updated_us // 1_000_000 * 1_000_000 <= since_us
-    return False
+    since_us = parse_http_date(since) if since is not None else None  # an invalid date is ignored (RFC 9110)
+    # an HTTP date covers its whole second
+    return not_modified(stored, request.headers.get("if-none-match"), since_us + 999_999 if since_us is not None else None)
 
 
 async def _write(

@@ -33,7 +33,7 @@ from fhir_server.resource_types import interactions_for, is_resource_type
 from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
-from fhir_server.service.results import REPRESENTATION, Stored, WriteResult
+from fhir_server.service.results import REPRESENTATION, Stored, WriteResult, not_modified
 from fhir_server.service.transaction import Entry, Outcome, parse_entries, parse_entry, patch_body
 from fhir_server.storage import changelog
 from fhir_server.storage.group_commit import Writes
@@ -419,11 +419,14 @@ class Pipeline:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
         sub: Interaction | None = None
         try:
-            sub = _entry_interaction(parent, index, raw)
+            sub, e = _entry_interaction(parent, index, raw)
             answer = await self.handle(sub)
         except FhirError as exc:
             self._audit_entry(sub, exc.status)
             return Outcome(exc.status, issues=exc.issues)
+        stored = answer.stored if sub.kind in ("read", "vread") else None
+        if stored is not None and not_modified(stored, e.if_none_match, e.if_modified_until):  # http.html#cread
+            answer = Answer(304, stored=stored)
         self._audit_entry(sub, answer.status)
         if sub.kind in WRITES:
             return Outcome(
@@ -520,12 +523,12 @@ class Pipeline:
         return Answer(result.status, result.body, headers=dict(result.headers))
 
 
-def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction:
-    """A batch entry as an interaction of its own, by the parent's principal."""
+def _entry_interaction(parent: Interaction, index: int, raw: Any) -> tuple[Interaction, Entry]:
+    """A batch entry as an interaction of its own, by the parent's principal (and the entry)."""
     e = parse_entry(parent.base, index, raw)
     audit = parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None
     if e.operation is not None:  # as the $operation routes build it (api/operations.py)
-        return Interaction(
+        op = Interaction(
             "operation",
             parent.base,
             parent.principal,
@@ -539,6 +542,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
             audit=audit,
             head=e.method == "HEAD",
         )
+        return op, e
     reads = e.method in ("GET", "HEAD")
     condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None and not reads else None)
     sub = Interaction(
@@ -561,7 +565,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)
-    return sub
+    return sub, e
 
 
 def _status_of(result: Any) -> int:

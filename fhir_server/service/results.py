@@ -53,3 +53,15 @@ def write_outcome(stored: Stored | None, status: int, issues: list[Issue], *, de
         f"{stored.res_type}/{stored.res_id} deleted" if stored is not None and stored.version else "Deleted (nothing, or several resources)"
     )
     return [Issue("information", "informational", what)]
+
+
+def not_modified(stored: Stored, if_none_match: str | None, modified_until_us: int | None) -> bool:
+    """Whether a conditional GET of ``stored`` is answered 304 (RFC 9110 §13.1.2-3; http.html#cread):
+    an ``If-None-Match`` naming its ETag (weakly compared, quoted with or without ``W/``, or ``*``)
+    or, without one, an ``If-Modified-Since`` whose last covered microsecond (``modified_until_us``)
+    is not before its last update. The routes' headers and a Bundle entry's
+    ``request.ifNoneMatch`` / ``ifModifiedSince`` alike."""
+    if if_none_match is not None:
+        tags = {t.strip() for t in if_none_match.split(",")}
+        return "*" in tags or stored.etag in tags or stored.etag[2:] in tags
+    return modified_until_us is not None and stored.updated_us <= modified_until_us

@@ -30,15 +30,15 @@ from fhir_server.service.conditional import ConditionalService, Merge, create_co
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import Prepared, ResourceService, is_version
-from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, write_outcome
+from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
-from fhir_server.timeutil import to_instant
+from fhir_server.timeutil import datetime_range, to_instant
 from fhir_server.url_forms import canonical_path
 from fhir_server.urlcodec import parse_qsl
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_REASON = {200: "OK", 201: "Created", 204: "No Content"}
+_REASON = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified"}
 
 
 @dataclass
@@ -64,6 +64,10 @@ class Entry:
     read_kind: str = ""
     #: the name (without ``$``) of an operation entry (``GET Patient/1/$everything``), batch only
     operation: str | None = None
+    #: a read's ``request.ifNoneMatch``, and the last microsecond its ``ifModifiedSince`` covers
+    #: (http.html#cread: 304 Not Modified, ``results.not_modified``)
+    if_none_match: str | None = None
+    if_modified_until: int | None = None
 
     @property
     def where(self) -> str:
@@ -383,6 +387,8 @@ class BundleService:
             stored = Stored(e.res_type, e.res_id, row.version, row.updated_us, row.body)
         else:
             stored = self.resources.read_in(conn, e.res_type, e.res_id)
+        if not_modified(stored, e.if_none_match, e.if_modified_until):
+            return Outcome(304, stored)
         return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
 
 
@@ -484,7 +490,24 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,
         read_kind=read_kind or "",
+        if_none_match=_text(request.get("ifNoneMatch")),
+        if_modified_until=_instant_end(request.get("ifModifiedSince")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _instant_end(value: Any) -> int | None:
+    """The last microsecond an ``ifModifiedSince`` instant covers; None when absent or not an
+    instant (ignored, as RFC 9110 ignores an invalid If-Modified-Since)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime_range(value)[1]
+    except ValueError:
+        return None
 
 
 #: operations with no Bundle form: the Bulk Data kick-off is the asynchronous request pattern

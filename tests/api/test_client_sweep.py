@@ -186,3 +186,33 @@ def test_a_vread_is_a_conditional_get_too(client):
             assert r.status_code == 304 and r.content == b"", headers
             assert r.headers["etag"] == 'W/"1"' and r.headers["last-modified"] == full.headers["last-modified"]
     assert client.get(url, headers={"If-None-Match": 'W/"2"'}).content == full.content
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_bundle_read_entries_honour_if_none_match_and_if_modified_since(client, kind):
+    """Bundle.entry.request.ifNoneMatch / ifModifiedSince (R4 Bundle, http.html#cread): a read entry
+    whose ETag matches, or not modified since, is ``304 Not Modified`` without the resource; both
+    were ignored (200 and the resource)."""
+    created = _create(client).json()
+    pid, updated = created["id"], created["meta"]["lastUpdated"]
+
+    def entry(url: str, **request: str) -> dict:
+        return {"request": {"method": "GET", "url": url, **request}}
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [
+            entry(f"Patient/{pid}", ifNoneMatch='W/"1"'),
+            entry(f"Patient/{pid}", ifNoneMatch='W/"2"'),
+            entry(f"Patient/{pid}", ifModifiedSince=updated),
+            entry(f"Patient/{pid}", ifModifiedSince="2020-01-01T00:00:00Z"),
+            entry(f"Patient/{pid}/_history/1", ifNoneMatch='"1"'),
+            entry(f"Patient/{pid}"),
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    assert r.status_code == 200, r.text
+    got = [(e["response"]["status"], "resource" in e, e["response"].get("etag")) for e in r.json()["entry"]]
+    not_modified, whole = ("304 Not Modified", False, 'W/"1"'), ("200 OK", True, 'W/"1"')
+    assert got == [not_modified, whole, not_modified, whole, not_modified, whole]
