@@ -40,8 +40,9 @@ def _state(request: Request) -> Any:
     return request.app.state.fhir
 
 
-def _strict(request: Request) -> bool:
-    return http.prefer(request).get("handling", "lenient").lower() == "strict"
+def _handling(request: Request) -> str:
+    """Prefer: handling (search.html#errors): ``strict``, ``lenient``, or "" when not asked for."""
+    return http.prefer(request).get("handling", "").lower()
 
 
 def interaction(request: Request, kind: str, res_type: str | None = None, res_id: str | None = None, **fields: Any) -> Interaction:
@@ -49,13 +50,15 @@ def interaction(request: Request, kind: str, res_type: str | None = None, res_id
     Prefer: handling; writes also carry what their in-transaction AuditEvent needs)."""
     st = _state(request)
     audit = audit_context(request.scope) if kind in WRITES or kind == "transaction" or kind == "operation" else None
+    handling = _handling(request)
     return Interaction(
         kind,
         http.base_url(request, st.settings.base_url),
         principal(request),
         res_type,
         res_id,
-        strict=_strict(request),
+        strict=handling == "strict",
+        lenient=handling == "lenient",
         audit=audit,
         **fields,
     )

@@ -110,6 +110,8 @@ class Interaction:
     if_match: str | None = None
     #: Prefer: handling=strict (unknown search parameters are errors)
     strict: bool = False
+    #: Prefer: handling=lenient asked for (history then ignores parameters it does not take)
+    lenient: bool = False
     #: Prefer: return= of a batch or transaction, applied to each write entry (results.MINIMAL, ...)
     returns: str = REPRESENTATION
     #: operations: the name without "$", the HTTP method, the request headers
@@ -262,7 +264,7 @@ class Pipeline:
     async def _history(self, i: Interaction) -> Answer:
         if i.kind == "history-system":
             i.principal.require(None, "history-system")
-        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict))
+        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict, lenient=i.lenient))
 
     async def _search(self, i: Interaction) -> Answer:
         return Answer(200, self.search_now(i))
@@ -557,6 +559,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> tuple[Inter
         body=e.resource,
         if_match=e.if_match,
         strict=parent.strict,
+        lenient=parent.lenient,
         returns=parent.returns,
         method=e.method,
         resolve_references=True,

@@ -216,3 +216,34 @@ def test_bundle_read_entries_honour_if_none_match_and_if_modified_since(client, 
     got = [(e["response"]["status"], "resource" in e, e["response"].get("etag")) for e in r.json()["entry"]]
     not_modified, whole = ("304 Not Modified", False, 'W/"1"'), ("200 OK", True, 'W/"1"')
     assert got == [not_modified, whole, not_modified, whole, not_modified, whole]
+
+
+@pytest.mark.parametrize(("body_id", "said"), [(None, "has no id"), ("other", 'has the id "other"'), (7, "has the id 7")])
+def test_an_update_without_the_urls_id_says_so_in_fhir_terms(client, body_id, said):
+    """http.html#update: 400 when the body's id is missing or differs. The diagnostic said
+    "The resource id (None) must equal the id in the URL ('x')": Python's words, not FHIR's."""
+    body = {**PATIENT, **({"id": body_id} if body_id is not None else {})}
+    r = client.put("/fhir/Patient/x1", content=orjson.dumps(body), headers=H)
+    assert r.status_code == 400
+    issue = r.json()["issue"][0]
+    assert issue["diagnostics"] == f'The resource {said}: an update needs the id of the URL, "x1"'
+    assert issue["expression"] == ["Patient.id"]
+
+
+@pytest.mark.parametrize("path", ["/fhir/Patient/{id}/_history", "/fhir/Patient/_history", "/fhir/_history"])
+def test_history_ignores_what_it_does_not_take_when_the_client_prefers_lenient(client, path):
+    """search.html#errors: ``Prefer: handling=lenient`` asks the server to ignore parameters it
+    does not support. History answered 400 whatever the client preferred (``_summary``,
+    ``_elements``: what generic clients add to any GET); without the preference it still does."""
+    url = path.format(id=_create(client).json()["id"])
+    plain = client.get(url)
+    for prefer in ("handling=lenient", "HANDLING = Lenient"):
+        r = client.get(url, params={"_elements": "id", "_summary": "true"}, headers={"Prefer": prefer})
+        assert r.status_code == 200, r.text
+        assert [e["fullUrl"] for e in r.json()["entry"]] == [e["fullUrl"] for e in plain.json()["entry"]]
+        assert "_elements" not in r.json()["link"][0]["url"]
+    for prefer in ({}, {"Prefer": "handling=strict"}):
+        assert client.get(url, params={"_elements": "id"}, headers=prefer).status_code == 400
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": url[6:] + "?_summary=true"}}]}
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers={**H, "Prefer": "handling=lenient"})
+    assert r.json()["entry"][0]["response"]["status"] == "200 OK"
