@@ -306,6 +306,8 @@ async def transaction(request: Request) -> Response:
     bundle = await http.read_resource(request, st.settings)
     # applied to each write entry (transaction.entry_response); an unknown value is the default
     returns = http.prefer(request).get("return", REPRESENTATION)
+    if returns not in (MINIMAL, OPERATION_OUTCOME):
+        returns = REPRESENTATION
     return await _bundle(request, interaction(request, "transaction", body=bundle, returns=returns))
 
 

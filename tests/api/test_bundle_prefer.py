@@ -99,7 +99,7 @@ def test_return_minimal_leaves_write_resources_out_but_answers_reads(client, kin
 
 
 @pytest.mark.parametrize("kind", ["batch", "transaction"])
-@pytest.mark.parametrize("prefer", [None, "return=representation"])
+@pytest.mark.parametrize("prefer", [None, "return=representation", "return=everything"])
 def test_return_representation_answers_the_resources(client, kind, prefer):
     created, updated, patched, deleted, read = _post(client, _bundle(client, kind), prefer)
     assert created["resource"]["resourceType"] == "Patient" and created["fullUrl"].endswith(created["resource"]["id"])
