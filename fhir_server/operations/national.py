@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, register
-from fhir_server.service.transaction import parse_entries
 from mappings.api import from_fhir, to_fhir
 from mappings.merge import merge
 
@@ -37,7 +36,7 @@ def _import(kind: str, *, registry_wins: bool) -> Callable[[Services, OperationC
         # conditional write, not only the operation's own type
         body = await state.bundles.transaction(
             call.base,
-            parse_entries(call.base, entries),
+            state.bundles.parse_entries(call.base, entries),
             principal=call.principal,
             write=call.writer(),
             merge=lambda stored, incoming: merge(stored, incoming, incoming_wins=registry_wins),

@@ -34,7 +34,7 @@ from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
 from fhir_server.service.results import REPRESENTATION, Stored, WriteResult, not_modified
-from fhir_server.service.transaction import Entry, Outcome, parse_entries, parse_entry, patch_body
+from fhir_server.service.transaction import Entry, Outcome, parse_entry, patch_body
 from fhir_server.storage import changelog
 from fhir_server.storage.group_commit import Writes
 from fhir_server.urlcodec import parse_qsl
@@ -391,7 +391,7 @@ class Pipeline:
         bundles = self.services.bundles
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
-            entries = parse_entries(i.base, raw_entries)  # once, for every step below
+            entries = bundles.parse_entries(i.base, raw_entries)  # once, for every step below
             self._refuse_policed_entries(entries)
             body = await bundles.transaction(
                 i.base,

@@ -130,6 +130,12 @@ class BundleService:
             raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
         return kind, raw_entries
 
+    @staticmethod
+    def parse_entries(base: str, raw_entries: list[Any]) -> list[Entry]:
+        """A transaction's entries, parsed once for every step that needs them (the first
+        malformed one raises)."""
+        return [parse_entry(base, index, raw) for index, raw in enumerate(raw_entries)]
+
     async def transaction(
         self,
         base: str,
@@ -141,7 +147,7 @@ class BundleService:
         merge: Merge | None = None,
         capability: Callable[[str], bytes] | None = None,
     ) -> bytes:
-        """Run a transaction's entries (:func:`parse_entries`) in one database transaction; the
+        """Run a transaction's entries (:meth:`parse_entries`) in one database transaction; the
         response Bundle's bytes.
 
         Every entry is authorized before anything runs (``principal``); POST entries are
@@ -432,12 +438,6 @@ def _at(entry: Entry, fn: Any) -> Any:
             for i in exc.issues
         ]
         raise
-
-
-def parse_entries(base: str, raw_entries: list[Any]) -> list[Entry]:
-    """A transaction's entries, parsed once for every step that needs them (the first malformed
-    one raises)."""
-    return [parse_entry(base, index, raw) for index, raw in enumerate(raw_entries)]
 
 
 def parse_entry(base: str, index: int, raw: Any) -> Entry:
