@@ -17,9 +17,10 @@ import orjson
 import simplejson
 
 # A number that orjson would not give back unchanged: a fraction ending in 0,
-# an exponent, or an integer of 19+ digits. Matched only outside strings is
-# not worth the cost: a false positive merely selects the exact (slower) path.
-_LOSSY_NUMBER = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0|(?:\.\d+)?[eE][-+]?\d+|\d{18,})\s*[,\]}]")
+# an exponent, an integer of 19+ digits, or -0 (the integer 0 to orjson). Matched
+# only outside strings is not worth the cost: a false positive merely selects the
+# exact (slower) path.
+_LOSSY_NUMBER = re.compile(rb"[:\[,]\s*(?:-?\d+(?:\.\d*0|(?:\.\d+)?[eE][-+]?\d+|\d{18,})|-0)\s*[,\]}]")
 
 
 class JsonError(ValueError):
@@ -54,13 +55,27 @@ class ExactDecimal(Decimal):
     __repr__ = __str__
 
 
+NEGATIVE_ZERO = ExactDecimal("-0")
+
+
+def _exact_int(text: str) -> int | ExactDecimal:
+    """An integer of the exact path; ``-0`` (FHIR's integer and decimal grammars allow it) keeps
+    its text as an :class:`ExactDecimal` (``is_negative_zero``), as ``-0.0`` does."""
+    return NEGATIVE_ZERO if text == "-0" else int(text)
+
+
+def is_negative_zero(value: Any) -> bool:
+    """Whether ``value`` is a JSON ``-0`` as :func:`loads` reads it (an integer to FHIR)."""
+    return isinstance(value, ExactDecimal) and value._text == "-0"
+
+
 def loads(raw: bytes) -> Any:
     """Parse JSON bytes; raise :class:`JsonError` with a readable reason."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         if _LOSSY_NUMBER.search(raw):
-            return simplejson.loads(raw.decode("utf-8"), parse_float=ExactDecimal)
+            return simplejson.loads(raw.decode("utf-8"), parse_float=ExactDecimal, parse_int=_exact_int)
         return orjson.loads(raw)
     except UnicodeDecodeError as exc:
         raise JsonError(f"Body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None

@@ -21,7 +21,7 @@ from fhir_server.service.importer import read_items
 
 _NAMES = st.sampled_from(["a", "b", "gender", "g\u00e9", 'q"', "x:", "", "value"])
 _STRINGS = st.sampled_from(["", "plain", 'say "x": y', '":', "\\", 'a" :b', "\u00e9\U0001f600"])
-_NUMBERS = st.sampled_from(["0", "-1", "1.50", "2.5", "1e3", "12345678901234567890123"])
+_NUMBERS = st.sampled_from(["0", "-0", "-1", "1.50", "-0.0", "2.5", "1e3", "12345678901234567890123"])
 
 
 def _text(value: Any, sep: str) -> str:
@@ -110,3 +110,14 @@ def test_import_reports_the_line_and_loads_the_others(tmp_path: Path):
     errors: list[str] = []
     assert [item.resource["id"] for item in read_items(path, errors)] == ["a", "c"]
     assert len(errors) == 1 and errors[0].startswith(f"{path}:2: The property 'gender' appears more than once")
+
+
+@pytest.mark.parametrize("number", ["-0", "-0.0", "-0.00", "-0e0", "0", "0.0", "-10", "-0.5"])
+@pytest.mark.parametrize("form", ["[{}]", "[0,{}]", '{{"a":{}}}', '{{"a": {} }}', '{{"a":[1.5,{}]}}'])
+def test_numbers_are_written_back_as_they_were_read(number, form):
+    """``-0`` (FHIR's integer and decimal grammars allow it) was read by orjson as the integer 0
+    and written back as ``0``; ``-0.0`` kept its text (a fraction ending in 0 takes the exact path)."""
+    text = form.format(number)
+    compact = text.replace(" ", "")
+    assert jsonio.dumps(jsonio.loads(text.encode())).decode() == compact
+    assert jsonio.dumps(jsonio.loads_client(text.encode())).decode() == compact

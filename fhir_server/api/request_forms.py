@@ -5,19 +5,26 @@ other layer (guard, audit, hot path, FastAPI), so each rule lives here once:
 
 - a path under ``/fhir`` with a trailing or doubled slash is the path without it
   (``url_forms.canonical_fhir_path``), answered directly, never redirected;
-- ``HEAD`` is ``GET`` without the body (RFC 9110 §9.3.2) for reads, searches, history and
-  ``metadata``. Not for ``$operations``: a GET ``$export`` starts a job and HEAD must be
-  safe, so those keep HEAD and FastAPI answers 405.
+- ``HEAD`` is ``GET`` without the body (RFC 9110 §9.3.2), on every path (reads, searches,
+  history, ``metadata``, ``$operations``, Bulk Data status and files, the console): the GET runs,
+  with its authorization and audit, and only the body is dropped, so status and headers
+  (ETag, Content-Type, Content-Length) are the GET's. The one GET that is not safe, the
+  ``$export`` kick-off (it starts a job), checks :func:`is_head` and answers 405 after the
+  kick-off's own checks instead of starting one (``bulk/routes.py``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.routing import Match, Route
 from starlette.types import Message, Scope, Send
 
-from fhir_server.url_forms import FHIR_BASE_PATH, canonical_fhir_path, canonical_path
+from fhir_server.url_forms import canonical_fhir_path, canonical_path
+
+#: set in the scope a HEAD request is answered with (as a GET)
+_HEAD = "fhir.head"
 
 
 def canonical_request(scope: Scope, send: Send) -> tuple[Scope, Send]:
@@ -29,12 +36,21 @@ def canonical_request(scope: Scope, send: Send) -> tuple[Scope, Send]:
         raw = scope.get("raw_path")
         if raw is not None:
             scope["raw_path"] = canonical_path(raw.decode("latin-1")).encode("latin-1")
-    if scope["method"] == "HEAD" and path.startswith(FHIR_BASE_PATH):
-        if "$" not in path:
-            # a copy: the server keeps HEAD in its own scope (uvicorn then sends no body either)
-            scope = {**scope, "method": "GET"}
+    if scope["method"] == "HEAD":
+        # a copy: the server keeps HEAD in its own scope (uvicorn then sends no body either)
+        scope = {**scope, "method": "GET", _HEAD: True}
         send = _headers_only(send)
     return scope, send
+
+
+def is_head(scope: Scope) -> bool:
+    """Whether the GET being answered is a HEAD (its body is dropped): for a GET that is not
+    safe to run for a HEAD."""
+    return _HEAD in scope
+
+
+#: GET paths that are not safe (they start work): their HEAD is 405, and ``Allow`` omits HEAD
+HEAD_REFUSED = re.compile(r"(^|/)\$export$")
 
 
 def _headers_only(send: Send) -> Send:
@@ -62,8 +78,8 @@ def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
                 methods.update(route.methods)
 
     walk(routes)
-    if "GET" in methods and "$" not in scope["path"]:
-        methods.add("HEAD")  # HEAD is GET without the body (canonical_request), not on operations
+    if "GET" in methods and not HEAD_REFUSED.search(scope["path"]):
+        methods.add("HEAD")  # HEAD is GET without the body (canonical_request)
     if methods:
         methods.add("OPTIONS")
     return sorted(methods)

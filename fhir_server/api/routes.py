@@ -13,10 +13,11 @@ from fhir_server import jsonio
 from fhir_server.api import http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
-from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.service.conditional import create_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
+from fhir_server.service.results import MINIMAL, OPERATION_OUTCOME, REPRESENTATION, Stored, not_modified, write_outcome
 from fhir_server.timeutil import parse_http_date
 from fhir_server.urlcodec import parse_qsl
 
@@ -39,8 +40,9 @@ def _state(request: Request) -> Any:
     return request.app.state.fhir
 
 
-def _strict(request: Request) -> bool:
-    return http.prefer(request).get("handling", "lenient").lower() == "strict"
+def _handling(request: Request) -> str:
+    """Prefer: handling (search.html#errors): ``strict``, ``lenient``, or "" when not asked for."""
+    return http.prefer(request).get("handling", "").lower()
 
 
 def interaction(request: Request, kind: str, res_type: str | None = None, res_id: str | None = None, **fields: Any) -> Interaction:
@@ -48,13 +50,15 @@ def interaction(request: Request, kind: str, res_type: str | None = None, res_id
     Prefer: handling; writes also carry what their in-transaction AuditEvent needs)."""
     st = _state(request)
     audit = audit_context(request.scope) if kind in WRITES or kind == "transaction" or kind == "operation" else None
+    handling = _handling(request)
     return Interaction(
         kind,
         http.base_url(request, st.settings.base_url),
         principal(request),
         res_type,
         res_id,
-        strict=_strict(request),
+        strict=handling == "strict",
+        lenient=handling == "lenient",
         audit=audit,
         **fields,
     )
@@ -100,7 +104,7 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
     if result.stored is None:  # AuditEvent: served from the audit table
         return http.body_response(request, result.body)
     headers = http.version_headers(result.stored)
-    if _not_modified(request, result.stored.etag, result.stored.updated_us):
+    if _not_modified(request, result.stored):
         return Response(status_code=304, headers=headers)
     return http.body_response(request, result.body, 200, headers)
 
@@ -185,19 +189,19 @@ async def history_instance(request: Request, res_type: str, res_id: str) -> Resp
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
     result = await answer(request, interaction(request, "vread", res_type, res_id, version=version))
     assert result.body is not None and result.stored is not None
-    return http.body_response(request, result.body, 200, http.version_headers(result.stored))
+    headers = http.version_headers(result.stored)
+    # a conditional GET (RFC 9110 §13.1.2-3), as on a read: a version never changes, so a client
+    # holding its ETag needs no body
+    if _not_modified(request, result.stored):
+        return Response(status_code=304, headers=headers)
+    return http.body_response(request, result.body, 200, headers)
 
 
-def _not_modified(request: Request, etag: str, updated_us: int) -> bool:
-    none_match = request.headers.get("if-none-match")
-    if none_match is not None:
-        tags = {t.strip() for t in none_match.split(",")}
-        return "*" in tags or etag in tags or etag[2:] in tags
+def _not_modified(request: Request, stored: Stored) -> bool:
     since = request.headers.get("if-modified-since")
-    if since is not None:
-        since_us = parse_http_date(since)
-        return since_us is not None and updated_us // 1_000_000 * 1_000_000 <= since_us
-    return False
+    since_us = parse_http_date(since) if since is not None else None  # an invalid date is ignored (RFC 9110)
+    # an HTTP date covers its whole second
+    return not_modified(stored, request.headers.get("if-none-match"), since_us + 999_999 if since_us is not None else None)
 
 
 async def _write(
@@ -215,14 +219,9 @@ async def _write(
     result = await answer(request, i)
     if kind == "delete":
         headers = {"ETag": result.stored.etag} if result.stored is not None else {}
-        if http.prefer(request).get("return") == "operationoutcome":
+        if http.prefer(request).get("return") == OPERATION_OUTCOME:
             # http.html#delete: 200 when the response has a payload; what was deleted, if anything
-            what = (
-                f"{result.stored.res_type}/{result.stored.res_id} deleted"
-                if result.stored is not None
-                else "Deleted (nothing, or several resources)"
-            )
-            issues = [Issue("information", "informational", what)]
+            issues = write_outcome(result.stored, 204, result.issues, deleted=True)
             return http.body_response(request, jsonio.dumps(operation_outcome(issues)), 200, headers)
         return Response(status_code=204, headers=headers)
     return _write_response(request, result)
@@ -305,8 +304,11 @@ def _condition(request: Request) -> str:
 async def transaction(request: Request) -> Response:
     st = _state(request)
     bundle = await http.read_resource(request, st.settings)
-    representation = http.prefer(request).get("return", "representation") != "minimal"
-    return await _bundle(request, interaction(request, "transaction", body=bundle, representation=representation))
+    # applied to each write entry (transaction.entry_response); an unknown value is the default
+    returns = http.prefer(request).get("return", REPRESENTATION)
+    if returns not in (MINIMAL, OPERATION_OUTCOME):
+        returns = REPRESENTATION
+    return await _bundle(request, interaction(request, "transaction", body=bundle, returns=returns))
 
 
 @router.delete("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200, 204), summary="delete")
@@ -320,11 +322,11 @@ def _write_response(request: Request, result: Answer) -> Response:
     base = http.base_url(request, st.settings.base_url)
     assert result.stored is not None
     headers = http.version_headers(result.stored, base)
-    wanted = http.prefer(request).get("return", "representation")
-    if wanted == "minimal":
+    wanted = http.prefer(request).get("return", REPRESENTATION)
+    if wanted == MINIMAL:
         return Response(status_code=result.status, headers=headers)
-    if wanted == "operationoutcome":
-        issues = result.issues or [Issue("information", "informational", f"{result.stored.location} stored ({result.status})")]
+    if wanted == OPERATION_OUTCOME:
+        issues = write_outcome(result.stored, result.status, result.issues)
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None
     return http.body_response(request, result.stored.body, result.status, headers)

@@ -35,7 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 from fhir_server import jsonio
-from fhir_server.api import http
+from fhir_server.api import http, request_forms
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.api.routes import interaction, write
@@ -118,6 +118,10 @@ async def _kickoff(request: Request, level: str, group_id: str | None) -> Respon
         for filtered_type, queries in params.type_filters.items():
             for query in queries:
                 restrict_criteria(parse_query(filtered_type, parse_qsl(query), strict=True).criteria, who.searchable)
+    if request_forms.is_head(request.scope):
+        # HEAD is safe: every check above answered as for the GET, but no job is started
+        text = "HEAD cannot start an export (it starts a job): send GET or POST"
+        raise FhirError(405, FhirError.of(405, "not-supported", text).issues, {"Allow": "GET, POST"})
     request_url = _request_url(request, base)
     job_id = await write(
         request,

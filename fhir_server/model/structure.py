@@ -47,6 +47,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from fhir_server.errors import Issue
+from fhir_server.jsonio import is_negative_zero
 from fhir_server.model.definitions import load_definitions
 from fhir_server.model.extensions import ExtensionDef, check_core_extension, core_extensions
 from terminology import r4_valuesets
@@ -108,7 +109,7 @@ def _boolean(value: Any) -> str | None:
 
 def _integer_check(type_name: str, low: int) -> PrimitiveCheck:
     def check(value: Any) -> str | None:
-        if type(value) is not int:
+        if type(value) is not int and not is_negative_zero(value):  # -0: an integer kept as written (jsonio)
             if _jtype(value) == "number":  # 1.0 or 1e2: a number, but not written as an integer
                 return f"Expected a JSON integer ({type_name}), got the number {value!s} (a fraction or exponent)"
             return f"Expected a JSON integer ({type_name}), got {_jtype(value)}"

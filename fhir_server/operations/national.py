@@ -36,7 +36,7 @@ def _import(kind: str, *, registry_wins: bool) -> Callable[[Services, OperationC
         # conditional write, not only the operation's own type
         body = await state.bundles.transaction(
             call.base,
-            entries,
+            state.bundles.parse_entries(call.base, entries),
             principal=call.principal,
             write=call.writer(),
             merge=lambda stored, incoming: merge(stored, incoming, incoming_wins=registry_wins),

@@ -35,13 +35,18 @@ class HistoryService:
         *,
         source: Connection | None = None,
         strict: bool = False,
+        lenient: bool = False,
     ) -> bytes:
         """A history Bundle; ``source``: the connection to read in (a transaction's own), else a read.
         A parameter with an empty value (``_count=``) is left out, as in a search; 400 if ``strict``
-        (Prefer: handling=strict)."""
+        (Prefer: handling=strict). A parameter history does not take is 400, unless the client
+        asked for ``lenient`` handling (search.html#errors: then it is ignored; a history Bundle
+        has no place for a warning)."""
         if res_id is not None:
             check_id(res_id)
         args: dict[str, str] = {}
+        if lenient:
+            params = [(name, value) for name, value in params if name in _SUPPORTED]
         for name, _ in params:
             if name not in _SUPPORTED:
                 raise FhirError.of(400, "not-supported", f"History does not support the parameter '{name}'")

@@ -33,6 +33,7 @@ from fhir_server.service import import_order, import_workers
 from fhir_server.service.access import OPEN
 from fhir_server.service.import_order import Node
 from fhir_server.service.pipeline import Interaction, Pipeline
+from fhir_server.service.results import MINIMAL
 
 _NAMESPACE = uuid.UUID("2f8f0f4e-5a86-5b0c-8f3e-6b1f3c8e2d71")
 _SUFFIXES = (".ndjson", ".json", ".ndjson.gz", ".json.gz")
@@ -172,7 +173,7 @@ class Importer:
 
     def _bundle(self, kind: str, entries: list[dict[str, Any]]) -> Any:
         bundle = {"resourceType": "Bundle", "type": kind, "entry": entries}
-        return self._handle(Interaction("transaction", self.base, OPEN, body=bundle, representation=False))
+        return self._handle(Interaction("transaction", self.base, OPEN, body=bundle, returns=MINIMAL))
 
     def read(self, paths: list[Path], summary: ImportSummary) -> list[Node]:
         """Every resource of every file (unreadable ones go to ``summary.errors``)."""

@@ -33,8 +33,8 @@ from fhir_server.resource_types import interactions_for, is_resource_type
 from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
-from fhir_server.service.results import Stored, WriteResult
-from fhir_server.service.transaction import Outcome, parse_entry, patch_body
+from fhir_server.service.results import REPRESENTATION, Stored, WriteResult, not_modified
+from fhir_server.service.transaction import Entry, Outcome, parse_entry, patch_body
 from fhir_server.storage import changelog
 from fhir_server.storage.group_commit import Writes
 from fhir_server.urlcodec import parse_qsl
@@ -110,8 +110,10 @@ class Interaction:
     if_match: str | None = None
     #: Prefer: handling=strict (unknown search parameters are errors)
     strict: bool = False
-    #: Prefer: return=minimal (Bundles leave resources out)
-    representation: bool = True
+    #: Prefer: handling=lenient asked for (history then ignores parameters it does not take)
+    lenient: bool = False
+    #: Prefer: return= of a batch or transaction, applied to each write entry (results.MINIMAL, ...)
+    returns: str = REPRESENTATION
     #: operations: the name without "$", the HTTP method, the request headers
     operation: str | None = None
     method: str = "GET"
@@ -122,6 +124,8 @@ class Interaction:
     resolve_references: bool = False
     #: set once the request's AuditEvent was committed with the write
     audited: bool = False
+    #: a batch entry's HEAD: answered as its GET, without the body
+    head: bool = False
     #: set by the interaction check once passed (routes check before reading a body; ``handle``
     #: does not check again)
     checked: bool = False
@@ -260,7 +264,7 @@ class Pipeline:
     async def _history(self, i: Interaction) -> Answer:
         if i.kind == "history-system":
             i.principal.require(None, "history-system")
-        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict))
+        return Answer(200, self.services.history.history(i.base, i.res_type, i.res_id, i.params, strict=i.strict, lenient=i.lenient))
 
     async def _search(self, i: Interaction) -> Answer:
         return Answer(200, self.search_now(i))
@@ -387,44 +391,44 @@ class Pipeline:
         bundles = self.services.bundles
         kind, raw_entries = bundles.checked(i.body)
         if kind == "transaction":
-            self._refuse_policed_entries(i, raw_entries)
+            entries = bundles.parse_entries(i.base, raw_entries)  # once, for every step below
+            self._refuse_policed_entries(entries)
             body = await bundles.transaction(
                 i.base,
-                raw_entries,
+                entries,
                 principal=i.principal,
                 write=self.writer(i),
-                representation=i.representation,
+                returns=i.returns,
                 capability=self.capability,
             )
-            self._audit_transaction_reads(i, raw_entries)
+            self._audit_transaction_reads(i, entries)
             return Answer(200, body)
         outcomes = [await self._batch_entry(i, index, raw) for index, raw in enumerate(raw_entries)]
-        return Answer(200, bundles.response(i.base, "batch", outcomes, i.representation))
+        return Answer(200, bundles.response(i.base, "batch", outcomes, i.returns))
 
-    def _refuse_policed_entries(self, i: Interaction, raw_entries: list[Any]) -> None:
+    def _refuse_policed_entries(self, entries: list[Entry]) -> None:
         """Writes of a type with a write policy run alone with their checks: not in a transaction."""
-        for index, raw in enumerate(raw_entries):
-            try:
-                e = parse_entry(i.base, index, raw)
-            except FhirError:
-                continue  # a malformed entry: the transaction reports it as it always did
+        for e in entries:
             if e.method not in ("GET", "HEAD") and e.res_type in self.policies:
                 raise FhirError.of(
                     422,
                     "not-supported",
                     f"{e.res_type} cannot be written inside a transaction Bundle: use its own request or a batch",
-                    f"Bundle.entry[{index}]",
+                    e.where,
                 )
 
     async def _batch_entry(self, parent: Interaction, index: int, raw: Any) -> Outcome:
         """One batch entry, as its own interaction through :meth:`handle` (its own transaction)."""
         sub: Interaction | None = None
         try:
-            sub = _entry_interaction(parent, index, raw)
+            sub, e = _entry_interaction(parent, index, raw)
             answer = await self.handle(sub)
         except FhirError as exc:
             self._audit_entry(sub, exc.status)
             return Outcome(exc.status, issues=exc.issues)
+        stored = answer.stored if sub.kind in ("read", "vread") else None
+        if stored is not None and not_modified(stored, e.if_none_match, e.if_modified_until):  # http.html#cread
+            answer = Answer(304, stored=stored)
         self._audit_entry(sub, answer.status)
         if sub.kind in WRITES:
             return Outcome(
@@ -433,16 +437,16 @@ class Pipeline:
                 answer.stored.body if answer.stored else None,
                 location=sub.kind != "delete",
                 issues=answer.issues,
+                write=True,
             )
-        return Outcome(answer.status, answer.stored, None if sub.method == "HEAD" else answer.body)
+        return Outcome(answer.status, answer.stored, None if sub.head else answer.body)
 
-    def _audit_transaction_reads(self, i: Interaction, raw_entries: list[Any]) -> None:
+    def _audit_transaction_reads(self, i: Interaction, entries: list[Entry]) -> None:
         """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
         writes are in its own event and the change log; a failed transaction returned nothing)."""
         if i.audit is None or self.queue_audit is None:
             return
-        for index, raw in enumerate(raw_entries):
-            e = parse_entry(i.base, index, raw)  # parsed before: cannot fail now
+        for e in entries:
             if e.method in ("GET", "HEAD"):
                 self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, 200, None))
 
@@ -521,12 +525,12 @@ class Pipeline:
         return Answer(result.status, result.body, headers=dict(result.headers))
 
 
-def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction:
-    """A batch entry as an interaction of its own, by the parent's principal."""
+def _entry_interaction(parent: Interaction, index: int, raw: Any) -> tuple[Interaction, Entry]:
+    """A batch entry as an interaction of its own, by the parent's principal (and the entry)."""
     e = parse_entry(parent.base, index, raw)
     audit = parent.audit.for_entry(e.method, e.url) if parent.audit is not None else None
     if e.operation is not None:  # as the $operation routes build it (api/operations.py)
-        return Interaction(
+        op = Interaction(
             "operation",
             parent.base,
             parent.principal,
@@ -536,9 +540,11 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
             body=e.resource,
             strict=parent.strict,
             operation=e.operation,
-            method=e.method,
+            method="GET" if e.method == "HEAD" else e.method,  # HEAD is the GET without the body
             audit=audit,
+            head=e.method == "HEAD",
         )
+        return op, e
     reads = e.method in ("GET", "HEAD")
     condition = e.if_none_exist if e.method == "POST" else (e.query if e.res_id is None and not reads else None)
     sub = Interaction(
@@ -553,14 +559,16 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> Interaction
         body=e.resource,
         if_match=e.if_match,
         strict=parent.strict,
-        representation=parent.representation,
+        lenient=parent.lenient,
+        returns=parent.returns,
         method=e.method,
         resolve_references=True,
         audit=audit,
+        head=e.method == "HEAD",
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)
-    return sub
+    return sub, e
 
 
 def _status_of(result: Any) -> int:

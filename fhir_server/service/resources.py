@@ -281,12 +281,11 @@ class ResourceService:
         self._check_writable(res_type)
         _check_type(resource, res_type)
         if resource.get("id") != res_id:
-            raise FhirError.of(
-                400,
-                "invalid",
-                f"The resource id ({resource.get('id')!r}) must equal the id in the URL ({res_id!r})",
-                f"{res_type}.id",
-            )
+            # http.html#update: the body SHALL carry the URL's id (said in FHIR's terms: no
+            # Python "None" or repr quotes)
+            given = resource.get("id")
+            what = "has no id" if given is None else f"has the id {jsonio.dumps(given).decode()}"
+            raise FhirError.of(400, "invalid", f'The resource {what}: an update needs the id of the URL, "{res_id}"', f"{res_type}.id")
         expected = parse_version(if_match) if if_match is not None else None
         warnings: list[Issue] | None = None
         for _ in range(_MAX_RETRIES):

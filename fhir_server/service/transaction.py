@@ -30,15 +30,15 @@ from fhir_server.service.conditional import ConditionalService, Merge, create_co
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.resources import Prepared, ResourceService, is_version
-from fhir_server.service.results import Stored, WriteResult
+from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
-from fhir_server.timeutil import to_instant
+from fhir_server.timeutil import datetime_range, to_instant
 from fhir_server.url_forms import canonical_path
 from fhir_server.urlcodec import parse_qsl
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_REASON = {200: "OK", 201: "Created", 204: "No Content"}
+_REASON = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified"}
 
 
 @dataclass
@@ -64,6 +64,10 @@ class Entry:
     read_kind: str = ""
     #: the name (without ``$``) of an operation entry (``GET Patient/1/$everything``), batch only
     operation: str | None = None
+    #: a read's ``request.ifNoneMatch``, and the last microsecond its ``ifModifiedSince`` covers
+    #: (http.html#cread: 304 Not Modified, ``results.not_modified``)
+    if_none_match: str | None = None
+    if_modified_until: int | None = None
 
     @property
     def where(self) -> str:
@@ -89,6 +93,8 @@ class Outcome:
     body: bytes | None = None
     location: bool = False
     issues: list[Issue] | None = None
+    #: a create, update, patch or delete: ``Prefer: return=`` decides what its entry carries
+    write: bool = False
 
 
 class BundleService:
@@ -124,18 +130,25 @@ class BundleService:
             raise FhirError.of(413, "too-costly", f"The Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}")
         return kind, raw_entries
 
+    @staticmethod
+    def parse_entries(base: str, raw_entries: list[Any]) -> list[Entry]:
+        """A transaction's entries, parsed once for every step that needs them (the first
+        malformed one raises)."""
+        return [parse_entry(base, index, raw) for index, raw in enumerate(raw_entries)]
+
     async def transaction(
         self,
         base: str,
-        raw_entries: list[Any],
+        entries: list[Entry],
         *,
         principal: Principal,
         write: Any,
-        representation: bool = True,
+        returns: str = REPRESENTATION,
         merge: Merge | None = None,
         capability: Callable[[str], bytes] | None = None,
     ) -> bytes:
-        """Run a transaction's entries in one database transaction; the response Bundle's bytes.
+        """Run a transaction's entries (:meth:`parse_entries`) in one database transaction; the
+        response Bundle's bytes.
 
         Every entry is authorized before anything runs (``principal``); POST entries are
         validated before the write lock; ``write`` is the pipeline's write runner (one
@@ -143,16 +156,16 @@ class BundleService:
         PUT's match with the incoming resource instead of replacing it. ``capability(base)``: the
         CapabilityStatement a ``GET metadata`` entry answers.
         """
-        entries = [parse_entry(base, i, raw) for i, raw in enumerate(raw_entries)]
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
         self._prepare(entries, early)
         outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
-        return self.response(base, "transaction", outcomes, representation)
+        return self.response(base, "transaction", outcomes, returns)
 
-    def response(self, base: str, kind: str, outcomes: list[Outcome], representation: bool) -> bytes:
-        entries = [entry_response(base, o, representation) for o in outcomes]
+    def response(self, base: str, kind: str, outcomes: list[Outcome], returns: str) -> bytes:
+        """The ``{kind}-response`` Bundle; ``returns`` (``Prefer: return=``) applies to each write entry."""
+        entries = [entry_response(base, o, returns) for o in outcomes]
         return bundles.bundle(f"{kind}-response", entries)
 
     def resolve_conditional_references(self, conn: Connection, base: str, resource: Any, principal: Principal) -> None:
@@ -326,8 +339,8 @@ class BundleService:
         if e.method == "DELETE":
             if e.res_id is None:
                 results = self.conditional.delete_in(conn, e.res_type, e.query, base)
-                return Outcome(204, results[0].stored if len(results) == 1 else None)
-            return Outcome(204, self.resources.delete_in(conn, e.res_type, e.res_id, e.if_match).stored)
+                return Outcome(204, results[0].stored if len(results) == 1 else None, write=True)
+            return Outcome(204, self.resources.delete_in(conn, e.res_type, e.res_id, e.if_match).stored, write=True)
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
@@ -351,7 +364,7 @@ class BundleService:
         if e.target_id and result.stored.res_id != e.target_id:
             # a concurrent client created the conditional match after we planned: references are stale
             raise FhirError.of(409, "conflict", "Another client wrote a matching resource meanwhile; retry the transaction")
-        return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues)
+        return Outcome(result.status, result.stored, result.stored.body, location=True, issues=result.issues, write=True)
 
     def _read(self, conn: Connection, base: str, e: Entry, principal: Principal, capability: Callable[[str], bytes] | None) -> Outcome:
         """A GET/HEAD entry, answered as the route answers it, from the transaction's own state."""
@@ -380,11 +393,16 @@ class BundleService:
             stored = Stored(e.res_type, e.res_id, row.version, row.updated_us, row.body)
         else:
             stored = self.resources.read_in(conn, e.res_type, e.res_id)
+        if not_modified(stored, e.if_none_match, e.if_modified_until):
+            return Outcome(304, stored)
         return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
 
 
-def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
-    """A ``transaction-response`` / ``batch-response`` entry."""
+def entry_response(base: str, o: Outcome, returns: str) -> bytes:
+    """A ``transaction-response`` / ``batch-response`` entry. The request's ``Prefer: return=``
+    applies to each write entry as to the write alone (http.html#ops): ``minimal`` leaves its
+    resource out, ``OperationOutcome`` puts an OperationOutcome in ``response.outcome`` instead
+    (its warnings, or what it stored). A read or an operation answers its result whatever it is."""
     response: dict[str, Any] = {"status": f"{o.status} {_REASON.get(o.status, '')}".strip()}
     if o.stored is not None and o.stored.version:
         if o.location:
@@ -393,8 +411,10 @@ def entry_response(base: str, o: Outcome, representation: bool) -> bytes:
         response["lastModified"] = to_instant(o.stored.updated_us)
     if o.issues and o.status >= 400:
         response["outcome"] = operation_outcome(o.issues)
+    elif o.write and returns == OPERATION_OUTCOME:
+        response["outcome"] = operation_outcome(write_outcome(o.stored, o.status, o.issues or [], deleted=not o.location))
     full_url = f"{base}/{o.stored.res_type}/{o.stored.res_id}" if o.stored is not None and o.body else None
-    body = o.body if (representation or not o.location) else None
+    body = o.body if (returns == REPRESENTATION or not o.write) else None
     return bundles.entry(full_url if body else None, body, response=response)
 
 
@@ -470,7 +490,24 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,
         read_kind=read_kind or "",
+        if_none_match=_text(request.get("ifNoneMatch")),
+        if_modified_until=_instant_end(request.get("ifModifiedSince")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _instant_end(value: Any) -> int | None:
+    """The last microsecond an ``ifModifiedSince`` instant covers; None when absent or not an
+    instant (ignored, as RFC 9110 ignores an invalid If-Modified-Since)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime_range(value)[1]
+    except ValueError:
+        return None
 
 
 #: operations with no Bundle form: the Bulk Data kick-off is the asynchronous request pattern
@@ -481,7 +518,7 @@ def _operation_entry(where: str, index: int, raw: dict[str, Any], method: str, p
     """``[type]/[id]/$name``, ``[type]/$name`` or ``$name`` by GET or POST (the entry's resource is
     the operation's body), as on the operation routes."""
     name = parts[-1][1:]
-    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "POST") or name in _NOT_IN_BUNDLES:
+    if len(parts) > 3 or any(p.startswith("$") for p in parts[:-1]) or method not in ("GET", "HEAD", "POST") or name in _NOT_IN_BUNDLES:
         raise FhirError.of(400, "not-supported", f"{where}.request: {method} {url} is not supported in a Bundle", f"{where}.request.url")
     res_type = parts[0] if len(parts) > 1 else ""
     if res_type and not is_resource_type(res_type):

@@ -130,10 +130,11 @@ def test_batch_operation_entries_answer_as_the_operation_routes(client):
 
 @pytest.mark.parametrize(
     "request_",
-    [{"method": "GET", "url": "$export"}, {"method": "HEAD", "url": "Patient/123/$everything"}, {"method": "PUT", "url": "Patient/$meta"}],
+    [{"method": "GET", "url": "$export"}, {"method": "HEAD", "url": "$export"}, {"method": "PUT", "url": "Patient/$meta"}],
 )
 def test_operation_entries_without_a_bundle_form_are_400(client, request_):
-    """``$export`` is the asynchronous request pattern; HEAD never runs an operation."""
+    """``$export`` is the asynchronous request pattern (a HEAD of an operation is its GET without
+    the body: tests/api/test_head.py)."""
     r = client.post("/fhir", content=_bundle("batch", request_), headers=H)
     assert r.json()["entry"][0]["response"]["status"].startswith("400")
 

@@ -60,7 +60,8 @@ def test_a_body_of_another_fhir_version_is_415_and_not_stored(client):
         ("/fhir/Patient/1", "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"),
         ("/fhir/metadata", "GET, HEAD, OPTIONS"),
         ("/fhir/Patient/1/_history", "GET, HEAD, OPTIONS"),
-        ("/fhir/Patient/$everything", "GET, OPTIONS, POST"),  # HEAD never runs an operation
+        ("/fhir/Patient/$everything", "GET, HEAD, OPTIONS, POST"),  # HEAD is the GET without the body
+        ("/fhir/Patient/$export", "GET, OPTIONS, POST"),  # the kick-off starts a job: not for a HEAD
     ],
 )
 def test_options_answers_the_methods_of_the_path(client, path, allow):
@@ -164,3 +165,85 @@ def test_equal_preference_for_xml_and_json_is_answered_in_json(client):
     )
     xml = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml, application/fhir+json;q=0.5"})
     assert xml.headers["content-type"].startswith("application/fhir+xml")
+
+
+# ----------------------------------------------------------------------------- conditional GET of a version
+
+
+def test_a_vread_is_a_conditional_get_too(client):
+    """RFC 9110 §13.1.2: If-None-Match on a GET whose ETag matches is 304 (the read did it; a vread,
+    which sends the same ETag, answered 200 with the whole body). HEAD likewise."""
+    pid = _create(client).json()["id"]
+    url = f"/fhir/Patient/{pid}/_history/1"
+    full = client.get(url)
+    for headers in (
+        {"If-None-Match": 'W/"1"'},
+        {"If-None-Match": '"1"'},
+        {"If-None-Match": "*"},
+        {"If-Modified-Since": full.headers["last-modified"]},
+    ):
+        for r in (client.get(url, headers=headers), client.head(url, headers=headers)):
+            assert r.status_code == 304 and r.content == b"", headers
+            assert r.headers["etag"] == 'W/"1"' and r.headers["last-modified"] == full.headers["last-modified"]
+    assert client.get(url, headers={"If-None-Match": 'W/"2"'}).content == full.content
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_bundle_read_entries_honour_if_none_match_and_if_modified_since(client, kind):
+    """Bundle.entry.request.ifNoneMatch / ifModifiedSince (R4 Bundle, http.html#cread): a read entry
+    whose ETag matches, or not modified since, is ``304 Not Modified`` without the resource; both
+    were ignored (200 and the resource)."""
+    created = _create(client).json()
+    pid, updated = created["id"], created["meta"]["lastUpdated"]
+
+    def entry(url: str, **request: str) -> dict:
+        return {"request": {"method": "GET", "url": url, **request}}
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [
+            entry(f"Patient/{pid}", ifNoneMatch='W/"1"'),
+            entry(f"Patient/{pid}", ifNoneMatch='W/"2"'),
+            entry(f"Patient/{pid}", ifModifiedSince=updated),
+            entry(f"Patient/{pid}", ifModifiedSince="2020-01-01T00:00:00Z"),
+            entry(f"Patient/{pid}/_history/1", ifNoneMatch='"1"'),
+            entry(f"Patient/{pid}"),
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    assert r.status_code == 200, r.text
+    got = [(e["response"]["status"], "resource" in e, e["response"].get("etag")) for e in r.json()["entry"]]
+    not_modified, whole = ("304 Not Modified", False, 'W/"1"'), ("200 OK", True, 'W/"1"')
+    assert got == [not_modified, whole, not_modified, whole, not_modified, whole]
+
+
+@pytest.mark.parametrize(("body_id", "said"), [(None, "has no id"), ("other", 'has the id "other"'), (7, "has the id 7")])
+def test_an_update_without_the_urls_id_says_so_in_fhir_terms(client, body_id, said):
+    """http.html#update: 400 when the body's id is missing or differs. The diagnostic said
+    "The resource id (None) must equal the id in the URL ('x')": Python's words, not FHIR's."""
+    body = {**PATIENT, **({"id": body_id} if body_id is not None else {})}
+    r = client.put("/fhir/Patient/x1", content=orjson.dumps(body), headers=H)
+    assert r.status_code == 400
+    issue = r.json()["issue"][0]
+    assert issue["diagnostics"] == f'The resource {said}: an update needs the id of the URL, "x1"'
+    assert issue["expression"] == ["Patient.id"]
+
+
+@pytest.mark.parametrize("path", ["/fhir/Patient/{id}/_history", "/fhir/Patient/_history", "/fhir/_history"])
+def test_history_ignores_what_it_does_not_take_when_the_client_prefers_lenient(client, path):
+    """search.html#errors: ``Prefer: handling=lenient`` asks the server to ignore parameters it
+    does not support. History answered 400 whatever the client preferred (``_summary``,
+    ``_elements``: what generic clients add to any GET); without the preference it still does."""
+    url = path.format(id=_create(client).json()["id"])
+    plain = client.get(url)
+    for prefer in ("handling=lenient", "HANDLING = Lenient"):
+        r = client.get(url, params={"_elements": "id", "_summary": "true"}, headers={"Prefer": prefer})
+        assert r.status_code == 200, r.text
+        assert [e["fullUrl"] for e in r.json()["entry"]] == [e["fullUrl"] for e in plain.json()["entry"]]
+        assert "_elements" not in r.json()["link"][0]["url"]
+    for prefer in ({}, {"Prefer": "handling=strict"}):
+        assert client.get(url, params={"_elements": "id"}, headers=prefer).status_code == 400
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": url[6:] + "?_summary=true"}}]}
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers={**H, "Prefer": "handling=lenient"})
+    assert r.json()["entry"][0]["response"]["status"] == "200 OK"

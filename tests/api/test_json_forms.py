@@ -67,3 +67,29 @@ def test_resource_type_may_come_last_and_a_bom_and_blanks_are_fine(client):
     r = client.put("/fhir/Patient/last", content=b'\xef\xbb\xbf \n{"id":"last","gender":"male","resourceType":"Patient"}\n', headers=H)
     assert r.status_code == 201, r.text
     assert client.get("/fhir/Patient/last").json()["gender"] == "male"
+
+
+@pytest.mark.parametrize(
+    ("element", "number"),
+    [("multipleBirthInteger", "-0"), ("extension", "-0"), ("extension", "-0.0")],
+)
+def test_negative_zero_is_kept_as_written(client, element, number):
+    """FHIR's integer and decimal grammars allow ``-0``: it was stored as ``0`` (orjson reads it as
+    the integer 0), while ``-0.0`` kept its text. Both are kept now, an integer ``-0`` is an integer."""
+    value = (
+        number
+        if element == "multipleBirthInteger"
+        else f'[{{"url":"https://example.org/x","valueDecimal":{number}}},{{"url":"https://example.org/y","valueInteger":{number}}}]'
+    )
+    if element == "extension" and "." in number:
+        value = f'[{{"url":"https://example.org/x","valueDecimal":{number}}}]'
+    r = client.put("/fhir/Patient/zero", content=f'{{"resourceType":"Patient","id":"zero","{element}":{value}}}'.encode(), headers=H)
+    assert r.status_code in (200, 201), r.text
+    assert f'"{element}":{value}'.encode() in client.get("/fhir/Patient/zero").content
+
+
+def test_negative_zero_is_no_positive_int(client):
+    sampled = '{"origin":{"value":1},"period":1,"dimensions":-0,"data":"1"}'
+    body = f'{{"resourceType":"Observation","status":"final","code":{{"text":"x"}},"valueSampledData":{sampled}}}'.encode()
+    r = client.post("/fhir/Observation", content=body, headers=H)
+    assert r.status_code in (400, 422) and "dimensions" in r.text

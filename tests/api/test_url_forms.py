@@ -218,9 +218,3 @@ def test_head_is_get_without_a_body(client, path):
 def test_head_of_an_unknown_resource_is_404_without_a_body(client):
     r = client.head("/fhir/Patient/nope")
     assert r.status_code == 404 and r.content == b""
-
-
-def test_head_never_runs_an_operation(client):
-    """GET ``$export`` starts a job: HEAD must not (HEAD is safe); operations answer 405."""
-    r = client.head("/fhir/$export")
-    assert r.status_code == 405 and r.content == b""

@@ -301,3 +301,16 @@ def test_group_export_in_several_chunks_writes_each_resource_once(bulk, worker, 
     files = _files(bulk, manifest)
     assert sorted(json.loads(line)["id"] for line in files["Observation"]) == sorted([shared, own])
     assert sorted(json.loads(line)["id"] for line in files["Patient"]) == sorted([p1, p2])
+
+
+def test_head_of_status_manifest_and_files_is_their_get_without_the_body(bulk, worker):
+    """HEAD is GET without the body (RFC 9110 §9.3.2): it answered 405 on every ``$export-*`` path."""
+    _patient(bulk, "Head")
+    location = bulk.get("/fhir/$export", headers=ASYNC).headers["Content-Location"]
+    assert wait_done(bulk, location).status_code == 200
+    status = location[len("http://testserver") :]
+    file_url = bulk.get(status).json()["output"][0]["url"][len("http://testserver") :]
+    for url in (status, file_url, f"{status}-nope", file_url.replace(".ndjson", "x.ndjson")):
+        got, head = bulk.get(url), bulk.head(url)
+        assert head.status_code == got.status_code and head.content == b""
+        assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in got.headers.items() if k != "date"}
