@@ -24,6 +24,7 @@ therefore be repeatable: they write only through the connection they are given.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -44,6 +45,11 @@ _LINGER_ITERATIONS = 3
 #: a background committer's pause between two transactions: a writer of another process woken by
 #: the release gets the lock first
 _BACKGROUND_PAUSE_SECONDS = 0.001
+#: when another process waited for the lock during a background transaction, the pause after it
+#: is this many times the time the lock was held: under contention the background process holds
+#: SQLite's lock at most a fifth of the time, and its commits (each makes every connection of the
+#: server drop its page cache) come less often, a bigger batch each
+_BACKGROUND_YIELD = 4.0
 
 
 class Writes(Protocol):
@@ -77,6 +83,8 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._background = background
         self._pending: list[tuple[Work[Any], asyncio.Future[Any], int, bool]] = []
+        #: a background committer takes the lock again not before this (time.monotonic())
+        self._resume_at = 0.0
         self._drainer: asyncio.Task[None] | None = None
 
     async def run(self, work: Work[T], *, new_resources: int = 0, alone: bool = False) -> T:
@@ -103,7 +111,11 @@ class GroupCommitter:
             while self._pending:
                 for _ in range(_LINGER_ITERATIONS):
                     await asyncio.sleep(0)
+                if (wait := self._resume_at - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
                 await self._db.acquire_write_lock(defer_to_others=self._background)
+                held_since = time.monotonic()
+                contended = False
                 try:
                     # everything that arrived while the lock was busy goes in together
                     taken = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
@@ -116,10 +128,13 @@ class GroupCommitter:
                     for work, future, n, alone in taken:
                         if alone:
                             self._alone(work, future, n)
+                    contended = self._background and self._db.others_waiting_for_write_lock()
                 finally:
                     self._db.release_write_lock()
-                if self._background and self._pending:
-                    await asyncio.sleep(_BACKGROUND_PAUSE_SECONDS)
+                if self._background:  # kept across drains: work arriving later waits for it too
+                    released = time.monotonic()
+                    pause = _BACKGROUND_YIELD * (released - held_since) if contended else 0.0
+                    self._resume_at = released + max(_BACKGROUND_PAUSE_SECONDS, pause)
         except BaseException as exc:
             # never leave a caller waiting for ever (a failing lock file, a cancelled loop)
             pending, self._pending = self._pending, []
