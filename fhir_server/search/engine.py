@@ -224,10 +224,8 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
         f"JOIN resources r ON r.pk = m.resource_pk WHERE {where} AND {n} <= {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
     )
     member = " AND ".join(f"r.pk IN ({sub})" for sub in subqueries)
-    many = (
-        f"SELECT r.pk, r.res_type, r.res_id, r.body FROM resources r WHERE {where}{keyset} AND {member} "
-        f"AND {n} > {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
-    )
+    page = f"SELECT r.pk FROM resources r WHERE {where}{keyset} AND {member} AND {n} > {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
+    many = f"SELECT x.pk, x.res_type, x.res_id, x.body FROM ({page}) p JOIN resources x ON x.pk = p.pk"
     return f"WITH k AS MATERIALIZED ({found} LIMIT {PILOT_CAP + 1}) ({few}) UNION ALL ({many})"
 
 
