@@ -189,8 +189,9 @@ def _index_subqueries(criteria: list[str]) -> list[str] | None:
 
 
 #: matches up to which a page is taken by sorting every matching key (``_page_by_count``); past
-#: it, the planner's semi-join (a walk of ``resources`` in key order when it estimates well: for N
-#: rows of the type about ``count * N / matches`` of them, at most ~10,500 of 1,000,000)
+#: it, the planner's semi-join for the page's keys (a walk of the type's keys in key order when it
+#: estimates well: for N resources of the type about ``count * N / matches`` keys, at most ~10,500
+#: of 1,000,000 Patients, read from the index; or every match sorted, a few thousand just past it)
 PILOT_CAP = 2000
 
 
@@ -204,12 +205,17 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
       As ``WHERE r.pk IN (...) ORDER BY r.pk`` the planner either fetched every match before the
       LIMIT or walked ``resources`` in key order (~18,000 rows read for 21 of 1,002 birth-date
       matches at 1,000,000 Patients);
-    * many: the plain semi-join, ``r.pk IN (...)``, which the planner then walks in key order (at
-      1,000,000 Patients ``family=Santoso``, ~50,000 matches: a merge semi join of
-      ``pk_resources`` with the per-resource index ``(resource_pk, param, value)`` read in order,
-      the criterion checked in the index: 724 buffers). A per-row ``EXISTS (... OFFSET 0)`` probe
-      instead, which no estimate can turn into a hash of every match, cost 2,499 buffers there
-      (one descent per row walked), so the planner keeps this choice past the cap.
+    * many: the page's keys first, as the plain semi-join ``r.pk IN (...)`` over the type's current
+      keys in key order (``ix_resources_res_type_pk``, migration 0021, read index-only), then
+      ``resources`` for those rows only. At 1,000,000 Patients with 3 Encounters each
+      ``family=Santoso`` (~50,000 matches) is a merge semi join of that index with the
+      per-resource index ``(resource_pk, param, value)`` read in order, the criterion checked in
+      the index: 158 buffers for the statement. Through ``pk_resources`` the walk read every row
+      of every type in between from the table, and a planner that misjudged the matches (10,096
+      estimated; migration 0022's statistics of the pairs give 34,511) sorted all of them: 1,192
+      buffers. A per-row ``EXISTS (... OFFSET 0)`` probe, which no estimate can turn into a hash
+      of every match, cost 2,499 buffers at 1,000,000 Patients (one descent per row walked), so
+      the planner keeps this choice past the cap.
 
     The matching keys (up to ``PILOT_CAP + 1``) are read once into a CTE, which gives both the
     count and the few arm's keys; the arm whose one-time filter fails is never started."""
@@ -224,10 +230,8 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
         f"JOIN resources r ON r.pk = m.resource_pk WHERE {where} AND {n} <= {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
     )
     member = " AND ".join(f"r.pk IN ({sub})" for sub in subqueries)
-    many = (
-        f"SELECT r.pk, r.res_type, r.res_id, r.body FROM resources r WHERE {where}{keyset} AND {member} "
-        f"AND {n} > {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
-    )
+    page = f"SELECT r.pk FROM resources r WHERE {where}{keyset} AND {member} AND {n} > {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
+    many = f"SELECT x.pk, x.res_type, x.res_id, x.body FROM ({page}) p JOIN resources x ON x.pk = p.pk"
     return f"WITH k AS MATERIALIZED ({found} LIMIT {PILOT_CAP + 1}) ({few}) UNION ALL ({many})"
 
 

@@ -39,6 +39,10 @@ resources = sa.Table(
     sa.UniqueConstraint("res_type", "res_id"),
     sa.Index(None, "res_type", "updated_us"),
 )
+# PostgreSQL: a type's current keys in key order, for searches that walk them (0021_type_key_index)
+sa.Index("ix_resources_res_type_pk", resources.c.res_type, resources.c.pk, postgresql_where=sa.text("NOT deleted")).ddl_if(
+    dialect="postgresql"
+)
 
 resource_versions = sa.Table(
     "resource_versions",
