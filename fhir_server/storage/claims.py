@@ -166,6 +166,12 @@ def want(conn: Connection, queue: str, partition: str, at_us: int) -> None:
     want_many(conn, queue, (partition,), at_us)
 
 
+def _earliest_wanted(column: str, value: str) -> str:
+    """SQL text of :func:`_earliest` for the statements sent straight to the driver (``value``
+    appears twice: a ``?`` is bound twice)."""
+    return f"CASE WHEN {column} IS NULL OR {column} > {value} THEN {value} ELSE {column} END"
+
+
 def want_many(conn: Connection, queue: str, partitions: Iterable[str], at_us: int) -> None:
     """:func:`want` for several partitions in one executemany."""
     driver_executemany(conn, _WANT_SQL, [(queue, p, at_us) for p in partitions])
@@ -176,8 +182,7 @@ def want_many(conn: Connection, queue: str, partitions: Iterable[str], at_us: in
 # wanted_us: the earlier of the two (NULL: not wanted), as :func:`_earliest`
 _WANT_SQL = (
     f"INSERT INTO {wp.name} (queue, partition, wanted_us, failures, paused) VALUES (?, ?, ?, 0, FALSE)"
-    " ON CONFLICT (queue, partition) DO UPDATE SET wanted_us = CASE WHEN"
-    f" {wp.name}.wanted_us IS NULL OR {wp.name}.wanted_us > excluded.wanted_us THEN excluded.wanted_us ELSE {wp.name}.wanted_us END"
+    f" ON CONFLICT (queue, partition) DO UPDATE SET wanted_us = {_earliest_wanted(f'{wp.name}.wanted_us', 'excluded.wanted_us')}"
 )
 
 
@@ -287,7 +292,7 @@ _DONE_SQL = (
     f"UPDATE {wp.name} SET lease_owner = NULL, lease_until_us = NULL, failures = 0, retry_at_us = NULL, last_error = NULL"
     "{wanted} WHERE queue = ? AND partition = ? AND lease_owner = ? AND lease_until_us >= ?"
 )
-_EARLIEST_WANTED = ", wanted_us = CASE WHEN wanted_us IS NULL OR wanted_us > ? THEN ? ELSE wanted_us END"
+_EARLIEST_WANTED = f", wanted_us = {_earliest_wanted('wanted_us', '?')}"
 
 
 def failed(conn: Connection, queue: str, partition: str, owner: str, now: int, *, retry_at_us: int, error: str) -> int | None:

@@ -115,7 +115,6 @@ class GroupCommitter:
                     await asyncio.sleep(wait)
                 await self._db.acquire_write_lock(defer_to_others=self._background)
                 held_since = time.monotonic()
-                contended = False
                 try:
                     # everything that arrived while the lock was busy goes in together
                     taken = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
