@@ -20,26 +20,27 @@ pytestmark = pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "po
 
 
 def _terminate(application_name: str) -> int:
-    """Terminate the named connections' server processes and wait until they have exited (a
-    terminated process sends its FATAL message and closes the socket as it exits, a moment after
-    ``pg_terminate_backend`` returns)."""
+    """Terminate the named connections' server processes and wait until those processes have
+    exited (a terminated process sends its FATAL message and closes the socket as it exits, a moment
+    after ``pg_terminate_backend`` returns). The wait is on the terminated pids, not on the name: the
+    app's change-log listener reconnects under the same name as soon as its connection drops."""
     admin = sa.create_engine(POSTGRES_URL)
-    live = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
     try:
         with admin.begin() as conn:
-            killed = conn.execute(
-                sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :n"),
-                {"n": application_name},
-            ).scalar_one()
-        wait_until(lambda: _count(admin, live, application_name) == 0, message="terminated connections gone")
+            named = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :n"), {"n": application_name})
+            pids = [
+                pid for pid in named.scalars().all() if conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+            ]
+        wait_until(lambda: not _alive(admin, pids), message="terminated connections gone")
     finally:
         admin.dispose()
-    return int(killed)
+    return len(pids)
 
 
-def _count(admin: sa.Engine, stmt: sa.TextClause, name: str) -> int:
+def _alive(admin: sa.Engine, pids: list[int]) -> list[int]:
     with admin.connect() as conn:
-        return int(conn.execute(stmt, {"n": name}).scalar_one())
+        stmt = sa.text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:p)")
+        return list(conn.execute(stmt, {"p": pids}).scalars())
 
 
 def _named(url: str) -> tuple[str, str]:
