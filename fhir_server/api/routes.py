@@ -99,7 +99,7 @@ async def write(request: Request, i: Interaction, work: Callable[[Connection], T
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}", responses=_responses(200), summary="read")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
-    result = await answer(request, interaction(request, "read", res_type, res_id))
+    result = await answer(request, interaction(request, "read", res_type, res_id, params=_params(request)))
     assert result.body is not None
     if result.stored is None:  # AuditEvent: served from the audit table
         return http.body_response(request, result.body)
@@ -187,7 +187,7 @@ async def history_instance(request: Request, res_type: str, res_id: str) -> Resp
 
 @router.get("/{res_type:fhir_type}/{res_id:fhir_id}/_history/{version:fhir_id}", responses=_responses(200), summary="vread")
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
-    result = await answer(request, interaction(request, "vread", res_type, res_id, version=version))
+    result = await answer(request, interaction(request, "vread", res_type, res_id, version=version, params=_params(request)))
     assert result.body is not None and result.stored is not None
     headers = http.version_headers(result.stored)
     # a conditional GET (RFC 9110 §13.1.2-3), as on a read: a version never changes, so a client

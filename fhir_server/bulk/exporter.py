@@ -39,8 +39,9 @@ import sqlalchemy as sa
 
 from fhir_server import jsonio
 from fhir_server.bulk.jobs import Job
-from fhir_server.search.engine import filter_sql, subset
+from fhir_server.search.engine import filter_sql
 from fhir_server.search.parameters import compartments, resource_types
+from fhir_server.search.subsetting import subset
 from fhir_server.storage.db import Database
 from fhir_server.storage.index_tables import idx_reference
 from fhir_server.storage.tables import resource_versions, resources

@@ -33,6 +33,7 @@ import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from fhir_server import jsonio
 from fhir_server.api import http, request_forms
@@ -255,7 +256,18 @@ async def export_file(request: Request, job_id: str, file_name: str) -> Response
     path = file_path(export_dir(st.settings), job.id, res_type)
     if not path.is_file():
         raise FhirError.of(404, "not-found", f"The file {file_name} of export {job_id} is gone")
-    return FileResponse(path, media_type=NDJSON)
+    return _ExportFile(path, media_type=NDJSON)
+
+
+class _ExportFile(FileResponse):
+    """An export file. Its HEAD reaches the route as a GET (``request_forms``), which would read
+    the whole file for ``_headers_only`` to drop it: given the HEAD back, Starlette answers from
+    the file's ``stat`` (Content-Length, Last-Modified, ETag) and never opens it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if request_forms.is_head(scope):
+            scope = {**scope, "method": "HEAD"}
+        await super().__call__(scope, receive, send)
 
 
 @router.get(
@@ -274,4 +286,4 @@ async def export_error_file(request: Request, job_id: str, file_name: str) -> Re
     path = error_file_path(export_dir(st.settings), job.id)
     if not path.is_file():
         raise FhirError.of(404, "not-found", f"The error file of export {job_id} is gone")
-    return FileResponse(path, media_type=NDJSON)
+    return _ExportFile(path, media_type=NDJSON)

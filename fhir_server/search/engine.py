@@ -14,20 +14,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
-from .parameters import summary_info
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
+from .subsetting import Subsetting
 
 Entry = tuple[str, str, bytes]
-SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 MAX_INCLUDE_ROUNDS = 8
 MAX_INCLUDES = 5000
 
@@ -147,8 +145,9 @@ def run_search(
 
         matches = [(row[0], row[1], row[2], _body(row[3])) for row in found]
         included = _includes(rows, q, matches, readable) if q.includes else []
-    out.matches = [(t, i, _subset(body, t, q)) for _, t, i, body in matches]
-    out.includes = [(t, i, _subset(body, t, q, include=True)) for _, t, i, body in included]
+    subsetting = Subsetting(q.summary, q.elements)  # search/subsetting.py: the same rule as a read's
+    out.matches = [(t, i, subsetting.apply(body, t)) for _, t, i, body in matches]
+    out.includes = [(t, i, subsetting.apply(body, t, included=True)) for _, t, i, body in included]
     return out
 
 
@@ -381,48 +380,3 @@ def _reverse(rows: Rows, spec: IncludeSpec, targets: list) -> list:
             seen.add(pk)
             out.append((pk, res_type, res_id, _body(body)))
     return out
-
-
-# ----------------------------------------------------------------------------- _summary / _elements
-
-
-def _subset(body: bytes, res_type: str, q: SearchQuery, include: bool = False) -> bytes:
-    """Apply ``_summary`` / ``_elements`` to stored bytes; untouched bytes otherwise."""
-    mode = q.summary
-    if (mode in (None, "false") and not q.elements) or (include and q.elements and mode in (None, "false")):
-        return body
-    return subset(body, res_type, mode, q.elements)
-
-
-def subset(body: bytes, res_type: str, mode: str | None, elements: list[str] | None) -> bytes:
-    """``body`` reduced as ``_summary=mode`` (true, text, data) or, without a mode, to the
-    top-level ``elements`` and the mandatory ones, and tagged SUBSETTED (search and Bulk Data
-    ``_elements``)."""
-    doc = orjson.loads(body)
-    info = summary_info(res_type)
-    always = {"resourceType", "id", "meta"} | set(info["mandatory"])
-    if mode == "data":
-        doc.pop("text", None)
-    else:
-        if mode == "true":
-            keep = always | set(info["summary"])
-        elif mode == "text":
-            keep = always | {"text"}
-        else:
-            keep = always | set(elements or ())
-        choice = set(info["choice"]) & keep
-        doc = {k: v for k, v in doc.items() if _keep(k, keep, choice)}
-    meta = dict(doc.get("meta") or {})
-    tags = list(meta.get("tag") or [])
-    if not any(t.get("code") == "SUBSETTED" and t.get("system") == SUBSETTED["system"] for t in tags):
-        tags.append(SUBSETTED)
-    meta["tag"] = tags
-    doc["meta"] = meta
-    return orjson.dumps(doc)
-
-
-def _keep(key: str, keep: set[str], choice: set[str]) -> bool:
-    name = key[1:] if key.startswith("_") else key
-    if name in keep:
-        return True
-    return any(name.startswith(c) and name[len(c) :][:1].isupper() for c in choice)

@@ -18,11 +18,11 @@ from decimal import Decimal
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
 from .parameters import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
+from .subsetting import SUMMARY_MODES, element_names
 from .values import date_range, normalize_string, parse_decimal, precision_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 ORDERED = ("date", "number", "quantity")
-SUMMARY_MODES = ("true", "text", "data", "count", "false")
 TOTAL_MODES = ("none", "estimate", "accurate")
 IGNORED_RESULT_PARAMS = frozenset({"_format", "_pretty"})
 CURSOR = "_cursor"
@@ -506,7 +506,7 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
                 raise _bad("_summary", f"'{raw}' is not one of {', '.join(SUMMARY_MODES)}")
             q.summary = raw
         elif base == "_elements":
-            q.elements = [e.strip() for e in raw.split(",") if e.strip()]
+            q.elements = element_names(raw)
         else:
             try:
                 crit = _common_criterion(name, raw) if scope == ("Resource",) else _criterion(res_types, name, raw, name)

@@ -12,6 +12,7 @@ from fhir_server.errors import FhirError
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
 from fhir_server.search import parameters as search_parameters
+from fhir_server.search.subsetting import for_read
 from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 from terminology.capabilities import terminology_capabilities
@@ -125,9 +126,10 @@ def metadata(base: str, params: list[tuple[str, str]], capability: Callable[[str
     mode = modes[0] if modes else "full"
     if mode not in METADATA_MODES:
         raise FhirError.of(400, "invalid", f"Unknown metadata mode '{mode}': use one of {', '.join(METADATA_MODES)}")
+    subsetting = for_read(params)  # _summary / _elements, as on a read (search/subsetting.py)
     if mode == "terminology":
-        return jsonio.dumps(terminology_capability(base))
-    return capability(base)
+        return subsetting.apply(jsonio.dumps(terminology_capability(base)), "TerminologyCapabilities")
+    return subsetting.apply(capability(base), "CapabilityStatement")
 
 
 def terminology_capability(base: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import Operation, OperationCall, find
 from fhir_server.resource_types import interactions_for, is_resource_type
+from fhir_server.search.subsetting import for_read
 from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
 from fhir_server.service.context import Services, WriteRunner
@@ -239,7 +240,7 @@ class Pipeline:
 
     # -- reads ------------------------------------------------------------------------------
     async def _read(self, i: Interaction) -> Answer:
-        return self.read_by_id(i.principal, i.res_type or "", i.res_id or "")
+        return _subsetted(self.read_by_id(i.principal, i.res_type or "", i.res_id or ""), i)
 
     def read_by_id(self, principal: Principal, res_type: str, res_id: str) -> Answer:
         """A read by id, authorized: what ``handle`` does for a ``read`` interaction, callable
@@ -259,7 +260,7 @@ class Pipeline:
 
     async def _vread(self, i: Interaction) -> Answer:
         stored = self.services.resources.vread(i.res_type or "", i.res_id or "", i.version or "")
-        return Answer(200, stored.body, stored)
+        return _subsetted(Answer(200, stored.body, stored), i)
 
     async def _history(self, i: Interaction) -> Answer:
         if i.kind == "history-system":
@@ -442,13 +443,14 @@ class Pipeline:
         return Outcome(answer.status, answer.stored, None if sub.head else answer.body)
 
     def _audit_transaction_reads(self, i: Interaction, entries: list[Entry]) -> None:
-        """The GET/HEAD entries of a committed transaction, audited as those reads alone (its
-        writes are in its own event and the change log; a failed transaction returned nothing)."""
+        """The GET/HEAD entries of a committed transaction, audited as those reads alone, with the
+        status each answered (200, or 304 to an ``ifNoneMatch`` / ``ifModifiedSince``); its writes
+        are in its own event and the change log; a failed transaction returned nothing."""
         if i.audit is None or self.queue_audit is None:
             return
         for e in entries:
             if e.method in ("GET", "HEAD"):
-                self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, 200, None))
+                self.queue_audit(i.audit.for_entry(e.method, e.url).record(i.principal, e.answered or 200, None))
 
     def _audit_entry(self, sub: Interaction | None, status: int) -> None:
         """A batch entry is audited as the same request alone would be (docs/audit.md): a write
@@ -569,6 +571,15 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> tuple[Inter
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)
     return sub, e
+
+
+def _subsetted(answer: Answer, i: Interaction) -> Answer:
+    """A read's or vread's ``_summary`` / ``_elements`` (search/subsetting.py, as on a search),
+    applied once the caller may read it. The ETag stays the version's: it names the version the
+    subset was taken from (HAPI does the same; a client must not write a SUBSETTED resource back)."""
+    if i.params and answer.body is not None:
+        answer.body = for_read(i.params).apply(answer.body, i.res_type or "")
+    return answer
 
 
 def _status_of(result: Any) -> int:

@@ -18,6 +18,7 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import check_id
 from fhir_server.model.validate import ensure_valid, status_for
 from fhir_server.resource_types import SERVER_OWNED
+from fhir_server.service.preconditions import is_version, parse_if_match
 from fhir_server.service.results import Stored, WriteResult
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
@@ -83,22 +84,6 @@ def _content_equal(stored: bytes | None, new: dict[str, Any]) -> bool:
     new_meta = {k: v for k, v in (new.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
     rest = {k: v for k, v in new.items() if k != "meta"}
     return old == rest and old_meta == new_meta
-
-
-def is_version(text: str) -> bool:
-    """A version id this server could have issued: 1 to 9 digits."""
-    return text.isdigit() and len(text) <= 9
-
-
-def parse_version(value: str) -> int:
-    """A version id or an ETag (``W/"3"`` or ``"3"``) as an int; FhirError 400 otherwise."""
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not is_version(text):
-        raise FhirError.of(400, "invalid", f"'{value[:40]}' is not a version id or ETag like W/\"3\"")
-    return int(text)
 
 
 class ResourceService:
@@ -286,13 +271,13 @@ class ResourceService:
             given = resource.get("id")
             what = "has no id" if given is None else f"has the id {jsonio.dumps(given).decode()}"
             raise FhirError.of(400, "invalid", f'The resource {what}: an update needs the id of the URL, "{res_id}"', f"{res_type}.id")
-        expected = parse_version(if_match) if if_match is not None else None
+        expected = parse_if_match(if_match) if if_match is not None else None
         warnings: list[Issue] | None = None
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
-            if expected is not None and (current is None or current.version != expected):
+            if expected is not None and not expected.holds(current.version if current else None, bool(current and current.deleted)):
                 have = "does not exist" if current is None else f"is at version {current.version}"
-                raise FhirError.of(412, "conflict", f"If-Match expects version {expected} but {res_type}/{res_id} {have}")
+                raise FhirError.of(412, "conflict", f"If-Match expects {expected.expected()} but {res_type}/{res_id} {have}")
             if current is not None and not current.deleted and _content_equal(current.body, resource):
                 # unchanged: the stored version was validated when it was written
                 return WriteResult(Stored(res_type, res_id, current.version, current.updated_us, current.body), 200, [], current.pk)
@@ -338,9 +323,10 @@ class ResourceService:
         to the current version and store the result as an update (an invalid result: 422)."""
         self._check_writable(res_type)
         current = self.read_in(conn, res_type, res_id, for_update=True)
-        if if_match is not None and parse_version(if_match) != current.version:
+        expected = parse_if_match(if_match) if if_match is not None else None
+        if expected is not None and not expected.holds(current.version):
             raise FhirError.of(
-                412, "conflict", f"If-Match expects version {if_match} but {res_type}/{res_id} is at version {current.version}"
+                412, "conflict", f"If-Match expects {expected.expected()} but {res_type}/{res_id} is at version {current.version}"
             )
         assert current.body is not None
         from fhir_server.service.patch import apply_patch  # fhirpathpy and jsonpatch: loaded on the first PATCH
@@ -396,11 +382,11 @@ class ResourceService:
     def delete_in(self, conn: Connection, res_type: str, res_id: str, if_match: str | None = None) -> WriteResult:
         check_id(res_id)
         self._check_writable(res_type)
-        expected = parse_version(if_match) if if_match is not None else None
+        expected = parse_if_match(if_match) if if_match is not None else None
         for _ in range(_MAX_RETRIES):
             current = repo.get_current(conn, res_type, res_id, for_update=True)
-            if expected is not None and (current is None or current.version != expected):
-                raise FhirError.of(412, "conflict", f"If-Match expects version {expected} of {res_type}/{res_id}")
+            if expected is not None and not expected.holds(current.version if current else None, bool(current and current.deleted)):
+                raise FhirError.of(412, "conflict", f"If-Match expects {expected.expected()} of {res_type}/{res_id}")
             if current is None or current.deleted:
                 # deleting what is not there succeeds without a new version (http.html#delete)
                 version = current.version if current else 0

@@ -22,6 +22,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
+from fhir_server.search.subsetting import for_read
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
 from fhir_server.service.audit_trail import AuditTrail
@@ -29,7 +30,8 @@ from fhir_server.service.capability import metadata
 from fhir_server.service.conditional import ConditionalService, Merge, create_condition, find_matches, parse_condition
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
-from fhir_server.service.resources import Prepared, ResourceService, is_version
+from fhir_server.service.preconditions import is_version
+from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
 from fhir_server.storage import repository as repo
@@ -68,6 +70,8 @@ class Entry:
     #: (http.html#cread: 304 Not Modified, ``results.not_modified``)
     if_none_match: str | None = None
     if_modified_until: int | None = None
+    #: the status the entry answered (set when it ran): a GET entry's AuditEvent records it (a 304)
+    answered: int | None = None
 
     @property
     def where(self) -> str:
@@ -249,7 +253,8 @@ class BundleService:
         puts = [(e.res_type, e.res_id) for e in entries if e.method == "PUT" and e.res_id is not None] if alone else []
         with repo.prefetched_current(conn, puts):
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-                outcomes[entry.index] = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
+                outcome = _at(entry, lambda e=entry: self._execute(conn, base, e, merge, principal, capability))
+                outcomes[entry.index], entry.answered = outcome, outcome.status
         return [o for o in outcomes if o is not None]
 
     def _rewrite_in(self, conn: Connection, base: str, entries: list[Entry], principal: Principal) -> None:
@@ -379,7 +384,7 @@ class BundleService:
         elif e.res_type == "AuditEvent" and kind == "search-type":
             body = self.audit_trail.search(base, params, source=conn)
         elif e.res_type == "AuditEvent" and kind == "read":
-            body = self.audit_trail.read(e.res_id or "", source=conn)
+            body = for_read(params).apply(self.audit_trail.read(e.res_id or "", source=conn), e.res_type)
         elif kind in ("search-type", "search-system"):
             body = self.search.search(base, e.res_type or None, params, strict=False, principal=principal, source=conn)
         if body is not None:
@@ -395,7 +400,9 @@ class BundleService:
             stored = self.resources.read_in(conn, e.res_type, e.res_id)
         if not_modified(stored, e.if_none_match, e.if_modified_until):
             return Outcome(304, stored)
-        return Outcome(200, stored, None if e.method == "HEAD" else stored.body)
+        assert stored.body is not None
+        # _summary / _elements as on the route (search/subsetting.py; the ETag stays the version's)
+        return Outcome(200, stored, None if e.method == "HEAD" else for_read(params).apply(stored.body, e.res_type))
 
 
 def entry_response(base: str, o: Outcome, returns: str) -> bytes:

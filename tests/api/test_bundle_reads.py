@@ -237,3 +237,23 @@ def test_token_mode_a_writing_operation_entry_needs_the_write_scope(secured):  #
     entry = {"request": {"method": "POST", "url": "Patient/x/$meta-add"}, "resource": tag}
     r = secured.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=auth(reader))
     assert r.json()["entry"][0]["response"]["status"].startswith("403")
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_a_304_entry_is_audited_with_the_status_it_answered(client, kind):
+    """A GET entry answered 304 (its ``ifNoneMatch`` names the current version) is audited as 304,
+    as the route's conditional read is; a transaction's GET entries were all audited as 200."""
+    from tests.security.test_audit_trail_http import _events
+
+    _seed(client)
+    earlier = {e["id"] for e in _events(client, _count="1000")}  # also those other tests' reads queued
+    entries = [
+        {"request": {"method": "GET", "url": "Patient/123", "ifNoneMatch": 'W/"2"'}},
+        {"request": {"method": "GET", "url": "Patient/123/_history/1"}},
+    ]
+    r = client.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": kind, "entry": entries}), headers=H)
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["304 Not Modified", "200 OK"]
+    events = [e for e in _events(client, _count="1000") if e["id"] not in earlier]
+    read = [e["outcomeDesc"] for e in events if e["subtype"][0]["code"] == "read"]
+    vread = [e["outcomeDesc"] for e in events if e["subtype"][0]["code"] == "vread"]
+    assert (read, vread) == (["HTTP 304"], ["HTTP 200"])

@@ -314,3 +314,29 @@ def test_head_of_status_manifest_and_files_is_their_get_without_the_body(bulk, w
         got, head = bulk.get(url), bulk.head(url)
         assert head.status_code == got.status_code and head.content == b""
         assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in got.headers.items() if k != "date"}
+
+
+def test_head_of_an_export_file_never_reads_it(bulk, worker, monkeypatch):
+    """A HEAD of an NDJSON or error file is answered from the file's size and times: the GET it
+    runs (request_forms) read the whole file only for its bytes to be dropped. Same status and
+    headers as the GET; opening the file during the HEAD fails the test."""
+    for n in range(3):
+        _patient(bulk, f"Head{n}")
+    location = _kickoff(
+        bulk, "/fhir/$export", params={"_type": "Patient", "_until": "2026-01-01"}, headers={"Prefer": "respond-async, handling=lenient"}
+    )
+    manifest = wait_done(bulk, location.headers["Content-Location"]).json()
+    urls = [manifest["output"][0]["url"], manifest["error"][0]["url"]]
+    for url in (u[len("http://testserver") :] for u in urls):
+        got = bulk.get(url)
+        assert got.status_code == 200 and got.content
+
+        def unread(*args, url=url, **kwargs):
+            raise AssertionError(f"the HEAD of {url} opened the file")
+
+        with monkeypatch.context() as m:
+            m.setattr("anyio.open_file", unread)
+            head = bulk.head(url)
+        assert head.status_code == 200 and head.content == b""
+        assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in got.headers.items() if k != "date"}
+        assert int(head.headers["content-length"]) == len(got.content)

@@ -137,6 +137,11 @@ def test_the_requesting_tokens_scopes_decide_which_files_it_sees_and_downloads(s
     assert _forbidden(secured.get(f"{folder}/Encounter.ndjson", headers=_h(observations)))
     assert secured.get(f"{folder}/NoSuchType.ndjson", headers=_h(observations)).status_code == 404
     assert secured.get(urls["Patient"], headers=_h(full)).status_code == 200
+    # a HEAD (answered from the file's size, the file unread) is refused as its GET
+    head = secured.head(urls["Patient"], headers=_h(observations))
+    assert head.status_code == 403 and head.content == b"" and "insufficient_scope" in head.headers["www-authenticate"]
+    assert secured.head(urls["Patient"]).status_code == 401
+    assert secured.head(urls["Patient"], headers=_h(full)).status_code == 200
 
 
 def test_a_kickoff_exports_only_the_types_the_token_may_export(secured):

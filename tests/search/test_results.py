@@ -192,3 +192,35 @@ def test_page_token_with_a_date_sort_key_walks_on(many):
         p1 = run_search(conn, "Patient", [("_sort", "-_lastUpdated")], strict=True, default_count=3, max_count=10)
         p2 = run_search(conn, "Patient", p1.next_params, strict=True, default_count=3, max_count=10)
     assert not {i for _, i, _ in p1.matches} & {i for _, i, _ in p2.matches} and len(p2.matches) == 3
+
+
+def test_summary_true_keeps_the_summary_children_of_backbone_elements(store):
+    """search.html#summary: the elements marked isSummary, at every level of the resource's own
+    backbone elements (``Observation.component.interpretation`` is not one); data type values are
+    kept whole. Only top-level elements were filtered: a backbone element was kept whole. The same
+    code subsets reads (tests/api/test_read_subsetting.py)."""
+    code = {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}
+    component = {"code": code, "valueQuantity": {"value": 120}, "interpretation": [{"text": "high"}]}
+    store.put(
+        {"resourceType": "Observation", "id": "o", "status": "final", "code": code, "component": [component], "note": [{"text": "n"}]}
+    )
+    ((_, _, raw),) = search(store, "Observation", "_summary=true").matches
+    doc = orjson.loads(raw)
+    assert set(doc) == {"resourceType", "id", "meta", "status", "code", "component"}
+    assert doc["component"] == [{"code": code, "valueQuantity": {"value": 120}}]
+
+
+def test_elements_leave_included_resources_whole_and_summary_subsets_them(store):
+    """R4 search.html#elements: "The list of elements does not apply to included resources";
+    ``_summary`` applies to every resource of the Bundle."""
+    store.put({"resourceType": "Patient", "id": "p", "gender": "male", "contact": [{"name": {"family": "Y"}}]})
+    store.put(
+        {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p"}}
+    )
+    res = search(store, "Encounter", "_include=Encounter:subject&_elements=status")
+    ((_, _, match),) = res.matches
+    ((_, _, included),) = res.includes
+    assert set(orjson.loads(match)) == {"resourceType", "id", "meta", "status", "class"}
+    assert "contact" in orjson.loads(included) and "tag" not in orjson.loads(included).get("meta", {})
+    ((_, _, included),) = search(store, "Encounter", "_include=Encounter:subject&_summary=true").includes
+    assert "contact" not in orjson.loads(included)
