@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import change_signal, deferred
-from fhir_server.storage.placeholders import positional
+from fhir_server.storage.placeholders import driver_cursor, positional
 from fhir_server.storage.tables import change_log
 
 #: pg_advisory_xact_lock key of the change log (any constant unique to this use)
@@ -81,15 +81,12 @@ def write_pending(conn: Connection, rows: list[tuple[object, ...]]) -> None:
     """Insert ``rows`` as the transaction's last statement (see the module docstring)."""
     if not rows:
         return
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         if conn.dialect.name == "postgresql":
             cur.execute(positional(f"SELECT pg_advisory_xact_lock(?), {change_signal.NOTIFY_SQL}", "postgresql"), (_LOCK_KEY,))
             cur.executemany(positional(_INSERT, "postgresql"), rows)
         else:
             cur.executemany(_INSERT, rows)
-    finally:
-        cur.close()
     change_signal.committing(conn)
 
 

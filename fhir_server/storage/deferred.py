@@ -34,6 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from fhir_server.storage.placeholders import driver_cursor
+
 _KEY = "fhir_deferred_rows"
 
 
@@ -97,8 +99,7 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     else:
         batches = [*rows.parents.items(), *rows.batches.items()]
         rows.parents, rows.batches = {}, {}
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         for (table, columns), params in batches:
             if conn.dialect.name == "postgresql":
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -107,8 +108,6 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
             else:
                 sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
                 cur.executemany(sql, params)
-    finally:
-        cur.close()
 
 
 def install(engine: sa.Engine) -> None:

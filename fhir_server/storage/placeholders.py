@@ -11,7 +11,8 @@ appear in this SQL outside parameters (values are always bound).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -31,34 +32,44 @@ def named(sql: str, dialect: str) -> str:
     return sql if dialect == "sqlite" else _NAMED.sub(r"%(\1)s", sql)
 
 
+@contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A cursor of the driver on the caller's transaction, closed after (the one way this
+    project's hot paths reach the DBAPI: SQLAlchemy's statement machinery skipped)."""
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
 def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """``sql`` (``?`` placeholders) once per row, straight to the driver: for small statements a
     background worker runs per row inside SQLite's write lock, where SQLAlchemy's per-row parameter
     processing cost more than the statement."""
     if not rows:
         return
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         cur.executemany(positional(sql, conn.dialect.name), rows)
-    finally:
-        cur.close()
 
 
 def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> int:
     """``sql`` (``?`` placeholders) on the caller's transaction, straight to the driver; the rows it changed."""
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         cur.execute(positional(sql, conn.dialect.name), params)
         return int(cur.rowcount)
-    finally:
-        cur.close()
 
 
 def driver_fetchall(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders) on the caller's transaction, straight to the driver."""
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         cur.execute(positional(sql, conn.dialect.name), params)
         return list(cur.fetchall())
-    finally:
-        cur.close()
+
+
+def driver_fetchone(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
+    """The first row of ``sql`` (``?`` placeholders; the driver's tuple) or None, on the caller's
+    transaction, straight to the driver."""
+    with driver_cursor(conn) as cur:
+        cur.execute(positional(sql, conn.dialect.name), params)
+        return cur.fetchone()

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_server.storage import deferred
 from fhir_server.storage.db import Database
-from fhir_server.storage.placeholders import positional
+from fhir_server.storage.placeholders import driver_cursor, driver_execute, driver_fetchall, driver_fetchone
 from fhir_server.storage.tables import conditional_keys, resource_versions, resources
 
 
@@ -69,14 +69,11 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     for res_type, res_id in keys:
         by_type.setdefault(res_type, []).append(res_id)
     rows: dict[tuple[str, str], CurrentRow | None] = {}
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cur:
         for res_type, ids in by_type.items():
             cur.execute(_PREFETCH_SQL, (res_type, ids))
             found = {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
             rows.update({(res_type, res_id): found.get(res_id) for res_id in ids})
-    finally:
-        cur.close()
     conn.info[_PREFETCHED] = (conn.get_transaction(), rows)
     try:
         yield
@@ -96,12 +93,7 @@ def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: boo
     deferred.flush(conn, parents_only=True)
     dialect = conn.dialect.name
     sql = _READ_CURRENT_SQL + (" FOR UPDATE" if for_update and dialect == "postgresql" else "")
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(positional(sql, dialect), (res_type, res_id))
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row = driver_fetchone(conn, sql, (res_type, res_id))
     return CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) if row else None
 
 
@@ -173,21 +165,9 @@ _INSERT_VERSION_SQL = (
 _REPLACE_CURRENT_SQL = "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
 
 
-def _sql(conn: Connection, sql: str) -> str:
-    return positional(sql, conn.dialect.name)
-
-
-def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cur.execute(_sql(conn, sql), params)
-    return cur
-
-
 def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists."""
-    cur = _execute(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
-    row = cur.fetchone()
-    cur.close()
+    row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
     return row[0] if row else None
 
 
@@ -206,12 +186,7 @@ def reserve_pks(conn: Connection, count: int) -> None:
     batch = deferred.pending(conn)
     if batch is None or conn.dialect.name != "postgresql" or count <= 0:
         return
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(positional(_RESERVE_PKS_SQL, "postgresql"), (count,))
-        batch.reserved_pks.extend(row[0] for row in cur.fetchall())
-    finally:
-        cur.close()
+    batch.reserved_pks.extend(row[0] for row in driver_fetchall(conn, _RESERVE_PKS_SQL, (count,)))
 
 
 def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
@@ -232,9 +207,7 @@ def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, update
 def replace_current(conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool) -> bool:
     """Move a resource to ``expected_version + 1``; False if someone else got there first."""
     deferred.flush(conn)  # the row may have been created earlier in this transaction
-    cur = _execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version))
-    changed = cur.rowcount == 1
-    cur.close()
+    changed = driver_execute(conn, _REPLACE_CURRENT_SQL, (expected_version + 1, body, updated_us, deleted, pk, expected_version)) == 1
     return changed
 
 
@@ -254,7 +227,7 @@ def add_version(
     if batch is not None:  # written with the transaction's other version rows (storage/deferred.py)
         batch.add("resource_versions", _VERSION_COLUMNS, [params])
     else:
-        _execute(conn, _INSERT_VERSION_SQL, params).close()
+        driver_execute(conn, _INSERT_VERSION_SQL, params)
 
 
 @dataclass(frozen=True, slots=True)

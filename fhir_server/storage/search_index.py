@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from . import deferred
 from .index_tables import INDEX_TABLES
-from .placeholders import positional
+from .placeholders import driver_cursor, positional
 
 Row = dict[str, Any]
 
@@ -43,10 +43,6 @@ class IndexRows:
 _COLUMNS = {k: [c.name for c in t.columns if c.name != "resource_pk"] for k, t in INDEX_TABLES.items()}
 
 
-def _sql(template: str, dialect: str) -> str:
-    return positional(template, dialect)
-
-
 _INSERT_SQL = {
     k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})" for k, t in INDEX_TABLES.items()
 }
@@ -54,20 +50,13 @@ _DEFERRED_COLUMNS = {k: ("resource_pk", *cols) for k, cols in _COLUMNS.items()}
 _DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
 
 
-def _cursor(conn: sa.Connection) -> Any:
-    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-
-
 def delete_index(conn: sa.Connection, resource_pk: int) -> None:
     """Remove every index row of ``resource_pk`` (on delete; ON DELETE CASCADE covers row removal)."""
     deferred.flush(conn)  # rows of this resource may still be pending
     dialect = conn.dialect.name
-    cur = _cursor(conn)
-    try:
+    with driver_cursor(conn) as cur:
         for template in _DELETE_SQL.values():
-            cur.execute(_sql(template, dialect), (resource_pk,))
-    finally:
-        cur.close()
+            cur.execute(positional(template, dialect), (resource_pk,))
 
 
 def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fresh: bool = False) -> None:
@@ -84,13 +73,10 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
             if items:
                 batch.add(INDEX_TABLES[kind].name, _DEFERRED_COLUMNS[kind], _tuples(kind, resource_pk, items))
         return
-    cur = _cursor(conn)
-    try:
+    with driver_cursor(conn) as cur:
         for kind, items in rows.by_kind().items():
             if items:
-                cur.executemany(_sql(_INSERT_SQL[kind], dialect), _tuples(kind, resource_pk, items))
-    finally:
-        cur.close()
+                cur.executemany(positional(_INSERT_SQL[kind], dialect), _tuples(kind, resource_pk, items))
 
 
 def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[Sequence[Any]]:
