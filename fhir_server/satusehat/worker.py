@@ -397,13 +397,16 @@ class SatusehatWorker:
             doubt = [i for i in chunk if i.satusehat_id is None and not i.in_doubt]
             await self._record(r, in_doubt=doubt)
             r.marked.update(i.ref for i in doubt)  # not sent before: no look-up needed
-            for item in chunk:
+            for n, item in enumerate(chunk):
                 if now_us() - r.renewed_us > self.lease_us // 3:
                     await self._record(r)  # a slow SATUSEHAT: the lease is renewed well before it runs out
                 current = dataclasses.replace(item, in_doubt=True) if item in doubt else item
                 outcome = await self._sync(r, current)
                 if isinstance(outcome, _Retry):
-                    await self._backoff(r, current, outcome)
+                    # the chunk's later creates were marked in doubt but never sent: not in doubt
+                    # (else each would be looked up in SATUSEHAT before its POST next time)
+                    unsent = [i for i in chunk[n + 1 :] if i in doubt]
+                    await self._backoff(r, current, outcome, unsent)
                     return
         await self._record(r, finish=True)
 
@@ -429,7 +432,7 @@ class SatusehatWorker:
         await self._write(work, alone=False)
         r.renewed_us = now
 
-    async def _backoff(self, r: _Round, item: store.Item, retry: _Retry) -> None:
+    async def _backoff(self, r: _Round, item: store.Item, retry: _Retry, unsent: list[store.Item]) -> None:
         claim = r.claim
         delay = claims.backoff_seconds(claim.failures, self.retry_base, self.retry_max)
         if retry.after is not None:
@@ -443,6 +446,8 @@ class SatusehatWorker:
                 raise _Stop()
             self._write_outcomes(conn, now, outcomes)
             store.update(conn, item, now, attempts=item.attempts + 1, last_attempt_us=now, last_error=retry.error)
+            for other in unsent:
+                store.update(conn, other, now, in_doubt=False)
             claims.failed(conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + int(delay * _US), error=retry.error)
 
         await self._write(work, alone=False)

@@ -55,3 +55,21 @@ def test_a_rejected_token_is_replaced(fhir, sim):
     put(fhir, condition("c1"))
     wait_until(lambda: sync_status(fhir, "Condition", "c1").get("status") == "synced")
     assert len(sim.resources("Condition")) == 1
+
+
+def test_after_a_retry_the_unsent_creates_are_not_looked_up(fhir, sim):
+    """A chunk's creates are marked in doubt before the first POST; when one answer is a 503 the
+    round stops there. Only that create is in doubt (it may have happened): the next round looks
+    it up, and sends the chunk's other creates, which were never sent, without a look-up."""
+    base_records(fhir)
+    put(fhir, encounter())
+    wait_until(lambda: sync_status(fhir, "Encounter", "e1").get("status") == "synced")
+    sim.fail(Fault("POST", 503, path="Condition"))
+    ids = ["c1", "c2", "c3", "c4"]
+    entries = [{"resource": condition(c), "request": {"method": "PUT", "url": f"Condition/{c}"}} for c in ids]
+    r = fhir.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: all(sync_status(fhir, "Condition", c).get("status") == "synced" for c in ids))
+    assert not sim.faults, "the fault was hit"
+    assert all(len(sim.by_identifier("Condition", c)) == 1 for c in ids)
+    assert sim.count("GET", "Condition") == 1  # the one answered 503, not the three never sent
