@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.api.test_validate_parity import UNKNOWN_CITY
+from tests.patches import replace_code
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 PATIENT = {"resourceType": "Patient", "gender": "female", "name": [{"family": "Aminah"}]}
@@ -26,19 +27,7 @@ def _create(client) -> str:
 def _bundle(client, kind: str) -> dict:
     """A create (with a warning: a city code of no such city), an update, a patch, a delete and a read."""
     updated, patched, deleted = _create(client), _create(client), _create(client)
-    patch = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueCode": "replace"},
-                    {"name": "path", "valueString": "Patient.gender"},
-                    {"name": "value", "valueCode": "male"},
-                ],
-            }
-        ],
-    }
+    patch = replace_code("Patient.gender", "male")
     return {
         "resourceType": "Bundle",
         "type": kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tests.api.test_rest_crud import PATIENT, post
+from tests.patches import fhirpath_patch
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
 COND = f"identifier={NIK}|3204154506900003"
@@ -101,14 +102,10 @@ def test_patch_honours_if_match(client):
     assert r.status_code == 412
 
 
-def _fhirpath_patch(*operations):
-    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": list(op)} for op in operations]}
-
-
 def test_fhirpath_patch_operations(client):
     identifiers = [{"system": NIK, "value": "3204154506900003"}, {"system": "http://rs.example/mrn", "value": "RM-1"}]
     pid = post(client, {**PATIENT, "identifier": identifiers}).json()["id"]
-    body = _fhirpath_patch(
+    body = fhirpath_patch(
         [
             {"name": "type", "valueCode": "replace"},
             {"name": "path", "valueString": "Patient.birthDate"},
@@ -142,7 +139,7 @@ def test_fhirpath_patch_operations(client):
 
 def test_fhirpath_patch_with_bad_path_is_400(client):
     pid = post(client, PATIENT).json()["id"]
-    body = _fhirpath_patch(
+    body = fhirpath_patch(
         [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name.("}, {"name": "value", "valueString": "x"}]
     )
     assert client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(body), headers=FHIR_JSON).status_code == 400

@@ -20,6 +20,7 @@ from fhir_server.errors import FhirError
 from fhir_server.service.patch import apply_merge_patch
 from tests.api.test_rest_crud import PATIENT, post
 from tests.conftest import BACKENDS, database
+from tests.patches import replace_code
 from tests.security.test_token_auth_http import token_for
 
 NIK = "https://fhir.kemkes.go.id/id/nik"
@@ -90,19 +91,7 @@ def test_a_plain_json_object_is_a_merge_patch(client):
 
 def test_a_parameters_body_as_application_json_is_still_fhirpath_patch(client):
     pid = _patient(client)
-    params = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueCode": "replace"},
-                    {"name": "path", "valueString": "Patient.gender"},
-                    {"name": "value", "valueCode": "male"},
-                ],
-            }
-        ],
-    }
+    params = replace_code("Patient.gender", "male")
     r = _patch(client, f"/fhir/Patient/{pid}", params, JSON)
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male"

@@ -13,21 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from fhir_server.storage.db import Database
+from tests.patches import replace_code
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-PATCH = {
-    "resourceType": "Parameters",
-    "parameter": [
-        {
-            "name": "operation",
-            "part": [
-                {"name": "type", "valueCode": "replace"},
-                {"name": "path", "valueString": "Patient.gender"},
-                {"name": "value", "valueCode": "other"},
-            ],
-        }
-    ],
-}
+PATCH = replace_code("Patient.gender", "other")
 
 
 def _patient(family: str) -> dict:
