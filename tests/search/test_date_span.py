@@ -4,7 +4,7 @@ stored, also right after a wider value arrives. SQLite and PostgreSQL (the ``cli
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from tests.conftest import index_definition
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -19,14 +19,8 @@ def _ids(client, query: str) -> set[str]:
 
 
 def test_the_span_index_exists(client):
-    db = client.app.state.fhir.db
-    sql = (
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = :n"
-        if db.dialect == "sqlite"
-        else "SELECT indexname FROM pg_indexes WHERE indexname = :n AND schemaname = current_schema()"
-    )
-    with db.engine.connect() as conn:
-        assert conn.execute(sa.text(sql), {"n": "ix_idx_date_param_span"}).scalar() == "ix_idx_date_param_span"
+    definition = index_definition(client.app.state.fhir.db, "ix_idx_date_param_span")
+    assert definition is not None and "ix_idx_date_param_span" in definition
 
 
 def test_ge_and_gt_find_values_of_every_precision(client):

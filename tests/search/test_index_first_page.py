@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from fhir_server.search import engine
+from tests.conftest import index_definition
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -146,13 +147,7 @@ def test_the_type_key_index_on_postgresql_only(client):
     """``ix_resources_res_type_pk`` (migration 0021): what the walk above reads on PostgreSQL; SQLite's
     plans do not use it, so it is not there."""
     db = client.app.state.fhir.db
-    sql = (
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = :n"
-        if db.dialect == "sqlite"
-        else "SELECT indexdef FROM pg_indexes WHERE indexname = :n AND schemaname = current_schema()"
-    )
-    with db.engine.connect() as conn:
-        found = conn.execute(sa.text(sql), {"n": "ix_resources_res_type_pk"}).scalar()
+    found = index_definition(db, "ix_resources_res_type_pk")
     if db.dialect == "sqlite":
         assert found is None
     else:
