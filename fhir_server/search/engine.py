@@ -217,13 +217,15 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
       the planner keeps this choice past the cap.
 
     The matching keys (up to ``PILOT_CAP + 1``) are read once into a CTE, which gives both the
-    count and the few arm's keys; the arm whose one-time filter fails is never started."""
+    count and the few arm's keys; the count is a CTE of its own (as a scalar subquery in each arm
+    it was two scans of the keys: 0.1 ms of ~1 ms for 1,002 birth dates at 1,000,000 Patients);
+    the arm whose one-time filter fails is never started."""
     keyset = f" AND r.pk > {b.p(after)}" if after is not None else ""
     cut = f" WHERE q.resource_pk > {b.p(after)}" if after is not None else ""
     found = " INTERSECT ".join(f"SELECT q.resource_pk FROM ({sub}) q{cut}" for sub in subqueries)
     kinds = [b.in_list("r.res_type", res_types)] if res_types else []
     where = " AND ".join(["r.deleted = FALSE", *kinds])
-    n = "(SELECT count(*) FROM k)"
+    n = "(SELECT n.c FROM n)"  # counted once, in its own CTE: both arms' one-time filters read it
     few = (
         f"SELECT r.pk, r.res_type, r.res_id, r.body FROM (SELECT DISTINCT k.resource_pk FROM k) m "
         f"JOIN resources r ON r.pk = m.resource_pk WHERE {where} AND {n} <= {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
@@ -231,7 +233,8 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
     member = " AND ".join(f"r.pk IN ({sub})" for sub in subqueries)
     page = f"SELECT r.pk FROM resources r WHERE {where}{keyset} AND {member} AND {n} > {PILOT_CAP} ORDER BY r.pk LIMIT {b.p(wanted)}"
     many = f"SELECT x.pk, x.res_type, x.res_id, x.body FROM ({page}) p JOIN resources x ON x.pk = p.pk"
-    return f"WITH k AS MATERIALIZED ({found} LIMIT {PILOT_CAP + 1}) ({few}) UNION ALL ({many})"
+    keys = f"k AS MATERIALIZED ({found} LIMIT {PILOT_CAP + 1}), n AS MATERIALIZED (SELECT count(*) AS c FROM k)"
+    return f"WITH {keys} ({few}) UNION ALL ({many})"
 
 
 def _body(value: Any) -> bytes:
