@@ -12,6 +12,7 @@ docs/satusehat.md), and the sync's process sends one call per resource beside th
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -111,6 +112,9 @@ class SatusehatClient:
                 # proxy and ~/.netrc on a thread for every call (two thread hops per resource sent)
                 proxy=environment_proxy(self.facility.base),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # the system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR), read when the session
+                # starts: a hospital's TLS-inspecting proxy has its CA installed there
+                connector=aiohttp.TCPConnector(ssl=ssl.create_default_context()),
             )
         return self._session
 

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -121,7 +121,7 @@ class SubscriptionWorker:
         )
         #: the websocket bindings this process holds (None: it serves no websocket)
         self.hub: Hub | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -154,7 +154,7 @@ class SubscriptionWorker:
         with contextlib.suppress(Exception):
             await self.pipeline.writes.run(lambda conn: claims.release_cursor(conn, store.CONSUMER, self.owner), alone=True)
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     def wake(self) -> None:
@@ -481,7 +481,7 @@ class SubscriptionWorker:
         body = notify.notification_bundle(spec.base or self.base, st.sub_id, spec, status, kind, total, events, bodies)
         return "POST", spec.endpoint, body, spec.payload or notify_content_type()
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = new_client()
         return self._client
