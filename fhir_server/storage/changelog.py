@@ -32,13 +32,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import change_signal, deferred
-from fhir_server.storage.placeholders import driver_cursor, positional
+from fhir_server.storage.placeholders import driver_cursor, driver_fetchall, positional
 from fhir_server.storage.tables import change_log
 
 #: pg_advisory_xact_lock key of the change log (any constant unique to this use)
 _LOCK_KEY = 0x6368616E6765  # "change"
 _ACTOR = "fhir_change_actor"
 _COLUMNS = ("res_type", "res_id", "version", "action", "client_id", "recorded_us")
+_READ_AFTER = f"SELECT seq, {', '.join(_COLUMNS)} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
 _INSERT = f"INSERT INTO change_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 ACTIONS = ("create", "update", "delete")
 
@@ -92,9 +93,9 @@ def write_pending(conn: Connection, rows: list[tuple[object, ...]]) -> None:
 
 def read_after(conn: Connection, position: int, limit: int = 1000) -> list[Change]:
     """Up to ``limit`` changes with ``seq > position``, in commit order."""
-    c = change_log.c
-    stmt = sa.select(*change_log.c).where(c.seq > position).order_by(c.seq).limit(limit)
-    return [Change(*row) for row in conn.execute(stmt)]
+    # straight to the driver: the consumers read a batch of up to 1,000 rows every poll, and
+    # SQLAlchemy's row processing was 6 % of the SATUSEHAT sync's CPU
+    return [Change(*row) for row in driver_fetchall(conn, _READ_AFTER, (position, limit))]
 
 
 def last_seq(conn: Connection) -> int:
