@@ -6,6 +6,7 @@ pipeline's write path, for the writes) and commits nothing. Claiming is ``storag
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -104,17 +105,26 @@ _NOTED_SQL = (
 
 
 def update(conn: Connection, item: Item, now: int, **values: Any) -> None:
-    params = {f"v_{k}": v for k, v in values.items()}
-    conn.execute(_update_statement(tuple(sorted(values))), {"rt": item.res_type, "ri": item.res_id, "now": now, **params})
+    update_many(conn, [(item, values)], now)
+
+
+def update_many(conn: Connection, updates: list[tuple[Item, dict[str, Any]]], now: int) -> None:
+    """Each item's columns set, in the order given: one executemany per run of updates setting the
+    same columns, straight to the driver (the worker records a chunk's outcomes at once, inside
+    SQLite's write lock: through SQLAlchemy each UPDATE cost ~100 µs)."""
+    for columns, run in itertools.groupby(updates, key=lambda u: tuple(sorted(u[1]))):
+        rows = [(now, *(values[c] for c in columns), item.res_type, item.res_id) for item, values in run]
+        driver_executemany(conn, _update_sql(columns), rows)
 
 
 @lru_cache(maxsize=64)
-def _update_statement(columns: tuple[str, ...]) -> Any:
-    """Built once per set of columns: the worker updates items with a handful of column sets, each
-    many times, often inside SQLite's write lock."""
-    values = {c: sa.bindparam(f"v_{c}", type_=it.c[c].type) for c in columns}
-    where = (it.c.res_type == sa.bindparam("rt"), it.c.res_id == sa.bindparam("ri"))
-    return it.update().where(*where).values(updated_us=sa.bindparam("now", type_=sa.BigInteger), **values)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    """Built once per set of columns: the worker updates items with a handful of column sets."""
+    unknown = set(columns) - set(it.c.keys())
+    if unknown:
+        raise ValueError(f"not columns of {it.name}: {sorted(unknown)}")
+    sets = ", ".join(["updated_us = ?", *(f"{c} = ?" for c in columns)])
+    return f"UPDATE {it.name} SET {sets} WHERE res_type = ? AND res_id = ?"
 
 
 def due_in(conn: Connection, partition: str) -> list[Item]:

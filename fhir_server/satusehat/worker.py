@@ -423,8 +423,7 @@ class SatusehatWorker:
             if not claims.renew(conn, claim.queue, claim.partition, self.owner, self.lease_us, now):
                 raise _Stop()
             self._write_outcomes(conn, now, outcomes)
-            for item in in_doubt or ():
-                store.update(conn, item, now, in_doubt=True)
+            store.update_many(conn, [(item, {"in_doubt": True}) for item in in_doubt or ()], now)
             if finish:
                 more = store.has_pending(conn, claim.partition)
                 claims.done(conn, claim.queue, claim.partition, self.owner, now, next_us=now if more else None)
@@ -446,8 +445,7 @@ class SatusehatWorker:
                 raise _Stop()
             self._write_outcomes(conn, now, outcomes)
             store.update(conn, item, now, attempts=item.attempts + 1, last_attempt_us=now, last_error=retry.error)
-            for other in unsent:
-                store.update(conn, other, now, in_doubt=False)
+            store.update_many(conn, [(other, {"in_doubt": False}) for other in unsent], now)
             claims.failed(conn, claim.queue, claim.partition, self.owner, now, retry_at_us=now + int(delay * _US), error=retry.error)
 
         await self._write(work, alone=False)
@@ -467,6 +465,7 @@ class SatusehatWorker:
         noted = [o for o in outcomes if isinstance(o, _Outcome)]
         latest = store.by_keys(conn, [(o.item.res_type, o.item.res_id) for o in noted])
         sent: list[str] = []
+        updates: list[tuple[store.Item, dict[str, Any]]] = []
         for o in noted:
             vals = dict(o.values)
             newest = latest.get((o.item.res_type, o.item.res_id))
@@ -485,7 +484,8 @@ class SatusehatWorker:
                 if parent is not None and parent.satusehat_id:
                     vals.update(status="pending", waits_for=None, last_error=None, queued_us=now)
                     claims.want(conn, store.QUEUE, o.item.partition, now)
-            store.update(conn, o.item, now, **vals)
+            updates.append((o.item, vals))
+        store.update_many(conn, updates, now)
         for other in outcomes:
             if not isinstance(other, _Outcome):
                 other(conn, now)
@@ -551,6 +551,7 @@ class SatusehatWorker:
             # SATUSEHAT ids are per facility's organization: another facility's Location is not ours
             return None if optional else ("held", f"{res_type}/{res_id} belongs to facility {parent.facility!r}, not {facility!r}", None)
         if parent is not None and parent.satusehat_id:
+            r.known[f"{res_type}/{res_id}"] = parent.satusehat_id  # the visit's other resources ask again
             return parent.satusehat_id
         if optional:
             return None
