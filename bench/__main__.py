@@ -19,8 +19,10 @@ See docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -614,18 +616,47 @@ def measure_kept(
         for base, loaded in bases.values():  # warm the caches of every server and database alike
             load.run("warm-up", label, base, load.get_paths_script(search_paths(T.IDENT, loaded)), duration=1, connections=1)
         for sc in chosen:
-            for size, (base, loaded) in bases.items():
-                if args.warm:  # the scenario's searches once first: their pages in memory, as in a server that has run a while
-                    script = load.get_paths_script(search_paths(sc, loaded))
-                    load.run(f"{sc} warm-up", label, base, script, duration=args.warm, connections=1)
-                r = load.run(
-                    sc, label, base, load.get_paths_script(search_paths(sc, loaded)), duration=args.duration, connections=args.connections
-                )
+            scripts = {size: load.get_paths_script(search_paths(sc, loaded)) for size, (_, loaded) in bases.items()}
+            if args.warm:  # the scenario's searches once first: their pages in memory, as in a server that has run a while
+                for size, (base, _) in bases.items():
+                    load.run(f"{sc} warm-up", label, base, scripts[size], duration=args.warm, connections=1)
+            # the sizes in turn, --slices times: the VM's speed swings within seconds (the same work
+            # took 5.5 to 11.3 ms of CPU in neighbouring 10 s windows, docs/satusehat.md), and each
+            # size then meets the same swings instead of one window each
+            slices: dict[int, list[load.Result]] = {size: [] for size in bases}
+            for _ in range(args.slices):
+                for size, (base, _) in bases.items():
+                    duration = max(1, args.duration // args.slices)
+                    slices[size].append(load.run(sc, label, base, scripts[size], duration=duration, connections=args.connections))
+            for size, parts in slices.items():
+                r = _combined(parts)
                 rows.append((size, r))
                 log(
                     f"  {size:>10,} {sc:<28} {r.rps:8,.0f} req/s  p50 {r.p50_ms:.2f}  p95 {r.p95_ms:.2f}  "
                     f"p99 {r.p99_ms:.2f} ms  errors {r.errors}"
                 )
+
+
+def _combined(parts: list[load.Result]) -> load.Result:
+    """One result of a scenario's slices: requests, time and errors summed, each percentile the
+    median of the slices' (wrk gives percentiles, not the latencies)."""
+    if len(parts) == 1:
+        return parts[0]
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for code, n in part.statuses.items():
+            statuses[code] = statuses.get(code, 0) + n
+    return dataclasses.replace(
+        parts[0],
+        requests=sum(p.requests for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        errors=sum(p.errors for p in parts),
+        p50_ms=statistics.median(p.p50_ms for p in parts),
+        p95_ms=statistics.median(p.p95_ms for p in parts),
+        p99_ms=statistics.median(p.p99_ms for p in parts),
+        statuses=statuses,
+        note=f"median of {len(parts)} slices",
+    )
 
 
 def print_scale(rows: list[tuple[int, load.Result]], notes: list[str], args: argparse.Namespace) -> None:
@@ -715,6 +746,12 @@ def main() -> None:
         help="PostgreSQL only: one database per size named PREFIX_<size>_e<encounters>, loaded once and reused by later runs",
     )
     s.add_argument("--bulk", action="store_true", help="with --keep: load with COPY (bench/bulk_load.py) instead of through the API")
+    s.add_argument(
+        "--slices",
+        type=int,
+        default=1,
+        help="with --keep: run each scenario's --duration as this many slices, the sizes in turn (percentiles: the slices' median)",
+    )
     s.add_argument(
         "--warm",
         type=int,
