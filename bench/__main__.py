@@ -624,9 +624,9 @@ def measure_kept(
             # took 5.5 to 11.3 ms of CPU in neighbouring 10 s windows, docs/satusehat.md), and each
             # size then meets the same swings instead of one window each
             slices: dict[int, list[load.Result]] = {size: [] for size in bases}
+            duration = max(1, args.duration // args.slices)
             for _ in range(args.slices):
                 for size, (base, _) in bases.items():
-                    duration = max(1, args.duration // args.slices)
                     slices[size].append(load.run(sc, label, base, scripts[size], duration=duration, connections=args.connections))
             for size, parts in slices.items():
                 r = _combined(parts)

@@ -5,24 +5,23 @@ before ``expires_in`` runs out (SATUSEHAT sends it as a string, "3599") and afte
 call answers a :class:`Reply` and never raises for HTTP trouble: ``status`` None means no answer
 (network error, timeout, connection dropped), which for a create means it may have happened.
 
-HTTP is aiohttp's: a call costs ~0.25 ms of CPU against httpx's ~1.3 ms (measured on this machine,
-docs/satusehat.md), and the sync's process sends one call per resource beside the server.
+The session is the server's outbound one (``fhir_server/outbound_http.py``), with the environment's
+proxy: hospital networks often reach the internet through one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
-import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
 from fhir_server import jsonio
+from fhir_server.outbound_http import environment_proxy, new_session
 from fhir_server.satusehat.facility import Facility
 
 #: statuses worth trying again later (bridge practice and the reference: 408, 429, 5xx)
@@ -74,15 +73,6 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-def environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``,
-    as curl and httpx read them): hospital networks often reach the internet through one."""
-    parts = urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
-
-
 class SatusehatClient:
     """One facility's connection; safe to share between the tasks of one event loop."""
 
@@ -105,17 +95,8 @@ class SatusehatClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                # the whole call, so that it ends well inside the worker's lease
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                # the environment's proxy, looked up once here: aiohttp's trust_env looks up the
-                # proxy and ~/.netrc on a thread for every call (two thread hops per resource sent)
-                proxy=environment_proxy(self.facility.base),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                # the system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR), read when the session
-                # starts: a hospital's TLS-inspecting proxy has its CA installed there
-                connector=aiohttp.TCPConnector(ssl=ssl.create_default_context()),
-            )
+            # the whole call bounded, so that it ends well inside the worker's lease
+            self._session = new_session(timeout=self.timeout, proxy=environment_proxy(self.facility.base))
         return self._session
 
     def forget_token(self, token: str | None) -> None:

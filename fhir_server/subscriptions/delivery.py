@@ -3,9 +3,8 @@
 The endpoint is resolved and checked (``endpoints.check``) right before each attempt and the
 request goes to that very address: the URL carries the IP, ``Host`` the name, and for https the
 TLS server name (SNI) and certificate check use the name (aiohttp's ``server_hostname``; the
-trust store is the system's, or ``SSL_CERT_FILE``'s). Environment proxies are ignored
-(``trust_env=False``): a proxy would reach what the check refused. aiohttp, as the SATUSEHAT sync:
-a fifth of httpx's CPU per call (bench/satusehat_http.py).
+session is the server's outbound one, ``fhir_server/outbound_http.py``). Environment proxies are
+ignored (none is passed): a proxy would reach what the check refused.
 The answer's body is never read: only its status counts (2xx: delivered), and on 429 and 503 its
 ``Retry-After`` (seconds or an HTTP date), which the worker waits for before the next attempt.
 """
@@ -14,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ssl
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
+from fhir_server.outbound_http import new_session
 from fhir_server.subscriptions.endpoints import Network, Refused, Target, check
 
 
@@ -41,9 +40,9 @@ class Sent:
 
 
 def new_client() -> aiohttp.ClientSession:
-    """The deliveries' connection pool (made inside the worker's event loop)."""
-    connector = aiohttp.TCPConnector(limit=100, ssl=ssl.create_default_context())
-    return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+    """The deliveries' connection pool (made inside the worker's event loop; each delivery is
+    bounded by :func:`send`'s own timeout)."""
+    return new_session(limit=100)
 
 
 def _pinned_url(target: Target, path: str) -> str:

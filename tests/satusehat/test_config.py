@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fhir_server.config import Settings
-from fhir_server.satusehat.client import SatusehatClient, environment_proxy
+from fhir_server.outbound_http import environment_proxy
+from fhir_server.satusehat.client import SatusehatClient
 from fhir_server.satusehat.facility import Facility, from_settings, resolve_base
 
 
