@@ -14,6 +14,7 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model import xml_decimals
 from fhir_server.model.structure import expression_at, repeated_xml_element
 
 JSON = "json"
@@ -179,12 +180,13 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
         instance = model.model_validate_xml(etree.tostring(root))
     except Exception as exc:  # noqa: BLE001 - lxml and pydantic raise many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
-    return orjson.loads(instance.model_dump_json())
+    return xml_decimals.restore_decimals(instance, orjson.loads(instance.model_dump_json()))
 
 
 def json_to_xml(body: bytes) -> bytes:
     """Stored JSON bytes to FHIR XML (406 for the few R4-only types XML cannot carry)."""
-    data = orjson.loads(body)
+    data = jsonio.loads(body)  # exact decimals: the XML carries their digits (model/xml_decimals.py)
+    xml_decimals.install()
     model = _model(data.get("resourceType", ""), status=406)
     try:
         return model.model_validate(data).model_dump_xml()
