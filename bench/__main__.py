@@ -75,6 +75,18 @@ def analyze(url: str) -> None:
         db.dispose()
 
 
+def checkpoint(url: str) -> None:
+    """PostgreSQL: write the load's dirty pages out now. Measured right after a 1,000,000-Patient
+    COPY, the checkpointer flushed gigabytes beside the searches (birthdate p50 1.67x the 10k
+    figure; 1.02-1.05x a few minutes later, same code)."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def database(kind: str, tmp: Path, pg_url: str) -> Iterator[str]:
     """A fresh SQLite file, or a fresh PostgreSQL schema (dropped afterwards)."""
@@ -595,6 +607,7 @@ def measure_kept(
             elif args.bulk:
                 bulk_preload(url, size, args.encounters, args.load_threads, loaded)
                 analyze(url)
+                checkpoint(url)
                 mark_loaded(url, size, args.encounters)
                 notes.append(f"{size:,} Patients loaded with COPY (bench/bulk_load.py) in {loaded.seconds:.0f}s")
             else:

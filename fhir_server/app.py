@@ -33,6 +33,7 @@ from fhir_server.console import install as install_console
 from fhir_server.errors import FhirError, Issue
 from fhir_server.satusehat.setup import start_satusehat_worker
 from fhir_server.service.seed import seed_conformance
+from fhir_server.service.warm import warm_up
 from fhir_server.state import build_state
 from fhir_server.storage import migrate
 from fhir_server.subscriptions.setup import start_subscription_worker
@@ -69,10 +70,11 @@ class FhirApp(FastAPI):
 
 
 def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> FastAPI:
-    """The application. ``freeze_gc`` (the server's worker processes): once started, move every
-    object alive into the garbage collector's permanent generation (``gc.freeze``), so its full
-    collections scan only what requests create. Not for apps made in tests: whatever cyclic garbage
-    a frozen object later becomes is never collected."""
+    """The application. ``freeze_gc`` (the server's worker processes): once started, build the
+    common types' models and plans (service/warm.py) and move every object alive into the garbage
+    collector's permanent generation (``gc.freeze``), so its full collections scan only what
+    requests create. Not for apps made in tests: whatever cyclic garbage a frozen object later
+    becomes is never collected."""
     settings = settings or Settings.from_env()
     state = build_state(settings)
 
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
         satusehat_worker = start_satusehat_worker(state) if settings.satusehat_worker else None
         if freeze_gc:
+            warm_up()  # the common types' models and plans: built now, and frozen below
             # ~170k objects of models, schemas and tables live for the whole process; a full
             # collection walked them all (82 ms measured), and queued audit events make
             # full collections more frequent

@@ -47,6 +47,12 @@ def _r4b_model(res_type: str) -> Any:
         return None  # an R4-only type: the structure check is all there is
 
 
+def warm_up(res_type: str) -> None:
+    """Build ``res_type``'s R4B model classes now (service/warm.py); its nested datatypes the
+    model still imports on the first value that has them."""
+    _r4b_model(res_type)
+
+
 def _r4_only(loc: tuple[Any, ...]) -> bool:
     """An R4B model complaint about what R4 allows: ``Extension.valueMeta`` and the
     ``_valueString``-style primitive extensions of an extension's value."""

@@ -693,6 +693,11 @@ def _plan(res_type: str) -> tuple[tuple[str, SearchParam, frozenset[str] | None,
     return tuple(plan)
 
 
+def warm_up(res_type: str) -> None:
+    """Build ``res_type``'s extraction plan now (service/warm.py)."""
+    _plan(res_type)
+
+
 def extract_index(resource: dict, holders: list[dict] | None = None) -> IndexRows:
     """All index rows for ``resource`` (a parsed FHIR JSON dict). ``holders``: its
     ``reference_holders`` (any copy that shares its objects below the top level, such as the

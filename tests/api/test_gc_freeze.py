@@ -28,3 +28,30 @@ def test_server_workers_freeze_the_startup_objects(tmp_path):
 
 def test_other_apps_do_not(tmp_path):
     assert _frozen_after_startup(tmp_path, False) == 0
+
+
+def test_server_workers_build_the_common_types_before_freezing(tmp_path, monkeypatch):
+    """service/warm.py runs at start-up in a server worker (its models and plans then frozen
+    with the rest), not in other apps (tests would pay it on every app)."""
+    import fhir_server.app as app_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(app_module, "warm_up", lambda: calls.append(gc.get_freeze_count()))
+    _frozen_after_startup(tmp_path, False)
+    assert calls == []
+    _frozen_after_startup(tmp_path, True)
+    assert calls == [0]  # before the freeze
+
+
+def test_warm_up_builds_each_types_model_and_plan():
+    from fhir_server.model import validate
+    from fhir_server.search import extract
+    from fhir_server.service.warm import COMMON_TYPES, warm_up
+
+    validate._r4b_model.cache_clear()
+    extract._plan.cache_clear()
+    warm_up(("Observation", "Coverage"))
+    assert validate._r4b_model.cache_info().currsize == 2
+    assert extract._plan.cache_info().currsize == 2
+    assert validate._r4b_model("Observation") is not None
+    assert "Patient" in COMMON_TYPES and "AuditEvent" in COMMON_TYPES
