@@ -34,6 +34,7 @@ from fhir_server import jsonio
 from fhir_server.config import Settings
 from fhir_server.service.access import OPEN
 from fhir_server.service.pipeline import Interaction
+from fhir_server.service.results import MINIMAL
 from fhir_server.state import ServerState, build_state
 from fhir_server.storage import migrate
 from fhir_server.storage.db import Database
@@ -92,7 +93,7 @@ def _runner(state: ServerState) -> tuple[Callable[[dict[str, Any]], Any], Callab
         return asyncio.run(pipeline.handle(Interaction("create", BASE, OPEN, "Patient", body=patient)))
 
     def transaction(bundle: dict[str, Any]) -> Any:
-        answer = asyncio.run(pipeline.handle(Interaction("transaction", BASE, OPEN, body=bundle, representation=False)))
+        answer = asyncio.run(pipeline.handle(Interaction("transaction", BASE, OPEN, body=bundle, returns=MINIMAL)))
         if answer.status != 200:
             raise RuntimeError(f"transaction answered {answer.status}: {answer.body!r:.300}")
         return answer
