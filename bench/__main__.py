@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -342,11 +343,10 @@ def run(args: argparse.Namespace) -> tuple[list[load.Result], list[str]]:
             )
         for sc in chosen:
             log(f"{sc}:")
-            if sc == T.READ and trivial:
-                before = run_one(sc, trivial, args)
+            before = run_one(sc, trivial, args) if sc == T.READ and trivial else None
             for t in targets:
                 record(results, run_one(sc, t, args))
-            if sc == T.READ and trivial:
+            if before is not None and trivial:
                 after = run_one(sc, trivial, args)
                 # the yardstick before and after our reads; the ratio uses their mean
                 mean = load.Result(
@@ -371,7 +371,7 @@ def run(args: argparse.Namespace) -> tuple[list[load.Result], list[str]]:
 # -- output -----------------------------------------------------------------------------------------
 
 
-def _console():
+def _console() -> Any:
     from rich.console import Console
 
     console = Console()

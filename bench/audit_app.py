@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
+from typing import Any
 
 
 def measure(audit: bool, n: int, reps: int = 5) -> tuple[float, float]:
@@ -62,7 +64,7 @@ def measure(audit: bool, n: int, reps: int = 5) -> tuple[float, float]:
         async def receive() -> dict:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def send(message: dict) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 statuses.add(message["status"])
 

@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -71,12 +72,12 @@ def _scope(i: int) -> dict:
     }
 
 
-async def _trivial_app(scope, receive, send) -> None:
+async def _trivial_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
 
 
-async def _sent(message) -> None:
+async def _sent(message: Any) -> None:
     pass
 
 
@@ -89,7 +90,7 @@ def _queue_reads(rec: AuditRecorder, n: int) -> float:
     mw = AuditMiddleware(_trivial_app, recorder_for=lambda scope: rec)
     scopes = [_scope(i) for i in range(n)]
 
-    async def run(app) -> float:
+    async def run(app: Any) -> float:
         t0 = time.perf_counter()
         for sc in scopes:
             await app(sc, _receive, _sent)
@@ -117,7 +118,7 @@ def bench_record(n: int) -> tuple[float, float]:
     involved; the best of 5 runs (the machine may be busy)."""
 
     class NoDb:
-        def write(self):  # pragma: no cover - never called
+        def write(self) -> None:  # pragma: no cover - never called
             raise AssertionError("record() touched the database")
 
     record_only = with_build = float("inf")

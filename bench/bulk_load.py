@@ -72,10 +72,10 @@ def _chunk(conn: psycopg.Connection, lo: int, hi: int, encounters: int) -> None:
             body = orjson.dumps(stored)
             res_rows.append((pk, res_type, res_id, 1, now, False, body))
             ver_rows.append((res_type, res_id, 1, now, "POST", False, body))
-            for kind, rows in extract_index(stored).by_kind().items():
+            for kind, extracted in extract_index(stored).by_kind().items():
                 if kind in idx_rows:
                     cols = _COLUMNS[kind]
-                    idx_rows[kind].extend(tuple(pk if c == "resource_pk" else r.get(c) for c in cols) for r in rows)
+                    idx_rows[kind].extend(tuple(pk if c == "resource_pk" else r.get(c) for c in cols) for r in extracted)
         _copy(cur, "resources", ("pk", "res_type", "res_id", "version", "updated_us", "deleted", "body"), res_rows)
         _copy(cur, "resource_versions", ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body"), ver_rows)
         for kind, rows in idx_rows.items():

@@ -64,6 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="console-bench-"))
     schema = None
+    admin: sa.Engine | None = None
     if args.pg:
         schema = f"conb_{uuid.uuid4().hex[:10]}"
         admin = sa.create_engine(args.pg)
@@ -107,7 +108,7 @@ def main() -> None:
             }
         print(json.dumps(result, indent=1))
     finally:
-        if schema is not None:
+        if schema is not None and admin is not None:
             with admin.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             admin.dispose()

@@ -16,8 +16,6 @@ import argparse
 import collections
 import copy
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
 from bench import data
@@ -56,8 +54,7 @@ _VALUES: list[Any] = [
 
 
 def _seeds() -> list[dict[str, Any]]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "search"))
-    from searchsamples import COVERAGE, ENCOUNTER, PATIENT
+    from tests.search.searchsamples import COVERAGE, ENCOUNTER, PATIENT
 
     out = [stamp(e["resource"], "x1", 1, 1_700_000_000_000_000) for e in data.visit_bundle(3)["entry"]][:8]
     for r in out:

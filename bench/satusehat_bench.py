@@ -194,13 +194,14 @@ def _print_round(rows: dict[str, tuple[float, float, float]], args: argparse.Nam
 
 def _cost_of(name: str, s: Settings, args: argparse.Namespace) -> tuple[float, float, float]:
     """(visits/s, server CPU ms per visit, sync child CPU ms per visit) of one variant."""
-    with TestClient(create_app(s)) as client:
-        child = client.app.state.fhir.satusehat_worker
+    app = create_app(s)
+    with TestClient(app) as client:
+        child = app.state.fhir.satusehat_worker
         pid = child.pid if isinstance(child, SyncProcess) else None
         base_records(client)
         for p in range(1, args.patients):
             client.put(f"/fhir/Patient/p{p}", json=patient(f"p{p}"))
-        db = client.app.state.fhir.db
+        db = app.state.fhir.db
 
         def visits(first: int, count: int) -> None:
             for n in range(first, first + count):

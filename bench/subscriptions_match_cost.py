@@ -38,8 +38,9 @@ def measure(count: int, changes: int, folder: Path) -> float:
         subscription_allowed_networks="127.0.0.1/32",
         export_worker=False,
     )
-    with TestClient(create_app(settings)) as client:
-        state = client.app.state.fhir
+    app = create_app(settings)
+    with TestClient(app) as client:
+        state = app.state.fhir
         for first in range(0, count, 100):
             entries = [
                 {"resource": subscription("http://127.0.0.1:9/hook", f"Sub{n}"), "request": {"method": "POST", "url": "Subscription"}}

@@ -18,7 +18,9 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,7 +36,7 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p95, ordered[-1]
 
 
-def timed(fn, args_list) -> list[float]:
+def timed(fn: Callable[..., Any], args_list: list[tuple[Any, ...]]) -> list[float]:
     out = []
     for args in args_list:
         t = time.perf_counter()

@@ -20,7 +20,7 @@ import copy
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,11 @@ def _runner(state: ServerState) -> tuple[Callable[[dict[str, Any]], Any], Callab
 #: CPU µs of the process per item of the best run of the last ``_best`` call (a shared machine
 #: stretches wall time; CPU time moves less)
 last_cpu = 0.0
+
+
+def _cycling(items: list[dict[str, Any]]) -> Callable[[int, int], dict[str, Any]]:
+    """``_best``'s ``make``: the items in turn."""
+    return lambda _run, i: items[i % len(items)]
 
 
 def _best(runs: int, n: int, make: Callable[[int, int], Any], run: Callable[[Any], Any]) -> float:
@@ -212,7 +217,7 @@ def bench_stages(args: argparse.Namespace) -> None:
     for name, fn in stages.items():
         cells = []
         for items in by_type.values():
-            cells.append(_best(args.runs, 200, lambda r, i, items=items: items[i % len(items)], fn))
+            cells.append(_best(args.runs, 200, _cycling(items), fn))
         print(f"{name:24}" + "".join(f"{c:13.1f}" for c in cells))
 
 
@@ -266,7 +271,7 @@ def bench_http(args: argparse.Namespace) -> None:
         done = asyncio.Event()
         await startup.put({"type": "lifespan.startup"})
 
-        async def lifespan_send(message: dict) -> None:
+        async def lifespan_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "lifespan.startup.complete":
                 done.set()
 
