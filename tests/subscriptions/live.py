@@ -29,7 +29,7 @@ class Live:
 @contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="asyncio", lifespan="on", log_level="warning", ws="websockets")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="asyncio", lifespan="on", log_level="warning", ws="auto")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
