@@ -60,10 +60,24 @@ def test_xml_decimals_are_stored_as_written(client):
     assert _xml_values(again.content) == [b"1.50", b"0", b"0.0000001", b"36.0"]
 
 
-@pytest.mark.parametrize("value", [b"1.50", b"0", b"100", b"-0.5"])
+@pytest.mark.parametrize("value", [b"1.50", b"0", b"100", b"-0.50"])
 def test_decimals_inside_a_searchset_in_xml(client, value):
     body = OBSERVATION_JSON.replace(b"1.50", value, 1).replace(b'"Kadar"', b'"xml-dec-' + value + b'"')
     _create(client, body, "application/fhir+json")
     r = client.get("/fhir/Observation", params={"code:text": f"xml-dec-{value.decode()}", "_format": "xml"})
     assert r.status_code == 200, r.text
     assert _xml_values(r.content)[0] == value
+
+
+def test_decimals_of_a_resource_inside_an_xml_transaction_are_stored_as_written(client):
+    bundle = (
+        b'<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/><entry>'
+        b'<fullUrl value="urn:uuid:0b7f7e0a-1a0e-4a57-9d33-6a1f0a7b2f01"/><resource>'
+        b'<Observation><status value="final"/><code><text value="K"/></code>'
+        b'<valueQuantity><value value="2.50"/></valueQuantity></Observation>'
+        b'</resource><request><method value="POST"/><url value="Observation"/></request></entry></Bundle>'
+    )
+    r = client.post("/fhir", content=bundle, headers={"Content-Type": "application/fhir+xml", "Accept": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    location = r.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    assert b'"valueQuantity":{"value":2.50}' in client.get(f"/fhir/{location}").content
