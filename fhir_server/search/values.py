@@ -25,6 +25,10 @@ _DATE_RE = re.compile(
     r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
+#: a time whose '+' zone a URL's decoding turned into a space (``T20:47:12 07:00``): nothing else
+#: can have put a space there, so the '+' is put back (a client writing WIB, WITA or WIT offsets
+#: into a URL unencoded; search.html has the '+' percent-encoded)
+_DECODED_PLUS_ZONE = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -36,8 +40,13 @@ def _us(dt: datetime) -> int:
 
 
 def date_range(value: str) -> tuple[int, int] | None:
-    """``'2020-03'`` -> (first µs of March 2020, last µs of March 2020), or None if malformed."""
-    m = _DATE_RE.match(value.strip()) if isinstance(value, str) else None
+    """``'2020-03'`` -> (first µs of March 2020, last µs of March 2020), or None if malformed.
+    Every date read from a URL comes here (search values, ``_lastUpdated``, ``_since``, ``_at``),
+    so a '+' zone decoded to a space is read as the '+' it was (``_DECODED_PLUS_ZONE``)."""
+    text = value.strip() if isinstance(value, str) else ""  # extraction may pass what a JSON value holds
+    if " " in text:
+        text = _DECODED_PLUS_ZONE.sub(r"\1+\2", text)
+    m = _DATE_RE.match(text)
     if not m:
         return None
     try:

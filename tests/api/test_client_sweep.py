@@ -247,3 +247,54 @@ def test_history_ignores_what_it_does_not_take_when_the_client_prefers_lenient(c
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": url[6:] + "?_summary=true"}}]}
     r = client.post("/fhir", content=orjson.dumps(bundle), headers={**H, "Prefer": "handling=lenient"})
     assert r.json()["entry"][0]["response"]["status"] == "200 OK"
+
+
+# ----------------------------------------------------------------------------- a '+' zone not encoded
+
+
+def test_a_date_whose_plus_zone_was_not_percent_encoded_is_read_as_that_zone(client):
+    """A client that writes ``2024-07-08T20:47:12+07:00`` into a URL unencoded sends a '+' that
+    URL decoding turns into a space (WIB, WITA and WIT are all '+' zones, so every Indonesian
+    local time with its offset meets this). ``...T20:47:12 07:00`` can only have been that '+':
+    it was a 400 (and in a transaction's conditional URL, HAPI issue 6114)."""
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "tz-plus"},
+        "effectiveDateTime": "2024-07-08T20:47:12+07:00",
+    }
+    oid = client.post("/fhir/Observation", content=orjson.dumps(obs), headers=H).json()["id"]
+    for query in (
+        "date=2024-07-08T20:47:12+07:00",  # 13:47:12Z
+        "date=ge2024-07-08T20:47+07:00&date=le2024-07-08T20:48:00.000+07:00",
+        "date=2024-07-08T13:47:12Z&_lastUpdated=gt2000-01-01T00:00:00+07:00",
+    ):
+        r = client.get(f"/fhir/Observation?code:text=tz-plus&{query}")
+        assert r.status_code == 200, (query, r.text)
+        assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [oid], query
+    # the zone is taken, not dropped: 20:47:12+08:00 is another instant
+    r = client.get("/fhir/Observation?code:text=tz-plus&date=2024-07-08T20:47:12+08:00")
+    assert r.status_code == 200 and "entry" not in r.json()
+    assert client.get(f"/fhir/Observation/{oid}/_history?_since=2000-01-01T00:00:00+07:00").status_code == 200
+    # a conditional update's URL in a transaction is decoded the same way
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {**obs, "status": "amended"},
+                "request": {"method": "PUT", "url": "Observation?code:text=tz-plus&date=2024-07-08T20:47:12+07:00"},
+            }
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"].startswith("200")
+    assert client.get(f"/fhir/Observation/{oid}").json()["status"] == "amended"
+
+
+def test_a_space_elsewhere_in_a_date_is_still_refused(client):
+    for bad in ("2024-07-08 20:47:12", "2024-07-08T20:47:12 7:00", "2024-07-08T20:47 12+07:00"):
+        r = client.get("/fhir/Observation", params={"date": bad})
+        assert r.status_code == 400, bad
+        assert r.json()["resourceType"] == "OperationOutcome"
