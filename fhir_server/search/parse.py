@@ -233,12 +233,21 @@ def parse_quantity_value(raw: str) -> QuantityValue:
     return QuantityValue(prefix, d, lo, hi, system, code)
 
 
+def _decoded_plus(code: str) -> str:
+    """A code that begins with a space and a digit was a '+' that URL decoding turned into a space
+    (``phone=+6281234567`` sent unencoded, Indonesian numbers being +62): read as the '+' it was.
+    A code never begins with whitespace (datatypes.html#code); an identifier or phone number
+    stored with a leading space (which FHIR says should be trimmed) is the one value this stops
+    finding by that same text."""
+    return "+" + code[1:] if len(code) > 1 and code[0] == " " and code[1].isdigit() else code
+
+
 def parse_token_value(raw: str) -> TokenValue:
     parts = split_unescaped(raw, "|")
     if len(parts) == 1:
-        return TokenValue(None, unescape(parts[0]))
+        return TokenValue(None, _decoded_plus(unescape(parts[0])))
     if len(parts) == 2:
-        system, code = unescape(parts[0]), unescape(parts[1])
+        system, code = unescape(parts[0]), _decoded_plus(unescape(parts[1]))
         if not system and not code:
             raise ValueError("'|' alone is not a token")
         return TokenValue(system, code or None)

@@ -298,3 +298,20 @@ def test_a_space_elsewhere_in_a_date_is_still_refused(client):
         r = client.get("/fhir/Observation", params={"date": bad})
         assert r.status_code == 400, bad
         assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_phone_number_whose_plus_was_not_percent_encoded_is_found(client):
+    """``phone=+6281234567`` unencoded arrives as ``' 6281234567'``, which matched nothing (an
+    empty 200 that looks like "no such patient"). A code never begins with a space: the '+' is
+    read back."""
+    body = {
+        **PATIENT,
+        "identifier": [{"system": NIK, "value": "3204154506900031"}],
+        "telecom": [{"system": "phone", "value": "+6281234567031"}],
+    }
+    pid = _create(client, body).json()["id"]
+    for query in ("phone=+6281234567031", "telecom=+6281234567031", "telecom=phone|+6281234567031", "phone=%2B6281234567031"):
+        r = client.get(f"/fhir/Patient?{query}")
+        assert r.status_code == 200, r.text
+        assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [pid], query
+    assert "entry" not in client.get("/fhir/Patient?phone=6281234567031").json()  # the '+' is part of the number
