@@ -46,11 +46,14 @@ Target = tuple[str, tuple[str, ...]]
 class DeferredRows:
     """Pending rows per (table, columns); ``parents`` (new ``resources`` rows) are written first."""
 
-    __slots__ = ("batches", "changes", "parents", "reserved_pks")
+    __slots__ = ("batches", "changes", "claimed", "parents", "reserved_pks")
 
     def __init__(self) -> None:
         self.batches: dict[Target, list[Sequence[Any]]] = {}
         self.parents: dict[Target, list[Sequence[Any]]] = {}
+        #: (updated_us, body, pk) of claimed ``resources`` rows to fill in as version 1 (PostgreSQL,
+        #: see repository.prefetched_current): written with the parents, as one executemany
+        self.claimed: list[tuple[int, bytes, int]] = []
         #: primary keys taken from the ``resources`` sequence for new rows (PostgreSQL, see reserve_pks)
         self.reserved_pks: list[int] = []
         #: change-log rows: written last, just before the commit (storage/changelog.py), never by ``flush``
@@ -66,7 +69,7 @@ class DeferredRows:
             batch.extend(rows)
 
     def __bool__(self) -> bool:
-        return bool(self.batches) or bool(self.parents)
+        return bool(self.batches) or bool(self.parents) or bool(self.claimed)
 
 
 def begin(conn: sa.Connection) -> None:
@@ -91,15 +94,20 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     rows = conn.info.get(_KEY)
     if not rows:
         return
+    claimed, rows.claimed = rows.claimed, []
     if parents_only:
-        if not rows.parents:
-            return
         batches = list(rows.parents.items())
         rows.parents = {}
     else:
         batches = [*rows.parents.items(), *rows.batches.items()]
         rows.parents, rows.batches = {}, {}
+    if not batches and not claimed:
+        return
     with driver_cursor(conn) as cur:
+        if claimed:  # PostgreSQL only (claims are); one pipelined executemany
+            cur.executemany(
+                "UPDATE resources SET version = 1, updated_us = %s, deleted = FALSE, body = %s WHERE pk = %s AND version = 0", claimed
+            )
         for (table, columns), params in batches:
             if conn.dialect.name == "postgresql":
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:

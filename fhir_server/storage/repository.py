@@ -51,6 +51,17 @@ _PREFETCHED = "fhir_server.prefetched_current"
 _PREFETCH_SQL = (
     "SELECT pk, version, updated_us, deleted, body, res_id FROM resources WHERE res_type = %s AND res_id = ANY(%s) ORDER BY pk FOR UPDATE"
 )
+#: conn.info key of the keys ``prefetch_current`` claimed for creates: (transaction, {(type, id): pk})
+_CLAIMED = "fhir_server.claimed_keys"
+# a placeholder row per absent key, in key order: a concurrent creator of the same (type, id)
+# waits for this transaction as it would for the create itself; version 0 and deleted keep it
+# out of every read until ``insert_current`` fills it in (no read of another transaction sees it)
+_CLAIM_SQL = (
+    "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
+    "SELECT %s, i, 0, 0, TRUE, NULL FROM unnest(%s::text[]) AS i ORDER BY i "
+    "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk, res_id"
+)
+_UNCLAIM_SQL = "DELETE FROM resources WHERE pk = ANY(?) AND version = 0"
 
 
 @contextmanager
@@ -60,7 +71,14 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     them takes its row once (a retry reads again: an entry that changed it first, a conditional
     delete, shows as a version conflict and is read anew). Locked in key order, so two Bundles
     that share resources wait for each other instead of deadlocking. SQLite: nothing (its reads
-    are in-process)."""
+    are in-process).
+
+    The keys that do not exist yet are claimed in the same round trip (``_CLAIM_SQL``): the
+    PUT that creates one then fills its row in with the transaction's deferred rows
+    (``insert_current``) instead of an ``INSERT`` round trip of its own. A key another
+    transaction created meanwhile is not claimed, and its PUT reads it and updates it, as it
+    did when its own ``INSERT`` met the other. Only inside a transaction Bundle (all or
+    nothing): a claim left unused is removed before the block ends."""
     if conn.dialect.name != "postgresql" or len(keys) < 2:
         yield
         return
@@ -69,16 +87,30 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     for res_type, res_id in keys:
         by_type.setdefault(res_type, []).append(res_id)
     rows: dict[tuple[str, str], CurrentRow | None] = {}
+    claimed: dict[tuple[str, str], int] = {}
     with driver_cursor(conn) as cur:
         for res_type, ids in by_type.items():
             cur.execute(_PREFETCH_SQL, (res_type, ids))
             found = {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
-            rows.update({(res_type, res_id): found.get(res_id) for res_id in ids})
-    conn.info[_PREFETCHED] = (conn.get_transaction(), rows)
+            absent = [res_id for res_id in ids if res_id not in found]
+            if absent:
+                cur.execute(_CLAIM_SQL, (res_type, absent))
+                claimed.update({(res_type, row[1]): row[0] for row in cur.fetchall()})
+            for res_id in ids:
+                key = (res_type, res_id)
+                if res_id in found or key in claimed:  # otherwise created meanwhile: read it again
+                    rows[key] = found.get(res_id)
+    transaction = conn.get_transaction()
+    conn.info[_PREFETCHED] = (transaction, rows)
+    conn.info[_CLAIMED] = (transaction, claimed)
     try:
         yield
+        if claimed:  # a PUT that did not create (none does without failing the Bundle): no placeholder stays
+            deferred.flush(conn, parents_only=True)
+            driver_execute(conn, _UNCLAIM_SQL, (list(claimed.values()),))
     finally:
         conn.info.pop(_PREFETCHED, None)
+        conn.info.pop(_CLAIMED, None)
 
 
 def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> CurrentRow | None:
@@ -165,8 +197,22 @@ _INSERT_VERSION_SQL = (
 _REPLACE_CURRENT_SQL = "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
 
 
+_FILL_CLAIMED_SQL = "UPDATE resources SET version = 1, updated_us = ?, deleted = FALSE, body = ? WHERE pk = ? AND version = 0"
+
+
 def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
-    """Insert version 1 of a new resource; None when (type, id) already exists."""
+    """Insert version 1 of a new resource; None when (type, id) already exists. A key this
+    transaction claimed (``prefetched_current``) is filled in with its deferred rows instead."""
+    claimed = conn.info.get(_CLAIMED)
+    if claimed is not None and claimed[0] is conn.get_transaction():
+        pk = claimed[1].pop((res_type, res_id), None)
+        if pk is not None:
+            batch = deferred.pending(conn)
+            if batch is not None:
+                batch.claimed.append((updated_us, body, pk))
+            else:
+                driver_execute(conn, _FILL_CLAIMED_SQL, (updated_us, body, pk))
+            return int(pk)
     row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
     return row[0] if row else None
 

@@ -1,0 +1,181 @@
+"""PostgreSQL: the PUTs of a transaction Bundle that create claim their keys with the prefetch
+(repository.prefetched_current) instead of one INSERT round trip each, and a concurrent creator of
+the same id still ends as the update it was before: nothing lost, no duplicate, no placeholder left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import orjson
+import pytest
+
+from fhir_server.storage import repository as repo
+from tests.conftest import BACKENDS
+
+# claims are PostgreSQL's (SQLite's writes are in-process, one writer at a time): the PostgreSQL app only
+pytestmark = [
+    pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL"),
+    pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True),
+]
+H = {"Content-Type": "application/fhir+json"}
+
+
+def _patient(res_id: str, family: str) -> dict:
+    return {"resourceType": "Patient", "id": res_id, "name": [{"family": family}]}
+
+
+@pytest.fixture
+def pg(client):
+    state = client.app.state.fhir
+    assert state.db.dialect == "postgresql"
+    return client, state
+
+
+def _placeholders(state) -> int:
+    with state.db.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM resources WHERE version = 0").scalar_one()
+
+
+def test_a_transactions_creates_take_no_insert_round_trip_each(pg, monkeypatch):
+    client, state = pg
+    inserts: list[str] = []
+    real = repo.driver_fetchone
+
+    def counting(conn, sql, params):
+        if sql is repo._INSERT_CURRENT_SQL:
+            inserts.append(params[1])
+        return real(conn, sql, params)
+
+    monkeypatch.setattr(repo, "driver_fetchone", counting)
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"claim-{tag}-{n}" for n in range(5)]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": _patient(i, f"Klaim{tag}"), "request": {"method": "PUT", "url": f"Patient/{i}"}} for i in ids],
+    }
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created"] * 5
+    assert inserts == []
+    for i in ids:
+        got = client.get(f"/fhir/Patient/{i}")
+        assert got.status_code == 200 and got.json()["meta"]["versionId"] == "1"
+        history = client.get(f"/fhir/Patient/{i}/_history").json()
+        assert [e["request"]["method"] for e in history["entry"]] == ["PUT"]
+    found = client.get(f"/fhir/Patient?family=Klaim{tag}&_count=10").json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == ids
+    assert _placeholders(state) == 0
+
+
+def _run(target, *args):
+    errors: list[BaseException] = []
+
+    def body():
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    return thread, errors
+
+
+def test_a_single_put_of_a_claimed_id_waits_and_becomes_the_update(pg):
+    _client, state = pg
+    tag = uuid.uuid4().hex[:8]
+    x, y = f"race-{tag}-x", f"race-{tag}-y"
+    claimed, proceed = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def bundle_side():
+        with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
+            claimed.set()
+            proceed.wait(10)
+            results["bx"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Bundle"))
+            results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
+
+    def single_side():
+        results["single"] = state.resources.update("Patient", x, _patient(x, "Single"))
+
+    a, a_errors = _run(bundle_side)
+    assert claimed.wait(10)
+    b, b_errors = _run(single_side)
+    time.sleep(0.5)
+    assert b.is_alive()  # waiting for the transaction that claimed the id
+    proceed.set()
+    a.join(10)
+    b.join(10)
+    assert not a_errors and not b_errors, (a_errors, b_errors)
+    assert results["bx"].status == 201 and results["single"].status == 200  # type: ignore[attr-defined]
+    current = repo.read_current(state.db, "Patient", x)
+    assert current is not None and current.version == 2 and b"Single" in current.body
+    assert repo.read_current(state.db, "Patient", y).version == 1
+    assert _placeholders(state) == 0
+
+
+def test_a_bundle_whose_id_was_created_meanwhile_updates_it(pg):
+    _client, state = pg
+    tag = uuid.uuid4().hex[:8]
+    x, y = f"race-{tag}-x", f"race-{tag}-y"
+    inserted, proceed = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def single_side():
+        with state.db.write() as conn:
+            results["single"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Single"))
+            inserted.set()
+            proceed.wait(10)
+
+    def bundle_side():
+        with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
+            results["bx"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Bundle"))
+            results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
+
+    b, b_errors = _run(single_side)
+    assert inserted.wait(10)
+    a, a_errors = _run(bundle_side)
+    time.sleep(0.5)
+    assert a.is_alive()  # its claim of x waits for the uncommitted create
+    proceed.set()
+    b.join(10)
+    a.join(10)
+    assert not a_errors and not b_errors, (a_errors, b_errors)
+    assert results["single"].status == 201  # type: ignore[attr-defined]
+    assert results["bx"].status == 200 and results["by"].status == 201  # type: ignore[attr-defined]
+    current = repo.read_current(state.db, "Patient", x)
+    assert current is not None and current.version == 2 and b"Bundle" in current.body
+    assert _placeholders(state) == 0
+
+
+def test_a_claim_left_unused_leaves_no_row(pg):
+    client, state = pg
+    tag = uuid.uuid4().hex[:8]
+    x, y = f"spare-{tag}-x", f"spare-{tag}-y"
+    with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
+        state.resources.update_in(conn, "Patient", x, _patient(x, "Used"))
+    assert client.get(f"/fhir/Patient/{x}").status_code == 200
+    assert client.get(f"/fhir/Patient/{y}").status_code == 404  # not 410: it never existed
+    assert _placeholders(state) == 0
+
+
+def test_a_failed_transaction_leaves_no_claim(pg):
+    client, state = pg
+    tag = uuid.uuid4().hex[:8]
+    good, bad = f"fail-{tag}-a", f"fail-{tag}-b"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": _patient(good, "Ok"), "request": {"method": "PUT", "url": f"Patient/{good}"}},
+            {"resource": {**_patient(bad, "Bad"), "gender": "nope"}, "request": {"method": "PUT", "url": f"Patient/{bad}"}},
+        ],
+    }
+    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    assert r.status_code in (400, 422), r.text
+    assert client.get(f"/fhir/Patient/{good}").status_code == 404
+    assert _placeholders(state) == 0
