@@ -69,8 +69,9 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     """PostgreSQL: the current rows (locked) of the resources a transaction Bundle's PUTs write,
     one round trip per type instead of one per entry; inside, each ``get_current`` of one of
     them takes its row once (a retry reads again: an entry that changed it first, a conditional
-    delete, shows as a version conflict and is read anew). Locked in key order, so two Bundles
-    that share resources wait for each other instead of deadlocking. SQLite: nothing (its reads
+    delete, shows as a version conflict and is read anew). Locked type by type in name order,
+    rows in key order and claims in id order, so two Bundles that share resources wait for each
+    other instead of deadlocking. SQLite: nothing (its reads
     are in-process).
 
     The keys that do not exist yet are claimed in the same round trip (``_CLAIM_SQL``): the
@@ -89,7 +90,7 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     rows: dict[tuple[str, str], CurrentRow | None] = {}
     claimed: dict[tuple[str, str], int] = {}
     with driver_cursor(conn) as cur:
-        for res_type, ids in by_type.items():
+        for res_type, ids in sorted(by_type.items()):  # one lock order for every Bundle
             cur.execute(_PREFETCH_SQL, (res_type, ids))
             found = {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
             absent = [res_id for res_id in ids if res_id not in found]
