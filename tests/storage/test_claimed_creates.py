@@ -194,7 +194,7 @@ def test_parallel_transactions_creating_the_same_ids_all_land(pg):
 
     _client, state = pg
     tag = uuid.uuid4().hex[:8]
-    keys = [("Patient", f"par-{tag}-p1"), ("Patient", f"par-{tag}-p2"), ("Organization", f"par-{tag}-o1"), ("Organization", f"par-{tag}-o2")]
+    keys = [("Patient", f"par-{tag}-p{n}") for n in (1, 2)] + [("Organization", f"par-{tag}-o{n}") for n in (1, 2)]
     pipeline = Pipeline(state.services, BlockingWrites(state.db), audit_writes=False)
 
     def entry(res_type: str, res_id: str, n: int) -> dict:
