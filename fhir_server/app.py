@@ -184,6 +184,13 @@ def _is_statement_timeout(exc: BaseException) -> bool:
     return type(original).__name__ == "QueryCanceled"
 
 
+def _is_lock_conflict(exc: BaseException) -> bool:
+    """psycopg's DeadlockDetected or SerializationFailure, raw or wrapped by SQLAlchemy: the
+    database rolled the write back to break a conflict between concurrent writers."""
+    original = getattr(exc, "orig", exc)
+    return type(original).__name__ in ("DeadlockDetected", "SerializationFailure")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
@@ -219,5 +226,9 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "error", "too-costly", "The request took longer than the database statement timeout (FHIR_STATEMENT_TIMEOUT); narrow it"
             )
             return http.outcome_response(request, [issue], 400)
+        if _is_lock_conflict(exc):
+            log.warning("concurrent writes conflicted on %s %s: %s", request.method, request.url.path, exc)
+            issue = Issue("error", "conflict", "A concurrent write held what this one needed; nothing was written: retry")
+            return http.outcome_response(request, [issue], 409)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return http.outcome_response(request, [Issue("fatal", "exception", "Internal server error")], 500)

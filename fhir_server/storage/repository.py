@@ -97,6 +97,10 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
             if absent:
                 cur.execute(_CLAIM_SQL, (res_type, absent))
                 claimed.update({(res_type, row[1]): row[0] for row in cur.fetchall()})
+                meanwhile = [res_id for res_id in absent if (res_type, res_id) not in claimed]
+                if meanwhile:  # created by a transaction the claim waited for: locked now, in key order with the rest
+                    cur.execute(_PREFETCH_SQL, (res_type, meanwhile))
+                    found.update({row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()})
             for res_id in ids:
                 key = (res_type, res_id)
                 if res_id in found or key in claimed:  # otherwise created meanwhile: read it again

@@ -315,3 +315,24 @@ def test_a_phone_number_whose_plus_was_not_percent_encoded_is_found(client):
         assert r.status_code == 200, r.text
         assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [pid], query
     assert "entry" not in client.get("/fhir/Patient?phone=6281234567031").json()  # the '+' is part of the number
+
+
+def test_a_write_the_database_rolled_back_for_a_lock_cycle_is_a_409(client, monkeypatch):
+    """PostgreSQL breaks a deadlock between concurrent writers by rolling one back
+    (DeadlockDetected): nothing of it was written and a retry can succeed, which is a 409 with an
+    OperationOutcome, not a 500."""
+    import psycopg
+
+    from fhir_server.service.resources import ResourceService
+
+    def deadlocked(*_args, **_kwargs):
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setattr(ResourceService, "update_in", deadlocked)
+    served = TestClient(client.app, raise_server_exceptions=False)  # as uvicorn serves it: the handler answers
+    r = served.put("/fhir/Patient/lock-cycle", content=orjson.dumps({**PATIENT, "id": "lock-cycle"}), headers=H)
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["code"] == "conflict"
+    assert client.get("/fhir/Patient/lock-cycle").status_code == 404
