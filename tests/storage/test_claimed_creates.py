@@ -85,32 +85,41 @@ def _run(target, *args):
     return thread, errors
 
 
+def _held_then_released(holder, waiter) -> None:
+    """``holder(held, release)`` runs first and sets ``held`` once it holds what ``waiter()``
+    needs; ``waiter`` must then wait until ``release`` lets the holder commit."""
+    held, release = threading.Event(), threading.Event()
+    first, first_errors = _run(holder, held, release)
+    assert held.wait(10)
+    second, second_errors = _run(waiter)
+    time.sleep(0.5)
+    assert second.is_alive()  # waiting for the holder's transaction
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert not first_errors and not second_errors, (first_errors, second_errors)
+
+
+def _bundle_writes(state, x: str, y: str, results: dict, held=None, release=None) -> None:
+    """A transaction Bundle's PUTs of x and y as ``_transaction_in`` runs them (prefetch, then each entry)."""
+    with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
+        if held is not None:
+            held.set()
+            release.wait(10)
+        results["bx"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Bundle"))
+        results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
+
+
 def test_a_single_put_of_a_claimed_id_waits_and_becomes_the_update(pg):
     _client, state = pg
     tag = uuid.uuid4().hex[:8]
     x, y = f"race-{tag}-x", f"race-{tag}-y"
-    claimed, proceed = threading.Event(), threading.Event()
     results: dict[str, object] = {}
-
-    def bundle_side():
-        with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
-            claimed.set()
-            proceed.wait(10)
-            results["bx"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Bundle"))
-            results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
 
     def single_side():
         results["single"] = state.resources.update("Patient", x, _patient(x, "Single"))
 
-    a, a_errors = _run(bundle_side)
-    assert claimed.wait(10)
-    b, b_errors = _run(single_side)
-    time.sleep(0.5)
-    assert b.is_alive()  # waiting for the transaction that claimed the id
-    proceed.set()
-    a.join(10)
-    b.join(10)
-    assert not a_errors and not b_errors, (a_errors, b_errors)
+    _held_then_released(lambda held, release: _bundle_writes(state, x, y, results, held, release), single_side)
     assert results["bx"].status == 201 and results["single"].status == 200  # type: ignore[attr-defined]
     current = repo.read_current(state.db, "Patient", x)
     assert current is not None and current.version == 2 and b"Single" in current.body
@@ -122,29 +131,16 @@ def test_a_bundle_whose_id_was_created_meanwhile_updates_it(pg):
     _client, state = pg
     tag = uuid.uuid4().hex[:8]
     x, y = f"race-{tag}-x", f"race-{tag}-y"
-    inserted, proceed = threading.Event(), threading.Event()
     results: dict[str, object] = {}
 
-    def single_side():
+    def single_side(held, release):
         with state.db.write() as conn:
             results["single"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Single"))
-            inserted.set()
-            proceed.wait(10)
+            held.set()
+            release.wait(10)
 
-    def bundle_side():
-        with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
-            results["bx"] = state.resources.update_in(conn, "Patient", x, _patient(x, "Bundle"))
-            results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
-
-    b, b_errors = _run(single_side)
-    assert inserted.wait(10)
-    a, a_errors = _run(bundle_side)
-    time.sleep(0.5)
-    assert a.is_alive()  # its claim of x waits for the uncommitted create
-    proceed.set()
-    b.join(10)
-    a.join(10)
-    assert not a_errors and not b_errors, (a_errors, b_errors)
+    # the Bundle's claim of x waits for the uncommitted create
+    _held_then_released(single_side, lambda: _bundle_writes(state, x, y, results))
     assert results["single"].status == 201  # type: ignore[attr-defined]
     assert results["bx"].status == 200 and results["by"].status == 201  # type: ignore[attr-defined]
     current = repo.read_current(state.db, "Patient", x)
