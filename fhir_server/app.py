@@ -178,17 +178,19 @@ def create_app_from_env() -> FastAPI:
     return create_app(Settings.from_env(), freeze_gc=True)
 
 
+def _driver_error(exc: BaseException) -> str:
+    """The class name of the driver's error, raw or wrapped by SQLAlchemy (psycopg's are named
+    after the SQLSTATE: ``QueryCanceled``, ``DeadlockDetected``, ...)."""
+    return type(getattr(exc, "orig", exc)).__name__
+
+
 def _is_statement_timeout(exc: BaseException) -> bool:
-    """psycopg's QueryCanceled, raw or wrapped by SQLAlchemy."""
-    original = getattr(exc, "orig", exc)
-    return type(original).__name__ == "QueryCanceled"
+    return _driver_error(exc) == "QueryCanceled"
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
-    """psycopg's DeadlockDetected or SerializationFailure, raw or wrapped by SQLAlchemy: the
-    database rolled the write back to break a conflict between concurrent writers."""
-    original = getattr(exc, "orig", exc)
-    return type(original).__name__ in ("DeadlockDetected", "SerializationFailure")
+    """The database rolled the write back to break a conflict between concurrent writers."""
+    return _driver_error(exc) in ("DeadlockDetected", "SerializationFailure")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

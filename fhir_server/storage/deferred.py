@@ -34,9 +34,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from fhir_server.storage.placeholders import driver_cursor
+from fhir_server.storage.placeholders import driver_cursor, driver_executemany, positional
 
 _KEY = "fhir_deferred_rows"
+#: a claimed ``resources`` row (repository.prefetched_current) filled in as version 1
+_FILL_CLAIMED = "UPDATE resources SET version = 1, updated_us = ?, deleted = FALSE, body = ? WHERE pk = ? AND version = 0"
 
 
 #: (table, column names)
@@ -87,6 +89,16 @@ def pending(conn: sa.Connection) -> DeferredRows | None:
     return conn.info.get(_KEY)
 
 
+def fill_claimed(conn: sa.Connection, updated_us: int, body: bytes, pk: int) -> None:
+    """Fill in a claimed ``resources`` row: with the other pending rows when the connection
+    defers (one executemany for the transaction), else now."""
+    rows = pending(conn)
+    if rows is not None:
+        rows.claimed.append((updated_us, body, pk))
+    else:
+        driver_executemany(conn, _FILL_CLAIMED, [(updated_us, body, pk)])
+
+
 def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     """Write everything pending now: COPY per table on PostgreSQL (a fraction of the server
     work of row-by-row INSERTs), one executemany per table on SQLite. ``parents_only``: only
@@ -105,9 +117,7 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
         return
     with driver_cursor(conn) as cur:
         if claimed:  # PostgreSQL only (claims are); one pipelined executemany
-            cur.executemany(
-                "UPDATE resources SET version = 1, updated_us = %s, deleted = FALSE, body = %s WHERE pk = %s AND version = 0", claimed
-            )
+            cur.executemany(positional(_FILL_CLAIMED, conn.dialect.name), claimed)
         for (table, columns), params in batches:
             if conn.dialect.name == "postgresql":
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:

@@ -71,8 +71,7 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     them takes its row once (a retry reads again: an entry that changed it first, a conditional
     delete, shows as a version conflict and is read anew). Locked type by type in name order,
     rows in key order and claims in id order, so two Bundles that share resources wait for each
-    other instead of deadlocking. SQLite: nothing (its reads
-    are in-process).
+    other instead of deadlocking. SQLite: nothing (its reads are in-process).
 
     The keys that do not exist yet are claimed in the same round trip (``_CLAIM_SQL``): the
     PUT that creates one then fills its row in with the transaction's deferred rows
@@ -90,20 +89,23 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
     rows: dict[tuple[str, str], CurrentRow | None] = {}
     claimed: dict[tuple[str, str], int] = {}
     with driver_cursor(conn) as cur:
-        for res_type, ids in sorted(by_type.items()):  # one lock order for every Bundle
+
+        def lock(res_type: str, ids: list[str]) -> dict[str, CurrentRow]:
             cur.execute(_PREFETCH_SQL, (res_type, ids))
-            found = {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
+            return {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
+
+        for res_type, ids in sorted(by_type.items()):  # one lock order for every Bundle
+            found = lock(res_type, ids)
             absent = [res_id for res_id in ids if res_id not in found]
             if absent:
                 cur.execute(_CLAIM_SQL, (res_type, absent))
                 claimed.update({(res_type, row[1]): row[0] for row in cur.fetchall()})
                 meanwhile = [res_id for res_id in absent if (res_type, res_id) not in claimed]
                 if meanwhile:  # created by a transaction the claim waited for: locked now, in key order with the rest
-                    cur.execute(_PREFETCH_SQL, (res_type, meanwhile))
-                    found.update({row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()})
+                    found.update(lock(res_type, meanwhile))
             for res_id in ids:
                 key = (res_type, res_id)
-                if res_id in found or key in claimed:  # otherwise created meanwhile: read it again
+                if res_id in found or key in claimed:  # otherwise gone again since: get_current reads it
                     rows[key] = found.get(res_id)
     transaction = conn.get_transaction()
     conn.info[_PREFETCHED] = (transaction, rows)
@@ -202,9 +204,6 @@ _INSERT_VERSION_SQL = (
 _REPLACE_CURRENT_SQL = "UPDATE resources SET version = ?, body = ?, updated_us = ?, deleted = ? WHERE pk = ? AND version = ?"
 
 
-_FILL_CLAIMED_SQL = "UPDATE resources SET version = 1, updated_us = ?, deleted = FALSE, body = ? WHERE pk = ? AND version = 0"
-
-
 def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists. A key this
     transaction claimed (``prefetched_current``) is filled in with its deferred rows instead."""
@@ -212,11 +211,7 @@ def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, up
     if claimed is not None and claimed[0] is conn.get_transaction():
         pk = claimed[1].pop((res_type, res_id), None)
         if pk is not None:
-            batch = deferred.pending(conn)
-            if batch is not None:
-                batch.claimed.append((updated_us, body, pk))
-            else:
-                driver_execute(conn, _FILL_CLAIMED_SQL, (updated_us, body, pk))
+            deferred.fill_claimed(conn, updated_us, body, pk)
             return int(pk)
     row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
     return row[0] if row else None
