@@ -229,8 +229,21 @@ class SqlBuilder:
         head = f"SELECT {t}.resource_pk FROM {table} {t} WHERE {t}.param = {self.p(param)}"
         if c.modifier == "missing":
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
-        sub = f"{head} AND {or_([self._value(t, c, v) for v in c.values])}"
+        sub = f"{head} AND {self._token_codes(t, c)}{or_([self._value(t, c, v) for v in c.values])}"
         return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
+
+    def _token_codes(self, t: str, c: Criterion) -> str:
+        """``code IN (...) AND `` for a token criterion of several values that each name a code,
+        else nothing. Redundant with the OR of ``code AND system`` pairs after it, but SQLite
+        cannot use the ``(param, code, system)`` index for that OR and reads every row of the
+        parameter instead (``identifier=s1|v1,s2|v2``, as conditional references are resolved:
+        1 ms for 20 pairs on 1,800 rows, growing with the database); for the IN it seeks each code."""
+        if c.ptype != "token" or c.modifier not in (None, "not") or len(c.values) < 2:
+            return ""
+        codes = [v.code for v in c.values if type(v) is TokenValue and v.code is not None]
+        if len(codes) < len(c.values):
+            return ""
+        return f"{self.in_list(f'{t}.code', [cut(code) for code in dict.fromkeys(codes)])} AND "
 
     def _value(self, t: str, c: Criterion, v: Any) -> str:
         pt, mod, p = c.ptype, c.modifier, self.p
