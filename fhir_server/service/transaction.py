@@ -34,6 +34,7 @@ from fhir_server.service.preconditions import is_version
 from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
+from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import datetime_range, to_instant
 from fhir_server.url_forms import canonical_path
@@ -214,6 +215,7 @@ class BundleService:
         wanted = _conditional_references(list(holders.values()), early.references)
         if wanted:
             with self.db.read() as conn:
+                early.seq = changelog.last_seq(conn)  # before the searches: their answers are at least this new
                 early.resolved = self._resolve_references(conn, base, wanted, principal)
         if any(isinstance(target, FhirError) for target in early.resolved.values()):
             return None  # raised, naming its entry, when the references are rewritten under the lock
@@ -297,7 +299,11 @@ class BundleService:
         return out
 
     def _still_resolved(self, conn: Connection, base: str, early: _Early, principal: Principal) -> bool:
-        """Whether every conditional reference resolved before the lock resolves alike now."""
+        """Whether every conditional reference resolved before the lock resolves alike now. The
+        change log numbers every committed write in commit order (on PostgreSQL too): if its last
+        number is the one read before the searches, nothing they could see has changed since."""
+        if early.seq is not None and changelog.last_seq(conn) == early.seq:
+            return True
         now = self._resolve_references(conn, base, list(early.resolved), principal)
         return all(now[ref] == target for ref, target in early.resolved.items())
 
@@ -674,6 +680,8 @@ class _Early:
     changed: list[tuple[dict, str]]
     #: entry index -> the reference holders of its resource (``reference_holders``)
     holders: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the change log's last number when the conditional references were resolved (None: none were)
+    seq: int | None = None
 
     def restore(self) -> None:
         """Every replaced reference back as it was sent."""
