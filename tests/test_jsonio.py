@@ -121,3 +121,55 @@ def test_numbers_are_written_back_as_they_were_read(number, form):
     compact = text.replace(" ", "")
     assert jsonio.dumps(jsonio.loads(text.encode())).decode() == compact
     assert jsonio.dumps(jsonio.loads_client(text.encode())).decode() == compact
+
+
+def _regex_first(raw: bytes) -> Any:
+    """How ``loads`` chose its parser before: the text searched for a lossy number every time."""
+    if jsonio._LOSSY_NUMBER.search(raw):
+        return jsonio._exact(raw)
+    import orjson
+
+    return orjson.loads(raw)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every leaf kept (1 and 1.0 and Decimal('1.0') differ)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, str(value))
+
+
+_IN_STRINGS = st.sampled_from(['", 1.50]', "x:1e3}", ",-0]", "[12345678901234567890123,"])
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(_LEAVES, _IN_STRINGS),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.lists(st.tuples(_NAMES, inner), max_size=5).map(lambda pairs: ("obj", pairs))
+        ),
+        max_leaves=25,
+    )
+)
+def test_orjson_first_reads_every_value_as_the_text_search_first_did(value):
+    """``loads`` parses with orjson first and searches the text for a lossy number only when the
+    value holds a float or the text a ``-0``: the values, and their types, are the same as when
+    the text was searched first (numbers like ``1.50`` inside strings included)."""
+    raw = _text(value, ":").encode()
+    try:
+        before = _typed(_regex_first(raw))
+    except ValueError:
+        with pytest.raises(jsonio.JsonError):
+            jsonio.loads(raw)
+        return
+    assert _typed(jsonio.loads(raw)) == before
+    assert jsonio.dumps(jsonio.loads(raw)) == jsonio.dumps(_regex_first(raw))
+
+
+def test_a_number_orjson_refuses_takes_the_exact_path():
+    assert str(jsonio.loads(b'{"a":1e400}')["a"]) == "1e400"
+    with pytest.raises(jsonio.JsonError, match="Malformed JSON"):
+        jsonio.loads(b'{"a":1.5')
