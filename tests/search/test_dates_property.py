@@ -113,3 +113,56 @@ def test_ranges_are_ordered_and_contain_their_start(value):
     lo, hi = date_range(value)
     assert lo <= hi
     assert date_range(value.split("T")[0])[0] <= lo + 14 * 3600 * 1_000_000 + 1
+
+
+def _by_datetimes(text: str) -> tuple[int, int] | None:
+    """A date-time's range the plain way: an aware datetime, less the epoch (what date_range did
+    before it counted days and seconds as integers)."""
+    import re
+    from datetime import UTC, datetime, timedelta, timezone
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?", text)
+    assert m
+    y, mo, d, hh, mm, ss, frac, tz = m.groups()
+    try:
+        zone = UTC
+        if tz and tz != "Z":
+            zone = timezone((1 if tz[0] == "+" else -1) * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+        if int(hh) == 24:
+            return None
+        micro = int((frac or "")[:6].ljust(6, "0"))
+        lo = datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss or 0), micro, tzinfo=zone) - datetime(1970, 1, 1, tzinfo=UTC)
+    except ValueError:
+        return None
+    lo_us = (lo.days * 86400 + lo.seconds) * 1_000_000 + lo.microseconds
+    width = 60_000_000 if ss is None else 1_000_000 if frac is None else 10 ** (6 - len(frac[:6]))
+    return lo_us, lo_us + width - 1
+
+
+_two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["0001", "1969", "1970", "2000", "2024", "9999"]),
+    st.sampled_from(["01", "02", "12", "13", "00"]),
+    st.sampled_from(["01", "28", "29", "30", "31", "00"]),
+    st.sampled_from(["00", "07", "23", "24", "25"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.one_of(st.none(), st.sampled_from(["00", "59", "60"])),
+    st.one_of(st.none(), st.text("0123456789", min_size=1, max_size=9)),
+    st.one_of(
+        st.none(), st.just("Z"), st.tuples(st.sampled_from("+-"), st.sampled_from(["00", "07", "14", "23", "24"]), _two).map("".join)
+    ),
+)
+def test_a_date_time_range_is_what_aware_datetimes_give(y, mo, d, hh, mm, ss, frac, tz):
+    text = f"{y}-{mo}-{d}T{hh}:{mm}"
+    if ss is not None:
+        text += f":{ss}" + (f".{frac}" if frac else "")
+    if tz and tz != "Z":
+        tz = f"{tz[:3]}:{tz[3:]}"
+    text += tz or ""
+    assert date_range(text) == _by_datetimes(text)
+    if _by_datetimes(text) is not None:  # the date alone: that whole day in UTC
+        day = date_range(text[:10])
+        assert day is not None and day[1] - day[0] == 86_400_000_000 - 1
