@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fhir_server.storage import change_signal, deferred
-from fhir_server.storage.placeholders import driver_cursor, driver_fetchall, positional
+from fhir_server.storage.placeholders import driver_cursor, driver_fetchall, driver_fetchone, positional
 from fhir_server.storage.tables import change_log
 
 #: pg_advisory_xact_lock key of the change log (any constant unique to this use)
@@ -40,6 +40,7 @@ _LOCK_KEY = 0x6368616E6765  # "change"
 _ACTOR = "fhir_change_actor"
 _COLUMNS = ("res_type", "res_id", "version", "action", "client_id", "recorded_us")
 _READ_AFTER = f"SELECT seq, {', '.join(_COLUMNS)} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
+_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM change_log"
 _INSERT = f"INSERT INTO change_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 ACTIONS = ("create", "update", "delete")
 
@@ -100,7 +101,9 @@ def read_after(conn: Connection, position: int, limit: int = 1000) -> list[Chang
 
 def last_seq(conn: Connection) -> int:
     """The newest ``seq`` (0 when the log is empty): a new consumer's starting position."""
-    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))).scalar_one()
+    # straight to the driver: a transaction Bundle with conditional references reads it twice
+    # (service/transaction.py), and SQLAlchemy's statement handling was most of its cost
+    return int(driver_fetchone(conn, _LAST_SEQ, ())[0])
 
 
 def purge(conn: Connection, before_us: int, *, up_to_seq: int | None = None) -> int:
