@@ -55,3 +55,29 @@ def test_warm_up_builds_each_types_model_and_plan():
     assert extract._plan.cache_info().currsize == 2
     assert validate._r4b_model("Observation") is not None
     assert "Patient" in COMMON_TYPES and "AuditEvent" in COMMON_TYPES
+
+
+def test_warm_up_builds_the_datatypes_a_type_may_hold():
+    """fhir_core imports a nested datatype's model on the first value that has one: a Patient's
+    first ``telecom`` paid for ContactPoint inside a request. After the warm-up, validating a
+    Patient with every kind of value imports nothing more (a fresh interpreter, to see imports)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from fhir_server.model import validate
+validate.warm_up("Patient")
+before = {m for m in sys.modules if m.startswith("fhir.resources")}
+assert "fhir.resources.R4B.contactpoint" in before, sorted(before)
+patient = {"resourceType": "Patient", "telecom": [{"system": "phone", "value": "1"}],
+    "extension": [{"url": "http://x", "valueQuantity": {"value": 1}}],
+    "address": [{"period": {"start": "2020"}}], "photo": [{"contentType": "image/png"}],
+    "contact": [{"name": {"family": "A"}, "organization": {"reference": "Organization/1"}}],
+    "communication": [{"language": {"coding": [{"code": "id"}]}}]}
+assert validate.model_issues(patient) == [], validate.model_issues(patient)
+after = {m for m in sys.modules if m.startswith("fhir.resources")}
+assert after == before, sorted(after - before)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
