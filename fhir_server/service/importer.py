@@ -29,7 +29,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.model.ids import is_valid_id
 from fhir_server.model.references import reference_holders
-from fhir_server.service import import_order, import_workers
+from fhir_server.service import import_order, import_workers, warm
 from fhir_server.service.access import OPEN
 from fhir_server.service.import_order import Node
 from fhir_server.service.pipeline import Interaction, Pipeline
@@ -260,6 +260,7 @@ class Importer:
 
             def warm_up() -> Iterator[None]:
                 for node in {n.res_type: n for n in reversed(nodes)}.values():
+                    warm.warm_up((node.res_type,))  # the type's models, its datatypes' and its index plan
                     pipeline.services.resources.prepare_update(node.res_type, node.res_id, jsonio.loads(node.body), index=True)
                     yield
                 gc.freeze()  # the classes and plans just built: no longer scanned by the collector (see run)
