@@ -14,7 +14,6 @@ import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -32,7 +31,6 @@ from fhir_server.service.conditional import ConditionalService, Merge, create_co
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.preconditions import is_version
-from fhir_server.service.prepare_helper import Pending, PrepareHelper, encode, error_of
 from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
@@ -62,9 +60,8 @@ class Entry:
     url: str = ""
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
-    #: a create's validation, done before the database transaction (ResourceService.prepare_create),
-    #: or the prepare helper's, read when the entry runs (``settled``)
-    prepared: Prepared | Helped | None = None
+    #: a create's validation, done before the database transaction (ResourceService.prepare_create)
+    prepared: Prepared | None = None
     #: the interaction of a GET/HEAD entry (``read_kind``): read, vread, search-type,
     #: search-system, history-instance/-type/-system or capabilities
     read_kind: str = ""
@@ -121,8 +118,6 @@ class BundleService:
         self.search = search
         self.history = history
         self.audit_trail = audit_trail  # AuditEvent reads and searches: the audit table, as on the routes
-        #: prepares part of a large Bundle in another process (server workers only, app.py)
-        self.prepare_helper: PrepareHelper | None = None
         self.db = resources.db
         self.max_entries = max_entries
 
@@ -170,11 +165,7 @@ class BundleService:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
         self._prepare(entries, early)
-        try:
-            outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
-        finally:
-            for entry in entries:
-                settled(entry)  # an entry that did not run: the helper's answer is read all the same
+        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         return self.response(base, "transaction", outcomes, returns)
 
     def response(self, base: str, kind: str, outcomes: list[Outcome], returns: str) -> bytes:
@@ -202,22 +193,9 @@ class BundleService:
                 jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
-        index = early is not None
-        helper = self.prepare_helper
-        share = helper.share(len(jobs)) if helper is not None else 0
-        if helper is not None and share:
-            theirs = jobs[len(jobs) - share :]
-            pending = helper.submit([(e.res_type, res_id, *encode(e.resource), index) for e, res_id in theirs])
-            if pending is not None:
-                jobs = jobs[: len(jobs) - share]
-                for k, (e, res_id) in enumerate(theirs):
-                    e.prepared = Helped(pending, k, res_id, partial(self._prepare_one, e, res_id, early))
         for e, res_id in jobs:
-            e.prepared = self._prepare_one(e, res_id, early)
-
-    def _prepare_one(self, e: Entry, res_id: str, early: _Early | None) -> Prepared:
-        holders = early.holders.get(e.index) if early is not None else None
-        return self.resources.prepare_update(e.res_type, res_id, e.resource, index=early is not None, holders=holders)
+            holders = early.holders.get(e.index) if early is not None else None
+            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=early is not None, holders=holders)
 
     def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
         """The references of every written resource rewritten before the write lock, so that its
@@ -266,8 +244,8 @@ class BundleService:
         if early is not None and not self._still_resolved(conn, base, early, principal):
             early.restore()
             for e in entries:
-                if (prepared := settled(e)) is not None:
-                    prepared.rows = None  # extracted from references that no longer hold
+                if e.prepared is not None:
+                    e.prepared.rows = None  # extracted from references that no longer hold
             early = None
         if early is None:
             self._rewrite_in(conn, base, entries, principal)
@@ -377,16 +355,16 @@ class BundleService:
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
-                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=settled(e))
+                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=e.prepared)
             else:
-                result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=settled(e))
+                result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=e.prepared)
             return self._written(e, result)
         if e.method == "PUT":
             resource = _require_resource(e)
             if e.res_id is None:
                 result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
-                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=settled(e))
+                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=e.prepared)
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
@@ -688,31 +666,6 @@ def _conditional_references(holder_lists: list[list[dict[str, Any]]], references
             if _is_conditional(holder["reference"], references):
                 found[holder["reference"]] = None
     return list(found)
-
-
-@dataclass
-class Helped:
-    """An entry the prepare helper validates and indexes: its answer, read when the entry runs;
-    ``locally`` prepares it here when the helper gives none."""
-
-    pending: Pending
-    k: int
-    res_id: str
-    locally: Callable[[], Prepared]
-
-    def get(self) -> Prepared:
-        answer = self.pending.answer(self.k)
-        if answer is None:
-            return self.locally()
-        warnings, _, rows = answer
-        return Prepared(self.res_id, warnings, error_of(answer), rows)
-
-
-def settled(entry: Entry) -> Prepared | None:
-    """The entry's prepared validation, the helper's answer read first if it is the helper's."""
-    if isinstance(entry.prepared, Helped):
-        entry.prepared = entry.prepared.get()
-    return entry.prepared
 
 
 @dataclass
