@@ -75,7 +75,7 @@ def create_engine(url: str, *, pool_size: int = 10, busy_timeout: float = 30.0, 
             # psycopg prepares a statement after 5 runs, and PostgreSQL then switches to a
             # generic plan that ignores the values: a dense family= prefix (5 % of 100k
             # Patients) went from 2 ms to 16-40 ms. Search selectivity depends on the values.
-            cur.execute("SET plan_cache_mode = force_custom_plan")
+            cur.execute(f"SET plan_cache_mode = {deferred.SEARCH_PLAN_CACHE_MODE}")
             if statement_timeout > 0:
                 cur.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
         dbapi_conn.autocommit = autocommit

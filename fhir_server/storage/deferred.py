@@ -41,9 +41,11 @@ _KEY = "fhir_deferred_rows"
 _FILL_CLAIMED = "UPDATE resources SET version = 1, updated_us = ?, deleted = FALSE, body = ? WHERE pk = ? AND version = 0"
 
 
-#: the plan cache mode of a flush's COPYs, and back to the connections' own (storage/db.py)
+#: PostgreSQL connections plan every prepared statement for its values (db.py sets it on each:
+#: a search's best plan depends on them); a flush's COPYs run with ``auto`` and then set it back
+SEARCH_PLAN_CACHE_MODE = "force_custom_plan"
 _PLANS_KEPT = "SET LOCAL plan_cache_mode = auto"
-_PLANS_CUSTOM = "SET LOCAL plan_cache_mode = force_custom_plan"
+_PLANS_CUSTOM = f"SET LOCAL plan_cache_mode = {SEARCH_PLAN_CACHE_MODE}"
 
 
 #: (table, column names)
