@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -337,7 +338,10 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
     transactions: list[object] = []
     other: list[threading.Thread] = []
 
+    asking = threading.Event()
+
     def other_writer() -> None:  # another writer (on SQLite: the server) blocking on the write lock
+        asking.set()
         with db.write() as conn:
             order.append("other")
             service.create_in(conn, "Patient", _patient("3171000000000099"))
@@ -349,6 +353,10 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
             if name == "w1":
                 other.append(threading.Thread(target=other_writer))
                 other[0].start()
+                # the other writer waits for the lock before w1 commits (on a loaded machine the
+                # thread could start only after the next batch had taken the lock again)
+                assert asking.wait(10)
+                time.sleep(0.2)
             return name
 
         return run
