@@ -4,7 +4,8 @@ rows by their codes, not by a walk over every row of the parameter.
 
 SQLite could not use the ``(param, code, system)`` index for an OR of ``code AND system`` pairs:
 it read every ``identifier`` row of every type (1 ms for 20 values on 1,800 rows, linear in
-the database's size). The codes are now listed with IN as well, which the index serves."""
+the database's size), and PostgreSQL planned such a statement for ~3 ms. The codes are now
+listed with IN, per system."""
 
 from __future__ import annotations
 
@@ -68,3 +69,16 @@ def test_sqlite_reaches_the_rows_by_their_codes(store, practitioners):
     token_steps = [step for step in plan if "idx_token" in step]
     assert token_steps, plan
     assert all("code=?" in step for step in token_steps), plan
+
+
+def test_the_pairs_are_asked_as_codes_per_system():
+    """20 pairs of one system: one IN and one system, no OR of pairs for the planner to weigh
+    (PostgreSQL planned that for ~3 ms, ten times what the statement then took)."""
+    from fhir_server.search.parse import parse_query
+    from fhir_server.search.sql import SqlBuilder
+
+    query = "identifier=" + ",".join(f"{NPI}|{n:04d}" for n in range(20))
+    criteria = parse_query("Practitioner", parse_qsl(query), strict=True).criteria
+    (sql,) = SqlBuilder().clauses("r", criteria)
+    assert sql.count(".system = ") == 1 and " OR " not in sql, sql
+    assert sql.count(".code IN (") == 1, sql
