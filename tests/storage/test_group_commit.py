@@ -16,6 +16,7 @@ from fhir_server.service.access import OPEN
 from fhir_server.service.pipeline import Answer, Interaction, Pipeline
 from fhir_server.service.resources import ResourceService
 from fhir_server.storage import repository as repo
+from fhir_server.storage.db import Database
 from fhir_server.storage.group_commit import GroupCommitter
 from fhir_server.storage.tables import resources as resources_table
 from tests.waiting import async_wait_until, wait_until
@@ -340,11 +341,21 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
 
     asking = threading.Event()
 
-    def other_writer() -> None:  # another writer (on SQLite: the server) blocking on the write lock
-        asking.set()
-        with db.write() as conn:
-            order.append("other")
-            service.create_in(conn, "Patient", _patient("3171000000000099"))
+    def other_writer() -> None:
+        """The server's process: its own database handle (its own lock files), waiting for the
+        write lock as its event loop does (it says so: ``acquire_write_lock``)."""
+        server = Database.from_url(db.engine.url.render_as_string(hide_password=False))
+        try:
+            asking.set()
+            asyncio.run(server.acquire_write_lock())
+            try:
+                with server.write(locked=True) as conn:
+                    order.append("other")
+                    service.create_in(conn, "Patient", _patient("3171000000000099"))
+            finally:
+                server.release_write_lock()
+        finally:
+            server.dispose()
 
     def work(name: str):
         def run(conn: sa.Connection):
@@ -353,8 +364,9 @@ def test_a_background_committer_takes_few_works_at_a_time_and_gives_way_after_ea
             if name == "w1":
                 other.append(threading.Thread(target=other_writer))
                 other[0].start()
-                # the other writer waits for the lock before w1 commits (on a loaded machine the
-                # thread could start only after the next batch had taken the lock again)
+                # the other writer waits for the lock before w1 commits: the committer then pauses
+                # four times as long as it held the lock (a thread blocked on the lock unseen had
+                # to win a 1 ms window, which a loaded machine missed)
                 assert asking.wait(10)
                 time.sleep(0.2)
             return name
