@@ -251,10 +251,8 @@ class SqlBuilder:
         arms = []
         for system, codes in by_system.items():
             cond = [self.in_list(f"{t}.code", list(dict.fromkeys(codes)))]
-            if system == "":
-                cond.append(f"{t}.system IS NULL")
-            elif system is not None:
-                cond.append(f"{t}.system = {self.p(cut(system))}")
+            if system is not None:  # the system's own condition, as for one value
+                cond.append(self._token_value(t, TokenValue(system, None)))
             arms.append(and_(cond))
         if len(arms) == 1:
             return arms[0]
