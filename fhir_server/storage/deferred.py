@@ -114,6 +114,8 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     if not rows:
         return
     claimed, rows.claimed = rows.claimed, []
+    # the rows that refer to ``resources`` (index rows) come with a full flush only
+    referring = not parents_only and bool(rows.batches)
     if parents_only:
         batches = list(rows.parents.items())
         rows.parents = {}
@@ -123,10 +125,11 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     if not batches and not claimed:
         return
     postgresql = conn.dialect.name == "postgresql"
+    plans_kept = postgresql and referring  # ``resources`` rows alone have no foreign key to check
     with driver_cursor(conn) as cur:
         if claimed:  # PostgreSQL only (claims are); one pipelined executemany
             cur.executemany(positional(_FILL_CLAIMED, conn.dialect.name), claimed)
-        if postgresql and batches:
+        if plans_kept:
             # each copied index row's foreign key is checked by a query of PostgreSQL's own, which
             # the connections' force_custom_plan (db.py: for the searches) had planned anew for
             # every row, ~17 % of its CPU in an import; with auto it is planned once per backend
@@ -139,7 +142,7 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
             else:
                 sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
                 cur.executemany(sql, params)
-        if postgresql and batches:
+        if plans_kept:
             cur.execute(_PLANS_CUSTOM)
 
 
