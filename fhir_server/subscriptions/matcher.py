@@ -25,13 +25,6 @@ status set by the worker) writes a Subscription resource, so it is in the change
 read again for a batch that holds a Subscription change, after a commit that started one, and
 when another worker moved the cursor since this one's last batch (it may have seen such changes).
 A count over every subscription each round cost more than the matching itself at 1,000.
-
-While no subscription is stored at all, a batch is read past without a write of its own
-(:class:`Skip`): the cursor is moved for it with the next batch that writes, at the latest
-``DEFER_US`` later, or by the first round that finds nothing new. A write transaction per commit
-for nothing was ~3 % of a one-client ingest on SQLite. It is safe because every subscription
-stored later is written after those changes (commit order is change-log order), so its
-``start_seq`` is past them: read again after a crash, they select nothing either.
 """
 
 from __future__ import annotations
@@ -59,11 +52,8 @@ log = logging.getLogger("fhir_server.subscriptions")
 
 @dataclass
 class Batch:
-    #: the cursor's position in the database (what the commit's compare-and-set expects)
     position: int
     changes: list[changelog.Change]
-    #: where ``changes`` start: after ``position``, or after the changes read past (``Skip``)
-    read_from: int = -1
     #: subscription id -> the change-log seq of its own latest write in this batch
     starts: dict[str, int] = field(default_factory=dict)
     matched: dict[str, list[changelog.Change]] = field(default_factory=dict)
@@ -91,11 +81,9 @@ class TypeView:
 @dataclass
 class View:
     types: dict[str, TypeView]
-    #: no subscription is stored at all, whatever its status (batches may be read past)
-    empty: bool = False
 
     @classmethod
-    def of(cls, states: list[store.State], base: str, *, empty: bool = False) -> View:
+    def of(cls, states: list[store.State], base: str) -> View:
         types: dict[str, TypeView] = {}
         compiled: dict[rowmatch.FilterKey, rowmatch.Filter | None] = {}
         for st in states:
@@ -110,21 +98,7 @@ class View:
             else:
                 tv.index.add(f)
                 tv.by_filter.setdefault(f.key, []).append(st)
-        return cls(types, empty=empty and not states)
-
-
-@dataclass(frozen=True)
-class Skip:
-    """Changes read past while no subscription existed, whose cursor move is still to be written:
-    the cursor is at ``base`` in the database and this worker has read up to ``to``."""
-
-    base: int
-    to: int
-    since_us: int
-
-
-#: how long a read-past batch may wait for its cursor move (the lease lasts 30 s)
-DEFER_US = 1_000_000
+        return cls(types)
 
 
 #: the consumer has no cursor yet (see ``Matcher._pending``)
@@ -166,7 +140,6 @@ class Matcher:
         self._view: View | None = None
         #: the cursor position up to which ``_view`` is known to be current (None: read it again)
         self._view_at: int | None = None
-        self._skip: Skip | None = None
 
     def _lease(self, conn: Connection) -> int | None:
         now = now_us()
@@ -186,12 +159,10 @@ class Matcher:
         position, owner, until = cursor
         if owner not in (None, self.owner) and until is not None and until >= now_us():
             return None
-        skip = self._skip
-        read_from = skip.to if skip is not None and skip.base == position else position
-        changes = changelog.read_after(conn, read_from, self.batch_size)
+        changes = changelog.read_after(conn, position, self.batch_size)
         if not changes:
             return None
-        batch = Batch(position, changes, read_from)
+        batch = Batch(position, changes)
         batch.view = view = self._current_view(conn, batch)
         clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
         batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
@@ -202,8 +173,8 @@ class Matcher:
 
     def _current_view(self, conn: Connection, batch: Batch) -> View:
         """The counting subscriptions, read again only when they may have changed (module docstring)."""
-        if self._view is None or self._view_at != batch.read_from or _touches_subscriptions(batch):
-            self._view = View.of(store.counting(conn), self.base, empty=not store.any_subscription(conn))
+        if self._view is None or self._view_at != batch.position or _touches_subscriptions(batch):
+            self._view = View.of(store.counting(conn), self.base)
         return self._view
 
     async def run_once(self, plan: Plan | None = None) -> tuple[int, list[claims.Claim]]:
@@ -214,45 +185,14 @@ class Matcher:
             await self.writes.run(self._lease, alone=True)
             batch = await self.db.read_off_loop(self._pending)
         if batch is None or batch is UNSTARTED:
-            await self._write_skip()  # nothing new: the cursor catches up with what was read past
             return 0, []
-        if self._read_past(batch):
-            # a full batch: more may wait (busy); otherwise the worker may sleep until the next signal
-            return (len(batch.changes) if len(batch.changes) >= self.batch_size else 0), []
         await self._match(batch)
         got = await self.writes.run(lambda conn: self._commit(conn, batch, plan))
-        self._skip = None  # the commit moved the cursor over the read-past changes too, or lost it
         # a batch with Subscription changes started some (their start_seq): read them again
         self._view_at = None if got is None or _touches_subscriptions(batch) else batch.changes[-1].seq
         if got is None:
             return 0, []  # another worker took the cursor meanwhile: it matches this batch
         return len(batch.changes), got
-
-    def _read_past(self, batch: Batch) -> bool:
-        """Whether ``batch`` is read past without a write now (module docstring): no subscription
-        is stored, and the cursor's move has not waited ``DEFER_US`` yet."""
-        assert batch.view is not None
-        if not batch.view.empty or _touches_subscriptions(batch):
-            return False
-        now = now_us()
-        since = self._skip.since_us if self._skip is not None and self._skip.base == batch.position else now
-        if now - since >= DEFER_US:
-            return False
-        self._skip = Skip(batch.position, batch.changes[-1].seq, since)
-        self._view_at = batch.changes[-1].seq
-        return True
-
-    async def _write_skip(self) -> None:
-        skip = self._skip
-        if skip is None:
-            return
-        self._skip = None
-        now = now_us()
-        moved = await self.writes.run(
-            lambda conn: claims.move_cursor(conn, store.CONSUMER, self.owner, self.lease_us, now, skip.base, skip.to)
-        )
-        if not moved:
-            self._view_at = None  # another worker has the cursor: what it matched is not known here
 
     async def _match(self, batch: Batch) -> None:
         for c in batch.changes:

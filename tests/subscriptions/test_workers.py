@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.state import build_state
-from fhir_server.storage import changelog, claims
-from fhir_server.subscriptions import matcher as matcher_module
+from fhir_server.storage import claims
 from fhir_server.subscriptions import store
 from fhir_server.subscriptions.setup import new_worker
 from fhir_server.timeutil import now_us
@@ -279,7 +278,7 @@ def test_a_matcher_reads_the_subscriptions_again_when_another_worker_matched_in_
         first, second = (new_worker(st, owner=f"w{k}").matcher for k, st in enumerate(states))
         await first.run_once()  # the cursor placed (after what is stored: no subscription yet)
         client.post("/fhir/Patient", json=patient("Before"), headers=JSON)
-        assert (await first.run_once())[0] == 0  # read past (no subscription stored): its view now has none
+        assert (await first.run_once())[0] == 1  # its view now: no subscription
         filters = ["family=After"]
         sub = client.post("/fhir/Subscription", json=topic_subscription("http://127.0.0.1:9/x", filters=filters), headers=JSON)
         with states[0].db.write() as conn:
@@ -300,118 +299,3 @@ def test_a_matcher_reads_the_subscriptions_again_when_another_worker_matched_in_
     finally:
         for st in states:
             st.db.dispose()
-
-
-def _cursor(state) -> int | None:
-    with state.db.read() as conn:
-        return claims.cursor_position(conn, store.CONSUMER)
-
-
-def _last_seq(state) -> int:
-    with state.db.read() as conn:
-        return changelog.last_seq(conn)
-
-
-def test_with_no_subscription_stored_changes_are_read_past_and_the_cursor_moved_once(quiet):
-    """No subscription stored: a batch needs no write of its own (nothing to number or claim).
-    The cursor is moved for the changes read past when a round finds nothing new, not once
-    per batch (a write transaction per commit for nothing)."""
-    client, url = quiet
-    state = build_state(settings(url))
-
-    async def run() -> None:
-        matcher = new_worker(state, owner="m").matcher
-        await matcher.run_once()  # the cursor placed
-        placed = _cursor(state)
-        assert placed == _last_seq(state)
-        for round_ in range(3):
-            client.post("/fhir/Patient", json=patient(f"P{round_}"), headers=JSON)
-            assert await matcher.run_once() == (0, [])  # not a full batch: the worker may sleep
-            assert _cursor(state) == placed  # read past, nothing written
-        assert await matcher.run_once() == (0, [])  # nothing new: the cursor catches up
-        assert _cursor(state) == _last_seq(state) == placed + 3
-
-    try:
-        asyncio.run(run())
-    finally:
-        state.db.dispose()
-
-
-def test_a_read_past_batch_waits_at_most_defer_us_for_its_cursor_move(quiet, monkeypatch):
-    client, url = quiet
-    state = build_state(settings(url))
-    monkeypatch.setattr(matcher_module, "DEFER_US", 0)
-
-    async def run() -> None:
-        matcher = new_worker(state, owner="m").matcher
-        await matcher.run_once()
-        client.post("/fhir/Patient", json=patient("Now"), headers=JSON)
-        assert (await matcher.run_once())[0] == 1  # consumed and written at once
-        assert _cursor(state) == _last_seq(state)
-
-    try:
-        asyncio.run(run())
-    finally:
-        state.db.dispose()
-
-
-def test_with_any_subscription_stored_every_batch_moves_the_cursor(quiet):
-    """A subscription that selects none of the changes (another type) still makes every batch
-    write: only with none stored at all are changes read past."""
-    client, url = quiet
-    state = build_state(settings(url))
-    client.post("/fhir/Subscription", json=topic_subscription("http://127.0.0.1:9/x", "Observation"), headers=JSON)
-
-    async def run() -> None:
-        matcher = new_worker(state, owner="m").matcher
-        while (await matcher.run_once())[0]:
-            pass
-        client.post("/fhir/Patient", json=patient("Unwatched"), headers=JSON)
-        assert (await matcher.run_once())[0] == 1
-        assert _cursor(state) == _last_seq(state)
-
-    try:
-        asyncio.run(run())
-    finally:
-        state.db.dispose()
-
-
-def test_changes_read_past_by_a_worker_that_died_select_nothing_when_read_again(quiet):
-    """A worker read changes past (cursor not moved) and died; a subscription is created; the
-    worker that takes the cursor over reads those changes again, with the new subscription in
-    view: they are before its start, so it gets the one change after it and nothing else."""
-    client, url = quiet
-    receiver_url = "http://127.0.0.1:9/x"
-    states = [build_state(settings(url)) for _ in range(2)]
-
-    async def run() -> str:
-        dead, alive = (new_worker(st, owner=f"w{k}").matcher for k, st in enumerate(states))
-        await dead.run_once()
-        placed = _cursor(states[0])
-        for n in range(2):
-            client.post("/fhir/Patient", json=patient(f"Before{n}"), headers=JSON)
-        assert await dead.run_once() == (0, [])
-        assert _cursor(states[0]) == placed  # read past: the move died with the worker
-        with states[0].db.write() as conn:  # its lease ran out
-            claims.release_cursor(conn, store.CONSUMER, "w0")
-        sub = client.post("/fhir/Subscription", json=topic_subscription(receiver_url, "Patient"), headers=JSON).json()["id"]
-        client.post("/fhir/Patient", json=patient("After"), headers=JSON)
-        while (await alive.run_once())[0]:
-            pass
-        assert _cursor(states[1]) == _last_seq(states[1])
-        return str(sub)
-
-    try:
-        sub_id = asyncio.run(run())
-        with states[1].db.read() as conn:
-            st = store.get(conn, sub_id)
-            assert st is not None and st.events == 1
-            assert [e.res_id for e in store.events(conn, sub_id, 1)] == [_only_patient_named(client, "After")]
-    finally:
-        for st in states:
-            st.db.dispose()
-
-
-def _only_patient_named(client: TestClient, family: str) -> str:
-    [entry] = client.get(f"/fhir/Patient?family={family}").json()["entry"]
-    return str(entry["resource"]["id"])
