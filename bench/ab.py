@@ -1,0 +1,92 @@
+"""Paired A/B of two server variants on the Synthea ingest, interleaved Bundle by Bundle (not a test).
+
+On a shared 2-core VM one run's rate moves by +-15-20 % from the next, so two variants run one
+after the other differ by more than most changes do. Here both servers run at once, each on a
+fresh database, and one client sends every transaction Bundle to both, one after the other (which
+goes first alternates), so both meet the same machine, second by second. Each variant's figure
+is the sum of its own request times; the ratio B/A of a round is what a change is judged by.
+
+    python -m bench.ab [--baseline DIR] [--env-a K=V ...] [--env-b K=V ...]
+                       [--db sqlite|postgresql] [--rounds 3] [--workers 1]
+
+Variant A is the code in ``--baseline`` (a checkout, e.g. ``git worktree add /tmp/base <commit>``;
+default: this checkout), B this checkout; ``--env-a`` / ``--env-b`` set environment variables of
+one variant (e.g. ``FHIR_R4B_MODEL_CHECK=false``). Prints, per round, each variant's summed
+request seconds and resources/s, and B/A with the median over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from bench import client, servers
+from bench.__main__ import DEFAULT_PG, database, log
+from bench.synthea import DEFAULT_DATA, ROOT, bundles_by_level, read_resources
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--env-a/--env-b take KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int) -> tuple[float, float]:
+    """One round: both variants on fresh databases; the summed request seconds of A and of B."""
+    spent = [0.0, 0.0]
+    with ExitStack() as stack:
+        urls = []
+        for k, (code, env) in enumerate(((args.baseline, _pairs(args.env_a)), (ROOT, _pairs(args.env_b)))):
+            folder = tmp / f"r{number}-{'ab'[k]}"
+            folder.mkdir(parents=True)
+            db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
+            port = servers.free_port()
+            cmd = servers.our_server(port, db_url, args.workers)
+            stack.enter_context(servers.running(cmd, f"http://127.0.0.1:{port}/fhir/metadata", env, folder / "server.log", cwd=code))
+            urls.append(f"http://127.0.0.1:{port}/fhir")
+        time.sleep(1.0)  # both settle (the workers' warm-up after start)
+        for i, body in enumerate(bodies):
+            for k in (0, 1) if i % 2 == 0 else (1, 0):
+                started = time.perf_counter()
+                status, _, answer = client.request("POST", urls[k], body, {"Prefer": "return=minimal"})
+                spent[k] += time.perf_counter() - started
+                if status >= 300:
+                    raise SystemExit(f"variant {'AB'[k]}: HTTP {status}: {answer[:300]!r}")
+    return spent[0], spent[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, default=ROOT, help="checkout of variant A's code (default: this one)")
+    parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for variant A's server")
+    parser.add_argument("--env-b", action="append", default=[], help="KEY=VALUE for variant B's server")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--postgres-url", default=DEFAULT_PG)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    parser.add_argument("--bundle", type=int, default=100, help="entries per transaction Bundle")
+    args = parser.parse_args()
+    by_type = read_resources(args.data)
+    bodies = [b for level in bundles_by_level(by_type, args.bundle) for b in level]
+    total = sum(len(v) for v in by_type.values())
+    log(f"A: {args.baseline} {args.env_a or ''}; B: {ROOT} {args.env_b or ''}; {total:,} resources in {len(bodies)} Bundles, {args.db}")
+    ratios = []
+    with TemporaryDirectory(prefix="bench-ab-") as tmp:
+        for n in range(args.rounds):
+            a, b = _round(args, bodies, Path(tmp), n)
+            ratios.append(b / a)
+            log(f"  round {n + 1}: A {a:.2f}s ({total / a:,.0f}/s), B {b:.2f}s ({total / b:,.0f}/s), B/A {b / a:.3f}")
+    print(f"B/A request time: median {statistics.median(ratios):.3f} over {len(ratios)} rounds ({', '.join(f'{r:.3f}' for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
