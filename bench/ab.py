@@ -10,9 +10,14 @@ is the sum of its own request times; the ratio B/A of a round is what a change i
                        [--db sqlite|postgresql] [--rounds 3] [--workers 1]
 
 Variant A is the code in ``--baseline`` (a checkout, e.g. ``git worktree add /tmp/base <commit>``;
-default: this checkout), B this checkout; ``--env-a`` / ``--env-b`` set environment variables of
-one variant (e.g. ``FHIR_R4B_MODEL_CHECK=false``). Prints, per round, each variant's summed
-request seconds and resources/s, and B/A with the median over the rounds.
+default: this checkout), or with ``--peer sekmet`` the Python peer sekmet-fhir (issue 20's
+one-client target is a ratio to it: here both see the same second of the machine); B is this
+checkout. ``--env-a`` / ``--env-b`` set environment variables of one variant (e.g.
+``FHIR_R4B_MODEL_CHECK=false``). Prints, per round, each variant's summed request seconds and
+resources/s, and B/A with the median over the rounds (A/B too: how many times faster B is).
+
+What it does not show: work a server does between requests (a background worker's rounds) runs
+while the other variant is answering, so it is not counted; ``bench.callgrind`` counts it.
 """
 
 from __future__ import annotations
@@ -47,9 +52,13 @@ def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
         for k, (code, env) in enumerate(((args.baseline, _pairs(args.env_a)), (ROOT, _pairs(args.env_b)))):
             folder = tmp / f"r{number}-{'ab'[k]}"
             folder.mkdir(parents=True)
-            db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
             port = servers.free_port()
-            cmd = servers.our_server(port, db_url, args.workers)
+            if k == 0 and args.peer:
+                cmd, peer_env = servers.sekmet_server(servers.ensure_sekmet(args.peer_venv), port, args.workers, folder)
+                env = {**peer_env, **env}
+            else:
+                db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
+                cmd = servers.our_server(port, db_url, args.workers)
             stack.enter_context(servers.running(cmd, f"http://127.0.0.1:{port}/fhir/metadata", env, folder / "server.log", cwd=code))
             urls.append(f"http://127.0.0.1:{port}/fhir")
         time.sleep(1.0)  # both settle (the workers' warm-up after start)
@@ -66,6 +75,8 @@ def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, default=ROOT, help="checkout of variant A's code (default: this one)")
+    parser.add_argument("--peer", choices=["sekmet"], help="variant A is the Python peer sekmet-fhir (SQLite) instead of --baseline")
+    parser.add_argument("--peer-venv", type=Path, default=servers.default_peer_venv())
     parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for variant A's server")
     parser.add_argument("--env-b", action="append", default=[], help="KEY=VALUE for variant B's server")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -78,14 +89,19 @@ def main() -> None:
     by_type = read_resources(args.data)
     bodies = [b for level in bundles_by_level(by_type, args.bundle) for b in level]
     total = sum(len(v) for v in by_type.values())
-    log(f"A: {args.baseline} {args.env_a or ''}; B: {ROOT} {args.env_b or ''}; {total:,} resources in {len(bodies)} Bundles, {args.db}")
+    first = f"the peer {args.peer}" if args.peer else str(args.baseline)
+    log(f"A: {first} {args.env_a or ''}; B: {ROOT} {args.env_b or ''}; {total:,} resources in {len(bodies)} Bundles, {args.db}")
     ratios = []
     with TemporaryDirectory(prefix="bench-ab-") as tmp:
         for n in range(args.rounds):
             a, b = _round(args, bodies, Path(tmp), n)
             ratios.append(b / a)
-            log(f"  round {n + 1}: A {a:.2f}s ({total / a:,.0f}/s), B {b:.2f}s ({total / b:,.0f}/s), B/A {b / a:.3f}")
-    print(f"B/A request time: median {statistics.median(ratios):.3f} over {len(ratios)} rounds ({', '.join(f'{r:.3f}' for r in ratios)})")
+            log(f"  round {n + 1}: A {a:.2f}s ({total / a:,.0f}/s), B {b:.2f}s ({total / b:,.0f}/s), B/A {b / a:.3f}, A/B {a / b:.2f}x")
+    median = statistics.median(ratios)
+    print(
+        f"B/A request time: median {median:.3f} over {len(ratios)} rounds ({', '.join(f'{r:.3f}' for r in ratios)});"
+        f" B is {1 / median:.2f}x as fast as A"
+    )
 
 
 if __name__ == "__main__":
