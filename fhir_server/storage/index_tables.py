@@ -87,6 +87,9 @@ sa.Index("ix_idx_date_param_span", idx_date.c.param, idx_date.c.hi - idx_date.c.
 #: search sees it; ``_include=*`` / ``_revinclude=*`` leave it out.
 OTHER_REFERENCE = "-other"
 
+_HAS_URL = sa.text("url IS NOT NULL")
+_HAS_IDENTIFIER = sa.text("id_value IS NOT NULL")
+
 idx_reference = sa.Table(
     "idx_reference",
     metadata,
@@ -103,8 +106,16 @@ idx_reference = sa.Table(
     sa.Column("id_value", CText, nullable=True),
     sa.Index("ix_idx_reference_param_target", "param", "target_id", "target_type", "resource_pk"),
     sa.Index("ix_idx_reference_target", "target_type", "target_id"),
-    sa.Index("ix_idx_reference_param_url", "param", "url"),
-    sa.Index("ix_idx_reference_param_identifier", "param", "id_value", "id_system"),
+    # only the rows that have one (alembic 0023): a search asks ``url = ?`` / ``id_value = ?``
+    sa.Index("ix_idx_reference_param_url", "param", "url", sqlite_where=_HAS_URL, postgresql_where=_HAS_URL),
+    sa.Index(
+        "ix_idx_reference_param_identifier",
+        "param",
+        "id_value",
+        "id_system",
+        sqlite_where=_HAS_IDENTIFIER,
+        postgresql_where=_HAS_IDENTIFIER,
+    ),
     sa.Index("ix_idx_reference_resource_pk", "resource_pk", "param"),
 )
 
