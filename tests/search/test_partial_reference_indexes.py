@@ -8,12 +8,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from fhir_server.search.engine import run_search
 from fhir_server.storage import migrate
 from fhir_server.storage.db import create_engine
-from fhir_server.urlcodec import parse_qsl
 from tests.conftest import BACKENDS
-from tests.search.searchutil import idset
+from tests.search.searchutil import idset, sqlite_plan
 
 OTHER = "https://other.example/fhir/Patient/remote-1"
 NIK = "https://fhir.kemkes.go.id/id/nik"
@@ -60,20 +58,7 @@ def test_searches_by_url_and_identifier_find_their_rows(store, observations, que
 def test_sqlite_reaches_them_through_the_partial_indexes(store, observations, query, index):
     if store.engine.dialect.name != "sqlite":
         pytest.skip("the query plan asserted is SQLite's; PostgreSQL's choice depends on its statistics")
-    statements: list[tuple[str, object]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        with store.engine.connect() as conn:
-            run_search(conn, "Observation", parse_qsl(query), strict=True, default_count=50, max_count=50)
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
-    statement, parameters = next((s, p) for s, p in statements if "idx_reference" in s)
-    with store.engine.connect() as conn:
-        plan = " | ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+    plan = " | ".join(sqlite_plan(store, "Observation", query, "idx_reference"))
     assert index in plan, plan
 
 

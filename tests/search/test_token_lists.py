@@ -12,10 +12,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
-import sqlalchemy as sa
 
-from fhir_server.search.engine import run_search
-from tests.search.searchutil import idset
+from tests.search.searchutil import idset, sqlite_plan
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 LOCAL = "https://example.org/ids"
@@ -51,21 +49,7 @@ def test_several_pairs_find_exactly_their_matches(store, practitioners, query, e
 def test_sqlite_reaches_the_rows_by_their_codes(store, practitioners):
     if store.engine.dialect.name != "sqlite":
         pytest.skip("the query plan asserted is SQLite's (PostgreSQL ORs the index scans itself)")
-    statements: list[tuple[str, object]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    query = f"identifier={NPI}|0001,{NPI}|0003,{LOCAL}|0002"
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        with store.engine.connect() as conn:
-            run_search(conn, "Practitioner", parse_qsl(query), strict=True, default_count=50, max_count=50)
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
-    statement, parameters = next((s, p) for s, p in statements if "idx_token" in s)
-    with store.engine.connect() as conn:
-        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    plan = sqlite_plan(store, "Practitioner", f"identifier={NPI}|0001,{NPI}|0003,{LOCAL}|0002", "idx_token")
     token_steps = [step for step in plan if "idx_token" in step]
     assert token_steps, plan
     assert all("code=?" in step for step in token_steps), plan
