@@ -77,14 +77,14 @@ def database(backend: str, folder: Path) -> Iterator[str]:
         schema.drop()
 
 
-def index_definition(db: Database, name: str) -> str | None:
-    """The ``CREATE INDEX`` text of the index ``name`` in ``db``'s schema (a ``Database``), or None."""
+def index_definition(engine: sa.Engine, name: str) -> str | None:
+    """The ``CREATE INDEX`` text of the index ``name`` in ``engine``'s schema, or None."""
     sql = (
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"
-        if db.dialect == "sqlite"
+        if engine.dialect.name == "sqlite"
         else "SELECT indexdef FROM pg_indexes WHERE indexname = :n AND schemaname = current_schema()"
     )
-    with db.engine.connect() as conn:
+    with engine.connect() as conn:
         return conn.execute(sa.text(sql), {"n": name}).scalar()
 
 

@@ -19,7 +19,7 @@ def _ids(client, query: str) -> set[str]:
 
 
 def test_the_span_index_exists(client):
-    definition = index_definition(client.app.state.fhir.db, "ix_idx_date_param_span")
+    definition = index_definition(client.app.state.fhir.db.engine, "ix_idx_date_param_span")
     assert definition is not None and "ix_idx_date_param_span" in definition
 
 

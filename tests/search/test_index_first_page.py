@@ -147,7 +147,7 @@ def test_the_type_key_index_on_postgresql_only(client):
     """``ix_resources_res_type_pk`` (migration 0021): what the walk above reads on PostgreSQL; SQLite's
     plans do not use it, so it is not there."""
     db = client.app.state.fhir.db
-    found = index_definition(db, "ix_resources_res_type_pk")
+    found = index_definition(db.engine, "ix_resources_res_type_pk")
     if db.dialect == "sqlite":
         assert found is None
     else:

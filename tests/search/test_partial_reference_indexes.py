@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from fhir_server.storage import migrate
 from fhir_server.storage.db import create_engine
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, index_definition
 from tests.search.searchutil import idset, sqlite_plan
 
 OTHER = "https://other.example/fhir/Patient/remote-1"
@@ -81,20 +81,14 @@ def test_the_models_declare_them_as_the_migration_makes_them(engine):
     assert _definitions(engine) == PARTIAL
 
 
-def _definitions(engine: sa.Engine) -> dict[str, str]:
-    """Each of the two indexes' WHERE condition ('' when it has none), as the database shows it."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idx_reference'")
-        else:
-            rows = conn.exec_driver_sql(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'idx_reference' AND schemaname = current_schema()"
-            )
-        found = {name: sql for name, sql in rows if name in PARTIAL}
-    return {name: _where(sql) for name, sql in found.items()}
+def _definitions(engine: sa.Engine) -> dict[str, str | None]:
+    """Each of the two indexes' WHERE condition ('' when it has none, None when it is missing)."""
+    return {name: _where(index_definition(engine, name)) for name in PARTIAL}
 
 
-def _where(sql: str) -> str:
+def _where(sql: str | None) -> str | None:
     """``url IS NOT NULL`` from either engine's definition (PostgreSQL adds parentheses)."""
+    if sql is None:
+        return None
     _, sep, condition = sql.partition(" WHERE ")
     return condition.strip().strip("()") if sep else ""
