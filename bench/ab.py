@@ -53,8 +53,8 @@ def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
             folder = tmp / f"r{number}-{'ab'[k]}"
             folder.mkdir(parents=True)
             port = servers.free_port()
-            if k == 0 and args.peer:
-                cmd, peer_env = servers.sekmet_server(servers.ensure_sekmet(args.peer_venv), port, args.workers, folder)
+            if k == 0 and args.peer_python is not None:
+                cmd, peer_env = servers.sekmet_server(args.peer_python, port, args.workers, folder)
                 env = {**peer_env, **env}
             else:
                 db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--bundle", type=int, default=100, help="entries per transaction Bundle")
     args = parser.parse_args()
+    args.peer_python = servers.ensure_sekmet(args.peer_venv) if args.peer else None  # installed once, not per round
     by_type = read_resources(args.data)
     bodies = [b for level in bundles_by_level(by_type, args.bundle) for b in level]
     total = sum(len(v) for v in by_type.values())
