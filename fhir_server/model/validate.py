@@ -18,6 +18,7 @@ rule (a code outside its required value set, unsafe narrative) answer 422.
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from contextlib import nullcontext
 from functools import cache
 from typing import Any
@@ -112,10 +113,31 @@ def model_issues(resource: dict[str, Any], *, memo: bool = False) -> list[Issue]
 
 def validate_resource(resource: dict[str, Any], *, r4b_model: bool = True) -> list[Issue]:
     """All issues of a resource (errors and warnings); empty when it is valid."""
-    issues = check_structure(resource)
-    if not r4b_model or any(i.severity in ("error", "fatal") for i in issues):
-        return issues
-    return issues + model_issues(resource, memo=True)  # the structure checker passed it
+    return validate_resources([resource], r4b_model=r4b_model)[0]
+
+
+def validate_resources(resources: Sequence[dict[str, Any]], *, r4b_model: bool = True) -> list[list[Issue]]:
+    """``validate_resource`` of each, one layer at a time: every structure check, then the R4B
+    model check of each resource the structure checker passed. The verdicts are the same; run
+    back to back, each layer's code and tables stay in the CPU caches (a transaction Bundle's
+    time: ~9 % less than resource by resource, docs/performance.md, session 17)."""
+    found = [check_structure(resource) for resource in resources]
+    if r4b_model:
+        for resource, issues in zip(resources, found, strict=True):
+            if not has_errors(issues):
+                issues.extend(model_issues(resource, memo=True))  # the structure checker passed it
+    return found
+
+
+def has_errors(issues: list[Issue]) -> bool:
+    return any(i.severity in ("error", "fatal") for i in issues)
+
+
+def raise_errors(issues: list[Issue]) -> list[Issue]:
+    """Raise FhirError(400/422) when ``issues`` hold an error; otherwise return them (warnings)."""
+    if has_errors(issues):
+        raise FhirError(status_for(issues), issues)
+    return issues
 
 
 def status_for(issues: list[Issue]) -> int:
@@ -125,9 +147,3 @@ def status_for(issues: list[Issue]) -> int:
     return 400
 
 
-def ensure_valid(resource: dict[str, Any], *, r4b_model: bool = True) -> list[Issue]:
-    """Raise FhirError(400/422) when invalid; otherwise return the warnings."""
-    issues = validate_resource(resource, r4b_model=r4b_model)
-    if any(i.severity in ("error", "fatal") for i in issues):
-        raise FhirError(status_for(issues), issues)
-    return issues

@@ -7,7 +7,7 @@ open connection so that a transaction Bundle can run many of them in one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import check_id
-from fhir_server.model.validate import ensure_valid, status_for
+from fhir_server.model.validate import raise_errors, validate_resources
 from fhir_server.resource_types import SERVER_OWNED
 from fhir_server.service.preconditions import is_version, parse_if_match
 from fhir_server.service.results import Stored, WriteResult
@@ -131,15 +131,27 @@ class ResourceService:
 
     def validate(self, resource: dict[str, Any]) -> list[Issue]:
         """Raise FhirError 400/422 when invalid (with this service's settings); return warnings."""
-        warnings = ensure_valid(resource, r4b_model=self.r4b_model_check)
-        if self.region_codes != "off":
-            from terminology.administrative_code import check_resource_administrative_codes
+        verdict = self.verdicts([resource])[0]
+        if isinstance(verdict, FhirError):
+            raise verdict
+        return verdict
 
-            issues = check_resource_administrative_codes(resource, strict=self.region_codes == "strict")
-            if any(i.severity in ("error", "fatal") for i in issues):
-                raise FhirError(status_for(issues), issues)
-            warnings = warnings + issues
-        return warnings
+    def verdicts(self, resources: Sequence[dict[str, Any]]) -> list[list[Issue] | FhirError]:
+        """``validate`` of each resource: its warnings, or the error it raises. One check at a
+        time over all of them (``validate_resources``), the verdicts those of ``validate``."""
+        out: list[list[Issue] | FhirError] = []
+        for resource, issues in zip(resources, validate_resources(resources, r4b_model=self.r4b_model_check), strict=True):
+            try:
+                warnings = raise_errors(issues)
+                if self.region_codes != "off":
+                    from terminology.administrative_code import check_resource_administrative_codes
+
+                    strict = self.region_codes == "strict"
+                    warnings = warnings + raise_errors(check_resource_administrative_codes(resource, strict=strict))
+                out.append(warnings)
+            except FhirError as exc:
+                out.append(exc)
+        return out
 
     def write_issues(self, res_type: str, resource: dict[str, Any], res_id: str | None = None) -> list[Issue]:
         """What a create or update of ``resource`` would say, as issues instead of an error:
@@ -199,18 +211,33 @@ class ResourceService:
         """Check and validate a resource to be stored as ``res_type/res_id``, outside any
         transaction (``create_in`` / ``update_in`` with ``prepared=`` then skip it). ``index`` as
         in ``prepare_create``; ``holders``: the resource's ``reference_holders``, if walked."""
-        prepared = Prepared(res_id)
-        try:
-            self._check_writable(res_type)
-            _check_type(resource, res_type)
+        return self.prepare_updates([(res_type, res_id, resource, holders)], index=index)[0]
+
+    def prepare_updates(self, jobs: Sequence[tuple[str, str, Any, list[dict[str, Any]] | None]], *, index: bool = False) -> list[Prepared]:
+        """``prepare_update`` of each ``(type, id, resource, holders)``, one step at a time over
+        all of them (a transaction Bundle's entries): each step's code stays in the CPU caches."""
+        out = [Prepared(res_id) for _, res_id, _, _ in jobs]
+        checked: list[tuple[Prepared, dict[str, Any], list[dict[str, Any]] | None]] = []
+        for prepared, (res_type, res_id, resource, holders) in zip(out, jobs, strict=True):
+            try:
+                self._check_writable(res_type)
+                _check_type(resource, res_type)
+            except FhirError as exc:
+                prepared.error = exc
+                continue
             # the version and time stamp are not known yet; neither changes the verdict nor the index
-            provisional = stamp(resource, res_id, 1, 0)
-            prepared.warnings = self.validate(provisional)
+            checked.append((prepared, stamp(resource, res_id, 1, 0), holders))
+        for (prepared, provisional, holders), verdict in zip(checked, self.verdicts([c[1] for c in checked]), strict=True):
+            if isinstance(verdict, FhirError):
+                prepared.error = verdict
+                continue
+            prepared.warnings = verdict
             if index and self.prepare_index is not None:
-                prepared.rows = self.prepare_index(provisional, holders)
-        except FhirError as exc:
-            prepared.error = exc
-        return prepared
+                try:
+                    prepared.rows = self.prepare_index(provisional, holders)
+                except FhirError as exc:
+                    prepared.error = exc
+        return out
 
     def create_in(
         self,

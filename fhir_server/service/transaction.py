@@ -193,9 +193,12 @@ class BundleService:
                 jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
-        for e, res_id in jobs:
-            holders = early.holders.get(e.index) if early is not None else None
-            e.prepared = self.resources.prepare_update(e.res_type, res_id, e.resource, index=early is not None, holders=holders)
+        holders = early.holders if early is not None else {}
+        prepared = self.resources.prepare_updates(
+            [(e.res_type, res_id, e.resource, holders.get(e.index)) for e, res_id in jobs], index=early is not None
+        )
+        for (e, _), p in zip(jobs, prepared, strict=True):
+            e.prepared = p
 
     def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
         """The references of every written resource rewritten before the write lock, so that its

@@ -208,3 +208,30 @@ def test_prefer_minimal_leaves_resources_out(client):
     out = post_bundle(client, visit_bundle(), Prefer="return=minimal").json()
     assert all("resource" not in e for e in out["entry"])
     assert all(e["response"]["location"] for e in out["entry"])
+
+
+def test_the_first_failing_entry_is_reported_though_each_check_runs_over_all_entries(client, monkeypatch):
+    """Validation runs one check at a time over every entry (the structure checker on all, then
+    the R4B model on those it passed): a later entry's structure error is found before an earlier
+    entry's model error, yet the error answered is still the earlier entry's, as when each entry
+    was validated in turn."""
+    from fhir_server.errors import error
+    from fhir_server.model import validate
+
+    real = validate.model_issues
+
+    def model_issues(resource, *, memo=False):  # a verdict only the R4B model would give
+        if resource.get("resourceType") == "Encounter":
+            return [error("value", "the model says no", "Encounter.status")]
+        return real(resource, memo=memo)
+
+    monkeypatch.setattr(validate, "model_issues", model_issues)
+    bundle = visit_bundle()
+    bundle["entry"][2]["resource"]["onsetDateTime"] = "not a date"  # the Condition: a structure error
+    r = post_bundle(client, bundle)
+    assert r.status_code == 400
+    issue = r.json()["issue"][0]
+    assert issue["diagnostics"].startswith("Bundle.entry[1]"), issue
+    assert "the model says no" in issue["diagnostics"]
+    for res_type in ("Patient", "Encounter", "Condition", "Coverage"):
+        assert count(client, res_type) == 0, res_type
