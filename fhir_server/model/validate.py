@@ -145,5 +145,3 @@ def status_for(issues: list[Issue]) -> int:
     if errors and all(i.code in _RULE_CODES for i in errors):
         return 422
     return 400
-
-
