@@ -13,6 +13,11 @@ like it: consumers in other processes notice at their next poll.
 A signal is only a hint that something may be new, never the source of truth: a consumer that
 misses one (not yet listening, connection lost) finds the change at its next poll, because it
 always reads what is new from the change log itself.
+
+A signal names the resource types the transaction changed (in the NOTIFY payload across
+processes), so that a consumer may answer some at once and batch the rest (the subscription
+worker: a Subscription written while none counts). ``None``: not known (listening just started,
+a payload too long to send).
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ log = logging.getLogger("fhir_server.storage")
 
 #: the PostgreSQL notification channel (per database: schemas sharing one only wake each other)
 CHANNEL = "fhir_change_log"
-#: appended to the change log's last statement on PostgreSQL (one round trip, no extra statement)
-NOTIFY_SQL = f"pg_notify('{CHANNEL}', '')"
+#: appended to the change log's last statement on PostgreSQL (one round trip, no extra statement);
+#: its one parameter is :func:`payload`
+NOTIFY_SQL = f"pg_notify('{CHANNEL}', ?)"
+#: PostgreSQL refuses a payload of 8,000 bytes or more; a longer list of types is sent as ""
+_PAYLOAD_MAX = 4000
 
-Listener = Callable[[], None]
+#: called with the resource types a commit changed (None: not known)
+Listener = Callable[[frozenset[str] | None], None]
 _listeners: weakref.WeakKeyDictionary[Engine, list[Listener]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
@@ -53,28 +62,41 @@ def subscribe(engine: Engine, listener: Listener) -> Callable[[], None]:
     return unsubscribe
 
 
-def committing(conn: Connection) -> None:
-    """The open transaction on ``conn`` wrote change-log rows: signal after its commit."""
+def payload(types: frozenset[str]) -> str:
+    """The NOTIFY payload naming ``types`` ("" when too long: read as not known)."""
+    text = ",".join(sorted(types))
+    return text if len(text) <= _PAYLOAD_MAX else ""
+
+
+def _types_of(text: str) -> frozenset[str] | None:
+    return frozenset(text.split(",")) if text else None
+
+
+def committing(conn: Connection, types: frozenset[str]) -> None:
+    """The open transaction on ``conn`` wrote change-log rows of ``types``: signal after its commit."""
     if _listeners.get(conn.engine):
-        conn.info.setdefault("after_commit", []).append(lambda: _fire(conn.engine))
+        conn.info.setdefault("after_commit", []).append(lambda: _fire(conn.engine, types))
 
 
-def _fire(engine: Engine) -> None:
+def _fire(engine: Engine, types: frozenset[str] | None) -> None:
     with _lock:
         listeners = list(_listeners.get(engine, []))
     for listener in listeners:
         try:
-            listener()
+            listener(types)
         except Exception:  # a broken listener must not fail the write that already committed
             log.exception("change-log listener failed")
 
 
-def waker(event: asyncio.Event) -> Listener:
-    """A listener that sets ``event`` on its own event loop from any thread."""
+def waker(event: asyncio.Event, *, only: frozenset[str] | None = None) -> Listener:
+    """A listener that sets ``event`` on its own event loop from any thread; with ``only``, for
+    a commit that changed one of those types (or types not known) only."""
     loop = asyncio.get_running_loop()
     thread = threading.get_ident()
 
-    def wake() -> None:
+    def wake(types: frozenset[str] | None) -> None:
+        if only is not None and types is not None and only.isdisjoint(types):
+            return
         if threading.get_ident() == thread:
             event.set()
         else:
@@ -84,11 +106,21 @@ def waker(event: asyncio.Event) -> Listener:
     return wake
 
 
+def both(first: Listener, second: Listener) -> Listener:
+    """One listener calling two (a consumer that wakes differently for some types)."""
+
+    def call(types: frozenset[str] | None) -> None:
+        first(types)
+        second(types)
+
+    return call
+
+
 async def listen(engine: Engine, listener: Listener, *, retry_max: float = 30.0) -> None:
     """PostgreSQL: LISTEN on a connection of its own and call ``listener`` for every notification
-    (and once each time listening starts: changes may have committed while it was not). Runs
-    until cancelled; reconnects with back-off when the connection is lost. Other engines:
-    returns at once (nothing to listen to)."""
+    with the types it names (and once with None each time listening starts: changes may have
+    committed while it was not). Runs until cancelled; reconnects with back-off when the
+    connection is lost. Other engines: returns at once (nothing to listen to)."""
     if engine.dialect.name != "postgresql":
         return
     import psycopg
@@ -101,10 +133,10 @@ async def listen(engine: Engine, listener: Listener, *, retry_max: float = 30.0)
             conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
             async with conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
-                listener()
+                listener(None)
                 delay, failing = 0.5, False
-                async for _ in conn.notifies():
-                    listener()
+                async for note in conn.notifies():
+                    listener(_types_of(note.payload))
         except asyncio.CancelledError:
             raise
         except Exception:  # the database restarted or is unreachable: poll meanwhile, retry

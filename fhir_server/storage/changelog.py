@@ -83,13 +83,15 @@ def write_pending(conn: Connection, rows: list[tuple[object, ...]]) -> None:
     """Insert ``rows`` as the transaction's last statement (see the module docstring)."""
     if not rows:
         return
+    types = frozenset(str(row[0]) for row in rows)
     with driver_cursor(conn) as cur:
         if conn.dialect.name == "postgresql":
-            cur.execute(positional(f"SELECT pg_advisory_xact_lock(?), {change_signal.NOTIFY_SQL}", "postgresql"), (_LOCK_KEY,))
+            sql = positional(f"SELECT pg_advisory_xact_lock(?), {change_signal.NOTIFY_SQL}", "postgresql")
+            cur.execute(sql, (_LOCK_KEY, change_signal.payload(types)))
             cur.executemany(positional(_INSERT, "postgresql"), rows)
         else:
             cur.executemany(_INSERT, rows)
-    change_signal.committing(conn)
+    change_signal.committing(conn, types)
 
 
 def read_after(conn: Connection, position: int, limit: int = 1000) -> list[Change]:

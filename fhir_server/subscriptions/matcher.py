@@ -25,6 +25,11 @@ status set by the worker) writes a Subscription resource, so it is in the change
 read again for a batch that holds a Subscription change, after a commit that started one, and
 when another worker moved the cursor since this one's last batch (it may have seen such changes).
 A count over every subscription each round cost more than the matching itself at 1,000.
+
+While no subscription counts (``quiet``), a round reads no changes: in one read it takes the
+change log's newest seq and then checks that still none counts, and moves the cursor there. Such
+changes can select no one: a subscription written later has a later seq, and its events start
+after its own change. The worker then also runs its rounds less often (``worker.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ log = logging.getLogger("fhir_server.subscriptions")
 class Batch:
     position: int
     changes: list[changelog.Change]
+    #: no subscription counts: the cursor moves here without reading the changes (``_pending``)
+    jump: int | None = None
     #: subscription id -> the change-log seq of its own latest write in this batch
     starts: dict[str, int] = field(default_factory=dict)
     matched: dict[str, list[changelog.Change]] = field(default_factory=dict)
@@ -140,6 +147,10 @@ class Matcher:
         self._view: View | None = None
         #: the cursor position up to which ``_view`` is known to be current (None: read it again)
         self._view_at: int | None = None
+        #: no subscription counted when this worker last looked (its last batch, or a round
+        #: while another worker held the cursor): no change can be matched to anyone, so the
+        #: worker runs rounds less often and the cursor jumps over the changes (``_pending``)
+        self.quiet = False
 
     def _lease(self, conn: Connection) -> int | None:
         now = now_us()
@@ -158,12 +169,21 @@ class Matcher:
             return UNSTARTED
         position, owner, until = cursor
         if owner not in (None, self.owner) and until is not None and until >= now_us():
+            self.quiet = not store.any_counting(conn)  # another worker matches; the view is its own
             return None
+        if self.quiet:
+            # the newest change first: a subscription committed after this read has a later seq
+            # (the change log is in commit order), so it is not jumped over; one committed before
+            # it counts by now, and then the changes are read and matched as always
+            last = changelog.last_seq(conn)
+            if not store.any_counting(conn):
+                return Batch(position, [], jump=last) if last > position else None
         changes = changelog.read_after(conn, position, self.batch_size)
         if not changes:
             return None
         batch = Batch(position, changes)
         batch.view = view = self._current_view(conn, batch)
+        self.quiet = not view.types
         clients = {cid for t in {c.res_type for c in changes} if t in view.types for cid in view.types[t].clients}
         batch.principals = {cid: subscriber(conn, cid, token_mode=self.token_mode) for cid in clients}
         # deleted resources match no filter: only live versions are judged
@@ -185,6 +205,13 @@ class Matcher:
             await self.writes.run(self._lease, alone=True)
             batch = await self.db.read_off_loop(self._pending)
         if batch is None or batch is UNSTARTED:
+            return 0, []
+        if batch.jump is not None:
+            jump, now = batch.jump, now_us()
+            await self.writes.run(
+                lambda conn: claims.move_cursor(conn, store.CONSUMER, self.owner, self.lease_us, now, batch.position, jump)
+            )
+            self._view_at = None  # the changes jumped over were not read: the view is read again
             return 0, []
         await self._match(batch)
         got = await self.writes.run(lambda conn: self._commit(conn, batch, plan))

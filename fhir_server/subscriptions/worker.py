@@ -26,7 +26,9 @@ time-driven piece of work is due (a retry, a heartbeat, a lease running out,
 ``Subscription.end``: read from the database after each idle round). Otherwise it sleeps, at most
 ``poll_interval`` (1 s): the read-only poll that finds what no signal announces (changes
 committed by other SQLite processes, partitions another process made due). An idle server costs
-one round of a few reads a second.
+one round of a few reads a second. While no subscription counts (``Matcher.quiet``), commits start
+a round at most every ``_QUIET_ROUND_GAP_S``, and its matcher moves the cursor without reading the
+changes; a commit that writes a Subscription (the signal names the types) starts one at once.
 
 Leases: a worker serves a claim only while it holds the partition's lease. Before each attempt
 it makes sure the lease outlasts the attempt (whose time is bounded in all,
@@ -85,6 +87,13 @@ _END_SWEEP_US = 1_000_000
 _REVIVE_EVERY_US = 500_000
 #: the shortest time between the starts of two matching rounds (see ``_run``)
 _ROUND_GAP_S = 0.02
+#: the same while no subscription counts and no delivery runs: a round then only moves the
+#: cursor, and a round per commit (each with its reads and a write transaction) was ~8 % of a
+#: one-client ingest on SQLite (docs/performance.md, session 17). A commit that writes a
+#: Subscription still starts a round at once (``_wake_now``)
+_QUIET_ROUND_GAP_S = 0.25
+#: a commit of these types starts a round without waiting for the gap
+_WAKE_NOW_TYPES = frozenset({"Subscription"})
 
 
 class SubscriptionWorker:
@@ -127,14 +136,17 @@ class SubscriptionWorker:
         self._listener: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._wake = asyncio.Event()
+        #: ends the gap between two rounds early (a Subscription written, a socket bound)
+        self._wake_now = asyncio.Event()
         self._swept_us = 0
         self._revived_us = 0
 
     # -- the loop ------------------------------------------------------------------------
     def start(self) -> SubscriptionWorker:
         loop = asyncio.get_running_loop()
-        self._unsubscribe = change_signal.subscribe(self.db.engine, change_signal.waker(self._wake))
-        self._listener = loop.create_task(change_signal.listen(self.db.engine, change_signal.waker(self._wake)))
+        wake = change_signal.both(change_signal.waker(self._wake), change_signal.waker(self._wake_now, only=_WAKE_NOW_TYPES))
+        self._unsubscribe = change_signal.subscribe(self.db.engine, wake)
+        self._listener = loop.create_task(change_signal.listen(self.db.engine, wake))
         self._task = loop.create_task(self._run(), name=f"subscriptions-{self.owner}")
         return self
 
@@ -160,6 +172,7 @@ class SubscriptionWorker:
     def wake(self) -> None:
         """Run a round now (a socket was bound, a subscription written in this process)."""
         self._wake.set()
+        self._wake_now.set()
 
     async def _run(self) -> None:
         failing = False
@@ -169,9 +182,13 @@ class SubscriptionWorker:
             # start a round for a handful of changes, and a round's fixed cost (its reads and the
             # cursor's write) then took up to a third of a busy server (PostgreSQL, 100 filtered
             # subscriptions); a few milliseconds later the same round takes all of them
-            gap = started + _ROUND_GAP_S - time.monotonic()
+            quiet = self.matcher.quiet and not self._tasks
+            gap = started + (_QUIET_ROUND_GAP_S if quiet else _ROUND_GAP_S) - time.monotonic()
             if gap > 0:
-                await asyncio.sleep(gap)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(gap):
+                        await self._wake_now.wait()
+            self._wake_now.clear()
             started = time.monotonic()
             try:
                 busy = await self.run_once()
