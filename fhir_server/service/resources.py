@@ -64,10 +64,14 @@ class Prepared:
 
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) -> dict[str, Any]:
-    """The resource with server-owned id and meta.versionId/lastUpdated, other meta kept."""
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = to_instant(updated_us)
+    """The resource with server-owned id and meta.versionId/lastUpdated, other meta kept. A
+    ``meta`` that is not an object (a string, an array, null) is left as it is: validation,
+    which always comes first, rejects it (400, ``Patient.meta``)."""
+    meta = resource.get("meta", {})
+    if type(meta) is dict:
+        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = to_instant(updated_us)
     out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
     for key, value in resource.items():
         if key not in out:
@@ -79,9 +83,11 @@ def _content_equal(stored: bytes | None, new: dict[str, Any]) -> bool:
     """Same resource apart from server-owned meta (an update that changes nothing)."""
     if stored is None:
         return False
+    if type(new.get("meta", {})) is not dict:
+        return False  # not a resource to store (validation rejects it)
     old = jsonio.loads(stored)
     old_meta = {k: v for k, v in (old.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
-    new_meta = {k: v for k, v in (new.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    new_meta = {k: v for k, v in new.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
     rest = {k: v for k, v in new.items() if k != "meta"}
     return old == rest and old_meta == new_meta
 

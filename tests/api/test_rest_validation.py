@@ -124,3 +124,39 @@ def test_r4b_only_extension_value_type_is_rejected(client):
         }
     )
     assert_outcome(post_raw(client, raw), 400)
+
+
+@pytest.mark.parametrize("meta", ["x", [{"versionId": "1"}], 5, True])
+def test_meta_that_is_not_an_object_is_400_on_every_door(client, meta):
+    """``meta`` is stamped by the server (versionId, lastUpdated): one that is not a JSON object
+    is bad input (400, ``Patient.meta``), not a crash, whether created, updated, sent in a
+    transaction or only validated."""
+    body = {"resourceType": "Patient", "id": "m1", "meta": meta}
+    doors = [
+        client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR_JSON}),
+        client.put("/fhir/Patient/m1", json=body, headers={"Content-Type": FHIR_JSON}),
+        client.post(
+            "/fhir",
+            json={
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"resource": body, "request": {"method": "PUT", "url": "Patient/m1"}}],
+            },
+            headers={"Content-Type": FHIR_JSON},
+        ),
+    ]
+    for r in doors:
+        issue = assert_outcome(r, 400)["issue"][0]
+        assert issue["expression"][-1] in ("Patient.meta", "Bundle.entry[0].resource.meta"), issue
+    validated = client.post("/fhir/Patient/$validate", json=body, headers={"Content-Type": FHIR_JSON})
+    assert validated.status_code == 200, validated.text
+    assert [i["expression"][-1] for i in validated.json()["issue"] if i["severity"] == "error"] == ["Patient.meta"]
+    assert nothing_stored(client)
+
+
+def test_an_update_with_a_meta_that_is_not_an_object_is_400_and_keeps_the_stored_version(client):
+    ok = {"resourceType": "Patient", "id": "m2", "active": True}
+    assert client.put("/fhir/Patient/m2", json=ok, headers={"Content-Type": FHIR_JSON}).status_code == 201
+    r = client.put("/fhir/Patient/m2", json={**ok, "meta": "x"}, headers={"Content-Type": FHIR_JSON})
+    assert assert_outcome(r, 400)["issue"][0]["expression"] == ["Patient.meta"]
+    assert client.get("/fhir/Patient/m2").json()["meta"]["versionId"] == "1"
