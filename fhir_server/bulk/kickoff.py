@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from fhir_server.bulk.exporter import patient_compartment
 from fhir_server.errors import FhirError, Issue
 from fhir_server.model.ids import is_valid_id
+from fhir_server.model.parameters import parameter_list
 from fhir_server.resource_types import is_resource_type
 from fhir_server.search.parse import parse_query
 from fhir_server.timeutil import datetime_range, to_instant
@@ -81,9 +82,9 @@ def parameters(query: list[tuple[str, str]], body: Any) -> list[Param]:
         return params
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise FhirError.of(400, "invalid", "The body of a POST $export must be a Parameters resource")
-    for index, p in enumerate(body.get("parameter") or []):
+    for index, p in enumerate(parameter_list(body)):
         where = f"Parameters.parameter[{index}]"
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+        if not isinstance(p.get("name"), str):
             raise FhirError.of(400, "invalid", f"{where} needs a name", where)
         values = [(k, v) for k, v in p.items() if k.startswith("value")]
         if len(values) != 1 or "resource" in p or "part" in p:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError
+from fhir_server.model.parameters import parameter_list
 
 if TYPE_CHECKING:  # pragma: no cover
     from fhir_server.service.access import Principal
@@ -119,8 +120,8 @@ def parameter_values(call: OperationCall, name: str) -> list[Any]:
     values: list[Any] = [v for k, v in call.query if k == name]
     body = call.body
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for p in body.get("parameter") or []:
-            if isinstance(p, dict) and p.get("name") == name:
+        for p in parameter_list(body):
+            if p.get("name") == name:
                 if "resource" in p:
                     values.append(p["resource"])
                 else:

@@ -22,6 +22,7 @@ from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_server.errors import FhirError
 from fhir_server.model.definitions import load_definitions
+from fhir_server.model.parameters import parameter_list, part_list
 
 _MARK = "__patch_node__"
 
@@ -247,16 +248,18 @@ def _value(part: dict[str, Any]) -> Any:
         if k.startswith("value"):
             return v
     if "part" in part:
-        return {p["name"]: _value(p) for p in part["part"] if "name" in p}
+        return {p["name"]: _value(p) for p in part_list(part, "Parameters.parameter.part") if "name" in p}
     raise FhirError.of(400, "invalid", "FHIRPath Patch: the operation has no value")
 
 
-def _operation(param: dict[str, Any]) -> dict[str, Any]:
+def _operation(param: dict[str, Any], where: str) -> dict[str, Any]:
     if param.get("name") != "operation":
         raise FhirError.of(400, "invalid", "FHIRPath Patch parameters must all be named 'operation'")
     op: dict[str, Any] = {}
-    for part in param.get("part", []):
+    for index, part in enumerate(part_list(param, where)):
         name = part.get("name")
+        if not isinstance(name, str):
+            raise FhirError.of(400, "invalid", f"FHIRPath Patch: {where}.part[{index}] needs a name", f"{where}.part[{index}]")
         op[name] = part if name == "value" else next((v for k, v in part.items() if k.startswith("value")), None)
     return op
 
@@ -270,8 +273,8 @@ def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -
             "a JSON Merge Patch as application/merge-patch+json)",
         )
     result = copy.deepcopy(resource)
-    for index, param in enumerate(parameters.get("parameter", [])):
-        op = _operation(param)
+    for index, param in enumerate(parameter_list(parameters)):
+        op = _operation(param, f"Parameters.parameter[{index}]")
         try:
             _apply_one(result, op)
         except FhirError as exc:

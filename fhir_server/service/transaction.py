@@ -460,6 +460,9 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     where = f"Bundle.entry[{index}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise FhirError.of(400, "required", f"{where}.request is required in a transaction or batch", f"{where}.request")
+    full_url = raw.get("fullUrl")
+    if full_url is not None and not isinstance(full_url, str):
+        raise FhirError.of(400, "structure", f"{where}.fullUrl must be a string (a uri)", f"{where}.fullUrl")
     request = raw["request"]
     method = str(request.get("method", "")).upper()
     url = request.get("url")
@@ -479,7 +482,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         return _operation_entry(where, index, raw, method, parts, query, url)
     read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
     if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type
-        return Entry(index, method, "", None, None, query, None, raw.get("fullUrl"), None, None, url=url, read_kind=read_kind)
+        return Entry(index, method, "", None, None, query, None, full_url, None, None, url=url, read_kind=read_kind)
     res_type = parts[0] if parts else ""
     if not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
@@ -501,7 +504,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         version=version,
         query=query,
         resource=raw.get("resource"),
-        full_url=raw.get("fullUrl"),
+        full_url=full_url,
         if_match=request.get("ifMatch"),
         if_none_exist=_if_none_exist(where, method, request.get("ifNoneExist"), query),
         url=url,

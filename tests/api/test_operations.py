@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tests.api.test_rest_crud import PATIENT, post
 from tests.bundles import entries
 
+FHIR = {"Content-Type": "application/fhir+json"}
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 
 
@@ -204,3 +206,43 @@ def test_patient_everything_since(client):
     since = new["meta"]["lastUpdated"]
     ids = [e["resource"]["id"] for e in client.get(f"/fhir/Patient/{pid}/$everything", params={"_since": since}).json()["entry"]]
     assert new["id"] in ids and old["id"] not in ids
+
+
+# a Parameters body whose ``parameter`` (or a ``part``) is not an array of objects: 400 naming it,
+# on every operation that reads one, and on a FHIRPath Patch (it was iterated as it came: 500)
+_SHAPELESS = [5, True, "x", [1], [["a"]], {"name": "resource"}]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/fhir/Patient/$validate",
+        "/fhir/Patient/p1/$everything",
+        "/fhir/Patient/$match",
+        "/fhir/Patient/p1/$meta-add",
+        "/fhir/CodeSystem/$lookup",
+        "/fhir/ValueSet/$expand",
+        "/fhir/ConceptMap/$translate",
+    ],
+)
+def test_a_parameters_body_whose_parameter_is_not_an_array_of_objects_is_400(client, path):
+    client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"}, headers=FHIR)
+    for parameter in _SHAPELESS:
+        r = client.post(path, json={"resourceType": "Parameters", "parameter": parameter}, headers=FHIR)
+        assert r.status_code == 400, (parameter, r.text)
+        issue = r.json()["issue"][0]
+        assert issue["expression"] == ["Parameters.parameter"], issue
+
+
+def test_a_fhirpath_patch_whose_parts_are_not_objects_with_names_is_400(client):
+    client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1", "active": True}, headers=FHIR)
+    for part in _SHAPELESS:
+        body = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": part}]}
+        r = client.patch("/fhir/Patient/p1", json=body, headers=FHIR)
+        assert r.status_code == 400, (part, r.text)
+        assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].part"], r.text
+    unnamed = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [{"name": ["type"], "valueCode": "delete"}]}]}
+    r = client.patch("/fhir/Patient/p1", json=unnamed, headers=FHIR)
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].part[0]"], r.text
+    assert client.get("/fhir/Patient/p1").json()["meta"]["versionId"] == "1"

@@ -235,3 +235,24 @@ def test_the_first_failing_entry_is_reported_though_each_check_runs_over_all_ent
     assert "the model says no" in issue["diagnostics"]
     for res_type in ("Patient", "Encounter", "Condition", "Coverage"):
         assert count(client, res_type) == 0, res_type
+
+
+def test_a_full_url_that_is_not_a_string_is_400(client):
+    for full_url in (["urn:uuid:8a7e0b6e-0000-4000-8000-000000000001"], {"a": 1}, 5):
+        for kind in ("transaction", "batch"):
+            bundle = {
+                "resourceType": "Bundle",
+                "type": kind,
+                "entry": [{"fullUrl": full_url, "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}],
+            }
+            r = post_bundle(client, bundle)
+            if kind == "batch":  # the entry fails, the batch answers
+                assert r.status_code == 200, r.text
+                r_entry = r.json()["entry"][0]["response"]
+                assert r_entry["status"].startswith("400"), r_entry
+                issue = r_entry["outcome"]["issue"][0]
+            else:
+                assert r.status_code == 400, r.text
+                issue = r.json()["issue"][0]
+            assert issue["expression"] == ["Bundle.entry[0].fullUrl"], issue
+    assert count(client, "Patient") == 0
