@@ -73,7 +73,7 @@ class HistoryService:
             rows = list(repo.history(conn, query))
             if res_id is not None and before is None and not rows and repo.get_current(conn, res_type or "", res_id) is None:
                 raise FhirError.of(404, "not-found", f"{res_type}/{res_id} is not known")
-        has_next = len(rows) > count
+        has_next = count > 0 and len(rows) > count  # _count=0: an empty page, and no next one
         rows = rows[:count]
 
         path = "/".join(p for p in (res_type, res_id) if p)

@@ -81,3 +81,15 @@ def test_history_since_at_the_end_of_time_is_not_a_server_error(client):
     r = client.get("/fhir/_history", params={"_since": "9999-12-31T23:59:59.999999Z"})
     assert r.status_code == 200
     assert entries(r.json()) == []
+
+
+def test_history_count_zero_is_an_empty_page_without_a_next_link(client):
+    """``_count=0`` (as in a search: no entries) answers an empty history Bundle, with no next
+    page to follow (each would be empty too); it was a 500."""
+    pid = post(client, PATIENT).json()["id"]
+    for url in (f"/fhir/Patient/{pid}/_history", "/fhir/Patient/_history", "/fhir/_history"):
+        r = client.get(url, params={"_count": "0"})
+        assert r.status_code == 200, (url, r.text)
+        bundle = r.json()
+        assert bundle["type"] == "history" and entries(bundle) == []
+        assert [link["relation"] for link in bundle.get("link", [])] == ["self"]
