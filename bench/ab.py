@@ -7,7 +7,7 @@ goes first alternates), so both meet the same machine, second by second. Each va
 is the sum of its own request times; the ratio B/A of a round is what a change is judged by.
 
     python -m bench.ab [--baseline DIR] [--env-a K=V ...] [--env-b K=V ...]
-                       [--db sqlite|postgresql] [--rounds 3] [--workers 1]
+                       [--db sqlite|postgresql] [--rounds 3] [--workers 1] [--alone]
 
 Variant A is the code in ``--baseline`` (a checkout, e.g. ``git worktree add /tmp/base <commit>``;
 default: this checkout), or with ``--peer sekmet`` the Python peer sekmet-fhir (issue 20's
@@ -17,7 +17,10 @@ checkout. ``--env-a`` / ``--env-b`` set environment variables of one variant (e.
 resources/s, and B/A with the median over the rounds (A/B too: how many times faster B is).
 
 What it does not show: work a server does between requests (a background worker's rounds) runs
-while the other variant is answering, so it is not counted; ``bench.callgrind`` counts it.
+while the other variant is answering, so it is not counted. ``--alone`` counts it: each round
+runs A, then B (B first every other round), each alone on a fresh database, and takes the whole
+send's wall time; the machine's drift then shows in the spread of the rounds (more of them help).
+Session 17 found the idle subscription worker's rounds (~8-10 % of one client) this way.
 """
 
 from __future__ import annotations
@@ -44,23 +47,27 @@ def _pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _start(args: argparse.Namespace, k: int, folder: Path, stack: ExitStack) -> str:
+    """Start variant ``k`` (0: A, 1: B) on a fresh database in ``folder``, stopped when ``stack``
+    closes; its FHIR base URL."""
+    code, env = (args.baseline, _pairs(args.env_a)) if k == 0 else (ROOT, _pairs(args.env_b))
+    folder.mkdir(parents=True)
+    port = servers.free_port()
+    if k == 0 and args.peer_python is not None:
+        cmd, peer_env = servers.sekmet_server(args.peer_python, port, args.workers, folder)
+        env = {**peer_env, **env}
+    else:
+        db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
+        cmd = servers.our_server(port, db_url, args.workers)
+    stack.enter_context(servers.running(cmd, f"http://127.0.0.1:{port}/fhir/metadata", env, folder / "server.log", cwd=code))
+    return f"http://127.0.0.1:{port}/fhir"
+
+
 def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int) -> tuple[float, float]:
     """One round: both variants on fresh databases; the summed request seconds of A and of B."""
     spent = [0.0, 0.0]
     with ExitStack() as stack:
-        urls = []
-        for k, (code, env) in enumerate(((args.baseline, _pairs(args.env_a)), (ROOT, _pairs(args.env_b)))):
-            folder = tmp / f"r{number}-{'ab'[k]}"
-            folder.mkdir(parents=True)
-            port = servers.free_port()
-            if k == 0 and args.peer_python is not None:
-                cmd, peer_env = servers.sekmet_server(args.peer_python, port, args.workers, folder)
-                env = {**peer_env, **env}
-            else:
-                db_url = stack.enter_context(database(args.db, folder, args.postgres_url))
-                cmd = servers.our_server(port, db_url, args.workers)
-            stack.enter_context(servers.running(cmd, f"http://127.0.0.1:{port}/fhir/metadata", env, folder / "server.log", cwd=code))
-            urls.append(f"http://127.0.0.1:{port}/fhir")
+        urls = [_start(args, k, tmp / f"r{number}-{'ab'[k]}", stack) for k in (0, 1)]
         time.sleep(1.0)  # both settle (the workers' warm-up after start)
         for i, body in enumerate(bodies):
             for k in (0, 1) if i % 2 == 0 else (1, 0):
@@ -69,6 +76,23 @@ def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
                 spent[k] += time.perf_counter() - started
                 if status >= 300:
                     raise SystemExit(f"variant {'AB'[k]}: HTTP {status}: {answer[:300]!r}")
+    return spent[0], spent[1]
+
+
+def _alone(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int) -> tuple[float, float]:
+    """One ``--alone`` round: A and B one after the other (B first in odd rounds), each alone on a
+    fresh database; the wall seconds of each whole send."""
+    spent = [0.0, 0.0]
+    for k in (0, 1) if number % 2 == 0 else (1, 0):
+        with ExitStack() as stack:
+            url = _start(args, k, tmp / f"r{number}-{'ab'[k]}", stack)
+            time.sleep(1.0)  # the workers' warm-up after start
+            started = time.perf_counter()
+            for body in bodies:
+                status, _, answer = client.request("POST", url, body, {"Prefer": "return=minimal"})
+                if status >= 300:
+                    raise SystemExit(f"variant {'AB'[k]}: HTTP {status}: {answer[:300]!r}")
+            spent[k] = time.perf_counter() - started
     return spent[0], spent[1]
 
 
@@ -85,6 +109,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--bundle", type=int, default=100, help="entries per transaction Bundle")
+    parser.add_argument("--alone", action="store_true", help="each variant alone, one after the other (counts work between requests)")
     args = parser.parse_args()
     args.peer_python = servers.ensure_sekmet(args.peer_venv) if args.peer else None  # installed once, not per round
     by_type = read_resources(args.data)
@@ -95,12 +120,13 @@ def main() -> None:
     ratios = []
     with TemporaryDirectory(prefix="bench-ab-") as tmp:
         for n in range(args.rounds):
-            a, b = _round(args, bodies, Path(tmp), n)
+            a, b = (_alone if args.alone else _round)(args, bodies, Path(tmp), n)
             ratios.append(b / a)
             log(f"  round {n + 1}: A {a:.2f}s ({total / a:,.0f}/s), B {b:.2f}s ({total / b:,.0f}/s), B/A {b / a:.3f}, A/B {a / b:.2f}x")
     median = statistics.median(ratios)
+    what = "wall time, each alone" if args.alone else "request time"
     print(
-        f"B/A request time: median {median:.3f} over {len(ratios)} rounds ({', '.join(f'{r:.3f}' for r in ratios)});"
+        f"B/A {what}: median {median:.3f} over {len(ratios)} rounds ({', '.join(f'{r:.3f}' for r in ratios)});"
         f" B is {1 / median:.2f}x as fast as A"
     )
 
