@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from fhir_server.storage import changelog, deferred
+from fhir_server.storage import changelog, deferred, wal_checkpoint
 from fhir_server.storage.placeholders import positional
 
 # CPython's sqlite3 (3.11) binds None only after looking for ``__adapt__`` on its
@@ -119,6 +119,8 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
+        # checkpoints run on a thread of their own (wal_checkpoint.py); this bounds the log if not
+        cur.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoint.BACKSTOP_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -275,6 +277,8 @@ class Database:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         path = _sqlite_file(engine) if self.dialect == "sqlite" and fcntl is not None else None
         self._file_lock = _FileLock(path + ".lock") if path else None
+        sqlite_file = _sqlite_file(engine) if self.dialect == "sqlite" else None
+        self._checkpointer = wal_checkpoint.Checkpointer(sqlite_file) if sqlite_file else None
         self._local = threading.local()
         self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
@@ -378,6 +382,8 @@ class Database:
                     with _deferring(conn):
                         yield conn
                     callbacks = conn.info.pop("after_commit", [])
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
         for callback in callbacks:  # reached only when the commit succeeded
             callback()
 
@@ -513,6 +519,8 @@ class Database:
                 conn.commit()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._readers_lock:
             for conn in self._readers:
                 with suppress(Exception):  # closing a dead connection
