@@ -27,6 +27,11 @@ class Issue:
     diagnostics: str
     expression: str | None = None
 
+    @property
+    def is_error(self) -> bool:
+        """An error (or fatal) issue: the operation failed; a warning or information did not."""
+        return self.severity in ("error", "fatal")
+
     def to_fhir(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
         if self.expression:

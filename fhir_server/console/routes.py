@@ -457,7 +457,7 @@ async def edit_resource(request: Request, res_type: str, res_id: str) -> Respons
         Issue(i.get("severity", ""), i.get("code", ""), i.get("diagnostics", ""), (i.get("expression") or [None])[0])
         for i in outcome.get("issue", [])
     ]
-    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    errors = any(i.is_error for i in issues)
     saved = False
     if form.get("action") == "save" and not errors:
         answer = await gateway.call(request, v, "update", res_type, res_id, body=resource, method="PUT")

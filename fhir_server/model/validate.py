@@ -130,7 +130,7 @@ def validate_resources(resources: Sequence[dict[str, Any]], *, r4b_model: bool =
 
 
 def has_errors(issues: list[Issue]) -> bool:
-    return any(i.severity in ("error", "fatal") for i in issues)
+    return any(i.is_error for i in issues)
 
 
 def raise_errors(issues: list[Issue]) -> list[Issue]:
@@ -141,7 +141,7 @@ def raise_errors(issues: list[Issue]) -> list[Issue]:
 
 
 def status_for(issues: list[Issue]) -> int:
-    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    errors = [i for i in issues if i.is_error]
     if errors and all(i.code in _RULE_CODES for i in errors):
         return 422
     return 400

@@ -69,7 +69,7 @@ def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) 
     which always comes first, rejects it (400, ``Patient.meta``)."""
     meta = resource.get("meta", {})
     if type(meta) is dict:
-        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        meta = _client_meta(meta)
         meta["versionId"] = str(version)
         meta["lastUpdated"] = to_instant(updated_us)
     out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
@@ -86,10 +86,14 @@ def _content_equal(stored: bytes | None, new: dict[str, Any]) -> bool:
     if type(new.get("meta", {})) is not dict:
         return False  # not a resource to store (validation rejects it)
     old = jsonio.loads(stored)
-    old_meta = {k: v for k, v in (old.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
-    new_meta = {k: v for k, v in new.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+    old_meta = _client_meta(old.pop("meta", None) or {})
     rest = {k: v for k, v in new.items() if k != "meta"}
-    return old == rest and old_meta == new_meta
+    return old == rest and old_meta == _client_meta(new.get("meta", {}))
+
+
+def _client_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` without what the server stamps (``versionId``, ``lastUpdated``)."""
+    return {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
 
 
 class ResourceService:

@@ -275,10 +275,9 @@ class Database:
         self.dialect = engine.dialect.name
         deferred.install(engine)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
-        path = _sqlite_file(engine) if self.dialect == "sqlite" and fcntl is not None else None
-        self._file_lock = _FileLock(path + ".lock") if path else None
-        sqlite_file = _sqlite_file(engine) if self.dialect == "sqlite" else None
-        self._checkpointer = wal_checkpoint.Checkpointer(sqlite_file) if sqlite_file else None
+        path = _sqlite_file(engine) if self.dialect == "sqlite" else None
+        self._file_lock = _FileLock(path + ".lock") if path and fcntl is not None else None
+        self._checkpointer = wal_checkpoint.Checkpointer(path) if path else None
         self._local = threading.local()
         self._readers: list[Any] = []
         self._readers_lock = threading.Lock()

@@ -90,14 +90,18 @@ def all_states(conn: Connection) -> list[State]:
     return [State.from_row(r) for r in conn.execute(sa.select(ss).order_by(ss.c.sub_id))]
 
 
+#: the rows of the subscriptions that number events
+_COUNTS = ss.c.status.in_(COUNTING)
+
+
 def any_counting(conn: Connection) -> bool:
     """Whether any subscription numbers events (``counting`` is not empty)."""
-    return conn.execute(sa.select(ss.c.sub_id).where(ss.c.status.in_(COUNTING)).limit(1)).first() is not None
+    return conn.execute(sa.select(ss.c.sub_id).where(_COUNTS).limit(1)).first() is not None
 
 
 def counting(conn: Connection) -> list[State]:
     """Every subscription that numbers events (started, or starting in the batch being matched)."""
-    return [State.from_row(r) for r in conn.execute(sa.select(ss).where(ss.c.status.in_(COUNTING)))]
+    return [State.from_row(r) for r in conn.execute(sa.select(ss).where(_COUNTS))]
 
 
 def next_end_us(conn: Connection) -> int | None:
