@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.bulk.routes import router as bulk_router
 from fhir_server.bulk.worker import ExportWorker
 from fhir_server.config import Settings
-from fhir_server.storage.tables import metadata
-from tests.conftest import BACKENDS, PgSchema
+from tests.conftest import BACKENDS, PgSchema, empty_tables
 from tests.waiting import wait_until
 
 BASE = "http://testserver/fhir"
@@ -72,12 +70,7 @@ def bulk_app(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[TestC
 @pytest.fixture
 def bulk(bulk_app: TestClient) -> TestClient:
     """The bulk app on an empty database (no resources, no jobs)."""
-    engine = bulk_app.app.state.fhir.db.engine
-    existing = set(sa.inspect(engine).get_table_names())
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name in existing:
-                conn.execute(table.delete())
+    empty_tables(bulk_app.app.state.fhir.db.engine)
     return bulk_app
 
 

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.storage.tables import metadata
-from tests.conftest import BACKENDS, database
+from tests.conftest import BACKENDS, database, empty_tables
 from tests.satusehat.simulator import CLIENT_ID, CLIENT_SECRET, ORG, Simulator
 
 BASE = "http://testserver/fhir"
@@ -78,12 +76,7 @@ def fhir(sync_app: TestClient, sim: Simulator) -> Iterator[TestClient]:
 
 
 def _clear(app: TestClient) -> None:
-    engine = app.app.state.fhir.db.engine  # type: ignore[attr-defined]
-    existing = set(sa.inspect(engine).get_table_names())
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name in existing:
-                conn.execute(table.delete())
+    empty_tables(app.app.state.fhir.db.engine)  # type: ignore[attr-defined]
 
 
 def put(client: TestClient, resource: dict[str, Any]) -> dict[str, Any]:

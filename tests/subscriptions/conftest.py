@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.storage.tables import metadata
+from fhir_server.service.access import OPEN
+from fhir_server.service.pipeline import Interaction
 from fhir_server.subscriptions.spec import PAYLOAD_CONTENT, topic_url
-from tests.conftest import BACKENDS, database
+from tests.conftest import BACKENDS, database, empty_tables
 from tests.subscriptions.receiver import Receiver
 
 BASE = "http://testserver/fhir"
@@ -47,12 +47,7 @@ def subs_app(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[TestC
 
 @pytest.fixture
 def subs(subs_app: TestClient) -> TestClient:
-    engine = subs_app.app.state.fhir.db.engine
-    existing = set(sa.inspect(engine).get_table_names())
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name in existing:
-                conn.execute(table.delete())
+    empty_tables(subs_app.app.state.fhir.db.engine)
     return subs_app
 
 
@@ -106,3 +101,18 @@ def criteria_subscription(endpoint: str, criteria: str, payload: str | None = No
 
 def patient(family: str, **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Patient", "name": [{"family": family}], **extra}
+
+
+async def drain(worker: Any) -> None:
+    """Run a worker's rounds by hand (``SubscriptionWorker.run_once``) until it finds nothing
+    more to do, each round's deliveries finished."""
+    while True:
+        busy = await worker.run_once()
+        await worker.wait_idle()
+        if not busy:
+            return
+
+
+async def create(state: Any, res_type: str, body: dict[str, Any]) -> Any:
+    """Create ``body`` through ``state``'s pipeline (a ServerState of its own, no HTTP), as the server."""
+    return await state.pipeline.handle(Interaction("create", BASE, OPEN, res_type, body=body))

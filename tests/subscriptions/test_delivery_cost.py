@@ -18,14 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
-from fhir_server.service.access import OPEN
-from fhir_server.service.pipeline import Interaction
 from fhir_server.state import ServerState, build_state
 from fhir_server.subscriptions.setup import new_worker
 from fhir_server.subscriptions.spec import MAX_COUNT
-from fhir_server.subscriptions.worker import SubscriptionWorker
 from tests.conftest import BACKENDS, database
-from tests.subscriptions.conftest import BASE, JSON, patient, settings, topic_subscription
+from tests.subscriptions.conftest import JSON, create, drain, patient, settings, topic_subscription
 from tests.subscriptions.receiver import Receiver, event_numbers, status_of
 from tests.waiting import async_wait_until
 
@@ -56,15 +53,6 @@ def counted_writes(state: ServerState) -> Iterator[Callable[[], int]]:
         yield lambda: count
     finally:
         del db.write
-
-
-async def drain(worker: SubscriptionWorker) -> None:
-    """Run rounds by hand until the worker finds nothing more to do."""
-    while True:
-        busy = await worker.run_once()
-        await worker.wait_idle()
-        if not busy:
-            return
 
 
 def test_a_delivered_event_costs_two_write_transactions_and_a_burst_the_same(quiet_url):
@@ -121,7 +109,7 @@ def _on_family(url: str, family: str) -> dict[str, Any]:
 
 
 def _create_patient(state: ServerState, family: str) -> Any:
-    return state.pipeline.handle(Interaction("create", BASE, OPEN, "Patient", body=patient(family)))
+    return create(state, "Patient", patient(family))
 
 
 def test_a_commit_in_the_process_wakes_the_worker_without_polling(quiet_url):

@@ -12,18 +12,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fhir_server.service.access import OPEN
-from fhir_server.service.pipeline import Interaction
 from fhir_server.state import ServerState, build_state
 from fhir_server.storage import change_signal, changelog, claims, migrate
-from fhir_server.storage.tables import metadata
 from fhir_server.subscriptions import matcher as matcher_module
 from fhir_server.subscriptions import store
 from fhir_server.subscriptions import worker as worker_module
 from fhir_server.subscriptions.setup import new_worker
-from fhir_server.subscriptions.worker import SubscriptionWorker
-from tests.conftest import BACKENDS, database
-from tests.subscriptions.conftest import BASE, patient, settings, topic_subscription
+from tests.conftest import BACKENDS, database, empty_tables
+from tests.subscriptions.conftest import create, drain, patient, settings, topic_subscription
 from tests.subscriptions.receiver import Receiver, event_numbers
 from tests.waiting import async_wait_until
 
@@ -42,25 +38,11 @@ def state(migrated_url: str) -> Iterator[ServerState]:
     """An empty database (no subscription, no cursor) and a server state without a running
     worker (each test drives its own)."""
     s = build_state(settings(migrated_url, subscription_worker=False, subscription_poll_interval=3600.0))
-    with s.db.engine.begin() as conn:
-        existing = set(sa.inspect(conn).get_table_names())
-        for table in reversed(metadata.sorted_tables):
-            if table.name in existing:
-                conn.execute(table.delete())
+    empty_tables(s.db.engine)
     try:
         yield s
     finally:
         s.db.dispose()
-
-
-async def _create(state: ServerState, res_type: str, body: dict[str, Any]) -> Any:
-    return await state.pipeline.handle(Interaction("create", BASE, OPEN, res_type, body=body))
-
-
-async def _drain(worker: SubscriptionWorker) -> None:
-    while await worker.run_once():
-        await worker.wait_idle()
-    await worker.wait_idle()
 
 
 def _cursor(state: ServerState) -> int:
@@ -78,18 +60,18 @@ def _last_seq(state: ServerState) -> int:
 def test_with_no_subscription_the_cursor_jumps_over_the_changes_unread(state, monkeypatch):
     async def run() -> None:
         worker = new_worker(state, owner="quiet")
-        await _drain(worker)  # the first round leases the cursor
-        await _create(state, "Patient", patient("Before"))
-        await _drain(worker)  # a batch read as always: none counts
+        await drain(worker)  # the first round leases the cursor
+        await create(state, "Patient", patient("Before"))
+        await drain(worker)  # a batch read as always: none counts
         assert worker.matcher.quiet
         for n in range(5):
-            await _create(state, "Patient", patient(f"Quiet{n}"))
+            await create(state, "Patient", patient(f"Quiet{n}"))
         read: list[int] = []
         real = changelog.read_after
         monkeypatch.setattr(
             changelog, "read_after", lambda conn, position, limit=1000: read.append(position) or real(conn, position, limit)
         )
-        await _drain(worker)
+        await drain(worker)
         assert read == []  # no change was read
         assert _cursor(state) == _last_seq(state)
 
@@ -102,13 +84,13 @@ def test_a_subscription_written_while_quiet_gets_its_events(state):
 
         async def run() -> None:
             worker = new_worker(state, owner="quiet")
-            await _drain(worker)
-            await _create(state, "Patient", patient("Before"))
-            await _drain(worker)
+            await drain(worker)
+            await create(state, "Patient", patient("Before"))
+            await drain(worker)
             assert worker.matcher.quiet
-            await _create(state, "Subscription", topic_subscription(receiver.url, "Patient", "create"))
-            await _create(state, "Patient", patient("After"))
-            await _drain(worker)
+            await create(state, "Subscription", topic_subscription(receiver.url, "Patient", "create"))
+            await create(state, "Patient", patient("After"))
+            await drain(worker)
             assert len(receiver.of_type("handshake")) == 1
             assert event_numbers(receiver) == [1]  # the Patient after the subscription, not the one before
             assert not worker.matcher.quiet
@@ -131,11 +113,11 @@ def test_a_subscription_committed_during_the_quiet_check_is_not_jumped_over(stat
         async def run() -> None:
             loop = asyncio.get_running_loop()
             worker = new_worker(state, owner="quiet")
-            await _drain(worker)
-            await _create(state, "Patient", patient("Before"))
-            await _drain(worker)
+            await drain(worker)
+            await create(state, "Patient", patient("Before"))
+            await drain(worker)
             assert worker.matcher.quiet
-            await _create(state, "Patient", patient("Meanwhile"))
+            await create(state, "Patient", patient("Meanwhile"))
             injected: list[str] = []
 
             def then_a_subscription(name: str, real: Any) -> Any:
@@ -144,10 +126,10 @@ def test_a_subscription_committed_during_the_quiet_check_is_not_jumped_over(stat
                     if not injected:  # the first of the two reads
                         injected.append(name)
                         body = topic_subscription(receiver.url, "Patient", "create")
-                        asyncio.run_coroutine_threadsafe(_create(state, "Subscription", body), loop).result(timeout=30)
+                        asyncio.run_coroutine_threadsafe(create(state, "Subscription", body), loop).result(timeout=30)
                         # and a Patient it selects, before its handshake (which writes the
                         # Subscription again, and would start it too late for this one)
-                        asyncio.run_coroutine_threadsafe(_create(state, "Patient", patient("Early")), loop).result(timeout=30)
+                        asyncio.run_coroutine_threadsafe(create(state, "Patient", patient("Early")), loop).result(timeout=30)
                     return value
 
                 return read
@@ -155,12 +137,12 @@ def test_a_subscription_committed_during_the_quiet_check_is_not_jumped_over(stat
             with monkeypatch.context() as m:
                 m.setattr(matcher_module.changelog, "last_seq", then_a_subscription("last_seq", changelog.last_seq))
                 m.setattr(matcher_module.store, "any_counting", then_a_subscription("any_counting", store.any_counting))
-                await _drain(worker)
+                await drain(worker)
             assert injected == ["last_seq"]
-            await _drain(worker)
+            await drain(worker)
             assert len(receiver.of_type("handshake")) == 1
-            await _create(state, "Patient", patient("After"))
-            await _drain(worker)
+            await create(state, "Patient", patient("After"))
+            await drain(worker)
             assert event_numbers(receiver) == [1, 2]  # Early and After
 
         asyncio.run(run())
@@ -199,8 +181,8 @@ def test_a_quiet_worker_runs_rounds_less_often_but_a_subscription_wakes_it_at_on
                 await real_listen(engine, heard, **options)
 
             monkeypatch.setattr(change_signal, "listen", listen)
-            await _drain(worker)
-            await _create(state, "Patient", patient("Before"))
+            await drain(worker)
+            await create(state, "Patient", patient("Before"))
             worker.start()
             try:
                 if state.db.dialect == "postgresql":
@@ -209,14 +191,14 @@ def test_a_quiet_worker_runs_rounds_less_often_but_a_subscription_wakes_it_at_on
                 await asyncio.sleep(0.2)  # the round the listener's start began, if any, ends
                 quiet_since = rounds
                 for n in range(10):
-                    await _create(state, "Patient", patient(f"Quiet{n}"))
+                    await create(state, "Patient", patient(f"Quiet{n}"))
                 await asyncio.sleep(0.3)
                 assert rounds - quiet_since <= 1, rounds - quiet_since  # ten commits, at most one round
                 started = time.monotonic()
-                await _create(state, "Subscription", topic_subscription(receiver.url, "Patient", "create"))
+                await create(state, "Subscription", topic_subscription(receiver.url, "Patient", "create"))
                 await async_wait_until(lambda: len(receiver.of_type("handshake")) == 1)
                 assert time.monotonic() - started < 60  # not the hour-long quiet gap
-                await _create(state, "Patient", patient("After"))
+                await create(state, "Patient", patient("After"))
                 await async_wait_until(lambda: event_numbers(receiver) == [1])
             finally:
                 await worker.stop()
