@@ -63,6 +63,13 @@ def _start(args: argparse.Namespace, k: int, folder: Path, stack: ExitStack) -> 
     return f"http://127.0.0.1:{port}/fhir"
 
 
+def _send(url: str, body: bytes, variant: int) -> None:
+    """POST one transaction Bundle; a failure stops the comparison (its figures would mean nothing)."""
+    status, _, answer = client.request("POST", url, body, {"Prefer": "return=minimal"})
+    if status >= 300:
+        raise SystemExit(f"variant {'AB'[variant]}: HTTP {status}: {answer[:300]!r}")
+
+
 def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int) -> tuple[float, float]:
     """One round: both variants on fresh databases; the summed request seconds of A and of B."""
     spent = [0.0, 0.0]
@@ -72,10 +79,8 @@ def _round(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
         for i, body in enumerate(bodies):
             for k in (0, 1) if i % 2 == 0 else (1, 0):
                 started = time.perf_counter()
-                status, _, answer = client.request("POST", urls[k], body, {"Prefer": "return=minimal"})
+                _send(urls[k], body, k)
                 spent[k] += time.perf_counter() - started
-                if status >= 300:
-                    raise SystemExit(f"variant {'AB'[k]}: HTTP {status}: {answer[:300]!r}")
     return spent[0], spent[1]
 
 
@@ -89,9 +94,7 @@ def _alone(args: argparse.Namespace, bodies: list[bytes], tmp: Path, number: int
             time.sleep(1.0)  # the workers' warm-up after start
             started = time.perf_counter()
             for body in bodies:
-                status, _, answer = client.request("POST", url, body, {"Prefer": "return=minimal"})
-                if status >= 300:
-                    raise SystemExit(f"variant {'AB'[k]}: HTTP {status}: {answer[:300]!r}")
+                _send(url, body, k)
             spent[k] = time.perf_counter() - started
     return spent[0], spent[1]
 
