@@ -68,9 +68,13 @@ def test_with_no_subscription_the_cursor_jumps_over_the_changes_unread(state, mo
             await create(state, "Patient", patient(f"Quiet{n}"))
         read: list[int] = []
         real = changelog.read_after
-        monkeypatch.setattr(
-            changelog, "read_after", lambda conn, position, limit=1000: read.append(position) or real(conn, position, limit)
-        )
+
+        def spied(conn: Any, position: int, limit: int = 1000) -> Any:
+            if conn.engine is state.db.engine:  # not another app's worker in this test process
+                read.append(position)
+            return real(conn, position, limit)
+
+        monkeypatch.setattr(changelog, "read_after", spied)
         await drain(worker)
         assert read == []  # no change was read
         assert _cursor(state) == _last_seq(state)
@@ -123,7 +127,8 @@ def test_a_subscription_committed_during_the_quiet_check_is_not_jumped_over(stat
             def then_a_subscription(name: str, real: Any) -> Any:
                 def read(conn: Any) -> Any:
                     value = real(conn)
-                    if not injected:  # the first of the two reads
+                    # the first of the two reads, by this worker (not another app's in this process)
+                    if not injected and conn.engine is state.db.engine:
                         injected.append(name)
                         body = topic_subscription(receiver.url, "Patient", "create")
                         asyncio.run_coroutine_threadsafe(create(state, "Subscription", body), loop).result(timeout=30)
