@@ -51,7 +51,7 @@ _PREFETCHED = "fhir_server.prefetched_current"
 _PREFETCH_SQL = (
     "SELECT pk, version, updated_us, deleted, body, res_id FROM resources WHERE res_type = %s AND res_id = ANY(%s) ORDER BY pk FOR UPDATE"
 )
-#: conn.info key of the keys ``prefetch_current`` claimed for creates: (transaction, {(type, id): pk})
+#: conn.info key of the keys ``prefetch_current`` claimed for creates (a ``_Claims``)
 _CLAIMED = "fhir_server.claimed_keys"
 # a placeholder row per absent key, in key order: a concurrent creator of the same (type, id)
 # waits for this transaction as it would for the create itself; version 0 and deleted keep it
@@ -62,37 +62,74 @@ _CLAIM_SQL = (
     "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk, res_id"
 )
 _UNCLAIM_SQL = "DELETE FROM resources WHERE pk = ANY(?) AND version = 0"
+_SQLITE_READ_SQL = "SELECT pk, version, updated_us, deleted, body, res_id FROM resources WHERE res_type = ? AND res_id IN ({})"
+_SQLITE_TOP_PK_SQL = "SELECT max(pk) FROM resources"
+
+
+@dataclass(slots=True)
+class _Claims:
+    """The keys a transaction Bundle's PUTs will create, with the primary key each gets."""
+
+    transaction: Any
+    keys: dict[tuple[str, str], int]
+    #: PostgreSQL: a placeholder row stands for each key (filled in); SQLite: the number only (inserted)
+    placeholders: bool
+    #: SQLite: the next number after those the keys took, for any other insert meanwhile
+    next_pk: int = 0
 
 
 @contextmanager
 def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterator[None]:
-    """PostgreSQL: the current rows (locked) of the resources a transaction Bundle's PUTs write,
-    one round trip per type instead of one per entry; inside, each ``get_current`` of one of
-    them takes its row once (a retry reads again: an entry that changed it first, a conditional
-    delete, shows as a version conflict and is read anew). Locked type by type in name order,
-    rows in key order and claims in id order, so two Bundles that share resources wait for each
-    other instead of deadlocking. SQLite: nothing (its reads are in-process).
+    """The current rows of the resources a transaction Bundle's PUTs write, one statement per
+    type instead of one per entry; inside, each ``get_current`` of one of them takes its row
+    once (a retry reads again: an entry that changed it first, a conditional delete, shows as a
+    version conflict and is read anew). The keys that do not exist yet are claimed too: the PUT
+    that creates one then queues its row with the transaction's deferred rows
+    (``insert_current``) instead of an ``INSERT`` of its own.
 
-    The keys that do not exist yet are claimed in the same round trip (``_CLAIM_SQL``): the
-    PUT that creates one then fills its row in with the transaction's deferred rows
-    (``insert_current``) instead of an ``INSERT`` round trip of its own. A key another
-    transaction created meanwhile is not claimed, and its PUT reads it and updates it, as it
-    did when its own ``INSERT`` met the other. Only inside a transaction Bundle (all or
-    nothing): a claim left unused is removed before the block ends."""
-    if conn.dialect.name != "postgresql" or len(keys) < 2:
+    PostgreSQL: the rows are locked, type by type in name order, rows in key order and claims in
+    id order, so two Bundles that share resources wait for each other instead of deadlocking. A
+    key is claimed by a placeholder row in the same round trip (``_CLAIM_SQL``); a key another
+    transaction created meanwhile is not claimed, and its PUT reads it and updates it, as it did
+    when its own ``INSERT`` met the other. A claim left unused is removed before the block ends.
+
+    SQLite: the transaction holds the database's only write lock, so an absent key stays absent
+    and its claim is a primary key past the largest stored (SQLite's own choice for a new row
+    is the largest plus one); another insert meanwhile takes the next number after them. The
+    rows are written before the block ends, so a later insert cannot be given a claimed number.
+
+    Only inside a transaction Bundle (all or nothing)."""
+    if len(keys) < 2:
         yield
         return
     deferred.flush(conn, parents_only=True)
     by_type: dict[str, list[str]] = {}
     for res_type, res_id in keys:
         by_type.setdefault(res_type, []).append(res_id)
+    postgresql = conn.dialect.name == "postgresql"
+    rows, claims = _lock_and_claim(conn, by_type) if postgresql else _read_and_number(conn, by_type)
+    conn.info[_PREFETCHED] = (claims.transaction, rows)
+    conn.info[_CLAIMED] = claims
+    try:
+        yield
+        if postgresql and claims.keys:  # a PUT that did not create (none does without failing the Bundle): no placeholder stays
+            deferred.flush(conn, parents_only=True)
+            driver_execute(conn, _UNCLAIM_SQL, (list(claims.keys.values()),))
+        elif not postgresql:
+            deferred.flush(conn, parents_only=True)
+    finally:
+        conn.info.pop(_PREFETCHED, None)
+        conn.info.pop(_CLAIMED, None)
+
+
+def _lock_and_claim(conn: Connection, by_type: dict[str, list[str]]) -> tuple[dict[tuple[str, str], CurrentRow | None], _Claims]:
     rows: dict[tuple[str, str], CurrentRow | None] = {}
     claimed: dict[tuple[str, str], int] = {}
     with driver_cursor(conn) as cur:
 
         def lock(res_type: str, ids: list[str]) -> dict[str, CurrentRow]:
             cur.execute(_PREFETCH_SQL, (res_type, ids))
-            return {row[5]: CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) for row in cur.fetchall()}
+            return {row[5]: _current(row) for row in cur.fetchall()}
 
         for res_type, ids in sorted(by_type.items()):  # one lock order for every Bundle
             found = lock(res_type, ids)
@@ -107,17 +144,32 @@ def prefetched_current(conn: Connection, keys: list[tuple[str, str]]) -> Iterato
                 key = (res_type, res_id)
                 if res_id in found or key in claimed:  # otherwise gone again since: get_current reads it
                     rows[key] = found.get(res_id)
-    transaction = conn.get_transaction()
-    conn.info[_PREFETCHED] = (transaction, rows)
-    conn.info[_CLAIMED] = (transaction, claimed)
-    try:
-        yield
-        if claimed:  # a PUT that did not create (none does without failing the Bundle): no placeholder stays
-            deferred.flush(conn, parents_only=True)
-            driver_execute(conn, _UNCLAIM_SQL, (list(claimed.values()),))
-    finally:
-        conn.info.pop(_PREFETCHED, None)
-        conn.info.pop(_CLAIMED, None)
+    return rows, _Claims(conn.get_transaction(), claimed, placeholders=True)
+
+
+def _read_and_number(conn: Connection, by_type: dict[str, list[str]]) -> tuple[dict[tuple[str, str], CurrentRow | None], _Claims]:
+    rows: dict[tuple[str, str], CurrentRow | None] = {}
+    with driver_cursor(conn) as cur:
+        for res_type, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                cur.execute(_SQLITE_READ_SQL.format(", ".join("?" * len(chunk))), (res_type, *chunk))
+                rows.update({(res_type, row[5]): _current(row) for row in cur.fetchall()})
+        cur.execute(_SQLITE_TOP_PK_SQL)
+        top = cur.fetchone()[0] or 0
+    claimed: dict[tuple[str, str], int] = {}
+    for res_type, ids in by_type.items():
+        for res_id in ids:
+            key = (res_type, res_id)
+            if key not in rows and key not in claimed:
+                top += 1
+                claimed[key] = top
+                rows[key] = None
+    return rows, _Claims(conn.get_transaction(), claimed, placeholders=False, next_pk=top + 1)
+
+
+def _current(row: Sequence[Any]) -> CurrentRow:
+    return CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4]))
 
 
 def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> CurrentRow | None:
@@ -133,7 +185,7 @@ def get_current(conn: Connection, res_type: str, res_id: str, *, for_update: boo
     dialect = conn.dialect.name
     sql = _READ_CURRENT_SQL + (" FOR UPDATE" if for_update and dialect == "postgresql" else "")
     row = driver_fetchone(conn, sql, (res_type, res_id))
-    return CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) if row else None
+    return _current(row) if row else None
 
 
 _READ_VERSION_SQL = (
@@ -145,7 +197,7 @@ _READ_VERSION_SQL = (
 def read_current(db: Database, res_type: str, res_id: str) -> CurrentRow | None:
     """The current row outside any transaction (the fast path of read by id)."""
     row = db.fetch_one(_READ_CURRENT_SQL, (res_type, res_id))
-    return CurrentRow(row[0], row[1], row[2], bool(row[3]), as_bytes(row[4])) if row else None
+    return _current(row) if row else None
 
 
 def read_version(db: Database, res_type: str, res_id: str, version: int) -> VersionRow | None:
@@ -198,6 +250,10 @@ _INSERT_CURRENT_SQL = (
     "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) VALUES (?, ?, 1, ?, ?, ?) "
     "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
 )
+_INSERT_NUMBERED_SQL = (
+    "INSERT INTO resources (pk, res_type, res_id, version, updated_us, deleted, body) VALUES (?, ?, ?, 1, ?, ?, ?) "
+    "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
+)
 _INSERT_VERSION_SQL = (
     "INSERT INTO resource_versions (res_type, res_id, version, updated_us, method, deleted, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -206,19 +262,32 @@ _REPLACE_CURRENT_SQL = "UPDATE resources SET version = ?, body = ?, updated_us =
 
 def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, updated_us: int) -> int | None:
     """Insert version 1 of a new resource; None when (type, id) already exists. A key this
-    transaction claimed (``prefetched_current``) is filled in with its deferred rows instead."""
-    claimed = conn.info.get(_CLAIMED)
-    if claimed is not None and claimed[0] is conn.get_transaction():
-        pk = claimed[1].pop((res_type, res_id), None)
-        if pk is not None:
+    transaction claimed (``prefetched_current``) is filled in or queued with its deferred rows instead."""
+    claims: _Claims | None = conn.info.get(_CLAIMED)
+    if claims is None or claims.transaction is not conn.get_transaction():
+        row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
+        return row[0] if row else None
+    pk = claims.keys.pop((res_type, res_id), None)
+    if pk is not None:
+        if claims.placeholders:
             deferred.fill_claimed(conn, updated_us, body, pk)
-            return int(pk)
-    row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
-    return row[0] if row else None
+        else:
+            _queue_new(conn, pk, res_type, res_id, body, updated_us)
+        return int(pk)
+    if claims.placeholders:
+        row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
+        return row[0] if row else None
+    # SQLite: not a number a claim took, which SQLite's own choice could be while their rows wait
+    row = driver_fetchone(conn, _INSERT_NUMBERED_SQL, (claims.next_pk, res_type, res_id, updated_us, False, body))
+    if row is None:
+        return None
+    claims.next_pk += 1
+    return int(row[0])
 
 
 _VERSION_COLUMNS = ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body")
 _NEW_COLUMNS = ("pk", "res_type", "res_id", "version", "updated_us", "deleted", "body")
+_INSERT_NEW_SQL = f"INSERT INTO resources ({', '.join(_NEW_COLUMNS)}) VALUES ({', '.join('?' * len(_NEW_COLUMNS))})"
 _RESERVE_PKS_SQL = "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, ?)"
 
 
@@ -245,9 +314,20 @@ def insert_new(conn: Connection, res_type: str, res_id: str, body: bytes, update
     batch = deferred.pending(conn)
     if batch is not None and batch.reserved_pks:
         pk = batch.reserved_pks.pop()
-        batch.add("resources", _NEW_COLUMNS, [(pk, res_type, res_id, 1, updated_us, False, body)], parent=True)
+        _queue_new(conn, pk, res_type, res_id, body, updated_us)
         return pk
     return insert_current(conn, res_type, res_id, body, updated_us)
+
+
+def _queue_new(conn: Connection, pk: int, res_type: str, res_id: str, body: bytes, updated_us: int) -> None:
+    """Version 1 of a new resource whose primary key is known: with the deferred rows (written
+    before anything reads the table), or now when the connection does not defer."""
+    row = (pk, res_type, res_id, 1, updated_us, False, body)
+    batch = deferred.pending(conn)
+    if batch is not None:
+        batch.add("resources", _NEW_COLUMNS, [row], parent=True)
+    else:
+        driver_execute(conn, _INSERT_NEW_SQL, row)
 
 
 def replace_current(conn: Connection, pk: int, expected_version: int, body: bytes | None, updated_us: int, *, deleted: bool) -> bool:

@@ -1,6 +1,7 @@
-"""PostgreSQL: the PUTs of a transaction Bundle that create claim their keys with the prefetch
-(repository.prefetched_current) instead of one INSERT round trip each, and a concurrent creator of
-the same id still ends as the update it was before: nothing lost, no duplicate, no placeholder left.
+"""The PUTs of a transaction Bundle that create claim their keys with the prefetch
+(repository.prefetched_current) instead of one INSERT each. PostgreSQL: a concurrent creator of
+the same id still ends as the update it was before: nothing lost, no duplicate, no placeholder
+left. SQLite: a claim is a primary key, and no other insert of the transaction takes it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import pytest
 from fhir_server.storage import repository as repo
 from tests.conftest import BACKENDS
 
-# claims are PostgreSQL's (SQLite's writes are in-process, one writer at a time): the PostgreSQL app only
-pytestmark = [
-    pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL"),
-    pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True),
-]
+# concurrent claims are PostgreSQL's (SQLite's writes are in-process, one writer at a time): those
+# tests run on the PostgreSQL app only
 H = {"Content-Type": "application/fhir+json"}
 
 
@@ -39,28 +37,31 @@ def _placeholders(state) -> int:
         return conn.exec_driver_sql("SELECT count(*) FROM resources WHERE version = 0").scalar_one()
 
 
-def test_a_transactions_creates_take_no_insert_round_trip_each(pg, monkeypatch):
-    client, state = pg
-    inserts: list[str] = []
+def _transaction(entries: list[dict]) -> bytes:
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+
+def _put(resource: dict) -> dict:
+    return {"resource": resource, "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
+
+
+def test_a_transactions_creates_take_no_statement_each(client, monkeypatch):
+    state = client.app.state.fhir
+    per_entry: list[str] = []
     real = repo.driver_fetchone
 
     def counting(conn, sql, params):
-        if sql is repo._INSERT_CURRENT_SQL:
-            inserts.append(params[1])
+        if sql in (repo._INSERT_CURRENT_SQL, repo._INSERT_NUMBERED_SQL, repo._READ_CURRENT_SQL):
+            per_entry.append(params[1])
         return real(conn, sql, params)
 
     monkeypatch.setattr(repo, "driver_fetchone", counting)
     tag = uuid.uuid4().hex[:8]
     ids = [f"claim-{tag}-{n}" for n in range(5)]
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [{"resource": _patient(i, f"Klaim{tag}"), "request": {"method": "PUT", "url": f"Patient/{i}"}} for i in ids],
-    }
-    r = client.post("/fhir", content=orjson.dumps(bundle), headers=H)
+    r = client.post("/fhir", content=_transaction([_put(_patient(i, f"Klaim{tag}")) for i in ids]), headers=H)
     assert r.status_code == 200, r.text
     assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created"] * 5
-    assert inserts == []
+    assert per_entry == []
     for i in ids:
         got = client.get(f"/fhir/Patient/{i}")
         assert got.status_code == 200 and got.json()["meta"]["versionId"] == "1"
@@ -69,6 +70,53 @@ def test_a_transactions_creates_take_no_insert_round_trip_each(pg, monkeypatch):
     found = client.get(f"/fhir/Patient?family=Klaim{tag}&_count=10").json()
     assert sorted(e["resource"]["id"] for e in found["entry"]) == ids
     assert _placeholders(state) == 0
+
+
+def _keys(state) -> list[int]:
+    with state.db.engine.connect() as conn:
+        return [row[0] for row in conn.exec_driver_sql("SELECT pk FROM resources ORDER BY pk")]
+
+
+def test_creates_and_posts_of_one_transaction_each_get_their_own_row(client):
+    """POSTs run before PUTs (transaction processing order): on SQLite their rows are inserted at
+    once while the PUTs' claimed rows wait, so they must not take a claimed number."""
+    state = client.app.state.fhir
+    tag = uuid.uuid4().hex[:8]
+    client.put(f"/fhir/Patient/old-{tag}", content=orjson.dumps(_patient(f"old-{tag}", "Old")), headers=H)
+    entries = [_put(_patient(f"new-{tag}-{n}", f"Baru{tag}")) for n in range(3)]
+    entries.insert(
+        1, {"resource": {"resourceType": "Patient", "name": [{"family": f"Baru{tag}"}]}, "request": {"method": "POST", "url": "Patient"}}
+    )
+    entries.append(_put(_patient(f"old-{tag}", f"Baru{tag}")))
+    entries.append({"resource": {"resourceType": "Organization", "name": "Posted"}, "request": {"method": "POST", "url": "Organization"}})
+    r = client.post("/fhir", content=_transaction(entries), headers=H)
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses == ["201 Created"] * 4 + ["200 OK", "201 Created"]
+    keys = _keys(state)
+    assert len(keys) == len(set(keys)) == 6
+    found = client.get(f"/fhir/Patient?family=Baru{tag}&_count=10").json()
+    assert found["total"] == 5
+    assert client.get("/fhir/Organization?name=Posted").json()["total"] == 1
+    # a later create outside any Bundle takes a number of its own too
+    assert client.post("/fhir/Patient", content=orjson.dumps({"resourceType": "Patient"}), headers=H).status_code == 201
+    assert len(set(_keys(state))) == 7
+
+
+def test_a_claim_left_unused_leaves_no_row_and_no_collision(client):
+    state = client.app.state.fhir
+    tag = uuid.uuid4().hex[:8]
+    x, y = f"spare-{tag}-x", f"spare-{tag}-y"
+    with state.db.write() as conn:
+        with repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
+            state.resources.update_in(conn, "Patient", x, _patient(x, "Used"))
+        # after the block, in the same transaction: a create whose row SQLite numbers itself
+        after = state.resources.create_in(conn, "Patient", {"resourceType": "Patient"})
+    assert client.get(f"/fhir/Patient/{x}").status_code == 200
+    assert client.get(f"/fhir/Patient/{after.stored.res_id}").status_code == 200
+    assert client.get(f"/fhir/Patient/{y}").status_code == 404  # not 410: it never existed
+    assert _placeholders(state) == 0
+    assert len(_keys(state)) == 2
 
 
 def _run(target, *args):
@@ -110,6 +158,8 @@ def _bundle_writes(state, x: str, y: str, results: dict, held=None, release=None
         results["by"] = state.resources.update_in(conn, "Patient", y, _patient(y, "Bundle"))
 
 
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 def test_a_single_put_of_a_claimed_id_waits_and_becomes_the_update(pg):
     _client, state = pg
     tag = uuid.uuid4().hex[:8]
@@ -127,6 +177,8 @@ def test_a_single_put_of_a_claimed_id_waits_and_becomes_the_update(pg):
     assert _placeholders(state) == 0
 
 
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 def test_a_bundle_whose_id_was_created_meanwhile_updates_it(pg):
     _client, state = pg
     tag = uuid.uuid4().hex[:8]
@@ -148,17 +200,8 @@ def test_a_bundle_whose_id_was_created_meanwhile_updates_it(pg):
     assert _placeholders(state) == 0
 
 
-def test_a_claim_left_unused_leaves_no_row(pg):
-    client, state = pg
-    tag = uuid.uuid4().hex[:8]
-    x, y = f"spare-{tag}-x", f"spare-{tag}-y"
-    with state.db.write() as conn, repo.prefetched_current(conn, [("Patient", x), ("Patient", y)]):
-        state.resources.update_in(conn, "Patient", x, _patient(x, "Used"))
-    assert client.get(f"/fhir/Patient/{x}").status_code == 200
-    assert client.get(f"/fhir/Patient/{y}").status_code == 404  # not 410: it never existed
-    assert _placeholders(state) == 0
-
-
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 def test_a_failed_transaction_leaves_no_claim(pg):
     client, state = pg
     tag = uuid.uuid4().hex[:8]
@@ -177,6 +220,8 @@ def test_a_failed_transaction_leaves_no_claim(pg):
     assert _placeholders(state) == 0
 
 
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs FHIR_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 def test_parallel_transactions_creating_the_same_ids_all_land(pg):
     """Six transaction Bundles PUT the same four new ids of two types, in different entry
     orders, at once: claims and row locks are taken in one order (type, then id), so they wait
