@@ -9,7 +9,8 @@ a set of files whose references point into each other loads in any file order.
 A batch that fails is retried entry by entry, so one bad resource costs only
 itself and is reported with its file and line. With ``workers`` the transactions are
 written by that many forked processes at once (``import_workers``), each transaction
-once every one it depends on is committed.
+once every one it depends on is committed; a process forked before the reading starts builds
+the model classes and index plans of the types read meanwhile, and the workers are forked from it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
@@ -45,6 +46,17 @@ class Item:
     where: str  # "file:line" or "file#entry[i]"
     #: the line as read, when it is the resource unchanged (its id kept): no need to write it out again
     raw: bytes | None = None
+
+
+class Job(NamedTuple):
+    """One resource to write (what a worker process is sent of it)."""
+
+    node: int  # its index in the import's nodes
+    res_type: str
+    res_id: str
+    body: bytes
+    #: conditional reference -> the literal reference standing in for it (``import_order.Plan.placeholders``)
+    targets: dict[str, str] | None = None
 
 
 @dataclass
@@ -175,9 +187,11 @@ class Importer:
         bundle = {"resourceType": "Bundle", "type": kind, "entry": entries}
         return self._handle(Interaction("transaction", self.base, OPEN, body=bundle, returns=MINIMAL))
 
-    def read(self, paths: list[Path], summary: ImportSummary) -> list[Node]:
-        """Every resource of every file (unreadable ones go to ``summary.errors``)."""
+    def read(self, paths: list[Path], summary: ImportSummary, first_of_type: Callable[[Job], None] | None = None) -> list[Node]:
+        """Every resource of every file (unreadable ones go to ``summary.errors``); the first
+        resource of each type is also given to ``first_of_type`` as it is read."""
         nodes: list[Node] = []
+        types: set[str] = set()
         for path in find_files(paths):
             summary.files += 1
             if not path.exists():
@@ -185,17 +199,19 @@ class Importer:
                 continue
             for item in read_items(path, summary.errors):
                 literal, conditional = import_order.references(item.resource)
-                nodes.append(
-                    Node(
-                        str(item.resource["resourceType"]),
-                        item.resource["id"],
-                        item.where,
-                        item.raw if item.raw is not None else jsonio.dumps(item.resource),
-                        literal,
-                        conditional,
-                        import_order.identifiers(item.resource),
-                    )
+                node = Node(
+                    str(item.resource["resourceType"]),
+                    item.resource["id"],
+                    item.where,
+                    item.raw if item.raw is not None else jsonio.dumps(item.resource),
+                    literal,
+                    conditional,
+                    import_order.identifiers(item.resource),
                 )
+                if first_of_type is not None and node.res_type not in types:
+                    types.add(node.res_type)
+                    first_of_type(Job(len(nodes), node.res_type, node.res_id, node.body))
+                nodes.append(node)
         return nodes
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportSummary:
@@ -211,27 +227,30 @@ class Importer:
 
     def _run(self, paths: list[Path], progress: Callable[[int], None] | None) -> ImportSummary:
         summary = ImportSummary()
-        nodes = self.read(paths, summary)
-        summary.total = len(nodes)
-        plan = import_order.plan(nodes)
-        gc.freeze()
         outcome: dict[int, str] = {}  # node -> its response status (or "error: ...")
+        with ExitStack() as stack:
+            workers = None
+            if self.workers > 1 and self.worker_pipeline is not None and import_workers.available():
+                workers = stack.enter_context(import_workers.Workers(self.workers, self._writer, self._warm))
+            nodes = self.read(paths, summary, workers.warm if workers else None)
+            summary.total = len(nodes)
+            plan = import_order.plan(nodes)
+            gc.freeze()
+            batches = list(import_order.batches(plan, nodes, self.batch_size))
+            if workers is not None and len(batches) > 1:
+                after = import_order.prerequisites(plan, nodes, batches, self.serial_types)
+                outcome.update(workers.write([_jobs(batch, nodes, plan.placeholders) for batch in batches], after, progress))
+            else:
+                for batch in batches:
+                    self._write(_jobs(batch, nodes, plan.placeholders), outcome)
+                    if progress:
+                        progress(len(batch))
         second = set(plan.second_pass)
-        batches = list(import_order.batches(plan, nodes, self.batch_size))
-        if self.workers > 1 and self.worker_pipeline is not None and len(batches) > 1 and import_workers.available():
-            after = import_order.prerequisites(plan, nodes, batches, self.serial_types)
-            count = min(self.workers, len(batches))
-            outcome.update(import_workers.write_in_workers(count, batches, after, lambda: self._writer(nodes, plan.placeholders), progress))
-        else:
-            for batch in batches:
-                self._write(batch, nodes, plan.placeholders, outcome)
-                if progress:
-                    progress(len(batch))
         first = {i: outcome[i] for i in plan.second_pass}
         if plan.second_pass:  # cycle members again, as read: the server resolves their conditional references now
             order = [i for i in plan.order if i in second]
             for start in range(0, len(order), self.batch_size):
-                self._write(order[start : start + self.batch_size], nodes, {}, outcome)
+                self._write(_jobs(order[start : start + self.batch_size], nodes, {}), outcome)
         for i, node in enumerate(nodes):
             status = outcome[i]
             if status.startswith("201") or (i in first and first[i].startswith("201") and status.startswith("200")):
@@ -244,51 +263,44 @@ class Importer:
         return summary
 
     @contextmanager
-    def _writer(self, nodes: list[Node], placeholders: dict[int, dict[str, int]]) -> Iterator[import_workers.Writer]:
-        """In a worker process: writes one transaction through a pipeline of the worker's own.
-        While it waits for one, it validates and indexes (writing nothing) the first resource of
-        each type: the type's model classes and extraction plan are built then, not in a
-        transaction the other worker may be waiting for."""
+    def _writer(self) -> Iterator[import_workers.WriteBatch]:
+        """In a worker process: writes one transaction through a pipeline of the worker's own."""
         assert self.worker_pipeline is not None
         with self.worker_pipeline() as pipeline:
             importer = Importer(pipeline, self.base, self.batch_size)
 
-            def write(batch: list[int]) -> dict[int, str]:
+            def write(jobs: list[Job]) -> dict[int, str]:
                 outcome: dict[int, str] = {}
-                importer._write(batch, nodes, placeholders, outcome)
+                importer._write(jobs, outcome)
                 return outcome
 
-            def warm_up() -> Iterator[None]:
-                for node in {n.res_type: n for n in reversed(nodes)}.values():
-                    warm.warm_up((node.res_type,))  # the type's models, its datatypes' and its index plan
-                    pipeline.services.resources.prepare_update(node.res_type, node.res_id, jsonio.loads(node.body), index=True)
-                    yield
-                gc.freeze()  # the classes and plans just built: no longer scanned by the collector (see run)
+            yield write
 
-            yield write, warm_up()
+    def _warm(self, job: Job) -> None:
+        """In the zygote: build the type's models, its datatypes' and its index plan, then
+        validate and index the resource (writing nothing): what its first write would build."""
+        warm.warm_up((job.res_type,))
+        self.pipeline.services.resources.prepare_update(job.res_type, job.res_id, jsonio.loads(job.body), index=True)
 
-    def _write(self, batch: list[int], nodes: list[Node], placeholders: dict[int, dict[str, int]], outcome: dict[int, str]) -> None:
+    def _write(self, jobs: list[Job], outcome: dict[int, str]) -> None:
         entries = []
-        for i in batch:
-            node = nodes[i]
-            resource = jsonio.loads(node.body)
-            stand_ins = placeholders.get(i)
-            if stand_ins:
-                targets = {ref: f"{nodes[j].res_type}/{nodes[j].res_id}" for ref, j in stand_ins.items()}
-                _rewrite(resource, targets)
-            entries.append({"resource": resource, "request": {"method": "PUT", "url": f"{node.res_type}/{node.res_id}"}})
+        for job in jobs:
+            resource = jsonio.loads(job.body)
+            if job.targets:
+                _rewrite(resource, job.targets)
+            entries.append({"resource": resource, "request": {"method": "PUT", "url": f"{job.res_type}/{job.res_id}"}})
         try:
             response = self._bundle("transaction", entries)
         except FhirError:
             # one bad resource: redo the batch entry by entry to keep the good ones and name the bad ones
             response = self._bundle("batch", entries)
-        for i, entry in zip(batch, response["entry"], strict=True):  # one response entry per request entry
+        for job, entry in zip(jobs, response["entry"], strict=True):  # one response entry per request entry
             status = entry["response"]["status"]
             if status.startswith(("200", "201")):
-                outcome[i] = status
+                outcome[job.node] = status
             else:
                 issues = entry["response"].get("outcome", {}).get("issue", [{}])
-                outcome[i] = f"{status}: " + "; ".join(x.get("diagnostics", "") for x in issues)[:300]
+                outcome[job.node] = f"{status}: " + "; ".join(x.get("diagnostics", "") for x in issues)[:300]
 
     @staticmethod
     def _failed_targets(i: int, plan: import_order.Plan, nodes: list[Node], outcome: dict[int, str]) -> str:
@@ -334,6 +346,17 @@ class Importer:
                 continue
             found.update(e["resource"]["id"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict))
         return found
+
+
+def _jobs(batch: list[int], nodes: list[Node], placeholders: dict[int, dict[str, int]]) -> list[Job]:
+    """The jobs writing ``batch`` (node indexes), with the stand-ins of ``placeholders``."""
+    jobs = []
+    for i in batch:
+        node = nodes[i]
+        stand_ins = placeholders.get(i)
+        targets = {ref: f"{nodes[j].res_type}/{nodes[j].res_id}" for ref, j in stand_ins.items()} if stand_ins else None
+        jobs.append(Job(i, node.res_type, node.res_id, node.body, targets))
+    return jobs
 
 
 def export_ndjson(db: Any, out_dir: Path, types: list[str] | None, since_us: int | None) -> Counter:
