@@ -400,24 +400,27 @@ def _date_rows(code: str, values: Values) -> list[dict]:
 
 
 def _reference_rows(code: str, values: Values) -> list[dict]:
+    # type, id and version come out of parse_reference matched by patterns of at most 64 ASCII
+    # characters: nothing for ``cut`` to cut (it runs ~15 times a resource otherwise)
     rows: list[dict] = []
     for _, v in values:
         if isinstance(v, dict):
             ref = v.get("reference")
             rtype, rid, ver, url = parse_reference(ref) if isinstance(ref, str) else (None, None, None, None)
             ident = v.get("identifier")
-            if not isinstance(ident, dict):
-                ident = {}
-            if rid or url or ident.get("value"):
+            id_system = id_value = None
+            if isinstance(ident, dict):
+                id_system, id_value = ident.get("system"), ident.get("value")
+            if rid or url or id_value:
                 rows.append(
                     {
                         "param": code,
-                        "target_type": cut(rtype),
-                        "target_id": cut(rid),
-                        "target_version": cut(ver),
-                        "url": cut(url),
-                        "id_system": cut(ident.get("system")),
-                        "id_value": cut(ident.get("value")),
+                        "target_type": rtype,
+                        "target_id": rid,
+                        "target_version": ver,
+                        "url": url and cut(url),
+                        "id_system": id_system and cut(id_system),
+                        "id_value": id_value and cut(id_value),
                     }
                 )
         elif isinstance(v, str):
@@ -426,10 +429,10 @@ def _reference_rows(code: str, values: Values) -> list[dict]:
                 rows.append(
                     {
                         "param": code,
-                        "target_type": cut(rtype),
-                        "target_id": cut(rid),
-                        "target_version": cut(ver),
-                        "url": cut(url),
+                        "target_type": rtype,
+                        "target_id": rid,
+                        "target_version": ver,
+                        "url": url and cut(url),
                         "id_system": None,
                         "id_value": None,
                     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +46,8 @@ _INSERT_SQL = {
     k: f"INSERT INTO {t.name} (resource_pk, {', '.join(_COLUMNS[k])}) VALUES (?{', ?' * len(_COLUMNS[k])})" for k, t in INDEX_TABLES.items()
 }
 _DEFERRED_COLUMNS = {k: ("resource_pk", *cols) for k, cols in _COLUMNS.items()}
+#: per kind: its table's name and columns as the deferred rows are keyed, and the row keys in column order
+_KINDS = tuple((k, (t.name, _DEFERRED_COLUMNS[k]), _COLUMNS[k]) for k, t in INDEX_TABLES.items())
 _DELETE_SQL = {k: f"DELETE FROM {t.name} WHERE resource_pk = ?" for k, t in INDEX_TABLES.items()}
 
 
@@ -68,17 +69,13 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
         delete_index(conn, resource_pk)
     dialect = conn.dialect.name
     batch = deferred.pending(conn)
-    if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
-        for kind, items in rows.by_kind().items():
-            if items:
-                batch.add(INDEX_TABLES[kind].name, _DEFERRED_COLUMNS[kind], _tuples(kind, resource_pk, items))
-        return
-    with driver_cursor(conn) as cur:
-        for kind, items in rows.by_kind().items():
-            if items:
-                cur.executemany(positional(_INSERT_SQL[kind], dialect), _tuples(kind, resource_pk, items))
-
-
-def _tuples(kind: str, resource_pk: int, items: list[Row]) -> list[Sequence[Any]]:
-    cols = _COLUMNS[kind]
-    return [(resource_pk, *[r.get(c) for c in cols]) for r in items]
+    for kind, target, cols in _KINDS:  # every write passes here: no per-call dicts or look-ups
+        items = getattr(rows, kind)
+        if not items:
+            continue
+        values = [(resource_pk, *map(r.get, cols)) for r in items]
+        if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
+            batch.add(*target, values)
+        else:
+            with driver_cursor(conn) as cur:
+                cur.executemany(positional(_INSERT_SQL[kind], dialect), values)
