@@ -68,7 +68,7 @@ class DeferredRows:
         #: change-log rows: written last, just before the commit (storage/changelog.py), never by ``flush``
         self.changes: list[tuple[Any, ...]] = []
 
-    def add(self, table: str, columns: tuple[str, ...], rows: list[Sequence[Any]], *, parent: bool = False) -> None:
+    def add(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]], *, parent: bool = False) -> None:
         """Queue ``rows`` (tuples in ``columns`` order); ``parent``: rows others refer to (a foreign key)."""
         target = self.parents if parent else self.batches
         batch = target.get((table, columns))
