@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Collection
 from typing import Any
 
 from fhir_server.errors import Issue, error, warning
@@ -114,10 +115,15 @@ def _existence(codes: dict[str, tuple[str, str]], strict: bool, index: RegionInd
     ]
 
 
-def check_resource_administrative_codes(resource: dict, strict: bool = False) -> list[Issue]:
-    """Every administrativeCode extension anywhere in ``resource`` (addresses, birthPlace, contacts...)."""
+def check_resource_administrative_codes(resource: dict, strict: bool = False, extension_urls: Collection[str] | None = None) -> list[Issue]:
+    """Every administrativeCode extension anywhere in ``resource`` (addresses, birthPlace, contacts...).
+
+    ``extension_urls``: the url of every extension in an ``extension`` array of ``resource``,
+    when the caller has them all (the structure check collects them): then ``resource`` is
+    walked only if the administrativeCode extension is among them."""
     issues: list[Issue] = []
-    if _has_code(resource):  # most resources have none: found without building locations
+    present = _has_code(resource) if extension_urls is None else urls.SATUSEHAT_ADMINISTRATIVE_CODE in extension_urls
+    if present:  # most resources have none: found without building locations
         _walk(resource, resource, (), strict, issues)
     return issues
 

@@ -482,15 +482,18 @@ def warm_up() -> None:
 # --------------------------------------------------------------------------- walking
 
 
-def check_structure(resource: Any, max_issues: int = MAX_ISSUES) -> list[Issue]:
+def check_structure(resource: Any, max_issues: int = MAX_ISSUES, *, extension_urls: set[str] | None = None) -> list[Issue]:
     """Check a parsed JSON resource against the R4 definitions.
 
     Returns every problem found (up to ``max_issues``) as error Issues; an
-    empty list means the resource is structurally valid R4.
+    empty list means the resource is structurally valid R4. ``extension_urls``: gets the url of
+    every extension in an ``extension`` array of the resource, at any depth (contained resources
+    and ``_name`` objects too), all of them when no issue is returned (the walk may stop early
+    otherwise): a check that looks for an extension then needs no walk of its own.
     """
     issues = _Issues(max_issues)
     try:
-        _Walker(_model(), issues).resource(resource, None)
+        _Walker(_model(), issues, extension_urls).resource(resource, None)
     except _Stop:
         pass
     except RecursionError:
@@ -593,12 +596,13 @@ def expression_at(resource: Any, loc: Sequence[str | int]) -> str | None:
 
 
 class _Walker:
-    __slots__ = ("core", "model", "out")
+    __slots__ = ("core", "model", "out", "urls")
 
-    def __init__(self, model: _Model, out: _Issues) -> None:
+    def __init__(self, model: _Model, out: _Issues, urls: set[str] | None = None) -> None:
         self.model = model
         self.out = out
         self.core = model.extensions.by_url
+        self.urls = urls
 
     def resource(self, obj: Any, path: str | None, contained: bool = False) -> None:
         """Check a resource; ``path`` is where it sits (None at the top level)."""
@@ -804,10 +808,13 @@ class _Walker:
         they belong in ``modifierExtension``; then their own value or sub-extensions.
         """
         core = self.core
+        urls = self.urls if key == "extension" else None
         for i, ext in enumerate(items):
             if type(ext) is not dict:
                 continue
             url = ext.get("url")
+            if urls is not None and type(url) is str:
+                urls.add(url)
             definition = core.get(url) if type(url) is str else None
             if definition is not None:
                 self.core_extension(ext, definition, key, f"{path}.{key}[{i}]", ctx)

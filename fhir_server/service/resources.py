@@ -150,14 +150,19 @@ class ResourceService:
         """``validate`` of each resource: its warnings, or the error it raises. One check at a
         time over all of them (``validate_resources``), the verdicts those of ``validate``."""
         out: list[list[Issue] | FhirError] = []
-        for resource, issues in zip(resources, validate_resources(resources, r4b_model=self.r4b_model_check), strict=True):
+        # the structure check notes the extensions' urls: the region-code check walks only a
+        # resource that has one of its extensions
+        urls: list[set[str] | None] = [set() for _ in resources]
+        found = validate_resources(resources, r4b_model=self.r4b_model_check, extension_urls=urls)
+        for resource, issues, extension_urls in zip(resources, found, urls, strict=True):
             try:
                 warnings = raise_errors(issues)
                 if self.region_codes != "off":
                     from terminology.administrative_code import check_resource_administrative_codes
 
                     strict = self.region_codes == "strict"
-                    warnings = warnings + raise_errors(check_resource_administrative_codes(resource, strict=strict))
+                    checked = check_resource_administrative_codes(resource, strict=strict, extension_urls=extension_urls)
+                    warnings = warnings + raise_errors(checked)
                 out.append(warnings)
             except FhirError as exc:
                 out.append(exc)

@@ -131,3 +131,59 @@ def test_the_quick_search_finds_every_extension_the_walk_checks():
         assert check_resource_administrative_codes(resource) == walked
 
     check()
+
+
+BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+PLACED = {
+    "address": {"resourceType": "Patient", "address": [{"city": "Bandung", "extension": [ext(province="3x")]}]},
+    "contact address": {"resourceType": "Patient", "contact": [{"name": {"text": "Ibu"}, "address": {"extension": [ext(province="3x")]}}]},
+    "birthPlace valueAddress": {
+        "resourceType": "Patient",
+        "extension": [{"url": BIRTH_PLACE, "valueAddress": {"extension": [ext(province="3x")]}}],
+    },
+    "a primitive's _city": {"resourceType": "Patient", "address": [{"city": "Bandung", "_city": {"extension": [ext(province="3x")]}}]},
+    "nested in another extension": {
+        "resourceType": "Patient",
+        "extension": [{"url": "https://example.org/wrapper", "extension": [ext(province="3x")]}],
+    },
+    "a contained resource": {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "contained": [{"resourceType": "Location", "id": "l1", "address": {"extension": [ext(province="3x")]}}],
+        "location": [{"location": {"reference": "#l1"}}],
+    },
+    "an Organization": {"resourceType": "Organization", "address": [{"extension": [ext(province="3x")]}]},
+    "as a modifierExtension (not one)": {"resourceType": "Patient", "modifierExtension": [ext(province="3x")]},
+    "none": {"resourceType": "Patient", "extension": [{"url": "https://example.org/x", "valueString": "y"}]},
+}
+
+
+def test_the_structure_check_notes_every_extension_the_quick_search_finds():
+    """``ResourceService.verdicts`` gives the check the urls the structure walk noted instead of
+    letting ``_has_code`` walk the resource again: wherever the extension sits in a structurally
+    valid resource, both must agree, and the verdict is the walk's own."""
+    from fhir_server.model.structure import check_structure
+    from terminology.administrative_code import _has_code
+
+    for where, resource in PLACED.items():
+        urls: set[str] = set()
+        assert check_structure(resource, extension_urls=urls) == [], where  # valid: the noted urls are all of them
+        assert (SATUSEHAT_ADMINISTRATIVE_CODE in urls) == _has_code(resource), where
+        assert check_resource_administrative_codes(resource, extension_urls=urls) == check_resource_administrative_codes(resource), where
+    assert sum(_has_code(r) for r in PLACED.values()) == len(PLACED) - 2  # the extension is found in all but the last two
+
+
+def test_a_service_verdict_finds_the_extension_wherever_it_sits(tmp_path):
+    from fhir_server.config import Settings
+    from fhir_server.state import build_state
+
+    state = build_state(Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite"))
+    try:
+        verdicts = state.resources.verdicts(list(PLACED.values()))
+    finally:
+        state.db.dispose()
+    for (where, resource), verdict in zip(PLACED.items(), verdicts, strict=True):
+        issues = verdict if isinstance(verdict, list) else verdict.issues  # '3x' is malformed: an error
+        flagged = any("administrativeCode province '3x'" in (i.diagnostics or "") for i in issues)
+        assert flagged == (where not in ("as a modifierExtension (not one)", "none")), (where, verdict)
