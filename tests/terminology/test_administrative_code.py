@@ -183,7 +183,7 @@ def test_a_service_verdict_finds_the_extension_wherever_it_sits(tmp_path):
         verdicts = state.resources.verdicts(list(PLACED.values()))
     finally:
         state.db.dispose()
-    for (where, resource), verdict in zip(PLACED.items(), verdicts, strict=True):
+    for where, verdict in zip(PLACED, verdicts, strict=True):
         issues = verdict if isinstance(verdict, list) else verdict.issues  # '3x' is malformed: an error
         flagged = any("administrativeCode province '3x'" in (i.diagnostics or "") for i in issues)
         assert flagged == (where not in ("as a modifierExtension (not one)", "none")), (where, verdict)
