@@ -22,6 +22,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import run_search
 from fhir_server.search.extract import param_rows
+from fhir_server.service.resolved_identifiers import ResolvedIdentifiers
 from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import WriteResult
 from fhir_server.storage import repository as repo
@@ -101,6 +102,7 @@ class ConditionalService:
         self.resources = resources
         self.db = resources.db
         self.allow_multiple_delete = allow_multiple_delete
+        self.resolved = ResolvedIdentifiers()
 
     # -- create (If-None-Exist) ----------------------------------------------
     def create_in(
@@ -211,13 +213,17 @@ class ConditionalService:
             raise _no_single_match(res_type, params, len(matches))
         return matches[0]
 
-    def resolve_ids(self, conn: Connection, res_type: str, conditions: list[str], base: str | None) -> dict[str, str | FhirError]:
+    def resolve_ids(
+        self, conn: Connection, res_type: str, conditions: list[str], base: str | None, *, seq: int | None = None
+    ) -> dict[str, str | FhirError]:
         """``resolve_id`` of many conditions on one type: each one's id, or the error it raises.
 
         The ``identifier=system|value`` ones (what Synthea and SATUSEHAT bridges send, dozens per
         Bundle) are asked in one search, ``identifier=s1|v1,s2|v2,...``; each found resource is
         credited to the pairs among its own ``identifier`` index rows. Any other condition, or all
-        of them when that search fills its page, is resolved by itself."""
+        of them when that search fills its page, is resolved by itself. ``seq``: the change-log
+        position ``conn`` (a read outside any write transaction) saw before: identifier conditions
+        answered before that still hold there need no search (``resolved_identifiers``)."""
         out: dict[str, str | FhirError] = {}
         pairs: dict[tuple[str, str], str] = {}
         for condition in dict.fromkeys(conditions):
@@ -226,32 +232,47 @@ class ConditionalService:
                 out[condition] = self._resolve_or_error(conn, res_type, condition, base)
             else:
                 pairs[pair] = condition
+        known = self.resolved.known(conn, res_type, seq, pairs) if seq is not None and pairs else None
+        if known:
+            for pair in [p for p in pairs if p in known]:
+                out[pairs.pop(pair)] = known[pair]
+        self._resolve_pairs(conn, res_type, pairs, base, out)
+        if known is not None and seq is not None:
+            found = {pair: out[condition] for pair, condition in pairs.items()}
+            self.resolved.add(res_type, seq, {pair: res_id for pair, res_id in found.items() if isinstance(res_id, str)})
+        return out
+
+    def _resolve_pairs(
+        self, conn: Connection, res_type: str, pairs: dict[tuple[str, str], str], base: str | None, out: dict[str, str | FhirError]
+    ) -> None:
+        """Each ``identifier=system|value`` condition of ``pairs`` resolved into ``out``."""
         if len(pairs) == 1:
             out.update({c: self._resolve_or_error(conn, res_type, c, base) for c in pairs.values()})
-        elif pairs:
-            limit = 2 * len(pairs) + 1
-            value = ",".join(f"{system}|{code}" for system, code in pairs)
-            params = [("identifier", value), ("_count", str(limit))]
-            try:
-                found = run_search(conn, res_type, params, strict=True, default_count=limit, max_count=limit, base_url=base).matches
-            except FhirError as exc:  # e.g. a type without an identifier parameter: each condition fails alike
-                out.update(dict.fromkeys(pairs.values(), exc))
-                return out
-            if len(found) >= limit:  # a page full: some identifier is shared widely; ask one by one
-                out.update({c: self._resolve_or_error(conn, res_type, c, base) for c in pairs.values()})
-                return out
-            ids: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
-            for _, res_id, body in found:
-                for row in param_rows(jsonio.loads(body), ["identifier"]).get("identifier", []):
-                    credited = ids.get((row["system"], row["code"]))
-                    if credited is not None and res_id not in credited:
-                        credited.append(res_id)
-            for (system, code), condition in pairs.items():
-                matches = ids[(system, code)]
-                out[condition] = (
-                    matches[0] if len(matches) == 1 else _no_single_match(res_type, [("identifier", f"{system}|{code}")], len(matches))
-                )
-        return out
+            return
+        if not pairs:
+            return
+        limit = 2 * len(pairs) + 1
+        value = ",".join(f"{system}|{code}" for system, code in pairs)
+        params = [("identifier", value), ("_count", str(limit))]
+        try:
+            found = run_search(conn, res_type, params, strict=True, default_count=limit, max_count=limit, base_url=base).matches
+        except FhirError as exc:  # e.g. a type without an identifier parameter: each condition fails alike
+            out.update(dict.fromkeys(pairs.values(), exc))
+            return
+        if len(found) >= limit:  # a page full: some identifier is shared widely; ask one by one
+            out.update({c: self._resolve_or_error(conn, res_type, c, base) for c in pairs.values()})
+            return
+        ids: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
+        for _, res_id, body in found:
+            for row in param_rows(jsonio.loads(body), ["identifier"]).get("identifier", []):
+                credited = ids.get((row["system"], row["code"]))
+                if credited is not None and res_id not in credited:
+                    credited.append(res_id)
+        for (system, code), condition in pairs.items():
+            matches = ids[(system, code)]
+            out[condition] = (
+                matches[0] if len(matches) == 1 else _no_single_match(res_type, [("identifier", f"{system}|{code}")], len(matches))
+            )
 
     def _resolve_or_error(self, conn: Connection, res_type: str, condition: str, base: str | None) -> str | FhirError:
         try:

@@ -219,7 +219,7 @@ class BundleService:
         if wanted:
             with self.db.read() as conn:
                 early.seq = changelog.last_seq(conn)  # before the searches: their answers are at least this new
-                early.resolved = self._resolve_references(conn, base, wanted, principal)
+                early.resolved = self._resolve_references(conn, base, wanted, principal, seq=early.seq)
         if any(isinstance(target, FhirError) for target in early.resolved.values()):
             return None  # raised, naming its entry, when the references are rewritten under the lock
         try:
@@ -276,13 +276,13 @@ class BundleService:
             _at(entry, lambda e=entry: _rewrite(holders[e.index], references, resolve))
 
     def _resolve_references(
-        self, conn: Connection, base: str, wanted: list[str], principal: Principal
+        self, conn: Connection, base: str, wanted: list[str], principal: Principal, *, seq: int | None = None
     ) -> dict[str, str | FhirError | None]:
         """Conditional references (``Patient?identifier=...``) to ``Type/id`` of their single match,
         or the error resolving one raises (None: not a reference to resolve), a search per type.
 
         Resolving is a search on the caller's behalf whose outcome (a match, none, several) tells
-        what exists: it needs search on the referenced type."""
+        what exists: it needs search on the referenced type. ``seq``: as ``resolve_ids``'s."""
         by_type: dict[str, list[str]] = {}
         out: dict[str, str | FhirError | None] = {}
         for ref in wanted:
@@ -297,7 +297,7 @@ class BundleService:
             except FhirError as exc:
                 out.update(dict.fromkeys((f"{res_type}?{q}" for q in queries), exc))
                 continue
-            for query, found in self.conditional.resolve_ids(conn, res_type, queries, base).items():
+            for query, found in self.conditional.resolve_ids(conn, res_type, queries, base, seq=seq).items():
                 out[f"{res_type}?{query}"] = found if isinstance(found, FhirError) else f"{res_type}/{found}"
         return out
 

@@ -41,6 +41,9 @@ _ACTOR = "fhir_change_actor"
 _COLUMNS = ("res_type", "res_id", "version", "action", "client_id", "recorded_us")
 _READ_AFTER = f"SELECT seq, {', '.join(_COLUMNS)} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM change_log"
+_CHANGED_BETWEEN = (
+    "SELECT (SELECT 1 FROM change_log WHERE seq = ?), (SELECT 1 FROM change_log WHERE seq > ? AND seq <= ? AND res_type IN ({}) LIMIT 1)"
+)
 _INSERT = f"INSERT INTO change_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 ACTIONS = ("create", "update", "delete")
 
@@ -106,6 +109,18 @@ def last_seq(conn: Connection) -> int:
     # straight to the driver: a transaction Bundle with conditional references reads it twice
     # (service/transaction.py), and SQLAlchemy's statement handling was most of its cost
     return int(driver_fetchone(conn, _LAST_SEQ, ())[0])
+
+
+def changed_between(conn: Connection, after: int, up_to: int, types: tuple[str, ...]) -> bool:
+    """Whether a resource of one of ``types`` may have changed with ``after < seq <= up_to``:
+    a change of one is logged there, or the row at ``after`` is gone (a purge took it, and
+    perhaps rows after it: what they said is not known), or ``after`` is 0. Two primary-key
+    reads: the one row, and as many rows as there are changes in the range."""
+    if after <= 0:
+        return True
+    sql = _CHANGED_BETWEEN.format(", ".join("?" * len(types)))
+    kept, changed = driver_fetchone(conn, sql, (after, after, up_to, *types))
+    return kept is None or changed is not None
 
 
 def purge(conn: Connection, before_us: int, *, up_to_seq: int | None = None) -> int:

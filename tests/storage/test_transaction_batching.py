@@ -198,9 +198,9 @@ def test_references_resolved_before_the_lock_are_not_searched_again_when_nothing
     searched: list[str] = []
     real = ConditionalService.resolve_ids
 
-    def spy(self, conn, res_type, conditions, base):
+    def spy(self, conn, res_type, conditions, base, **kwargs):
         searched.append(res_type)
-        return real(self, conn, res_type, conditions, base)
+        return real(self, conn, res_type, conditions, base, **kwargs)
 
     monkeypatch.setattr(ConditionalService, "resolve_ids", spy)
     r = client.post("/fhir", json=_puts([_encounter(0, 0), _encounter(1, 0)]), headers=FHIR_JSON)
