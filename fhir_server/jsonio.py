@@ -16,11 +16,16 @@ from typing import Any
 import orjson
 import simplejson
 
-# A number that orjson would not give back unchanged: a fraction ending in 0,
-# an exponent, an integer of 19+ digits, or -0 (the integer 0 to orjson). Matched
-# only outside strings is not worth the cost: a false positive merely selects the
-# exact (slower) path.
-_LOSSY_NUMBER = re.compile(rb"[:\[,]\s*(?:-?\d+(?:\.\d*0|(?:\.\d+)?[eE][-+]?\d+|\d{18,})|-0)\s*[,\]}]")
+# A number that orjson would not give back unchanged (its float's shortest form differs from
+# the text): a fraction of two or more digits ending in 0 (``1.50``), an exponent, an integer
+# of 19+ digits, a fraction below 1e-4 (``0.00001`` comes back as ``1e-05``), a fraction of 16 or
+# more digits in all (beyond a float's 15 exact ones), or -0 (the integer 0 to orjson). ``1.0``
+# is not one (Synthea writes every dose so: a quarter of its Bundles had taken the exact path
+# for it). Matched only outside strings is not worth the cost: a false positive merely selects
+# the exact (slower) path.
+_LOSSY_NUMBER = re.compile(
+    rb"[:\[,]\s*(?:-?\d+\.\d+0|-?\d+(?:\.\d+)?[eE][-+]?\d+|-?\d{19,}|-?0\.0{4,}\d*|-?(?=[\d.]{17})\d+\.\d+|-0)\s*[,\]}]"
+)
 
 
 #: where an integer ``-0`` may be (the one lossy number orjson gives no float for); a literal

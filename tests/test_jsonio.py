@@ -173,3 +173,24 @@ def test_a_number_orjson_refuses_takes_the_exact_path():
     assert str(jsonio.loads(b'{"a":1e400}')["a"]) == "1e400"
     with pytest.raises(jsonio.JsonError, match="Malformed JSON"):
         jsonio.loads(b'{"a":1.5')
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.booleans(),
+    st.one_of(st.integers(min_value=0, max_value=10**21), st.integers(min_value=0, max_value=1000)),
+    st.one_of(
+        st.sampled_from(["", ".0", ".00", ".5", ".50", ".05", ".125", ".1250", ".0001", ".00001", ".0000001", ".000120"]),
+        st.integers(min_value=0, max_value=10**18).map(lambda n: f".{n}"),
+    ),
+    st.sampled_from(["", "", "", "e3", "E-2", "e+0"]),
+)
+def test_every_number_is_written_back_as_it_was_read(negative, whole, fraction, exponent):
+    """Whichever parser a number's text selects, it comes back as it was: ``1.0`` through
+    orjson's float (a float writes it back unchanged); ``1.50``, ``12345678901234567.0`` and
+    ``0.1234567890123456789`` (beyond a float's 15 exact digits), ``0.00001`` (a float writes
+    ``1e-05``) and exponents through the exact path."""
+    text = f"{'-' if negative else ''}{whole}{fraction}{exponent}"
+    raw = f'{{"a":[{text},{{"b":{text}}}]}}'.encode()
+    assert jsonio.dumps(jsonio.loads_client(raw)) == raw
+    assert jsonio.dumps(jsonio.loads(raw)) == raw
