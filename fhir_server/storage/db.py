@@ -288,7 +288,10 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A short read transaction (a consistent snapshot on both engines)."""
+        """A short read transaction. On SQLite one snapshot, from its first statement on; on
+        PostgreSQL READ COMMITTED: each statement sees what was committed when it started, so a
+        caller that compares two reads orders them for that (the change log's last ``seq`` read
+        *before* what it guards: subscriptions/matcher.py, service/transaction.py)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
