@@ -238,8 +238,8 @@ class ConditionalService:
                 out[pairs.pop(pair)] = known[pair]
         self._resolve_pairs(conn, res_type, pairs, base, out)
         if known is not None and seq is not None:
-            found = {pair: out[condition] for pair, condition in pairs.items()}
-            self.resolved.add(res_type, seq, {pair: res_id for pair, res_id in found.items() if isinstance(res_id, str)})
+            found = {pair: res_id for pair, condition in pairs.items() if isinstance(res_id := out[condition], str)}
+            self.resolved.add(res_type, seq, found)
         return out
 
     def _resolve_pairs(

@@ -45,8 +45,11 @@ Pair = tuple[str, str]
 @dataclass
 class _Known:
     seq: int  # the change-log position the answers hold at
-    checked: float  # time.monotonic() of that
+    checked: float = field(default_factory=time.monotonic)  # when that was last checked
     ids: dict[Pair, str] = field(default_factory=dict)
+
+    def among(self, pairs: Iterable[Pair]) -> dict[Pair, str]:
+        return {pair: self.ids[pair] for pair in pairs if pair in self.ids}
 
 
 class ResolvedIdentifiers:
@@ -66,22 +69,22 @@ class ResolvedIdentifiers:
                 del self._types[res_type]
                 known = None
             if known is None:
-                self._types[res_type] = _Known(seq, time.monotonic())
+                self._types[res_type] = _Known(seq)
                 return {}
             if known.seq > seq:  # answers newer than this read: not for it
                 return None
             if known.seq == seq:
-                return {pair: known.ids[pair] for pair in pairs if pair in known.ids}
+                return known.among(pairs)
             since = known.seq
         changed = seq - since > MAX_SCAN or changelog.changed_between(conn, since, seq, (res_type, *_ALSO))
         with self._lock:
             if self._types.get(res_type) is not known or known.seq != since:  # another thread moved it meanwhile
                 return None
             if changed:
-                self._types[res_type] = _Known(seq, time.monotonic())
+                self._types[res_type] = _Known(seq)
                 return {}
             known.seq, known.checked = seq, time.monotonic()
-            return {pair: known.ids[pair] for pair in pairs if pair in known.ids}
+            return known.among(pairs)
 
     def add(self, res_type: str, seq: int, ids: dict[Pair, str]) -> None:
         """Answers found by a search at ``seq`` (kept only if the type's answers hold there)."""

@@ -264,25 +264,23 @@ def insert_current(conn: Connection, res_type: str, res_id: str, body: bytes, up
     """Insert version 1 of a new resource; None when (type, id) already exists. A key this
     transaction claimed (``prefetched_current``) is filled in or queued with its deferred rows instead."""
     claims: _Claims | None = conn.info.get(_CLAIMED)
-    if claims is None or claims.transaction is not conn.get_transaction():
-        row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
-        return row[0] if row else None
-    pk = claims.keys.pop((res_type, res_id), None)
-    if pk is not None:
-        if claims.placeholders:
-            deferred.fill_claimed(conn, updated_us, body, pk)
-        else:
-            _queue_new(conn, pk, res_type, res_id, body, updated_us)
-        return int(pk)
-    if claims.placeholders:
-        row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
-        return row[0] if row else None
-    # SQLite: not a number a claim took, which SQLite's own choice could be while their rows wait
-    row = driver_fetchone(conn, _INSERT_NUMBERED_SQL, (claims.next_pk, res_type, res_id, updated_us, False, body))
-    if row is None:
-        return None
-    claims.next_pk += 1
-    return int(row[0])
+    if claims is not None and claims.transaction is conn.get_transaction():
+        pk = claims.keys.pop((res_type, res_id), None)
+        if pk is not None:
+            if claims.placeholders:
+                deferred.fill_claimed(conn, updated_us, body, pk)
+            else:
+                _queue_new(conn, pk, res_type, res_id, body, updated_us)
+            return int(pk)
+        if not claims.placeholders:
+            # SQLite: not a number a claim took, which SQLite's own choice could be while their rows wait
+            row = driver_fetchone(conn, _INSERT_NUMBERED_SQL, (claims.next_pk, res_type, res_id, updated_us, False, body))
+            if row is None:
+                return None
+            claims.next_pk += 1
+            return int(row[0])
+    row = driver_fetchone(conn, _INSERT_CURRENT_SQL, (res_type, res_id, updated_us, False, body))
+    return row[0] if row else None
 
 
 _VERSION_COLUMNS = ("res_type", "res_id", "version", "updated_us", "method", "deleted", "body")

@@ -68,14 +68,15 @@ def replace_index(conn: sa.Connection, resource_pk: int, rows: IndexRows, *, fre
     if not fresh:
         delete_index(conn, resource_pk)
     dialect = conn.dialect.name
+    # every write passes here: no per-call dicts or look-ups
+    tables = [
+        (kind, target, [(resource_pk, *map(r.get, cols)) for r in items]) for kind, target, cols in _KINDS if (items := getattr(rows, kind))
+    ]
     batch = deferred.pending(conn)
-    for kind, target, cols in _KINDS:  # every write passes here: no per-call dicts or look-ups
-        items = getattr(rows, kind)
-        if not items:
-            continue
-        values = [(resource_pk, *map(r.get, cols)) for r in items]
-        if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
+    if batch is not None:  # written with the transaction's other index rows (storage/deferred.py)
+        for _, target, values in tables:
             batch.add(*target, values)
-        else:
-            with driver_cursor(conn) as cur:
-                cur.executemany(positional(_INSERT_SQL[kind], dialect), values)
+        return
+    with driver_cursor(conn) as cur:
+        for kind, _, values in tables:
+            cur.executemany(positional(_INSERT_SQL[kind], dialect), values)
