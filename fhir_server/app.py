@@ -32,6 +32,7 @@ from fhir_server.config import Settings
 from fhir_server.console import install as install_console
 from fhir_server.errors import FhirError, Issue
 from fhir_server.satusehat.setup import start_satusehat_worker
+from fhir_server.service.prepare_helper import PrepareHelper
 from fhir_server.service.seed import seed_conformance
 from fhir_server.service.warm import warm_up
 from fhir_server.state import build_state
@@ -85,9 +86,6 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             seed_conformance(state.resources)
         if settings.auth == "token":
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
-        export_worker = start_worker(state) if settings.export_worker else None
-        subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
-        satusehat_worker = start_satusehat_worker(state) if settings.satusehat_worker else None
         if freeze_gc:
             warm_up()  # the common types' models and plans: built now, and frozen below
             # ~170k objects of models, schemas and tables live for the whole process; a full
@@ -95,6 +93,14 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             # full collections more frequent
             gc.collect()
             gc.freeze()
+        helper = None
+        if freeze_gc and settings.prepare_helper:  # a server worker (not an app made in a test)
+            # forked now: it starts with the models just built, before this process starts threads
+            helper = state.services.bundles.prepare_helper = PrepareHelper(settings.r4b_model_check, settings.region_codes)
+            helper.start()
+        export_worker = start_worker(state) if settings.export_worker else None
+        subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
+        satusehat_worker = start_satusehat_worker(state) if settings.satusehat_worker else None
         audit_flusher = None
         if settings.audit:
             recorder = AuditRecorder(state.db, flush_interval=settings.audit_flush_interval)
@@ -106,6 +112,9 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         try:
             yield
         finally:
+            if helper is not None:
+                state.services.bundles.prepare_helper = None
+                helper.close()
             if export_worker is not None:
                 export_worker.stop()
             if subscription_worker is not None:

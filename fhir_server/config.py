@@ -59,6 +59,9 @@ class Settings:
     max_count: int = 1000
     #: also validate with the fhir.resources R4B model (a second opinion after the R4 checker)
     r4b_model_check: bool = True
+    #: server workers validate and index part of a large transaction Bundle in a helper process
+    #: when the machine has a core to spare (service/prepare_helper.py; one more process per worker)
+    prepare_helper: bool = True
     #: most entries accepted in one transaction or batch Bundle (413 above it)
     max_bundle_entries: int = 1000
     #: conditional delete may delete several matches (otherwise more than one match is 412)

@@ -100,10 +100,10 @@ def _loads(raw: bytes) -> tuple[Any, int]:
         except orjson.JSONDecodeError:
             if not _LOSSY_NUMBER.search(raw):
                 raise
-            return _exact(raw), -1  # e.g. 1e400, which orjson refuses as infinity
+            return loads_exact(raw), -1  # e.g. 1e400, which orjson refuses as infinity
         properties, floats = _census(value)
         if (floats or _NEGATIVE_ZERO.search(raw)) and _LOSSY_NUMBER.search(raw):
-            return _exact(raw), properties  # the same names: both parsers keep a repeated one once
+            return loads_exact(raw), properties  # the same names: both parsers keep a repeated one once
         return value, properties
     except UnicodeDecodeError as exc:
         raise JsonError(f"Body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
@@ -117,7 +117,7 @@ def _loads(raw: bytes) -> tuple[Any, int]:
         raise JsonError(f"Unacceptable JSON value: {str(exc)[:200]}") from None
 
 
-def _exact(raw: bytes) -> Any:
+def loads_exact(raw: bytes) -> Any:
     """The exact path: decimals as :class:`ExactDecimal`, integers of any length."""
     return simplejson.loads(raw.decode("utf-8"), parse_float=ExactDecimal, parse_int=_exact_int)
 

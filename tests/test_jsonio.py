@@ -126,7 +126,7 @@ def test_numbers_are_written_back_as_they_were_read(number, form):
 def _regex_first(raw: bytes) -> Any:
     """How ``loads`` chose its parser before: the text searched for a lossy number every time."""
     if jsonio._LOSSY_NUMBER.search(raw):
-        return jsonio._exact(raw)
+        return jsonio.loads_exact(raw)
     import orjson
 
     return orjson.loads(raw)

@@ -14,6 +14,7 @@ import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -31,6 +32,7 @@ from fhir_server.service.conditional import ConditionalService, Merge, create_co
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH
 from fhir_server.service.preconditions import is_version
+from fhir_server.service.prepare_helper import Pending, PrepareHelper, encode, error_of
 from fhir_server.service.resources import Prepared, ResourceService
 from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Stored, WriteResult, not_modified, write_outcome
 from fhir_server.service.search import SearchService
@@ -60,8 +62,9 @@ class Entry:
     url: str = ""
     #: the id this entry writes, fixed before execution so references can point at it
     target_id: str | None = None
-    #: a create's validation, done before the database transaction (ResourceService.prepare_create)
-    prepared: Prepared | None = None
+    #: a create's or update's validation, done before the database transaction
+    #: (ResourceService.prepare_updates), or the prepare helper's, read when it runs (``settled``)
+    prepared: Prepared | Helped | None = None
     #: the interaction of a GET/HEAD entry (``read_kind``): read, vread, search-type,
     #: search-system, history-instance/-type/-system or capabilities
     read_kind: str = ""
@@ -118,6 +121,8 @@ class BundleService:
         self.search = search
         self.history = history
         self.audit_trail = audit_trail  # AuditEvent reads and searches: the audit table, as on the routes
+        #: prepares part of a large Bundle in another process (server worker processes only, app.py)
+        self.prepare_helper: PrepareHelper | None = None
         self.db = resources.db
         self.max_entries = max_entries
 
@@ -164,8 +169,13 @@ class BundleService:
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
-        self._prepare(entries, early)
-        outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
+        try:
+            self._prepare(entries, early)
+            outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
+        finally:
+            for entry in entries:
+                if isinstance(entry.prepared, Helped):  # read even when its entries never ran
+                    entry.prepared.pending.answer(0)
         return self.response(base, "transaction", outcomes, returns)
 
     def response(self, base: str, kind: str, outcomes: list[Outcome], returns: str) -> bytes:
@@ -193,12 +203,25 @@ class BundleService:
                 jobs.append((e, e.target_id or str(uuid.uuid4())))
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
+        index = early is not None
+        helper = self.prepare_helper
+        share = helper.share(len(jobs)) if helper is not None else 0
+        if helper is not None and share:
+            # the last entries: the server reaches them last, so the helper has the longest to answer
+            theirs = jobs[len(jobs) - share :]
+            pending = helper.submit(index, [(e.res_type, res_id, *encode(e.resource)) for e, res_id in theirs])
+            if pending is not None:
+                jobs = jobs[: len(jobs) - share]
+                for k, (e, res_id) in enumerate(theirs):
+                    e.prepared = Helped(pending, k, res_id, partial(self._prepare_here, [(e, res_id)], early))
+        for (e, _), p in zip(jobs, self._prepare_here(jobs, early), strict=True):
+            e.prepared = p
+
+    def _prepare_here(self, jobs: list[tuple[Entry, str]], early: _Early | None) -> list[Prepared]:
         holders = early.holders if early is not None else {}
-        prepared = self.resources.prepare_updates(
+        return self.resources.prepare_updates(
             [(e.res_type, res_id, e.resource, holders.get(e.index)) for e, res_id in jobs], index=early is not None
         )
-        for (e, _), p in zip(jobs, prepared, strict=True):
-            e.prepared = p
 
     def _rewrite_early(self, base: str, entries: list[Entry], principal: Principal) -> _Early | None:
         """The references of every written resource rewritten before the write lock, so that its
@@ -247,8 +270,8 @@ class BundleService:
         if early is not None and not self._still_resolved(conn, base, early, principal):
             early.restore()
             for e in entries:
-                if e.prepared is not None:
-                    e.prepared.rows = None  # extracted from references that no longer hold
+                if (prepared := settled(e)) is not None:
+                    prepared.rows = None  # extracted from references that no longer hold
             early = None
         if early is None:
             self._rewrite_in(conn, base, entries, principal)
@@ -358,16 +381,16 @@ class BundleService:
         if e.method == "POST":
             resource = _require_resource(e)
             if e.if_none_exist:
-                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=e.prepared)
+                result = self.conditional.create_in(conn, e.res_type, resource, e.if_none_exist, base, e.target_id, prepared=settled(e))
             else:
-                result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=e.prepared)
+                result = self.resources.create_in(conn, e.res_type, resource, e.target_id, prepared=settled(e))
             return self._written(e, result)
         if e.method == "PUT":
             resource = _require_resource(e)
             if e.res_id is None:
                 result = self.conditional.update_in(conn, e.res_type, resource, e.query, base, e.if_match, merge)
             else:
-                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=e.prepared)
+                result = self.resources.update_in(conn, e.res_type, e.res_id, resource, e.if_match, prepared=settled(e))
             return self._written(e, result)
         # PATCH
         content_type, body = patch_body(e)
@@ -672,6 +695,31 @@ def _conditional_references(holder_lists: list[list[dict[str, Any]]], references
             if _is_conditional(holder["reference"], references):
                 found[holder["reference"]] = None
     return list(found)
+
+
+@dataclass
+class Helped:
+    """An entry the prepare helper validates and indexes: its answer, read when the entry runs;
+    ``here`` prepares it in this process when the helper gives none."""
+
+    pending: Pending
+    k: int
+    res_id: str
+    here: Callable[[], list[Prepared]]
+
+    def get(self) -> Prepared:
+        answer = self.pending.answer(self.k)
+        if answer is None:
+            return self.here()[0]
+        warnings, _, rows = answer
+        return Prepared(self.res_id, warnings, error_of(answer), rows)
+
+
+def settled(entry: Entry) -> Prepared | None:
+    """The entry's validation, the helper's answer read first if it is the helper's."""
+    if isinstance(entry.prepared, Helped):
+        entry.prepared = entry.prepared.get()
+    return entry.prepared
 
 
 @dataclass

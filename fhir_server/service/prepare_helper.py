@@ -1,0 +1,289 @@
+"""A helper process that validates and indexes part of a large transaction Bundle.
+
+A transaction's entries are validated and their index rows extracted before the write lock
+(``BundleService._prepare``: ``ResourceService.prepare_updates``, a pure function of the
+resources and the server's settings): ~60 % of a Synthea Bundle's time in one process. One
+client loading its history sends one Bundle at a time, so a second core sits idle. When the
+machine has a core to spare, the last half of a Bundle's entries goes to this server worker's
+helper, which runs the same ``prepare_updates`` on them while the server prepares the first
+half and starts writing it. The server reads the helper's verdicts and rows only when it reaches
+the first of its entries, so the helper's work overlaps the writing too.
+
+Nothing is decided differently: the helper is given each resource as the server holds it (its
+JSON after the references were rewritten, decimals read back exactly as the server parsed them)
+and the same settings; its verdicts come back as the same warnings, errors and rows. Whatever
+goes wrong with the helper (busy with another Bundle, ended, too slow to answer) makes the
+server prepare those entries itself, as it always did. The helper only computes: it opens no
+database, and every entry was authorized before any was sent.
+
+The helper is forked by its server worker once the worker has built its models
+(``warm.warm_up``) and before it starts its background threads, so it starts warm and shares
+their memory. Requests and answers are pickles in length-prefixed frames on two pipes. It ends
+when its input does: when the server closes it, or when the server process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue
+
+log = logging.getLogger(__name__)
+
+#: fewest entries worth sharing (the round trip and the serialising cost ~0.5 ms)
+MIN_JOBS = 16
+#: the helper's share of the entries (0.35, 0.45 and 0.65 were slower than half and 0.55 the same,
+#: measured on the Synthea ingest: the server also writes every entry)
+SHARE = 0.5
+#: spare CPU since the last Bundle (idle, or the helper's own work) needed to share one: on a
+#: machine whose cores are all busy (several clients) sharing gains nothing and pays the transfer
+MIN_SPARE = 0.3
+#: seconds to wait for an answer before giving up on the helper (it is then stopped)
+ANSWER_TIMEOUT = 30.0
+_FRAME = struct.Struct(">Q")
+
+#: (resource type, id, the resource's JSON, whether it holds exact decimals)
+Job = tuple[str, str, bytes, bool]
+#: (warnings, (status, issues, headers) of the error or None, index rows or None)
+Answer = tuple[list[Issue], tuple[int, list[Issue], dict[str, str]] | None, Any]
+
+
+def _write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(_FRAME.pack(len(payload)) + payload)
+    out.flush()
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            raise EOFError("the prepare helper ended")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(stream: IO[bytes]) -> bytes:
+    (size,) = _FRAME.unpack(_read_exactly(stream, _FRAME.size))
+    return _read_exactly(stream, size)
+
+
+def encode(resource: dict[str, Any]) -> tuple[bytes, bool]:
+    """The resource's JSON, and whether it holds exact decimals (then read back exactly too)."""
+    try:
+        return orjson.dumps(resource), False
+    except TypeError:  # ExactDecimals, integers beyond 64 bits
+        return jsonio.dumps(resource), True
+
+
+def decode(text: bytes, exact: bool) -> Any:
+    """A resource as :func:`encode` wrote it, with the same Python values as it was given."""
+    return jsonio.loads_exact(text) if exact else orjson.loads(text)
+
+
+def answers_of(prepare_updates: Any, jobs: Sequence[Job], index: bool) -> list[Answer]:
+    """What ``prepare_updates`` (``ResourceService.prepare_updates``) says of each job: the helper's work."""
+    prepared = prepare_updates([(res_type, res_id, decode(text, exact), None) for res_type, res_id, text, exact in jobs], index=index)
+    return [(p.warnings, None if p.error is None else (p.error.status, p.error.issues, p.error.headers), p.rows) for p in prepared]
+
+
+def error_of(answer: Answer) -> FhirError | None:
+    failure = answer[1]
+    return None if failure is None else FhirError(failure[0], failure[1], headers=failure[2])
+
+
+class Pending:
+    """The helper's answers to one request, read on first use (by whichever thread needs them)."""
+
+    def __init__(self, helper: PrepareHelper) -> None:
+        self._helper = helper
+        self._answers: list[Answer] | None = None
+        self._read = False
+        self._lock = threading.Lock()
+
+    def answer(self, k: int) -> Answer | None:
+        """The k-th job's answer; None when the helper could not give it (prepare it here)."""
+        with self._lock:
+            if not self._read:
+                self._answers, self._read = self._helper.collect(), True
+            return self._answers[k] if self._answers is not None else None
+
+
+@dataclass
+class _Usage:
+    at: float
+    idle: float
+    helper: float
+
+
+class PrepareHelper:
+    """A server worker process's helper (app.py gives one to each server worker)."""
+
+    def __init__(self, r4b_model_check: bool, region_codes: str) -> None:
+        self._settings = {"r4b_model_check": r4b_model_check, "region_codes": region_codes}
+        self._pid: int | None = None
+        self._to: IO[bytes] | None = None
+        self._from: IO[bytes] | None = None
+        self._busy = False
+        self._lock = threading.Lock()
+        self._usage: _Usage | None = None
+
+    def start(self) -> None:
+        """Fork the helper. Forked once the worker has built its models (``warm.warm_up``), it
+        starts with them built and shares their memory until either writes over it."""
+        from fhir_server.service.indexing import index_rows
+        from fhir_server.service.resources import ResourceService
+
+        service = ResourceService(None, prepare_index=index_rows, **self._settings)  # type: ignore[arg-type]  # no database: prepare only
+        to_read, to_write = os.pipe()
+        from_read, from_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper: it never returns
+            code = 1
+            try:
+                os.close(to_write)
+                os.close(from_read)
+                _serve(os.fdopen(to_read, "rb"), os.fdopen(from_write, "wb"), service)
+                code = 0
+            except Exception:
+                log.exception("the prepare helper failed")
+            finally:
+                os._exit(code)  # nothing of the server's (its sockets, its connections) is closed or flushed here
+        os.close(to_read)
+        os.close(from_write)
+        self._pid, self._to, self._from = pid, os.fdopen(to_write, "wb"), os.fdopen(from_read, "rb")
+
+    def close(self) -> None:
+        """End the helper (at the end of its input) and wait for it."""
+        pid, self._pid = self._pid, None
+        for stream in (self._to, self._from):
+            if stream is not None:
+                stream.close()
+        self._to = self._from = None
+        if pid is None:
+            return
+        deadline = time.monotonic() + 5
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+
+    def running(self) -> bool:
+        """Whether the helper runs (never waits)."""
+        pid = self._pid
+        if pid is None:
+            return False
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            self._pid = None
+            self._stop("ended")
+            return False
+        return True
+
+    def share(self, jobs: int) -> int:
+        """How many of a Bundle's ``jobs`` entries to send now (0: none)."""
+        if jobs < MIN_JOBS or self._busy or not self._spare() or not self.running():
+            return 0
+        return int(jobs * SHARE)
+
+    def submit(self, index: bool, jobs: list[Job]) -> Pending | None:
+        """Send ``jobs`` (``index``: their rows extracted too); None when the helper cannot take
+        them (prepare them here)."""
+        with self._lock:
+            if self._busy or self._to is None or not jobs:
+                return None
+            try:
+                _write_frame(self._to, pickle.dumps((index, jobs), protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                self._stop("could not be sent its work")
+                return None
+            self._busy = True
+        return Pending(self)
+
+    def collect(self) -> list[Answer] | None:
+        """The answers to the request sent last (None: the helper failed; it is stopped)."""
+        stream = self._from
+        try:
+            if stream is None:
+                return None
+            if not select.select([stream], [], [], ANSWER_TIMEOUT)[0]:
+                raise TimeoutError("did not answer in time")
+            frame = _read_frame(stream)
+            collecting = gc.isenabled()
+            gc.disable()  # ~15 new containers a resource: collections midway made reading them 3x slower
+            try:
+                answers: list[Answer] = pickle.loads(frame)
+            finally:
+                if collecting:
+                    gc.enable()
+            return answers
+        except (EOFError, OSError, TimeoutError, pickle.UnpicklingError) as exc:
+            self._stop(f"failed: {exc}")
+            return None
+        finally:
+            self._busy = False
+
+    def _stop(self, why: str) -> None:
+        """Stop a helper that failed; this process prepares everything itself from now on."""
+        log.warning("the prepare helper %s; this process prepares every Bundle itself from now on", why)
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        for stream in (self._to, self._from):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._to = self._from = None
+
+    def _spare(self) -> bool:
+        """Whether the machine had at least ``MIN_SPARE`` of a core idle (or working for the
+        helper, which would otherwise be idle) since the last look (Linux; elsewhere: yes)."""
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = f.readline().split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            idle = (int(fields[4]) + int(fields[5])) / ticks  # idle + iowait
+            helper = 0.0
+            if self._pid is not None:
+                with open(f"/proc/{self._pid}/stat", "rb") as f:
+                    stat = f.read().rsplit(b")", 1)[1].split()
+                helper = (int(stat[11]) + int(stat[12])) / ticks  # utime + stime
+        except (OSError, IndexError, ValueError):
+            return True
+        now = time.monotonic()
+        last, self._usage = self._usage, _Usage(now, idle, helper)
+        if last is None or now - last.at <= 0:
+            return True
+        return (idle - last.idle + helper - last.helper) / (now - last.at) >= MIN_SPARE
+
+
+def _serve(source: IO[bytes], out: IO[bytes], service: Any) -> None:
+    """The helper's loop: requests until its input ends."""
+    signal.set_wakeup_fd(-1)  # the server's event loop is not running here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C stops its server, whose exit ends this
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            index, jobs = pickle.loads(_read_frame(source))
+        except EOFError:
+            return
+        _write_frame(out, pickle.dumps(answers_of(service.prepare_updates, jobs, index), protocol=pickle.HIGHEST_PROTOCOL))
