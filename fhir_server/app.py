@@ -93,6 +93,10 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             # full collections more frequent
             gc.collect()
             gc.freeze()
+            # a young collection every 20,000 new containers instead of 700: a Bundle makes ~15 a
+            # resource, each of which survived a few collections for nothing (one client on the
+            # Synthea sample: paired B/A 0.980, 0.985, 0.965; 100,000 gained nothing more)
+            gc.set_threshold(20_000, 10, 10)
         helper = None
         if freeze_gc and settings.prepare_helper:  # a server worker (not an app made in a test)
             # forked now: it starts with the models just built, before this process starts threads

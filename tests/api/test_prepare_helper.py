@@ -300,26 +300,34 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended (nobody here reaps an orphan)
 
 
+@pytest.fixture
+def worker_gc() -> Iterator[None]:
+    """A server worker's app (``freeze_gc``) freezes this process's objects and sets the
+    collector's thresholds: both undone afterwards."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_server_worker_forks_its_helper_and_ends_it(backend, tmp_path):
+def test_a_server_worker_forks_its_helper_and_ends_it(backend, tmp_path, worker_gc):
     with database(backend, tmp_path) as url:
         app = create_app(Settings(database_url=url, base_url="http://testserver/fhir"), freeze_gc=True)
-        try:
-            with TestClient(app) as c:
-                helper = c.app.state.fhir.services.bundles.prepare_helper
-                assert isinstance(helper, PrepareHelper) and helper.running()
-                pid = helper._pid
-                assert pid is not None and pid != os.getpid()
-            assert c.app.state.fhir.services.bundles.prepare_helper is None
-            assert not _alive(pid)
-        finally:
-            gc.unfreeze()  # create_app froze this test process's objects
+        with TestClient(app) as c:
+            helper = c.app.state.fhir.services.bundles.prepare_helper
+            assert isinstance(helper, PrepareHelper) and helper.running()
+            pid = helper._pid
+            assert pid is not None and pid != os.getpid()
+            assert gc.get_threshold()[0] == 20_000  # young collections tuned for Bundles (app.py)
+            patients = [{"resourceType": "Patient", "id": f"w{n}", "name": [{"family": f"Pekerja{n}"}]} for n in range(30)]
+            assert c.post("/fhir", content=_bundle(patients), headers=H).status_code == 200
+            assert c.get("/fhir/Patient", params={"family": "Pekerja29"}).json()["entry"][0]["resource"]["id"] == "w29"
+        assert c.app.state.fhir.services.bundles.prepare_helper is None
+        assert not _alive(pid)
         off = create_app(Settings(database_url=url, base_url="http://testserver/fhir", prepare_helper=False), freeze_gc=True)
-        try:
-            with TestClient(off) as c:
-                assert c.app.state.fhir.services.bundles.prepare_helper is None
-        finally:
-            gc.unfreeze()
+        with TestClient(off) as c:
+            assert c.app.state.fhir.services.bundles.prepare_helper is None
 
 
 @pytest.fixture(params=BACKENDS)
