@@ -42,6 +42,8 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
+from fhir_server.service.indexing import index_rows
+from fhir_server.service.resources import ResourceService
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +149,14 @@ class PrepareHelper:
     def start(self) -> None:
         """Fork the helper. Forked once the worker has built its models (``warm.warm_up``), it
         starts with them built and shares their memory until either writes over it."""
-        from fhir_server.service.indexing import index_rows
-        from fhir_server.service.resources import ResourceService
-
         service = ResourceService(None, prepare_index=index_rows, **self._settings)  # type: ignore[arg-type]  # no database: prepare only
         to_read, to_write = os.pipe()
         from_read, from_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the helper: it never returns
+            # what it inherited is never collected here: no finalizer of the server's objects
+            # (a database connection's, say) runs in this process
+            gc.freeze()
             code = 1
             try:
                 os.close(to_write)
