@@ -123,6 +123,8 @@ class BundleService:
         self.audit_trail = audit_trail  # AuditEvent reads and searches: the audit table, as on the routes
         #: prepares part of a large Bundle in another process (server worker processes only, app.py)
         self.prepare_helper: PrepareHelper | None = None
+        #: transactions in flight in this process (on its event loop): the helper is for one alone
+        self._in_flight = 0
         self.db = resources.db
         self.max_entries = max_entries
 
@@ -169,10 +171,12 @@ class BundleService:
         for entry in entries:
             _at(entry, lambda e=entry: authorize_entry(principal, e))
         early = self._rewrite_early(base, entries, principal)
+        self._in_flight += 1
         try:
             self._prepare(entries, early)
             outcomes = await write(lambda conn: self._transaction_in(conn, base, entries, merge, principal, capability, early), alone=True)
         finally:
+            self._in_flight -= 1
             for entry in entries:
                 if isinstance(entry.prepared, Helped):  # read even when its entries never ran
                     entry.prepared.pending.answer(0)
@@ -204,7 +208,9 @@ class BundleService:
             elif e.method == "PUT" and e.res_id is not None and isinstance(e.resource, dict):
                 jobs.append((e, e.res_id))
         index = early is not None
-        helper = self.prepare_helper
+        # only for a transaction alone in this process: with several in flight (several clients)
+        # the cores are busy anyway, and sharing would only add the transfer
+        helper = self.prepare_helper if self._in_flight == 1 else None
         share = helper.share(len(jobs)) if helper is not None else 0
         if helper is not None and share:
             # the last entries: the server reaches them last, so the helper has the longest to answer

@@ -210,6 +210,26 @@ def test_a_helper_that_ends_midway_leaves_its_entries_to_this_process(client, mo
         assert [e["resource"]["id"] for e in found["entry"]] == [res_id]  # indexed too
 
 
+def test_a_transaction_beside_another_in_this_process_is_prepared_here(client, helper, sent):
+    """Several transactions in flight (several clients): the cores are busy, nothing is sent."""
+    bundles = client.app.state.fhir.services.bundles
+    _with_helper(client, helper)
+    bundles._in_flight += 1  # another transaction, waiting for the write lock, say
+    try:
+        patients = [{"resourceType": "Patient", "id": f"b{n}", "name": [{"family": f"Berdua{n}"}]} for n in range(30)]
+        assert client.post("/fhir", content=_bundle(patients), headers=H).status_code == 200
+        assert sent == []
+    finally:
+        bundles._in_flight -= 1
+    try:
+        again = [{"resourceType": "Patient", "id": f"s{n}", "name": [{"family": f"Sendiri{n}"}]} for n in range(30)]
+        assert client.post("/fhir", content=_bundle(again), headers=H).status_code == 200
+        assert sent == [15]  # alone again: shared
+    finally:
+        _with_helper(client, None)
+    assert bundles._in_flight == 0
+
+
 def test_small_bundles_a_busy_helper_and_busy_cores_are_prepared_here(helper, monkeypatch):
     monkeypatch.setattr(helper, "_spare", lambda: True)
     assert helper.share(prepare_helper.MIN_JOBS - 1) == 0
