@@ -19,7 +19,11 @@ database, and every entry was authorized before any was sent.
 The helper is forked by its server worker once the worker has built its models
 (``warm.warm_up``) and before it starts its background threads, so it starts warm and shares
 their memory. Requests and answers are pickles in length-prefixed frames on two pipes. It ends
-when its input does: when the server closes it, or when the server process dies.
+when its input does: when the server closes it, or when the server process dies. What else it
+inherits it leaves alone: it never uses the server's database connections, sockets or lock files
+(SQLite's ``flock`` is taken and released by the server on its own descriptor, so a copy held
+here changes nothing while the server lives, and is gone as soon as this process ends after it),
+and it collects none of the server's objects (``gc.freeze``), so no finalizer of theirs runs here.
 """
 
 from __future__ import annotations
