@@ -89,9 +89,11 @@ _REVIVE_EVERY_US = 500_000
 _ROUND_GAP_S = 0.02
 #: the same while no subscription counts and no delivery runs: a round then only moves the
 #: cursor, and a round per commit (each with its reads and a write transaction) was ~8 % of a
-#: one-client ingest on SQLite (docs/performance.md, session 17). A commit that writes a
-#: Subscription still starts a round at once (``_wake_now``)
-_QUIET_ROUND_GAP_S = 0.25
+#: one-client ingest on SQLite (docs/performance.md, session 17), and a round every 0.25 s still
+#: ~5 % (session 19: its statements are built on the event loop, between the requests' work).
+#: Once a second, as the idle poll. A commit that writes a Subscription still starts a round at
+#: once (``_wake_now``)
+_QUIET_ROUND_GAP_S = 1.0
 #: a commit of these types starts a round without waiting for the gap
 _WAKE_NOW_TYPES = frozenset({"Subscription"})
 
