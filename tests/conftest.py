@@ -124,6 +124,16 @@ def app_client(backend_url: str) -> Iterator[TestClient]:
         yield client
 
 
+@pytest.fixture(params=BACKENDS)
+def secured(request: pytest.FixtureRequest, tmp_path) -> Iterator[TestClient]:
+    """The app in token mode on a fresh database (SQLite and PostgreSQL); a module that needs more
+    (bulk routes, a simulator) defines its own."""
+    with database(request.param, tmp_path) as url:
+        app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
+        with TestClient(app) as c:
+            yield c
+
+
 def empty_tables(engine: sa.Engine) -> None:
     """Delete every row of the server's tables in ``engine``'s database (those it has)."""
     # DELETE, not TRUNCATE: on a handful of rows it is ten times faster on PostgreSQL

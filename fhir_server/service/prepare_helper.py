@@ -263,23 +263,32 @@ class PrepareHelper:
     def _spare(self) -> bool:
         """Whether the machine had at least ``MIN_SPARE`` of a core idle (or working for the
         helper, which would otherwise be idle) since the last look (Linux; elsewhere: yes)."""
-        try:
-            with open("/proc/stat", "rb") as f:
-                fields = f.readline().split()
-            ticks = os.sysconf("SC_CLK_TCK")
-            idle = (int(fields[4]) + int(fields[5])) / ticks  # idle + iowait
-            helper = 0.0
-            if self._pid is not None:
-                with open(f"/proc/{self._pid}/stat", "rb") as f:
-                    stat = f.read().rsplit(b")", 1)[1].split()
-                helper = (int(stat[11]) + int(stat[12])) / ticks  # utime + stime
-        except (OSError, IndexError, ValueError):
+        usage = machine_usage(self._pid)
+        if usage is None:
             return True
         now = time.monotonic()
-        last, self._usage = self._usage, _Usage(now, idle, helper)
+        last, self._usage = self._usage, _Usage(now, *usage)
         if last is None or now - last.at <= 0:
             return True
-        return (idle - last.idle + helper - last.helper) / (now - last.at) >= MIN_SPARE
+        return (usage[0] - last.idle + usage[1] - last.helper) / (now - last.at) >= MIN_SPARE
+
+
+def machine_usage(helper_pid: int | None) -> tuple[float, float] | None:
+    """Seconds the machine's cores were idle (or waiting for I/O) since boot, and seconds the
+    helper ran; None where ``/proc`` does not tell."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        idle = (int(fields[4]) + int(fields[5])) / ticks  # idle + iowait
+        helper = 0.0
+        if helper_pid is not None:
+            with open(f"/proc/{helper_pid}/stat", "rb") as f:
+                stat = f.read().rsplit(b")", 1)[1].split()
+            helper = (int(stat[11]) + int(stat[12])) / ticks  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+    return idle, helper
 
 
 def _serve(source: IO[bytes], out: IO[bytes], service: Any) -> None:

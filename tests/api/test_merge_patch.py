@@ -12,14 +12,10 @@ import base64
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
-from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.service.patch import apply_merge_patch
 from tests.api.test_rest_crud import PATIENT, post
-from tests.conftest import BACKENDS, database
 from tests.patches import replace_code
 from tests.security.test_token_auth_http import token_for
 
@@ -185,14 +181,6 @@ def test_merge_patch_in_a_transaction_as_a_binary(client):
 def test_capability_statement_declares_the_patch_formats(client):
     formats = client.get("/fhir/metadata").json()["patchFormat"]
     assert {"application/json-patch+json", "application/fhir+json", "application/merge-patch+json", "application/json"} <= set(formats)
-
-
-@pytest.fixture(params=BACKENDS)
-def secured(request, tmp_path):
-    with database(request.param, tmp_path) as url:
-        app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
-        with TestClient(app) as c:
-            yield c
 
 
 def test_merge_patch_needs_the_update_scope(secured):

@@ -244,11 +244,30 @@ def test_small_bundles_a_busy_helper_and_busy_cores_are_prepared_here(helper, mo
     assert helper.share(100) == 0  # every core busy: nothing to gain
 
 
-def test_the_spare_cpu_is_read_from_the_machine(helper):
-    helper._usage = None
-    assert helper._spare() is True  # the first look has nothing to compare
-    time.sleep(0.2)  # this test's process sleeps: the machine has a core idle
-    assert helper._spare() is True
+def test_spare_cpu_is_idle_time_or_the_helpers_own_since_the_last_bundle(monkeypatch):
+    own = PrepareHelper(r4b_model_check=True, region_codes="warn")
+    readings = iter([(100.0, 1.0), (100.1, 1.0), (100.6, 1.0), (100.7, 1.4)])
+    monkeypatch.setattr(prepare_helper, "machine_usage", lambda pid: next(readings))
+
+    def second_later() -> bool:
+        assert own._usage is not None
+        own._usage.at -= 1.0  # the last look was a second ago
+        return own._spare()
+
+    assert own._spare() is True  # the first look has nothing to compare
+    assert second_later() is False  # 0.1 s of a core idle in a second: every core busy
+    assert second_later() is True  # 0.5 s idle
+    assert second_later() is True  # 0.1 s idle and 0.4 s of the helper's own work
+    monkeypatch.setattr(prepare_helper, "machine_usage", lambda pid: None)
+    assert own._spare() is True  # no /proc: assume a core to spare
+
+
+def test_the_machines_usage_is_read_from_proc(helper):
+    usage = prepare_helper.machine_usage(helper._pid)
+    assert usage is not None
+    idle, helper_seconds = usage
+    assert idle > 0 and helper_seconds >= 0
+    assert prepare_helper.machine_usage(None) == (pytest.approx(idle, abs=5.0), 0.0)
 
 
 @pytest.mark.parametrize(
@@ -348,14 +367,6 @@ def test_a_server_worker_forks_its_helper_and_ends_it(backend, tmp_path, worker_
         off = create_app(Settings(database_url=url, base_url="http://testserver/fhir", prepare_helper=False), freeze_gc=True)
         with TestClient(off) as c:
             assert c.app.state.fhir.services.bundles.prepare_helper is None
-
-
-@pytest.fixture(params=BACKENDS)
-def secured(request, tmp_path) -> Iterator[TestClient]:
-    with database(request.param, tmp_path) as url:
-        app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
-        with TestClient(app) as c:
-            yield c
 
 
 def test_token_mode_a_shared_bundle_is_authorized_first(secured, helper, sent):

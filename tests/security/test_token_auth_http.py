@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
 from fhir_server.auth.clients import add_client
-from fhir_server.config import Settings
 from tests.bundles import entries
-from tests.conftest import BACKENDS, database
 
 pytestmark = pytest.mark.slow  # every test starts an app on a fresh database (migrations and seeding)
 
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
-
-
-@pytest.fixture(params=BACKENDS)
-def secured(request, tmp_path) -> Iterator[TestClient]:
-    with database(request.param, tmp_path) as url:
-        app = create_app(Settings(database_url=url, auth="token", base_url="http://testserver/fhir"))
-        with TestClient(app) as c:
-            yield c
 
 
 def token_for(client: TestClient, scopes: str) -> str:
