@@ -185,10 +185,10 @@ class PrepareHelper:
         if pid is None:
             return
         deadline = time.monotonic() + 5
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        while not _reaped(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                _reaped(pid, wait=True)
                 return
             time.sleep(0.01)
 
@@ -197,7 +197,7 @@ class PrepareHelper:
         pid = self._pid
         if pid is None:
             return False
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+        if _reaped(pid):
             self._pid = None
             self._stop("ended")
             return False
@@ -251,9 +251,9 @@ class PrepareHelper:
         log.warning("the prepare helper %s; this process prepares every Bundle itself from now on", why)
         pid, self._pid = self._pid, None
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+            _reaped(pid, wait=True)
         for stream in (self._to, self._from):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -271,6 +271,15 @@ class PrepareHelper:
         if last is None or now - last.at <= 0:
             return True
         return (usage[0] - last.idle + usage[1] - last.helper) / (now - last.at) >= MIN_SPARE
+
+
+def _reaped(pid: int, *, wait: bool = False) -> bool:
+    """Whether the helper ``pid`` has ended (and is reaped now); ``wait``: until it has. Reaped
+    already (by another thread of this process noticing first) counts as ended."""
+    try:
+        return os.waitpid(pid, 0 if wait else os.WNOHANG) != (0, 0)
+    except ChildProcessError:
+        return True
 
 
 def machine_usage(helper_pid: int | None) -> tuple[float, float] | None:

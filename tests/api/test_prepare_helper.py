@@ -230,6 +230,17 @@ def test_a_transaction_beside_another_in_this_process_is_prepared_here(client, h
     assert bundles._in_flight == 0
 
 
+def test_a_helper_reaped_by_another_thread_is_seen_as_ended(monkeypatch):
+    """The write thread stopping a failed helper and the event loop asking after it race: either
+    may reap it first, and the other must see it ended, not fail the request."""
+    own = _started(monkeypatch)
+    assert own._pid is not None
+    os.kill(own._pid, 9)
+    os.waitpid(own._pid, 0)  # reaped here, behind the helper's back
+    assert own.running() is False and own.share(100) == 0
+    own.close()
+
+
 def test_small_bundles_a_busy_helper_and_busy_cores_are_prepared_here(helper, monkeypatch):
     monkeypatch.setattr(helper, "_spare", lambda: True)
     assert helper.share(prepare_helper.MIN_JOBS - 1) == 0
