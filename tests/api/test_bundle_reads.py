@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 H = {"Content-Type": "application/fhir+json"}
 PATIENT = {"resourceType": "Patient", "id": "123", "gender": "female"}
@@ -93,7 +93,7 @@ def test_writes_to_read_only_paths_are_still_refused(client, kind):
 
 
 @pytest.mark.slow
-def test_token_mode_history_entries_need_the_route_scopes(secured):  # noqa: F811
+def test_token_mode_history_entries_need_the_route_scopes(secured):
     """A token that may read Patients but not search every type gets 403 for ``GET _history`` in
     a batch, as on the route, and 401/403 never leak data; metadata needs nothing."""
     token = token_for(secured, "system/Patient.rs")
@@ -148,7 +148,7 @@ def test_an_operation_in_a_transaction_is_400_naming_the_batch(client):
 
 
 @pytest.mark.slow
-def test_token_mode_operation_entries_need_the_route_scopes(secured):  # noqa: F811
+def test_token_mode_operation_entries_need_the_route_scopes(secured):
     token = token_for(secured, "system/Observation.rs")
     batch = _bundle("batch", {"method": "GET", "url": "Patient/x/$everything"})
     route = secured.get("/fhir/Patient/x/$everything", headers=auth(token))
@@ -190,7 +190,7 @@ def test_an_audit_event_search_entry_answers_as_the_route(client, kind):
 
 
 @pytest.mark.slow
-def test_token_mode_audit_event_entries_need_the_audit_scope(secured):  # noqa: F811
+def test_token_mode_audit_event_entries_need_the_audit_scope(secured):
     """A wildcard never covers the audit trail (docs/security.md): the entry is refused as the
     route is, in a batch (its own 403) and a transaction (the whole Bundle)."""
     everything = token_for(secured, "system/*.rs")
@@ -229,7 +229,7 @@ def test_system_and_type_level_operation_entries_answer_as_the_routes(client):
 
 
 @pytest.mark.slow
-def test_token_mode_a_writing_operation_entry_needs_the_write_scope(secured):  # noqa: F811
+def test_token_mode_a_writing_operation_entry_needs_the_write_scope(secured):
     reader = token_for(secured, "system/Patient.rs")
     tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:t", "code": "x"}]}}]}
     route = secured.post("/fhir/Patient/x/$meta-add", content=orjson.dumps(tag), headers=auth(reader))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 H = {"Content-Type": "application/fhir+json"}
 NIK = "https://fhir.kemkes.go.id/id/nik"
@@ -94,7 +94,7 @@ def test_post_search_at_the_server_root(client):
 
 
 @pytest.mark.slow
-def test_post_search_at_the_root_needs_the_search_scopes(secured):  # noqa: F811
+def test_post_search_at_the_root_needs_the_search_scopes(secured):
     token = token_for(secured, "system/Patient.rs")
     form = {**auth(token), "Content-Type": "application/x-www-form-urlencoded"}
     assert secured.post("/fhir/_search", content=b"_type=Patient", headers=form).status_code == 200

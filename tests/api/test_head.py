@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from fhir_server.storage.bulk_tables import export_jobs
 from tests.security.test_audit_trail_http import _events
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 PATIENT = {"resourceType": "Patient", "gender": "female", "name": [{"family": "Aminah"}], "birthDate": "1990-06-05"}
@@ -125,7 +125,7 @@ def test_head_of_an_operation_is_audited_as_its_get(client):
 
 
 @pytest.mark.slow
-def test_token_mode_head_is_authorized_as_the_get(secured):  # noqa: F811
+def test_token_mode_head_is_authorized_as_the_get(secured):
     writer = token_for(secured, "system/*.cruds")
     observations_only = token_for(secured, "system/Observation.rs")
     r = secured.post("/fhir/Patient", content=orjson.dumps(PATIENT), headers=auth(writer))

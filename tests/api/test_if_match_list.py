@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 H = {"Content-Type": "application/fhir+json"}
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
@@ -88,7 +88,7 @@ def test_bundle_entries_if_match_take_a_list(client, kind):
     assert r.json()["entry"][0]["response"]["etag"] == 'W/"3"'
 
 
-def test_token_mode_a_list_does_not_open_the_door(secured):  # noqa: F811
+def test_token_mode_a_list_does_not_open_the_door(secured):
     """The precondition is checked after the scopes: a reader's matching list is 403, nothing written."""
     writer = token_for(secured, "system/*.cruds")
     reader = token_for(secured, "system/Patient.rs")

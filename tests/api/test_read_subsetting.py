@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.security.test_audit_trail_http import _events
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 H = {"Content-Type": "application/fhir+json"}
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -143,7 +143,7 @@ def test_a_subsetted_read_is_audited_as_a_read(client):
     assert any(e["entity"][0]["what"]["reference"] == "Patient/p1" and e["outcome"] == "0" for e in reads)
 
 
-def test_token_mode_a_subsetted_read_needs_the_read_scope(secured):  # noqa: F811
+def test_token_mode_a_subsetted_read_needs_the_read_scope(secured):
     writer = token_for(secured, "system/*.cruds")
     encounters = token_for(secured, "system/Encounter.rs")
     assert secured.put("/fhir/Patient/p1", content=orjson.dumps(PATIENT), headers=auth(writer)).status_code == 201

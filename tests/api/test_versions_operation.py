@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.security.test_token_auth_http import auth, secured, token_for  # noqa: F401  (fixture)
+from tests.security.test_token_auth_http import auth, token_for
 
 H = {"Content-Type": "application/fhir+json"}
 VERSIONS = {"resourceType": "Parameters", "parameter": [{"name": "version", "valueCode": "4.0"}, {"name": "default", "valueCode": "4.0"}]}
@@ -59,7 +59,7 @@ def test_versions_as_a_bundle_entry(client, kind):
 
 
 @pytest.mark.slow
-def test_token_mode_any_client_may_ask_for_the_versions(secured):  # noqa: F811
+def test_token_mode_any_client_may_ask_for_the_versions(secured):
     """It says what the CapabilityStatement says (fhirVersion): a token is needed, as for every
     operation, but no scope (a system-level operation would otherwise need a wildcard)."""
     assert secured.get("/fhir/$versions").status_code == 401
