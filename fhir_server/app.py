@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             seed_conformance(state.resources)
         if settings.auth == "token":
             state.token_verifier()  # fail at start-up, not on the first request, if the key cannot be had
+        helper = None
         if freeze_gc:
             warm_up()  # the common types' models and plans: built now, and frozen below
             # ~170k objects of models, schemas and tables live for the whole process; a full
@@ -97,11 +98,10 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             # resource, each of which survived a few collections for nothing (one client on the
             # Synthea sample: paired B/A 0.980, 0.985, 0.965; 100,000 gained nothing more)
             gc.set_threshold(20_000, 10, 10)
-        helper = None
-        if freeze_gc and settings.prepare_helper:  # a server worker (not an app made in a test)
-            # forked now: it starts with the models just built, before this process starts threads
-            helper = state.services.bundles.prepare_helper = PrepareHelper(settings.r4b_model_check, settings.region_codes)
-            helper.start()
+            if settings.prepare_helper:
+                # forked now: it starts with the models just built, before this process starts threads
+                helper = state.services.bundles.prepare_helper = PrepareHelper(settings.r4b_model_check, settings.region_codes)
+                helper.start()
         export_worker = start_worker(state) if settings.export_worker else None
         subscription_worker = start_subscription_worker(state) if settings.subscription_worker else None
         satusehat_worker = start_satusehat_worker(state) if settings.satusehat_worker else None

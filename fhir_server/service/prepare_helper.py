@@ -18,7 +18,8 @@ database, and every entry was authorized before any was sent.
 
 The helper is forked by its server worker once the worker has built its models
 (``warm.warm_up``) and before it starts its background threads, so it starts warm and shares
-their memory. Requests and answers are pickles in length-prefixed frames on two pipes. It ends
+their memory. Requests and answers are pickles on two ``multiprocessing`` pipes (as the
+import's workers get theirs, ``import_workers.py``). It ends
 when its input does: when the server closes it, or when the server process dies. What else it
 inherits it leaves alone: it never uses the server's database connections, sockets or lock files
 (SQLite's ``flock`` is taken and released by the server on its own descriptor, so a copy held
@@ -33,14 +34,14 @@ import gc
 import logging
 import os
 import pickle
-import select
 import signal
-import struct
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
 
 import orjson
 
@@ -61,33 +62,11 @@ SHARE = 0.5
 MIN_SPARE = 0.3
 #: seconds to wait for an answer before giving up on the helper (it is then stopped)
 ANSWER_TIMEOUT = 30.0
-_FRAME = struct.Struct(">Q")
 
 #: (resource type, id, the resource's JSON, whether it holds exact decimals)
 Job = tuple[str, str, bytes, bool]
 #: (warnings, (status, issues, headers) of the error or None, index rows or None)
 Answer = tuple[list[Issue], tuple[int, list[Issue], dict[str, str]] | None, Any]
-
-
-def _write_frame(out: IO[bytes], payload: bytes) -> None:
-    out.write(_FRAME.pack(len(payload)) + payload)
-    out.flush()
-
-
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    chunks: list[bytes] = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
-            raise EOFError("the prepare helper ended")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(stream: IO[bytes]) -> bytes:
-    (size,) = _FRAME.unpack(_read_exactly(stream, _FRAME.size))
-    return _read_exactly(stream, size)
 
 
 def encode(resource: dict[str, Any]) -> tuple[bytes, bool]:
@@ -144,8 +123,8 @@ class PrepareHelper:
     def __init__(self, r4b_model_check: bool, region_codes: str) -> None:
         self._settings = {"r4b_model_check": r4b_model_check, "region_codes": region_codes}
         self._pid: int | None = None
-        self._to: IO[bytes] | None = None
-        self._from: IO[bytes] | None = None
+        self._to: Connection | None = None
+        self._from: Connection | None = None
         self._busy = False
         self._lock = threading.Lock()
         self._usage: _Usage | None = None
@@ -154,8 +133,8 @@ class PrepareHelper:
         """Fork the helper. Forked once the worker has built its models (``warm.warm_up``), it
         starts with them built and shares their memory until either writes over it."""
         service = ResourceService(None, prepare_index=index_rows, **self._settings)  # type: ignore[arg-type]  # no database: prepare only
-        to_read, to_write = os.pipe()
-        from_read, from_write = os.pipe()
+        to_read, to_write = Pipe(duplex=False)
+        from_read, from_write = Pipe(duplex=False)
         pid = os.fork()
         if pid == 0:  # the helper: it never returns
             # what it inherited is never collected here: no finalizer of the server's objects
@@ -163,25 +142,22 @@ class PrepareHelper:
             gc.freeze()
             code = 1
             try:
-                os.close(to_write)
-                os.close(from_read)
-                _serve(os.fdopen(to_read, "rb"), os.fdopen(from_write, "wb"), service)
+                to_write.close()
+                from_read.close()
+                _serve(to_read, from_write, service)
                 code = 0
             except Exception:
                 log.exception("the prepare helper failed")
             finally:
                 os._exit(code)  # nothing of the server's (its sockets, its connections) is closed or flushed here
-        os.close(to_read)
-        os.close(from_write)
-        self._pid, self._to, self._from = pid, os.fdopen(to_write, "wb"), os.fdopen(from_read, "rb")
+        to_read.close()
+        from_write.close()
+        self._pid, self._to, self._from = pid, to_write, from_read
 
     def close(self) -> None:
         """End the helper (at the end of its input) and wait for it."""
         pid, self._pid = self._pid, None
-        for stream in (self._to, self._from):
-            if stream is not None:
-                stream.close()
-        self._to = self._from = None
+        self._close_pipes()
         if pid is None:
             return
         deadline = time.monotonic() + 5
@@ -216,7 +192,7 @@ class PrepareHelper:
             if self._busy or self._to is None or not jobs:
                 return None
             try:
-                _write_frame(self._to, pickle.dumps((index, jobs), protocol=pickle.HIGHEST_PROTOCOL))
+                self._to.send_bytes(pickle.dumps((index, jobs), protocol=pickle.HIGHEST_PROTOCOL))
             except OSError:
                 self._stop("could not be sent its work")
                 return None
@@ -225,13 +201,13 @@ class PrepareHelper:
 
     def collect(self) -> list[Answer] | None:
         """The answers to the request sent last (None: the helper failed; it is stopped)."""
-        stream = self._from
+        answers_from = self._from
         try:
-            if stream is None:
+            if answers_from is None:
                 return None
-            if not select.select([stream], [], [], ANSWER_TIMEOUT)[0]:
+            if not answers_from.poll(ANSWER_TIMEOUT):
                 raise TimeoutError("did not answer in time")
-            frame = _read_frame(stream)
+            frame = answers_from.recv_bytes()
             collecting = gc.isenabled()
             gc.disable()  # ~15 new containers a resource: collections midway made reading them 3x slower
             try:
@@ -254,10 +230,13 @@ class PrepareHelper:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _reaped(pid, wait=True)
-        for stream in (self._to, self._from):
-            if stream is not None:
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._to, self._from):
+            if pipe is not None:
                 with contextlib.suppress(OSError):
-                    stream.close()
+                    pipe.close()
         self._to = self._from = None
 
     def _spare(self) -> bool:
@@ -300,14 +279,14 @@ def machine_usage(helper_pid: int | None) -> tuple[float, float] | None:
     return idle, helper
 
 
-def _serve(source: IO[bytes], out: IO[bytes], service: Any) -> None:
+def _serve(requests: Connection, answers: Connection, service: Any) -> None:
     """The helper's loop: requests until its input ends."""
     signal.set_wakeup_fd(-1)  # the server's event loop is not running here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C stops its server, whose exit ends this
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
         try:
-            index, jobs = pickle.loads(_read_frame(source))
+            index, jobs = pickle.loads(requests.recv_bytes())
         except EOFError:
             return
-        _write_frame(out, pickle.dumps(answers_of(service.prepare_updates, jobs, index), protocol=pickle.HIGHEST_PROTOCOL))
+        answers.send_bytes(pickle.dumps(answers_of(service.prepare_updates, jobs, index), protocol=pickle.HIGHEST_PROTOCOL))
