@@ -1,4 +1,5 @@
-"""Wire formats: FHIR JSON (stored as is) and FHIR XML (converted through fhir.resources).
+"""Wire formats: FHIR JSON (stored as is) and FHIR XML (converted by the R4 tables,
+``model/xml_format.py``).
 
 XML exists for clients that need it; JSON is the native, fast path. XML bodies
 with a DOCTYPE are refused outright: FHIR forbids DTDs, and entity expansion is
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-
-import orjson
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
-from fhir_server.model import xml_decimals
-from fhir_server.model.structure import expression_at, repeated_xml_element
+from fhir_server.model import xml_format
+from fhir_server.model.structure import expression_at
 
 JSON = "json"
 XML = "xml"
@@ -86,7 +86,7 @@ def format_from_accept(accept: str | None) -> str:
         return JSON
     # (q, JSON first, earlier first): among types of equal q the server chooses (RFC 9110 §12.5.1)
     # and takes its native JSON. HAPI's client sends fhir+xml and fhir+json both at q=1.0, XML
-    # first: it got XML, which R4-only types cannot be written as (406 for what it accepts as JSON)
+    # first: it got XML (slower to write than the stored JSON)
     best: tuple[float, bool, int, str] | None = None
     versions: list[str] = []
     for index, part in enumerate(accept.split(",")):
@@ -160,47 +160,41 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
     if _DTD.search(raw):
         raise FhirError.of(400, "security", "XML with a DOCTYPE or ENTITY declaration is not accepted")
     head = re.sub(rb"<\?.*?\?>|<!--.*?-->", b"", raw[:4096], flags=re.DOTALL)
-    match = _ROOT_TAG.search(head)
-    if not match:
+    if not _ROOT_TAG.search(head):
         raise FhirError.of(400, "structure", "The XML body has no root element")
-    model = _model(match.group(1).decode())
     from lxml import etree  # type: ignore[import-untyped]
 
     try:
-        # comments dropped here: the model turns them into "fhir_comments" members, which no
-        # R4 element is (an XML body with a comment was refused as having an unknown element)
-        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True))
+        root = etree.fromstring(raw, xml_format.parser())
     except Exception as exc:  # noqa: BLE001 - lxml raises many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
-    repeated = repeated_xml_element(root)
-    if repeated is not None:  # the model would keep the last one silently
-        name, where = repeated
-        raise FhirError.of(400, "structure", f"The element '{name}' appears more than once where R4 allows it once (xml.html)", where)
-    try:
-        instance = model.model_validate_xml(etree.tostring(root))
-    except Exception as exc:  # noqa: BLE001 - lxml and pydantic raise many kinds; all mean bad input
-        raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
-    return xml_decimals.restore_decimals(instance, orjson.loads(instance.model_dump_json()))
+    return xml_format.xml_to_json(root)
 
 
-def json_to_xml(body: bytes) -> bytes:
-    """Stored JSON bytes to FHIR XML (406 for the few R4-only types XML cannot carry)."""
-    data = jsonio.loads(body)  # exact decimals: the XML carries their digits (model/xml_decimals.py)
-    xml_decimals.install()
-    model = _model(data.get("resourceType", ""), status=406)
+def json_to_xml(body: bytes, *, pretty: bool = False) -> bytes:
+    """Stored JSON bytes to FHIR XML (indented with ``pretty``)."""
+    data = jsonio.loads(body)  # exact decimals: the XML carries their digits
     try:
-        return model.model_validate(data).model_dump_xml()
-    except Exception as exc:  # noqa: BLE001 - whatever fhir.resources raises, this content has no XML form
+        return xml_format.json_to_xml(data, pretty=pretty)
+    except xml_format.CannotWrite as exc:  # not for what was validated when stored; said, not a 500
         raise FhirError.of(406, "not-supported", f"This content cannot be rendered as XML: {str(exc)[:300]}") from None
 
 
-def _model(res_type: str, status: int = 400) -> Any:
-    from fhir.resources.R4B import get_fhir_model_class
-
-    try:
-        return get_fhir_model_class(res_type)
-    except Exception:  # noqa: BLE001 - the type name comes from the request: any failure is a client error
-        raise FhirError.of(status, "not-supported", f"'{res_type}' cannot be read or written as XML") from None
+def links_with(body: bytes, params: list[tuple[str, str]]) -> bytes:
+    """A Bundle's links with ``params`` added where they lack them; any other body as it is."""
+    if b'"link"' not in body:
+        return body
+    data = jsonio.loads(body)
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        return body
+    for link in data.get("link") or []:
+        url = link.get("url") if isinstance(link, dict) else None
+        if isinstance(url, str):
+            present = {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+            extra = [(name, value) for name, value in params if name not in present]
+            if extra:
+                link["url"] = url + ("&" if "?" in url else "?") + urlencode(extra)
+    return jsonio.dumps(data)
 
 
 def pretty_json(body: bytes) -> bytes:

@@ -27,12 +27,12 @@ from fhir_server.api.http import JSON_CONTENT_TYPE, version_headers
 from fhir_server.api.routes import create, type_search
 from fhir_server.errors import FhirError
 from fhir_server.resource_types import SERVER_OWNED, is_resource_type
+from fhir_server.search.parse import FORMAT_PARAMS
 from fhir_server.urlcodec import parse_qsl
 
 _READ_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
 _TYPE_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]{1,63})$")
 _CONDITIONAL = (b"if-none-match", b"if-modified-since")
-_FORMAT_PARAMS = ("_format", "_pretty")
 
 
 class HotPath:
@@ -103,7 +103,7 @@ class HotPath:
         request = Request(scope)
         try:
             plain_json = (
-                not any(name in _FORMAT_PARAMS for name, _ in params)
+                not any(name in FORMAT_PARAMS for name, _ in params)
                 and formats.format_from_accept(request.headers.get("accept")) == formats.JSON
             )
             if not plain_json:  # the route does formats

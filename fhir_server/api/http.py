@@ -14,6 +14,7 @@ from fhir_server.api import formats
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.model.limits import check_json
+from fhir_server.search.parse import FORMAT_PARAMS
 from fhir_server.service.results import Stored
 from fhir_server.timeutil import to_http_date
 
@@ -153,6 +154,13 @@ def output_format(request: Request) -> str:
     return formats.format_from_accept(request.headers.get("accept"))
 
 
+def format_params(request: Request) -> list[tuple[str, str]]:
+    """The request's ``_format`` and ``_pretty`` parameters."""
+    if not request.scope.get("query_string"):
+        return []
+    return [(k, v) for k, v in request.query_params.multi_items() if k in FORMAT_PARAMS]
+
+
 def is_pretty(request: Request) -> bool:
     return bool(request.scope.get("query_string")) and request.query_params.get("_pretty", "").lower() == "true"
 
@@ -168,8 +176,11 @@ def body_response(
     """A resource or Bundle from stored JSON bytes, in the format the client asked for
     (406 when it asked for one we cannot produce)."""
     fmt = fmt or output_format(request)
+    carried = format_params(request)
+    if carried:  # a client that asked for XML (or pretty JSON) gets its next page so too
+        body = formats.links_with(body, carried)
     if fmt == formats.XML:
-        return Response(formats.json_to_xml(body), status, headers, media_type=XML_CONTENT_TYPE)
+        return Response(formats.json_to_xml(body, pretty=is_pretty(request)), status, headers, media_type=XML_CONTENT_TYPE)
     if is_pretty(request):
         body = formats.pretty_json(body)
     return Response(body, status, headers, media_type=JSON_CONTENT_TYPE)

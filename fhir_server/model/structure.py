@@ -345,6 +345,7 @@ class _Element:
         "step",
         "table",
         "type",
+        "xml_attr",
     )
 
     def __init__(self, name: str, stem: str, type_code: str, record: dict[str, Any]) -> None:
@@ -364,7 +365,8 @@ class _Element:
         self.binding: _Binding | None = None
         # Element.id, Extension.url and xhtml are XML attributes/markup in R4:
         # they cannot carry a JSON ``_name`` sibling.
-        self.ext_ok = not record.get("xmlAttr") and type_code != "xhtml"
+        self.xml_attr = bool(record.get("xmlAttr"))
+        self.ext_ok = not self.xml_attr and type_code != "xhtml"
         self.choice = bool(record.get("choice"))
         #: this element's step in a FHIRPath expression: ``value.ofType(boolean)`` for ``valueBoolean``
         self.step = choice_step(stem, type_code) if self.choice else name
@@ -474,6 +476,12 @@ def _model() -> _Model:
     return _Model()
 
 
+def r4_tables() -> _Model:
+    """The R4 tables (types, their elements in definition order): also what FHIR XML is read and
+    written by (``xml_format``)."""
+    return _model()
+
+
 def warm_up() -> None:
     """Build the tables now (about 60 ms) instead of on the first check."""
     _model()
@@ -499,48 +507,6 @@ def check_structure(resource: Any, max_issues: int = MAX_ISSUES, *, extension_ur
     except RecursionError:
         issues.items.append(Issue("error", "structure", "Resource is nested too deeply to be checked", None))
     return issues.items
-
-
-def repeated_xml_element(root: Any) -> tuple[str, str] | None:
-    """(name, FHIRPath) of the first element of a FHIR XML resource that appears more than once
-    where R4 allows it once (``<gender value="male"/><gender value="female"/>``), else None.
-
-    ``root`` is an lxml element (only ``tag`` and iteration are used). The XML parser keeps the
-    last of such repeats silently, as JSON parsers do with a repeated name (jsonio.loads_client);
-    the JSON it makes cannot show them, so they are looked for in the XML tree itself.
-    """
-    model = _model()
-
-    def local(tag: Any) -> str | None:  # comments and processing instructions: no str tag
-        return tag.rpartition("}")[2] if type(tag) is str else None
-
-    name = local(root.tag)
-    stack: list[tuple[Any, _Table | None, str]] = [(root, model.tables.get(name or ""), name or "")]
-    while stack:
-        node, table, path = stack.pop()
-        if table is None:
-            continue
-        seen: dict[str, int] = {}
-        for child in node:
-            child_name = local(child.tag)
-            el = table.elements.get(child_name) if child_name is not None else None
-            if el is None or child_name is None:
-                continue  # not an element of this type: the structure check reports it
-            index = seen[child_name] = seen.get(child_name, -1) + 1
-            step = f"{path}.{el.step}"
-            if not el.array and index == 1:
-                return child_name, step
-            if el.array:
-                step += f"[{index}]"
-            if el.kind == _RESOURCE:  # <contained><Patient>...</Patient></contained>
-                inner = next((c for c in child if local(c.tag) is not None), None)
-                if inner is not None:
-                    stack.append((inner, model.tables.get(local(inner.tag) or ""), step))
-            elif el.kind == _PRIM:
-                stack.append((child, model.element_table, step))
-            else:
-                stack.append((child, el.table, step))
-    return None
 
 
 def expression_at(resource: Any, loc: Sequence[str | int]) -> str | None:

@@ -24,7 +24,8 @@ from .values import date_range, normalize_string, parse_decimal, precision_range
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 ORDERED = ("date", "number", "quantity")
 TOTAL_MODES = ("none", "estimate", "accurate")
-IGNORED_RESULT_PARAMS = frozenset({"_format", "_pretty"})
+#: how the answer is written, not what it holds
+FORMAT_PARAMS = frozenset({"_format", "_pretty"})
 CURSOR = "_cursor"
 # Guards against queries that cost the database more than any real client needs:
 # 500 AND-ed criteria once drove PostgreSQL's planner out of memory.
@@ -491,8 +492,8 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
             raise _bad(name.replace("\x00", "\\0"), "contains a NUL character")
         if name == "_type":
             continue
-        if base in IGNORED_RESULT_PARAMS:
-            continue
+        if base in FORMAT_PARAMS:
+            continue  # the links carry them (api/http.body_response)
         if raw == "":
             _empty(q, strict, name)
             continue
@@ -504,6 +505,9 @@ def parse_query(res_type: str | None, params: list[tuple[str, str]], *, strict: 
             q.count = paging.parse_count(raw)
         elif base == "_sort":
             q.sort = _parse_sort(res_types, raw, q, strict)
+            if not q.sort:
+                continue  # every key ignored (reported): the self link shows what was used
+            raw = ",".join(("-" if key.descending else "") + key.code for key in q.sort)
         elif base in ("_include", "_revinclude"):
             _parse_include(q, modifier or None, raw, base == "_revinclude", strict)
         elif base == "_total":

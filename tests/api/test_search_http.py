@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
 from tests.api.test_rest_crud import PATIENT, post, put
 from tests.bundles import entries
 
@@ -85,6 +89,19 @@ def test_unknown_parameter_is_reported_or_rejected_when_strict(client):
     strict = client.get("/fhir/Patient", params={"foo": "bar"}, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
     assert strict.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(("sort", "used"), [("foo", None), ("foo,-birthdate", "-birthdate"), ("-birthdate,,foo,_id", "-birthdate,_id")])
+def test_an_ignored_sort_key_is_not_in_the_self_link(client, sort, used):
+    """search.html#errors: the self link holds the parameters the server used. A _sort key it
+    could not use was reported and ignored, yet stayed in the self link."""
+    _seed(client)
+    r = client.get("/fhir/Patient", params={"_sort": sort})
+    assert r.status_code == 200, r.text
+    outcome = [x["resource"] for x in r.json()["entry"] if x["search"]["mode"] == "outcome"]
+    assert "cannot sort by 'foo'" in outcome[0]["issue"][0]["diagnostics"]
+    query = parse_qs(urlsplit(r.json()["link"][0]["url"]).query)
+    assert query.get("_sort") == (None if used is None else [used])
 
 
 def test_malformed_value_is_400(client):
