@@ -122,6 +122,12 @@ def format_from_accept(accept: str | None) -> str:
     return best[3]
 
 
+def is_fhir_media(content_type: str) -> bool:
+    """Whether a media type (parameters allowed) is one of the FHIR JSON or XML types."""
+    media = _media_type(content_type)
+    return media in _JSON_TYPES or media in _XML_TYPES
+
+
 def format_from_content_type(content_type: str | None) -> str:
     if not content_type:
         return JSON

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
-from fhir_server.api import http
+from fhir_server.api import binary, http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, operation_outcome
@@ -106,7 +106,14 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
     headers = http.version_headers(result.stored)
     if _not_modified(request, result.stored):
         return Response(status_code=304, headers=headers)
-    return http.body_response(request, result.body, 200, headers)
+    return _resource_response(request, res_type, result.body, headers)
+
+
+def _resource_response(request: Request, res_type: str, body: bytes, headers: dict[str, str]) -> Response:
+    """A read's or vread's resource; a Binary in its native form when the client asks for that."""
+    if res_type == "Binary" and binary.native_wanted(request):
+        return binary.native_response(body, 200, headers)
+    return http.body_response(request, body, 200, headers)
 
 
 @router.get("/metadata", responses=_responses(200), summary="CapabilityStatement")
@@ -194,7 +201,7 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
     # holding its ETag needs no body
     if _not_modified(request, result.stored):
         return Response(status_code=304, headers=headers)
-    return http.body_response(request, result.body, 200, headers)
+    return _resource_response(request, res_type, result.body, headers)
 
 
 def _not_modified(request: Request, stored: Stored) -> bool:
@@ -214,6 +221,8 @@ async def _write(
     st.pipeline.authorize(i)  # 404 / 405 / 401 / 403 before the body is looked at
     if kind == "patch":
         i.patch_type, i.body = await _patch_request(request)
+    elif body and res_type == "Binary" and binary.is_native_body(request):
+        i.body = await binary.read_native(request, st.settings, res_id)
     elif body:
         i.body = await http.read_resource(request, st.settings)
     result = await answer(request, i)

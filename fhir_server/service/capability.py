@@ -23,6 +23,14 @@ SOFTWARE_NAME = "fhir-server-id"
 INSTANTIATES = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
 
 
+#: what a developer integrating against the CapabilityStatement needs to know of Binary
+BINARY_NATIVE = (
+    "Native content (binary.html#rest): a create or update whose Content-Type is not a FHIR format stores the bytes "
+    "as Binary.data with that contentType (X-Security-Context: securityContext); a read or vread whose Accept names "
+    "no FHIR format answers the bytes with their contentType."
+)
+
+
 def capability_statement(base: str, *, conditional_delete_multiple: bool = False, token_auth: bool = False) -> dict[str, Any]:
     resources = []
     for res_type in resource_types.RESOURCE_TYPES:
@@ -34,6 +42,7 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                 "extension": subscription_capability.topic_extensions(res_type),
                 "type": res_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+                **({"documentation": BINARY_NATIVE} if res_type == "Binary" else {}),
                 "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
                 "versioning": "versioned-update",
                 "readHistory": True,
