@@ -98,7 +98,7 @@ def _check_port(host: str, port: int) -> None:
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind"),
-    port: int = typer.Option(8080, help="Port to bind"),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port to bind"),
     workers: int = typer.Option(1, min=1, help="Number of worker processes"),
     database_url: str | None = DatabaseOption,
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Run database migrations before serving"),
@@ -303,9 +303,18 @@ def export_command(
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
+    from fhir_server.resource_types import is_resource_type
+
+    unknown = [t for t in res_type or () if not is_resource_type(t)]
+    if unknown:
+        typer.echo(f"'{unknown[0]}' is not an R4 resource type", err=True)
+        raise typer.Exit(2)
     db = Database.from_url(_database_url(_settings(database_url)))
     try:
         counts = export_ndjson(db, Path(out_dir), list(res_type) if res_type else None, since_us)
+    except OSError as exc:  # the folder cannot be made or written: said in one line
+        typer.echo(f"fhir-server: cannot write the export to {out_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         db.dispose()
     for name, n in sorted(counts.items()):

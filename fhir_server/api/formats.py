@@ -174,7 +174,10 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
         root = etree.fromstring(raw, xml_format.parser())
     except Exception as exc:  # noqa: BLE001 - lxml raises many kinds; all mean bad input
         raise FhirError.of(400, "structure", f"Invalid FHIR XML: {str(exc)[:500]}") from None
-    return xml_format.xml_to_json(root)
+    try:
+        return xml_format.xml_to_json(root)
+    except RecursionError:  # libxml2 stops at 256 levels; kept as a 400 whatever the limit
+        raise FhirError.of(400, "structure", "The XML is nested too deeply") from None
 
 
 def json_to_xml(body: bytes, *, pretty: bool = False) -> bytes:

@@ -150,3 +150,23 @@ def test_a_port_in_use_is_one_line(tmp_path):
 def test_a_bad_setting_is_one_line(tmp_path, name, value):
     result = fhir_server("serve", "--database-url", f"sqlite:///{tmp_path / 'fhir.sqlite3'}", env={name: value})
     assert_one_clear_line(result, name, repr(value))
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_out_of_range_is_refused_not_left_hanging(tmp_path, port):
+    """``--port 99999`` started a server that listened nowhere and never ended."""
+    result = fhir_server("serve", "--port", port, "--database-url", f"sqlite:///{tmp_path / 'fhir.sqlite3'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--port" in result.stderr
+    assert not (tmp_path / "fhir.sqlite3").exists()
+
+
+def test_an_export_folder_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    url = f"sqlite:///{tmp_path / 'fhir.sqlite3'}"
+    assert fhir_server("migrate", "--database-url", url).returncode == 0
+    result = fhir_server("export", str(blocker / "out"), "--database-url", url)
+    assert_one_clear_line(result, "cannot write the export to", str(blocker / "out"))
+    unknown = fhir_server("export", str(tmp_path / "out"), "--type", "Pasien", "--database-url", url)
+    assert unknown.returncode == 2 and "'Pasien' is not an R4 resource type" in unknown.stderr
