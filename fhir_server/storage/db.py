@@ -173,12 +173,17 @@ class _FileLock:
             if descriptor is not None:
                 os.close(descriptor)
 
-    def announce_waiting(self, waiting: bool) -> None:
-        """Say (or stop saying) that a writer of this process waits for the lock."""
+    def announce_waiting(self, waiting: bool) -> bool:
+        """Say (or stop saying) that a writer of this process waits for the lock; False when it
+        could not be said just now: a background process was looking (``others_waiting`` holds
+        the exclusive lock for that instant), so the caller says it again on its next try."""
         self._open()
         assert self._want_fd is not None
-        with suppress(BlockingIOError):  # a background process is just looking: it sees the next one
+        try:
             fcntl.flock(self._want_fd, (fcntl.LOCK_SH | fcntl.LOCK_NB) if waiting else fcntl.LOCK_UN)
+        except BlockingIOError:
+            return False
+        return True
 
     def others_waiting(self) -> bool:
         """Whether a writer of another process waits for the lock (see the class docstring)."""
@@ -339,8 +344,9 @@ class Database:
                     await asyncio.sleep(_LOCK_WAIT_SECONDS)
                     continue
                 if not defer_to_others and not announced:
-                    lock.announce_waiting(True)
-                    announced = True
+                    # said once it is said: a look by a background process at that instant made it
+                    # fail silently, and the background process kept the lock from this writer
+                    announced = lock.announce_waiting(True)
                 # a thread of this process holding the lock does not write to the FIFO
                 await lock.wait_released(_LOCK_WAIT_SECONDS)
         finally:

@@ -504,3 +504,48 @@ def test_a_background_committer_that_kept_a_server_waiting_pauses_before_its_nex
     finally:
         server.dispose()
         sync.dispose()
+
+
+def test_a_writer_whose_first_announcement_met_a_look_announces_again(tmp_path):
+    """A background process looks for waiting writers by taking the want file's lock exclusively
+    for an instant; a writer announcing itself in that instant failed silently and never said it
+    again, so the background process kept taking the lock before it (seen as a CI failure of the
+    test above on a loaded machine: the other writer was never seen waiting)."""
+    import asyncio
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from fhir_server.storage.db import Database
+
+    path = tmp_path / "x.sqlite3"
+    url = f"sqlite:///{path}"
+    sync, server = Database.from_url(url), Database.from_url(url)
+    assert sync.try_write_lock()  # the background transaction holds the lock
+    assert sync._file_lock is not None
+    looking = os.open(sync._file_lock._path + ".want", os.O_RDWR)
+    fcntl.flock(looking, fcntl.LOCK_EX)  # a look in progress when the server begins to wait
+    done = threading.Event()
+
+    def server_writer() -> None:
+        asyncio.run(server.acquire_write_lock())
+        server.release_write_lock()
+        done.set()
+
+    writer = threading.Thread(target=server_writer)
+    writer.start()
+    try:
+        time.sleep(0.05)  # the server tried and announced (or failed to) meanwhile
+        fcntl.flock(looking, fcntl.LOCK_UN)
+        os.close(looking)
+        deadline = time.monotonic() + 5
+        while not sync.others_waiting_for_write_lock():
+            assert time.monotonic() < deadline, "the waiting server was never seen"
+            time.sleep(0.005)
+    finally:
+        sync.release_write_lock()
+        writer.join(10)
+    assert done.is_set()
+    sync.dispose()
+    server.dispose()
