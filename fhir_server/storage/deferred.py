@@ -125,15 +125,17 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     if not batches and not claimed:
         return
     postgresql = conn.dialect.name == "postgresql"
-    plans_kept = postgresql and referring  # ``resources`` rows alone have no foreign key to check
+    # each copied index row's foreign key is checked by a query of PostgreSQL's own, and each
+    # claimed row is filled by an UPDATE, which the connections' force_custom_plan (db.py: for the
+    # searches) had planned anew for every row (~17 % of its CPU in an import; a claim's UPDATE
+    # 72 -> 45 us): with auto they are planned once per backend. ``resources`` rows alone have no
+    # foreign key to check
+    plans_kept = postgresql and (referring or bool(claimed))
     with driver_cursor(conn) as cur:
+        if plans_kept:
+            cur.execute(_PLANS_KEPT)
         if claimed:  # PostgreSQL only (claims are); one pipelined executemany
             cur.executemany(positional(_FILL_CLAIMED, conn.dialect.name), claimed)
-        if plans_kept:
-            # each copied index row's foreign key is checked by a query of PostgreSQL's own, which
-            # the connections' force_custom_plan (db.py: for the searches) had planned anew for
-            # every row, ~17 % of its CPU in an import; with auto it is planned once per backend
-            cur.execute(_PLANS_KEPT)
         for (table, columns), params in batches:
             if postgresql:
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
