@@ -80,11 +80,25 @@ def audit_context(scope: Any) -> AuditContext:
 
 async def answer(request: Request, i: Interaction) -> Answer:
     """Hand ``i`` to the pipeline; once its AuditEvent was committed with the write, the guard
-    does not queue a second one."""
+    does not queue a second one. A change whose answer no format the client accepts can carry is
+    406 before it runs (it was made, then answered 406: a client retrying made it twice)."""
+    if _changes_with_an_answer(request, i):
+        http.output_format(request)
     result = await _state(request).pipeline.handle(i)
     if i.audited:
         request.scope.setdefault("state", {})["audited"] = True
     return result
+
+
+def _changes_with_an_answer(request: Request, i: Interaction) -> bool:
+    """Whether ``i`` may change something and is answered with a body in the negotiated format."""
+    wanted = http.prefer(request).get("return", REPRESENTATION)
+    if i.kind in ("create", "update", "patch"):
+        binary_native = i.res_type == "Binary" and binary.native_wanted(request)  # answered in its own type
+        return wanted != MINIMAL and not binary_native
+    if i.kind == "delete":
+        return wanted == OPERATION_OUTCOME
+    return i.kind == "transaction" or (i.kind == "operation" and i.method == "POST")
 
 
 async def write(request: Request, i: Interaction, work: Callable[[Connection], T], *, status: Callable[[T], int] | None = None) -> T:
@@ -338,4 +352,6 @@ def _write_response(request: Request, result: Answer) -> Response:
         issues = write_outcome(result.stored, result.status, result.issues)
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None
+    if result.stored.res_type == "Binary" and binary.native_wanted(request):
+        return binary.native_response(result.stored.body, result.status, headers)
     return http.body_response(request, result.stored.body, result.status, headers)
