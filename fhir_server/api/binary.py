@@ -35,7 +35,9 @@ def is_native_body(request: Request) -> bool:
 async def read_native(request: Request, settings: Settings, res_id: str | None) -> dict[str, Any]:
     """The Binary resource a native body stands for."""
     raw = await http.read_body(request, settings.max_body_bytes)
-    resource: dict[str, Any] = {"resourceType": "Binary", "contentType": (request.headers.get("content-type") or "").strip()}
+    # a code has no runs of blanks (datatypes.html#code): "text/plain;  charset=utf-8" is kept with one
+    content_type = " ".join((request.headers.get("content-type") or "").split())
+    resource: dict[str, Any] = {"resourceType": "Binary", "contentType": content_type}
     if res_id is not None:
         resource["id"] = res_id
     context = request.headers.get("x-security-context")

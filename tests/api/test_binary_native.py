@@ -102,3 +102,11 @@ def test_token_mode_native_binaries_need_the_binary_scopes(secured):
 def test_the_capability_statement_says_so(client):
     binary = next(r for r in client.get("/fhir/metadata").json()["rest"][0]["resource"] if r["type"] == "Binary")
     assert "Native content" in binary["documentation"]
+
+
+def test_a_content_type_with_runs_of_blanks_is_kept_as_a_code(client):
+    r = _post_native(client, b"halo", "text/plain;   charset=utf-8")
+    assert r.status_code == 201, r.text
+    assert r.json()["contentType"] == "text/plain; charset=utf-8"
+    bid = r.json()["id"]
+    assert client.get(f"/fhir/Binary/{bid}", headers={"Accept": "text/plain"}).text == "halo"
