@@ -332,3 +332,24 @@ def prerequisites(plan: Plan, nodes: list[Node], batches: list[list[int]], seria
             last_with_key[nodes[i].key] = b
         out.append({a for a in need if a < b})  # a later one is not committed before it in one process either
     return out
+
+
+def spread_start(
+    plan: Plan, nodes: list[Node], batches: list[list[int]], after: list[set[int]], ways: int, serial_types: frozenset[str] = frozenset()
+) -> tuple[list[list[int]], list[set[int]]]:
+    """``batches`` and their ``after`` (:func:`prerequisites`) with the one transaction that can be
+    written at the start, when there is only one (every other waits for it: the first level of
+    the references, such as the Practitioners a Synthea export's Encounters name by identifier),
+    split into ``ways`` parts, so that every worker writes from the start instead of one.
+
+    Its nodes need nothing of each other (:func:`batches` cuts a transaction before a node that
+    needs one of its members), so the parts may be written at once; what waited for the
+    transaction waits for every part (the prerequisites are worked out again)."""
+    first = [b for b, need in enumerate(after) if not need]
+    if ways < 2 or len(first) != 1 or len(batches[first[0]]) < 2 * ways:
+        return batches, after
+    b = first[0]
+    size = -(-len(batches[b]) // ways)
+    parts = [batches[b][i : i + size] for i in range(0, len(batches[b]), size)]
+    spread = [*batches[:b], *parts, *batches[b + 1 :]]
+    return spread, prerequisites(plan, nodes, spread, serial_types)

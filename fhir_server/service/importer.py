@@ -239,6 +239,7 @@ class Importer:
             batches = list(import_order.batches(plan, nodes, self.batch_size))
             if workers is not None and len(batches) > 1:
                 after = import_order.prerequisites(plan, nodes, batches, self.serial_types)
+                batches, after = import_order.spread_start(plan, nodes, batches, after, self.workers, self.serial_types)
                 outcome.update(workers.write([_jobs(batch, nodes, plan.placeholders) for batch in batches], after, progress))
             else:
                 for batch in batches:

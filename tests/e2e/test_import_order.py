@@ -402,6 +402,32 @@ def test_a_transaction_waits_for_exactly_what_it_would_find_committed_written_al
         assert set(patients[:k]) <= serial[b]
 
 
+def test_the_one_transaction_the_start_can_write_is_spread_over_the_workers():
+    """A Synthea export: every transaction waits for the first (the Practitioners its Encounters
+    name by identifier), which one worker wrote while the other waited (0.14 s of a 1.7 s import).
+    ``spread_start`` splits it; every later transaction waits for each part, and each node's
+    needs are still committed before it."""
+    nodes = [_node("Practitioner", f"pr{k}", ident=f"n{k}") for k in range(40)]
+    nodes += [_node("Encounter", f"e{k}", f"Practitioner?identifier=urn:x|n{k % 40}", f"Patient/p{k % 5}") for k in range(100)]
+    nodes += [_node("Patient", f"p{k}") for k in range(5)]
+    plan = import_order.plan(nodes)
+    batches = list(import_order.batches(plan, nodes, 30))
+    after = import_order.prerequisites(plan, nodes, batches)
+    assert [b for b, need in enumerate(after) if not need] == [0]  # the start: one transaction
+    spread, spread_after = import_order.spread_start(plan, nodes, batches, after, 2)
+    assert sorted(i for batch in spread for i in batch) == list(range(len(nodes)))
+    assert [b for b, need in enumerate(spread_after) if not need] == [0, 1]  # now one per worker
+    assert sorted(spread[0] + spread[1]) == sorted(batches[0]) and abs(len(spread[0]) - len(spread[1])) <= 1
+    where = {i: b for b, batch in enumerate(spread) for i in batch}
+    for i in range(len(nodes)):
+        for j in plan.hard[i]:
+            assert where[j] in spread_after[where[i]], (nodes[i].res_id, nodes[j].res_id)
+    # nothing to spread: one worker, or several transactions writable at the start
+    assert import_order.spread_start(plan, nodes, batches, after, 1) == (batches, after)
+    free = [set() for _ in after]
+    assert import_order.spread_start(plan, nodes, batches, free, 2) == (batches, free)
+
+
 def test_conditions_other_than_identifier_wait_for_the_whole_type_and_repeats_keep_their_order():
     nodes = [
         _node("Observation", "obs", "Patient?name=siti"),
