@@ -92,12 +92,14 @@ async def answer(request: Request, i: Interaction) -> Answer:
 
 def _changes_with_an_answer(request: Request, i: Interaction) -> bool:
     """Whether ``i`` may change something and is answered with a body in the negotiated format."""
-    wanted = http.prefer(request).get("return", REPRESENTATION)
     if i.kind in ("create", "update", "patch"):
-        binary_native = i.res_type == "Binary" and binary.native_wanted(request)  # answered in its own type
-        return wanted != MINIMAL and not binary_native
+        wanted = http.prefer(request).get("return", REPRESENTATION)
+        if wanted == MINIMAL:
+            return False
+        # a Binary's representation asked for in a native type is answered in it (_write_response)
+        return not (wanted != OPERATION_OUTCOME and i.res_type == "Binary" and binary.native_wanted(request))
     if i.kind == "delete":
-        return wanted == OPERATION_OUTCOME
+        return http.prefer(request).get("return") == OPERATION_OUTCOME
     return i.kind == "transaction" or (i.kind == "operation" and i.method == "POST")
 
 
@@ -352,6 +354,6 @@ def _write_response(request: Request, result: Answer) -> Response:
         issues = write_outcome(result.stored, result.status, result.issues)
         return http.body_response(request, jsonio.dumps(operation_outcome(issues)), result.status, headers)
     assert result.stored.body is not None
-    if result.stored.res_type == "Binary" and binary.native_wanted(request):
+    if result.stored.res_type == "Binary" and binary.native_wanted(request):  # the representation, in its own type
         return binary.native_response(result.stored.body, result.status, headers)
     return http.body_response(request, result.stored.body, result.status, headers)

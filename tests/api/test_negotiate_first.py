@@ -85,3 +85,10 @@ def test_token_mode_authorization_comes_first(secured):
     writer = token_for(secured, "system/Patient.read system/Patient.write")
     _refused(secured.post("/fhir/Patient", content=PATIENT, headers={**auth(writer), "Accept": "text/html"}))
     assert secured.get("/fhir/Patient?_summary=count", headers=auth(reader)).json()["total"] == 0
+
+
+def test_a_binary_written_natively_asking_for_an_outcome_in_a_native_type_is_not_made(client):
+    headers = {"Content-Type": "application/pdf", "Accept": "application/pdf", "Prefer": "return=OperationOutcome"}
+    r = client.post("/fhir/Binary", content=b"%PDF-1.4", headers=headers)
+    assert r.status_code == 406, r.text
+    assert _count(client, "Binary") == 0
