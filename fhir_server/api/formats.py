@@ -180,22 +180,18 @@ def xml_to_json(raw: bytes) -> dict[str, Any]:
         raise FhirError.of(400, "structure", "The XML is nested too deeply") from None
 
 
-def json_to_xml(body: bytes, *, pretty: bool = False) -> bytes:
-    """Stored JSON bytes to FHIR XML (indented with ``pretty``)."""
-    data = jsonio.loads(body)  # exact decimals: the XML carries their digits
+def json_to_xml(data: Any, *, pretty: bool = False) -> bytes:
+    """Stored JSON (read with exact decimals, ``jsonio.loads``) as FHIR XML (indented with ``pretty``)."""
     try:
         return xml_format.json_to_xml(data, pretty=pretty)
     except xml_format.CannotWrite as exc:  # not for what was validated when stored; said, not a 500
         raise FhirError.of(406, "not-supported", f"This content cannot be rendered as XML: {str(exc)[:300]}") from None
 
 
-def links_with(body: bytes, params: list[tuple[str, str]]) -> bytes:
-    """A Bundle's links with ``params`` added where they lack them; any other body as it is."""
-    if b'"link"' not in body:
-        return body
-    data = jsonio.loads(body)
+def add_link_params(data: Any, params: list[tuple[str, str]]) -> None:
+    """A Bundle's links with ``params`` added where they lack them; any other value as it is."""
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-        return body
+        return
     for link in data.get("link") or []:
         url = link.get("url") if isinstance(link, dict) else None
         if isinstance(url, str):
@@ -203,8 +199,3 @@ def links_with(body: bytes, params: list[tuple[str, str]]) -> bytes:
             extra = [(name, value) for name, value in params if name not in present]
             if extra:
                 link["url"] = url + ("&" if "?" in url else "?") + urlencode(extra)
-    return jsonio.dumps(data)
-
-
-def pretty_json(body: bytes) -> bytes:
-    return jsonio.dumps(jsonio.loads(body), pretty=True)

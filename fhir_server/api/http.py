@@ -176,14 +176,16 @@ def body_response(
     """A resource or Bundle from stored JSON bytes, in the format the client asked for
     (406 when it asked for one we cannot produce)."""
     fmt = fmt or output_format(request)
-    carried = format_params(request)
-    if carried:  # a client that asked for XML (or pretty JSON) gets its next page so too
-        body = formats.links_with(body, carried)
+    carried = format_params(request)  # also put in a Bundle's links: its next page comes alike
+    pretty = is_pretty(request)
+    if fmt == formats.JSON and not pretty and not (carried and b'"link"' in body):
+        return Response(body, status, headers, media_type=JSON_CONTENT_TYPE)  # the stored bytes as they are
+    data = jsonio.loads(body)  # once, whatever follows (exact decimals: XML carries their digits)
+    if carried:
+        formats.add_link_params(data, carried)
     if fmt == formats.XML:
-        return Response(formats.json_to_xml(body, pretty=is_pretty(request)), status, headers, media_type=XML_CONTENT_TYPE)
-    if is_pretty(request):
-        body = formats.pretty_json(body)
-    return Response(body, status, headers, media_type=JSON_CONTENT_TYPE)
+        return Response(formats.json_to_xml(data, pretty=pretty), status, headers, media_type=XML_CONTENT_TYPE)
+    return Response(jsonio.dumps(data, pretty=pretty), status, headers, media_type=JSON_CONTENT_TYPE)
 
 
 def outcome_response(request: Request, issues: list[Issue], status: int, headers: dict[str, str] | None = None) -> Response:

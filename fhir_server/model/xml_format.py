@@ -28,6 +28,7 @@ from __future__ import annotations
 import html.entities
 import re
 from copy import deepcopy
+from functools import cache
 from typing import Any
 
 import orjson
@@ -36,12 +37,11 @@ from lxml import etree  # type: ignore[import-untyped]
 from fhir_server.errors import FhirError
 from fhir_server.jsonio import NEGATIVE_ZERO, ExactDecimal
 from fhir_server.model.definitions import load_definitions
-from fhir_server.model.structure import r4_tables
+from fhir_server.model.structure import _PRIM, _RESOURCE, r4_tables  # its tables' element kinds
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 _FHIR = "{" + FHIR_NS + "}"
-_PRIM, _RESOURCE = 0, 2  # structure's element kinds (complex is the rest)
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt"})
 _XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 _NAMED_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
@@ -52,12 +52,11 @@ def parser() -> Any:
     return etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True, huge_tree=False)
 
 
-def _regexes() -> dict[str, re.Pattern[str]]:
-    primitives = load_definitions()["primitives"]
-    return {name: re.compile(primitives[name]) for name in (*_INTEGERS, "decimal") if primitives.get(name)}
-
-
-_VALUE_REGEX: dict[str, re.Pattern[str]] = {}
+@cache
+def _value_regex(type_code: str) -> re.Pattern[str] | None:
+    """The R4 regex of a primitive's value (the text of its XML value attribute)."""
+    regex = load_definitions()["primitives"].get(type_code)
+    return re.compile(regex) if regex else None
 
 
 def _json_value(text: str, type_code: str) -> Any:
@@ -66,9 +65,7 @@ def _json_value(text: str, type_code: str) -> Any:
     if type_code == "boolean":
         return True if text == "true" else False if text == "false" else text
     if type_code in _INTEGERS or type_code == "decimal":
-        if not _VALUE_REGEX:
-            _VALUE_REGEX.update(_regexes())
-        regex = _VALUE_REGEX.get(type_code)
+        regex = _value_regex(type_code)
         if regex is None or not regex.fullmatch(text):
             return text
         if type_code == "decimal":
