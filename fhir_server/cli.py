@@ -109,6 +109,8 @@ def serve(
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     import uvicorn
 
+    from fhir_server.api.http_protocol import FhirHttpToolsProtocol
+
     settings = _settings(database_url, auth=auth, create_database=create_database or None)
     from fhir_server.auth.modes import check_auth_mode, is_loopback
 
@@ -140,7 +142,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=FhirHttpToolsProtocol,  # uvicorn's httptools protocol, answering unparsable requests in FHIR
     )
 
 
