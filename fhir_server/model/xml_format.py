@@ -41,6 +41,7 @@ from fhir_server.model.structure import _PRIM, _RESOURCE, r4_tables  # its table
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
+_XHTML = "{" + XHTML_NS + "}"
 _FHIR = "{" + FHIR_NS + "}"
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt"})
 _XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
@@ -202,11 +203,28 @@ class _Reader:
 
 def _xhtml_text(node: Any) -> str:
     """A narrative ``<div>`` as the JSON string: the markup with only its own namespace declared
-    (namespaces declared on the resource are not part of it)."""
-    div = deepcopy(node)
+    (namespaces declared on the resource are not part of it), XHTML in the default namespace
+    (``<h:div xmlns:h=...>`` is the same markup, which JSON writes as ``<div xmlns=...>``)."""
+    if any(el.prefix is not None and el.tag.startswith(_XHTML) for el in node.iter(etree.Element)):
+        div = _unprefixed(node, None)
+    else:
+        div = deepcopy(node)
     div.tail = None
     etree.cleanup_namespaces(div)
     return str(etree.tostring(div, encoding="unicode", with_tail=False))
+
+
+def _unprefixed(node: Any, parent: Any) -> Any:
+    """A copy of ``node`` whose XHTML elements use the default namespace (lxml keeps an
+    element's prefix, so the tree is rebuilt under a root that declares XHTML as the default)."""
+    if parent is None:
+        copy = etree.Element(node.tag, dict(node.attrib), nsmap={None: XHTML_NS})
+    else:
+        copy = etree.SubElement(parent, node.tag, dict(node.attrib))
+    copy.text, copy.tail = node.text, node.tail
+    for child in node:  # elements only: the parser drops comments and processing instructions
+        _unprefixed(child, copy)
+    return copy
 
 
 # ----------------------------------------------------------------------------- writing

@@ -166,6 +166,21 @@ def test_the_narrative_takes_only_its_own_namespace():
     assert read(xml)["text"]["div"] == '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'
 
 
+def test_a_narrative_written_with_a_namespace_prefix_is_stored_in_the_default_namespace():
+    """``<h:div xmlns:h=...>`` is the same XHTML as ``<div xmlns=...>``; the JSON form of a
+    narrative is the latter (the structure check refuses a div with a prefix)."""
+    xml = (
+        f'<Patient {NS} xmlns:h="http://www.w3.org/1999/xhtml"><text><status value="generated"/>'
+        '<h:div><h:p class="c">Siti <h:b>Budi</h:b></h:p><h:img src="#a" alt="x"/></h:div></text></Patient>'
+    )
+    div = read(xml)["text"]["div"]
+    assert div == '<div xmlns="http://www.w3.org/1999/xhtml"><p class="c">Siti <b>Budi</b></p><img src="#a" alt="x"/></div>'
+    assert check_structure(read(xml)) == []
+    # a prefix on the div alone, its children in the default namespace
+    xml = f'<Patient {NS}><text><status value="generated"/><x:div xmlns:x="http://www.w3.org/1999/xhtml"><p xmlns="http://www.w3.org/1999/xhtml">a</p></x:div></text></Patient>'
+    assert read(xml)["text"]["div"] == '<div xmlns="http://www.w3.org/1999/xhtml"><p>a</p></div>'
+
+
 def test_html_named_entities_in_a_stored_narrative_are_written_as_characters():
     div = '<div xmlns="http://www.w3.org/1999/xhtml">a&nbsp;b &amp; c&eacute;</div>'
     out = xml_format.json_to_xml({"resourceType": "Patient", "text": {"status": "generated", "div": div}})
