@@ -452,5 +452,7 @@ def _check_type(resource: dict[str, Any], res_type: str) -> None:
     if not isinstance(resource, dict):
         raise FhirError.of(400, "structure", "The body must be a JSON object (a FHIR resource)")
     found = resource.get("resourceType")
+    if found is None:
+        raise FhirError.of(400, "required", f"The resource has no resourceType; the URL is for {res_type}", "resourceType")
     if found != res_type:
         raise FhirError.of(400, "invalid", f"resourceType is {found!r} but the URL is for {res_type}", "resourceType")

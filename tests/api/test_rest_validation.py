@@ -42,7 +42,9 @@ def test_resource_type_must_match_url(client):
 
 
 def test_missing_resource_type_is_400(client):
-    assert_outcome(post_raw(client, b'{"gender":"male"}'), 400)
+    body = assert_outcome(post_raw(client, b'{"gender":"male"}'), 400)
+    assert body["issue"][0]["code"] == "required"
+    assert body["issue"][0]["diagnostics"] == "The resource has no resourceType; the URL is for Patient"
 
 
 def test_unknown_element_is_400_with_expression(client):
