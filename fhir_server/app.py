@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhir_server import __version__
 from fhir_server.api import http, request_forms
 from fhir_server.api.auth_routes import router as auth_router
+from fhir_server.api.compression import CompressedResponses
 from fhir_server.api.guard import RequestGuard
 from fhir_server.api.hot_path import HotPath
 from fhir_server.api.operations import router as operations_router
@@ -147,6 +148,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
                 allow_headers=["*"],
                 expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
             )
+        if settings.gzip_min_bytes > 0:
+            layers = CompressedResponses(layers, settings.gzip_min_bytes)
         return RequestGuard(
             layers,
             max_query_params=settings.max_query_params,

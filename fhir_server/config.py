@@ -54,6 +54,9 @@ class Settings:
     max_query_bytes: int = 16_384
     #: comma-separated origins allowed by CORS (browser SMART apps); empty = no CORS headers
     cors_origins: str = ""
+    #: responses of at least this many bytes are gzip-compressed for clients that accept gzip
+    #: (api/compression.py); 0: never compressed
+    gzip_min_bytes: int = 4096
     #: default and maximum page size of history (and search) Bundles
     default_count: int = 50
     max_count: int = 1000

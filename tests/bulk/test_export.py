@@ -339,4 +339,19 @@ def test_head_of_an_export_file_never_reads_it(bulk, worker, monkeypatch):
             head = bulk.head(url)
         assert head.status_code == 200 and head.content == b""
         assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in got.headers.items() if k != "date"}
-        assert int(head.headers["content-length"]) == len(got.content)
+        assert int(head.headers["content-length"]) == got.num_bytes_downloaded  # the bytes sent
+
+
+def test_an_export_file_is_gzipped_for_a_client_that_accepts_it(bulk, worker):
+    """The NDJSON files are the largest responses: streamed from disk, compressed on the way."""
+    for n in range(40):
+        _patient(bulk, f"Kompres{n}")
+    manifest = _export(bulk, "/fhir/$export", params={"_type": "Patient"})
+    url = manifest["output"][0]["url"]
+    plain = bulk.get(url, headers={"Accept-Encoding": "identity"})
+    packed = bulk.get(url, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["content-type"].startswith("application/fhir+ndjson")
+    assert packed.content == plain.content  # decoded: the same lines
+    assert len(plain.content.splitlines()) == 40
