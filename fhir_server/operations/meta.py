@@ -3,6 +3,11 @@
 Tags, profiles and security labels are "meta" of a version: adding or deleting
 them rewrites the current version in place rather than making a new one (the
 spec's intent, and HAPI's behaviour); the search index follows.
+
+On an instance the answer is the resource's meta as stored ("the meta for the resource": its
+versionId and lastUpdated too), so it is never empty. At type and system level it is the
+profiles, tags and security labels in use; when there are none, the Parameters holds no
+``return``: an empty Meta (``{}``) is not FHIR JSON (the server's own $validate refused it).
 """
 
 from __future__ import annotations
@@ -19,18 +24,17 @@ if TYPE_CHECKING:  # pragma: no cover
 KEYS = ("profile", "tag", "security")
 
 
-def _subset(meta: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: meta[k] for k in KEYS if meta and meta.get(k)}
-
-
 def _result(meta: dict[str, Any]) -> OperationResult:
-    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]}))
+    parameters: dict[str, Any] = {"resourceType": "Parameters"}
+    if meta:
+        parameters["parameter"] = [{"name": "return", "valueMeta": meta}]
+    return OperationResult(jsonio.dumps(parameters))
 
 
 def meta(state: Services, call: OperationCall) -> OperationResult:
     if call.res_id is not None:
         stored = state.resources.read(call.res_type or "", call.res_id)
-        return _result(_subset(jsonio.loads(stored.body or b"{}").get("meta")))
+        return _result(jsonio.loads(stored.body or b"{}").get("meta") or {})
     out = state.search.meta_summary(call.res_type)
     return _result({k: out[k] for k in KEYS if k in out})
 
@@ -60,7 +64,7 @@ async def _change(state: Services, call: OperationCall, add: bool) -> OperationR
                 meta_now.pop(key, None)
 
     meta_now = await call.writer()(lambda conn: state.resources.change_meta_in(conn, res_type, res_id, edit))
-    return _result(_subset(meta_now))
+    return _result(meta_now)
 
 
 async def meta_add(state: Services, call: OperationCall) -> OperationResult:

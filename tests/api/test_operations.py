@@ -164,6 +164,30 @@ def test_meta_add_meta_delete_and_meta(client):
     assert entries(client.get("/fhir/Patient?_tag=https://fhir-server.id/tags|bpjs").json()) == []
 
 
+def test_meta_answers_are_valid_fhir_when_there_is_nothing_to_list(client):
+    """An empty Meta (``"valueMeta": {}``) is not FHIR JSON: $meta of an untagged resource, of a
+    type or the system with no tags, and $meta-delete of the last tag answered it."""
+    from fhir_server.model.structure import check_structure
+
+    pid = post(client, PATIENT).json()["id"]
+    answers = {
+        "instance": client.get(f"/fhir/Patient/{pid}/$meta").json(),
+        "type": client.get("/fhir/Patient/$meta").json(),
+        "system": client.get("/fhir/$meta").json(),
+    }
+    add = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [TAG]}}]}
+    assert op(client, f"/fhir/Patient/{pid}/$meta-add", add).status_code == 200
+    answers["delete"] = op(client, f"/fhir/Patient/{pid}/$meta-delete", add).json()
+    for where, answer in answers.items():
+        assert answer["resourceType"] == "Parameters", where
+        assert check_structure(answer) == [], (where, answer)
+    # the instance's meta is the resource's: never empty
+    for where in ("instance", "delete"):
+        meta = answers[where]["parameter"][0]["valueMeta"]
+        assert meta["versionId"] == "1" and "lastUpdated" in meta and "tag" not in meta, where
+    assert "parameter" not in answers["type"] and "parameter" not in answers["system"]
+
+
 def test_meta_add_needs_post_and_a_meta_parameter(client):
     pid = post(client, PATIENT).json()["id"]
     assert client.get(f"/fhir/Patient/{pid}/$meta-add").status_code == 405
