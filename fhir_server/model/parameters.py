@@ -1,4 +1,5 @@
-"""The shape of a Parameters resource that an operation or a FHIRPath Patch reads.
+"""The shape of a Parameters resource that an operation or a FHIRPath Patch reads, and the
+Parameters an operation answers.
 
 ``Parameters.parameter`` and each ``part`` are arrays of objects. The code that reads them
 iterates them before any validation of the body as a whole (an operation's input is read as
@@ -11,6 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import FhirError
+
+
+def parameters(params: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Parameters resource holding ``params``; with none, no ``parameter`` element at all (an
+    empty array is not FHIR JSON)."""
+    return {"resourceType": "Parameters", "parameter": params} if params else {"resourceType": "Parameters"}
 
 
 def parameter_list(body: dict[str, Any]) -> list[dict[str, Any]]:

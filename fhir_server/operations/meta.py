@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model.parameters import parameters
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,10 +26,7 @@ KEYS = ("profile", "tag", "security")
 
 
 def _result(meta: dict[str, Any]) -> OperationResult:
-    parameters: dict[str, Any] = {"resourceType": "Parameters"}
-    if meta:
-        parameters["parameter"] = [{"name": "return", "valueMeta": meta}]
-    return OperationResult(jsonio.dumps(parameters))
+    return OperationResult(jsonio.dumps(parameters([{"name": "return", "valueMeta": meta}] if meta else [])))
 
 
 def meta(state: Services, call: OperationCall) -> OperationResult:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.model.parameters import parameters
 from fhir_server.mpi.review import PAIR_STATUSES
 from fhir_server.mpi.scoring import GRADES, THRESHOLDS
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
@@ -46,7 +47,7 @@ def duplicates(state: Services, call: OperationCall) -> OperationResult:
         params.append({"name": "pair", "part": parts})
     if more:
         params.append({"name": "next-offset", "valueInteger": offset + min(count, state.max_count)})
-    return OperationResult(orjson.dumps({"resourceType": "Parameters", "parameter": params}))
+    return OperationResult(orjson.dumps(parameters(params)))
 
 
 async def not_duplicate(state: Services, call: OperationCall) -> OperationResult:

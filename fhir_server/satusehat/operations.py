@@ -12,6 +12,7 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model.parameters import parameters
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, one_parameter, register
 from fhir_server.satusehat import store
 from fhir_server.service.context import Services
@@ -27,7 +28,7 @@ def _item_parameters(item: store.Item | None, res_type: str, running: bool = Tru
         params.append({"name": "attempts", "valueInteger": 0})
         if not running:
             params.append({"name": "last-error", "valueString": "the SATUSEHAT sync has never run on this server (not configured)"})
-        return {"resourceType": "Parameters", "parameter": params}
+        return parameters(params)
     params = [{"name": "status", "valueCode": item.status}]
     if item.satusehat_id:
         params.append({"name": "satusehat-id", "valueString": item.satusehat_id})
@@ -44,7 +45,7 @@ def _item_parameters(item: store.Item | None, res_type: str, running: bool = Tru
         params.append({"name": "waits-for", "valueReference": {"reference": item.waits_for}})
     params.append({"name": "facility", "valueString": item.facility})
     params.append({"name": "version", "valueInteger": item.version})
-    return {"resourceType": "Parameters", "parameter": params}
+    return parameters(params)
 
 
 READ_SCOPE = "system/satusehat.read"
@@ -94,7 +95,7 @@ def status(services: Services, call: OperationCall) -> OperationResult:
     for item in items:
         parts = [{"name": "resource", "valueReference": {"reference": item.ref}}, *_item_parameters(item, item.res_type)["parameter"]]
         params.append({"name": "item", "part": parts})
-    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+    return OperationResult(jsonio.dumps(parameters(params)))
 
 
 async def sync(services: Services, call: OperationCall) -> OperationResult:

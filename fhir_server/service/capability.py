@@ -38,25 +38,27 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
             resources.append(_server_owned(res_type))
             continue
         resources.append(
-            {
-                "extension": subscription_capability.topic_extensions(res_type),
-                "type": res_type,
-                "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
-                **({"documentation": BINARY_NATIVE} if res_type == "Binary" else {}),
-                "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
-                "versioning": "versioned-update",
-                "readHistory": True,
-                "updateCreate": True,
-                "conditionalCreate": True,
-                "conditionalRead": "full-support",
-                "conditionalUpdate": True,
-                "conditionalDelete": "multiple" if conditional_delete_multiple else "single",
-                "searchInclude": search_parameters.search_includes(res_type),
-                "searchRevInclude": search_parameters.search_revincludes(res_type),
-                "searchParam": search_parameters.capability_search_params(res_type),
-                "operation": _operations(res_type),
-                **subscription_capability.resource_overrides(res_type),
-            }
+            _without_empty_lists(
+                {
+                    "extension": subscription_capability.topic_extensions(res_type),
+                    "type": res_type,
+                    "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+                    **({"documentation": BINARY_NATIVE} if res_type == "Binary" else {}),
+                    "interaction": [{"code": code} for code in resource_types.interactions_for(res_type)],
+                    "versioning": "versioned-update",
+                    "readHistory": True,
+                    "updateCreate": True,
+                    "conditionalCreate": True,
+                    "conditionalRead": "full-support",
+                    "conditionalUpdate": True,
+                    "conditionalDelete": "multiple" if conditional_delete_multiple else "single",
+                    "searchInclude": search_parameters.search_includes(res_type),
+                    "searchRevInclude": search_parameters.search_revincludes(res_type),
+                    "searchParam": search_parameters.capability_search_params(res_type),
+                    "operation": _operations(res_type),
+                    **subscription_capability.resource_overrides(res_type),
+                }
+            )
         )
     return {
         "resourceType": "CapabilityStatement",
@@ -96,6 +98,12 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
             }
         ],
     }
+
+
+def _without_empty_lists(entry: dict[str, Any]) -> dict[str, Any]:
+    """An element without its empty lists: ``[]`` is not FHIR JSON (a type no search parameter
+    refers to, such as Parameters, has no ``searchRevInclude``)."""
+    return {name: value for name, value in entry.items() if value != []}
 
 
 def _server_owned(res_type: str) -> dict[str, Any]:

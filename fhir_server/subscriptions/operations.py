@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.model.parameters import parameters
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, parameter_values, register
 from fhir_server.service import bundles
 from fhir_server.service.context import Services
@@ -137,7 +138,7 @@ def delivery_log(services: Services, call: OperationCall) -> OperationResult:
         if r["error"]:
             parts.append({"name": "error", "valueString": r["error"]})
         params.append({"name": "attempt", "part": parts})
-    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+    return OperationResult(jsonio.dumps(parameters(params)))
 
 
 async def replay(services: Services, call: OperationCall) -> OperationResult:
@@ -152,7 +153,7 @@ async def replay(services: Services, call: OperationCall) -> OperationResult:
         raise FhirError.of(422, "business-rule", f"Subscription/{sub_id} is {st.status}: re-activate it first (status requested)")
     await call.writer()(lambda conn: store.replay(conn, sub_id, first, now_us()))
     params = [{"name": "events-since-subscription-start", "valueString": str(st.events)}]
-    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+    return OperationResult(jsonio.dumps(parameters(params)))
 
 
 async def ws_binding_token(services: Services, call: OperationCall) -> OperationResult:
@@ -189,7 +190,7 @@ async def ws_binding_token(services: Services, call: OperationCall) -> Operation
         *({"name": "subscription", "valueString": sub_id} for sub_id in ids),
         {"name": "websocket-url", "valueUrl": websocket.websocket_url(call.base)},
     ]
-    return OperationResult(jsonio.dumps({"resourceType": "Parameters", "parameter": params}))
+    return OperationResult(jsonio.dumps(parameters(params)))
 
 
 register(Operation("status", "backport-subscription-status", status, ("Subscription",), type_level=True, instance=True))
