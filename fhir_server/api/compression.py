@@ -76,7 +76,9 @@ class CompressedResponses:
             await self.app(scope, receive, send)
 
 
-def _compressible(start: Message) -> bool:
+def _compressible(start: Message, min_bytes: int) -> bool:
+    """Whether the response ``start`` begins may be gzipped: not a 206, not encoded already, not
+    packed media, and not declared shorter than ``min_bytes`` (a small file is sent in chunks too)."""
     if start["status"] == 206:
         return False
     for name, value in start.get("headers") or ():
@@ -84,6 +86,8 @@ def _compressible(start: Message) -> bool:
         if name == b"content-encoding":
             return False
         if name == b"content-type" and value.lower().startswith(_PACKED_PREFIXES):
+            return False
+        if name == b"content-length" and value.isdigit() and int(value) < min_bytes:
             return False
     return True
 
@@ -126,7 +130,7 @@ class _Gzipping:
             return
         kind = message["type"]
         if kind == "http.response.start":
-            if _compressible(message):
+            if _compressible(message, self._min_bytes):
                 self._start = message
             else:
                 self._passing = True

@@ -205,3 +205,11 @@ def test_vary_is_merged_with_the_one_there_is() -> None:
     out = _through([_start(b"application/fhir+json", 200, (b"vary", b"Origin")), {"type": "http.response.body", "body": b"v" * 5000}])
     assert _header(out[0], b"vary") == b"Origin, Accept-Encoding"
     assert _header(out[0], b"content-encoding") == b"gzip"
+
+
+def test_a_small_body_declared_by_its_length_is_not_gzipped_even_in_chunks() -> None:
+    """A small export file is streamed (``more_body``) but its Content-Length says it is small."""
+    start = _start(b"application/fhir+ndjson", 200, (b"content-length", b"40"))
+    out = _through([start, {"type": "http.response.body", "body": b"a" * 40, "more_body": True}, {"type": "http.response.body"}])
+    assert out[0]["headers"] == start["headers"]
+    assert b"".join(m.get("body", b"") for m in out[1:]) == b"a" * 40
