@@ -122,6 +122,19 @@ def format_from_accept(accept: str | None) -> str:
     return best[3]
 
 
+def names_a_format(accept: str | None) -> bool:
+    """Whether an Accept header names a FHIR JSON or XML type itself (not only ``*/*`` or
+    ``application/*``, which leave the choice to the server)."""
+    if not accept or accept == "*/*":
+        return False
+    return any(_media_type(part) in _JSON_TYPES or _media_type(part) in _XML_TYPES for part in accept.split(","))
+
+
+def is_xml_media(content_type: str) -> bool:
+    """Whether a media type (parameters allowed) is one of the FHIR XML types."""
+    return _media_type(content_type) in _XML_TYPES
+
+
 def is_fhir_media(content_type: str) -> bool:
     """Whether a media type (parameters allowed) is one of the FHIR JSON or XML types."""
     media = _media_type(content_type)

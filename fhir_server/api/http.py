@@ -147,11 +147,20 @@ def base_url(request: Request, configured: str) -> str:
 
 
 def output_format(request: Request) -> str:
+    """The answer's format: ``_format``, else the Accept header; when that names no FHIR format
+    (absent, ``*/*``), the request body's: a client that sends XML and no Accept reads XML (as
+    HAPI answers it), not a JSON it may have no parser for."""
     if request.scope.get("query_string"):
         fmt = request.query_params.get("_format")
         if fmt:
             return formats.format_from_param(fmt)
-    return formats.format_from_accept(request.headers.get("accept"))
+    accept = request.headers.get("accept")
+    fmt = formats.format_from_accept(accept)
+    if fmt == formats.JSON and not formats.names_a_format(accept):
+        content_type = request.headers.get("content-type")
+        if content_type and formats.is_xml_media(content_type):
+            return formats.XML
+    return fmt
 
 
 def format_params(request: Request) -> list[tuple[str, str]]:

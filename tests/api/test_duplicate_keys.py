@@ -136,7 +136,7 @@ def test_an_operation_body_of_other_json_names_the_place(client):
     assert "at response.content[0]" in r.json()["issue"][0]["diagnostics"]
 
 
-X = {"Content-Type": "application/fhir+xml"}
+X = {"Content-Type": "application/fhir+xml", "Accept": "application/fhir+json"}  # the outcomes read as JSON
 NS = 'xmlns="http://hl7.org/fhir"'
 
 

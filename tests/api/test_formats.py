@@ -28,7 +28,9 @@ def test_read_as_xml_by_format_parameter_and_accept(client):
 
 
 def test_create_from_xml(client):
-    r = client.post("/fhir/Patient", content=PATIENT_XML, headers={"Content-Type": "application/fhir+xml"})
+    r = client.post(
+        "/fhir/Patient", content=PATIENT_XML, headers={"Content-Type": "application/fhir+xml", "Accept": "application/fhir+json"}
+    )
     assert r.status_code == 201, r.text
     stored = client.get(f"/fhir/Patient/{r.json()['id']}").json()
     assert stored["name"][0]["family"] == "Aminah"
@@ -42,12 +44,44 @@ def test_xml_with_entities_is_refused(client):
     )
     r = client.post("/fhir/Patient", content=evil, headers={"Content-Type": "application/fhir+xml"})
     assert r.status_code == 400
-    assert r.json()["resourceType"] == "OperationOutcome"
+    assert r.headers["content-type"].startswith("application/fhir+xml")  # no Accept: the body's format
+    assert b"<OperationOutcome" in r.content
 
 
 def test_malformed_xml_is_400(client):
     r = client.post("/fhir/Patient", content=b"<Patient><gender", headers={"Content-Type": "application/xml"})
     assert r.status_code == 400
+
+
+def test_without_accept_the_answer_is_in_the_format_of_the_body(client):
+    """A client that sends XML and no Accept (or only */*) reads XML, as HAPI answers it: the
+    answer was JSON, which an XML-only SIMRS has no parser for. An Accept that names a format wins."""
+    for accept in (None, "*/*", "application/*"):
+        headers = {"Content-Type": "application/fhir+xml", **({"Accept": accept} if accept else {})}
+        if accept is None:
+            headers["Accept"] = ""  # httpx sends */* unless told
+        created = client.post("/fhir/Patient", content=PATIENT_XML, headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.headers["content-type"].startswith("application/fhir+xml"), accept
+        assert b"<Patient" in created.content and b'<family value="Aminah"/>' in created.content
+        refused = client.post("/fhir/Patient", content=PATIENT_XML.replace(b"1990-06-05", b"1990-13-05"), headers=headers)
+        assert refused.status_code == 400
+        assert refused.headers["content-type"].startswith("application/fhir+xml") and b"<OperationOutcome" in refused.content
+    bundle = (
+        b'<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/><entry><resource>'
+        + PATIENT_XML.split(b"?>", 1)[1]
+        + b'</resource><request><method value="POST"/><url value="Patient"/></request></entry></Bundle>'
+    )
+    answer = client.post("/fhir", content=bundle, headers={"Content-Type": "application/fhir+xml"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/fhir+xml")
+    # Accept naming a format, or _format, decide; a JSON body without Accept is answered in JSON
+    named = client.post(
+        "/fhir/Patient", content=PATIENT_XML, headers={"Content-Type": "application/fhir+xml", "Accept": "application/fhir+json"}
+    )
+    assert named.headers["content-type"].startswith("application/fhir+json")
+    by_param = client.post("/fhir/Patient?_format=json", content=PATIENT_XML, headers={"Content-Type": "application/fhir+xml"})
+    assert by_param.headers["content-type"].startswith("application/fhir+json")
+    assert post(client, PATIENT).headers["content-type"].startswith("application/fhir+json")
 
 
 def test_errors_follow_the_requested_format(client):
@@ -122,7 +156,7 @@ def test_r4_only_types_are_read_and_written_as_xml(client):
 
 def test_an_xml_element_the_type_does_not_have_is_400_naming_where(client):
     body = b'<Patient xmlns="http://hl7.org/fhir"><name><family value="A"/><nickname value="B"/></name></Patient>'
-    r = client.post("/fhir/Patient", content=body, headers=XML_H)
+    r = client.post("/fhir/Patient", content=body, headers={**XML_H, "Accept": "application/fhir+json"})
     assert r.status_code == 400, r.text
     issue = r.json()["issue"][0]
     assert issue["diagnostics"] == "Invalid FHIR XML: unknown element 'nickname'" and issue["expression"] == ["Patient.name[0]"]
