@@ -40,3 +40,10 @@ def parse_qsl(query: str) -> list[tuple[str, str]]:
         name, _, value = part.partition("=")
         pairs.append((_unquote_plus(name), _unquote_plus(value)))
     return pairs
+
+
+def media_type_value(value: str) -> str:
+    """A media type given as a query value (``_format``, ``_outputFormat``): without its
+    parameters, in lower case, a ``+`` written unescaped in the URL (which arrives as a space:
+    ``application/fhir+ndjson`` as the Bulk Data IG's examples write it) put back."""
+    return value.split(";", 1)[0].strip().lower().replace(" ", "+")

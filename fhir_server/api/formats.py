@@ -16,6 +16,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.model import xml_format
 from fhir_server.model.structure import expression_at
+from fhir_server.urlcodec import media_type_value
 
 JSON = "json"
 XML = "xml"
@@ -70,7 +71,7 @@ def format_from_param(value: str) -> str:
     """JSON or XML for a ``_format`` value: ``json``, ``xml`` or a mime type, with parameters
     (``application/fhir+json;fhirVersion=4.0``, http.html#mime-type) or not (406 otherwise).
     A ``+`` sent unescaped in a query arrives as a space."""
-    media = _media_type(value).replace(" ", "+")
+    media = media_type_value(value)
     fmt = _FORMAT_PARAM.get(media) or (JSON if media in _JSON_TYPES else XML if media in _XML_TYPES else None)
     if fmt is None:
         raise FhirError.of(406, "not-supported", f"_format '{value}' is not supported (use json or xml)")

@@ -26,7 +26,7 @@ from fhir_server.model.parameters import parameter_list
 from fhir_server.resource_types import is_resource_type
 from fhir_server.search.parse import parse_query
 from fhir_server.timeutil import datetime_range, to_instant
-from fhir_server.urlcodec import parse_qsl
+from fhir_server.urlcodec import media_type_value, parse_qsl
 
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
@@ -201,7 +201,7 @@ def _show(value: Any) -> str:
 def _output_format(values: list[str]) -> str:
     if len(values) > 1:
         raise FhirError.of(400, "invalid", "_outputFormat may appear only once")
-    output_format = values[0] if values else NDJSON
+    output_format = media_type_value(values[0]) if values else NDJSON
     if output_format not in OUTPUT_FORMATS:
         raise FhirError.of(400, "not-supported", f"_outputFormat '{output_format}' is not supported: use application/fhir+ndjson")
     return output_format

@@ -198,6 +198,9 @@ def test_kickoff_errors(bulk):
         assert _kickoff(bulk, "/fhir/$export", params={"_outputFormat": fmt}).status_code == 202
     resp = _kickoff(bulk, "/fhir/$export", params={"_outputFormat": "text/csv"})
     assert resp.status_code == 400 and "_outputFormat" in resp.text
+    # the IG's examples write the + unescaped, which a URL decodes to a space; case and parameters
+    for raw in ("application/fhir+ndjson", "Application/FHIR+NDJSON", "application/fhir%2Bndjson; charset=utf-8"):
+        assert bulk.get(f"/fhir/$export?_outputFormat={raw}", headers=ASYNC).status_code == 202, raw
     assert _kickoff(bulk, "/fhir/$export", params={"_since": "yesterday"}).status_code == 400
     assert _kickoff(bulk, "/fhir/$export", params={"_type": "Nope"}).status_code == 400
     assert _kickoff(bulk, "/fhir/Patient/$export", params={"_type": "Organization"}).status_code == 400
