@@ -8,6 +8,10 @@ segments changes no meaning. The ASGI entry of the app (``app.FhirApp``) applies
 every request under ``/fhir`` before any layer or route sees the path, and the Bundle
 parser applies it to every ``entry.request.url``: nothing is answered with a redirect,
 which clients do not follow for a POST.
+
+A GET of ``[type]/_search`` (or ``_search`` at the base) is the search itself: ``_search`` is
+defined for POST, and HAPI's client sends its searches as ``GET [base]/Patient/_search?...``
+when set to its ``GET_WITH_SEARCH`` style; that was a 405.
 """
 
 from __future__ import annotations
@@ -32,3 +36,11 @@ def canonical_fhir_path(path: str) -> str | None:
     if canonical == FHIR_BASE_PATH or canonical.startswith(FHIR_BASE_PATH + "/"):
         return canonical
     return None
+
+
+def search_get_path(path: str) -> str:
+    """The path a GET (or HEAD) of ``path`` means: ``.../[type]/_search`` and ``.../_search`` are
+    the search itself, without the ``_search`` segment; any other path is itself."""
+    if path == "_search" or path == "/_search":
+        return path[:-7]
+    return path[:-8] if path.endswith("/_search") else path

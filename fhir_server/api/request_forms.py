@@ -10,7 +10,9 @@ other layer (guard, audit, hot path, FastAPI), so each rule lives here once:
   with its authorization and audit, and only the body is dropped, so status and headers
   (ETag, Content-Type, Content-Length) are the GET's. The one GET that is not safe, the
   ``$export`` kick-off (it starts a job), checks :func:`is_head` and answers 405 after the
-  kick-off's own checks instead of starting one (``bulk/routes.py``).
+  kick-off's own checks instead of starting one (``bulk/routes.py``);
+- ``GET [base]/[type]/_search?...`` (and ``[base]/_search``) is the search
+  (``url_forms.search_get_path``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from starlette.routing import Match, Route
 from starlette.types import Message, Scope, Send
 
-from fhir_server.url_forms import canonical_fhir_path, canonical_path
+from fhir_server.url_forms import FHIR_BASE_PATH, canonical_fhir_path, canonical_path, search_get_path
 
 #: set in the scope a HEAD request is answered with (as a GET)
 _HEAD = "fhir.head"
@@ -40,6 +42,11 @@ def canonical_request(scope: Scope, send: Send) -> tuple[Scope, Send]:
         # a copy: the server keeps HEAD in its own scope (uvicorn then sends no body either)
         scope = {**scope, "method": "GET", _HEAD: True}
         send = _headers_only(send)
+    if scope["method"] == "GET" and path.endswith("/_search") and path.startswith(FHIR_BASE_PATH + "/"):
+        scope["path"] = search_get_path(path)
+        raw = scope.get("raw_path")
+        if raw is not None:
+            scope["raw_path"] = search_get_path(raw.decode("latin-1")).encode("latin-1")
     return scope, send
 
 

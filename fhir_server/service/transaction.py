@@ -39,7 +39,7 @@ from fhir_server.service.search import SearchService
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
 from fhir_server.timeutil import datetime_range, to_instant
-from fhir_server.url_forms import canonical_path
+from fhir_server.url_forms import canonical_path, search_get_path
 from fhir_server.urlcodec import parse_qsl
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -505,6 +505,8 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         raise FhirError.of(400, "not-supported", f"{where}.request.url points at another server: {url}", f"{where}.request.url")
     path, _, query = url.partition("?")
     path = canonical_path(path).lstrip("/")  # ``Patient/1/`` is ``Patient/1`` (url_forms)
+    if method in ("GET", "HEAD"):
+        path = search_get_path(path)  # ``Patient/_search?...`` is the search (url_forms)
     url = path + ("?" + query if query else "")
     parts = path.split("/") if path else []
     if parts and parts[-1].startswith("$"):

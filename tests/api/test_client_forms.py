@@ -187,3 +187,27 @@ def test_prefer_return_operation_outcome_spellings(client, prefer):
 def test_prefer_handling_strict_spellings(client, prefer):
     r = client.get("/fhir/Patient?gender=female&unknown-param=1", headers={"Prefer": prefer})
     assert r.status_code == 400, r.text
+
+
+# ----------------------------------------------------------------------------- GET [type]/_search
+
+
+def test_get_with_search_is_the_search(client):
+    """HAPI's client set to its GET_WITH_SEARCH style sends ``GET [base]/Patient/_search?...``;
+    that was 405 ("GET is not allowed"). It is the search, at type and system level, in a Bundle
+    entry too, and HEAD of it is the GET without the body."""
+    pid = _create(client).json()["id"]
+    plain = client.get(f"/fhir/Patient?identifier={NIK}|3204154506900003").json()
+    by_search = client.get(f"/fhir/Patient/_search?identifier={NIK}|3204154506900003")
+    assert by_search.status_code == 200, by_search.text
+    assert [e["resource"]["id"] for e in by_search.json()["entry"]] == [pid] == [e["resource"]["id"] for e in plain["entry"]]
+    assert by_search.json()["link"][0]["url"].startswith("http://testserver/fhir/Patient?")  # the self link: the search
+    system = client.get("/fhir/_search?_type=Patient&_id=" + pid)
+    assert system.status_code == 200 and [e["resource"]["id"] for e in system.json()["entry"]] == [pid]
+    head = client.head(f"/fhir/Patient/_search?_id={pid}")
+    assert head.status_code == 200 and head.content == b""
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": f"Patient/_search?_id={pid}"}}]}
+    entry = client.post("/fhir", json=batch).json()["entry"][0]
+    assert entry["response"]["status"].startswith("200") and entry["resource"]["entry"][0]["resource"]["id"] == pid
+    # POST _search is unchanged, and a resource id "_search" is not an id (ids have no underscore)
+    assert client.post("/fhir/Patient/_search", data={"_id": pid}).json()["entry"][0]["resource"]["id"] == pid
