@@ -16,6 +16,8 @@ when set to its ``GET_WITH_SEARCH`` style; that was a 405.
 
 from __future__ import annotations
 
+from fhir_server.resource_types import is_resource_type
+
 FHIR_BASE_PATH = "/fhir"
 
 
@@ -39,8 +41,12 @@ def canonical_fhir_path(path: str) -> str | None:
 
 
 def search_get_path(path: str) -> str:
-    """The path a GET (or HEAD) of ``path`` means: ``.../[type]/_search`` and ``.../_search`` are
-    the search itself, without the ``_search`` segment; any other path is itself."""
-    if path == "_search" or path == "/_search":
-        return path[:-7]
-    return path[:-8] if path.endswith("/_search") else path
+    """The path a GET (or HEAD) of ``path`` means: ``[type]/_search`` and ``_search`` at the base
+    are the search itself, without the ``_search`` segment; any other path (``Patient/1/_search``
+    is no search) is itself."""
+    if path == "_search":
+        return ""
+    if not path.endswith("/_search"):
+        return path
+    before = path[:-8]
+    return before if before in ("", FHIR_BASE_PATH) or is_resource_type(before.rpartition("/")[2]) else path

@@ -209,5 +209,7 @@ def test_get_with_search_is_the_search(client):
     batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": f"Patient/_search?_id={pid}"}}]}
     entry = client.post("/fhir", json=batch).json()["entry"][0]
     assert entry["response"]["status"].startswith("200") and entry["resource"]["entry"][0]["resource"]["id"] == pid
+    # only a type or the base takes _search: Patient/[id]/_search is no read
+    assert client.get(f"/fhir/Patient/{pid}/_search").status_code in (404, 405)
     # POST _search is unchanged, and a resource id "_search" is not an id (ids have no underscore)
     assert client.post("/fhir/Patient/_search", data={"_id": pid}).json()["entry"][0]["resource"]["id"] == pid
