@@ -7,9 +7,19 @@ collects several problems returns lists of :class:`Issue` instead of raising.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: characters a FHIR string may not hold (below U+0020 but tab, LF and CR: datatypes.html#string),
+#: which XML 1.0 cannot carry at all; a diagnostic quoting what a client sent may contain them
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character a FHIR string may not hold written as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +43,10 @@ class Issue:
         return self.severity in ("error", "fatal")
 
     def to_fhir(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        # the texts quote what clients sent: kept to what a FHIR string (and XML) can hold
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": printable(self.diagnostics)}
         if self.expression:
-            out["expression"] = [self.expression]
+            out["expression"] = [printable(self.expression)]
         return out
 
 

@@ -237,7 +237,12 @@ class CannotWrite(ValueError):
 def json_to_xml(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
     """A JSON resource as FHIR XML bytes (with an XML declaration), elements in R4 order;
     ``pretty``: indented (``_pretty=true``), the narrative's markup as it was."""
-    root = _Writer().resource(resource)
+    try:
+        root = _Writer().resource(resource)
+    except CannotWrite:
+        raise
+    except ValueError as exc:  # lxml: a character XML 1.0 cannot hold (a control character)
+        raise CannotWrite(str(exc)) from None
     if pretty:
         _indent_around_narratives(root)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))

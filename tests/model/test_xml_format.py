@@ -345,3 +345,10 @@ def test_pretty_xml_is_indented_and_reads_back_the_same_narrative_untouched():
     assert '\n  <name>\n    <family value="A"/>\n' in out
     assert div in out
     assert read(out) == resource
+
+
+def test_a_character_xml_cannot_hold_is_cannot_write_not_a_crash():
+    """FHIR strings never hold control characters (the checker refuses them), but a text the
+    server writes may quote one a client sent; lxml's ValueError was a 500."""
+    with pytest.raises(xml_format.CannotWrite):
+        xml_format.json_to_xml({"resourceType": "Basic", "code": {"text": "a\x1fb"}})
