@@ -213,3 +213,14 @@ def test_get_with_search_is_the_search(client):
     assert client.get(f"/fhir/Patient/{pid}/_search").status_code in (404, 405)
     # POST _search is unchanged, and a resource id "_search" is not an id (ids have no underscore)
     assert client.post("/fhir/Patient/_search", data={"_id": pid}).json()["entry"][0]["resource"]["id"] == pid
+
+
+def test_get_with_search_in_token_mode_needs_the_types_scope(secured):
+    """The ``_search`` form is rewritten before the guard: the same scope check as the search."""
+    from tests.security.test_token_auth_http import auth, token_for
+
+    other = token_for(secured, "system/Observation.read")
+    refused = secured.get("/fhir/Patient/_search?gender=female", headers=auth(other))
+    assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
+    reader = token_for(secured, "system/Patient.read")
+    assert secured.get("/fhir/Patient/_search?gender=female", headers=auth(reader)).status_code == 200
