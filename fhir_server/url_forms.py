@@ -49,4 +49,7 @@ def search_get_path(path: str) -> str:
     if not path.endswith("/_search"):
         return path
     before = path[:-8]
-    return before if before in ("", FHIR_BASE_PATH) or is_resource_type(before.rpartition("/")[2]) else path
+    parent, _, last = before.rpartition("/")
+    # the base, a type (``Patient/1/Observation`` too), or any one segment after the base (an
+    # unknown type is then answered as one: 404 naming it)
+    return before if before in ("", FHIR_BASE_PATH) or parent in ("", FHIR_BASE_PATH) or is_resource_type(last) else path

@@ -211,6 +211,8 @@ def test_get_with_search_is_the_search(client):
     assert entry["response"]["status"].startswith("200") and entry["resource"]["entry"][0]["resource"]["id"] == pid
     # only a type or the base takes _search: Patient/[id]/_search is no read
     assert client.get(f"/fhir/Patient/{pid}/_search").status_code in (404, 405)
+    unknown = client.get("/fhir/Nope/_search?x=1")  # answered as the search of an unknown type
+    assert unknown.status_code == 404 and "Nope" in unknown.json()["issue"][0]["diagnostics"]
     # POST _search is unchanged, and a resource id "_search" is not an id (ids have no underscore)
     assert client.post("/fhir/Patient/_search", data={"_id": pid}).json()["entry"][0]["resource"]["id"] == pid
 
