@@ -30,6 +30,7 @@ from fhir_server.service.indexing import index_rows
 from fhir_server.service.prepare_helper import PrepareHelper, answers_of, decode, encode
 from fhir_server.service.resources import ResourceService
 from tests.conftest import BACKENDS, database, empty_tables
+from tests.waiting import wait_until
 
 H = {"Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"}
 NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -186,11 +187,13 @@ def test_a_helper_that_ends_midway_leaves_its_entries_to_this_process(client, mo
     and the next Bundles are prepared here too (a helper that has ended takes no more)."""
     own = _started(monkeypatch)
     real = own.submit
+    killed: list[int] = []
 
     def submit_then_die(index, jobs):
         pending = real(index, jobs)
         assert own._pid is not None
         os.kill(own._pid, 9)
+        killed.append(len(jobs))
         return pending
 
     monkeypatch.setattr(own, "submit", submit_then_die)
@@ -199,6 +202,10 @@ def test_a_helper_that_ends_midway_leaves_its_entries_to_this_process(client, mo
         patients = [{"resourceType": "Patient", "id": f"k{n}", "name": [{"family": f"Mati{n}"}]} for n in range(30)]
         r = client.post("/fhir", content=_bundle(patients), headers=H)
         assert r.status_code == 200, r.text
+        assert killed == [15]  # the entries were sent, then the helper was killed
+        # SIGKILL takes effect when the kernel next runs the helper: on a loaded machine after the
+        # Bundle may be answered (its answers read first); once it has ended it takes no more
+        wait_until(lambda: not own.running(), timeout=30, message="the killed helper ends")
         assert own.share(30) == 0 and not own.running()
         again = [{"resourceType": "Patient", "id": f"j{n}", "name": [{"family": f"Lagi{n}"}]} for n in range(30)]
         assert client.post("/fhir", content=_bundle(again), headers=H).status_code == 200
