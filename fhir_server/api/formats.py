@@ -126,9 +126,7 @@ def format_from_accept(accept: str | None) -> str:
 def names_a_format(accept: str | None) -> bool:
     """Whether an Accept header names a FHIR JSON or XML type itself (not only ``*/*`` or
     ``application/*``, which leave the choice to the server)."""
-    if not accept or accept == "*/*":
-        return False
-    return any(_media_type(part) in _JSON_TYPES or _media_type(part) in _XML_TYPES for part in accept.split(","))
+    return accept is not None and any(is_fhir_media(part) for part in accept.split(","))
 
 
 def is_xml_media(content_type: str) -> bool:

@@ -26,14 +26,20 @@ def unparsable_request_answer(url_bytes: int) -> tuple[int, bytes]:
     """The status and OperationOutcome for a request the HTTP parser refused, whose URL so far
     has ``url_bytes`` bytes."""
     if url_bytes > PARSER_MAX_URL_BYTES:
-        issue = error(
-            "too-costly",
-            f"The URL is longer than {PARSER_MAX_URL_BYTES:,} bytes, more than HTTP/1.1 request lines are read here: "
-            "send a long search as POST [base]/[type]/_search with its parameters in the form body",
+        status, issue = (
+            414,
+            error(
+                "too-costly",
+                f"The URL is longer than {PARSER_MAX_URL_BYTES:,} bytes, more than HTTP/1.1 request lines are read here: "
+                "send a long search as POST [base]/[type]/_search with its parameters in the form body",
+            ),
         )
-        return 414, jsonio.dumps(operation_outcome([issue]))
-    issue = error("structure", "The request is not valid HTTP/1.1 (its request line, headers or chunked body could not be read)")
-    return 400, jsonio.dumps(operation_outcome([issue]))
+    else:
+        status, issue = (
+            400,
+            error("structure", "The request is not valid HTTP/1.1 (its request line, headers or chunked body could not be read)"),
+        )
+    return status, jsonio.dumps(operation_outcome([issue]))
 
 
 class FhirHttpToolsProtocol(HttpToolsProtocol):

@@ -251,7 +251,7 @@ def json_to_xml(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
 def _indent_around_narratives(root: Any) -> None:
     """Indent the FHIR elements; a narrative keeps its markup as it was (whitespace added inside
     it would be text of the narrative)."""
-    narratives = [div for div in root.iter("{" + XHTML_NS + "}div") if div.getparent().tag.startswith(_FHIR)]
+    narratives = [div for div in root.iter(_XHTML + "div") if div.getparent().tag.startswith(_FHIR)]
     holders = []
     for div in narratives:
         holder = etree.Element(_FHIR + "div")
