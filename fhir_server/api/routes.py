@@ -14,6 +14,7 @@ from fhir_server.api import binary, http
 from fhir_server.api.access import principal
 from fhir_server.api.convertors import register_fhir_convertors
 from fhir_server.errors import FhirError, operation_outcome
+from fhir_server.search.compartment import Compartment
 from fhir_server.service.conditional import create_condition
 from fhir_server.service.patch import JSON_PATCH, MERGE_PATCH, patch_format
 from fhir_server.service.pipeline import WRITES, Answer, AuditContext, Interaction
@@ -196,6 +197,39 @@ async def search_system_post(request: Request) -> Response:
 async def search_type_post(request: Request, res_type: str) -> Response:
     _state(request).pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
     return http.body_response(request, type_search(request, res_type, await _search_form(request)))
+
+
+_IN_COMPARTMENT = "/{compartment:fhir_type}/{focal_id:fhir_id}"
+
+
+def _compartment_search(request: Request, compartment: str, focal_id: str, res_type: str, params: list[tuple[str, str]]) -> Response:
+    i = interaction(request, "search-type", res_type, params=params, compartment=Compartment(compartment, focal_id))
+    return http.body_response(request, _state(request).pipeline.search_now(i))
+
+
+@router.get(_IN_COMPARTMENT + "/{res_type:fhir_type}", responses=_responses(200), summary="search-type in a compartment")
+async def search_compartment_type(request: Request, compartment: str, focal_id: str, res_type: str) -> Response:
+    """``GET [base]/Patient/1/Encounter?...``: the Encounters in Patient 1's compartment (search/compartment.py)."""
+    return _compartment_search(request, compartment, focal_id, res_type, _params(request))
+
+
+@router.post(_IN_COMPARTMENT + "/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type in a compartment (POST)")
+async def search_compartment_type_post(request: Request, compartment: str, focal_id: str, res_type: str) -> Response:
+    _state(request).pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
+    return _compartment_search(request, compartment, focal_id, res_type, await _search_form(request))
+
+
+@router.get(_IN_COMPARTMENT + "/*", responses=_responses(200), summary="search in a compartment (every type, or _type)")
+async def search_compartment(request: Request, compartment: str, focal_id: str) -> Response:
+    """``GET [base]/Patient/1/*?...``: every resource in Patient 1's compartment, or those of ``_type``."""
+    i = interaction(request, "search-system", params=_params(request), compartment=Compartment(compartment, focal_id))
+    return await _bundle(request, i)
+
+
+@router.post(_IN_COMPARTMENT + "/_search", responses=_responses(200), summary="search in a compartment (POST)")
+async def search_compartment_post(request: Request, compartment: str, focal_id: str) -> Response:
+    i = interaction(request, "search-system", params=await _search_form(request), compartment=Compartment(compartment, focal_id))
+    return await _bundle(request, i)
 
 
 @router.get("/{res_type:fhir_type}/_history", responses=_responses(200), summary="Type history")

@@ -52,7 +52,20 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
     res_id = parts[1]
     if len(parts) >= 3 and parts[2] == "_history":
         return ("vread" if len(parts) > 3 else "history-instance"), res_type, res_id, None
+    if len(parts) >= 3:  # a search in the compartment of Type/id: the compartment is what it looks into
+        return ("search-system" if parts[2] in ("*", "_search") else "search-type"), res_type, res_id, None
     return _KIND_OF_ID.get(method, "read"), res_type, res_id, None
+
+
+def audited_query(interaction: str, res_id: str | None, path: str, query: str) -> str:
+    """The query an AuditEvent keeps: the query string, or for a search in a compartment (whose
+    entity is the compartment, ``Patient/1``) what it searched there too: ``Encounter?status=x``,
+    ``*?_type=...`` (as the relative URL after the compartment)."""
+    if res_id is None or not interaction.startswith("search"):
+        return query
+    parts = [p for p in path.split("/") if p][3:]  # after "fhir", the type and the id
+    searched = "*" if not parts or parts[0] in ("*", "_search") else parts[0]
+    return f"{searched}?{query}" if query else searched
 
 
 #: the cleaned (user agent, address, client id, organization id) of their raw values: the same few
@@ -94,6 +107,8 @@ def request_row(raw: RawRequest) -> tuple[Any, ...]:
     if not (len(ids) <= 64 and ids.isascii() and "\x00" not in ids):
         res_type = res_type and storable(res_type, 64)
         res_id = res_id and storable(res_id, 64)
+    if res_id is not None and interaction.startswith("search"):
+        query_bytes = audited_query(interaction, res_id, path, query_bytes.decode("latin-1")).encode("latin-1")
     env = (ua_bytes, address, client_id, organization_id)
     user_agent, address, client_id, organization_id = _CLEANED.get(env) or _cleaned(env)
     if not (query_bytes or operation or request_id_bytes):

@@ -20,6 +20,7 @@ from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
+from .compartment import Compartment, members
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
@@ -55,6 +56,7 @@ def run_search(
     base_url: str | None = None,
     searchable: Callable[[str], bool] | None = None,
     readable: Callable[[str], bool] | None = None,
+    compartment: Compartment | None = None,
 ) -> SearchResult:
     """Search ``res_type`` (None: all types / ``_type``) with ``params`` as given in the query string.
 
@@ -65,6 +67,8 @@ def run_search(
     match local references. ``searchable`` (the caller's scopes): chains and ``_has`` may only
     look into types it allows (search/scope_filter.py); ``readable``: included resources of other
     types are left out, and ``:iterate`` never walks on from them. None: no restriction.
+    ``compartment``: only resources in it (search/compartment.py); ``res_type`` None: of every
+    type it holds, or of those of ``_type``.
     """
     q = parse_query(res_type, params, strict=strict)
     if searchable is not None:
@@ -76,6 +80,10 @@ def run_search(
         count = max_count
     b = SqlBuilder(base_url)
     criteria = b.clauses("r", q.criteria)
+    if compartment is not None:
+        held = members(compartment, q.res_types)
+        q.res_types = tuple(held)
+        criteria.append(b.compartment("r", compartment.code, compartment.focal_id, held))
     where = ["r.deleted = FALSE"]
     if q.res_types:
         # SQLite without statistics (no ANALYZE yet: any database filled through the API) walks

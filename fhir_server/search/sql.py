@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from ..storage.placeholders import named
+from .compartment import FOCAL
 from .extract import leaf_type
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
@@ -375,6 +376,31 @@ class SqlBuilder:
         inner = self.clause(src, has)
         target = f"{ref}.target_type = {self.p(c.res_types[0])}" if len(c.res_types) == 1 else f"{ref}.target_type = {r}.res_type"
         return f"{r}.res_id IN ({head} AND {inner} AND {target})"
+
+    def compartment(self, r: str, code: str, focal_id: str, members: dict[str, tuple[str, ...]]) -> str:
+        """Membership of ``code``/``focal_id``'s compartment for resources of ``members`` (type ->
+        the parameters that put it there, ``{def}``: the focal resource itself; search/compartment.py).
+        Types sharing their parameters share one reference look-up; when every type does (a type
+        search), the clause is a plain ``r.pk IN (...)`` that the page planner can drive."""
+        by_params: dict[tuple[str, ...], list[str]] = {}
+        focal = ""
+        for res_type, params in members.items():
+            refs = tuple(p for p in params if p != FOCAL)
+            if refs:
+                by_params.setdefault(refs, []).append(res_type)
+            if len(refs) < len(params) and res_type == code:
+                focal = f"({r}.res_type = {self.p(code)} AND {r}.res_id = {self.p(focal_id)})"
+        arms = []
+        for params, res_types in by_params.items():
+            ref = self._alias("idx_reference")
+            look_up = (
+                f"{r}.pk IN (SELECT {ref}.resource_pk FROM idx_reference {ref} WHERE {self.in_list(f'{ref}.param', list(params))} "
+                f"AND {ref}.target_id = {self.p(focal_id)} AND {ref}.target_type = {self.p(code)})"
+            )
+            arms.append(look_up if len(by_params) == 1 and not focal else and_([self.in_list(f"{r}.res_type", res_types), look_up]))
+        if focal:
+            arms.append(focal)
+        return arms[0] if len(arms) == 1 else or_(arms)
 
     # ------------------------------------------------------------------------- sorting
 

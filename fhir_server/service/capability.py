@@ -12,6 +12,7 @@ from fhir_server.errors import FhirError
 from fhir_server.operations import catalog  # noqa: F401  (registers the operations)
 from fhir_server.operations.registry import operations_for
 from fhir_server.search import parameters as search_parameters
+from fhir_server.search.compartment import compartment_codes, definition_url
 from fhir_server.search.subsetting import for_read
 from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
@@ -95,6 +96,8 @@ def capability_statement(base: str, *, conditional_delete_multiple: bool = False
                     {"name": p["name"], "definition": p["definition"], "type": p["type"]}
                     for p in search_parameters.capability_search_params("Resource")
                 ],
+                # searches in a compartment: GET [base]/Patient/1/Encounter, .../* (search/compartment.py)
+                "compartment": [definition_url(code) for code in compartment_codes()],
             }
         ],
     }

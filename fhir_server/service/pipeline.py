@@ -23,13 +23,14 @@ from sqlalchemy.engine import Connection
 
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.recorder import record_in
-from fhir_server.audit.request_rows import classify
+from fhir_server.audit.request_rows import audited_query, classify
 from fhir_server.auth.guard import REALM
 from fhir_server.auth.tokens import www_authenticate
 from fhir_server.errors import FhirError, Issue
 from fhir_server.operations import catalog  # noqa: F401  (registers every operation)
 from fhir_server.operations.registry import Operation, OperationCall, find
 from fhir_server.resource_types import interactions_for, is_resource_type
+from fhir_server.search.compartment import Compartment
 from fhir_server.search.subsetting import for_read
 from fhir_server.service.access import Principal
 from fhir_server.service.capability import metadata
@@ -71,7 +72,7 @@ class AuditContext:
             status,
             res_type,
             res_id,
-            query=self.query.decode("latin-1") or None,
+            query=audited_query(interaction, res_id, self.path, self.query.decode("latin-1")) or None,
             operation=operation,
             client_id=principal.client_id,
             organization_id=principal.organization_id,
@@ -130,6 +131,8 @@ class Interaction:
     #: set by the interaction check once passed (routes check before reading a body; ``handle``
     #: does not check again)
     checked: bool = False
+    #: a search in a compartment (``Patient/1/Encounter``: search-type; ``Patient/1/*``: search-system)
+    compartment: Compartment | None = None
 
 
 class WritePolicy(Protocol):
@@ -276,12 +279,13 @@ class Pipeline:
             self._check_interaction(i)
         s = self.services
         if i.res_type == "AuditEvent":
-            return s.audit_trail.search(i.base, i.params, strict=i.strict)
-        return s.search.search(i.base, i.res_type, i.params, strict=i.strict, principal=i.principal)
+            return s.audit_trail.search(i.base, i.params, strict=i.strict, compartment=i.compartment)
+        return s.search.search(i.base, i.res_type, i.params, strict=i.strict, principal=i.principal, compartment=i.compartment)
 
     async def _search_system(self, i: Interaction) -> Answer:
         i.principal.require_search_system(i.params)
-        return Answer(200, self.services.search.search(i.base, None, i.params, strict=i.strict, principal=i.principal))
+        search = self.services.search.search
+        return Answer(200, search(i.base, None, i.params, strict=i.strict, principal=i.principal, compartment=i.compartment))
 
     async def _capabilities(self, i: Interaction) -> Answer:
         if self.capability is None:
@@ -567,6 +571,7 @@ def _entry_interaction(parent: Interaction, index: int, raw: Any) -> tuple[Inter
         resolve_references=True,
         audit=audit,
         head=e.method == "HEAD",
+        compartment=e.compartment,
     )
     if e.method == "PATCH":
         sub.patch_type, sub.body = patch_body(e)

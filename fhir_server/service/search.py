@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
-from fhir_server.errors import operation_outcome
+from fhir_server.errors import FhirError, operation_outcome
+from fhir_server.search.compartment import Compartment
 from fhir_server.search.engine import SearchResult, run_search
 from fhir_server.service import bundles
 from fhir_server.service.access import OPEN, Principal
@@ -31,9 +32,13 @@ class SearchService:
         strict: bool,
         principal: Principal = OPEN,
         source: Database | Connection | None = None,
+        compartment: Compartment | None = None,
     ) -> SearchResult:
         """The search's result, limited to what ``principal`` may see: chains and ``_has`` only into
-        types it may search, includes (and ``:iterate`` steps) only of types it may read."""
+        types it may search, includes (and ``:iterate`` steps) only of types it may read.
+        ``compartment``: a compartment search (``Patient/1/Encounter``, ``Patient/1/*``)."""
+        if res_type is None:
+            _refuse_audit_events(params)
         restricted = principal.restricted
         return run_search(
             source or self.db,
@@ -45,6 +50,7 @@ class SearchService:
             base_url=base,
             searchable=principal.searchable if restricted else None,
             readable=principal.readable if restricted else None,
+            compartment=compartment,
         )
 
     def search(
@@ -56,14 +62,16 @@ class SearchService:
         strict: bool,
         principal: Principal = OPEN,
         source: Database | Connection | None = None,
+        compartment: Compartment | None = None,
     ) -> bytes:
         """A searchset Bundle of what ``principal`` may see: chains and ``_has`` only into types it
         may search (403 otherwise), included resources of types it may not read left out, and in a
-        system search its matches too. ``source``: an open connection (inside a transaction)."""
-        result = self.run(base, res_type, params, strict=strict, principal=principal, source=source)
+        system search its matches too. ``source``: an open connection (inside a transaction);
+        ``compartment``: a compartment search (its links name the compartment)."""
+        result = self.run(base, res_type, params, strict=strict, principal=principal, source=source, compartment=compartment)
         if principal.restricted and res_type is None:  # system search: matches of types the caller may not read are left out too
             result.matches = [m for m in result.matches if principal.readable(m[0])]
-        return searchset(base, res_type, result)
+        return searchset(base, res_type, result, compartment)
 
     def compartment_rows(self, page: CompartmentPage) -> list[Any]:
         """A keyset page of a compartment's members (``$everything``)."""
@@ -76,8 +84,20 @@ class SearchService:
             return meta_summary(conn, res_type)
 
 
-def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:
-    url = f"{base}/{res_type}" if res_type else base
+def _refuse_audit_events(params: list[tuple[str, str]]) -> None:
+    """400 for ``_type=AuditEvent`` in a search over several types: AuditEvents live in the audit
+    trail (service/audit_trail.py), not among the stored resources such a search reads, so it
+    would answer "none" while there are many."""
+    if any(t.strip() == "AuditEvent" for name, value in params if name == "_type" for t in value.split(",")):
+        raise FhirError.of(
+            400,
+            "not-supported",
+            "AuditEvents are searched on their own: [base]/AuditEvent?..., or Patient/[id]/AuditEvent; not with other types",
+        )
+
+
+def searchset(base: str, res_type: str | None, result: SearchResult, compartment: Compartment | None = None) -> bytes:
+    url = _search_url(base, res_type, compartment)
     encoded: dict[tuple[str, str], str] = {}  # the links share most of their parameters
 
     def link(params: list[tuple[str, str]]) -> str:
@@ -99,3 +119,11 @@ def searchset(base: str, res_type: str | None, result: SearchResult) -> bytes:
         outcome = jsonio.dumps(operation_outcome(result.issues))
         entries.append(bundles.entry(None, outcome, search={"mode": "outcome"}))
     return bundles.bundle("searchset", entries, total=result.total, links=links)
+
+
+def _search_url(base: str, res_type: str | None, compartment: Compartment | None) -> str:
+    """The URL a search was sent to, without its query: ``[base]/Patient``, ``[base]``,
+    ``[base]/Patient/1/Encounter``, ``[base]/Patient/1/*``."""
+    if compartment is not None:
+        return f"{base}/{compartment.path}/{res_type or '*'}"
+    return f"{base}/{res_type}" if res_type else base

@@ -23,6 +23,7 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.model.references import reference_holders
 from fhir_server.resource_types import is_resource_type
+from fhir_server.search.compartment import Compartment
 from fhir_server.search.subsetting import for_read
 from fhir_server.service import bundles
 from fhir_server.service.access import Principal
@@ -76,6 +77,8 @@ class Entry:
     if_modified_until: int | None = None
     #: the status the entry answered (set when it ran): a GET entry's AuditEvent records it (a 304)
     answered: int | None = None
+    #: a search in a compartment (``Patient/1/Encounter``, ``Patient/1/*``)
+    compartment: Compartment | None = None
 
     @property
     def where(self) -> str:
@@ -420,11 +423,12 @@ class BundleService:
         elif kind.startswith("history-"):
             body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
         elif e.res_type == "AuditEvent" and kind == "search-type":
-            body = self.audit_trail.search(base, params, source=conn)
+            body = self.audit_trail.search(base, params, source=conn, compartment=e.compartment)
         elif e.res_type == "AuditEvent" and kind == "read":
             body = for_read(params).apply(self.audit_trail.read(e.res_id or "", source=conn), e.res_type)
         elif kind in ("search-type", "search-system"):
-            body = self.search.search(base, e.res_type or None, params, strict=False, principal=principal, source=conn)
+            search = self.search.search
+            body = search(base, e.res_type or None, params, strict=False, principal=principal, source=conn, compartment=e.compartment)
         if body is not None:
             return Outcome(200, body=None if e.method == "HEAD" else body)
         assert e.res_id is not None
@@ -512,8 +516,15 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
     if parts and parts[-1].startswith("$"):
         return _operation_entry(where, index, raw, method, parts, query, url)
     read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
+    compartment = None
+    if read_kind is None and method in ("GET", "HEAD") and len(parts) == 3 and (parts[2] == "*" or is_resource_type(parts[2])):
+        compartment = Compartment(parts[0], parts[1])  # ``Patient/1/Encounter``, ``Patient/1/*``: a search in it
+        read_kind = "search-system" if parts[2] == "*" else "search-type"
+        parts = parts[2:] if read_kind == "search-type" else []
     if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type
-        return Entry(index, method, "", None, None, query, None, full_url, None, None, url=url, read_kind=read_kind)
+        return Entry(
+            index, method, "", None, None, query, None, full_url, None, None, url=url, read_kind=read_kind, compartment=compartment
+        )
     res_type = parts[0] if parts else ""
     if not is_resource_type(res_type):
         raise FhirError.of(404, "not-supported", f"{where}.request.url: '{res_type}' is not an R4 resource type", f"{where}.request.url")
@@ -542,6 +553,7 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         read_kind=read_kind or "",
         if_none_match=_text(request.get("ifNoneMatch")),
         if_modified_until=_instant_end(request.get("ifModifiedSince")),
+        compartment=compartment,
     )
 
 

@@ -38,6 +38,11 @@ T_NS = 1_795_000_000_123_456_789
         ("POST", "/fhir/Patient/$validate", ("operation", "Patient", None, "validate")),
         ("GET", "/fhir/Patient/p1/$everything", ("operation", "Patient", "p1", "everything")),
         ("GET", "/fhir/Patient/p%241", ("read", "Patient", "p$1", None)),  # an escaped $ is no operation
+        # searches in a compartment: the compartment is what they look into
+        ("GET", "/fhir/Patient/p1/Encounter", ("search-type", "Patient", "p1", None)),
+        ("POST", "/fhir/Patient/p1/Encounter/_search", ("search-type", "Patient", "p1", None)),
+        ("GET", "/fhir/Patient/p1/*", ("search-system", "Patient", "p1", None)),
+        ("POST", "/fhir/Patient/p1/_search", ("search-system", "Patient", "p1", None)),
         ("GET", "/fhir//Patient//p1", ("read", "Patient", "p1", None)),
     ],
 )

@@ -440,6 +440,8 @@ def test_read_only_token_reaches_its_type_and_nothing_else(world, scopes):
     assert w.get(f"/fhir/Patient/{pid}/_history", scopes).status_code == 200
     assert w.get("/fhir/Patient/_history", scopes).status_code == 200
     assert w.get("/fhir/Patient?family=Zeta", scopes).status_code == 200
+    assert w.get(f"/fhir/Patient/{pid}/Patient", scopes).status_code == 200  # a search of its type in a compartment
+    assert w.get(f"/fhir/Patient/{pid}/*?_type=Patient", scopes).status_code == 200
     # everything else
     for name in ("hiv", "encounter", "condition", "coverage", "org", "practitioner"):
         t, i = w.type_of(name), ids[name]
@@ -450,10 +452,13 @@ def test_read_only_token_reaches_its_type_and_nothing_else(world, scopes):
             f"/fhir/{t}/_history",
             f"/fhir/{t}",
             f"/fhir/{t}?_id={i}",
+            f"/fhir/Patient/{pid}/{t}",
+            f"/fhir/Patient/{pid}/*?_type={t}",
         ):
             r = w.get(url, scopes)
             assert_forbidden(r, url)
             assert i not in r.text
+    assert_forbidden(w.get(f"/fhir/Patient/{pid}/*", scopes), "every type of a compartment is a system-level search")
     assert_forbidden(
         w.client.post(
             "/fhir/Observation/_search",
