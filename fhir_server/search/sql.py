@@ -379,28 +379,42 @@ class SqlBuilder:
 
     def compartment(self, r: str, code: str, focal_id: str, members: dict[str, tuple[str, ...]]) -> str:
         """Membership of ``code``/``focal_id``'s compartment for resources of ``members`` (type ->
-        the parameters that put it there, ``{def}``: the focal resource itself; search/compartment.py).
-        Types sharing their parameters share one reference look-up; when every type does (a type
-        search), the clause is a plain ``r.pk IN (...)`` that the page planner can drive."""
+        the parameters that put it there, ``{def}``: the focal resource itself; search/compartment.py),
+        as one ``r.pk IN (...)`` that the page planner drives like any index criterion.
+
+        A type search (one set of parameters) looks its parameters' rows up by value; a search over
+        several types starts from the rows that point at the focal resource (``(target_type,
+        target_id)``: as many as the compartment holds) and keeps those whose type and parameter
+        put their resource in it (``$everything``'s query, storage/index_queries.py)."""
         by_params: dict[tuple[str, ...], list[str]] = {}
-        focal = ""
+        focal = False
         for res_type, params in members.items():
             refs = tuple(p for p in params if p != FOCAL)
             if refs:
                 by_params.setdefault(refs, []).append(res_type)
-            if len(refs) < len(params) and res_type == code:
-                focal = f"({r}.res_type = {self.p(code)} AND {r}.res_id = {self.p(focal_id)})"
+            focal = focal or (len(refs) < len(params) and res_type == code)
+        ref = self._alias("idx_reference")
+        points_here = f"{ref}.target_id = {self.p(focal_id)} AND {ref}.target_type = {self.p(code)}"
         arms = []
-        for params, res_types in by_params.items():
-            ref = self._alias("idx_reference")
-            look_up = (
-                f"{r}.pk IN (SELECT {ref}.resource_pk FROM idx_reference {ref} WHERE {self.in_list(f'{ref}.param', list(params))} "
-                f"AND {ref}.target_id = {self.p(focal_id)} AND {ref}.target_type = {self.p(code)})"
+        if len(by_params) == 1 and not focal:  # the outer query keeps to the member types
+            (params,) = by_params
+            arms.append(
+                f"SELECT {ref}.resource_pk FROM idx_reference {ref} WHERE {self.in_list(f'{ref}.param', list(params))} AND {points_here}"
             )
-            arms.append(look_up if len(by_params) == 1 and not focal else and_([self.in_list(f"{r}.res_type", res_types), look_up]))
+        elif by_params:
+            m = f"member_{self._n}"
+            pairs = or_([and_([self.in_list(f"{m}.res_type", ts), self.in_list(f"{ref}.param", list(ps))]) for ps, ts in by_params.items()])
+            arms.append(
+                f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {m} ON {m}.pk = {ref}.resource_pk "
+                f"WHERE {points_here} AND {pairs}"
+            )
         if focal:
-            arms.append(focal)
-        return arms[0] if len(arms) == 1 else or_(arms)
+            f = f"focal_{self._n}"
+            arms.append(
+                f"SELECT {f}.pk AS resource_pk FROM resources {f} WHERE {f}.res_type = {self.p(code)} AND {f}.res_id = {self.p(focal_id)} "
+                f"AND {f}.deleted = FALSE"
+            )
+        return f"{r}.pk IN ({' UNION ALL '.join(arms)})" if arms else FALSE
 
     # ------------------------------------------------------------------------- sorting
 
