@@ -52,14 +52,21 @@ def create_condition(if_none_exist: str | None, query: str) -> str | None:
 
     FHIR names only the header; fhirpy's ``get_or_create`` (and Aidbox) put the condition in the
     URL. Ignoring it created a duplicate on every call, so it is the condition as the header would
-    be; ``_format`` and ``_pretty`` are not search parameters. Both, differing: 400."""
-    wanted = [(k, v) for k, v in parse_qsl(query) if k not in ("_format", "_pretty")]
+    be. ``_format`` and ``_pretty`` are not search parameters, nor is ``_filename``: Medplum's
+    client uploads a file as ``POST Binary?_filename=scan.pdf`` (R4 Binary has no element for the
+    name; the client keeps it in the Attachment it builds). Both, differing: 400."""
+    wanted = [(k, v) for k, v in parse_qsl(query) if k not in _NOT_CONDITIONS]
     header = if_none_exist or None
     if header and wanted and parse_qsl(header.rpartition("?")[2]) != wanted:
         raise FhirError.of(400, "invalid", "The create has two different conditions: If-None-Exist and search parameters in the URL")
     return header or (
-        "&".join(part for part in query.split("&") if part and not part.startswith(("_format=", "_pretty="))) if wanted else None
+        "&".join(part for part in query.split("&") if part and not part.startswith(_NOT_CONDITION_PREFIXES)) if wanted else None
     )
+
+
+#: query parameters of a create that are no part of its condition (``create_condition``)
+_NOT_CONDITIONS = ("_format", "_pretty", "_filename")
+_NOT_CONDITION_PREFIXES = tuple(name + "=" for name in _NOT_CONDITIONS)
 
 
 def condition_key(res_type: str, params: list[tuple[str, str]]) -> str:

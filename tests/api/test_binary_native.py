@@ -38,6 +38,22 @@ def test_a_native_body_is_stored_as_a_binary_and_read_back_as_sent(client):
     assert as_fhir == resource
 
 
+def test_a_file_name_in_the_url_is_no_condition(client):
+    """Medplum's client uploads as ``POST Binary?_filename=rujukan.pdf`` (createBinary,
+    createAttachment): 400 "unknown search parameter '_filename'" before; each upload is a create."""
+    first = client.post("/fhir/Binary?_filename=rujukan.pdf", content=PDF, headers={"Content-Type": "application/pdf"})
+    second = client.post("/fhir/Binary?_filename=rujukan.pdf", content=PDF, headers={"Content-Type": "application/pdf"})
+    assert (first.status_code, second.status_code) == (201, 201), first.text
+    assert first.json()["id"] != second.json()["id"]
+    assert client.get(f"/fhir/Binary/{first.json()['id']}", headers={"Accept": "application/pdf"}).content == PDF
+    # beside a real condition it is left out of it
+    pdf = base64.b64encode(PDF).decode()
+    body = {"resourceType": "Binary", "contentType": "application/pdf", "data": pdf}
+    url = f"/fhir/Binary?_id={first.json()['id']}&_filename=x.pdf"
+    again = client.post(url, json=body)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
 def test_put_creates_then_versions_and_vread_answers_each_version_natively(client):
     first = client.put("/fhir/Binary/rujukan1", content=PDF, headers={"Content-Type": "application/pdf"})
     assert first.status_code == 201, first.text
