@@ -27,6 +27,11 @@ def _put(client, resource):
     return r.json()
 
 
+def _encounter(patient, status, eid=None):
+    encounter = {"resourceType": "Encounter", "status": status, "class": {"code": "AMB"}, "subject": {"reference": f"Patient/{patient}"}}
+    return {"id": eid, **encounter} if eid else encounter
+
+
 def _ids(bundle, mode="match"):
     return sorted(f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle.get("entry", []) if e["search"]["mode"] == mode)
 
@@ -38,18 +43,9 @@ def chart(client):
         _put(client, {"resourceType": "Patient", "id": pid, "gender": "female"})
     _put(client, {"resourceType": "Patient", "id": "p1-old", "link": [{"other": {"reference": "Patient/p1"}, "type": "replaced-by"}]})
     _put(client, {"resourceType": "Organization", "id": "rs1", "name": "RSUD"})
-    _put(
-        client,
-        {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}},
-    )
-    _put(
-        client,
-        {"resourceType": "Encounter", "id": "e2", "status": "planned", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}},
-    )
-    _put(
-        client,
-        {"resourceType": "Encounter", "id": "e3", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p2"}},
-    )
+    _put(client, _encounter("p1", "finished", "e1"))
+    _put(client, _encounter("p1", "planned", "e2"))
+    _put(client, _encounter("p2", "finished", "e3"))
     code = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
     _put(
         client,
@@ -126,10 +122,7 @@ def test_pages_and_links_name_the_compartment(chart):
 
 
 def test_the_compartment_follows_changes_and_deletes(chart):
-    _put(
-        chart,
-        {"resourceType": "Encounter", "id": "e2", "status": "planned", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p2"}},
-    )
+    _put(chart, _encounter("p2", "planned", "e2"))
     assert chart.delete("/fhir/Encounter/e1").status_code in (200, 204)
     assert _ids(chart.get("/fhir/Patient/p1/Encounter").json()) == []
     assert _ids(chart.get("/fhir/Patient/p2/Encounter").json()) == ["Encounter/e2", "Encounter/e3"]
@@ -191,12 +184,7 @@ def test_bundle_entries(chart):
         "type": "transaction",
         "entry": [
             {
-                "resource": {
-                    "resourceType": "Encounter",
-                    "status": "planned",
-                    "class": {"code": "AMB"},
-                    "subject": {"reference": "Patient/p1"},
-                },
+                "resource": _encounter("p1", "planned"),
                 "request": {"method": "POST", "url": "Encounter"},
             },
             {"request": {"method": "GET", "url": "Patient/p1/Encounter?_summary=count"}},
