@@ -270,3 +270,23 @@ def test_a_fhirpath_patch_whose_parts_are_not_objects_with_names_is_400(client):
     assert r.status_code == 400, r.text
     assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].part[0]"], r.text
     assert client.get("/fhir/Patient/p1").json()["meta"]["versionId"] == "1"
+
+
+def test_system_meta_lists_each_profile_in_use_once_in_order(client):
+    """``$meta`` at system level walks the profile index value by value (storage/index_queries.py):
+    each profile once, in order, those of deleted resources left out."""
+    profiles = ["https://fhir.kemkes.go.id/r4/StructureDefinition/Patient", "http://example.org/b", "http://example.org/a"]
+    ids = []
+    for url in profiles * 2:
+        ids.append(post(client, {**PATIENT, "meta": {"profile": [url]}}).json()["id"])
+    assert (
+        post(
+            client, {"resourceType": "Organization", "name": "RS", "meta": {"profile": ["http://example.org/a"]}}, "Organization"
+        ).status_code
+        == 201
+    )
+    gone = post(client, {**PATIENT, "meta": {"profile": ["http://example.org/deleted"]}}).json()["id"]
+    assert client.delete(f"/fhir/Patient/{gone}").status_code in (200, 204)
+    listed = client.get("/fhir/$meta").json()["parameter"][0]["valueMeta"]["profile"]
+    assert listed == sorted(set(profiles))
+    assert client.get("/fhir/Organization/$meta").json()["parameter"][0]["valueMeta"]["profile"] == ["http://example.org/a"]
