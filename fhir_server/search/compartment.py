@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import FhirError
+from ..model.ids import check_id
 from .parameters import compartments, is_search_type
 
 #: the parameter name a CompartmentDefinition gives for "the focal resource itself"
@@ -62,8 +63,10 @@ def check_compartment(code: str) -> None:
 def members(compartment: Compartment, asked: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """The searched types of ``compartment``, each with the parameters that put a resource of it
     there: ``asked`` (a type search's type, ``*``'s ``_type``), or every searchable member when
-    ``asked`` is empty. 400 for an asked type the compartment does not hold."""
+    ``asked`` is empty. 400 for an asked type the compartment does not hold, and for a focal id
+    that is no FHIR id."""
     check_compartment(compartment.code)
+    check_id(compartment.focal_id)
     definition = compartments()[compartment.code]
     outside = [t for t in asked if t not in definition]
     if outside:

@@ -517,8 +517,10 @@ def parse_entry(base: str, index: int, raw: Any) -> Entry:
         return _operation_entry(where, index, raw, method, parts, query, url)
     read_kind = _read_kind(parts) if method in ("GET", "HEAD") else None
     compartment = None
-    if read_kind is None and method in ("GET", "HEAD") and len(parts) == 3 and (parts[2] == "*" or is_resource_type(parts[2])):
-        compartment = Compartment(parts[0], parts[1])  # ``Patient/1/Encounter``, ``Patient/1/*``: a search in it
+    if read_kind is None and method in ("GET", "HEAD") and len(parts) == 3:
+        # ``Patient/1/Encounter``, ``Patient/1/*``: a search in the compartment (an unknown type is
+        # the 404 below, as on the route)
+        compartment = Compartment(parts[0], parts[1])
         read_kind = "search-system" if parts[2] == "*" else "search-type"
         parts = parts[2:] if read_kind == "search-type" else []
     if read_kind in _SYSTEM_READS:  # metadata, _history, ?_type=...: no resource type

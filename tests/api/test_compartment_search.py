@@ -149,6 +149,8 @@ def test_errors_are_operation_outcomes(chart):
     assert outside.status_code == 400 and outside.json()["resourceType"] == "OperationOutcome"
     unknown = chart.get("/fhir/Patient/p1/Nope")
     assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+    bad_id = chart.get("/fhir/Patient/bad%20id/Encounter")  # was a searchset whose links held the space
+    assert bad_id.status_code == 400 and "not a valid FHIR id" in bad_id.json()["issue"][0]["diagnostics"]
     strict = chart.get("/fhir/Patient/p1/Encounter?nonsense=1", headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
 
@@ -172,10 +174,11 @@ def test_bundle_entries(chart):
             {"request": {"method": "GET", "url": "Patient/p1/*?_type=Observation"}},
             {"request": {"method": "GET", "url": "Patient/p1/Organization"}},
             {"request": {"method": "GET", "url": "http://testserver/fhir/Encounter/e1/*"}},
+            {"request": {"method": "GET", "url": "Patient/p1/Nope"}},
         ],
     }
     entries = chart.post("/fhir", content=orjson.dumps(batch), headers={"Content-Type": "application/fhir+json"}).json()["entry"]
-    assert [e["response"]["status"][:3] for e in entries] == ["200", "200", "400", "200"]
+    assert [e["response"]["status"][:3] for e in entries] == ["200", "200", "400", "200", "404"]  # as on the routes
     assert _ids(entries[0]["resource"]) == ["Encounter/e1"]
     assert _ids(entries[1]["resource"]) == ["Observation/o1", "Observation/o2"]
     assert _ids(entries[3]["resource"]) == ["Encounter/e1", "Observation/o1"]
