@@ -52,7 +52,8 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None, str |
     res_id = parts[1]
     if len(parts) >= 3 and parts[2] == "_history":
         return ("vread" if len(parts) > 3 else "history-instance"), res_type, res_id, None
-    if len(parts) >= 3:  # a search in the compartment of Type/id: the compartment is what it looks into
+    if len(parts) >= 3 and (method in ("GET", "HEAD") or (method == "POST" and parts[-1] == "_search")):
+        # a search in the compartment of Type/id: the compartment is what it looks into
         return ("search-system" if parts[2] in ("*", "_search") else "search-type"), res_type, res_id, None
     return _KIND_OF_ID.get(method, "read"), res_type, res_id, None
 

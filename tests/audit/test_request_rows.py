@@ -43,6 +43,7 @@ T_NS = 1_795_000_000_123_456_789
         ("POST", "/fhir/Patient/p1/Encounter/_search", ("search-type", "Patient", "p1", None)),
         ("GET", "/fhir/Patient/p1/*", ("search-system", "Patient", "p1", None)),
         ("POST", "/fhir/Patient/p1/_search", ("search-system", "Patient", "p1", None)),
+        ("DELETE", "/fhir/Patient/p1/Encounter", ("delete", "Patient", "p1", None)),  # no such interaction (405)
         ("GET", "/fhir//Patient//p1", ("read", "Patient", "p1", None)),
     ],
 )
