@@ -52,7 +52,8 @@ def server(request, tmp_path_factory) -> Iterator[ServerProcess]:
         "FHIR_SATUSEHAT_WORKER": "false",
         "FHIR_SUBSCRIPTION_ALLOWED_NETWORKS": "127.0.0.1/32",
     }
-    with database(request.param, tmp_path_factory.mktemp("browser")) as url, ServerProcess(url, env=env) as srv:
+    folder = tmp_path_factory.mktemp("browser")
+    with database(request.param, folder) as url, ServerProcess(url, env=env, log=folder / "server.log") as srv:
         srv.url = url  # type: ignore[attr-defined]
         runner = CliRunner()
         for role in ("clerk", "viewer", "admin"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -64,10 +65,11 @@ class ServerProcess:
     PORT_ATTEMPTS = 5
 
     def __init__(self, database_url: str, workers: int = 1, log: Path | None = None, env: dict[str, str] | None = None) -> None:
-        if log is None:
+        if log is None:  # a test that keeps no folder of its own: removed when this process ends
             fd, name = tempfile.mkstemp(prefix="fhir-server-", suffix=".log")
             os.close(fd)
             log = Path(name)
+            atexit.register(log.unlink, missing_ok=True)
         self.log = log
         self._database_url = database_url
         self._workers = workers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("FHIR_FUZZ_EXAMPLES", "30"))
 SEED = os.environ.get("FHIR_FUZZ_SEED")
 
 _DIR = Path(tempfile.mkdtemp(prefix="fhir-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # its SQLite database (~4 MB a run) and exports
 
 
 def _app(database_url: str, name: str) -> FastAPI:
