@@ -15,6 +15,7 @@ import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 
 try:  # POSIX; elsewhere SQLite's busy timeout alone serialises processes
@@ -272,6 +273,13 @@ def _deferring(conn: Connection) -> Iterator[None]:
         deferred.discard(conn)
 
 
+#: this server's tables (the schema first in search_path) with their sizes, largest first
+_TABLE_SIZES_SQL = (
+    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 2 DESC, 1"
+)
+
+
 class Database:
     """Owns the engine; hands out read and write transactions."""
 
@@ -512,19 +520,35 @@ class Database:
         on visit the heap for every index entry (a dense family search at 100k
         Patients: 4.8 ms -> 1.3 ms).
         """
-        # every table of this server's schema (the table modules need not all be imported here)
-        tables = sa.inspect(self.engine).get_table_names() if self.dialect == "postgresql" else []
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                names = ", ".join(f'"{name}"' for name in tables)
-                conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-                try:
-                    conn.exec_driver_sql(f"VACUUM (ANALYZE) {names}" if names else "ANALYZE")
-                finally:
-                    conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
-            else:
+        if self.dialect != "postgresql":
+            with self.engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE")
                 conn.commit()
+            return
+        # every table of this server's schema (the table modules need not all be imported here),
+        # in two halves of about equal size vacuumed at once on two connections: one VACUUM
+        # keeps one core busy (after the Synthea sample's import 0.27-0.30 s for all, 0.19-0.21 s
+        # in halves)
+        with self.engine.connect() as conn:
+            sizes = conn.exec_driver_sql(_TABLE_SIZES_SQL).all()
+        halves: tuple[list[str], list[str]] = ([], [])
+        loads = [0, 0]
+        for name, size in sizes:  # largest first, each to the lighter half
+            lighter = 0 if loads[0] <= loads[1] else 1
+            halves[lighter].append(name)
+            loads[lighter] += size
+        with ThreadPoolExecutor(2, thread_name_prefix="vacuum") as pool:
+            list(pool.map(self._vacuum_analyze, halves))
+
+    def _vacuum_analyze(self, tables: list[str]) -> None:
+        if not tables:
+            return
+        with self.engine.connect() as conn:
+            conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            try:
+                conn.exec_driver_sql("VACUUM (ANALYZE) " + ", ".join(f'"{name}"' for name in tables))
+            finally:
+                conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
