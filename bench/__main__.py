@@ -50,10 +50,20 @@ SCENARIOS = {
     "family": T.FAMILY,
     "birthdate": T.BIRTH,
     "encounter": T.ENC,
+    "compartment": T.COMPARTMENT,
+    "compartment-all": T.COMPARTMENT_ALL,
     "create": T.CREATE,
     "ingest": T.INGEST,
     "mixed": T.MIXED,
 }
+#: scenarios of routes the peer does not have: run only when asked for
+OURS_ONLY = frozenset({T.COMPARTMENT, T.COMPARTMENT_ALL})
+
+
+def _ours_only() -> list[str]:
+    return [name for name, scenario in SCENARIOS.items() if scenario in OURS_ONLY]
+
+
 PAGE = 20  # _count on every search: our default page is 50, the peer's 20; the same page for both
 
 
@@ -181,6 +191,10 @@ def search_paths(scenario: str, loaded: Loaded, count: int = 500, seed: int = 11
         return out
     if scenario == T.ENC:
         return [f"/fhir/Encounter?patient=Patient/{rng.choice(loaded.ids)}&_count={PAGE}" for _ in range(count)]
+    if scenario == T.COMPARTMENT:
+        return [f"/fhir/Patient/{rng.choice(loaded.ids)}/Encounter?_count={PAGE}" for _ in range(count)]
+    if scenario == T.COMPARTMENT_ALL:
+        return [f"/fhir/Patient/{rng.choice(loaded.ids)}/*?_count={PAGE}" for _ in range(count)]
     raise ValueError(scenario)
 
 
@@ -230,7 +244,9 @@ def run_one(sc: str, t: Target, args: argparse.Namespace) -> load.Result:
                 per_request=len(bundles[0]["entry"]),
             )
         if sc == T.MIXED:
-            searches = [p for trio in zip(*(search_paths(s, t.loaded, 100, seed=13) for s in T.SEARCHES), strict=False) for p in trio]
+            searches = [
+                p for trio in zip(*(search_paths(s, t.loaded, 100, seed=13) for s in T.SHARED_SEARCHES), strict=False) for p in trio
+            ]
             script = load.mixed_script(reads, searches, "/fhir/Patient", create_bodies(30_000_000))
             return load.run(sc, t.label, t.base, script, **kw)
         raise ValueError(sc)
@@ -733,8 +749,8 @@ def main() -> None:
         "--scenarios",
         type=_scenarios,
         nargs="+",
-        default=[list(SCENARIOS)],
-        help=f"subset of: {' '.join(SCENARIOS)} (space- or comma-separated)",
+        default=[[s for s in SCENARIOS if SCENARIOS[s] not in OURS_ONLY]],
+        help=f"subset of: {' '.join(SCENARIOS)} (space- or comma-separated; by default all but {' '.join(sorted(_ours_only()))})",
     )
     r.add_argument("--peer", choices=["sekmet"], help="also measure the Python peer sekmet-fhir (PyPI) in the same run")
     r.add_argument("--peer-venv", type=Path, default=servers.default_peer_venv(), help="venv for the peer (created if missing)")
@@ -751,7 +767,7 @@ def main() -> None:
         type=_scenarios,
         nargs="+",
         default=[["identifier", "family", "birthdate", "encounter"]],
-        help="subset of: identifier family birthdate encounter",
+        help="subset of: identifier family birthdate encounter compartment compartment-all",
     )
     s.add_argument(
         "--keep",

@@ -8,8 +8,12 @@ from bench.load import Result
 
 READ, CREATE = "read by id", "create Patient"
 IDENT, FAMILY, BIRTH, ENC = "search identifier", "search family", "search birthdate", "search Encounter?patient="
+#: searches in a compartment (search/compartment.py): our server only (the peer has no such route)
+COMPARTMENT, COMPARTMENT_ALL = "search Patient/[id]/Encounter", "search Patient/[id]/*"
 INGEST, MIXED = "transaction ingest", "mixed 70/20/10"
-SEARCHES = [IDENT, FAMILY, BIRTH, ENC]
+#: the searches every server under test answers (the mixed scenario draws from these)
+SHARED_SEARCHES = [IDENT, FAMILY, BIRTH, ENC]
+SEARCHES = [*SHARED_SEARCHES, COMPARTMENT, COMPARTMENT_ALL]
 
 #: scenario -> minimum ratio ours/peer (on the scenario's throughput: req/s, or resources/s for ingest)
 PEER_RATIO = {READ: 4.0, CREATE: 3.0, IDENT: 4.0, FAMILY: 20.0, INGEST: 2.5}
