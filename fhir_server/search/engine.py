@@ -81,9 +81,9 @@ def run_search(
     b = SqlBuilder(base_url)
     criteria = b.clauses("r", q.criteria)
     if compartment is not None:
-        held = members(compartment, q.res_types)
-        q.res_types = tuple(held)
-        criteria.append(b.compartment("r", compartment.code, compartment.focal_id, held))
+        # ``*`` without ``_type`` keeps q.res_types empty: the clause itself keeps to the member
+        # types (an IN list of the Patient compartment's 66 was planned on every search)
+        criteria.append(b.compartment("r", compartment.code, compartment.focal_id, members(compartment, q.res_types)))
     where = ["r.deleted = FALSE"]
     if q.res_types:
         # SQLite without statistics (no ANALYZE yet: any database filled through the API) walks

@@ -382,10 +382,11 @@ class SqlBuilder:
         the parameters that put it there, ``{def}``: the focal resource itself; search/compartment.py),
         as one ``r.pk IN (...)`` that the page planner drives like any index criterion.
 
-        A type search (one set of parameters) looks its parameters' rows up by value; a search over
-        several types starts from the rows that point at the focal resource (``(target_type,
-        target_id)``: as many as the compartment holds) and keeps those whose type and parameter
-        put their resource in it (``$everything``'s query, storage/index_queries.py)."""
+        A search of one type looks its parameters' rows up by value; a search over several types
+        starts from the rows that point at the focal resource (``(target_type, target_id)``: as many
+        as the compartment holds) and keeps those whose type and parameter put their resource in it
+        (``$everything``'s query, storage/index_queries.py), so the outer query need not name the
+        types."""
         by_params: dict[tuple[str, ...], list[str]] = {}
         focal = False
         for res_type, params in members.items():
@@ -396,17 +397,19 @@ class SqlBuilder:
         ref = self._alias("idx_reference")
         points_here = f"{ref}.target_id = {self.p(focal_id)} AND {ref}.target_type = {self.p(code)}"
         arms = []
-        if len(by_params) == 1 and not focal:  # the outer query keeps to the member types
+        if len(members) == 1 and not focal:  # a type search: the outer query keeps to the type
             (params,) = by_params
             arms.append(
                 f"SELECT {ref}.resource_pk FROM idx_reference {ref} WHERE {self.in_list(f'{ref}.param', list(params))} AND {points_here}"
             )
         elif by_params:
-            m = f"member_{self._n}"
-            pairs = or_([and_([self.in_list(f"{m}.res_type", ts), self.in_list(f"{ref}.param", list(ps))]) for ps, ts in by_params.items()])
+            m, w = f"member_{self._n}", f"pairs_{self._n}"
+            # (type, parameter) pairs as a VALUES list joined (columns column1, column2 on both
+            # engines): as an OR of IN lists, PostgreSQL took ~6 ms to plan the Patient compartment
+            pairs = ", ".join(f"({self.p(t)}, {self.p(p)})" for ps, ts in by_params.items() for t in ts for p in ps)
             arms.append(
                 f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {m} ON {m}.pk = {ref}.resource_pk "
-                f"WHERE {points_here} AND {pairs}"
+                f"JOIN (VALUES {pairs}) {w} ON {w}.column1 = {m}.res_type AND {w}.column2 = {ref}.param WHERE {points_here}"
             )
         if focal:
             f = f"focal_{self._n}"
