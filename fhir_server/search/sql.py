@@ -403,13 +403,14 @@ class SqlBuilder:
                 f"SELECT {ref}.resource_pk FROM idx_reference {ref} WHERE {self.in_list(f'{ref}.param', list(params))} AND {points_here}"
             )
         elif by_params:
-            m, w = f"member_{self._n}", f"pairs_{self._n}"
-            # (type, parameter) pairs as a VALUES list joined (columns column1, column2 on both
-            # engines): as an OR of IN lists, PostgreSQL took ~6 ms to plan the Patient compartment
+            m = f"member_{self._n}"
+            # the (type, parameter) pairs as a row-value IN of a VALUES list: as an OR of IN lists
+            # PostgreSQL took ~6 ms to plan the Patient compartment's; as a join SQLite drove the
+            # look-up from the list, reading a shared parameter's rows once per type
             pairs = ", ".join(f"({self.p(t)}, {self.p(p)})" for ps, ts in by_params.items() for t in ts for p in ps)
             arms.append(
                 f"SELECT {ref}.resource_pk FROM idx_reference {ref} JOIN resources {m} ON {m}.pk = {ref}.resource_pk "
-                f"JOIN (VALUES {pairs}) {w} ON {w}.column1 = {m}.res_type AND {w}.column2 = {ref}.param WHERE {points_here}"
+                f"WHERE {points_here} AND ({m}.res_type, {ref}.param) IN (VALUES {pairs})"
             )
         if focal:
             f = f"focal_{self._n}"
