@@ -162,9 +162,10 @@ async def search_system(request: Request) -> Response:
     return await _bundle(request, interaction(request, "search-system", params=_params(request)))
 
 
-def type_search(request: Request, res_type: str, params: list[tuple[str, str]]) -> bytes:
-    """The searchset Bundle of a type-level search (shared with the fast path in ``hot_path``)."""
-    return _state(request).pipeline.search_now(interaction(request, "search-type", res_type, params=params))
+def type_search(request: Request, res_type: str, params: list[tuple[str, str]], compartment: Compartment | None = None) -> bytes:
+    """The searchset Bundle of a type-level search (shared with the fast path in ``hot_path``),
+    in ``compartment`` if given (``Patient/1/Encounter``)."""
+    return _state(request).pipeline.search_now(interaction(request, "search-type", res_type, params=params, compartment=compartment))
 
 
 @router.get("/{res_type:fhir_type}", responses=_responses(200), summary="search-type")
@@ -202,21 +203,17 @@ async def search_type_post(request: Request, res_type: str) -> Response:
 _IN_COMPARTMENT = "/{compartment:fhir_type}/{focal_id:fhir_id}"
 
 
-def _compartment_search(request: Request, compartment: str, focal_id: str, res_type: str, params: list[tuple[str, str]]) -> Response:
-    i = interaction(request, "search-type", res_type, params=params, compartment=Compartment(compartment, focal_id))
-    return http.body_response(request, _state(request).pipeline.search_now(i))
-
-
 @router.get(_IN_COMPARTMENT + "/{res_type:fhir_type}", responses=_responses(200), summary="search-type in a compartment")
 async def search_compartment_type(request: Request, compartment: str, focal_id: str, res_type: str) -> Response:
     """``GET [base]/Patient/1/Encounter?...``: the Encounters in Patient 1's compartment (search/compartment.py)."""
-    return _compartment_search(request, compartment, focal_id, res_type, _params(request))
+    return http.body_response(request, type_search(request, res_type, _params(request), Compartment(compartment, focal_id)))
 
 
 @router.post(_IN_COMPARTMENT + "/{res_type:fhir_type}/_search", responses=_responses(200), summary="search-type in a compartment (POST)")
 async def search_compartment_type_post(request: Request, compartment: str, focal_id: str, res_type: str) -> Response:
     _state(request).pipeline.authorize(interaction(request, "search-type", res_type))  # 401/403 before the body is looked at
-    return _compartment_search(request, compartment, focal_id, res_type, await _search_form(request))
+    in_compartment = Compartment(compartment, focal_id)
+    return http.body_response(request, type_search(request, res_type, await _search_form(request), in_compartment))
 
 
 @router.get(_IN_COMPARTMENT + "/*", responses=_responses(200), summary="search in a compartment (every type, or _type)")
