@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from fhir_server import jsonio
 from fhir_server.bulk.jobs import Job
+from fhir_server.search.compartment import FOCAL
 from fhir_server.search.engine import filter_sql
 from fhir_server.search.parameters import compartments, resource_types
 from fhir_server.search.subsetting import subset
@@ -58,7 +59,7 @@ class Cancelled(Exception):
 
 @lru_cache(maxsize=1)
 def _patient_compartment() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple((t, tuple(p)) for t, p in compartments()["Patient"].items() if p != ["{def}"])
+    return tuple((t, tuple(p)) for t, p in compartments()["Patient"].items() if p != [FOCAL])
 
 
 def patient_compartment() -> dict[str, list[str]]:

@@ -17,6 +17,7 @@ from fhir_server import paging
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, parameter_values, register
 from fhir_server.resource_types import is_resource_type
+from fhir_server.search.compartment import FOCAL
 from fhir_server.search.parameters import compartments
 from fhir_server.service import bundles
 from fhir_server.service.search import CompartmentPage
@@ -42,7 +43,7 @@ def everything(state: Services, call: OperationCall) -> OperationResult:
     compartment, focal_id = call.res_type or "", call.res_id or ""
     focal = state.resources.read(compartment, focal_id)  # 404 / 410 first
     # types the caller may not read are left out of the query itself (full pages, nothing leaves)
-    members = {t: p for t, p in compartments()[compartment].items() if p != ["{def}"] and call.principal.readable(t)}
+    members = {t: p for t, p in compartments()[compartment].items() if p != [FOCAL] and call.principal.readable(t)}
 
     types = {t.strip() for v in parameter_values(call, "_type") for t in str(v).split(",") if t.strip()}
     unknown = [t for t in types if not is_resource_type(t)]
