@@ -125,11 +125,11 @@ def flush(conn: sa.Connection, *, parents_only: bool = False) -> None:
     if not batches and not claimed:
         return
     postgresql = conn.dialect.name == "postgresql"
-    # each copied index row's foreign key is checked by a query of PostgreSQL's own, and each
-    # claimed row is filled by an UPDATE, which the connections' force_custom_plan (db.py: for the
-    # searches) had planned anew for every row (~17 % of its CPU in an import; a claim's UPDATE
-    # 72 -> 45 us): with auto they are planned once per backend. ``resources`` rows alone have no
-    # foreign key to check
+    # each claimed row is filled by an UPDATE, and the copied index rows' owners are checked by a
+    # query of their tables' trigger (alembic 0025), which the connections' force_custom_plan
+    # (db.py: for the searches) would plan anew on every run (when they were foreign keys, for
+    # every row: ~17 % of PostgreSQL's CPU in an import; a claim's UPDATE 72 -> 45 us): with auto
+    # they are planned once per backend. ``resources`` rows alone have no owner to check
     plans_kept = postgresql and (referring or bool(claimed))
     with driver_cursor(conn) as cur:
         if plans_kept:

@@ -1,11 +1,12 @@
 """PostgreSQL: the index rows a write transaction defers go in by COPY with ``plan_cache_mode =
 auto``, and everything else in the transaction keeps the engine's ``force_custom_plan``.
 
-Each index row's foreign key to ``resources`` is checked by a query PostgreSQL runs for the row
-(a referential-integrity trigger). Under ``force_custom_plan`` (set on every pooled connection
-for the searches' sake, storage/db.py) that query was planned again for every row: perf had the
-planning at ~17 % of PostgreSQL's CPU in ``fhir-server import`` of the Synthea sample. With
-``auto`` the backend plans it once and keeps the plan.
+The index rows' owners in ``resources`` were checked by a query PostgreSQL ran for each row (a
+foreign key; since alembic 0025 one check per statement). Under ``force_custom_plan`` (set on every
+pooled connection for the searches' sake, storage/db.py) that query was planned again for every
+row: perf had the planning at ~17 % of PostgreSQL's CPU in ``fhir-server import`` of the Synthea
+sample. With ``auto`` the backend plans it once and keeps the plan; the claimed rows' ``UPDATE``
+too.
 """
 
 from __future__ import annotations
