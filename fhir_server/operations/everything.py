@@ -17,10 +17,9 @@ from fhir_server import paging
 from fhir_server.errors import FhirError
 from fhir_server.operations.registry import Operation, OperationCall, OperationResult, parameter_values, register
 from fhir_server.resource_types import is_resource_type
-from fhir_server.search.compartment import FOCAL
+from fhir_server.search.compartment import FOCAL, CompartmentPage
 from fhir_server.search.parameters import compartments
 from fhir_server.service import bundles
-from fhir_server.service.search import CompartmentPage
 from fhir_server.timeutil import datetime_range
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import FhirError
 from ..model.ids import check_id
@@ -34,6 +35,32 @@ class Compartment:
     @property
     def path(self) -> str:
         return f"{self.code}/{self.focal_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CompartmentPage:
+    """One keyset page of a compartment's members (``$everything``): ``members`` maps a type to
+    the reference parameters that put it in the compartment; ``since``/``start``/``end`` are
+    (lo, hi) microsecond ranges (``start``/``end``: members with a ``date`` value overlapping
+    them, and members without one)."""
+
+    compartment: str
+    focal_id: str
+    members: dict[str, list[str]]
+    count: int
+    after_pk: int | None = None
+    since: tuple[int, int] | None = None
+    start: tuple[int, int] | None = None
+    end: tuple[int, int] | None = None
+
+
+class Member(NamedTuple):
+    """A compartment member of a ``CompartmentPage``."""
+
+    pk: int
+    res_type: str
+    res_id: str
+    body: bytes
 
 
 def compartment_codes() -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from .. import paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
-from .compartment import Compartment, members
+from .compartment import FOCAL, Compartment, CompartmentPage, Member, members
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
@@ -173,6 +173,48 @@ def filter_sql(res_type: str, queries: list[list[tuple[str, str]]], *, base_url:
 
 
 Rows = Callable[[str, dict[str, Any]], list[tuple]]
+
+
+def compartment_members(source: Database | sa.Connection, page: CompartmentPage) -> list[Member]:
+    """Up to ``page.count + 1`` current members (pk, type, id, body) of a compartment after
+    ``page.after_pk``, in key order: ``$everything``'s pages (operations/everything.py).
+
+    Membership is the compartment search's (``SqlBuilder.compartment``). The member keys after the
+    cursor are read once (one look-up of the rows pointing at the focal resource) and sorted; each
+    is then checked (current, ``_since``, ``start``/``end``) until the page is full, and the page's
+    rows are read with their bodies. Before, one statement joined
+    the reference rows to ``resources`` and took ``DISTINCT`` over the bodies: 27-33 ms a page of 50
+    for the Synthea Patient with 3,486 members, 1.4-1.5 s to walk them all."""
+    # the focal resource itself ({def}) is not a page's member: $everything puts it first
+    members = {t: refs for t, params in page.members.items() if (refs := tuple(p for p in params if p != FOCAL))}
+    if not members:
+        return []
+    b = SqlBuilder()
+    subqueries = _index_subqueries([b.compartment("r", page.compartment, page.focal_id, members)])
+    if subqueries is None:  # not reached: every member type here has a reference parameter
+        return []
+    (inner,) = subqueries
+    cut = f" WHERE q.resource_pk > {b.p(page.after_pk)}" if page.after_pk is not None else ""
+    where = ["r.deleted = FALSE"]
+    if len(members) == 1:  # a one-type membership keeps to the type in the outer query (SqlBuilder.compartment)
+        where.append(b.in_list("r.res_type", list(members)))
+    if page.since:
+        where.append(f"r.updated_us >= {b.p(page.since[0])}")
+    if page.start or page.end:
+        lo = page.start[0] if page.start else -(2**62)
+        hi = page.end[1] if page.end else 2**62
+        dated = "SELECT 1 FROM idx_date d WHERE d.resource_pk = r.pk AND d.param = 'date'"
+        where.append(f"(NOT EXISTS ({dated}) OR EXISTS ({dated} AND d.hi >= {b.p(lo)} AND d.lo <= {b.p(hi)}))")
+    # each key, in order, is checked by a probe of its own until the page is full (PostgreSQL: OFFSET 0
+    # keeps the probe from becoming a join, whose plan could walk ``resources`` in key order)
+    fence = " OFFSET 0" if _dialect(source) == "postgresql" else ""
+    sql = (
+        f"SELECT x.pk, x.res_type, x.res_id, x.body FROM (SELECT k.pk FROM (SELECT DISTINCT q.resource_pk AS pk FROM ({inner}) q{cut}) k "
+        f"WHERE EXISTS (SELECT 1 FROM resources r WHERE r.pk = k.pk AND {' AND '.join(where)}{fence}) "
+        f"ORDER BY k.pk LIMIT {b.p(page.count + 1)}) p JOIN resources x ON x.pk = p.pk ORDER BY x.pk"
+    )
+    with _rows(source, snapshot=False) as rows:
+        return [Member(row[0], row[1], row[2], _body(row[3])) for row in rows(sql, b.params)]
 
 
 def _index_subqueries(criteria: list[str]) -> list[str] | None:

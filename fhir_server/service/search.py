@@ -8,12 +8,12 @@ from sqlalchemy.engine import Connection
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, operation_outcome
-from fhir_server.search.compartment import Compartment
-from fhir_server.search.engine import SearchResult, run_search
+from fhir_server.search.compartment import Compartment, CompartmentPage, Member
+from fhir_server.search.engine import SearchResult, compartment_members, run_search
 from fhir_server.service import bundles
 from fhir_server.service.access import OPEN, Principal
 from fhir_server.storage.db import Database
-from fhir_server.storage.index_queries import CompartmentPage, compartment_rows, meta_summary
+from fhir_server.storage.index_queries import meta_summary
 from fhir_server.urlcodec import quote_plus
 
 
@@ -73,10 +73,9 @@ class SearchService:
             result.matches = [m for m in result.matches if principal.readable(m[0])]
         return searchset(base, res_type, result, compartment)
 
-    def compartment_rows(self, page: CompartmentPage) -> list[Any]:
+    def compartment_rows(self, page: CompartmentPage) -> list[Member]:
         """A keyset page of a compartment's members (``$everything``)."""
-        with self.db.read() as conn:
-            return compartment_rows(conn, page)
+        return compartment_members(self.db, page)
 
     def meta_summary(self, res_type: str | None) -> dict[str, list[Any]]:
         """The profiles, tags and security labels in use (``$meta`` at system and type level)."""

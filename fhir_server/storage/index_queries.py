@@ -1,59 +1,14 @@
-"""Index queries of operations: a compartment's members (``$everything``) and the meta in use (``$meta``)."""
+"""Index queries of operations: the meta in use (``$meta``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fhir_server.storage.index_tables import idx_date, idx_reference, idx_token, idx_uri
+from fhir_server.storage.index_tables import idx_token, idx_uri
 from fhir_server.storage.tables import resources
-
-
-@dataclass(frozen=True, slots=True)
-class CompartmentPage:
-    """One keyset page of members: ``members`` maps a type to the reference parameters that put
-    it in the compartment; ``since``/``start``/``end`` are (lo, hi) microsecond ranges."""
-
-    compartment: str
-    focal_id: str
-    members: dict[str, list[str]]
-    count: int
-    after_pk: int | None = None
-    since: tuple[int, int] | None = None
-    start: tuple[int, int] | None = None
-    end: tuple[int, int] | None = None
-
-
-def compartment_rows(conn: Connection, page: CompartmentPage) -> list[Any]:
-    """Up to ``count + 1`` rows (pk, res_type, res_id, body) of current members, by pk."""
-    if not page.members:
-        return []
-    r, ref = resources, idx_reference
-    where = [r.c.deleted == sa.false()]
-    if page.since:
-        where.append(r.c.updated_us >= page.since[0])
-    if page.start or page.end:
-        lo = page.start[0] if page.start else -(2**62)
-        hi = page.end[1] if page.end else 2**62
-        dated = sa.select(idx_date.c.resource_pk).where(idx_date.c.resource_pk == r.c.pk, idx_date.c.param == "date")
-        overlapping = dated.where(idx_date.c.hi >= lo, idx_date.c.lo <= hi)
-        where.append(sa.or_(~dated.exists(), overlapping.exists()))
-    if page.after_pk is not None:
-        where.append(r.c.pk > page.after_pk)
-    pairs = sa.or_(*(sa.and_(r.c.res_type == t, ref.c.param.in_(params)) for t, params in page.members.items()))
-    stmt = (
-        sa.select(r.c.pk, r.c.res_type, r.c.res_id, r.c.body)
-        .select_from(ref.join(r, r.c.pk == ref.c.resource_pk))
-        .where(ref.c.target_type == page.compartment, ref.c.target_id == page.focal_id, pairs, *where)
-        .distinct()
-        .order_by(r.c.pk)
-        .limit(page.count + 1)
-    )
-    return list(conn.execute(stmt))
-
 
 #: the distinct profiles in use, in order, one descent of ``ix_idx_uri_param_value`` each (a loose
 #: index scan): every Synthea resource names a profile, so ``SELECT DISTINCT`` read one index row per

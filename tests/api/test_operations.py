@@ -99,6 +99,30 @@ def test_patient_everything_returns_the_compartment_in_pages(client):
     assert sorted(seen[1:]) == sorted([("Encounter", e) for e in encounters] + [("Condition", cond)])
 
 
+def test_patient_everything_lists_each_current_member_once(client):
+    """A member pointing at the Patient by two parameters (an Observation's subject and performer)
+    comes once; a deleted member does not come; pages of one walk every member exactly once."""
+    pid = post(client, PATIENT).json()["id"]
+    twice = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Suhu"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "performer": [{"reference": f"Patient/{pid}"}],
+    }
+    kept = [post(client, twice, "Observation").json()["id"] for _ in range(3)]
+    gone = post(client, twice, "Observation").json()["id"]
+    assert client.delete(f"/fhir/Observation/{gone}").status_code in (200, 204)
+    for count in (1, 2, 10):
+        seen, url = [], f"/fhir/Patient/{pid}/$everything?_count={count}"
+        while url:
+            bundle = client.get(url).json()
+            seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+            nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+            url = nxt[0].replace("http://testserver", "") if nxt else None
+        assert seen == [pid, *kept], count
+
+
 def test_patient_everything_filters(client):
     pid = post(client, PATIENT).json()["id"]
     for m in (1, 6):
