@@ -9,8 +9,9 @@ committed first (``import_order.prerequisites``) is.
 
 A process's first write of a type builds the type's model classes and index plan (~0.3 s for the
 Synthea sample's 13 types), which every worker used to pay again. So the workers are forked from
-one process, the *zygote*, forked when the import starts: it builds them for the first resource of
-each type while the importer is still reading the files, on the other core, and the workers it
+one process, the *zygote*, forked once the importer has read more than one transaction's resources
+(``importer._WorkersOnDemand``): it builds them for the first resource of each type while the
+importer is still reading the files, on the other core, and the workers it
 forks once the transactions are planned start with them built. As the workers did not exist
 when the files were read, each transaction goes to its worker with its jobs (the resources'
 bytes), and the outcomes (one status per resource) come back.
