@@ -250,6 +250,42 @@ class TerminologyEngine:
         out["expansion"] = expansion
         return out
 
+    # -- search modifiers -----------------------------------------------------------------
+
+    def value_set_codes(self, value_set: dict, limit: int) -> list[tuple[str | None, str]]:
+        """The (system, code) pairs of ``value_set``'s expansion (token ``:in`` / ``:not-in``); 422
+        when there are more than ``limit``."""
+        entries = self.valuesets.entries(value_set)
+        if len(entries) > limit:
+            raise FhirError.of(422, "too-costly", f"The value set has {len(entries)} codes, more than {limit} a search can list")
+        return [(item.system, item.code) for item in entries]
+
+    def related_codes(self, system: str, code: str, *, descendants: bool, limit: int) -> list[str]:
+        """``code`` with its descendants (``descendants``) or its ancestors in ``system``'s
+        hierarchy (token ``:below`` / ``:above``); 404 for an unknown system, 422 when the system's
+        content is not here or there are more than ``limit``. A code the system lacks is itself alone."""
+        cs = self.code_system(system)
+        if not cs.has_content():
+            raise FhirError.of(422, "not-supported", f"The CodeSystem '{system}' has no content here: its hierarchy is unknown")
+        found = [code]
+        if cs.concept(code) is None:
+            return found
+        step = cs.children if descendants else cs.parents
+        seen, todo = {code}, [code]
+        while todo:
+            for other in step(todo.pop()):
+                if other not in seen:
+                    seen.add(other)
+                    found.append(other)
+                    todo.append(other)
+                    if len(found) > limit:
+                        raise FhirError.of(
+                            422,
+                            "too-costly",
+                            f"'{code}' has more than {limit} {'descendants' if descendants else 'ancestors'} in '{system}'",
+                        )
+        return found
+
     # -- ConceptMap/$translate -------------------------------------------------------------
 
     def translate(

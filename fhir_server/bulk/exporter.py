@@ -373,7 +373,7 @@ def export_base(request_url: str) -> str:
     return before if kind == "Group" else path
 
 
-def type_filters(job: Job) -> dict[str, Any]:
+def type_filters(db: Database, job: Job) -> dict[str, Any]:
     """``_typeFilter`` as one SQL condition per filtered type: the row is a current match of any of
     the type's queries (the search engine's own SQL, ``search.engine.filter_sql``). The match is
     decided on the search index as it is now, like the Provenance of compartments (a resource
@@ -381,7 +381,7 @@ def type_filters(job: Job) -> dict[str, Any]:
     out: dict[str, Any] = {}
     base = export_base(job.request_url)
     for n, (res_type, queries) in enumerate(sorted((job.type_filters or {}).items())):
-        sql, params = filter_sql(res_type, [parse_qsl(q) for q in queries], base_url=base, prefix=f"tf{n}_")
+        sql, params = filter_sql(db, res_type, [parse_qsl(q) for q in queries], base_url=base, prefix=f"tf{n}_")
         out[res_type] = sa.text(f"resources.pk IN ({sql})").bindparams(**params)
     return out
 
@@ -448,7 +448,7 @@ def run_export(db: Database, job: Job, export_dir: Path, keep: Callable[[str], b
             associated = "relevant" if "RelevantProvenanceResources" in job.associated_data else "latest"
             types = [t for t in types if t != "Provenance"]
         ids = _patient_ids(db, job)
-        filters = type_filters(job)
+        filters = type_filters(db, job)
         # a resource in the compartments of two chunks of Patients would come twice
         out = files = _Files(staging, dedupe=ids is not None and len(ids) > ID_CHUNK, shape=elements_shape(job.elements))
         extra = _AssociatedProvenance(db, out, associated == "latest", tx, since) if associated else None

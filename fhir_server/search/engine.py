@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
-from .. import paging
+from .. import jsonio, paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
@@ -25,6 +26,7 @@ from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
 from .subsetting import Subsetting
+from .terminology_codes import expand_codes, needs_codes
 
 Entry = tuple[str, str, bytes]
 MAX_INCLUDE_ROUNDS = 8
@@ -71,6 +73,8 @@ def run_search(
     type it holds, or of those of ``_type``.
     """
     q = parse_query(res_type, params, strict=strict)
+    if needs_codes(q.criteria):
+        expand_codes(q.criteria, partial(_stored_value_set, source))
     if searchable is not None:
         restrict_criteria(q.criteria, searchable)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
@@ -159,14 +163,19 @@ def run_search(
     return out
 
 
-def filter_sql(res_type: str, queries: list[list[tuple[str, str]]], *, base_url: str | None, prefix: str) -> tuple[str, dict[str, Any]]:
+def filter_sql(
+    source: Database | sa.Connection, res_type: str, queries: list[list[tuple[str, str]]], *, base_url: str | None, prefix: str
+) -> tuple[str, dict[str, Any]]:
     """``SELECT r.pk ...`` of the current ``res_type`` resources that match any of ``queries``
     (each a search's parameters, strictly parsed: Bulk Data ``_typeFilter``), and its values, whose
-    placeholders start with ``prefix``."""
+    placeholders start with ``prefix``. ``source``: where stored value sets are looked up
+    (``:in``, ``:not-in``)."""
     b = SqlBuilder(base_url, prefix=prefix)
     alternatives = []
     for params in queries:
         q = parse_query(res_type, params, strict=True)
+        if needs_codes(q.criteria):
+            expand_codes(q.criteria, partial(_stored_value_set, source))
         alternatives.append(and_(b.clauses("r", q.criteria)))
     sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
     return sql, b.params
@@ -215,6 +224,17 @@ def compartment_members(source: Database | sa.Connection, page: CompartmentPage)
     )
     with _rows(source, snapshot=False) as rows:
         return [Member(row[0], row[1], row[2], _body(row[3])) for row in rows(sql, b.params)]
+
+
+def _stored_value_set(source: Database | sa.Connection, ref: str) -> dict[str, Any] | None:
+    """A ValueSet clients stored, by ``ValueSet/[id]`` or canonical ``url[|version]`` (token ``:in``)."""
+    if ref.startswith("ValueSet/"):
+        params = [("_id", ref.removeprefix("ValueSet/"))]
+    else:
+        url, _, version = ref.partition("|")
+        params = [("url", url), *([("version", version)] if version else [])]
+    found = run_search(source, "ValueSet", params, strict=True, default_count=1, max_count=1).matches
+    return jsonio.loads(found[0][2]) if found else None
 
 
 def _index_subqueries(criteria: list[str]) -> list[str] | None:

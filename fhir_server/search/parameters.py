@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources as ilr
 
+#: token modifiers answered by the terminology (search/terminology_codes.py)
+TERMINOLOGY_MODIFIERS = frozenset({"in", "not-in", "below", "above"})
 # modifiers implemented per parameter type (``missing`` is valid on all of them)
 MODIFIERS: dict[str, frozenset[str]] = {
     "string": frozenset({"exact", "contains", "missing"}),
-    "token": frozenset({"not", "text", "missing"}),  # + of-type on Identifier params (see below)
+    "token": frozenset({"not", "text", "missing"}) | TERMINOLOGY_MODIFIERS,  # + of-type on Identifier params (see below)
     "reference": frozenset({"identifier", "missing"}),  # + [type] modifiers
     "date": frozenset({"missing"}),
     "number": frozenset({"missing"}),

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
-from .parameters import COMMON_PARAMS, SearchParam, composite_types, is_search_type, params_for
+from .parameters import COMMON_PARAMS, TERMINOLOGY_MODIFIERS, SearchParam, composite_types, is_search_type, params_for
 from .subsetting import SUMMARY_MODES, element_names
 from .values import date_range, normalize_string, parse_decimal, precision_range
 
@@ -315,6 +315,8 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
                 out.append(parse_of_type_value(item))
             elif ptype == "token" and modifier == "text":
                 out.append(normalize_string(unescape(item)))
+            elif ptype == "token" and modifier in TERMINOLOGY_MODIFIERS:
+                out.append(unescape(item))  # a value set or system|code: its codes come later (terminology_codes.py)
             elif ptype == "token" or (ptype == "reference" and modifier == "identifier"):
                 out.append(parse_token_value(item))
             else:

@@ -64,6 +64,23 @@ def test_queries_of_one_type_are_or_ed_comma_separated_percent_encoded_or_repeat
     assert len(_obs_ids(files)) == 4 and [p["id"] for p in _by_type(files)["Patient"]] == [satu]
 
 
+def test_a_type_filter_in_a_stored_value_set(bulk, worker, data):
+    """``:in`` a ValueSet a client stored: the export's worker looks it up as a search does."""
+    satu, dua, obs = data
+    _create(
+        bulk,
+        {
+            "resourceType": "ValueSet",
+            "url": "https://rs.example.id/fhir/ValueSet/nadi",
+            "status": "active",
+            "compose": {"include": [{"system": LOINC, "concept": [{"code": "8867-4"}]}]},
+        },
+    )
+    query = "Observation?code:in=https://rs.example.id/fhir/ValueSet/nadi"
+    manifest = _export(bulk, "/fhir/$export", params={"_type": "Observation", "_typeFilter": query})
+    assert _obs_ids(_files(bulk, manifest)) == {obs[satu]["8867-4"], obs[dua]["8867-4"]}
+
+
 def test_a_chain_in_a_type_filter(bulk, worker, data):
     satu, _, obs = data
     manifest = _export(bulk, "/fhir/$export", params={"_type": "Observation", "_typeFilter": "Observation?subject:Patient.name=Satu"})

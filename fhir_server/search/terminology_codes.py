@@ -1,0 +1,81 @@
+"""Token search modifiers answered by the terminology (R4 search.html#token).
+
+``:in`` and ``:not-in`` name a value set (its canonical URL, ``url|version``, or ``ValueSet/[id]``
+of a stored one): the resource's coded value is, or is not, one of the value set's codes.
+``:below`` and ``:above`` name a code (``system|code``): it, or one of its descendants (ancestors)
+in the code system's hierarchy. Each such criterion is rewritten into the plain token criterion of
+those codes (``:not-in`` into ``:not``), so the SQL (``SqlBuilder``'s code lists per system), the
+subscription matcher and every other reader of criteria see nothing new.
+
+The codes come from the terminology engine (the packaged code systems and value sets, and those
+clients stored: a value set the engine does not know is looked up among the stored ValueSets).
+Value sets too large to list (more than ``MAX_CODES``), unknown ones, and code systems whose
+content is not on this server are 400 OperationOutcomes naming the parameter: an unknown value set
+is never read as "no codes", which ``:not-in`` would turn into "every resource".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fhir_server.errors import FhirError, error
+from terminology.engine import default_engine
+
+from .parameters import TERMINOLOGY_MODIFIERS as MODIFIERS
+from .parse import Criterion, TokenValue
+
+#: codes one criterion may stand for (a code list per system in the SQL)
+MAX_CODES = 1000
+
+#: a stored ValueSet by canonical URL (and version) or by ``ValueSet/[id]``, or None
+StoredValueSet = Callable[[str], dict | None]
+
+
+def needs_codes(criteria: list[Criterion]) -> bool:
+    return any(c.ptype == "token" and c.modifier in MODIFIERS for c in _walk(criteria))
+
+
+def expand_codes(criteria: list[Criterion], stored_value_set: StoredValueSet) -> None:
+    """Rewrite every ``:in``/``:not-in``/``:below``/``:above`` criterion (chains and ``_has``
+    included) into the token criterion of its codes."""
+    for c in _walk(criteria):
+        if c.ptype != "token" or c.modifier not in MODIFIERS:
+            continue
+        name = f"{c.code}:{c.modifier}"
+        pairs: dict[tuple[str | None, str], None] = {}
+        for value in c.values:
+            try:
+                found = _codes(c.modifier, str(value), stored_value_set)
+            except FhirError as exc:
+                raise FhirError(400, [error(exc.issues[0].code, f"Search parameter '{name}': {exc.issues[0].diagnostics}", name)]) from None
+            pairs.update(dict.fromkeys(found))
+        if len(pairs) > MAX_CODES:
+            raise FhirError(
+                400, [error("too-costly", f"Search parameter '{name}' stands for {len(pairs)} codes; at most {MAX_CODES}", name)]
+            )
+        c.values = [TokenValue(system, code) for system, code in pairs]
+        c.modifier = "not" if c.modifier == "not-in" else None
+
+
+def _walk(criteria: list[Criterion]) -> Iterator[Criterion]:
+    for c in criteria:
+        yield c
+        for inner in (c.chain, c.has):
+            if inner is not None:
+                yield from _walk([inner])
+
+
+def _codes(modifier: str, value: str, stored_value_set: StoredValueSet) -> list[tuple[str | None, str]]:
+    engine = default_engine()
+    if modifier in ("in", "not-in"):
+        url, _, version = value.partition("|")
+        value_set = engine.registry.value_set(url, version or None) if not url.startswith("ValueSet/") else None
+        if value_set is None:
+            value_set = stored_value_set(value)
+        if value_set is None:
+            raise FhirError.of(404, "not-found", f"unknown ValueSet '{value}'")
+        return list(engine.value_set_codes(value_set, MAX_CODES))
+    system, bar, code = value.partition("|")
+    if not bar or not system or not code:
+        raise FhirError.of(400, "invalid", f"'{value}' is not a system|code pair (the hierarchy is the code system's)")
+    return [(system, c) for c in engine.related_codes(system, code, descendants=modifier == "below", limit=MAX_CODES)]
