@@ -58,6 +58,8 @@ class TerminologyRegistry:
         self._value_sets: dict[str, _Versions[dict]] = {}
         self._concept_maps: dict[str, _Versions[dict]] = {}
         self._cm_index: dict[tuple[str, str | None], ConceptMapIndex] = {}
+        #: the URLs of the value sets the server ships (``load_default``), not those clients add
+        self._packaged_value_sets: frozenset[str] = frozenset()
 
     @classmethod
     def load_default(cls, content_dir: Path | None = None, regions: bool = True) -> TerminologyRegistry:
@@ -68,7 +70,16 @@ class TerminologyRegistry:
             for vs in region_valuesets():
                 reg.add(vs)
         reg.load_directory(content_dir or CONTENT_DIR)
+        reg._packaged_value_sets = frozenset(reg._value_sets)
         return reg
+
+    def is_packaged_value_set(self, canonical: str) -> bool:
+        """Whether the server ships the value set ``canonical`` (or it is a shipped code system's
+        implicit all-codes value set), rather than a client having stored it."""
+        url, _ = split_canonical(canonical, None)
+        if url.endswith(IMPLICIT_VALUESET_SUFFIX):
+            return self.code_system(url[: -len(IMPLICIT_VALUESET_SUFFIX)]) is not None
+        return url in self._packaged_value_sets
 
     def load_directory(self, root: Path) -> int:
         """Add every terminology resource found under ``root``; returns how many were added."""

@@ -74,7 +74,7 @@ def run_search(
     """
     q = parse_query(res_type, params, strict=strict)
     if needs_codes(q.criteria):
-        expand_codes(q.criteria, partial(_stored_value_set, source))
+        expand_codes(q.criteria, partial(_stored_value_set, source, searchable))
     if searchable is not None:
         restrict_criteria(q.criteria, searchable)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
@@ -175,7 +175,7 @@ def filter_sql(
     for params in queries:
         q = parse_query(res_type, params, strict=True)
         if needs_codes(q.criteria):
-            expand_codes(q.criteria, partial(_stored_value_set, source))
+            expand_codes(q.criteria, partial(_stored_value_set, source, None))
         alternatives.append(and_(b.clauses("r", q.criteria)))
     sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
     return sql, b.params
@@ -226,8 +226,11 @@ def compartment_members(source: Database | sa.Connection, page: CompartmentPage)
         return [Member(row[0], row[1], row[2], _body(row[3])) for row in rows(sql, b.params)]
 
 
-def _stored_value_set(source: Database | sa.Connection, ref: str) -> dict[str, Any] | None:
-    """A ValueSet clients stored, by ``ValueSet/[id]`` or canonical ``url[|version]`` (token ``:in``)."""
+def _stored_value_set(source: Database | sa.Connection, searchable: Callable[[str], bool] | None, ref: str) -> dict[str, Any] | None:
+    """A ValueSet clients stored, by ``ValueSet/[id]`` or canonical ``url[|version]`` (token ``:in``);
+    403 for a caller who may not search ValueSets (``searchable``; None: no restriction)."""
+    if searchable is not None and not searchable("ValueSet"):
+        raise FhirError(403, [Issue("error", "forbidden", f"'{ref}' is a stored ValueSet, which the access token may not search")])
     if ref.startswith("ValueSet/"):
         params = [("_id", ref.removeprefix("ValueSet/"))]
     else:

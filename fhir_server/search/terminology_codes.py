@@ -7,11 +7,14 @@ in the code system's hierarchy. Each such criterion is rewritten into the plain 
 those codes (``:not-in`` into ``:not``), so the SQL (``SqlBuilder``'s code lists per system), the
 subscription matcher and every other reader of criteria see nothing new.
 
-The codes come from the terminology engine (the packaged code systems and value sets, and those
-clients stored: a value set the engine does not know is looked up among the stored ValueSets).
+The codes come from the terminology engine: the value sets the server ships from it, those clients
+stored from the database (the source of truth, whichever worker stored them), and every code
+system's hierarchy from it.
 Value sets too large to list (more than ``MAX_CODES``), unknown ones, and code systems whose
 content is not on this server are 400 OperationOutcomes naming the parameter: an unknown value set
-is never read as "no codes", which ``:not-in`` would turn into "every resource".
+is never read as "no codes", which ``:not-in`` would turn into "every resource". A stored value
+set selects resources by another resource's content, as a chain does: a caller who may not search
+ValueSets gets 403 (search/scope_filter.py); the packaged ones are the server's own.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def expand_codes(criteria: list[Criterion], stored_value_set: StoredValueSet) ->
             try:
                 found = _codes(c.modifier, str(value), stored_value_set)
             except FhirError as exc:
+                if exc.status == 403:  # a stored value set the caller may not search
+                    raise
                 raise FhirError(400, [error(exc.issues[0].code, f"Search parameter '{name}': {exc.issues[0].diagnostics}", name)]) from None
             pairs.update(dict.fromkeys(found))
         if len(pairs) > MAX_CODES:
@@ -69,9 +74,10 @@ def _codes(modifier: str, value: str, stored_value_set: StoredValueSet) -> list[
     engine = default_engine()
     if modifier in ("in", "not-in"):
         url, _, version = value.partition("|")
-        value_set = engine.registry.value_set(url, version or None) if not url.startswith("ValueSet/") else None
-        if value_set is None:
-            value_set = stored_value_set(value)
+        # the server's own from the engine; a client's from the database (the source of truth,
+        # current whichever worker stored it), with the caller's scopes
+        packaged = engine.registry.is_packaged_value_set(url)
+        value_set = engine.registry.value_set(url, version or None) if packaged else stored_value_set(value)
         if value_set is None:
             raise FhirError.of(404, "not-found", f"unknown ValueSet '{value}'")
         return list(engine.value_set_codes(value_set, MAX_CODES))

@@ -10,6 +10,8 @@ stored one): packaged ones come from the terminology engine, others from the sto
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
 import pytest
 
@@ -57,23 +59,30 @@ def test_in_and_not_in_a_packaged_value_set(chart):
 
 
 def test_in_a_stored_value_set_by_url_by_version_and_by_id(chart):
+    # unique: the terminology engine is the process's, and tests share it
+    tag = uuid.uuid4().hex[:8]
+    local, vs_id = f"{LOCAL_VS}-{tag}", f"status-selesai-{tag}"
     vs = {
         "resourceType": "ValueSet",
-        "id": "status-selesai",
-        "url": LOCAL_VS,
+        "id": vs_id,
+        "url": local,
         "version": "2",
         "status": "active",
         "compose": {"include": [{"system": CLINICAL, "concept": [{"code": "resolved"}, {"code": "remission"}]}]},
     }
     _put(chart, vs)
     done = ["c-remission", "c-resolved"]
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={LOCAL_VS}") == done
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={LOCAL_VS}|2") == done
-    assert _ids(chart, "/fhir/Condition?clinical-status:in=ValueSet/status-selesai") == done
-    assert _ids(chart, f"/fhir/Condition?clinical-status:not-in={LOCAL_VS}") == ["c-active", "c-none", "c-relapse"]
+    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}") == done
+    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}|2") == done
+    assert _ids(chart, f"/fhir/Condition?clinical-status:in=ValueSet/{vs_id}") == done
+    assert _ids(chart, f"/fhir/Condition?clinical-status:not-in={local}") == ["c-active", "c-none", "c-relapse"]
     # two value sets: either
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={LOCAL_VS},{GENDERS}") == done
-    assert chart.get(f"/fhir/Condition?clinical-status:in={LOCAL_VS}|9").status_code == 400  # no such version
+    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local},{GENDERS}") == done
+    assert chart.get(f"/fhir/Condition?clinical-status:in={local}|9").status_code == 400  # no such version
+    # a change is seen at once (the database, not a copy the engine of one worker holds)
+    vs["compose"]["include"][0]["concept"] = [{"code": "active"}]
+    _put(chart, vs)
+    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}") == ["c-active"]
 
 
 def test_below_and_above_follow_the_code_system_hierarchy(chart):
@@ -133,3 +142,27 @@ def test_a_batch_entry_and_a_post_search_take_them_too(chart):
     }
     inner = chart.post("/fhir", content=orjson.dumps(batch), headers=H).json()["entry"][0]["resource"]
     assert sorted(e["resource"]["id"] for e in inner["entry"]) == ["tm-p1", "tm-p2"]
+
+
+def test_token_mode_a_stored_value_set_needs_value_set_search(secured):
+    """A stored value set selects resources by another resource's content, as a chain does."""
+    from tests.security.test_token_auth_http import auth, token_for
+
+    admin = token_for(secured, "system/*.*")
+    tag = uuid.uuid4().hex[:8]
+    local, vs_id = f"{LOCAL_VS}-{tag}", f"vs-{tag}"
+    vs = {"resourceType": "ValueSet", "id": vs_id, "url": local, "status": "active", "compose": {"include": [{"system": CLINICAL}]}}
+    for resource in (vs, _condition("tc-1", "tm-p1", "resolved")):
+        r = secured.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers={**H, **auth(admin)})
+        assert r.status_code == 201, r.text
+    conditions_only = auth(token_for(secured, "system/Condition.read"))
+    refused = secured.get(f"/fhir/Condition?clinical-status:in={local}", headers=conditions_only)
+    assert refused.status_code == 403 and "ValueSet" in refused.json()["issue"][0]["diagnostics"]
+    assert secured.get(f"/fhir/Condition?clinical-status:not-in=ValueSet/{vs_id}", headers=conditions_only).status_code == 403
+    # the packaged terminology and the hierarchy are the server's own
+    packaged = secured.get("/fhir/Condition?clinical-status:in=http://hl7.org/fhir/ValueSet/condition-clinical", headers=conditions_only)
+    assert packaged.status_code == 200 and [e["resource"]["id"] for e in packaged.json()["entry"]] == ["tc-1"]
+    assert secured.get(f"/fhir/Condition?clinical-status:below={CLINICAL}|inactive", headers=conditions_only).status_code == 200
+    both = auth(token_for(secured, "system/Condition.read system/ValueSet.read"))
+    allowed = secured.get(f"/fhir/Condition?clinical-status:in={local}", headers=both)
+    assert allowed.status_code == 200 and [e["resource"]["id"] for e in allowed.json()["entry"]] == ["tc-1"]
