@@ -36,6 +36,7 @@ from ..storage.search_index import IndexRows
 
 # the R4 model tables, shared with the walkers (backbone elements have no path2Type entry, only children)
 from .fhirpath_walker import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
+from .near import position_rows
 from .parameters import SearchParam, params_for
 from .values import (
     MAX_US,
@@ -499,6 +500,8 @@ def rows_for(p: SearchParam, values: Values, res_type: str | None = None) -> tup
         return "quantity", _quantity_rows(p.code, values)
     if t == "uri":
         return "uri", _uri_rows(p.code, values)
+    if t == "special" and p.code == "near":
+        return "number", position_rows(values)
     return t, []
 
 

@@ -33,10 +33,13 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "quantity": frozenset({"missing"}),
     "uri": frozenset({"below", "above", "contains", "missing"}),
     "composite": frozenset({"missing"}),
+    "special": frozenset({"missing"}),  # Location near, the one supported (search/near.py)
 }
 
 # Parameters that exist in the package but that we do not implement honestly.
 _UNSUPPORTED_CODES = frozenset({"_query", "_filter", "_content", "_text", "_list", "_has"})
+#: the one special parameter supported: Location's ``near`` (search/near.py)
+NEAR = ("near", "Location")
 #: Resource-level parameters: the only ones a search across all types (no _type) accepts
 COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
@@ -240,8 +243,10 @@ def _make(raw: dict, res_type: str) -> SearchParam:
     code, ptype = raw["code"], raw["type"]
     expr = prune_expression(raw.get("expression"), res_type)
     supported = True
-    if code in _UNSUPPORTED_CODES or ptype == "special":
+    if code in _UNSUPPORTED_CODES or (ptype == "special" and (code, res_type) != NEAR):
         supported = False
+    elif (code, res_type) == NEAR:
+        supported = True  # a position's latitude and longitude (search/near.py)
     elif raw.get("xpathUsage") in ("phonetic", "nearby", "distance"):
         supported = False  # would need soundex / geo maths
     elif code not in ("_id", "_lastUpdated") and not expr:

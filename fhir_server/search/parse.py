@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
+from .near import NearValue, parse_near_value
 from .parameters import COMMON_PARAMS, TERMINOLOGY_MODIFIERS, SearchParam, composite_types, is_search_type, params_for
 from .subsetting import SUMMARY_MODES, element_names
 from .values import date_range, normalize_string, parse_decimal, precision_range
@@ -89,7 +90,7 @@ class CompositeValue:
 
 
 #: One ORed value of a criterion; which one follows from the criterion's ``ptype`` and ``modifier``.
-SearchValue = DateValue | NumberValue | QuantityValue | TokenValue | OfTypeValue | CompositeValue | str
+SearchValue = DateValue | NumberValue | QuantityValue | TokenValue | OfTypeValue | CompositeValue | NearValue | str
 
 
 @dataclass
@@ -308,6 +309,8 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
                 out.append(parse_number_value(item))
             elif ptype == "quantity":
                 out.append(parse_quantity_value(item))
+            elif ptype == "special":
+                out.append(parse_near_value(item))  # the one special parameter supported (parameters.NEAR)
             elif ptype == "composite":
                 assert p is not None  # composite parameters come from the registry, never from the column ones
                 out.append(parse_composite_value(item, composite_types(p)[1]))

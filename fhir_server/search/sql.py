@@ -22,6 +22,7 @@ from typing import Any, cast
 from ..storage.placeholders import named
 from .compartment import FOCAL
 from .extract import leaf_type
+from .near import LATITUDE, LONGITUDE, NearValue, box_and_scale
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
 from .values import MAX_US, cut, normalize_string, parse_reference
@@ -224,6 +225,11 @@ class SqlBuilder:
         if c.code == "_lastUpdated":
             dates = cast(list[DateValue], c.values)  # _lastUpdated is a date column: parse_date_value made each value
             return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in dates])
+        if c.ptype == "special":
+            if c.modifier == "missing":  # a position is both coordinates (search/near.py)
+                with_position = f"SELECT n.resource_pk FROM idx_number n WHERE n.param = {self.p(LATITUDE)}"
+                return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({with_position})"
+            return self._near(r, c)
         table = TABLES[c.ptype]
         t = self._alias(table)
         param = c.code + ":of-type" if c.ptype == "token" and c.modifier == "of-type" else c.code
@@ -232,6 +238,22 @@ class SqlBuilder:
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
         sub = f"{head} AND {self._token_list(t, c) or or_([self._value(t, c, v) for v in c.values])}"
         return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
+
+    def _near(self, r: str, c: Criterion) -> str:
+        """Locations within each value's distance (search/near.py): a box of latitudes and longitudes
+        (the ``(param, value)`` index), then the distance on the equirectangular projection."""
+        arms = []
+        for v in cast(list[NearValue], c.values):
+            lat_lo, lat_hi, lon_lo, lon_hi, scale2, d2 = box_and_scale(v)
+            a, b = self._alias("idx_number"), self._alias("idx_number")
+            p = self.p
+            arms.append(
+                f"SELECT {a}.resource_pk FROM idx_number {a} JOIN idx_number {b} ON {b}.resource_pk = {a}.resource_pk "
+                f"AND {b}.param = {p(LONGITUDE)} WHERE {a}.param = {p(LATITUDE)} AND {a}.value BETWEEN {p(lat_lo)} AND {p(lat_hi)} "
+                f"AND {b}.value BETWEEN {p(lon_lo)} AND {p(lon_hi)} AND ({a}.value - {p(v.latitude)}) * ({a}.value - {p(v.latitude)}) "
+                f"+ ({b}.value - {p(v.longitude)}) * ({b}.value - {p(v.longitude)}) * {p(scale2)} <= {p(d2)}"
+            )
+        return f"{r}.pk IN ({' UNION '.join(arms)})"
 
     def _token_list(self, t: str, c: Criterion) -> str | None:
         """A token criterion of several values that each name a code (``identifier=s1|v1,s2|v2``,

@@ -18,6 +18,7 @@ SAMPLE = {
     "quantity": "le5||mg",
     "reference": "Patient/1",
     "uri": "http://x",
+    "special": "0|0|1",  # Location near (search/near.py)
 }
 
 
