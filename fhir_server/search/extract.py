@@ -38,6 +38,7 @@ from ..storage.search_index import IndexRows
 from .fhirpath_walker import _BACKBONE, _CHOICE, _ELSEWHERE, _PATH2TYPE, R4, Fallback, Values, compile_walker
 from .near import position_rows
 from .parameters import SearchParam, params_for
+from .phonetic import phonetic_rows
 from .values import (
     MAX_US,
     MIN_US,
@@ -486,6 +487,8 @@ def _uri_rows(code: str, values: Values) -> list[dict]:
 def rows_for(p: SearchParam, values: Values, res_type: str | None = None) -> tuple[str, list[dict]]:
     """Convert values of parameter ``p`` of ``res_type`` into ``(table kind, rows)``."""
     t = p.type
+    if p.xpath_usage == "phonetic":
+        return "token", phonetic_rows(p.code, values)
     if t == "token":
         return "token", _token_rows(p.code, values, p, res_type)
     if t == "string":

@@ -247,6 +247,8 @@ def _make(raw: dict, res_type: str) -> SearchParam:
         supported = False
     elif (code, res_type) == NEAR:
         supported = True  # a position's latitude and longitude (search/near.py)
+    elif raw.get("xpathUsage") == "phonetic" and ptype == "string":
+        supported = True  # the MPI's Indonesian name keys (search/phonetic.py)
     elif raw.get("xpathUsage") in ("phonetic", "nearby", "distance"):
         supported = False  # would need soundex / geo maths
     elif code not in ("_id", "_lastUpdated") and not expr:
@@ -255,6 +257,8 @@ def _make(raw: dict, res_type: str) -> SearchParam:
         supported = _composite_ok(raw, expr)
     of_type = ptype == "token" and _is_identifier_param(code, expr)
     mods = MODIFIERS.get(ptype, frozenset())
+    if raw.get("xpathUsage") == "phonetic":
+        mods = frozenset({"missing"})  # keys, not strings: no :exact or :contains
     if of_type:
         mods = mods | {"of-type"}
     return SearchParam(

@@ -25,6 +25,7 @@ from .extract import leaf_type
 from .near import LATITUDE, LONGITUDE, NearValue, box_and_scale
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
+from .phonetic import MAX_TOKENS, phonetic_keys
 from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {
@@ -225,6 +226,8 @@ class SqlBuilder:
         if c.code == "_lastUpdated":
             dates = cast(list[DateValue], c.values)  # _lastUpdated is a date column: parse_date_value made each value
             return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in dates])
+        if c.param is not None and c.param.xpath_usage == "phonetic":
+            return self._phonetic(r, c)
         if c.ptype == "special":
             if c.modifier == "missing":  # a position is both coordinates (search/near.py)
                 with_position = f"SELECT n.resource_pk FROM idx_number n WHERE n.param = {self.p(LATITUDE)}"
@@ -238,6 +241,22 @@ class SqlBuilder:
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
         sub = f"{head} AND {self._token_list(t, c) or or_([self._value(t, c, v) for v in c.values])}"
         return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
+
+    def _phonetic(self, r: str, c: Criterion) -> str:
+        """Resources with the sound keys of every token of a value (search/phonetic.py), in
+        ``idx_token``: per value the rows of its keys, counted per resource."""
+        t = self._alias("idx_token")
+        head = f"SELECT {t}.resource_pk FROM idx_token {t} WHERE {t}.param = {self.p(c.code)}"
+        if c.modifier == "missing":
+            return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
+        arms = []
+        for value in c.values:
+            keys = phonetic_keys(str(value))[:MAX_TOKENS]
+            if keys:
+                arms.append(
+                    f"{head} AND {self.in_list(f'{t}.code', keys)} GROUP BY {t}.resource_pk HAVING count(DISTINCT {t}.code) = {len(keys)}"
+                )
+        return f"{r}.pk IN ({' UNION '.join(arms)})" if arms else FALSE
 
     def _near(self, r: str, c: Criterion) -> str:
         """Locations within each value's distance (search/near.py): a box of latitudes and longitudes

@@ -143,8 +143,8 @@ def _test(c: Criterion, base: str) -> Test | None:
             return None
         ids = [v.code if isinstance(v, TokenValue) else v for v in c.values]
         return Test("id", "_id", tuple(i for i in ids if i is not None), c.modifier)
-    if c.param is None or c.ptype not in ("token", "string", "reference"):
-        return None
+    if c.param is None or c.ptype not in ("token", "string", "reference") or c.param.xpath_usage == "phonetic":
+        return None  # (phonetic: sound keys, not strings) the search judges it
     if c.modifier == "missing":
         return Test(c.ptype, c.code, (), "missing", bool(c.missing))
     if c.ptype == "token":

@@ -27,8 +27,9 @@ def test_capability_lists_only_supported_parameters_with_definitions():
     entries = {e["name"]: e for e in capability_search_params("Patient")}
     assert entries["identifier"]["definition"] == "http://hl7.org/fhir/SearchParameter/Patient-identifier"
     assert entries["family"]["type"] == "string"
-    # phonetic needs soundex, _text/_content full-text search: not claimed
-    assert "phonetic" not in entries and "_text" not in entries and "_content" not in entries
+    # _text/_content need full-text search: not claimed; phonetic is the MPI's name keys (test_phonetic.py)
+    assert "_text" not in entries and "_content" not in entries
+    assert entries["phonetic"]["definition"] == "http://hl7.org/fhir/SearchParameter/individual-phonetic"
     obs = {e["name"] for e in capability_search_params("Observation")}
     assert "code-value-quantity" in obs
     seq = {e["name"] for e in capability_search_params("MolecularSequence")}
