@@ -103,6 +103,18 @@ def migrated_database(backend: str, folder: Path) -> Iterator[Database]:
             db.dispose()
 
 
+def store_raw(engine: sa.Engine, resource: dict) -> None:
+    """Store ``resource`` as version 1 straight into ``resources``, indexing nothing: a resource
+    stored before a data migration that indexes it."""
+    import orjson
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) VALUES (:t, :i, 1, 1, FALSE, :b)"),
+            {"t": resource["resourceType"], "i": resource["id"], "b": orjson.dumps(resource)},
+        )
+
+
 @pytest.fixture
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """An empty database of the parametrized backend (no tables yet)."""

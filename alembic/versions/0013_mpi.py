@@ -67,19 +67,12 @@ def _backfill(conn: sa.Connection) -> None:
     """Keys for the Patients already stored (later writes maintain them)."""
     from fhir_server.mpi.blocking import stored_keys
     from fhir_server.mpi.features import extract
+    from fhir_server.storage.migrate import stored_bodies
 
-    last = -1
-    while True:
-        rows = conn.execute(
-            sa.text("SELECT pk, body FROM resources WHERE res_type = 'Patient' AND deleted = :f AND pk > :last ORDER BY pk LIMIT :n"),
-            {"f": False, "last": last, "n": _BATCH},
-        ).all()
-        if not rows:
-            return
-        keys = [{"pk": pk, "key": key} for pk, body in rows if body is not None for key in stored_keys(extract(orjson.loads(bytes(body))))]
+    for rows in stored_bodies(conn, ("Patient",), _BATCH):
+        keys = [{"pk": pk, "key": key} for pk, _, body in rows for key in stored_keys(extract(orjson.loads(body)))]
         if keys:
             conn.execute(sa.text("INSERT INTO idx_mpi (resource_pk, key) VALUES (:pk, :key)"), keys)
-        last = rows[-1][0]
 
 
 def downgrade() -> None:

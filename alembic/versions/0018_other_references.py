@@ -23,18 +23,11 @@ _COLUMNS = ("param", "target_type", "target_id", "target_version", "url", "id_sy
 
 def upgrade() -> None:
     from fhir_server.search.extract import other_reference_rows
+    from fhir_server.storage.migrate import stored_bodies
 
     conn = op.get_bind()
-    last = -1
-    while True:
-        rows = conn.execute(
-            sa.text("SELECT pk, res_type, body FROM resources WHERE deleted = :f AND pk > :last ORDER BY pk LIMIT :n"),
-            {"f": False, "last": last, "n": _BATCH},
-        ).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        bodies = [(pk, body) for pk, res_type, body in rows if body is not None and res_type != "Bundle" and b'"reference"' in bytes(body)]
+    for rows in stored_bodies(conn, None, _BATCH):
+        bodies = [(pk, body) for pk, res_type, body in rows if res_type != "Bundle" and b'"reference"' in body]
         if not bodies:
             continue
         covered: dict[int, list[dict]] = {}
@@ -46,11 +39,7 @@ def upgrade() -> None:
         )
         for pk, target_type, target_id, url in found:
             covered.setdefault(pk, []).append({"target_type": target_type, "target_id": target_id, "url": url})
-        new = [
-            {"resource_pk": pk, **row}
-            for pk, body in bodies
-            for row in other_reference_rows(orjson.loads(bytes(body)), covered.get(pk, []))
-        ]
+        new = [{"resource_pk": pk, **row} for pk, body in bodies for row in other_reference_rows(orjson.loads(body), covered.get(pk, []))]
         if new:
             cols = ", ".join(("resource_pk", *_COLUMNS))
             values = ", ".join(f":{c}" for c in ("resource_pk", *_COLUMNS))

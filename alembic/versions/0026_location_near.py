@@ -19,32 +19,18 @@ down_revision = "0025_index_owner_checks"
 branch_labels = None
 depends_on = None
 
-_BATCH = 2000
-
 
 def upgrade() -> None:
     from fhir_server.search.near import position_rows
+    from fhir_server.storage.migrate import stored_bodies
 
     conn = op.get_bind()
-    last = -1
-    while True:
-        rows = conn.execute(
-            sa.text("SELECT pk, body FROM resources WHERE res_type = 'Location' AND deleted = :f AND pk > :last ORDER BY pk LIMIT :n"),
-            {"f": False, "last": last, "n": _BATCH},
-        ).all()
-        if not rows:
-            return
-        found = [
-            {"pk": pk, **row}
-            for pk, body in rows
-            if body is not None
-            for row in position_rows([("", orjson.loads(bytes(body)).get("position"))])
-        ]
+    for rows in stored_bodies(conn, ("Location",)):
+        found = [{"pk": pk, **row} for pk, _, body in rows for row in position_rows([("", orjson.loads(body).get("position"))])]
         if found:
             conn.execute(
                 sa.text("INSERT INTO idx_number (resource_pk, param, value, lo, hi) VALUES (:pk, :param, :value, :lo, :hi)"), found
             )
-        last = rows[-1][0]
 
 
 def downgrade() -> None:

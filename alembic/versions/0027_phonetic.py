@@ -19,33 +19,22 @@ down_revision = "0026_location_near"
 branch_labels = None
 depends_on = None
 
-_BATCH = 2000
 TYPES = ("Patient", "Person", "Practitioner", "RelatedPerson")
 
 
 def upgrade() -> None:
     from fhir_server.search.phonetic import phonetic_rows
+    from fhir_server.storage.migrate import stored_bodies
 
     conn = op.get_bind()
-    last = -1
-    while True:
-        rows = conn.execute(
-            sa.text(
-                "SELECT pk, body FROM resources WHERE res_type IN ('Patient', 'Person', 'Practitioner', 'RelatedPerson') "
-                "AND deleted = :f AND pk > :last ORDER BY pk LIMIT :n"
-            ),
-            {"f": False, "last": last, "n": _BATCH},
-        ).all()
-        if not rows:
-            return
+    for rows in stored_bodies(conn, TYPES):
         found = []
-        for pk, body in rows:
-            names = orjson.loads(bytes(body)).get("name") if body is not None else None
+        for pk, _, body in rows:
+            names = orjson.loads(body).get("name")
             if isinstance(names, list):
                 found.extend({"pk": pk, "code": row["code"]} for row in phonetic_rows("phonetic", [("HumanName", n) for n in names]))
         if found:
             conn.execute(sa.text("INSERT INTO idx_token (resource_pk, param, code) VALUES (:pk, 'phonetic', :code)"), found)
-        last = rows[-1][0]
 
 
 def downgrade() -> None:

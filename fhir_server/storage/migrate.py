@@ -31,6 +31,27 @@ except ImportError:  # pragma: no cover
 PG_LOCK_KEY = int.from_bytes(b"FHIRMIGR", "big")
 
 
+def stored_bodies(
+    conn: sa.Connection, res_types: tuple[str, ...] | None = None, batch: int = 2000
+) -> Iterator[list[tuple[int, str, bytes]]]:
+    """The current resources' ``(pk, type, body)``, of ``res_types`` (None: every type), in key
+    order, ``batch`` at a time: for the data migrations that index what was stored before them."""
+    kinds = " AND res_type IN :types" if res_types else ""
+    stmt = sa.text(f"SELECT pk, res_type, body FROM resources WHERE deleted = :f AND pk > :last{kinds} ORDER BY pk LIMIT :n")
+    if res_types:
+        stmt = stmt.bindparams(sa.bindparam("types", expanding=True))
+    last = -1
+    while True:
+        params: dict[str, object] = {"f": False, "last": last, "n": batch}
+        if res_types:
+            params["types"] = list(res_types)
+        rows = conn.execute(stmt, params).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [(pk, res_type, bytes(body)) for pk, res_type, body in rows if body is not None]
+
+
 def script_location() -> Path:
     """The ``alembic/`` folder: beside the package in a checkout or editable
     install, or under ``<prefix>/share/fhir-server`` after ``pip install .``."""

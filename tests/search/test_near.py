@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from fhir_server.search.near import KM_PER_DEGREE
 from fhir_server.storage import migrate
-from tests.conftest import BACKENDS, migrated_database
+from tests.conftest import BACKENDS, migrated_database, store_raw
 
 H = {"Content-Type": "application/fhir+json"}
 MONAS = (-6.1754, 106.8272)
@@ -155,15 +155,7 @@ def test_the_capability_statement_declares_near(client):
 def test_the_migration_indexes_the_locations_already_stored(backend, tmp_path):
     with migrated_database(backend, tmp_path) as db:
         migrate.downgrade(db.engine, "0025_index_owner_checks")
-        body = orjson.dumps(_location("old", PLACES["pkm-menteng"]))
-        with db.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
-                    "VALUES ('Location', 'old', 1, 1, FALSE, :b)"
-                ),
-                {"b": body},
-            )
+        store_raw(db.engine, _location("old", PLACES["pkm-menteng"]))
         migrate.upgrade(db.engine)
         with db.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT param, value FROM idx_number ORDER BY param")).all()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from fhir_server.storage import migrate
 from fhir_server.subscriptions.rowmatch import compile_filter
-from tests.conftest import BACKENDS, migrated_database
+from tests.conftest import BACKENDS, migrated_database, store_raw
 
 H = {"Content-Type": "application/fhir+json"}
 
@@ -87,15 +87,7 @@ def test_a_subscription_filter_leaves_it_to_the_search():
 def test_the_migration_indexes_the_names_already_stored(backend, tmp_path):
     with migrated_database(backend, tmp_path) as db:
         migrate.downgrade(db.engine, "0026_location_near")
-        body = orjson.dumps({"resourceType": "Patient", "id": "old", "name": [{"text": "Soeharto"}, {"given": ["Moch."]}]})
-        with db.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO resources (res_type, res_id, version, updated_us, deleted, body) "
-                    "VALUES ('Patient', 'old', 1, 1, FALSE, :b)"
-                ),
-                {"b": body},
-            )
+        store_raw(db.engine, {"resourceType": "Patient", "id": "old", "name": [{"text": "Soeharto"}, {"given": ["Moch."]}]})
         migrate.upgrade(db.engine)
         with db.engine.connect() as conn:
             codes = conn.execute(sa.text("SELECT code FROM idx_token WHERE param = 'phonetic' ORDER BY code")).scalars().all()
