@@ -37,11 +37,11 @@ MODIFIERS: dict[str, frozenset[str]] = {
 }
 
 # Parameters that exist in the package but that we do not implement honestly.
-_UNSUPPORTED_CODES = frozenset({"_query", "_filter", "_content", "_text", "_list", "_has"})
+_UNSUPPORTED_CODES = frozenset({"_query", "_filter", "_content", "_text", "_has"})
 #: the one special parameter supported: Location's ``near`` (search/near.py)
 NEAR = ("near", "Location")
 #: Resource-level parameters: the only ones a search across all types (no _type) accepts
-COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_list")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
+from ..model.ids import is_valid_id
 from .near import NearValue, parse_near_value
 from .parameters import COMMON_PARAMS, TERMINOLOGY_MODIFIERS, SearchParam, composite_types, is_search_type, params_for
 from .subsetting import SUMMARY_MODES, element_names
@@ -340,6 +341,8 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
     head, dot, rest = name.partition(".")
     code, _, mod = head.partition(":")
     modifier = mod or None
+    if code == "_list" and not dot:
+        return _list_criterion(res_types, modifier, raw, full_name)
     if code in _COLUMN_PARAMS and not dot:
         ptype = _COLUMN_PARAMS[code]
         if modifier == "missing":
@@ -374,6 +377,25 @@ def _criterion(res_types: tuple[str, ...], name: str, raw: str, full_name: str) 
             return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, None, p, raw))
         raise _Unsupported(f"modifier ':{modifier}' is not supported on '{code}' ({p.type})")
     return Criterion(res_types, code, p, p.type, modifier, _parse_values(full_name, p.type, modifier, p, raw))
+
+
+def _list_criterion(res_types: tuple[str, ...], modifier: str | None, raw: str, full_name: str) -> Criterion:
+    """``_list=[id]``: the resources a stored List's entries name (search.html#list); values are
+    List ids, any of them. The functional lists (``$current-problems`` ...) are not kept here."""
+    if modifier:
+        raise _Unsupported(f"modifier ':{modifier}' is not supported on _list")
+    ids = [unescape(item) for item in split_unescaped(raw, ",") if item]
+    functional = [i for i in ids if i.startswith("$")]
+    if functional:
+        raise _Unsupported(f"_list: functional lists ({', '.join(functional)}) are not kept by this server")
+    for list_id in ids:
+        if not is_valid_id(list_id):
+            raise _bad(full_name, f"'{list_id[:80]}' is not a List id")
+    if not ids:
+        raise _bad(full_name, "empty value")
+    if len(ids) > MAX_VALUES:
+        raise _too_costly(f"'{full_name}' has {len(ids)} values; at most {MAX_VALUES} are allowed")
+    return Criterion(res_types, "_list", None, "list", None, list(ids))
 
 
 def _chain_ok(target: str, rest: str) -> bool:

@@ -5,7 +5,7 @@ selects resources by the content of *other* resources. A caller who may not sear
 those other types must not learn anything from them, not even which matches exist:
 ``_has`` on such a type and a chain whose every target is such a type are refused
 with 403; a chain with several target types keeps only the ones the caller may
-search (as if the others did not exist).
+search (as if the others did not exist). ``_list`` reads a List: List search is needed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def _forbidden(text: str) -> FhirError:
 def restrict_criteria(criteria: list[Criterion], searchable: Callable[[str], bool]) -> None:
     """Narrow chains to searchable targets in place; 403 when a chain or ``_has`` has none."""
     for c in criteria:
+        if c.code == "_list" and c.param is None and not searchable("List"):
+            raise _forbidden("_list reads a List, which the access token may not search")
         if c.has is not None:
             if c.has_type is None or not searchable(c.has_type):
                 raise _forbidden(f"_has:{c.has_type} needs search access to {c.has_type}, which the access token lacks")

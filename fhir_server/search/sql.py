@@ -226,6 +226,8 @@ class SqlBuilder:
         if c.code == "_lastUpdated":
             dates = cast(list[DateValue], c.values)  # _lastUpdated is a date column: parse_date_value made each value
             return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in dates])
+        if c.code == "_list" and c.param is None:
+            return self._list(r, c)
         if c.param is not None and c.param.xpath_usage == "phonetic":
             return self._phonetic(r, c)
         if c.ptype == "special":
@@ -241,6 +243,17 @@ class SqlBuilder:
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
         sub = f"{head} AND {self._token_list(t, c) or or_([self._value(t, c, v) for v in c.values])}"
         return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
+
+    def _list(self, r: str, c: Criterion) -> str:
+        """Resources a current List of ``c.values`` names in an entry (its ``item`` reference rows)."""
+        lst, i, m = self._alias("resources"), self._alias("idx_reference"), self._alias("resources")
+        ids = self.in_list(f"{lst}.res_id", [str(v) for v in c.values])
+        return (
+            f"{r}.pk IN (SELECT {m}.pk AS resource_pk FROM resources {lst} "
+            f"JOIN idx_reference {i} ON {i}.resource_pk = {lst}.pk AND {i}.param = 'item' "
+            f"JOIN resources {m} ON {m}.res_type = {i}.target_type AND {m}.res_id = {i}.target_id "
+            f"WHERE {lst}.res_type = 'List' AND {ids} AND {lst}.deleted = FALSE)"
+        )
 
     def _phonetic(self, r: str, c: Criterion) -> str:
         """Resources with the sound keys of every token of a value (search/phonetic.py), in
