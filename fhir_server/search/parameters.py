@@ -27,7 +27,7 @@ TERMINOLOGY_MODIFIERS = frozenset({"in", "not-in", "below", "above"})
 MODIFIERS: dict[str, frozenset[str]] = {
     "string": frozenset({"exact", "contains", "missing"}),
     "token": frozenset({"not", "text", "missing"}) | TERMINOLOGY_MODIFIERS,  # + of-type on Identifier params (see below)
-    "reference": frozenset({"identifier", "missing"}),  # + [type] modifiers
+    "reference": frozenset({"identifier", "missing", "above", "below"}),  # + [type] modifiers; above/below: search/hierarchy.py
     "date": frozenset({"missing"}),
     "number": frozenset({"missing"}),
     "quantity": frozenset({"missing"}),

@@ -18,6 +18,7 @@ from decimal import Decimal
 from .. import paging
 from ..errors import FhirError, Issue, error, warning
 from ..model.ids import is_valid_id
+from .hierarchy import HierarchyValue, parse_hierarchy_value
 from .near import NearValue, parse_near_value
 from .parameters import COMMON_PARAMS, TERMINOLOGY_MODIFIERS, SearchParam, composite_types, is_search_type, params_for
 from .subsetting import SUMMARY_MODES, element_names
@@ -91,7 +92,7 @@ class CompositeValue:
 
 
 #: One ORed value of a criterion; which one follows from the criterion's ``ptype`` and ``modifier``.
-SearchValue = DateValue | NumberValue | QuantityValue | TokenValue | OfTypeValue | CompositeValue | NearValue | str
+SearchValue = DateValue | NumberValue | QuantityValue | TokenValue | OfTypeValue | CompositeValue | NearValue | HierarchyValue | str
 
 
 @dataclass
@@ -321,6 +322,8 @@ def _parse_values(name: str, ptype: str, modifier: str | None, p: SearchParam | 
                 out.append(normalize_string(unescape(item)))
             elif ptype == "token" and modifier in TERMINOLOGY_MODIFIERS:
                 out.append(unescape(item))  # a value set or system|code: its codes come later (terminology_codes.py)
+            elif ptype == "reference" and modifier in ("above", "below"):
+                out.append(parse_hierarchy_value(unescape(item), p))
             elif ptype == "token" or (ptype == "reference" and modifier == "identifier"):
                 out.append(parse_token_value(item))
             else:

@@ -5,7 +5,8 @@ selects resources by the content of *other* resources. A caller who may not sear
 those other types must not learn anything from them, not even which matches exist:
 ``_has`` on such a type and a chain whose every target is such a type are refused
 with 403; a chain with several target types keeps only the ones the caller may
-search (as if the others did not exist). ``_list`` reads a List: List search is needed.
+search (as if the others did not exist). ``_list`` reads a List, a reference ``:below`` /
+``:above`` the hierarchy of its target type: search of those is needed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from fhir_server.errors import FhirError, error
 
+from .hierarchy import HierarchyValue
 from .parse import Criterion
 
 
@@ -26,6 +28,10 @@ def restrict_criteria(criteria: list[Criterion], searchable: Callable[[str], boo
     for c in criteria:
         if c.code == "_list" and c.param is None and not searchable("List"):
             raise _forbidden("_list reads a List, which the access token may not search")
+        if c.ptype == "reference" and c.modifier in ("above", "below"):
+            for kind in {v.res_type for v in c.values if isinstance(v, HierarchyValue)}:
+                if not searchable(kind):
+                    raise _forbidden(f"'{c.code}:{c.modifier}' walks the {kind} hierarchy, which the access token may not search")
         if c.has is not None:
             if c.has_type is None or not searchable(c.has_type):
                 raise _forbidden(f"_has:{c.has_type} needs search access to {c.has_type}, which the access token lacks")

@@ -22,6 +22,7 @@ from typing import Any, cast
 from ..storage.placeholders import named
 from .compartment import FOCAL
 from .extract import leaf_type
+from .hierarchy import HierarchyValue
 from .near import LATITUDE, LONGITUDE, NearValue, box_and_scale
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
@@ -228,6 +229,8 @@ class SqlBuilder:
             return or_([self.date_predicate(f"{r}.updated_us", f"{r}.updated_us", v) for v in dates])
         if c.code == "_list" and c.param is None:
             return self._list(r, c)
+        if c.ptype == "reference" and c.modifier in ("above", "below"):
+            return self._hierarchy(r, c)
         if c.param is not None and c.param.xpath_usage == "phonetic":
             return self._phonetic(r, c)
         if c.ptype == "special":
@@ -243,6 +246,38 @@ class SqlBuilder:
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
         sub = f"{head} AND {self._token_list(t, c) or or_([self._value(t, c, v) for v in c.values])}"
         return f"{r}.pk {'NOT IN' if c.modifier == 'not' else 'IN'} ({sub})"
+
+    def _hierarchy(self, r: str, c: Criterion) -> str:
+        """References to each value's resource or to any resource below (``:below``) or above it in
+        its type's ``partOf`` hierarchy (search/hierarchy.py): a recursive walk over row keys (the
+        ids' types and collations differ between tables), UNION ending cycles."""
+        t, p = self._alias("idx_reference"), self.p
+        arms = []
+        for v in cast(list[HierarchyValue], c.values):
+            h, a, b, x, tree = (*(self._alias(n) for n in ("idx_reference", "resources", "resources", "resources")), f"tree_{self._n}")
+            kind, parent = p(v.res_type), p(v.parent_param)
+            start = f"SELECT {a}.pk FROM resources {a} WHERE {a}.res_type = {kind} AND {a}.res_id = {p(v.res_id)} AND {a}.deleted = FALSE"
+            if c.modifier == "below":  # the resources whose parent is in the tree
+                step = (
+                    f"SELECT {b}.pk FROM {tree} JOIN resources {a} ON {a}.pk = {tree}.pk JOIN idx_reference {h} "
+                    f"ON {h}.target_id = {a}.res_id AND {h}.target_type = {kind} AND {h}.param = {parent} "
+                    f"JOIN resources {b} ON {b}.pk = {h}.resource_pk AND {b}.res_type = {kind} AND {b}.deleted = FALSE"
+                )
+            else:  # the parents of what is in the tree
+                step = (
+                    f"SELECT {b}.pk FROM {tree} JOIN idx_reference {h} ON {h}.resource_pk = {tree}.pk AND {h}.param = {parent} "
+                    f"AND {h}.target_type = {kind} JOIN resources {b} ON {b}.res_type = {kind} AND {b}.res_id = {h}.target_id "
+                    f"AND {b}.deleted = FALSE"
+                )
+            walk = (
+                f"WITH RECURSIVE {tree}(pk) AS ({start} UNION {step}) "
+                f"SELECT {x}.res_id FROM {tree} JOIN resources {x} ON {x}.pk = {tree}.pk"
+            )
+            arms.append(
+                f"SELECT {t}.resource_pk FROM idx_reference {t} WHERE {t}.param = {p(c.code)} AND {t}.target_type = {kind} "
+                f"AND ({t}.target_id = {p(v.res_id)} OR {t}.target_id IN ({walk}))"
+            )
+        return f"{r}.pk IN ({' UNION '.join(arms)})"
 
     def _list(self, r: str, c: Criterion) -> str:
         """Resources a current List of ``c.values`` names in an entry (its ``item`` reference rows)."""
