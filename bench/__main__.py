@@ -52,12 +52,14 @@ SCENARIOS = {
     "encounter": T.ENC,
     "compartment": T.COMPARTMENT,
     "compartment-all": T.COMPARTMENT_ALL,
+    "everything": T.EVERYTHING,
+    "phonetic": T.PHONETIC,
     "create": T.CREATE,
     "ingest": T.INGEST,
     "mixed": T.MIXED,
 }
 #: scenarios of routes the peer does not have: run only when asked for
-OURS_ONLY = frozenset({T.COMPARTMENT, T.COMPARTMENT_ALL})
+OURS_ONLY = frozenset({T.COMPARTMENT, T.COMPARTMENT_ALL, T.EVERYTHING, T.PHONETIC})
 
 
 def _ours_only() -> list[str]:
@@ -195,6 +197,13 @@ def search_paths(scenario: str, loaded: Loaded, count: int = 500, seed: int = 11
         return [f"/fhir/Patient/{rng.choice(loaded.ids)}/Encounter?_count={PAGE}" for _ in range(count)]
     if scenario == T.COMPARTMENT_ALL:
         return [f"/fhir/Patient/{rng.choice(loaded.ids)}/*?_count={PAGE}" for _ in range(count)]
+    if scenario == T.EVERYTHING:
+        return [f"/fhir/Patient/{rng.choice(loaded.ids)}/$everything?_count={PAGE}" for _ in range(count)]
+    if scenario == T.PHONETIC:  # the name as heard: the written one, its family in the old spelling where it has one
+        names = [data.patient(n)["name"][0] for n in ns]
+        return [
+            f"/fhir/Patient?phonetic={quote(name['given'][0] + ' ' + name['family'].replace('u', 'oe'))}&_count={PAGE}" for name in names
+        ]
     raise ValueError(scenario)
 
 
@@ -767,7 +776,7 @@ def main() -> None:
         type=_scenarios,
         nargs="+",
         default=[["identifier", "family", "birthdate", "encounter"]],
-        help="subset of: identifier family birthdate encounter compartment compartment-all",
+        help="subset of: identifier family birthdate encounter compartment compartment-all everything phonetic",
     )
     s.add_argument(
         "--keep",

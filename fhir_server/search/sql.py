@@ -189,6 +189,8 @@ class SqlBuilder:
         for c in criteria:
             if self._mergeable(c):
                 groups.setdefault(c.code, []).append(c)
+            elif (keys := self._phonetic_keys(c)) is not None:
+                out.extend(self._phonetic_key(r, c.code, key) for key in keys)
             else:
                 out.append(self.clause(r, c))
         for code, group in groups.items():
@@ -289,6 +291,21 @@ class SqlBuilder:
             f"JOIN resources {m} ON {m}.res_type = {i}.target_type AND {m}.res_id = {i}.target_id "
             f"WHERE {lst}.res_type = 'List' AND {ids} AND {lst}.deleted = FALSE)"
         )
+
+    @staticmethod
+    def _phonetic_keys(c: Criterion) -> list[str] | None:
+        """A ``phonetic`` criterion of one value as its keys, one AND-ed look-up each (the page
+        planner intersects them, or walks the keys in order probing the per-resource index: for a
+        common name a GROUP BY over every row of its keys grew with the database, 2.2 -> 8.5 ms p50
+        from 10,000 to 100,000 Patients); None for anything else."""
+        if c.param is None or c.param.xpath_usage != "phonetic" or c.modifier is not None or len(c.values) != 1:
+            return None
+        keys = phonetic_keys(str(c.values[0]))[:MAX_TOKENS]
+        return keys or None
+
+    def _phonetic_key(self, r: str, code: str, key: str) -> str:
+        t = self._alias("idx_token")
+        return f"{r}.pk IN (SELECT {t}.resource_pk FROM idx_token {t} WHERE {t}.param = {self.p(code)} AND {t}.code = {self.p(key)})"
 
     def _phonetic(self, r: str, c: Criterion) -> str:
         """Resources with the sound keys of every token of a value (search/phonetic.py), in
