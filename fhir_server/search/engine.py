@@ -26,7 +26,7 @@ from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
 from .subsetting import Subsetting
-from .terminology_codes import expand_codes, needs_codes
+from .terminology_codes import expand_codes
 
 Entry = tuple[str, str, bytes]
 MAX_INCLUDE_ROUNDS = 8
@@ -73,8 +73,7 @@ def run_search(
     type it holds, or of those of ``_type``.
     """
     q = parse_query(res_type, params, strict=strict)
-    if needs_codes(q.criteria):
-        expand_codes(q.criteria, partial(_stored_value_set, source, searchable))
+    expand_codes(q.criteria, partial(_stored_value_set, source, searchable))
     if searchable is not None:
         restrict_criteria(q.criteria, searchable)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
@@ -174,8 +173,7 @@ def filter_sql(
     alternatives = []
     for params in queries:
         q = parse_query(res_type, params, strict=True)
-        if needs_codes(q.criteria):
-            expand_codes(q.criteria, partial(_stored_value_set, source, None))
+        expand_codes(q.criteria, partial(_stored_value_set, source, None))
         alternatives.append(and_(b.clauses("r", q.criteria)))
     sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
     return sql, b.params

@@ -27,6 +27,11 @@ def phonetic_keys(text: str) -> list[str]:
     return list(dict.fromkeys(k for k in (sound_key(t) for t in (*parsed.tokens, *parsed.father)) if k))
 
 
+def search_keys(value: str) -> list[str]:
+    """The keys a search value must all match (at most ``MAX_TOKENS``)."""
+    return phonetic_keys(value)[:MAX_TOKENS]
+
+
 def _written(name: dict[str, Any]) -> str:
     """A HumanName as written: its text, else its given names and family."""
     text = name.get("text")

@@ -26,7 +26,7 @@ from .hierarchy import HierarchyValue
 from .near import LATITUDE, LONGITUDE, NearValue, box_and_scale
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
-from .phonetic import MAX_TOKENS, phonetic_keys
+from .phonetic import search_keys
 from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {
@@ -300,8 +300,7 @@ class SqlBuilder:
         from 10,000 to 100,000 Patients); None for anything else."""
         if c.param is None or c.param.xpath_usage != "phonetic" or c.modifier is not None or len(c.values) != 1:
             return None
-        keys = phonetic_keys(str(c.values[0]))[:MAX_TOKENS]
-        return keys or None
+        return search_keys(str(c.values[0])) or None
 
     def _phonetic_key(self, r: str, code: str, key: str) -> str:
         t = self._alias("idx_token")
@@ -316,7 +315,7 @@ class SqlBuilder:
             return f"{r}.pk {'NOT IN' if c.missing else 'IN'} ({head})"
         arms = []
         for value in c.values:
-            keys = phonetic_keys(str(value))[:MAX_TOKENS]
+            keys = search_keys(str(value))
             if keys:
                 arms.append(
                     f"{head} AND {self.in_list(f'{t}.code', keys)} GROUP BY {t}.resource_pk HAVING count(DISTINCT {t}.code) = {len(keys)}"
@@ -491,8 +490,8 @@ class SqlBuilder:
         A search of one type looks its parameters' rows up by value; a search over several types
         starts from the rows that point at the focal resource (``(target_type, target_id)``: as many
         as the compartment holds) and keeps those whose type and parameter put their resource in it
-        (``$everything``'s query, storage/index_queries.py), so the outer query need not name the
-        types."""
+        (``$everything``'s pages use this clause too: engine.compartment_members), so the outer
+        query need not name the types."""
         by_params: dict[tuple[str, ...], list[str]] = {}
         focal = False
         for res_type, params in members.items():

@@ -34,13 +34,10 @@ MAX_CODES = 1000
 StoredValueSet = Callable[[str], dict | None]
 
 
-def needs_codes(criteria: list[Criterion]) -> bool:
-    return any(c.ptype == "token" and c.modifier in MODIFIERS for c in _walk(criteria))
-
-
 def expand_codes(criteria: list[Criterion], stored_value_set: StoredValueSet) -> None:
     """Rewrite every ``:in``/``:not-in``/``:below``/``:above`` criterion (chains and ``_has``
-    included) into the token criterion of its codes."""
+    included) into the token criterion of its codes; ``stored_value_set`` is called only for a
+    value set clients stored."""
     for c in _walk(criteria):
         if c.ptype != "token" or c.modifier not in MODIFIERS:
             continue
@@ -80,7 +77,7 @@ def _codes(modifier: str, value: str, stored_value_set: StoredValueSet) -> list[
         value_set = engine.registry.value_set(url, version or None) if packaged else stored_value_set(value)
         if value_set is None:
             raise FhirError.of(404, "not-found", f"unknown ValueSet '{value}'")
-        return list(engine.value_set_codes(value_set, MAX_CODES))
+        return engine.value_set_codes(value_set, MAX_CODES)
     system, bar, code = value.partition("|")
     if not bar or not system or not code:
         raise FhirError.of(400, "invalid", f"'{value}' is not a system|code pair (the hierarchy is the code system's)")

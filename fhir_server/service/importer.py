@@ -261,9 +261,8 @@ class Importer:
         with ExitStack() as stack:
             on_demand = None
             if self.workers > 1 and self.worker_pipeline is not None and import_workers.available():
-                count = self.workers
                 on_demand = _WorkersOnDemand(
-                    lambda: stack.enter_context(import_workers.Workers(count, self._writer, self._warm)), self.batch_size
+                    lambda: stack.enter_context(import_workers.Workers(self.workers, self._writer, self._warm)), self.batch_size
                 )
             nodes = self.read(paths, summary, on_demand)
             summary.total = len(nodes)
