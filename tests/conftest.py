@@ -103,6 +103,27 @@ def migrated_database(backend: str, folder: Path) -> Iterator[Database]:
             db.dispose()
 
 
+def put_resource(client: TestClient, resource: dict, **headers: str) -> dict:
+    """PUT ``resource`` at its id as FHIR JSON (with ``headers``); asserts 200 or 201; the answer."""
+    import orjson
+
+    r = client.put(
+        f"/fhir/{resource['resourceType']}/{resource['id']}",
+        content=orjson.dumps(resource),
+        headers={"Content-Type": "application/fhir+json", **headers},
+    )
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def match_ids(client: TestClient, url: str, *, typed: bool = False, **headers: str) -> list[str]:
+    """The ids (``Type/id`` when ``typed``) of the matches of the search ``url``, sorted; asserts 200."""
+    r = client.get(url, headers=headers)
+    assert r.status_code == 200, r.text
+    found = [e["resource"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match"]
+    return sorted(f"{m['resourceType']}/{m['id']}" if typed else m["id"] for m in found)
+
+
 def store_raw(engine: sa.Engine, resource: dict) -> None:
     """Store ``resource`` as version 1 straight into ``resources``, indexing nothing: a resource
     stored before a data migration that indexes it."""

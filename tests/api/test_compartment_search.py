@@ -14,17 +14,8 @@ import base64
 import orjson
 import pytest
 
+from tests.conftest import put_resource
 from tests.security.test_audit_trail_http import _events
-
-
-def _put(client, resource):
-    r = client.put(
-        f"/fhir/{resource['resourceType']}/{resource['id']}",
-        content=orjson.dumps(resource),
-        headers={"Content-Type": "application/fhir+json"},
-    )
-    assert r.status_code in (200, 201), r.text
-    return r.json()
 
 
 def _encounter(patient, status, eid=None):
@@ -40,14 +31,16 @@ def _ids(bundle, mode="match"):
 def chart(client):
     """Two patients, their encounters and observations; an Observation of p2 performed by p1."""
     for pid in ("p1", "p2"):
-        _put(client, {"resourceType": "Patient", "id": pid, "gender": "female"})
-    _put(client, {"resourceType": "Patient", "id": "p1-old", "link": [{"other": {"reference": "Patient/p1"}, "type": "replaced-by"}]})
-    _put(client, {"resourceType": "Organization", "id": "rs1", "name": "RSUD"})
-    _put(client, _encounter("p1", "finished", "e1"))
-    _put(client, _encounter("p1", "planned", "e2"))
-    _put(client, _encounter("p2", "finished", "e3"))
+        put_resource(client, {"resourceType": "Patient", "id": pid, "gender": "female"})
+    put_resource(
+        client, {"resourceType": "Patient", "id": "p1-old", "link": [{"other": {"reference": "Patient/p1"}, "type": "replaced-by"}]}
+    )
+    put_resource(client, {"resourceType": "Organization", "id": "rs1", "name": "RSUD"})
+    put_resource(client, _encounter("p1", "finished", "e1"))
+    put_resource(client, _encounter("p1", "planned", "e2"))
+    put_resource(client, _encounter("p2", "finished", "e3"))
     code = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
-    _put(
+    put_resource(
         client,
         {
             "resourceType": "Observation",
@@ -58,7 +51,7 @@ def chart(client):
             "encounter": {"reference": "Encounter/e1"},
         },
     )
-    _put(
+    put_resource(
         client,
         {
             "resourceType": "Observation",
@@ -69,7 +62,9 @@ def chart(client):
             "performer": [{"reference": "Patient/p1"}],
         },
     )
-    _put(client, {"resourceType": "Observation", "id": "o3", "status": "final", "code": code, "subject": {"reference": "Patient/p2"}})
+    put_resource(
+        client, {"resourceType": "Observation", "id": "o3", "status": "final", "code": code, "subject": {"reference": "Patient/p2"}}
+    )
     return client
 
 
@@ -122,7 +117,7 @@ def test_pages_and_links_name_the_compartment(chart):
 
 
 def test_the_compartment_follows_changes_and_deletes(chart):
-    _put(chart, _encounter("p2", "planned", "e2"))
+    put_resource(chart, _encounter("p2", "planned", "e2"))
     assert chart.delete("/fhir/Encounter/e1").status_code in (200, 204)
     assert _ids(chart.get("/fhir/Patient/p1/Encounter").json()) == []
     assert _ids(chart.get("/fhir/Patient/p2/Encounter").json()) == ["Encounter/e2", "Encounter/e3"]

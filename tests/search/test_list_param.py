@@ -6,23 +6,11 @@ Patient."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
+from tests.conftest import match_ids, put_resource
+
 H = {"Content-Type": "application/fhir+json"}
-
-
-def _put(client, resource: dict, **headers) -> None:
-    r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers={**H, **headers})
-    assert r.status_code in (200, 201), r.text
-
-
-def _ids(client, url: str, **headers) -> list[str]:
-    r = client.get(url, headers=headers)
-    assert r.status_code == 200, r.text
-    return sorted(
-        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json().get("entry", []) if e["search"]["mode"] == "match"
-    )
 
 
 def _list(lid: str, *items: str) -> dict:
@@ -38,27 +26,27 @@ def _list(lid: str, *items: str) -> dict:
 @pytest.fixture
 def ward(client):
     for pid in ("a", "b", "c"):
-        _put(client, {"resourceType": "Patient", "id": f"l-{pid}"})
-    _put(client, {"resourceType": "Encounter", "id": "l-e", "status": "in-progress", "class": {"code": "IMP"}})
-    _put(client, _list("melati", "Patient/l-a", "Patient/l-b", "Encounter/l-e", "Patient/absent"))
-    _put(client, _list("mawar", "Patient/l-c"))
+        put_resource(client, {"resourceType": "Patient", "id": f"l-{pid}"})
+    put_resource(client, {"resourceType": "Encounter", "id": "l-e", "status": "in-progress", "class": {"code": "IMP"}})
+    put_resource(client, _list("melati", "Patient/l-a", "Patient/l-b", "Encounter/l-e", "Patient/absent"))
+    put_resource(client, _list("mawar", "Patient/l-c"))
     return client
 
 
 def test_the_resources_a_list_names(ward):
-    assert _ids(ward, "/fhir/Patient?_list=melati") == ["Patient/l-a", "Patient/l-b"]
-    assert _ids(ward, "/fhir/Encounter?_list=melati") == ["Encounter/l-e"]
-    assert _ids(ward, "/fhir/Patient?_list=melati,mawar") == ["Patient/l-a", "Patient/l-b", "Patient/l-c"]
-    assert _ids(ward, "/fhir?_list=melati") == ["Encounter/l-e", "Patient/l-a", "Patient/l-b"]
-    assert _ids(ward, "/fhir/Patient?_list=melati&_id=l-b") == ["Patient/l-b"]
-    assert _ids(ward, "/fhir/Patient?_list=nowhere") == []
+    assert match_ids(ward, "/fhir/Patient?_list=melati", typed=True) == ["Patient/l-a", "Patient/l-b"]
+    assert match_ids(ward, "/fhir/Encounter?_list=melati", typed=True) == ["Encounter/l-e"]
+    assert match_ids(ward, "/fhir/Patient?_list=melati,mawar", typed=True) == ["Patient/l-a", "Patient/l-b", "Patient/l-c"]
+    assert match_ids(ward, "/fhir?_list=melati", typed=True) == ["Encounter/l-e", "Patient/l-a", "Patient/l-b"]
+    assert match_ids(ward, "/fhir/Patient?_list=melati&_id=l-b", typed=True) == ["Patient/l-b"]
+    assert match_ids(ward, "/fhir/Patient?_list=nowhere", typed=True) == []
 
 
 def test_the_list_as_it_is_now(ward):
-    _put(ward, _list("melati", "Patient/l-c"))
-    assert _ids(ward, "/fhir/Patient?_list=melati") == ["Patient/l-c"]
+    put_resource(ward, _list("melati", "Patient/l-c"))
+    assert match_ids(ward, "/fhir/Patient?_list=melati", typed=True) == ["Patient/l-c"]
     assert ward.delete("/fhir/List/melati").status_code in (200, 204)
-    assert _ids(ward, "/fhir/Patient?_list=melati") == []
+    assert match_ids(ward, "/fhir/Patient?_list=melati", typed=True) == []
 
 
 @pytest.mark.parametrize("value", ["bad id!", ""])
@@ -80,10 +68,10 @@ def test_token_mode_needs_list_search(secured):
     from tests.security.test_token_auth_http import auth, token_for
 
     admin = auth(token_for(secured, "system/*.*"))
-    _put(secured, {"resourceType": "Patient", "id": "t-a"}, **admin)
-    _put(secured, _list("t-list", "Patient/t-a"), **admin)
+    put_resource(secured, {"resourceType": "Patient", "id": "t-a"}, **admin)
+    put_resource(secured, _list("t-list", "Patient/t-a"), **admin)
     patients_only = auth(token_for(secured, "system/Patient.read"))
     refused = secured.get("/fhir/Patient?_list=t-list", headers=patients_only)
     assert refused.status_code == 403 and "List" in refused.json()["issue"][0]["diagnostics"]
     both = auth(token_for(secured, "system/Patient.read system/List.read"))
-    assert _ids(secured, "/fhir/Patient?_list=t-list", **both) == ["Patient/t-a"]
+    assert match_ids(secured, "/fhir/Patient?_list=t-list", typed=True, **both) == ["Patient/t-a"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 import random
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
 from fhir_server.search.near import KM_PER_DEGREE
 from fhir_server.storage import migrate
-from tests.conftest import BACKENDS, migrated_database, store_raw
+from tests.conftest import BACKENDS, match_ids, migrated_database, put_resource, store_raw
 
 H = {"Content-Type": "application/fhir+json"}
 MONAS = (-6.1754, 106.8272)
@@ -41,11 +40,6 @@ def _location(lid: str, position: tuple[float, float] | None) -> dict:
     return loc
 
 
-def _put(client, resource: dict) -> None:
-    r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers=H)
-    assert r.status_code in (200, 201), r.text
-
-
 def _near(client, value: str, res_type: str = "Location", **headers) -> list[str]:
     r = client.get(
         f"/fhir/{res_type}", params={"near" if res_type == "Location" else "location.near": value, "_count": "500"}, headers=headers
@@ -57,8 +51,8 @@ def _near(client, value: str, res_type: str = "Location", **headers) -> list[str
 @pytest.fixture
 def places(client):
     for lid, position in PLACES.items():
-        _put(client, _location(lid, position))
-    _put(client, _location("no-position", None))
+        put_resource(client, _location(lid, position))
+    put_resource(client, _location("no-position", None))
     return client
 
 
@@ -78,19 +72,15 @@ def test_locations_within_the_distance(places):
 
 def test_missing(places):
     everywhere = sorted(PLACES)
-    assert _ids_of(places, "/fhir/Location?near:missing=false") == everywhere
-    assert _ids_of(places, "/fhir/Location?near:missing=true") == ["no-position"]
-
-
-def _ids_of(client, url: str) -> list[str]:
-    return sorted(e["resource"]["id"] for e in client.get(url).json().get("entry", []) if e["search"]["mode"] == "match")
+    assert match_ids(places, "/fhir/Location?near:missing=false") == everywhere
+    assert match_ids(places, "/fhir/Location?near:missing=true") == ["no-position"]
 
 
 def test_moves_and_deletes_are_followed(places):
     lat, lon = MONAS
-    _put(places, _location("rs-bandung", (-6.1800, 106.8300)))  # moved next to Monas
+    put_resource(places, _location("rs-bandung", (-6.1800, 106.8300)))  # moved next to Monas
     assert "rs-bandung" in _near(places, f"{lat}|{lon}|5")
-    _put(places, _location("rs-bandung", None))  # position removed
+    put_resource(places, _location("rs-bandung", None))  # position removed
     assert "rs-bandung" not in _near(places, f"{lat}|{lon}|1000")
     assert places.delete("/fhir/Location/pkm-menteng").status_code in (200, 204)
     assert _near(places, f"{lat}|{lon}|5") == []
@@ -105,7 +95,7 @@ def test_a_chain_finds_the_encounters_at_the_locations_near(places):
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "location": [{"location": {"reference": f"Location/{where}"}}],
         }
-        _put(places, encounter)
+        put_resource(places, encounter)
     assert _near(places, f"{MONAS[0]}|{MONAS[1]}|5", res_type="Encounter") == ["e-near"]
 
 
@@ -116,7 +106,7 @@ def test_the_distance_agrees_with_the_great_circle(client):
     center = (-2.5, 118.0)
     points = {f"r{i}": (center[0] + rng.uniform(-4, 4), center[1] + rng.uniform(-4, 4)) for i in range(120)}
     for lid, position in points.items():
-        _put(client, _location(lid, position))
+        put_resource(client, _location(lid, position))
     for km in (50, 150, 300):
         found = set(_near(client, f"{center[0]}|{center[1]}|{km}"))
         for lid, position in points.items():

@@ -7,26 +7,14 @@ supported (ignored)": a lenient search answered every Patient."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
 from fhir_server.storage import migrate
 from fhir_server.subscriptions.rowmatch import compile_filter
-from tests.conftest import BACKENDS, migrated_database, store_raw
+from tests.conftest import BACKENDS, match_ids, migrated_database, put_resource, store_raw
 
 H = {"Content-Type": "application/fhir+json"}
-
-
-def _put(client, resource: dict) -> None:
-    r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers=H)
-    assert r.status_code in (200, 201), r.text
-
-
-def _ids(client, url: str, **headers) -> list[str]:
-    r = client.get(url, headers=headers)
-    assert r.status_code == 200, r.text
-    return sorted(e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match")
 
 
 @pytest.fixture
@@ -38,8 +26,8 @@ def people(client):
         ("p-yusuf", {"family": "Yoesoef", "given": ["Djoko"]}),
         ("p-dewi", {"family": "Lestari", "given": ["Dewi"]}),
     ):
-        _put(client, {"resourceType": "Patient", "id": pid, "name": [name]})
-    _put(client, {"resourceType": "Patient", "id": "p-nameless"})
+        put_resource(client, {"resourceType": "Patient", "id": pid, "name": [name]})
+    put_resource(client, {"resourceType": "Patient", "id": "p-nameless"})
     return client
 
 
@@ -57,20 +45,20 @@ def people(client):
     ],
 )
 def test_names_as_heard_find_names_as_written(people, heard, found):
-    assert _ids(people, f"/fhir/Patient?phonetic={heard}") == found
+    assert match_ids(people, f"/fhir/Patient?phonetic={heard}") == found
 
 
 def test_missing_and_changes(people):
-    assert _ids(people, "/fhir/Patient?phonetic:missing=true") == ["p-nameless"]
-    assert "p-nameless" not in _ids(people, "/fhir/Patient?phonetic:missing=false")
-    _put(people, {"resourceType": "Patient", "id": "p-soeharto", "name": [{"text": "Sukarno"}]})
-    assert _ids(people, "/fhir/Patient?phonetic=Suharto") == []
-    assert _ids(people, "/fhir/Patient?phonetic=Soekarno") == ["p-soeharto"]
+    assert match_ids(people, "/fhir/Patient?phonetic:missing=true") == ["p-nameless"]
+    assert "p-nameless" not in match_ids(people, "/fhir/Patient?phonetic:missing=false")
+    put_resource(people, {"resourceType": "Patient", "id": "p-soeharto", "name": [{"text": "Sukarno"}]})
+    assert match_ids(people, "/fhir/Patient?phonetic=Suharto") == []
+    assert match_ids(people, "/fhir/Patient?phonetic=Soekarno") == ["p-soeharto"]
 
 
 def test_practitioners_too(client):
-    _put(client, {"resourceType": "Practitioner", "id": "dr-tjahjadi", "name": [{"text": "dr. Tjahjadi Nugroho, Sp.PD"}]})
-    assert _ids(client, "/fhir/Practitioner?phonetic=Cahyadi") == ["dr-tjahjadi"]
+    put_resource(client, {"resourceType": "Practitioner", "id": "dr-tjahjadi", "name": [{"text": "dr. Tjahjadi Nugroho, Sp.PD"}]})
+    assert match_ids(client, "/fhir/Practitioner?phonetic=Cahyadi") == ["dr-tjahjadi"]
 
 
 def test_string_modifiers_are_not_phonetic(people):

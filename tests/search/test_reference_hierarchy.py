@@ -7,22 +7,12 @@ search answered every Encounter."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
+
+from tests.conftest import match_ids, put_resource
 
 H = {"Content-Type": "application/fhir+json"}
 AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
-
-
-def _put(client, resource: dict, **headers) -> None:
-    r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers={**H, **headers})
-    assert r.status_code in (200, 201), r.text
-
-
-def _ids(client, url: str, **headers) -> list[str]:
-    r = client.get(url, headers=headers)
-    assert r.status_code == 200, r.text
-    return sorted(e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match")
 
 
 def _org(oid: str, parent: str | None = None) -> dict:
@@ -61,7 +51,7 @@ def _facility(client, **headers) -> None:
         _encounter("e-klinik", "klinik-tumbuh", "lantai-1"),
         _encounter("e-pkm", "puskesmas", "gedung-b"),
     ):
-        _put(client, resource, **headers)
+        put_resource(client, resource, **headers)
 
 
 @pytest.fixture
@@ -71,15 +61,15 @@ def facility(client):
 
 
 def test_below_finds_the_unit_and_every_unit_under_it(facility):
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-klinik", "e-poli", "e-rsud"]
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/poli-anak") == ["e-klinik", "e-poli"]
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/puskesmas") == ["e-pkm"]
-    assert _ids(facility, "/fhir/Encounter?location:below=Location/gedung-a") == ["e-klinik", "e-poli", "e-rsud"]
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-klinik", "e-poli", "e-rsud"]
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/poli-anak") == ["e-klinik", "e-poli"]
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/puskesmas") == ["e-pkm"]
+    assert match_ids(facility, "/fhir/Encounter?location:below=Location/gedung-a") == ["e-klinik", "e-poli", "e-rsud"]
     # the hierarchy's own parameter: what lies below
-    assert _ids(facility, "/fhir/Organization?partof:below=Organization/rsud") == ["klinik-tumbuh", "poli-anak"]
-    assert _ids(facility, "/fhir/Location?partof:below=gedung-a") == ["kamar-101", "lantai-1"]  # one target type: a bare id
+    assert match_ids(facility, "/fhir/Organization?partof:below=Organization/rsud") == ["klinik-tumbuh", "poli-anak"]
+    assert match_ids(facility, "/fhir/Location?partof:below=gedung-a") == ["kamar-101", "lantai-1"]  # one target type: a bare id
     # either value
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/poli-anak,Organization/puskesmas") == [
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/poli-anak,Organization/puskesmas") == [
         "e-klinik",
         "e-pkm",
         "e-poli",
@@ -87,17 +77,17 @@ def test_below_finds_the_unit_and_every_unit_under_it(facility):
 
 
 def test_above_finds_the_unit_and_every_unit_over_it(facility):
-    assert _ids(facility, "/fhir/Encounter?service-provider:above=Organization/klinik-tumbuh") == ["e-klinik", "e-poli", "e-rsud"]
-    assert _ids(facility, "/fhir/Encounter?location:above=Location/lantai-1") == ["e-klinik", "e-rsud"]
+    assert match_ids(facility, "/fhir/Encounter?service-provider:above=Organization/klinik-tumbuh") == ["e-klinik", "e-poli", "e-rsud"]
+    assert match_ids(facility, "/fhir/Encounter?location:above=Location/lantai-1") == ["e-klinik", "e-rsud"]
 
 
 def test_the_hierarchy_as_it_is_now_and_a_cycle_ends(facility):
-    _put(facility, _org("poli-anak", "puskesmas"))  # the department moves
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/puskesmas") == ["e-klinik", "e-pkm", "e-poli"]
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-rsud"]
-    _put(facility, _org("rsud", "klinik-tumbuh"))  # a cycle: rsud -> klinik -> poli -> puskesmas; then puskesmas -> rsud
-    _put(facility, _org("puskesmas", "rsud"))
-    assert _ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-klinik", "e-pkm", "e-poli", "e-rsud"]
+    put_resource(facility, _org("poli-anak", "puskesmas"))  # the department moves
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/puskesmas") == ["e-klinik", "e-pkm", "e-poli"]
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-rsud"]
+    put_resource(facility, _org("rsud", "klinik-tumbuh"))  # a cycle: rsud -> klinik -> poli -> puskesmas; then puskesmas -> rsud
+    put_resource(facility, _org("puskesmas", "rsud"))
+    assert match_ids(facility, "/fhir/Encounter?service-provider:below=Organization/rsud") == ["e-klinik", "e-pkm", "e-poli", "e-rsud"]
 
 
 @pytest.mark.parametrize(
@@ -123,4 +113,4 @@ def test_token_mode_needs_search_of_the_hierarchy(secured):
     refused = secured.get("/fhir/Encounter?service-provider:below=Organization/rsud", headers=encounters)
     assert refused.status_code == 403 and "Organization" in refused.json()["issue"][0]["diagnostics"]
     both = auth(token_for(secured, "system/Encounter.read system/Organization.read"))
-    assert _ids(secured, "/fhir/Encounter?service-provider:below=Organization/rsud", **both) == ["e-klinik", "e-poli", "e-rsud"]
+    assert match_ids(secured, "/fhir/Encounter?service-provider:below=Organization/rsud", **both) == ["e-klinik", "e-poli", "e-rsud"]

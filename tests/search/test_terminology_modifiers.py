@@ -15,22 +15,12 @@ import uuid
 import orjson
 import pytest
 
+from tests.conftest import match_ids, put_resource
+
 H = {"Content-Type": "application/fhir+json"}
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 GENDERS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 LOCAL_VS = "https://rs.example.id/fhir/ValueSet/status-selesai"
-
-
-def _put(client, resource):
-    r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=orjson.dumps(resource), headers=H)
-    assert r.status_code in (200, 201), r.text
-    return r.json()
-
-
-def _ids(client, url, **headers):
-    r = client.get(url, headers=headers)
-    assert r.status_code == 200, r.text
-    return sorted(e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match")
 
 
 def _condition(cid, patient, status=None):
@@ -42,20 +32,20 @@ def _condition(cid, patient, status=None):
 
 @pytest.fixture
 def chart(client):
-    _put(client, {"resourceType": "Patient", "id": "tm-p1", "gender": "female"})
-    _put(client, {"resourceType": "Patient", "id": "tm-p2", "gender": "male"})
-    _put(client, {"resourceType": "Patient", "id": "tm-p3"})  # no gender
+    put_resource(client, {"resourceType": "Patient", "id": "tm-p1", "gender": "female"})
+    put_resource(client, {"resourceType": "Patient", "id": "tm-p2", "gender": "male"})
+    put_resource(client, {"resourceType": "Patient", "id": "tm-p3"})  # no gender
     for cid, status in (("c-active", "active"), ("c-relapse", "relapse"), ("c-resolved", "resolved"), ("c-remission", "remission")):
-        _put(client, _condition(cid, "tm-p1", status))
-    _put(client, _condition("c-none", "tm-p2"))
+        put_resource(client, _condition(cid, "tm-p1", status))
+    put_resource(client, _condition("c-none", "tm-p2"))
     return client
 
 
 def test_in_and_not_in_a_packaged_value_set(chart):
-    assert _ids(chart, f"/fhir/Patient?gender:in={GENDERS}") == ["tm-p1", "tm-p2"]
-    assert _ids(chart, f"/fhir/Patient?gender:in={GENDERS}|4.0.1") == ["tm-p1", "tm-p2"]
+    assert match_ids(chart, f"/fhir/Patient?gender:in={GENDERS}") == ["tm-p1", "tm-p2"]
+    assert match_ids(chart, f"/fhir/Patient?gender:in={GENDERS}|4.0.1") == ["tm-p1", "tm-p2"]
     # :not-in as :not: resources without a value in the set, those without any value included
-    assert _ids(chart, f"/fhir/Patient?gender:not-in={GENDERS}") == ["tm-p3"]
+    assert match_ids(chart, f"/fhir/Patient?gender:not-in={GENDERS}") == ["tm-p3"]
 
 
 def test_in_a_stored_value_set_by_url_by_version_and_by_id(chart):
@@ -70,37 +60,37 @@ def test_in_a_stored_value_set_by_url_by_version_and_by_id(chart):
         "status": "active",
         "compose": {"include": [{"system": CLINICAL, "concept": [{"code": "resolved"}, {"code": "remission"}]}]},
     }
-    _put(chart, vs)
+    put_resource(chart, vs)
     done = ["c-remission", "c-resolved"]
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}") == done
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}|2") == done
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in=ValueSet/{vs_id}") == done
-    assert _ids(chart, f"/fhir/Condition?clinical-status:not-in={local}") == ["c-active", "c-none", "c-relapse"]
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:in={local}") == done
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:in={local}|2") == done
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:in=ValueSet/{vs_id}") == done
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:not-in={local}") == ["c-active", "c-none", "c-relapse"]
     # two value sets: either
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local},{GENDERS}") == done
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:in={local},{GENDERS}") == done
     assert chart.get(f"/fhir/Condition?clinical-status:in={local}|9").status_code == 400  # no such version
     # a change is seen at once (the database, not a copy the engine of one worker holds)
     vs["compose"]["include"][0]["concept"] = [{"code": "active"}]
-    _put(chart, vs)
-    assert _ids(chart, f"/fhir/Condition?clinical-status:in={local}") == ["c-active"]
+    put_resource(chart, vs)
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:in={local}") == ["c-active"]
 
 
 def test_below_and_above_follow_the_code_system_hierarchy(chart):
-    assert _ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|inactive") == ["c-remission", "c-resolved"]
-    assert _ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|active") == ["c-active", "c-relapse"]
-    assert _ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|resolved") == ["c-resolved"]
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|inactive") == ["c-remission", "c-resolved"]
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|active") == ["c-active", "c-relapse"]
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|resolved") == ["c-resolved"]
     # resolved is below inactive: a search above resolved finds what is coded inactive or resolved
-    _put(chart, _condition("c-inactive", "tm-p2", "inactive"))
-    assert _ids(chart, f"/fhir/Condition?clinical-status:above={CLINICAL}|resolved") == ["c-inactive", "c-resolved"]
+    put_resource(chart, _condition("c-inactive", "tm-p2", "inactive"))
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:above={CLINICAL}|resolved") == ["c-inactive", "c-resolved"]
     # a code the system lacks stands for itself: nothing has it
-    assert _ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|nope") == []
+    assert match_ids(chart, f"/fhir/Condition?clinical-status:below={CLINICAL}|nope") == []
 
 
 def test_in_a_chain_and_a_reverse_chain(chart):
-    assert _ids(chart, f"/fhir/Condition?subject:Patient.gender:in={GENDERS}") == sorted(
+    assert match_ids(chart, f"/fhir/Condition?subject:Patient.gender:in={GENDERS}") == sorted(
         ["c-active", "c-relapse", "c-resolved", "c-remission", "c-none"]
     )
-    assert _ids(chart, f"/fhir/Patient?_has:Condition:subject:clinical-status:below={CLINICAL}|inactive") == ["tm-p1"]
+    assert match_ids(chart, f"/fhir/Patient?_has:Condition:subject:clinical-status:below={CLINICAL}|inactive") == ["tm-p1"]
 
 
 @pytest.mark.parametrize(
