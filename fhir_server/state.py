@@ -11,7 +11,6 @@ from typing import Any
 from fhir_server.audit.recorder import AuditRecorder, NullRecorder
 from fhir_server.auth.tokens import TokenVerifier, load_signing_key
 from fhir_server.config import Settings
-from fhir_server.operations.terminology_ops import TERMINOLOGY_TYPES, sync_engine
 from fhir_server.satusehat import setup as _satusehat  # noqa: F401  (registers the SATUSEHAT operations)
 from fhir_server.service.audit_trail import AuditTrail
 from fhir_server.service.capability import capability_bytes, metadata
@@ -70,7 +69,7 @@ class ServerState:
     def metadata_bytes(self, base: str, params: list[tuple[str, str]]) -> bytes:
         """``GET metadata``: the CapabilityStatement, or with ``mode=terminology`` the TerminologyCapabilities."""
         assert self.pipeline.capability is not None
-        return metadata(base, params, self.pipeline.capability)
+        return metadata(base, params, self.pipeline.capability, self.services.terminology)
 
     def token_verifier(self) -> TokenVerifier:
         """The access-token verifier (token mode); the signing key is read once per process."""
@@ -101,8 +100,6 @@ def build_state(settings: Settings, *, blocking_writes: bool = False, background
         region_codes=settings.region_codes,
         prepare_index=index_rows,
     )
-    for res_type in TERMINOLOGY_TYPES:
-        resources.listeners.setdefault(res_type, []).append(sync_engine)
     conditional = ConditionalService(resources, allow_multiple_delete=settings.conditional_delete_multiple)
     search = SearchService(db, settings.default_count, settings.max_count)
     history = HistoryService(db, settings.default_count, settings.max_count)

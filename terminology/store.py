@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .codesystem import CodeSystemProvider, DictCodeSystem
 from .conceptmap import ConceptMapIndex
@@ -73,6 +73,24 @@ class TerminologyRegistry:
         reg._packaged_value_sets = frozenset(reg._value_sets)
         return reg
 
+    def overlaid(self, resources: Iterable[dict]) -> TerminologyRegistry:
+        """A new registry holding this one's content with ``resources`` (what clients stored) added
+        over it; this one is left as it is. A value set added here is no longer a packaged one
+        (:meth:`is_packaged_value_set`). Providers and concept-map indexes are shared: neither
+        changes once built."""
+        reg = TerminologyRegistry()
+        reg._code_systems = {url: _Versions(v) for url, v in self._code_systems.items()}
+        reg._value_sets = {url: _Versions(v) for url, v in self._value_sets.items()}
+        reg._concept_maps = {url: _Versions(v) for url, v in self._concept_maps.items()}
+        reg._cm_index = dict(self._cm_index)
+        added = set()
+        for resource in resources:
+            reg.add(resource)
+            if resource.get("resourceType") == "ValueSet":
+                added.add(resource["url"])
+        reg._packaged_value_sets = self._packaged_value_sets - added
+        return reg
+
     def is_packaged_value_set(self, canonical: str) -> bool:
         """Whether the server ships the value set ``canonical`` (or it is a shipped code system's
         implicit all-codes value set), rather than a client having stored it."""
@@ -121,20 +139,6 @@ class TerminologyRegistry:
 
     def add_code_system(self, provider: CodeSystemProvider) -> None:
         self._code_systems.setdefault(provider.url, _Versions())[provider.version] = provider
-
-    def remove(self, resource_type: str, url: str, version: str | None = None) -> None:
-        """Forget one version (or every version when ``version`` is None) of a resource."""
-        tables: dict[str, dict[str, _Versions[Any]]] = {
-            "CodeSystem": self._code_systems,
-            "ValueSet": self._value_sets,
-            "ConceptMap": self._concept_maps,
-        }
-        table = tables[resource_type]
-        if version is None:
-            table.pop(url, None)
-        elif url in table:
-            table[url].pop(version, None)
-        self._cm_index = {k: v for k, v in self._cm_index.items() if k[0] != url}
 
     def code_system(self, canonical: str, version: str | None = None) -> CodeSystemProvider | None:
         url, version = split_canonical(canonical, version)

@@ -21,6 +21,7 @@ from .. import jsonio, paging
 from ..errors import FhirError, Issue, warning
 from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
+from ..storage.stored_terminology import terminology_engine
 from .compartment import FOCAL, Compartment, CompartmentPage, Member, members
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
@@ -73,7 +74,7 @@ def run_search(
     type it holds, or of those of ``_type``.
     """
     q = parse_query(res_type, params, strict=strict)
-    expand_codes(q.criteria, partial(_stored_value_set, source, searchable))
+    expand_codes(q.criteria, partial(_stored_value_set, source, searchable), partial(terminology_engine, source))
     if searchable is not None:
         restrict_criteria(q.criteria, searchable)
     out = SearchResult(issues=list(q.issues), self_params=list(q.used))
@@ -173,7 +174,7 @@ def filter_sql(
     alternatives = []
     for params in queries:
         q = parse_query(res_type, params, strict=True)
-        expand_codes(q.criteria, partial(_stored_value_set, source, None))
+        expand_codes(q.criteria, partial(_stored_value_set, source, None), partial(terminology_engine, source))
         alternatives.append(and_(b.clauses("r", q.criteria)))
     sql = f"SELECT r.pk FROM resources r WHERE r.res_type = {b.p(res_type)} AND r.deleted = FALSE AND {or_(alternatives)}"
     return sql, b.params

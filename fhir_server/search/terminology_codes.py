@@ -7,9 +7,9 @@ in the code system's hierarchy. Each such criterion is rewritten into the plain 
 those codes (``:not-in`` into ``:not``), so the SQL (``SqlBuilder``'s code lists per system), the
 subscription matcher and every other reader of criteria see nothing new.
 
-The codes come from the terminology engine: the value sets the server ships from it, those clients
-stored from the database (the source of truth, whichever worker stored them), and every code
-system's hierarchy from it.
+The codes come from the database's terminology engine (storage/stored_terminology.py): the
+packaged content and what clients stored, whichever worker stored it. A value set clients stored is
+read from the database itself (``stored_value_set``), so that a transaction sees the one it wrote.
 Value sets too large to list (more than ``MAX_CODES``), unknown ones, and code systems whose
 content is not on this server are 400 OperationOutcomes naming the parameter: an unknown value set
 is never read as "no codes", which ``:not-in`` would turn into "every resource". A stored value
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from fhir_server.errors import FhirError, error
-from terminology.engine import default_engine
+from terminology.engine import TerminologyEngine
 
 from .parameters import TERMINOLOGY_MODIFIERS as MODIFIERS
 from .parse import Criterion, TokenValue
@@ -34,18 +34,22 @@ MAX_CODES = 1000
 StoredValueSet = Callable[[str], dict | None]
 
 
-def expand_codes(criteria: list[Criterion], stored_value_set: StoredValueSet) -> None:
+def expand_codes(criteria: list[Criterion], stored_value_set: StoredValueSet, terminology: Callable[[], TerminologyEngine]) -> None:
     """Rewrite every ``:in``/``:not-in``/``:below``/``:above`` criterion (chains and ``_has``
     included) into the token criterion of its codes; ``stored_value_set`` is called only for a
-    value set clients stored."""
+    value set clients stored, ``terminology`` (the database's engine) only when there is such a
+    criterion."""
+    engine: TerminologyEngine | None = None
     for c in _walk(criteria):
         if c.ptype != "token" or c.modifier not in MODIFIERS:
             continue
         name = f"{c.code}:{c.modifier}"
         pairs: dict[tuple[str | None, str], None] = {}
+        if engine is None:
+            engine = terminology()
         for value in c.values:
             try:
-                found = _codes(c.modifier, str(value), stored_value_set)
+                found = _codes(engine, c.modifier, str(value), stored_value_set)
             except FhirError as exc:
                 if exc.status == 403:  # a stored value set the caller may not search
                     raise
@@ -67,8 +71,7 @@ def _walk(criteria: list[Criterion]) -> Iterator[Criterion]:
                 yield from _walk([inner])
 
 
-def _codes(modifier: str, value: str, stored_value_set: StoredValueSet) -> list[tuple[str | None, str]]:
-    engine = default_engine()
+def _codes(engine: TerminologyEngine, modifier: str, value: str, stored_value_set: StoredValueSet) -> list[tuple[str | None, str]]:
     if modifier in ("in", "not-in"):
         url, _, version = value.partition("|")
         # the server's own from the engine; a client's from the database (the source of truth,

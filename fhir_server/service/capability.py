@@ -17,7 +17,7 @@ from fhir_server.search.subsetting import for_read
 from fhir_server.subscriptions import capability as subscription_capability
 from fhir_server.timeutil import now_us, to_instant
 from terminology.capabilities import terminology_capabilities
-from terminology.engine import default_engine
+from terminology.engine import TerminologyEngine
 
 SOFTWARE_NAME = "fhir-server-id"
 #: the IG CapabilityStatements this server implements (Bulk Data export: fhir_server/bulk, docs/bulk.md)
@@ -138,8 +138,11 @@ def capability_bytes(base: str, conditional_delete_multiple: bool = False, token
 METADATA_MODES = ("full", "normative", "terminology")
 
 
-def metadata(base: str, params: list[tuple[str, str]], capability: Callable[[str], bytes]) -> bytes:
-    """The answer to ``GET [base]/metadata`` with its query ``params`` (http.html#capabilities)."""
+def metadata(
+    base: str, params: list[tuple[str, str]], capability: Callable[[str], bytes], terminology: Callable[[], TerminologyEngine]
+) -> bytes:
+    """The answer to ``GET [base]/metadata`` with its query ``params`` (http.html#capabilities);
+    ``terminology``: the database's terminology engine (``mode=terminology``)."""
     modes = [v for k, v in params if k == "mode" and v]  # an empty value asks for nothing (docs/interop.md)
     if len(modes) > 1:
         raise FhirError.of(400, "invalid", "mode may be given once")
@@ -148,11 +151,11 @@ def metadata(base: str, params: list[tuple[str, str]], capability: Callable[[str
         raise FhirError.of(400, "invalid", f"Unknown metadata mode '{mode}': use one of {', '.join(METADATA_MODES)}")
     subsetting = for_read(params)  # _summary / _elements, as on a read (search/subsetting.py)
     if mode == "terminology":
-        return subsetting.apply(jsonio.dumps(terminology_capability(base)), "TerminologyCapabilities")
+        return subsetting.apply(jsonio.dumps(terminology_capability(base, terminology())), "TerminologyCapabilities")
     return subsetting.apply(capability(base), "CapabilityStatement")
 
 
-def terminology_capability(base: str) -> dict[str, Any]:
-    """The TerminologyCapabilities of this worker's terminology engine (it follows stored CodeSystems)."""
+def terminology_capability(base: str, engine: TerminologyEngine) -> dict[str, Any]:
+    """The TerminologyCapabilities of ``engine`` (the database's: it lists the stored CodeSystems)."""
     software = {"name": SOFTWARE_NAME, "version": __version__}
-    return terminology_capabilities(default_engine(), base=base, date=to_instant(now_us())[:10], software=software)
+    return terminology_capabilities(engine, base=base, date=to_instant(now_us())[:10], software=software)

@@ -16,6 +16,8 @@ from fhir_server.service.mpi import MpiService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.transaction import BundleService
+from fhir_server.storage.stored_terminology import terminology_engine
+from terminology.engine import TerminologyEngine
 
 T = TypeVar("T")
 
@@ -50,3 +52,8 @@ class Services:
     merge: MergeService
     default_count: int
     max_count: int
+
+    def terminology(self) -> TerminologyEngine:
+        """The terminology engine: the packaged content and the CodeSystems, ValueSets and
+        ConceptMaps stored in this database, as of its last commit (storage/stored_terminology.py)."""
+        return terminology_engine(self.resources.db)

@@ -290,7 +290,7 @@ class Pipeline:
     async def _capabilities(self, i: Interaction) -> Answer:
         if self.capability is None:
             raise FhirError.of(400, "not-supported", "metadata is not available here")
-        return Answer(200, metadata(i.base, i.params, self.capability))
+        return Answer(200, metadata(i.base, i.params, self.capability, self.services.terminology))
 
     # -- writes -----------------------------------------------------------------------------
     async def _create(self, i: Interaction) -> Answer:

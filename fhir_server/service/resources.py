@@ -31,7 +31,6 @@ Indexer = Callable[..., None]
 #: write transaction (see Prepared)
 IndexPreparer = Callable[[dict[str, Any], "list[dict[str, Any]] | None"], Any]
 #: (resource type, the stored resource or None when deleted, the previous body) -> None, after commit
-Listener = Callable[[str, "dict[str, Any] | None", "bytes | None"], None]
 
 _MAX_RETRIES = 5
 
@@ -113,23 +112,12 @@ class ResourceService:
         self.r4b_model_check = r4b_model_check
         #: SATUSEHAT administrativeCode checks: "warn" (unknown codes warn), "strict" (they fail) or "off"
         self.region_codes = region_codes
-        #: called after a write commits, per resource type (e.g. the terminology engine's sync)
-        self.listeners: dict[str, list[Listener]] = {}
 
-    def _changed(
-        self,
-        conn: Connection,
-        stored: Stored,
-        action: str,
-        resource: dict[str, Any] | None,
-        previous: bytes | None,
-    ) -> None:
-        """Every committed create, update and delete passes here: the change log row (in this
-        transaction) and the after-commit listeners."""
-        res_type = stored.res_type
-        changelog.record(conn, res_type, stored.res_id, stored.version, action, stored.updated_us)
-        for listener in self.listeners.get(res_type, ()):
-            conn.info.setdefault("after_commit", []).append(lambda fn=listener: fn(res_type, resource, previous))
+    @staticmethod
+    def _changed(conn: Connection, stored: Stored, action: str) -> None:
+        """Every create, update and delete passes here: its change-log row (in this transaction).
+        What follows a change (subscriptions, the SATUSEHAT sync, the terminology engine) reads the log."""
+        changelog.record(conn, stored.res_type, stored.res_id, stored.version, action, stored.updated_us)
 
     def _check_writable(self, res_type: str) -> None:
         if res_type in SERVER_OWNED:
@@ -282,7 +270,7 @@ class ResourceService:
         repo.add_version(conn, res_type, res_id, 1, updated, "POST", body)
         self.indexer(conn, pk, stamped, fresh=True, rows=rows)
         stored = Stored(res_type, res_id, 1, updated, body)
-        self._changed(conn, stored, "create", stamped, None)
+        self._changed(conn, stored, "create")
         return WriteResult(stored, 201, prepared.warnings, pk)
 
     def update(self, res_type: str, res_id: str, resource: dict[str, Any], if_match: str | None = None) -> WriteResult:
@@ -336,7 +324,7 @@ class ResourceService:
                 repo.add_version(conn, res_type, res_id, 1, updated, method, body)
                 self.indexer(conn, pk, stamped, fresh=True, rows=rows)
                 stored = Stored(res_type, res_id, 1, updated, body)
-                self._changed(conn, stored, "create", stamped, None)
+                self._changed(conn, stored, "create")
                 return WriteResult(stored, 201, warnings, pk)
             version = current.version + 1
             updated = max(updated, current.updated_us + 1)
@@ -350,7 +338,7 @@ class ResourceService:
             self.indexer(conn, current.pk, stamped, rows=rows)
             stored = Stored(res_type, res_id, version, updated, body)
             # a PUT after a delete brings the resource back: a create for whoever follows the log
-            self._changed(conn, stored, "create" if current.deleted else "update", stamped, current.body)
+            self._changed(conn, stored, "create" if current.deleted else "update")
             return WriteResult(stored, 201 if current.deleted else 200, warnings, current.pk)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
 
@@ -404,7 +392,7 @@ class ResourceService:
         body = jsonio.dumps(resource)
         repo.overwrite_body(conn, current.pk, res_type, res_id, current.version, body)
         self.indexer(conn, current.pk, resource)
-        self._changed(conn, Stored(res_type, res_id, current.version, current.updated_us, body), "update", resource, current.body)
+        self._changed(conn, Stored(res_type, res_id, current.version, current.updated_us, body), "update")
         return resource["meta"]
 
     def read_in(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored:
@@ -443,7 +431,7 @@ class ResourceService:
             repo.add_version(conn, res_type, res_id, version, updated, "DELETE", None, deleted=True)
             self.indexer(conn, current.pk, None)
             stored = Stored(res_type, res_id, version, updated, None, deleted=True)
-            self._changed(conn, stored, "delete", None, current.body)
+            self._changed(conn, stored, "delete")
             return WriteResult(stored, 204)
         raise FhirError.of(409, "conflict", f"{res_type}/{res_id} is being changed by other clients; retry")
 

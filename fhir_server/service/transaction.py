@@ -39,6 +39,7 @@ from fhir_server.service.results import OPERATION_OUTCOME, REPRESENTATION, Store
 from fhir_server.service.search import SearchService
 from fhir_server.storage import changelog
 from fhir_server.storage import repository as repo
+from fhir_server.storage.stored_terminology import terminology_engine
 from fhir_server.timeutil import datetime_range, to_instant
 from fhir_server.url_forms import canonical_path, search_get_path
 from fhir_server.urlcodec import parse_qsl
@@ -419,7 +420,7 @@ class BundleService:
         if kind == "capabilities":
             if capability is None:
                 raise FhirError.of(400, "not-supported", "metadata is not available here")
-            body = metadata(base, params, capability)
+            body = metadata(base, params, capability, partial(terminology_engine, conn))
         elif kind.startswith("history-"):
             body = self.history.history(base, e.res_type or None, e.res_id, params, source=conn)
         elif e.res_type == "AuditEvent" and kind == "search-type":

@@ -44,6 +44,7 @@ _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM change_log"
 _CHANGED_BETWEEN = (
     "SELECT (SELECT 1 FROM change_log WHERE seq = ?), (SELECT 1 FROM change_log WHERE seq > ? AND seq <= ? AND res_type IN ({}) LIMIT 1)"
 )
+_CHANGED_IDS = "SELECT DISTINCT res_type, res_id FROM change_log WHERE seq > ? AND seq <= ? AND res_type IN ({})"
 _COPY = f"COPY change_log ({', '.join(_COLUMNS)}) FROM STDIN"
 _INSERT = f"INSERT INTO change_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 ACTIONS = ("create", "update", "delete")
@@ -125,6 +126,15 @@ def changed_between(conn: Connection, after: int, up_to: int, types: tuple[str, 
     sql = _CHANGED_BETWEEN.format(", ".join("?" * len(types)))
     kept, changed = driver_fetchone(conn, sql, (after, after, up_to, *types))
     return kept is None or changed is not None
+
+
+def changed_ids(conn: Connection, after: int, up_to: int, types: tuple[str, ...]) -> set[tuple[str, str]] | None:
+    """The (type, id) of each resource of ``types`` changed with ``after < seq <= up_to``, or None
+    when that cannot be told (``after`` is 0, or the row at ``after`` is gone: see :func:`changed_between`)."""
+    if after <= 0 or not driver_fetchall(conn, "SELECT 1 FROM change_log WHERE seq = ?", (after,)):
+        return None
+    sql = _CHANGED_IDS.format(", ".join("?" * len(types)))
+    return {(str(t), str(i)) for t, i in driver_fetchall(conn, sql, (after, up_to, *types))}
 
 
 def purge(conn: Connection, before_us: int, *, up_to_seq: int | None = None) -> int:

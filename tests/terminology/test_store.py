@@ -47,11 +47,20 @@ def test_latest_version_wins_and_versions_can_be_asked_for():
     assert reg.value_set("http://x/vs", "1.9")["version"] == "1.9"
 
 
-def test_remove_forgets_a_resource():
-    reg = TerminologyRegistry()
-    reg.add({"resourceType": "ConceptMap", "url": "http://x/cm", "status": "active"})
-    reg.remove("ConceptMap", "http://x/cm")
-    assert reg.concept_map("http://x/cm") is None
+def test_an_overlay_adds_over_a_registry_and_leaves_it_as_it_was():
+    base = TerminologyRegistry()
+    base.add({"resourceType": "ValueSet", "url": "http://x/vs", "status": "active", "title": "shipped"})
+    base._packaged_value_sets = frozenset({"http://x/vs"})
+    over = base.overlaid(
+        [
+            {"resourceType": "ValueSet", "url": "http://x/vs", "status": "active", "title": "stored"},
+            {"resourceType": "ConceptMap", "url": "http://x/cm", "status": "active"},
+        ]
+    )
+    assert over.value_set("http://x/vs")["title"] == "stored" and not over.is_packaged_value_set("http://x/vs")
+    assert over.concept_map("http://x/cm") is not None
+    assert base.value_set("http://x/vs")["title"] == "shipped" and base.is_packaged_value_set("http://x/vs")
+    assert base.concept_map("http://x/cm") is None
 
 
 def test_adding_a_non_terminology_resource_is_refused():
