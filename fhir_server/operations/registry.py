@@ -105,7 +105,21 @@ def find(name: str, res_type: str | None, instance: bool) -> Operation:
         if res_type is not None and (op.types is None or res_type in op.types) and (op.instance if instance else op.type_level):
             return op
     where = "the system" if res_type is None else (f"a {res_type} instance" if instance else f"the {res_type} type")
-    raise FhirError.of(404, "not-supported", f"Operation ${name} is not supported on {where}")
+    raise FhirError.of(404, "not-supported", f"Operation ${name} is not supported on {where}{_elsewhere(name, res_type, instance)}")
+
+
+def _elsewhere(name: str, res_type: str | None, instance: bool) -> str:
+    """Where the operation asked for at the wrong level is served, for the error's text."""
+    if res_type is None:
+        return ""
+    for op in OPERATIONS:
+        if op.name == name and (op.types is None or res_type in op.types) and (op.type_level if instance else op.instance):
+            if instance:
+                return f"; it is on the type: {res_type}/${name}"
+            # Patient-everything's definition lets a server refuse "all patients" at the type level
+            bulk = " (every resource of every patient: the Bulk Data $export)" if name == "everything" else ""
+            return f"; it is on an instance: {res_type}/[id]/${name}{bulk}"
+    return ""
 
 
 def operations_for(res_type: str | None) -> list[Operation]:

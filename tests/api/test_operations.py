@@ -223,6 +223,19 @@ def test_unknown_operation_is_404(client):
     assert client.post("/fhir/$everything").status_code == 404
 
 
+def test_an_operation_asked_at_the_wrong_level_says_where_it_is(client):
+    # Patient-everything's definition lets a server refuse the type level (all patients at once)
+    everyone = client.get("/fhir/Patient/$everything")
+    assert everyone.status_code == 404
+    said = everyone.json()["issue"][0]["diagnostics"]
+    assert "Patient/[id]/$everything" in said and "$export" in said
+    pid = post(client, PATIENT).json()["id"]
+    instance = client.post(
+        f"/fhir/Patient/{pid}/$match", json={"resourceType": "Parameters"}, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert instance.status_code == 404 and "Patient/$match" in instance.json()["issue"][0]["diagnostics"]
+
+
 def test_operations_are_advertised_with_definitions_that_can_be_read(app_client):
     rest = app_client.get("/fhir/metadata").json()["rest"][0]
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
