@@ -23,6 +23,8 @@ from ..storage.db import Database
 from ..storage.index_tables import OTHER_REFERENCE
 from ..storage.stored_terminology import terminology_engine
 from .compartment import FOCAL, Compartment, CompartmentPage, Member, members
+from .near import NearValue, distance_extension
+from .parameters import NEAR
 from .parse import CURSOR, IncludeSpec, SearchQuery, parse_query
 from .scope_filter import restrict_criteria
 from .sql import FALSE, SqlBuilder, and_, dbapi_sql, or_
@@ -40,6 +42,8 @@ class SearchResult:
 
     matches: list[Entry] = field(default_factory=list)
     includes: list[Entry] = field(default_factory=list)
+    #: extensions of a match's ``Bundle.entry.search`` by (type, id): a ``near`` match's distance
+    match_extensions: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     total: int | None = None
     self_params: list[tuple[str, str]] = field(default_factory=list)
     first_params: list[tuple[str, str]] | None = None
@@ -157,6 +161,13 @@ def run_search(
 
         matches = [(row[0], row[1], row[2], _body(row[3])) for row in found]
         included = _includes(rows, q, matches, readable) if q.includes else []
+    points = [
+        v for c in q.criteria if c.code == NEAR[0] and c.chain is None and c.modifier is None for v in c.values if isinstance(v, NearValue)
+    ]
+    if points:  # from the stored bodies: ``_elements`` may leave the position out of the answer
+        for _, t, i, body in matches:
+            if (distance := distance_extension(jsonio.loads(body), points)) is not None:
+                out.match_extensions[(t, i)] = [distance]
     subsetting = Subsetting(q.summary, q.elements)  # search/subsetting.py: the same rule as a read's
     out.matches = [(t, i, subsetting.apply(body, t)) for _, t, i, body in matches]
     out.includes = [(t, i, subsetting.apply(body, t, included=True)) for _, t, i, body in included]

@@ -9,7 +9,9 @@ differs from the great-circle distance by well under 1 % (Indonesia lies within 
 equator). Longitudes are not wrapped at the antimeridian.
 
 The distance defaults to ``DEFAULT_KM`` ("the server can use its own discretion"); units are UCUM
-``km`` (the default), ``m`` or ``[mi_i]``. Results are not sorted by distance.
+``km`` (the default), ``m`` or ``[mi_i]``. Results are not sorted by distance: each match's
+``Bundle.entry.search`` carries its great-circle distance from the nearest point asked for (R4's
+``location-distance`` extension), from which a client orders them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ DEFAULT_KM = 5.0
 MAX_KM = 20_000.0
 #: km per degree of latitude (and of longitude at the equator)
 KM_PER_DEGREE = 111.195
+#: the earth's mean radius (IUGG), km
+EARTH_RADIUS_KM = 6371.0088
+#: R4's extension on ``Bundle.entry.search`` for a ``near`` match
+DISTANCE_URL = "http://hl7.org/fhir/StructureDefinition/location-distance"
 _UNITS_KM = {"km": 1.0, "m": 0.001, "[mi_i]": 1.609344}
 
 
@@ -77,6 +83,28 @@ def position_rows(values: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         for param, value in ((LATITUDE, float(lat)), (LONGITUDE, float(lon))):
             rows.append({"param": param, "value": value, "lo": value, "hi": value})
     return rows
+
+
+def distance_extension(resource: dict[str, Any], points: list[NearValue]) -> dict[str, Any] | None:
+    """The ``location-distance`` extension of a Location found by ``near``: the great-circle distance
+    (haversine) from the nearest of ``points``, in km to the metre; None without a position."""
+    position = resource.get("position")
+    rows = position_rows([("position", position)]) if isinstance(position, dict) else []
+    if not rows or not points:
+        return None
+    lat, lon = rows[0]["value"], rows[1]["value"]
+    km = min(great_circle_km(lat, lon, p.latitude, p.longitude) for p in points)
+    return {
+        "url": DISTANCE_URL,
+        "valueDistance": {"value": round(km, 3), "unit": "km", "system": "http://unitsofmeasure.org", "code": "km"},
+    }
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The great-circle (haversine) distance between two points, km."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    h = math.sin((phi2 - phi1) / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def box_and_scale(v: NearValue) -> tuple[float, float, float, float, float, float]:

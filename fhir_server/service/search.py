@@ -112,7 +112,15 @@ def searchset(base: str, res_type: str | None, result: SearchResult, compartment
     for relation, params in (("first", result.first_params), ("previous", result.prev_params), ("next", result.next_params)):
         if params is not None:
             links.append((relation, link(params)))
-    entries = [bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "match"}) for t, i, body in result.matches]
+    extensions = result.match_extensions
+    entries = [
+        bundles.entry(
+            f"{base}/{t}/{i}",
+            body,
+            search={"extension": extensions[(t, i)], "mode": "match"} if (t, i) in extensions else {"mode": "match"},
+        )
+        for t, i, body in result.matches
+    ]
     entries += [bundles.entry(f"{base}/{t}/{i}", body, search={"mode": "include"}) for t, i, body in result.includes]
     if result.issues:
         outcome = jsonio.dumps(operation_outcome(result.issues))

@@ -70,6 +70,32 @@ def test_locations_within_the_distance(places):
     assert _near(places, f"{lat}|{lon}|5,{sby[0]}|{sby[1]}|1") == ["pkm-menteng", "rs-surabaya"]
 
 
+def _distances(client, params: dict) -> dict[str, dict | None]:
+    r = client.get("/fhir/Location", params={**params, "_count": "500"})
+    assert r.status_code == 200, r.text
+    found = {}
+    for e in r.json().get("entry", []):
+        ext = [x for x in e["search"].get("extension", []) if x["url"] == "http://hl7.org/fhir/StructureDefinition/location-distance"]
+        found[e["resource"]["id"]] = ext[0]["valueDistance"] if ext else None
+    return found
+
+
+def test_each_match_carries_its_distance_from_the_nearest_point(places):
+    # R4's location-distance extension on Bundle.entry.search: a client can order the places itself
+    lat, lon = MONAS
+    sby = PLACES["rs-surabaya"]
+    for params in ({"near": f"{lat}|{lon}|150"}, {"near": f"{lat}|{lon}|150", "_elements": "name"}):
+        found = _distances(places, params)
+        assert sorted(found) == ["pkm-menteng", "pkm-tanjung-priok", "rs-bandung"]
+        for lid, distance in found.items():
+            assert distance["unit"] == "km" and distance["system"] == "http://unitsofmeasure.org" and distance["code"] == "km"
+            assert distance["value"] == pytest.approx(_haversine_km(MONAS, PLACES[lid]), abs=0.001)
+    two_points = _distances(places, {"near": f"{lat}|{lon}|5,{sby[0]}|{sby[1]}|1"})
+    assert two_points["pkm-menteng"]["value"] == pytest.approx(_haversine_km(MONAS, PLACES["pkm-menteng"]), abs=0.001)
+    assert two_points["rs-surabaya"]["value"] == 0
+    assert set(_distances(places, {"name": "rs-bandung"}).values()) == {None}  # no near: no distance
+
+
 def test_missing(places):
     everywhere = sorted(PLACES)
     assert match_ids(places, "/fhir/Location?near:missing=false") == everywhere
