@@ -48,6 +48,7 @@ SCENARIOS = {
     "read": T.READ,
     "identifier": T.IDENT,
     "family": T.FAMILY,
+    "family-gender": T.FAMILY_GENDER,
     "birthdate": T.BIRTH,
     "encounter": T.ENC,
     "compartment": T.COMPARTMENT,
@@ -59,7 +60,7 @@ SCENARIOS = {
     "mixed": T.MIXED,
 }
 #: scenarios of routes the peer does not have: run only when asked for
-OURS_ONLY = frozenset({T.COMPARTMENT, T.COMPARTMENT_ALL, T.EVERYTHING, T.PHONETIC})
+OURS_ONLY = frozenset({T.FAMILY_GENDER, T.COMPARTMENT, T.COMPARTMENT_ALL, T.EVERYTHING, T.PHONETIC})
 
 
 def _ours_only() -> list[str]:
@@ -185,6 +186,9 @@ def search_paths(scenario: str, loaded: Loaded, count: int = 500, seed: int = 11
         return [f"/fhir/Patient?identifier={data.NIK_SYSTEM}%7C{data.nik_of(data.patient(n))}&_count={PAGE}" for n in ns]
     if scenario == T.FAMILY:
         return [f"/fhir/Patient?family={quote(data.patient(n)['name'][0]['family'])}&_count={PAGE}" for n in ns]
+    if scenario == T.FAMILY_GENDER:
+        people = [data.patient(n) for n in ns]
+        return [f"/fhir/Patient?family={quote(p['name'][0]['family'])}&gender={p['gender']}&_count={PAGE}" for p in people]
     if scenario == T.BIRTH:
         out = []
         for _ in range(count):
@@ -776,7 +780,7 @@ def main() -> None:
         type=_scenarios,
         nargs="+",
         default=[["identifier", "family", "birthdate", "encounter"]],
-        help="subset of: identifier family birthdate encounter compartment compartment-all everything phonetic",
+        help="subset of: identifier family family-gender birthdate encounter compartment compartment-all everything phonetic",
     )
     s.add_argument(
         "--keep",

@@ -9,9 +9,6 @@ Revision ID: 0026_location_near
 Revises: 0025_index_owner_checks
 """
 
-import orjson
-import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0026_location_near"
@@ -22,15 +19,10 @@ depends_on = None
 
 def upgrade() -> None:
     from fhir_server.search.near import position_rows
-    from fhir_server.storage.migrate import stored_bodies
+    from fhir_server.storage.migrate import index_stored
 
-    conn = op.get_bind()
-    for rows in stored_bodies(conn, ("Location",)):
-        found = [{"pk": pk, **row} for pk, _, body in rows for row in position_rows([("", orjson.loads(body).get("position"))])]
-        if found:
-            conn.execute(
-                sa.text("INSERT INTO idx_number (resource_pk, param, value, lo, hi) VALUES (:pk, :param, :value, :lo, :hi)"), found
-            )
+    insert = "INSERT INTO idx_number (resource_pk, param, value, lo, hi) VALUES (:pk, :param, :value, :lo, :hi)"
+    index_stored(op.get_bind(), ("Location",), insert, lambda pk, resource: ({"pk": pk, **row} for row in position_rows([("", resource.get("position"))])))
 
 
 def downgrade() -> None:

@@ -9,9 +9,6 @@ Revision ID: 0027_phonetic
 Revises: 0026_location_near
 """
 
-import orjson
-import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0027_phonetic"
@@ -20,21 +17,15 @@ branch_labels = None
 depends_on = None
 
 TYPES = ("Patient", "Person", "Practitioner", "RelatedPerson")
+INSERT = "INSERT INTO idx_token (resource_pk, param, code) VALUES (:pk, 'phonetic', :code)"
 
 
 def upgrade() -> None:
-    from fhir_server.search.phonetic import phonetic_rows
-    from fhir_server.storage.migrate import stored_bodies
+    from fhir_server.search.phonetic import name_rows
+    from fhir_server.storage.migrate import index_stored
 
     conn = op.get_bind()
-    for rows in stored_bodies(conn, TYPES):
-        found = []
-        for pk, _, body in rows:
-            names = orjson.loads(body).get("name")
-            if isinstance(names, list):
-                found.extend({"pk": pk, "code": row["code"]} for row in phonetic_rows("phonetic", [("HumanName", n) for n in names]))
-        if found:
-            conn.execute(sa.text("INSERT INTO idx_token (resource_pk, param, code) VALUES (:pk, 'phonetic', :code)"), found)
+    index_stored(conn, TYPES, INSERT, lambda pk, resource: ({"pk": pk, "code": row["code"]} for row in name_rows(resource)))
 
 
 def downgrade() -> None:

@@ -130,9 +130,13 @@ def run_search(
     # PostgreSQL only (its planner is the one that chose badly for the semi-join); SQLite's plans
     # for the plain statement are fixed by ``+r.res_type`` above
     subqueries = _index_subqueries(criteria) if _dialect(source) == "postgresql" and not q.sort and direction == "n" else None
-    if subqueries is not None:
-        page_sql = _page_by_count(b, subqueries, q.cursor.pk if q.cursor is not None else None, list(q.res_types), count + 1)
+    after = q.cursor.pk if q.cursor is not None else None
+    if subqueries is not None and len(subqueries) == 1:
+        page_sql = _page_by_count(b, subqueries, after, list(q.res_types), count + 1)
     with _rows(source, snapshot=wants_total or bool(q.includes)) as rows:
+        if subqueries is not None and len(subqueries) > 1:
+            counts = rows(_capped_counts(b, subqueries, after), b.params)[0]
+            page_sql = _page_of_intersection(b, subqueries, [int(n) for n in counts], after, list(q.res_types), count + 1)
         found = rows(page_sql, b.params)
         if subqueries is not None:
             found.sort(key=lambda row: row[0])  # from one arm of a UNION ALL, which promises no order
@@ -318,6 +322,52 @@ def _page_by_count(b: SqlBuilder, subqueries: list[str], after: int | None, res_
     many = f"SELECT x.pk, x.res_type, x.res_id, x.body FROM ({page}) p JOIN resources x ON x.pk = p.pk"
     keys = f"k AS MATERIALIZED ({found} LIMIT {PILOT_CAP + 1}), n AS MATERIALIZED (SELECT count(*) AS c FROM k)"
     return f"WITH {keys} ({few}) UNION ALL ({many})"
+
+
+def _capped_counts(b: SqlBuilder, subqueries: list[str], after: int | None) -> str:
+    """One row: each criterion's matching keys after ``after``, counted up to ``PILOT_CAP + 1``
+    (at most that many index entries read per criterion, however large the database)."""
+    cut = f" WHERE q.resource_pk > {b.p(after)}" if after is not None else ""
+    counts = (f"(SELECT count(*) FROM (SELECT 1 FROM ({sub}) q{cut} LIMIT {PILOT_CAP + 1}) c)" for sub in subqueries)
+    return f"SELECT {', '.join(counts)}"
+
+
+def _page_of_intersection(
+    b: SqlBuilder, subqueries: list[str], counts: list[int], after: int | None, res_types: list[str], wanted: int
+) -> str:
+    """The page of a search of several index criteria, AND-ed (PostgreSQL, key order, first or next
+    page), by their counts (``_capped_counts``). One statement for all of them, as for one criterion,
+    took their intersection (``INTERSECT``), which reads every key of every criterion:
+    ``family=Santoso&gender=male`` at 100,000 Patients read 54,705 keys, 40 ms of 43, and ten times
+    as many at 1,000,000. Here no plan reads a criterion's keys to the end unless that criterion has
+    at most ``PILOT_CAP`` of them:
+
+    * one criterion has few keys: they are sorted and walked in key order, the others checked per key
+      by a probe of their own (``OFFSET 0``: never a hash of all their keys), until the page is full;
+    * all have many: the type's keys are walked in key order (``ix_resources_res_type_pk``), each
+      checked by a probe per criterion, until the page is full. As a semi-join (one criterion's way)
+      the planner read all of a criterion's keys to sort them. The walk is as long as the
+      intersection is sparse (983 keys for ``family=Santoso&gender=male``, 2 % of Patients
+      matching), whatever the size of the database."""
+    keyset = f" AND r.pk > {b.p(after)}" if after is not None else ""
+    cut = f" WHERE q.resource_pk > {b.p(after)}" if after is not None else ""
+    kinds = [b.in_list("r.res_type", res_types)] if res_types else []
+    where = " AND ".join(["r.deleted = FALSE", *kinds])
+
+    def probes(skip: int) -> str:
+        return "".join(
+            f" AND EXISTS (SELECT 1 FROM ({sub}) s WHERE s.resource_pk = r.pk OFFSET 0)" for i, sub in enumerate(subqueries) if i != skip
+        )
+
+    fewest = min(range(len(subqueries)), key=counts.__getitem__)
+    if counts[fewest] <= PILOT_CAP:
+        keys = f"SELECT DISTINCT q.resource_pk FROM ({subqueries[fewest]}) q{cut} ORDER BY 1 OFFSET 0"
+        return (
+            f"SELECT r.pk, r.res_type, r.res_id, r.body FROM ({keys}) k JOIN resources r ON r.pk = k.resource_pk "
+            f"WHERE {where}{probes(fewest)} ORDER BY r.pk LIMIT {b.p(wanted)}"
+        )
+    page = f"SELECT r.pk FROM resources r WHERE {where}{keyset}{probes(-1)} ORDER BY r.pk LIMIT {b.p(wanted)}"
+    return f"SELECT x.pk, x.res_type, x.res_id, x.body FROM ({page}) p JOIN resources x ON x.pk = p.pk"
 
 
 def _body(value: Any) -> bytes:

@@ -8,6 +8,12 @@ a coarse sound key (``Rizki``, ``Rizky`` and ``Risky`` share one). Every name of
 indexed as its tokens' keys (``idx_token`` rows, code = the key). A search value matches a resource
 that has the keys of all of the value's tokens, in any of its names and in any order:
 ``Patient?phonetic=Muhammad Rizky`` finds ``Moch. Rizki``.
+
+Every pair of a resource's keys is indexed too (code ``"<key> <key>"``, the two in order): a value
+of two tokens is then one look-up, and one of more tokens a look-up per pair of them. The names
+Indonesians search by are few and common (``Budi`` and ``Santoso`` each in thousands of Patients);
+the keys one by one had to be intersected, which read thousands of rows and more as the database
+grew, where the pair reads only its matches.
 """
 
 from __future__ import annotations
@@ -32,6 +38,24 @@ def search_keys(value: str) -> list[str]:
     return phonetic_keys(value)[:MAX_TOKENS]
 
 
+def pair_key(a: str, b: str) -> str:
+    """The indexed key of two keys of one resource (a space never occurs in a key)."""
+    return f"{a} {b}" if a <= b else f"{b} {a}"
+
+
+def lookup_keys(value: str) -> list[str]:
+    """The indexed keys a search value's resources all have, the fewest look-ups that cover its
+    tokens: its one key; or its keys in pairs (the last one paired again with the first when their
+    number is odd)."""
+    keys = search_keys(value)
+    if len(keys) < 2:
+        return keys
+    pairs = [pair_key(keys[i], keys[i + 1]) for i in range(0, len(keys) - 1, 2)]
+    if len(keys) % 2:
+        pairs.append(pair_key(keys[0], keys[-1]))
+    return pairs
+
+
 def _written(name: dict[str, Any]) -> str:
     """A HumanName as written: its text, else its given names and family."""
     text = name.get("text")
@@ -45,10 +69,19 @@ def _written(name: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def name_rows(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``phonetic`` rows of a stored resource's names (the data migrations 0027 and 0028)."""
+    names = resource.get("name")
+    return phonetic_rows("phonetic", [("HumanName", n) for n in names]) if isinstance(names, list) else []
+
+
 def phonetic_rows(code: str, values: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """The token rows of the names ``values`` (HumanNames): one per sound key."""
+    """The token rows of the names ``values`` (HumanNames): one per sound key, and one per pair of
+    them (of all the names together, as a search matches keys from any of them)."""
     keys: dict[str, None] = {}
     for _, name in values:
         if isinstance(name, dict):
             keys.update(dict.fromkeys(phonetic_keys(_written(name))))
-    return [{"param": code, "system": None, "code": key, "text": None} for key in keys]
+    found = list(keys)
+    pairs = [pair_key(a, b) for i, a in enumerate(found) for b in found[i + 1 :]]
+    return [{"param": code, "system": None, "code": key, "text": None} for key in (*found, *pairs)]

@@ -26,7 +26,7 @@ from .hierarchy import HierarchyValue
 from .near import LATITUDE, LONGITUDE, NearValue, box_and_scale
 from .parameters import is_single_valued, params_for
 from .parse import CompositeValue, Criterion, DateValue, NumberValue, OfTypeValue, QuantityValue, TokenValue
-from .phonetic import search_keys
+from .phonetic import lookup_keys, search_keys
 from .values import MAX_US, cut, normalize_string, parse_reference
 
 TABLES = {
@@ -294,13 +294,13 @@ class SqlBuilder:
 
     @staticmethod
     def _phonetic_keys(c: Criterion) -> list[str] | None:
-        """A ``phonetic`` criterion of one value as its keys, one AND-ed look-up each (the page
-        planner intersects them, or walks the keys in order probing the per-resource index: for a
-        common name a GROUP BY over every row of its keys grew with the database, 2.2 -> 8.5 ms p50
-        from 10,000 to 100,000 Patients); None for anything else."""
+        """A ``phonetic`` criterion of one value as its indexed keys (its one key, or its keys in
+        pairs: search/phonetic.py), one AND-ed look-up each; None for anything else. For a common
+        name, a GROUP BY over every row of its keys grew with the database (2.2 -> 8.5 ms p50 from
+        10,000 to 100,000 Patients), as did the intersection of the keys one by one."""
         if c.param is None or c.param.xpath_usage != "phonetic" or c.modifier is not None or len(c.values) != 1:
             return None
-        return search_keys(str(c.values[0])) or None
+        return lookup_keys(str(c.values[0])) or None
 
     def _phonetic_key(self, r: str, code: str, key: str) -> str:
         t = self._alias("idx_token")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic.config import Config
 from sqlalchemy.engine import Engine
@@ -50,6 +52,17 @@ def stored_bodies(
             return
         last = rows[-1][0]
         yield [(pk, res_type, bytes(body)) for pk, res_type, body in rows if body is not None]
+
+
+def index_stored(
+    conn: sa.Connection, res_types: tuple[str, ...], insert: str, rows_of: Callable[[int, dict[str, Any]], Iterable[dict[str, Any]]]
+) -> None:
+    """Insert, with the statement ``insert``, the index rows ``rows_of(pk, resource)`` of every current
+    resource of ``res_types``: the data migrations that index what was stored before them."""
+    for rows in stored_bodies(conn, res_types):
+        found = [row for pk, _, body in rows for row in rows_of(pk, orjson.loads(body))]
+        if found:
+            conn.execute(sa.text(insert), found)
 
 
 def script_location() -> Path:
