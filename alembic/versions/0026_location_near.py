@@ -21,8 +21,12 @@ def upgrade() -> None:
     from fhir_server.search.near import position_rows
     from fhir_server.storage.migrate import index_stored
 
-    insert = "INSERT INTO idx_number (resource_pk, param, value, lo, hi) VALUES (:pk, :param, :value, :lo, :hi)"
-    index_stored(op.get_bind(), ("Location",), insert, lambda pk, resource: ({"pk": pk, **row} for row in position_rows([("", resource.get("position"))])))
+    index_stored(
+        op.get_bind(),
+        ("Location",),
+        "idx_number",
+        lambda pk, resource: ({"resource_pk": pk, **row} for row in position_rows([("", resource.get("position"))])),
+    )
 
 
 def downgrade() -> None:

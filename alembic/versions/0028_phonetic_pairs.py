@@ -16,17 +16,14 @@ down_revision = "0027_phonetic"
 branch_labels = None
 depends_on = None
 
-TYPES = ("Patient", "Person", "Practitioner", "RelatedPerson")
-INSERT = "INSERT INTO idx_token (resource_pk, param, code) VALUES (:pk, 'phonetic', :code)"
-
 
 def upgrade() -> None:
-    from fhir_server.search.phonetic import name_rows
+    from fhir_server.search.phonetic import TYPES, stored_rows
     from fhir_server.storage.migrate import index_stored
 
     conn = op.get_bind()
     conn.execute(sa.text("DELETE FROM idx_token WHERE param = 'phonetic'"))
-    index_stored(conn, TYPES, INSERT, lambda pk, resource: ({"pk": pk, "code": row["code"]} for row in name_rows(resource)))
+    index_stored(conn, TYPES, "idx_token", stored_rows)
 
 
 def downgrade() -> None:

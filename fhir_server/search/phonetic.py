@@ -69,10 +69,16 @@ def _written(name: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def name_rows(resource: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``phonetic`` rows of a stored resource's names (the data migrations 0027 and 0028)."""
+#: the types with ``phonetic`` (R4 individual-phonetic)
+TYPES = ("Patient", "Person", "Practitioner", "RelatedPerson")
+
+
+def stored_rows(pk: int, resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``idx_token`` rows of the stored resource ``pk``'s names (the data migrations 0027, 0028)."""
     names = resource.get("name")
-    return phonetic_rows("phonetic", [("HumanName", n) for n in names]) if isinstance(names, list) else []
+    if not isinstance(names, list):
+        return []
+    return [{"resource_pk": pk, **row} for row in phonetic_rows("phonetic", [("HumanName", n) for n in names])]
 
 
 def phonetic_rows(code: str, values: list[tuple[str, Any]]) -> list[dict[str, Any]]:

@@ -55,14 +55,16 @@ def stored_bodies(
 
 
 def index_stored(
-    conn: sa.Connection, res_types: tuple[str, ...], insert: str, rows_of: Callable[[int, dict[str, Any]], Iterable[dict[str, Any]]]
+    conn: sa.Connection, res_types: tuple[str, ...], table: str, rows_of: Callable[[int, dict[str, Any]], Iterable[dict[str, Any]]]
 ) -> None:
-    """Insert, with the statement ``insert``, the index rows ``rows_of(pk, resource)`` of every current
-    resource of ``res_types``: the data migrations that index what was stored before them."""
+    """Insert into the index table ``table`` the rows ``rows_of(pk, resource)`` (its columns by name)
+    of every current resource of ``res_types``: the data migrations that index what was stored
+    before them."""
     for rows in stored_bodies(conn, res_types):
         found = [row for pk, _, body in rows for row in rows_of(pk, orjson.loads(body))]
         if found:
-            conn.execute(sa.text(insert), found)
+            columns = list(found[0])
+            conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"), found)
 
 
 def script_location() -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
+from searchutil import keys_read, plan_nodes, planned_search
 
 from fhir_server.search import engine
 from tests.conftest import index_definition
@@ -166,32 +166,13 @@ def test_the_walk_can_use_the_type_key_index(client, monkeypatch):
     for n in range(12):
         _visit(client, n)
     monkeypatch.setattr(engine, "PILOT_CAP", 1)
-    seen: list[tuple[str, dict]] = []
-    eng = client.app.state.fhir.db.engine
-
-    def capture(_c, _cur, statement, parameters, _ctx, _many):
-        seen.append((statement, parameters))
-
-    with eng.connect() as conn:
-        sa.event.listen(conn, "before_cursor_execute", capture)
-        out = engine.run_search(conn, "Patient", [("gender", "male"), ("_count", "3")], strict=True, default_count=50, max_count=1000)
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        assert [i for _, i, _ in out.matches] == ["v1", "v2", "v4"]
-        ((statement, params),) = seen
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-        plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params).scalar()
-        conn.rollback()
-    nodes = _nodes(plan[0]["Plan"])
+    found, (plan,) = planned_search(client, [("gender", "male"), ("_count", "3")])
+    assert found == ["v1", "v2", "v4"]
+    nodes = plan_nodes(plan)
     walks = [n for n in nodes if n.get("Index Name") == "ix_resources_res_type_pk" and n.get("Actual Loops")]
     assert walks and all(n["Node Type"] == "Index Only Scan" for n in walks)
     rows = [n for n in nodes if n.get("Relation Name") == "resources" and n.get("Index Name") != "ix_resources_res_type_pk"]
     assert sum(n["Actual Rows"] * n["Actual Loops"] for n in rows) <= 4  # the page (3 and one to see a next page)
-
-
-def _nodes(node: dict) -> list[dict]:
-    return [node, *(m for child in node.get("Plans", []) for m in _nodes(child))]
 
 
 def test_a_parameters_share_of_a_value_is_estimated_from_both(client):
@@ -218,31 +199,6 @@ def test_a_parameters_share_of_a_value_is_estimated_from_both(client):
     assert plan["Plan"]["Plan Rows"] >= 150
 
 
-def _keys_read(client, monkeypatch, params: list[tuple[str, str]]) -> tuple[list[str], int]:
-    """PostgreSQL: the ids a search finds and the index entries its statements read (EXPLAIN ANALYZE
-    of each statement it ran, rows times loops of every scan of an index table)."""
-    seen: list[tuple[str, dict]] = []
-    eng = client.app.state.fhir.db.engine
-
-    def capture(_c, _cur, statement, parameters, _ctx, _many):
-        seen.append((statement, parameters))
-
-    with eng.connect() as conn:
-        sa.event.listen(conn, "before_cursor_execute", capture)
-        out = engine.run_search(conn, "Patient", params, strict=True, default_count=50, max_count=1000)
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        # the planner steered off sequential scans and hashes, as at scale (see the test above)
-        for setting in ("enable_seqscan", "enable_hashjoin", "enable_bitmapscan"):
-            conn.exec_driver_sql(f"SET LOCAL {setting} = off")
-        read = 0
-        for statement, values in seen:
-            plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, values).scalar()
-            nodes = _nodes(plan[0]["Plan"])
-            read += sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes if str(n.get("Relation Name", "")).startswith("idx_"))
-        conn.rollback()
-    return [i for _, i, _ in out.matches], read
-
-
 def test_several_criteria_never_read_every_key_of_a_large_one(client, monkeypatch):
     """PostgreSQL: AND-ed criteria were intersected (``INTERSECT``), which read every key of every
     criterion: at 100,000 Patients ``family=Santoso&gender=male`` read 54,705. Now each criterion's
@@ -257,8 +213,8 @@ def test_several_criteria_never_read_every_key_of_a_large_one(client, monkeypatc
         assert client.put(f"/fhir/Patient/m{n}", json=body, headers=FHIR_JSON).status_code == 201
     monkeypatch.setattr(engine, "PILOT_CAP", 5)
     # two Jarang among 40 men: the two are walked, gender probed for each
-    found, read = _keys_read(client, monkeypatch, [("family", "Jarang"), ("gender", "male"), ("_count", "10")])
+    found, read = keys_read(client, [("family", "Jarang"), ("gender", "male"), ("_count", "10")])
     assert found == ["m7", "m23"] and read <= 2 * (5 + 1) + 2 * 2
     # 40 men born in 1990: the type's keys walked until the page (3, and one more) is full
-    found, read = _keys_read(client, monkeypatch, [("gender", "male"), ("birthdate", "1990"), ("_count", "3")])
+    found, read = keys_read(client, [("gender", "male"), ("birthdate", "1990"), ("_count", "3")])
     assert found == ["m0", "m1", "m2"] and read <= 2 * (5 + 1) + 2 * 4
