@@ -127,22 +127,25 @@ def run_search(
         f"WHERE {where_sql}) s{keyset} ORDER BY {order} LIMIT {b.p(count + 1)}"
     )
     wants_total = q.total == "accurate" or q.total == "estimate"
-    # PostgreSQL only (its planner is the one that chose badly for the semi-join); SQLite's plans
-    # for the plain statement are fixed by ``+r.res_type`` above
+    # criteria that are all index look-ups (no _sort, a first or next page): one of them on
+    # PostgreSQL, whose planner chose badly for the semi-join (SQLite's plain statement is fixed by
+    # ``+r.res_type`` above), and several of them on both engines, are paged by their counts
     dialect = _dialect(source)
     subqueries = _index_subqueries(criteria) if not q.sort and direction == "n" else None
-    if subqueries is not None and len(subqueries) == 1 and dialect != "postgresql":
-        subqueries = None  # SQLite: one criterion's plain statement is fixed by ``+r.res_type`` above
+    several = subqueries is not None and len(subqueries) > 1
+    if subqueries is not None and not several and dialect != "postgresql":
+        subqueries = None
     after = q.cursor.pk if q.cursor is not None else None
-    if subqueries is not None and len(subqueries) == 1:
+    if subqueries is not None and not several:
         page_sql = _page_by_count(b, subqueries, after, list(q.res_types), count + 1)
     with _rows(source, snapshot=wants_total or bool(q.includes)) as rows:
-        if subqueries is not None and len(subqueries) > 1:
+        if subqueries is not None and several:
             counts = rows(_capped_counts(b, subqueries, after), b.params)[0]
             page_sql = _page_of_intersection(b, subqueries, [int(n) for n in counts], after, list(q.res_types), count + 1, dialect)
         found = rows(page_sql, b.params)
         if subqueries is not None:
-            found.sort(key=lambda row: row[0])  # from one arm of a UNION ALL, which promises no order
+            # an arm of a UNION ALL, or rows joined after their page's keys: no order promised
+            found.sort(key=lambda row: row[0])
         more = len(found) > count
         found = found[:count]
         if direction == "p":

@@ -88,9 +88,8 @@ def position_rows(values: list[tuple[str, Any]]) -> list[dict[str, Any]]:
 def distance_extension(resource: dict[str, Any], points: list[NearValue]) -> dict[str, Any] | None:
     """The ``location-distance`` extension of a Location found by ``near``: the great-circle distance
     (haversine) from the nearest of ``points``, in km to the metre; None without a position."""
-    position = resource.get("position")
-    rows = position_rows([("position", position)]) if isinstance(position, dict) else []
-    if not rows or not points:
+    rows = position_rows([("position", resource.get("position"))])
+    if not rows:
         return None
     lat, lon = rows[0]["value"], rows[1]["value"]
     km = min(great_circle_km(lat, lon, p.latitude, p.longitude) for p in points)
